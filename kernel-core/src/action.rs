@@ -1,0 +1,810 @@
+//! The typed action model and its canonical form.
+//!
+//! An agent proposes an [`Action`]; nothing is decided on it until it has
+//! been turned into a [`CanonicalAction`] by [`CanonicalAction::new`]:
+//! paths made absolute and lexically normalised, programs absolute, hosts
+//! lowercased and IDNA-encoded, URLs parsed and re-serialised, tool input
+//! re-serialised as compact JSON with sorted keys. Bad input is a typed
+//! [`ActionError`], never a panic, and an action that cannot be
+//! canonicalised is never decided, so it is denied.
+//!
+//! A `CanonicalAction` can also be decoded, and decoding refuses any action
+//! that is not already in canonical form: the enforcer decides on exactly
+//! the bytes it was sent, and those bytes have one meaning.
+
+use crate::digest::Digest;
+use crate::limits::{
+    MAX_ARG_BYTES, MAX_ARGS, MAX_ENV_VARS, MAX_HOST_BYTES, MAX_METHOD_BYTES, MAX_NAME_BYTES,
+    MAX_PATH_BYTES, MAX_PAYLOAD_BYTES, MAX_URL_BYTES,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A proposed effect, as an agent describes it. Never a shell string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Run a program with an argument vector.
+    Exec(Exec),
+    /// Read a file's contents.
+    FileRead {
+        /// Path of the file; relative paths need a working directory.
+        path: String,
+    },
+    /// Write a file. The content is bound by its SHA-256 digest, so a permit
+    /// for one content cannot be used to write another.
+    FileWrite {
+        /// Path of the file; relative paths need a working directory.
+        path: String,
+        /// SHA-256 of the exact bytes to be written.
+        content_sha256: Digest,
+        /// Number of bytes to be written.
+        size: u64,
+        /// How the file is opened.
+        mode: WriteMode,
+    },
+    /// Delete a file or an empty directory.
+    FileDelete {
+        /// Path of the file; relative paths need a working directory.
+        path: String,
+    },
+    /// Open a network connection.
+    NetConnect {
+        /// Host name or IP address.
+        host: String,
+        /// Port, 1 to 65535.
+        port: u16,
+    },
+    /// Make an HTTP request.
+    Http {
+        /// Method token, such as `GET`.
+        method: String,
+        /// Absolute `http` or `https` URL.
+        url: String,
+    },
+    /// Call a tool (MCP-shaped: a name and a JSON input).
+    ToolCall {
+        /// Tool name.
+        name: String,
+        /// JSON text of the input.
+        input: String,
+    },
+    /// An application-defined action.
+    Custom {
+        /// Kind name: lowercase ASCII letters, digits, `_`, `-`, `.` and `:`.
+        kind: String,
+        /// Free-form payload the policy can match on.
+        payload: String,
+    },
+}
+
+/// How a [`Action::FileWrite`] opens its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteMode {
+    /// Create a new file; fail if it exists.
+    CreateNew,
+    /// Create or truncate, then write.
+    Overwrite,
+    /// Create if needed, then append.
+    Append,
+}
+
+impl WriteMode {
+    /// The name policies see in `context.mode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateNew => "create_new",
+            Self::Overwrite => "overwrite",
+            Self::Append => "append",
+        }
+    }
+}
+
+/// Running a program. The program is an absolute path (the client resolves
+/// bare names through `PATH` before canonicalisation); the environment is
+/// exactly the listed variables, nothing inherited.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exec {
+    /// The program: absolute, or relative to `cwd` if it contains a `/`.
+    pub program: String,
+    /// Arguments after the program name.
+    pub args: Vec<String>,
+    /// Working directory; `None` takes the canonicalisation base.
+    pub cwd: Option<String>,
+    /// Environment variables the program gets, and no others.
+    pub env: Vec<(String, String)>,
+}
+
+impl Exec {
+    /// A program with no arguments, no environment and the default working
+    /// directory.
+    pub fn new(program: impl Into<String>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            cwd: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Appends one argument.
+    #[must_use]
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends arguments.
+    #[must_use]
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the working directory.
+    #[must_use]
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Adds one environment variable.
+    #[must_use]
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+}
+
+impl Action {
+    /// An [`Action::Exec`].
+    pub fn exec(exec: Exec) -> Self {
+        Self::Exec(exec)
+    }
+
+    /// An [`Action::FileRead`].
+    pub fn file_read(path: impl Into<String>) -> Self {
+        Self::FileRead { path: path.into() }
+    }
+
+    /// An [`Action::FileWrite`] that overwrites `path` with exactly `content`.
+    pub fn file_write(path: impl Into<String>, content: &[u8]) -> Self {
+        Self::FileWrite {
+            path: path.into(),
+            content_sha256: Digest::of_content(content),
+            size: u64::try_from(content.len()).unwrap_or(u64::MAX),
+            mode: WriteMode::Overwrite,
+        }
+    }
+
+    /// An [`Action::FileDelete`].
+    pub fn file_delete(path: impl Into<String>) -> Self {
+        Self::FileDelete { path: path.into() }
+    }
+
+    /// An [`Action::NetConnect`].
+    pub fn net_connect(host: impl Into<String>, port: u16) -> Self {
+        Self::NetConnect {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// An [`Action::Http`].
+    pub fn http(method: impl Into<String>, url: impl Into<String>) -> Self {
+        Self::Http {
+            method: method.into(),
+            url: url.into(),
+        }
+    }
+
+    /// An [`Action::ToolCall`] with a JSON input.
+    pub fn tool_call(name: impl Into<String>, input: &serde_json::Value) -> Self {
+        Self::ToolCall {
+            name: name.into(),
+            input: input.to_string(),
+        }
+    }
+
+    /// An [`Action::Custom`].
+    pub fn custom(kind: impl Into<String>, payload: impl Into<String>) -> Self {
+        Self::Custom {
+            kind: kind.into(),
+            payload: payload.into(),
+        }
+    }
+
+    /// The name policies use for this kind of action (`Action::"exec"` ...).
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Self::Exec(_) => ActionKind::Exec,
+            Self::FileRead { .. } => ActionKind::FileRead,
+            Self::FileWrite { .. } => ActionKind::FileWrite,
+            Self::FileDelete { .. } => ActionKind::FileDelete,
+            Self::NetConnect { .. } => ActionKind::NetConnect,
+            Self::Http { .. } => ActionKind::Http,
+            Self::ToolCall { .. } => ActionKind::ToolCall,
+            Self::Custom { .. } => ActionKind::Custom,
+        }
+    }
+}
+
+/// The kinds of action, as policies name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActionKind {
+    /// `Action::"exec"`
+    Exec,
+    /// `Action::"file_read"`
+    FileRead,
+    /// `Action::"file_write"`
+    FileWrite,
+    /// `Action::"file_delete"`
+    FileDelete,
+    /// `Action::"net_connect"`
+    NetConnect,
+    /// `Action::"http"`
+    Http,
+    /// `Action::"tool_call"`
+    ToolCall,
+    /// `Action::"custom"`
+    Custom,
+}
+
+impl ActionKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Self; 8] = [
+        Self::Exec,
+        Self::FileRead,
+        Self::FileWrite,
+        Self::FileDelete,
+        Self::NetConnect,
+        Self::Http,
+        Self::ToolCall,
+        Self::Custom,
+    ];
+
+    /// The Cedar action id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::FileRead => "file_read",
+            Self::FileWrite => "file_write",
+            Self::FileDelete => "file_delete",
+            Self::NetConnect => "net_connect",
+            Self::Http => "http",
+            Self::ToolCall => "tool_call",
+            Self::Custom => "custom",
+        }
+    }
+}
+
+/// Why an action could not be canonicalised. Such an action is denied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActionError {
+    /// A relative path was given and there is no working directory to
+    /// resolve it against.
+    #[error("relative path `{0}` needs a working directory: give an absolute path")]
+    RelativePathWithoutCwd(String),
+    /// A field contains a NUL byte.
+    #[error("{field} contains a NUL byte")]
+    NulByte {
+        /// The field.
+        field: &'static str,
+    },
+    /// A required field is empty.
+    #[error("{field} is empty")]
+    Empty {
+        /// The field.
+        field: &'static str,
+    },
+    /// A field is over its documented size limit.
+    #[error("{field} is {size} bytes or items, over the limit of {limit}")]
+    TooLarge {
+        /// The field.
+        field: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A bare program name was given; the kernel decides on absolute paths.
+    #[error("program `{0}` is not a path: resolve it through `PATH` first")]
+    ProgramNotResolved(String),
+    /// The working directory or canonicalisation base is not absolute.
+    #[error("working directory `{0}` is not absolute")]
+    RelativeCwd(String),
+    /// An environment variable name is invalid or repeated.
+    #[error("environment variable name `{0}` is invalid or repeated")]
+    BadEnvName(String),
+    /// The host is not a valid host name or IP address.
+    #[error("host `{0}` is not a valid host name or address")]
+    BadHost(String),
+    /// Port zero is not a destination.
+    #[error("port 0 is not a valid destination")]
+    BadPort,
+    /// The URL does not parse, is not http(s), or has no host.
+    #[error("url `{url}` is not usable: {why}")]
+    BadUrl {
+        /// The URL as given (cut to 200 bytes).
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The HTTP method is not an upper-case token.
+    #[error("http method `{0}` is not an upper-case token such as `GET`")]
+    BadMethod(String),
+    /// The tool input is not JSON.
+    #[error("tool input is not valid json: {0}")]
+    BadJson(String),
+    /// A name has characters outside its allowed set.
+    #[error("{field} `{value}` has characters outside the allowed set")]
+    BadName {
+        /// The field.
+        field: &'static str,
+        /// The value (cut to 200 bytes).
+        value: String,
+    },
+    /// A decoded action was not in canonical form.
+    #[error("action is not in canonical form")]
+    NotCanonical,
+}
+
+/// An action in canonical form: the only thing the kernel decides on.
+///
+/// Made by [`CanonicalAction::new`] or by decoding, which refuses any action
+/// that is not already canonical. Serialises as the inner [`Action`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CanonicalAction(Action);
+
+impl CanonicalAction {
+    /// Canonicalises `action`. Relative paths are resolved against `base`
+    /// (an absolute directory), and refused when there is none.
+    pub fn new(action: Action, base: Option<&str>) -> Result<Self, ActionError> {
+        let base = match base {
+            Some(base) => Some(normalize_absolute(base, "working directory")?),
+            None => None,
+        };
+        let base = base.as_deref();
+        let canonical = match action {
+            Action::Exec(exec) => Action::Exec(canonical_exec(exec, base)?),
+            Action::FileRead { path } => Action::FileRead {
+                path: canonical_path(&path, base)?,
+            },
+            Action::FileWrite {
+                path,
+                content_sha256,
+                size,
+                mode,
+            } => Action::FileWrite {
+                path: canonical_path(&path, base)?,
+                content_sha256,
+                size,
+                mode,
+            },
+            Action::FileDelete { path } => Action::FileDelete {
+                path: canonical_path(&path, base)?,
+            },
+            Action::NetConnect { host, port } => {
+                if port == 0 {
+                    return Err(ActionError::BadPort);
+                }
+                Action::NetConnect {
+                    host: canonical_host(&host)?,
+                    port,
+                }
+            }
+            Action::Http { method, url } => Action::Http {
+                method: canonical_method(&method)?,
+                url: canonical_url(&url)?,
+            },
+            Action::ToolCall { name, input } => Action::ToolCall {
+                name: canonical_name("tool name", &name, false)?,
+                input: canonical_json(&input)?,
+            },
+            Action::Custom { kind, payload } => Action::Custom {
+                kind: canonical_name("custom kind", &kind, true)?,
+                payload: {
+                    check_text("custom payload", &payload, MAX_PAYLOAD_BYTES)?;
+                    payload
+                },
+            },
+        };
+        Ok(Self(canonical))
+    }
+
+    /// The canonical action.
+    pub fn action(&self) -> &Action {
+        &self.0
+    }
+
+    /// The kind of action.
+    pub fn kind(&self) -> ActionKind {
+        self.0.kind()
+    }
+}
+
+impl<'de> Deserialize<'de> for CanonicalAction {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let action = Action::deserialize(deserializer)?;
+        let canonical =
+            CanonicalAction::new(action.clone(), None).map_err(serde::de::Error::custom)?;
+        if canonical.0 != action {
+            return Err(serde::de::Error::custom(ActionError::NotCanonical));
+        }
+        Ok(canonical)
+    }
+}
+
+fn check_text(field: &'static str, value: &str, limit: usize) -> Result<(), ActionError> {
+    if value.len() > limit {
+        return Err(ActionError::TooLarge {
+            field,
+            size: value.len(),
+            limit,
+        });
+    }
+    if value.contains('\0') {
+        return Err(ActionError::NulByte { field });
+    }
+    Ok(())
+}
+
+fn cut(value: &str) -> String {
+    let mut end = value.len().min(200);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value.get(..end).unwrap_or_default().to_owned()
+}
+
+/// Lexically normalises an absolute path: collapses `//`, drops `.`,
+/// resolves `..` (which stops at `/`). Does not touch the filesystem, so it
+/// does not resolve symbolic links; the broker refuses to follow links it
+/// did not decide on.
+fn normalize_absolute(path: &str, field: &'static str) -> Result<String, ActionError> {
+    check_text(field, path, MAX_PATH_BYTES)?;
+    if path.is_empty() {
+        return Err(ActionError::Empty { field });
+    }
+    if !path.starts_with('/') {
+        return Err(ActionError::RelativeCwd(cut(path)));
+    }
+    Ok(normalize_components(path))
+}
+
+fn normalize_components(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for part in &parts {
+        out.push('/');
+        out.push_str(part);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// Canonical form of a path: absolute (joined to `base` when relative) and
+/// lexically normalised.
+pub fn canonical_path(path: &str, base: Option<&str>) -> Result<String, ActionError> {
+    check_text("path", path, MAX_PATH_BYTES)?;
+    if path.is_empty() {
+        return Err(ActionError::Empty { field: "path" });
+    }
+    let joined;
+    let absolute = if path.starts_with('/') {
+        path
+    } else {
+        let base = base.ok_or_else(|| ActionError::RelativePathWithoutCwd(cut(path)))?;
+        joined = format!("{base}/{path}");
+        &joined
+    };
+    let normal = normalize_components(absolute);
+    if normal.len() > MAX_PATH_BYTES {
+        return Err(ActionError::TooLarge {
+            field: "path",
+            size: normal.len(),
+            limit: MAX_PATH_BYTES,
+        });
+    }
+    Ok(normal)
+}
+
+fn canonical_exec(exec: Exec, base: Option<&str>) -> Result<Exec, ActionError> {
+    let Exec {
+        program,
+        args,
+        cwd,
+        env,
+    } = exec;
+    check_text("program", &program, MAX_PATH_BYTES)?;
+    if program.is_empty() {
+        return Err(ActionError::Empty { field: "program" });
+    }
+    let cwd = match cwd {
+        Some(cwd) => canonical_path(&cwd, base)?,
+        None => base
+            .map(str::to_owned)
+            .ok_or_else(|| ActionError::RelativePathWithoutCwd(".".to_owned()))?,
+    };
+    if !program.contains('/') {
+        return Err(ActionError::ProgramNotResolved(cut(&program)));
+    }
+    let program = canonical_path(&program, Some(&cwd))?;
+    if args.len() > MAX_ARGS {
+        return Err(ActionError::TooLarge {
+            field: "args",
+            size: args.len(),
+            limit: MAX_ARGS,
+        });
+    }
+    for arg in &args {
+        check_text("argument", arg, MAX_ARG_BYTES)?;
+    }
+    if env.len() > MAX_ENV_VARS {
+        return Err(ActionError::TooLarge {
+            field: "env",
+            size: env.len(),
+            limit: MAX_ENV_VARS,
+        });
+    }
+    let mut env = env;
+    for (name, value) in &env {
+        check_text("environment name", name, MAX_NAME_BYTES)?;
+        check_text("environment value", value, MAX_ARG_BYTES)?;
+        if name.is_empty() || name.contains('=') {
+            return Err(ActionError::BadEnvName(cut(name)));
+        }
+    }
+    env.sort();
+    if env.windows(2).any(|pair| match pair {
+        [a, b] => a.0 == b.0,
+        _ => false,
+    }) {
+        let repeated = env
+            .windows(2)
+            .find_map(|pair| match pair {
+                [a, b] if a.0 == b.0 => Some(a.0.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        return Err(ActionError::BadEnvName(cut(&repeated)));
+    }
+    Ok(Exec {
+        program,
+        args,
+        cwd: Some(cwd),
+        env,
+    })
+}
+
+/// Canonical host: lowercase, IDNA (punycode) for non-ASCII names, no
+/// trailing dot, IPv6 in brackets.
+pub fn canonical_host(host: &str) -> Result<String, ActionError> {
+    check_text("host", host, MAX_HOST_BYTES)?;
+    let trimmed = host.strip_suffix('.').unwrap_or(host);
+    if trimmed.is_empty() {
+        return Err(ActionError::Empty { field: "host" });
+    }
+    let parsed = url::Host::parse(trimmed).map_err(|_| ActionError::BadHost(cut(host)))?;
+    let text = parsed.to_string();
+    if text.len() > MAX_HOST_BYTES || text.ends_with('.') {
+        return Err(ActionError::BadHost(cut(host)));
+    }
+    Ok(text)
+}
+
+fn canonical_method(method: &str) -> Result<String, ActionError> {
+    if method.is_empty()
+        || method.len() > MAX_METHOD_BYTES
+        || !method.bytes().all(|b| b.is_ascii_uppercase())
+    {
+        return Err(ActionError::BadMethod(cut(method)));
+    }
+    Ok(method.to_owned())
+}
+
+fn canonical_url(url: &str) -> Result<String, ActionError> {
+    check_text("url", url, MAX_URL_BYTES)?;
+    let bad = |why: &str| ActionError::BadUrl {
+        url: cut(url),
+        why: why.to_owned(),
+    };
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("only http and https are supported"));
+    }
+    let host = parsed.host_str().ok_or_else(|| bad("no host"))?;
+    if host.ends_with('.') {
+        return Err(bad("host ends with a dot"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad("credentials in a url are refused"));
+    }
+    let text = String::from(parsed);
+    if text.len() > MAX_URL_BYTES {
+        return Err(ActionError::TooLarge {
+            field: "url",
+            size: text.len(),
+            limit: MAX_URL_BYTES,
+        });
+    }
+    Ok(text)
+}
+
+fn canonical_name(field: &'static str, name: &str, strict: bool) -> Result<String, ActionError> {
+    check_text(field, name, MAX_NAME_BYTES)?;
+    if name.is_empty() {
+        return Err(ActionError::Empty { field });
+    }
+    let allowed = |c: char| {
+        if strict {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.' | ':')
+        } else {
+            !c.is_control() && !c.is_whitespace()
+        }
+    };
+    if !name.chars().all(allowed) {
+        return Err(ActionError::BadName {
+            field,
+            value: cut(name),
+        });
+    }
+    Ok(name.to_owned())
+}
+
+fn canonical_json(input: &str) -> Result<String, ActionError> {
+    check_text("tool input", input, MAX_PAYLOAD_BYTES)?;
+    let value: serde_json::Value =
+        serde_json::from_str(input).map_err(|e| ActionError::BadJson(e.to_string()))?;
+    let text = value.to_string();
+    if text.len() > MAX_PAYLOAD_BYTES {
+        return Err(ActionError::TooLarge {
+            field: "tool input",
+            size: text.len(),
+            limit: MAX_PAYLOAD_BYTES,
+        });
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+    use super::*;
+
+    fn canon(action: Action) -> Result<Action, ActionError> {
+        CanonicalAction::new(action, Some("/work/project")).map(|c| c.0)
+    }
+
+    #[test]
+    fn paths_are_absolute_and_normalised() {
+        assert_eq!(
+            canon(Action::file_read("src/../src/./main.rs")).unwrap(),
+            Action::file_read("/work/project/src/main.rs")
+        );
+        assert_eq!(
+            canon(Action::file_read("//etc///passwd/")).unwrap(),
+            Action::file_read("/etc/passwd")
+        );
+        assert_eq!(
+            canon(Action::file_read("/../../..")).unwrap(),
+            Action::file_read("/")
+        );
+        assert_eq!(
+            canon(Action::file_read("../../../../root/.ssh/id_ed25519")).unwrap(),
+            Action::file_read("/root/.ssh/id_ed25519")
+        );
+    }
+
+    #[test]
+    fn bad_input_is_a_typed_error() {
+        assert_eq!(
+            CanonicalAction::new(Action::file_read("a.txt"), None),
+            Err(ActionError::RelativePathWithoutCwd("a.txt".into()))
+        );
+        assert_eq!(
+            canon(Action::file_read("/etc/pass\0wd")),
+            Err(ActionError::NulByte { field: "path" })
+        );
+        assert_eq!(
+            canon(Action::exec(Exec::new(""))),
+            Err(ActionError::Empty { field: "program" })
+        );
+        assert_eq!(
+            canon(Action::exec(Exec::new("ls"))),
+            Err(ActionError::ProgramNotResolved("ls".into()))
+        );
+        assert!(matches!(
+            canon(Action::http("GET", "not a url")),
+            Err(ActionError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            canon(Action::http("GET", "file:///etc/passwd")),
+            Err(ActionError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            canon(Action::file_read("/".repeat(MAX_PATH_BYTES + 1))),
+            Err(ActionError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            canon(Action::exec(
+                Exec::new("/bin/echo").args(vec!["x"; MAX_ARGS + 1])
+            )),
+            Err(ActionError::TooLarge { .. })
+        ));
+        assert_eq!(canon(Action::net_connect("a.b", 0)), Err(ActionError::BadPort));
+        assert!(matches!(
+            canon(Action::ToolCall {
+                name: "t".into(),
+                input: "{".into()
+            }),
+            Err(ActionError::BadJson(_))
+        ));
+        assert!(matches!(
+            canon(Action::exec(Exec::new("/bin/env").env("A", "1").env("A", "2"))),
+            Err(ActionError::BadEnvName(_))
+        ));
+    }
+
+    #[test]
+    fn hosts_urls_json_and_env_have_one_form() {
+        assert_eq!(
+            canon(Action::net_connect("Example.COM.", 443)).unwrap(),
+            Action::net_connect("example.com", 443)
+        );
+        assert_eq!(
+            canon(Action::net_connect("bücher.de", 443)).unwrap(),
+            Action::net_connect("xn--bcher-kva.de", 443)
+        );
+        assert_eq!(
+            canon(Action::http("GET", "HTTPS://Example.com:443/a/../b?x=1")).unwrap(),
+            Action::http("GET", "https://example.com/b?x=1")
+        );
+        assert_eq!(
+            canon(Action::ToolCall {
+                name: "search".into(),
+                input: r#"{ "b": 1, "a": [true, null] }"#.into()
+            })
+            .unwrap(),
+            Action::ToolCall {
+                name: "search".into(),
+                input: r#"{"a":[true,null],"b":1}"#.into()
+            }
+        );
+        assert_eq!(
+            canon(Action::exec(Exec::new("./run.sh").env("B", "2").env("A", "1"))).unwrap(),
+            Action::exec(
+                Exec::new("/work/project/run.sh")
+                    .cwd("/work/project")
+                    .env("A", "1")
+                    .env("B", "2")
+            )
+        );
+    }
+
+    #[test]
+    fn canonicalisation_is_idempotent_and_decoding_refuses_other_forms() {
+        let canonical = CanonicalAction::new(Action::file_read("a/./b"), Some("/w")).unwrap();
+        let again = CanonicalAction::new(canonical.action().clone(), None).unwrap();
+        assert_eq!(canonical, again);
+        let raw = postcard::to_stdvec(&Action::file_read("/w/a/./b")).unwrap();
+        assert!(postcard::from_bytes::<CanonicalAction>(&raw).is_err());
+        let good = postcard::to_stdvec(&canonical).unwrap();
+        assert_eq!(postcard::from_bytes::<CanonicalAction>(&good).unwrap(), canonical);
+    }
+}

@@ -1,0 +1,74 @@
+//! The pure, shared core of the agent safety kernel.
+//!
+//! Both the client (inside the agent) and the enforcer (a separate process)
+//! depend on this crate, and so can an outside auditor. It does no I/O and
+//! contains no `unsafe` code. It provides:
+//!
+//! - the typed [`Action`] model and its [`CanonicalAction`] form, which is
+//!   what every decision is made on;
+//! - [`Request`]s and their one strict encoding ([`EncodedRequest`]);
+//! - the fail-closed decision combinator [`decide`], the only place where
+//!   `Allow` is produced;
+//! - signed receipts, and [`verify_receipt`], the only way to obtain a
+//!   [`Permit`];
+//! - the frames of the client–enforcer protocol;
+//! - evidence records and [`verify_log`], for auditors holding public keys
+//!   only.
+//!
+//! What it refuses: relative paths without a working directory, NUL bytes,
+//! empty programs, bare program names, unparsable URLs and JSON, fields
+//! over the limits in [`limits`]; bytes with a wrong tag or version,
+//! trailing bytes, oversize input and non-canonical encodings; receipts
+//! with a bad signature, or for another session, request or policy set, or
+//! expired.
+//!
+//! ```
+//! use kernel_core::{Action, CanonicalAction};
+//!
+//! let action = CanonicalAction::new(Action::file_read("src/../Cargo.toml"), Some("/work"))?;
+//! assert_eq!(action.action(), &Action::file_read("/work/Cargo.toml"));
+//! # Ok::<(), kernel_core::ActionError>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod action;
+mod decision;
+mod digest;
+mod encoding;
+mod evidence;
+mod keys;
+pub mod limits;
+mod protocol;
+mod receipt;
+mod request;
+
+pub use action::{
+    Action, ActionError, ActionKind, CanonicalAction, Exec, WriteMode, canonical_host,
+    canonical_path,
+};
+pub use decision::{
+    Deadline, Decision, DecisionInputs, Evaluation, KernelState, LimitState, MatchedForbid,
+    MatchedPermit, REASON_DEADLINE, REASON_DEFAULT_DENY, REASON_HALTED, Verdict, decide,
+};
+pub use digest::{Digest, hex, unhex};
+pub use encoding::{
+    CLIENT_FRAME_TAG, DecodeError, ENFORCER_FRAME_TAG, RECEIPT_TAG, RECORD_TAG, REQUEST_TAG,
+};
+pub use evidence::{
+    LogError, LogProblem, LogSummary, MAX_RECORD_BYTES, Record, decode_record, frame_record,
+    split_records, verify_log,
+};
+pub use keys::{
+    PUBLIC_KEY_PREFIX, PublicKeyError, SigningKey, VerifyingKey, format_public_key,
+    parse_public_key, public_key_from_bytes,
+};
+pub use protocol::{
+    ClientFrame, Confinement, EnforcerFrame, HANDSHAKE_TAG, Handshake, HandshakeSignatureError,
+    PROTOCOL_VERSION, Refusal, decode_client_frame, decode_enforcer_frame, encode_client_frame,
+    encode_enforcer_frame,
+};
+pub use receipt::{
+    Expectation, MAX_CLOCK_SKEW_MS, Permit, ReceiptBody, SignedReceipt, Verified, VerifiedReceipt,
+    VerifyError, sign_receipt, verify_receipt, verify_receipt_signature,
+};
+pub use request::{EncodedRequest, Request, SessionId};

@@ -1,0 +1,203 @@
+//! Frames exchanged between client and enforcer, and the handshake.
+//!
+//! Every frame is `tag || postcard(frame)` and is decoded strictly (see
+//! [`encoding`](crate::encoding)). Transport failures and protocol
+//! refusals are separate layers: a [`Refusal`] is the enforcer's answer to
+//! a frame it would not decide on; the client turns both into a denial.
+
+use crate::digest::Digest;
+use crate::encoding::{CLIENT_FRAME_TAG, DecodeError, ENFORCER_FRAME_TAG, decode, encode};
+use crate::limits::MAX_FRAME_BYTES;
+use crate::receipt::SignedReceipt;
+use crate::request::SessionId;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Tag of the message the enforcer signs in its handshake.
+pub const HANDSHAKE_TAG: &[u8] = b"agent-kernel/handshake/v1\n";
+
+/// A frame from the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// Opens the session.
+    Hello {
+        /// The protocol version the client speaks.
+        protocol: u16,
+        /// Fresh randomness the enforcer must sign, proving it holds its key
+        /// now.
+        challenge: [u8; 32],
+    },
+    /// Asks for a decision on an encoded [`Request`](crate::Request).
+    Authorize {
+        /// `EncodedRequest::bytes`.
+        request: Vec<u8>,
+    },
+}
+
+/// How the agent is confined by the operating system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Confinement {
+    /// Not confined: the kernel governs only what the agent asks about.
+    Unconfined,
+}
+
+impl Confinement {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unconfined => "unconfined",
+        }
+    }
+}
+
+/// What the enforcer announces when a session opens. The signature covers
+/// everything here and the client's challenge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handshake {
+    /// Protocol version in use.
+    pub protocol: u16,
+    /// Fresh session id.
+    pub session: SessionId,
+    /// The enforcer's public key.
+    pub enforcer_key: [u8; 32],
+    /// Digest of the policy set in force (user policies and floor).
+    pub policy_digest: Digest,
+    /// The agent's workspace root.
+    pub workspace: String,
+    /// Confinement actually in force.
+    pub confinement: Confinement,
+    /// How long an allow receipt stays valid, in ms.
+    pub permit_ttl_ms: u64,
+}
+
+#[derive(Serialize)]
+struct HandshakeMessage<'a> {
+    handshake: &'a Handshake,
+    challenge: &'a [u8; 32],
+}
+
+fn handshake_message(handshake: &Handshake, challenge: &[u8; 32]) -> Vec<u8> {
+    encode(
+        HANDSHAKE_TAG,
+        &HandshakeMessage {
+            handshake,
+            challenge,
+        },
+    )
+}
+
+impl Handshake {
+    /// Signs the handshake together with the client's challenge.
+    pub fn sign(&self, key: &SigningKey, challenge: &[u8; 32]) -> [u8; 64] {
+        key.sign(&handshake_message(self, challenge)).to_bytes()
+    }
+
+    /// Verifies that `signature` is the announced key's signature over this
+    /// handshake and `challenge`.
+    pub fn verify(
+        &self,
+        key: &VerifyingKey,
+        challenge: &[u8; 32],
+        signature: &[u8; 64],
+    ) -> Result<(), HandshakeSignatureError> {
+        key.verify_strict(
+            &handshake_message(self, challenge),
+            &Signature::from_bytes(signature),
+        )
+        .map_err(|_| HandshakeSignatureError)
+    }
+}
+
+/// The handshake signature did not verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("handshake signature does not verify under the announced key")]
+pub struct HandshakeSignatureError;
+
+/// A frame from the enforcer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnforcerFrame {
+    /// The answer to [`ClientFrame::Hello`].
+    Hello {
+        /// What the enforcer announces.
+        handshake: Handshake,
+        /// Its signature over the handshake and the challenge.
+        #[serde(with = "crate::encoding::signature_bytes")]
+        signature: [u8; 64],
+    },
+    /// A signed decision.
+    Receipt {
+        /// The request's sequence number.
+        seq: u64,
+        /// The signed receipt.
+        receipt: SignedReceipt,
+    },
+    /// The enforcer would not decide on a frame.
+    Refused {
+        /// The sequence number, when the frame got far enough to have one.
+        seq: Option<u64>,
+        /// Why.
+        refusal: Refusal,
+    },
+}
+
+/// Why the enforcer would not decide on a frame. The client treats every
+/// refusal as a denial.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The frame did not decode.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The frame is over the size limit.
+    #[error("frame of {size} bytes is over the {limit}-byte limit")]
+    Oversize {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The client speaks another protocol version.
+    #[error("protocol version {got} is not supported (this enforcer speaks {supported})")]
+    UnsupportedVersion {
+        /// Offered by the client.
+        got: u16,
+        /// Spoken by the enforcer.
+        supported: u16,
+    },
+    /// A frame arrived out of order (a request before the hello, a second
+    /// hello).
+    #[error("frame out of order: {0}")]
+    OutOfOrder(String),
+    /// The request names another session.
+    #[error("request is for another session")]
+    WrongSession,
+    /// The request's sequence number did not increase.
+    #[error("sequence number {0} was already used")]
+    Replayed(u64),
+    /// The enforcer is halted and denies everything.
+    #[error("halted")]
+    Halted,
+}
+
+/// Encodes a client frame.
+pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
+    encode(CLIENT_FRAME_TAG, frame)
+}
+
+/// Decodes a client frame strictly.
+pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
+    decode(CLIENT_FRAME_TAG, bytes, MAX_FRAME_BYTES)
+}
+
+/// Encodes an enforcer frame.
+pub fn encode_enforcer_frame(frame: &EnforcerFrame) -> Vec<u8> {
+    encode(ENFORCER_FRAME_TAG, frame)
+}
+
+/// Decodes an enforcer frame strictly.
+pub fn decode_enforcer_frame(bytes: &[u8]) -> Result<EnforcerFrame, DecodeError> {
+    decode(ENFORCER_FRAME_TAG, bytes, MAX_FRAME_BYTES)
+}

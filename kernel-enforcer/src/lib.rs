@@ -1,0 +1,27 @@
+//! The enforcer of the agent safety kernel.
+//!
+//! A separate process that alone holds the ed25519 signing key, evaluates
+//! Cedar policies (with a floor that protects its own assets), fails
+//! closed, and makes every decision durable in an evidence file before it
+//! replies. The `kernel-enforcer` binary is the way to run it; this library
+//! exposes its parts for tests, benchmarks and tools.
+//!
+//! What it refuses: policy sets that do not validate against the kernel's
+//! schema, unknown annotations, reserved or duplicate policy ids; frames
+//! over the size limit, malformed, out of order, for another session, or
+//! replayed; and, once halted, everything.
+//!
+//! Guarantee on any input: the frame handler does not panic; if it ever
+//! did, the session halts and denies everything after.
+
+mod cli_impl;
+pub mod evidence;
+pub mod keys;
+pub mod policy;
+pub mod serve;
+pub mod session;
+
+/// The command line.
+pub mod cli {
+    pub use crate::cli_impl::main;
+}

@@ -1,0 +1,285 @@
+//! Turning a canonical action into a Cedar request and its entities.
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema,
+};
+use kernel_core::{Action, CanonicalAction, canonical_path};
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+/// What policies are evaluated against besides the action: the agent's
+/// workspace and the kernel's own assets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    workspace: String,
+    assets: Vec<String>,
+}
+
+impl Environment {
+    /// `workspace` and every asset must be absolute; they are lexically
+    /// normalised here. Callers should pass assets both as given and with
+    /// symbolic links resolved.
+    pub fn new(workspace: &str, assets: &[String]) -> Result<Self, String> {
+        let normal = |p: &str| canonical_path(p, None).map_err(|e| e.to_string());
+        let mut assets = assets
+            .iter()
+            .map(|a| normal(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        assets.sort();
+        assets.dedup();
+        Ok(Self {
+            workspace: normal(workspace)?,
+            assets,
+        })
+    }
+
+    /// The workspace root.
+    pub fn workspace(&self) -> &str {
+        &self.workspace
+    }
+
+    /// The protected assets.
+    pub fn assets(&self) -> &[String] {
+        &self.assets
+    }
+
+    fn in_workspace(&self, path: &str) -> bool {
+        is_within(path, &self.workspace)
+    }
+
+    /// Whether `path` is an asset or lies beneath one.
+    fn touches_asset(&self, path: &str) -> bool {
+        self.assets.iter().any(|asset| is_within(path, asset))
+    }
+
+    /// Whether acting on `path` (possibly recursively) could reach an
+    /// asset: it is one, lies beneath one, or contains one.
+    fn reaches_asset(&self, path: &str) -> bool {
+        self.assets
+            .iter()
+            .any(|asset| is_within(path, asset) || is_within(asset, path))
+    }
+
+    fn mentions_asset(&self, text: &str) -> bool {
+        self.assets.iter().any(|asset| text.contains(asset.as_str()))
+    }
+}
+
+/// Whether canonical `path` equals `root` or lies beneath it.
+fn is_within(path: &str, root: &str) -> bool {
+    if root == "/" {
+        return true;
+    }
+    path == root
+        || path
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
+    let kind = EntityTypeName::from_str(kind).map_err(|e| e.to_string())?;
+    Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
+}
+
+fn string(value: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(value.to_owned())
+}
+
+fn long(value: u64) -> Result<RestrictedExpression, String> {
+    i64::try_from(value)
+        .map(RestrictedExpression::new_long)
+        .map_err(|_| format!("value {value} does not fit a policy integer"))
+}
+
+fn last_component(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+struct Built {
+    action: &'static str,
+    resource: Entity,
+    context: Vec<(String, RestrictedExpression)>,
+}
+
+fn file_entity(path: &str, env: &Environment) -> Result<Entity, String> {
+    let name = last_component(path);
+    let extension = name
+        .rsplit_once('.')
+        .map(|(_, ext)| ext)
+        .unwrap_or_default();
+    let attrs = HashMap::from([
+        ("path".to_owned(), string(path)),
+        ("name".to_owned(), string(name)),
+        ("extension".to_owned(), string(extension)),
+    ]);
+    let mut parents = HashSet::new();
+    if env.in_workspace(path) {
+        parents.insert(uid("Workspace", "root")?);
+    }
+    Entity::new(uid("File", path)?, attrs, parents).map_err(|e| e.to_string())
+}
+
+fn named_entity(kind: &str, name: &str) -> Result<Entity, String> {
+    let attrs = HashMap::from([("name".to_owned(), string(name))]);
+    Entity::new(uid(kind, name)?, attrs, HashSet::new()).map_err(|e| e.to_string())
+}
+
+fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, String> {
+    let flag = |value: bool| ("kernel_asset".to_owned(), RestrictedExpression::new_bool(value));
+    Ok(match action.action() {
+        Action::Exec(exec) => {
+            let cwd = exec.cwd.as_deref().ok_or("exec without a working directory")?;
+            let program = &exec.program;
+            // Any argument may be a path (relative to cwd, or after `=`)
+            // that a program acts on recursively: the floor treats each as
+            // such. Conservative on purpose; confinement is the real guard.
+            let argument_reaches = |arg: &str| {
+                let candidates = [Some(arg), arg.split_once('=').map(|(_, v)| v)];
+                candidates.into_iter().flatten().any(|candidate| {
+                    !candidate.is_empty()
+                        && canonical_path(candidate, Some(cwd))
+                            .is_ok_and(|path| env.reaches_asset(&path))
+                }) || env.mentions_asset(arg)
+            };
+            let kernel_asset = env.touches_asset(program)
+                || exec.args.iter().any(|arg| argument_reaches(arg))
+                || exec.env.iter().any(|(_, value)| env.mentions_asset(value));
+            let mut parents = HashSet::new();
+            if env.in_workspace(program) {
+                parents.insert(uid("Workspace", "root")?);
+            }
+            let resource = Entity::new(
+                uid("Program", program)?,
+                HashMap::from([
+                    ("path".to_owned(), string(program)),
+                    ("name".to_owned(), string(last_component(program))),
+                ]),
+                parents,
+            )
+            .map_err(|e| e.to_string())?;
+            let command_line = std::iter::once(program.as_str())
+                .chain(exec.args.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" ");
+            Built {
+                action: "exec",
+                resource,
+                context: vec![
+                    (
+                        "args".to_owned(),
+                        RestrictedExpression::new_set(exec.args.iter().map(|a| string(a))),
+                    ),
+                    (
+                        "argc".to_owned(),
+                        long(u64::try_from(exec.args.len()).unwrap_or(u64::MAX))?,
+                    ),
+                    ("command_line".to_owned(), string(&command_line)),
+                    ("cwd".to_owned(), string(cwd)),
+                    (
+                        "cwd_in_workspace".to_owned(),
+                        RestrictedExpression::new_bool(env.in_workspace(cwd)),
+                    ),
+                    (
+                        "env_names".to_owned(),
+                        RestrictedExpression::new_set(exec.env.iter().map(|(n, _)| string(n))),
+                    ),
+                    flag(kernel_asset),
+                ],
+            }
+        }
+        Action::FileRead { path } => Built {
+            action: "file_read",
+            resource: file_entity(path, env)?,
+            context: vec![flag(env.touches_asset(path))],
+        },
+        Action::FileWrite {
+            path,
+            content_sha256,
+            size,
+            mode,
+        } => Built {
+            action: "file_write",
+            resource: file_entity(path, env)?,
+            context: vec![
+                ("mode".to_owned(), string(mode.as_str())),
+                ("size".to_owned(), long(*size)?),
+                ("content_sha256".to_owned(), string(&content_sha256.to_hex())),
+                flag(env.reaches_asset(path)),
+            ],
+        },
+        Action::FileDelete { path } => Built {
+            action: "file_delete",
+            resource: file_entity(path, env)?,
+            context: vec![flag(env.reaches_asset(path))],
+        },
+        Action::NetConnect { host, port } => Built {
+            action: "net_connect",
+            resource: named_entity("Host", host)?,
+            context: vec![("port".to_owned(), long(u64::from(*port))?), flag(false)],
+        },
+        Action::Http { method, url } => {
+            let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+            let host = parsed.host_str().ok_or("url without a host")?;
+            let port = parsed.port_or_known_default().ok_or("url without a port")?;
+            Built {
+                action: "http",
+                resource: named_entity("Host", host)?,
+                context: vec![
+                    ("method".to_owned(), string(method)),
+                    ("url".to_owned(), string(url)),
+                    ("scheme".to_owned(), string(parsed.scheme())),
+                    ("port".to_owned(), long(u64::from(port))?),
+                    ("path".to_owned(), string(parsed.path())),
+                    flag(env.mentions_asset(url)),
+                ],
+            }
+        }
+        Action::ToolCall { name, input } => Built {
+            action: "tool_call",
+            resource: named_entity("Tool", name)?,
+            context: vec![
+                ("input".to_owned(), string(input)),
+                flag(env.mentions_asset(input)),
+            ],
+        },
+        Action::Custom { kind, payload } => Built {
+            action: "custom",
+            resource: named_entity("CustomKind", kind)?,
+            context: vec![
+                ("payload".to_owned(), string(payload)),
+                flag(env.mentions_asset(payload)),
+            ],
+        },
+    })
+}
+
+/// Builds the Cedar request and entity set for `action`, validated against
+/// the schema. Any failure is returned as text and becomes a denial.
+pub(super) fn build(
+    action: &CanonicalAction,
+    env: &Environment,
+    schema: &Schema,
+) -> Result<(cedar_policy::Request, Entities), String> {
+    let built = build_parts(action, env)?;
+    let principal = uid("Agent", "agent")?;
+    let resource_uid = built.resource.uid();
+    let context = Context::from_pairs(built.context).map_err(|e| e.to_string())?;
+    let request = cedar_policy::Request::new(
+        principal.clone(),
+        uid("Action", built.action)?,
+        resource_uid,
+        context,
+        Some(schema),
+    )
+    .map_err(|e| e.to_string())?;
+    let entities = Entities::from_entities(
+        [
+            Entity::new_no_attrs(principal, HashSet::new()),
+            Entity::new_no_attrs(uid("Workspace", "root")?, HashSet::new()),
+            built.resource,
+        ],
+        Some(schema),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((request, entities))
+}

@@ -1,0 +1,417 @@
+//! Loading, validating and evaluating Cedar policies.
+//!
+//! Policies are validated against the kernel's shipped schema in strict
+//! mode; any parse or validation error, unknown annotation, template, or
+//! duplicate or reserved id refuses the whole set. The floor policies are
+//! added after the user's and cannot be removed or lifted. Evaluation maps
+//! Cedar's response to a [`kernel_core::Evaluation`] that keeps Cedar's
+//! per-policy errors, so [`kernel_core::decide`] denies whenever any policy
+//! failed to evaluate (Cedar itself would skip it).
+
+mod entities;
+
+use cedar_policy::{Authorizer, Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use kernel_core::{CanonicalAction, Digest, Evaluation, MatchedForbid, MatchedPermit};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+pub use entities::Environment;
+
+/// The kernel's Cedar schema for its action model.
+pub const SCHEMA: &str = include_str!("schema.cedarschema");
+
+/// The floor: forbids that protect the kernel's own assets. Added to every
+/// policy set; no user policy can remove or override them (forbid wins).
+pub const FLOOR: &str = r#"@id("kernel-floor-assets")
+@reason("the kernel's own assets (key, policies, evidence, binary) are off limits")
+forbid (principal, action, resource) when { context.kernel_asset };
+"#;
+
+/// Prefix reserved for floor policy ids.
+pub const FLOOR_ID_PREFIX: &str = "kernel-floor";
+
+/// Largest policy file accepted, in bytes.
+pub const MAX_POLICY_FILE_BYTES: usize = 1024 * 1024;
+/// Most policies accepted across all files.
+pub const MAX_POLICIES: usize = 10_000;
+
+const KNOWN_ANNOTATIONS: [&str; 4] = ["id", "reason", "ask", "limit"];
+const POLICY_DIGEST_TAG: &[u8] = b"agent-kernel/policy-set/v1\n";
+
+/// One problem in a policy file, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyDiagnostic {
+    /// The file, as given.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for PolicyDiagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                write!(f, "{}:{line}:{column}: {}", self.file, self.message)
+            }
+            _ => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Why a policy set was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyLoadError {
+    /// A policy file could not be read.
+    #[error("cannot read policy file `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// One or more policies are invalid.
+    #[error("{}", render(.0))]
+    Invalid(Vec<PolicyDiagnostic>),
+    /// No policy file was given.
+    #[error("no policy file given: pass at least one with `--policy FILE`")]
+    NoPolicies,
+}
+
+fn render(diagnostics: &[PolicyDiagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Debug, Clone)]
+struct PolicyMeta {
+    effect: Effect,
+    ask: bool,
+    reason: Option<String>,
+}
+
+/// A validated policy set with the floor, ready to evaluate.
+#[derive(Debug)]
+pub struct PolicyEngine {
+    set: PolicySet,
+    schema: Schema,
+    meta: HashMap<PolicyId, PolicyMeta>,
+    digest: Digest,
+    env: Environment,
+    authorizer: Authorizer,
+}
+
+/// Reads policy files and validates them (no floor, no environment): what
+/// `kernel-enforcer policy check` runs.
+pub fn check_files(paths: &[PathBuf]) -> Result<usize, PolicyLoadError> {
+    let sources = read_sources(paths)?;
+    let (set, _) = build_set(&sources)?;
+    Ok(set.policies().count())
+}
+
+fn read_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, PolicyLoadError> {
+    if paths.is_empty() {
+        return Err(PolicyLoadError::NoPolicies);
+    }
+    paths
+        .iter()
+        .map(|path| {
+            let name = path.display().to_string();
+            let text = read_limited(path).map_err(|source| PolicyLoadError::Read {
+                path: name.clone(),
+                source,
+            })?;
+            Ok((name, text))
+        })
+        .collect()
+}
+
+fn read_limited(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    if bytes.len() > MAX_POLICY_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "file is {} bytes, over the {MAX_POLICY_FILE_BYTES}-byte limit",
+            bytes.len()
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("file is not valid UTF-8"))
+}
+
+fn schema() -> Result<Schema, PolicyLoadError> {
+    Schema::from_cedarschema_str(SCHEMA)
+        .map(|(schema, _warnings)| schema)
+        .map_err(|e| {
+            PolicyLoadError::Invalid(vec![PolicyDiagnostic {
+                file: "<kernel schema>".into(),
+                line: None,
+                column: None,
+                message: e.to_string(),
+            }])
+        })
+}
+
+/// Parses, re-keys and validates every file, then adds the floor.
+fn build_set(
+    sources: &[(String, String)],
+) -> Result<(PolicySet, HashMap<PolicyId, PolicyMeta>), PolicyLoadError> {
+    let schema = schema()?;
+    let validator = Validator::new(schema);
+    let mut diagnostics = Vec::new();
+    let mut combined = PolicySet::new();
+    let mut meta = HashMap::new();
+    let mut count = 0usize;
+    let floor = [("<kernel floor>".to_owned(), FLOOR.to_owned())];
+    for (index, (file, text)) in sources.iter().chain(floor.iter()).enumerate() {
+        let is_floor = index == sources.len();
+        let parsed = match PolicySet::from_str(text) {
+            Ok(set) => set,
+            Err(errors) => {
+                for error in errors.iter() {
+                    diagnostics.push(diagnostic(file, text, error));
+                }
+                continue;
+            }
+        };
+        if parsed.templates().next().is_some() {
+            diagnostics.push(plain(file, "policy templates are not supported"));
+        }
+        let validation = validator.validate(&parsed, ValidationMode::Strict);
+        for error in validation.validation_errors() {
+            diagnostics.push(diagnostic(file, text, error));
+        }
+        for (position, policy) in parsed.policies().enumerate() {
+            count += 1;
+            // Cedar does not expose a policy's position; point at the
+            // first occurrence of the offending text instead.
+            let at_text = |needle: &str, message: String| {
+                located(file, text, text.find(needle), message)
+            };
+            for (key, _) in policy.annotations() {
+                if !KNOWN_ANNOTATIONS.contains(&key) {
+                    diagnostics.push(at_text(&format!("@{key}"), format!(
+                        "unknown annotation `@{key}`: the kernel understands @id, @reason and @ask"
+                    )));
+                }
+            }
+            if policy.annotation("limit").is_some() {
+                diagnostics.push(at_text(
+                    "@limit",
+                    "`@limit` is not supported by this version of the kernel".to_owned(),
+                ));
+            }
+            let ask = policy.annotation("ask").is_some();
+            if ask && policy.effect() == Effect::Forbid {
+                diagnostics.push(at_text(
+                    "@ask",
+                    "`@ask` only makes sense on a permit policy".to_owned(),
+                ));
+            }
+            let id = match policy.annotation("id") {
+                Some(id) if !id.is_empty() => id.to_owned(),
+                _ => format!("{}#{position}", short_name(file)),
+            };
+            if !is_floor && id.starts_with(FLOOR_ID_PREFIX) {
+                diagnostics.push(at_text(&id, format!(
+                    "policy id `{id}` is reserved for the kernel's floor"
+                )));
+                continue;
+            }
+            let policy_id = PolicyId::new(&id);
+            if meta.contains_key(&policy_id) {
+                diagnostics.push(at_text(&id, format!("policy id `{id}` is used twice")));
+                continue;
+            }
+            meta.insert(
+                policy_id.clone(),
+                PolicyMeta {
+                    effect: policy.effect(),
+                    ask,
+                    reason: policy.annotation("reason").map(str::to_owned),
+                },
+            );
+            if let Err(e) = combined.add(policy.new_id(policy_id)) {
+                diagnostics.push(plain(file, &e.to_string()));
+            }
+        }
+    }
+    if count > MAX_POLICIES {
+        diagnostics.push(plain(
+            "<all files>",
+            &format!("{count} policies, over the limit of {MAX_POLICIES}"),
+        ));
+    }
+    if diagnostics.is_empty() {
+        Ok((combined, meta))
+    } else {
+        Err(PolicyLoadError::Invalid(diagnostics))
+    }
+}
+
+fn short_name(file: &str) -> String {
+    Path::new(file)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.to_owned())
+}
+
+fn plain(file: &str, message: &str) -> PolicyDiagnostic {
+    PolicyDiagnostic {
+        file: file.to_owned(),
+        line: None,
+        column: None,
+        message: message.to_owned(),
+    }
+}
+
+fn diagnostic(file: &str, text: &str, error: &dyn miette::Diagnostic) -> PolicyDiagnostic {
+    let offset = error.labels().and_then(|mut labels| labels.next()).map(|l| l.offset());
+    let mut message = error.to_string();
+    if let Some(help) = error.help() {
+        message = format!("{message} (help: {help})");
+    }
+    located(file, text, offset, message)
+}
+
+fn located(file: &str, text: &str, offset: Option<usize>, message: String) -> PolicyDiagnostic {
+    let (line, column) = match offset {
+        Some(offset) => {
+            let (line, column) = line_column(text, offset);
+            (Some(line), Some(column))
+        }
+        None => (None, None),
+    };
+    PolicyDiagnostic {
+        file: file.to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut line = 1;
+    let mut column = 1;
+    for (at, c) in text.char_indices() {
+        if at >= offset {
+            break;
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    (line, column)
+}
+
+fn policy_digest(sources: &[(String, String)]) -> Digest {
+    let mut bytes = Vec::new();
+    for (name, text) in sources.iter().map(|(n, t)| (short_name(n), t.as_str())) {
+        for part in [name.as_bytes(), text.as_bytes()] {
+            bytes.extend_from_slice(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+            bytes.extend_from_slice(part);
+        }
+    }
+    bytes.extend_from_slice(FLOOR.as_bytes());
+    bytes.extend_from_slice(SCHEMA.as_bytes());
+    Digest::tagged(POLICY_DIGEST_TAG, &bytes)
+}
+
+impl PolicyEngine {
+    /// Loads and validates the given policy files, adds the floor, and
+    /// binds the environment (workspace and protected assets).
+    pub fn load(paths: &[PathBuf], env: Environment) -> Result<Self, PolicyLoadError> {
+        let sources = read_sources(paths)?;
+        Self::from_sources(&sources, env)
+    }
+
+    /// Like [`load`](Self::load), from in-memory `(name, text)` pairs.
+    pub fn from_sources(
+        sources: &[(String, String)],
+        env: Environment,
+    ) -> Result<Self, PolicyLoadError> {
+        let (set, meta) = build_set(sources)?;
+        Ok(Self {
+            set,
+            schema: schema()?,
+            meta,
+            digest: policy_digest(sources),
+            env,
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    /// Digest of the policy files, the floor and the schema.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// The environment policies are evaluated in.
+    pub fn environment(&self) -> &Environment {
+        &self.env
+    }
+
+    /// Evaluates `action`. Never fails: a request that cannot be built is
+    /// [`Evaluation::Failed`], and per-policy errors are kept.
+    pub fn evaluate(&self, action: &CanonicalAction) -> Evaluation {
+        let (request, entities) = match entities::build(action, &self.env, &self.schema) {
+            Ok(built) => built,
+            Err(reason) => return Evaluation::Failed { reason },
+        };
+        let response = self.authorizer.is_authorized(&request, &self.set, &entities);
+        let diagnostics = response.diagnostics();
+        let errors: Vec<(String, String)> = diagnostics
+            .errors()
+            .map(|e| match e {
+                cedar_policy::AuthorizationError::PolicyEvaluationError(e) => {
+                    (e.policy_id().to_string(), e.inner().to_string())
+                }
+            })
+            .collect();
+        let mut permits = Vec::new();
+        let mut forbids = Vec::new();
+        for id in diagnostics.reason() {
+            match self.meta.get(id) {
+                Some(meta) if meta.effect == Effect::Permit => permits.push(MatchedPermit {
+                    id: id.to_string(),
+                    ask: meta.ask,
+                    reason: meta.reason.clone(),
+                }),
+                Some(meta) => forbids.push(MatchedForbid {
+                    id: id.to_string(),
+                    reason: meta.reason.clone(),
+                }),
+                None => {
+                    return Evaluation::Failed {
+                        reason: format!("policy `{id}` has no metadata"),
+                    };
+                }
+            }
+        }
+        if response.decision() == cedar_policy::Decision::Deny && !permits.is_empty() {
+            // Cedar reports forbids as the reason for a deny; permits here
+            // would mean the engine and the kernel disagree: fail closed.
+            return Evaluation::Failed {
+                reason: "engine denied while reporting permits".into(),
+            };
+        }
+        Evaluation::Completed {
+            permits,
+            forbids,
+            errors,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,115 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "tests")]
+use super::*;
+use kernel_core::{Action, Decision, Exec};
+
+pub(super) fn engine(policy: &str) -> PolicyEngine {
+    let env = Environment::new("/ws", &["/state/kernel.key".into(), "/state/evidence".into()])
+        .unwrap();
+    PolicyEngine::from_sources(&[("test.cedar".into(), policy.into())], env).unwrap()
+}
+
+fn canon(action: Action) -> CanonicalAction {
+    CanonicalAction::new(action, Some("/ws")).unwrap()
+}
+
+fn decision(engine: &PolicyEngine, action: Action) -> Decision {
+    kernel_core::decide(&kernel_core::DecisionInputs {
+        kernel: kernel_core::KernelState::Serving,
+        deadline: kernel_core::Deadline::Open,
+        evaluation: engine.evaluate(&canon(action)),
+        limits: kernel_core::LimitState::Within,
+    })
+    .decision
+}
+
+#[test]
+fn workspace_membership_and_floor() {
+    let engine = engine(
+        r#"@id("all-files") permit (principal, action in [Action::"file_read", Action::"file_write"], resource in Workspace::"root");
+           @id("anything") permit (principal, action, resource);"#,
+    );
+    assert_eq!(decision(&engine, Action::file_read("src/lib.rs")), Decision::Allow);
+    // The floor beats a permit-everything policy.
+    assert_eq!(decision(&engine, Action::file_read("/state/kernel.key")), Decision::Deny);
+    assert_eq!(decision(&engine, Action::file_delete("/state")), Decision::Deny);
+    assert_eq!(
+        decision(&engine, Action::exec(Exec::new("/bin/rm").args(["-rf", "/"]))),
+        Decision::Deny
+    );
+    assert_eq!(
+        decision(&engine, Action::exec(Exec::new("/bin/cat").arg("../state/evidence"))),
+        Decision::Deny
+    );
+    assert_eq!(
+        decision(&engine, Action::exec(Exec::new("/bin/ls").arg("src"))),
+        Decision::Allow
+    );
+}
+
+#[test]
+fn evaluation_error_is_deny_even_though_cedar_skips_it() {
+    let engine = engine(
+        r#"@id("all") permit (principal, action, resource);
+           @id("overflowing-forbid") forbid (principal, action == Action::"exec", resource)
+             when { context.argc * 9223372036854775807 > 1 };"#,
+    );
+    let action = canon(Action::exec(Exec::new("/bin/ls").args(["a", "b"])));
+    let Evaluation::Completed { errors, permits, .. } = engine.evaluate(&action) else {
+        panic!("expected a completed evaluation");
+    };
+    assert_eq!(errors.len(), 1, "the overflow is reported");
+    assert!(!permits.is_empty(), "cedar itself allowed: it skipped the forbid");
+    assert_eq!(
+        decision(&engine, Action::exec(Exec::new("/bin/ls").args(["a", "b"]))),
+        Decision::Deny
+    );
+}
+
+#[test]
+fn refuses_unknown_annotations_reserved_and_duplicate_ids() {
+    let env = Environment::new("/ws", &[]).unwrap();
+    for bad in [
+        r#"@aks permit (principal, action, resource);"#,
+        r#"@id("kernel-floor-x") permit (principal, action, resource);"#,
+        r#"@id("a") permit (principal, action, resource); @id("a") permit (principal, action, resource);"#,
+        r#"@ask forbid (principal, action, resource);"#,
+        r#"@limit("1/minute") permit (principal, action, resource);"#,
+        r#"permit (principal, action == Action::"exec", resource) when { context.nonexistent };"#,
+    ] {
+        let result = PolicyEngine::from_sources(&[("bad.cedar".into(), bad.into())], env.clone());
+        assert!(matches!(result, Err(PolicyLoadError::Invalid(_))), "accepted: {bad}");
+    }
+}
+
+#[test]
+fn ask_annotation_yields_ask() {
+    let engine = engine(r#"@id("ask-net") @ask permit (principal, action == Action::"net_connect", resource);"#);
+    assert_eq!(decision(&engine, Action::net_connect("example.com", 443)), Decision::Ask);
+}
+
+#[test]
+fn empty_policy_denies_everything() {
+    let engine = engine("");
+    for action in [
+        Action::file_read("a"),
+        Action::net_connect("example.com", 80),
+        Action::http("GET", "https://example.com/"),
+        Action::tool_call("t", &serde_json::json!({})),
+        Action::custom("k", "p"),
+        Action::exec(Exec::new("/bin/true")),
+    ] {
+        assert_eq!(decision(&engine, action), Decision::Deny);
+    }
+}
+
+#[test]
+fn diagnostics_carry_line_and_column() {
+    let text = "permit (principal, action, resource);\npermit (principal, acton, resource);\n";
+    let Err(PolicyLoadError::Invalid(diagnostics)) =
+        PolicyEngine::from_sources(&[("typo.cedar".into(), text.into())], Environment::new("/ws", &[]).unwrap())
+    else {
+        panic!("typo accepted");
+    };
+    assert_eq!(diagnostics[0].line, Some(2), "{diagnostics:?}");
+    assert!(diagnostics[0].column.is_some());
+}

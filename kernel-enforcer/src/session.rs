@@ -1,0 +1,227 @@
+//! One client session: the frame handler and the serve loop.
+//!
+//! [`Session::handle_frame`] takes any bytes and returns the reply frame;
+//! it never panics on input (a panic inside it is caught by
+//! [`Session::handle`] and halts the session). A decision's record is
+//! durable in the evidence file before its receipt is returned.
+
+use crate::evidence::EvidenceLog;
+use crate::policy::PolicyEngine;
+use ed25519_dalek::SigningKey;
+use kernel_core::{
+    ClientFrame, Confinement, Deadline, DecisionInputs, EncodedRequest, EnforcerFrame, Handshake,
+    KernelState, LimitState, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, SessionId,
+    decide, decode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES, sign_receipt,
+};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Default validity of an allow receipt.
+pub const DEFAULT_PERMIT_TTL: Duration = Duration::from_secs(30);
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The state of one session.
+#[derive(Debug)]
+pub struct Session {
+    id: SessionId,
+    key: SigningKey,
+    policy: PolicyEngine,
+    evidence: EvidenceLog,
+    confinement: Confinement,
+    permit_ttl: Duration,
+    greeted: bool,
+    last_seq: Option<u64>,
+    halted: Option<String>,
+}
+
+impl Session {
+    /// Starts a session: picks a fresh id and records the session start
+    /// durably. Fails if that record cannot be written.
+    pub fn start(
+        key: SigningKey,
+        policy: PolicyEngine,
+        mut evidence: EvidenceLog,
+        confinement: Confinement,
+        permit_ttl: Duration,
+    ) -> Result<Self, crate::evidence::EvidenceError> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| crate::evidence::EvidenceError::Io {
+            path: evidence.path().to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let id = SessionId(id);
+        evidence.append(&Record::SessionStart {
+            session: id,
+            public_key: key.verifying_key().to_bytes(),
+            policy_digest: policy.digest(),
+            workspace: policy.environment().workspace().to_owned(),
+            confinement,
+            started_at_ms: now_ms(),
+        })?;
+        Ok(Self {
+            id,
+            key,
+            policy,
+            evidence,
+            confinement,
+            permit_ttl,
+            greeted: false,
+            last_seq: None,
+            halted: None,
+        })
+    }
+
+    /// The session id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Why the session halted, if it did.
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// Handles one frame, catching any panic: a panic halts the session
+    /// (sticky) and the frame is refused.
+    pub fn handle(&mut self, frame: &[u8]) -> Vec<u8> {
+        match catch_unwind(AssertUnwindSafe(|| self.handle_frame(frame))) {
+            Ok(reply) => reply,
+            Err(_) => {
+                self.halted = Some("internal panic while handling a frame".into());
+                encode_enforcer_frame(&EnforcerFrame::Refused {
+                    seq: None,
+                    refusal: Refusal::Halted,
+                })
+            }
+        }
+    }
+
+    /// Handles one frame and returns the encoded reply. Total: any input
+    /// gets a reply, a refusal for anything it will not decide on.
+    pub fn handle_frame(&mut self, frame: &[u8]) -> Vec<u8> {
+        let reply = self.reply_to(frame);
+        encode_enforcer_frame(&reply)
+    }
+
+    fn refused(seq: Option<u64>, refusal: Refusal) -> EnforcerFrame {
+        EnforcerFrame::Refused { seq, refusal }
+    }
+
+    fn reply_to(&mut self, frame: &[u8]) -> EnforcerFrame {
+        if frame.len() > MAX_FRAME_BYTES {
+            return Self::refused(
+                None,
+                Refusal::Oversize {
+                    size: u64::try_from(frame.len()).unwrap_or(u64::MAX),
+                    limit: u64::try_from(MAX_FRAME_BYTES).unwrap_or(u64::MAX),
+                },
+            );
+        }
+        let frame = match decode_client_frame(frame) {
+            Ok(frame) => frame,
+            Err(e) => return Self::refused(None, Refusal::Malformed(e.to_string())),
+        };
+        match frame {
+            ClientFrame::Hello {
+                protocol,
+                challenge,
+            } => self.hello(protocol, &challenge),
+            ClientFrame::Authorize { request } => self.authorize(&request),
+        }
+    }
+
+    fn hello(&mut self, protocol: u16, challenge: &[u8; 32]) -> EnforcerFrame {
+        if self.greeted {
+            return Self::refused(None, Refusal::OutOfOrder("second hello".into()));
+        }
+        if protocol != PROTOCOL_VERSION {
+            return Self::refused(
+                None,
+                Refusal::UnsupportedVersion {
+                    got: protocol,
+                    supported: PROTOCOL_VERSION,
+                },
+            );
+        }
+        self.greeted = true;
+        let handshake = Handshake {
+            protocol: PROTOCOL_VERSION,
+            session: self.id,
+            enforcer_key: self.key.verifying_key().to_bytes(),
+            policy_digest: self.policy.digest(),
+            workspace: self.policy.environment().workspace().to_owned(),
+            confinement: self.confinement,
+            permit_ttl_ms: u64::try_from(self.permit_ttl.as_millis()).unwrap_or(u64::MAX),
+        };
+        let signature = handshake.sign(&self.key, challenge);
+        EnforcerFrame::Hello {
+            handshake,
+            signature,
+        }
+    }
+
+    fn authorize(&mut self, bytes: &[u8]) -> EnforcerFrame {
+        if !self.greeted {
+            return Self::refused(None, Refusal::OutOfOrder("request before hello".into()));
+        }
+        let encoded = match EncodedRequest::decode(bytes) {
+            Ok(encoded) => encoded,
+            Err(e) => return Self::refused(None, Refusal::Malformed(e.to_string())),
+        };
+        let request = encoded.request();
+        let seq = request.seq;
+        if request.session != self.id {
+            return Self::refused(Some(seq), Refusal::WrongSession);
+        }
+        if self.last_seq.is_some_and(|last| seq <= last) {
+            return Self::refused(Some(seq), Refusal::Replayed(seq));
+        }
+        self.last_seq = Some(seq);
+        if self.halted.is_some() {
+            return Self::refused(Some(seq), Refusal::Halted);
+        }
+        let now = now_ms();
+        let verdict = decide(&DecisionInputs {
+            kernel: KernelState::Serving,
+            deadline: if now > request.deadline_ms {
+                Deadline::Passed
+            } else {
+                Deadline::Open
+            },
+            evaluation: self.policy.evaluate(&request.action),
+            limits: LimitState::Within,
+        });
+        let ttl = u64::try_from(self.permit_ttl.as_millis()).unwrap_or(u64::MAX);
+        let body = ReceiptBody {
+            session: self.id,
+            seq,
+            request_digest: encoded.digest(),
+            decision: verdict.decision,
+            policies: verdict.policies,
+            reasons: verdict.reasons,
+            policy_digest: self.policy.digest(),
+            log_index: self.evidence.next_index(),
+            issued_at_ms: now,
+            expires_at_ms: now.saturating_add(ttl),
+        };
+        let receipt = sign_receipt(&self.key, &body);
+        let record = Record::Decision {
+            request: encoded.bytes().to_vec(),
+            receipt: receipt.clone(),
+        };
+        match self.evidence.append(&record) {
+            Ok(_) => EnforcerFrame::Receipt { seq, receipt },
+            Err(e) => {
+                self.halted = Some(format!("cannot record evidence: {e}"));
+                Self::refused(Some(seq), Refusal::Halted)
+            }
+        }
+    }
+}
