@@ -1,1 +1,43 @@
-//! wip
+//! The client of the agent safety kernel: the thin crate an agent links.
+//!
+//! It holds no key and no policy and can authorize nothing by itself. It
+//! starts (or joins) the separate `kernel-enforcer` process, forwards each
+//! proposed [`Action`] to it, and returns a [`Permit`] only for an
+//! authentic, signed `Allow` receipt that answers exactly that request.
+//! Everything else — a policy denial, a timeout, a dead or stopped
+//! enforcer, a malformed or oversize frame, a bad signature, a receipt for
+//! another request — is a [`Denial`].
+//!
+//! Guarded effects ([`Kernel::exec`], [`Kernel::read_file`],
+//! [`Kernel::write_file`], [`Kernel::delete_file`]) run only with a permit
+//! for exactly their canonical action, and consume it.
+//!
+//! No kernel, no agent: [`Kernel::spawn`] fails with a [`SpawnError`] if the
+//! enforcer cannot be found, started, or handshaken with; once the
+//! enforcer is gone, [`Kernel::state`] says so and every call is denied.
+//!
+//! ```no_run
+//! use kernel_client::{Action, Kernel, SpawnConfig};
+//!
+//! let kernel = Kernel::spawn(SpawnConfig::new("agent.cedar", "/work/project", "/var/lib/agent/evidence.log"))?;
+//! match kernel.authorize(Action::file_read("/work/project/README.md")) {
+//!     Ok(permit) => println!("allowed, receipt at log index {}", permit.receipt().body().log_index),
+//!     Err(denial) => println!("denied: {denial}"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod config;
+mod denial;
+mod effects;
+mod kernel;
+mod resolve;
+mod spawn;
+
+pub use config::{ClientConfig, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, SpawnConfig};
+pub use denial::Denial;
+pub use effects::{EffectError, delete_permitted, read_permitted, run_exec, write_permitted};
+pub use kernel::{CHANNEL_ENV, EnforcerEnds, Kernel, KernelState};
+pub use kernel_core::{Action, CanonicalAction, Decision, Exec, Permit, VerifyingKey, WriteMode};
+pub use spawn::SpawnError;

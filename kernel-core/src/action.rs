@@ -671,7 +671,7 @@ fn canonical_json(input: &str) -> Result<String, ActionError> {
     check_text("tool input", input, MAX_PAYLOAD_BYTES)?;
     let value: serde_json::Value =
         serde_json::from_str(input).map_err(|e| ActionError::BadJson(e.to_string()))?;
-    let text = value.to_string();
+    let text = sort_keys(value).to_string();
     if text.len() > MAX_PAYLOAD_BYTES {
         return Err(ActionError::TooLarge {
             field: "tool input",
@@ -680,6 +680,27 @@ fn canonical_json(input: &str) -> Result<String, ActionError> {
         });
     }
     Ok(text)
+}
+
+/// Rebuilds every object with its keys inserted in sorted order, so the
+/// text form is sorted whether or not serde_json's `preserve_order`
+/// feature is enabled somewhere in the dependency graph.
+fn sort_keys(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(key, value)| (key, sort_keys(value)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -747,7 +768,10 @@ mod tests {
             )),
             Err(ActionError::TooLarge { .. })
         ));
-        assert_eq!(canon(Action::net_connect("a.b", 0)), Err(ActionError::BadPort));
+        assert_eq!(
+            canon(Action::net_connect("a.b", 0)),
+            Err(ActionError::BadPort)
+        );
         assert!(matches!(
             canon(Action::ToolCall {
                 name: "t".into(),
@@ -756,7 +780,9 @@ mod tests {
             Err(ActionError::BadJson(_))
         ));
         assert!(matches!(
-            canon(Action::exec(Exec::new("/bin/env").env("A", "1").env("A", "2"))),
+            canon(Action::exec(
+                Exec::new("/bin/env").env("A", "1").env("A", "2")
+            )),
             Err(ActionError::BadEnvName(_))
         ));
     }
@@ -787,7 +813,10 @@ mod tests {
             }
         );
         assert_eq!(
-            canon(Action::exec(Exec::new("./run.sh").env("B", "2").env("A", "1"))).unwrap(),
+            canon(Action::exec(
+                Exec::new("./run.sh").env("B", "2").env("A", "1")
+            ))
+            .unwrap(),
             Action::exec(
                 Exec::new("/work/project/run.sh")
                     .cwd("/work/project")
@@ -805,6 +834,9 @@ mod tests {
         let raw = postcard::to_stdvec(&Action::file_read("/w/a/./b")).unwrap();
         assert!(postcard::from_bytes::<CanonicalAction>(&raw).is_err());
         let good = postcard::to_stdvec(&canonical).unwrap();
-        assert_eq!(postcard::from_bytes::<CanonicalAction>(&good).unwrap(), canonical);
+        assert_eq!(
+            postcard::from_bytes::<CanonicalAction>(&good).unwrap(),
+            canonical
+        );
     }
 }

@@ -359,6 +359,9 @@ mod tests {
             forbids: vec![],
             errors: vec![],
         };
-        assert_eq!(decide(&inputs).reasons, vec![REASON_DEFAULT_DENY.to_owned()]);
+        assert_eq!(
+            decide(&inputs).reasons,
+            vec![REASON_DEFAULT_DENY.to_owned()]
+        );
     }
 }

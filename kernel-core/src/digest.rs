@@ -96,6 +96,9 @@ mod tests {
         assert_eq!(Digest::from_hex(&digest.to_hex()), Some(digest));
         assert_eq!(Digest::from_hex("abc"), None);
         assert_eq!(Digest::from_hex(&"zz".repeat(32)), None);
-        assert_ne!(Digest::tagged(b"tag-a\n", b"x"), Digest::tagged(b"tag-b\n", b"x"));
+        assert_ne!(
+            Digest::tagged(b"tag-a\n", b"x"),
+            Digest::tagged(b"tag-b\n", b"x")
+        );
     }
 }

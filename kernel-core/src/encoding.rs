@@ -10,7 +10,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 /// Tag of an encoded [`Request`](crate::Request).
 pub const REQUEST_TAG: &[u8] = b"agent-kernel/request/v1\n";
-/// Tag of the signed body of a [`Receipt`](crate::receipt).
+/// Tag of the signed body of a receipt ([`ReceiptBody`](crate::ReceiptBody)).
 pub const RECEIPT_TAG: &[u8] = b"agent-kernel/receipt/v1\n";
 /// Tag of a frame sent by the client.
 pub const CLIENT_FRAME_TAG: &[u8] = b"agent-kernel/client-frame/v1\n";
@@ -80,16 +80,22 @@ pub(crate) fn decode<T: Serialize + DeserializeOwned>(
 }
 
 /// Checks size and tag and returns the body after the tag.
-pub(crate) fn strip_tag<'a>(tag: &[u8], bytes: &'a [u8], limit: usize) -> Result<&'a [u8], DecodeError> {
+pub(crate) fn strip_tag<'a>(
+    tag: &[u8],
+    bytes: &'a [u8],
+    limit: usize,
+) -> Result<&'a [u8], DecodeError> {
     if bytes.len() > limit {
         return Err(DecodeError::Oversize {
             size: bytes.len(),
             limit,
         });
     }
-    bytes.strip_prefix(tag).ok_or_else(|| DecodeError::WrongTag {
-        expected: String::from_utf8_lossy(tag).trim_end().to_owned(),
-    })
+    bytes
+        .strip_prefix(tag)
+        .ok_or_else(|| DecodeError::WrongTag {
+            expected: String::from_utf8_lossy(tag).trim_end().to_owned(),
+        })
 }
 
 /// Serde helpers for 64-byte signatures (postcard has no 64-element arrays).
@@ -107,4 +113,3 @@ pub(crate) mod signature_bytes {
             .map_err(|_| serde::de::Error::custom("signature must be 64 bytes"))
     }
 }
-

@@ -8,6 +8,7 @@
 //! record's position in the file. [`verify_log`] checks all of it with
 //! public keys only.
 
+use crate::decision::Decision;
 use crate::digest::Digest;
 use crate::encoding::{DecodeError, RECORD_TAG, decode, encode};
 use crate::keys::public_key_from_bytes;
@@ -15,7 +16,6 @@ use crate::limits::MAX_FRAME_BYTES;
 use crate::protocol::Confinement;
 use crate::receipt::{SignedReceipt, VerifyError, verify_receipt_signature};
 use crate::request::{EncodedRequest, SessionId};
-use crate::decision::Decision;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
@@ -133,7 +133,9 @@ pub fn split_records(bytes: &[u8]) -> Result<Vec<&[u8]>, LogError> {
             index,
             problem: LogProblem::Torn(left),
         };
-        let (len, after) = rest.split_first_chunk::<4>().ok_or_else(|| torn(rest.len()))?;
+        let (len, after) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| torn(rest.len()))?;
         let len = usize::try_from(u32::from_be_bytes(*len)).unwrap_or(usize::MAX);
         if len > MAX_RECORD_BYTES {
             return Err(LogError {
@@ -144,7 +146,9 @@ pub fn split_records(bytes: &[u8]) -> Result<Vec<&[u8]>, LogError> {
                 }),
             });
         }
-        let (body, after) = after.split_at_checked(len).ok_or_else(|| torn(rest.len()))?;
+        let (body, after) = after
+            .split_at_checked(len)
+            .ok_or_else(|| torn(rest.len()))?;
         records.push(body);
         rest = after;
     }
@@ -170,7 +174,8 @@ pub fn verify_log(
                 public_key,
                 ..
             } => {
-                let key = public_key_from_bytes(&public_key).map_err(|_| fail(LogProblem::BadKey))?;
+                let key =
+                    public_key_from_bytes(&public_key).map_err(|_| fail(LogProblem::BadKey))?;
                 if let Some(expected) = expected_key
                     && expected != &key
                 {
@@ -182,7 +187,9 @@ pub fn verify_log(
                 summary.sessions += 1;
             }
             Record::Decision { request, receipt } => {
-                let (id, key) = session.as_ref().ok_or_else(|| fail(LogProblem::NoSession))?;
+                let (id, key) = session
+                    .as_ref()
+                    .ok_or_else(|| fail(LogProblem::NoSession))?;
                 let verified = verify_receipt_signature(&receipt, key)
                     .map_err(|e| fail(LogProblem::Receipt(e)))?;
                 let request =

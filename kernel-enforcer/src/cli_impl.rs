@@ -194,7 +194,9 @@ fn keygen(out: &Path) -> Result<(), String> {
 fn policy_check(files: &[PathBuf]) -> Result<(), String> {
     match policy::check_files(files) {
         Ok(count) => {
-            println!("ok: {count} policies valid against the kernel schema");
+            println!(
+                "ok: {count} policies valid against the kernel schema (plus the kernel floor)"
+            );
             Ok(())
         }
         Err(PolicyLoadError::Invalid(diagnostics)) => {
@@ -219,13 +221,16 @@ fn read_public_key(text: &str) -> Result<kernel_core::VerifyingKey, String> {
 fn audit_verify(kernel_key: Option<&str>, log: &Path) -> Result<(), String> {
     let key = kernel_key.map(read_public_key).transpose()?;
     let bytes = std::fs::read(log).map_err(|e| format!("`{}`: {e}", log.display()))?;
-    let summary = verify_log(&bytes, key.as_ref()).map_err(|e| format!("evidence is not sound: {e}"))?;
+    let summary =
+        verify_log(&bytes, key.as_ref()).map_err(|e| format!("evidence is not sound: {e}"))?;
     println!(
         "ok: {} records, {} sessions, {} allowed, {} denied, {} asked",
         summary.records, summary.sessions, summary.allowed, summary.denied, summary.asked
     );
     if key.is_none() {
-        println!("note: no --kernel-key given; signatures were checked against each session's own key");
+        println!(
+            "note: no --kernel-key given; signatures were checked against each session's own key"
+        );
     }
     Ok(())
 }

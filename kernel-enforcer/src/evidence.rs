@@ -108,3 +108,66 @@ impl EvidenceLog {
         Ok(index)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+    use super::*;
+    use kernel_core::{Confinement, Digest, SessionId};
+
+    fn start() -> Record {
+        Record::SessionStart {
+            session: SessionId([1; 16]),
+            public_key: kernel_core::SigningKey::from_bytes(&[4; 32])
+                .verifying_key()
+                .to_bytes(),
+            policy_digest: Digest([2; 32]),
+            workspace: "/ws".into(),
+            confinement: Confinement::Unconfined,
+            started_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn continues_an_existing_log_and_drops_only_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.log");
+        let mut log = EvidenceLog::open(&path).unwrap();
+        assert_eq!(log.append(&start()).unwrap(), 0);
+        assert_eq!(log.append(&start()).unwrap(), 1);
+        drop(log);
+        let whole = std::fs::read(&path).unwrap();
+        // A crash in the middle of a third record.
+        let third = frame_record(&start());
+        std::fs::write(
+            &path,
+            [whole.as_slice(), &third[..third.len() / 2]].concat(),
+        )
+        .unwrap();
+        let log = EvidenceLog::open(&path).unwrap();
+        assert_eq!(log.next_index(), 2);
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+    }
+
+    #[test]
+    fn refuses_a_log_damaged_anywhere_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.log");
+        let mut log = EvidenceLog::open(&path).unwrap();
+        log.append(&start()).unwrap();
+        log.append(&start()).unwrap();
+        drop(log);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[10] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            EvidenceLog::open(&path),
+            Err(EvidenceError::Damaged { .. })
+        ));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "a damaged log is left as it is"
+        );
+    }
+}

@@ -43,10 +43,12 @@ pub fn serve_channels(
     loop {
         let reply = match requests.recv() {
             Ok(frame) => session.handle(&frame),
-            Err(IpcError::SerializationError(e)) => encode_enforcer_frame(&EnforcerFrame::Refused {
-                seq: None,
-                refusal: Refusal::Malformed(e.to_string()),
-            }),
+            Err(IpcError::SerializationError(e)) => {
+                encode_enforcer_frame(&EnforcerFrame::Refused {
+                    seq: None,
+                    refusal: Refusal::Malformed(e.to_string()),
+                })
+            }
             Err(IpcError::Disconnected | IpcError::Io(_)) => return,
         };
         if replies.send(reply).is_err() {

@@ -10,8 +10,8 @@ use crate::policy::PolicyEngine;
 use ed25519_dalek::SigningKey;
 use kernel_core::{
     ClientFrame, Confinement, Deadline, DecisionInputs, EncodedRequest, EnforcerFrame, Handshake,
-    KernelState, LimitState, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, SessionId,
-    decide, decode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES, sign_receipt,
+    KernelState, LimitState, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, SessionId, decide,
+    decode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES, sign_receipt,
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

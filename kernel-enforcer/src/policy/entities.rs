@@ -61,7 +61,9 @@ impl Environment {
     }
 
     fn mentions_asset(&self, text: &str) -> bool {
-        self.assets.iter().any(|asset| text.contains(asset.as_str()))
+        self.assets
+            .iter()
+            .any(|asset| text.contains(asset.as_str()))
     }
 }
 
@@ -125,10 +127,18 @@ fn named_entity(kind: &str, name: &str) -> Result<Entity, String> {
 }
 
 fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, String> {
-    let flag = |value: bool| ("kernel_asset".to_owned(), RestrictedExpression::new_bool(value));
+    let flag = |value: bool| {
+        (
+            "kernel_asset".to_owned(),
+            RestrictedExpression::new_bool(value),
+        )
+    };
     Ok(match action.action() {
         Action::Exec(exec) => {
-            let cwd = exec.cwd.as_deref().ok_or("exec without a working directory")?;
+            let cwd = exec
+                .cwd
+                .as_deref()
+                .ok_or("exec without a working directory")?;
             let program = &exec.program;
             // Any argument may be a path (relative to cwd, or after `=`)
             // that a program acts on recursively: the floor treats each as
@@ -203,7 +213,10 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
             context: vec![
                 ("mode".to_owned(), string(mode.as_str())),
                 ("size".to_owned(), long(*size)?),
-                ("content_sha256".to_owned(), string(&content_sha256.to_hex())),
+                (
+                    "content_sha256".to_owned(),
+                    string(&content_sha256.to_hex()),
+                ),
                 flag(env.reaches_asset(path)),
             ],
         },

@@ -109,12 +109,15 @@ pub struct PolicyEngine {
     authorizer: Authorizer,
 }
 
-/// Reads policy files and validates them (no floor, no environment): what
-/// `kernel-enforcer policy check` runs.
+/// Reads policy files and validates them with the floor: what
+/// `kernel-enforcer policy check` runs. Returns the number of user policies.
 pub fn check_files(paths: &[PathBuf]) -> Result<usize, PolicyLoadError> {
     let sources = read_sources(paths)?;
     let (set, _) = build_set(&sources)?;
-    Ok(set.policies().count())
+    Ok(set
+        .policies()
+        .filter(|p| !p.id().to_string().starts_with(FLOOR_ID_PREFIX))
+        .count())
 }
 
 fn read_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, PolicyLoadError> {
@@ -191,9 +194,8 @@ fn build_set(
             count += 1;
             // Cedar does not expose a policy's position; point at the
             // first occurrence of the offending text instead.
-            let at_text = |needle: &str, message: String| {
-                located(file, text, text.find(needle), message)
-            };
+            let at_text =
+                |needle: &str, message: String| located(file, text, text.find(needle), message);
             for (key, _) in policy.annotations() {
                 if !KNOWN_ANNOTATIONS.contains(&key) {
                     diagnostics.push(at_text(&format!("@{key}"), format!(
@@ -219,9 +221,10 @@ fn build_set(
                 _ => format!("{}#{position}", short_name(file)),
             };
             if !is_floor && id.starts_with(FLOOR_ID_PREFIX) {
-                diagnostics.push(at_text(&id, format!(
-                    "policy id `{id}` is reserved for the kernel's floor"
-                )));
+                diagnostics.push(at_text(
+                    &id,
+                    format!("policy id `{id}` is reserved for the kernel's floor"),
+                ));
                 continue;
             }
             let policy_id = PolicyId::new(&id);
@@ -272,7 +275,10 @@ fn plain(file: &str, message: &str) -> PolicyDiagnostic {
 }
 
 fn diagnostic(file: &str, text: &str, error: &dyn miette::Diagnostic) -> PolicyDiagnostic {
-    let offset = error.labels().and_then(|mut labels| labels.next()).map(|l| l.offset());
+    let offset = error
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|l| l.offset());
     let mut message = error.to_string();
     if let Some(help) = error.help() {
         message = format!("{message} (help: {help})");
@@ -368,7 +374,9 @@ impl PolicyEngine {
             Ok(built) => built,
             Err(reason) => return Evaluation::Failed { reason },
         };
-        let response = self.authorizer.is_authorized(&request, &self.set, &entities);
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.set, &entities);
         let diagnostics = response.diagnostics();
         let errors: Vec<(String, String)> = diagnostics
             .errors()

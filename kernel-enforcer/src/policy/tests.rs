@@ -1,10 +1,19 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests"
+)]
 use super::*;
 use kernel_core::{Action, Decision, Exec};
 
 pub(super) fn engine(policy: &str) -> PolicyEngine {
-    let env = Environment::new("/ws", &["/state/kernel.key".into(), "/state/evidence".into()])
-        .unwrap();
+    let env = Environment::new(
+        "/ws",
+        &["/state/kernel.key".into(), "/state/evidence".into()],
+    )
+    .unwrap();
     PolicyEngine::from_sources(&[("test.cedar".into(), policy.into())], env).unwrap()
 }
 
@@ -28,16 +37,31 @@ fn workspace_membership_and_floor() {
         r#"@id("all-files") permit (principal, action in [Action::"file_read", Action::"file_write"], resource in Workspace::"root");
            @id("anything") permit (principal, action, resource);"#,
     );
-    assert_eq!(decision(&engine, Action::file_read("src/lib.rs")), Decision::Allow);
-    // The floor beats a permit-everything policy.
-    assert_eq!(decision(&engine, Action::file_read("/state/kernel.key")), Decision::Deny);
-    assert_eq!(decision(&engine, Action::file_delete("/state")), Decision::Deny);
     assert_eq!(
-        decision(&engine, Action::exec(Exec::new("/bin/rm").args(["-rf", "/"]))),
+        decision(&engine, Action::file_read("src/lib.rs")),
+        Decision::Allow
+    );
+    // The floor beats a permit-everything policy.
+    assert_eq!(
+        decision(&engine, Action::file_read("/state/kernel.key")),
         Decision::Deny
     );
     assert_eq!(
-        decision(&engine, Action::exec(Exec::new("/bin/cat").arg("../state/evidence"))),
+        decision(&engine, Action::file_delete("/state")),
+        Decision::Deny
+    );
+    assert_eq!(
+        decision(
+            &engine,
+            Action::exec(Exec::new("/bin/rm").args(["-rf", "/"]))
+        ),
+        Decision::Deny
+    );
+    assert_eq!(
+        decision(
+            &engine,
+            Action::exec(Exec::new("/bin/cat").arg("../state/evidence"))
+        ),
         Decision::Deny
     );
     assert_eq!(
@@ -54,11 +78,17 @@ fn evaluation_error_is_deny_even_though_cedar_skips_it() {
              when { context.argc * 9223372036854775807 > 1 };"#,
     );
     let action = canon(Action::exec(Exec::new("/bin/ls").args(["a", "b"])));
-    let Evaluation::Completed { errors, permits, .. } = engine.evaluate(&action) else {
+    let Evaluation::Completed {
+        errors, permits, ..
+    } = engine.evaluate(&action)
+    else {
         panic!("expected a completed evaluation");
     };
     assert_eq!(errors.len(), 1, "the overflow is reported");
-    assert!(!permits.is_empty(), "cedar itself allowed: it skipped the forbid");
+    assert!(
+        !permits.is_empty(),
+        "cedar itself allowed: it skipped the forbid"
+    );
     assert_eq!(
         decision(&engine, Action::exec(Exec::new("/bin/ls").args(["a", "b"]))),
         Decision::Deny
@@ -77,14 +107,22 @@ fn refuses_unknown_annotations_reserved_and_duplicate_ids() {
         r#"permit (principal, action == Action::"exec", resource) when { context.nonexistent };"#,
     ] {
         let result = PolicyEngine::from_sources(&[("bad.cedar".into(), bad.into())], env.clone());
-        assert!(matches!(result, Err(PolicyLoadError::Invalid(_))), "accepted: {bad}");
+        assert!(
+            matches!(result, Err(PolicyLoadError::Invalid(_))),
+            "accepted: {bad}"
+        );
     }
 }
 
 #[test]
 fn ask_annotation_yields_ask() {
-    let engine = engine(r#"@id("ask-net") @ask permit (principal, action == Action::"net_connect", resource);"#);
-    assert_eq!(decision(&engine, Action::net_connect("example.com", 443)), Decision::Ask);
+    let engine = engine(
+        r#"@id("ask-net") @ask permit (principal, action == Action::"net_connect", resource);"#,
+    );
+    assert_eq!(
+        decision(&engine, Action::net_connect("example.com", 443)),
+        Decision::Ask
+    );
 }
 
 #[test]
@@ -105,9 +143,10 @@ fn empty_policy_denies_everything() {
 #[test]
 fn diagnostics_carry_line_and_column() {
     let text = "permit (principal, action, resource);\npermit (principal, acton, resource);\n";
-    let Err(PolicyLoadError::Invalid(diagnostics)) =
-        PolicyEngine::from_sources(&[("typo.cedar".into(), text.into())], Environment::new("/ws", &[]).unwrap())
-    else {
+    let Err(PolicyLoadError::Invalid(diagnostics)) = PolicyEngine::from_sources(
+        &[("typo.cedar".into(), text.into())],
+        Environment::new("/ws", &[]).unwrap(),
+    ) else {
         panic!("typo accepted");
     };
     assert_eq!(diagnostics[0].line, Some(2), "{diagnostics:?}");

@@ -1,0 +1,128 @@
+//! Guarded effects: each runs only with a permit for exactly its action,
+//! and consumes the permit.
+//!
+//! These perform the effect in the agent's own process. They make the
+//! kernel the path a cooperating agent takes; confining the agent so that
+//! it is the only path is the job of OS confinement.
+
+use crate::denial::Denial;
+use crate::kernel::{Kernel, now_ms};
+use kernel_core::{Action, Digest, Exec, Permit, WriteMode};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// Why a guarded effect did not happen (or failed while happening).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EffectError {
+    /// The kernel did not permit it.
+    #[error("{0}")]
+    Denied(#[from] Denial),
+    /// The permit is for another kind of action, or other content.
+    #[error("the permit does not cover this effect")]
+    WrongPermit,
+    /// The permit expired before the effect started.
+    #[error("the permit expired before use")]
+    Expired,
+    /// The effect itself failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn check_fresh(permit: &Permit) -> Result<(), EffectError> {
+    if permit.is_expired(now_ms()) {
+        return Err(EffectError::Expired);
+    }
+    Ok(())
+}
+
+/// Runs the program a permit allows, exactly as allowed: absolute program,
+/// the permitted arguments and working directory, and an environment that
+/// is exactly the permitted variables. Captures output; stdin is empty.
+pub fn run_exec(permit: Permit) -> Result<Output, EffectError> {
+    check_fresh(&permit)?;
+    let Action::Exec(exec) = permit.action().action() else {
+        return Err(EffectError::WrongPermit);
+    };
+    let Some(cwd) = &exec.cwd else {
+        return Err(EffectError::WrongPermit);
+    };
+    let output = Command::new(&exec.program)
+        .args(&exec.args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(exec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()?;
+    Ok(output)
+}
+
+/// Reads the file a permit allows.
+pub fn read_permitted(permit: Permit) -> Result<Vec<u8>, EffectError> {
+    check_fresh(&permit)?;
+    let Action::FileRead { path } = permit.action().action() else {
+        return Err(EffectError::WrongPermit);
+    };
+    Ok(std::fs::read(path)?)
+}
+
+/// Writes `content` to the file a permit allows, only if `content` is
+/// exactly what was permitted (same SHA-256 and size).
+pub fn write_permitted(permit: Permit, content: &[u8]) -> Result<(), EffectError> {
+    check_fresh(&permit)?;
+    let Action::FileWrite {
+        path,
+        content_sha256,
+        size,
+        mode,
+    } = permit.action().action()
+    else {
+        return Err(EffectError::WrongPermit);
+    };
+    if Digest::of_content(content) != *content_sha256
+        || u64::try_from(content.len()).ok() != Some(*size)
+    {
+        return Err(EffectError::WrongPermit);
+    }
+    let mut options = std::fs::OpenOptions::new();
+    match mode {
+        WriteMode::CreateNew => options.write(true).create_new(true),
+        WriteMode::Overwrite => options.write(true).create(true).truncate(true),
+        WriteMode::Append => options.append(true).create(true),
+    };
+    let mut file = options.open(path)?;
+    file.write_all(content)?;
+    Ok(())
+}
+
+/// Deletes the file a permit allows.
+pub fn delete_permitted(permit: Permit) -> Result<(), EffectError> {
+    check_fresh(&permit)?;
+    let Action::FileDelete { path } = permit.action().action() else {
+        return Err(EffectError::WrongPermit);
+    };
+    Ok(std::fs::remove_file(path)?)
+}
+
+impl Kernel {
+    /// Asks for `exec` and, if permitted, runs it (see [`run_exec`]).
+    pub fn exec(&self, exec: Exec) -> Result<Output, EffectError> {
+        run_exec(self.authorize(Action::Exec(exec))?)
+    }
+
+    /// Asks to read `path` and, if permitted, reads it.
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, EffectError> {
+        read_permitted(self.authorize(Action::file_read(path))?)
+    }
+
+    /// Asks to overwrite `path` with `content` and, if permitted, writes
+    /// exactly that content.
+    pub fn write_file(&self, path: &str, content: &[u8]) -> Result<(), EffectError> {
+        write_permitted(self.authorize(Action::file_write(path, content))?, content)
+    }
+
+    /// Asks to delete `path` and, if permitted, deletes it.
+    pub fn delete_file(&self, path: &str) -> Result<(), EffectError> {
+        delete_permitted(self.authorize(Action::file_delete(path))?)
+    }
+}
