@@ -284,11 +284,20 @@ fn verify(
     key: &kernel_core::VerifyingKey,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let bytes = std::fs::read(evidence)?;
-    match kernel_core::verify_log(&bytes, Some(key)) {
-        Ok(summary) => {
+    let options = kernel_core::AuditOptions {
+        kernel_key: Some(key),
+        ..Default::default()
+    };
+    match kernel_core::audit(&bytes, &options) {
+        Ok(report) => {
             println!(
-                "audit verify: ok ({} records: {} allowed, {} denied, {} asked; every receipt signed by the enforcer key)",
-                summary.records, summary.allowed, summary.denied, summary.asked
+                "audit verify: ok ({} records: {} allowed, {} denied, {} asked; every record signed by the enforcer key; {} signed checkpoint(s), the newest covering {} records)",
+                report.records,
+                report.allowed,
+                report.denied,
+                report.asked,
+                report.checkpoints.len(),
+                report.newest_checkpoint().map_or(0, |c| c.size)
             );
             println!(
                 "check it yourself: kernel-enforcer audit verify --kernel-key {} {}",

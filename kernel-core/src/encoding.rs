@@ -18,6 +18,8 @@ pub const CLIENT_FRAME_TAG: &[u8] = b"agent-kernel/client-frame/v1\n";
 pub const ENFORCER_FRAME_TAG: &[u8] = b"agent-kernel/enforcer-frame/v1\n";
 /// Tag of an evidence record.
 pub const RECORD_TAG: &[u8] = b"agent-kernel/record/v1\n";
+/// Tag of a signed evidence event.
+pub const EVENT_TAG: &[u8] = b"agent-kernel/event/v1\n";
 
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

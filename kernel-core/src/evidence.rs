@@ -1,22 +1,26 @@
-//! Evidence records and their verification by an outsider.
+//! Evidence: the record format, and its verification by an outsider.
 //!
 //! The evidence file is a sequence of records, each framed as a 4-byte
-//! big-endian length followed by `RECORD_TAG || postcard(Record)`. A
-//! session starts with a [`Record::SessionStart`] that names the enforcer's
-//! public key; every decision follows as a [`Record::Decision`] holding the
-//! exact request bytes and the signed receipt, whose `log_index` is the
-//! record's position in the file. [`verify_log`] checks all of it with
-//! public keys only.
+//! big-endian length followed by the record bytes `RECORD_TAG ||
+//! postcard(Record)`. Every record's bytes are a leaf of an RFC 6962 Merkle
+//! tree. Every record is individually authenticated: decisions by their
+//! signed receipt, events (session start, policy load, approval, halt) by
+//! the session key's signature, checkpoints by their signed note. A
+//! checkpoint at position `i` commits to the tree of the `i` records before
+//! it. [`audit`] checks all of it with public keys only; see
+//! `docs/EVIDENCE.md` for the byte layout.
 
 use crate::decision::Decision;
 use crate::digest::Digest;
-use crate::encoding::{DecodeError, RECORD_TAG, decode, encode};
-use crate::keys::public_key_from_bytes;
+use crate::encoding::{DecodeError, EVENT_TAG, RECORD_TAG, decode, encode};
+use crate::keys::{format_public_key, public_key_from_bytes};
 use crate::limits::MAX_FRAME_BYTES;
+use crate::merkle::{Frontier, Hash, leaf_hash};
+use crate::note::{Checkpoint, ENFORCER_KEY_NAME, NoteError, SignedNote};
 use crate::protocol::Confinement;
 use crate::receipt::{SignedReceipt, VerifyError, verify_receipt_signature};
 use crate::request::{EncodedRequest, SessionId};
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// Largest encoded record, in bytes.
@@ -25,11 +29,41 @@ pub const MAX_RECORD_BYTES: usize = 2 * MAX_FRAME_BYTES;
 /// One evidence record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
-    /// An enforcer session began.
+    /// An event signed by the session key.
+    Event(SignedEvent),
+    /// A decision: the exact request bytes and the signed receipt sent
+    /// back.
+    Decision {
+        /// `EncodedRequest::bytes`.
+        request: Vec<u8>,
+        /// The receipt.
+        receipt: SignedReceipt,
+    },
+    /// A signed checkpoint (C2SP signed note) of the records before it.
+    Checkpoint {
+        /// The note text.
+        note: String,
+    },
+}
+
+/// An [`Event`] and the session key's signature over its bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEvent {
+    /// `EVENT_TAG || postcard(Event)`.
+    pub body: Vec<u8>,
+    /// ed25519 signature over `body` by the session key.
+    #[serde(with = "crate::encoding::signature_bytes")]
+    pub signature: [u8; 64],
+}
+
+/// Things that happen in a session besides decisions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A session began. Self-signed by the key it announces.
     SessionStart {
         /// The session id.
         session: SessionId,
-        /// The enforcer's public key for this session.
+        /// The session's public key.
         public_key: [u8; 32],
         /// Digest of the policy set in force.
         policy_digest: Digest,
@@ -37,26 +71,102 @@ pub enum Record {
         workspace: String,
         /// Confinement in force.
         confinement: Confinement,
+        /// The log's origin (the same in every session of one log).
+        origin: String,
         /// Start time, ms since the Unix epoch.
-        started_at_ms: u64,
+        at_ms: u64,
     },
-    /// A decision: the exact request bytes and the signed receipt.
-    Decision {
-        /// `EncodedRequest::bytes`.
-        request: Vec<u8>,
-        /// The receipt sent back.
-        receipt: SignedReceipt,
+    /// A new policy set took effect.
+    PolicyLoad {
+        /// The session.
+        session: SessionId,
+        /// Digest of the new set.
+        policy_digest: Digest,
+        /// Who asked for it.
+        by: String,
+        /// When, ms since the Unix epoch.
+        at_ms: u64,
     },
+    /// An operator answered an `Ask`.
+    Approval {
+        /// The session.
+        session: SessionId,
+        /// The request the answer is for.
+        request_digest: Digest,
+        /// Whether it was approved.
+        approved: bool,
+        /// Who answered.
+        by: String,
+        /// The scope granted, as the operator wrote it (empty: this request
+        /// only).
+        scope: String,
+        /// When, ms since the Unix epoch.
+        at_ms: u64,
+    },
+    /// The enforcer halted: everything after is denied.
+    Halt {
+        /// The session.
+        session: SessionId,
+        /// Why.
+        cause: String,
+        /// Who asked (an operator) or `enforcer` for a fault.
+        by: String,
+        /// When, ms since the Unix epoch.
+        at_ms: u64,
+    },
+}
+
+impl Event {
+    /// The session this event belongs to.
+    pub fn session(&self) -> SessionId {
+        match self {
+            Self::SessionStart { session, .. }
+            | Self::PolicyLoad { session, .. }
+            | Self::Approval { session, .. }
+            | Self::Halt { session, .. } => *session,
+        }
+    }
+}
+
+impl SignedEvent {
+    /// Encodes and signs `event`.
+    pub fn sign(event: &Event, key: &SigningKey) -> Self {
+        let body = encode(EVENT_TAG, event);
+        let signature = key.sign(&body).to_bytes();
+        Self { body, signature }
+    }
+
+    /// Verifies the signature with `key` (`verify_strict`, over the stored
+    /// bytes), then decodes.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<Event, LogProblem> {
+        key.verify_strict(&self.body, &Signature::from_bytes(&self.signature))
+            .map_err(|_| LogProblem::BadEventSignature)?;
+        decode(EVENT_TAG, &self.body, MAX_RECORD_BYTES).map_err(LogProblem::Decode)
+    }
+
+    /// Decodes without verifying (for display only).
+    pub fn decode_unverified(&self) -> Result<Event, DecodeError> {
+        decode(EVENT_TAG, &self.body, MAX_RECORD_BYTES)
+    }
+}
+
+/// The record's bytes (its Merkle leaf data), without the length prefix.
+pub fn encode_record(record: &Record) -> Vec<u8> {
+    encode(RECORD_TAG, record)
+}
+
+/// Prefixes record bytes with their 4-byte big-endian length.
+pub fn frame_record_bytes(bytes: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(bytes.len() + 4);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
 }
 
 /// Encodes `record` with its length prefix, ready to append.
 pub fn frame_record(record: &Record) -> Vec<u8> {
-    let body = encode(RECORD_TAG, record);
-    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&body);
-    out
+    frame_record_bytes(&encode_record(record))
 }
 
 /// Decodes one record's bytes (without the length prefix).
@@ -64,17 +174,23 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
     decode(RECORD_TAG, bytes, MAX_RECORD_BYTES)
 }
 
+/// The origin line of a log whose first session is `session`.
+pub fn origin_for(session: SessionId) -> String {
+    format!("agent-kernel/evidence/{session}")
+}
+
 /// What is wrong with an evidence file, and where.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("record {index}: {problem}")]
 pub struct LogError {
-    /// Index of the first record at fault.
+    /// Index of the first record at fault (for truncation: the length the
+    /// log should have had at least).
     pub index: u64,
     /// What is wrong.
     pub problem: LogProblem,
 }
 
-/// The kinds of fault [`verify_log`] finds.
+/// The kinds of fault [`audit`] finds.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LogProblem {
@@ -84,15 +200,24 @@ pub enum LogProblem {
     /// A record does not decode.
     #[error("record does not decode: {0}")]
     Decode(DecodeError),
-    /// A decision appears before any session start.
-    #[error("decision before any session start")]
+    /// The first record is not a session start.
+    #[error("the log does not begin with a session start")]
     NoSession,
-    /// The session's key is not the expected one.
+    /// A session's key is not the expected one.
     #[error("session key {0} is not the expected enforcer key")]
     UnexpectedKey(String),
-    /// The session's key is not a usable ed25519 key.
+    /// A session's key is not a usable ed25519 key.
     #[error("session key is not a valid ed25519 key")]
     BadKey,
+    /// An event's signature does not verify under its session key.
+    #[error("event signature does not verify under the session key")]
+    BadEventSignature,
+    /// An event names another session than the one it is in.
+    #[error("event belongs to another session")]
+    WrongSession,
+    /// A session start names another origin than the log's.
+    #[error("origin `{0}` is not this log's origin")]
+    WrongOrigin(String),
     /// A receipt does not verify.
     #[error("receipt does not verify: {0}")]
     Receipt(VerifyError),
@@ -105,11 +230,71 @@ pub enum LogProblem {
     /// The receipt's log index is not the record's position.
     #[error("receipt says log index {0}")]
     WrongIndex(u64),
+    /// A checkpoint's note is malformed or its signature does not verify.
+    #[error("checkpoint: {0}")]
+    Checkpoint(NoteError),
+    /// A checkpoint does not match the records before it.
+    #[error("checkpoint says size {size}, but the tree before it differs")]
+    CheckpointMismatch {
+        /// The size it claims.
+        size: u64,
+    },
+    /// A witnessed or trusted checkpoint covers more records than the log
+    /// holds: records were removed from the end.
+    #[error("log has {have} records but a {what} checkpoint covers {want}: records were removed")]
+    Truncated {
+        /// Records in the log.
+        have: u64,
+        /// Records the checkpoint covers.
+        want: u64,
+        /// `witnessed` or `trusted`.
+        what: &'static str,
+    },
+    /// A witnessed or trusted checkpoint's root is not the root of the
+    /// log's first records: the log was rewritten or forked.
+    #[error(
+        "the first {size} records do not match the {what} checkpoint: the log was rewritten or forked"
+    )]
+    Forked {
+        /// The checkpoint's size.
+        size: u64,
+        /// `witnessed` or `trusted`.
+        what: &'static str,
+    },
+    /// A witness co-signature is missing or does not verify.
+    #[error("witness: {0}")]
+    Witness(NoteError),
 }
 
-/// Counts from a sound evidence file.
+/// What the auditor trusts besides the log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditOptions<'a> {
+    /// The enforcer's key: every session must use it. Without it, each
+    /// session's self-declared key is used, which proves internal
+    /// consistency only.
+    pub kernel_key: Option<&'a VerifyingKey>,
+    /// A checkpoint obtained earlier: the log must extend it.
+    pub trusted: Option<&'a SignedNote>,
+    /// A witness whose co-signatures must verify and match the log.
+    pub witness: Option<WitnessCheck<'a>>,
+}
+
+/// A witness to check.
+#[derive(Debug, Clone, Copy)]
+pub struct WitnessCheck<'a> {
+    /// The witness's key name.
+    pub name: &'a str,
+    /// The witness's public key.
+    pub key: &'a VerifyingKey,
+    /// Co-signed checkpoints (at least one is required).
+    pub notes: &'a [SignedNote],
+}
+
+/// What a sound evidence file holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LogSummary {
+pub struct AuditReport {
+    /// The log's origin.
+    pub origin: String,
     /// Records in the file.
     pub records: u64,
     /// Sessions started.
@@ -120,84 +305,142 @@ pub struct LogSummary {
     pub denied: u64,
     /// Ask decisions.
     pub asked: u64,
+    /// Other events (policy loads, approvals, halts).
+    pub events: u64,
+    /// Checkpoints, by position.
+    pub checkpoints: Vec<(u64, Checkpoint)>,
+    /// Records after the newest checkpoint (covered only by their own
+    /// signatures, not yet by a checkpoint).
+    pub uncovered: u64,
+    /// Leaf hashes of every record, for proofs.
+    pub leaves: Vec<Hash>,
+    /// Witness co-signatures checked.
+    pub witnessed: u64,
+}
+
+impl AuditReport {
+    /// The newest checkpoint, if any.
+    pub fn newest_checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoints.last().map(|(_, c)| c)
+    }
 }
 
 /// Splits an evidence file into record bodies. A trailing partial record
 /// is reported as [`LogProblem::Torn`].
 pub fn split_records(bytes: &[u8]) -> Result<Vec<&[u8]>, LogError> {
+    match split_records_prefix(bytes) {
+        (records, None) => Ok(records),
+        (_, Some(error)) => Err(error),
+    }
+}
+
+/// Splits as many whole records as possible, and says what stopped it
+/// (a torn or oversize record) if anything did.
+pub fn split_records_prefix(bytes: &[u8]) -> (Vec<&[u8]>, Option<LogError>) {
     let mut records = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
         let index = u64::try_from(records.len()).unwrap_or(u64::MAX);
-        let torn = |left: usize| LogError {
+        let torn = LogError {
             index,
-            problem: LogProblem::Torn(left),
+            problem: LogProblem::Torn(rest.len()),
         };
-        let (len, after) = rest
-            .split_first_chunk::<4>()
-            .ok_or_else(|| torn(rest.len()))?;
+        let Some((len, after)) = rest.split_first_chunk::<4>() else {
+            return (records, Some(torn));
+        };
         let len = usize::try_from(u32::from_be_bytes(*len)).unwrap_or(usize::MAX);
         if len > MAX_RECORD_BYTES {
-            return Err(LogError {
-                index,
-                problem: LogProblem::Decode(DecodeError::Oversize {
-                    size: len,
-                    limit: MAX_RECORD_BYTES,
-                }),
+            let problem = LogProblem::Decode(DecodeError::Oversize {
+                size: len,
+                limit: MAX_RECORD_BYTES,
             });
+            return (records, Some(LogError { index, problem }));
         }
-        let (body, after) = after
-            .split_at_checked(len)
-            .ok_or_else(|| torn(rest.len()))?;
+        let Some((body, after)) = after.split_at_checked(len) else {
+            return (records, Some(torn));
+        };
         records.push(body);
         rest = after;
     }
-    Ok(records)
+    (records, None)
 }
 
-/// Verifies an evidence file with public keys only: every record decodes,
-/// every decision's receipt verifies under its session's key, binds the
-/// stored request bytes and names its own position. When `expected_key` is
-/// given, every session must use it.
-pub fn verify_log(
-    bytes: &[u8],
-    expected_key: Option<&VerifyingKey>,
-) -> Result<LogSummary, LogError> {
-    let mut summary = LogSummary::default();
-    let mut session: Option<(SessionId, VerifyingKey)> = None;
-    for (position, body) in split_records(bytes)?.into_iter().enumerate() {
+struct Current {
+    session: SessionId,
+    key: VerifyingKey,
+}
+
+/// Verifies an evidence file with public keys only: every record decodes
+/// and is authenticated (receipt, event signature or checkpoint note),
+/// every receipt binds the stored request and names its own position,
+/// every checkpoint is signed by its session's key and matches the tree of
+/// the records before it, and, when given, the log extends the trusted
+/// checkpoint and matches every witness co-signature. Returns the first
+/// fault, with its record index.
+pub fn audit(bytes: &[u8], options: &AuditOptions<'_>) -> Result<AuditReport, LogError> {
+    let records = split_records(bytes)?;
+    let mut report = AuditReport::default();
+    let mut frontier = Frontier::new();
+    let mut current: Option<Current> = None;
+    for (position, body) in records.iter().enumerate() {
         let index = u64::try_from(position).unwrap_or(u64::MAX);
         let fail = |problem| LogError { index, problem };
-        match decode_record(body).map_err(|e| fail(LogProblem::Decode(e)))? {
-            Record::SessionStart {
-                session: id,
-                public_key,
-                ..
-            } => {
-                let key =
-                    public_key_from_bytes(&public_key).map_err(|_| fail(LogProblem::BadKey))?;
-                if let Some(expected) = expected_key
-                    && expected != &key
-                {
-                    return Err(fail(LogProblem::UnexpectedKey(
-                        crate::keys::format_public_key(&key),
-                    )));
+        let record = decode_record(body).map_err(|e| fail(LogProblem::Decode(e)))?;
+        match record {
+            Record::Event(signed) => {
+                let declared = match signed.decode_unverified() {
+                    Ok(Event::SessionStart { public_key, .. }) => Some(public_key),
+                    Ok(_) => None,
+                    Err(e) => return Err(fail(LogProblem::Decode(e))),
+                };
+                let key = match (declared, &current) {
+                    (Some(bytes), _) => {
+                        public_key_from_bytes(&bytes).map_err(|_| fail(LogProblem::BadKey))?
+                    }
+                    (None, Some(current)) => current.key,
+                    (None, None) => return Err(fail(LogProblem::NoSession)),
+                };
+                let event = signed.verify(&key).map_err(fail)?;
+                match event {
+                    Event::SessionStart {
+                        session, origin, ..
+                    } => {
+                        if let Some(expected) = options.kernel_key
+                            && expected != &key
+                        {
+                            return Err(fail(LogProblem::UnexpectedKey(format_public_key(&key))));
+                        }
+                        if report.origin.is_empty() {
+                            report.origin = origin;
+                        } else if report.origin != origin {
+                            return Err(fail(LogProblem::WrongOrigin(origin)));
+                        }
+                        current = Some(Current { session, key });
+                        report.sessions += 1;
+                    }
+                    other => {
+                        let Some(current) = &current else {
+                            return Err(fail(LogProblem::NoSession));
+                        };
+                        if other.session() != current.session {
+                            return Err(fail(LogProblem::WrongSession));
+                        }
+                        report.events += 1;
+                    }
                 }
-                session = Some((id, key));
-                summary.sessions += 1;
             }
             Record::Decision { request, receipt } => {
-                let (id, key) = session
+                let current = current
                     .as_ref()
                     .ok_or_else(|| fail(LogProblem::NoSession))?;
-                let verified = verify_receipt_signature(&receipt, key)
+                let verified = verify_receipt_signature(&receipt, &current.key)
                     .map_err(|e| fail(LogProblem::Receipt(e)))?;
                 let request =
                     EncodedRequest::decode(&request).map_err(|e| fail(LogProblem::Request(e)))?;
                 let body = verified.body();
                 if body.request_digest != request.digest()
-                    || body.session != *id
-                    || request.request().session != *id
+                    || body.session != current.session
+                    || request.request().session != current.session
                     || body.seq != request.request().seq
                 {
                     return Err(fail(LogProblem::Mismatch));
@@ -206,13 +449,100 @@ pub fn verify_log(
                     return Err(fail(LogProblem::WrongIndex(body.log_index)));
                 }
                 match body.decision {
-                    Decision::Allow => summary.allowed += 1,
-                    Decision::Deny => summary.denied += 1,
-                    Decision::Ask => summary.asked += 1,
+                    Decision::Allow => report.allowed += 1,
+                    Decision::Deny => report.denied += 1,
+                    Decision::Ask => report.asked += 1,
                 }
             }
+            Record::Checkpoint { note } => {
+                let current = current
+                    .as_ref()
+                    .ok_or_else(|| fail(LogProblem::NoSession))?;
+                let note = SignedNote::parse(&note).map_err(|e| fail(LogProblem::Checkpoint(e)))?;
+                note.verify(ENFORCER_KEY_NAME, &current.key)
+                    .map_err(|e| fail(LogProblem::Checkpoint(e)))?;
+                let checkpoint = Checkpoint::parse_body(&note.body)
+                    .map_err(|e| fail(LogProblem::Checkpoint(e)))?;
+                if checkpoint.origin != report.origin {
+                    return Err(fail(LogProblem::WrongOrigin(checkpoint.origin)));
+                }
+                if checkpoint.size != index || checkpoint.root != frontier.root() {
+                    return Err(fail(LogProblem::CheckpointMismatch {
+                        size: checkpoint.size,
+                    }));
+                }
+                report.checkpoints.push((index, checkpoint));
+            }
         }
-        summary.records += 1;
+        let leaf = leaf_hash(body);
+        frontier.push(leaf);
+        report.leaves.push(leaf);
     }
-    Ok(summary)
+    report.records = u64::try_from(records.len()).unwrap_or(u64::MAX);
+    report.uncovered = report.records - report.checkpoints.last().map_or(0, |(index, _)| index + 1);
+    if let Some(trusted) = options.trusted {
+        check_external(&report, trusted, "trusted", |note| {
+            match options.kernel_key {
+                Some(key) => note.verify(ENFORCER_KEY_NAME, key),
+                None => Ok(()),
+            }
+            .map_err(LogProblem::Checkpoint)
+        })?;
+    }
+    if let Some(witness) = options.witness {
+        if witness.notes.is_empty() {
+            return Err(LogError {
+                index: report.records,
+                problem: LogProblem::Witness(NoteError::MissingSignature(witness.name.to_owned())),
+            });
+        }
+        for note in witness.notes {
+            check_external(&report, note, "witnessed", |note| {
+                note.verify_cosignature(witness.name, witness.key)
+                    .map(|_| ())
+                    .map_err(LogProblem::Witness)
+            })?;
+            report.witnessed += 1;
+        }
+    }
+    Ok(report)
+}
+
+fn check_external(
+    report: &AuditReport,
+    note: &SignedNote,
+    what: &'static str,
+    authenticate: impl Fn(&SignedNote) -> Result<(), LogProblem>,
+) -> Result<(), LogError> {
+    let at = |index, problem| LogError { index, problem };
+    authenticate(note).map_err(|p| at(0, p))?;
+    let checkpoint =
+        Checkpoint::parse_body(&note.body).map_err(|e| at(0, LogProblem::Checkpoint(e)))?;
+    if checkpoint.origin != report.origin {
+        return Err(at(0, LogProblem::WrongOrigin(checkpoint.origin)));
+    }
+    if checkpoint.size > report.records {
+        return Err(at(
+            report.records,
+            LogProblem::Truncated {
+                have: report.records,
+                want: checkpoint.size,
+                what,
+            },
+        ));
+    }
+    let prefix = report
+        .leaves
+        .get(..usize::try_from(checkpoint.size).unwrap_or(usize::MAX))
+        .unwrap_or_default();
+    if crate::merkle::root(prefix) != checkpoint.root {
+        return Err(at(
+            checkpoint.size.saturating_sub(1),
+            LogProblem::Forked {
+                size: checkpoint.size,
+                what,
+            },
+        ));
+    }
+    Ok(())
 }

@@ -12,7 +12,8 @@
 //! - signed receipts, and [`verify_receipt`], the only way to obtain a
 //!   [`Permit`];
 //! - the frames of the client–enforcer protocol;
-//! - evidence records and [`verify_log`], for auditors holding public keys
+//! - evidence records, RFC 6962 Merkle proofs ([`merkle`]), signed
+//!   checkpoints ([`note`]) and [`audit`], for auditors holding public keys
 //!   only.
 //!
 //! What it refuses: relative paths without a working directory, NUL bytes,
@@ -38,6 +39,8 @@ mod encoding;
 mod evidence;
 mod keys;
 pub mod limits;
+pub mod merkle;
+pub mod note;
 mod protocol;
 mod receipt;
 mod request;
@@ -52,11 +55,13 @@ pub use decision::{
 };
 pub use digest::{Digest, hex, unhex};
 pub use encoding::{
-    CLIENT_FRAME_TAG, DecodeError, ENFORCER_FRAME_TAG, RECEIPT_TAG, RECORD_TAG, REQUEST_TAG,
+    CLIENT_FRAME_TAG, DecodeError, ENFORCER_FRAME_TAG, EVENT_TAG, RECEIPT_TAG, RECORD_TAG,
+    REQUEST_TAG,
 };
 pub use evidence::{
-    LogError, LogProblem, LogSummary, MAX_RECORD_BYTES, Record, decode_record, frame_record,
-    split_records, verify_log,
+    AuditOptions, AuditReport, Event, LogError, LogProblem, MAX_RECORD_BYTES, Record, SignedEvent,
+    WitnessCheck, audit, decode_record, encode_record, frame_record, frame_record_bytes,
+    origin_for, split_records, split_records_prefix,
 };
 pub use keys::{
     PUBLIC_KEY_PREFIX, PublicKeyError, SigningKey, VerifyingKey, format_public_key,
@@ -69,6 +74,7 @@ pub use protocol::{
 };
 pub use receipt::{
     Expectation, MAX_CLOCK_SKEW_MS, Permit, ReceiptBody, SignedReceipt, Verified, VerifiedReceipt,
-    VerifyError, sign_receipt, verify_receipt, verify_receipt_signature,
+    VerifyError, decode_receipt_body_unverified, sign_receipt, verify_receipt,
+    verify_receipt_signature,
 };
 pub use request::{EncodedRequest, Request, SessionId};

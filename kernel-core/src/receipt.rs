@@ -155,6 +155,13 @@ pub fn verify_receipt_signature(
     })
 }
 
+/// Decodes a receipt body **without** checking its signature: for display
+/// tools only. Anything that trusts a receipt must use
+/// [`verify_receipt_signature`] or [`verify_receipt`].
+pub fn decode_receipt_body_unverified(bytes: &[u8]) -> Result<ReceiptBody, DecodeError> {
+    decode(RECEIPT_TAG, bytes, MAX_FRAME_BYTES)
+}
+
 /// What the client expects a receipt to match.
 #[derive(Debug, Clone, Copy)]
 pub struct Expectation<'a> {

@@ -1,12 +1,16 @@
 //! The `kernel-enforcer` command line.
 
+use crate::audit_cli::{self, DEFAULT_WITNESS_NAME, VerifyArgs, WitnessArgs};
 use crate::evidence::EvidenceLog;
 use crate::keys;
 use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError};
 use crate::serve;
-use crate::session::{DEFAULT_PERMIT_TTL, Session};
+use crate::session::{
+    DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_RECORDS, DEFAULT_PERMIT_TTL, Session,
+    SessionConfig,
+};
 use clap::{Parser, Subcommand};
-use kernel_core::{Confinement, format_public_key, parse_public_key, verify_log};
+use kernel_core::{Confinement, format_public_key};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -67,6 +71,13 @@ struct ServeArgs {
     /// Seconds an allow receipt stays valid.
     #[arg(long, default_value_t = DEFAULT_PERMIT_TTL.as_secs())]
     permit_ttl: u64,
+    /// Sign a checkpoint after this many records.
+    #[arg(long, default_value_t = DEFAULT_CHECKPOINT_RECORDS)]
+    checkpoint_every: u64,
+    /// Sign a checkpoint when a record has waited this many seconds for
+    /// one (a final checkpoint is always written at shutdown).
+    #[arg(long, default_value_t = DEFAULT_CHECKPOINT_INTERVAL.as_secs())]
+    checkpoint_interval: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +102,59 @@ enum AuditCommand {
         /// Without it, each session's self-declared key is used.
         #[arg(long)]
         kernel_key: Option<String>,
+        /// The witness's public key: its co-signatures must verify and
+        /// match the log (which catches truncation and rewrites).
+        #[arg(long)]
+        witness_key: Option<String>,
+        /// The witness's key name.
+        #[arg(long, default_value = DEFAULT_WITNESS_NAME)]
+        witness_name: String,
+        /// Co-signed checkpoints (default: LOG.cosignatures).
+        #[arg(long)]
+        cosignatures: Option<PathBuf>,
+        /// A checkpoint note obtained earlier: the log must extend it.
+        #[arg(long)]
+        trusted_checkpoint: Option<PathBuf>,
+        /// The evidence file.
+        log: PathBuf,
+    },
+    /// Print every record readably (a table, or JSON lines). Does not
+    /// authenticate anything: use `verify` for that.
+    Inspect {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The evidence file.
+        log: PathBuf,
+    },
+    /// Print an inclusion proof of one record against the newest
+    /// checkpoint, as JSON.
+    Prove {
+        /// The record's index.
+        #[arg(long)]
+        index: u64,
+        /// The evidence file.
+        log: PathBuf,
+    },
+    /// As the operator's witness: verify the log, check it extends the
+    /// checkpoint co-signed last time, and co-sign its newest checkpoint.
+    Witness {
+        /// The witness's private key (PKCS#8 PEM, mode 0600, from `keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The witness's state file (the last co-signed checkpoint).
+        #[arg(long)]
+        state: PathBuf,
+        /// The witness's key name.
+        #[arg(long, default_value = DEFAULT_WITNESS_NAME)]
+        name: String,
+        /// Pin the enforcer's public key.
+        #[arg(long)]
+        kernel_key: Option<String>,
+        /// Where to append the co-signed checkpoint (default:
+        /// LOG.cosignatures).
+        #[arg(long)]
+        cosignatures: Option<PathBuf>,
         /// The evidence file.
         log: PathBuf,
     },
@@ -107,9 +171,38 @@ pub fn main() -> ExitCode {
             print!("{}", policy::SCHEMA);
             Ok(())
         }
-        Command::Audit(AuditCommand::Verify { kernel_key, log }) => {
-            audit_verify(kernel_key.as_deref(), &log)
-        }
+        Command::Audit(AuditCommand::Verify {
+            kernel_key,
+            witness_key,
+            witness_name,
+            cosignatures,
+            trusted_checkpoint,
+            log,
+        }) => audit_cli::verify(&VerifyArgs {
+            kernel_key,
+            witness_key,
+            witness_name,
+            cosignatures,
+            trusted_checkpoint,
+            log,
+        }),
+        Command::Audit(AuditCommand::Inspect { json, log }) => audit_cli::inspect(&log, json),
+        Command::Audit(AuditCommand::Prove { index, log }) => audit_cli::prove(&log, index),
+        Command::Audit(AuditCommand::Witness {
+            key,
+            state,
+            name,
+            kernel_key,
+            cosignatures,
+            log,
+        }) => audit_cli::witness(&WitnessArgs {
+            key,
+            state,
+            name,
+            kernel_key,
+            cosignatures,
+            log,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -164,14 +257,13 @@ fn serve_command(args: ServeArgs) -> Result<(), String> {
         other => other.to_string(),
     })?;
     let evidence = EvidenceLog::open(&args.evidence).map_err(|e| e.to_string())?;
-    let mut session = Session::start(
-        key,
-        engine,
-        evidence,
-        Confinement::Unconfined,
-        Duration::from_secs(args.permit_ttl),
-    )
-    .map_err(|e| e.to_string())?;
+    let config = SessionConfig {
+        confinement: Confinement::Unconfined,
+        permit_ttl: Duration::from_secs(args.permit_ttl),
+        checkpoint_records: args.checkpoint_every,
+        checkpoint_interval: Duration::from_secs(args.checkpoint_interval),
+    };
+    let mut session = Session::start(key, engine, evidence, config).map_err(|e| e.to_string())?;
     serve::serve(args.connect, &mut session).map_err(|e| e.to_string())?;
     match session.halted() {
         Some(cause) => Err(format!("session ended halted: {cause}")),
@@ -207,30 +299,4 @@ fn policy_check(files: &[PathBuf]) -> Result<(), String> {
         }
         Err(other) => Err(other.to_string()),
     }
-}
-
-fn read_public_key(text: &str) -> Result<kernel_core::VerifyingKey, String> {
-    let text = if Path::new(text).is_file() {
-        std::fs::read_to_string(text).map_err(|e| format!("`{text}`: {e}"))?
-    } else {
-        text.to_owned()
-    };
-    parse_public_key(&text).map_err(|e| e.to_string())
-}
-
-fn audit_verify(kernel_key: Option<&str>, log: &Path) -> Result<(), String> {
-    let key = kernel_key.map(read_public_key).transpose()?;
-    let bytes = std::fs::read(log).map_err(|e| format!("`{}`: {e}", log.display()))?;
-    let summary =
-        verify_log(&bytes, key.as_ref()).map_err(|e| format!("evidence is not sound: {e}"))?;
-    println!(
-        "ok: {} records, {} sessions, {} allowed, {} denied, {} asked",
-        summary.records, summary.sessions, summary.allowed, summary.denied, summary.asked
-    );
-    if key.is_none() {
-        println!(
-            "note: no --kernel-key given; signatures were checked against each session's own key"
-        );
-    }
-    Ok(())
 }

@@ -1,6 +1,9 @@
 //! The evidence file: append-only, durable before every reply.
 
-use kernel_core::{LogProblem, Record, frame_record, split_records, verify_log};
+use kernel_core::merkle::{Frontier, Hash, leaf_hash};
+use kernel_core::{
+    AuditOptions, LogProblem, Record, audit, encode_record, frame_record_bytes, split_records,
+};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -29,63 +32,87 @@ pub enum EvidenceError {
     },
 }
 
-/// An open evidence file positioned at its end.
+/// An open evidence file positioned at its end, with the Merkle tree of
+/// its records.
 #[derive(Debug)]
 pub struct EvidenceLog {
     path: PathBuf,
     file: File,
-    next_index: u64,
+    tree: Frontier,
+    origin: Option<String>,
+    since_checkpoint: u64,
 }
 
 impl EvidenceLog {
-    /// Opens (or creates, mode 0600) the evidence file and checks what is
-    /// already there. A torn final record, left by a crash before it was
-    /// synced and so never acknowledged, is cut off; any other damage
-    /// refuses the open.
+    /// Opens (or creates, mode 0600) the evidence file and verifies what is
+    /// already there (every signature, every checkpoint, the tree). A torn
+    /// final record, left by a crash before it was synced and so never
+    /// acknowledged, is cut off; any other fault refuses the open with the
+    /// index of the first faulty record.
     pub fn open(path: &Path) -> Result<Self, EvidenceError> {
         let io = |source| EvidenceError::Io {
             path: path.to_owned(),
             source,
         };
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
             .open(path)
             .map_err(io)?;
-        let existing = std::fs::read(path).map_err(io)?;
-        let next_index = match verify_log(&existing, None) {
-            Ok(summary) => summary.records,
-            Err(error) => match error.problem {
-                LogProblem::Torn(left) => {
-                    let keep = existing.len().saturating_sub(left);
-                    file.set_len(u64::try_from(keep).unwrap_or(u64::MAX))
-                        .map_err(io)?;
-                    file.sync_all().map_err(io)?;
-                    let kept = existing.get(..keep).unwrap_or_default();
-                    u64::try_from(split_records(kept).map(|r| r.len()).unwrap_or(0))
-                        .unwrap_or(u64::MAX)
-                }
-                _ => {
-                    return Err(EvidenceError::Damaged {
-                        path: path.to_owned(),
-                        source: error,
-                    });
-                }
-            },
-        };
-        file.flush().map_err(io)?;
+        let mut existing = std::fs::read(path).map_err(io)?;
+        if let Err(error) = split_records(&existing)
+            && let LogProblem::Torn(left) = error.problem
+        {
+            let keep = existing.len().saturating_sub(left);
+            file.set_len(u64::try_from(keep).unwrap_or(u64::MAX))
+                .map_err(io)?;
+            file.sync_all().map_err(io)?;
+            existing.truncate(keep);
+        }
+        let report = audit(&existing, &AuditOptions::default()).map_err(|source| {
+            EvidenceError::Damaged {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+        let mut tree = Frontier::new();
+        for leaf in &report.leaves {
+            tree.push(*leaf);
+        }
         Ok(Self {
             path: path.to_owned(),
             file,
-            next_index,
+            tree,
+            origin: (!report.origin.is_empty()).then_some(report.origin),
+            since_checkpoint: report.uncovered,
         })
     }
 
     /// The index the next record will get.
     pub fn next_index(&self) -> u64 {
-        self.next_index
+        self.tree.size()
+    }
+
+    /// The root of the tree of every record so far.
+    pub fn root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    /// The log's origin, once it has a session start.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+
+    /// Sets the origin of a new log.
+    pub fn set_origin(&mut self, origin: String) {
+        self.origin.get_or_insert(origin);
+    }
+
+    /// Records appended since the last checkpoint.
+    pub fn since_checkpoint(&self) -> u64 {
+        self.since_checkpoint
     }
 
     /// The file's path.
@@ -101,31 +128,47 @@ impl EvidenceLog {
             path: self.path.clone(),
             source,
         };
-        self.file.write_all(&frame_record(record)).map_err(io)?;
+        let bytes = encode_record(record);
+        self.file
+            .write_all(&frame_record_bytes(&bytes))
+            .map_err(io)?;
         self.file.sync_data().map_err(io)?;
-        let index = self.next_index;
-        self.next_index += 1;
+        let index = self.tree.size();
+        self.tree.push(leaf_hash(&bytes));
+        if matches!(record, Record::Checkpoint { .. }) {
+            self.since_checkpoint = 0;
+        } else {
+            self.since_checkpoint += 1;
+        }
         Ok(index)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        reason = "tests"
+    )]
     use super::*;
-    use kernel_core::{Confinement, Digest, SessionId};
+    use kernel_core::{Confinement, Digest, Event, SessionId, SignedEvent, frame_record};
 
     fn start() -> Record {
-        Record::SessionStart {
-            session: SessionId([1; 16]),
-            public_key: kernel_core::SigningKey::from_bytes(&[4; 32])
-                .verifying_key()
-                .to_bytes(),
-            policy_digest: Digest([2; 32]),
-            workspace: "/ws".into(),
-            confinement: Confinement::Unconfined,
-            started_at_ms: 1,
-        }
+        let key = kernel_core::SigningKey::from_bytes(&[4; 32]);
+        Record::Event(SignedEvent::sign(
+            &Event::SessionStart {
+                session: SessionId([1; 16]),
+                public_key: key.verifying_key().to_bytes(),
+                policy_digest: Digest([2; 32]),
+                workspace: "/ws".into(),
+                confinement: Confinement::Unconfined,
+                origin: "test".into(),
+                at_ms: 1,
+            },
+            &key,
+        ))
     }
 
     #[test]
@@ -135,6 +178,7 @@ mod tests {
         let mut log = EvidenceLog::open(&path).unwrap();
         assert_eq!(log.append(&start()).unwrap(), 0);
         assert_eq!(log.append(&start()).unwrap(), 1);
+        let root = log.root();
         drop(log);
         let whole = std::fs::read(&path).unwrap();
         // A crash in the middle of a third record.
@@ -146,6 +190,8 @@ mod tests {
         .unwrap();
         let log = EvidenceLog::open(&path).unwrap();
         assert_eq!(log.next_index(), 2);
+        assert_eq!(log.root(), root, "the tree continues");
+        assert_eq!(log.origin(), Some("test"));
         assert_eq!(std::fs::read(&path).unwrap(), whole);
     }
 
@@ -158,12 +204,13 @@ mod tests {
         log.append(&start()).unwrap();
         drop(log);
         let mut bytes = std::fs::read(&path).unwrap();
-        bytes[10] ^= 0x40;
+        let at = bytes.len() - 10;
+        bytes[at] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(matches!(
-            EvidenceLog::open(&path),
-            Err(EvidenceError::Damaged { .. })
-        ));
+        match EvidenceLog::open(&path) {
+            Err(EvidenceError::Damaged { source, .. }) => assert_eq!(source.index, 1),
+            other => panic!("damage accepted: {other:?}"),
+        }
         assert_eq!(
             std::fs::read(&path).unwrap(),
             bytes,

@@ -14,6 +14,7 @@
 //! Guarantee on any input: the frame handler does not panic; if it ever
 //! did, the session halts and denies everything after.
 
+mod audit_cli;
 mod cli_impl;
 pub mod evidence;
 pub mod keys;

@@ -1,7 +1,11 @@
 //! The transport: joining the client's channel and serving frames.
 
 use crate::session::Session;
-use ipc_channel::IpcError;
+use ipc_channel::{IpcError, TryRecvError};
+use std::time::Duration;
+
+/// How often an idle session checks whether a checkpoint is due.
+const IDLE_TICK: Duration = Duration::from_millis(500);
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use kernel_core::{EnforcerFrame, Refusal, encode_enforcer_frame};
 
@@ -34,25 +38,30 @@ pub fn serve(name: String, session: &mut Session) -> Result<(), ServeError> {
 }
 
 /// Serves frames from `requests` until the peer disconnects or the reply
-/// channel breaks.
+/// channel breaks, writing checkpoints when due and a final one at the end.
 pub fn serve_channels(
     requests: &IpcReceiver<Vec<u8>>,
     replies: &IpcSender<Vec<u8>>,
     session: &mut Session,
 ) {
     loop {
-        let reply = match requests.recv() {
+        let reply = match requests.try_recv_timeout(IDLE_TICK) {
             Ok(frame) => session.handle(&frame),
-            Err(IpcError::SerializationError(e)) => {
+            Err(TryRecvError::Empty) => {
+                session.tick();
+                continue;
+            }
+            Err(TryRecvError::IpcError(IpcError::SerializationError(e))) => {
                 encode_enforcer_frame(&EnforcerFrame::Refused {
                     seq: None,
                     refusal: Refusal::Malformed(e.to_string()),
                 })
             }
-            Err(IpcError::Disconnected | IpcError::Io(_)) => return,
+            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_))) => break,
         };
         if replies.send(reply).is_err() {
-            return;
+            break;
         }
     }
+    session.finish();
 }

@@ -8,16 +8,46 @@
 use crate::evidence::EvidenceLog;
 use crate::policy::PolicyEngine;
 use ed25519_dalek::SigningKey;
+use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
-    ClientFrame, Confinement, Deadline, DecisionInputs, EncodedRequest, EnforcerFrame, Handshake,
-    KernelState, LimitState, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, SessionId, decide,
-    decode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES, sign_receipt,
+    ClientFrame, Confinement, Deadline, DecisionInputs, EncodedRequest, EnforcerFrame, Event,
+    Handshake, KernelState, LimitState, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, SessionId,
+    SignedEvent, decide, decode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES,
+    origin_for, sign_receipt,
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Default validity of an allow receipt.
 pub const DEFAULT_PERMIT_TTL: Duration = Duration::from_secs(30);
+/// Default number of records between two checkpoints.
+pub const DEFAULT_CHECKPOINT_RECORDS: u64 = 1000;
+/// Default longest time a record waits for a checkpoint.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How a session runs.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// Confinement in force, announced and recorded.
+    pub confinement: Confinement,
+    /// Validity of an allow receipt.
+    pub permit_ttl: Duration,
+    /// Sign a checkpoint after this many records.
+    pub checkpoint_records: u64,
+    /// Sign a checkpoint when a record has waited this long for one.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            confinement: Confinement::Unconfined,
+            permit_ttl: DEFAULT_PERMIT_TTL,
+            checkpoint_records: DEFAULT_CHECKPOINT_RECORDS,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+        }
+    }
+}
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {
@@ -34,22 +64,21 @@ pub struct Session {
     key: SigningKey,
     policy: PolicyEngine,
     evidence: EvidenceLog,
-    confinement: Confinement,
-    permit_ttl: Duration,
+    config: SessionConfig,
+    last_checkpoint: Instant,
     greeted: bool,
     last_seq: Option<u64>,
     halted: Option<String>,
 }
 
 impl Session {
-    /// Starts a session: picks a fresh id and records the session start
-    /// durably. Fails if that record cannot be written.
+    /// Starts a session: picks a fresh id and records the signed session
+    /// start durably. Fails if that record cannot be written.
     pub fn start(
         key: SigningKey,
         policy: PolicyEngine,
         mut evidence: EvidenceLog,
-        confinement: Confinement,
-        permit_ttl: Duration,
+        config: SessionConfig,
     ) -> Result<Self, crate::evidence::EvidenceError> {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| crate::evidence::EvidenceError::Io {
@@ -57,25 +86,71 @@ impl Session {
             source: std::io::Error::other(e.to_string()),
         })?;
         let id = SessionId(id);
-        evidence.append(&Record::SessionStart {
+        evidence.set_origin(origin_for(id));
+        let origin = evidence.origin().unwrap_or_default().to_owned();
+        let start = Event::SessionStart {
             session: id,
             public_key: key.verifying_key().to_bytes(),
             policy_digest: policy.digest(),
             workspace: policy.environment().workspace().to_owned(),
-            confinement,
-            started_at_ms: now_ms(),
-        })?;
+            confinement: config.confinement,
+            origin,
+            at_ms: now_ms(),
+        };
+        evidence.append(&Record::Event(SignedEvent::sign(&start, &key)))?;
         Ok(Self {
             id,
             key,
             policy,
             evidence,
-            confinement,
-            permit_ttl,
+            config,
+            last_checkpoint: Instant::now(),
             greeted: false,
             last_seq: None,
             halted: None,
         })
+    }
+
+    /// Signs and appends a checkpoint of every record so far.
+    fn checkpoint(&mut self) {
+        let checkpoint = Checkpoint {
+            origin: self.evidence.origin().unwrap_or_default().to_owned(),
+            size: self.evidence.next_index(),
+            root: self.evidence.root(),
+        };
+        let note = SignedNote::sign(checkpoint.body(), ENFORCER_KEY_NAME, &self.key);
+        self.last_checkpoint = Instant::now();
+        if let Err(e) = self.evidence.append(&Record::Checkpoint {
+            note: note.to_text(),
+        }) {
+            self.halted = Some(format!("cannot record a checkpoint: {e}"));
+        }
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let pending = self.evidence.since_checkpoint();
+        pending >= self.config.checkpoint_records.max(1)
+            || (pending > 0 && self.last_checkpoint.elapsed() >= self.config.checkpoint_interval)
+    }
+
+    /// Writes a checkpoint if one is due by time. Call when idle.
+    pub fn tick(&mut self) {
+        if self.halted.is_none() && self.checkpoint_due() {
+            self.checkpoint();
+        }
+    }
+
+    /// Writes a final checkpoint if any record is not yet covered. Call at
+    /// shutdown.
+    pub fn finish(&mut self) {
+        if self.halted.is_none() && self.evidence.since_checkpoint() > 0 {
+            self.checkpoint();
+        }
+    }
+
+    /// The evidence log.
+    pub fn evidence(&self) -> &EvidenceLog {
+        &self.evidence
     }
 
     /// The session id.
@@ -157,8 +232,8 @@ impl Session {
             enforcer_key: self.key.verifying_key().to_bytes(),
             policy_digest: self.policy.digest(),
             workspace: self.policy.environment().workspace().to_owned(),
-            confinement: self.confinement,
-            permit_ttl_ms: u64::try_from(self.permit_ttl.as_millis()).unwrap_or(u64::MAX),
+            confinement: self.config.confinement,
+            permit_ttl_ms: u64::try_from(self.config.permit_ttl.as_millis()).unwrap_or(u64::MAX),
         };
         let signature = handshake.sign(&self.key, challenge);
         EnforcerFrame::Hello {
@@ -198,7 +273,7 @@ impl Session {
             evaluation: self.policy.evaluate(&request.action),
             limits: LimitState::Within,
         });
-        let ttl = u64::try_from(self.permit_ttl.as_millis()).unwrap_or(u64::MAX);
+        let ttl = u64::try_from(self.config.permit_ttl.as_millis()).unwrap_or(u64::MAX);
         let body = ReceiptBody {
             session: self.id,
             seq,
@@ -217,7 +292,12 @@ impl Session {
             receipt: receipt.clone(),
         };
         match self.evidence.append(&record) {
-            Ok(_) => EnforcerFrame::Receipt { seq, receipt },
+            Ok(_) => {
+                if self.checkpoint_due() {
+                    self.checkpoint();
+                }
+                EnforcerFrame::Receipt { seq, receipt }
+            }
             Err(e) => {
                 self.halted = Some(format!("cannot record evidence: {e}"));
                 Self::refused(Some(seq), Refusal::Halted)

@@ -11,14 +11,13 @@
 )]
 
 use kernel_core::{
-    Action, CanonicalAction, ClientFrame, Confinement, EncodedRequest, EnforcerFrame, Handshake,
+    Action, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Handshake,
     PROTOCOL_VERSION, Request, decode_enforcer_frame, encode_client_frame,
 };
 use kernel_enforcer::evidence::EvidenceLog;
 use kernel_enforcer::policy::{Environment, PolicyEngine};
-use kernel_enforcer::session::Session;
+use kernel_enforcer::session::{Session, SessionConfig};
 use proptest::prelude::*;
-use std::time::Duration;
 
 fn session(dir: &std::path::Path) -> (Session, Handshake) {
     let env = Environment::new("/ws", &[]).unwrap();
@@ -33,14 +32,7 @@ fn session(dir: &std::path::Path) -> (Session, Handshake) {
     .unwrap();
     let evidence = EvidenceLog::open(&dir.join("evidence.log")).unwrap();
     let key = kernel_core::SigningKey::from_bytes(&[3; 32]);
-    let mut session = Session::start(
-        key,
-        policy,
-        evidence,
-        Confinement::Unconfined,
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let mut session = Session::start(key, policy, evidence, SessionConfig::default()).unwrap();
     let hello = encode_client_frame(&ClientFrame::Hello {
         protocol: PROTOCOL_VERSION,
         challenge: [1; 32],

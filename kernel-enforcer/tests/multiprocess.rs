@@ -16,9 +16,10 @@ use kernel_client::{
     SpawnConfig, SpawnError, write_permitted,
 };
 use kernel_core::{
-    CanonicalAction, ClientFrame, Decision, Digest, EncodedRequest, EnforcerFrame, Handshake,
-    PROTOCOL_VERSION, ReceiptBody, Refusal, Request, SigningKey, VerifyError, decode_client_frame,
-    encode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES, sign_receipt, verify_log,
+    AuditOptions, CanonicalAction, ClientFrame, Decision, Digest, EncodedRequest, EnforcerFrame,
+    Handshake, PROTOCOL_VERSION, ReceiptBody, Refusal, Request, SigningKey, VerifyError, audit,
+    decode_client_frame, encode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES,
+    sign_receipt,
 };
 use std::time::{Duration, Instant};
 
@@ -77,8 +78,15 @@ fn allowed_effects_happen_and_denied_ones_do_not() {
     let status = kernel.shutdown(Duration::from_secs(5)).unwrap();
     assert!(status.success(), "enforcer exit status {status}");
     assert!(!alive(pid));
-    let summary = verify_log(&std::fs::read(&f.evidence).unwrap(), Some(&key)).unwrap();
-    assert_eq!((summary.allowed, summary.denied), (2, 2), "{summary:?}");
+    let options = AuditOptions {
+        kernel_key: Some(&key),
+        ..AuditOptions::default()
+    };
+    let report = audit(&std::fs::read(&f.evidence).unwrap(), &options).unwrap();
+    assert_eq!((report.allowed, report.denied), (2, 2), "{report:?}");
+    // The final checkpoint, written at shutdown, covers every record.
+    assert_eq!(report.uncovered, 0);
+    assert_eq!(report.newest_checkpoint().unwrap().size, report.records - 1);
 }
 
 #[test]
