@@ -23,6 +23,7 @@ pub struct SpawnConfig {
     pub(crate) evidence: PathBuf,
     pub(crate) key: Option<PathBuf>,
     pub(crate) protect: Vec<PathBuf>,
+    pub(crate) checkpoint_every: Option<u64>,
     pub(crate) client: ClientConfig,
 }
 
@@ -85,6 +86,7 @@ impl SpawnConfig {
             evidence: evidence.as_ref().to_owned(),
             key: None,
             protect: Vec::new(),
+            checkpoint_every: None,
             client: ClientConfig::default(),
         }
     }
@@ -122,6 +124,15 @@ impl SpawnConfig {
     #[must_use]
     pub fn pin_public_key(mut self, key: VerifyingKey) -> Self {
         self.client = self.client.pin_public_key(key);
+        self
+    }
+
+    /// Has the enforcer sign a checkpoint after this many records (its
+    /// default is 1000; it also signs one every 10 seconds and at
+    /// shutdown).
+    #[must_use]
+    pub fn checkpoint_every(mut self, records: u64) -> Self {
+        self.checkpoint_every = Some(records);
         self
     }
 

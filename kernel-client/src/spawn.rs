@@ -126,6 +126,9 @@ pub(crate) fn spawn_enforcer(config: &SpawnConfig) -> Result<(Child, ClientEnds)
     for path in &config.protect {
         command.arg("--protect").arg(path);
     }
+    if let Some(records) = config.checkpoint_every {
+        command.arg("--checkpoint-every").arg(records.to_string());
+    }
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())

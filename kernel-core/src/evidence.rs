@@ -378,7 +378,9 @@ struct Current {
 /// checkpoint and matches every witness co-signature. Returns the first
 /// fault, with its record index.
 pub fn audit(bytes: &[u8], options: &AuditOptions<'_>) -> Result<AuditReport, LogError> {
-    let records = split_records(bytes)?;
+    // Whole records are checked first, so a damaged length prefix is
+    // reported at the record it belongs to, not at a later one.
+    let (records, framing) = split_records_prefix(bytes);
     let mut report = AuditReport::default();
     let mut frontier = Frontier::new();
     let mut current: Option<Current> = None;
@@ -477,6 +479,9 @@ pub fn audit(bytes: &[u8], options: &AuditOptions<'_>) -> Result<AuditReport, Lo
         let leaf = leaf_hash(body);
         frontier.push(leaf);
         report.leaves.push(leaf);
+    }
+    if let Some(error) = framing {
+        return Err(error);
     }
     report.records = u64::try_from(records.len()).unwrap_or(u64::MAX);
     report.uncovered = report.records - report.checkpoints.last().map_or(0, |(index, _)| index + 1);

@@ -333,6 +333,39 @@ mod tests {
         }
 
         #[test]
+        fn proofs_hold_across_every_pair_of_checkpoints(
+            n in 1u64..60,
+            mut cuts in proptest::collection::vec(1u64..60, 1..6),
+        ) {
+            // A log of `n` appends with checkpoints at random sizes.
+            let all = leaves(n);
+            let mut frontier = Frontier::new();
+            let mut checkpoints = Vec::new();
+            cuts.iter_mut().for_each(|c| *c = (*c).min(n));
+            cuts.sort_unstable();
+            cuts.dedup();
+            for (i, leaf) in all.iter().enumerate() {
+                frontier.push(*leaf);
+                if cuts.contains(&(i as u64 + 1)) {
+                    checkpoints.push((frontier.size(), frontier.root()));
+                }
+            }
+            for &(size, checkpoint_root) in &checkpoints {
+                let covered = &all[..size as usize];
+                for index in 0..size {
+                    let proof = inclusion_proof(covered, index).unwrap();
+                    prop_assert!(verify_inclusion(index, size, &all[index as usize], &proof, &checkpoint_root).is_ok());
+                }
+            }
+            for &(old, old_root) in &checkpoints {
+                for &(new, new_root) in checkpoints.iter().filter(|(s, _)| *s >= old) {
+                    let proof = consistency_proof(&all[..new as usize], old).unwrap();
+                    prop_assert!(verify_consistency(old, new, &proof, &old_root, &new_root).is_ok());
+                }
+            }
+        }
+
+        #[test]
         fn every_proof_verifies_and_a_wrong_one_does_not(n in 1u64..70, old in 1u64..70, index in 0u64..70) {
             let all = leaves(n);
             let tree_root = root(&all);

@@ -41,6 +41,8 @@ pub struct EvidenceLog {
     tree: Frontier,
     origin: Option<String>,
     since_checkpoint: u64,
+    /// Framed records staged but not yet written and synced.
+    pending: Vec<u8>,
 }
 
 impl EvidenceLog {
@@ -87,6 +89,7 @@ impl EvidenceLog {
             tree,
             origin: (!report.origin.is_empty()).then_some(report.origin),
             since_checkpoint: report.uncovered,
+            pending: Vec::new(),
         })
     }
 
@@ -120,19 +123,12 @@ impl EvidenceLog {
         &self.path
     }
 
-    /// Appends `record` and makes it durable (`fdatasync`) before
-    /// returning its index. An error leaves the log in an unknown state:
-    /// the caller must halt.
-    pub fn append(&mut self, record: &Record) -> Result<u64, EvidenceError> {
-        let io = |source| EvidenceError::Io {
-            path: self.path.clone(),
-            source,
-        };
+    /// Stages `record` as the next leaf and returns its index. Nothing is
+    /// durable, and no reply that depends on it may leave, until
+    /// [`commit`](Self::commit) succeeds.
+    pub fn stage(&mut self, record: &Record) -> u64 {
         let bytes = encode_record(record);
-        self.file
-            .write_all(&frame_record_bytes(&bytes))
-            .map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        self.pending.extend_from_slice(&frame_record_bytes(&bytes));
         let index = self.tree.size();
         self.tree.push(leaf_hash(&bytes));
         if matches!(record, Record::Checkpoint { .. }) {
@@ -140,6 +136,35 @@ impl EvidenceLog {
         } else {
             self.since_checkpoint += 1;
         }
+        index
+    }
+
+    /// Whether staged records wait for a commit.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Writes every staged record and makes them durable with one
+    /// `fdatasync` (group commit). An error leaves the log in an unknown
+    /// state: the caller must halt, and must not send any reply that
+    /// depends on the staged records.
+    pub fn commit(&mut self) -> Result<(), EvidenceError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let io = |source| EvidenceError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let pending = std::mem::take(&mut self.pending);
+        self.file.write_all(&pending).map_err(io)?;
+        self.file.sync_data().map_err(io)
+    }
+
+    /// Stages `record` and commits it: durable when this returns `Ok`.
+    pub fn append(&mut self, record: &Record) -> Result<u64, EvidenceError> {
+        let index = self.stage(record);
+        self.commit()?;
         Ok(index)
     }
 }

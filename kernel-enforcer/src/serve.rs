@@ -6,6 +6,8 @@ use std::time::Duration;
 
 /// How often an idle session checks whether a checkpoint is due.
 const IDLE_TICK: Duration = Duration::from_millis(500);
+/// Most frames handled (and committed with one `fdatasync`) together.
+const MAX_BATCH: usize = 256;
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use kernel_core::{EnforcerFrame, Refusal, encode_enforcer_frame};
 
@@ -44,23 +46,38 @@ pub fn serve_channels(
     replies: &IpcSender<Vec<u8>>,
     session: &mut Session,
 ) {
-    loop {
-        let reply = match requests.try_recv_timeout(IDLE_TICK) {
-            Ok(frame) => session.handle(&frame),
+    'serving: loop {
+        let first = match requests.try_recv_timeout(IDLE_TICK) {
+            Ok(frame) => frame,
             Err(TryRecvError::Empty) => {
                 session.tick();
                 continue;
             }
             Err(TryRecvError::IpcError(IpcError::SerializationError(e))) => {
-                encode_enforcer_frame(&EnforcerFrame::Refused {
+                let refusal = encode_enforcer_frame(&EnforcerFrame::Refused {
                     seq: None,
                     refusal: Refusal::Malformed(e.to_string()),
-                })
+                });
+                if replies.send(refusal).is_err() {
+                    break;
+                }
+                continue;
             }
             Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_))) => break,
         };
-        if replies.send(reply).is_err() {
-            break;
+        // Whatever else has already arrived is decided with it and shares
+        // its fdatasync. Errors end the batch; the next receive sees them.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(frame) => batch.push(frame),
+                Err(_) => break,
+            }
+        }
+        for reply in session.handle_batch(&batch) {
+            if replies.send(reply).is_err() {
+                break 'serving;
+            }
         }
     }
     session.finish();

@@ -120,11 +120,9 @@ impl Session {
         };
         let note = SignedNote::sign(checkpoint.body(), ENFORCER_KEY_NAME, &self.key);
         self.last_checkpoint = Instant::now();
-        if let Err(e) = self.evidence.append(&Record::Checkpoint {
+        self.evidence.stage(&Record::Checkpoint {
             note: note.to_text(),
-        }) {
-            self.halted = Some(format!("cannot record a checkpoint: {e}"));
-        }
+        });
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -137,6 +135,7 @@ impl Session {
     pub fn tick(&mut self) {
         if self.halted.is_none() && self.checkpoint_due() {
             self.checkpoint();
+            self.commit_or_halt();
         }
     }
 
@@ -145,6 +144,13 @@ impl Session {
     pub fn finish(&mut self) {
         if self.halted.is_none() && self.evidence.since_checkpoint() > 0 {
             self.checkpoint();
+            self.commit_or_halt();
+        }
+    }
+
+    fn commit_or_halt(&mut self) {
+        if let Err(e) = self.evidence.commit() {
+            self.halted = Some(format!("cannot record evidence: {e}"));
         }
     }
 
@@ -163,23 +169,46 @@ impl Session {
         self.halted.as_deref()
     }
 
-    /// Handles one frame, catching any panic: a panic halts the session
-    /// (sticky) and the frame is refused.
+    /// Handles one frame (see [`handle_batch`](Self::handle_batch)).
     pub fn handle(&mut self, frame: &[u8]) -> Vec<u8> {
-        match catch_unwind(AssertUnwindSafe(|| self.handle_frame(frame))) {
-            Ok(reply) => reply,
-            Err(_) => {
-                self.halted = Some("internal panic while handling a frame".into());
-                encode_enforcer_frame(&EnforcerFrame::Refused {
-                    seq: None,
-                    refusal: Refusal::Halted,
-                })
-            }
-        }
+        self.handle_batch(std::slice::from_ref(&frame))
+            .pop()
+            .unwrap_or_default()
     }
 
-    /// Handles one frame and returns the encoded reply. Total: any input
-    /// gets a reply, a refusal for anything it will not decide on.
+    /// Handles frames that arrived together and returns one encoded reply
+    /// per frame, in order. Total: any input gets a reply. Every record
+    /// the batch produced is made durable with one `fdatasync` before any
+    /// reply is returned (group commit); if that fails, the session halts
+    /// and every receipt of the batch is withheld and replaced by a
+    /// `halted` refusal. A panic while handling a frame halts the session
+    /// (sticky) and refuses that frame.
+    pub fn handle_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Vec<Vec<u8>> {
+        let mut replies: Vec<EnforcerFrame> = frames
+            .iter()
+            .map(
+                |frame| match catch_unwind(AssertUnwindSafe(|| self.reply_to(frame.as_ref()))) {
+                    Ok(reply) => reply,
+                    Err(_) => {
+                        self.halted = Some("internal panic while handling a frame".into());
+                        Self::refused(None, Refusal::Halted)
+                    }
+                },
+            )
+            .collect();
+        if let Err(e) = self.evidence.commit() {
+            self.halted = Some(format!("cannot record evidence: {e}"));
+            for reply in &mut replies {
+                if let EnforcerFrame::Receipt { seq, .. } = reply {
+                    *reply = Self::refused(Some(*seq), Refusal::Halted);
+                }
+            }
+        }
+        replies.iter().map(encode_enforcer_frame).collect()
+    }
+
+    /// Handles one frame without catching panics or committing: what the
+    /// fuzzer drives. Production code uses [`handle`](Self::handle).
     pub fn handle_frame(&mut self, frame: &[u8]) -> Vec<u8> {
         let reply = self.reply_to(frame);
         encode_enforcer_frame(&reply)
@@ -287,21 +316,15 @@ impl Session {
             expires_at_ms: now.saturating_add(ttl),
         };
         let receipt = sign_receipt(&self.key, &body);
-        let record = Record::Decision {
+        // Staged here, durable before the batch's replies leave
+        // (`handle_batch`), or the receipt is withheld.
+        self.evidence.stage(&Record::Decision {
             request: encoded.bytes().to_vec(),
             receipt: receipt.clone(),
-        };
-        match self.evidence.append(&record) {
-            Ok(_) => {
-                if self.checkpoint_due() {
-                    self.checkpoint();
-                }
-                EnforcerFrame::Receipt { seq, receipt }
-            }
-            Err(e) => {
-                self.halted = Some(format!("cannot record evidence: {e}"));
-                Self::refused(Some(seq), Refusal::Halted)
-            }
+        });
+        if self.checkpoint_due() {
+            self.checkpoint();
         }
+        EnforcerFrame::Receipt { seq, receipt }
     }
 }

@@ -1,0 +1,364 @@
+//! Tampering with real evidence written by the real enforcer: every edit,
+//! deletion, reordering, insertion, truncation (against an anchor), cut,
+//! replacement and fork is detected, at the right record; the untouched
+//! log passes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "tests"
+)]
+
+mod common;
+
+use common::{ENFORCER, Fixture, fixture};
+use kernel_client::{Action, Kernel};
+use kernel_core::note::SignedNote;
+use kernel_core::{
+    AuditOptions, LogError, LogProblem, Record, SignedReceipt, VerifyingKey, WitnessCheck, audit,
+    decode_record, frame_record_bytes, split_records,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const POLICY: &str = r#"
+@id("read-workspace")
+permit (principal, action == Action::"file_read", resource in Workspace::"root");
+"#;
+
+struct Setup {
+    fixture: Fixture,
+    key_file: PathBuf,
+    key: VerifyingKey,
+}
+
+fn keygen(dir: &Path) -> (PathBuf, VerifyingKey) {
+    let out = Command::new(ENFORCER)
+        .args(["keygen", "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let key = kernel_core::parse_public_key(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    (dir.join("kernel.key"), key)
+}
+
+fn setup() -> Setup {
+    let fixture = fixture(POLICY);
+    let (key_file, key) = keygen(&fixture.dir.path().join("keys"));
+    Setup {
+        fixture,
+        key_file,
+        key,
+    }
+}
+
+/// One enforcer session against `evidence`: `decisions` requests, half
+/// allowed and half denied, a checkpoint every 4 records, a final one at
+/// shutdown.
+fn session(setup: &Setup, evidence: &Path, decisions: usize, tag: &str) {
+    let f = &setup.fixture;
+    let config = kernel_client::SpawnConfig::new(&f.policy, &f.workspace, evidence)
+        .enforcer(ENFORCER)
+        .key_file(&setup.key_file)
+        .pin_public_key(setup.key)
+        .checkpoint_every(4);
+    let kernel = Kernel::spawn(config).unwrap();
+    for i in 0..decisions {
+        let path = if i % 2 == 0 {
+            f.ws(&format!("{tag}-{i}"))
+        } else {
+            format!("/etc/{tag}-{i}")
+        };
+        let _ = kernel.authorize(Action::file_read(path));
+    }
+    assert!(kernel.shutdown(Duration::from_secs(5)).unwrap().success());
+}
+
+fn pinned(key: &VerifyingKey) -> AuditOptions<'_> {
+    AuditOptions {
+        kernel_key: Some(key),
+        ..AuditOptions::default()
+    }
+}
+
+fn records(bytes: &[u8]) -> Vec<Vec<u8>> {
+    split_records(bytes)
+        .unwrap()
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn join(records: &[Vec<u8>]) -> Vec<u8> {
+    records.iter().flat_map(|r| frame_record_bytes(r)).collect()
+}
+
+fn kind(record: &[u8]) -> &'static str {
+    match decode_record(record).unwrap() {
+        Record::Event(_) => "event",
+        Record::Decision { .. } => "decision",
+        Record::Checkpoint { .. } => "checkpoint",
+    }
+}
+
+fn fault(bytes: &[u8], options: &AuditOptions<'_>) -> LogError {
+    match audit(bytes, options) {
+        Ok(report) => panic!("tampering went unnoticed: {report:?}"),
+        Err(e) => e,
+    }
+}
+
+/// A log of two sessions (with a restart between them) and several
+/// checkpoints.
+fn real_log(setup: &Setup) -> Vec<u8> {
+    session(setup, &setup.fixture.evidence, 7, "a");
+    session(setup, &setup.fixture.evidence, 6, "b");
+    std::fs::read(&setup.fixture.evidence).unwrap()
+}
+
+#[test]
+fn the_untouched_log_passes() {
+    let setup = setup();
+    let bytes = real_log(&setup);
+    let report = audit(&bytes, &pinned(&setup.key)).unwrap();
+    assert_eq!(report.sessions, 2);
+    assert_eq!(report.allowed + report.denied, 13);
+    assert!(report.checkpoints.len() >= 4, "{:?}", report.checkpoints);
+    assert_eq!(report.uncovered, 0);
+}
+
+#[test]
+fn a_flipped_byte_in_any_record_is_found_at_that_record() {
+    let setup = setup();
+    let bytes = real_log(&setup);
+    let all = records(&bytes);
+    let mut kinds_seen = std::collections::BTreeSet::new();
+    let mut offset = 0;
+    for (index, record) in all.iter().enumerate() {
+        kinds_seen.insert(kind(record));
+        let framed = record.len() + 4;
+        // The length prefix, the start, the middle and the end of the body.
+        for at in [1, 3, 4, 5, framed / 3, framed / 2, framed - 2, framed - 1] {
+            for bit in [0x01u8, 0x80] {
+                let mut tampered = bytes.clone();
+                tampered[offset + at] ^= bit;
+                let error = fault(&tampered, &pinned(&setup.key));
+                assert_eq!(
+                    error.index,
+                    index as u64,
+                    "flip at byte {at} of record {index} ({}) reported as {error}",
+                    kind(record)
+                );
+            }
+        }
+        offset += framed;
+    }
+    assert_eq!(kinds_seen.len(), 3, "{kinds_seen:?}");
+}
+
+#[test]
+fn deletion_reordering_and_insertion_are_found() {
+    let setup = setup();
+    let bytes = real_log(&setup);
+    let all = records(&bytes);
+    let decisions: Vec<usize> = (0..all.len())
+        .filter(|&i| kind(&all[i]) == "decision")
+        .collect();
+    // Delete one record.
+    for &i in &decisions[..4] {
+        let mut edited = all.clone();
+        edited.remove(i);
+        assert_eq!(fault(&join(&edited), &pinned(&setup.key)).index, i as u64);
+    }
+    // Swap two decisions.
+    let (i, j) = (decisions[1], decisions[2]);
+    let mut swapped = all.clone();
+    swapped.swap(i, j);
+    assert_eq!(fault(&join(&swapped), &pinned(&setup.key)).index, i as u64);
+    // Insert a decision whose receipt another key signed.
+    let Record::Decision { request, receipt } = decode_record(&all[i]).unwrap() else {
+        unreachable!()
+    };
+    let intruder = kernel_core::SigningKey::from_bytes(&[42; 32]);
+    let mut body = kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap();
+    body.log_index = i as u64;
+    let forged: SignedReceipt = kernel_core::sign_receipt(&intruder, &body);
+    let inserted = kernel_core::encode_record(&Record::Decision {
+        request,
+        receipt: forged,
+    });
+    let mut edited = all.clone();
+    edited.insert(i, inserted);
+    let error = fault(&join(&edited), &pinned(&setup.key));
+    assert_eq!(error.index, i as u64);
+    assert!(matches!(error.problem, LogProblem::Receipt(_)), "{error}");
+}
+
+#[test]
+fn truncation_is_found_against_a_trusted_or_witnessed_checkpoint() {
+    let setup = setup();
+    let bytes = real_log(&setup);
+    let all = records(&bytes);
+    let newest_note = all
+        .iter()
+        .rev()
+        .find_map(|r| match decode_record(r).unwrap() {
+            Record::Checkpoint { note } => Some(SignedNote::parse(&note).unwrap()),
+            _ => None,
+        })
+        .unwrap();
+    // The witness co-signs the full log.
+    let witness_dir = setup.fixture.dir.path().join("witness");
+    let (witness_key_file, witness_key) = keygen(&witness_dir);
+    let state = witness_dir.join("state");
+    let cosignatures = witness_dir.join("cosignatures");
+    let status = Command::new(ENFORCER)
+        .args(["audit", "witness", "--key"])
+        .arg(&witness_key_file)
+        .arg("--state")
+        .arg(&state)
+        .arg("--cosignatures")
+        .arg(&cosignatures)
+        .arg(&setup.fixture.evidence)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&cosignatures).unwrap();
+    let value: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let cosigned = vec![SignedNote::parse(value["note"].as_str().unwrap()).unwrap()];
+    let witness = WitnessCheck {
+        name: "agent-kernel-witness",
+        key: &witness_key,
+        notes: &cosigned,
+    };
+    assert!(
+        audit(
+            &bytes,
+            &AuditOptions {
+                witness: Some(witness),
+                ..pinned(&setup.key)
+            }
+        )
+        .is_ok()
+    );
+
+    // The newest checkpoint covers every record but itself (nothing can
+    // commit to its own record), so cuts start at two records: each one
+    // removes at least one record the anchors cover.
+    for cut in [2, 3, 6] {
+        let kept = all.len() - cut;
+        let truncated = join(&all[..kept]);
+        // Without an anchor, a log cut at a record boundary is still a
+        // well-formed log: that is what the anchors are for.
+        let trusted = AuditOptions {
+            trusted: Some(&newest_note),
+            ..pinned(&setup.key)
+        };
+        let error = fault(&truncated, &trusted);
+        assert_eq!(error.index, kept as u64, "{error}");
+        assert!(
+            matches!(error.problem, LogProblem::Truncated { .. }),
+            "{error}"
+        );
+        let witnessed = AuditOptions {
+            witness: Some(witness),
+            ..pinned(&setup.key)
+        };
+        let error = fault(&truncated, &witnessed);
+        assert_eq!(error.index, kept as u64, "{error}");
+        assert!(
+            matches!(error.problem, LogProblem::Truncated { .. }),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_cut_inside_a_record_is_found_at_that_record() {
+    let setup = setup();
+    let bytes = real_log(&setup);
+    let all = records(&bytes);
+    let mut offset = 0;
+    for (index, record) in all.iter().enumerate().take(6) {
+        let cut = offset + 4 + record.len() / 2;
+        let error = fault(&bytes[..cut], &pinned(&setup.key));
+        assert_eq!(error.index, index as u64);
+        assert!(matches!(error.problem, LogProblem::Torn(_)), "{error}");
+        offset += record.len() + 4;
+    }
+    // The CLI says the same, with exit status 1.
+    std::fs::write(&setup.fixture.evidence, &bytes[..bytes.len() - 3]).unwrap();
+    let out = Command::new(ENFORCER)
+        .args(["audit", "verify", "--kernel-key"])
+        .arg(setup.fixture.dir.path().join("keys/kernel.pub"))
+        .arg(&setup.fixture.evidence)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("record {}", all.len() - 1)),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_log_replaced_by_one_with_another_key_is_refused() {
+    let setup = setup();
+    let original = real_log(&setup);
+    let other = fixture(POLICY);
+    // A fresh per-session key: a complete, internally consistent log.
+    let kernel = other.spawn();
+    let _ = kernel.authorize(Action::file_read(other.ws("x")));
+    drop(kernel);
+    let replacement = std::fs::read(&other.evidence).unwrap();
+    assert!(audit(&replacement, &AuditOptions::default()).is_ok());
+    let error = fault(&replacement, &pinned(&setup.key));
+    assert_eq!(error.index, 0);
+    assert!(
+        matches!(error.problem, LogProblem::UnexpectedKey(_)),
+        "{error}"
+    );
+    assert!(audit(&original, &pinned(&setup.key)).is_ok());
+}
+
+#[test]
+fn a_fork_shown_to_the_witness_is_refused() {
+    let setup = setup();
+    let evidence = &setup.fixture.evidence;
+    session(&setup, evidence, 5, "shared");
+    // Fork: a copy of the log continues differently from the original.
+    let fork = setup.fixture.dir.path().join("state/fork.log");
+    std::fs::copy(evidence, &fork).unwrap();
+    session(&setup, evidence, 5, "original");
+    session(&setup, &fork, 5, "forked");
+    assert!(audit(&std::fs::read(&fork).unwrap(), &pinned(&setup.key)).is_ok());
+
+    let witness_dir = setup.fixture.dir.path().join("witness");
+    let (witness_key_file, _) = keygen(&witness_dir);
+    let witness = |log: &Path| {
+        Command::new(ENFORCER)
+            .args(["audit", "witness", "--key"])
+            .arg(&witness_key_file)
+            .arg("--state")
+            .arg(witness_dir.join("state"))
+            .arg(log)
+            .output()
+            .unwrap()
+    };
+    assert!(witness(evidence).status.success());
+    let refused = witness(&fork);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("fork"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // The original, extended further, is still accepted.
+    session(&setup, evidence, 3, "later");
+    assert!(witness(evidence).status.success());
+}
