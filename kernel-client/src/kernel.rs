@@ -11,7 +11,9 @@ use kernel_core::{
     PROTOCOL_VERSION, Permit, Refusal, Request, Verified, VerifyingKey, decode_enforcer_frame,
     encode_client_frame, format_public_key, public_key_from_bytes, verify_receipt,
 };
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,11 +33,39 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The sending half. The next sequence number and the sender sit under
+/// one lock, so frames leave in sequence order: the enforcer refuses any
+/// sequence number that does not increase.
 #[derive(Debug)]
-struct Channel {
+struct Outbox {
     requests: IpcSender<Vec<u8>>,
-    replies: IpcReceiver<Vec<u8>>,
     next_seq: u64,
+}
+
+/// Where callers wait for their answers (leader/follower, no background
+/// thread). A caller that needs a reply and finds nobody receiving becomes
+/// the receiver: it reads the channel with its own remaining time, files
+/// answers for other waiting callers here and wakes them. The others wait
+/// on [`Kernel::arrived`] with their own deadlines and take over receiving
+/// when the receiver leaves.
+#[derive(Debug, Default)]
+struct Inbox {
+    /// Sequence numbers whose callers are still waiting. An answer for any
+    /// other number (a late answer to a request that already timed out, or
+    /// a number never sent) is dropped, never delivered to another request.
+    waiting: HashSet<u64>,
+    /// Answers received for waiting callers, by sequence number.
+    filed: HashMap<u64, EnforcerFrame>,
+    /// Whether a caller is reading the reply channel now.
+    receiving: bool,
+}
+
+/// What one read of the reply channel gave.
+enum Received {
+    Frame(Vec<u8>),
+    Empty,
+    Disconnected,
+    Failed(String),
 }
 
 /// Whether the enforcer can still be asked.
@@ -51,14 +81,24 @@ pub enum KernelState {
 /// A connection to a running enforcer. Holds no key and no policy: it can
 /// only forward requests and verify the signed answers.
 ///
-/// Requests are sent one at a time per `Kernel`; use one `Kernel` per
-/// concurrent agent.
+/// A `Kernel` is `Send + Sync`: threads may share one (`&Kernel`,
+/// `Arc<Kernel>`) and have several requests in flight at once. Each answer
+/// is routed to its caller by sequence number, and each caller verifies
+/// its receipt against its own request; every caller has its own timeout.
+/// The enforcer decides the requests one at a time, in the order sent.
 #[derive(Debug)]
 pub struct Kernel {
-    channel: Mutex<Option<Channel>>,
+    outbox: Mutex<Option<Outbox>>,
+    replies: Mutex<Option<IpcReceiver<Vec<u8>>>>,
+    inbox: Mutex<Inbox>,
+    /// Signalled when an answer is filed, when the receiver leaves, and
+    /// when the enforcer is found gone.
+    arrived: Condvar,
     handshake: Handshake,
     key: VerifyingKey,
     timeout: Duration,
+    approval_timeout: Option<Duration>,
+    pinned_policy: Option<kernel_core::Digest>,
     gone: AtomicBool,
     child: Mutex<Option<Child>>,
 }
@@ -155,14 +195,18 @@ impl Kernel {
             .verify(&key, &challenge, &signature)
             .map_err(|e| failed(e.to_string()))?;
         Ok(Self {
-            channel: Mutex::new(Some(Channel {
+            outbox: Mutex::new(Some(Outbox {
                 requests,
-                replies,
                 next_seq: 0,
             })),
+            replies: Mutex::new(Some(replies)),
+            inbox: Mutex::new(Inbox::default()),
+            arrived: Condvar::new(),
             handshake,
             key,
             timeout: config.timeout,
+            approval_timeout: config.approval_timeout,
+            pinned_policy: config.pinned_policy,
             gone: AtomicBool::new(false),
             child: Mutex::new(None),
         })
@@ -222,16 +266,57 @@ impl Kernel {
         if self.gone.load(Ordering::SeqCst) {
             return Err(Denial::EnforcerGone);
         }
-        let mut guard = self.channel.lock();
-        let Some(channel) = guard.as_mut() else {
-            return Err(Denial::EnforcerGone);
-        };
-        let seq = channel.next_seq;
-        channel.next_seq = seq.saturating_add(1);
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| Denial::Transport(e.to_string()))?;
         let started = Instant::now();
-        let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let request = self.send(action, nonce)?;
+        let seq = request.request().seq;
+        let outcome = self.exchange(&request, started);
+        let mut inbox = self.inbox.lock();
+        inbox.waiting.remove(&seq);
+        inbox.filed.remove(&seq);
+        outcome
+    }
+
+    /// Waits for the answer and verifies it; after an authentic `Ask`,
+    /// waits on (when approvals are awaited) for the enforcer's final
+    /// answer, which arrives once an operator approves or rejects.
+    fn exchange(&self, request: &EncodedRequest, started: Instant) -> Result<Permit, Denial> {
+        let seq = request.request().seq;
+        let frame = self.await_answer(seq, started + self.timeout)?;
+        match (self.settle(frame, request), self.approval_timeout) {
+            (Err(Denial::ApprovalRequired { policies, .. }), Some(wait)) => {
+                match self.await_answer(seq, started + wait.max(self.timeout)) {
+                    Ok(frame) => self.settle(frame, request),
+                    Err(Denial::Timeout(_)) => Err(Denial::NoApproval {
+                        policies,
+                        waited: wait,
+                    }),
+                    Err(other) => Err(other),
+                }
+            }
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// Assigns the next sequence number, registers it as waiting and sends
+    /// the request, all under the outbox lock so that frames leave in
+    /// sequence order.
+    fn send(&self, action: CanonicalAction, nonce: [u8; 16]) -> Result<EncodedRequest, Denial> {
+        let mut outbox = self.outbox.lock();
+        let Some(out) = outbox.as_mut() else {
+            return Err(Denial::EnforcerGone);
+        };
+        let seq = out.next_seq;
+        out.next_seq = seq
+            .checked_add(1)
+            .ok_or_else(|| Denial::Transport("sequence numbers exhausted".into()))?;
+        // The enforcer must not allow after this instant: the longest this
+        // caller will wait, for a decision or for an operator's approval.
+        let wait = self
+            .approval_timeout
+            .map_or(self.timeout, |a| a.max(self.timeout));
+        let timeout_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         let request = EncodedRequest::new(Request {
             session: self.handshake.session,
             seq,
@@ -242,63 +327,156 @@ impl Kernel {
         let frame = encode_client_frame(&ClientFrame::Authorize {
             request: request.bytes().to_vec(),
         });
-        if channel.requests.send(frame).is_err() {
-            self.gone.store(true, Ordering::SeqCst);
+        // Registered before sending, so that whoever is receiving files the
+        // answer instead of dropping it as unknown.
+        if !self.inbox.lock().waiting.insert(seq) {
+            return Err(Denial::Transport(format!("sequence number {seq} reused")));
+        }
+        if out.requests.send(frame).is_err() {
+            drop(outbox);
+            self.inbox.lock().waiting.remove(&seq);
+            self.mark_gone();
             return Err(Denial::EnforcerGone);
         }
+        Ok(request)
+    }
+
+    /// Waits until `deadline` for the next answer to `seq`: takes it when
+    /// another caller filed it, or becomes the receiver when nobody is
+    /// receiving. Returns only a frame that names `seq`; the caller still
+    /// has to verify it. `seq` stays registered as waiting (the caller
+    /// removes it when it is done), so a second answer to the same request
+    /// (after an approval) is filed, not dropped.
+    fn await_answer(&self, seq: u64, deadline: Instant) -> Result<EnforcerFrame, Denial> {
+        let mut inbox = self.inbox.lock();
         loop {
-            let Some(remaining) = self.timeout.checked_sub(started.elapsed()) else {
-                return Err(Denial::Timeout(self.timeout));
+            if let Some(frame) = inbox.filed.remove(&seq) {
+                break Ok(frame);
+            }
+            if self.gone.load(Ordering::SeqCst) {
+                break Err(Denial::EnforcerGone);
+            }
+            let Some(remaining) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|left| !left.is_zero())
+            else {
+                break Err(Denial::Timeout(self.timeout));
             };
-            let reply = match channel.replies.try_recv_timeout(remaining) {
-                Ok(reply) => reply,
-                Err(TryRecvError::Empty) => return Err(Denial::Timeout(self.timeout)),
-                Err(TryRecvError::IpcError(IpcError::Disconnected)) => {
+            if inbox.receiving {
+                // Woken when an answer is filed, the receiver leaves or the
+                // enforcer is gone; otherwise at this caller's own deadline.
+                let _ = self.arrived.wait_for(&mut inbox, remaining);
+                continue;
+            }
+            inbox.receiving = true;
+            let received = MutexGuard::unlocked(&mut inbox, || self.receive(remaining));
+            inbox.receiving = false;
+            // Whatever happens next, another waiter may have to take over
+            // receiving, or may find its answer filed, or the kernel gone.
+            self.arrived.notify_all();
+            let bytes = match received {
+                Received::Frame(bytes) => bytes,
+                Received::Empty => continue,
+                Received::Disconnected => {
                     self.gone.store(true, Ordering::SeqCst);
-                    return Err(Denial::EnforcerGone);
-                }
-                Err(TryRecvError::IpcError(e)) => return Err(Denial::Transport(format!("{e:?}"))),
-            };
-            let frame =
-                decode_enforcer_frame(&reply).map_err(|e| Denial::Protocol(e.to_string()))?;
-            match frame {
-                // Late answers to requests that already timed out.
-                EnforcerFrame::Receipt { seq: s, .. }
-                | EnforcerFrame::Refused { seq: Some(s), .. }
-                    if s < seq =>
-                {
                     continue;
                 }
-                EnforcerFrame::Receipt { receipt, .. } => {
-                    let expected = Expectation {
-                        key: &self.key,
-                        request: &request,
-                        policy_digest: &self.handshake.policy_digest,
-                        now_ms: now_ms(),
-                    };
-                    return match verify_receipt(&receipt, &expected)? {
-                        Verified::Permit(permit) => Ok(permit),
-                        Verified::Denied(receipt) => Err(Denial::Policy {
-                            policies: receipt.body().policies.clone(),
-                            reasons: receipt.body().reasons.clone(),
-                            log_index: receipt.body().log_index,
-                        }),
-                        Verified::Ask(receipt) => Err(Denial::ApprovalRequired {
-                            policies: receipt.body().policies.clone(),
-                            reasons: receipt.body().reasons.clone(),
-                            log_index: receipt.body().log_index,
-                        }),
-                    };
+                Received::Failed(why) => break Err(Denial::Transport(why)),
+            };
+            match decode_enforcer_frame(&bytes) {
+                Ok(
+                    frame @ (EnforcerFrame::Receipt { seq: s, .. }
+                    | EnforcerFrame::Refused { seq: Some(s), .. }),
+                ) => {
+                    if s == seq {
+                        break Ok(frame);
+                    }
+                    if inbox.waiting.contains(&s) {
+                        inbox.filed.entry(s).or_insert(frame);
+                    }
+                    // Otherwise a late answer to a request that timed out
+                    // (or a number never sent): dropped.
                 }
-                EnforcerFrame::Refused {
-                    refusal: Refusal::Halted,
-                    ..
-                } => return Err(Denial::Halted),
-                EnforcerFrame::Refused { refusal, .. } => return Err(Denial::Refused(refusal)),
-                EnforcerFrame::Hello { .. } => {
-                    return Err(Denial::Protocol("unexpected hello".into()));
+                // A refusal without a sequence number answers a frame that
+                // did not decode far enough to have one. This client never
+                // sends such frames, so it cannot be attributed to any
+                // request: it is delivered to nobody, and every waiter
+                // keeps waiting (at worst until its own timeout, which is
+                // a denial too).
+                Ok(EnforcerFrame::Refused { seq: None, .. }) => {}
+                // Protocol violations by the enforcer that name no request:
+                // the caller that received them is denied (fail closed);
+                // the others keep waiting.
+                Ok(EnforcerFrame::Hello { .. }) => {
+                    break Err(Denial::Protocol("unexpected hello".into()));
+                }
+                Err(e) => break Err(Denial::Protocol(e.to_string())),
+            }
+        }
+    }
+
+    /// One read of the reply channel, for at most `remaining`. Called only
+    /// by the receiver, without the inbox lock.
+    fn receive(&self, remaining: Duration) -> Received {
+        // A panic must not escape with `receiving` still set, which would
+        // leave every other caller waiting until its timeout.
+        catch_unwind(AssertUnwindSafe(|| {
+            let replies = self.replies.lock();
+            let Some(replies) = replies.as_ref() else {
+                return Received::Disconnected;
+            };
+            match replies.try_recv_timeout(remaining) {
+                Ok(bytes) => Received::Frame(bytes),
+                Err(TryRecvError::Empty) => Received::Empty,
+                Err(TryRecvError::IpcError(IpcError::Disconnected)) => Received::Disconnected,
+                Err(TryRecvError::IpcError(e)) => Received::Failed(format!("{e:?}")),
+            }
+        }))
+        .unwrap_or_else(|_| Received::Failed("panic while receiving".into()))
+    }
+
+    /// Marks the enforcer gone and wakes every waiter, so each returns
+    /// [`Denial::EnforcerGone`] promptly.
+    fn mark_gone(&self) {
+        self.gone.store(true, Ordering::SeqCst);
+        let _inbox = self.inbox.lock();
+        self.arrived.notify_all();
+    }
+
+    /// Turns the answer to `request` into a permit or a denial. The receipt
+    /// is verified against this caller's own request.
+    fn settle(&self, frame: EnforcerFrame, request: &EncodedRequest) -> Result<Permit, Denial> {
+        match frame {
+            EnforcerFrame::Receipt { receipt, .. } => {
+                let expected = Expectation {
+                    key: &self.key,
+                    request,
+                    // The operator may reload the policy; the digest stays
+                    // in the receipt and the evidence. Pinned only on
+                    // request.
+                    policy_digest: self.pinned_policy.as_ref(),
+                    now_ms: now_ms(),
+                };
+                match verify_receipt(&receipt, &expected)? {
+                    Verified::Permit(permit) => Ok(permit),
+                    Verified::Denied(receipt) => Err(Denial::Policy {
+                        policies: receipt.body().policies.clone(),
+                        reasons: receipt.body().reasons.clone(),
+                        log_index: receipt.body().log_index,
+                    }),
+                    Verified::Ask(receipt) => Err(Denial::ApprovalRequired {
+                        policies: receipt.body().policies.clone(),
+                        reasons: receipt.body().reasons.clone(),
+                        log_index: receipt.body().log_index,
+                    }),
                 }
             }
+            EnforcerFrame::Refused {
+                refusal: Refusal::Halted,
+                ..
+            } => Err(Denial::Halted),
+            EnforcerFrame::Refused { refusal, .. } => Err(Denial::Refused(refusal)),
+            EnforcerFrame::Hello { .. } => Err(Denial::Protocol("unexpected hello".into())),
         }
     }
 
@@ -310,8 +488,11 @@ impl Kernel {
     }
 
     fn close(&self, grace: Duration) -> Option<ExitStatus> {
-        drop(self.channel.lock().take());
-        self.gone.store(true, Ordering::SeqCst);
+        // Reached only through `shutdown(self)` or `drop`, so no caller is
+        // waiting and no lock here can be held by a receiver.
+        drop(self.outbox.lock().take());
+        drop(self.replies.lock().take());
+        self.mark_gone();
         let mut child = self.child.lock().take()?;
         let started = Instant::now();
         loop {
@@ -331,6 +512,12 @@ impl Kernel {
         self.child.lock().as_ref().map(Child::id)
     }
 }
+
+// Threads share one `Kernel`.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Kernel>();
+};
 
 impl Drop for Kernel {
     fn drop(&mut self) {
