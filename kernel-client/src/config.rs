@@ -1,6 +1,6 @@
 //! How to start or join an enforcer.
 
-use kernel_core::VerifyingKey;
+use kernel_core::{Digest, VerifyingKey};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ pub struct SpawnConfig {
     pub(crate) key: Option<PathBuf>,
     pub(crate) protect: Vec<PathBuf>,
     pub(crate) checkpoint_every: Option<u64>,
+    pub(crate) control: Option<PathBuf>,
+    pub(crate) operator_uid: Option<u32>,
     pub(crate) client: ClientConfig,
 }
 
@@ -31,7 +33,9 @@ pub struct SpawnConfig {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub(crate) pinned_key: Option<VerifyingKey>,
+    pub(crate) pinned_policy: Option<Digest>,
     pub(crate) timeout: Duration,
+    pub(crate) approval_timeout: Option<Duration>,
     pub(crate) startup_timeout: Duration,
 }
 
@@ -39,7 +43,9 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             pinned_key: None,
+            pinned_policy: None,
             timeout: DEFAULT_TIMEOUT,
+            approval_timeout: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
         }
     }
@@ -59,6 +65,27 @@ impl ClientConfig {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Refuses receipts that name any other policy set. Off by default:
+    /// the operator may reload the policy, and every receipt names the
+    /// digest it was decided under anyway.
+    #[must_use]
+    pub fn pin_policy_digest(mut self, digest: Digest) -> Self {
+        self.pinned_policy = Some(digest);
+        self
+    }
+
+    /// When a policy asks for an operator's approval (`@ask`), wait up to
+    /// this long (counted from the request) for the operator to approve or
+    /// reject. Without it, `Ask` is at once a
+    /// [`Denial::ApprovalRequired`](crate::Denial::ApprovalRequired). No
+    /// answer in time is a denial; the enforcer refuses approvals that
+    /// come after the request's deadline.
+    #[must_use]
+    pub fn await_approval(mut self, wait: Duration) -> Self {
+        self.approval_timeout = Some(wait);
         self
     }
 
@@ -87,6 +114,8 @@ impl SpawnConfig {
             key: None,
             protect: Vec::new(),
             checkpoint_every: None,
+            control: None,
+            operator_uid: None,
             client: ClientConfig::default(),
         }
     }
@@ -127,6 +156,22 @@ impl SpawnConfig {
         self
     }
 
+    /// Where the enforcer creates the operator's control socket (default:
+    /// the evidence file's path with `.control` appended).
+    #[must_use]
+    pub fn control_socket(mut self, path: impl AsRef<Path>) -> Self {
+        self.control = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// The uid allowed on the control socket (default: the enforcer's
+    /// effective uid, which is the agent's in embedded mode).
+    #[must_use]
+    pub fn operator_uid(mut self, uid: u32) -> Self {
+        self.operator_uid = Some(uid);
+        self
+    }
+
     /// Has the enforcer sign a checkpoint after this many records (its
     /// default is 1000; it also signs one every 10 seconds and at
     /// shutdown).
@@ -147,6 +192,14 @@ impl SpawnConfig {
     #[must_use]
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.startup_timeout(timeout);
+        self
+    }
+
+    /// Wait up to this long for an operator's approval of `@ask` actions
+    /// (see [`ClientConfig::await_approval`]).
+    #[must_use]
+    pub fn await_approval(mut self, wait: Duration) -> Self {
+        self.client = self.client.await_approval(wait);
         self
     }
 }

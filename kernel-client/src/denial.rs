@@ -29,6 +29,14 @@ pub enum Denial {
         /// Index of the evidence record of this decision.
         log_index: u64,
     },
+    /// A policy asked for an operator's approval and none came in time.
+    #[error("no operator approval within {waited:?} ({})", list(.policies))]
+    NoApproval {
+        /// The policies asking for approval.
+        policies: Vec<String>,
+        /// How long the client waited.
+        waited: Duration,
+    },
     /// The action could not be put in canonical form.
     #[error("invalid action: {0}")]
     InvalidAction(#[from] ActionError),

@@ -126,6 +126,12 @@ pub(crate) fn spawn_enforcer(config: &SpawnConfig) -> Result<(Child, ClientEnds)
     for path in &config.protect {
         command.arg("--protect").arg(path);
     }
+    if let Some(path) = &config.control {
+        command.arg("--control").arg(path);
+    }
+    if let Some(uid) = config.operator_uid {
+        command.arg("--operator-uid").arg(uid.to_string());
+    }
     if let Some(records) = config.checkpoint_every {
         command.arg("--checkpoint-every").arg(records.to_string());
     }

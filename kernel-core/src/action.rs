@@ -425,6 +425,14 @@ impl CanonicalAction {
     pub fn kind(&self) -> ActionKind {
         self.0.kind()
     }
+
+    /// SHA-256 of the action's canonical encoding (tag
+    /// `agent-kernel/action/v1`): the same for every request that proposes
+    /// this exact action, whatever its sequence number, nonce or deadline.
+    pub fn digest(&self) -> Digest {
+        let bytes = postcard::to_stdvec(&self.0).unwrap_or_default();
+        Digest::tagged(b"agent-kernel/action/v1\n", &bytes)
+    }
 }
 
 impl<'de> Deserialize<'de> for CanonicalAction {

@@ -104,6 +104,18 @@ pub enum Deadline {
     Passed,
 }
 
+/// Whether an operator has already approved this action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Approval {
+    /// No approval applies.
+    None,
+    /// An operator's standing grant covers this action.
+    Granted {
+        /// Who granted it, for the reason.
+        by: String,
+    },
+}
+
 /// Everything [`decide`] looks at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecisionInputs {
@@ -115,6 +127,8 @@ pub struct DecisionInputs {
     pub evaluation: Evaluation,
     /// Rate limits and budgets.
     pub limits: LimitState,
+    /// An operator's standing approval for this action, if any.
+    pub approval: Approval,
 }
 
 /// A decision with the policies that determined it and readable reasons.
@@ -152,8 +166,9 @@ pub const REASON_DEADLINE: &str = "request deadline passed before a decision";
 /// the kernel is serving; the deadline is open; evaluation completed with
 /// no policy error; at least one permit matched; no forbid matched; no
 /// limit was exceeded; and no matched permit asks for approval.
-/// It returns `Ask` exactly when all of those hold except that some matched
-/// permit is annotated `@ask`. Everything else is `Deny`, checked in this
+/// If, besides, some matched permit is annotated `@ask`, it returns `Ask`,
+/// or `Allow` when an operator's grant covers the action
+/// ([`Approval::Granted`]). Everything else is `Deny`, checked in this
 /// order so the reason names the most fundamental cause: halted, deadline,
 /// evaluation failure, policy errors, forbids, no permit, limit.
 pub fn decide(inputs: &DecisionInputs) -> Verdict {
@@ -207,6 +222,13 @@ pub fn decide(inputs: &DecisionInputs) -> Verdict {
         );
     }
     let asking: Vec<&MatchedPermit> = permits.iter().filter(|p| p.ask).collect();
+    if let (false, Approval::Granted { by }) = (asking.is_empty(), &inputs.approval) {
+        return Verdict {
+            decision: Decision::Allow,
+            policies: asking.iter().map(|p| p.id.clone()).collect(),
+            reasons: vec![format!("approved by {by}")],
+        };
+    }
     let (decision, deciding) = if asking.is_empty() {
         (Decision::Allow, permits.iter().collect::<Vec<_>>())
     } else {
@@ -263,27 +285,35 @@ mod tests {
             any::<bool>(),
             eval,
             proptest::option::of("[a-z]{1,4}"),
+            any::<bool>(),
         )
-            .prop_map(|(halted, passed, evaluation, limit)| DecisionInputs {
-                kernel: if halted {
-                    KernelState::Halted
-                } else {
-                    KernelState::Serving
-                },
-                deadline: if passed {
-                    Deadline::Passed
-                } else {
-                    Deadline::Open
-                },
-                evaluation,
-                limits: match limit {
-                    Some(policy) => LimitState::Exceeded {
-                        policy,
-                        limit: "1/minute".into(),
+            .prop_map(
+                |(halted, passed, evaluation, limit, granted)| DecisionInputs {
+                    kernel: if halted {
+                        KernelState::Halted
+                    } else {
+                        KernelState::Serving
                     },
-                    None => LimitState::Within,
+                    deadline: if passed {
+                        Deadline::Passed
+                    } else {
+                        Deadline::Open
+                    },
+                    evaluation,
+                    limits: match limit {
+                        Some(policy) => LimitState::Exceeded {
+                            policy,
+                            limit: "1/minute".into(),
+                        },
+                        None => LimitState::Within,
+                    },
+                    approval: if granted {
+                        Approval::Granted { by: "op".into() }
+                    } else {
+                        Approval::None
+                    },
                 },
-            })
+            )
     }
 
     proptest! {
@@ -297,8 +327,9 @@ mod tests {
                     if !permits.is_empty() && forbids.is_empty() && errors.is_empty());
             let asks = matches!(&inputs.evaluation, Evaluation::Completed { permits, .. }
                 if permits.iter().any(|p| p.ask));
-            prop_assert_eq!(verdict.decision == Decision::Allow, clean && !asks);
-            prop_assert_eq!(verdict.decision == Decision::Ask, clean && asks);
+            let granted = inputs.approval != Approval::None;
+            prop_assert_eq!(verdict.decision == Decision::Allow, clean && (!asks || granted));
+            prop_assert_eq!(verdict.decision == Decision::Ask, clean && asks && !granted);
             prop_assert!(!verdict.reasons.is_empty());
         }
 
@@ -333,6 +364,7 @@ mod tests {
                     errors: vec![],
                 },
                 limits: LimitState::Within,
+                approval: Approval::Granted { by: "op".into() },
             };
             prop_assert_eq!(decide(&inputs).decision, Decision::Deny);
         }
@@ -349,6 +381,7 @@ mod tests {
                 errors: vec![],
             },
             limits: LimitState::Within,
+            approval: Approval::None,
         };
         assert_eq!(decide(&inputs).reasons, vec![REASON_HALTED.to_owned()]);
         inputs.kernel = KernelState::Serving;

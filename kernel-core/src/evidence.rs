@@ -523,9 +523,6 @@ fn check_external(
     authenticate(note).map_err(|p| at(0, p))?;
     let checkpoint =
         Checkpoint::parse_body(&note.body).map_err(|e| at(0, LogProblem::Checkpoint(e)))?;
-    if checkpoint.origin != report.origin {
-        return Err(at(0, LogProblem::WrongOrigin(checkpoint.origin)));
-    }
     if checkpoint.size > report.records {
         return Err(at(
             report.records,
@@ -535,6 +532,9 @@ fn check_external(
                 what,
             },
         ));
+    }
+    if checkpoint.origin != report.origin {
+        return Err(at(0, LogProblem::WrongOrigin(checkpoint.origin)));
     }
     let prefix = report
         .leaves

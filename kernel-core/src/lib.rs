@@ -50,8 +50,9 @@ pub use action::{
     canonical_path,
 };
 pub use decision::{
-    Deadline, Decision, DecisionInputs, Evaluation, KernelState, LimitState, MatchedForbid,
-    MatchedPermit, REASON_DEADLINE, REASON_DEFAULT_DENY, REASON_HALTED, Verdict, decide,
+    Approval, Deadline, Decision, DecisionInputs, Evaluation, KernelState, LimitState,
+    MatchedForbid, MatchedPermit, REASON_DEADLINE, REASON_DEFAULT_DENY, REASON_HALTED, Verdict,
+    decide,
 };
 pub use digest::{Digest, hex, unhex};
 pub use encoding::{

@@ -91,8 +91,8 @@ pub enum VerifyError {
     /// The receipt's request digest is not the digest of the request sent.
     #[error("receipt is for a different request")]
     WrongRequest,
-    /// The receipt names another policy set than the one announced.
-    #[error("receipt names policy set {got}, not the announced {expected}")]
+    /// The receipt names another policy set than the pinned one.
+    #[error("receipt names policy set {got}, not the pinned {expected}")]
     WrongPolicy {
         /// Announced at the handshake.
         expected: Digest,
@@ -169,8 +169,10 @@ pub struct Expectation<'a> {
     pub key: &'a VerifyingKey,
     /// The request that was sent.
     pub request: &'a EncodedRequest,
-    /// The policy digest announced at the handshake.
-    pub policy_digest: &'a Digest,
+    /// A policy digest the receipt must name, if the client pins one. The
+    /// enforcer's policy can be reloaded by its operator, so clients do not
+    /// pin it by default; the digest stays in the receipt and the evidence.
+    pub policy_digest: Option<&'a Digest>,
     /// The current time, in ms since the Unix epoch.
     pub now_ms: u64,
 }
@@ -192,7 +194,8 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
 
 /// Verifies `receipt` as the answer to `expected.request`: signature
 /// (`verify_strict`, over the received bytes), then session, sequence
-/// number, request digest, policy digest and validity times. Only an
+/// number, request digest, the pinned policy digest if any, and validity
+/// times. Only an
 /// `Allow` that passes all of them becomes a [`Permit`].
 pub fn verify_receipt(
     receipt: &SignedReceipt,
@@ -213,9 +216,11 @@ pub fn verify_receipt(
     if body.request_digest != expected.request.digest() {
         return Err(VerifyError::WrongRequest);
     }
-    if body.policy_digest != *expected.policy_digest {
+    if let Some(pinned) = expected.policy_digest
+        && body.policy_digest != *pinned
+    {
         return Err(VerifyError::WrongPolicy {
-            expected: *expected.policy_digest,
+            expected: *pinned,
             got: body.policy_digest,
         });
     }

@@ -5,8 +5,8 @@ use crate::keys;
 use kernel_core::merkle::{consistency_proof, inclusion_proof, root, verify_consistency};
 use kernel_core::note::{Checkpoint, SignedNote};
 use kernel_core::{
-    Action, AuditOptions, AuditReport, EncodedRequest, Event, Record, VerifyingKey, WitnessCheck,
-    audit, decode_receipt_body_unverified, decode_record, format_public_key, parse_public_key,
+    AuditOptions, AuditReport, EncodedRequest, Event, Record, VerifyingKey, WitnessCheck, audit,
+    decode_receipt_body_unverified, decode_record, format_public_key, parse_public_key,
     split_records, split_records_prefix,
 };
 use std::io::Write;
@@ -159,26 +159,6 @@ fn print_summary(report: &AuditReport) {
     }
 }
 
-fn describe_action(action: &Action) -> String {
-    match action {
-        Action::Exec(exec) => {
-            let mut text = exec.program.clone();
-            for arg in &exec.args {
-                text.push(' ');
-                text.push_str(arg);
-            }
-            format!("exec {text}")
-        }
-        Action::FileRead { path } => format!("file_read {path}"),
-        Action::FileWrite { path, size, .. } => format!("file_write {path} ({size} bytes)"),
-        Action::FileDelete { path } => format!("file_delete {path}"),
-        Action::NetConnect { host, port } => format!("net_connect {host}:{port}"),
-        Action::Http { method, url } => format!("http {method} {url}"),
-        Action::ToolCall { name, input } => format!("tool_call {name} {input}"),
-        Action::Custom { kind, payload } => format!("custom {kind} {payload}"),
-    }
-}
-
 /// One record, readable: a table row and a JSON object.
 struct Described {
     kind: &'static str,
@@ -192,7 +172,7 @@ fn describe(record: &Record) -> Described {
     match record {
         Record::Decision { request, receipt } => {
             let action = EncodedRequest::decode(request)
-                .map(|r| describe_action(r.request().action.action()))
+                .map(|r| crate::describe::action(r.request().action.action()))
                 .unwrap_or_else(|e| format!("<undecodable request: {e}>"));
             // Display only: `audit verify` is what authenticates.
             match decode_receipt_body_unverified(&receipt.body) {

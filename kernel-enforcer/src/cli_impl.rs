@@ -1,10 +1,11 @@
 //! The `kernel-enforcer` command line.
 
 use crate::audit_cli::{self, DEFAULT_WITNESS_NAME, VerifyArgs, WitnessArgs};
+use crate::control::{self, ControlRequest};
 use crate::evidence::EvidenceLog;
 use crate::keys;
 use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError};
-use crate::serve;
+use crate::serve::{self, ServeOptions};
 use crate::session::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_RECORDS, DEFAULT_PERMIT_TTL, Session,
     SessionConfig,
@@ -43,6 +44,79 @@ enum Command {
     /// Check evidence files.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Kill switch: from now on the running enforcer denies everything,
+    /// until it is restarted. Recorded with who asked.
+    Halt {
+        #[command(flatten)]
+        control: ControlArgs,
+        /// Why (recorded in the evidence).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Show the running enforcer's state.
+    Status {
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// List requests waiting for an operator's approval.
+    Pending {
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Approve a waiting request (by the id `pending` shows).
+    Approve {
+        #[command(flatten)]
+        control: ControlArgs,
+        /// The request's approval id.
+        id: u64,
+        /// Also grant the same action for this long (e.g. `90s`, `10m`,
+        /// `2h`); needs `--uses`.
+        #[arg(long = "for", value_parser = parse_duration)]
+        for_duration: Option<Duration>,
+        /// How many requests the grant covers in all, this one included.
+        #[arg(long)]
+        uses: Option<u32>,
+    },
+    /// Reject a waiting request.
+    Reject {
+        #[command(flatten)]
+        control: ControlArgs,
+        /// The request's approval id.
+        id: u64,
+    },
+    /// Validate the policy files again and, if valid, put them in force.
+    Reload {
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ControlArgs {
+    /// The enforcer's control socket (or set AGENT_KERNEL_CONTROL).
+    #[arg(long, env = "AGENT_KERNEL_CONTROL")]
+    control: PathBuf,
+    /// Print the raw JSON answer.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.len().saturating_sub(1);
+    let (number, unit) = text
+        .split_at_checked(split)
+        .ok_or_else(|| format!("`{text}` is not a duration such as 90s, 10m or 2h"))?;
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 10m or 2h"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        "d" => number.saturating_mul(86_400),
+        _ => return Err(format!("`{text}` is not a duration such as 90s, 10m or 2h")),
+    };
+    Ok(Duration::from_secs(seconds))
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +145,14 @@ struct ServeArgs {
     /// Seconds an allow receipt stays valid.
     #[arg(long, default_value_t = DEFAULT_PERMIT_TTL.as_secs())]
     permit_ttl: u64,
+    /// The operator's control socket (mode 0600). Default: the evidence
+    /// file's path with `.control` appended.
+    #[arg(long)]
+    control: Option<PathBuf>,
+    /// The uid allowed on the control socket. Default: this process's
+    /// effective uid.
+    #[arg(long)]
+    operator_uid: Option<u32>,
     /// Sign a checkpoint after this many records.
     #[arg(long, default_value_t = DEFAULT_CHECKPOINT_RECORDS)]
     checkpoint_every: u64,
@@ -187,6 +269,24 @@ pub fn main() -> ExitCode {
             log,
         }),
         Command::Audit(AuditCommand::Inspect { json, log }) => audit_cli::inspect(&log, json),
+        Command::Halt { control, reason } => operator(&control, &ControlRequest::Halt { reason }),
+        Command::Status { control } => operator(&control, &ControlRequest::Status),
+        Command::Pending { control } => operator(&control, &ControlRequest::Pending),
+        Command::Approve {
+            control,
+            id,
+            for_duration,
+            uses,
+        } => operator(
+            &control,
+            &ControlRequest::Approve {
+                id,
+                for_secs: for_duration.map(|d| d.as_secs()),
+                uses,
+            },
+        ),
+        Command::Reject { control, id } => operator(&control, &ControlRequest::Reject { id }),
+        Command::Reload { control } => operator(&control, &ControlRequest::Reload),
         Command::Audit(AuditCommand::Prove { index, log }) => audit_cli::prove(&log, index),
         Command::Audit(AuditCommand::Witness {
             key,
@@ -263,9 +363,20 @@ fn serve_command(args: ServeArgs) -> Result<(), String> {
         checkpoint_records: args.checkpoint_every,
         checkpoint_interval: Duration::from_secs(args.checkpoint_interval),
     };
-    let mut session = Session::start(key, engine, evidence, config).map_err(|e| e.to_string())?;
-    serve::serve(args.connect, &mut session).map_err(|e| e.to_string())?;
-    match session.halted() {
+    let session = Session::start(key, engine, evidence, config).map_err(|e| e.to_string())?;
+    let options = ServeOptions {
+        control: Some(args.control.clone().unwrap_or_else(|| {
+            let mut path = args.evidence.as_os_str().to_owned();
+            path.push(".control");
+            PathBuf::from(path)
+        })),
+        operator_uid: args
+            .operator_uid
+            .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
+        policies: args.policies.clone(),
+    };
+    let halted = serve::serve(args.connect, session, &options).map_err(|e| e.to_string())?;
+    match halted {
         Some(cause) => Err(format!("session ended halted: {cause}")),
         None => Ok(()),
     }
@@ -298,5 +409,44 @@ fn policy_check(files: &[PathBuf]) -> Result<(), String> {
             Err(format!("{} problem(s) found", diagnostics.len()))
         }
         Err(other) => Err(other.to_string()),
+    }
+}
+
+/// Sends one control request and prints the answer.
+fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> {
+    let response = control::request(&args.control, request)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&response).unwrap_or_default()
+        );
+    } else {
+        println!("{}", response.message);
+        match (&response.data, request) {
+            (serde_json::Value::Null, _) => {}
+            (serde_json::Value::Array(items), ControlRequest::Pending) => {
+                for item in items {
+                    println!(
+                        "  [{}] {}  (policies: {}; {} ms left)",
+                        item.get("id").unwrap_or(&serde_json::Value::Null),
+                        item.get("action").and_then(|v| v.as_str()).unwrap_or(""),
+                        item.get("policies").unwrap_or(&serde_json::Value::Null),
+                        item.get("expires_in_ms")
+                            .unwrap_or(&serde_json::Value::Null),
+                    );
+                }
+            }
+            (serde_json::Value::Object(fields), _) => {
+                for (key, value) in fields {
+                    println!("  {key}: {value}");
+                }
+            }
+            (other, _) => println!("  {other}"),
+        }
+    }
+    if response.ok {
+        Ok(())
+    } else {
+        Err("the enforcer refused the request".into())
     }
 }

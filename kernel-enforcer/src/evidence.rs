@@ -21,6 +21,9 @@ pub enum EvidenceError {
         /// The error.
         source: std::io::Error,
     },
+    /// Writing the evidence panicked; its state is unknown.
+    #[error("writing the evidence panicked; its state is unknown")]
+    Panicked,
     /// The existing file is damaged somewhere other than a torn final
     /// record.
     #[error("evidence file `{path}` is damaged, refusing to continue it: {source}")]
@@ -32,15 +35,36 @@ pub enum EvidenceError {
     },
 }
 
+/// Where evidence bytes go: appended, then made durable. A `File` in
+/// production; anything else (a failing device, say) in tests that inject
+/// faults, through [`EvidenceLog::with_storage`].
+pub trait Storage: Send + std::fmt::Debug {
+    /// Appends `bytes` at the end.
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Makes everything appended so far durable.
+    fn sync(&mut self) -> std::io::Result<()>;
+}
+
+impl Storage for File {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
 /// An open evidence file positioned at its end, with the Merkle tree of
 /// its records.
 #[derive(Debug)]
 pub struct EvidenceLog {
     path: PathBuf,
-    file: File,
+    storage: Box<dyn Storage>,
     tree: Frontier,
     origin: Option<String>,
     since_checkpoint: u64,
+    newest_checkpoint: Option<(u64, Hash)>,
     /// Framed records staged but not yet written and synced.
     pending: Vec<u8>,
 }
@@ -63,6 +87,15 @@ impl EvidenceLog {
             .mode(0o600)
             .open(path)
             .map_err(io)?;
+        // One writer per log: a second enforcer on the same file would
+        // interleave records and break the tree.
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| {
+                io(std::io::Error::other(
+                    "another enforcer is using this evidence file",
+                ))
+            },
+        )?;
         let mut existing = std::fs::read(path).map_err(io)?;
         if let Err(error) = split_records(&existing)
             && let LogProblem::Torn(left) = error.problem
@@ -73,20 +106,30 @@ impl EvidenceLog {
             file.sync_all().map_err(io)?;
             existing.truncate(keep);
         }
-        let report = audit(&existing, &AuditOptions::default()).map_err(|source| {
-            EvidenceError::Damaged {
+        Self::with_storage(path, &existing, Box::new(file))
+    }
+
+    /// An evidence log over any [`Storage`] that already holds `existing`
+    /// (verified here like a file's contents). `path` names it in messages.
+    pub fn with_storage(
+        path: &Path,
+        existing: &[u8],
+        storage: Box<dyn Storage>,
+    ) -> Result<Self, EvidenceError> {
+        let report =
+            audit(existing, &AuditOptions::default()).map_err(|source| EvidenceError::Damaged {
                 path: path.to_owned(),
                 source,
-            }
-        })?;
+            })?;
         let mut tree = Frontier::new();
         for leaf in &report.leaves {
             tree.push(*leaf);
         }
         Ok(Self {
             path: path.to_owned(),
-            file,
+            storage,
             tree,
+            newest_checkpoint: report.newest_checkpoint().map(|c| (c.size, c.root)),
             origin: (!report.origin.is_empty()).then_some(report.origin),
             since_checkpoint: report.uncovered,
             pending: Vec::new(),
@@ -113,6 +156,11 @@ impl EvidenceLog {
         self.origin.get_or_insert(origin);
     }
 
+    /// Size and root of the newest checkpoint written.
+    pub fn newest_checkpoint(&self) -> Option<(u64, Hash)> {
+        self.newest_checkpoint
+    }
+
     /// Records appended since the last checkpoint.
     pub fn since_checkpoint(&self) -> u64 {
         self.since_checkpoint
@@ -130,6 +178,10 @@ impl EvidenceLog {
         let bytes = encode_record(record);
         self.pending.extend_from_slice(&frame_record_bytes(&bytes));
         let index = self.tree.size();
+        if matches!(record, Record::Checkpoint { .. }) {
+            // A checkpoint commits to the records before it.
+            self.newest_checkpoint = Some((index, self.tree.root()));
+        }
         self.tree.push(leaf_hash(&bytes));
         if matches!(record, Record::Checkpoint { .. }) {
             self.since_checkpoint = 0;
@@ -157,8 +209,8 @@ impl EvidenceLog {
             source,
         };
         let pending = std::mem::take(&mut self.pending);
-        self.file.write_all(&pending).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        self.storage.append(&pending).map_err(io)?;
+        self.storage.sync().map_err(io)
     }
 
     /// Stages `record` and commits it: durable when this returns `Ok`.

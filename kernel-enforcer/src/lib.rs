@@ -16,6 +16,8 @@
 
 mod audit_cli;
 mod cli_impl;
+pub mod control;
+pub mod describe;
 pub mod evidence;
 pub mod keys;
 pub mod policy;

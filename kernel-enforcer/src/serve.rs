@@ -1,15 +1,27 @@
-//! The transport: joining the client's channel and serving frames.
+//! Serving one client: the session channel, the control socket and
+//! signals, around one shared [`Session`].
+//!
+//! The session is behind one lock. The serving thread holds it from
+//! deciding a batch until the batch's replies are sent; the control plane
+//! and signals take the same lock to halt, approve or reload. So once a
+//! halt is acknowledged, no allow can leave afterwards, not even for a
+//! request that was already in flight.
 
-use crate::session::Session;
+use crate::control::{self, ControlRequest, ControlResponse, Peer};
+use crate::session::{GrantScope, Session};
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
-use std::time::Duration;
+use kernel_core::{EnforcerFrame, Refusal, encode_enforcer_frame};
+use parking_lot::Mutex;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-/// How often an idle session checks whether a checkpoint is due.
-const IDLE_TICK: Duration = Duration::from_millis(500);
+/// How often an idle session does its periodic work.
+const IDLE_TICK: Duration = Duration::from_millis(200);
 /// Most frames handled (and committed with one `fdatasync`) together.
 const MAX_BATCH: usize = 256;
-use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
-use kernel_core::{EnforcerFrame, Refusal, encode_enforcer_frame};
 
 /// What the enforcer sends to the client's one-shot server: the client's
 /// ends of the two channels (requests in, replies out).
@@ -22,12 +34,134 @@ pub enum ServeError {
     /// The channel could not be set up.
     #[error("cannot set up the channel to the client: {0}")]
     Channel(String),
+    /// The control socket could not be set up.
+    #[error("cannot set up the control socket: {0}")]
+    Control(String),
+}
+
+/// Operator-facing settings of a served session.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to create the control socket (none: no control plane).
+    pub control: Option<PathBuf>,
+    /// The uid allowed on the control socket.
+    pub operator_uid: u32,
+    /// The policy files, loaded again on `reload`.
+    pub policies: Vec<PathBuf>,
+}
+
+/// The session and what the control plane needs besides it.
+struct Shared {
+    session: Mutex<Session>,
+    replies: IpcSender<Vec<u8>>,
+    policies: Vec<PathBuf>,
+    started: Instant,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    /// Sends frames to the client; the caller holds the session lock.
+    fn send(&self, frames: Vec<Vec<u8>>) -> bool {
+        frames
+            .into_iter()
+            .all(|frame| self.replies.send(frame).is_ok())
+    }
+
+    fn control(&self, request: ControlRequest, peer: Peer) -> ControlResponse {
+        let by = format!("operator {peer}");
+        let mut session = self.session.lock();
+        match request {
+            ControlRequest::Halt { reason } => {
+                let cause = reason.unwrap_or_else(|| "halted by the operator".into());
+                let frames = session.halt(&cause, &by);
+                self.send(frames);
+                ControlResponse::ok(
+                    format!("halted: every request is now denied ({cause})"),
+                    serde_json::Value::Null,
+                )
+            }
+            ControlRequest::Status => {
+                let evidence = session.evidence();
+                let data = serde_json::json!({
+                    "session": session.id().to_string(),
+                    "uptime_secs": self.started.elapsed().as_secs(),
+                    "halted": session.halted(),
+                    "decisions": session.counts(),
+                    "pending_approvals": session.pending().len(),
+                    "policy_digest": session.policy().digest().to_hex(),
+                    "evidence_path": evidence.path(),
+                    "evidence_records": evidence.next_index(),
+                    "newest_checkpoint": evidence.newest_checkpoint().map(|(size, root)| {
+                        serde_json::json!({"size": size, "root": kernel_core::hex(&root)})
+                    }),
+                });
+                ControlResponse::ok("status", data)
+            }
+            ControlRequest::Pending => {
+                let pending = session.pending();
+                let message = format!("{} request(s) waiting for approval", pending.len());
+                ControlResponse::ok(message, serde_json::json!(pending))
+            }
+            ControlRequest::Approve { id, for_secs, uses } => {
+                let scope = match (for_secs, uses) {
+                    (None, None) => None,
+                    (Some(secs), Some(uses)) if secs > 0 && uses > 0 => Some(GrantScope {
+                        duration: Duration::from_secs(secs),
+                        uses,
+                    }),
+                    _ => {
+                        return ControlResponse::error(
+                            "a standing grant needs both a positive duration and a positive number of uses",
+                        );
+                    }
+                };
+                match session.approve(id, &by, scope) {
+                    Ok(frames) => {
+                        self.send(frames);
+                        ControlResponse::ok(
+                            format!("approved request {id}"),
+                            serde_json::Value::Null,
+                        )
+                    }
+                    Err(e) => ControlResponse::error(e),
+                }
+            }
+            ControlRequest::Reject { id } => match session.reject(id, &by) {
+                Ok(frames) => {
+                    self.send(frames);
+                    ControlResponse::ok(format!("rejected request {id}"), serde_json::Value::Null)
+                }
+                Err(e) => ControlResponse::error(e),
+            },
+            ControlRequest::Reload => match session.reload(&self.policies, &by) {
+                Ok(digest) => ControlResponse::ok(
+                    format!("policy reloaded: {digest}"),
+                    serde_json::json!({"policy_digest": digest.to_hex()}),
+                ),
+                Err(e) => ControlResponse::error(format!(
+                    "reload refused, the previous policy stays in force:\n{e}"
+                )),
+            },
+        }
+    }
 }
 
 /// Connects to the client's one-shot server `name`, hands it its ends of
-/// two fresh channels, and serves frames until the client goes away.
-pub fn serve(name: String, session: &mut Session) -> Result<(), ServeError> {
+/// two fresh channels, and serves until the client goes away or a
+/// termination signal arrives. Returns why the session halted, if it did.
+pub fn serve(
+    name: String,
+    session: Session,
+    options: &ServeOptions,
+) -> Result<Option<String>, ServeError> {
     let channel = |e: std::io::Error| ServeError::Channel(e.to_string());
+    let listener = match &options.control {
+        Some(path) => Some(
+            control::bind(path)
+                .map_err(|e| ServeError::Control(format!("`{}`: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let (requests_tx, requests) = ipc::channel::<Vec<u8>>().map_err(channel)?;
     let (replies, replies_rx) = ipc::channel::<Vec<u8>>().map_err(channel)?;
     let bootstrap = IpcSender::<ClientEnds>::connect(name).map_err(channel)?;
@@ -35,22 +169,67 @@ pub fn serve(name: String, session: &mut Session) -> Result<(), ServeError> {
         .send((requests_tx, replies_rx))
         .map_err(|e| ServeError::Channel(e.to_string()))?;
     drop(bootstrap);
-    serve_channels(&requests, &replies, session);
-    Ok(())
+    let shared = Arc::new(Shared {
+        session: Mutex::new(session),
+        replies,
+        policies: options.policies.clone(),
+        started: Instant::now(),
+        stop: AtomicBool::new(false),
+    });
+    if let Some(listener) = listener {
+        let shared = Arc::clone(&shared);
+        let operator_uid = options.operator_uid;
+        std::thread::spawn(move || {
+            control::serve(&listener, operator_uid, |request, peer| {
+                shared.control(request, peer)
+            });
+        });
+    }
+    watch_signals(&shared);
+    serve_loop(&requests, &shared);
+    if let Some(path) = &options.control {
+        let _ = std::fs::remove_file(path);
+    }
+    let mut session = shared.session.lock();
+    session.finish();
+    Ok(session.halted().map(str::to_owned))
 }
 
-/// Serves frames from `requests` until the peer disconnects or the reply
-/// channel breaks, writing checkpoints when due and a final one at the end.
-pub fn serve_channels(
-    requests: &IpcReceiver<Vec<u8>>,
-    replies: &IpcSender<Vec<u8>>,
-    session: &mut Session,
-) {
-    'serving: loop {
+/// `SIGUSR1` halts (like `kernel-enforcer halt`); `SIGTERM`, `SIGINT` and
+/// `SIGHUP` end the session cleanly with a final checkpoint.
+fn watch_signals(shared: &Arc<Shared>) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGUSR1, SIGTERM, SIGINT, SIGHUP])
+    else {
+        return;
+    };
+    let shared = Arc::clone(shared);
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal == SIGUSR1 {
+                let mut session = shared.session.lock();
+                let frames = session.halt("halted by signal SIGUSR1", "signal SIGUSR1");
+                shared.send(frames);
+            } else {
+                shared.stop.store(true, Ordering::SeqCst);
+            }
+        }
+    });
+}
+
+fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
         let first = match requests.try_recv_timeout(IDLE_TICK) {
             Ok(frame) => frame,
             Err(TryRecvError::Empty) => {
-                session.tick();
+                let mut session = shared.session.lock();
+                let frames = session.tick();
+                if !shared.send(frames) {
+                    return;
+                }
                 continue;
             }
             Err(TryRecvError::IpcError(IpcError::SerializationError(e))) => {
@@ -58,12 +237,12 @@ pub fn serve_channels(
                     seq: None,
                     refusal: Refusal::Malformed(e.to_string()),
                 });
-                if replies.send(refusal).is_err() {
-                    break;
+                if !shared.send(vec![refusal]) {
+                    return;
                 }
                 continue;
             }
-            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_))) => break,
+            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_))) => return,
         };
         // Whatever else has already arrived is decided with it and shares
         // its fdatasync. Errors end the batch; the next receive sees them.
@@ -74,11 +253,10 @@ pub fn serve_channels(
                 Err(_) => break,
             }
         }
-        for reply in session.handle_batch(&batch) {
-            if replies.send(reply).is_err() {
-                break 'serving;
-            }
+        let mut session = shared.session.lock();
+        let frames = session.handle_batch(&batch);
+        if !shared.send(frames) {
+            return;
         }
     }
-    session.finish();
 }

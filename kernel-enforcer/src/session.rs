@@ -1,4 +1,4 @@
-//! One client session: the frame handler and the serve loop.
+//! One client session: the frame handler, approvals, limits and halting.
 //!
 //! [`Session::handle_frame`] takes any bytes and returns the reply frame;
 //! it never panics on input (a panic inside it is caught by
@@ -6,15 +6,16 @@
 //! durable in the evidence file before its receipt is returned.
 
 use crate::evidence::EvidenceLog;
-use crate::policy::PolicyEngine;
+use crate::policy::{PolicyEngine, limit};
 use ed25519_dalek::SigningKey;
 use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
-    ClientFrame, Confinement, Deadline, DecisionInputs, EncodedRequest, EnforcerFrame, Event,
-    Handshake, KernelState, LimitState, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, SessionId,
-    SignedEvent, decide, decode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES,
-    origin_for, sign_receipt,
+    Approval, ClientFrame, Confinement, Deadline, Decision, DecisionInputs, Digest, EncodedRequest,
+    EnforcerFrame, Evaluation, Event, Handshake, KernelState, LimitState, PROTOCOL_VERSION,
+    ReceiptBody, Record, Refusal, SessionId, SignedEvent, Verdict, decide, decode_client_frame,
+    encode_enforcer_frame, limits::MAX_FRAME_BYTES, origin_for, sign_receipt,
 };
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +25,11 @@ pub const DEFAULT_PERMIT_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CHECKPOINT_RECORDS: u64 = 1000;
 /// Default longest time a record waits for a checkpoint.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+/// Most requests that may wait for an operator's approval at once; beyond
+/// that, `Ask` decisions are denied.
+pub const MAX_PENDING_APPROVALS: usize = 64;
+/// Most standing grants kept at once; the oldest is dropped beyond that.
+pub const MAX_GRANTS: usize = 256;
 
 /// How a session runs.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +63,60 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A request waiting for an operator's answer.
+#[derive(Debug, Clone)]
+struct Pending {
+    request: EncodedRequest,
+    policies: Vec<String>,
+    reasons: Vec<String>,
+}
+
+/// An operator's standing approval of one canonical action.
+#[derive(Debug, Clone)]
+struct Grant {
+    action: Digest,
+    by: String,
+    expires_at_ms: u64,
+    uses_left: u32,
+}
+
+/// What `kernel-enforcer pending` shows of a waiting request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingView {
+    /// The approval id to pass to `approve` or `reject`.
+    pub id: u64,
+    /// The action, readably.
+    pub action: String,
+    /// The policies that asked.
+    pub policies: Vec<String>,
+    /// Their reasons.
+    pub reasons: Vec<String>,
+    /// Milliseconds left before the request's deadline.
+    pub expires_in_ms: u64,
+}
+
+/// The scope of an approval beyond the one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantScope {
+    /// How long the grant lasts.
+    pub duration: Duration,
+    /// How many requests it covers in all, this one included.
+    pub uses: u32,
+}
+
+/// Counts shown by `kernel-enforcer status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Allow decisions.
+    pub allowed: u64,
+    /// Deny decisions.
+    pub denied: u64,
+    /// Ask decisions.
+    pub asked: u64,
+    /// Frames refused without a decision.
+    pub refused: u64,
+}
+
 /// The state of one session.
 #[derive(Debug)]
 pub struct Session {
@@ -69,6 +129,12 @@ pub struct Session {
     greeted: bool,
     last_seq: Option<u64>,
     halted: Option<String>,
+    evidence_broken: bool,
+    counters: limit::Counters,
+    pending: BTreeMap<u64, Pending>,
+    next_approval: u64,
+    grants: Vec<Grant>,
+    counts: Counts,
 }
 
 impl Session {
@@ -108,10 +174,71 @@ impl Session {
             greeted: false,
             last_seq: None,
             halted: None,
+            evidence_broken: false,
+            counters: limit::Counters::default(),
+            pending: BTreeMap::new(),
+            next_approval: 1,
+            grants: Vec::new(),
+            counts: Counts::default(),
         })
     }
 
-    /// Signs and appends a checkpoint of every record so far.
+    /// The session id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Why the session halted, if it did.
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// The evidence log.
+    pub fn evidence(&self) -> &EvidenceLog {
+        &self.evidence
+    }
+
+    /// The policy engine in force.
+    pub fn policy(&self) -> &PolicyEngine {
+        &self.policy
+    }
+
+    /// Decisions and refusals so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// Moves the session to the sticky halted state and records why, if the
+    /// evidence can still be written. From then on every request is
+    /// denied, and every pending approval is denied now. Returns the
+    /// replies to send (denials of pending requests). Halting twice keeps
+    /// the first cause.
+    pub fn halt(&mut self, cause: &str, by: &str) -> Vec<Vec<u8>> {
+        if self.halted.is_none() {
+            self.halted = Some(cause.to_owned());
+        }
+        let mut replies = Vec::new();
+        if !self.evidence_broken {
+            let event = Event::Halt {
+                session: self.id,
+                cause: cause.to_owned(),
+                by: by.to_owned(),
+                at_ms: now_ms(),
+            };
+            self.evidence
+                .stage(&Record::Event(SignedEvent::sign(&event, &self.key)));
+            let waiting: Vec<u64> = self.pending.keys().copied().collect();
+            for id in waiting {
+                if let Some(pending) = self.pending.remove(&id) {
+                    replies.push(self.decide_pending(&pending, Approval::None));
+                }
+            }
+            self.checkpoint();
+        }
+        self.commit_replies(replies)
+    }
+
+    /// Signs and stages a checkpoint of every record so far.
     fn checkpoint(&mut self) {
         let checkpoint = Checkpoint {
             origin: self.evidence.origin().unwrap_or_default().to_owned(),
@@ -131,42 +258,60 @@ impl Session {
             || (pending > 0 && self.last_checkpoint.elapsed() >= self.config.checkpoint_interval)
     }
 
-    /// Writes a checkpoint if one is due by time. Call when idle.
-    pub fn tick(&mut self) {
-        if self.halted.is_none() && self.checkpoint_due() {
-            self.checkpoint();
-            self.commit_or_halt();
+    /// Periodic work, called when idle: denies approvals whose deadline
+    /// passed and writes a checkpoint if one is due. Returns the replies
+    /// to send.
+    pub fn tick(&mut self) -> Vec<Vec<u8>> {
+        if self.evidence_broken {
+            return Vec::new();
         }
+        let now = now_ms();
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now > p.request.request().deadline_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut replies = Vec::new();
+        for id in expired {
+            if let Some(pending) = self.pending.remove(&id) {
+                replies.push(self.decide_pending(&pending, Approval::None));
+            }
+        }
+        if self.checkpoint_due() {
+            self.checkpoint();
+        }
+        self.commit_replies(replies)
     }
 
     /// Writes a final checkpoint if any record is not yet covered. Call at
     /// shutdown.
     pub fn finish(&mut self) {
-        if self.halted.is_none() && self.evidence.since_checkpoint() > 0 {
+        if !self.evidence_broken && self.evidence.since_checkpoint() > 0 {
             self.checkpoint();
-            self.commit_or_halt();
+            let _ = self.commit_replies(Vec::new());
         }
     }
 
-    fn commit_or_halt(&mut self) {
-        if let Err(e) = self.evidence.commit() {
-            self.halted = Some(format!("cannot record evidence: {e}"));
+    /// Commits staged records, then releases the replies; if the commit
+    /// fails (or panics), the session halts for good, the evidence is
+    /// treated as unwritable, and receipts are withheld.
+    fn commit_replies(&mut self, replies: Vec<EnforcerFrame>) -> Vec<Vec<u8>> {
+        let mut replies = replies;
+        let committed = catch_unwind(AssertUnwindSafe(|| self.evidence.commit()))
+            .unwrap_or(Err(crate::evidence::EvidenceError::Panicked));
+        if let Err(e) = committed {
+            self.evidence_broken = true;
+            if self.halted.is_none() {
+                self.halted = Some(format!("cannot record evidence: {e}"));
+            }
+            for reply in &mut replies {
+                if let EnforcerFrame::Receipt { seq, .. } = reply {
+                    *reply = Self::refused(Some(*seq), Refusal::Halted);
+                }
+            }
         }
-    }
-
-    /// The evidence log.
-    pub fn evidence(&self) -> &EvidenceLog {
-        &self.evidence
-    }
-
-    /// The session id.
-    pub fn id(&self) -> SessionId {
-        self.id
-    }
-
-    /// Why the session halted, if it did.
-    pub fn halted(&self) -> Option<&str> {
-        self.halted.as_deref()
+        replies.iter().map(encode_enforcer_frame).collect()
     }
 
     /// Handles one frame (see [`handle_batch`](Self::handle_batch)).
@@ -184,27 +329,40 @@ impl Session {
     /// `halted` refusal. A panic while handling a frame halts the session
     /// (sticky) and refuses that frame.
     pub fn handle_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Vec<Vec<u8>> {
-        let mut replies: Vec<EnforcerFrame> = frames
+        let mut panicked = false;
+        let replies: Vec<EnforcerFrame> = frames
             .iter()
             .map(
                 |frame| match catch_unwind(AssertUnwindSafe(|| self.reply_to(frame.as_ref()))) {
                     Ok(reply) => reply,
                     Err(_) => {
-                        self.halted = Some("internal panic while handling a frame".into());
+                        panicked = true;
                         Self::refused(None, Refusal::Halted)
                     }
                 },
             )
             .collect();
-        if let Err(e) = self.evidence.commit() {
-            self.halted = Some(format!("cannot record evidence: {e}"));
-            for reply in &mut replies {
-                if let EnforcerFrame::Receipt { seq, .. } = reply {
-                    *reply = Self::refused(Some(*seq), Refusal::Halted);
-                }
+        for reply in &replies {
+            if matches!(reply, EnforcerFrame::Refused { .. }) {
+                self.counts.refused += 1;
             }
         }
-        replies.iter().map(encode_enforcer_frame).collect()
+        if panicked {
+            // The decision path broke an invariant: halt, and record the
+            // halt if the evidence still works. Receipts of this batch are
+            // not released.
+            let cause = "internal fault: a panic while deciding";
+            let _ = self.halt(cause, "enforcer");
+            return replies
+                .into_iter()
+                .map(|reply| match reply {
+                    EnforcerFrame::Receipt { seq, .. } => Self::refused(Some(seq), Refusal::Halted),
+                    other => other,
+                })
+                .map(|reply| encode_enforcer_frame(&reply))
+                .collect();
+        }
+        self.commit_replies(replies)
     }
 
     /// Handles one frame without catching panics or committing: what the
@@ -288,36 +446,144 @@ impl Session {
             return Self::refused(Some(seq), Refusal::Replayed(seq));
         }
         self.last_seq = Some(seq);
-        if self.halted.is_some() {
+        if self.evidence_broken {
+            // Nothing can be recorded, so nothing is decided.
             return Self::refused(Some(seq), Refusal::Halted);
         }
+        let action_digest = request.action.digest();
         let now = now_ms();
+        let grant = self
+            .grants
+            .iter()
+            .position(|g| g.action == action_digest && g.uses_left > 0 && now <= g.expires_at_ms);
+        let approval = match grant.and_then(|i| self.grants.get(i)) {
+            Some(grant) => Approval::Granted {
+                by: grant.by.clone(),
+            },
+            None => Approval::None,
+        };
+        let (reply, verdict, granted) = self.decide_and_stage(&encoded, approval);
+        if granted && let Some(grant) = grant.and_then(|i| self.grants.get_mut(i)) {
+            grant.uses_left = grant.uses_left.saturating_sub(1);
+        }
+        match verdict.decision {
+            Decision::Ask => {
+                if self.pending.len() >= MAX_PENDING_APPROVALS {
+                    // Recorded as asked; the client is told below that it
+                    // will not be answered.
+                    return self.stage_decision(
+                        &encoded,
+                        &Verdict {
+                            decision: Decision::Deny,
+                            policies: verdict.policies,
+                            reasons: vec![format!(
+                                "too many requests already wait for approval (limit {MAX_PENDING_APPROVALS})"
+                            )],
+                        },
+                    );
+                }
+                let id = self.next_approval;
+                self.next_approval += 1;
+                self.pending.insert(
+                    id,
+                    Pending {
+                        request: encoded,
+                        policies: verdict.policies,
+                        reasons: verdict.reasons,
+                    },
+                );
+            }
+            Decision::Allow | Decision::Deny => {}
+        }
+        reply
+    }
+
+    /// Evaluates, applies limits, decides, and stages the decision record.
+    /// Also says whether the approval given was what made it an `Allow`.
+    fn decide_and_stage(
+        &mut self,
+        encoded: &EncodedRequest,
+        approval: Approval,
+    ) -> (EnforcerFrame, Verdict, bool) {
+        let request = encoded.request();
+        let now = now_ms();
+        let evaluation = self.policy.evaluate(&request.action);
+        let instant = Instant::now();
+        let limits = self.limit_state(&evaluation, instant);
+        let approval_given = approval != Approval::None;
         let verdict = decide(&DecisionInputs {
-            kernel: KernelState::Serving,
+            kernel: if self.halted.is_some() {
+                KernelState::Halted
+            } else {
+                KernelState::Serving
+            },
             deadline: if now > request.deadline_ms {
                 Deadline::Passed
             } else {
                 Deadline::Open
             },
-            evaluation: self.policy.evaluate(&request.action),
-            limits: LimitState::Within,
+            evaluation: evaluation.clone(),
+            limits,
+            approval,
         });
+        if verdict.decision == Decision::Allow
+            && let Evaluation::Completed { permits, .. } = &evaluation
+        {
+            for permit in permits {
+                if let Some(limit) = self.policy.limit_of(&permit.id).cloned() {
+                    self.counters.record(&permit.id, &limit, instant);
+                }
+            }
+        }
+        let granted = verdict.decision == Decision::Allow
+            && approval_given
+            && matches!(&evaluation, Evaluation::Completed { permits, .. } if permits.iter().any(|p| p.ask));
+        let reply = self.stage_decision(encoded, &verdict);
+        (reply, verdict, granted)
+    }
+
+    fn limit_state(&mut self, evaluation: &Evaluation, now: Instant) -> LimitState {
+        let Evaluation::Completed { permits, .. } = evaluation else {
+            return LimitState::Within;
+        };
+        for permit in permits {
+            if let Some(limit) = self.policy.limit_of(&permit.id).cloned()
+                && self.counters.exhausted(&permit.id, &limit, now)
+            {
+                return LimitState::Exceeded {
+                    policy: permit.id.clone(),
+                    limit: limit.text,
+                };
+            }
+        }
+        LimitState::Within
+    }
+
+    /// Signs a receipt for `verdict` and stages its decision record.
+    fn stage_decision(&mut self, encoded: &EncodedRequest, verdict: &Verdict) -> EnforcerFrame {
+        let now = now_ms();
+        let seq = encoded.request().seq;
         let ttl = u64::try_from(self.config.permit_ttl.as_millis()).unwrap_or(u64::MAX);
         let body = ReceiptBody {
             session: self.id,
             seq,
             request_digest: encoded.digest(),
             decision: verdict.decision,
-            policies: verdict.policies,
-            reasons: verdict.reasons,
+            policies: verdict.policies.clone(),
+            reasons: verdict.reasons.clone(),
             policy_digest: self.policy.digest(),
             log_index: self.evidence.next_index(),
             issued_at_ms: now,
             expires_at_ms: now.saturating_add(ttl),
         };
+        match verdict.decision {
+            Decision::Allow => self.counts.allowed += 1,
+            Decision::Deny => self.counts.denied += 1,
+            Decision::Ask => self.counts.asked += 1,
+        }
         let receipt = sign_receipt(&self.key, &body);
-        // Staged here, durable before the batch's replies leave
-        // (`handle_batch`), or the receipt is withheld.
+        // Staged here, durable before the replies leave
+        // (`commit_replies`), or the receipt is withheld.
         self.evidence.stage(&Record::Decision {
             request: encoded.bytes().to_vec(),
             receipt: receipt.clone(),
@@ -326,5 +592,149 @@ impl Session {
             self.checkpoint();
         }
         EnforcerFrame::Receipt { seq, receipt }
+    }
+
+    /// Decides a waiting request again, now with the operator's answer (or
+    /// none: then the `@ask` policy makes it a denial).
+    fn decide_pending(&mut self, pending: &Pending, approval: Approval) -> EnforcerFrame {
+        let (reply, verdict, _) = self.decide_and_stage(&pending.request, approval);
+        if verdict.decision == Decision::Ask {
+            // No answer: an ask without approval ends as a denial.
+            return self.stage_decision(
+                &pending.request,
+                &Verdict {
+                    decision: Decision::Deny,
+                    policies: verdict.policies,
+                    reasons: vec!["no operator approval before the request's deadline".into()],
+                },
+            );
+        }
+        reply
+    }
+
+    /// The requests waiting for an operator's answer.
+    pub fn pending(&self) -> Vec<PendingView> {
+        let now = now_ms();
+        self.pending
+            .iter()
+            .map(|(id, p)| PendingView {
+                id: *id,
+                action: crate::describe::action(p.request.request().action.action()),
+                policies: p.policies.clone(),
+                reasons: p.reasons.clone(),
+                expires_in_ms: p.request.request().deadline_ms.saturating_sub(now),
+            })
+            .collect()
+    }
+
+    /// Approves pending request `id` on behalf of `by`, optionally with a
+    /// standing grant for the same action. The request is decided again
+    /// with the approval as input (so a forbid, a limit or a halt still
+    /// wins), the approval and the new decision are recorded, and the
+    /// reply for the agent is returned. Refused for an unknown id and for a
+    /// request whose deadline has passed.
+    pub fn approve(
+        &mut self,
+        id: u64,
+        by: &str,
+        scope: Option<GrantScope>,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        self.answer(id, by, true, scope)
+    }
+
+    /// Rejects pending request `id` on behalf of `by`: recorded, and the
+    /// agent gets a signed denial.
+    pub fn reject(&mut self, id: u64, by: &str) -> Result<Vec<Vec<u8>>, String> {
+        self.answer(id, by, false, None)
+    }
+
+    fn answer(
+        &mut self,
+        id: u64,
+        by: &str,
+        approved: bool,
+        scope: Option<GrantScope>,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        if self.evidence_broken {
+            return Err("the enforcer is halted and cannot record anything".into());
+        }
+        let pending = self
+            .pending
+            .remove(&id)
+            .ok_or_else(|| format!("no request `{id}` is waiting for approval"))?;
+        let now = now_ms();
+        if now > pending.request.request().deadline_ms {
+            let reply = self.decide_pending(&pending, Approval::None);
+            let _ = self.commit_replies(vec![reply]);
+            return Err(format!(
+                "refused: request `{id}` passed its deadline before the answer; it was denied"
+            ));
+        }
+        let scope_text = scope
+            .map(|s| format!("for {}s, {} uses", s.duration.as_secs(), s.uses))
+            .unwrap_or_default();
+        let event = Event::Approval {
+            session: self.id,
+            request_digest: pending.request.digest(),
+            approved,
+            by: by.to_owned(),
+            scope: scope_text,
+            at_ms: now,
+        };
+        self.evidence
+            .stage(&Record::Event(SignedEvent::sign(&event, &self.key)));
+        let reply = if approved {
+            if let Some(scope) = scope {
+                if self.grants.len() >= MAX_GRANTS {
+                    self.grants.remove(0);
+                }
+                self.grants.push(Grant {
+                    action: pending.request.request().action.digest(),
+                    by: by.to_owned(),
+                    expires_at_ms: now.saturating_add(
+                        u64::try_from(scope.duration.as_millis()).unwrap_or(u64::MAX),
+                    ),
+                    uses_left: scope.uses.saturating_sub(1),
+                });
+            }
+            self.decide_pending(&pending, Approval::Granted { by: by.to_owned() })
+        } else {
+            self.stage_decision(
+                &pending.request,
+                &Verdict {
+                    decision: Decision::Deny,
+                    policies: pending.policies.clone(),
+                    reasons: vec![format!("rejected by {by}")],
+                },
+            )
+        };
+        Ok(self.commit_replies(vec![reply]))
+    }
+
+    /// Loads the policy files again from `paths`. An invalid set changes
+    /// nothing and its diagnostics are returned; a valid one takes effect
+    /// for every later decision (the swap happens between two requests)
+    /// and is recorded with who asked.
+    pub fn reload(&mut self, paths: &[std::path::PathBuf], by: &str) -> Result<Digest, String> {
+        if self.evidence_broken {
+            return Err("the enforcer is halted and cannot record anything".into());
+        }
+        let engine = PolicyEngine::load(paths, self.policy.environment().clone())
+            .map_err(|e| e.to_string())?;
+        let digest = engine.digest();
+        self.policy = engine;
+        let event = Event::PolicyLoad {
+            session: self.id,
+            policy_digest: digest,
+            by: by.to_owned(),
+            at_ms: now_ms(),
+        };
+        self.evidence
+            .stage(&Record::Event(SignedEvent::sign(&event, &self.key)));
+        let _ = self.commit_replies(Vec::new());
+        if self.evidence_broken {
+            return Err("the new policy is in force but could not be recorded: halted".into());
+        }
+        Ok(digest)
     }
 }

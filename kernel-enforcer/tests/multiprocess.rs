@@ -413,7 +413,10 @@ fn receipts_from_a_fake_enforcer_are_refused_and_nothing_runs() {
     ];
     for (signer, tamper, what) in cases {
         let (name, fake) = fake_enforcer(real.clone(), signer, tamper);
-        let kernel = Kernel::connect(&name, ClientConfig::default()).unwrap();
+        // This client pins the policy digest the fake announces, so a
+        // receipt naming another policy set is refused.
+        let config = ClientConfig::default().pin_policy_digest(Digest([1; 32]));
+        let kernel = Kernel::connect(&name, config).unwrap();
         let file = format!("fake-{}.txt", what.replace(' ', "-"));
         let result = kernel.exec(touch(&f, &file));
         match result {

@@ -9,6 +9,7 @@
 //! failed to evaluate (Cedar itself would skip it).
 
 mod entities;
+pub mod limit;
 
 use cedar_policy::{Authorizer, Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use kernel_core::{CanonicalAction, Digest, Evaluation, MatchedForbid, MatchedPermit};
@@ -96,6 +97,7 @@ struct PolicyMeta {
     effect: Effect,
     ask: bool,
     reason: Option<String>,
+    limit: Option<limit::RateLimit>,
 }
 
 /// A validated policy set with the floor, ready to evaluate.
@@ -199,16 +201,27 @@ fn build_set(
             for (key, _) in policy.annotations() {
                 if !KNOWN_ANNOTATIONS.contains(&key) {
                     diagnostics.push(at_text(&format!("@{key}"), format!(
-                        "unknown annotation `@{key}`: the kernel understands @id, @reason and @ask"
+                        "unknown annotation `@{key}`: the kernel understands @id, @reason, @ask and @limit"
                     )));
                 }
             }
-            if policy.annotation("limit").is_some() {
-                diagnostics.push(at_text(
-                    "@limit",
-                    "`@limit` is not supported by this version of the kernel".to_owned(),
-                ));
-            }
+            let rate_limit = match policy.annotation("limit") {
+                None => None,
+                Some(text) => match limit::parse_limit(text) {
+                    Ok(parsed) if policy.effect() == Effect::Permit => Some(parsed),
+                    Ok(_) => {
+                        diagnostics.push(at_text(
+                            "@limit",
+                            "`@limit` only makes sense on a permit policy".to_owned(),
+                        ));
+                        None
+                    }
+                    Err(message) => {
+                        diagnostics.push(at_text("@limit", message));
+                        None
+                    }
+                },
+            };
             let ask = policy.annotation("ask").is_some();
             if ask && policy.effect() == Effect::Forbid {
                 diagnostics.push(at_text(
@@ -238,6 +251,7 @@ fn build_set(
                     effect: policy.effect(),
                     ask,
                     reason: policy.annotation("reason").map(str::to_owned),
+                    limit: rate_limit,
                 },
             );
             if let Err(e) = combined.add(policy.new_id(policy_id)) {
@@ -355,6 +369,13 @@ impl PolicyEngine {
             env,
             authorizer: Authorizer::new(),
         })
+    }
+
+    /// The `@limit` of a policy, if it has one.
+    pub fn limit_of(&self, id: &str) -> Option<&limit::RateLimit> {
+        self.meta
+            .get(&PolicyId::new(id))
+            .and_then(|m| m.limit.as_ref())
     }
 
     /// Digest of the policy files, the floor and the schema.

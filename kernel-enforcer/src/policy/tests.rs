@@ -27,6 +27,7 @@ fn decision(engine: &PolicyEngine, action: Action) -> Decision {
         deadline: kernel_core::Deadline::Open,
         evaluation: engine.evaluate(&canon(action)),
         limits: kernel_core::LimitState::Within,
+        approval: kernel_core::Approval::None,
     })
     .decision
 }
@@ -103,7 +104,8 @@ fn refuses_unknown_annotations_reserved_and_duplicate_ids() {
         r#"@id("kernel-floor-x") permit (principal, action, resource);"#,
         r#"@id("a") permit (principal, action, resource); @id("a") permit (principal, action, resource);"#,
         r#"@ask forbid (principal, action, resource);"#,
-        r#"@limit("1/minute") permit (principal, action, resource);"#,
+        r#"@limit("1/fortnight") permit (principal, action, resource);"#,
+        r#"@limit("1/minute") forbid (principal, action, resource);"#,
         r#"permit (principal, action == Action::"exec", resource) when { context.nonexistent };"#,
     ] {
         let result = PolicyEngine::from_sources(&[("bad.cedar".into(), bad.into())], env.clone());

@@ -1,0 +1,153 @@
+//! `@limit("N/period")`: how often a permit policy may allow.
+//!
+//! A limit is a sliding window: at most `N` allows by that policy within
+//! any `period`. Beyond it the request is denied with a reason naming the
+//! policy and the limit. Counters live in the enforcer's memory: a restart
+//! of the enforcer (which only the operator can cause) resets them, and so
+//! does a policy reload for policies whose limit text changed.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Largest `N` accepted in a limit.
+pub const MAX_LIMIT_COUNT: u32 = 1_000_000;
+
+/// A parsed `@limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Most allows per period.
+    pub count: u32,
+    /// The window.
+    pub period: Duration,
+    /// The annotation as written.
+    pub text: String,
+}
+
+/// Parses `N/second`, `N/minute`, `N/hour`, `N/day`, or `N/<k><s|m|h|d>`
+/// such as `20/5m`.
+pub fn parse_limit(text: &str) -> Result<RateLimit, String> {
+    let bad = || {
+        format!(
+            "`@limit(\"{text}\")` is not of the form \"N/period\" (period: second, minute, hour, day, or a number followed by s, m, h or d)"
+        )
+    };
+    let (count, period) = text.split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    if count == 0 || count > MAX_LIMIT_COUNT {
+        return Err(format!(
+            "`@limit(\"{text}\")`: the count must be between 1 and {MAX_LIMIT_COUNT}"
+        ));
+    }
+    let period = period.trim();
+    let seconds = match period {
+        "second" | "s" => 1,
+        "minute" | "m" => 60,
+        "hour" | "h" => 3600,
+        "day" | "d" => 86_400,
+        other => {
+            let split = other.len().checked_sub(1).ok_or_else(bad)?;
+            let (number, unit) = other.split_at_checked(split).ok_or_else(bad)?;
+            let number: u64 = number.parse().map_err(|_| bad())?;
+            let unit = match unit {
+                "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                _ => return Err(bad()),
+            };
+            number
+                .checked_mul(unit)
+                .filter(|s| (1..=366 * 86_400).contains(s))
+                .ok_or_else(bad)?
+        }
+    };
+    Ok(RateLimit {
+        count,
+        period: Duration::from_secs(seconds),
+        text: text.to_owned(),
+    })
+}
+
+/// Sliding-window counters, one per limited policy.
+#[derive(Debug, Default)]
+pub struct Counters {
+    windows: HashMap<String, (String, VecDeque<Instant>)>,
+}
+
+impl Counters {
+    fn window(&mut self, policy: &str, limit: &RateLimit, now: Instant) -> &mut VecDeque<Instant> {
+        let entry = self
+            .windows
+            .entry(policy.to_owned())
+            .or_insert_with(|| (limit.text.clone(), VecDeque::new()));
+        if entry.0 != limit.text {
+            *entry = (limit.text.clone(), VecDeque::new());
+        }
+        while entry
+            .1
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= limit.period)
+        {
+            entry.1.pop_front();
+        }
+        &mut entry.1
+    }
+
+    /// Whether `policy` has used up `limit` at `now`.
+    pub fn exhausted(&mut self, policy: &str, limit: &RateLimit, now: Instant) -> bool {
+        let count = usize::try_from(limit.count).unwrap_or(usize::MAX);
+        self.window(policy, limit, now).len() >= count
+    }
+
+    /// Counts one allow by `policy` at `now`.
+    pub fn record(&mut self, policy: &str, limit: &RateLimit, now: Instant) {
+        self.window(policy, limit, now).push_back(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_forms_and_nothing_else() {
+        assert_eq!(
+            parse_limit("10/minute").unwrap().period,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            parse_limit("3/5m").unwrap().period,
+            Duration::from_secs(300)
+        );
+        assert_eq!(parse_limit("1/d").unwrap().count, 1);
+        for bad in [
+            "",
+            "10",
+            "0/minute",
+            "x/minute",
+            "10/fortnight",
+            "10/0s",
+            "10/m5",
+            "10/999999d",
+        ] {
+            assert!(parse_limit(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_window_slides() {
+        let limit = parse_limit("2/second").unwrap();
+        let mut counters = Counters::default();
+        let t0 = Instant::now();
+        assert!(!counters.exhausted("p", &limit, t0));
+        counters.record("p", &limit, t0);
+        counters.record("p", &limit, t0);
+        assert!(counters.exhausted("p", &limit, t0 + Duration::from_millis(999)));
+        assert!(!counters.exhausted("p", &limit, t0 + Duration::from_secs(1)));
+        assert!(
+            !counters.exhausted("q", &limit, t0),
+            "counters are per policy"
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Fail-closed at system level, in process: a failing or panicking
+//! evidence device halts the session for good, and nothing is allowed
+//! after, whatever arrives.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "tests"
+)]
+
+use kernel_core::{
+    Action, AuditOptions, CanonicalAction, ClientFrame, Decision, EncodedRequest, EnforcerFrame,
+    Event, PROTOCOL_VERSION, Record, Refusal, Request, audit, decode_enforcer_frame, decode_record,
+    encode_client_frame, split_records,
+};
+use kernel_enforcer::evidence::{EvidenceLog, Storage};
+use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_enforcer::session::{Session, SessionConfig};
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// What a device does on its `n`-th append (counting from 0).
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    FailWrite,
+    FailSync,
+    Panic,
+}
+
+/// An in-memory device that works for `healthy` appends, then breaks.
+#[derive(Debug, Clone)]
+struct Device {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    appends: Arc<Mutex<usize>>,
+    healthy: usize,
+    fault: Fault,
+    broken_sync: Arc<Mutex<bool>>,
+}
+
+impl Storage for Device {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut appends = self.appends.lock();
+        *appends += 1;
+        if *appends > self.healthy {
+            match self.fault {
+                Fault::FailWrite => return Err(std::io::Error::other("no space left on device")),
+                Fault::Panic => panic!("device driver bug"),
+                Fault::FailSync => *self.broken_sync.lock() = true,
+            }
+        }
+        self.bytes.lock().extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        if *self.broken_sync.lock() {
+            return Err(std::io::Error::other("input/output error"));
+        }
+        Ok(())
+    }
+}
+
+fn session(healthy: usize, fault: Fault) -> (Session, Device, u128) {
+    let device = Device {
+        bytes: Arc::default(),
+        appends: Arc::default(),
+        healthy,
+        fault,
+        broken_sync: Arc::default(),
+    };
+    let evidence = EvidenceLog::with_storage(
+        std::path::Path::new("memory"),
+        &[],
+        Box::new(device.clone()),
+    )
+    .unwrap();
+    let policy = PolicyEngine::from_sources(
+        &[(
+            "p.cedar".into(),
+            r#"permit (principal, action == Action::"file_read", resource in Workspace::"root");"#
+                .into(),
+        )],
+        Environment::new("/ws", &[]).unwrap(),
+    )
+    .unwrap();
+    let key = kernel_core::SigningKey::from_bytes(&[5; 32]);
+    let mut session = Session::start(key, policy, evidence, SessionConfig::default()).unwrap();
+    let hello = encode_client_frame(&ClientFrame::Hello {
+        protocol: PROTOCOL_VERSION,
+        challenge: [0; 32],
+    });
+    let EnforcerFrame::Hello { handshake, .. } =
+        decode_enforcer_frame(&session.handle(&hello)).unwrap()
+    else {
+        panic!("no hello");
+    };
+    (session, device, u128::from_le_bytes(handshake.session.0))
+}
+
+fn ask(session: &mut Session, id: u128, seq: u64) -> EnforcerFrame {
+    let request = EncodedRequest::new(Request {
+        session: kernel_core::SessionId(id.to_le_bytes()),
+        seq,
+        nonce: [0; 16],
+        action: CanonicalAction::new(Action::file_read("/ws/a"), None).unwrap(),
+        deadline_ms: u64::MAX,
+    });
+    let frame = encode_client_frame(&ClientFrame::Authorize {
+        request: request.bytes().to_vec(),
+    });
+    decode_enforcer_frame(&session.handle(&frame)).unwrap()
+}
+
+fn is_allow(frame: &EnforcerFrame) -> bool {
+    matches!(frame, EnforcerFrame::Receipt { receipt, .. }
+        if kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap().decision == Decision::Allow)
+}
+
+#[test]
+fn a_failing_device_halts_for_good_and_withholds_every_receipt() {
+    for fault in [Fault::FailWrite, Fault::FailSync, Fault::Panic] {
+        // The session start and two decisions get through.
+        let (mut session, device, id) = session(3, fault);
+        assert!(is_allow(&ask(&mut session, id, 1)), "{fault:?}");
+        assert!(is_allow(&ask(&mut session, id, 2)), "{fault:?}");
+        let durable_before = device.bytes.lock().clone();
+        // The device breaks: the decision is not durable, so its receipt
+        // is withheld, and the session halts.
+        let reply = ask(&mut session, id, 3);
+        assert!(
+            matches!(
+                reply,
+                EnforcerFrame::Refused {
+                    refusal: Refusal::Halted,
+                    ..
+                }
+            ),
+            "{fault:?}: {reply:?}"
+        );
+        assert!(session.halted().is_some(), "{fault:?}");
+        // Sticky: nothing is allowed after, even once the device works.
+        *device.broken_sync.lock() = false;
+        for seq in 4..20 {
+            let reply = ask(&mut session, id, seq);
+            assert!(
+                !is_allow(&reply),
+                "{fault:?}: allowed after the halt: {reply:?}"
+            );
+        }
+        // What was acknowledged is intact and verifies.
+        let report = audit(&durable_before, &AuditOptions::default()).unwrap();
+        assert_eq!(report.allowed, 2);
+    }
+}
+
+#[test]
+fn an_operator_halt_is_recorded_and_every_later_request_is_a_signed_denial() {
+    let (mut session, device, id) = session(usize::MAX, Fault::FailWrite);
+    assert!(is_allow(&ask(&mut session, id, 1)));
+    let _ = session.halt("incident 42", "operator uid 0 (pid 1)");
+    for seq in 2..6 {
+        let reply = ask(&mut session, id, seq);
+        let EnforcerFrame::Receipt { receipt, .. } = reply else {
+            panic!("expected a signed denial, got {reply:?}");
+        };
+        let body = kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap();
+        assert_eq!(body.decision, Decision::Deny);
+        assert_eq!(body.reasons, vec!["halted".to_owned()]);
+    }
+    let bytes = device.bytes.lock().clone();
+    let report = audit(&bytes, &AuditOptions::default()).unwrap();
+    assert_eq!((report.allowed, report.denied, report.events), (1, 4, 1));
+    let halt = split_records(&bytes)
+        .unwrap()
+        .iter()
+        .map(|r| decode_record(r).unwrap())
+        .position(|record| {
+            matches!(&record, Record::Event(e)
+            if matches!(e.decode_unverified().unwrap(), Event::Halt { ref cause, ref by, .. }
+                if cause == "incident 42" && by.starts_with("operator")))
+        })
+        .expect("the halt is recorded");
+    assert_eq!(halt, 2, "right after the one allowed decision");
+}
