@@ -4,10 +4,13 @@
 //! policy in `examples/policies/agent.cedar`, gives it a fresh temporary
 //! workspace, and proposes about a dozen realistic actions: reading project
 //! files, reading an SSH key, writing inside the workspace, `rm -rf /`,
-//! HTTP requests, tool calls, and touching the kernel's own files. Each
-//! action runs only if the enforcer returned a signed permit for exactly
-//! it. At the end it checks the evidence file the way an auditor would,
-//! with the enforcer's public key only.
+//! HTTP requests, tool calls (one of which waits for an operator's
+//! approval), and touching the kernel's own files. Each action runs only if
+//! the enforcer returned a signed permit for exactly it. A thread plays the
+//! operator with the real operator commands: it approves the deployment,
+//! and at the end pulls the kill switch, after which the next action is
+//! denied. Finally the demo checks the evidence file the way an auditor
+//! would, with the enforcer's public key only.
 //!
 //! Run it with: `cargo build --release && cargo run --release --example governed_agent`
 
@@ -16,7 +19,8 @@ use kernel_client::{
     read_permitted, run_exec, write_permitted,
 };
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/agent.cedar");
 
@@ -38,6 +42,11 @@ struct Row {
 
 fn describe_denial(denial: &Denial) -> (String, String, &'static str) {
     match denial {
+        Denial::Policy { reasons, .. } if reasons.iter().any(|r| r == "halted") => (
+            "deny".into(),
+            "(halted by the operator)".into(),
+            "yes (signed deny)",
+        ),
         Denial::Policy { policies, .. } if policies.is_empty() => {
             ("deny".into(), "(default deny)".into(), "yes (signed deny)")
         }
@@ -106,11 +115,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(ws.join("src/main.rs"), "fn main() {}\n")?;
     std::env::set_current_dir(ws)?;
 
-    let mut config = SpawnConfig::new(POLICY, ws, &evidence);
-    if let Some(enforcer) = enforcer_next_to_target() {
+    let enforcer = enforcer_next_to_target();
+    let mut config = SpawnConfig::new(POLICY, ws, &evidence)
+        // `@ask` policies wait up to this long for the operator.
+        .await_approval(Duration::from_secs(20));
+    if let Some(enforcer) = &enforcer {
         config = config.enforcer(enforcer);
     }
     let kernel = Kernel::spawn(config)?;
+    let operator = Operator {
+        binary: enforcer.unwrap_or_else(|| PathBuf::from("kernel-enforcer")),
+        control: PathBuf::from(format!("{}.control", evidence.display())),
+    };
     let info = kernel.handshake_info();
     println!(
         "enforcer started: pid {}, session {}",
@@ -197,13 +213,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Action::tool_call("search_docs", &serde_json::json!({"query": "cedar like"})),
         decision_only,
     );
-    perform(
-        &kernel,
-        &mut rows,
-        "tool deploy",
-        Action::tool_call("deploy", &serde_json::json!({"env": "production"})),
-        decision_only,
-    );
+    // The operator approves the deployment from another terminal; here a
+    // thread plays the operator, with the real operator commands.
+    std::thread::scope(|scope| {
+        let approver = scope.spawn(|| operator.approve_first_pending());
+        perform(
+            &kernel,
+            &mut rows,
+            "tool deploy (operator approves)",
+            Action::tool_call("deploy", &serde_json::json!({"env": "production"})),
+            |_| Ok("deployed (simulated)".to_owned()),
+        );
+        let _ = approver.join();
+    });
     perform(
         &kernel,
         &mut rows,
@@ -229,12 +251,73 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         |p| read_permitted(p).map(|b| format!("read {} bytes", b.len())),
     );
 
+    // The operator pulls the kill switch: from now on, nothing is allowed.
+    operator.run(&["halt", "--reason", "demo: end of the run"]);
+    perform(
+        &kernel,
+        &mut rows,
+        "read README.md again (after the halt)",
+        Action::file_read("README.md"),
+        |p| read_permitted(p).map(|b| format!("read {} bytes", b.len())),
+    );
+
+    println!();
     print_table(&rows);
 
     let public_key = *kernel.public_key();
     let _ = kernel.shutdown(std::time::Duration::from_secs(5));
     println!("\nevidence file: {}", evidence.display());
     verify(&evidence, &public_key)
+}
+
+/// Runs the real operator commands against the enforcer's control socket.
+struct Operator {
+    binary: PathBuf,
+    control: PathBuf,
+}
+
+impl Operator {
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new(&self.binary)
+            .args(args)
+            .arg("--control")
+            .arg(&self.control)
+            .output();
+        let text = match output {
+            Ok(out) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => format!("cannot run the operator command: {e}"),
+        };
+        println!("[operator] $ kernel-enforcer {}", args.join(" "));
+        for line in text.lines() {
+            println!("[operator]   {line}");
+        }
+        text
+    }
+
+    /// Waits for a request to need approval, then approves it.
+    fn approve_first_pending(&self) {
+        for _ in 0..200 {
+            let listing = Command::new(&self.binary)
+                .args(["pending", "--json", "--control"])
+                .arg(&self.control)
+                .output();
+            let id = listing.ok().and_then(|out| {
+                let value: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+                value.get("data")?.get(0)?.get("id")?.as_u64()
+            });
+            if let Some(id) = id {
+                self.run(&["pending"]);
+                self.run(&["approve", &id.to_string()]);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        println!("[operator] nothing became pending");
+    }
 }
 
 fn print_table(rows: &[Row]) {
