@@ -40,8 +40,18 @@ pub enum ClientFrame {
 /// How the agent is confined by the operating system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Confinement {
-    /// Not confined: the kernel governs only what the agent asks about.
+    /// Not confined: the kernel governs only what the agent asks about
+    /// (embedded mode before the agent locks itself down).
     Unconfined,
+    /// Confined by the enforcer before the agent started (supervised
+    /// mode), with this version of the confinement profile.
+    Confined {
+        /// The profile version.
+        profile: u32,
+    },
+    /// Supervised, but the operator chose to run the agent unconfined
+    /// (`--danger-unconfined`).
+    DangerUnconfined,
 }
 
 impl Confinement {
@@ -49,6 +59,8 @@ impl Confinement {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unconfined => "unconfined",
+            Self::Confined { .. } => "confined",
+            Self::DangerUnconfined => "danger-unconfined",
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::session::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_RECORDS, DEFAULT_PERMIT_TTL, Session,
     SessionConfig,
 };
+use crate::supervise;
 use clap::{Parser, Subcommand};
 use kernel_core::{Confinement, format_public_key};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,10 @@ enum Command {
     /// Serve one client session (started by the client library, which
     /// passes the channel name).
     Serve(ServeArgs),
+    /// Supervise an agent: start the enforcer, then the agent, confined
+    /// (Landlock and seccomp) before its first instruction, with the
+    /// channel name in AGENT_KERNEL_CHANNEL. Exits with the agent's status.
+    Run(RunArgs),
     /// Generate a signing key pair: `kernel.key` (PKCS#8 PEM, mode 0600)
     /// and `kernel.pub`.
     Keygen {
@@ -124,15 +129,46 @@ struct ServeArgs {
     /// Name of the client's one-shot channel server.
     #[arg(long)]
     connect: String,
+    #[command(flatten)]
+    session: SessionArgs,
+}
+
+/// `run`: supervise an agent.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+    /// The agent's private scratch directory, the only place it may write
+    /// directly. Default: a fresh directory under the system's temporary
+    /// directory.
+    #[arg(long)]
+    scratch: Option<PathBuf>,
+    /// Seconds the agent has to connect to the kernel.
+    #[arg(long, default_value_t = 10)]
+    connect_timeout: u64,
+    /// Run the agent without OS confinement. It can then bypass the kernel
+    /// entirely; the evidence records that it ran this way.
+    #[arg(long)]
+    danger_unconfined: bool,
+    /// The agent program and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// Settings of one enforcer session, shared by `serve` and `run`.
+#[derive(Debug, clap::Args)]
+struct SessionArgs {
     /// Cedar policy file (repeat for several).
     #[arg(long = "policy", required = true)]
     policies: Vec<PathBuf>,
     /// The agent's workspace root, visible to policies as `Workspace::"root"`.
-    #[arg(long)]
+    #[arg(long, default_value = ".")]
     workspace: PathBuf,
     /// Evidence file to append to (created with mode 0600 if missing).
+    /// Default: `$XDG_STATE_HOME/agent-kernel/evidence.log` (or
+    /// `~/.local/state/...`).
     #[arg(long)]
-    evidence: PathBuf,
+    evidence: Option<PathBuf>,
     /// Private key file (PKCS#8 PEM, mode 0600). Default: a fresh key for
     /// this session, announced in the handshake and recorded in the
     /// evidence.
@@ -247,6 +283,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve_command(args),
+        Command::Run(args) => return run_command(args),
         Command::Keygen { out } => keygen(&out),
         Command::Policy(PolicyCommand::Check { files }) => policy_check(&files),
         Command::Policy(PolicyCommand::Schema) => {
@@ -325,7 +362,21 @@ fn path_forms(path: &Path) -> Vec<String> {
     forms
 }
 
-fn serve_command(args: ServeArgs) -> Result<(), String> {
+fn default_evidence() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    state.join("agent-kernel").join("evidence.log")
+}
+
+/// Everything a session needs, built from its arguments: the session
+/// (policy loaded, evidence opened, start recorded) and how to serve it.
+fn start_session(
+    args: &SessionArgs,
+    confinement: Confinement,
+    extra_assets: &[PathBuf],
+) -> Result<(Session, ServeOptions, Vec<PathBuf>), String> {
     let key = match &args.key {
         Some(path) => keys::load_private(path).map_err(|e| e.to_string())?,
         None => keys::generate().map_err(|e| e.to_string())?,
@@ -338,48 +389,131 @@ fn serve_command(args: ServeArgs) -> Result<(), String> {
             workspace.display()
         ));
     }
-    let mut assets = Vec::new();
-    for path in args
+    let evidence = args.evidence.clone().unwrap_or_else(default_evidence);
+    if let Some(parent) = evidence.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| format!("`{}`: {e}", parent.display()))?;
+    }
+    let control = args.control.clone().unwrap_or_else(|| {
+        let mut path = evidence.as_os_str().to_owned();
+        path.push(".control");
+        PathBuf::from(path)
+    });
+    let mut protected: Vec<PathBuf> = args
         .policies
         .iter()
         .chain(args.key.iter())
-        .chain(std::iter::once(&args.evidence))
+        .chain([&evidence, &control])
         .chain(args.protect.iter())
-    {
-        assets.extend(path_forms(path));
-    }
+        .chain(extra_assets.iter())
+        .cloned()
+        .collect();
     if let Ok(exe) = std::env::current_exe() {
-        assets.extend(path_forms(&exe));
+        protected.push(exe);
     }
+    let assets: Vec<String> = protected.iter().flat_map(|p| path_forms(p)).collect();
     let env = Environment::new(&workspace.to_string_lossy(), &assets)?;
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy, refusing to start:\n{e}"),
         other => other.to_string(),
     })?;
-    let evidence = EvidenceLog::open(&args.evidence).map_err(|e| e.to_string())?;
+    let log = EvidenceLog::open(&evidence).map_err(|e| e.to_string())?;
     let config = SessionConfig {
-        confinement: Confinement::Unconfined,
+        confinement,
         permit_ttl: Duration::from_secs(args.permit_ttl),
         checkpoint_records: args.checkpoint_every,
         checkpoint_interval: Duration::from_secs(args.checkpoint_interval),
     };
-    let session = Session::start(key, engine, evidence, config).map_err(|e| e.to_string())?;
+    let session = Session::start(key, engine, log, config).map_err(|e| e.to_string())?;
     let options = ServeOptions {
-        control: Some(args.control.clone().unwrap_or_else(|| {
-            let mut path = args.evidence.as_os_str().to_owned();
-            path.push(".control");
-            PathBuf::from(path)
-        })),
+        control: Some(control),
         operator_uid: args
             .operator_uid
             .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
         policies: args.policies.clone(),
     };
+    Ok((session, options, protected))
+}
+
+/// The enforcer's own hardening: no core dumps, no ptrace by processes
+/// of the same uid, no `/proc/<pid>/mem`.
+fn harden_self() {
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+}
+
+fn serve_command(args: ServeArgs) -> Result<(), String> {
+    harden_self();
+    // Started by the agent's client: leave the agent's session and process
+    // group, so the agent cannot signal the enforcer as part of its group.
+    let _ = rustix::process::setsid();
+    let (session, options, _) = start_session(&args.session, Confinement::Unconfined, &[])?;
     let halted = serve::serve(args.connect, session, &options).map_err(|e| e.to_string())?;
     match halted {
         Some(cause) => Err(format!("session ended halted: {cause}")),
         None => Ok(()),
     }
+}
+
+fn run_command(args: RunArgs) -> ExitCode {
+    match supervise_agent(args) {
+        Ok(status) => exit_code_of(status),
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
+    harden_self();
+    let Some((program, program_args)) = args.command.split_first() else {
+        return Err("no agent program given after `--`".into());
+    };
+    let scratch = match &args.scratch {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+            dir.clone()
+        }
+        None => tempfile::Builder::new()
+            .prefix("agent-kernel-scratch-")
+            .tempdir()
+            .map_err(|e| format!("scratch directory: {e}"))?
+            .keep(),
+    };
+    let workspace = std::fs::canonicalize(&args.session.workspace)
+        .map_err(|e| format!("workspace `{}`: {e}", args.session.workspace.display()))?;
+    if !args.danger_unconfined {
+        kernel_confine::check_support().map_err(|e| {
+            format!("{e}; refusing to start (pass --danger-unconfined to run the agent unconfined anyway)")
+        })?;
+    }
+    let confinement = if args.danger_unconfined {
+        Confinement::DangerUnconfined
+    } else {
+        Confinement::Confined {
+            profile: kernel_confine::PROFILE_VERSION,
+        }
+    };
+    let (session, options, protected) = start_session(&args.session, confinement, &[])?;
+    let agent = supervise::Agent {
+        program: supervise::resolve_program(Path::new(program)),
+        args: program_args.to_vec(),
+        workspace,
+        scratch,
+        protected,
+        danger_unconfined: args.danger_unconfined,
+        connect_timeout: Duration::from_secs(args.connect_timeout),
+    };
+    let prepared = supervise::prepare(&agent).map_err(|e| e.to_string())?;
+    supervise::run(&agent, prepared, session, &options).map_err(|e| e.to_string())
 }
 
 fn keygen(out: &Path) -> Result<(), String> {

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod policy;
 pub mod serve;
 pub mod session;
+pub mod supervise;
 
 /// The command line.
 pub mod cli {

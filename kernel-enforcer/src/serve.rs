@@ -155,13 +155,6 @@ pub fn serve(
     options: &ServeOptions,
 ) -> Result<Option<String>, ServeError> {
     let channel = |e: std::io::Error| ServeError::Channel(e.to_string());
-    let listener = match &options.control {
-        Some(path) => Some(
-            control::bind(path)
-                .map_err(|e| ServeError::Control(format!("`{}`: {e}", path.display())))?,
-        ),
-        None => None,
-    };
     let (requests_tx, requests) = ipc::channel::<Vec<u8>>().map_err(channel)?;
     let (replies, replies_rx) = ipc::channel::<Vec<u8>>().map_err(channel)?;
     let bootstrap = IpcSender::<ClientEnds>::connect(name).map_err(channel)?;
@@ -169,6 +162,26 @@ pub fn serve(
         .send((requests_tx, replies_rx))
         .map_err(|e| ServeError::Channel(e.to_string()))?;
     drop(bootstrap);
+    serve_channels(requests, replies, session, options)
+}
+
+/// Serves one session over established channels, with the control socket
+/// and signals, until the client goes away or a termination signal
+/// arrives; then writes the final checkpoint. Returns why the session
+/// halted, if it did.
+pub fn serve_channels(
+    requests: IpcReceiver<Vec<u8>>,
+    replies: IpcSender<Vec<u8>>,
+    session: Session,
+    options: &ServeOptions,
+) -> Result<Option<String>, ServeError> {
+    let listener = match &options.control {
+        Some(path) => Some(
+            control::bind(path)
+                .map_err(|e| ServeError::Control(format!("`{}`: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         session: Mutex::new(session),
         replies,

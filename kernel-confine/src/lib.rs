@@ -1,0 +1,431 @@
+//! Confines an agent process so that the kernel is its only path to
+//! effects (Linux: Landlock and seccomp).
+//!
+//! The profile ([`PROFILE_VERSION`]) grants, and denies everything else:
+//!
+//! - **Files** (Landlock): read-only access to the system directories
+//!   programs need (`/usr`, `/lib*`, `/bin`, `/sbin`, `/etc`) and to the
+//!   workspace; read and write (never execute) in a private scratch
+//!   directory; `/dev/null` read and write, `/dev/zero` and `/dev/urandom`
+//!   read. Executing is allowed only for the listed programs (the agent and
+//!   its ELF interpreter). Nothing else is reachable, so neither the
+//!   kernel's assets (key, policies, evidence, control socket) nor `/proc`
+//!   (other processes' memory and environment included) can be opened; the
+//!   profile refuses to build when an asset lies inside a granted tree.
+//! - **Network** (Landlock, ABI 4): no TCP `connect` or `bind` at all.
+//! - **Scopes** (Landlock, ABI 6): no signals to processes outside the
+//!   confined domain (so not to the enforcer, whatever its process group),
+//!   and no connections to abstract Unix sockets created outside it.
+//! - **System calls** (seccomp, with `no_new_privs`): `ptrace`,
+//!   `process_vm_readv`/`writev`, namespaces (`unshare`, `setns`, `clone`
+//!   with namespace flags; `clone3`, whose flags cannot be inspected, fails
+//!   with `ENOSYS` so libc falls back to `clone`), mounts, `bpf`,
+//!   `perf_event_open`, keyrings, module and kexec loading, `io_uring`,
+//!   `userfaultfd`, file handles and similar escape hatches fail with
+//!   `EPERM`. The filter checks the architecture and kills the process on
+//!   x32 system calls, which would otherwise slip past a denylist.
+//!
+//! Strict by construction: if the running kernel lacks any of these
+//! (Landlock below ABI 6, no seccomp), [`Prepared::new`] fails and the
+//! caller must refuse to start, unless the operator explicitly runs
+//! unconfined.
+//!
+//! Landlock and seccomp apply to the calling thread and to everything it
+//! starts afterwards. Confine before starting other threads, or before
+//! `exec` in a child.
+#![forbid(unsafe_code)]
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
+};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch, sock_filter,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Version of the confinement profile described above.
+pub const PROFILE_VERSION: u32 = 1;
+
+/// The Landlock ABI the profile needs.
+pub const REQUIRED_LANDLOCK_ABI: ABI = ABI::V6;
+
+/// System directories granted read-only by default.
+pub const SYSTEM_READ: &[&str] = &["/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc"];
+
+/// Why confinement could not be prepared or applied. The caller must not
+/// run the agent unconfined because of it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfineError {
+    /// The running kernel cannot enforce the profile.
+    #[error(
+        "this system cannot confine the agent ({0}); the kernel needs Landlock ABI 6 and seccomp"
+    )]
+    Unsupported(String),
+    /// A protected path lies inside a tree the agent may read or write.
+    #[error("protected path `{asset}` is inside `{root}`, which the agent may access: move it out")]
+    AssetReachable {
+        /// The protected path.
+        asset: PathBuf,
+        /// The granted tree.
+        root: PathBuf,
+    },
+    /// A path in the profile could not be opened.
+    #[error("`{path}`: {message}")]
+    Path {
+        /// The path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Applying the restriction failed.
+    #[error("applying the confinement failed: {0}")]
+    Apply(String),
+}
+
+/// What the agent may reach.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The workspace: readable, not writable (writes go through the
+    /// enforcer).
+    pub workspace: PathBuf,
+    /// A private directory the agent may read and write (never execute).
+    pub scratch: PathBuf,
+    /// Trees readable besides the workspace (default [`SYSTEM_READ`]).
+    pub system_read: Vec<PathBuf>,
+    /// Files the agent may execute (its own program and ELF interpreter).
+    pub executables: Vec<PathBuf>,
+    /// The kernel's assets: must not be inside any granted tree.
+    pub protected: Vec<PathBuf>,
+}
+
+impl Profile {
+    /// The default profile for an agent running `program`.
+    pub fn new(workspace: &Path, scratch: &Path, program: &Path) -> Self {
+        let mut executables = vec![program.to_owned()];
+        executables.extend(elf_interpreter(program));
+        Self {
+            workspace: workspace.to_owned(),
+            scratch: scratch.to_owned(),
+            system_read: SYSTEM_READ.iter().map(PathBuf::from).collect(),
+            executables,
+            protected: Vec::new(),
+        }
+    }
+}
+
+/// The interpreter named in an ELF file's `PT_INTERP` header, if any (the
+/// dynamic loader the kernel opens on `exec`).
+fn elf_interpreter(program: &Path) -> Option<PathBuf> {
+    let bytes = std::fs::read(program).ok()?;
+    // An interpreter path is short and sits early in the file; a bounded
+    // scan for the usual loader names avoids parsing ELF by hand.
+    let head = bytes.get(..bytes.len().min(4096))?;
+    let text = String::from_utf8_lossy(head);
+    let start = text.find("/lib")?;
+    let rest = text.get(start..)?;
+    let end = rest.find('\0')?;
+    let path = PathBuf::from(rest.get(..end)?);
+    path.is_file().then_some(path)
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// A confinement ready to apply: the Landlock ruleset (opened file
+/// descriptors) and the compiled seccomp program. Preparing allocates and
+/// opens files; applying does neither, so it can run in a child between
+/// `fork` and `exec`.
+#[derive(Debug)]
+pub struct Prepared {
+    ruleset: Option<RulesetCreated>,
+    filters: Vec<BpfProgram>,
+}
+
+fn path_error(path: &Path, error: impl std::fmt::Display) -> ConfineError {
+    ConfineError::Path {
+        path: path.to_owned(),
+        message: error.to_string(),
+    }
+}
+
+impl Prepared {
+    /// Builds the ruleset and the filter for `profile`. Fails if the system
+    /// cannot enforce the whole profile, or if a protected path is
+    /// reachable.
+    pub fn new(profile: &Profile) -> Result<Self, ConfineError> {
+        let unsupported = |e: landlock::RulesetError| ConfineError::Unsupported(e.to_string());
+        let read = AccessFs::ReadFile | AccessFs::ReadDir;
+        let abi = REQUIRED_LANDLOCK_ABI;
+        let scratch_rights = AccessFs::from_all(abi) & !AccessFs::Execute;
+
+        let mut granted: Vec<PathBuf> = profile
+            .system_read
+            .iter()
+            .chain([&profile.workspace, &profile.scratch])
+            .map(|p| canonical(p))
+            .collect();
+        granted.sort();
+        for asset in &profile.protected {
+            let asset = canonical(asset);
+            if let Some(root) = granted.iter().find(|root| asset.starts_with(root)) {
+                return Err(ConfineError::AssetReachable {
+                    asset,
+                    root: root.clone(),
+                });
+            }
+        }
+
+        // What to grant: (path, rights, required). Optional system trees
+        // that do not exist on this system are skipped.
+        let mut grants: Vec<(&Path, landlock::BitFlags<AccessFs>, bool)> = profile
+            .system_read
+            .iter()
+            .map(|p| (p.as_path(), read, false))
+            .collect();
+        grants.push((&profile.workspace, read, true));
+        grants.push((&profile.scratch, scratch_rights, true));
+        grants.push((Path::new("/dev/null"), read | AccessFs::WriteFile, true));
+        grants.push((Path::new("/dev/zero"), read, false));
+        grants.push((Path::new("/dev/urandom"), read, false));
+        for program in &profile.executables {
+            grants.push((program, AccessFs::Execute | AccessFs::ReadFile, true));
+        }
+        let mut rules = Vec::new();
+        for (path, rights, required) in grants {
+            match PathFd::new(path) {
+                Ok(fd) => {
+                    let rights = if path.is_dir() {
+                        rights
+                    } else {
+                        rights & AccessFs::from_file(abi)
+                    };
+                    rules.push(PathBeneath::new(fd, rights));
+                }
+                Err(_) if !required => {}
+                Err(e) => return Err(path_error(path, e)),
+            }
+        }
+        let ruleset = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(abi))
+            .map_err(unsupported)?
+            .handle_access(AccessNet::from_all(abi))
+            .map_err(unsupported)?
+            .scope(Scope::Signal | Scope::AbstractUnixSocket)
+            .map_err(unsupported)?
+            .create()
+            .map_err(unsupported)?
+            .add_rules(rules.into_iter().map(Ok::<_, landlock::RulesetError>))
+            .map_err(unsupported)?;
+        Ok(Self {
+            ruleset: Some(ruleset),
+            filters: seccomp_programs()?,
+        })
+    }
+
+    /// Applies the confinement to the calling thread and everything it
+    /// starts afterwards: `no_new_privs`, the Landlock ruleset, then the
+    /// seccomp filter. Allocates nothing, so it may run between `fork` and
+    /// `exec`.
+    pub fn apply(&mut self) -> Result<(), ConfineError> {
+        let ruleset = self
+            .ruleset
+            .take()
+            .ok_or_else(|| ConfineError::Apply("already applied".into()))?;
+        let status = ruleset
+            .restrict_self()
+            .map_err(|e| ConfineError::Apply(e.to_string()))?;
+        if status.ruleset != RulesetStatus::FullyEnforced || !status.no_new_privs {
+            return Err(ConfineError::Unsupported(
+                "landlock not fully enforced".into(),
+            ));
+        }
+        for filter in &self.filters {
+            seccompiler::apply_filter(filter).map_err(|e| ConfineError::Apply(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Applies the confinement to every thread of this process (seccomp is
+    /// synchronised across threads; Landlock covers the calling thread and
+    /// threads it starts later, so call this before starting threads).
+    pub fn apply_to_process(&mut self) -> Result<(), ConfineError> {
+        let ruleset = self
+            .ruleset
+            .take()
+            .ok_or_else(|| ConfineError::Apply("already applied".into()))?;
+        let status = ruleset
+            .restrict_self()
+            .map_err(|e| ConfineError::Apply(e.to_string()))?;
+        if status.ruleset != RulesetStatus::FullyEnforced || !status.no_new_privs {
+            return Err(ConfineError::Unsupported(
+                "landlock not fully enforced".into(),
+            ));
+        }
+        for filter in &self.filters {
+            seccompiler::apply_filter_all_threads(filter)
+                .map_err(|e| ConfineError::Apply(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether this system can enforce the profile.
+pub fn check_support() -> Result<(), ConfineError> {
+    Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(REQUIRED_LANDLOCK_ABI))
+        .and_then(|r| r.handle_access(AccessNet::from_all(REQUIRED_LANDLOCK_ABI)))
+        .and_then(|r| r.scope(Scope::Signal | Scope::AbstractUnixSocket))
+        .and_then(Ruleset::create)
+        .map(|_| ())
+        .map_err(|e| ConfineError::Unsupported(e.to_string()))
+}
+
+/// System calls that fail with `EPERM` in the confined agent.
+const DENIED: &[libc::c_long] = &[
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_userfaultfd,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    libc::SYS_fanotify_init,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_reboot,
+    libc::SYS_acct,
+    libc::SYS_syslog,
+    libc::SYS_fsopen,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_move_mount,
+    libc::SYS_open_tree,
+    libc::SYS_mount_setattr,
+    libc::SYS_pidfd_getfd,
+];
+
+/// Namespace flags of `clone`.
+const NAMESPACE_FLAGS: &[libc::c_int] = &[
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWCGROUP,
+];
+
+fn target_arch() -> Result<TargetArch, ConfineError> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok(TargetArch::x86_64),
+        "aarch64" => Ok(TargetArch::aarch64),
+        other => Err(ConfineError::Unsupported(format!(
+            "no seccomp profile for architecture {other}"
+        ))),
+    }
+}
+
+/// The seccomp programs, installed one after the other: the x32 guard
+/// and the denylist (`EPERM`), then `clone3` (`ENOSYS`). Each system call
+/// is matched by at most one of them, so stacking them gives each its own
+/// answer.
+fn seccomp_programs() -> Result<Vec<BpfProgram>, ConfineError> {
+    let apply = |e: seccompiler::BackendError| ConfineError::Apply(e.to_string());
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|nr| (*nr, Vec::new())).collect();
+    let mut clone_rules = Vec::new();
+    for flag in NAMESPACE_FLAGS {
+        let flag = u64::from(flag.unsigned_abs());
+        let condition = SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(flag),
+            flag,
+        )
+        .map_err(apply)?;
+        clone_rules.push(SeccompRule::new(vec![condition]).map_err(apply)?);
+    }
+    rules.insert(libc::SYS_clone, clone_rules);
+    let eperm = u32::try_from(libc::EPERM).unwrap_or(1);
+    let denylist: BpfProgram = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(eperm),
+        target_arch()?,
+    )
+    .and_then(TryInto::try_into)
+    .map_err(apply)?;
+    // x32 system calls carry bit 30 in their number; a denylist keyed by
+    // number would miss them, so they kill the process first.
+    let mut guarded = x32_guard();
+    guarded.extend(denylist);
+    // clone3 passes its flags in memory the filter cannot read: it fails
+    // with ENOSYS, so libc falls back to clone, which is checked.
+    let enosys = u32::try_from(libc::ENOSYS).unwrap_or(38);
+    let clone3: BpfProgram = SeccompFilter::new(
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(enosys),
+        target_arch()?,
+    )
+    .and_then(TryInto::try_into)
+    .map_err(apply)?;
+    Ok(vec![guarded, clone3])
+}
+
+/// `if (nr >= 0x40000000) return KILL_PROCESS;` on x86_64.
+fn x32_guard() -> BpfProgram {
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JMP_JGE_K: u16 = 0x35;
+    const BPF_RET_K: u16 = 0x06;
+    const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    if std::env::consts::ARCH != "x86_64" {
+        return Vec::new();
+    }
+    vec![
+        sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        sock_filter {
+            code: BPF_JMP_JGE_K,
+            jt: 0,
+            jf: 1,
+            k: X32_SYSCALL_BIT,
+        },
+        sock_filter {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_RET_KILL_PROCESS,
+        },
+    ]
+}

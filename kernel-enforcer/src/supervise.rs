@@ -1,0 +1,197 @@
+//! Supervised mode: `kernel-enforcer run -- PROGRAM ARGS...`.
+//!
+//! The enforcer starts first, makes itself non-dumpable, prepares the
+//! agent's confinement, and only then starts the agent: in its own process
+//! group, with the channel name in `AGENT_KERNEL_CHANNEL`, confined
+//! (Landlock and seccomp) between `fork` and `exec`, so not one instruction
+//! of the agent runs unconfined. An agent that does not connect in time,
+//! or a system that cannot confine, fails start-up. When the agent exits,
+//! the enforcer writes its final checkpoint and exits with the agent's
+//! status.
+
+use crate::serve::{ServeError, ServeOptions, serve_channels};
+use crate::session::Session;
+use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
+use kernel_confine::{Prepared, Profile};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Environment variable carrying the channel name to the agent.
+pub const CHANNEL_ENV: &str = "AGENT_KERNEL_CHANNEL";
+/// Environment variable naming the agent's private scratch directory.
+pub const SCRATCH_ENV: &str = "AGENT_KERNEL_SCRATCH";
+
+/// The ends the enforcer uses when the agent joins it.
+type EnforcerEnds = (IpcReceiver<Vec<u8>>, IpcSender<Vec<u8>>);
+
+/// Why supervised start-up failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SuperviseError {
+    /// The system cannot confine the agent (and the operator did not choose
+    /// to run it unconfined).
+    #[error("{0}; refusing to start (pass --danger-unconfined to run the agent unconfined anyway)")]
+    Confine(#[from] kernel_confine::ConfineError),
+    /// The agent could not be started.
+    #[error("cannot start the agent `{program}`: {source}")]
+    Start {
+        /// The program.
+        program: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The agent did not connect in time.
+    #[error("the agent did not connect to the kernel within {0:?}; it was stopped")]
+    NoConnection(Duration),
+    /// The agent exited before connecting.
+    #[error("the agent exited before connecting to the kernel ({0})")]
+    ExitedEarly(ExitStatus),
+    /// The channel failed.
+    #[error("{0}")]
+    Serve(#[from] ServeError),
+}
+
+/// How to run the agent.
+#[derive(Debug)]
+pub struct Agent {
+    /// The program (resolved through `PATH` if it has no `/`).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The workspace (its working directory).
+    pub workspace: PathBuf,
+    /// Its private scratch directory.
+    pub scratch: PathBuf,
+    /// Paths the confinement must keep out of its reach.
+    pub protected: Vec<PathBuf>,
+    /// Run without confinement (recorded as such).
+    pub danger_unconfined: bool,
+    /// How long the agent has to connect.
+    pub connect_timeout: Duration,
+}
+
+/// Resolves a program name through `PATH`.
+pub fn resolve_program(program: &Path) -> PathBuf {
+    if program.components().count() > 1 || program.is_absolute() {
+        return std::fs::canonicalize(program).unwrap_or_else(|_| program.to_owned());
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+        .map(|found| std::fs::canonicalize(&found).unwrap_or(found))
+        .unwrap_or_else(|| program.to_owned())
+}
+
+/// Prepares the agent's confinement (before anything is started).
+pub fn prepare(agent: &Agent) -> Result<Option<Prepared>, SuperviseError> {
+    if agent.danger_unconfined {
+        return Ok(None);
+    }
+    let mut profile = Profile::new(&agent.workspace, &agent.scratch, &agent.program);
+    profile.protected = agent.protected.clone();
+    Ok(Some(Prepared::new(&profile)?))
+}
+
+/// Starts the agent, confined, and waits for it to join; then serves the
+/// session until it leaves, and returns its exit status.
+pub fn run(
+    agent: &Agent,
+    confinement: Option<Prepared>,
+    session: Session,
+    options: &ServeOptions,
+) -> Result<ExitStatus, SuperviseError> {
+    let channel = |e: std::io::Error| SuperviseError::Serve(ServeError::Channel(e.to_string()));
+    let (server, name) = IpcOneShotServer::<EnforcerEnds>::new().map_err(channel)?;
+    let mut command = Command::new(&agent.program);
+    command
+        .args(&agent.args)
+        .current_dir(&agent.workspace)
+        .env(CHANNEL_ENV, &name)
+        .env(SCRATCH_ENV, &agent.scratch)
+        .process_group(0);
+    if let Some(mut prepared) = confinement {
+        #[allow(
+            unsafe_code,
+            reason = "pre_exec is how a child is confined before exec"
+        )]
+        // SAFETY: the closure runs in the child between fork and exec. The
+        // enforcer has started no other thread yet (the control socket and
+        // signal threads start after the agent has joined), so no lock is
+        // held by a thread that does not exist in the child. `apply` makes
+        // system calls on descriptors and a program prepared before the
+        // fork and allocates nothing on its success path; on failure the
+        // child reports an error and exits without running the agent.
+        unsafe {
+            command.pre_exec(move || {
+                prepared
+                    .apply()
+                    .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))
+            });
+        }
+    }
+    let mut child = command.spawn().map_err(|source| SuperviseError::Start {
+        program: agent.program.clone(),
+        source,
+    })?;
+    let (requests, replies) = match wait_for_agent(server, &name, &mut child, agent.connect_timeout)
+    {
+        Ok(ends) => ends,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let halted = serve_channels(requests, replies, session, options)?;
+    if let Some(cause) = halted {
+        // A halted kernel ends the agent: nothing it could ask for would be
+        // allowed anyway.
+        eprintln!("kernel-enforcer: halted ({cause}); stopping the agent");
+        let _ = child.kill();
+    }
+    child.wait().map_err(|source| SuperviseError::Start {
+        program: agent.program.clone(),
+        source,
+    })
+}
+
+fn wait_for_agent(
+    server: IpcOneShotServer<EnforcerEnds>,
+    name: &str,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<EnforcerEnds, SuperviseError> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(server.accept());
+    });
+    let started = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(Ok((_, ends))) => return Ok(ends),
+            Ok(Err(e)) => {
+                return Err(SuperviseError::Serve(ServeError::Channel(format!("{e:?}"))));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(SuperviseError::Serve(ServeError::Channel(
+                    "accept thread ended".into(),
+                )));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let _ = IpcSender::<EnforcerEnds>::connect(name.to_owned());
+            return Err(SuperviseError::ExitedEarly(status));
+        }
+        if started.elapsed() > timeout {
+            let _ = IpcSender::<EnforcerEnds>::connect(name.to_owned());
+            return Err(SuperviseError::NoConnection(timeout));
+        }
+    }
+}
