@@ -120,6 +120,24 @@ impl SpawnConfig {
         }
     }
 
+    /// The files the kernel's confinement must keep out of the agent's
+    /// reach: policies, key, evidence, control socket, extra protected
+    /// paths.
+    pub(crate) fn protected_paths(&self) -> Vec<PathBuf> {
+        let control = self.control.clone().unwrap_or_else(|| {
+            let mut path = self.evidence.as_os_str().to_owned();
+            path.push(".control");
+            PathBuf::from(path)
+        });
+        self.policies
+            .iter()
+            .chain(self.key.iter())
+            .chain([&self.evidence, &control])
+            .chain(self.protect.iter())
+            .cloned()
+            .collect()
+    }
+
     /// Adds another policy file.
     #[must_use]
     pub fn policy(mut self, policy: impl AsRef<Path>) -> Self {

@@ -7,7 +7,7 @@
 
 use crate::denial::Denial;
 use crate::kernel::{Kernel, now_ms};
-use kernel_core::{Action, Digest, Exec, Permit, WriteMode};
+use kernel_core::{Action, Digest, Exec, Outcome, Permit, WriteMode};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -27,6 +27,18 @@ pub enum EffectError {
     /// The effect itself failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The enforcer's broker did not perform the effect, or it failed
+    /// there.
+    #[error("brokered effect: {0}")]
+    Broker(String),
+}
+
+fn broker_failure(outcome: Outcome) -> EffectError {
+    match outcome {
+        Outcome::Failed { error } => EffectError::Broker(error),
+        Outcome::NotPerformed { reason } => EffectError::Broker(reason),
+        other => EffectError::Broker(format!("unexpected outcome {other:?}")),
+    }
 }
 
 fn check_fresh(permit: &Permit) -> Result<(), EffectError> {
@@ -105,24 +117,78 @@ pub fn delete_permitted(permit: Permit) -> Result<(), EffectError> {
 }
 
 impl Kernel {
-    /// Asks for `exec` and, if permitted, runs it (see [`run_exec`]).
+    /// Asks for `exec` and, if permitted, runs it: itself (see
+    /// [`run_exec`]) or, when the agent is confined, through the
+    /// enforcer's broker (no shell, an allow-listed environment, its own
+    /// confinement, capped output, a time limit).
     pub fn exec(&self, exec: Exec) -> Result<Output, EffectError> {
-        run_exec(self.authorize(Action::Exec(exec))?)
+        if !self.is_brokered() {
+            return run_exec(self.authorize(Action::Exec(exec))?);
+        }
+        match self.broker(Action::Exec(exec), Vec::new())?.1 {
+            Outcome::Exec {
+                code,
+                signal,
+                stdout,
+                stderr,
+                ..
+            } => {
+                use std::os::unix::process::ExitStatusExt;
+                let raw = match (code, signal) {
+                    (Some(code), _) => (code & 0xff) << 8,
+                    (None, Some(signal)) => signal & 0x7f,
+                    (None, None) => 0x7f,
+                };
+                Ok(Output {
+                    status: std::process::ExitStatus::from_raw(raw),
+                    stdout,
+                    stderr,
+                })
+            }
+            other => Err(broker_failure(other)),
+        }
     }
 
-    /// Asks to read `path` and, if permitted, reads it.
+    /// Asks to read `path` and, if permitted, reads it (through the broker
+    /// when confined).
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>, EffectError> {
-        read_permitted(self.authorize(Action::file_read(path))?)
+        if !self.is_brokered() {
+            return read_permitted(self.authorize(Action::file_read(path))?);
+        }
+        match self.broker(Action::file_read(path), Vec::new())?.1 {
+            Outcome::Read {
+                content,
+                truncated: false,
+            } => Ok(content),
+            Outcome::Read { .. } => Err(EffectError::Broker(
+                "the file is larger than the broker returns".into(),
+            )),
+            other => Err(broker_failure(other)),
+        }
     }
 
     /// Asks to overwrite `path` with `content` and, if permitted, writes
-    /// exactly that content.
+    /// exactly that content (through the broker when confined).
     pub fn write_file(&self, path: &str, content: &[u8]) -> Result<(), EffectError> {
-        write_permitted(self.authorize(Action::file_write(path, content))?, content)
+        let action = Action::file_write(path, content);
+        if !self.is_brokered() {
+            return write_permitted(self.authorize(action)?, content);
+        }
+        match self.broker(action, content.to_vec())?.1 {
+            Outcome::Written { .. } => Ok(()),
+            other => Err(broker_failure(other)),
+        }
     }
 
-    /// Asks to delete `path` and, if permitted, deletes it.
+    /// Asks to delete `path` and, if permitted, deletes it (through the
+    /// broker when confined).
     pub fn delete_file(&self, path: &str) -> Result<(), EffectError> {
-        delete_permitted(self.authorize(Action::file_delete(path))?)
+        if !self.is_brokered() {
+            return delete_permitted(self.authorize(Action::file_delete(path))?);
+        }
+        match self.broker(Action::file_delete(path), Vec::new())?.1 {
+            Outcome::Deleted => Ok(()),
+            other => Err(broker_failure(other)),
+        }
     }
 }

@@ -8,8 +8,9 @@ use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use kernel_core::{
     Action, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Expectation, Handshake,
-    PROTOCOL_VERSION, Permit, Refusal, Request, Verified, VerifyingKey, decode_enforcer_frame,
-    encode_client_frame, format_public_key, public_key_from_bytes, verify_receipt,
+    Outcome, PROTOCOL_VERSION, Permit, Refusal, Request, Verified, VerifyingKey,
+    decode_enforcer_frame, encode_client_frame, format_public_key, public_key_from_bytes,
+    verify_receipt,
 };
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::{HashMap, HashSet};
@@ -99,6 +100,8 @@ pub struct Kernel {
     timeout: Duration,
     approval_timeout: Option<Duration>,
     pinned_policy: Option<kernel_core::Digest>,
+    locked_down: AtomicBool,
+    protected: Vec<std::path::PathBuf>,
     gone: AtomicBool,
     child: Mutex<Option<Child>>,
 }
@@ -112,6 +115,7 @@ impl Kernel {
         match Self::handshake(requests, replies, &config.client) {
             Ok(mut kernel) => {
                 kernel.child = Mutex::new(Some(child));
+                kernel.protected = config.protected_paths();
                 Ok(kernel)
             }
             Err(e) => {
@@ -207,9 +211,47 @@ impl Kernel {
             timeout: config.timeout,
             approval_timeout: config.approval_timeout,
             pinned_policy: config.pinned_policy,
+            locked_down: AtomicBool::new(false),
+            protected: Vec::new(),
             gone: AtomicBool::new(false),
             child: Mutex::new(None),
         })
+    }
+
+    /// Whether guarded effects go through the enforcer's broker: the agent
+    /// is confined (supervised, or after [`lockdown`](Self::lockdown)) and
+    /// cannot perform them itself.
+    pub fn is_brokered(&self) -> bool {
+        self.locked_down.load(Ordering::SeqCst)
+            || !matches!(
+                self.handshake.confinement,
+                kernel_core::Confinement::Unconfined
+            )
+    }
+
+    /// Confines this process (embedded mode): from now on it can read the
+    /// system trees and the workspace, write only `scratch`, run no other
+    /// program, open no TCP connection, signal nothing outside itself, and
+    /// reach none of the kernel's files; guarded effects go through the
+    /// enforcer's broker. The enforcer, started before, stays outside the
+    /// confinement.
+    ///
+    /// Ordering rule: call it from the main thread right after
+    /// [`spawn`](Self::spawn), before any untrusted code runs and before
+    /// starting other threads (Landlock confines the calling thread and
+    /// the threads it starts later; seccomp covers all threads). Fails,
+    /// and the agent must stop, if the system cannot confine.
+    pub fn lockdown(&self, scratch: &std::path::Path) -> Result<(), kernel_confine::ConfineError> {
+        let program = std::env::current_exe().unwrap_or_default();
+        let mut profile = kernel_confine::Profile::new(
+            std::path::Path::new(&self.handshake.workspace),
+            scratch,
+            &program,
+        );
+        profile.protected = self.protected.clone();
+        kernel_confine::Prepared::new(&profile)?.apply_to_process()?;
+        self.locked_down.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// What the enforcer announced: session, key, policy digest,
@@ -263,13 +305,34 @@ impl Kernel {
     /// Like [`authorize`](Self::authorize), for an action already in
     /// canonical form.
     pub fn authorize_canonical(&self, action: CanonicalAction) -> Result<Permit, Denial> {
+        self.request(action, None).map(|(permit, _)| permit)
+    }
+
+    /// Asks the enforcer to decide `action` and, if it is allowed, to
+    /// perform it itself (the broker), and returns the verified permit and
+    /// what the effect did. This is how a confined agent acts: it has no
+    /// right to perform the effect itself. `payload` is the content of a
+    /// `FileWrite` (whose digest the action binds), empty otherwise.
+    pub fn broker(&self, action: Action, payload: Vec<u8>) -> Result<(Permit, Outcome), Denial> {
+        let action = self.canonicalize(action)?;
+        match self.request(action, Some(payload))? {
+            (permit, Some(outcome)) => Ok((permit, outcome)),
+            (_, None) => Err(Denial::Protocol("a brokered request got no outcome".into())),
+        }
+    }
+
+    fn request(
+        &self,
+        action: CanonicalAction,
+        payload: Option<Vec<u8>>,
+    ) -> Result<(Permit, Option<Outcome>), Denial> {
         if self.gone.load(Ordering::SeqCst) {
             return Err(Denial::EnforcerGone);
         }
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| Denial::Transport(e.to_string()))?;
         let started = Instant::now();
-        let request = self.send(action, nonce)?;
+        let request = self.send(action, nonce, payload)?;
         let seq = request.request().seq;
         let outcome = self.exchange(&request, started);
         let mut inbox = self.inbox.lock();
@@ -281,7 +344,11 @@ impl Kernel {
     /// Waits for the answer and verifies it; after an authentic `Ask`,
     /// waits on (when approvals are awaited) for the enforcer's final
     /// answer, which arrives once an operator approves or rejects.
-    fn exchange(&self, request: &EncodedRequest, started: Instant) -> Result<Permit, Denial> {
+    fn exchange(
+        &self,
+        request: &EncodedRequest,
+        started: Instant,
+    ) -> Result<(Permit, Option<Outcome>), Denial> {
         let seq = request.request().seq;
         let frame = self.await_answer(seq, started + self.timeout)?;
         match (self.settle(frame, request), self.approval_timeout) {
@@ -302,7 +369,12 @@ impl Kernel {
     /// Assigns the next sequence number, registers it as waiting and sends
     /// the request, all under the outbox lock so that frames leave in
     /// sequence order.
-    fn send(&self, action: CanonicalAction, nonce: [u8; 16]) -> Result<EncodedRequest, Denial> {
+    fn send(
+        &self,
+        action: CanonicalAction,
+        nonce: [u8; 16],
+        payload: Option<Vec<u8>>,
+    ) -> Result<EncodedRequest, Denial> {
         let mut outbox = self.outbox.lock();
         let Some(out) = outbox.as_mut() else {
             return Err(Denial::EnforcerGone);
@@ -324,8 +396,14 @@ impl Kernel {
             action,
             deadline_ms: now_ms().saturating_add(timeout_ms),
         });
-        let frame = encode_client_frame(&ClientFrame::Authorize {
-            request: request.bytes().to_vec(),
+        let frame = encode_client_frame(&match payload {
+            None => ClientFrame::Authorize {
+                request: request.bytes().to_vec(),
+            },
+            Some(payload) => ClientFrame::Broker {
+                request: request.bytes().to_vec(),
+                payload,
+            },
         });
         // Registered before sending, so that whoever is receiving files the
         // answer instead of dropping it as unknown.
@@ -386,6 +464,7 @@ impl Kernel {
             match decode_enforcer_frame(&bytes) {
                 Ok(
                     frame @ (EnforcerFrame::Receipt { seq: s, .. }
+                    | EnforcerFrame::Brokered { seq: s, .. }
                     | EnforcerFrame::Refused { seq: Some(s), .. }),
                 ) => {
                     if s == seq {
@@ -445,38 +524,45 @@ impl Kernel {
 
     /// Turns the answer to `request` into a permit or a denial. The receipt
     /// is verified against this caller's own request.
-    fn settle(&self, frame: EnforcerFrame, request: &EncodedRequest) -> Result<Permit, Denial> {
-        match frame {
-            EnforcerFrame::Receipt { receipt, .. } => {
-                let expected = Expectation {
-                    key: &self.key,
-                    request,
-                    // The operator may reload the policy; the digest stays
-                    // in the receipt and the evidence. Pinned only on
-                    // request.
-                    policy_digest: self.pinned_policy.as_ref(),
-                    now_ms: now_ms(),
-                };
-                match verify_receipt(&receipt, &expected)? {
-                    Verified::Permit(permit) => Ok(permit),
-                    Verified::Denied(receipt) => Err(Denial::Policy {
-                        policies: receipt.body().policies.clone(),
-                        reasons: receipt.body().reasons.clone(),
-                        log_index: receipt.body().log_index,
-                    }),
-                    Verified::Ask(receipt) => Err(Denial::ApprovalRequired {
-                        policies: receipt.body().policies.clone(),
-                        reasons: receipt.body().reasons.clone(),
-                        log_index: receipt.body().log_index,
-                    }),
-                }
-            }
+    fn settle(
+        &self,
+        frame: EnforcerFrame,
+        request: &EncodedRequest,
+    ) -> Result<(Permit, Option<Outcome>), Denial> {
+        let (receipt, outcome) = match frame {
+            EnforcerFrame::Receipt { receipt, .. } => (receipt, None),
+            EnforcerFrame::Brokered {
+                receipt, outcome, ..
+            } => (receipt, Some(outcome)),
             EnforcerFrame::Refused {
                 refusal: Refusal::Halted,
                 ..
-            } => Err(Denial::Halted),
-            EnforcerFrame::Refused { refusal, .. } => Err(Denial::Refused(refusal)),
-            EnforcerFrame::Hello { .. } => Err(Denial::Protocol("unexpected hello".into())),
+            } => return Err(Denial::Halted),
+            EnforcerFrame::Refused { refusal, .. } => return Err(Denial::Refused(refusal)),
+            EnforcerFrame::Hello { .. } => {
+                return Err(Denial::Protocol("unexpected hello".into()));
+            }
+        };
+        let expected = Expectation {
+            key: &self.key,
+            request,
+            // The operator may reload the policy; the digest stays in the
+            // receipt and the evidence. Pinned only on request.
+            policy_digest: self.pinned_policy.as_ref(),
+            now_ms: now_ms(),
+        };
+        match verify_receipt(&receipt, &expected)? {
+            Verified::Permit(permit) => Ok((permit, outcome)),
+            Verified::Denied(receipt) => Err(Denial::Policy {
+                policies: receipt.body().policies.clone(),
+                reasons: receipt.body().reasons.clone(),
+                log_index: receipt.body().log_index,
+            }),
+            Verified::Ask(receipt) => Err(Denial::ApprovalRequired {
+                policies: receipt.body().policies.clone(),
+                reasons: receipt.body().reasons.clone(),
+                log_index: receipt.body().log_index,
+            }),
         }
     }
 

@@ -100,6 +100,9 @@ pub struct Profile {
     pub executables: Vec<PathBuf>,
     /// The kernel's assets: must not be inside any granted tree.
     pub protected: Vec<PathBuf>,
+    /// Whether programs in the system trees may be executed (for commands
+    /// the broker runs on an agent's behalf, which start other programs).
+    pub system_execute: bool,
 }
 
 impl Profile {
@@ -113,7 +116,17 @@ impl Profile {
             system_read: SYSTEM_READ.iter().map(PathBuf::from).collect(),
             executables,
             protected: Vec::new(),
+            system_execute: false,
         }
+    }
+
+    /// The profile of a command the broker runs for an agent: it may read
+    /// and execute the system trees, read and write (not execute) the
+    /// workspace, and execute `program`; nothing else, and no network.
+    pub fn brokered(workspace: &Path, program: &Path) -> Self {
+        let mut profile = Self::new(workspace, workspace, program);
+        profile.system_execute = true;
+        profile
     }
 }
 
@@ -182,10 +195,15 @@ impl Prepared {
 
         // What to grant: (path, rights, required). Optional system trees
         // that do not exist on this system are skipped.
+        let system = if profile.system_execute {
+            read | AccessFs::Execute
+        } else {
+            read
+        };
         let mut grants: Vec<(&Path, landlock::BitFlags<AccessFs>, bool)> = profile
             .system_read
             .iter()
-            .map(|p| (p.as_path(), read, false))
+            .map(|p| (p.as_path(), system, false))
             .collect();
         grants.push((&profile.workspace, read, true));
         grants.push((&profile.scratch, scratch_rights, true));

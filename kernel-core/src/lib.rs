@@ -70,8 +70,8 @@ pub use keys::{
 };
 pub use protocol::{
     ClientFrame, Confinement, EnforcerFrame, HANDSHAKE_TAG, Handshake, HandshakeSignatureError,
-    PROTOCOL_VERSION, Refusal, decode_client_frame, decode_enforcer_frame, encode_client_frame,
-    encode_enforcer_frame,
+    Outcome, PROTOCOL_VERSION, Refusal, decode_client_frame, decode_enforcer_frame,
+    encode_client_frame, encode_enforcer_frame,
 };
 pub use receipt::{
     Expectation, MAX_CLOCK_SKEW_MS, Permit, ReceiptBody, SignedReceipt, Verified, VerifiedReceipt,

@@ -35,6 +35,62 @@ pub enum ClientFrame {
         /// `EncodedRequest::bytes`.
         request: Vec<u8>,
     },
+    /// Asks for a decision and, if allowed, for the enforcer to perform
+    /// the effect itself (the broker) and return its outcome.
+    Broker {
+        /// `EncodedRequest::bytes`.
+        request: Vec<u8>,
+        /// Data the effect needs (the content of a `FileWrite`, whose
+        /// digest and size the request binds); empty otherwise.
+        payload: Vec<u8>,
+    },
+}
+
+/// What a brokered effect did. Not signed: it travels on the private
+/// channel; the signed receipt beside it is the evidence of the decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The program ran.
+    Exec {
+        /// Its exit code, if it exited.
+        code: Option<i32>,
+        /// The signal that ended it, if one did.
+        signal: Option<i32>,
+        /// Its standard output (capped).
+        stdout: Vec<u8>,
+        /// Its standard error (capped).
+        stderr: Vec<u8>,
+        /// Whether output beyond the cap was dropped.
+        truncated: bool,
+        /// Whether it was killed at the time limit.
+        timed_out: bool,
+    },
+    /// The file was read.
+    Read {
+        /// Its content (capped).
+        content: Vec<u8>,
+        /// Whether content beyond the cap was dropped.
+        truncated: bool,
+    },
+    /// The file was written.
+    Written {
+        /// Bytes written.
+        bytes: u64,
+    },
+    /// The file was deleted.
+    Deleted,
+    /// The effect was attempted and failed (for example, a symbolic link
+    /// in the path, which the broker never follows).
+    Failed {
+        /// What failed.
+        error: String,
+    },
+    /// The effect was not performed: the decision was not an allow, the
+    /// kind of action is not brokered, or the kernel halted.
+    NotPerformed {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// How the agent is confined by the operating system.
@@ -138,6 +194,15 @@ pub enum EnforcerFrame {
         /// Its signature over the handshake and the challenge.
         #[serde(with = "crate::encoding::signature_bytes")]
         signature: [u8; 64],
+    },
+    /// A signed decision and, for a brokered request, what the effect did.
+    Brokered {
+        /// The request's sequence number.
+        seq: u64,
+        /// The signed receipt.
+        receipt: SignedReceipt,
+        /// The effect's outcome.
+        outcome: Outcome,
     },
     /// A signed decision.
     Receipt {

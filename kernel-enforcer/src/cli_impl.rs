@@ -1,6 +1,7 @@
 //! The `kernel-enforcer` command line.
 
 use crate::audit_cli::{self, DEFAULT_WITNESS_NAME, VerifyArgs, WitnessArgs};
+use crate::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
 use crate::control::{self, ControlRequest};
 use crate::evidence::EvidenceLog;
 use crate::keys;
@@ -423,7 +424,13 @@ fn start_session(
         checkpoint_records: args.checkpoint_every,
         checkpoint_interval: Duration::from_secs(args.checkpoint_interval),
     };
-    let session = Session::start(key, engine, log, config).map_err(|e| e.to_string())?;
+    let mut session = Session::start(key, engine, log, config).map_err(|e| e.to_string())?;
+    session.set_broker(Broker {
+        workspace: std::fs::canonicalize(&workspace).unwrap_or(workspace.clone()),
+        protected: protected.clone(),
+        exec_timeout: DEFAULT_EXEC_TIMEOUT,
+        confine: confinement != Confinement::DangerUnconfined,
+    });
     let options = ServeOptions {
         control: Some(control),
         operator_uid: args
@@ -513,7 +520,17 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         connect_timeout: Duration::from_secs(args.connect_timeout),
     };
     let prepared = supervise::prepare(&agent).map_err(|e| e.to_string())?;
-    supervise::run(&agent, prepared, session, &options).map_err(|e| e.to_string())
+    let evidence = args
+        .session
+        .evidence
+        .clone()
+        .unwrap_or_else(default_evidence);
+    let status = supervise::run(&agent, prepared, session, &options).map_err(|e| e.to_string())?;
+    eprintln!(
+        "kernel-enforcer: the agent exited ({status}); evidence: {}",
+        evidence.display()
+    );
+    Ok(status)
 }
 
 fn keygen(out: &Path) -> Result<(), String> {

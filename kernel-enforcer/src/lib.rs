@@ -15,6 +15,7 @@
 //! did, the session halts and denies everything after.
 
 mod audit_cli;
+pub mod broker;
 mod cli_impl;
 pub mod control;
 pub mod describe;

@@ -8,7 +8,7 @@
 //! request that was already in flight.
 
 use crate::control::{self, ControlRequest, ControlResponse, Peer};
-use crate::session::{GrantScope, Session};
+use crate::session::{GrantScope, Reply, Session};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use kernel_core::{EnforcerFrame, Refusal, encode_enforcer_frame};
@@ -267,9 +267,32 @@ fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
             }
         }
         let mut session = shared.session.lock();
-        let frames = session.handle_batch(&batch);
-        if !shared.send(frames) {
-            return;
+        let mut effects = Vec::new();
+        for reply in session.decide_batch(&batch) {
+            match reply {
+                Reply::Frame(frame) => {
+                    if shared.replies.send(frame).is_err() {
+                        return;
+                    }
+                }
+                Reply::Effect(effect) => effects.push(effect),
+            }
+        }
+        let broker = session.broker().cloned();
+        drop(session);
+        // Effects run outside the lock, so a long command does not hold up
+        // other requests or the kill switch. Each is checked against the
+        // halt just before it starts; one already running when a halt
+        // arrives is not interrupted.
+        for effect in effects {
+            let halted = shared.session.lock().halted().is_some();
+            let frame = match (&broker, halted) {
+                (Some(broker), false) => effect.perform(broker),
+                _ => effect.withheld(),
+            };
+            if shared.replies.send(frame).is_err() {
+                return;
+            }
         }
     }
 }

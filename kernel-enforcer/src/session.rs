@@ -5,15 +5,17 @@
 //! [`Session::handle`] and halts the session). A decision's record is
 //! durable in the evidence file before its receipt is returned.
 
+use crate::broker::Broker;
 use crate::evidence::EvidenceLog;
 use crate::policy::{PolicyEngine, limit};
 use ed25519_dalek::SigningKey;
 use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
-    Approval, ClientFrame, Confinement, Deadline, Decision, DecisionInputs, Digest, EncodedRequest,
-    EnforcerFrame, Evaluation, Event, Handshake, KernelState, LimitState, PROTOCOL_VERSION,
-    ReceiptBody, Record, Refusal, SessionId, SignedEvent, Verdict, decide, decode_client_frame,
-    encode_enforcer_frame, limits::MAX_FRAME_BYTES, origin_for, sign_receipt,
+    Approval, CanonicalAction, ClientFrame, Confinement, Deadline, Decision, DecisionInputs,
+    Digest, EncodedRequest, EnforcerFrame, Evaluation, Event, Handshake, KernelState, LimitState,
+    Outcome, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, SessionId, SignedEvent, SignedReceipt,
+    Verdict, decide, decode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES,
+    origin_for, sign_receipt,
 };
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -117,6 +119,52 @@ pub struct Counts {
     pub refused: u64,
 }
 
+/// An allowed, recorded effect the broker still has to perform.
+#[derive(Debug)]
+pub struct PendingEffect {
+    seq: u64,
+    receipt: SignedReceipt,
+    action: CanonicalAction,
+    payload: Vec<u8>,
+}
+
+impl PendingEffect {
+    /// Performs the effect and returns the frame for the agent.
+    pub fn perform(self, broker: &Broker) -> Vec<u8> {
+        let outcome = broker.perform(self.action.action(), &self.payload);
+        encode_enforcer_frame(&EnforcerFrame::Brokered {
+            seq: self.seq,
+            receipt: self.receipt,
+            outcome,
+        })
+    }
+
+    /// The frame for the agent when the effect must not happen (the
+    /// kernel halted after the decision).
+    pub fn withheld(self) -> Vec<u8> {
+        encode_enforcer_frame(&EnforcerFrame::Refused {
+            seq: Some(self.seq),
+            refusal: Refusal::Halted,
+        })
+    }
+}
+
+/// One reply of a batch: ready to send, or an effect to perform first.
+#[derive(Debug)]
+pub enum Reply {
+    /// An encoded frame to send.
+    Frame(Vec<u8>),
+    /// An allowed effect, already durable in the evidence, to perform.
+    Effect(PendingEffect),
+}
+
+/// What handling one frame produced, before the batch is committed.
+#[derive(Debug)]
+enum Answer {
+    Frame(EnforcerFrame),
+    Effect(PendingEffect),
+}
+
 /// The state of one session.
 #[derive(Debug)]
 pub struct Session {
@@ -135,6 +183,7 @@ pub struct Session {
     next_approval: u64,
     grants: Vec<Grant>,
     counts: Counts,
+    broker: Option<Broker>,
 }
 
 impl Session {
@@ -180,7 +229,20 @@ impl Session {
             next_approval: 1,
             grants: Vec::new(),
             counts: Counts::default(),
+            broker: None,
         })
+    }
+
+    /// Lets the session perform allowed effects ([`ClientFrame::Broker`]);
+    /// without a broker, brokered requests are decided and recorded but
+    /// reported as not performed.
+    pub fn set_broker(&mut self, broker: Broker) {
+        self.broker = Some(broker);
+    }
+
+    /// The broker, if any.
+    pub fn broker(&self) -> Option<&Broker> {
+        self.broker.as_ref()
     }
 
     /// The session id.
@@ -298,15 +360,11 @@ impl Session {
     /// treated as unwritable, and receipts are withheld.
     fn commit_replies(&mut self, replies: Vec<EnforcerFrame>) -> Vec<Vec<u8>> {
         let mut replies = replies;
-        let committed = catch_unwind(AssertUnwindSafe(|| self.evidence.commit()))
-            .unwrap_or(Err(crate::evidence::EvidenceError::Panicked));
-        if let Err(e) = committed {
-            self.evidence_broken = true;
-            if self.halted.is_none() {
-                self.halted = Some(format!("cannot record evidence: {e}"));
-            }
+        if !self.commit_staged() {
             for reply in &mut replies {
-                if let EnforcerFrame::Receipt { seq, .. } = reply {
+                if let EnforcerFrame::Receipt { seq, .. } | EnforcerFrame::Brokered { seq, .. } =
+                    reply
+                {
                     *reply = Self::refused(Some(*seq), Refusal::Halted);
                 }
             }
@@ -322,80 +380,154 @@ impl Session {
     }
 
     /// Handles frames that arrived together and returns one encoded reply
-    /// per frame, in order. Total: any input gets a reply. Every record
-    /// the batch produced is made durable with one `fdatasync` before any
-    /// reply is returned (group commit); if that fails, the session halts
-    /// and every receipt of the batch is withheld and replaced by a
-    /// `halted` refusal. A panic while handling a frame halts the session
-    /// (sticky) and refuses that frame.
+    /// per frame, in order, performing brokered effects inline. See
+    /// [`decide_batch`](Self::decide_batch).
     pub fn handle_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Vec<Vec<u8>> {
+        self.decide_batch(frames)
+            .into_iter()
+            .map(|reply| match reply {
+                Reply::Frame(frame) => frame,
+                Reply::Effect(effect) => match (&self.broker, &self.halted) {
+                    (Some(broker), None) => effect.perform(broker),
+                    _ => effect.withheld(),
+                },
+            })
+            .collect()
+    }
+
+    /// Decides frames that arrived together and returns one reply per
+    /// frame, in order. Total: any input gets a reply. Every record the
+    /// batch produced is made durable with one `fdatasync` before any reply
+    /// is returned (group commit), and brokered effects come back as
+    /// [`Reply::Effect`], to be performed only after that. If the commit
+    /// fails, the session halts and every receipt and effect of the batch
+    /// is withheld. A panic while handling a frame halts the session
+    /// (sticky) and refuses that frame.
+    pub fn decide_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Vec<Reply> {
         let mut panicked = false;
-        let replies: Vec<EnforcerFrame> = frames
+        let answers: Vec<Answer> = frames
             .iter()
             .map(
-                |frame| match catch_unwind(AssertUnwindSafe(|| self.reply_to(frame.as_ref()))) {
-                    Ok(reply) => reply,
+                |frame| match catch_unwind(AssertUnwindSafe(|| self.answer_to(frame.as_ref()))) {
+                    Ok(answer) => answer,
                     Err(_) => {
                         panicked = true;
-                        Self::refused(None, Refusal::Halted)
+                        Answer::Frame(Self::refused(None, Refusal::Halted))
                     }
                 },
             )
             .collect();
-        for reply in &replies {
-            if matches!(reply, EnforcerFrame::Refused { .. }) {
+        for answer in &answers {
+            if matches!(answer, Answer::Frame(EnforcerFrame::Refused { .. })) {
                 self.counts.refused += 1;
             }
         }
         if panicked {
             // The decision path broke an invariant: halt, and record the
-            // halt if the evidence still works. Receipts of this batch are
-            // not released.
-            let cause = "internal fault: a panic while deciding";
-            let _ = self.halt(cause, "enforcer");
-            return replies
-                .into_iter()
-                .map(|reply| match reply {
-                    EnforcerFrame::Receipt { seq, .. } => Self::refused(Some(seq), Refusal::Halted),
-                    other => other,
-                })
-                .map(|reply| encode_enforcer_frame(&reply))
-                .collect();
+            // halt if the evidence still works. Nothing of this batch is
+            // released.
+            let _ = self.halt("internal fault: a panic while deciding", "enforcer");
         }
-        self.commit_replies(replies)
+        let committed = !panicked && self.commit_staged();
+        answers
+            .into_iter()
+            .map(|answer| match (answer, committed) {
+                (Answer::Effect(effect), true) => Reply::Effect(effect),
+                (Answer::Effect(effect), false) => Reply::Frame(effect.withheld()),
+                (Answer::Frame(EnforcerFrame::Receipt { seq, .. }), false)
+                | (Answer::Frame(EnforcerFrame::Brokered { seq, .. }), false) => Reply::Frame(
+                    encode_enforcer_frame(&Self::refused(Some(seq), Refusal::Halted)),
+                ),
+                (Answer::Frame(frame), _) => Reply::Frame(encode_enforcer_frame(&frame)),
+            })
+            .collect()
+    }
+
+    /// Commits staged records; on failure (or a panic in the device) the
+    /// session halts for good and the evidence is treated as unwritable.
+    fn commit_staged(&mut self) -> bool {
+        let committed = catch_unwind(AssertUnwindSafe(|| self.evidence.commit()))
+            .unwrap_or(Err(crate::evidence::EvidenceError::Panicked));
+        match committed {
+            Ok(()) => true,
+            Err(e) => {
+                self.evidence_broken = true;
+                if self.halted.is_none() {
+                    self.halted = Some(format!("cannot record evidence: {e}"));
+                }
+                false
+            }
+        }
     }
 
     /// Handles one frame without catching panics or committing: what the
     /// fuzzer drives. Production code uses [`handle`](Self::handle).
     pub fn handle_frame(&mut self, frame: &[u8]) -> Vec<u8> {
-        let reply = self.reply_to(frame);
-        encode_enforcer_frame(&reply)
+        match self.answer_to(frame) {
+            Answer::Frame(frame) => encode_enforcer_frame(&frame),
+            Answer::Effect(effect) => effect.withheld(),
+        }
     }
 
     fn refused(seq: Option<u64>, refusal: Refusal) -> EnforcerFrame {
         EnforcerFrame::Refused { seq, refusal }
     }
 
-    fn reply_to(&mut self, frame: &[u8]) -> EnforcerFrame {
+    fn answer_to(&mut self, frame: &[u8]) -> Answer {
         if frame.len() > MAX_FRAME_BYTES {
-            return Self::refused(
+            return Answer::Frame(Self::refused(
                 None,
                 Refusal::Oversize {
                     size: u64::try_from(frame.len()).unwrap_or(u64::MAX),
                     limit: u64::try_from(MAX_FRAME_BYTES).unwrap_or(u64::MAX),
                 },
-            );
+            ));
         }
         let frame = match decode_client_frame(frame) {
             Ok(frame) => frame,
-            Err(e) => return Self::refused(None, Refusal::Malformed(e.to_string())),
+            Err(e) => return Answer::Frame(Self::refused(None, Refusal::Malformed(e.to_string()))),
         };
         match frame {
             ClientFrame::Hello {
                 protocol,
                 challenge,
-            } => self.hello(protocol, &challenge),
-            ClientFrame::Authorize { request } => self.authorize(&request),
+            } => Answer::Frame(self.hello(protocol, &challenge)),
+            ClientFrame::Authorize { request } => Answer::Frame(self.authorize(&request)),
+            ClientFrame::Broker { request, payload } => self.broker_request(&request, payload),
+        }
+    }
+
+    /// Decides a brokered request; an allowed one comes back as an effect
+    /// to perform once its record is durable.
+    fn broker_request(&mut self, bytes: &[u8], payload: Vec<u8>) -> Answer {
+        let reply = self.authorize(bytes);
+        let EnforcerFrame::Receipt { seq, receipt } = reply else {
+            return Answer::Frame(reply);
+        };
+        let allowed = kernel_core::decode_receipt_body_unverified(&receipt.body)
+            .is_ok_and(|body| body.decision == Decision::Allow);
+        let action = EncodedRequest::decode(bytes).map(|r| r.request().action.clone());
+        match (allowed, action, self.broker.is_some()) {
+            (true, Ok(action), true) => Answer::Effect(PendingEffect {
+                seq,
+                receipt,
+                action,
+                payload,
+            }),
+            (true, _, _) => Answer::Frame(EnforcerFrame::Brokered {
+                seq,
+                receipt,
+                outcome: Outcome::NotPerformed {
+                    reason: "this enforcer does not broker effects".into(),
+                },
+            }),
+            (false, _, _) => Answer::Frame(EnforcerFrame::Brokered {
+                seq,
+                receipt,
+                outcome: Outcome::NotPerformed {
+                    reason: "not allowed".into(),
+                },
+            }),
         }
     }
 

@@ -355,7 +355,7 @@ fn fake_enforcer(
                     signature: handshake.sign(&announced, &challenge),
                     handshake: handshake.clone(),
                 },
-                ClientFrame::Authorize { request } => {
+                ClientFrame::Authorize { request } | ClientFrame::Broker { request, .. } => {
                     let request = EncodedRequest::decode(&request).unwrap();
                     let now = kernel_core_now();
                     let mut body = ReceiptBody {

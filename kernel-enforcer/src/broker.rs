@@ -1,0 +1,285 @@
+//! The broker: the enforcer performs allowed effects itself, so a confined
+//! agent never needs the rights to perform them.
+//!
+//! - Files are opened with `openat2` and `RESOLVE_NO_SYMLINKS |
+//!   RESOLVE_NO_MAGICLINKS` (and `RESOLVE_BENEATH` the workspace for paths
+//!   inside it): a symbolic link anywhere in the path, planted before or
+//!   swapped in after the decision, makes the effect fail instead of
+//!   reaching another file. The thing acted on is the thing decided on.
+//! - A write happens only if the payload is exactly the content whose
+//!   SHA-256 and size the decided request carries.
+//! - Programs run without a shell, with the decided argv and working
+//!   directory, an environment built from an allow-list
+//!   ([`ENV_ALLOW_LIST`]; everything else the agent asked for, such as
+//!   `LD_PRELOAD`, is dropped), under their own confinement (system trees
+//!   readable and executable, workspace readable and writable, the
+//!   kernel's assets unreachable, no network), with capped output and a
+//!   time limit.
+//! - Network connections and HTTP requests are not brokered yet: they are
+//!   reported as not performed.
+
+use kernel_confine::{Prepared, Profile};
+use kernel_core::{Action, Digest, Exec, Outcome, WriteMode};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Environment variables a brokered program may receive from the agent's
+/// request; all others are dropped.
+pub const ENV_ALLOW_LIST: &[&str] = &[
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TERM",
+    "NO_COLOR",
+    "RUST_BACKTRACE",
+    "RUST_LOG",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+];
+/// `PATH` of a brokered program.
+pub const BROKER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// Most bytes of standard output, and of standard error, returned.
+pub const MAX_EXEC_OUTPUT: usize = 256 * 1024;
+/// Most bytes of a file returned by a brokered read.
+pub const MAX_READ: usize = 1024 * 1024;
+/// Default time limit of a brokered program.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the broker performs effects.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    /// The workspace root.
+    pub workspace: PathBuf,
+    /// The kernel's assets, kept out of brokered programs' reach.
+    pub protected: Vec<PathBuf>,
+    /// Time limit of a brokered program.
+    pub exec_timeout: Duration,
+    /// Whether brokered programs are confined (off only when the whole
+    /// session runs with `--danger-unconfined`).
+    pub confine: bool,
+}
+
+fn failed(error: impl std::fmt::Display) -> Outcome {
+    Outcome::Failed {
+        error: error.to_string(),
+    }
+}
+
+impl Broker {
+    /// Performs `action`, which has been allowed and recorded. Never
+    /// panics; every failure is an [`Outcome::Failed`].
+    pub fn perform(&self, action: &Action, payload: &[u8]) -> Outcome {
+        match action {
+            Action::FileRead { path } => self.read(Path::new(path)),
+            Action::FileWrite {
+                path,
+                content_sha256,
+                size,
+                mode,
+            } => {
+                if Digest::of_content(payload) != *content_sha256
+                    || u64::try_from(payload.len()).ok() != Some(*size)
+                {
+                    return failed("the content is not the content that was decided on");
+                }
+                self.write(Path::new(path), payload, *mode)
+            }
+            Action::FileDelete { path } => self.delete(Path::new(path)),
+            Action::Exec(exec) => self.exec(exec),
+            Action::NetConnect { .. } | Action::Http { .. } => Outcome::NotPerformed {
+                reason: "network effects are not brokered in this version".into(),
+            },
+            Action::ToolCall { .. } | Action::Custom { .. } => Outcome::NotPerformed {
+                reason: "tool calls and custom actions have no effect the broker performs".into(),
+            },
+        }
+    }
+
+    /// Opens `path` without following any symbolic link; beneath the
+    /// workspace when the path lies inside it.
+    fn open(&self, path: &Path, flags: OFlags, mode: Mode) -> std::io::Result<std::fs::File> {
+        let no_links = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let fd = match path.strip_prefix(&self.workspace) {
+            Ok(inside) if !inside.as_os_str().is_empty() => {
+                let root = rustix::fs::open(
+                    &self.workspace,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                rustix::fs::openat2(
+                    &root,
+                    inside,
+                    flags | OFlags::CLOEXEC,
+                    mode,
+                    no_links | ResolveFlags::BENEATH,
+                )?
+            }
+            _ => rustix::fs::openat2(
+                rustix::fs::CWD,
+                path,
+                flags | OFlags::CLOEXEC,
+                mode,
+                no_links,
+            )?,
+        };
+        Ok(std::fs::File::from(fd))
+    }
+
+    fn read(&self, path: &Path) -> Outcome {
+        let file = match self.open(path, OFlags::RDONLY, Mode::empty()) {
+            Ok(file) => file,
+            Err(e) => return failed(e),
+        };
+        let mut content = Vec::new();
+        let limit = u64::try_from(MAX_READ).unwrap_or(u64::MAX);
+        if let Err(e) = file.take(limit.saturating_add(1)).read_to_end(&mut content) {
+            return failed(e);
+        }
+        let truncated = content.len() > MAX_READ;
+        content.truncate(MAX_READ);
+        Outcome::Read { content, truncated }
+    }
+
+    fn write(&self, path: &Path, payload: &[u8], mode: WriteMode) -> Outcome {
+        let flags = OFlags::WRONLY
+            | OFlags::CREATE
+            | match mode {
+                WriteMode::CreateNew => OFlags::EXCL,
+                WriteMode::Overwrite => OFlags::TRUNC,
+                WriteMode::Append => OFlags::APPEND,
+            };
+        let result = self
+            .open(path, flags, Mode::from_bits_truncate(0o644))
+            .and_then(|mut file| file.write_all(payload));
+        match result {
+            Ok(()) => Outcome::Written {
+                bytes: u64::try_from(payload.len()).unwrap_or(u64::MAX),
+            },
+            Err(e) => failed(e),
+        }
+    }
+
+    fn delete(&self, path: &Path) -> Outcome {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return failed("nothing to delete at the root");
+        };
+        let result = self
+            .open(parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+            .and_then(|dir| {
+                rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty())
+                    .map_err(std::io::Error::from)
+            });
+        match result {
+            Ok(()) => Outcome::Deleted,
+            Err(e) => failed(e),
+        }
+    }
+
+    fn exec(&self, exec: &Exec) -> Outcome {
+        let Some(cwd) = &exec.cwd else {
+            return failed("no working directory");
+        };
+        let mut command = Command::new(&exec.program);
+        command
+            .args(&exec.args)
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", BROKER_PATH)
+            .env("HOME", &self.workspace)
+            .env("LANG", "C.UTF-8")
+            .envs(
+                exec.env
+                    .iter()
+                    .filter(|(name, _)| ENV_ALLOW_LIST.contains(&name.as_str()))
+                    .map(|(name, value)| (name, value)),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if self.confine {
+            let mut profile = Profile::brokered(&self.workspace, Path::new(&exec.program));
+            profile.protected = self.protected.clone();
+            let mut prepared = match Prepared::new(&profile) {
+                Ok(prepared) => prepared,
+                Err(e) => return failed(format!("cannot confine the program: {e}")),
+            };
+            #[allow(
+                unsafe_code,
+                reason = "pre_exec is how a child is confined before exec"
+            )]
+            // SAFETY: runs in the child between fork and exec. `apply` only
+            // makes system calls on descriptors and a filter prepared
+            // before the fork; it allocates nothing and takes no lock on
+            // its success path, so other threads of the enforcer holding
+            // locks at fork time cannot deadlock it. On failure the child
+            // exits with an error instead of running the program.
+            unsafe {
+                command.pre_exec(move || {
+                    prepared
+                        .apply()
+                        .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))
+                });
+            }
+        }
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => return failed(e),
+        };
+        let stdout = child.stdout.take().map(capture);
+        let stderr = child.stderr.take().map(capture);
+        let started = Instant::now();
+        let mut timed_out = false;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if started.elapsed() > self.exec_timeout => {
+                    timed_out = true;
+                    let _ = child.kill();
+                    break child.wait().ok();
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Err(_) => break None,
+            }
+        };
+        let (stdout, out_cut) = stdout.and_then(|h| h.join().ok()).unwrap_or_default();
+        let (stderr, err_cut) = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+        Outcome::Exec {
+            code: status.and_then(|s| s.code()),
+            signal: status.and_then(|s| s.signal()),
+            stdout,
+            stderr,
+            truncated: out_cut || err_cut,
+            timed_out,
+        }
+    }
+}
+
+/// Reads a pipe to its end on a thread, keeping at most
+/// [`MAX_EXEC_OUTPUT`] bytes.
+fn capture(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<(Vec<u8>, bool)> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buffer = [0u8; 8192];
+        let mut truncated = false;
+        loop {
+            match pipe.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = MAX_EXEC_OUTPUT.saturating_sub(kept.len());
+                    let take = n.min(room);
+                    kept.extend_from_slice(buffer.get(..take).unwrap_or_default());
+                    truncated |= take < n;
+                }
+            }
+        }
+        (kept, truncated)
+    })
+}

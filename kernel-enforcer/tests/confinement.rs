@@ -1,0 +1,614 @@
+//! The only path: an agent confined by `kernel-enforcer run` tries to act
+//! around the kernel, and each attempt fails at the OS level with the
+//! effect verifiably absent; the same actions asked through the kernel are
+//! decided by policy, and the allowed ones happen (performed by the
+//! broker).
+//!
+//! This test binary is also the agent: run with `KERNEL_PROBE=<attack>`,
+//! it performs that attack from inside the confinement and prints what it
+//! observed. The harness (no libtest: `harness = false`) starts the real
+//! enforcer in supervised mode around it and judges by the world: file
+//! contents, a loopback listener's accept count, the enforcer's liveness,
+//! the evidence.
+#![allow(
+    unsafe_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "test harness making raw system calls on purpose"
+)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
+
+const POLICY: &str = r#"
+@id("read-workspace")
+permit (principal, action == Action::"file_read", resource in Workspace::"root");
+@id("write-workspace")
+permit (principal, action in [Action::"file_write", Action::"file_delete"], resource in Workspace::"root");
+@id("tools")
+permit (principal, action == Action::"exec", resource)
+when { ["touch", "env", "cat"].contains(resource.name) && context.cwd_in_workspace };
+"#;
+
+// ---------------------------------------------------------------- probe side
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Prints `name: blocked (...)` or `name: SUCCEEDED`.
+fn report(name: &str, result: Result<String, String>) {
+    match result {
+        Ok(what) => println!("{name}: SUCCEEDED {what}"),
+        Err(why) => println!("{name}: blocked ({why})"),
+    }
+}
+
+fn io<T>(result: std::io::Result<T>) -> Result<String, String> {
+    result.map(|_| String::new()).map_err(|e| e.to_string())
+}
+
+fn probe(attack: &str) {
+    let ws = std::env::var("PROBE_WS").unwrap();
+    let enforcer = i32::try_from(std::os::unix::process::parent_id()).unwrap();
+    match attack {
+        "direct" => {
+            // A real agent: joined to the kernel, then trying to go around it.
+            let _kernel =
+                kernel_client::Kernel::connect_from_env(kernel_client::ClientConfig::default())
+                    .unwrap();
+            report(
+                "write-workspace",
+                io(std::fs::write(format!("{ws}/victim.txt"), "pwned")),
+            );
+            for asset in std::env::var("PROBE_ASSETS").unwrap().split(':') {
+                report(
+                    &format!("read {asset}"),
+                    std::fs::read(asset)
+                        .map(|b| format!("{} bytes", b.len()))
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            report(
+                "write-evidence",
+                io(std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(std::env::var("PROBE_EVIDENCE").unwrap())
+                    .and_then(|mut f| f.write_all(b"forged"))),
+            );
+            let port = std::env::var("PROBE_PORT").unwrap();
+            report(
+                "connect",
+                io(std::net::TcpStream::connect(format!("127.0.0.1:{port}"))),
+            );
+            report(
+                "exec",
+                io(Command::new("/usr/bin/touch")
+                    .arg(format!("{ws}/exec-made"))
+                    .status()),
+            );
+            // SAFETY: plain system calls on pids; the test wants them to fail.
+            let kill = unsafe { libc::kill(enforcer, libc::SIGKILL) };
+            report(
+                "kill-enforcer",
+                if kill == 0 {
+                    Ok(String::new())
+                } else {
+                    Err(format!("errno {}", errno()))
+                },
+            );
+            // SAFETY: as above.
+            let group = unsafe { libc::kill(-libc::getpgid(enforcer), libc::SIGKILL) };
+            report(
+                "kill-enforcer-group",
+                if group == 0 {
+                    Ok(String::new())
+                } else {
+                    Err(format!("errno {}", errno()))
+                },
+            );
+            // SAFETY: as above.
+            let traced = unsafe { libc::ptrace(libc::PTRACE_ATTACH, enforcer, 0, 0) };
+            report(
+                "ptrace",
+                if traced == 0 {
+                    Ok(String::new())
+                } else {
+                    Err(format!("errno {}", errno()))
+                },
+            );
+            for file in ["mem", "environ"] {
+                report(
+                    &format!("proc-{file}"),
+                    std::fs::read(format!("/proc/{enforcer}/{file}"))
+                        .map(|b| format!("{} bytes", b.len()))
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            let mut buffer = [0u8; 16];
+            let local = libc::iovec {
+                iov_base: buffer.as_mut_ptr().cast(),
+                iov_len: 16,
+            };
+            let remote = libc::iovec {
+                iov_base: 0x1000 as *mut libc::c_void,
+                iov_len: 16,
+            };
+            // SAFETY: the local iovec points into `buffer`, which outlives the call.
+            let read = unsafe { libc::process_vm_readv(enforcer, &local, 1, &remote, 1, 0) };
+            report(
+                "process_vm_readv",
+                if read >= 0 {
+                    Ok(String::new())
+                } else {
+                    Err(format!("errno {}", errno()))
+                },
+            );
+            // SAFETY: plain system calls.
+            let sid = unsafe { libc::setsid() };
+            // SAFETY: as above.
+            let unshared = unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) };
+            // SAFETY: as above.
+            let after = unsafe { libc::kill(enforcer, libc::SIGKILL) };
+            report(
+                "setsid-unshare-kill",
+                if unshared == 0 || after == 0 {
+                    Ok(format!("setsid {sid}"))
+                } else {
+                    Err(format!("unshare and kill refused, setsid {sid}"))
+                },
+            );
+        }
+        "kernel" => {
+            let kernel =
+                kernel_client::Kernel::connect_from_env(kernel_client::ClientConfig::default())
+                    .unwrap();
+            println!(
+                "confinement: {:?} brokered: {}",
+                kernel.handshake_info().confinement,
+                kernel.is_brokered()
+            );
+            report(
+                "kernel-write",
+                kernel
+                    .write_file(&format!("{ws}/through-kernel.txt"), b"decided")
+                    .map(|()| String::new())
+                    .map_err(|e| e.to_string()),
+            );
+            report(
+                "kernel-read",
+                kernel
+                    .read_file(&format!("{ws}/through-kernel.txt"))
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map_err(|e| e.to_string()),
+            );
+            let touch = kernel_client::Exec::new("/usr/bin/touch")
+                .arg("touched-by-broker")
+                .cwd(&ws);
+            report(
+                "kernel-exec",
+                kernel
+                    .exec(touch)
+                    .map(|o| format!("{}", o.status))
+                    .map_err(|e| e.to_string()),
+            );
+            let env = kernel_client::Exec::new("/usr/bin/env")
+                .cwd(&ws)
+                .env("LD_PRELOAD", "/tmp/evil.so")
+                .env("TZ", "UTC");
+            report(
+                "kernel-env",
+                kernel
+                    .exec(env)
+                    .map(|o| String::from_utf8_lossy(&o.stdout).replace('\n', " "))
+                    .map_err(|e| e.to_string()),
+            );
+            report(
+                "kernel-denied-read",
+                kernel
+                    .read_file("/etc/hostname")
+                    .map(|b| format!("{} bytes", b.len()))
+                    .map_err(|e| e.to_string()),
+            );
+            let rm = kernel_client::Exec::new("/usr/bin/rm")
+                .arg("-f")
+                .arg(format!("{ws}/victim.txt"))
+                .cwd(&ws);
+            report(
+                "kernel-denied-exec",
+                kernel
+                    .exec(rm)
+                    .map(|o| format!("{}", o.status))
+                    .map_err(|e| e.to_string()),
+            );
+            report(
+                "kernel-symlink-write",
+                kernel
+                    .write_file(&format!("{ws}/link.txt"), b"through the link")
+                    .map(|()| String::new())
+                    .map_err(|e| e.to_string()),
+            );
+            let mut written = 0;
+            for _ in 0..200 {
+                if kernel
+                    .write_file(&format!("{ws}/flip.txt"), b"racing")
+                    .is_ok()
+                {
+                    written += 1;
+                }
+            }
+            println!("race-writes: {written}");
+        }
+        other => panic!("unknown probe {other}"),
+    }
+}
+
+// -------------------------------------------------------------- harness side
+
+struct Scene {
+    _dir: tempfile::TempDir,
+    ws: PathBuf,
+    state: PathBuf,
+    outside: PathBuf,
+}
+
+fn scene() -> Scene {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let state = dir.path().join("state");
+    let outside = dir.path().join("outside");
+    for d in [&ws, &state, &outside] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(state.join("policy.cedar"), POLICY).unwrap();
+    std::fs::write(ws.join("victim.txt"), "original").unwrap();
+    Scene {
+        ws: std::fs::canonicalize(&ws).unwrap(),
+        state: std::fs::canonicalize(&state).unwrap(),
+        outside: std::fs::canonicalize(&outside).unwrap(),
+        _dir: dir,
+    }
+}
+
+fn run(scene: &Scene, attack: &str, extra_env: &[(&str, String)]) -> Output {
+    let me = std::env::current_exe().unwrap();
+    let keys = scene.state.join("keys");
+    if !keys.exists() {
+        assert!(
+            Command::new(ENFORCER)
+                .args(["keygen", "--out"])
+                .arg(&keys)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+    }
+    let mut command = Command::new(ENFORCER);
+    command
+        .arg("run")
+        .arg("--policy")
+        .arg(scene.state.join("policy.cedar"))
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(scene.state.join("evidence.log"))
+        .arg("--key")
+        .arg(keys.join("kernel.key"))
+        .arg("--connect-timeout")
+        .arg("20")
+        .arg("--")
+        .arg(&me)
+        .env("KERNEL_PROBE", attack)
+        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_EVIDENCE", scene.state.join("evidence.log"));
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+fn lines(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+type Check = (&'static str, fn() -> Result<(), String>);
+
+fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
+    let scene = scene();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let key = scene.state.join("keys/kernel.key");
+    let policy = scene.state.join("policy.cedar");
+    let _ = run(&scene, "kernel", &[]); // creates the key and some evidence
+    let evidence_before = std::fs::read(scene.state.join("evidence.log")).unwrap();
+    let assets = format!(
+        "{}:{}:{}",
+        key.display(),
+        policy.display(),
+        scene.state.join("evidence.log").display()
+    );
+    let output = run(
+        &scene,
+        "direct",
+        &[("PROBE_PORT", port.to_string()), ("PROBE_ASSETS", assets)],
+    );
+    let text = lines(&output);
+    let mut problems = Vec::new();
+    for line in text.lines() {
+        if line.contains("SUCCEEDED") {
+            problems.push(format!("escaped: {line}"));
+        }
+    }
+    for expected in [
+        "write-workspace",
+        "write-evidence",
+        "connect",
+        "exec",
+        "kill-enforcer",
+        "kill-enforcer-group",
+        "ptrace",
+        "proc-mem",
+        "proc-environ",
+        "process_vm_readv",
+        "setsid-unshare-kill",
+    ] {
+        if !text.contains(&format!("{expected}: blocked")) {
+            problems.push(format!("no report of {expected} being blocked"));
+        }
+    }
+    // Judged by the world.
+    if std::fs::read_to_string(scene.ws.join("victim.txt")).unwrap() != "original" {
+        problems.push("the workspace file changed".into());
+    }
+    if scene.ws.join("exec-made").exists() {
+        problems.push("the directly executed program ran".into());
+    }
+    if listener.accept().is_ok() {
+        problems.push("the loopback listener received a connection".into());
+    }
+    let evidence_after = std::fs::read(scene.state.join("evidence.log")).unwrap();
+    if !evidence_after.starts_with(&evidence_before)
+        || evidence_after.windows(6).any(|w| w == b"forged")
+    {
+        problems.push("the evidence was altered".into());
+    }
+    // The enforcer survived every attack: it ran to the end and exited
+    // with the agent's own status, after writing its final checkpoint.
+    if !output.status.success() {
+        problems.push(format!(
+            "supervised run failed: {:?} {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let report = kernel_core::audit(&evidence_after, &kernel_core::AuditOptions::default())
+        .map_err(|e| format!("evidence does not verify: {e}"))?;
+    if report.uncovered != 0 {
+        problems.push("no final checkpoint: the enforcer did not end cleanly".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n--- probe output:\n{text}",
+            problems.join("\n")
+        ))
+    }
+}
+
+fn actions_through_the_kernel_are_decided_and_allowed_ones_happen() -> Result<(), String> {
+    let scene = scene();
+    let target = scene.outside.join("target.txt");
+    std::fs::write(&target, "untouched").unwrap();
+    std::os::unix::fs::symlink(&target, scene.ws.join("link.txt")).unwrap();
+    // A racer flips ws/flip.txt between a regular file and a link to the
+    // target while the agent asks the broker to write it.
+    let flip = scene.ws.join("flip.txt");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let (flip, target, stop) = (flip.clone(), target.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&flip);
+                let _ = std::os::unix::fs::symlink(&target, &flip);
+                std::thread::sleep(Duration::from_micros(50));
+                let _ = std::fs::remove_file(&flip);
+                let _ = std::fs::write(&flip, "plain");
+            }
+        })
+    };
+    let output = run(&scene, "kernel", &[]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    racer.join().unwrap();
+    let text = lines(&output);
+    let mut problems = Vec::new();
+    let expect = |problems: &mut Vec<String>, line: &str, ok: bool| {
+        if !text.lines().any(|l| l.starts_with(line)) {
+            problems.push(format!("expected `{line}`"));
+        }
+        let _ = ok;
+    };
+    expect(&mut problems, "confinement: Confined", true);
+    expect(&mut problems, "kernel-write: SUCCEEDED", true);
+    expect(&mut problems, "kernel-read: SUCCEEDED decided", true);
+    expect(&mut problems, "kernel-exec: SUCCEEDED", true);
+    expect(&mut problems, "kernel-env: SUCCEEDED", true);
+    expect(&mut problems, "kernel-denied-read: blocked", false);
+    expect(&mut problems, "kernel-denied-exec: blocked", false);
+    expect(&mut problems, "kernel-symlink-write: blocked", false);
+    if std::fs::read_to_string(scene.ws.join("through-kernel.txt"))
+        .ok()
+        .as_deref()
+        != Some("decided")
+    {
+        problems.push("the brokered write did not happen".into());
+    }
+    if !scene.ws.join("touched-by-broker").exists() {
+        problems.push("the brokered exec did not run".into());
+    }
+    let env_line = text
+        .lines()
+        .find(|l| l.starts_with("kernel-env"))
+        .unwrap_or_default();
+    if env_line.contains("LD_PRELOAD") || !env_line.contains("TZ=UTC") {
+        problems.push(format!(
+            "environment not filtered as documented: {env_line}"
+        ));
+    }
+    if std::fs::read_to_string(&target).unwrap() != "untouched" {
+        problems.push("a write reached the symlink's target".into());
+    }
+    if std::fs::read_to_string(scene.ws.join("victim.txt")).unwrap() != "original" {
+        problems.push("the denied rm ran".into());
+    }
+    if !text.contains("race-writes: ") {
+        problems.push("the race did not run".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n--- probe output:\n{text}\n{}",
+            problems.join("\n"),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<(), String> {
+    let scene = scene();
+    let base = |command: &mut Command| {
+        command
+            .arg("run")
+            .arg("--policy")
+            .arg(scene.state.join("policy.cedar"))
+            .arg("--workspace")
+            .arg(&scene.ws)
+            .arg("--evidence")
+            .arg(scene.state.join("evidence.log"));
+    };
+    let mut problems = Vec::new();
+    // An agent that never connects.
+    let mut command = Command::new(ENFORCER);
+    base(&mut command);
+    let out = command
+        .args(["--connect-timeout", "1", "--", "/usr/bin/sleep", "30"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !stderr.contains("did not connect") {
+        problems.push(format!("a silent agent was accepted: {stderr}"));
+    }
+    // A confinement that cannot keep the kernel's files away: the policy
+    // lies inside the workspace the agent may read.
+    std::fs::copy(
+        scene.state.join("policy.cedar"),
+        scene.ws.join("policy.cedar"),
+    )
+    .unwrap();
+    let out = Command::new(ENFORCER)
+        .arg("run")
+        .arg("--policy")
+        .arg(scene.ws.join("policy.cedar"))
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(scene.state.join("evidence2.log"))
+        .args(["--", "/usr/bin/touch", "should-not-run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !stderr.contains("refusing to start") {
+        problems.push(format!("an unsound confinement was accepted: {stderr}"));
+    }
+    if scene.ws.join("should-not-run").exists() {
+        problems.push("the agent ran although the kernel refused to start".into());
+    }
+    // Running unconfined takes an explicit flag, and the evidence says so.
+    let mut command = Command::new(ENFORCER);
+    base(&mut command);
+    let out = command
+        .args([
+            "--danger-unconfined",
+            "--connect-timeout",
+            "1",
+            "--",
+            "/usr/bin/true",
+        ])
+        .output()
+        .unwrap();
+    let _ = out;
+    let bytes = std::fs::read(scene.state.join("evidence.log")).unwrap_or_default();
+    let recorded = kernel_core::split_records(&bytes)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| match kernel_core::decode_record(r) {
+            Ok(kernel_core::Record::Event(e)) => e.decode_unverified().ok(),
+            _ => None,
+        })
+        .any(|e| {
+            matches!(
+                e,
+                kernel_core::Event::SessionStart {
+                    confinement: kernel_core::Confinement::DangerUnconfined,
+                    ..
+                }
+            )
+        });
+    if !recorded {
+        problems.push("--danger-unconfined was not recorded in the evidence".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+fn main() {
+    if let Ok(attack) = std::env::var("KERNEL_PROBE") {
+        probe(&attack);
+        return;
+    }
+    let checks: [Check; 3] = [
+        (
+            "start_up_fails_without_a_connecting_agent_or_a_sound_confinement",
+            start_up_fails_without_a_connecting_agent_or_a_sound_confinement,
+        ),
+        (
+            "direct_attempts_fail_at_the_os_and_nothing_happens",
+            direct_attempts_fail_at_the_os_and_nothing_happens,
+        ),
+        (
+            "actions_through_the_kernel_are_decided_and_allowed_ones_happen",
+            actions_through_the_kernel_are_decided_and_allowed_ones_happen,
+        ),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, check) in checks {
+        match check() {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(why) => {
+                println!("test {name} ... FAILED\n{why}");
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
