@@ -247,6 +247,51 @@ fn probe(attack: &str) {
             }
             println!("race-writes: {written}");
         }
+        "embedded" => {
+            let state = std::env::var("PROBE_STATE").unwrap();
+            let config = kernel_client::SpawnConfig::new(
+                format!("{state}/policy.cedar"),
+                &ws,
+                format!("{state}/evidence.log"),
+            )
+            .enforcer(ENFORCER);
+            let kernel = kernel_client::Kernel::spawn(config).unwrap();
+            let scratch = format!("{state}/scratch");
+            std::fs::create_dir_all(&scratch).unwrap();
+            report(
+                "lockdown",
+                kernel
+                    .lockdown(std::path::Path::new(&scratch))
+                    .map(|()| String::new())
+                    .map_err(|e| e.to_string()),
+            );
+            println!("brokered: {}", kernel.is_brokered());
+            report(
+                "write-workspace",
+                io(std::fs::write(format!("{ws}/victim.txt"), "pwned")),
+            );
+            report(
+                "read-policy",
+                io(std::fs::read(format!("{state}/policy.cedar"))),
+            );
+            report(
+                "exec",
+                io(Command::new("/usr/bin/touch")
+                    .arg(format!("{ws}/exec-made"))
+                    .status()),
+            );
+            report(
+                "write-scratch",
+                io(std::fs::write(format!("{scratch}/notes"), "mine")),
+            );
+            report(
+                "kernel-write",
+                kernel
+                    .write_file(&format!("{ws}/through-kernel.txt"), b"decided")
+                    .map(|()| String::new())
+                    .map_err(|e| e.to_string()),
+            );
+        }
         other => panic!("unknown probe {other}"),
     }
 }
@@ -575,12 +620,62 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
     }
 }
 
+fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
+    let scene = scene();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .env("KERNEL_PROBE", "embedded")
+        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_STATE", &scene.state)
+        .output()
+        .unwrap();
+    let text = lines(&output);
+    let mut problems = Vec::new();
+    for line in [
+        "lockdown: SUCCEEDED",
+        "brokered: true",
+        "write-workspace: blocked",
+        "read-policy: blocked",
+        "exec: blocked",
+        "write-scratch: SUCCEEDED",
+        "kernel-write: SUCCEEDED",
+    ] {
+        if !text.lines().any(|l| l.starts_with(line)) {
+            problems.push(format!("expected `{line}`"));
+        }
+    }
+    if std::fs::read_to_string(scene.ws.join("victim.txt")).unwrap() != "original"
+        || scene.ws.join("exec-made").exists()
+    {
+        problems.push("a direct effect happened after lockdown".into());
+    }
+    if std::fs::read_to_string(scene.ws.join("through-kernel.txt"))
+        .ok()
+        .as_deref()
+        != Some("decided")
+    {
+        problems.push("the brokered write did not happen".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n--- probe output:\n{text}{}",
+            problems.join("\n"),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
 fn main() {
     if let Ok(attack) = std::env::var("KERNEL_PROBE") {
         probe(&attack);
         return;
     }
-    let checks: [Check; 3] = [
+    let checks: [Check; 4] = [
+        (
+            "embedded_lockdown_confines_the_agent_after_spawn",
+            embedded_lockdown_confines_the_agent_after_spawn,
+        ),
         (
             "start_up_fails_without_a_connecting_agent_or_a_sound_confinement",
             start_up_fails_without_a_connecting_agent_or_a_sound_confinement,
