@@ -408,10 +408,14 @@ fn start_session(
         .chain(extra_assets.iter())
         .cloned()
         .collect();
+    // The floor also protects the enforcer's binary (from being written,
+    // deleted or run by the agent); the confinement does not hide it, since
+    // it may well be installed under a system tree the agent can read.
+    let mut floor = protected.clone();
     if let Ok(exe) = std::env::current_exe() {
-        protected.push(exe);
+        floor.push(exe);
     }
-    let assets: Vec<String> = protected.iter().flat_map(|p| path_forms(p)).collect();
+    let assets: Vec<String> = floor.iter().flat_map(|p| path_forms(p)).collect();
     let env = Environment::new(&workspace.to_string_lossy(), &assets)?;
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy, refusing to start:\n{e}"),
