@@ -19,8 +19,8 @@
 //! ```no_run
 //! use kernel_client::{Action, Kernel, SpawnConfig};
 //!
-//! let kernel = Kernel::spawn(SpawnConfig::new("agent.cedar", "/work/project", "/var/lib/agent/evidence.log"))?;
-//! match kernel.authorize(Action::file_read("/work/project/README.md")) {
+//! let kernel = Kernel::spawn(SpawnConfig::new("agent.cedar", "/home/dev/project", "/var/lib/agent/evidence.log"))?;
+//! match kernel.authorize(Action::file_read("/home/dev/project/README.md")) {
 //!     Ok(permit) => println!("allowed, receipt at log index {}", permit.receipt().body().log_index),
 //!     Err(denial) => println!("denied: {denial}"),
 //! }

@@ -717,14 +717,14 @@ mod tests {
     use super::*;
 
     fn canon(action: Action) -> Result<Action, ActionError> {
-        CanonicalAction::new(action, Some("/work/project")).map(|c| c.0)
+        CanonicalAction::new(action, Some("/home/dev/project")).map(|c| c.0)
     }
 
     #[test]
     fn paths_are_absolute_and_normalised() {
         assert_eq!(
             canon(Action::file_read("src/../src/./main.rs")).unwrap(),
-            Action::file_read("/work/project/src/main.rs")
+            Action::file_read("/home/dev/project/src/main.rs")
         );
         assert_eq!(
             canon(Action::file_read("//etc///passwd/")).unwrap(),
@@ -826,8 +826,8 @@ mod tests {
             ))
             .unwrap(),
             Action::exec(
-                Exec::new("/work/project/run.sh")
-                    .cwd("/work/project")
+                Exec::new("/home/dev/project/run.sh")
+                    .cwd("/home/dev/project")
                     .env("A", "1")
                     .env("B", "2")
             )

@@ -26,8 +26,8 @@
 //! ```
 //! use kernel_core::{Action, CanonicalAction};
 //!
-//! let action = CanonicalAction::new(Action::file_read("src/../Cargo.toml"), Some("/work"))?;
-//! assert_eq!(action.action(), &Action::file_read("/work/Cargo.toml"));
+//! let action = CanonicalAction::new(Action::file_read("src/../Cargo.toml"), Some("/srv/app"))?;
+//! assert_eq!(action.action(), &Action::file_read("/srv/app/Cargo.toml"));
 //! # Ok::<(), kernel_core::ActionError>(())
 //! ```
 #![forbid(unsafe_code)]
