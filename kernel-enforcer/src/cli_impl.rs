@@ -399,7 +399,7 @@ fn start_session(
         path.push(".control");
         PathBuf::from(path)
     });
-    let mut protected: Vec<PathBuf> = args
+    let protected: Vec<PathBuf> = args
         .policies
         .iter()
         .chain(args.key.iter())
