@@ -508,6 +508,13 @@ impl Kernel {
                 Ok(bytes) => Received::Frame(bytes),
                 Err(TryRecvError::Empty) => Received::Empty,
                 Err(TryRecvError::IpcError(IpcError::Disconnected)) => Received::Disconnected,
+                // A signal delivered to the agent interrupts the wait; the
+                // caller's deadline still bounds it.
+                Err(TryRecvError::IpcError(IpcError::Io(e)))
+                    if e.kind() == std::io::ErrorKind::Interrupted =>
+                {
+                    Received::Empty
+                }
                 Err(TryRecvError::IpcError(e)) => Received::Failed(format!("{e:?}")),
             }
         }))

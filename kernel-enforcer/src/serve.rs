@@ -8,6 +8,7 @@
 //! request that was already in flight.
 
 use crate::control::{self, ControlRequest, ControlResponse, Peer};
+use crate::policy::PolicyEngine;
 use crate::session::{GrantScope, Reply, Session};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
@@ -69,6 +70,25 @@ impl Shared {
 
     fn control(&self, request: ControlRequest, peer: Peer) -> ControlResponse {
         let by = format!("operator {peer}");
+        if request == ControlRequest::Reload {
+            // Parsed and validated before taking the lock, so decisions do
+            // not wait for it; swapped in under the lock.
+            let environment = self.session.lock().policy().environment().clone();
+            let engine = PolicyEngine::load(&self.policies, environment);
+            let mut session = self.session.lock();
+            return match engine
+                .map_err(|e| e.to_string())
+                .and_then(|engine| session.install_policy(engine, &by))
+            {
+                Ok(digest) => ControlResponse::ok(
+                    format!("policy reloaded: {digest}"),
+                    serde_json::json!({"policy_digest": digest.to_hex()}),
+                ),
+                Err(e) => ControlResponse::error(format!(
+                    "reload refused, the previous policy stays in force:\n{e}"
+                )),
+            };
+        }
         let mut session = self.session.lock();
         match request {
             ControlRequest::Halt { reason } => {
@@ -133,15 +153,7 @@ impl Shared {
                 }
                 Err(e) => ControlResponse::error(e),
             },
-            ControlRequest::Reload => match session.reload(&self.policies, &by) {
-                Ok(digest) => ControlResponse::ok(
-                    format!("policy reloaded: {digest}"),
-                    serde_json::json!({"policy_digest": digest.to_hex()}),
-                ),
-                Err(e) => ControlResponse::error(format!(
-                    "reload refused, the previous policy stays in force:\n{e}"
-                )),
-            },
+            ControlRequest::Reload => ControlResponse::error("reload is handled above"),
         }
     }
 }
@@ -253,6 +265,13 @@ fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
                 if !shared.send(vec![refusal]) {
                     return;
                 }
+                continue;
+            }
+            // A signal (SIGUSR1, the kill switch) interrupts the wait: that
+            // is not the client going away.
+            Err(TryRecvError::IpcError(IpcError::Io(e)))
+                if e.kind() == std::io::ErrorKind::Interrupted =>
+            {
                 continue;
             }
             Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_))) => return,

@@ -848,11 +848,17 @@ impl Session {
     /// for every later decision (the swap happens between two requests)
     /// and is recorded with who asked.
     pub fn reload(&mut self, paths: &[std::path::PathBuf], by: &str) -> Result<Digest, String> {
+        let engine = PolicyEngine::load(paths, self.policy.environment().clone())
+            .map_err(|e| e.to_string())?;
+        self.install_policy(engine, by)
+    }
+
+    /// Puts an already validated policy set in force for every later
+    /// decision and records the change with who asked.
+    pub fn install_policy(&mut self, engine: PolicyEngine, by: &str) -> Result<Digest, String> {
         if self.evidence_broken {
             return Err("the enforcer is halted and cannot record anything".into());
         }
-        let engine = PolicyEngine::load(paths, self.policy.environment().clone())
-            .map_err(|e| e.to_string())?;
         let digest = engine.digest();
         self.policy = engine;
         let event = Event::PolicyLoad {
