@@ -248,31 +248,20 @@ impl Prepared {
 
     /// Applies the confinement to the calling thread and everything it
     /// starts afterwards: `no_new_privs`, the Landlock ruleset, then the
-    /// seccomp filter. Allocates nothing, so it may run between `fork` and
-    /// `exec`.
+    /// seccomp filter. Allocates nothing on success, so it may run between
+    /// `fork` and `exec`.
     pub fn apply(&mut self) -> Result<(), ConfineError> {
-        let ruleset = self
-            .ruleset
-            .take()
-            .ok_or_else(|| ConfineError::Apply("already applied".into()))?;
-        let status = ruleset
-            .restrict_self()
-            .map_err(|e| ConfineError::Apply(e.to_string()))?;
-        if status.ruleset != RulesetStatus::FullyEnforced || !status.no_new_privs {
-            return Err(ConfineError::Unsupported(
-                "landlock not fully enforced".into(),
-            ));
-        }
-        for filter in &self.filters {
-            seccompiler::apply_filter(filter).map_err(|e| ConfineError::Apply(e.to_string()))?;
-        }
-        Ok(())
+        self.restrict(false)
     }
 
     /// Applies the confinement to every thread of this process (seccomp is
     /// synchronised across threads; Landlock covers the calling thread and
     /// threads it starts later, so call this before starting threads).
     pub fn apply_to_process(&mut self) -> Result<(), ConfineError> {
+        self.restrict(true)
+    }
+
+    fn restrict(&mut self, all_threads: bool) -> Result<(), ConfineError> {
         let ruleset = self
             .ruleset
             .take()
@@ -286,8 +275,12 @@ impl Prepared {
             ));
         }
         for filter in &self.filters {
-            seccompiler::apply_filter_all_threads(filter)
-                .map_err(|e| ConfineError::Apply(e.to_string()))?;
+            let applied = if all_threads {
+                seccompiler::apply_filter_all_threads(filter)
+            } else {
+                seccompiler::apply_filter(filter)
+            };
+            applied.map_err(|e| ConfineError::Apply(e.to_string()))?;
         }
         Ok(())
     }

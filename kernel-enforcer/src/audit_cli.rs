@@ -60,17 +60,24 @@ fn read_log(log: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Options of `audit verify`.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// The enforcer's public key.
+    /// The enforcer's public key (`ed25519:...` or a file holding it).
+    /// Without it, each session's self-declared key is used.
+    #[arg(long)]
     pub(crate) kernel_key: Option<String>,
-    /// The witness's public key.
+    /// The witness's public key: its co-signatures must verify and match
+    /// the log (which catches truncation and rewrites).
+    #[arg(long)]
     pub(crate) witness_key: Option<String>,
     /// The witness's key name.
+    #[arg(long, default_value = DEFAULT_WITNESS_NAME)]
     pub(crate) witness_name: String,
-    /// Where co-signed checkpoints are.
+    /// Co-signed checkpoints (default: LOG.cosignatures).
+    #[arg(long)]
     pub(crate) cosignatures: Option<PathBuf>,
-    /// A trusted checkpoint note file.
+    /// A checkpoint note obtained earlier: the log must extend it.
+    #[arg(long)]
     pub(crate) trusted_checkpoint: Option<PathBuf>,
     /// The evidence file.
     pub(crate) log: PathBuf,
@@ -393,17 +400,23 @@ pub(crate) fn prove(log: &Path, index: u64) -> Result<(), String> {
 }
 
 /// Options of `audit witness`.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub(crate) struct WitnessArgs {
-    /// The witness's private key (PKCS#8 PEM, mode 0600).
+    /// The witness's private key (PKCS#8 PEM, mode 0600, from `keygen`).
+    #[arg(long)]
     pub(crate) key: PathBuf,
-    /// The witness's state: the last checkpoint it co-signed.
+    /// The witness's state file (the last co-signed checkpoint).
+    #[arg(long)]
     pub(crate) state: PathBuf,
     /// The witness's key name.
+    #[arg(long, default_value = DEFAULT_WITNESS_NAME)]
     pub(crate) name: String,
-    /// The enforcer's public key, if the witness pins it.
+    /// Pin the enforcer's public key.
+    #[arg(long)]
     pub(crate) kernel_key: Option<String>,
-    /// Where to append the co-signed checkpoint.
+    /// Where to append the co-signed checkpoint (default:
+    /// LOG.cosignatures).
+    #[arg(long)]
     pub(crate) cosignatures: Option<PathBuf>,
     /// The evidence file.
     pub(crate) log: PathBuf,

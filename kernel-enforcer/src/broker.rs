@@ -207,26 +207,9 @@ impl Broker {
         if self.confine {
             let mut profile = Profile::brokered(&self.workspace, Path::new(&exec.program));
             profile.protected = self.protected.clone();
-            let mut prepared = match Prepared::new(&profile) {
-                Ok(prepared) => prepared,
+            match Prepared::new(&profile) {
+                Ok(prepared) => crate::supervise::confine_before_exec(&mut command, prepared),
                 Err(e) => return failed(format!("cannot confine the program: {e}")),
-            };
-            #[allow(
-                unsafe_code,
-                reason = "pre_exec is how a child is confined before exec"
-            )]
-            // SAFETY: runs in the child between fork and exec. `apply` only
-            // makes system calls on descriptors and a filter prepared
-            // before the fork; it allocates nothing and takes no lock on
-            // its success path, so other threads of the enforcer holding
-            // locks at fork time cannot deadlock it. On failure the child
-            // exits with an error instead of running the program.
-            unsafe {
-                command.pre_exec(move || {
-                    prepared
-                        .apply()
-                        .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))
-                });
             }
         }
         let mut child = match command.spawn() {

@@ -1,6 +1,6 @@
 //! The `kernel-enforcer` command line.
 
-use crate::audit_cli::{self, DEFAULT_WITNESS_NAME, VerifyArgs, WitnessArgs};
+use crate::audit_cli::{self, VerifyArgs, WitnessArgs};
 use crate::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
 use crate::control::{self, ControlRequest};
 use crate::evidence::EvidenceLog;
@@ -216,27 +216,7 @@ enum PolicyCommand {
 enum AuditCommand {
     /// Verify an evidence file with public keys only. Exits 0 when sound,
     /// 1 with the first faulty record index otherwise.
-    Verify {
-        /// The enforcer's public key (`ed25519:...` or a file holding it).
-        /// Without it, each session's self-declared key is used.
-        #[arg(long)]
-        kernel_key: Option<String>,
-        /// The witness's public key: its co-signatures must verify and
-        /// match the log (which catches truncation and rewrites).
-        #[arg(long)]
-        witness_key: Option<String>,
-        /// The witness's key name.
-        #[arg(long, default_value = DEFAULT_WITNESS_NAME)]
-        witness_name: String,
-        /// Co-signed checkpoints (default: LOG.cosignatures).
-        #[arg(long)]
-        cosignatures: Option<PathBuf>,
-        /// A checkpoint note obtained earlier: the log must extend it.
-        #[arg(long)]
-        trusted_checkpoint: Option<PathBuf>,
-        /// The evidence file.
-        log: PathBuf,
-    },
+    Verify(VerifyArgs),
     /// Print every record readably (a table, or JSON lines). Does not
     /// authenticate anything: use `verify` for that.
     Inspect {
@@ -257,26 +237,7 @@ enum AuditCommand {
     },
     /// As the operator's witness: verify the log, check it extends the
     /// checkpoint co-signed last time, and co-sign its newest checkpoint.
-    Witness {
-        /// The witness's private key (PKCS#8 PEM, mode 0600, from `keygen`).
-        #[arg(long)]
-        key: PathBuf,
-        /// The witness's state file (the last co-signed checkpoint).
-        #[arg(long)]
-        state: PathBuf,
-        /// The witness's key name.
-        #[arg(long, default_value = DEFAULT_WITNESS_NAME)]
-        name: String,
-        /// Pin the enforcer's public key.
-        #[arg(long)]
-        kernel_key: Option<String>,
-        /// Where to append the co-signed checkpoint (default:
-        /// LOG.cosignatures).
-        #[arg(long)]
-        cosignatures: Option<PathBuf>,
-        /// The evidence file.
-        log: PathBuf,
-    },
+    Witness(WitnessArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -291,21 +252,7 @@ pub fn main() -> ExitCode {
             print!("{}", policy::SCHEMA);
             Ok(())
         }
-        Command::Audit(AuditCommand::Verify {
-            kernel_key,
-            witness_key,
-            witness_name,
-            cosignatures,
-            trusted_checkpoint,
-            log,
-        }) => audit_cli::verify(&VerifyArgs {
-            kernel_key,
-            witness_key,
-            witness_name,
-            cosignatures,
-            trusted_checkpoint,
-            log,
-        }),
+        Command::Audit(AuditCommand::Verify(args)) => audit_cli::verify(&args),
         Command::Audit(AuditCommand::Inspect { json, log }) => audit_cli::inspect(&log, json),
         Command::Halt { control, reason } => operator(&control, &ControlRequest::Halt { reason }),
         Command::Status { control } => operator(&control, &ControlRequest::Status),
@@ -326,21 +273,7 @@ pub fn main() -> ExitCode {
         Command::Reject { control, id } => operator(&control, &ControlRequest::Reject { id }),
         Command::Reload { control } => operator(&control, &ControlRequest::Reload),
         Command::Audit(AuditCommand::Prove { index, log }) => audit_cli::prove(&log, index),
-        Command::Audit(AuditCommand::Witness {
-            key,
-            state,
-            name,
-            kernel_key,
-            cosignatures,
-            log,
-        }) => audit_cli::witness(&WitnessArgs {
-            key,
-            state,
-            name,
-            kernel_key,
-            cosignatures,
-            log,
-        }),
+        Command::Audit(AuditCommand::Witness(args)) => audit_cli::witness(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

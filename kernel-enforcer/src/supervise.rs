@@ -115,25 +115,8 @@ pub fn run(
         .env(CHANNEL_ENV, &name)
         .env(SCRATCH_ENV, &agent.scratch)
         .process_group(0);
-    if let Some(mut prepared) = confinement {
-        #[allow(
-            unsafe_code,
-            reason = "pre_exec is how a child is confined before exec"
-        )]
-        // SAFETY: the closure runs in the child between fork and exec. The
-        // enforcer has started no other thread yet (the control socket and
-        // signal threads start after the agent has joined), so no lock is
-        // held by a thread that does not exist in the child. `apply` makes
-        // system calls on descriptors and a program prepared before the
-        // fork and allocates nothing on its success path; on failure the
-        // child reports an error and exits without running the agent.
-        unsafe {
-            command.pre_exec(move || {
-                prepared
-                    .apply()
-                    .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))
-            });
-        }
+    if let Some(prepared) = confinement {
+        confine_before_exec(&mut command, prepared);
     }
     let mut child = command.spawn().map_err(|source| SuperviseError::Start {
         program: agent.program.clone(),
@@ -193,5 +176,32 @@ fn wait_for_agent(
             let _ = IpcSender::<EnforcerEnds>::connect(name.to_owned());
             return Err(SuperviseError::NoConnection(timeout));
         }
+    }
+}
+
+/// Has the child that `command` starts apply `prepared` between `fork` and
+/// `exec`, so that not one instruction of the program runs unconfined. If
+/// applying fails, the child exits with an error instead of running it.
+pub(crate) fn confine_before_exec(command: &mut Command, mut prepared: Prepared) {
+    #[allow(
+        unsafe_code,
+        reason = "pre_exec is how a child is confined before exec"
+    )]
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe work is sound when the parent has other
+    // threads. `Prepared::apply` only makes system calls (prctl,
+    // landlock_restrict_self, seccomp) on descriptors and filters prepared
+    // before the fork; it allocates nothing and takes no lock on its
+    // success path. Its failure path formats an error message, which
+    // allocates: if another thread of the parent held the allocator's lock
+    // at the fork, the child could block there, but it never gets to run
+    // the program unconfined (the broker kills children at its time
+    // limit; supervised mode forks before starting any thread).
+    unsafe {
+        command.pre_exec(move || {
+            prepared
+                .apply()
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))
+        });
     }
 }
