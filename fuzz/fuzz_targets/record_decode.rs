@@ -1,0 +1,12 @@
+//! Evidence records and files: never panic; a record that decodes
+//! re-encodes to the same bytes; `audit` of arbitrary bytes never panics.
+#![no_main]
+use kernel_core::{AuditOptions, audit, decode_record, encode_record};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(record) = decode_record(data) {
+        assert_eq!(encode_record(&record), data, "record encoding is not canonical");
+    }
+    let _ = audit(data, &AuditOptions::default());
+});
