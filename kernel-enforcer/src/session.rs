@@ -492,7 +492,7 @@ impl Session {
                 protocol,
                 challenge,
             } => Answer::Frame(self.hello(protocol, &challenge)),
-            ClientFrame::Authorize { request } => Answer::Frame(self.authorize(&request)),
+            ClientFrame::Authorize { request } => Answer::Frame(self.authorize(&request).0),
             ClientFrame::Broker { request, payload } => self.broker_request(&request, payload),
         }
     }
@@ -500,35 +500,29 @@ impl Session {
     /// Decides a brokered request; an allowed one comes back as an effect
     /// to perform once its record is durable.
     fn broker_request(&mut self, bytes: &[u8], payload: Vec<u8>) -> Answer {
-        let reply = self.authorize(bytes);
+        let (reply, allowed) = self.authorize(bytes);
         let EnforcerFrame::Receipt { seq, receipt } = reply else {
             return Answer::Frame(reply);
         };
-        let allowed = kernel_core::decode_receipt_body_unverified(&receipt.body)
-            .is_ok_and(|body| body.decision == Decision::Allow);
-        let action = EncodedRequest::decode(bytes).map(|r| r.request().action.clone());
-        match (allowed, action, self.broker.is_some()) {
-            (true, Ok(action), true) => Answer::Effect(PendingEffect {
-                seq,
-                receipt,
-                action,
-                payload,
-            }),
-            (true, _, _) => Answer::Frame(EnforcerFrame::Brokered {
-                seq,
-                receipt,
-                outcome: Outcome::NotPerformed {
-                    reason: "this enforcer does not broker effects".into(),
-                },
-            }),
-            (false, _, _) => Answer::Frame(EnforcerFrame::Brokered {
-                seq,
-                receipt,
-                outcome: Outcome::NotPerformed {
-                    reason: "not allowed".into(),
-                },
-            }),
-        }
+        let reason = match (allowed, self.broker.is_some()) {
+            (Some(request), true) => {
+                return Answer::Effect(PendingEffect {
+                    seq,
+                    receipt,
+                    action: request.request().action.clone(),
+                    payload,
+                });
+            }
+            (Some(_), false) => "this enforcer does not broker effects",
+            (None, _) => "not allowed",
+        };
+        Answer::Frame(EnforcerFrame::Brokered {
+            seq,
+            receipt,
+            outcome: Outcome::NotPerformed {
+                reason: reason.into(),
+            },
+        })
     }
 
     fn hello(&mut self, protocol: u16, challenge: &[u8; 32]) -> EnforcerFrame {
@@ -561,26 +555,31 @@ impl Session {
         }
     }
 
-    fn authorize(&mut self, bytes: &[u8]) -> EnforcerFrame {
+    /// Decides one request. Returns the reply and, for an `Allow`, the
+    /// decoded request (so the broker need not decode it again).
+    fn authorize(&mut self, bytes: &[u8]) -> (EnforcerFrame, Option<EncodedRequest>) {
         if !self.greeted {
-            return Self::refused(None, Refusal::OutOfOrder("request before hello".into()));
+            return (
+                Self::refused(None, Refusal::OutOfOrder("request before hello".into())),
+                None,
+            );
         }
         let encoded = match EncodedRequest::decode(bytes) {
             Ok(encoded) => encoded,
-            Err(e) => return Self::refused(None, Refusal::Malformed(e.to_string())),
+            Err(e) => return (Self::refused(None, Refusal::Malformed(e.to_string())), None),
         };
         let request = encoded.request();
         let seq = request.seq;
         if request.session != self.id {
-            return Self::refused(Some(seq), Refusal::WrongSession);
+            return (Self::refused(Some(seq), Refusal::WrongSession), None);
         }
         if self.last_seq.is_some_and(|last| seq <= last) {
-            return Self::refused(Some(seq), Refusal::Replayed(seq));
+            return (Self::refused(Some(seq), Refusal::Replayed(seq)), None);
         }
         self.last_seq = Some(seq);
         if self.evidence_broken {
             // Nothing can be recorded, so nothing is decided.
-            return Self::refused(Some(seq), Refusal::Halted);
+            return (Self::refused(Some(seq), Refusal::Halted), None);
         }
         let action_digest = request.action.digest();
         let now = now_ms();
@@ -603,7 +602,7 @@ impl Session {
                 if self.pending.len() >= MAX_PENDING_APPROVALS {
                     // Recorded as asked; the client is told below that it
                     // will not be answered.
-                    return self.stage_decision(
+                    let denial = self.stage_decision(
                         &encoded,
                         &Verdict {
                             decision: Decision::Deny,
@@ -613,6 +612,7 @@ impl Session {
                             )],
                         },
                     );
+                    return (denial, None);
                 }
                 let id = self.next_approval;
                 self.next_approval += 1;
@@ -625,9 +625,10 @@ impl Session {
                     },
                 );
             }
-            Decision::Allow | Decision::Deny => {}
+            Decision::Allow => return (reply, Some(encoded)),
+            Decision::Deny => {}
         }
-        reply
+        (reply, None)
     }
 
     /// Evaluates, applies limits, decides, and stages the decision record.
