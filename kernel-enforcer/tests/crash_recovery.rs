@@ -35,7 +35,7 @@
 
 mod common;
 
-use common::{ENFORCER, Fixture, fixture, signal};
+use common::{Fixture, fixture, keygen, signal};
 use kernel_client::{Action, Denial, Kernel, SpawnConfig};
 use kernel_core::merkle::{self, Hash, leaf_hash};
 use kernel_core::{
@@ -44,8 +44,7 @@ use kernel_core::{
     split_records_prefix, verify_receipt_signature,
 };
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -96,17 +95,6 @@ struct Received {
     /// Known for permits only: a denial carries no request digest.
     request_digest: Option<Digest>,
     policies: Vec<String>,
-}
-
-fn keygen(dir: &Path) -> (PathBuf, VerifyingKey) {
-    let out = Command::new(ENFORCER)
-        .args(["keygen", "--out"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "keygen failed: {out:?}");
-    let key = kernel_core::parse_public_key(&String::from_utf8(out.stdout).unwrap()).unwrap();
-    (dir.join("kernel.key"), key)
 }
 
 fn config(f: &Fixture, key_file: &Path, key: VerifyingKey) -> SpawnConfig {

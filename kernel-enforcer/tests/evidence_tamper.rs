@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{ENFORCER, Fixture, fixture};
+use common::{ENFORCER, Fixture, fixture, keygen};
 use kernel_client::{Action, Kernel};
 use kernel_core::note::SignedNote;
 use kernel_core::{
@@ -33,17 +33,6 @@ struct Setup {
     fixture: Fixture,
     key_file: PathBuf,
     key: VerifyingKey,
-}
-
-fn keygen(dir: &Path) -> (PathBuf, VerifyingKey) {
-    let out = Command::new(ENFORCER)
-        .args(["keygen", "--out"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let key = kernel_core::parse_public_key(&String::from_utf8(out.stdout).unwrap()).unwrap();
-    (dir.join("kernel.key"), key)
 }
 
 fn setup() -> Setup {

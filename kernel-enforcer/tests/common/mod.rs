@@ -129,3 +129,16 @@ impl Drop for RawClient {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `kernel-enforcer keygen --out dir`; returns the private key file
+/// and the public key it printed.
+pub(crate) fn keygen(dir: &std::path::Path) -> (PathBuf, kernel_core::VerifyingKey) {
+    let out = Command::new(ENFORCER)
+        .args(["keygen", "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "keygen failed: {out:?}");
+    let key = kernel_core::parse_public_key(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    (dir.join("kernel.key"), key)
+}
