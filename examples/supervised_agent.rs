@@ -8,15 +8,26 @@
 //! broker. Then it tries to go around the kernel, and the OS refuses.
 //!
 //! Run it with (from the repository root):
-//! `cargo build --release && mkdir -p /tmp/agent-ws && target/release/kernel-enforcer run --policy examples/policies/agent.cedar --workspace /tmp/agent-ws -- target/release/examples/supervised_agent`
+//! `cargo build --release --workspace --bins --examples && mkdir -p /tmp/agent-ws && target/release/kernel-enforcer run --policy examples/policies/agent.cedar --workspace /tmp/agent-ws -- target/release/examples/supervised_agent`
 
-use kernel_client::{ClientConfig, Exec, Kernel};
+use kernel_client::{ClientConfig, EffectError, Exec, Kernel};
 use std::process::ExitCode;
 
 fn show(what: &str, result: Result<String, String>) {
     match result {
         Ok(effect) => println!("  {what:<44} done: {effect}"),
         Err(why) => println!("  {what:<44} refused: {why}"),
+    }
+}
+
+/// Like [`show`], for effects asked of the kernel: a denial is a refusal;
+/// an allowed effect that failed where the broker performed it is a
+/// failure.
+fn decided(what: &str, result: Result<String, EffectError>) {
+    match result {
+        Ok(effect) => println!("  {what:<44} done: {effect}"),
+        Err(EffectError::Denied(why)) => println!("  {what:<44} refused: {why}"),
+        Err(other) => println!("  {what:<44} allowed, but failed: {other}"),
     }
 }
 
@@ -33,33 +44,49 @@ fn main() -> ExitCode {
     println!("session {} ({})", info.session, info.confinement.as_str());
 
     println!("\nthrough the kernel (decided by policy, performed by the broker):");
-    show(
+    decided(
         "write notes.md",
         kernel
             .write_file(&format!("{ws}/notes.md"), b"- supervised run\n")
-            .map(|()| "wrote 17 bytes".into())
-            .map_err(|e| e.to_string()),
+            .map(|()| "wrote 17 bytes".into()),
     );
-    show(
+    decided(
         "read notes.md",
         kernel
             .read_file(&format!("{ws}/notes.md"))
-            .map(|b| format!("{:?}", String::from_utf8_lossy(&b).trim()))
-            .map_err(|e| e.to_string()),
+            .map(|b| format!("{:?}", String::from_utf8_lossy(&b).trim())),
     );
-    show(
+    decided(
         "exec ls",
         kernel
             .exec(Exec::new("ls").arg(".").cwd(&ws))
-            .map(|o| format!("{:?}", String::from_utf8_lossy(&o.stdout).trim()))
-            .map_err(|e| e.to_string()),
+            .map(|o| format!("{:?}", String::from_utf8_lossy(&o.stdout).trim())),
     );
-    show(
+    decided(
         "exec rm -rf /",
         kernel
             .exec(Exec::new("rm").args(["-rf", "/"]).cwd(&ws))
-            .map(|o| o.status.to_string())
-            .map_err(|e| e.to_string()),
+            .map(|o| o.status.to_string()),
+    );
+    // The policy allows read-only HTTPS calls to one API host; the broker
+    // makes the request (on a machine without network it fails there).
+    decided(
+        "http GET https://api.github.com/zen",
+        kernel
+            .http("GET", "https://api.github.com/zen", b"")
+            .map(|r| format!("{} {:?}", r.status, String::from_utf8_lossy(&r.body))),
+    );
+    decided(
+        "http POST https://api.github.com/gists",
+        kernel
+            .http("POST", "https://api.github.com/gists", b"{}")
+            .map(|r| r.status.to_string()),
+    );
+    decided(
+        "connect to 203.0.113.7:22",
+        kernel
+            .connect_tcp("203.0.113.7", 22)
+            .map(|s| format!("connected to {:?}", s.peer_addr())),
     );
 
     println!("\naround the kernel (the OS refuses):");

@@ -1,14 +1,16 @@
 //! Guarded effects: each runs only with a permit for exactly its action,
 //! and consumes the permit.
 //!
-//! These perform the effect in the agent's own process. They make the
-//! kernel the path a cooperating agent takes; confining the agent so that
-//! it is the only path is the job of OS confinement.
+//! File and program effects run in the agent's own process while it is
+//! unconfined, and through the enforcer's broker once it is confined.
+//! Network effects always go through the broker: the enforcer connects, or
+//! makes the HTTP request, itself.
 
 use crate::denial::Denial;
 use crate::kernel::{Kernel, now_ms};
 use kernel_core::{Action, Digest, Exec, Outcome, Permit, WriteMode};
 use std::io::Write;
+use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 
 /// Why a guarded effect did not happen (or failed while happening).
@@ -31,6 +33,20 @@ pub enum EffectError {
     /// there.
     #[error("brokered effect: {0}")]
     Broker(String),
+}
+
+/// The response to a brokered HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code. Redirects come back as they are: the broker never
+    /// follows them, since their target was not decided on.
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body, at most the broker's cap (1 MiB).
+    pub body: Vec<u8>,
+    /// Whether body bytes beyond the cap were dropped.
+    pub truncated: bool,
 }
 
 fn broker_failure(outcome: Outcome) -> EffectError {
@@ -176,6 +192,45 @@ impl Kernel {
         }
         match self.broker(action, content.to_vec())?.1 {
             Outcome::Written { .. } => Ok(()),
+            other => Err(broker_failure(other)),
+        }
+    }
+
+    /// Asks to open a TCP connection to `host:port` and, if permitted, has
+    /// the enforcer connect and hand this process the connected socket.
+    /// The agent needs no right to connect anywhere itself (a confined one
+    /// has none).
+    pub fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, EffectError> {
+        let (permit, outcome) = self.broker(Action::net_connect(host, port), Vec::new())?;
+        match outcome {
+            Outcome::Connected { .. } => {
+                let descriptor = self.take_descriptor(permit.seq()).map_err(|e| {
+                    EffectError::Broker(format!("the connection did not arrive: {e}"))
+                })?;
+                Ok(TcpStream::from(descriptor))
+            }
+            other => Err(broker_failure(other)),
+        }
+    }
+
+    /// Asks to make an HTTP request and, if permitted, has the enforcer
+    /// make it: the decided method and URL, `body` as the request body (a
+    /// policy decides on method and URL, not on the body), no proxy,
+    /// redirects returned rather than followed, a time limit and a 1 MiB
+    /// cap on the response body.
+    pub fn http(&self, method: &str, url: &str, body: &[u8]) -> Result<HttpResponse, EffectError> {
+        match self.broker(Action::http(method, url), body.to_vec())?.1 {
+            Outcome::Http {
+                status,
+                headers,
+                body,
+                truncated,
+            } => Ok(HttpResponse {
+                status,
+                headers,
+                body,
+                truncated,
+            }),
             other => Err(broker_failure(other)),
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::config::{ClientConfig, SpawnConfig};
 use crate::denial::Denial;
+use crate::handoff::HandoffInbox;
 use crate::resolve::search_path;
 use crate::spawn::{SpawnError, spawn_enforcer};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
@@ -104,6 +105,7 @@ pub struct Kernel {
     protected: Vec<std::path::PathBuf>,
     gone: AtomicBool,
     child: Mutex<Option<Child>>,
+    handoff: Mutex<HandoffInbox>,
 }
 
 impl Kernel {
@@ -198,6 +200,14 @@ impl Kernel {
         handshake
             .verify(&key, &challenge, &signature)
             .map_err(|e| failed(e.to_string()))?;
+        // The path comes from the signed handshake, and its directory is
+        // private to the enforcer's user: joining here, before any
+        // lockdown, is what lets brokered connections reach this process.
+        let handoff = match &handshake.handoff {
+            Some(path) => HandoffInbox::join(path)
+                .map_err(|e| SpawnError::Channel(format!("descriptor hand-off `{path}`: {e}")))?,
+            None => HandoffInbox::default(),
+        };
         Ok(Self {
             outbox: Mutex::new(Some(Outbox {
                 requests,
@@ -215,6 +225,7 @@ impl Kernel {
             protected: Vec::new(),
             gone: AtomicBool::new(false),
             child: Mutex::new(None),
+            handoff: Mutex::new(handoff),
         })
     }
 
@@ -252,6 +263,11 @@ impl Kernel {
         kernel_confine::Prepared::new(&profile)?.apply_to_process()?;
         self.locked_down.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Takes the descriptor the broker handed over for request `seq`.
+    pub(crate) fn take_descriptor(&self, seq: u64) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.handoff.lock().take(seq, self.timeout)
     }
 
     /// What the enforcer announced: session, key, policy digest,

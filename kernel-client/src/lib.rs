@@ -31,13 +31,16 @@
 mod config;
 mod denial;
 mod effects;
+mod handoff;
 mod kernel;
 mod resolve;
 mod spawn;
 
 pub use config::{ClientConfig, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, SpawnConfig};
 pub use denial::Denial;
-pub use effects::{EffectError, delete_permitted, read_permitted, run_exec, write_permitted};
+pub use effects::{
+    EffectError, HttpResponse, delete_permitted, read_permitted, run_exec, write_permitted,
+};
 pub use kernel::{CHANNEL_ENV, EnforcerEnds, Kernel, KernelState};
 pub use kernel_core::{Action, CanonicalAction, Decision, Exec, Permit, VerifyingKey, WriteMode};
 pub use spawn::SpawnError;

@@ -12,7 +12,10 @@
 //!   kernel's assets (key, policies, evidence, control socket) nor `/proc`
 //!   (other processes' memory and environment included) can be opened; the
 //!   profile refuses to build when an asset lies inside a granted tree.
-//! - **Network** (Landlock, ABI 4): no TCP `connect` or `bind` at all.
+//! - **Network** (Landlock, ABI 4): no TCP `connect` or `bind` at all;
+//!   and (seccomp) no socket of any family but `AF_UNIX`, so no UDP, raw,
+//!   packet or netlink socket either. Connections the policy allows reach
+//!   the agent already connected, from the enforcer's broker.
 //! - **Scopes** (Landlock, ABI 6): no signals to processes outside the
 //!   confined domain (so not to the enforcer, whatever its process group),
 //!   and no connections to abstract Unix sockets created outside it.
@@ -47,7 +50,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Version of the confinement profile described above.
-pub const PROFILE_VERSION: u32 = 1;
+pub const PROFILE_VERSION: u32 = 2;
 
 /// The Landlock ABI the profile needs.
 pub const REQUIRED_LANDLOCK_ABI: ABI = ABI::V6;
@@ -382,6 +385,15 @@ fn seccomp_programs() -> Result<Vec<BpfProgram>, ConfineError> {
         clone_rules.push(SeccompRule::new(vec![condition]).map_err(apply)?);
     }
     rules.insert(libc::SYS_clone, clone_rules);
+    // socket(domain, ...) with any domain but AF_UNIX: Landlock governs
+    // only TCP, and UDP would otherwise be an open way out.
+    let unix = u64::from(libc::AF_UNIX.unsigned_abs());
+    let other_family =
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, unix).map_err(apply)?;
+    rules.insert(
+        libc::SYS_socket,
+        vec![SeccompRule::new(vec![other_family]).map_err(apply)?],
+    );
     let eperm = u32::try_from(libc::EPERM).unwrap_or(1);
     let denylist: BpfProgram = SeccompFilter::new(
         rules,

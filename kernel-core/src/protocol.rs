@@ -79,6 +79,26 @@ pub enum Outcome {
     },
     /// The file was deleted.
     Deleted,
+    /// The connection was made. The connected socket itself travels on the
+    /// descriptor hand-off socket (see [`Handshake::handoff`]), tagged
+    /// with the request's sequence number.
+    Connected {
+        /// The address actually connected to (`ip:port`).
+        peer: String,
+    },
+    /// The HTTP request was made and a response came back (redirects are
+    /// returned, never followed: their target was not decided on).
+    Http {
+        /// The response's status code.
+        status: u16,
+        /// Its headers, in order, values as text (non-UTF-8 bytes
+        /// replaced).
+        headers: Vec<(String, String)>,
+        /// Its body (capped).
+        body: Vec<u8>,
+        /// Whether body bytes beyond the cap were dropped.
+        truncated: bool,
+    },
     /// The effect was attempted and failed (for example, a symbolic link
     /// in the path, which the broker never follows).
     Failed {
@@ -139,6 +159,11 @@ pub struct Handshake {
     pub confinement: Confinement,
     /// How long an allow receipt stays valid, in ms.
     pub permit_ttl_ms: u64,
+    /// Path of the Unix socket on which the enforcer hands the agent the
+    /// descriptors of brokered connections, if it does. Only the agent's
+    /// process may connect to it, once; a client joins it right after the
+    /// handshake.
+    pub handoff: Option<String>,
 }
 
 #[derive(Serialize)]

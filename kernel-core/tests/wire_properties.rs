@@ -18,7 +18,7 @@ use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
     Action, AuditOptions, CLIENT_FRAME_TAG, CanonicalAction, ClientFrame, Confinement, Decision,
     DecodeError, Digest, ENFORCER_FRAME_TAG, EVENT_TAG, EncodedRequest, EnforcerFrame, Event, Exec,
-    Expectation, Handshake, LogProblem, MAX_CLOCK_SKEW_MS, MAX_RECORD_BYTES, RECEIPT_TAG,
+    Expectation, Handshake, LogProblem, MAX_CLOCK_SKEW_MS, MAX_RECORD_BYTES, Outcome, RECEIPT_TAG,
     RECORD_TAG, REQUEST_TAG, ReceiptBody, Record, Refusal, Request, SessionId, SignedEvent,
     SignedReceipt, SigningKey, Verified, VerifyError, VerifyingKey, WriteMode, audit,
     decode_client_frame, decode_enforcer_frame, decode_record, encode_client_frame,
@@ -371,16 +371,20 @@ fn handshake() -> BoxedStrategy<Handshake> {
         any::<[u8; 32]>(),
         text(),
         any::<u64>(),
+        proptest::option::of(text()),
     )
         .prop_map(
-            |(protocol, session, enforcer_key, policy, workspace, permit_ttl_ms)| Handshake {
-                protocol,
-                session: SessionId(session),
-                enforcer_key,
-                policy_digest: Digest(policy),
-                workspace,
-                confinement: Confinement::Unconfined,
-                permit_ttl_ms,
+            |(protocol, session, enforcer_key, policy, workspace, permit_ttl_ms, handoff)| {
+                Handshake {
+                    protocol,
+                    session: SessionId(session),
+                    enforcer_key,
+                    policy_digest: Digest(policy),
+                    workspace,
+                    confinement: Confinement::Unconfined,
+                    permit_ttl_ms,
+                    handoff,
+                }
             },
         )
         .boxed()
@@ -410,6 +414,54 @@ fn client_frame() -> BoxedStrategy<ClientFrame> {
             request: EncodedRequest::new(r).bytes().to_vec()
         }),
         vec(any::<u8>(), 0..64).prop_map(|request| ClientFrame::Authorize { request }),
+        (request(), vec(any::<u8>(), 0..64)).prop_map(|(r, payload)| ClientFrame::Broker {
+            request: EncodedRequest::new(r).bytes().to_vec(),
+            payload,
+        }),
+    ]
+    .boxed()
+}
+
+fn outcome() -> BoxedStrategy<Outcome> {
+    let bytes = || vec(any::<u8>(), 0..32);
+    prop_oneof![
+        (
+            prop::option::of(any::<i32>()),
+            prop::option::of(any::<i32>()),
+            bytes(),
+            bytes(),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(code, signal, stdout, stderr, truncated, timed_out)| {
+                Outcome::Exec {
+                    code,
+                    signal,
+                    stdout,
+                    stderr,
+                    truncated,
+                    timed_out,
+                }
+            }),
+        (bytes(), any::<bool>())
+            .prop_map(|(content, truncated)| Outcome::Read { content, truncated }),
+        any::<u64>().prop_map(|bytes| Outcome::Written { bytes }),
+        Just(Outcome::Deleted),
+        text().prop_map(|peer| Outcome::Connected { peer }),
+        (
+            any::<u16>(),
+            vec((text(), text()), 0..4),
+            bytes(),
+            any::<bool>()
+        )
+            .prop_map(|(status, headers, body, truncated)| Outcome::Http {
+                status,
+                headers,
+                body,
+                truncated,
+            }),
+        text().prop_map(|error| Outcome::Failed { error }),
+        text().prop_map(|reason| Outcome::NotPerformed { reason }),
     ]
     .boxed()
 }
@@ -429,6 +481,13 @@ fn enforcer_frame() -> BoxedStrategy<EnforcerFrame> {
         }),
         (any::<u64>(), signed_receipt())
             .prop_map(|(seq, receipt)| EnforcerFrame::Receipt { seq, receipt }),
+        (any::<u64>(), signed_receipt(), outcome()).prop_map(|(seq, receipt, outcome)| {
+            EnforcerFrame::Brokered {
+                seq,
+                receipt,
+                outcome,
+            }
+        }),
         (prop::option::of(any::<u64>()), refusal())
             .prop_map(|(seq, refusal)| EnforcerFrame::Refused { seq, refusal }),
     ]
@@ -872,6 +931,11 @@ proptest! {
             changed.permit_ttl_ms = ttl;
             prop_assert!(changed.verify(&public, &challenge, &signature).is_err());
         }
+        // The hand-off path is signed too: nobody can point the agent at
+        // another socket.
+        let mut moved = handshake.clone();
+        moved.handoff = Some(format!("{}-elsewhere", handshake.handoff.clone().unwrap_or_default()));
+        prop_assert!(moved.verify(&public, &challenge, &signature).is_err());
     }
 }
 

@@ -15,13 +15,25 @@
 //!   readable and executable, workspace readable and writable, the
 //!   kernel's assets unreachable, no network), with capped output and a
 //!   time limit.
-//! - Network connections and HTTP requests are not brokered yet: they are
-//!   reported as not performed.
+//! - Network connections are made by the enforcer (the host name resolved
+//!   here, each address tried in turn with a time limit) and the connected
+//!   socket is handed to the agent over the descriptor hand-off
+//!   ([`crate::handoff`]), so the agent gets exactly the connection that
+//!   was decided on and needs no right to connect anywhere itself.
+//! - HTTP requests are made by the enforcer with the decided method and
+//!   URL, the agent's body (the decision does not bind the body: policies
+//!   decide on method and URL), no proxy from the environment, redirects
+//!   returned and never followed (their target was not decided on), a
+//!   time limit and a cap on the response body. `https` is verified
+//!   against the bundled Mozilla root certificates.
 
+use crate::handoff::Handoff;
 use kernel_confine::{Prepared, Profile};
 use kernel_core::{Action, Digest, Exec, Outcome, WriteMode};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -51,6 +63,12 @@ pub const MAX_EXEC_OUTPUT: usize = 256 * 1024;
 pub const MAX_READ: usize = 1024 * 1024;
 /// Default time limit of a brokered program.
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time limit of one brokered TCP connection attempt (per address).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time limit of a whole brokered HTTP request.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes of an HTTP response body returned.
+pub const MAX_HTTP_BODY: usize = 1024 * 1024;
 
 /// How the broker performs effects.
 #[derive(Debug, Clone)]
@@ -64,6 +82,8 @@ pub struct Broker {
     /// Whether brokered programs are confined (off only when the whole
     /// session runs with `--danger-unconfined`).
     pub confine: bool,
+    /// Where connected sockets are handed to the agent.
+    pub handoff: Handoff,
 }
 
 fn failed(error: impl std::fmt::Display) -> Outcome {
@@ -73,9 +93,9 @@ fn failed(error: impl std::fmt::Display) -> Outcome {
 }
 
 impl Broker {
-    /// Performs `action`, which has been allowed and recorded. Never
-    /// panics; every failure is an [`Outcome::Failed`].
-    pub fn perform(&self, action: &Action, payload: &[u8]) -> Outcome {
+    /// Performs `action`, the allowed and recorded request number `seq`.
+    /// Never panics; every failure is an [`Outcome::Failed`].
+    pub fn perform(&self, seq: u64, action: &Action, payload: &[u8]) -> Outcome {
         match action {
             Action::FileRead { path } => self.read(Path::new(path)),
             Action::FileWrite {
@@ -93,9 +113,8 @@ impl Broker {
             }
             Action::FileDelete { path } => self.delete(Path::new(path)),
             Action::Exec(exec) => self.exec(exec),
-            Action::NetConnect { .. } | Action::Http { .. } => Outcome::NotPerformed {
-                reason: "network effects are not brokered in this version".into(),
-            },
+            Action::NetConnect { host, port } => self.connect(seq, host, *port),
+            Action::Http { method, url } => http(method, url, payload),
             Action::ToolCall { .. } | Action::Custom { .. } => Outcome::NotPerformed {
                 reason: "tool calls and custom actions have no effect the broker performs".into(),
             },
@@ -182,6 +201,31 @@ impl Broker {
         }
     }
 
+    fn connect(&self, seq: u64, host: &str, port: u16) -> Outcome {
+        if !self.handoff.joined() {
+            return failed("the agent has no descriptor hand-off: connections cannot be brokered");
+        }
+        let addresses = match (host, port).to_socket_addrs() {
+            Ok(addresses) => addresses,
+            Err(e) => return failed(format!("cannot resolve `{host}`: {e}")),
+        };
+        let mut last = format!("`{host}` has no address");
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+                Ok(stream) => {
+                    return match self.handoff.send(seq, stream.as_fd()) {
+                        Ok(()) => Outcome::Connected {
+                            peer: address.to_string(),
+                        },
+                        Err(e) => failed(format!("cannot hand the connection over: {e}")),
+                    };
+                }
+                Err(e) => last = format!("{address}: {e}"),
+            }
+        }
+        failed(last)
+    }
+
     fn exec(&self, exec: &Exec) -> Outcome {
         let Some(cwd) = &exec.cwd else {
             return failed("no working directory");
@@ -242,6 +286,61 @@ impl Broker {
             truncated: out_cut || err_cut,
             timed_out,
         }
+    }
+}
+
+/// Makes the decided HTTP request. See the module documentation for what
+/// is and is not done.
+fn http(method: &str, url: &str, body: &[u8]) -> Outcome {
+    let config = ureq::Agent::config_builder()
+        .proxy(None)
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .user_agent("agent-kernel-broker")
+        .max_idle_connections(0)
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    let request = match ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(body.to_vec())
+    {
+        Ok(request) => request,
+        Err(e) => return failed(format!("not a request the broker can make: {e}")),
+    };
+    let mut response = match agent.run(request) {
+        Ok(response) => response,
+        Err(e) => return failed(e),
+    };
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let cap = u64::try_from(MAX_HTTP_BODY).unwrap_or(u64::MAX);
+    let mut content = Vec::new();
+    let read = response
+        .body_mut()
+        .as_reader()
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut content);
+    if let Err(e) = read {
+        return failed(format!("reading the response: {e}"));
+    }
+    let truncated = content.len() > MAX_HTTP_BODY;
+    content.truncate(MAX_HTTP_BODY);
+    Outcome::Http {
+        status,
+        headers,
+        body: content,
+        truncated,
     }
 }
 

@@ -2,8 +2,10 @@
 
 use crate::audit_cli::{self, VerifyArgs, WitnessArgs};
 use crate::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
+use crate::config::FileConfig;
 use crate::control::{self, ControlRequest};
 use crate::evidence::EvidenceLog;
+use crate::handoff::HandoffListener;
 use crate::keys;
 use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError};
 use crate::serve::{self, ServeOptions};
@@ -144,11 +146,12 @@ struct RunArgs {
     /// directory.
     #[arg(long)]
     scratch: Option<PathBuf>,
-    /// Seconds the agent has to connect to the kernel.
-    #[arg(long, default_value_t = 10)]
-    connect_timeout: u64,
+    /// Seconds the agent has to connect to the kernel [default: 10].
+    #[arg(long)]
+    connect_timeout: Option<u64>,
     /// Run the agent without OS confinement. It can then bypass the kernel
-    /// entirely; the evidence records that it ran this way.
+    /// entirely; the evidence records that it ran this way. (Command line
+    /// only: no configuration file can set it.)
     #[arg(long)]
     danger_unconfined: bool,
     /// The agent program and its arguments.
@@ -156,15 +159,22 @@ struct RunArgs {
     command: Vec<String>,
 }
 
-/// Settings of one enforcer session, shared by `serve` and `run`.
+/// Settings of one enforcer session, shared by `serve` and `run`. Each
+/// can also come from `--config`; a flag given here wins.
 #[derive(Debug, clap::Args)]
 struct SessionArgs {
-    /// Cedar policy file (repeat for several).
-    #[arg(long = "policy", required = true)]
+    /// Configuration file (TOML, keys named like these flags, relative
+    /// paths relative to the file). Flags on the command line win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Cedar policy file (repeat for several). Required here or as
+    /// `policies` in the configuration file.
+    #[arg(long = "policy")]
     policies: Vec<PathBuf>,
-    /// The agent's workspace root, visible to policies as `Workspace::"root"`.
-    #[arg(long, default_value = ".")]
-    workspace: PathBuf,
+    /// The agent's workspace root, visible to policies as
+    /// `Workspace::"root"` [default: .].
+    #[arg(long)]
+    workspace: Option<PathBuf>,
     /// Evidence file to append to (created with mode 0600 if missing).
     /// Default: `$XDG_STATE_HOME/agent-kernel/evidence.log` (or
     /// `~/.local/state/...`).
@@ -176,12 +186,12 @@ struct SessionArgs {
     #[arg(long)]
     key: Option<PathBuf>,
     /// Extra paths the floor protects, besides the key, policies, evidence
-    /// and this binary.
+    /// and this binary (added to those of the configuration file).
     #[arg(long = "protect")]
     protect: Vec<PathBuf>,
-    /// Seconds an allow receipt stays valid.
-    #[arg(long, default_value_t = DEFAULT_PERMIT_TTL.as_secs())]
-    permit_ttl: u64,
+    /// Seconds an allow receipt stays valid [default: 30].
+    #[arg(long)]
+    permit_ttl: Option<u64>,
     /// The operator's control socket (mode 0600). Default: the evidence
     /// file's path with `.control` appended.
     #[arg(long)]
@@ -190,14 +200,102 @@ struct SessionArgs {
     /// effective uid.
     #[arg(long)]
     operator_uid: Option<u32>,
-    /// Sign a checkpoint after this many records.
-    #[arg(long, default_value_t = DEFAULT_CHECKPOINT_RECORDS)]
-    checkpoint_every: u64,
+    /// Sign a checkpoint after this many records [default: 1000].
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
     /// Sign a checkpoint when a record has waited this many seconds for
-    /// one (a final checkpoint is always written at shutdown).
-    #[arg(long, default_value_t = DEFAULT_CHECKPOINT_INTERVAL.as_secs())]
-    checkpoint_interval: u64,
+    /// one (a final checkpoint is always written at shutdown) [default: 5].
+    #[arg(long)]
+    checkpoint_interval: Option<u64>,
+    /// Seconds a brokered program may run before it is killed
+    /// [default: 30].
+    #[arg(long)]
+    exec_timeout: Option<u64>,
 }
+
+/// A session's settings once flags, configuration file and defaults are
+/// merged.
+#[derive(Debug)]
+struct Settings {
+    policies: Vec<PathBuf>,
+    workspace: PathBuf,
+    evidence: PathBuf,
+    key: Option<PathBuf>,
+    protect: Vec<PathBuf>,
+    permit_ttl: Duration,
+    control: Option<PathBuf>,
+    operator_uid: Option<u32>,
+    checkpoint_every: u64,
+    checkpoint_interval: Duration,
+    exec_timeout: Duration,
+    scratch: Option<PathBuf>,
+    connect_timeout: Duration,
+}
+
+impl SessionArgs {
+    /// Merges the flags over the configuration file over the defaults.
+    fn settings(&self) -> Result<Settings, String> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path).map_err(|e| e.to_string())?,
+            None => FileConfig::default(),
+        };
+        let policies = if self.policies.is_empty() {
+            file.policies
+        } else {
+            self.policies.clone()
+        };
+        if policies.is_empty() {
+            return Err(
+                "no policy given: pass `--policy FILE` or set `policies` in the `--config` file"
+                    .into(),
+            );
+        }
+        let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+            flag.or(file).map_or(default, Duration::from_secs)
+        };
+        Ok(Settings {
+            policies,
+            workspace: self
+                .workspace
+                .clone()
+                .or(file.workspace)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            evidence: self
+                .evidence
+                .clone()
+                .or(file.evidence)
+                .unwrap_or_else(default_evidence),
+            key: self.key.clone().or(file.key),
+            protect: file
+                .protect
+                .into_iter()
+                .chain(self.protect.clone())
+                .collect(),
+            permit_ttl: secs(self.permit_ttl, file.permit_ttl_secs, DEFAULT_PERMIT_TTL),
+            control: self.control.clone().or(file.control),
+            operator_uid: self.operator_uid.or(file.operator_uid),
+            checkpoint_every: self
+                .checkpoint_every
+                .or(file.checkpoint_every)
+                .unwrap_or(DEFAULT_CHECKPOINT_RECORDS),
+            checkpoint_interval: secs(
+                self.checkpoint_interval,
+                file.checkpoint_interval_secs,
+                DEFAULT_CHECKPOINT_INTERVAL,
+            ),
+            exec_timeout: secs(
+                self.exec_timeout,
+                file.exec_timeout_secs,
+                DEFAULT_EXEC_TIMEOUT,
+            ),
+            scratch: file.scratch,
+            connect_timeout: secs(None, file.connect_timeout_secs, DEFAULT_CONNECT_TIMEOUT),
+        })
+    }
+}
+
+/// How long a supervised agent has to connect, by default.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
@@ -307,10 +405,10 @@ fn default_evidence() -> PathBuf {
 /// Everything a session needs, built from its arguments: the session
 /// (policy loaded, evidence opened, start recorded) and how to serve it.
 fn start_session(
-    args: &SessionArgs,
+    args: &Settings,
     confinement: Confinement,
     extra_assets: &[PathBuf],
-) -> Result<(Session, ServeOptions, Vec<PathBuf>), String> {
+) -> Result<(Session, ServeOptions, Vec<PathBuf>, HandoffListener), String> {
     let key = match &args.key {
         Some(path) => keys::load_private(path).map_err(|e| e.to_string())?,
         None => keys::generate().map_err(|e| e.to_string())?,
@@ -323,7 +421,7 @@ fn start_session(
             workspace.display()
         ));
     }
-    let evidence = args.evidence.clone().unwrap_or_else(default_evidence);
+    let evidence = args.evidence.clone();
     if let Some(parent) = evidence.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| format!("`{}`: {e}", parent.display()))?;
     }
@@ -357,16 +455,19 @@ fn start_session(
     let log = EvidenceLog::open(&evidence).map_err(|e| e.to_string())?;
     let config = SessionConfig {
         confinement,
-        permit_ttl: Duration::from_secs(args.permit_ttl),
+        permit_ttl: args.permit_ttl,
         checkpoint_records: args.checkpoint_every,
-        checkpoint_interval: Duration::from_secs(args.checkpoint_interval),
+        checkpoint_interval: args.checkpoint_interval,
     };
+    let handoff = HandoffListener::bind()
+        .map_err(|e| format!("cannot create the descriptor hand-off socket: {e}"))?;
     let mut session = Session::start(key, engine, log, config).map_err(|e| e.to_string())?;
     session.set_broker(Broker {
         workspace: std::fs::canonicalize(&workspace).unwrap_or(workspace.clone()),
         protected: protected.clone(),
-        exec_timeout: DEFAULT_EXEC_TIMEOUT,
+        exec_timeout: args.exec_timeout,
         confine: confinement != Confinement::DangerUnconfined,
+        handoff: handoff.handoff(),
     });
     let options = ServeOptions {
         control: Some(control),
@@ -375,8 +476,12 @@ fn start_session(
             .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
         policies: args.policies.clone(),
     };
-    Ok((session, options, protected))
+    Ok((session, options, protected, handoff))
 }
+
+/// How long the embedding program has to join the descriptor hand-off
+/// after starting the enforcer.
+const HANDOFF_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The enforcer's own hardening: no core dumps, no ptrace by processes
 /// of the same uid, no `/proc/<pid>/mem`.
@@ -389,8 +494,17 @@ fn serve_command(args: ServeArgs) -> Result<(), String> {
     // Started by the agent's client: leave the agent's session and process
     // group, so the agent cannot signal the enforcer as part of its group.
     let _ = rustix::process::setsid();
-    let (session, options, _) = start_session(&args.session, Confinement::Unconfined, &[])?;
-    let halted = serve::serve(args.connect, session, &options).map_err(|e| e.to_string())?;
+    let settings = args.session.settings()?;
+    let (session, options, _, handoff) = start_session(&settings, Confinement::Unconfined, &[])?;
+    // The program that started this enforcer is the one that joins.
+    let socket = handoff.handoff();
+    handoff.accept_in_background(
+        rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get().unsigned_abs()),
+        HANDOFF_JOIN_TIMEOUT,
+    );
+    let halted = serve::serve(args.connect, session, &options);
+    socket.remove_socket();
+    let halted = halted.map_err(|e| e.to_string())?;
     match halted {
         Some(cause) => Err(format!("session ended halted: {cause}")),
         None => Ok(()),
@@ -421,7 +535,8 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
     let Some((program, program_args)) = args.command.split_first() else {
         return Err("no agent program given after `--`".into());
     };
-    let scratch = match &args.scratch {
+    let settings = args.session.settings()?;
+    let scratch = match args.scratch.as_ref().or(settings.scratch.as_ref()) {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
             dir.clone()
@@ -432,8 +547,8 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
             .map_err(|e| format!("scratch directory: {e}"))?
             .keep(),
     };
-    let workspace = std::fs::canonicalize(&args.session.workspace)
-        .map_err(|e| format!("workspace `{}`: {e}", args.session.workspace.display()))?;
+    let workspace = std::fs::canonicalize(&settings.workspace)
+        .map_err(|e| format!("workspace `{}`: {e}", settings.workspace.display()))?;
     if !args.danger_unconfined {
         kernel_confine::check_support().map_err(|e| {
             format!("{e}; refusing to start (pass --danger-unconfined to run the agent unconfined anyway)")
@@ -446,7 +561,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
             profile: kernel_confine::PROFILE_VERSION,
         }
     };
-    let (session, options, protected) = start_session(&args.session, confinement, &[])?;
+    let (session, options, protected, handoff) = start_session(&settings, confinement, &[])?;
     let agent = supervise::Agent {
         program: supervise::resolve_program(Path::new(program)),
         args: program_args.to_vec(),
@@ -454,15 +569,14 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         scratch,
         protected,
         danger_unconfined: args.danger_unconfined,
-        connect_timeout: Duration::from_secs(args.connect_timeout),
+        connect_timeout: args
+            .connect_timeout
+            .map_or(settings.connect_timeout, Duration::from_secs),
     };
     let prepared = supervise::prepare(&agent).map_err(|e| e.to_string())?;
-    let evidence = args
-        .session
-        .evidence
-        .clone()
-        .unwrap_or_else(default_evidence);
-    let status = supervise::run(&agent, prepared, session, &options).map_err(|e| e.to_string())?;
+    let evidence = settings.evidence.clone();
+    let status =
+        supervise::run(&agent, prepared, session, handoff, &options).map_err(|e| e.to_string())?;
     eprintln!(
         "kernel-enforcer: the agent exited ({status}); evidence: {}",
         evidence.display()

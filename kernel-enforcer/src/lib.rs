@@ -17,9 +17,11 @@
 mod audit_cli;
 pub mod broker;
 mod cli_impl;
+pub mod config;
 pub mod control;
 pub mod describe;
 pub mod evidence;
+pub mod handoff;
 pub mod keys;
 pub mod policy;
 pub mod serve;

@@ -131,7 +131,7 @@ pub struct PendingEffect {
 impl PendingEffect {
     /// Performs the effect and returns the frame for the agent.
     pub fn perform(self, broker: &Broker) -> Vec<u8> {
-        let outcome = broker.perform(self.action.action(), &self.payload);
+        let outcome = broker.perform(self.seq, self.action.action(), &self.payload);
         encode_enforcer_frame(&EnforcerFrame::Brokered {
             seq: self.seq,
             receipt: self.receipt,
@@ -547,6 +547,11 @@ impl Session {
             workspace: self.policy.environment().workspace().to_owned(),
             confinement: self.config.confinement,
             permit_ttl_ms: u64::try_from(self.config.permit_ttl.as_millis()).unwrap_or(u64::MAX),
+            handoff: self
+                .broker
+                .as_ref()
+                .and_then(|broker| broker.handoff.path())
+                .map(|path| path.to_string_lossy().into_owned()),
         };
         let signature = handshake.sign(&self.key, challenge);
         EnforcerFrame::Hello {

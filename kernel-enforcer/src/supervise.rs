@@ -9,6 +9,7 @@
 //! the enforcer writes its final checkpoint and exits with the agent's
 //! status.
 
+use crate::handoff::HandoffListener;
 use crate::serve::{ServeError, ServeOptions, serve_channels};
 use crate::session::Session;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
@@ -99,11 +100,14 @@ pub fn prepare(agent: &Agent) -> Result<Option<Prepared>, SuperviseError> {
 }
 
 /// Starts the agent, confined, and waits for it to join; then serves the
-/// session until it leaves, and returns its exit status.
+/// session until it leaves, and returns its exit status. Only the agent's
+/// own process may join `handoff`, the socket on which brokered
+/// connections reach it.
 pub fn run(
     agent: &Agent,
     confinement: Option<Prepared>,
     session: Session,
+    handoff: HandoffListener,
     options: &ServeOptions,
 ) -> Result<ExitStatus, SuperviseError> {
     let channel = |e: std::io::Error| SuperviseError::Serve(ServeError::Channel(e.to_string()));
@@ -118,11 +122,28 @@ pub fn run(
     if let Some(prepared) = confinement {
         confine_before_exec(&mut command, prepared);
     }
-    let mut child = command.spawn().map_err(|source| SuperviseError::Start {
+    let child = command.spawn().map_err(|source| SuperviseError::Start {
         program: agent.program.clone(),
         source,
     })?;
-    let (requests, replies) = match wait_for_agent(server, &name, &mut child, agent.connect_timeout)
+    let socket = handoff.handoff();
+    handoff.accept_in_background(child.id(), agent.connect_timeout);
+    let status = serve_agent(agent, server, &name, child, session, options);
+    socket.remove_socket();
+    status
+}
+
+/// Waits for the started agent to join, serves it until it leaves, and
+/// returns its exit status.
+fn serve_agent(
+    agent: &Agent,
+    server: IpcOneShotServer<EnforcerEnds>,
+    name: &str,
+    mut child: Child,
+    session: Session,
+    options: &ServeOptions,
+) -> Result<ExitStatus, SuperviseError> {
+    let (requests, replies) = match wait_for_agent(server, name, &mut child, agent.connect_timeout)
     {
         Ok(ends) => ends,
         Err(e) => {

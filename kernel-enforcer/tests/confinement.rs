@@ -36,6 +36,11 @@ permit (principal, action in [Action::"file_write", Action::"file_delete"], reso
 @id("tools")
 permit (principal, action == Action::"exec", resource)
 when { ["touch", "env", "cat"].contains(resource.name) && context.cwd_in_workspace };
+@id("loopback")
+permit (principal, action == Action::"net_connect", resource == Host::"127.0.0.1");
+@id("local-http-get")
+permit (principal, action == Action::"http", resource == Host::"127.0.0.1")
+when { context.method == "GET" && context.scheme == "http" };
 "#;
 
 // ---------------------------------------------------------------- probe side
@@ -88,6 +93,14 @@ fn probe(attack: &str) {
             report(
                 "connect",
                 io(std::net::TcpStream::connect(format!("127.0.0.1:{port}"))),
+            );
+            let udp = std::env::var("PROBE_UDP_PORT").unwrap();
+            report(
+                "udp-send",
+                std::net::UdpSocket::bind("127.0.0.1:0")
+                    .and_then(|socket| socket.send_to(b"leak", format!("127.0.0.1:{udp}")))
+                    .map(|sent| format!("{sent} bytes"))
+                    .map_err(|e| e.to_string()),
             );
             report(
                 "exec",
@@ -246,6 +259,9 @@ fn probe(attack: &str) {
                 }
             }
             println!("race-writes: {written}");
+            if let Ok(port) = std::env::var("PROBE_NET_PORT") {
+                network_probe(&kernel, &port);
+            }
         }
         "embedded" => {
             let state = std::env::var("PROBE_STATE").unwrap();
@@ -291,12 +307,259 @@ fn probe(attack: &str) {
                     .map(|()| String::new())
                     .map_err(|e| e.to_string()),
             );
+            let port: u16 = std::env::var("PROBE_NET_PORT").unwrap().parse().unwrap();
+            report(
+                "direct-connect",
+                io(std::net::TcpStream::connect(("127.0.0.1", port))),
+            );
+            report("kernel-connect", ping_through(&kernel, port));
         }
         other => panic!("unknown probe {other}"),
     }
 }
 
+/// Connects through the kernel to the echo listener and returns its answer.
+fn ping_through(kernel: &kernel_client::Kernel, port: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = kernel
+        .connect_tcp("127.0.0.1", port)
+        .map_err(|e| e.to_string())?;
+    stream.write_all(b"ping").map_err(|e| e.to_string())?;
+    let mut answer = [0u8; 4];
+    stream.read_exact(&mut answer).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Network effects through the kernel: the broker connects or makes the
+/// request; the agent itself cannot.
+fn network_probe(kernel: &kernel_client::Kernel, port: &str) {
+    let port: u16 = port.parse().unwrap();
+    let denied: u16 = std::env::var("PROBE_DENIED_PORT").unwrap().parse().unwrap();
+    let http: u16 = std::env::var("PROBE_HTTP_PORT").unwrap().parse().unwrap();
+    report("kernel-connect", ping_through(kernel, port));
+    report(
+        "kernel-denied-connect",
+        kernel
+            .connect_tcp("127.0.0.2", denied)
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
+    );
+    let url = |path: &str| format!("http://127.0.0.1:{http}{path}");
+    report(
+        "kernel-http",
+        kernel
+            .http("GET", &url("/hello"), b"")
+            .map(|r| format!("{} {}", r.status, String::from_utf8_lossy(&r.body)))
+            .map_err(|e| e.to_string()),
+    );
+    report(
+        "kernel-http-redirect",
+        kernel
+            .http("GET", &url("/redirect"), b"")
+            .map(|r| r.status.to_string())
+            .map_err(|e| e.to_string()),
+    );
+    report(
+        "kernel-denied-http",
+        kernel
+            .http("POST", &url("/hello"), b"exfiltrated")
+            .map(|r| r.status.to_string())
+            .map_err(|e| e.to_string()),
+    );
+}
+
 // -------------------------------------------------------------- harness side
+
+/// A loopback HTTP server that logs `METHOD PATH` of every request and
+/// answers `/hello` with a greeting, `/redirect` with a redirect to
+/// `/secret`, anything else with 404.
+fn http_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let first: Vec<&str> = head.lines().next().unwrap_or("").split(' ').collect();
+            let (method, path) = (first[0].to_owned(), first.get(1).copied().unwrap_or(""));
+            seen.lock().unwrap().push(format!("{method} {path}"));
+            let response = match path {
+                "/hello" => "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello".to_owned(),
+                "/redirect" => "HTTP/1.1 302 Found\r\nlocation: /secret\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned(),
+                _ => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned(),
+            };
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    (port, log)
+}
+
+fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
+    let scene = scene();
+    let config = scene.state.join("kernel.toml");
+    // Relative paths are relative to the file's directory.
+    std::fs::write(
+        &config,
+        "policies = [\"policy.cedar\"]\nworkspace = \"../ws\"\nevidence = \"from-config.log\"\nconnect_timeout_secs = 20\n",
+    )
+    .unwrap();
+    let me = std::env::current_exe().unwrap();
+    let start = |extra: &[&str]| {
+        Command::new(ENFORCER)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .arg("--")
+            .arg(&me)
+            .env("KERNEL_PROBE", "kernel")
+            .env("PROBE_WS", &scene.ws)
+            .output()
+            .unwrap()
+    };
+    let mut problems = Vec::new();
+    let output = start(&[]);
+    let text = lines(&output);
+    if !output.status.success() || !text.contains("kernel-write: SUCCEEDED") {
+        problems.push(format!(
+            "run with --config failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let from_config = scene.state.join("from-config.log");
+    match std::fs::read(&from_config) {
+        Ok(log) => {
+            if let Err(e) = kernel_core::audit(&log, &kernel_core::AuditOptions::default()) {
+                problems.push(format!("the configured evidence does not verify: {e}"));
+            }
+        }
+        Err(_) => {
+            problems.push("the evidence file named in the configuration was not written".into())
+        }
+    }
+    // A flag wins over the file.
+    let flagged = scene.state.join("from-flag.log");
+    let before = std::fs::read(&from_config).unwrap_or_default();
+    let output = start(&["--evidence", flagged.to_str().unwrap()]);
+    if !output.status.success() || !flagged.exists() {
+        problems.push("the --evidence flag did not win over the configuration".into());
+    }
+    if std::fs::read(&from_config).unwrap_or_default() != before {
+        problems.push("the configured evidence grew although a flag overrode it".into());
+    }
+    // Nothing dangerous, and no typo, passes through a configuration file:
+    // start-up fails before the agent runs.
+    for (bad, key) in [
+        ("danger_unconfined = true\n", "danger_unconfined"),
+        (
+            "policies = [\"policy.cedar\"]\npermit_tll_secs = 5\n",
+            "permit_tll_secs",
+        ),
+    ] {
+        std::fs::write(&config, bad).unwrap();
+        let _ = std::fs::remove_file(scene.ws.join("through-kernel.txt"));
+        let output = start(&[]);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if output.status.success() || !stderr.contains(key) || !stderr.contains("line") {
+            problems.push(format!(
+                "`{key}` in a configuration was not refused clearly: {stderr}"
+            ));
+        }
+        if scene.ws.join("through-kernel.txt").exists() {
+            problems.push(format!("the agent ran despite `{key}`"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// A loopback listener that answers `ping` with `pong` and counts the
+/// connections it accepts.
+fn echo_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = echo.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in echo.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut ping = [0u8; 4];
+            if stream.read_exact(&mut ping).is_ok() && &ping == b"ping" {
+                let _ = stream.write_all(b"pong");
+            }
+        }
+    });
+    (port, accepted)
+}
+
+fn network_effects_are_brokered_and_denied_ones_never_reach_the_network() -> Result<(), String> {
+    let scene = scene();
+    let (echo_port, accepted) = echo_server();
+    let forbidden = TcpListener::bind("127.0.0.2:0").unwrap();
+    forbidden.set_nonblocking(true).unwrap();
+    let forbidden_port = forbidden.local_addr().unwrap().port();
+    let (http_port, http_log) = http_server();
+    let output = run(
+        &scene,
+        "kernel",
+        &[
+            ("PROBE_NET_PORT", echo_port.to_string()),
+            ("PROBE_DENIED_PORT", forbidden_port.to_string()),
+            ("PROBE_HTTP_PORT", http_port.to_string()),
+        ],
+    );
+    let text = lines(&output);
+    let mut problems = Vec::new();
+    for line in [
+        "kernel-connect: SUCCEEDED pong",
+        "kernel-denied-connect: blocked",
+        "kernel-http: SUCCEEDED 200 hello",
+        "kernel-http-redirect: SUCCEEDED 302",
+        "kernel-denied-http: blocked",
+    ] {
+        if !text.lines().any(|l| l.starts_with(line)) {
+            problems.push(format!("expected `{line}`"));
+        }
+    }
+    // Judged by the world: one connection to the allowed port, none to the
+    // forbidden one, and exactly the two allowed requests at the server
+    // (the redirect's target was never fetched, the POST never sent).
+    let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    if connections != 1 {
+        problems.push(format!(
+            "the allowed listener saw {connections} connections, not 1"
+        ));
+    }
+    if forbidden.accept().is_ok() {
+        problems.push("the forbidden listener received a connection".into());
+    }
+    let requests = http_log.lock().unwrap().clone();
+    if requests != ["GET /hello", "GET /redirect"] {
+        problems.push(format!("the HTTP server saw {requests:?}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n--- probe output:\n{text}\n{}",
+            problems.join("\n"),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
 
 struct Scene {
     _dir: tempfile::TempDir,
@@ -372,6 +635,9 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
+    let datagrams = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    datagrams.set_nonblocking(true).unwrap();
+    let udp_port = datagrams.local_addr().unwrap().port();
     let key = scene.state.join("keys/kernel.key");
     let policy = scene.state.join("policy.cedar");
     let _ = run(&scene, "kernel", &[]); // creates the key and some evidence
@@ -385,7 +651,11 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
     let output = run(
         &scene,
         "direct",
-        &[("PROBE_PORT", port.to_string()), ("PROBE_ASSETS", assets)],
+        &[
+            ("PROBE_PORT", port.to_string()),
+            ("PROBE_UDP_PORT", udp_port.to_string()),
+            ("PROBE_ASSETS", assets),
+        ],
     );
     let text = lines(&output);
     let mut problems = Vec::new();
@@ -398,6 +668,7 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
         "write-workspace",
         "write-evidence",
         "connect",
+        "udp-send",
         "exec",
         "kill-enforcer",
         "kill-enforcer-group",
@@ -420,6 +691,9 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
     }
     if listener.accept().is_ok() {
         problems.push("the loopback listener received a connection".into());
+    }
+    if datagrams.recv(&mut [0u8; 16]).is_ok() {
+        problems.push("the loopback UDP socket received a datagram".into());
     }
     let evidence_after = std::fs::read(scene.state.join("evidence.log")).unwrap();
     if !evidence_after.starts_with(&evidence_before)
@@ -621,10 +895,12 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
 
 fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
     let scene = scene();
+    let (port, accepted) = echo_server();
     let output = Command::new(std::env::current_exe().unwrap())
         .env("KERNEL_PROBE", "embedded")
         .env("PROBE_WS", &scene.ws)
         .env("PROBE_STATE", &scene.state)
+        .env("PROBE_NET_PORT", port.to_string())
         .output()
         .unwrap();
     let text = lines(&output);
@@ -637,6 +913,8 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
         "exec: blocked",
         "write-scratch: SUCCEEDED",
         "kernel-write: SUCCEEDED",
+        "direct-connect: blocked",
+        "kernel-connect: SUCCEEDED pong",
     ] {
         if !text.lines().any(|l| l.starts_with(line)) {
             problems.push(format!("expected `{line}`"));
@@ -646,6 +924,11 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
         || scene.ws.join("exec-made").exists()
     {
         problems.push("a direct effect happened after lockdown".into());
+    }
+    // Exactly one connection: the brokered one; the direct one never left.
+    let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    if connections != 1 {
+        problems.push(format!("the listener saw {connections} connections, not 1"));
     }
     if std::fs::read_to_string(scene.ws.join("through-kernel.txt"))
         .ok()
@@ -670,7 +953,7 @@ fn main() {
         probe(&attack);
         return;
     }
-    let checks: [Check; 4] = [
+    let checks: [Check; 6] = [
         (
             "embedded_lockdown_confines_the_agent_after_spawn",
             embedded_lockdown_confines_the_agent_after_spawn,
@@ -686,6 +969,14 @@ fn main() {
         (
             "actions_through_the_kernel_are_decided_and_allowed_ones_happen",
             actions_through_the_kernel_are_decided_and_allowed_ones_happen,
+        ),
+        (
+            "a_configuration_file_sets_the_session_and_flags_win",
+            a_configuration_file_sets_the_session_and_flags_win,
+        ),
+        (
+            "network_effects_are_brokered_and_denied_ones_never_reach_the_network",
+            network_effects_are_brokered_and_denied_ones_never_reach_the_network,
         ),
     ];
     let (mut passed, mut failed) = (0, 0);

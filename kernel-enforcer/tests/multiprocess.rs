@@ -348,6 +348,7 @@ fn fake_enforcer(
             workspace: "/".into(),
             confinement: kernel_core::Confinement::Unconfined,
             permit_ttl_ms: 30_000,
+            handoff: None,
         };
         while let Ok(bytes) = requests.recv() {
             let reply = match decode_client_frame(&bytes).unwrap() {

@@ -1,0 +1,169 @@
+//! The enforcer's configuration file (`--config FILE`, TOML).
+//!
+//! Every key has a command-line flag of the same name (with `-` for `_`);
+//! a flag given on the command line wins over the file, and the file wins
+//! over the built-in default. Relative paths in the file are relative to
+//! the file's own directory, so a configuration can travel with its
+//! policies. Unknown keys are errors, so a misspelt setting never goes
+//! unnoticed. Nothing that weakens a guarantee can be set here:
+//! `--danger-unconfined` exists only on the command line, where it is
+//! seen.
+//!
+//! ```toml
+//! policies = ["policies/agent.cedar"]
+//! workspace = "/srv/agent/workspace"
+//! evidence = "/var/lib/agent-kernel/evidence.log"
+//! key = "/etc/agent-kernel/kernel.key"
+//! protect = ["/etc/agent-kernel"]
+//! permit_ttl_secs = 30
+//! operator_uid = 1000
+//! checkpoint_every = 1000
+//! checkpoint_interval_secs = 5
+//! exec_timeout_secs = 30
+//! scratch = "/srv/agent/scratch"
+//! connect_timeout_secs = 10
+//! ```
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Settings read from a configuration file; each is optional.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Cedar policy files.
+    #[serde(default)]
+    pub policies: Vec<PathBuf>,
+    /// The agent's workspace root.
+    pub workspace: Option<PathBuf>,
+    /// Evidence file.
+    pub evidence: Option<PathBuf>,
+    /// Private key file.
+    pub key: Option<PathBuf>,
+    /// Extra paths the floor and the confinement protect.
+    #[serde(default)]
+    pub protect: Vec<PathBuf>,
+    /// Seconds an allow receipt stays valid.
+    pub permit_ttl_secs: Option<u64>,
+    /// The operator's control socket.
+    pub control: Option<PathBuf>,
+    /// The uid allowed on the control socket.
+    pub operator_uid: Option<u32>,
+    /// Sign a checkpoint after this many records.
+    pub checkpoint_every: Option<u64>,
+    /// Sign a checkpoint when a record has waited this many seconds.
+    pub checkpoint_interval_secs: Option<u64>,
+    /// Time limit of a brokered program, in seconds.
+    pub exec_timeout_secs: Option<u64>,
+    /// Supervised mode: the agent's private scratch directory.
+    pub scratch: Option<PathBuf>,
+    /// Supervised mode: seconds the agent has to connect.
+    pub connect_timeout_secs: Option<u64>,
+}
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration.
+    #[error("invalid configuration `{path}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+}
+
+impl FileConfig {
+    /// Reads and checks `path`; relative paths inside it are made relative
+    /// to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses configuration text; relative paths are joined to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        let mut config: Self = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+        let anchor = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        config.policies.iter_mut().for_each(anchor);
+        config.protect.iter_mut().for_each(anchor);
+        for path in [
+            &mut config.workspace,
+            &mut config.evidence,
+            &mut config.key,
+            &mut config.control,
+            &mut config.scratch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            anchor(path);
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_relative_to_the_file() {
+        let config = FileConfig::parse(
+            "policies = [\"p/agent.cedar\", \"/abs/x.cedar\"]\nworkspace = \"ws\"\npermit_ttl_secs = 5\n",
+            Path::new("/etc/kernel"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.policies,
+            [
+                PathBuf::from("/etc/kernel/p/agent.cedar"),
+                PathBuf::from("/abs/x.cedar")
+            ]
+        );
+        assert_eq!(config.workspace, Some(PathBuf::from("/etc/kernel/ws")));
+        assert_eq!(config.permit_ttl_secs, Some(5));
+        assert_eq!(config.key, None);
+    }
+
+    #[test]
+    fn unknown_keys_and_danger_are_refused_with_a_location() {
+        let typo = FileConfig::parse("permit_tll_secs = 5\n", Path::new(".")).unwrap_err();
+        assert!(
+            typo.contains("permit_tll_secs") && typo.contains("line 1"),
+            "{typo}"
+        );
+        let danger =
+            FileConfig::parse("\n\ndanger_unconfined = true\n", Path::new(".")).unwrap_err();
+        assert!(
+            danger.contains("danger_unconfined") && danger.contains("line 3"),
+            "{danger}"
+        );
+        let wrong_type =
+            FileConfig::parse("permit_ttl_secs = \"soon\"\n", Path::new(".")).unwrap_err();
+        assert!(wrong_type.contains("line 1"), "{wrong_type}");
+    }
+}
