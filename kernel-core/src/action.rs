@@ -626,6 +626,43 @@ fn canonical_method(method: &str) -> Result<String, ActionError> {
     Ok(method.to_owned())
 }
 
+/// RFC 3986 §6.2.2 normalisation of a URL path: percent-encoded
+/// unreserved characters are decoded, other percent-encodings get
+/// upper-case hex. Paths whose meaning servers disagree on are refused:
+/// empty segments (`//`) and encoded `/`, `\` or `%` (`%2F`, `%5C`,
+/// `%25`), which some servers decode before routing and some after.
+fn normalize_url_path(path: &str) -> Result<String, &'static str> {
+    if path.contains("//") {
+        return Err("empty path segments (`//`) are ambiguous");
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        if byte != b'%' {
+            out.push(char::from(byte));
+            i += 1;
+            continue;
+        }
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or("a malformed percent-encoding")?;
+        match hex {
+            b'/' | b'\\' | b'%' => {
+                return Err("an encoded `/`, `\\` or `%` in the path is ambiguous");
+            }
+            b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
+                out.push(char::from(b));
+            }
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+        i += 3;
+    }
+    Ok(out)
+}
+
 fn canonical_url(url: &str) -> Result<String, ActionError> {
     check_text("url", url, MAX_URL_BYTES)?;
     let bad = |why: &str| ActionError::BadUrl {
@@ -642,6 +679,19 @@ fn canonical_url(url: &str) -> Result<String, ActionError> {
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(bad("credentials in a url are refused"));
+    }
+    // One path, one spelling: a policy on `/admin` must also see
+    // `/%61dmin` and `/x/%2e%2e/admin`, which servers treat as `/admin`.
+    let path = normalize_url_path(parsed.path()).map_err(bad)?;
+    let mut parsed = parsed;
+    if path != parsed.path() {
+        parsed.set_path(&path);
+        // Decoding may have formed dot segments: parse again to resolve
+        // them, and check the result is stable.
+        parsed = url::Url::parse(parsed.as_str()).map_err(|e| bad(&e.to_string()))?;
+        if normalize_url_path(parsed.path()).map_err(bad)? != parsed.path() {
+            return Err(bad("the path has no stable canonical form"));
+        }
     }
     let text = String::from(parsed);
     if text.len() > MAX_URL_BYTES {
@@ -766,6 +816,37 @@ mod tests {
             canon(Action::http("GET", "file:///etc/passwd")),
             Err(ActionError::BadUrl { .. })
         ));
+        // One path, one spelling.
+        let url = |raw: &str| match canon(Action::http("GET", raw)) {
+            Ok(Action::Http { url, .. }) => Ok(url),
+            other => Err(format!("{other:?}")),
+        };
+        assert_eq!(url("http://h/%61dmin").as_deref(), Ok("http://h/admin"));
+        assert_eq!(
+            url("http://h/x/%2e%2E/admin").as_deref(),
+            Ok("http://h/admin")
+        );
+        assert!(url("http://h/%2561dmin").is_err());
+        assert_eq!(url("http://h/%2561dmin/../x").as_deref(), Ok("http://h/x"));
+        assert_eq!(
+            url("http://h/%7euser/%c3%a9").as_deref(),
+            Ok("http://h/~user/%C3%A9")
+        );
+        assert_eq!(url("http://h/a?q=%61").as_deref(), Ok("http://h/a?q=%61"));
+        for ambiguous in [
+            "http://h//admin",
+            "http://h/a%2Fb",
+            "http://h/a%5cb",
+            "http://h/a%zz",
+        ] {
+            assert!(
+                matches!(
+                    canon(Action::http("GET", ambiguous)),
+                    Err(ActionError::BadUrl { .. })
+                ),
+                "{ambiguous}"
+            );
+        }
         assert!(matches!(
             canon(Action::file_read("/".repeat(MAX_PATH_BYTES + 1))),
             Err(ActionError::TooLarge { .. })

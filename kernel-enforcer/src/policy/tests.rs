@@ -154,3 +154,42 @@ fn diagnostics_carry_line_and_column() {
     assert_eq!(diagnostics[0].line, Some(2), "{diagnostics:?}");
     assert!(diagnostics[0].column.is_some());
 }
+
+#[test]
+fn a_forbidden_url_path_has_no_other_spelling() {
+    let engine = engine(
+        r#"@id("api") permit (principal, action == Action::"http", resource == Host::"h.example");
+           @id("no-admin") forbid (principal, action == Action::"http", resource)
+           when { context.path like "/admin*" };"#,
+    );
+    let get = |url: &str| Action::http("GET", url);
+    assert_eq!(
+        decision(&engine, get("https://h.example/public")),
+        Decision::Allow
+    );
+    for spelling in [
+        "https://h.example/admin",
+        "https://h.example/%61dmin",
+        "https://h.example/%61%64%6D%69%6E/users",
+        "https://h.example/x/%2e%2e/admin",
+        "https://h.example/./admin",
+    ] {
+        assert_eq!(
+            decision(&engine, get(spelling)),
+            Decision::Deny,
+            "{spelling}"
+        );
+    }
+    // Spellings servers disagree on cannot be canonicalised, so they are
+    // never decided (the client and the enforcer deny them).
+    for ambiguous in [
+        "https://h.example//admin",
+        "https://h.example/x%2F..%2Fadmin",
+        "https://h.example/%2561dmin",
+    ] {
+        assert!(
+            CanonicalAction::new(get(ambiguous), Some("/ws")).is_err(),
+            "{ambiguous}"
+        );
+    }
+}
