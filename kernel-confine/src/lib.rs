@@ -106,6 +106,10 @@ pub struct Profile {
     /// Whether programs in the system trees may be executed (for commands
     /// the broker runs on an agent's behalf, which start other programs).
     pub system_execute: bool,
+    /// Whether the workspace is readable directly. Off when the agent's
+    /// own opens are decided by policy at the system-call boundary, so
+    /// that a workspace file is reachable only through a decision.
+    pub workspace_readable: bool,
 }
 
 impl Profile {
@@ -120,6 +124,7 @@ impl Profile {
             executables,
             protected: Vec::new(),
             system_execute: false,
+            workspace_readable: true,
         }
     }
 
@@ -208,7 +213,9 @@ impl Prepared {
             .iter()
             .map(|p| (p.as_path(), system, false))
             .collect();
-        grants.push((&profile.workspace, read, true));
+        if profile.workspace_readable {
+            grants.push((&profile.workspace, read, true));
+        }
         grants.push((&profile.scratch, scratch_rights, true));
         grants.push((Path::new("/dev/null"), read | AccessFs::WriteFile, true));
         grants.push((Path::new("/dev/zero"), read, false));

@@ -85,7 +85,17 @@ pub enum WriteMode {
     Overwrite,
     /// Create if needed, then append.
     Append,
+    /// A writable descriptor handed to a program that does its own writes
+    /// (an agent governed at the system-call boundary): the content is not
+    /// known when deciding, so `size` is [`DESCRIPTOR_WRITE_SIZE`] (a
+    /// policy that bounds `context.size` denies it) and `content_sha256`
+    /// is all zeros.
+    Descriptor,
 }
+
+/// The `size` of a [`WriteMode::Descriptor`] write: the largest policy
+/// integer, since the amount is unbounded.
+pub const DESCRIPTOR_WRITE_SIZE: u64 = i64::MAX as u64;
 
 impl WriteMode {
     /// The name policies see in `context.mode`.
@@ -94,6 +104,7 @@ impl WriteMode {
             Self::CreateNew => "create_new",
             Self::Overwrite => "overwrite",
             Self::Append => "append",
+            Self::Descriptor => "descriptor",
         }
     }
 }
@@ -176,6 +187,17 @@ impl Action {
             content_sha256: Digest::of_content(content),
             size: u64::try_from(content.len()).unwrap_or(u64::MAX),
             mode: WriteMode::Overwrite,
+        }
+    }
+
+    /// An [`Action::FileWrite`] for a writable descriptor on `path`, whose
+    /// content is not known in advance (see [`WriteMode::Descriptor`]).
+    pub fn file_write_descriptor(path: impl Into<String>) -> Self {
+        Self::FileWrite {
+            path: path.into(),
+            content_sha256: Digest([0; 32]),
+            size: DESCRIPTOR_WRITE_SIZE,
+            mode: WriteMode::Descriptor,
         }
     }
 
@@ -325,6 +347,10 @@ pub enum ActionError {
     /// Port zero is not a destination.
     #[error("port 0 is not a valid destination")]
     BadPort,
+    /// A write's mode does not match its content binding: a descriptor
+    /// write has the unbound size and digest, and no other write has them.
+    #[error("a descriptor write has unbound content, and only a descriptor write has")]
+    InconsistentWrite,
     /// The URL does not parse, is not http(s), or has no host.
     #[error("url `{url}` is not usable: {why}")]
     BadUrl {
@@ -379,12 +405,19 @@ impl CanonicalAction {
                 content_sha256,
                 size,
                 mode,
-            } => Action::FileWrite {
-                path: canonical_path(&path, base)?,
-                content_sha256,
-                size,
-                mode,
-            },
+            } => {
+                let descriptor = mode == WriteMode::Descriptor;
+                let unbound = size == DESCRIPTOR_WRITE_SIZE && content_sha256 == Digest([0; 32]);
+                if descriptor != unbound {
+                    return Err(ActionError::InconsistentWrite);
+                }
+                Action::FileWrite {
+                    path: canonical_path(&path, base)?,
+                    content_sha256,
+                    size,
+                    mode,
+                }
+            }
             Action::FileDelete { path } => Action::FileDelete {
                 path: canonical_path(&path, base)?,
             },

@@ -239,6 +239,7 @@ fn write_mode() -> impl Strategy<Value = WriteMode> {
         Just(WriteMode::CreateNew),
         Just(WriteMode::Overwrite),
         Just(WriteMode::Append),
+        Just(WriteMode::Descriptor),
     ]
 }
 

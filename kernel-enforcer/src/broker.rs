@@ -123,7 +123,12 @@ impl Broker {
 
     /// Opens `path` without following any symbolic link; beneath the
     /// workspace when the path lies inside it.
-    fn open(&self, path: &Path, flags: OFlags, mode: Mode) -> std::io::Result<std::fs::File> {
+    pub(crate) fn open(
+        &self,
+        path: &Path,
+        flags: OFlags,
+        mode: Mode,
+    ) -> std::io::Result<std::fs::File> {
         let no_links = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
         let fd = match path.strip_prefix(&self.workspace) {
             Ok(inside) if !inside.as_os_str().is_empty() => {
@@ -173,6 +178,9 @@ impl Broker {
                 WriteMode::CreateNew => OFlags::EXCL,
                 WriteMode::Overwrite => OFlags::TRUNC,
                 WriteMode::Append => OFlags::APPEND,
+                WriteMode::Descriptor => {
+                    return failed("a descriptor write is not a content the broker writes");
+                }
             };
         let result = self
             .open(path, flags, Mode::from_bits_truncate(0o644))
@@ -252,7 +260,7 @@ impl Broker {
             let mut profile = Profile::brokered(&self.workspace, Path::new(&exec.program));
             profile.protected = self.protected.clone();
             match Prepared::new(&profile) {
-                Ok(prepared) => crate::supervise::confine_before_exec(&mut command, prepared),
+                Ok(prepared) => crate::supervise::confine_before_exec(&mut command, prepared, None),
                 Err(e) => return failed(format!("cannot confine the program: {e}")),
             }
         }

@@ -154,6 +154,12 @@ struct RunArgs {
     /// only: no configuration file can set it.)
     #[arg(long)]
     danger_unconfined: bool,
+    /// Decide the agent's own file opens by policy, at the system-call
+    /// boundary (seccomp user notification), for agents that do not use
+    /// the client library. The agent then need not connect; workspace
+    /// files are reachable only through decided opens.
+    #[arg(long)]
+    govern_opens: bool,
     /// The agent program and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -569,6 +575,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         scratch,
         protected,
         danger_unconfined: args.danger_unconfined,
+        govern_opens: args.govern_opens,
         connect_timeout: args
             .connect_timeout
             .map_or(settings.connect_timeout, Duration::from_secs),

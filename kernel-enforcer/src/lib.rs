@@ -23,6 +23,7 @@ pub mod describe;
 pub mod evidence;
 pub mod handoff;
 pub mod keys;
+pub mod notify;
 pub mod policy;
 pub mod serve;
 pub mod session;

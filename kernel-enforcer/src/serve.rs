@@ -53,7 +53,7 @@ pub struct ServeOptions {
 
 /// The session and what the control plane needs besides it.
 struct Shared {
-    session: Mutex<Session>,
+    session: SharedSession,
     replies: IpcSender<Vec<u8>>,
     policies: Vec<PathBuf>,
     started: Instant,
@@ -174,8 +174,12 @@ pub fn serve(
         .send((requests_tx, replies_rx))
         .map_err(|e| ServeError::Channel(e.to_string()))?;
     drop(bootstrap);
-    serve_channels(requests, replies, session, options)
+    serve_channels(requests, replies, Arc::new(Mutex::new(session)), options)
 }
+
+/// A session shared between the channel, the control plane and (in
+/// supervised mode) the system-call governor.
+pub type SharedSession = Arc<Mutex<Session>>;
 
 /// Serves one session over established channels, with the control socket
 /// and signals, until the client goes away or a termination signal
@@ -184,7 +188,7 @@ pub fn serve(
 pub fn serve_channels(
     requests: IpcReceiver<Vec<u8>>,
     replies: IpcSender<Vec<u8>>,
-    session: Session,
+    session: SharedSession,
     options: &ServeOptions,
 ) -> Result<Option<String>, ServeError> {
     let listener = match &options.control {
@@ -195,7 +199,7 @@ pub fn serve_channels(
         None => None,
     };
     let shared = Arc::new(Shared {
-        session: Mutex::new(session),
+        session,
         replies,
         policies: options.policies.clone(),
         started: Instant::now(),

@@ -13,9 +13,9 @@ use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
     Approval, CanonicalAction, ClientFrame, Confinement, Deadline, Decision, DecisionInputs,
     Digest, EncodedRequest, EnforcerFrame, Evaluation, Event, Handshake, KernelState, LimitState,
-    Outcome, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, SessionId, SignedEvent, SignedReceipt,
-    Verdict, decide, decode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES,
-    origin_for, sign_receipt,
+    Outcome, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, Request, SessionId, SignedEvent,
+    SignedReceipt, Verdict, decide, decode_client_frame, encode_enforcer_frame,
+    limits::MAX_FRAME_BYTES, origin_for, sign_receipt,
 };
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -32,6 +32,9 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 pub const MAX_PENDING_APPROVALS: usize = 64;
 /// Most standing grants kept at once; the oldest is dropped beyond that.
 pub const MAX_GRANTS: usize = 256;
+/// First sequence number of requests decided at the system-call boundary
+/// (a client's sequence numbers start at 0, so the two never meet).
+pub const SYSCALL_SEQ_BASE: u64 = 1 << 62;
 
 /// How a session runs.
 #[derive(Debug, Clone, Copy)]
@@ -176,6 +179,8 @@ pub struct Session {
     last_checkpoint: Instant,
     greeted: bool,
     last_seq: Option<u64>,
+    /// Requests decided at the system-call boundary so far.
+    syscall_seq: u64,
     halted: Option<String>,
     evidence_broken: bool,
     counters: limit::Counters,
@@ -222,6 +227,7 @@ impl Session {
             last_checkpoint: Instant::now(),
             greeted: false,
             last_seq: None,
+            syscall_seq: 0,
             halted: None,
             evidence_broken: false,
             counters: limit::Counters::default(),
@@ -730,6 +736,40 @@ impl Session {
             self.checkpoint();
         }
         EnforcerFrame::Receipt { seq, receipt }
+    }
+
+    /// Decides an action the agent attempted directly at the system-call
+    /// boundary (see [`crate::notify`]), records the decision, and makes
+    /// it durable before returning: `true` only for an `Allow` whose record
+    /// is on disk. An `Ask` is recorded and answered as a denial (a system
+    /// call cannot wait for an operator). These requests take sequence
+    /// numbers from [`SYSCALL_SEQ_BASE`] up, apart from the client's.
+    pub fn decide_system_call(&mut self, action: CanonicalAction) -> bool {
+        if self.evidence_broken {
+            return false;
+        }
+        let mut nonce = [0u8; 16];
+        if getrandom::fill(&mut nonce).is_err() {
+            return false;
+        }
+        let seq = SYSCALL_SEQ_BASE.saturating_add(self.syscall_seq);
+        self.syscall_seq = self.syscall_seq.saturating_add(1);
+        let ttl = u64::try_from(self.config.permit_ttl.as_millis()).unwrap_or(u64::MAX);
+        let encoded = EncodedRequest::new(Request {
+            session: self.id,
+            seq,
+            nonce,
+            action,
+            deadline_ms: now_ms().saturating_add(ttl),
+        });
+        let decided = catch_unwind(AssertUnwindSafe(|| {
+            self.decide_and_stage(&encoded, Approval::None).1.decision
+        }));
+        let Ok(decision) = decided else {
+            let _ = self.halt("internal fault: a panic while deciding", "enforcer");
+            return false;
+        };
+        self.commit_staged() && decision == Decision::Allow
     }
 
     /// Decides a waiting request again, now with the operator's answer (or

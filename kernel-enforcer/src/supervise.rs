@@ -10,13 +10,16 @@
 //! status.
 
 use crate::handoff::HandoffListener;
-use crate::serve::{ServeError, ServeOptions, serve_channels};
+use crate::notify;
+use crate::serve::{ServeError, ServeOptions, SharedSession, serve_channels};
 use crate::session::Session;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use kernel_confine::{Prepared, Profile};
+use parking_lot::Mutex;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +75,10 @@ pub struct Agent {
     pub danger_unconfined: bool,
     /// How long the agent has to connect.
     pub connect_timeout: Duration,
+    /// Decide the agent's own `open` calls by policy (for agents that do
+    /// not use the client): see [`crate::notify`]. The agent then need not
+    /// connect, and the workspace is reachable only through decided opens.
+    pub govern_opens: bool,
 }
 
 /// Resolves a program name through `PATH`.
@@ -94,9 +101,33 @@ pub fn prepare(agent: &Agent) -> Result<Option<Prepared>, SuperviseError> {
     if agent.danger_unconfined {
         return Ok(None);
     }
+    Ok(Some(Prepared::new(&profile_of(agent))?))
+}
+
+fn profile_of(agent: &Agent) -> Profile {
     let mut profile = Profile::new(&agent.workspace, &agent.scratch, &agent.program);
     profile.protected = agent.protected.clone();
-    Ok(Some(Prepared::new(&profile)?))
+    profile.workspace_readable = !agent.govern_opens;
+    profile
+}
+
+/// What an agent governed at the system-call boundary may open without a
+/// decision, because Landlock grants it anyway.
+fn governor(agent: &Agent, broker: crate::broker::Broker) -> notify::Governor {
+    let profile = profile_of(agent);
+    let devices = ["/dev/null", "/dev/zero", "/dev/urandom"].map(PathBuf::from);
+    notify::Governor {
+        broker,
+        read_granted: profile
+            .system_read
+            .iter()
+            .chain(&profile.executables)
+            .chain(&devices)
+            .chain([&profile.scratch])
+            .cloned()
+            .collect(),
+        write_granted: vec![profile.scratch.clone(), PathBuf::from("/dev/null")],
+    }
 }
 
 /// Starts the agent, confined, and waits for it to join; then serves the
@@ -112,6 +143,19 @@ pub fn run(
 ) -> Result<ExitStatus, SuperviseError> {
     let channel = |e: std::io::Error| SuperviseError::Serve(ServeError::Channel(e.to_string()));
     let (server, name) = IpcOneShotServer::<EnforcerEnds>::new().map_err(channel)?;
+    let governed = match (agent.govern_opens, &confinement) {
+        (true, Some(_)) => Some(notify::prepare().map_err(channel)?),
+        (true, None) => {
+            return Err(SuperviseError::Serve(ServeError::Channel(
+                "governing system calls needs the confinement: drop --danger-unconfined".into(),
+            )));
+        }
+        (false, _) => None,
+    };
+    let (child_side, parent_side) = match governed {
+        Some((child, parent)) => (Some(child), Some(parent)),
+        None => (None, None),
+    };
     let mut command = Command::new(&agent.program);
     command
         .args(&agent.args)
@@ -120,14 +164,44 @@ pub fn run(
         .env(SCRATCH_ENV, &agent.scratch)
         .process_group(0);
     if let Some(prepared) = confinement {
-        confine_before_exec(&mut command, prepared);
+        confine_before_exec(&mut command, prepared, child_side);
     }
-    let child = command.spawn().map_err(|source| SuperviseError::Start {
+    let mut child = command.spawn().map_err(|source| SuperviseError::Start {
         program: agent.program.clone(),
         source,
     })?;
+    // The child's end of the listener's socket pair lives in the command.
+    drop(command);
     let socket = handoff.handoff();
     handoff.accept_in_background(child.id(), agent.connect_timeout);
+    let broker = session.broker().cloned();
+    let session: SharedSession = Arc::new(Mutex::new(session));
+    if let Some(parent) = parent_side {
+        let listener = match parent.receive() {
+            Ok(listener) => listener,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                socket.remove_socket();
+                return Err(channel(e));
+            }
+        };
+        let Some(broker) = broker else {
+            let _ = child.kill();
+            let _ = child.wait();
+            socket.remove_socket();
+            return Err(channel(std::io::Error::other(
+                "no broker to perform decided opens",
+            )));
+        };
+        let governor = governor(agent, broker);
+        let shared = Arc::clone(&session);
+        std::thread::spawn(move || {
+            notify::serve(listener, &governor, |action| {
+                shared.lock().decide_system_call(action)
+            });
+        });
+    }
     let status = serve_agent(agent, server, &name, child, session, options);
     socket.remove_socket();
     status
@@ -140,12 +214,19 @@ fn serve_agent(
     server: IpcOneShotServer<EnforcerEnds>,
     name: &str,
     mut child: Child,
-    session: Session,
+    session: SharedSession,
     options: &ServeOptions,
 ) -> Result<ExitStatus, SuperviseError> {
-    let (requests, replies) = match wait_for_agent(server, name, &mut child, agent.connect_timeout)
-    {
+    // A governed agent need not connect at all: no time limit then.
+    let timeout = (!agent.govern_opens).then_some(agent.connect_timeout);
+    let (requests, replies) = match wait_for_agent(server, name, &mut child, timeout) {
         Ok(ends) => ends,
+        // A governed agent need not use the client: when it ends without
+        // connecting, its session ends with it.
+        Err(SuperviseError::ExitedEarly(status)) if agent.govern_opens => {
+            session.lock().finish();
+            return Ok(status);
+        }
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -169,7 +250,7 @@ fn wait_for_agent(
     server: IpcOneShotServer<EnforcerEnds>,
     name: &str,
     child: &mut Child,
-    timeout: Duration,
+    timeout: Option<Duration>,
 ) -> Result<EnforcerEnds, SuperviseError> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -193,7 +274,9 @@ fn wait_for_agent(
             let _ = IpcSender::<EnforcerEnds>::connect(name.to_owned());
             return Err(SuperviseError::ExitedEarly(status));
         }
-        if started.elapsed() > timeout {
+        if let Some(timeout) = timeout
+            && started.elapsed() > timeout
+        {
             let _ = IpcSender::<EnforcerEnds>::connect(name.to_owned());
             return Err(SuperviseError::NoConnection(timeout));
         }
@@ -203,7 +286,11 @@ fn wait_for_agent(
 /// Has the child that `command` starts apply `prepared` between `fork` and
 /// `exec`, so that not one instruction of the program runs unconfined. If
 /// applying fails, the child exits with an error instead of running it.
-pub(crate) fn confine_before_exec(command: &mut Command, mut prepared: Prepared) {
+pub(crate) fn confine_before_exec(
+    command: &mut Command,
+    mut prepared: Prepared,
+    notify: Option<notify::ChildSide>,
+) {
     #[allow(
         unsafe_code,
         reason = "pre_exec is how a child is confined before exec"
@@ -222,7 +309,11 @@ pub(crate) fn confine_before_exec(command: &mut Command, mut prepared: Prepared)
         command.pre_exec(move || {
             prepared
                 .apply()
-                .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))?;
+            match &notify {
+                Some(notify) => notify.install(),
+                None => Ok(()),
+            }
         });
     }
 }

@@ -36,6 +36,8 @@ permit (principal, action in [Action::"file_write", Action::"file_delete"], reso
 @id("tools")
 permit (principal, action == Action::"exec", resource)
 when { ["touch", "env", "cat"].contains(resource.name) && context.cwd_in_workspace };
+@id("no-secret")
+forbid (principal, action == Action::"file_read", resource) when { resource.name == "secret.txt" };
 @id("loopback")
 permit (principal, action == Action::"net_connect", resource == Host::"127.0.0.1");
 @id("local-http-get")
@@ -314,8 +316,89 @@ fn probe(attack: &str) {
             );
             report("kernel-connect", ping_through(&kernel, port));
         }
+        "unmodified" => unmodified_probe(&ws),
         other => panic!("unknown probe {other}"),
     }
+}
+
+/// An agent that never uses the client: plain `std::fs` and raw `open`.
+fn unmodified_probe(ws: &str) {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    let outside = std::env::var("PROBE_OUTSIDE").unwrap();
+    report(
+        "read-allowed",
+        std::fs::read_to_string(format!("{ws}/victim.txt")).map_err(|e| e.to_string()),
+    );
+    report(
+        "write-allowed",
+        io(std::fs::write(
+            format!("{ws}/made-by-agent.txt"),
+            "unmodified agent",
+        )),
+    );
+    report(
+        "read-relative",
+        std::fs::read_to_string("victim.txt").map_err(|e| e.to_string()),
+    );
+    report(
+        "read-forbidden",
+        std::fs::read_to_string(format!("{ws}/secret.txt")).map_err(|e| e.to_string()),
+    );
+    report(
+        "write-outside",
+        io(std::fs::write(format!("{outside}/planted.txt"), "x")),
+    );
+    report(
+        "read-system",
+        std::fs::read_to_string("/etc/passwd")
+            .map(|t| format!("{} bytes", t.len()))
+            .map_err(|e| e.to_string()),
+    );
+    // The race the kernel's documentation warns about: another thread
+    // rewrites the path between the decision and the kernel's use of it.
+    let allowed = format!("{ws}/victim.txt\0");
+    let forbidden = format!("{ws}/secret.txt\0");
+    assert_eq!(allowed.len(), forbidden.len());
+    let buffer: std::sync::Arc<Vec<AtomicU8>> =
+        std::sync::Arc::new(allowed.bytes().map(AtomicU8::new).collect());
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (buffer, stop) = (buffer.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut flip = false;
+            while !stop.load(Ordering::Relaxed) {
+                let text = if flip { &forbidden } else { &allowed };
+                for (cell, byte) in buffer.iter().zip(text.bytes()) {
+                    cell.store(byte, Ordering::Relaxed);
+                }
+                flip = !flip;
+            }
+        })
+    };
+    let (mut opened, mut leaked, mut refused) = (0, 0, 0);
+    for _ in 0..1500 {
+        let fd = unsafe {
+            libc::open(
+                buffer.as_ptr().cast::<libc::c_char>(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            refused += 1;
+            continue;
+        }
+        let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let mut content = String::new();
+        let _ = std::io::Read::read_to_string(&mut file, &mut content);
+        if content.contains("SECRET") {
+            leaked += 1;
+        } else {
+            opened += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flipper.join().unwrap();
+    println!("race: {opened} opened, {refused} refused, {leaked} leaked");
 }
 
 /// Connects through the kernel to the echo listener and returns its answer.
@@ -484,6 +567,83 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
     }
 }
 
+fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
+    let scene = scene();
+    let me = std::env::current_exe().unwrap();
+    let evidence = scene.state.join("governed.log");
+    let output = Command::new(ENFORCER)
+        .arg("run")
+        .arg("--govern-opens")
+        .arg("--policy")
+        .arg(scene.state.join("policy.cedar"))
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(&evidence)
+        .arg("--")
+        .arg(&me)
+        .env("KERNEL_PROBE", "unmodified")
+        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_OUTSIDE", &scene.outside)
+        .output()
+        .unwrap();
+    let text = lines(&output);
+    let mut problems = Vec::new();
+    for line in [
+        "read-allowed: SUCCEEDED original",
+        "write-allowed: SUCCEEDED",
+        "read-relative: SUCCEEDED original",
+        "read-forbidden: blocked",
+        "write-outside: blocked",
+        "read-system: SUCCEEDED",
+    ] {
+        if !text.lines().any(|l| l.starts_with(line)) {
+            problems.push(format!("expected `{line}`"));
+        }
+    }
+    // Judged by the world.
+    if std::fs::read_to_string(scene.ws.join("made-by-agent.txt"))
+        .ok()
+        .as_deref()
+        != Some("unmodified agent")
+    {
+        problems.push("the allowed write did not reach the file".into());
+    }
+    if scene.outside.join("planted.txt").exists() {
+        problems.push("the denied write created a file".into());
+    }
+    match text.lines().find(|l| l.starts_with("race: ")) {
+        Some(race) if race.ends_with(" 0 leaked") && !race.starts_with("race: 0 opened") => {}
+        other => problems.push(format!("the path race leaked or never opened: {other:?}")),
+    }
+    // Every decision is evidence, and it verifies.
+    match std::fs::read(&evidence)
+        .map_err(|e| e.to_string())
+        .and_then(|log| {
+            kernel_core::audit(&log, &kernel_core::AuditOptions::default())
+                .map_err(|e| e.to_string())
+        }) {
+        Ok(report) if report.allowed >= 3 && report.denied >= 2 => {}
+        Ok(report) => problems.push(format!(
+            "too few decisions recorded: {} allowed, {} denied",
+            report.allowed, report.denied
+        )),
+        Err(e) => problems.push(format!("the evidence does not verify: {e}")),
+    }
+    if !output.status.success() {
+        problems.push(format!("the run failed: {:?}", output.status));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n--- probe output:\n{text}\n{}",
+            problems.join("\n"),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
 /// A loopback listener that answers `ping` with `pong` and counts the
 /// connections it accepts.
 fn echo_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
@@ -578,6 +738,7 @@ fn scene() -> Scene {
     }
     std::fs::write(state.join("policy.cedar"), POLICY).unwrap();
     std::fs::write(ws.join("victim.txt"), "original").unwrap();
+    std::fs::write(ws.join("secret.txt"), "TOP SECRET").unwrap();
     Scene {
         ws: std::fs::canonicalize(&ws).unwrap(),
         state: std::fs::canonicalize(&state).unwrap(),
@@ -953,7 +1114,7 @@ fn main() {
         probe(&attack);
         return;
     }
-    let checks: [Check; 6] = [
+    let checks: [Check; 7] = [
         (
             "embedded_lockdown_confines_the_agent_after_spawn",
             embedded_lockdown_confines_the_agent_after_spawn,
@@ -969,6 +1130,10 @@ fn main() {
         (
             "actions_through_the_kernel_are_decided_and_allowed_ones_happen",
             actions_through_the_kernel_are_decided_and_allowed_ones_happen,
+        ),
+        (
+            "an_unmodified_agent_has_its_opens_decided_by_policy",
+            an_unmodified_agent_has_its_opens_decided_by_policy,
         ),
         (
             "a_configuration_file_sets_the_session_and_flags_win",

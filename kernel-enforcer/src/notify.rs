@@ -1,0 +1,630 @@
+//! Governing an agent that does not use the client: its own `open` calls
+//! are decided by policy at the system-call boundary (seccomp user
+//! notification), with the same evidence as any other decision.
+//!
+//! How it works, and why it is sound:
+//!
+//! - The agent runs under an extra seccomp filter that turns `open`,
+//!   `openat`, `openat2` and `creat` into notifications. The filter is
+//!   installed between `fork` and `exec` with
+//!   `SECCOMP_FILTER_FLAG_NEW_LISTENER`; the listener descriptor is sent to
+//!   the enforcer over a socket pair and closed in the child, so the agent
+//!   never holds it (it cannot answer its own notifications).
+//! - For each notification the enforcer reads the path from the agent's
+//!   memory (`/proc/<tid>/mem`), resolves it against the agent's working
+//!   directory or directory descriptor, and checks with
+//!   `SECCOMP_IOCTL_NOTIF_ID_VALID` that the request is still live.
+//! - An open that Landlock itself grants the agent (reads of the system
+//!   trees and device files, anything in its scratch directory) is let
+//!   through (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`). That is safe even though
+//!   the agent can rewrite the path after the check: the kernel then
+//!   applies Landlock to whatever it opens, and Landlock grants no more
+//!   than this list. The workspace is not in it.
+//! - Every other open is a `FileRead` (read-only) or a `FileWrite` with
+//!   [`WriteMode::Descriptor`](kernel_core::WriteMode::Descriptor) (any
+//!   write access, creation or truncation), decided by policy and recorded
+//!   durably before the answer. An allowed one is opened **by the
+//!   enforcer** (`openat2` without following symbolic links, beneath the
+//!   workspace when inside it) and the descriptor is injected into the
+//!   agent with `SECCOMP_IOCTL_NOTIF_ADDFD` and `SECCOMP_ADDFD_FLAG_SEND`:
+//!   never `CONTINUE` for a decided path, so rewriting the path after the
+//!   decision changes nothing. A denied one fails with `EACCES`.
+//! - Anything that cannot be read, resolved or decided fails with
+//!   `EACCES`.
+//!
+//! Not covered yet: `connect`, `execve`, `unlinkat`, `renameat2` and
+//! `mkdirat` are not notified (the confinement refuses them as before);
+//! notifications are served one at a time; x86_64 only.
+
+use crate::broker::Broker;
+use kernel_core::{Action, CanonicalAction};
+use rustix::fs::{Mode, OFlags};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Longest path read from the agent's memory.
+const MAX_PATH: usize = 4096;
+
+/// The system calls this version notifies.
+const NOTIFIED: [libc::c_long; 4] = [
+    libc::SYS_open,
+    libc::SYS_openat,
+    libc::SYS_openat2,
+    libc::SYS_creat,
+];
+
+/// The notification filter: x86_64 system calls in [`NOTIFIED`] notify,
+/// everything else is allowed (the confinement's own filters still
+/// apply); another architecture kills the process.
+fn program() -> Vec<libc::sock_filter> {
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let stmt = |code, k| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |k, jt, jf| libc::sock_filter {
+        code: JEQ_K,
+        jt,
+        jf,
+        k,
+    };
+    let count = u8::try_from(NOTIFIED.len()).unwrap_or(u8::MAX);
+    let mut filter = vec![
+        stmt(LD_W_ABS, 4),
+        // Not x86_64: skip to the final KILL.
+        jump(AUDIT_ARCH_X86_64, 0, count.saturating_add(3)),
+        stmt(LD_W_ABS, 0),
+    ];
+    for (i, nr) in NOTIFIED.iter().enumerate() {
+        let left = u8::try_from(NOTIFIED.len() - i).unwrap_or(0);
+        // Match: jump over the remaining tests and the ALLOW to USER_NOTIF.
+        filter.push(jump(u32::try_from(*nr).unwrap_or(u32::MAX), left, 0));
+    }
+    filter.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
+    filter.push(stmt(RET_K, libc::SECCOMP_RET_USER_NOTIF));
+    filter.push(stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS));
+    filter
+}
+
+/// What the child needs to install the notification filter and hand the
+/// listener to the enforcer, prepared before `fork`.
+#[derive(Debug)]
+pub struct ChildSide {
+    filter: Vec<libc::sock_filter>,
+    socket: OwnedFd,
+}
+
+/// Where the enforcer receives the listener.
+#[derive(Debug)]
+pub struct ParentSide {
+    socket: OwnedFd,
+}
+
+/// Prepares the notification filter and the socket pair that carries its
+/// listener from the agent's child process to the enforcer.
+pub fn prepare() -> std::io::Result<(ChildSide, ParentSide)> {
+    if std::env::consts::ARCH != "x86_64" {
+        return Err(std::io::Error::other(
+            "system-call governance is implemented for x86_64 only",
+        ));
+    }
+    let (parent, child) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
+    Ok((
+        ChildSide {
+            filter: program(),
+            socket: child,
+        },
+        ParentSide { socket: parent },
+    ))
+}
+
+impl ChildSide {
+    /// In the child, between `fork` and `exec`, after the confinement:
+    /// installs the filter, sends the listener to the enforcer and closes
+    /// it here. Only system calls, no allocation.
+    pub(crate) fn install(&self) -> std::io::Result<()> {
+        let program = libc::sock_fprog {
+            len: u16::try_from(self.filter.len()).unwrap_or(u16::MAX),
+            filter: self.filter.as_ptr().cast_mut(),
+        };
+        #[allow(
+            unsafe_code,
+            reason = "seccomp(2) has no safe wrapper that returns the listener"
+        )]
+        // SAFETY: `program` points at `self.filter`, alive for the call;
+        // the kernel copies the filter. `no_new_privs` was set by the
+        // confinement applied before, as seccomp requires.
+        let listener = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                &raw const program,
+            )
+        };
+        let listener = i32::try_from(listener)
+            .ok()
+            .filter(|fd| *fd >= 0)
+            .ok_or_else(std::io::Error::last_os_error)?;
+        #[allow(
+            unsafe_code,
+            reason = "the listener is a fresh descriptor the kernel just returned"
+        )]
+        // SAFETY: `listener` was just returned by seccomp(2) and nothing
+        // else owns it.
+        let listener = unsafe { OwnedFd::from_raw_fd(listener) };
+        let sent = send_fd(self.socket.as_fd(), listener.as_fd());
+        drop(listener);
+        sent
+    }
+}
+
+/// Sends one descriptor with a one-byte message; no allocation.
+fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    let descriptors = [fd];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    if !control.push(rustix::net::SendAncillaryMessage::ScmRights(&descriptors)) {
+        return Err(std::io::Error::other("ancillary buffer too small"));
+    }
+    rustix::net::sendmsg(
+        socket,
+        &[std::io::IoSlice::new(b"L")],
+        &mut control,
+        rustix::net::SendFlags::NOSIGNAL,
+    )?;
+    Ok(())
+}
+
+impl ParentSide {
+    /// Receives the listener the child sent (after `spawn` returned, the
+    /// child has passed `exec`, so it is there or never will be).
+    pub fn receive(self) -> std::io::Result<OwnedFd> {
+        rustix::net::sockopt::set_socket_timeout(
+            &self.socket,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(std::time::Duration::from_secs(5)),
+        )?;
+        let mut byte = [0u8; 1];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        rustix::net::recvmsg(
+            &self.socket,
+            &mut [std::io::IoSliceMut::new(&mut byte)],
+            &mut control,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        )?;
+        for message in control.drain() {
+            if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = message
+                && let Some(fd) = fds.next()
+            {
+                return Ok(fd);
+            }
+        }
+        Err(std::io::Error::other(
+            "the agent sent no notification listener",
+        ))
+    }
+}
+
+/// What the enforcer lets through without a decision, because Landlock
+/// grants it to the agent anyway.
+#[derive(Debug, Clone)]
+pub struct Governor {
+    /// Performs allowed opens (its `openat2` rules).
+    pub broker: Broker,
+    /// Trees Landlock lets the agent read.
+    pub read_granted: Vec<PathBuf>,
+    /// Trees Landlock lets the agent read and write.
+    pub write_granted: Vec<PathBuf>,
+}
+
+/// How one notification is answered.
+#[derive(Debug)]
+enum Answer {
+    /// Let the kernel run it (Landlock still applies).
+    Continue,
+    /// Fail it with this errno.
+    Fail(i32),
+    /// Complete it with this descriptor, installed in the agent.
+    Inject { fd: OwnedFd, cloexec: bool },
+}
+
+/// One open, as read from the notification.
+#[derive(Debug, PartialEq, Eq)]
+struct OpenCall {
+    dirfd: i32,
+    path: u64,
+    flags: u64,
+    mode: u64,
+}
+
+impl OpenCall {
+    fn of(data: &libc::seccomp_data, memory: &std::fs::File) -> Option<Self> {
+        let args = data.args;
+        let nr = libc::c_long::from(data.nr);
+        // The kernel reads a descriptor argument as a C int: the low 32
+        // bits, whatever the upper half of the register holds.
+        let dirfd = |arg: u64| {
+            u32::try_from(arg & 0xffff_ffff)
+                .ok()
+                .map(|low| i32::from_ne_bytes(low.to_ne_bytes()))
+        };
+        match nr {
+            libc::SYS_open => Some(Self {
+                dirfd: libc::AT_FDCWD,
+                path: args[0],
+                flags: args[1],
+                mode: args[2],
+            }),
+            libc::SYS_creat => Some(Self {
+                dirfd: libc::AT_FDCWD,
+                path: args[0],
+                flags: u64::try_from(libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC).ok()?,
+                mode: args[1],
+            }),
+            libc::SYS_openat => Some(Self {
+                dirfd: dirfd(args[0])?,
+                path: args[1],
+                flags: args[2],
+                mode: args[3],
+            }),
+            libc::SYS_openat2 => {
+                // struct open_how { u64 flags; u64 mode; u64 resolve; }
+                let mut how = [0u8; 16];
+                memory.read_exact_at(&mut how, args[2]).ok()?;
+                let word = |i: usize| {
+                    how.get(i..i + 8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(u64::from_ne_bytes)
+                };
+                Some(Self {
+                    dirfd: dirfd(args[0])?,
+                    path: args[1],
+                    flags: word(0)?,
+                    mode: word(8)?,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn writes(&self) -> bool {
+        let flags = i32::try_from(self.flags & 0xffff_ffff).unwrap_or(-1);
+        flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
+    }
+}
+
+/// Reads a NUL-terminated string at `address`, page by page so an
+/// unmapped page after the string does not fail the read.
+fn read_c_string(memory: &std::fs::File, address: u64) -> Option<String> {
+    const PAGE: u64 = 4096;
+    let mut bytes = Vec::new();
+    let mut at = address;
+    while bytes.len() < MAX_PATH {
+        let to_page_end = PAGE - (at % PAGE);
+        let want = usize::try_from(to_page_end)
+            .unwrap_or(MAX_PATH)
+            .min(MAX_PATH - bytes.len());
+        let mut chunk = vec![0u8; want];
+        let got = memory.read_at(&mut chunk, at).ok()?;
+        let chunk = chunk.get(..got)?;
+        if let Some(end) = chunk.iter().position(|b| *b == 0) {
+            bytes.extend_from_slice(chunk.get(..end)?);
+            return String::from_utf8(bytes).ok();
+        }
+        if got == 0 {
+            return None;
+        }
+        bytes.extend_from_slice(chunk);
+        at = at.checked_add(u64::try_from(got).ok()?)?;
+    }
+    None
+}
+
+impl Governor {
+    /// Answers one open: let through what Landlock grants, decide the
+    /// rest with `decide` (which records before it returns) and perform
+    /// allowed ones here.
+    fn answer(
+        &self,
+        pid: u32,
+        data: &libc::seccomp_data,
+        still_valid: impl Fn() -> bool,
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Answer {
+        let deny = Answer::Fail(libc::EACCES);
+        let Ok(memory) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
+            return deny;
+        };
+        let Some(call) = OpenCall::of(data, &memory) else {
+            return deny;
+        };
+        let Some(path) = read_c_string(&memory, call.path) else {
+            return Answer::Fail(libc::EFAULT);
+        };
+        let base = if path.starts_with('/') {
+            None
+        } else if call.dirfd == libc::AT_FDCWD {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+        } else {
+            std::fs::read_link(format!("/proc/{pid}/fd/{}", call.dirfd)).ok()
+        };
+        if !still_valid() {
+            return deny;
+        }
+        let base = match (&base, path.starts_with('/')) {
+            (_, true) => None,
+            (Some(base), false) if base.is_absolute() => base.to_str(),
+            // A base that is not a directory path (a socket, a deleted
+            // directory) resolves nothing.
+            _ => return deny,
+        };
+        let writes = call.writes();
+        let action = if writes {
+            Action::file_write_descriptor(path)
+        } else {
+            Action::file_read(path)
+        };
+        let Ok(canonical) = CanonicalAction::new(action, base) else {
+            return deny;
+        };
+        let target = match canonical.action() {
+            Action::FileRead { path } | Action::FileWrite { path, .. } => PathBuf::from(path),
+            _ => return deny,
+        };
+        let granted = if writes {
+            &self.write_granted
+        } else {
+            &self.read_granted
+        };
+        if granted.iter().any(|root| target.starts_with(root)) {
+            return Answer::Continue;
+        }
+        if !decide(canonical) {
+            return deny;
+        }
+        self.open(&target, &call)
+    }
+
+    /// Opens `target` for the agent, with the flags it asked for (those
+    /// that make sense for a descriptor handed over), never following a
+    /// symbolic link.
+    fn open(&self, target: &Path, call: &OpenCall) -> Answer {
+        let asked =
+            OFlags::from_bits_truncate(u32::try_from(call.flags & 0xffff_ffff).unwrap_or(0));
+        let kept = OFlags::RWMODE
+            | OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::TRUNC
+            | OFlags::APPEND
+            | OFlags::DIRECTORY
+            | OFlags::NONBLOCK
+            | OFlags::PATH;
+        let cloexec = asked.contains(OFlags::CLOEXEC);
+        let mode = Mode::from_bits_truncate(u32::try_from(call.mode & 0o777).unwrap_or(0o600))
+            & !Mode::from_bits_truncate(0o022);
+        match self.broker.open(target, asked & kept, mode) {
+            Ok(file) => Answer::Inject {
+                fd: OwnedFd::from(file),
+                cloexec,
+            },
+            Err(e) => Answer::Fail(e.raw_os_error().unwrap_or(libc::EACCES)),
+        }
+    }
+}
+
+/// Serves notifications from `listener` until the agent is gone. `decide`
+/// decides and durably records one action, returning whether it is
+/// allowed.
+pub fn serve(
+    listener: OwnedFd,
+    governor: &Governor,
+    mut decide: impl FnMut(CanonicalAction) -> bool,
+) {
+    loop {
+        let mut notification = zeroed_notification();
+        #[allow(
+            unsafe_code,
+            reason = "the seccomp notification ioctls have no safe wrapper"
+        )]
+        // SAFETY: `notification` is a zeroed `seccomp_notif`, as the ioctl
+        // requires, and lives across the call.
+        let received = unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &raw mut notification,
+            )
+        };
+        if received != 0 {
+            match std::io::Error::last_os_error().raw_os_error() {
+                // Interrupted, or the task died before we read it.
+                Some(libc::EINTR | libc::ENOENT) => continue,
+                // The agent and every process it started are gone.
+                _ => return,
+            }
+        }
+        let id = notification.id;
+        let still_valid = || {
+            #[allow(
+                unsafe_code,
+                reason = "the seccomp notification ioctls have no safe wrapper"
+            )]
+            // SAFETY: passes a pointer to a live u64, as the ioctl expects.
+            let valid = unsafe {
+                libc::ioctl(
+                    listener.as_raw_fd(),
+                    libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+                    &raw const id,
+                )
+            };
+            valid == 0
+        };
+        let answer = governor.answer(
+            notification.pid,
+            &notification.data,
+            still_valid,
+            &mut decide,
+        );
+        respond(listener.as_fd(), id, answer);
+    }
+}
+
+fn zeroed_notification() -> libc::seccomp_notif {
+    libc::seccomp_notif {
+        id: 0,
+        pid: 0,
+        flags: 0,
+        data: libc::seccomp_data {
+            nr: 0,
+            arch: 0,
+            instruction_pointer: 0,
+            args: [0; 6],
+        },
+    }
+}
+
+/// Sends the answer. Errors (the task died meanwhile) need no handling:
+/// the system call is gone with it.
+fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
+    match answer {
+        Answer::Inject { fd, cloexec } => {
+            let addfd = libc::seccomp_notif_addfd {
+                id,
+                flags: u32::try_from(libc::SECCOMP_ADDFD_FLAG_SEND).unwrap_or(0),
+                srcfd: u32::try_from(fd.as_raw_fd()).unwrap_or(u32::MAX),
+                newfd: 0,
+                newfd_flags: if cloexec {
+                    u32::try_from(libc::O_CLOEXEC).unwrap_or(0)
+                } else {
+                    0
+                },
+            };
+            #[allow(
+                unsafe_code,
+                reason = "the seccomp notification ioctls have no safe wrapper"
+            )]
+            // SAFETY: `addfd` is a valid `seccomp_notif_addfd` naming a
+            // descriptor we own (`fd`, alive across the call); with
+            // `SECCOMP_ADDFD_FLAG_SEND` the kernel installs it in the agent
+            // and completes the system call with its number, atomically.
+            let _ = unsafe {
+                libc::ioctl(
+                    listener.as_raw_fd(),
+                    libc::SECCOMP_IOCTL_NOTIF_ADDFD,
+                    &raw const addfd,
+                )
+            };
+            drop(fd);
+        }
+        Answer::Continue | Answer::Fail(_) => {
+            let (error, flags) = match answer {
+                Answer::Fail(errno) => (-errno, 0),
+                _ => (
+                    0,
+                    u32::try_from(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE).unwrap_or(0),
+                ),
+            };
+            let response = libc::seccomp_notif_resp {
+                id,
+                val: 0,
+                error,
+                flags,
+            };
+            #[allow(
+                unsafe_code,
+                reason = "the seccomp notification ioctls have no safe wrapper"
+            )]
+            // SAFETY: `response` is a valid `seccomp_notif_resp`, alive
+            // across the call.
+            let _ = unsafe {
+                libc::ioctl(
+                    listener.as_raw_fd(),
+                    libc::SECCOMP_IOCTL_NOTIF_SEND,
+                    &raw const response,
+                )
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        reason = "tests"
+    )]
+
+    use super::*;
+
+    #[test]
+    fn the_filter_notifies_exactly_the_open_calls() {
+        let filter = program();
+        // Walk the program as the kernel would, for a few system calls.
+        let run = |arch: u32, nr: u32| {
+            let mut pc = 0usize;
+            let mut acc = 0u32;
+            loop {
+                let insn = filter[pc];
+                match insn.code {
+                    0x20 => acc = if insn.k == 4 { arch } else { nr },
+                    0x15 => {
+                        pc += usize::from(if acc == insn.k { insn.jt } else { insn.jf });
+                    }
+                    0x06 => return insn.k,
+                    _ => panic!("unexpected instruction"),
+                }
+                pc += 1;
+            }
+        };
+        let x86_64 = 0xc000_003e;
+        for nr in NOTIFIED {
+            assert_eq!(
+                run(x86_64, u32::try_from(nr).unwrap()),
+                libc::SECCOMP_RET_USER_NOTIF
+            );
+        }
+        for nr in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_close,
+            libc::SYS_execve,
+        ] {
+            assert_eq!(
+                run(x86_64, u32::try_from(nr).unwrap()),
+                libc::SECCOMP_RET_ALLOW
+            );
+        }
+        assert_eq!(run(0x4000_0003, 5), libc::SECCOMP_RET_KILL_PROCESS);
+    }
+
+    #[test]
+    fn write_access_is_any_write_mode_creation_or_truncation() {
+        let call = |flags: i32| OpenCall {
+            dirfd: libc::AT_FDCWD,
+            path: 0,
+            flags: u64::try_from(flags).unwrap(),
+            mode: 0,
+        };
+        assert!(!call(libc::O_RDONLY).writes());
+        assert!(!call(libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECTORY).writes());
+        assert!(call(libc::O_WRONLY).writes());
+        assert!(call(libc::O_RDWR).writes());
+        assert!(call(libc::O_RDONLY | libc::O_CREAT).writes());
+        assert!(call(libc::O_RDONLY | libc::O_TRUNC).writes());
+    }
+}
