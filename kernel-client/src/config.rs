@@ -174,8 +174,9 @@ impl SpawnConfig {
         self
     }
 
-    /// Where the enforcer creates the operator's control socket (default:
-    /// the evidence file's path with `.control` appended).
+    /// The path that names the operator's control socket (an abstract
+    /// socket named after it; default: the evidence file's path with
+    /// `.control` appended).
     #[must_use]
     pub fn control_socket(mut self, path: impl AsRef<Path>) -> Self {
         self.control = Some(path.as_ref().to_owned());

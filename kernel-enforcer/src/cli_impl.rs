@@ -198,8 +198,9 @@ struct SessionArgs {
     /// Seconds an allow receipt stays valid [default: 30].
     #[arg(long)]
     permit_ttl: Option<u64>,
-    /// The operator's control socket (mode 0600). Default: the evidence
-    /// file's path with `.control` appended.
+    /// The path naming the operator's control socket (an abstract socket
+    /// named after it, which a confined agent cannot reach). Default: the
+    /// evidence file's path with `.control` appended.
     #[arg(long)]
     control: Option<PathBuf>,
     /// The uid allowed on the control socket. Default: this process's

@@ -1,16 +1,20 @@
 //! The operator's control plane: a Unix socket the agent cannot use.
 //!
-//! The socket is created with mode 0600 and every connection's peer
+//! The socket lives in the abstract namespace, under a name derived from
+//! the configured path (`agent-kernel/control/` and a hash of the absolute
+//! path), not as a file. That is what keeps a confined agent out even when
+//! it runs as the operator's uid: Landlock does not govern connections to
+//! socket files, but its scope forbids a confined process to connect to an
+//! abstract socket created outside its domain. Every connection's peer
 //! credentials (`SO_PEERCRED`, filled in by the OS kernel, not claimed by
-//! the peer) must carry the operator's uid (by default the enforcer's own
-//! effective uid; `--operator-uid` to change). Each connection carries one
+//! the peer) must also carry the operator's uid (by default the enforcer's
+//! own effective uid; `--operator-uid` to change). Each connection carries one
 //! JSON request line and gets one JSON response line. Who asked (uid and
 //! pid from the credentials) is recorded with every halt, approval and
 //! reload.
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::Duration;
@@ -98,27 +102,24 @@ impl std::fmt::Display for Peer {
     }
 }
 
-/// Binds the control socket at `path` with mode 0600, replacing a stale
-/// socket left by a previous run (but nothing else).
+/// The abstract socket name for the control socket configured as `path`.
+fn address(path: &Path) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    use sha2::Digest as _;
+    use std::os::linux::net::SocketAddrExt;
+    let absolute = std::path::absolute(path)?;
+    let hash = sha2::Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    let hex: String = hash
+        .iter()
+        .take(16)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    std::os::unix::net::SocketAddr::from_abstract_name(format!("agent-kernel/control/{hex}"))
+}
+
+/// Binds the control socket named by `path` (in the abstract namespace;
+/// no file is created). Fails if another enforcer already holds it.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) => {
-            use std::os::unix::fs::FileTypeExt;
-            if meta.file_type().is_socket() {
-                std::fs::remove_file(path)?;
-            } else {
-                return Err(std::io::Error::other(format!(
-                    "`{}` exists and is not a socket; refusing to replace it",
-                    path.display()
-                )));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    UnixListener::bind_addr(&address(path)?)
 }
 
 /// Serves connections until the listener fails, answering each request
@@ -170,12 +171,14 @@ fn serve_one(
 /// Sends one request to the control socket at `path` and returns the
 /// response: what the operator commands use.
 pub fn request(path: &Path, request: &ControlRequest) -> Result<ControlResponse, String> {
-    let mut stream = UnixStream::connect(path).map_err(|e| {
-        format!(
-            "cannot reach the enforcer's control socket `{}`: {e}",
-            path.display()
-        )
-    })?;
+    let mut stream = address(path)
+        .and_then(|address| UnixStream::connect_addr(&address))
+        .map_err(|e| {
+            format!(
+                "cannot reach the enforcer's control socket `{}`: {e}",
+                path.display()
+            )
+        })?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;

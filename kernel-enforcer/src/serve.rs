@@ -216,9 +216,6 @@ pub fn serve_channels(
     }
     watch_signals(&shared);
     serve_loop(&requests, &shared);
-    if let Some(path) = &options.control {
-        let _ = std::fs::remove_file(path);
-    }
     let mut session = shared.session.lock();
     session.finish();
     Ok(session.halted().map(str::to_owned))

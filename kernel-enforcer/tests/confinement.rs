@@ -84,6 +84,19 @@ fn probe(attack: &str) {
                         .map_err(|e| e.to_string()),
                 );
             }
+            // The operator's control socket: halting is harmless to try,
+            // approving or reloading would not be.
+            let control = format!("{}.control", std::env::var("PROBE_EVIDENCE").unwrap());
+            report(
+                "control-socket",
+                kernel_enforcer::control::request(
+                    std::path::Path::new(&control),
+                    &kernel_enforcer::control::ControlRequest::Halt {
+                        reason: Some("the agent says so".into()),
+                    },
+                )
+                .map(|r| format!("ok={} {}", r.ok, r.message)),
+            );
             report(
                 "write-evidence",
                 io(std::fs::OpenOptions::new()
@@ -830,6 +843,7 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
         "write-evidence",
         "connect",
         "udp-send",
+        "control-socket",
         "exec",
         "kill-enforcer",
         "kill-enforcer-group",
