@@ -106,6 +106,11 @@ pub struct Profile {
     /// Whether programs in the system trees may be executed (for commands
     /// the broker runs on an agent's behalf, which start other programs).
     pub system_execute: bool,
+    /// Whether TCP sockets may be created (`AF_INET`/`AF_INET6`, stream
+    /// only, no TCP Fast Open). On only when the enforcer decides the
+    /// agent's `connect` calls; Landlock still refuses TCP `connect` and
+    /// `bind` made directly.
+    pub tcp_sockets: bool,
     /// Whether the workspace is readable directly. Off when the agent's
     /// own opens are decided by policy at the system-call boundary, so
     /// that a workspace file is reachable only through a decision.
@@ -125,6 +130,7 @@ impl Profile {
             protected: Vec::new(),
             system_execute: false,
             workspace_readable: true,
+            tcp_sockets: false,
         }
     }
 
@@ -252,7 +258,7 @@ impl Prepared {
             .map_err(unsupported)?;
         Ok(Self {
             ruleset: Some(ruleset),
-            filters: seccomp_programs()?,
+            filters: seccomp_programs(profile.tcp_sockets)?,
         })
     }
 
@@ -375,7 +381,7 @@ fn target_arch() -> Result<TargetArch, ConfineError> {
 /// and the denylist (`EPERM`), then `clone3` (`ENOSYS`). Each system call
 /// is matched by at most one of them, so stacking them gives each its own
 /// answer.
-fn seccomp_programs() -> Result<Vec<BpfProgram>, ConfineError> {
+fn seccomp_programs(tcp_sockets: bool) -> Result<Vec<BpfProgram>, ConfineError> {
     let apply = |e: seccompiler::BackendError| ConfineError::Apply(e.to_string());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|nr| (*nr, Vec::new())).collect();
@@ -392,15 +398,73 @@ fn seccomp_programs() -> Result<Vec<BpfProgram>, ConfineError> {
         clone_rules.push(SeccompRule::new(vec![condition]).map_err(apply)?);
     }
     rules.insert(libc::SYS_clone, clone_rules);
-    // socket(domain, ...) with any domain but AF_UNIX: Landlock governs
-    // only TCP, and UDP would otherwise be an open way out.
+    // socket(domain, type, ...): Landlock governs only TCP, so UDP and
+    // the rest would be open ways out. Only AF_UNIX, and (when the
+    // enforcer decides connect calls) AF_INET/AF_INET6 streams.
     let unix = u64::from(libc::AF_UNIX.unsigned_abs());
-    let other_family =
-        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, unix).map_err(apply)?;
-    rules.insert(
-        libc::SYS_socket,
-        vec![SeccompRule::new(vec![other_family]).map_err(apply)?],
-    );
+    let inet = u64::from(libc::AF_INET.unsigned_abs());
+    let inet6 = u64::from(libc::AF_INET6.unsigned_abs());
+    let arg = |index, op, value| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).map_err(apply)
+    };
+    let mut socket_rules = Vec::new();
+    if tcp_sockets {
+        socket_rules.push(
+            SeccompRule::new(vec![
+                arg(0, SeccompCmpOp::Ne, unix)?,
+                arg(0, SeccompCmpOp::Ne, inet)?,
+                arg(0, SeccompCmpOp::Ne, inet6)?,
+            ])
+            .map_err(apply)?,
+        );
+        // Any type but SOCK_STREAM (the low four bits; the rest are flags).
+        for family in [inet, inet6] {
+            for kind in [
+                libc::SOCK_DGRAM,
+                libc::SOCK_RAW,
+                libc::SOCK_RDM,
+                libc::SOCK_SEQPACKET,
+                libc::SOCK_DCCP,
+                // SOCK_PACKET, obsolete but still accepted by the kernel.
+                10,
+            ] {
+                socket_rules.push(
+                    SeccompRule::new(vec![
+                        arg(0, SeccompCmpOp::Eq, family)?,
+                        arg(
+                            1,
+                            SeccompCmpOp::MaskedEq(0xf),
+                            u64::from(kind.unsigned_abs()),
+                        )?,
+                    ])
+                    .map_err(apply)?,
+                );
+            }
+        }
+        // TCP Fast Open connects inside sendto/sendmsg, not through
+        // connect: refused, so every connection goes through a decision.
+        let fastopen = u64::from(libc::MSG_FASTOPEN.unsigned_abs());
+        for (call, flags_arg) in [
+            (libc::SYS_sendto, 3),
+            (libc::SYS_sendmsg, 2),
+            (libc::SYS_sendmmsg, 3),
+        ] {
+            rules.insert(
+                call,
+                vec![
+                    SeccompRule::new(vec![arg(
+                        flags_arg,
+                        SeccompCmpOp::MaskedEq(fastopen),
+                        fastopen,
+                    )?])
+                    .map_err(apply)?,
+                ],
+            );
+        }
+    } else {
+        socket_rules.push(SeccompRule::new(vec![arg(0, SeccompCmpOp::Ne, unix)?]).map_err(apply)?);
+    }
+    rules.insert(libc::SYS_socket, socket_rules);
     let eperm = u32::try_from(libc::EPERM).unwrap_or(1);
     let denylist: BpfProgram = SeccompFilter::new(
         rules,

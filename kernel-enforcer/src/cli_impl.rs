@@ -159,7 +159,7 @@ struct RunArgs {
     /// the client library. The agent then need not connect; workspace
     /// files are reachable only through decided opens.
     #[arg(long)]
-    govern_opens: bool,
+    govern_syscalls: bool,
     /// The agent program and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -576,7 +576,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         scratch,
         protected,
         danger_unconfined: args.danger_unconfined,
-        govern_opens: args.govern_opens,
+        govern_syscalls: args.govern_syscalls,
         connect_timeout: args
             .connect_timeout
             .map_or(settings.connect_timeout, Duration::from_secs),

@@ -1,11 +1,14 @@
-//! Governing an agent that does not use the client: its own `open` calls
-//! are decided by policy at the system-call boundary (seccomp user
+//! Governing an agent that does not use the client: its own file opens,
+//! deletions, directory creations, renames and TCP connections are
+//! decided by policy at the system-call boundary (seccomp user
 //! notification), with the same evidence as any other decision.
 //!
 //! How it works, and why it is sound:
 //!
 //! - The agent runs under an extra seccomp filter that turns `open`,
-//!   `openat`, `openat2` and `creat` into notifications. The filter is
+//!   `openat`, `openat2`, `creat`, `unlink`, `unlinkat`, `rmdir`, `mkdir`,
+//!   `mkdirat`, `rename`, `renameat`, `renameat2` and `connect` into
+//!   notifications. The filter is
 //!   installed between `fork` and `exec` with
 //!   `SECCOMP_FILTER_FLAG_NEW_LISTENER`; the listener descriptor is sent to
 //!   the enforcer over a socket pair and closed in the child, so the agent
@@ -29,12 +32,30 @@
 //!   agent with `SECCOMP_IOCTL_NOTIF_ADDFD` and `SECCOMP_ADDFD_FLAG_SEND`:
 //!   never `CONTINUE` for a decided path, so rewriting the path after the
 //!   decision changes nothing. A denied one fails with `EACCES`.
+//! - Deletions (`FileDelete`), directory creations (`FileWrite`,
+//!   descriptor mode) and renames (`FileDelete` of the old path and
+//!   `FileWrite` of the new, both needed; exchanges refused) are decided
+//!   and then performed by the enforcer on the decided paths, the parent
+//!   directory opened without following symbolic links.
+//! - `connect` to an IPv4 or IPv6 address is a `NetConnect` (the address,
+//!   not a name); the enforcer connects and puts its connected socket in
+//!   place of the agent's (`SECCOMP_ADDFD_FLAG_SETFD`, same number,
+//!   blocking mode kept), then completes the call with 0. Options the
+//!   agent set on its own socket are not carried over. `connect` on Unix
+//!   sockets continues (see SECURITY.md for what that leaves open). The
+//!   confinement lets such an agent create TCP stream sockets, never
+//!   datagram or raw ones, and refuses TCP Fast Open, which connects
+//!   without `connect`.
 //! - Anything that cannot be read, resolved or decided fails with
-//!   `EACCES`.
+//!   `EACCES`. [`WORKERS`] threads serve notifications; decisions beyond
+//!   [`RATE_PER_SECOND`] (after a burst of [`RATE_BURST`]) fail with
+//!   `EAGAIN`, unrecorded. There is no cache of earlier decisions: every
+//!   decided call is decided and recorded afresh, so nothing can widen
+//!   what was decided.
 //!
-//! Not covered yet: `connect`, `execve`, `unlinkat`, `renameat2` and
-//! `mkdirat` are not notified (the confinement refuses them as before);
-//! notifications are served one at a time; x86_64 only.
+//! Not covered yet: `execve` (the confinement still refuses programs other
+//! than the agent's own), hard and symbolic link creation and `truncate`
+//! (refused by Landlock in the workspace); x86_64 only.
 
 use crate::broker::Broker;
 use kernel_core::{Action, CanonicalAction};
@@ -47,11 +68,20 @@ use std::path::{Path, PathBuf};
 const MAX_PATH: usize = 4096;
 
 /// The system calls this version notifies.
-const NOTIFIED: [libc::c_long; 4] = [
+const NOTIFIED: [libc::c_long; 13] = [
     libc::SYS_open,
     libc::SYS_openat,
     libc::SYS_openat2,
     libc::SYS_creat,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_rmdir,
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_connect,
 ];
 
 /// The notification filter: x86_64 system calls in [`NOTIFIED`] notify,
@@ -239,6 +269,11 @@ enum Answer {
     Fail(i32),
     /// Complete it with this descriptor, installed in the agent.
     Inject { fd: OwnedFd, cloexec: bool },
+    /// Put this descriptor in the agent at number `target` (replacing
+    /// what was there), then complete the call with 0.
+    Replace { fd: OwnedFd, target: i32 },
+    /// Complete it with this return value (the effect was performed here).
+    Value(i64),
 }
 
 /// One open, as read from the notification.
@@ -333,8 +368,70 @@ fn read_c_string(memory: &std::fs::File, address: u64) -> Option<String> {
     None
 }
 
+/// The agent thread that made a system call: its memory, and whether its
+/// request is still the one being answered.
+struct Agent<'a> {
+    pid: u32,
+    memory: std::fs::File,
+    still_valid: &'a dyn Fn() -> bool,
+}
+
+impl Agent<'_> {
+    /// Reads the path at `pointer`, resolves it against `dirfd` (or the
+    /// working directory), checks the request is still live, and returns
+    /// the canonical action `make` builds from it, with its target path.
+    fn resolve(
+        &self,
+        dirfd: i32,
+        pointer: u64,
+        make: impl FnOnce(String) -> Action,
+    ) -> Option<(CanonicalAction, PathBuf)> {
+        let path = read_c_string(&self.memory, pointer)?;
+        let base = if path.starts_with('/') {
+            None
+        } else if dirfd == libc::AT_FDCWD {
+            Some(std::fs::read_link(format!("/proc/{}/cwd", self.pid)).ok()?)
+        } else {
+            Some(std::fs::read_link(format!("/proc/{}/fd/{dirfd}", self.pid)).ok()?)
+        };
+        if !(self.still_valid)() {
+            return None;
+        }
+        // A base that is not a directory path (a socket, a deleted
+        // directory) resolves nothing.
+        let base = match &base {
+            None => None,
+            Some(base) if base.is_absolute() => Some(base.to_str()?),
+            Some(_) => return None,
+        };
+        let canonical = CanonicalAction::new(make(path), base).ok()?;
+        let target = match canonical.action() {
+            Action::FileRead { path }
+            | Action::FileWrite { path, .. }
+            | Action::FileDelete { path } => PathBuf::from(path),
+            _ => return None,
+        };
+        Some((canonical, target))
+    }
+}
+
+/// The low 32 bits of a register, as the C `int` the kernel reads.
+fn low_int(arg: u64) -> Option<i32> {
+    u32::try_from(arg & 0xffff_ffff)
+        .ok()
+        .map(|low| i32::from_ne_bytes(low.to_ne_bytes()))
+}
+
+/// The answer for an effect performed here: success (0) or its errno.
+fn done(result: std::io::Result<()>) -> Answer {
+    match result {
+        Ok(()) => Answer::Value(0),
+        Err(e) => Answer::Fail(e.raw_os_error().unwrap_or(libc::EACCES)),
+    }
+}
+
 impl Governor {
-    /// Answers one open: let through what Landlock grants, decide the
+    /// Answers one notification: let through what Landlock grants, decide the
     /// rest with `decide` (which records before it returns) and perform
     /// allowed ones here.
     fn answer(
@@ -344,58 +441,246 @@ impl Governor {
         still_valid: impl Fn() -> bool,
         decide: &mut impl FnMut(CanonicalAction) -> bool,
     ) -> Answer {
-        let deny = Answer::Fail(libc::EACCES);
         let Ok(memory) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
-            return deny;
+            return Answer::Fail(libc::EACCES);
         };
-        let Some(call) = OpenCall::of(data, &memory) else {
-            return deny;
+        let agent = Agent {
+            pid,
+            memory,
+            still_valid: &still_valid,
         };
-        let Some(path) = read_c_string(&memory, call.path) else {
-            return Answer::Fail(libc::EFAULT);
+        let nr = libc::c_long::from(data.nr);
+        let answer = match nr {
+            libc::SYS_unlink | libc::SYS_rmdir | libc::SYS_unlinkat => {
+                self.remove(&agent, nr, &data.args, decide)
+            }
+            libc::SYS_mkdir | libc::SYS_mkdirat => self.mkdir(&agent, nr, &data.args, decide),
+            libc::SYS_rename | libc::SYS_renameat | libc::SYS_renameat2 => {
+                self.rename(&agent, nr, &data.args, decide)
+            }
+            libc::SYS_connect => self.connect(&agent, &data.args, decide),
+            _ => self.open_call(&agent, data, decide),
         };
-        let base = if path.starts_with('/') {
-            None
-        } else if call.dirfd == libc::AT_FDCWD {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
-        } else {
-            std::fs::read_link(format!("/proc/{pid}/fd/{}", call.dirfd)).ok()
-        };
-        if !still_valid() {
-            return deny;
-        }
-        let base = match (&base, path.starts_with('/')) {
-            (_, true) => None,
-            (Some(base), false) if base.is_absolute() => base.to_str(),
-            // A base that is not a directory path (a socket, a deleted
-            // directory) resolves nothing.
-            _ => return deny,
-        };
+        answer.unwrap_or(Answer::Fail(libc::EACCES))
+    }
+
+    fn open_call(
+        &self,
+        agent: &Agent<'_>,
+        data: &libc::seccomp_data,
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Option<Answer> {
+        let call = OpenCall::of(data, &agent.memory)?;
         let writes = call.writes();
-        let action = if writes {
-            Action::file_write_descriptor(path)
-        } else {
-            Action::file_read(path)
-        };
-        let Ok(canonical) = CanonicalAction::new(action, base) else {
-            return deny;
-        };
-        let target = match canonical.action() {
-            Action::FileRead { path } | Action::FileWrite { path, .. } => PathBuf::from(path),
-            _ => return deny,
-        };
-        let granted = if writes {
+        let (canonical, target) = agent.resolve(call.dirfd, call.path, |path| {
+            if writes {
+                Action::file_write_descriptor(path)
+            } else {
+                Action::file_read(path)
+            }
+        })?;
+        if self.granted(&target, writes) {
+            return Some(Answer::Continue);
+        }
+        if !decide(canonical) {
+            return None;
+        }
+        Some(self.open(&target, &call))
+    }
+
+    /// Whether Landlock grants the agent this access itself.
+    fn granted(&self, target: &Path, writes: bool) -> bool {
+        let roots = if writes {
             &self.write_granted
         } else {
             &self.read_granted
         };
-        if granted.iter().any(|root| target.starts_with(root)) {
-            return Answer::Continue;
+        roots.iter().any(|root| target.starts_with(root))
+    }
+
+    /// `unlink`, `rmdir`, `unlinkat`: a `FileDelete`, performed here.
+    fn remove(
+        &self,
+        agent: &Agent<'_>,
+        nr: libc::c_long,
+        args: &[u64; 6],
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Option<Answer> {
+        let (dirfd, path, directory) = match nr {
+            libc::SYS_unlink => (libc::AT_FDCWD, args[0], false),
+            libc::SYS_rmdir => (libc::AT_FDCWD, args[0], true),
+            _ => (
+                low_int(args[0])?,
+                args[1],
+                low_int(args[2])? & libc::AT_REMOVEDIR != 0,
+            ),
+        };
+        let (canonical, target) = agent.resolve(dirfd, path, Action::file_delete)?;
+        if self.granted(&target, true) {
+            return Some(Answer::Continue);
         }
         if !decide(canonical) {
-            return deny;
+            return None;
         }
-        self.open(&target, &call)
+        let flags = if directory {
+            rustix::fs::AtFlags::REMOVEDIR
+        } else {
+            rustix::fs::AtFlags::empty()
+        };
+        Some(done(self.in_parent(&target, |parent, name| {
+            rustix::fs::unlinkat(parent, name, flags)
+        })))
+    }
+
+    /// `mkdir`, `mkdirat`: a `FileWrite` (descriptor mode) of the new
+    /// directory's path, performed here.
+    fn mkdir(
+        &self,
+        agent: &Agent<'_>,
+        nr: libc::c_long,
+        args: &[u64; 6],
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Option<Answer> {
+        let (dirfd, path, mode) = match nr {
+            libc::SYS_mkdir => (libc::AT_FDCWD, args[0], args[1]),
+            _ => (low_int(args[0])?, args[1], args[2]),
+        };
+        let (canonical, target) = agent.resolve(dirfd, path, Action::file_write_descriptor)?;
+        if self.granted(&target, true) {
+            return Some(Answer::Continue);
+        }
+        if !decide(canonical) {
+            return None;
+        }
+        let mode = Mode::from_bits_truncate(u32::try_from(mode & 0o777).unwrap_or(0o700))
+            & !Mode::from_bits_truncate(0o022);
+        Some(done(self.in_parent(&target, |parent, name| {
+            rustix::fs::mkdirat(parent, name, mode)
+        })))
+    }
+
+    /// `rename`, `renameat`, `renameat2`: a `FileDelete` of the old path
+    /// and a `FileWrite` (descriptor mode) of the new one, both allowed,
+    /// performed here. Exchanges and whiteouts are refused.
+    fn rename(
+        &self,
+        agent: &Agent<'_>,
+        nr: libc::c_long,
+        args: &[u64; 6],
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Option<Answer> {
+        let (old_dir, old, new_dir, new, flags) = match nr {
+            libc::SYS_rename => (libc::AT_FDCWD, args[0], libc::AT_FDCWD, args[1], 0),
+            libc::SYS_renameat => (low_int(args[0])?, args[1], low_int(args[2])?, args[3], 0),
+            _ => (
+                low_int(args[0])?,
+                args[1],
+                low_int(args[2])?,
+                args[3],
+                u32::try_from(args[4] & 0xffff_ffff).ok()?,
+            ),
+        };
+        let flags = rustix::fs::RenameFlags::from_bits(flags)?;
+        if flags.intersects(rustix::fs::RenameFlags::EXCHANGE | rustix::fs::RenameFlags::WHITEOUT) {
+            return None;
+        }
+        let (delete, from) = agent.resolve(old_dir, old, Action::file_delete)?;
+        let (write, to) = agent.resolve(new_dir, new, Action::file_write_descriptor)?;
+        if self.granted(&from, true) && self.granted(&to, true) {
+            return Some(Answer::Continue);
+        }
+        if !decide(delete) || !decide(write) {
+            return None;
+        }
+        Some(done(self.in_parent(&from, |from_parent, from_name| {
+            self.in_parent(&to, |to_parent, to_name| {
+                rustix::fs::renameat_with(from_parent, from_name, to_parent, to_name, flags)
+            })
+            .map_err(|e| rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::ACCESS))
+        })))
+    }
+
+    /// Runs `operation` on the parent directory of `target` (opened
+    /// without following symbolic links) and its last component.
+    fn in_parent(
+        &self,
+        target: &Path,
+        operation: impl FnOnce(&std::fs::File, &std::ffi::OsStr) -> rustix::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+            return Err(std::io::Error::from_raw_os_error(libc::EBUSY));
+        };
+        let parent = self
+            .broker
+            .open(parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+        operation(&parent, name).map_err(std::io::Error::from)
+    }
+
+    /// `connect` to an IPv4 or IPv6 address: a `NetConnect`, made here;
+    /// the agent's socket is replaced by the enforcer's connected one
+    /// (same descriptor number). Unix sockets continue (Landlock's scope
+    /// and file permissions govern them); other families are refused.
+    fn connect(
+        &self,
+        agent: &Agent<'_>,
+        args: &[u64; 6],
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Option<Answer> {
+        let socket = low_int(args[0])?;
+        let length = usize::try_from(args[2]).ok()?.min(128);
+        let mut address = vec![0u8; length];
+        agent.memory.read_exact_at(&mut address, args[1]).ok()?;
+        if !(agent.still_valid)() {
+            return None;
+        }
+        let family = u16::from_ne_bytes([*address.first()?, *address.get(1)?]);
+        let peer = match i32::from(family) {
+            libc::AF_UNIX => return Some(Answer::Continue),
+            libc::AF_INET => {
+                let port = u16::from_be_bytes([*address.get(2)?, *address.get(3)?]);
+                let ip = std::net::Ipv4Addr::new(
+                    *address.get(4)?,
+                    *address.get(5)?,
+                    *address.get(6)?,
+                    *address.get(7)?,
+                );
+                std::net::SocketAddr::from((ip, port))
+            }
+            libc::AF_INET6 => {
+                let port = u16::from_be_bytes([*address.get(2)?, *address.get(3)?]);
+                let octets: [u8; 16] = address.get(8..24)?.try_into().ok()?;
+                std::net::SocketAddr::from((std::net::Ipv6Addr::from(octets), port))
+            }
+            _ => return None,
+        };
+        let action = Action::net_connect(peer.ip().to_string(), peer.port());
+        let canonical = CanonicalAction::new(action, None).ok()?;
+        if !decide(canonical) {
+            return None;
+        }
+        let stream =
+            match std::net::TcpStream::connect_timeout(&peer, crate::broker::CONNECT_TIMEOUT) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    return Some(Answer::Fail(e.raw_os_error().unwrap_or(libc::ECONNREFUSED)));
+                }
+            };
+        // Keep the agent's blocking mode on the socket it gets back.
+        let nonblocking = std::fs::read_to_string(format!("/proc/{}/fdinfo/{socket}", agent.pid))
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("flags:"))
+                    .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            })
+            .is_some_and(|flags| flags & u32::try_from(libc::O_NONBLOCK).unwrap_or(0) != 0);
+        if stream.set_nonblocking(nonblocking).is_err() {
+            return None;
+        }
+        Some(Answer::Replace {
+            fd: OwnedFd::from(stream),
+            target: socket,
+        })
     }
 
     /// Opens `target` for the agent, with the flags it asked for (those
@@ -425,13 +710,64 @@ impl Governor {
     }
 }
 
-/// Serves notifications from `listener` until the agent is gone. `decide`
-/// decides and durably records one action, returning whether it is
-/// allowed.
+/// Notifications served at once (each may wait for a decision's
+/// `fdatasync`).
+pub const WORKERS: usize = 4;
+/// Decisions per second one agent may cause at the system-call boundary,
+/// sustained; beyond it (after a burst of [`RATE_BURST`]) calls fail with
+/// `EAGAIN` without a decision or a record, so a flood cannot fill the
+/// evidence or starve the client. Calls Landlock grants anyway are not
+/// counted.
+pub const RATE_PER_SECOND: f64 = 2000.0;
+/// Decisions allowed in a burst above [`RATE_PER_SECOND`].
+pub const RATE_BURST: f64 = 4000.0;
+
+/// A token bucket.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * RATE_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(RATE_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Serves notifications from `listener` with [`WORKERS`] threads until the
+/// agent is gone. `decide` decides and durably records one action,
+/// returning whether it is allowed.
 pub fn serve(
     listener: OwnedFd,
     governor: &Governor,
-    mut decide: impl FnMut(CanonicalAction) -> bool,
+    decide: &(impl Fn(CanonicalAction) -> bool + Sync),
+) {
+    let bucket = parking_lot::Mutex::new(Bucket {
+        tokens: RATE_BURST,
+        at: std::time::Instant::now(),
+    });
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            scope.spawn(|| serve_one_at_a_time(&listener, governor, decide, &bucket));
+        }
+    });
+}
+
+fn serve_one_at_a_time(
+    listener: &OwnedFd,
+    governor: &Governor,
+    decide: &(impl Fn(CanonicalAction) -> bool + Sync),
+    bucket: &parking_lot::Mutex<Bucket>,
 ) {
     loop {
         let mut notification = zeroed_notification();
@@ -472,12 +808,25 @@ pub fn serve(
             };
             valid == 0
         };
+        let mut limited = false;
+        let mut decide = |action: CanonicalAction| {
+            if !bucket.lock().take() {
+                limited = true;
+                return false;
+            }
+            decide(action)
+        };
         let answer = governor.answer(
             notification.pid,
             &notification.data,
             still_valid,
             &mut decide,
         );
+        let answer = if limited {
+            Answer::Fail(libc::EAGAIN)
+        } else {
+            answer
+        };
         respond(listener.as_fd(), id, answer);
     }
 }
@@ -529,17 +878,50 @@ fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
             };
             drop(fd);
         }
-        Answer::Continue | Answer::Fail(_) => {
-            let (error, flags) = match answer {
-                Answer::Fail(errno) => (-errno, 0),
+        Answer::Replace { fd, target } => {
+            let addfd = libc::seccomp_notif_addfd {
+                id,
+                flags: u32::try_from(libc::SECCOMP_ADDFD_FLAG_SETFD).unwrap_or(0),
+                srcfd: u32::try_from(fd.as_raw_fd()).unwrap_or(u32::MAX),
+                newfd: u32::try_from(target).unwrap_or(u32::MAX),
+                newfd_flags: 0,
+            };
+            #[allow(
+                unsafe_code,
+                reason = "the seccomp notification ioctls have no safe wrapper"
+            )]
+            // SAFETY: `addfd` is a valid `seccomp_notif_addfd` naming a
+            // descriptor we own (`fd`, alive across the call); the kernel
+            // installs a copy at `target` in the agent, which stays blocked
+            // in its system call until the response below.
+            let installed = unsafe {
+                libc::ioctl(
+                    listener.as_raw_fd(),
+                    libc::SECCOMP_IOCTL_NOTIF_ADDFD,
+                    &raw const addfd,
+                )
+            };
+            drop(fd);
+            let answer = if installed >= 0 {
+                Answer::Value(0)
+            } else {
+                Answer::Fail(libc::EACCES)
+            };
+            respond(listener, id, answer);
+        }
+        Answer::Continue | Answer::Fail(_) | Answer::Value(_) => {
+            let (val, error, flags) = match answer {
+                Answer::Fail(errno) => (0, -errno, 0),
+                Answer::Value(value) => (value, 0, 0),
                 _ => (
+                    0,
                     0,
                     u32::try_from(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE).unwrap_or(0),
                 ),
             };
             let response = libc::seccomp_notif_resp {
                 id,
-                val: 0,
+                val,
                 error,
                 flags,
             };
@@ -572,7 +954,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_filter_notifies_exactly_the_open_calls() {
+    fn the_filter_notifies_exactly_the_governed_calls() {
         let filter = program();
         // Walk the program as the kernel would, for a few system calls.
         let run = |arch: u32, nr: u32| {
@@ -610,6 +992,21 @@ mod tests {
             );
         }
         assert_eq!(run(0x4000_0003, 5), libc::SECCOMP_RET_KILL_PROCESS);
+    }
+
+    #[test]
+    fn a_flood_beyond_the_burst_is_refused_until_tokens_come_back() {
+        let mut bucket = Bucket {
+            tokens: RATE_BURST,
+            at: std::time::Instant::now(),
+        };
+        let burst = RATE_BURST as usize;
+        let taken = (0..burst * 2).filter(|_| bucket.take()).count();
+        // The burst, plus whatever trickled in while looping (far less).
+        assert!(taken >= burst && taken < burst + burst / 2, "{taken}");
+        assert!(!bucket.take());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(bucket.take(), "tokens come back at the sustained rate");
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub struct Agent {
     /// Decide the agent's own `open` calls by policy (for agents that do
     /// not use the client): see [`crate::notify`]. The agent then need not
     /// connect, and the workspace is reachable only through decided opens.
-    pub govern_opens: bool,
+    pub govern_syscalls: bool,
 }
 
 /// Resolves a program name through `PATH`.
@@ -107,7 +107,8 @@ pub fn prepare(agent: &Agent) -> Result<Option<Prepared>, SuperviseError> {
 fn profile_of(agent: &Agent) -> Profile {
     let mut profile = Profile::new(&agent.workspace, &agent.scratch, &agent.program);
     profile.protected = agent.protected.clone();
-    profile.workspace_readable = !agent.govern_opens;
+    profile.workspace_readable = !agent.govern_syscalls;
+    profile.tcp_sockets = agent.govern_syscalls;
     profile
 }
 
@@ -143,7 +144,7 @@ pub fn run(
 ) -> Result<ExitStatus, SuperviseError> {
     let channel = |e: std::io::Error| SuperviseError::Serve(ServeError::Channel(e.to_string()));
     let (server, name) = IpcOneShotServer::<EnforcerEnds>::new().map_err(channel)?;
-    let governed = match (agent.govern_opens, &confinement) {
+    let governed = match (agent.govern_syscalls, &confinement) {
         (true, Some(_)) => Some(notify::prepare().map_err(channel)?),
         (true, None) => {
             return Err(SuperviseError::Serve(ServeError::Channel(
@@ -197,7 +198,7 @@ pub fn run(
         let governor = governor(agent, broker);
         let shared = Arc::clone(&session);
         std::thread::spawn(move || {
-            notify::serve(listener, &governor, |action| {
+            notify::serve(listener, &governor, &|action| {
                 shared.lock().decide_system_call(action)
             });
         });
@@ -218,12 +219,12 @@ fn serve_agent(
     options: &ServeOptions,
 ) -> Result<ExitStatus, SuperviseError> {
     // A governed agent need not connect at all: no time limit then.
-    let timeout = (!agent.govern_opens).then_some(agent.connect_timeout);
+    let timeout = (!agent.govern_syscalls).then_some(agent.connect_timeout);
     let (requests, replies) = match wait_for_agent(server, name, &mut child, timeout) {
         Ok(ends) => ends,
         // A governed agent need not use the client: when it ends without
         // connecting, its session ends with it.
-        Err(SuperviseError::ExitedEarly(status)) if agent.govern_opens => {
+        Err(SuperviseError::ExitedEarly(status)) if agent.govern_syscalls => {
             session.lock().finish();
             return Ok(status);
         }

@@ -367,6 +367,50 @@ fn unmodified_probe(ws: &str) {
             .map(|t| format!("{} bytes", t.len()))
             .map_err(|e| e.to_string()),
     );
+    report("mkdir", io(std::fs::create_dir(format!("{ws}/made-dir"))));
+    report(
+        "rename",
+        io(std::fs::rename(
+            format!("{ws}/made-by-agent.txt"),
+            format!("{ws}/made-dir/moved.txt"),
+        )),
+    );
+    report(
+        "delete",
+        io(std::fs::remove_file(format!("{ws}/doomed.txt"))),
+    );
+    report(
+        "delete-outside",
+        io(std::fs::remove_file(format!("{outside}/keep.txt"))),
+    );
+    if let Ok(port) = std::env::var("PROBE_NET_PORT") {
+        use std::io::{Read, Write};
+        let port: u16 = port.parse().unwrap();
+        report(
+            "tcp-connect",
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .and_then(|mut stream| {
+                    stream.write_all(b"ping")?;
+                    let mut answer = [0u8; 4];
+                    stream.read_exact(&mut answer)?;
+                    Ok(String::from_utf8_lossy(&answer).into_owned())
+                })
+                .map_err(|e| e.to_string()),
+        );
+        let denied: u16 = std::env::var("PROBE_DENIED_PORT").unwrap().parse().unwrap();
+        report(
+            "tcp-connect-denied",
+            io(std::net::TcpStream::connect(("127.0.0.2", denied))),
+        );
+        let udp = std::env::var("PROBE_UDP_PORT").unwrap();
+        report(
+            "udp-send",
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|socket| socket.send_to(b"leak", format!("127.0.0.1:{udp}")))
+                .map(|sent| format!("{sent} bytes"))
+                .map_err(|e| e.to_string()),
+        );
+    }
     // The race the kernel's documentation warns about: another thread
     // rewrites the path between the decision and the kernel's use of it.
     let allowed = format!("{ws}/victim.txt\0");
@@ -582,11 +626,18 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
 
 fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
     let scene = scene();
+    std::fs::write(scene.ws.join("doomed.txt"), "bye").unwrap();
+    std::fs::write(scene.outside.join("keep.txt"), "stays").unwrap();
+    let (echo_port, accepted) = echo_server();
+    let forbidden = TcpListener::bind("127.0.0.2:0").unwrap();
+    forbidden.set_nonblocking(true).unwrap();
+    let datagrams = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    datagrams.set_nonblocking(true).unwrap();
     let me = std::env::current_exe().unwrap();
     let evidence = scene.state.join("governed.log");
     let output = Command::new(ENFORCER)
         .arg("run")
-        .arg("--govern-opens")
+        .arg("--govern-syscalls")
         .arg("--policy")
         .arg(scene.state.join("policy.cedar"))
         .arg("--workspace")
@@ -598,6 +649,15 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         .env("KERNEL_PROBE", "unmodified")
         .env("PROBE_WS", &scene.ws)
         .env("PROBE_OUTSIDE", &scene.outside)
+        .env("PROBE_NET_PORT", echo_port.to_string())
+        .env(
+            "PROBE_DENIED_PORT",
+            forbidden.local_addr().unwrap().port().to_string(),
+        )
+        .env(
+            "PROBE_UDP_PORT",
+            datagrams.local_addr().unwrap().port().to_string(),
+        )
         .output()
         .unwrap();
     let text = lines(&output);
@@ -609,18 +669,47 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         "read-forbidden: blocked",
         "write-outside: blocked",
         "read-system: SUCCEEDED",
+        "mkdir: SUCCEEDED",
+        "rename: SUCCEEDED",
+        "delete: SUCCEEDED",
+        "delete-outside: blocked",
+        "tcp-connect: SUCCEEDED pong",
+        "tcp-connect-denied: blocked",
+        "udp-send: blocked",
     ] {
         if !text.lines().any(|l| l.starts_with(line)) {
             problems.push(format!("expected `{line}`"));
         }
     }
     // Judged by the world.
-    if std::fs::read_to_string(scene.ws.join("made-by-agent.txt"))
+    if std::fs::read_to_string(scene.ws.join("made-dir/moved.txt"))
         .ok()
         .as_deref()
         != Some("unmodified agent")
     {
-        problems.push("the allowed write did not reach the file".into());
+        problems.push("the allowed write and rename did not reach the file".into());
+    }
+    if scene.ws.join("doomed.txt").exists() {
+        problems.push("the allowed delete did not happen".into());
+    }
+    if std::fs::read_to_string(scene.outside.join("keep.txt"))
+        .ok()
+        .as_deref()
+        != Some("stays")
+    {
+        problems.push("the denied delete happened".into());
+    }
+    let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    if connections != 1 {
+        problems.push(format!(
+            "the allowed listener saw {connections} connections, not 1"
+        ));
+    }
+    if forbidden.accept().is_ok() {
+        problems.push("the forbidden listener received a connection".into());
+    }
+    if datagrams.recv(&mut [0u8; 16]).is_ok() {
+        problems.push("the UDP socket received a datagram".into());
     }
     if scene.outside.join("planted.txt").exists() {
         problems.push("the denied write created a file".into());
