@@ -14,6 +14,11 @@ pub fn action(action: &Action) -> String {
             text
         }
         Action::FileRead { path } => format!("file_read {path}"),
+        Action::FileWrite {
+            path,
+            mode: kernel_core::WriteMode::Descriptor,
+            ..
+        } => format!("file_write {path} (writable descriptor)"),
         Action::FileWrite { path, size, .. } => format!("file_write {path} ({size} bytes)"),
         Action::FileDelete { path } => format!("file_delete {path}"),
         Action::NetConnect { host, port } => format!("net_connect {host}:{port}"),
