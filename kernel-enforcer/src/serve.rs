@@ -106,6 +106,11 @@ impl Shared {
                     "session": session.id().to_string(),
                     "uptime_secs": self.started.elapsed().as_secs(),
                     "halted": session.halted(),
+                    // Read back from the OS, not assumed: what the
+                    // hardening at start-up actually achieved.
+                    "dumpable": rustix::process::dumpable_behavior()
+                        .map(|b| b != rustix::process::DumpableBehavior::NotDumpable)
+                        .unwrap_or(true),
                     "decisions": session.counts(),
                     "pending_approvals": session.pending().len(),
                     "policy_digest": session.policy().digest().to_hex(),

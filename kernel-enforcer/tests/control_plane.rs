@@ -116,6 +116,14 @@ fn halt_over_the_socket_denies_everything_after_and_is_recorded_with_who_asked()
         "{}",
         stdout(&status)
     );
+    // The enforcer made itself non-dumpable (no ptrace or /proc/<pid>/mem
+    // by processes of its uid), as the OS reports to it.
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(
+        answer["data"]["dumpable"],
+        serde_json::Value::Bool(false),
+        "{answer}"
+    );
 
     let key = *kernel.public_key();
     drop(kernel);
