@@ -1,7 +1,7 @@
 //! Machine-checked arguments about the agent safety kernel.
 //!
 //! Tests elsewhere check examples; this crate checks claims over whole
-//! state spaces, against the real code.
+//! state spaces, against the real code:
 //!
 //! - **Fail-closed, in SMT** (feature `smt`, needs the system's Z3): the
 //!   decision combinator [`kernel_core::decide`] and receipt verification
@@ -12,6 +12,16 @@
 //!   or a failed check of the receipt yields `Allow` or a permit. Z3 also
 //!   finds a permit (the proof is not vacuous) and a counterexample for
 //!   each deliberately broken encoding (`smt::Mutation`).
+//! - **The protocol, model-checked** ([`protocol`]): a
+//!   [stateright](https://docs.rs/stateright) model of client, enforcer and
+//!   evidence file over a network that loses, duplicates and reorders
+//!   messages, with enforcer crashes and restarts, evidence faults and the
+//!   operator's halt. Breadth-first search checks that no permit exists
+//!   without a durable allow record, that no allow leaves the enforcer
+//!   after a halt (so a permit outlives a halt by at most its validity),
+//!   and that a replayed receipt or request never yields a second permit;
+//!   it also finds a permit, and finds a counterexample for each injected
+//!   bug ([`protocol::Bug`]).
 //!
 //! The abstraction of the combinator's inputs is itself checked: a
 //! property test shows the decision of any input equals the decision at
@@ -19,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod abstraction;
+pub mod protocol;
 #[cfg(feature = "smt")]
 pub mod smt;
 
