@@ -22,7 +22,7 @@
 //! every guarantee above under every interleaving of two or three threads:
 //!
 //! ```sh
-//! RUSTFLAGS="--cfg loom" cargo test -p kernel-sync --release --test loom
+//! RUSTFLAGS="--cfg loom" cargo test -p kernel-sync --test loom
 //! ```
 #![forbid(unsafe_code)]
 

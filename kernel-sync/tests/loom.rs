@@ -2,7 +2,7 @@
 //! that share it, explored by loom.
 //!
 //! Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p kernel-sync --release --test loom`
+//! `RUSTFLAGS="--cfg loom" cargo test -p kernel-sync --test loom`
 //! (a separate `CARGO_TARGET_DIR` keeps the normal build's cache).
 #![cfg(loom)]
 #![allow(
