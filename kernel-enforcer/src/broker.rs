@@ -93,10 +93,19 @@ fn failed(error: impl std::fmt::Display) -> Outcome {
 }
 
 impl Broker {
-    /// Performs `action`, the allowed and recorded request number `seq`.
-    /// Never panics; every failure is an [`Outcome::Failed`].
+    /// Performs `action`, the allowed and recorded request number `seq`,
+    /// to the end. Never panics; every failure is an [`Outcome::Failed`].
     pub fn perform(&self, seq: u64, action: &Action, payload: &[u8]) -> Outcome {
-        match action {
+        self.start(seq, action, payload).finish()
+    }
+
+    /// Starts `action`, the allowed and recorded request number `seq`: a
+    /// file effect is done when this returns; a program is spawned, and a
+    /// connection or HTTP request begun on a thread of its own, for
+    /// [`Started::finish`] to wait for. Quick either way, so that it can
+    /// run while a halt waits (see `kernel_sync::HaltLatch::admit`).
+    pub fn start(&self, seq: u64, action: &Action, payload: &[u8]) -> Started {
+        let done = match action {
             Action::FileRead { path } => self.read(Path::new(path)),
             Action::FileWrite {
                 path,
@@ -107,18 +116,30 @@ impl Broker {
                 if Digest::of_content(payload) != *content_sha256
                     || u64::try_from(payload.len()).ok() != Some(*size)
                 {
-                    return failed("the content is not the content that was decided on");
+                    failed("the content is not the content that was decided on")
+                } else {
+                    self.write(Path::new(path), payload, *mode)
                 }
-                self.write(Path::new(path), payload, *mode)
             }
             Action::FileDelete { path } => self.delete(Path::new(path)),
-            Action::Exec(exec) => self.exec(exec),
-            Action::NetConnect { host, port } => self.connect(seq, host, *port),
-            Action::Http { method, url } => http(method, url, payload),
+            Action::Exec(exec) => return self.spawn(exec),
+            Action::NetConnect { host, port } => {
+                let (broker, host, port) = (self.clone(), host.clone(), *port);
+                return Started(Begun::Thread(std::thread::spawn(move || {
+                    broker.connect(seq, &host, port)
+                })));
+            }
+            Action::Http { method, url } => {
+                let (method, url, body) = (method.clone(), url.clone(), payload.to_vec());
+                return Started(Begun::Thread(std::thread::spawn(move || {
+                    http(&method, &url, &body)
+                })));
+            }
             Action::ToolCall { .. } | Action::Custom { .. } => Outcome::NotPerformed {
                 reason: "tool calls and custom actions have no effect the broker performs".into(),
             },
-        }
+        };
+        Started(Begun::Done(done))
     }
 
     /// Opens `path` without following any symbolic link; beneath the
@@ -234,9 +255,11 @@ impl Broker {
         failed(last)
     }
 
-    fn exec(&self, exec: &Exec) -> Outcome {
+    /// Spawns a program; [`Started::finish`] waits for it.
+    fn spawn(&self, exec: &Exec) -> Started {
+        let done = |outcome| Started(Begun::Done(outcome));
         let Some(cwd) = &exec.cwd else {
-            return failed("no working directory");
+            return done(failed("no working directory"));
         };
         let mut command = Command::new(&exec.program);
         command
@@ -261,21 +284,73 @@ impl Broker {
             profile.protected = self.protected.clone();
             match Prepared::new(&profile) {
                 Ok(prepared) => crate::supervise::confine_before_exec(&mut command, prepared, None),
-                Err(e) => return failed(format!("cannot confine the program: {e}")),
+                Err(e) => return done(failed(format!("cannot confine the program: {e}"))),
             }
         }
         let mut child = match command.spawn() {
             Ok(child) => child,
-            Err(e) => return failed(e),
+            Err(e) => return done(failed(e)),
         };
         let stdout = child.stdout.take().map(capture);
         let stderr = child.stderr.take().map(capture);
-        let started = Instant::now();
+        Started(Begun::Running(Running {
+            child,
+            stdout,
+            stderr,
+            started: Instant::now(),
+            timeout: self.exec_timeout,
+        }))
+    }
+}
+
+/// An effect that has begun: a file effect already done, or a program
+/// running.
+#[derive(Debug)]
+pub struct Started(Begun);
+
+#[derive(Debug)]
+enum Begun {
+    Done(Outcome),
+    Running(Running),
+    /// A connection or HTTP request, on a thread of its own.
+    Thread(std::thread::JoinHandle<Outcome>),
+}
+
+type Capture = std::thread::JoinHandle<(Vec<u8>, bool)>;
+
+#[derive(Debug)]
+struct Running {
+    child: std::process::Child,
+    stdout: Option<Capture>,
+    stderr: Option<Capture>,
+    started: Instant,
+    timeout: Duration,
+}
+
+impl Started {
+    /// Waits for the effect to end (a program: at most its time limit,
+    /// then it is killed) and returns its outcome.
+    pub fn finish(self) -> Outcome {
+        let Running {
+            mut child,
+            stdout,
+            stderr,
+            started,
+            timeout,
+        } = match self.0 {
+            Begun::Done(outcome) => return outcome,
+            Begun::Thread(thread) => {
+                return thread
+                    .join()
+                    .unwrap_or_else(|_| failed("the effect failed unexpectedly"));
+            }
+            Begun::Running(running) => running,
+        };
         let mut timed_out = false;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
-                Ok(None) if started.elapsed() > self.exec_timeout => {
+                Ok(None) if started.elapsed() > timeout => {
                     timed_out = true;
                     let _ = child.kill();
                     break child.wait().ok();

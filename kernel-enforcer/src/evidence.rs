@@ -4,6 +4,7 @@ use kernel_core::merkle::{Frontier, Hash, leaf_hash};
 use kernel_core::{
     AuditOptions, LogProblem, Record, audit, encode_record, frame_record_bytes, split_records,
 };
+use kernel_sync::{CommitError, GroupCommit};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -66,7 +67,7 @@ pub struct EvidenceLog {
     since_checkpoint: u64,
     newest_checkpoint: Option<(u64, Hash)>,
     /// Framed records staged but not yet written and synced.
-    pending: Vec<u8>,
+    staged: GroupCommit<Vec<u8>>,
 }
 
 impl EvidenceLog {
@@ -132,7 +133,7 @@ impl EvidenceLog {
             newest_checkpoint: report.newest_checkpoint().map(|c| (c.size, c.root)),
             origin: (!report.origin.is_empty()).then_some(report.origin),
             since_checkpoint: report.uncovered,
-            pending: Vec::new(),
+            staged: GroupCommit::new(u64::try_from(report.leaves.len()).unwrap_or(u64::MAX)),
         })
     }
 
@@ -176,7 +177,7 @@ impl EvidenceLog {
     /// [`commit`](Self::commit) succeeds.
     pub fn stage(&mut self, record: &Record) -> u64 {
         let bytes = encode_record(record);
-        self.pending.extend_from_slice(&frame_record_bytes(&bytes));
+        self.staged.stage(frame_record_bytes(&bytes));
         let index = self.tree.size();
         if matches!(record, Record::Checkpoint { .. }) {
             // A checkpoint commits to the records before it.
@@ -193,24 +194,31 @@ impl EvidenceLog {
 
     /// Whether staged records wait for a commit.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.staged.has_pending()
     }
 
     /// Writes every staged record and makes them durable with one
     /// `fdatasync` (group commit). An error leaves the log in an unknown
     /// state: the caller must halt, and must not send any reply that
-    /// depends on the staged records.
+    /// depends on the staged records. After an error (or a panic in the
+    /// storage) every later commit fails without writing, so no record
+    /// ever follows a torn one.
     pub fn commit(&mut self) -> Result<(), EvidenceError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let io = |source| EvidenceError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let pending = std::mem::take(&mut self.pending);
-        self.storage.append(&pending).map_err(io)?;
-        self.storage.sync().map_err(io)
+        let storage = &mut self.storage;
+        self.staged
+            .commit(|records| {
+                storage.append(&records.concat())?;
+                storage.sync()
+            })
+            .map_err(|error| EvidenceError::Io {
+                path: self.path.clone(),
+                source: match error {
+                    CommitError::Failed(source) => source,
+                    CommitError::Broken => std::io::Error::other(
+                        "an earlier write failed, so nothing more is written to this file",
+                    ),
+                },
+            })
     }
 
     /// Stages `record` and commits it: durable when this returns `Ok`.

@@ -223,7 +223,7 @@ pub fn serve_channels(
     serve_loop(&requests, &shared);
     let mut session = shared.session.lock();
     session.finish();
-    Ok(session.halted().map(str::to_owned))
+    Ok(session.halted())
 }
 
 /// `SIGUSR1` halts (like `kernel-enforcer halt`); `SIGTERM`, `SIGINT` and
@@ -304,16 +304,18 @@ fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
             }
         }
         let broker = session.broker().cloned();
+        let halt = session.halt_latch();
         drop(session);
         // Effects run outside the lock, so a long command does not hold up
-        // other requests or the kill switch. Each is checked against the
-        // halt just before it starts; one already running when a halt
+        // other requests or the kill switch. Each starts through the halt
+        // latch: once a halt is acknowledged no effect starts, and a halt
+        // that arrives while one is starting (a file operation, or spawning
+        // a program) waits for that start. One already running when a halt
         // arrives is not interrupted.
         for effect in effects {
-            let halted = shared.session.lock().halted().is_some();
-            let frame = match (&broker, halted) {
-                (Some(broker), false) => effect.perform(broker),
-                _ => effect.withheld(),
+            let frame = match &broker {
+                Some(broker) => effect.perform_unless_halted(broker, &halt),
+                None => effect.withheld(),
             };
             if shared.replies.send(frame).is_err() {
                 return;

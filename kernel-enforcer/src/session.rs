@@ -5,9 +5,9 @@
 //! [`Session::handle`] and halts the session). A decision's record is
 //! durable in the evidence file before its receipt is returned.
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Started};
 use crate::evidence::EvidenceLog;
-use crate::policy::{PolicyEngine, limit};
+use crate::policy::PolicyEngine;
 use ed25519_dalek::SigningKey;
 use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
@@ -17,8 +17,9 @@ use kernel_core::{
     SignedReceipt, Verdict, decide, decode_client_frame, encode_enforcer_frame,
     limits::MAX_FRAME_BYTES, origin_for, sign_receipt,
 };
-use std::collections::BTreeMap;
+use kernel_sync::{Grants, HaltLatch, Limit, Pending, RateCounters};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Default validity of an allow receipt.
@@ -70,19 +71,10 @@ pub fn now_ms() -> u64 {
 
 /// A request waiting for an operator's answer.
 #[derive(Debug, Clone)]
-struct Pending {
+struct Waiting {
     request: EncodedRequest,
     policies: Vec<String>,
     reasons: Vec<String>,
-}
-
-/// An operator's standing approval of one canonical action.
-#[derive(Debug, Clone)]
-struct Grant {
-    action: Digest,
-    by: String,
-    expires_at_ms: u64,
-    uses_left: u32,
 }
 
 /// What `kernel-enforcer pending` shows of a waiting request.
@@ -134,12 +126,27 @@ pub struct PendingEffect {
 impl PendingEffect {
     /// Performs the effect and returns the frame for the agent.
     pub fn perform(self, broker: &Broker) -> Vec<u8> {
-        let outcome = broker.perform(self.seq, self.action.action(), &self.payload);
-        encode_enforcer_frame(&EnforcerFrame::Brokered {
+        self.start(broker).finish()
+    }
+
+    /// Starts the effect (see [`Broker::start`]); call this through
+    /// [`HaltLatch::admit`] so that no effect starts once a halt is
+    /// acknowledged.
+    pub fn start(self, broker: &Broker) -> StartedEffect {
+        StartedEffect {
             seq: self.seq,
             receipt: self.receipt,
-            outcome,
-        })
+            started: broker.start(self.seq, self.action.action(), &self.payload),
+        }
+    }
+
+    /// Performs the effect unless `halt` is set, and returns the frame for
+    /// the agent: the outcome, or a refusal when halted first.
+    pub fn perform_unless_halted(self, broker: &Broker, halt: &HaltLatch) -> Vec<u8> {
+        match halt.admit(self, |effect| effect.start(broker)) {
+            Ok(started) => started.finish(),
+            Err(effect) => effect.withheld(),
+        }
     }
 
     /// The frame for the agent when the effect must not happen (the
@@ -148,6 +155,25 @@ impl PendingEffect {
         encode_enforcer_frame(&EnforcerFrame::Refused {
             seq: Some(self.seq),
             refusal: Refusal::Halted,
+        })
+    }
+}
+
+/// An allowed effect that has started.
+#[derive(Debug)]
+pub struct StartedEffect {
+    seq: u64,
+    receipt: SignedReceipt,
+    started: Started,
+}
+
+impl StartedEffect {
+    /// Waits for the effect to end and returns the frame for the agent.
+    pub fn finish(self) -> Vec<u8> {
+        encode_enforcer_frame(&EnforcerFrame::Brokered {
+            seq: self.seq,
+            receipt: self.receipt,
+            outcome: self.started.finish(),
         })
     }
 }
@@ -181,12 +207,11 @@ pub struct Session {
     last_seq: Option<u64>,
     /// Requests decided at the system-call boundary so far.
     syscall_seq: u64,
-    halted: Option<String>,
+    halt: Arc<HaltLatch>,
     evidence_broken: bool,
-    counters: limit::Counters,
-    pending: BTreeMap<u64, Pending>,
-    next_approval: u64,
-    grants: Vec<Grant>,
+    counters: RateCounters,
+    pending: Pending<Waiting>,
+    grants: Arc<Grants<Digest>>,
     counts: Counts,
     broker: Option<Broker>,
 }
@@ -228,12 +253,11 @@ impl Session {
             greeted: false,
             last_seq: None,
             syscall_seq: 0,
-            halted: None,
+            halt: Arc::new(HaltLatch::new()),
             evidence_broken: false,
-            counters: limit::Counters::default(),
-            pending: BTreeMap::new(),
-            next_approval: 1,
-            grants: Vec::new(),
+            counters: RateCounters::new(),
+            pending: Pending::new(MAX_PENDING_APPROVALS),
+            grants: Arc::new(Grants::new(MAX_GRANTS)),
             counts: Counts::default(),
             broker: None,
         })
@@ -257,8 +281,14 @@ impl Session {
     }
 
     /// Why the session halted, if it did.
-    pub fn halted(&self) -> Option<&str> {
-        self.halted.as_deref()
+    pub fn halted(&self) -> Option<String> {
+        self.halt.cause()
+    }
+
+    /// The session's halt latch, for threads that start effects outside
+    /// the session's lock.
+    pub fn halt_latch(&self) -> Arc<HaltLatch> {
+        Arc::clone(&self.halt)
     }
 
     /// The evidence log.
@@ -282,9 +312,7 @@ impl Session {
     /// replies to send (denials of pending requests). Halting twice keeps
     /// the first cause.
     pub fn halt(&mut self, cause: &str, by: &str) -> Vec<Vec<u8>> {
-        if self.halted.is_none() {
-            self.halted = Some(cause.to_owned());
-        }
+        self.halt.halt(cause);
         let mut replies = Vec::new();
         if !self.evidence_broken {
             let event = Event::Halt {
@@ -295,11 +323,8 @@ impl Session {
             };
             self.evidence
                 .stage(&Record::Event(SignedEvent::sign(&event, &self.key)));
-            let waiting: Vec<u64> = self.pending.keys().copied().collect();
-            for id in waiting {
-                if let Some(pending) = self.pending.remove(&id) {
-                    replies.push(self.decide_pending(&pending, Approval::None));
-                }
+            for (_, waiting) in self.pending.take_all() {
+                replies.push(self.decide_pending(&waiting, Approval::None));
             }
             self.checkpoint();
         }
@@ -333,18 +358,9 @@ impl Session {
         if self.evidence_broken {
             return Vec::new();
         }
-        let now = now_ms();
-        let expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now > p.request.request().deadline_ms)
-            .map(|(id, _)| *id)
-            .collect();
         let mut replies = Vec::new();
-        for id in expired {
-            if let Some(pending) = self.pending.remove(&id) {
-                replies.push(self.decide_pending(&pending, Approval::None));
-            }
+        for (_, waiting) in self.pending.take_expired(now_ms()) {
+            replies.push(self.decide_pending(&waiting, Approval::None));
         }
         if self.checkpoint_due() {
             self.checkpoint();
@@ -393,9 +409,9 @@ impl Session {
             .into_iter()
             .map(|reply| match reply {
                 Reply::Frame(frame) => frame,
-                Reply::Effect(effect) => match (&self.broker, &self.halted) {
-                    (Some(broker), None) => effect.perform(broker),
-                    _ => effect.withheld(),
+                Reply::Effect(effect) => match &self.broker {
+                    Some(broker) => effect.perform_unless_halted(broker, &self.halt),
+                    None => effect.withheld(),
                 },
             })
             .collect()
@@ -458,9 +474,7 @@ impl Session {
             Ok(()) => true,
             Err(e) => {
                 self.evidence_broken = true;
-                if self.halted.is_none() {
-                    self.halted = Some(format!("cannot record evidence: {e}"));
-                }
+                self.halt.halt(&format!("cannot record evidence: {e}"));
                 false
             }
         }
@@ -593,31 +607,34 @@ impl Session {
             return (Self::refused(Some(seq), Refusal::Halted), None);
         }
         let action_digest = request.action.digest();
-        let now = now_ms();
-        let grant = self
-            .grants
-            .iter()
-            .position(|g| g.action == action_digest && g.uses_left > 0 && now <= g.expires_at_ms);
-        let approval = match grant.and_then(|i| self.grants.get(i)) {
-            Some(grant) => Approval::Granted {
-                by: grant.by.clone(),
-            },
-            None => Approval::None,
-        };
-        let (reply, verdict, granted) = self.decide_and_stage(&encoded, approval);
-        if granted && let Some(grant) = grant.and_then(|i| self.grants.get_mut(i)) {
-            grant.uses_left = grant.uses_left.saturating_sub(1);
-        }
+        // Finding a standing grant, deciding with it and counting its use
+        // happen under the grants' lock: a grant of n uses allows at most
+        // n times.
+        let grants = Arc::clone(&self.grants);
+        let (reply, verdict) = grants.decide(&action_digest, now_ms(), |by| {
+            let approval = match by {
+                Some(by) => Approval::Granted { by: by.to_owned() },
+                None => Approval::None,
+            };
+            let (reply, verdict, granted) = self.decide_and_stage(&encoded, approval);
+            ((reply, verdict), granted)
+        });
         match verdict.decision {
             Decision::Ask => {
-                if self.pending.len() >= MAX_PENDING_APPROVALS {
-                    // Recorded as asked; the client is told below that it
+                let deadline = encoded.request().deadline_ms;
+                let waiting = Waiting {
+                    request: encoded,
+                    policies: verdict.policies,
+                    reasons: verdict.reasons,
+                };
+                if let Err(waiting) = self.pending.wait(waiting, deadline) {
+                    // Recorded as asked; the client is told here that it
                     // will not be answered.
                     let denial = self.stage_decision(
-                        &encoded,
+                        &waiting.request,
                         &Verdict {
                             decision: Decision::Deny,
-                            policies: verdict.policies,
+                            policies: waiting.policies,
                             reasons: vec![format!(
                                 "too many requests already wait for approval (limit {MAX_PENDING_APPROVALS})"
                             )],
@@ -625,16 +642,6 @@ impl Session {
                     );
                     return (denial, None);
                 }
-                let id = self.next_approval;
-                self.next_approval += 1;
-                self.pending.insert(
-                    id,
-                    Pending {
-                        request: encoded,
-                        policies: verdict.policies,
-                        reasons: verdict.reasons,
-                    },
-                );
             }
             Decision::Allow => return (reply, Some(encoded)),
             Decision::Deny => {}
@@ -653,54 +660,55 @@ impl Session {
         let now = now_ms();
         let evaluation = self.policy.evaluate(&request.action);
         let instant = Instant::now();
-        let limits = self.limit_state(&evaluation, instant);
         let approval_given = approval != Approval::None;
-        let verdict = decide(&DecisionInputs {
-            kernel: if self.halted.is_some() {
-                KernelState::Halted
-            } else {
-                KernelState::Serving
-            },
-            deadline: if now > request.deadline_ms {
-                Deadline::Passed
-            } else {
-                Deadline::Open
-            },
-            evaluation: evaluation.clone(),
-            limits,
-            approval,
+        let kernel = if self.halt.is_halted() {
+            KernelState::Halted
+        } else {
+            KernelState::Serving
+        };
+        let deadline = if now > request.deadline_ms {
+            Deadline::Passed
+        } else {
+            Deadline::Open
+        };
+        // The limits of every matched permit, in order; checking them,
+        // deciding and counting an allow happen under the counters' lock.
+        let limits: Vec<Limit<'_>> = match &evaluation {
+            Evaluation::Completed { permits, .. } => permits
+                .iter()
+                .filter_map(|permit| {
+                    self.policy.limit_of(&permit.id).map(|limit| Limit {
+                        policy: &permit.id,
+                        text: &limit.text,
+                        count: limit.count,
+                        period: limit.period,
+                    })
+                })
+                .collect(),
+            Evaluation::Failed { .. } => Vec::new(),
+        };
+        let verdict = self.counters.decide(&limits, instant, |exceeded| {
+            let verdict = decide(&DecisionInputs {
+                kernel,
+                deadline,
+                evaluation: evaluation.clone(),
+                limits: match exceeded {
+                    Some(limit) => LimitState::Exceeded {
+                        policy: limit.policy.to_owned(),
+                        limit: limit.text.to_owned(),
+                    },
+                    None => LimitState::Within,
+                },
+                approval,
+            });
+            let allowed = verdict.decision == Decision::Allow;
+            (verdict, allowed)
         });
-        if verdict.decision == Decision::Allow
-            && let Evaluation::Completed { permits, .. } = &evaluation
-        {
-            for permit in permits {
-                if let Some(limit) = self.policy.limit_of(&permit.id).cloned() {
-                    self.counters.record(&permit.id, &limit, instant);
-                }
-            }
-        }
         let granted = verdict.decision == Decision::Allow
             && approval_given
             && matches!(&evaluation, Evaluation::Completed { permits, .. } if permits.iter().any(|p| p.ask));
         let reply = self.stage_decision(encoded, &verdict);
         (reply, verdict, granted)
-    }
-
-    fn limit_state(&mut self, evaluation: &Evaluation, now: Instant) -> LimitState {
-        let Evaluation::Completed { permits, .. } = evaluation else {
-            return LimitState::Within;
-        };
-        for permit in permits {
-            if let Some(limit) = self.policy.limit_of(&permit.id).cloned()
-                && self.counters.exhausted(&permit.id, &limit, now)
-            {
-                return LimitState::Exceeded {
-                    policy: permit.id.clone(),
-                    limit: limit.text,
-                };
-            }
-        }
-        LimitState::Within
     }
 
     /// Signs a receipt for `verdict` and stages its decision record.
@@ -774,7 +782,7 @@ impl Session {
 
     /// Decides a waiting request again, now with the operator's answer (or
     /// none: then the `@ask` policy makes it a denial).
-    fn decide_pending(&mut self, pending: &Pending, approval: Approval) -> EnforcerFrame {
+    fn decide_pending(&mut self, pending: &Waiting, approval: Approval) -> EnforcerFrame {
         let (reply, verdict, _) = self.decide_and_stage(&pending.request, approval);
         if verdict.decision == Decision::Ask {
             // No answer: an ask without approval ends as a denial.
@@ -793,16 +801,13 @@ impl Session {
     /// The requests waiting for an operator's answer.
     pub fn pending(&self) -> Vec<PendingView> {
         let now = now_ms();
-        self.pending
-            .iter()
-            .map(|(id, p)| PendingView {
-                id: *id,
-                action: crate::describe::action(p.request.request().action.action()),
-                policies: p.policies.clone(),
-                reasons: p.reasons.clone(),
-                expires_in_ms: p.request.request().deadline_ms.saturating_sub(now),
-            })
-            .collect()
+        self.pending.list(|id, p| PendingView {
+            id,
+            action: crate::describe::action(p.request.request().action.action()),
+            policies: p.policies.clone(),
+            reasons: p.reasons.clone(),
+            expires_in_ms: p.request.request().deadline_ms.saturating_sub(now),
+        })
     }
 
     /// Approves pending request `id` on behalf of `by`, optionally with a
@@ -838,7 +843,7 @@ impl Session {
         }
         let pending = self
             .pending
-            .remove(&id)
+            .take(id)
             .ok_or_else(|| format!("no request `{id}` is waiting for approval"))?;
         let now = now_ms();
         if now > pending.request.request().deadline_ms {
@@ -863,17 +868,14 @@ impl Session {
             .stage(&Record::Event(SignedEvent::sign(&event, &self.key)));
         let reply = if approved {
             if let Some(scope) = scope {
-                if self.grants.len() >= MAX_GRANTS {
-                    self.grants.remove(0);
-                }
-                self.grants.push(Grant {
-                    action: pending.request.request().action.digest(),
-                    by: by.to_owned(),
-                    expires_at_ms: now.saturating_add(
+                self.grants.grant(
+                    pending.request.request().action.digest(),
+                    by,
+                    now.saturating_add(
                         u64::try_from(scope.duration.as_millis()).unwrap_or(u64::MAX),
                     ),
-                    uses_left: scope.uses.saturating_sub(1),
-                });
+                    scope.uses.saturating_sub(1),
+                );
             }
             self.decide_pending(&pending, Approval::Granted { by: by.to_owned() })
         } else {

@@ -2,12 +2,12 @@
 //!
 //! A limit is a sliding window: at most `N` allows by that policy within
 //! any `period`. Beyond it the request is denied with a reason naming the
-//! policy and the limit. Counters live in the enforcer's memory: a restart
-//! of the enforcer (which only the operator can cause) resets them, and so
-//! does a policy reload for policies whose limit text changed.
+//! policy and the limit. The counters (`kernel_sync::RateCounters`) live in
+//! the enforcer's memory: a restart of the enforcer (which only the
+//! operator can cause) resets them, and so does a policy reload for
+//! policies whose limit text changed.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Largest `N` accepted in a limit.
 pub const MAX_LIMIT_COUNT: u32 = 1_000_000;
@@ -68,43 +68,6 @@ pub fn parse_limit(text: &str) -> Result<RateLimit, String> {
     })
 }
 
-/// Sliding-window counters, one per limited policy.
-#[derive(Debug, Default)]
-pub struct Counters {
-    windows: HashMap<String, (String, VecDeque<Instant>)>,
-}
-
-impl Counters {
-    fn window(&mut self, policy: &str, limit: &RateLimit, now: Instant) -> &mut VecDeque<Instant> {
-        let entry = self
-            .windows
-            .entry(policy.to_owned())
-            .or_insert_with(|| (limit.text.clone(), VecDeque::new()));
-        if entry.0 != limit.text {
-            *entry = (limit.text.clone(), VecDeque::new());
-        }
-        while entry
-            .1
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= limit.period)
-        {
-            entry.1.pop_front();
-        }
-        &mut entry.1
-    }
-
-    /// Whether `policy` has used up `limit` at `now`.
-    pub fn exhausted(&mut self, policy: &str, limit: &RateLimit, now: Instant) -> bool {
-        let count = usize::try_from(limit.count).unwrap_or(usize::MAX);
-        self.window(policy, limit, now).len() >= count
-    }
-
-    /// Counts one allow by `policy` at `now`.
-    pub fn record(&mut self, policy: &str, limit: &RateLimit, now: Instant) {
-        self.window(policy, limit, now).push_back(now);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -133,21 +96,5 @@ mod tests {
         ] {
             assert!(parse_limit(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn the_window_slides() {
-        let limit = parse_limit("2/second").unwrap();
-        let mut counters = Counters::default();
-        let t0 = Instant::now();
-        assert!(!counters.exhausted("p", &limit, t0));
-        counters.record("p", &limit, t0);
-        counters.record("p", &limit, t0);
-        assert!(counters.exhausted("p", &limit, t0 + Duration::from_millis(999)));
-        assert!(!counters.exhausted("p", &limit, t0 + Duration::from_secs(1)));
-        assert!(
-            !counters.exhausted("q", &limit, t0),
-            "counters are per policy"
-        );
     }
 }
