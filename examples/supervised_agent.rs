@@ -8,7 +8,7 @@
 //! broker. Then it tries to go around the kernel, and the OS refuses.
 //!
 //! Run it with (from the repository root):
-//! `cargo build --release --workspace --bins --examples && mkdir -p /tmp/agent-ws && target/release/kernel-enforcer run --policy examples/policies/agent.cedar --workspace /tmp/agent-ws -- target/release/examples/supervised_agent`
+//! `cargo build --release --bins --examples && mkdir -p /tmp/agent-ws && target/release/kernel-enforcer run --policy examples/policies/agent.cedar --workspace /tmp/agent-ws -- target/release/examples/supervised_agent`
 
 use kernel_client::{ClientConfig, EffectError, Exec, Kernel};
 use std::process::ExitCode;
