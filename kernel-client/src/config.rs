@@ -24,6 +24,7 @@ pub struct SpawnConfig {
     pub(crate) key: Option<PathBuf>,
     pub(crate) protect: Vec<PathBuf>,
     pub(crate) checkpoint_every: Option<u64>,
+    pub(crate) danger_evidence_os_buffered: bool,
     pub(crate) control: Option<PathBuf>,
     pub(crate) operator_uid: Option<u32>,
     pub(crate) client: ClientConfig,
@@ -114,6 +115,7 @@ impl SpawnConfig {
             key: None,
             protect: Vec::new(),
             checkpoint_every: None,
+            danger_evidence_os_buffered: false,
             control: None,
             operator_uid: None,
             client: ClientConfig::default(),
@@ -188,6 +190,15 @@ impl SpawnConfig {
     #[must_use]
     pub fn operator_uid(mut self, uid: u32) -> Self {
         self.operator_uid = Some(uid);
+        self
+    }
+
+    /// Has the enforcer write evidence to the OS without `fdatasync`
+    /// before replying: a decision's record then survives a crash of the
+    /// enforcer but not of the OS or a power loss. Faster, and weaker.
+    #[must_use]
+    pub fn danger_evidence_os_buffered(mut self) -> Self {
+        self.danger_evidence_os_buffered = true;
         self
     }
 

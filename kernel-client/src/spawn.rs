@@ -132,6 +132,9 @@ pub(crate) fn spawn_enforcer(config: &SpawnConfig) -> Result<(Child, ClientEnds)
     if let Some(uid) = config.operator_uid {
         command.arg("--operator-uid").arg(uid.to_string());
     }
+    if config.danger_evidence_os_buffered {
+        command.arg("--danger-evidence-os-buffered");
+    }
     if let Some(records) = config.checkpoint_every {
         command.arg("--checkpoint-every").arg(records.to_string());
     }

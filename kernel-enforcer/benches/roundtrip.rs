@@ -12,6 +12,9 @@
 //!   against the real `kernel-enforcer` binary, which decides with Cedar,
 //!   signs, and `fdatasync`s the decision to its evidence file before
 //!   replying; the client then verifies the receipt.
+//! - `authorize_os_buffered`: the same against an enforcer started with
+//!   `--danger-evidence-os-buffered` (records written to the OS, not
+//!   synced), to compare with `floor_unsynced`.
 //!
 //! The floor does its sign and `fdatasync` before sending the request, not
 //! while the echo process is answering: in the real round trip nothing
@@ -285,8 +288,23 @@ fn roundtrip(criterion: &mut Criterion) {
         });
     });
 
+    let buffered = Kernel::spawn(
+        SpawnConfig::new(&policy, workspace.path(), state.path().join("buffered.log"))
+            .enforcer(env!("CARGO_BIN_EXE_kernel-enforcer"))
+            .danger_evidence_os_buffered(),
+    )
+    .expect("start the os-buffered enforcer");
+    group.bench_function("authorize_os_buffered", |b| {
+        b.iter(|| {
+            buffered
+                .authorize(Action::file_read(readme.as_str()))
+                .expect("allowed")
+        });
+    });
+
     group.finish();
     echo.stop();
+    let _ = buffered.shutdown(Duration::from_secs(5));
     let status = kernel.shutdown(Duration::from_secs(5));
     assert!(
         status.is_some_and(|s| s.success()),

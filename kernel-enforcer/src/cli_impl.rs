@@ -4,7 +4,7 @@ use crate::audit_cli::{self, VerifyArgs, WitnessArgs};
 use crate::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
 use crate::config::FileConfig;
 use crate::control::{self, ControlRequest};
-use crate::evidence::EvidenceLog;
+use crate::evidence::{Durability, EvidenceLog};
 use crate::handoff::HandoffListener;
 use crate::keys;
 use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError};
@@ -218,6 +218,11 @@ struct SessionArgs {
     /// [default: 30].
     #[arg(long)]
     exec_timeout: Option<u64>,
+    /// Write evidence to the OS without `fdatasync` before replying: a
+    /// decision's record then survives a crash of the enforcer but not of
+    /// the OS or a power loss. Faster, and weaker; command line only.
+    #[arg(long)]
+    danger_evidence_os_buffered: bool,
 }
 
 /// A session's settings once flags, configuration file and defaults are
@@ -235,6 +240,7 @@ struct Settings {
     checkpoint_every: u64,
     checkpoint_interval: Duration,
     exec_timeout: Duration,
+    danger_evidence_os_buffered: bool,
     scratch: Option<PathBuf>,
     connect_timeout: Duration,
 }
@@ -295,6 +301,7 @@ impl SessionArgs {
                 file.exec_timeout_secs,
                 DEFAULT_EXEC_TIMEOUT,
             ),
+            danger_evidence_os_buffered: self.danger_evidence_os_buffered,
             scratch: file.scratch,
             connect_timeout: secs(None, file.connect_timeout_secs, DEFAULT_CONNECT_TIMEOUT),
         })
@@ -459,7 +466,17 @@ fn start_session(
         PolicyLoadError::Invalid(_) => format!("invalid policy, refusing to start:\n{e}"),
         other => other.to_string(),
     })?;
-    let log = EvidenceLog::open(&evidence).map_err(|e| e.to_string())?;
+    let durability = if args.danger_evidence_os_buffered {
+        eprintln!(
+            "kernel-enforcer: WARNING: evidence is written to the OS but not synced \
+             (--danger-evidence-os-buffered): a decision survives a crash of the enforcer, \
+             not of the OS or a power loss"
+        );
+        Durability::DangerOsBuffered
+    } else {
+        Durability::Synced
+    };
+    let log = EvidenceLog::open_with(&evidence, durability).map_err(|e| e.to_string())?;
     let config = SessionConfig {
         confinement,
         permit_ttl: args.permit_ttl,

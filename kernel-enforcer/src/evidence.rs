@@ -56,6 +56,34 @@ impl Storage for File {
     }
 }
 
+/// How far a commit takes the evidence before replies leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Written and `fdatasync`ed: a decision survives a crash of the
+    /// enforcer, of the OS and a power loss. The default.
+    #[default]
+    Synced,
+    /// Written to the OS only (no `fdatasync`): a decision survives a
+    /// crash of the enforcer but not of the OS or a power loss. Weaker;
+    /// only through `--danger-evidence-os-buffered`.
+    DangerOsBuffered,
+}
+
+/// A file whose `sync` only writes to the OS (see
+/// [`Durability::DangerOsBuffered`]).
+#[derive(Debug)]
+struct OsBuffered(File);
+
+impl Storage for OsBuffered {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(bytes)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// An open evidence file positioned at its end, with the Merkle tree of
 /// its records.
 #[derive(Debug)]
@@ -77,6 +105,12 @@ impl EvidenceLog {
     /// acknowledged, is cut off; any other fault refuses the open with the
     /// index of the first faulty record.
     pub fn open(path: &Path) -> Result<Self, EvidenceError> {
+        Self::open_with(path, Durability::Synced)
+    }
+
+    /// Like [`open`](Self::open), with commits taken as far as
+    /// `durability` says.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, EvidenceError> {
         let io = |source| EvidenceError::Io {
             path: path.to_owned(),
             source,
@@ -107,7 +141,11 @@ impl EvidenceLog {
             file.sync_all().map_err(io)?;
             existing.truncate(keep);
         }
-        Self::with_storage(path, &existing, Box::new(file))
+        let storage: Box<dyn Storage> = match durability {
+            Durability::Synced => Box::new(file),
+            Durability::DangerOsBuffered => Box::new(OsBuffered(file)),
+        };
+        Self::with_storage(path, &existing, storage)
     }
 
     /// An evidence log over any [`Storage`] that already holds `existing`
@@ -238,6 +276,34 @@ mod tests {
         reason = "tests"
     )]
     use super::*;
+
+    #[test]
+    fn an_os_buffered_log_writes_every_record_before_the_commit_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.log");
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let mut log = EvidenceLog::open_with(&path, Durability::DangerOsBuffered).unwrap();
+        let start = kernel_core::SignedEvent::sign(
+            &kernel_core::Event::SessionStart {
+                session: kernel_core::SessionId([1; 16]),
+                public_key: key.verifying_key().to_bytes(),
+                policy_digest: kernel_core::Digest([2; 32]),
+                workspace: "/ws".into(),
+                confinement: kernel_core::Confinement::Unconfined,
+                origin: "test".into(),
+                at_ms: 1,
+            },
+            &key,
+        );
+        log.append(&Record::Event(start)).unwrap();
+        // Another reader sees it at once: written to the OS, only not synced.
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(!on_disk.is_empty());
+        assert_eq!(
+            audit(&on_disk, &AuditOptions::default()).unwrap().sessions,
+            1
+        );
+    }
     use kernel_core::{Confinement, Digest, Event, SessionId, SignedEvent, frame_record};
 
     fn start() -> Record {
