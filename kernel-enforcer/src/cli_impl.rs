@@ -296,6 +296,19 @@ fn path_forms(path: &Path) -> Vec<String> {
     forms
 }
 
+/// What the floor protects, given the protected paths: each as given
+/// (made absolute) and with symbolic links resolved, and the enforcer's
+/// own binary. The binary is protected from being written, deleted or run
+/// by the agent; the confinement does not hide it, since it may well be
+/// installed under a system tree the agent can read.
+pub(crate) fn floor_assets(protected: &[PathBuf]) -> Vec<String> {
+    let mut floor = protected.to_vec();
+    if let Ok(exe) = std::env::current_exe() {
+        floor.push(exe);
+    }
+    floor.iter().flat_map(|p| path_forms(p)).collect()
+}
+
 fn default_evidence() -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
@@ -341,14 +354,7 @@ fn start_session(
         .chain(extra_assets.iter())
         .cloned()
         .collect();
-    // The floor also protects the enforcer's binary (from being written,
-    // deleted or run by the agent); the confinement does not hide it, since
-    // it may well be installed under a system tree the agent can read.
-    let mut floor = protected.clone();
-    if let Ok(exe) = std::env::current_exe() {
-        floor.push(exe);
-    }
-    let assets: Vec<String> = floor.iter().flat_map(|p| path_forms(p)).collect();
+    let assets = floor_assets(&protected);
     let env = Environment::new(&workspace.to_string_lossy(), &assets)?;
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy, refusing to start:\n{e}"),
@@ -536,5 +542,18 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
         Ok(())
     } else {
         Err("the enforcer refused the request".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Clap checks its definitions only when a command is parsed, and then
+    /// by panicking: check every subcommand here instead.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }
