@@ -6,6 +6,7 @@ use crate::control::{self, ControlRequest};
 use crate::evidence::EvidenceLog;
 use crate::keys;
 use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError};
+use crate::policy_cli;
 use crate::serve::{self, ServeOptions};
 use crate::session::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_RECORDS, DEFAULT_PERMIT_TTL, Session,
@@ -210,6 +211,22 @@ enum PolicyCommand {
     },
     /// Print the kernel's Cedar schema.
     Schema,
+    /// Run a policy test file: example requests and the decisions (allow,
+    /// deny, ask) they must get, decided as the enforcer decides them.
+    /// Prints one line per case; exits 1 if any case fails, 2 if the test
+    /// file or the policies are invalid.
+    Test {
+        /// The test file (TOML).
+        file: PathBuf,
+        /// Policy files to test instead of those the test file names
+        /// (repeat for several).
+        #[arg(long = "policy")]
+        policies: Vec<PathBuf>,
+    },
+    /// Show how one request is decided: the decision, the policies that
+    /// decided it with their @id and @reason, evaluation errors, and
+    /// whether the floor took part.
+    Explain(policy_cli::ExplainArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,6 +265,10 @@ pub fn main() -> ExitCode {
         Command::Run(args) => return run_command(args),
         Command::Keygen { out } => keygen(&out),
         Command::Policy(PolicyCommand::Check { files }) => policy_check(&files),
+        Command::Policy(PolicyCommand::Test { file, policies }) => {
+            return policy_cli::test(&file, &policies);
+        }
+        Command::Policy(PolicyCommand::Explain(args)) => return policy_cli::explain(&args),
         Command::Policy(PolicyCommand::Schema) => {
             print!("{}", policy::SCHEMA);
             Ok(())

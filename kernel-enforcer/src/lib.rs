@@ -22,6 +22,7 @@ pub mod describe;
 pub mod evidence;
 pub mod keys;
 pub mod policy;
+mod policy_cli;
 pub mod serve;
 pub mod session;
 pub mod supervise;

@@ -9,7 +9,10 @@
 //! failed to evaluate (Cedar itself would skip it).
 
 mod entities;
+pub mod explain;
 pub mod limit;
+pub mod request;
+pub mod suite;
 
 use cedar_policy::{Authorizer, Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use kernel_core::{
