@@ -227,6 +227,11 @@ enum PolicyCommand {
     /// decided it with their @id and @reason, evaluation errors, and
     /// whether the floor took part.
     Explain(policy_cli::ExplainArgs),
+    /// Find requests a new policy set allows (or allows without an
+    /// approval) that an old one did not, with a counterexample, by
+    /// Cedar's symbolic analysis (needs the cvc5 solver). Exits 0 if there
+    /// are none, 1 if there are, 2 if that could not be decided.
+    Diff(policy_cli::DiffArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +274,7 @@ pub fn main() -> ExitCode {
             return policy_cli::test(&file, &policies);
         }
         Command::Policy(PolicyCommand::Explain(args)) => return policy_cli::explain(&args),
+        Command::Policy(PolicyCommand::Diff(args)) => return policy_cli::diff(&args),
         Command::Policy(PolicyCommand::Schema) => {
             print!("{}", policy::SCHEMA);
             Ok(())

@@ -1,4 +1,4 @@
-//! `kernel-enforcer policy test|explain`: tools for operators who
+//! `kernel-enforcer policy test|explain|diff`: tools for operators who
 //! write policies. Each decides requests with the enforcer's own decision
 //! path ([`PolicyEngine::decide_fresh`]).
 
@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Exit status when every case passed.
+/// Exit status when every case passed, or no new permission was found.
 const PASS: u8 = 0;
-/// Exit status when a case failed.
+/// Exit status when a case failed, or a new permission was found.
 const FOUND: u8 = 1;
-/// Exit status when the input was invalid.
+/// Exit status when the input was invalid or the question undecided.
 const ERROR: u8 = 2;
 
 /// Largest request file accepted, in bytes.
@@ -329,4 +329,77 @@ fn explain_text(args: &ExplainArgs) -> Result<String, String> {
     })?;
     let action = spec.canonical(engine.environment().workspace())?;
     Ok(engine.explain(&action).render())
+}
+
+/// `policy diff`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DiffArgs {
+    /// The policy set in force now (repeat for several files).
+    #[arg(long = "old", required = true)]
+    old: Vec<PathBuf>,
+    /// The policy set that would replace it (repeat for several files).
+    #[arg(long = "new", required = true)]
+    new: Vec<PathBuf>,
+    /// The agent's workspace, as the enforcer's `--workspace`: where
+    /// counterexamples are decided again.
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// Extra paths the floor protects, as the enforcer's `--protect`.
+    #[arg(long = "protect")]
+    protect: Vec<PathBuf>,
+}
+
+/// `policy diff`: exits 0 when the new set allows nothing the old one did
+/// not, 1 when it does (with counterexamples), 2 when that could not be
+/// decided, including when no solver is installed.
+pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
+    #[cfg(feature = "symbolic")]
+    {
+        use crate::policy::diff::{self, DiffOptions, Verdict};
+        let run = || -> Result<diff::DiffReport, String> {
+            let old =
+                policy::read_sources(&args.old).map_err(|e| format!("old policy set: {e}"))?;
+            let new =
+                policy::read_sources(&args.new).map_err(|e| format!("new policy set: {e}"))?;
+            let protected: Vec<PathBuf> = args
+                .old
+                .iter()
+                .chain(&args.new)
+                .chain(&args.protect)
+                .cloned()
+                .collect();
+            let options = DiffOptions {
+                workspace: absolute(&args.workspace)?,
+                assets: floor_assets(&protected),
+            };
+            diff::diff(&old, &new, &options).map_err(|e| e.to_string())
+        };
+        match run() {
+            Ok(report) => {
+                let show = |paths: &[PathBuf]| {
+                    paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!("old: {}", show(&args.old));
+                println!("new: {}", show(&args.new));
+                print!("{}", report.render());
+                ExitCode::from(match report.verdict() {
+                    Verdict::NoNewPermissions => PASS,
+                    Verdict::NewPermissions => FOUND,
+                    Verdict::Undecided => ERROR,
+                })
+            }
+            Err(message) => error(message),
+        }
+    }
+    #[cfg(not(feature = "symbolic"))]
+    {
+        let _ = args;
+        error(
+            "this kernel-enforcer was built without the `symbolic` feature, so it cannot compare policy sets: rebuild it with default features; no comparison was made",
+        )
+    }
 }

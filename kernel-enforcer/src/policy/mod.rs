@@ -8,6 +8,8 @@
 //! per-policy errors, so [`kernel_core::decide`] denies whenever any policy
 //! failed to evaluate (Cedar itself would skip it).
 
+#[cfg(feature = "symbolic")]
+pub mod diff;
 mod entities;
 pub mod explain;
 pub mod limit;

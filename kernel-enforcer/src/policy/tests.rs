@@ -156,6 +156,18 @@ fn diagnostics_carry_line_and_column() {
 }
 
 #[test]
+fn extension_functions_are_part_of_the_language_in_every_build() {
+    let engine = engine(
+        r#"@id("loopback") permit (principal, action == Action::"net_connect", resource)
+           when { ip("127.0.0.1").isLoopback() && decimal("1.5").lessThan(decimal("2.0")) };"#,
+    );
+    assert_eq!(
+        decision(&engine, Action::net_connect("example.com", 80)),
+        Decision::Allow
+    );
+}
+
+#[test]
 fn decide_fresh_is_the_sessions_decision_and_view_shows_what_policies_see() {
     let engine = engine(
         r#"@id("read") @reason("may read") permit (principal, action == Action::"file_read", resource in Workspace::"root");"#,
