@@ -8,6 +8,7 @@ use crate::evidence::{Durability, EvidenceLog};
 use crate::handoff::HandoffListener;
 use crate::keys;
 use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError};
+use crate::policy_cli;
 use crate::serve::{self, ServeOptions};
 use crate::session::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_RECORDS, DEFAULT_PERMIT_TTL, Session,
@@ -322,6 +323,27 @@ enum PolicyCommand {
     },
     /// Print the kernel's Cedar schema.
     Schema,
+    /// Run a policy test file: example requests and the decisions (allow,
+    /// deny, ask) they must get, decided as the enforcer decides them.
+    /// Prints one line per case; exits 1 if any case fails, 2 if the test
+    /// file or the policies are invalid.
+    Test {
+        /// The test file (TOML).
+        file: PathBuf,
+        /// Policy files to test instead of those the test file names
+        /// (repeat for several).
+        #[arg(long = "policy")]
+        policies: Vec<PathBuf>,
+    },
+    /// Show how one request is decided: the decision, the policies that
+    /// decided it with their @id and @reason, evaluation errors, and
+    /// whether the floor took part.
+    Explain(policy_cli::ExplainArgs),
+    /// Find requests a new policy set allows (or allows without an
+    /// approval) that an old one did not, with a counterexample, by
+    /// Cedar's symbolic analysis (needs the cvc5 solver). Exits 0 if there
+    /// are none, 1 if there are, 2 if that could not be decided.
+    Diff(policy_cli::DiffArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -360,6 +382,11 @@ pub fn main() -> ExitCode {
         Command::Run(args) => return run_command(args),
         Command::Keygen { out } => keygen(&out),
         Command::Policy(PolicyCommand::Check { files }) => policy_check(&files),
+        Command::Policy(PolicyCommand::Test { file, policies }) => {
+            return policy_cli::test(&file, &policies);
+        }
+        Command::Policy(PolicyCommand::Explain(args)) => return policy_cli::explain(&args),
+        Command::Policy(PolicyCommand::Diff(args)) => return policy_cli::diff(&args),
         Command::Policy(PolicyCommand::Schema) => {
             print!("{}", policy::SCHEMA);
             Ok(())
@@ -408,6 +435,19 @@ fn path_forms(path: &Path) -> Vec<String> {
     forms
 }
 
+/// What the floor protects, given the protected paths: each as given
+/// (made absolute) and with symbolic links resolved, and the enforcer's
+/// own binary. The binary is protected from being written, deleted or run
+/// by the agent; the confinement does not hide it, since it may well be
+/// installed under a system tree the agent can read.
+pub(crate) fn floor_assets(protected: &[PathBuf]) -> Vec<String> {
+    let mut floor = protected.to_vec();
+    if let Ok(exe) = std::env::current_exe() {
+        floor.push(exe);
+    }
+    floor.iter().flat_map(|p| path_forms(p)).collect()
+}
+
 fn default_evidence() -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
@@ -453,14 +493,7 @@ fn start_session(
         .chain(extra_assets.iter())
         .cloned()
         .collect();
-    // The floor also protects the enforcer's binary (from being written,
-    // deleted or run by the agent); the confinement does not hide it, since
-    // it may well be installed under a system tree the agent can read.
-    let mut floor = protected.clone();
-    if let Ok(exe) = std::env::current_exe() {
-        floor.push(exe);
-    }
-    let assets: Vec<String> = floor.iter().flat_map(|p| path_forms(p)).collect();
+    let assets = floor_assets(&protected);
     let env = Environment::new(&workspace.to_string_lossy(), &assets)?;
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy, refusing to start:\n{e}"),
@@ -675,5 +708,18 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
         Ok(())
     } else {
         Err("the enforcer refused the request".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Clap checks its definitions only when a command is parsed, and then
+    /// by panicking: check every subcommand here instead.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

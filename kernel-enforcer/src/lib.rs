@@ -25,6 +25,7 @@ pub mod handoff;
 pub mod keys;
 pub mod notify;
 pub mod policy;
+mod policy_cli;
 pub mod serve;
 pub mod session;
 pub mod supervise;

@@ -266,6 +266,66 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
     })
 }
 
+/// What policies see of one request: the resource entity and the context,
+/// each value shown in Cedar's syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestView {
+    /// The Cedar action id, such as `file_read`.
+    pub action: &'static str,
+    /// The resource's entity uid, such as `File::"/ws/a.txt"`.
+    pub resource: String,
+    /// Whether the resource is in `Workspace::"root"`.
+    pub in_workspace: bool,
+    /// The resource's attributes, by name.
+    pub attributes: Vec<(String, String)>,
+    /// The context, by name.
+    pub context: Vec<(String, String)>,
+}
+
+impl RequestView {
+    /// The value of `context.kernel_asset`: whether the floor applies.
+    pub fn kernel_asset(&self) -> bool {
+        self.context
+            .iter()
+            .any(|(name, value)| name == "kernel_asset" && value == "true")
+    }
+}
+
+/// The [`RequestView`] of `action`: built by the same function that builds
+/// the request Cedar evaluates.
+pub(super) fn view(action: &CanonicalAction, env: &Environment) -> Result<RequestView, String> {
+    let built = build_parts(action, env)?;
+    let workspace = uid("Workspace", "root")?;
+    let missing = || "(missing)".to_owned();
+    let attributes = ["path", "name", "extension"]
+        .into_iter()
+        .filter_map(|name| {
+            let value = built.resource.attr(name)?;
+            Some((
+                name.to_owned(),
+                value.map_or_else(|_| missing(), |v| v.to_string()),
+            ))
+        })
+        .collect();
+    let names: Vec<String> = built.context.iter().map(|(n, _)| n.clone()).collect();
+    let context = Context::from_pairs(built.context).map_err(|e| e.to_string())?;
+    let resource = built.resource.uid().to_string();
+    let (_, _, parents) = built.resource.into_inner();
+    Ok(RequestView {
+        action: built.action,
+        resource,
+        in_workspace: parents.contains(&workspace),
+        attributes,
+        context: names
+            .into_iter()
+            .map(|name| {
+                let value = context.get(&name).map_or_else(missing, |v| v.to_string());
+                (name, value)
+            })
+            .collect(),
+    })
+}
+
 /// Builds the Cedar request and entity set for `action`, validated against
 /// the schema. Any failure is returned as text and becomes a denial.
 pub(super) fn build(

@@ -8,16 +8,24 @@
 //! per-policy errors, so [`kernel_core::decide`] denies whenever any policy
 //! failed to evaluate (Cedar itself would skip it).
 
+#[cfg(feature = "symbolic")]
+pub mod diff;
 mod entities;
+pub mod explain;
 pub mod limit;
+pub mod request;
+pub mod suite;
 
 use cedar_policy::{Authorizer, Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
-use kernel_core::{CanonicalAction, Digest, Evaluation, MatchedForbid, MatchedPermit};
+use kernel_core::{
+    Approval, CanonicalAction, Deadline, DecisionInputs, Digest, Evaluation, KernelState,
+    LimitState, MatchedForbid, MatchedPermit, Verdict,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use entities::Environment;
+pub use entities::{Environment, RequestView};
 
 /// The kernel's Cedar schema for its action model.
 pub const SCHEMA: &str = include_str!("schema.cedarschema");
@@ -59,6 +67,7 @@ impl std::fmt::Display for PolicyDiagnostic {
             (Some(line), Some(column)) => {
                 write!(f, "{}:{line}:{column}: {}", self.file, self.message)
             }
+            (Some(line), None) => write!(f, "{}:{line}: {}", self.file, self.message),
             _ => write!(f, "{}: {}", self.file, self.message),
         }
     }
@@ -100,6 +109,15 @@ struct PolicyMeta {
     limit: Option<limit::RateLimit>,
 }
 
+/// One decision as a serving session makes it, with what led to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// Cedar's evaluation, with the per-policy errors Cedar skips.
+    pub evaluation: Evaluation,
+    /// The kernel's verdict on it.
+    pub verdict: Verdict,
+}
+
 /// A validated policy set with the floor, ready to evaluate.
 #[derive(Debug)]
 pub struct PolicyEngine {
@@ -122,7 +140,10 @@ pub fn check_files(paths: &[PathBuf]) -> Result<usize, PolicyLoadError> {
         .count())
 }
 
-fn read_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, PolicyLoadError> {
+/// Reads policy files as `(name, text)` pairs, refusing an empty list, an
+/// unreadable file, one over [`MAX_POLICY_FILE_BYTES`], or one that is not
+/// UTF-8.
+pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, PolicyLoadError> {
     if paths.is_empty() {
         return Err(PolicyLoadError::NoPolicies);
     }
@@ -317,7 +338,7 @@ fn located(file: &str, text: &str, offset: Option<usize>, message: String) -> Po
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut line = 1;
     let mut column = 1;
     for (at, c) in text.char_indices() {
@@ -386,6 +407,32 @@ impl PolicyEngine {
     /// The environment policies are evaluated in.
     pub fn environment(&self) -> &Environment {
         &self.env
+    }
+
+    /// Decides `action` as a serving session decides a fresh request:
+    /// kernel serving, deadline open, no `@limit` reached, no approval
+    /// given. These are the two steps the session takes,
+    /// [`evaluate`](Self::evaluate) and then [`kernel_core::decide`], so a
+    /// policy evaluation error is a deny here exactly as it is there.
+    pub fn decide_fresh(&self, action: &CanonicalAction) -> Decided {
+        let evaluation = self.evaluate(action);
+        let verdict = kernel_core::decide(&DecisionInputs {
+            kernel: KernelState::Serving,
+            deadline: Deadline::Open,
+            evaluation: evaluation.clone(),
+            limits: LimitState::Within,
+            approval: Approval::None,
+        });
+        Decided {
+            evaluation,
+            verdict,
+        }
+    }
+
+    /// What policies see of `action`: its resource entity and context.
+    /// Fails exactly when evaluation fails to build the request.
+    pub fn view(&self, action: &CanonicalAction) -> Result<RequestView, String> {
+        entities::view(action, &self.env)
     }
 
     /// Evaluates `action`. Never fails: a request that cannot be built is

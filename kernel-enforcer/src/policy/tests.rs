@@ -193,3 +193,42 @@ fn a_forbidden_url_path_has_no_other_spelling() {
         );
     }
 }
+
+#[test]
+fn extension_functions_are_part_of_the_language_in_every_build() {
+    let engine = engine(
+        r#"@id("loopback") permit (principal, action == Action::"net_connect", resource)
+           when { ip("127.0.0.1").isLoopback() && decimal("1.5").lessThan(decimal("2.0")) };"#,
+    );
+    assert_eq!(
+        decision(&engine, Action::net_connect("example.com", 80)),
+        Decision::Allow
+    );
+}
+
+#[test]
+fn decide_fresh_is_the_sessions_decision_and_view_shows_what_policies_see() {
+    let engine = engine(
+        r#"@id("read") @reason("may read") permit (principal, action == Action::"file_read", resource in Workspace::"root");"#,
+    );
+    let action = canon(Action::file_read("src/lib.rs"));
+    let decided = engine.decide_fresh(&action);
+    assert_eq!(decided.verdict.decision, Decision::Allow);
+    assert_eq!(decided.verdict.policies, ["read"]);
+    assert_eq!(decided.verdict.reasons, ["may read"]);
+    let view = engine.view(&action).unwrap();
+    assert_eq!(view.action, "file_read");
+    assert_eq!(view.resource, r#"File::"/ws/src/lib.rs""#);
+    assert!(view.in_workspace);
+    assert!(
+        view.attributes
+            .contains(&("extension".into(), "\"rs\"".into()))
+    );
+    assert!(!view.kernel_asset());
+    let key = canon(Action::file_read("/state/kernel.key"));
+    assert!(engine.view(&key).unwrap().kernel_asset());
+    assert_eq!(
+        engine.decide_fresh(&key).verdict.policies,
+        ["kernel-floor-assets"]
+    );
+}

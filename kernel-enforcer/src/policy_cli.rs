@@ -1,0 +1,405 @@
+//! `kernel-enforcer policy test|explain|diff`: tools for operators who
+//! write policies. Each decides requests with the enforcer's own decision
+//! path ([`PolicyEngine::decide_fresh`]).
+
+use crate::cli_impl::floor_assets;
+use crate::policy::request::RequestSpec;
+use crate::policy::suite::{self, SuiteError};
+use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError, line_column};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit status when every case passed, or no new permission was found.
+const PASS: u8 = 0;
+/// Exit status when a case failed, or a new permission was found.
+const FOUND: u8 = 1;
+/// Exit status when the input was invalid or the question undecided.
+const ERROR: u8 = 2;
+
+/// Largest request file accepted, in bytes.
+const MAX_REQUEST_FILE_BYTES: usize = 64 * 1024;
+
+fn error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(ERROR)
+}
+
+/// `policy test FILE`: runs every case and prints one line per case.
+pub(crate) fn test(file: &Path, policies: &[PathBuf]) -> ExitCode {
+    let suite = match suite::load(file) {
+        Ok(suite) => suite,
+        Err(SuiteError::Invalid(diagnostics)) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            return error(format!(
+                "{} problem(s) in the test file, no case was run",
+                diagnostics.len()
+            ));
+        }
+        Err(e) => return error(e),
+    };
+    let policies = if policies.is_empty() {
+        suite.policies.clone()
+    } else {
+        policies.to_vec()
+    };
+    if policies.is_empty() {
+        return error(format!(
+            "no policy to test: name the files in `{}` with `policies = [\"...\"]`, or pass `--policy FILE`",
+            file.display()
+        ));
+    }
+    let sources = match policy::read_sources(&policies) {
+        Ok(sources) => sources,
+        Err(e) => return error(e),
+    };
+    let outcomes = match suite::run(&suite, &sources, &floor_assets(&policies)) {
+        Ok(outcomes) => outcomes,
+        Err(SuiteError::Invalid(diagnostics)) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            return error(format!(
+                "{} problem(s) in the test file, no case was run",
+                diagnostics.len()
+            ));
+        }
+        Err(SuiteError::Policy(PolicyLoadError::Invalid(diagnostics))) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            return error(
+                "the policies under test are invalid: run `kernel-enforcer policy check` on them",
+            );
+        }
+        Err(e) => return error(e),
+    };
+    let names: Vec<String> = policies.iter().map(|p| p.display().to_string()).collect();
+    println!(
+        "testing {} against {} (with the kernel floor), workspace `{}`",
+        suite.file,
+        names.join(", "),
+        suite.workspace
+    );
+    for outcome in &outcomes {
+        println!("{}", suite::render_outcome(&suite.file, outcome));
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    println!("{} passed, {failed} failed", outcomes.len() - failed);
+    ExitCode::from(if failed == 0 { PASS } else { FOUND })
+}
+
+/// The action of `policy explain`, given as a subcommand.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ExplainAction {
+    /// Read a file.
+    #[command(name = "file_read", alias = "file-read")]
+    FileRead {
+        /// The file (relative to `--cwd`).
+        path: String,
+    },
+    /// Write a file.
+    #[command(name = "file_write", alias = "file-write")]
+    FileWrite {
+        /// The file (relative to `--cwd`).
+        path: String,
+        /// The content to write.
+        #[arg(long)]
+        content: Option<String>,
+        /// Bytes to write (default: the length of the content).
+        #[arg(long)]
+        size: Option<u64>,
+        /// `create_new`, `overwrite` (default) or `append`.
+        #[arg(long)]
+        mode: Option<String>,
+    },
+    /// Delete a file.
+    #[command(name = "file_delete", alias = "file-delete")]
+    FileDelete {
+        /// The file (relative to `--cwd`).
+        path: String,
+    },
+    /// Run a program.
+    Exec {
+        /// An environment variable the program gets, as NAME=VALUE.
+        #[arg(long = "env", value_parser = parse_env)]
+        env: Vec<(String, String)>,
+        /// The program's path, as the client resolves it (such as
+        /// `/usr/bin/git`).
+        program: String,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Open a network connection.
+    #[command(name = "net_connect", alias = "net-connect")]
+    NetConnect {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// Make an HTTP request.
+    Http {
+        /// Method, such as GET.
+        method: String,
+        /// Absolute http(s) URL.
+        url: String,
+    },
+    /// Call a tool.
+    #[command(name = "tool_call", alias = "tool-call")]
+    ToolCall {
+        /// The tool's name.
+        name: String,
+        /// Its input as JSON (default `{}`).
+        input: Option<String>,
+    },
+    /// An application-defined action.
+    Custom {
+        /// The kind.
+        kind: String,
+        /// The payload.
+        payload: Option<String>,
+    },
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
+}
+
+impl ExplainAction {
+    fn spec(&self) -> Result<RequestSpec, String> {
+        let base = |action: &str| RequestSpec {
+            action: action.to_owned(),
+            ..RequestSpec::default()
+        };
+        Ok(match self {
+            Self::FileRead { path } => RequestSpec {
+                path: Some(path.clone()),
+                ..base("file_read")
+            },
+            Self::FileWrite {
+                path,
+                content,
+                size,
+                mode,
+            } => RequestSpec {
+                path: Some(path.clone()),
+                content: content.clone(),
+                size: *size,
+                mode: mode.clone(),
+                ..base("file_write")
+            },
+            Self::FileDelete { path } => RequestSpec {
+                path: Some(path.clone()),
+                ..base("file_delete")
+            },
+            Self::Exec { env, program, args } => RequestSpec {
+                program: Some(program.clone()),
+                args: Some(args.clone()),
+                env: (!env.is_empty()).then(|| env.iter().cloned().collect::<BTreeMap<_, _>>()),
+                ..base("exec")
+            },
+            Self::NetConnect { host, port } => RequestSpec {
+                host: Some(host.clone()),
+                port: Some(*port),
+                ..base("net_connect")
+            },
+            Self::Http { method, url } => RequestSpec {
+                method: Some(method.clone()),
+                url: Some(url.clone()),
+                ..base("http")
+            },
+            Self::ToolCall { name, input } => RequestSpec {
+                tool: Some(name.clone()),
+                input: match input {
+                    Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                        format!("tool input `{text}` is not JSON ({e}): quote it for the shell, such as '{{\"q\": 1}}'")
+                    })?),
+                    None => None,
+                },
+                ..base("tool_call")
+            },
+            Self::Custom { kind, payload } => RequestSpec {
+                kind: Some(kind.clone()),
+                payload: payload.clone(),
+                ..base("custom")
+            },
+        })
+    }
+}
+
+/// `policy explain`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExplainArgs {
+    /// Cedar policy file (repeat for several).
+    #[arg(long = "policy", required = true)]
+    policies: Vec<PathBuf>,
+    /// The agent's workspace, as the enforcer's `--workspace`.
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// Extra paths the floor protects, as the enforcer's `--protect`
+    /// (the policy files and this binary always are).
+    #[arg(long = "protect")]
+    protect: Vec<PathBuf>,
+    /// The directory the request is made from (default: the workspace).
+    #[arg(long)]
+    cwd: Option<String>,
+    /// A request file (TOML, or JSON if it ends in `.json`) with the
+    /// fields of a test case's request, instead of an action.
+    #[arg(long)]
+    request: Option<PathBuf>,
+    /// The action to explain.
+    #[command(subcommand)]
+    action: Option<ExplainAction>,
+}
+
+fn absolute(path: &Path) -> Result<String, String> {
+    std::path::absolute(path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| format!("workspace `{}`: {e}", path.display()))
+}
+
+/// Reads a request file: TOML, or JSON when it ends in `.json`. Errors
+/// carry the file's line and column.
+fn read_request(path: &Path) -> Result<RequestSpec, String> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{name}`: {e}"))?;
+    if bytes.len() > MAX_REQUEST_FILE_BYTES {
+        return Err(format!(
+            "`{name}` is {} bytes, over the {MAX_REQUEST_FILE_BYTES}-byte limit for a request file",
+            bytes.len()
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| format!("`{name}` is not UTF-8"))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| format!("{name}:{}:{}: {e}", e.line(), e.column()))
+    } else {
+        toml::from_str(&text).map_err(|e| {
+            let message = e.message().trim_end_matches('\n').to_owned();
+            match e.span() {
+                Some(span) => {
+                    let (line, column) = line_column(&text, span.start);
+                    format!("{name}:{line}:{column}: {message}")
+                }
+                None => format!("{name}: {message}"),
+            }
+        })
+    }
+}
+
+/// `policy explain`: how one request is decided, and why.
+pub(crate) fn explain(args: &ExplainArgs) -> ExitCode {
+    match explain_text(args) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => error(message),
+    }
+}
+
+fn explain_text(args: &ExplainArgs) -> Result<String, String> {
+    let mut spec = match (&args.request, &args.action) {
+        (Some(_), Some(_)) => {
+            return Err("give either an action or `--request FILE`, not both".into());
+        }
+        (Some(path), None) => read_request(path)?,
+        (None, Some(action)) => action.spec()?,
+        (None, None) => {
+            return Err(
+                "no request given: name an action (such as `file_read PATH`) or pass `--request FILE`"
+                    .into(),
+            );
+        }
+    };
+    if args.cwd.is_some() {
+        spec.cwd.clone_from(&args.cwd);
+    }
+    let workspace = absolute(&args.workspace)?;
+    let protected: Vec<PathBuf> = args.policies.iter().chain(&args.protect).cloned().collect();
+    let env = Environment::new(&workspace, &floor_assets(&protected))?;
+    let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
+        PolicyLoadError::Invalid(_) => format!("invalid policy:\n{e}"),
+        other => other.to_string(),
+    })?;
+    let action = spec.canonical(engine.environment().workspace())?;
+    Ok(engine.explain(&action).render())
+}
+
+/// `policy diff`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DiffArgs {
+    /// The policy set in force now (repeat for several files).
+    #[arg(long = "old", required = true)]
+    old: Vec<PathBuf>,
+    /// The policy set that would replace it (repeat for several files).
+    #[arg(long = "new", required = true)]
+    new: Vec<PathBuf>,
+    /// The agent's workspace, as the enforcer's `--workspace`: where
+    /// counterexamples are decided again.
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// Extra paths the floor protects, as the enforcer's `--protect`.
+    #[arg(long = "protect")]
+    protect: Vec<PathBuf>,
+}
+
+/// `policy diff`: exits 0 when the new set allows nothing the old one did
+/// not, 1 when it does (with counterexamples), 2 when that could not be
+/// decided, including when no solver is installed.
+pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
+    #[cfg(feature = "symbolic")]
+    {
+        use crate::policy::diff::{self, DiffOptions, Verdict};
+        let run = || -> Result<diff::DiffReport, String> {
+            let old =
+                policy::read_sources(&args.old).map_err(|e| format!("old policy set: {e}"))?;
+            let new =
+                policy::read_sources(&args.new).map_err(|e| format!("new policy set: {e}"))?;
+            let protected: Vec<PathBuf> = args
+                .old
+                .iter()
+                .chain(&args.new)
+                .chain(&args.protect)
+                .cloned()
+                .collect();
+            let options = DiffOptions {
+                workspace: absolute(&args.workspace)?,
+                assets: floor_assets(&protected),
+            };
+            diff::diff(&old, &new, &options).map_err(|e| e.to_string())
+        };
+        match run() {
+            Ok(report) => {
+                let show = |paths: &[PathBuf]| {
+                    paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                println!("old: {}", show(&args.old));
+                println!("new: {}", show(&args.new));
+                print!("{}", report.render());
+                ExitCode::from(match report.verdict() {
+                    Verdict::NoNewPermissions => PASS,
+                    Verdict::NewPermissions => FOUND,
+                    Verdict::Undecided => ERROR,
+                })
+            }
+            Err(message) => error(message),
+        }
+    }
+    #[cfg(not(feature = "symbolic"))]
+    {
+        let _ = args;
+        error(
+            "this kernel-enforcer was built without the `symbolic` feature, so it cannot compare policy sets: rebuild it with default features; no comparison was made",
+        )
+    }
+}
