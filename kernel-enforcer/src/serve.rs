@@ -54,7 +54,9 @@ pub struct ServeOptions {
 /// The session and what the control plane needs besides it.
 struct Shared {
     session: SharedSession,
-    replies: IpcSender<Vec<u8>>,
+    /// The client's reply channel; none for an agent governed only at the
+    /// system-call boundary.
+    replies: Option<IpcSender<Vec<u8>>>,
     policies: Vec<PathBuf>,
     started: Instant,
     stop: AtomicBool,
@@ -63,9 +65,10 @@ struct Shared {
 impl Shared {
     /// Sends frames to the client; the caller holds the session lock.
     fn send(&self, frames: Vec<Vec<u8>>) -> bool {
-        frames
-            .into_iter()
-            .all(|frame| self.replies.send(frame).is_ok())
+        let Some(replies) = &self.replies else {
+            return true;
+        };
+        frames.into_iter().all(|frame| replies.send(frame).is_ok())
     }
 
     fn control(&self, request: ControlRequest, peer: Peer) -> ControlResponse {
@@ -196,6 +199,41 @@ pub fn serve_channels(
     session: SharedSession,
     options: &ServeOptions,
 ) -> Result<Option<String>, ServeError> {
+    let shared = start_control_plane(session, Some(replies.clone()), options)?;
+    serve_loop(&requests, &replies, &shared);
+    let mut session = shared.session.lock();
+    session.finish();
+    Ok(session.halted())
+}
+
+/// Serves a session that has no client (an agent governed only at the
+/// system-call boundary): the control socket and signals work as with a
+/// client, until `finished` says the agent is gone, a termination signal
+/// arrives, or the session halts (the caller then stops the agent). Writes
+/// the final checkpoint and returns why the session halted, if it did.
+pub fn serve_without_client(
+    session: SharedSession,
+    options: &ServeOptions,
+    mut finished: impl FnMut() -> bool,
+) -> Result<Option<String>, ServeError> {
+    let shared = start_control_plane(session, None, options)?;
+    while !finished()
+        && !shared.stop.load(Ordering::SeqCst)
+        && shared.session.lock().halted().is_none()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut session = shared.session.lock();
+    session.finish();
+    Ok(session.halted())
+}
+
+/// Binds the control socket, serves it on a thread, and watches signals.
+fn start_control_plane(
+    session: SharedSession,
+    replies: Option<IpcSender<Vec<u8>>>,
+    options: &ServeOptions,
+) -> Result<Arc<Shared>, ServeError> {
     let listener = match &options.control {
         Some(path) => Some(
             control::bind(path)
@@ -220,10 +258,7 @@ pub fn serve_channels(
         });
     }
     watch_signals(&shared);
-    serve_loop(&requests, &shared);
-    let mut session = shared.session.lock();
-    session.finish();
-    Ok(session.halted())
+    Ok(shared)
 }
 
 /// `SIGUSR1` halts (like `kernel-enforcer halt`); `SIGTERM`, `SIGINT` and
@@ -248,7 +283,7 @@ fn watch_signals(shared: &Arc<Shared>) {
     });
 }
 
-fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
+fn serve_loop(requests: &IpcReceiver<Vec<u8>>, replies: &IpcSender<Vec<u8>>, shared: &Shared) {
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             return;
@@ -296,7 +331,7 @@ fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
         for reply in session.decide_batch(&batch) {
             match reply {
                 Reply::Frame(frame) => {
-                    if shared.replies.send(frame).is_err() {
+                    if replies.send(frame).is_err() {
                         return;
                     }
                 }
@@ -317,7 +352,7 @@ fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
                 Some(broker) => effect.perform_unless_halted(broker, &halt),
                 None => effect.withheld(),
             };
-            if shared.replies.send(frame).is_err() {
+            if replies.send(frame).is_err() {
                 return;
             }
         }

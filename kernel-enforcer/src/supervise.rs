@@ -11,7 +11,7 @@
 
 use crate::handoff::HandoffListener;
 use crate::notify;
-use crate::serve::{ServeError, ServeOptions, SharedSession, serve_channels};
+use crate::serve::{ServeError, ServeOptions, SharedSession, serve_channels, serve_without_client};
 use crate::session::Session;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use kernel_confine::{Prepared, Profile};
@@ -218,16 +218,18 @@ fn serve_agent(
     session: SharedSession,
     options: &ServeOptions,
 ) -> Result<ExitStatus, SuperviseError> {
-    // A governed agent need not connect at all: no time limit then.
-    let timeout = (!agent.govern_syscalls).then_some(agent.connect_timeout);
-    let (requests, replies) = match wait_for_agent(server, name, &mut child, timeout) {
+    if agent.govern_syscalls {
+        // Governed at the system-call boundary, the agent does not use the
+        // client channel; the control socket and signals are served all
+        // the same, so the operator's kill switch works.
+        drop(server);
+        let halted =
+            serve_without_client(session, options, || !matches!(child.try_wait(), Ok(None)))?;
+        return finish(agent, child, halted);
+    }
+    let (requests, replies) = match wait_for_agent(server, name, &mut child, agent.connect_timeout)
+    {
         Ok(ends) => ends,
-        // A governed agent need not use the client: when it ends without
-        // connecting, its session ends with it.
-        Err(SuperviseError::ExitedEarly(status)) if agent.govern_syscalls => {
-            session.lock().finish();
-            return Ok(status);
-        }
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -235,9 +237,17 @@ fn serve_agent(
         }
     };
     let halted = serve_channels(requests, replies, session, options)?;
+    finish(agent, child, halted)
+}
+
+/// Stops the agent if the session halted (nothing it asks could be
+/// allowed anyway), and returns its exit status.
+fn finish(
+    agent: &Agent,
+    mut child: Child,
+    halted: Option<String>,
+) -> Result<ExitStatus, SuperviseError> {
     if let Some(cause) = halted {
-        // A halted kernel ends the agent: nothing it could ask for would be
-        // allowed anyway.
         eprintln!("kernel-enforcer: halted ({cause}); stopping the agent");
         let _ = child.kill();
     }
@@ -251,7 +261,7 @@ fn wait_for_agent(
     server: IpcOneShotServer<EnforcerEnds>,
     name: &str,
     child: &mut Child,
-    timeout: Option<Duration>,
+    timeout: Duration,
 ) -> Result<EnforcerEnds, SuperviseError> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -275,9 +285,7 @@ fn wait_for_agent(
             let _ = IpcSender::<EnforcerEnds>::connect(name.to_owned());
             return Err(SuperviseError::ExitedEarly(status));
         }
-        if let Some(timeout) = timeout
-            && started.elapsed() > timeout
-        {
+        if started.elapsed() > timeout {
             let _ = IpcSender::<EnforcerEnds>::connect(name.to_owned());
             return Err(SuperviseError::NoConnection(timeout));
         }

@@ -330,6 +330,14 @@ fn probe(attack: &str) {
             report("kernel-connect", ping_through(&kernel, port));
         }
         "unmodified" => unmodified_probe(&ws),
+        "governed-loop" => {
+            // Keeps reading a workspace file; each read is a decision.
+            for _ in 0..1000 {
+                let read = std::fs::read_to_string(format!("{ws}/victim.txt"));
+                println!("read: {}", if read.is_ok() { "ok" } else { "refused" });
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         other => panic!("unknown probe {other}"),
     }
 }
@@ -743,6 +751,109 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
             problems.join("\n"),
             String::from_utf8_lossy(&output.stderr)
         ))
+    }
+}
+
+fn the_kill_switch_stops_a_governed_agent() -> Result<(), String> {
+    let scene = scene();
+    let me = std::env::current_exe().unwrap();
+    let evidence = scene.state.join("governed-halt.log");
+    let mut control = evidence.as_os_str().to_owned();
+    control.push(".control");
+    let mut run = Command::new(ENFORCER)
+        .arg("run")
+        .arg("--govern-syscalls")
+        .arg("--policy")
+        .arg(scene.state.join("policy.cedar"))
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(&evidence)
+        .arg("--")
+        .arg(&me)
+        .env("KERNEL_PROBE", "governed-loop")
+        .env("PROBE_WS", &scene.ws)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let allows = |log: &[u8]| {
+        kernel_core::audit(log, &kernel_core::AuditOptions::default())
+            .map(|r| r.allowed)
+            .unwrap_or(0)
+    };
+    // Wait until the agent's reads are being decided.
+    let started = std::time::Instant::now();
+    while allows(&std::fs::read(&evidence).unwrap_or_default()) < 3 {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = run.kill();
+            let _ = run.wait();
+            return Err("the governed agent's reads were never decided".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let halt = Command::new(ENFORCER)
+        .args(["halt", "--reason", "test", "--control"])
+        .arg(&control)
+        .output()
+        .unwrap();
+    let mut problems = Vec::new();
+    if !halt.status.success() {
+        problems.push(format!(
+            "the operator could not halt: {}{}",
+            String::from_utf8_lossy(&halt.stdout),
+            String::from_utf8_lossy(&halt.stderr)
+        ));
+    }
+    // The run ends (the agent is stopped) long before its 20 s of reads.
+    let mut ended = None;
+    for _ in 0..250 {
+        if let Ok(Some(status)) = run.try_wait() {
+            ended = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if ended.is_none() {
+        let _ = run.kill();
+        problems.push("the agent still ran 5 s after the halt".into());
+    }
+    let _ = run.wait();
+    // Judged by the evidence: a halt by the operator, no allow after it.
+    let log = std::fs::read(&evidence).unwrap();
+    let records = kernel_core::split_records(&log).map_err(|e| e.to_string())?;
+    let mut halted_at = None;
+    let mut allowed_after = 0;
+    for (index, body) in records.iter().enumerate() {
+        match kernel_core::decode_record(body) {
+            Ok(kernel_core::Record::Event(event)) => {
+                if matches!(
+                    event.decode_unverified(),
+                    Ok(kernel_core::Event::Halt { .. })
+                ) {
+                    halted_at = Some(index);
+                }
+            }
+            Ok(kernel_core::Record::Decision { receipt, .. }) => {
+                let body = kernel_core::decode_receipt_body_unverified(&receipt.body)
+                    .map_err(|e| e.to_string())?;
+                if halted_at.is_some() && body.decision == kernel_core::Decision::Allow {
+                    allowed_after += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if halted_at.is_none() {
+        problems.push("no halt in the evidence".into());
+    }
+    if allowed_after > 0 {
+        problems.push(format!("{allowed_after} allows after the halt"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
     }
 }
 
@@ -1217,7 +1328,7 @@ fn main() {
         probe(&attack);
         return;
     }
-    let checks: [Check; 7] = [
+    let checks: [Check; 8] = [
         (
             "embedded_lockdown_confines_the_agent_after_spawn",
             embedded_lockdown_confines_the_agent_after_spawn,
@@ -1237,6 +1348,10 @@ fn main() {
         (
             "an_unmodified_agent_has_its_opens_decided_by_policy",
             an_unmodified_agent_has_its_opens_decided_by_policy,
+        ),
+        (
+            "the_kill_switch_stops_a_governed_agent",
+            the_kill_switch_stops_a_governed_agent,
         ),
         (
             "a_configuration_file_sets_the_session_and_flags_win",
