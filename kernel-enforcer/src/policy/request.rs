@@ -166,9 +166,20 @@ impl RequestSpec {
                     None | Some("overwrite") => WriteMode::Overwrite,
                     Some("create_new") => WriteMode::CreateNew,
                     Some("append") => WriteMode::Append,
+                    // A program's own write at the system-call boundary:
+                    // content unknown, so no `content` or `size`.
+                    Some("descriptor") if self.content.is_none() && self.size.is_none() => {
+                        return Ok(Action::file_write_descriptor(need(&self.path, "path")?));
+                    }
+                    Some("descriptor") => {
+                        return Err(
+                            "a `descriptor` write has no `content` or `size`: its content is not known when deciding"
+                                .into(),
+                        );
+                    }
                     Some(other) => {
                         return Err(format!(
-                            "unknown write mode `{other}`: use `create_new`, `overwrite` or `append`"
+                            "unknown write mode `{other}`: use `create_new`, `overwrite`, `append` or `descriptor`"
                         ));
                     }
                 };
