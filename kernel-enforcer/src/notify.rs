@@ -479,13 +479,36 @@ impl Governor {
                 Action::file_read(path)
             }
         })?;
-        if self.granted(&target, writes) {
+        self.gate(&[(&target, writes)], [canonical], decide, || {
+            self.open(&target, &call)
+        })
+    }
+
+    /// The one gate of every path-based call: when Landlock grants the
+    /// agent every `(path, writes)` access itself, the call continues
+    /// (Landlock re-checks whatever is finally used); otherwise each
+    /// action must be allowed (decided and recorded, in order, stopping at
+    /// the first refusal) before `perform` does the call here. `None` is a
+    /// refusal.
+    fn gate<const N: usize>(
+        &self,
+        accesses: &[(&Path, bool)],
+        actions: [CanonicalAction; N],
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+        perform: impl FnOnce() -> Answer,
+    ) -> Option<Answer> {
+        if accesses
+            .iter()
+            .all(|(path, writes)| self.granted(path, *writes))
+        {
             return Some(Answer::Continue);
         }
-        if !decide(canonical) {
-            return None;
+        for action in actions {
+            if !decide(action) {
+                return None;
+            }
         }
-        Some(self.open(&target, &call))
+        Some(perform())
     }
 
     /// Whether Landlock grants the agent this access itself.
@@ -516,20 +539,16 @@ impl Governor {
             ),
         };
         let (canonical, target) = agent.resolve(dirfd, path, Action::file_delete)?;
-        if self.granted(&target, true) {
-            return Some(Answer::Continue);
-        }
-        if !decide(canonical) {
-            return None;
-        }
         let flags = if directory {
             rustix::fs::AtFlags::REMOVEDIR
         } else {
             rustix::fs::AtFlags::empty()
         };
-        Some(done(self.in_parent(&target, |parent, name| {
-            rustix::fs::unlinkat(parent, name, flags)
-        })))
+        self.gate(&[(&target, true)], [canonical], decide, || {
+            done(self.in_parent(&target, |parent, name| {
+                rustix::fs::unlinkat(parent, name, flags)
+            }))
+        })
     }
 
     /// `mkdir`, `mkdirat`: a `FileWrite` (descriptor mode) of the new
@@ -546,17 +565,13 @@ impl Governor {
             _ => (low_int(args[0])?, args[1], args[2]),
         };
         let (canonical, target) = agent.resolve(dirfd, path, Action::file_write_descriptor)?;
-        if self.granted(&target, true) {
-            return Some(Answer::Continue);
-        }
-        if !decide(canonical) {
-            return None;
-        }
         let mode = Mode::from_bits_truncate(u32::try_from(mode & 0o777).unwrap_or(0o700))
             & !Mode::from_bits_truncate(0o022);
-        Some(done(self.in_parent(&target, |parent, name| {
-            rustix::fs::mkdirat(parent, name, mode)
-        })))
+        self.gate(&[(&target, true)], [canonical], decide, || {
+            done(self.in_parent(&target, |parent, name| {
+                rustix::fs::mkdirat(parent, name, mode)
+            }))
+        })
     }
 
     /// `rename`, `renameat`, `renameat2`: a `FileDelete` of the old path
@@ -586,18 +601,21 @@ impl Governor {
         }
         let (delete, from) = agent.resolve(old_dir, old, Action::file_delete)?;
         let (write, to) = agent.resolve(new_dir, new, Action::file_write_descriptor)?;
-        if self.granted(&from, true) && self.granted(&to, true) {
-            return Some(Answer::Continue);
-        }
-        if !decide(delete) || !decide(write) {
-            return None;
-        }
-        Some(done(self.in_parent(&from, |from_parent, from_name| {
-            self.in_parent(&to, |to_parent, to_name| {
-                rustix::fs::renameat_with(from_parent, from_name, to_parent, to_name, flags)
-            })
-            .map_err(|e| rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::ACCESS))
-        })))
+        self.gate(
+            &[(&from, true), (&to, true)],
+            [delete, write],
+            decide,
+            || {
+                done(self.in_parent(&from, |from_parent, from_name| {
+                    self.in_parent(&to, |to_parent, to_name| {
+                        rustix::fs::renameat_with(from_parent, from_name, to_parent, to_name, flags)
+                    })
+                    .map_err(|e| {
+                        rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::ACCESS)
+                    })
+                }))
+            },
+        )
     }
 
     /// Runs `operation` on the parent directory of `target` (opened
