@@ -321,7 +321,13 @@ fn diagnostic(file: &str, text: &str, error: &dyn miette::Diagnostic) -> PolicyD
     located(file, text, offset, message)
 }
 
-fn located(file: &str, text: &str, offset: Option<usize>, message: String) -> PolicyDiagnostic {
+/// A diagnostic at byte `offset` of `text` (line and column), if known.
+pub(crate) fn located(
+    file: &str,
+    text: &str,
+    offset: Option<usize>,
+    message: String,
+) -> PolicyDiagnostic {
     let (line, column) = match offset {
         Some(offset) => {
             let (line, column) = line_column(text, offset);

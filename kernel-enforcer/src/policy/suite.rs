@@ -25,7 +25,7 @@
 //! `protect` paths and the enforcer's binary, as it does in a session.
 
 use super::request::{REQUEST_FIELDS, RequestSpec};
-use super::{Environment, PolicyDiagnostic, PolicyEngine, PolicyLoadError, line_column};
+use super::{Environment, PolicyDiagnostic, PolicyEngine, PolicyLoadError, line_column, located};
 use kernel_core::{CanonicalAction, Decision, Verdict};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -110,22 +110,6 @@ struct RawEnvironment {
     protect: Option<Vec<String>>,
 }
 
-fn at(file: &str, text: &str, offset: Option<usize>, message: String) -> PolicyDiagnostic {
-    let (line, column) = match offset {
-        Some(offset) => {
-            let (line, column) = line_column(text, offset);
-            (Some(line), Some(column))
-        }
-        None => (None, None),
-    };
-    PolicyDiagnostic {
-        file: file.to_owned(),
-        line,
-        column,
-        message,
-    }
-}
-
 fn decision_named(name: &str) -> Option<Decision> {
     match name {
         "allow" => Some(Decision::Allow),
@@ -154,7 +138,7 @@ fn string_field(table: &mut toml::Table, key: &str, problems: &mut Vec<String>) 
 /// each with its line.
 pub fn parse(file: &str, text: &str, base: &Path) -> Result<Suite, Vec<PolicyDiagnostic>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        vec![at(
+        vec![located(
             file,
             text,
             e.span().map(|s| s.start),
@@ -163,7 +147,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Suite, Vec<PolicyDia
     })?;
     let mut diagnostics = Vec::new();
     if raw.case.is_empty() {
-        diagnostics.push(at(
+        diagnostics.push(located(
             file,
             text,
             None,
@@ -171,7 +155,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Suite, Vec<PolicyDia
         ));
     }
     if raw.case.len() > MAX_CASES {
-        diagnostics.push(at(
+        diagnostics.push(located(
             file,
             text,
             None,
@@ -255,7 +239,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Suite, Vec<PolicyDia
             }),
             _ => {
                 for problem in problems {
-                    diagnostics.push(at(
+                    diagnostics.push(located(
                         file,
                         text,
                         Some(offset),
