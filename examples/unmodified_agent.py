@@ -3,6 +3,7 @@
 # below is decided by policy at the system-call boundary and recorded.
 import os
 import socket
+import subprocess
 
 
 def attempt(what, action):
@@ -31,4 +32,5 @@ attempt("write .env", lambda: write(".env", "TOKEN=stolen\n"))
 attempt("read ~/.ssh/id_ed25519", lambda: read(os.path.expanduser("~/.ssh/id_ed25519")))
 attempt("delete notes.md", lambda: os.remove("notes.md") or "deleted")
 attempt("connect to 203.0.113.7:22", lambda: socket.create_connection(("203.0.113.7", 22), timeout=2))
-attempt("run /bin/ls", lambda: os.execv("/bin/ls", ["ls"]))
+attempt("run ls", lambda: subprocess.run(["ls"], capture_output=True, check=True).stdout.split())
+attempt("run rm -rf .", lambda: subprocess.run(["rm", "-rf", "."], check=True))

@@ -593,16 +593,24 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         return Err("no agent program given after `--`".into());
     };
     let settings = args.session.settings()?;
+    // A scratch directory the operator names is theirs to keep; the
+    // default one is removed with everything in it when the agent is done
+    // (the guard lives until this function returns).
+    let mut _default_scratch = None;
     let scratch = match args.scratch.as_ref().or(settings.scratch.as_ref()) {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
             dir.clone()
         }
-        None => tempfile::Builder::new()
-            .prefix("agent-kernel-scratch-")
-            .tempdir()
-            .map_err(|e| format!("scratch directory: {e}"))?
-            .keep(),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("agent-kernel-scratch-")
+                .tempdir()
+                .map_err(|e| format!("scratch directory: {e}"))?;
+            let path = dir.path().to_owned();
+            _default_scratch = Some(dir);
+            path
+        }
     };
     let workspace = std::fs::canonicalize(&settings.workspace)
         .map_err(|e| format!("workspace `{}`: {e}", settings.workspace.display()))?;

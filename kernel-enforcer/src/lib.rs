@@ -21,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod describe;
 pub mod evidence;
+pub mod exec_trace;
 pub mod handoff;
 pub mod keys;
 pub mod notify;

@@ -7,8 +7,8 @@
 //!
 //! - The agent runs under an extra seccomp filter that turns `open`,
 //!   `openat`, `openat2`, `creat`, `unlink`, `unlinkat`, `rmdir`, `mkdir`,
-//!   `mkdirat`, `rename`, `renameat`, `renameat2` and `connect` into
-//!   notifications. The filter is
+//!   `mkdirat`, `rename`, `renameat`, `renameat2`, `connect`, `execve` and
+//!   `execveat` into notifications. The filter is
 //!   installed between `fork` and `exec` with
 //!   `SECCOMP_FILTER_FLAG_NEW_LISTENER`; the listener descriptor is sent to
 //!   the enforcer over a socket pair and closed in the child, so the agent
@@ -53,8 +53,18 @@
 //!   decided call is decided and recorded afresh, so nothing can widen
 //!   what was decided.
 //!
-//! Not covered yet: `execve` (the confinement still refuses programs other
-//! than the agent's own), hard and symbolic link creation and `truncate`
+//! - `execve` and `execveat` are an `Exec` (the program's path, the
+//!   argument vector, the working directory, and the *names* of the
+//!   environment variables: their values may hold secrets and are not
+//!   recorded), decided and recorded; a denied one fails with `EACCES`. An
+//!   allowed one must continue in the agent (a process cannot be made to
+//!   become a program from outside), so it is verified after the kernel
+//!   loaded it and before its first instruction, and killed if it is not
+//!   what was decided: see [`crate::exec_trace`]. Landlock limits programs
+//!   to the system trees (and the agent's own), never the workspace or
+//!   the scratch directory.
+//!
+//! Not covered yet: hard and symbolic link creation and `truncate`
 //! (refused by Landlock in the workspace); x86_64 only.
 
 use crate::broker::Broker;
@@ -68,7 +78,7 @@ use std::path::{Path, PathBuf};
 const MAX_PATH: usize = 4096;
 
 /// The system calls this version notifies.
-const NOTIFIED: [libc::c_long; 13] = [
+const NOTIFIED: [libc::c_long; 15] = [
     libc::SYS_open,
     libc::SYS_openat,
     libc::SYS_openat2,
@@ -82,6 +92,8 @@ const NOTIFIED: [libc::c_long; 13] = [
     libc::SYS_renameat,
     libc::SYS_renameat2,
     libc::SYS_connect,
+    libc::SYS_execve,
+    libc::SYS_execveat,
 ];
 
 /// The notification filter: x86_64 system calls in [`NOTIFIED`] notify,
@@ -248,8 +260,10 @@ impl ParentSide {
     }
 }
 
-/// What the enforcer lets through without a decision, because Landlock
-/// grants it to the agent anyway.
+/// How the enforcer answers an agent governed at the system-call boundary:
+/// what it lets through without a decision (because Landlock grants it to
+/// the agent anyway), how it performs allowed effects, and where it notes
+/// the programs it allowed.
 #[derive(Debug, Clone)]
 pub struct Governor {
     /// Performs allowed opens (its `openat2` rules).
@@ -258,6 +272,11 @@ pub struct Governor {
     pub read_granted: Vec<PathBuf>,
     /// Trees Landlock lets the agent read and write.
     pub write_granted: Vec<PathBuf>,
+    /// Trees and files Landlock lets the agent execute.
+    pub execute_granted: Vec<PathBuf>,
+    /// Where allowed `exec` calls are noted for the tracer to verify
+    /// ([`crate::exec_trace`]). `None`: every `exec` is refused.
+    pub execs: Option<std::sync::Arc<crate::exec_trace::ExecLedger>>,
 }
 
 /// How one notification is answered.
@@ -341,17 +360,23 @@ impl OpenCall {
     }
 }
 
-/// Reads a NUL-terminated string at `address`, page by page so an
-/// unmapped page after the string does not fail the read.
+/// Reads a NUL-terminated path at `address` (at most [`MAX_PATH`] bytes).
 fn read_c_string(memory: &std::fs::File, address: u64) -> Option<String> {
+    read_c_string_at_most(memory, address, MAX_PATH)
+}
+
+/// Reads a NUL-terminated UTF-8 string of at most `limit` bytes at
+/// `address`, page by page so an unmapped page after the string does not
+/// fail the read.
+fn read_c_string_at_most(memory: &std::fs::File, address: u64, limit: usize) -> Option<String> {
     const PAGE: u64 = 4096;
     let mut bytes = Vec::new();
     let mut at = address;
-    while bytes.len() < MAX_PATH {
+    while bytes.len() < limit {
         let to_page_end = PAGE - (at % PAGE);
         let want = usize::try_from(to_page_end)
-            .unwrap_or(MAX_PATH)
-            .min(MAX_PATH - bytes.len());
+            .unwrap_or(limit)
+            .min(limit - bytes.len());
         let mut chunk = vec![0u8; want];
         let got = memory.read_at(&mut chunk, at).ok()?;
         let chunk = chunk.get(..got)?;
@@ -366,6 +391,35 @@ fn read_c_string(memory: &std::fs::File, address: u64) -> Option<String> {
         at = at.checked_add(u64::try_from(got).ok()?)?;
     }
     None
+}
+
+/// Reads a NULL-terminated array of string pointers at `address` (as
+/// `argv` and `envp` are): at most `count` strings of at most `limit`
+/// bytes each. A null `address` is an empty array, as the kernel reads it.
+fn read_c_strings(
+    memory: &std::fs::File,
+    address: u64,
+    count: usize,
+    limit: usize,
+) -> Option<Vec<String>> {
+    let mut strings = Vec::new();
+    if address == 0 {
+        return Some(strings);
+    }
+    let mut at = address;
+    loop {
+        let mut pointer = [0u8; 8];
+        memory.read_exact_at(&mut pointer, at).ok()?;
+        let pointer = u64::from_ne_bytes(pointer);
+        if pointer == 0 {
+            return Some(strings);
+        }
+        if strings.len() == count {
+            return None;
+        }
+        strings.push(read_c_string_at_most(memory, pointer, limit)?);
+        at = at.checked_add(8)?;
+    }
 }
 
 /// The agent thread that made a system call: its memory, and whether its
@@ -459,6 +513,7 @@ impl Governor {
                 self.rename(&agent, nr, &data.args, decide)
             }
             libc::SYS_connect => self.connect(&agent, &data.args, decide),
+            libc::SYS_execve | libc::SYS_execveat => self.exec(&agent, nr, &data.args, decide),
             _ => self.open_call(&agent, data, decide),
         };
         answer.unwrap_or(Answer::Fail(libc::EACCES))
@@ -616,6 +671,113 @@ impl Governor {
                 }))
             },
         )
+    }
+
+    /// `execve`, `execveat`: an `Exec` of the program with the argument
+    /// vector and the names of the environment variables read from the
+    /// agent's memory, decided and recorded; an allowed one is noted in the
+    /// ledger and continues, to be verified at its `exec` stop
+    /// ([`crate::exec_trace`]). Refused: `execveat` of a descriptor
+    /// (`AT_EMPTY_PATH`: a program that may exist on no disk), an empty
+    /// argument vector, an `argv[0]` that names another program than the
+    /// path (multi-call programs choose what to do by it), strings that
+    /// are not UTF-8 or exceed the action limits. Without a decision (and
+    /// so without a record): a program outside the trees Landlock lets the
+    /// agent execute fails with `EACCES` (the confinement would refuse it
+    /// whatever the policy said), and one that does not exist in them
+    /// with `ENOENT` (searching `PATH` tries several).
+    fn exec(
+        &self,
+        agent: &Agent<'_>,
+        nr: libc::c_long,
+        args: &[u64; 6],
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Option<Answer> {
+        use kernel_core::limits::{MAX_ARG_BYTES, MAX_ARGS, MAX_ENV_VARS};
+        let ledger = self.execs.as_ref()?;
+        let (dirfd, path, argv, envp, flags) = match nr {
+            libc::SYS_execve => (libc::AT_FDCWD, args[0], args[1], args[2], 0),
+            _ => (
+                low_int(args[0])?,
+                args[1],
+                args[2],
+                args[3],
+                low_int(args[4])?,
+            ),
+        };
+        if flags & libc::AT_EMPTY_PATH != 0 {
+            return None;
+        }
+        let tid = i32::try_from(agent.pid).ok()?;
+        let passed = read_c_string(&agent.memory, path)?;
+        let argv = read_c_strings(&agent.memory, argv, MAX_ARGS + 1, MAX_ARG_BYTES)?;
+        let env = read_c_strings(&agent.memory, envp, MAX_ENV_VARS, MAX_ARG_BYTES)?;
+        let cwd = std::fs::read_link(format!("/proc/{}/cwd", agent.pid)).ok()?;
+        let base = if passed.starts_with('/') || dirfd == libc::AT_FDCWD {
+            cwd.clone()
+        } else {
+            std::fs::read_link(format!("/proc/{}/fd/{dirfd}", agent.pid)).ok()?
+        };
+        if !(agent.still_valid)() {
+            return None;
+        }
+        if let Some((program, operator_argv)) = ledger.take_initial() {
+            // The agent's own first exec: the operator's command.
+            if passed != program || argv != operator_argv {
+                return None;
+            }
+            ledger.allow(tid, Path::new(&passed), &passed, &argv).ok()?;
+            return Some(Answer::Continue);
+        }
+        let (cwd, base) = (cwd.to_str()?, base.to_str()?);
+        if !(cwd.starts_with('/') && base.starts_with('/')) {
+            return None;
+        }
+        let program = if passed.starts_with('/') {
+            passed.clone()
+        } else {
+            format!("{base}/{passed}")
+        };
+        let name = argv.first()?;
+        let last = |p: &str| p.rsplit('/').next().map(str::to_owned);
+        if *name != passed && last(name) != last(&passed) {
+            return None;
+        }
+        let exec = kernel_core::Exec {
+            program,
+            args: argv.get(1..)?.to_vec(),
+            cwd: Some(cwd.to_owned()),
+            // Names only: the values may hold secrets, and the program
+            // runs under the agent's own confinement whatever they are.
+            env: env
+                .iter()
+                .map(|entry| {
+                    let name = entry.split_once('=').map_or(entry.as_str(), |(n, _)| n);
+                    (name.to_owned(), String::new())
+                })
+                .collect(),
+        };
+        let canonical = CanonicalAction::new(Action::Exec(exec), Some(cwd)).ok()?;
+        let Action::Exec(decided) = canonical.action() else {
+            return None;
+        };
+        let program = PathBuf::from(&decided.program);
+        if !self
+            .execute_granted
+            .iter()
+            .any(|root| program.starts_with(root))
+        {
+            // Landlock would refuse it whatever the policy said.
+            return None;
+        }
+        if !program.exists() {
+            return Some(Answer::Fail(libc::ENOENT));
+        }
+        if !decide(canonical) {
+            return None;
+        }
+        ledger.allow(tid, &program, &passed, &argv).ok()?;
+        Some(Answer::Continue)
     }
 
     /// Runs `operation` on the parent directory of `target` (opened
@@ -1002,7 +1164,7 @@ mod tests {
             libc::SYS_read,
             libc::SYS_write,
             libc::SYS_close,
-            libc::SYS_execve,
+            libc::SYS_fork,
         ] {
             assert_eq!(
                 run(x86_64, u32::try_from(nr).unwrap()),

@@ -9,6 +9,7 @@
 //! the enforcer writes its final checkpoint and exits with the agent's
 //! status.
 
+use crate::exec_trace::{self, ExecLedger};
 use crate::handoff::HandoffListener;
 use crate::notify;
 use crate::serve::{ServeError, ServeOptions, SharedSession, serve_channels, serve_without_client};
@@ -109,12 +110,19 @@ fn profile_of(agent: &Agent) -> Profile {
     profile.protected = agent.protected.clone();
     profile.workspace_readable = !agent.govern_syscalls;
     profile.tcp_sockets = agent.govern_syscalls;
+    // Governed, every exec is decided by policy and verified after
+    // (`exec_trace`); Landlock still limits it to the system trees.
+    profile.system_execute = agent.govern_syscalls;
     profile
 }
 
 /// What an agent governed at the system-call boundary may open without a
 /// decision, because Landlock grants it anyway.
-fn governor(agent: &Agent, broker: crate::broker::Broker) -> notify::Governor {
+fn governor(
+    agent: &Agent,
+    broker: crate::broker::Broker,
+    execs: Arc<ExecLedger>,
+) -> notify::Governor {
     let profile = profile_of(agent);
     let devices = ["/dev/null", "/dev/zero", "/dev/urandom"].map(PathBuf::from);
     notify::Governor {
@@ -128,6 +136,13 @@ fn governor(agent: &Agent, broker: crate::broker::Broker) -> notify::Governor {
             .cloned()
             .collect(),
         write_granted: vec![profile.scratch.clone(), PathBuf::from("/dev/null")],
+        execute_granted: profile
+            .system_read
+            .iter()
+            .chain(&profile.executables)
+            .cloned()
+            .collect(),
+        execs: Some(execs),
     }
 }
 
@@ -153,10 +168,6 @@ pub fn run(
         }
         (false, _) => None,
     };
-    let (child_side, parent_side) = match governed {
-        Some((child, parent)) => (Some(child), Some(parent)),
-        None => (None, None),
-    };
     let mut command = Command::new(&agent.program);
     command
         .args(&agent.args)
@@ -164,48 +175,130 @@ pub fn run(
         .env(CHANNEL_ENV, &name)
         .env(SCRATCH_ENV, &agent.scratch)
         .process_group(0);
-    if let Some(prepared) = confinement {
-        confine_before_exec(&mut command, prepared, child_side);
+    match (governed, confinement) {
+        (Some((child_side, parent_side)), Some(prepared)) => {
+            // Traced first: the confinement then refuses `ptrace`.
+            exec_trace::trace_before_exec(&mut command);
+            confine_before_exec(&mut command, prepared, Some(child_side));
+            return run_governed(agent, command, parent_side, session, handoff, options);
+        }
+        (_, Some(prepared)) => confine_before_exec(&mut command, prepared, None),
+        (_, None) => {}
     }
-    let mut child = command.spawn().map_err(|source| SuperviseError::Start {
+    let child = command.spawn().map_err(|source| SuperviseError::Start {
         program: agent.program.clone(),
         source,
     })?;
-    // The child's end of the listener's socket pair lives in the command.
-    drop(command);
     let socket = handoff.handoff();
     handoff.accept_in_background(child.id(), agent.connect_timeout);
-    let broker = session.broker().cloned();
     let session: SharedSession = Arc::new(Mutex::new(session));
-    if let Some(parent) = parent_side {
-        let listener = match parent.receive() {
-            Ok(listener) => listener,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                socket.remove_socket();
-                return Err(channel(e));
-            }
-        };
-        let Some(broker) = broker else {
-            let _ = child.kill();
-            let _ = child.wait();
-            socket.remove_socket();
-            return Err(channel(std::io::Error::other(
-                "no broker to perform decided opens",
-            )));
-        };
-        let governor = governor(agent, broker);
+    let status = serve_agent(agent, server, &name, child, session, options);
+    socket.remove_socket();
+    status
+}
+
+/// Supervised mode for an agent governed at the system-call boundary
+/// ([`notify`], [`exec_trace`]): the agent is started and traced by a
+/// thread of its own (the tracer must be the thread that forked it) while
+/// this one receives the notification listener and serves it, so that
+/// even the agent's own first `exec` is answered.
+fn run_governed(
+    agent: &Agent,
+    mut command: Command,
+    parent: notify::ParentSide,
+    session: Session,
+    handoff: HandoffListener,
+    options: &ServeOptions,
+) -> Result<ExitStatus, SuperviseError> {
+    let channel = |e: std::io::Error| SuperviseError::Serve(ServeError::Channel(e.to_string()));
+    let Some(broker) = session.broker().cloned() else {
+        return Err(channel(std::io::Error::other(
+            "no broker to perform decided opens",
+        )));
+    };
+    let program = agent.program.to_string_lossy().into_owned();
+    let argv = std::iter::once(program.clone())
+        .chain(agent.args.iter().cloned())
+        .collect();
+    let ledger = Arc::new(ExecLedger::new(program, argv));
+    let (started_tx, started) = mpsc::channel();
+    let tracer = {
+        let ledger = Arc::clone(&ledger);
+        std::thread::Builder::new()
+            .name("agent-tracer".into())
+            .spawn(move || {
+                let child = match command.spawn() {
+                    Ok(child) => child,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return None;
+                    }
+                };
+                // The child's end of the listener's socket pair lives in
+                // the command.
+                drop(command);
+                let pid = i32::try_from(child.id()).unwrap_or(-1);
+                let _ = started_tx.send(Ok(child.id()));
+                exec_trace::trace(pid, &ledger)
+            })
+            .map_err(channel)?
+    };
+    let stop_agent = |pid: u32| {
+        if let Some(pid) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    };
+    let listener = parent.receive();
+    let session: SharedSession = Arc::new(Mutex::new(session));
+    if let Ok(listener) = &listener {
+        let governor = governor(agent, broker, Arc::clone(&ledger));
         let shared = Arc::clone(&session);
+        let listener = listener.try_clone().map_err(channel)?;
         std::thread::spawn(move || {
             notify::serve(listener, &governor, &|action| {
                 shared.lock().decide_system_call(action)
             });
         });
     }
-    let status = serve_agent(agent, server, &name, child, session, options);
+    let pid = match started.recv() {
+        Ok(Ok(pid)) => pid,
+        Ok(Err(source)) => {
+            return Err(SuperviseError::Start {
+                program: agent.program.clone(),
+                source,
+            });
+        }
+        Err(_) => return Err(channel(std::io::Error::other("the agent was not started"))),
+    };
+    if let Err(e) = listener {
+        stop_agent(pid);
+        let _ = tracer.join();
+        handoff.handoff().remove_socket();
+        return Err(channel(e));
+    }
+    let socket = handoff.handoff();
+    handoff.accept_in_background(pid, agent.connect_timeout);
+    // The control socket and signals are served all the same, so the
+    // operator's kill switch works.
+    let halted = serve_without_client(session, options, || tracer.is_finished());
+    if let Ok(Some(cause)) = &halted {
+        eprintln!("kernel-enforcer: halted ({cause}); stopping the agent");
+    }
+    if !matches!(halted, Ok(None)) && !tracer.is_finished() {
+        stop_agent(pid);
+    }
+    let status = tracer.join();
     socket.remove_socket();
-    status
+    halted?;
+    match status {
+        Ok(Some(status)) => Ok(std::os::unix::process::ExitStatusExt::from_raw(status)),
+        _ => Err(channel(std::io::Error::other(
+            "the agent could not be waited for",
+        ))),
+    }
 }
 
 /// Waits for the started agent to join, serves it until it leaves, and
@@ -218,15 +311,6 @@ fn serve_agent(
     session: SharedSession,
     options: &ServeOptions,
 ) -> Result<ExitStatus, SuperviseError> {
-    if agent.govern_syscalls {
-        // Governed at the system-call boundary, the agent does not use the
-        // client channel; the control socket and signals are served all
-        // the same, so the operator's kill switch works.
-        drop(server);
-        let halted =
-            serve_without_client(session, options, || !matches!(child.try_wait(), Ok(None)))?;
-        return finish(agent, child, halted);
-    }
     let (requests, replies) = match wait_for_agent(server, name, &mut child, agent.connect_timeout)
     {
         Ok(ends) => ends,

@@ -36,6 +36,8 @@ permit (principal, action in [Action::"file_write", Action::"file_delete"], reso
 @id("tools")
 permit (principal, action == Action::"exec", resource)
 when { ["touch", "env", "cat"].contains(resource.name) && context.cwd_in_workspace };
+@id("no-forbidden-arguments")
+forbid (principal, action == Action::"exec", resource) when { context.args.contains("FORBIDDEN") };
 @id("no-secret")
 forbid (principal, action == Action::"file_read", resource) when { resource.name == "secret.txt" };
 @id("loopback")
@@ -338,6 +340,19 @@ fn probe(attack: &str) {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        "governed-writer" => {
+            // Keeps writing workspace files and starting programs, each a
+            // decision; says where it is.
+            let scratch = std::env::var("AGENT_KERNEL_SCRATCH").unwrap();
+            std::fs::write(format!("{scratch}/pid"), std::process::id().to_string()).unwrap();
+            for n in 0..100_000 {
+                let _ = std::fs::write(format!("{ws}/w-{n}.txt"), "x");
+                let _ = Command::new("/usr/bin/touch")
+                    .arg(format!("t-{n}.txt"))
+                    .current_dir(&ws)
+                    .status();
+            }
+        }
         other => panic!("unknown probe {other}"),
     }
 }
@@ -464,6 +479,125 @@ fn unmodified_probe(ws: &str) {
     stop.store(true, Ordering::Relaxed);
     flipper.join().unwrap();
     println!("race: {opened} opened, {refused} refused, {leaked} leaked");
+    if std::env::var("PROBE_EXEC").is_ok() {
+        exec_probe(ws);
+    }
+}
+
+/// Programs started by an unmodified agent: decided by policy, and the
+/// race on the path and arguments of `execve`.
+fn exec_probe(ws: &str) {
+    let scratch = std::env::var("AGENT_KERNEL_SCRATCH").unwrap();
+    report(
+        "scratch-write",
+        io(std::fs::write(format!("{scratch}/note"), "scratch")),
+    );
+    println!("scratch-dir: {scratch}");
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let status = |command: &mut Command| {
+        command
+            .current_dir(ws)
+            .status()
+            .map_err(|e| e.to_string())
+            .and_then(|status| match status.code() {
+                Some(0) => Ok(String::new()),
+                _ => Err(format!("{status:?} (signal {:?})", status.signal())),
+            })
+    };
+    report(
+        "exec-allowed",
+        status(Command::new("/usr/bin/touch").arg("exec-made.txt")),
+    );
+    report(
+        "exec-through-path",
+        status(Command::new("touch").arg("exec-made-2.txt")),
+    );
+    report(
+        "exec-denied",
+        status(Command::new("/usr/bin/rm").arg("keep-me.txt")),
+    );
+    report(
+        "exec-denied-arguments",
+        status(Command::new("/usr/bin/touch").arg("FORBIDDEN")),
+    );
+    report(
+        "exec-other-argv0",
+        status(
+            Command::new("/usr/bin/touch")
+                .arg0("rm")
+                .arg("argv0-made.txt"),
+        ),
+    );
+    // The race: the path and the arguments live in memory this process
+    // shares with the child `posix_spawn` starts (CLONE_VM), and another
+    // thread keeps rewriting them while the child's execve waits for its
+    // decision. State A is allowed (`touch allowed-1`, a directory: touch
+    // only updates its times); state B would remove that directory
+    // (`rmdir`, not allowed) or create `FORBIDDEN` (forbidden arguments).
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    let states = [
+        ("/usr/bin/touch\0", "allowed-1\0"),
+        ("/usr/bin/rmdir\0", "FORBIDDEN\0"),
+    ];
+    let path: std::sync::Arc<Vec<AtomicU8>> =
+        std::sync::Arc::new(states[0].0.bytes().map(AtomicU8::new).collect());
+    let arg: std::sync::Arc<Vec<AtomicU8>> =
+        std::sync::Arc::new(states[0].1.bytes().map(AtomicU8::new).collect());
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (path, arg, stop) = (path.clone(), arg.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut which = 0;
+            while !stop.load(Ordering::Relaxed) {
+                which = 1 - which;
+                let (p, a) = states[which];
+                for (cell, byte) in path.iter().zip(p.bytes()) {
+                    cell.store(byte, Ordering::Relaxed);
+                }
+                for (cell, byte) in arg.iter().zip(a.bytes()) {
+                    cell.store(byte, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let argv0 = c"touch";
+    let env = c"PATH=/usr/bin:/bin";
+    let (mut ran, mut refused, mut killed, mut other) = (0, 0, 0, 0);
+    for _ in 0..2000 {
+        let argv = [
+            argv0.as_ptr(),
+            arg.as_ptr().cast::<libc::c_char>(),
+            std::ptr::null(),
+        ];
+        let envp = [env.as_ptr(), std::ptr::null()];
+        let mut pid = 0;
+        let spawned = unsafe {
+            libc::posix_spawn(
+                &raw mut pid,
+                path.as_ptr().cast::<libc::c_char>(),
+                std::ptr::null(),
+                std::ptr::null(),
+                argv.as_ptr().cast::<*mut libc::c_char>(),
+                envp.as_ptr().cast::<*mut libc::c_char>(),
+            )
+        };
+        if spawned != 0 {
+            refused += 1;
+            continue;
+        }
+        let mut wait = 0;
+        unsafe { libc::waitpid(pid, &raw mut wait, 0) };
+        if libc::WIFSIGNALED(wait) && libc::WTERMSIG(wait) == libc::SIGKILL {
+            killed += 1;
+        } else if libc::WIFEXITED(wait) && libc::WEXITSTATUS(wait) == 0 {
+            ran += 1;
+        } else {
+            other += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flipper.join().unwrap();
+    println!("exec-race: {ran} ran, {refused} refused, {killed} killed, {other} other");
 }
 
 /// Connects through the kernel to the echo listener and returns its answer.
@@ -641,6 +775,8 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
     forbidden.set_nonblocking(true).unwrap();
     let datagrams = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     datagrams.set_nonblocking(true).unwrap();
+    std::fs::write(scene.ws.join("keep-me.txt"), "kept").unwrap();
+    std::fs::create_dir(scene.ws.join("allowed-1")).unwrap();
     let me = std::env::current_exe().unwrap();
     let evidence = scene.state.join("governed.log");
     let output = Command::new(ENFORCER)
@@ -655,6 +791,7 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", "unmodified")
+        .env("PROBE_EXEC", "1")
         .env("PROBE_WS", &scene.ws)
         .env("PROBE_OUTSIDE", &scene.outside)
         .env("PROBE_NET_PORT", echo_port.to_string())
@@ -684,6 +821,12 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         "tcp-connect: SUCCEEDED pong",
         "tcp-connect-denied: blocked",
         "udp-send: blocked",
+        "exec-allowed: SUCCEEDED",
+        "exec-through-path: SUCCEEDED",
+        "exec-denied: blocked",
+        "exec-denied-arguments: blocked",
+        "exec-other-argv0: blocked",
+        "scratch-write: SUCCEEDED",
     ] {
         if !text.lines().any(|l| l.starts_with(line)) {
             problems.push(format!("expected `{line}`"));
@@ -722,6 +865,43 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
     if scene.outside.join("planted.txt").exists() {
         problems.push("the denied write created a file".into());
     }
+    if std::env::var("SHOW_PROBE").is_ok() {
+        eprintln!("{text}");
+    }
+    // Programs: the allowed ones ran, the denied ones did not.
+    for made in ["exec-made.txt", "exec-made-2.txt"] {
+        if !scene.ws.join(made).exists() {
+            problems.push(format!("the allowed program did not make `{made}`"));
+        }
+    }
+    if std::fs::read_to_string(scene.ws.join("keep-me.txt"))
+        .ok()
+        .as_deref()
+        != Some("kept")
+    {
+        problems.push("the denied `rm` removed its file".into());
+    }
+    if scene.ws.join("argv0-made.txt").exists() {
+        problems.push("a program whose argv[0] names another one ran".into());
+    }
+    // The exec race: the rewritten path or arguments never ran.
+    if scene.ws.join("FORBIDDEN").exists() {
+        problems.push("the exec race ran forbidden arguments".into());
+    }
+    if !scene.ws.join("allowed-1").is_dir() {
+        problems.push("the exec race ran `rmdir`".into());
+    }
+    match text.lines().find(|l| l.starts_with("exec-race: ")) {
+        Some(race) if !race.starts_with("exec-race: 0 ran") => {}
+        other => problems.push(format!(
+            "the exec race never ran the allowed program: {other:?}"
+        )),
+    }
+    // The default scratch directory is removed with the session.
+    match text.lines().find_map(|l| l.strip_prefix("scratch-dir: ")) {
+        Some(dir) if !std::path::Path::new(dir).exists() => {}
+        other => problems.push(format!("the scratch directory was left behind: {other:?}")),
+    }
     match text.lines().find(|l| l.starts_with("race: ")) {
         Some(race) if race.ends_with(" 0 leaked") && !race.starts_with("race: 0 opened") => {}
         other => problems.push(format!("the path race leaked or never opened: {other:?}")),
@@ -751,6 +931,192 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
             problems.join("\n"),
             String::from_utf8_lossy(&output.stderr)
         ))
+    }
+}
+
+/// The same agent in Python and in JavaScript, knowing nothing of the
+/// kernel: a workspace write, a write outside, an allowed program and a
+/// denied one. `OUTSIDE` is their first argument.
+const PYTHON_AGENT: &str = r#"
+import subprocess, sys
+open("py-made.txt", "w").write("from python")
+try:
+    open(sys.argv[1] + "/py-planted.txt", "w")
+except OSError as e:
+    print("write-outside refused", e.errno)
+subprocess.run(["touch", "py-exec.txt"], check=True)
+try:
+    subprocess.run(["rm", "keep-me.txt"])
+except OSError as e:
+    print("rm refused", e.errno)
+"#;
+const NODE_AGENT: &str = r#"
+const fs = require("fs"), cp = require("child_process");
+fs.writeFileSync("js-made.txt", "from node");
+try { fs.writeFileSync(process.argv[1] + "/js-planted.txt", "x"); }
+catch (e) { console.log("write-outside refused", e.code); }
+cp.execFileSync("touch", ["js-exec.txt"]);
+try { cp.execFileSync("rm", ["keep-me.txt"]); }
+catch (e) { console.log("rm refused", e.code); }
+"#;
+
+fn python_and_node_run_unmodified_and_governed() -> Result<(), String> {
+    let mut problems = Vec::new();
+    let mut ran = 0;
+    for (tag, program, flag, script) in [
+        ("py", "/usr/bin/python3", "-c", PYTHON_AGENT),
+        ("js", "/usr/bin/node", "-e", NODE_AGENT),
+    ] {
+        if !std::path::Path::new(program).exists() {
+            println!("SKIPPED the {program} agent: not installed");
+            continue;
+        }
+        ran += 1;
+        let scene = scene();
+        std::fs::write(scene.ws.join("keep-me.txt"), "kept").unwrap();
+        let evidence = scene.state.join("interpreter.log");
+        let output = Command::new(ENFORCER)
+            .arg("run")
+            .arg("--govern-syscalls")
+            .arg("--policy")
+            .arg(scene.state.join("policy.cedar"))
+            .arg("--workspace")
+            .arg(&scene.ws)
+            .arg("--evidence")
+            .arg(&evidence)
+            .args(["--", program, flag, script])
+            .arg(&scene.outside)
+            .output()
+            .unwrap();
+        let text = lines(&output);
+        let mut failed = |why: String| problems.push(format!("{program}: {why}\n{text}"));
+        if !output.status.success() {
+            failed(format!("the run failed: {:?}", output.status));
+        }
+        for made in ["made.txt", "exec.txt"] {
+            if !scene.ws.join(format!("{tag}-{made}")).exists() {
+                failed(format!("the allowed effect `{tag}-{made}` did not happen"));
+            }
+        }
+        if scene.outside.join(format!("{tag}-planted.txt")).exists() {
+            failed("the denied write happened".into());
+        }
+        if std::fs::read_to_string(scene.ws.join("keep-me.txt"))
+            .ok()
+            .as_deref()
+            != Some("kept")
+        {
+            failed("the denied `rm` ran".into());
+        }
+        for line in ["write-outside refused", "rm refused"] {
+            if !text.lines().any(|l| l.starts_with(line)) {
+                failed(format!("expected `{line}`"));
+            }
+        }
+        match std::fs::read(&evidence)
+            .map_err(|e| e.to_string())
+            .and_then(|log| {
+                kernel_core::audit(&log, &kernel_core::AuditOptions::default())
+                    .map_err(|e| e.to_string())
+            }) {
+            // The write and the program allowed, the write outside and the
+            // program denied, each recorded.
+            Ok(report) if report.allowed >= 2 && report.denied >= 2 => {}
+            Ok(report) => failed(format!(
+                "too few decisions recorded: {} allowed, {} denied",
+                report.allowed, report.denied
+            )),
+            Err(e) => failed(format!("the evidence does not verify: {e}")),
+        }
+    }
+    if ran == 0 {
+        println!("SKIPPED python_and_node_run_unmodified_and_governed: neither is installed");
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+fn ended(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+        })
+        .unwrap_or(true)
+}
+
+/// No kernel, no agent: SIGKILL the enforcer while the governed agent's
+/// calls (opens and `exec`s) are being decided; the agent and what it
+/// started are killed with it, and no effect happens after.
+fn a_killed_enforcer_leaves_no_governed_agent_running() -> Result<(), String> {
+    let scene = scene();
+    let scratch = scene.state.join("scratch");
+    let me = std::env::current_exe().unwrap();
+    let mut run = Command::new(ENFORCER)
+        .arg("run")
+        .arg("--govern-syscalls")
+        .arg("--policy")
+        .arg(scene.state.join("policy.cedar"))
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(scene.state.join("killed.log"))
+        .arg("--scratch")
+        .arg(&scratch)
+        .arg("--")
+        .arg(&me)
+        .env("KERNEL_PROBE", "governed-writer")
+        .env("PROBE_WS", &scene.ws)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let count = || {
+        std::fs::read_dir(&scene.ws)
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    };
+    let started = std::time::Instant::now();
+    while count() < 20 {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = run.kill();
+            let _ = run.wait();
+            return Err("the governed agent's writes were never decided".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let agent = std::fs::read_to_string(scratch.join("pid"));
+    let killed = run.kill();
+    let _ = run.wait();
+    let agent = agent.map_err(|e| format!("the agent's pid: {e}"))?;
+    killed.map_err(|e| format!("cannot kill the enforcer: {e}"))?;
+    let mut problems = Vec::new();
+    let killed = std::time::Instant::now();
+    while !ended(&agent) && killed.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !ended(&agent) {
+        problems.push(format!(
+            "the agent (pid {agent}) still runs without its kernel"
+        ));
+    }
+    let before = count();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = count();
+    if after != before {
+        problems.push(format!(
+            "{} workspace files appeared after the enforcer died",
+            after - before
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
     }
 }
 
@@ -1328,7 +1694,7 @@ fn main() {
         probe(&attack);
         return;
     }
-    let checks: [Check; 8] = [
+    let checks: [Check; 10] = [
         (
             "embedded_lockdown_confines_the_agent_after_spawn",
             embedded_lockdown_confines_the_agent_after_spawn,
@@ -1360,6 +1726,14 @@ fn main() {
         (
             "network_effects_are_brokered_and_denied_ones_never_reach_the_network",
             network_effects_are_brokered_and_denied_ones_never_reach_the_network,
+        ),
+        (
+            "python_and_node_run_unmodified_and_governed",
+            python_and_node_run_unmodified_and_governed,
+        ),
+        (
+            "a_killed_enforcer_leaves_no_governed_agent_running",
+            a_killed_enforcer_leaves_no_governed_agent_running,
         ),
     ];
     let (mut passed, mut failed) = (0, 0);
