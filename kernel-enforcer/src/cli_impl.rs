@@ -155,12 +155,19 @@ struct RunArgs {
     /// only: no configuration file can set it.)
     #[arg(long)]
     danger_unconfined: bool,
-    /// Decide the agent's own file opens by policy, at the system-call
-    /// boundary (seccomp user notification), for agents that do not use
-    /// the client library. The agent then need not connect; workspace
-    /// files are reachable only through decided opens.
+    /// Decide the agent's own file opens, deletions, renames, TCP
+    /// connections and programs by policy, at the system-call boundary
+    /// (seccomp user notification), for agents that do not use the client
+    /// library. The agent then need not connect; workspace files are
+    /// reachable only through decided calls.
     #[arg(long)]
     govern_syscalls: bool,
+    /// With `--govern-syscalls`: decisions per second the agent may cause,
+    /// sustained (bursts of twice as many); calls beyond it wait their
+    /// turn up to 100 ms, then fail with `EAGAIN`, unrecorded
+    /// [default: 2000].
+    #[arg(long, value_name = "PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
+    syscall_rate: Option<u32>,
     /// The agent program and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -244,6 +251,7 @@ struct Settings {
     danger_evidence_os_buffered: bool,
     scratch: Option<PathBuf>,
     connect_timeout: Duration,
+    syscall_rate: u32,
 }
 
 impl SessionArgs {
@@ -305,6 +313,9 @@ impl SessionArgs {
             danger_evidence_os_buffered: self.danger_evidence_os_buffered,
             scratch: file.scratch,
             connect_timeout: secs(None, file.connect_timeout_secs, DEFAULT_CONNECT_TIMEOUT),
+            syscall_rate: file
+                .syscall_rate
+                .unwrap_or(crate::notify::DEFAULT_RATE_PER_SECOND),
         })
     }
 }
@@ -635,6 +646,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         protected,
         danger_unconfined: args.danger_unconfined,
         govern_syscalls: args.govern_syscalls,
+        syscall_rate: args.syscall_rate.unwrap_or(settings.syscall_rate),
         connect_timeout: args
             .connect_timeout
             .map_or(settings.connect_timeout, Duration::from_secs),

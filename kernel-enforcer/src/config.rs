@@ -22,6 +22,7 @@
 //! exec_timeout_secs = 30
 //! scratch = "/srv/agent/scratch"
 //! connect_timeout_secs = 10
+//! syscall_rate = 2000
 //! ```
 
 use serde::Deserialize;
@@ -59,6 +60,8 @@ pub struct FileConfig {
     pub scratch: Option<PathBuf>,
     /// Supervised mode: seconds the agent has to connect.
     pub connect_timeout_secs: Option<u64>,
+    /// Supervised mode with `--govern-syscalls`: decisions per second.
+    pub syscall_rate: Option<u32>,
 }
 
 /// Why a configuration file could not be used.

@@ -48,8 +48,8 @@
 //!   without `connect`.
 //! - Anything that cannot be read, resolved or decided fails with
 //!   `EACCES`. [`WORKERS`] threads serve notifications; decisions beyond
-//!   [`RATE_PER_SECOND`] (after a burst of [`RATE_BURST`]) fail with
-//!   `EAGAIN`, unrecorded. There is no cache of earlier decisions: every
+//!   the [`RateLimit`] wait their turn up to [`RATE_WAIT`], and fail with
+//!   `EAGAIN`, unrecorded, beyond that. There is no cache of earlier decisions: every
 //!   decided call is decided and recorded afresh, so nothing can widen
 //!   what was decided.
 //!
@@ -277,6 +277,8 @@ pub struct Governor {
     /// Where allowed `exec` calls are noted for the tracer to verify
     /// ([`crate::exec_trace`]). `None`: every `exec` is refused.
     pub execs: Option<std::sync::Arc<crate::exec_trace::ExecLedger>>,
+    /// How many decisions the agent may cause.
+    pub rate: RateLimit,
 }
 
 /// How one notification is answered.
@@ -893,34 +895,79 @@ impl Governor {
 /// Notifications served at once (each may wait for a decision's
 /// `fdatasync`).
 pub const WORKERS: usize = 4;
-/// Decisions per second one agent may cause at the system-call boundary,
-/// sustained; beyond it (after a burst of [`RATE_BURST`]) calls fail with
-/// `EAGAIN` without a decision or a record, so a flood cannot fill the
-/// evidence or starve the client. Calls Landlock grants anyway are not
-/// counted.
-pub const RATE_PER_SECOND: f64 = 2000.0;
-/// Decisions allowed in a burst above [`RATE_PER_SECOND`].
-pub const RATE_BURST: f64 = 4000.0;
+/// Decisions per second one agent may cause at the system-call boundary
+/// by default (`--syscall-rate`), sustained; see [`RateLimit`].
+pub const DEFAULT_RATE_PER_SECOND: u32 = 2000;
+/// Longest a call waits for its turn under the rate limit.
+pub const RATE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// A token bucket.
+/// How many decisions an agent may cause at the system-call boundary.
+/// Beyond the sustained rate (after a burst of twice as many) a call waits
+/// for its turn, up to [`RATE_WAIT`]; one that would wait longer fails
+/// with `EAGAIN` without a decision or a record, so a flood cannot fill
+/// the evidence or starve the client, while a busy agent is slowed down
+/// rather than failed. Calls Landlock grants anyway are not counted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Decisions per second, sustained.
+    pub per_second: f64,
+    /// Decisions allowed at once above the sustained rate.
+    pub burst: f64,
+}
+
+impl RateLimit {
+    /// `per_second` sustained (at least one), bursts of twice as many.
+    pub fn per_second(per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        Self {
+            per_second,
+            burst: 2.0 * per_second,
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self::per_second(DEFAULT_RATE_PER_SECOND)
+    }
+}
+
+/// A token bucket whose tokens may be reserved ahead (the count goes
+/// negative), so that waiting callers are served in turn.
 #[derive(Debug)]
 struct Bucket {
+    limit: RateLimit,
     tokens: f64,
     at: std::time::Instant,
 }
 
 impl Bucket {
-    fn take(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * RATE_PER_SECOND;
-        self.tokens = (self.tokens + refill).min(RATE_BURST);
+    /// Takes a token now, or reserves one and returns how long to wait
+    /// for it; `None` if that would be longer than `patience` (nothing is
+    /// reserved then).
+    fn reserve(&mut self, patience: std::time::Duration) -> Option<std::time::Duration> {
+        self.reserve_at(std::time::Instant::now(), patience)
+    }
+
+    /// [`Bucket::reserve`] at the instant `now` (not before the last one).
+    fn reserve_at(
+        &mut self,
+        now: std::time::Instant,
+        patience: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.limit.per_second;
+        self.tokens = (self.tokens + refill).min(self.limit.burst);
         self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
+        let wait = if self.tokens >= 1.0 {
+            std::time::Duration::ZERO
         } else {
-            false
+            std::time::Duration::from_secs_f64((1.0 - self.tokens) / self.limit.per_second)
+        };
+        if wait > patience {
+            return None;
         }
+        self.tokens -= 1.0;
+        Some(wait)
     }
 }
 
@@ -933,7 +980,8 @@ pub fn serve(
     decide: &(impl Fn(CanonicalAction) -> bool + Sync),
 ) {
     let bucket = parking_lot::Mutex::new(Bucket {
-        tokens: RATE_BURST,
+        limit: governor.rate,
+        tokens: governor.rate.burst,
         at: std::time::Instant::now(),
     });
     std::thread::scope(|scope| {
@@ -990,9 +1038,14 @@ fn serve_one_at_a_time(
         };
         let mut limited = false;
         let mut decide = |action: CanonicalAction| {
-            if !bucket.lock().take() {
-                limited = true;
-                return false;
+            // The lock is released before waiting.
+            let turn = bucket.lock().reserve(RATE_WAIT);
+            match turn {
+                Some(wait) => std::thread::sleep(wait),
+                None => {
+                    limited = true;
+                    return false;
+                }
             }
             decide(action)
         };
@@ -1175,18 +1228,38 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_beyond_the_burst_is_refused_until_tokens_come_back() {
+    fn a_flood_beyond_the_burst_waits_its_turn_and_then_is_refused() {
+        use std::time::Duration;
+        let start = std::time::Instant::now();
+        let limit = RateLimit::default();
         let mut bucket = Bucket {
-            tokens: RATE_BURST,
-            at: std::time::Instant::now(),
+            limit,
+            tokens: limit.burst,
+            at: start,
         };
-        let burst = RATE_BURST as usize;
-        let taken = (0..burst * 2).filter(|_| bucket.take()).count();
-        // The burst, plus whatever trickled in while looping (far less).
-        assert!(taken >= burst && taken < burst + burst / 2, "{taken}");
-        assert!(!bucket.take());
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(bucket.take(), "tokens come back at the sustained rate");
+        let burst = limit.burst as usize;
+        // At one instant: the burst at once, then nothing without waiting.
+        let immediate = (0..burst * 2)
+            .filter(|_| bucket.reserve_at(start, Duration::ZERO).is_some())
+            .count();
+        assert_eq!(immediate, burst);
+        // Reservations queue up at the sustained rate, each waiting one
+        // interval longer, until the wait would exceed the patience.
+        let waits: Vec<Duration> =
+            std::iter::from_fn(|| bucket.reserve_at(start, RATE_WAIT)).collect();
+        let expected = (limit.per_second * RATE_WAIT.as_secs_f64()) as usize;
+        assert!(waits.len().abs_diff(expected) <= 1, "{}", waits.len());
+        assert!(waits.windows(2).all(|w| w[0] < w[1]), "served in turn");
+        assert!(waits.iter().all(|w| *w <= RATE_WAIT));
+        assert_eq!(bucket.reserve_at(start, RATE_WAIT), None);
+        // Later, the reserved turns have passed and tokens come back at
+        // the sustained rate.
+        let later = start + RATE_WAIT + Duration::from_millis(10);
+        let refilled = (0..burst)
+            .filter(|_| bucket.reserve_at(later, Duration::ZERO).is_some())
+            .count();
+        let expected = (limit.per_second * 0.010) as usize;
+        assert!(refilled.abs_diff(expected) <= 1, "{refilled}");
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct Agent {
     /// not use the client): see [`crate::notify`]. The agent then need not
     /// connect, and the workspace is reachable only through decided opens.
     pub govern_syscalls: bool,
+    /// With `govern_syscalls`: decisions per second the agent may cause
+    /// (see [`notify::RateLimit`]).
+    pub syscall_rate: u32,
 }
 
 /// Resolves a program name through `PATH`.
@@ -143,6 +146,7 @@ fn governor(
             .cloned()
             .collect(),
         execs: Some(execs),
+        rate: notify::RateLimit::per_second(agent.syscall_rate),
     }
 }
 

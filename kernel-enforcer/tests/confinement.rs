@@ -340,6 +340,36 @@ fn probe(attack: &str) {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        "governed-flood" => {
+            // Four threads open a forbidden file as fast as they can.
+            let started = std::time::Instant::now();
+            let counts: Vec<(u64, u64)> = std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..4)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let (mut refused, mut limited) = (0u64, 0u64);
+                            while started.elapsed() < Duration::from_secs(2) {
+                                match std::fs::File::open(format!("{ws}/secret.txt")) {
+                                    Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                                        limited += 1;
+                                    }
+                                    Err(_) => refused += 1,
+                                    Ok(_) => panic!("the forbidden file opened"),
+                                }
+                            }
+                            (refused, limited)
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            let refused: u64 = counts.iter().map(|c| c.0).sum();
+            let limited: u64 = counts.iter().map(|c| c.1).sum();
+            println!(
+                "flood: {refused} refused, {limited} limited in {} ms",
+                started.elapsed().as_millis()
+            );
+        }
         "governed-writer" => {
             // Keeps writing workspace files and starting programs, each a
             // decision; says where it is.
@@ -426,6 +456,35 @@ fn unmodified_probe(ws: &str) {
             io(std::net::TcpStream::connect(("127.0.0.2", denied))),
         );
         let udp = std::env::var("PROBE_UDP_PORT").unwrap();
+        report("tcp-fastopen", {
+            // TCP Fast Open connects inside sendto, not connect.
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+            let address = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: denied.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(std::net::Ipv4Addr::new(127, 0, 0, 2)).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let sent = unsafe {
+                libc::sendto(
+                    fd,
+                    b"tfo".as_ptr().cast(),
+                    3,
+                    libc::MSG_FASTOPEN,
+                    (&raw const address).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            let result = if sent < 0 {
+                Err(format!("errno {}", errno()))
+            } else {
+                Ok(format!("{sent} bytes"))
+            };
+            unsafe { libc::close(fd) };
+            result
+        });
         report(
             "udp-send",
             std::net::UdpSocket::bind("127.0.0.1:0")
@@ -820,6 +879,7 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         "delete-outside: blocked",
         "tcp-connect: SUCCEEDED pong",
         "tcp-connect-denied: blocked",
+        "tcp-fastopen: blocked",
         "udp-send: blocked",
         "exec-allowed: SUCCEEDED",
         "exec-through-path: SUCCEEDED",
@@ -1036,6 +1096,87 @@ fn python_and_node_run_unmodified_and_governed() -> Result<(), String> {
         Ok(())
     } else {
         Err(problems.join("\n"))
+    }
+}
+
+/// A flood of calls to decide is held to the documented rate: judged by
+/// the evidence, which holds no more decisions than the burst and the
+/// sustained rate allow, while the agent saw the excess fail with
+/// `EAGAIN`. (Evidence written to the OS only, so that deciding is far
+/// faster than the limit.)
+fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
+    use kernel_enforcer::notify::{RATE_WAIT, RateLimit};
+    // Low enough that even a debug build decides far faster, and that the
+    // four serving threads waiting their turn would wait longer than
+    // `RATE_WAIT`, so the excess is refused.
+    let limit = RateLimit::per_second(20);
+    let scene = scene();
+    let evidence = scene.state.join("flood.log");
+    let started = std::time::Instant::now();
+    let output = Command::new(ENFORCER)
+        .arg("run")
+        .arg("--govern-syscalls")
+        .arg("--danger-evidence-os-buffered")
+        .args(["--syscall-rate", "20"])
+        .arg("--policy")
+        .arg(scene.state.join("policy.cedar"))
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(&evidence)
+        .arg("--")
+        .arg(std::env::current_exe().unwrap())
+        .env("KERNEL_PROBE", "governed-flood")
+        .env("PROBE_WS", &scene.ws)
+        // The loader would look for libraries in each directory (each a
+        // decision) before the system's.
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let text = lines(&output);
+    let Some((refused, limited)) = text.lines().find_map(|line| {
+        let rest = line.strip_prefix("flood: ")?;
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        Some((
+            words.first()?.parse::<u64>().ok()?,
+            words.get(2)?.parse::<u64>().ok()?,
+        ))
+    }) else {
+        return Err(format!("the flood did not run:\n{text}"));
+    };
+    let log = std::fs::read(&evidence).map_err(|e| e.to_string())?;
+    let report = kernel_core::audit(&log, &kernel_core::AuditOptions::default())
+        .map_err(|e| format!("the evidence does not verify: {e}"))?;
+    let decided = report.allowed + report.denied;
+    // Every decision of the whole run counts, start-up included.
+    let ceiling = limit.burst + limit.per_second * (elapsed + RATE_WAIT).as_secs_f64();
+    let mut problems = Vec::new();
+    if decided as f64 > ceiling {
+        problems.push(format!(
+            "{decided} decisions recorded, more than the limit allows ({ceiling})"
+        ));
+    }
+    if limited == 0 {
+        problems.push("no call was held back by the rate limit".into());
+    }
+    if refused == 0 || report.denied == 0 {
+        problems.push("no call was decided at all".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        let inspect = Command::new(ENFORCER)
+            .args(["audit", "inspect"])
+            .arg(&evidence)
+            .output()
+            .unwrap();
+        let mut kinds = std::collections::BTreeMap::new();
+        for line in String::from_utf8_lossy(&inspect.stdout).lines() {
+            let key: Vec<&str> = line.split_whitespace().skip(2).take(3).collect();
+            *kinds.entry(key.join(" ")).or_insert(0) += 1;
+        }
+        Err(format!("{}\n{text}\n{kinds:?}", problems.join("\n")))
     }
 }
 
@@ -1694,7 +1835,7 @@ fn main() {
         probe(&attack);
         return;
     }
-    let checks: [Check; 10] = [
+    let checks: [Check; 11] = [
         (
             "embedded_lockdown_confines_the_agent_after_spawn",
             embedded_lockdown_confines_the_agent_after_spawn,
@@ -1734,6 +1875,10 @@ fn main() {
         (
             "a_killed_enforcer_leaves_no_governed_agent_running",
             a_killed_enforcer_leaves_no_governed_agent_running,
+        ),
+        (
+            "a_flood_of_governed_calls_is_held_to_the_rate_limit",
+            a_flood_of_governed_calls_is_held_to_the_rate_limit,
         ),
     ];
     let (mut passed, mut failed) = (0, 0);
