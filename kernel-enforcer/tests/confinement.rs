@@ -657,6 +657,108 @@ fn exec_probe(ws: &str) {
     stop.store(true, Ordering::Relaxed);
     flipper.join().unwrap();
     println!("exec-race: {ran} ran, {refused} refused, {killed} killed, {other} other");
+    own_listener_probe();
+}
+
+/// The agent installs a seccomp notification filter of its own for
+/// `execve` (the newest filter's notification wins, so it would pre-empt
+/// the enforcer's), forks, and lets its child's exec of forbidden
+/// arguments continue. The kernel refuses a second listener in a filter
+/// chain (`EBUSY`); were it made, the exec would still be killed at its
+/// exec stop (no decision allowed it). Last: it changes this process's
+/// filters.
+fn own_listener_probe() {
+    let filter = [
+        // A = nr; if nr == execve: USER_NOTIF else ALLOW.
+        libc::sock_filter {
+            code: 0x20,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: 0x15,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_execve as u32,
+        },
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_USER_NOTIF,
+        },
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    let listener = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &raw const program,
+        )
+    };
+    if listener < 0 {
+        report("own-listener", Err(format!("errno {}", errno())));
+        return;
+    }
+    let listener = listener as i32;
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let path = c"/usr/bin/touch";
+        let argv = [c"touch".as_ptr(), c"FORBIDDEN".as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null::<libc::c_char>()];
+        unsafe {
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    // Answer the child's execve: continue.
+    let mut notification: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    let received = unsafe {
+        libc::ioctl(
+            listener,
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            &raw mut notification,
+        )
+    };
+    if received == 0 {
+        let response = libc::seccomp_notif_resp {
+            id: notification.id,
+            val: 0,
+            error: 0,
+            flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+        };
+        unsafe {
+            libc::ioctl(
+                listener,
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &raw const response,
+            )
+        };
+    }
+    let mut status = 0;
+    unsafe { libc::waitpid(child, &raw mut status, 0) };
+    let ran = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    report(
+        "own-listener",
+        if ran {
+            Ok("and the child's exec ran".into())
+        } else {
+            Err(format!(
+                "listener made, but the exec did not run (status {status:#x})"
+            ))
+        },
+    );
 }
 
 /// Connects through the kernel to the echo listener and returns its answer.
@@ -887,6 +989,7 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         "exec-denied-arguments: blocked",
         "exec-other-argv0: blocked",
         "scratch-write: SUCCEEDED",
+        "own-listener: blocked (errno 16)",
     ] {
         if !text.lines().any(|l| l.starts_with(line)) {
             problems.push(format!("expected `{line}`"));
