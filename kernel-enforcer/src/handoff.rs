@@ -52,7 +52,8 @@ impl Handoff {
 
     /// Removes the socket and its directory (once the agent has joined,
     /// when the wait is over, and when the session ends). A process killed
-    /// outright leaves the empty directory behind.
+    /// outright leaves the directory behind; the next enforcer of the same
+    /// user removes it.
     pub fn remove_socket(&self) {
         drop(self.dir.lock().take());
     }
@@ -92,6 +93,48 @@ impl Handoff {
     }
 }
 
+/// Name prefix of hand-off directories, followed by the enforcer's pid.
+const DIR_PREFIX: &str = "agent-kernel-handoff-";
+
+/// Removes, under `tmp`, the hand-off directories of this user whose
+/// enforcer process no longer exists (killed before it could clean up).
+/// Only real directories owned by this user, holding nothing but the
+/// socket, are touched; anything unexpected is left alone.
+fn remove_abandoned(tmp: &Path) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let me = rustix::process::geteuid().as_raw();
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let owned_dir =
+            std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir() && meta.uid() == me);
+        if !owned_dir || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let only_the_socket = std::fs::read_dir(&path).is_ok_and(|inside| {
+            inside.flatten().all(|item| {
+                item.file_name() == SOCKET_NAME
+                    && item.file_type().is_ok_and(|kind| kind.is_socket())
+            })
+        });
+        if only_the_socket {
+            let _ = std::fs::remove_file(path.join(SOCKET_NAME));
+            let _ = std::fs::remove_dir(&path);
+        }
+    }
+}
+
 /// A bound, listening hand-off socket waiting for the agent.
 #[derive(Debug)]
 pub struct HandoffListener {
@@ -100,11 +143,14 @@ pub struct HandoffListener {
 }
 
 impl HandoffListener {
-    /// Creates a private directory (mode 0700) and listens on a socket in
-    /// it.
+    /// Creates a private directory (mode 0700), named after this process,
+    /// and listens on a socket in it. Directories an earlier enforcer of
+    /// this user left behind when it was killed outright (its process is
+    /// gone) are removed first.
     pub fn bind() -> std::io::Result<Self> {
+        remove_abandoned(&std::env::temp_dir());
         let dir = tempfile::Builder::new()
-            .prefix("agent-kernel-handoff-")
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()?;
         let path = dir.path().join(SOCKET_NAME);
@@ -189,6 +235,40 @@ mod tests {
     use super::*;
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     use std::os::fd::AsFd;
+
+    #[test]
+    fn only_directories_of_dead_enforcers_holding_just_the_socket_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let make = |pid: u32, tag: &str, extra: bool| {
+            let dir = tmp.path().join(format!("{DIR_PREFIX}{pid}-{tag}"));
+            std::fs::create_dir(&dir).unwrap();
+            let socket = std::os::unix::net::UnixListener::bind(dir.join(SOCKET_NAME)).unwrap();
+            drop(socket);
+            if extra {
+                std::fs::write(dir.join("other"), "keep").unwrap();
+            }
+            dir
+        };
+        let abandoned = make(dead, "a", false);
+        let live = make(std::process::id(), "b", false);
+        let unexpected = make(dead, "c", true);
+        let not_a_dir = tmp.path().join(format!("{DIR_PREFIX}{dead}-d"));
+        std::fs::write(&not_a_dir, "file").unwrap();
+        remove_abandoned(tmp.path());
+        assert!(
+            !abandoned.exists(),
+            "a dead enforcer's directory is removed"
+        );
+        assert!(live.join(SOCKET_NAME).exists(), "a live one's is kept");
+        assert!(
+            unexpected.join("other").exists(),
+            "unexpected content is kept"
+        );
+        assert!(not_a_dir.exists(), "a file of that name is kept");
+    }
 
     fn join(path: &Path) -> OwnedFd {
         let socket = rustix::net::socket_with(
