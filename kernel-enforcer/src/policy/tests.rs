@@ -232,3 +232,232 @@ fn decide_fresh_is_the_sessions_decision_and_view_shows_what_policies_see() {
         ["kernel-floor-assets"]
     );
 }
+
+/// The index (`index.rs`) against the whole set, on generated policy sets:
+/// permits and forbids, every kind of action and resource scope, `when`
+/// and `unless` conditions, and conditions that fail at evaluation (an
+/// integer overflow), which Cedar skips and the kernel denies on.
+mod index_equivalence {
+    use super::*;
+    use kernel_core::{Digest, WriteMode};
+    use proptest::prelude::*;
+
+    /// The actions of the schema with the resource type each applies to,
+    /// and conditions valid for it (the last one overflows for most
+    /// requests: an evaluation error).
+    const ACTIONS: [(&str, &str, &[&str]); 6] = [
+        (
+            "file_read",
+            "File",
+            &[
+                r#"resource.path like "/ws/*""#,
+                r#"resource.extension == "txt""#,
+            ],
+        ),
+        (
+            "file_write",
+            "File",
+            &[
+                r#"context.mode == "overwrite""#,
+                "context.size * 9223372036854775807 > 1",
+            ],
+        ),
+        ("file_delete", "File", &[r#"resource.name == "a.txt""#]),
+        (
+            "exec",
+            "Program",
+            &[
+                r#"context.args.contains("-rf")"#,
+                "context.argc * 9223372036854775807 > 1",
+            ],
+        ),
+        (
+            "http",
+            "Host",
+            &[
+                r#"context.method == "GET""#,
+                "context.port * 9223372036854775807 > 1",
+            ],
+        ),
+        ("tool_call", "Tool", &[r#"context.input like "*secret*""#]),
+    ];
+
+    fn entities_of(kind: &str) -> &'static [&'static str] {
+        match kind {
+            "File" => &["/ws/a.txt", "/etc/passwd", "/ws/b.md"],
+            "Program" => &["/bin/ls", "/ws/run.sh", "/bin/rm"],
+            "Host" => &["h1.example", "h2.example"],
+            _ => &["t1", "t2"],
+        }
+    }
+
+    /// One generated policy, as Cedar text.
+    fn policy() -> impl Strategy<Value = String> {
+        (
+            any::<bool>(),
+            0..ACTIONS.len() + 2,
+            0..6usize,
+            0..4usize,
+            0..3usize,
+            0..8usize,
+        )
+            .prop_map(|(forbid, action, resource, entity, condition, which)| {
+                let effect = if forbid { "forbid" } else { "permit" };
+                let (scope, kind, conditions): (String, Option<&str>, &[&str]) =
+                    match ACTIONS.get(action) {
+                        Some((name, kind, conditions)) => (
+                            format!(r#"action == Action::"{name}""#),
+                            Some(kind),
+                            conditions,
+                        ),
+                        None if action == ACTIONS.len() => ("action".into(), None, &[]),
+                        None => (
+                            r#"action in [Action::"file_read", Action::"file_delete"]"#.into(),
+                            Some("File"),
+                            &[],
+                        ),
+                    };
+                let resource = match (kind, resource) {
+                    (_, 0) | (None, _) => "resource".to_owned(),
+                    (Some(kind), 1 | 2) => {
+                        let names = entities_of(kind);
+                        let name = names[entity % names.len()];
+                        format!(r#"resource == {kind}::"{name}""#)
+                    }
+                    (Some(kind @ ("File" | "Program")), 3) => {
+                        let _ = kind;
+                        r#"resource in Workspace::"root""#.to_owned()
+                    }
+                    (Some(kind @ ("File" | "Program")), 4) => {
+                        format!(r#"resource is {kind} in Workspace::"root""#)
+                    }
+                    (Some(kind), _) => format!("resource is {kind}"),
+                };
+                let body = match (condition, conditions.get(which % conditions.len().max(1))) {
+                    (1, Some(c)) => format!(" when {{ {c} }}"),
+                    (2, Some(c)) => format!(" unless {{ {c} }}"),
+                    (1, None) => " when { context.kernel_asset }".to_owned(),
+                    (2, None) => " unless { context.kernel_asset }".to_owned(),
+                    _ => String::new(),
+                };
+                format!("{effect} (principal, {scope}, {resource}){body};")
+            })
+    }
+
+    fn requests() -> Vec<Action> {
+        let write = |path: &str, mode| Action::FileWrite {
+            path: path.into(),
+            content_sha256: Digest([1; 32]),
+            size: 7,
+            mode,
+        };
+        vec![
+            Action::file_read("/ws/a.txt"),
+            Action::file_read("/ws/b.md"),
+            Action::file_read("/etc/passwd"),
+            Action::file_read("/state/kernel.key"),
+            write("/ws/a.txt", WriteMode::Overwrite),
+            write("/etc/passwd", WriteMode::Append),
+            Action::file_delete("/ws/a.txt"),
+            Action::file_delete("/etc/passwd"),
+            Action::exec(Exec::new("/bin/ls").args(["-l"])),
+            Action::exec(Exec::new("/bin/rm").args(["-rf", "/ws"])),
+            Action::exec(Exec::new("/ws/run.sh")),
+            Action::Http {
+                method: "GET".into(),
+                url: "https://h1.example/x".into(),
+            },
+            Action::Http {
+                method: "POST".into(),
+                url: "http://h2.example/y".into(),
+            },
+            Action::NetConnect {
+                host: "h1.example".into(),
+                port: 443,
+            },
+            Action::ToolCall {
+                name: "t1".into(),
+                input: r#"{"q":"secret"}"#.into(),
+            },
+            Action::ToolCall {
+                name: "t3".into(),
+                input: "{}".into(),
+            },
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn the_index_never_changes_an_evaluation(
+            policies in proptest::collection::vec(policy(), 0..14),
+        ) {
+            let text: String = policies
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("@id(\"p{i}\")\n{p}\n"))
+                .collect();
+            let env = Environment::new("/ws", &["/state/kernel.key".into()]).unwrap();
+            let engine = PolicyEngine::from_sources(&[("gen.cedar".into(), text.clone())], env);
+            let engine = match engine {
+                Ok(engine) => engine,
+                Err(e) => panic!("generated set refused: {e}\n{text}"),
+            };
+            for action in requests() {
+                let action = canon(action);
+                prop_assert_eq!(
+                    engine.evaluate(&action),
+                    engine.evaluate_unindexed(&action),
+                    "{:?} under\n{}", action, text
+                );
+            }
+        }
+    }
+
+    /// The generator is not vacuous: the cases the property is about occur,
+    /// and the index agrees on them.
+    #[test]
+    fn the_index_agrees_on_forbids_errors_and_unconstrained_policies() {
+        let engine = engine(
+            r#"@id("any") permit (principal, action, resource) when { context.kernel_asset == false };
+               @id("no-ssh") forbid (principal, action == Action::"file_read", resource) when { resource.path like "/home/*/.ssh/*" };
+               @id("overflow") forbid (principal, action == Action::"http", resource == Host::"h1.example") unless { context.port * 9223372036854775807 > 1 };
+               @id("ws") permit (principal, action in [Action::"file_read", Action::"file_write"], resource in Workspace::"root");"#,
+        );
+        let cases = [
+            (
+                Action::file_read("/home/u/.ssh/id_ed25519"),
+                Some("no-ssh"),
+                false,
+            ),
+            (
+                Action::Http {
+                    method: "GET".into(),
+                    url: "https://h1.example/".into(),
+                },
+                None,
+                true,
+            ),
+            (Action::file_read("/ws/a.txt"), None, false),
+        ];
+        for (action, forbid, error) in cases {
+            let action = canon(action);
+            let indexed = engine.evaluate(&action);
+            assert_eq!(indexed, engine.evaluate_unindexed(&action), "{action:?}");
+            let Evaluation::Completed {
+                permits,
+                forbids,
+                errors,
+            } = indexed
+            else {
+                panic!("{action:?} did not evaluate");
+            };
+            assert_eq!(forbids.first().map(|f| f.id.as_str()), forbid, "{action:?}");
+            assert_eq!(!errors.is_empty(), error, "{action:?}");
+            if forbid.is_none() && !error {
+                let ids: Vec<_> = permits.iter().map(|p| p.id.as_str()).collect();
+                assert_eq!(ids, ["any", "ws"], "{action:?}");
+            }
+        }
+    }
+}
