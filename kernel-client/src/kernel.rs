@@ -293,8 +293,12 @@ impl Kernel {
     /// Puts `action` in canonical form, resolving relative paths against
     /// the current directory and bare program names through `PATH`.
     pub fn canonicalize(&self, action: Action) -> Result<CanonicalAction, Denial> {
-        let cwd = std::env::current_dir()
-            .ok()
+        // The current directory is asked of the OS only when the action has
+        // something relative to resolve: an absolute path canonicalises the
+        // same with or without it, and most requests carry one.
+        let cwd = needs_current_dir(&action)
+            .then(std::env::current_dir)
+            .and_then(Result::ok)
             .and_then(|dir| dir.to_str().map(str::to_owned));
         let action = match action {
             Action::Exec(mut exec) if !exec.program.contains('/') && !exec.program.is_empty() => {
@@ -631,5 +635,102 @@ const _: fn() = || {
 impl Drop for Kernel {
     fn drop(&mut self) {
         let _ = self.close(Duration::from_secs(2));
+    }
+}
+
+/// Whether canonicalising `action` can depend on the current directory: a
+/// relative path, or a program run without an absolute working directory.
+/// Anything else canonicalises the same without it.
+fn needs_current_dir(action: &Action) -> bool {
+    let relative = |path: &str| !path.starts_with('/');
+    match action {
+        Action::FileRead { path }
+        | Action::FileWrite { path, .. }
+        | Action::FileDelete { path } => relative(path),
+        Action::Exec(exec) => exec.cwd.as_deref().is_none_or(relative),
+        Action::NetConnect { .. }
+        | Action::Http { .. }
+        | Action::ToolCall { .. }
+        | Action::Custom { .. } => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use kernel_core::{Exec, WriteMode};
+
+    /// Skipping the current directory is sound only where it cannot change
+    /// the canonical form: for every action said not to need it, the result
+    /// with and without a working directory is the same, and every
+    /// relative path is said to need it.
+    #[test]
+    fn the_current_directory_is_skipped_only_where_it_cannot_matter() {
+        let digest = kernel_core::Digest([3; 32]);
+        let cases = [
+            (Action::file_read("/ws/a.txt"), false),
+            (Action::file_read("/ws/../etc/./passwd"), false),
+            (Action::file_read("a.txt"), true),
+            (Action::file_read("../a.txt"), true),
+            (
+                Action::FileWrite {
+                    path: "/ws/out".into(),
+                    content_sha256: digest,
+                    size: 3,
+                    mode: WriteMode::Overwrite,
+                },
+                false,
+            ),
+            (
+                Action::FileWrite {
+                    path: "out".into(),
+                    content_sha256: digest,
+                    size: 3,
+                    mode: WriteMode::Overwrite,
+                },
+                true,
+            ),
+            (Action::FileDelete { path: "x".into() }, true),
+            (
+                Action::FileDelete {
+                    path: "/x/y".into(),
+                },
+                false,
+            ),
+            (Action::Exec(Exec::new("/bin/ls")), true),
+            (Action::Exec(Exec::new("/bin/ls").cwd("rel")), true),
+            (Action::Exec(Exec::new("./run").cwd("/ws")), false),
+            (Action::Exec(Exec::new("/bin/ls").cwd("/ws/../tmp")), false),
+            (
+                Action::NetConnect {
+                    host: "Example.COM".into(),
+                    port: 443,
+                },
+                false,
+            ),
+            (
+                Action::Http {
+                    method: "GET".into(),
+                    url: "https://example.com/a/../b".into(),
+                },
+                false,
+            ),
+        ];
+        for (action, needed) in cases {
+            assert_eq!(needs_current_dir(&action), needed, "{action:?}");
+            if !needed {
+                assert_eq!(
+                    CanonicalAction::new(action.clone(), Some("/somewhere/else")).unwrap(),
+                    CanonicalAction::new(action.clone(), None).unwrap(),
+                    "{action:?}"
+                );
+            } else {
+                assert!(
+                    CanonicalAction::new(action.clone(), None).is_err(),
+                    "{action:?} resolves without a directory"
+                );
+            }
+        }
     }
 }
