@@ -5,6 +5,7 @@ use crate::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
 use crate::config::FileConfig;
 use crate::control::{self, ControlRequest};
 use crate::evidence::{Durability, EvidenceLog};
+use crate::gateway_cli;
 use crate::handoff::HandoffListener;
 use crate::keys;
 use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError};
@@ -98,6 +99,34 @@ enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// Run an enforcer session that serves decisions to short-lived
+    /// processes (`ask`, `exec`, `hook`) on a Unix socket (mode 0600, peer
+    /// uid checked), until stopped or halted.
+    Listen(ListenArgs),
+    /// Ask the running enforcer about one action given as JSON (see
+    /// docs/ACTIONS.md); prints the verified receipt as JSON. Exits 0 for
+    /// allow, 1 for deny, 2 for any error.
+    Ask(gateway_cli::AskArgs),
+    /// Have the running enforcer's broker run a program (no shell) if
+    /// policy allows it; passes its output and status through. Exits 126
+    /// if denied, 125 on any error.
+    Exec(gateway_cli::ExecArgs),
+    /// Pre-tool-use hook adapters for coding agents.
+    #[command(subcommand)]
+    Hook(gateway_cli::HookCommand),
+}
+
+/// `listen`: serve the decision endpoint.
+#[derive(Debug, clap::Args)]
+struct ListenArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+    /// The endpoint socket to create (or set AGENT_KERNEL_ENDPOINT).
+    #[arg(long, env = crate::endpoint::ENDPOINT_ENV)]
+    socket: PathBuf,
+    /// The uid allowed to ask. Default: this process's effective uid.
+    #[arg(long)]
+    client_uid: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -413,6 +442,10 @@ pub fn main() -> ExitCode {
         Command::Reload { control } => operator(&control, &ControlRequest::Reload),
         Command::Audit(AuditCommand::Prove { index, log }) => audit_cli::prove(&log, index),
         Command::Audit(AuditCommand::Witness(args)) => audit_cli::witness(&args),
+        Command::Listen(args) => listen_command(&args),
+        Command::Ask(args) => return gateway_cli::ask(&args),
+        Command::Exec(args) => return gateway_cli::exec(&args),
+        Command::Hook(command) => return gateway_cli::hook(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -563,6 +596,56 @@ fn serve_command(args: ServeArgs) -> Result<(), String> {
     socket.remove_socket();
     let halted = halted.map_err(|e| e.to_string())?;
     match halted {
+        Some(cause) => Err(format!("session ended halted: {cause}")),
+        None => Ok(()),
+    }
+}
+
+fn listen_command(args: &ListenArgs) -> Result<(), String> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    harden_self();
+    let settings = args.session.settings()?;
+    let socket = std::path::absolute(&args.socket)
+        .map_err(|e| format!("`{}`: {e}", args.socket.display()))?;
+    let (session, options, _, handoff) = start_session(
+        &settings,
+        Confinement::Unconfined,
+        std::slice::from_ref(&socket),
+    )?;
+    let listener = crate::endpoint::bind(&socket).map_err(|e| e.to_string())?;
+    let client_uid = args
+        .client_uid
+        .unwrap_or_else(|| rustix::process::geteuid().as_raw());
+    eprintln!(
+        "kernel-enforcer: listening on `{}` (key {}, policy {})",
+        socket.display(),
+        format_public_key(&session.public_key()),
+        session.policy().digest()
+    );
+    let session: serve::SharedSession = Arc::new(parking_lot::Mutex::new(session));
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let session = Arc::clone(&session);
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            crate::endpoint::serve(&listener, client_uid, &session, &stop);
+        });
+    }
+    let ticker = Arc::clone(&session);
+    let mut last_tick = std::time::Instant::now();
+    let halted = serve::serve_without_client(session, &options, || {
+        if last_tick.elapsed() >= Duration::from_millis(200) {
+            last_tick = std::time::Instant::now();
+            let _ = ticker.lock().tick();
+        }
+        false
+    });
+    stop.store(true, Ordering::SeqCst);
+    let _ = std::os::unix::net::UnixStream::connect(&socket);
+    let _ = std::fs::remove_file(&socket);
+    handoff.handoff().remove_socket();
+    match halted.map_err(|e| e.to_string())? {
         Some(cause) => Err(format!("session ended halted: {cause}")),
         None => Ok(()),
     }

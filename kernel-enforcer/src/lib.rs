@@ -14,14 +14,18 @@
 //! Guarantee on any input: the frame handler does not panic; if it ever
 //! did, the session halts and denies everything after.
 
+pub mod action_json;
 mod audit_cli;
 pub mod broker;
 mod cli_impl;
 pub mod config;
 pub mod control;
 pub mod describe;
+pub mod endpoint;
 pub mod evidence;
+mod gateway_cli;
 pub mod handoff;
+pub mod hook;
 pub mod keys;
 pub mod notify;
 pub mod policy;
