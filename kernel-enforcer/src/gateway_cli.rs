@@ -232,3 +232,89 @@ pub(crate) fn hook(command: &HookCommand) -> ExitCode {
     }
     ExitCode::from(verdict.exit)
 }
+
+/// `kernel-enforcer mcp-proxy`: starts the MCP server and relays between
+/// it and this process's standard input and output, asking the enforcer
+/// at `socket` about every tool call. Exits 0 when the agent closes its
+/// input, 1 if the server cannot be started.
+pub(crate) fn mcp_proxy(
+    socket: &std::path::Path,
+    pubkey: Option<&std::path::Path>,
+    command: &[String],
+) -> ExitCode {
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("error: no MCP server command given after `--`");
+        return ExitCode::FAILURE;
+    };
+    let endpoint = EndpointArgs {
+        socket: socket.to_owned(),
+        pubkey: pubkey.map(std::path::Path::to_owned),
+        timeout_ms: 10_000,
+    };
+    let options = match endpoint.options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut server = match std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+    {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: cannot start the MCP server `{program}`: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (Some(server_in), Some(server_out)) = (server.stdin.take(), server.stdout.take()) else {
+        let _ = server.kill();
+        let _ = server.wait();
+        eprintln!("error: the MCP server's standard streams are not available");
+        return ExitCode::FAILURE;
+    };
+    let decide = |name: &str, input: &serde_json::Value| -> Result<String, String> {
+        let action = endpoint::canonicalize(Action::tool_call(name, input), None)
+            .map_err(|e| e.to_string())?;
+        match endpoint::ask(&options, action, None) {
+            Ok(answer) => match answer.verified {
+                Verified::Permit(permit) => Ok(format!(
+                    "allowed (receipt at log index {})",
+                    permit.receipt().body().log_index
+                )),
+                Verified::Denied(receipt) | Verified::Ask(receipt) => {
+                    let body = receipt.body();
+                    let reasons = if body.reasons.is_empty() {
+                        "no policy allows it".to_owned()
+                    } else {
+                        body.reasons.join("; ")
+                    };
+                    Err(format!(
+                        "{reasons} (receipt at log index {})",
+                        body.log_index
+                    ))
+                }
+            },
+            Err(e) => Err(format!("fail closed: {e}")),
+        }
+    };
+    crate::mcp::relay(
+        std::io::BufReader::new(std::io::stdin()),
+        Box::new(std::io::stdout()),
+        Box::new(server_in),
+        std::io::BufReader::new(server_out),
+        &decide,
+    );
+    // The agent is done: give the server a moment to exit on its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while matches!(server.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    ExitCode::SUCCESS
+}

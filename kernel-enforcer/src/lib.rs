@@ -27,6 +27,7 @@ mod gateway_cli;
 pub mod handoff;
 pub mod hook;
 pub mod keys;
+pub mod mcp;
 pub mod notify;
 pub mod policy;
 mod policy_cli;
