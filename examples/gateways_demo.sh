@@ -27,17 +27,17 @@ listener=$!
 for _ in $(seq 100); do [[ -S "$AGENT_KERNEL_ENDPOINT" ]] && break; sleep 0.1; done
 cd "$demo/project"
 
-show() { echo "\$ $*"; "$@" || echo "(exit status $?)"; echo; }
+show() { echo "\$ kernel-enforcer $*"; ke "$@" || echo "(exit status $?)"; echo; }
 
 echo "== ask: one JSON action, the verified receipt back =="
 echo '{"version":1,"action":{"kind":"file_read","path":"README.md"}}' > read.json
-show ke ask --action-json read.json
+show ask --action-json read.json
 echo '{"version":1,"action":{"kind":"exec","program":"rm","args":["-rf","."]}}' > rm.json
-show ke ask --action-json rm.json
+show ask --action-json rm.json
 
 echo "== exec: the enforcer's broker runs the program, if allowed =="
-show ke exec -- ls
-show ke exec -- rm -rf .
+show exec -- ls
+show exec -- rm -rf .
 
 echo "== hook claude-code: a PreToolUse payload on standard input =="
 hook() {
@@ -67,4 +67,4 @@ else
 fi
 
 echo "== the evidence, checked with public keys only =="
-show ke audit verify "$demo/evidence.log"
+show audit verify "$demo/evidence.log"
