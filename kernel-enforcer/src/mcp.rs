@@ -317,7 +317,12 @@ pub fn relay(
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, clippy::panic, reason = "tests")]
+    #![expect(
+        clippy::unwrap_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "tests"
+    )]
     use super::*;
 
     fn only_echo(name: &str, _: &Value) -> Result<String, String> {
