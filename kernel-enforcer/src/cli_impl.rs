@@ -109,7 +109,8 @@ enum Command {
     Ask(gateway_cli::AskArgs),
     /// Have the running enforcer's broker run a program (no shell) if
     /// policy allows it; passes its output and status through. Exits 126
-    /// if denied, 125 on any error.
+    /// if denied, 125 on any error. Under `run` (AGENT_KERNEL_CHANNEL set,
+    /// no --socket) it uses the agent's channel to the supervisor.
     Exec(gateway_cli::ExecArgs),
     /// MCP gateway: start the MCP server SERVER_COMMAND and relay MCP
     /// (JSON-RPC over stdio) between it and the agent, deciding every

@@ -16,7 +16,7 @@ pub(crate) struct EndpointArgs {
     /// The endpoint socket of a running `kernel-enforcer listen` (or set
     /// AGENT_KERNEL_ENDPOINT).
     #[arg(long, env = ENDPOINT_ENV)]
-    socket: PathBuf,
+    socket: Option<PathBuf>,
     /// The enforcer's public key file (`kernel.pub`): refuse any other key.
     #[arg(long)]
     pubkey: Option<PathBuf>,
@@ -35,8 +35,11 @@ impl EndpointArgs {
             }
             None => None,
         };
+        let socket = self.socket.clone().ok_or_else(|| {
+            format!("no enforcer named: pass `--socket PATH` or set `{ENDPOINT_ENV}`")
+        })?;
         Ok(AskOptions {
-            socket: self.socket.clone(),
+            socket,
             pinned_key,
             timeout: Duration::from_millis(self.timeout_ms),
         })
@@ -161,6 +164,9 @@ pub(crate) fn exec(args: &ExecArgs) -> ExitCode {
         .and_then(|dir| dir.to_str().map(str::to_owned));
     let mut exec = Exec::new(program.clone()).args(rest.iter().cloned());
     exec.cwd = cwd.clone();
+    if args.endpoint.socket.is_none() && std::env::var_os(kernel_client::CHANNEL_ENV).is_some() {
+        return exec_on_channel(exec);
+    }
     let result = args.endpoint.options().and_then(|options| {
         let action = endpoint::canonicalize(Action::Exec(exec), cwd.as_deref())
             .map_err(|e| e.to_string())?;
@@ -173,18 +179,31 @@ pub(crate) fn exec(args: &ExecArgs) -> ExitCode {
             return ExitCode::from(EXEC_ERROR);
         }
     };
-    match (&answer.verified, answer.outcome) {
-        (
-            Verified::Permit(_),
-            Some(Outcome::Exec {
-                code,
-                signal,
-                stdout,
-                stderr,
-                truncated,
-                timed_out,
-            }),
-        ) => {
+    match &answer.verified {
+        Verified::Permit(_) => pass_through(answer.outcome),
+        Verified::Denied(receipt) | Verified::Ask(receipt) => {
+            let body = receipt.body();
+            eprintln!(
+                "kernel-enforcer exec: denied: {} (receipt at log index {})",
+                body.reasons.join("; "),
+                body.log_index
+            );
+            ExitCode::from(EXEC_DENIED)
+        }
+    }
+}
+
+/// Passes a brokered program's output and exit status through.
+fn pass_through(outcome: Option<Outcome>) -> ExitCode {
+    match outcome {
+        Some(Outcome::Exec {
+            code,
+            signal,
+            stdout,
+            stderr,
+            truncated,
+            timed_out,
+        }) => {
             let _ = std::io::stdout().write_all(&stdout);
             let _ = std::io::stderr().write_all(&stderr);
             if truncated {
@@ -198,18 +217,34 @@ pub(crate) fn exec(args: &ExecArgs) -> ExitCode {
                 .unwrap_or(i32::from(EXEC_ERROR));
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
-        (Verified::Permit(_), other) => {
+        other => {
             eprintln!("kernel-enforcer exec: allowed but not run: {other:?}");
             ExitCode::from(EXEC_ERROR)
         }
-        (Verified::Denied(receipt) | Verified::Ask(receipt), _) => {
-            let body = receipt.body();
-            eprintln!(
-                "kernel-enforcer exec: denied: {} (receipt at log index {})",
-                body.reasons.join("; "),
-                body.log_index
-            );
+    }
+}
+
+/// `exec` as the agent of `kernel-enforcer run`: joins the supervising
+/// enforcer on the agent's channel (`AGENT_KERNEL_CHANNEL`) and has its
+/// broker run the program.
+fn exec_on_channel(exec: Exec) -> ExitCode {
+    let kernel =
+        match kernel_client::Kernel::connect_from_env(kernel_client::ClientConfig::default()) {
+            Ok(kernel) => kernel,
+            Err(e) => {
+                eprintln!("kernel-enforcer exec: not run, fail closed: {e}");
+                return ExitCode::from(EXEC_ERROR);
+            }
+        };
+    match kernel.broker(Action::Exec(exec), Vec::new()) {
+        Ok((_, outcome)) => pass_through(Some(outcome)),
+        Err(kernel_client::Denial::Policy { reasons, .. }) => {
+            eprintln!("kernel-enforcer exec: denied: {}", reasons.join("; "));
             ExitCode::from(EXEC_DENIED)
+        }
+        Err(denial) => {
+            eprintln!("kernel-enforcer exec: not run, fail closed: {denial}");
+            ExitCode::from(EXEC_ERROR)
         }
     }
 }
@@ -247,7 +282,7 @@ pub(crate) fn mcp_proxy(
         return ExitCode::FAILURE;
     };
     let endpoint = EndpointArgs {
-        socket: socket.to_owned(),
+        socket: Some(socket.to_owned()),
         pubkey: pubkey.map(std::path::Path::to_owned),
         timeout_ms: 10_000,
     };

@@ -445,3 +445,39 @@ fn a_halted_enforcer_stops_answering_and_every_call_is_denied() {
     }
     assert!(!workspace.join("after-halt.txt").exists());
 }
+
+/// Under `kernel-enforcer run`, `exec` is the confined agent: it joins the
+/// supervising enforcer on the agent's channel and the broker runs the
+/// program.
+#[test]
+fn exec_under_run_is_brokered_by_the_supervisor() {
+    if kernel_confine::check_support().is_err() {
+        println!("SKIPPED: this system cannot confine (Landlock and seccomp needed)");
+        return;
+    }
+    let fixture = fixture(POLICY);
+    let supervised = |program: &[&str]| {
+        Command::new(ENFORCER)
+            .arg("run")
+            .arg("--policy")
+            .arg(&fixture.policy)
+            .arg("--workspace")
+            .arg(&fixture.workspace)
+            .arg("--evidence")
+            .arg(&fixture.evidence)
+            .arg("--")
+            .arg(ENFORCER)
+            .arg("exec")
+            .arg("--")
+            .args(program)
+            .env_remove("AGENT_KERNEL_ENDPOINT")
+            .output()
+            .unwrap()
+    };
+    let allowed = supervised(&["touch", "supervised.txt"]);
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    assert!(fixture.workspace.join("supervised.txt").exists());
+    let denied = supervised(&["mkdir", "supervised-dir"]);
+    assert_eq!(denied.status.code(), Some(126), "{denied:?}");
+    assert!(!fixture.workspace.join("supervised-dir").exists());
+}
