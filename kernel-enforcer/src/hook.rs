@@ -270,7 +270,7 @@ pub fn parse_command(command: &str) -> Result<Vec<String>, String> {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
+    #![expect(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
     use super::*;
 
     #[test]
@@ -285,6 +285,37 @@ mod tests {
             ["echo", "a $b", "c d"]
         );
         assert_eq!(parse_command("echo a=b").unwrap(), ["echo", "a=b"]);
+    }
+
+    proptest::proptest! {
+        /// Any argument vector, quoted for the shell, is parsed back to
+        /// exactly itself: what is decided is what the shell would run.
+        #[test]
+        fn quoted_argument_vectors_round_trip(
+            argv in proptest::collection::vec("[a-zA-Z0-9_./=:,+@%-]{1,12}|[ -~]{0,12}", 1..6)
+        ) {
+            // A program name is a plain word.
+            let mut argv = argv;
+            argv[0] = "prog".to_owned();
+            let quoted: Vec<String> = argv
+                .iter()
+                .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+                .collect();
+            let command = quoted.join(" ");
+            proptest::prop_assert_eq!(parse_command(&command).unwrap(), argv);
+        }
+
+        /// Whatever the input, parsing never panics, and an accepted
+        /// command has no unquoted list, pipe or redirection operator.
+        #[test]
+        fn parsing_is_total(command in "[ -~\n]{0,40}") {
+            if let Ok(argv) = parse_command(&command) {
+                proptest::prop_assert!(!argv.is_empty());
+                let bare: String = command.chars().filter(|c| !c.is_whitespace()).collect();
+                proptest::prop_assert!(bare.chars().all(|c| !matches!(c, ';' | '|' | '&' | '<' | '>'))
+                    || command.contains('\'') || command.contains('"') || command.contains('\\'));
+            }
+        }
     }
 
     #[test]
