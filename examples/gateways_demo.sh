@@ -21,8 +21,8 @@ mkdir -p "$demo/project"
 echo "hello" > "$demo/project/README.md"
 export AGENT_KERNEL_ENDPOINT="$demo/kernel.sock"
 
-ke listen --policy "$policy" --policy "$PWD/examples/policies/mcp.cedar" --workspace "$demo/project" \
-  --evidence "$demo/evidence.log" --socket "$AGENT_KERNEL_ENDPOINT" 2>/dev/null &
+"$KERNEL_ENFORCER" listen --policy "$policy" --policy "$PWD/examples/policies/mcp.cedar" --workspace "$demo/project" \
+  --evidence "$demo/evidence.log" --socket "$AGENT_KERNEL_ENDPOINT" >/dev/null 2>&1 &
 listener=$!
 for _ in $(seq 100); do [[ -S "$AGENT_KERNEL_ENDPOINT" ]] && break; sleep 0.1; done
 cd "$demo/project"
