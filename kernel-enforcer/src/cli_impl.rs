@@ -5,6 +5,7 @@ use crate::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
 use crate::config::FileConfig;
 use crate::control::{self, ControlRequest};
 use crate::evidence::{Durability, EvidenceLog};
+use crate::gateway_cli;
 use crate::handoff::HandoffListener;
 use crate::keys;
 use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError};
@@ -98,6 +99,58 @@ enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// Run an enforcer session that serves decisions to short-lived
+    /// processes (`ask`, `exec`, `hook`) on a Unix socket (mode 0600, peer
+    /// uid checked), until stopped or halted.
+    Listen(ListenArgs),
+    /// Ask the running enforcer about one action given as JSON (see
+    /// docs/ACTIONS.md); prints the verified receipt as JSON. Exits 0 for
+    /// allow, 1 for deny, 2 for any error.
+    Ask(gateway_cli::AskArgs),
+    /// Have the running enforcer's broker run a program (no shell) if
+    /// policy allows it; passes its output and status through. Exits 126
+    /// if denied, 125 on any error. Under `run` (AGENT_KERNEL_CHANNEL set,
+    /// no --socket) it uses the agent's channel to the supervisor.
+    Exec(gateway_cli::ExecArgs),
+    /// MCP gateway: start the MCP server SERVER_COMMAND and relay MCP
+    /// (JSON-RPC over stdio) between it and the agent, deciding every
+    /// `tools/call` before it is forwarded. Decides with its own enforcer
+    /// session (`--policy` ...) or a running one (`--socket`).
+    McpProxy(McpProxyArgs),
+    /// Pre-tool-use hook adapters for coding agents.
+    #[command(subcommand)]
+    Hook(gateway_cli::HookCommand),
+}
+
+/// `mcp-proxy`: the MCP gateway.
+#[derive(Debug, clap::Args)]
+struct McpProxyArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+    /// Ask a running `kernel-enforcer listen` at this endpoint socket
+    /// instead of starting a session here (the session flags are then
+    /// ignored).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// With `--socket`: the enforcer's public key file; refuse any other.
+    #[arg(long)]
+    pubkey: Option<PathBuf>,
+    /// The MCP server program and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// `listen`: serve the decision endpoint.
+#[derive(Debug, clap::Args)]
+struct ListenArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+    /// The endpoint socket to create (or set AGENT_KERNEL_ENDPOINT).
+    #[arg(long, env = crate::endpoint::ENDPOINT_ENV)]
+    socket: PathBuf,
+    /// The uid allowed to ask. Default: this process's effective uid.
+    #[arg(long)]
+    client_uid: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -424,6 +477,11 @@ pub fn main() -> ExitCode {
         Command::Reload { control } => operator(&control, &ControlRequest::Reload),
         Command::Audit(AuditCommand::Prove { index, log }) => audit_cli::prove(&log, index),
         Command::Audit(AuditCommand::Witness(args)) => audit_cli::witness(&args),
+        Command::Listen(args) => listen_command(&args),
+        Command::Ask(args) => return gateway_cli::ask(&args),
+        Command::Exec(args) => return gateway_cli::exec(&args),
+        Command::Hook(command) => return gateway_cli::hook(&command),
+        Command::McpProxy(args) => return mcp_proxy_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -577,6 +635,123 @@ fn serve_command(args: ServeArgs) -> Result<(), String> {
         Some(cause) => Err(format!("session ended halted: {cause}")),
         None => Ok(()),
     }
+}
+
+/// An enforcer session serving the decision endpoint in this process.
+struct RunningEndpoint {
+    session: serve::SharedSession,
+    options: ServeOptions,
+    handoff: HandoffListener,
+    socket: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RunningEndpoint {
+    /// Starts a session (policy loaded, evidence opened) and serves the
+    /// endpoint at `socket` on a thread.
+    fn start(settings: &Settings, socket: &Path, client_uid: Option<u32>) -> Result<Self, String> {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let socket =
+            std::path::absolute(socket).map_err(|e| format!("`{}`: {e}", socket.display()))?;
+        let (session, options, _, handoff) = start_session(
+            settings,
+            Confinement::Unconfined,
+            std::slice::from_ref(&socket),
+        )?;
+        let listener = crate::endpoint::bind(&socket).map_err(|e| e.to_string())?;
+        let client_uid = client_uid.unwrap_or_else(|| rustix::process::geteuid().as_raw());
+        eprintln!(
+            "kernel-enforcer: listening on `{}` (key {}, policy {})",
+            socket.display(),
+            format_public_key(&session.public_key()),
+            session.policy().digest()
+        );
+        let session: serve::SharedSession = Arc::new(parking_lot::Mutex::new(session));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let session = Arc::clone(&session);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                crate::endpoint::serve(&listener, client_uid, &session, &stop);
+            });
+        }
+        Ok(Self {
+            session,
+            options,
+            handoff,
+            socket,
+            stop,
+        })
+    }
+
+    /// Serves the control plane and signals, with periodic checkpoints,
+    /// until `done` says so, a termination signal arrives or the session
+    /// halts; then closes the endpoint. Returns why it halted, if it did.
+    fn serve_until(self, done: impl Fn() -> bool) -> Result<Option<String>, String> {
+        use std::sync::atomic::Ordering;
+        let ticker = std::sync::Arc::clone(&self.session);
+        let mut last_tick = std::time::Instant::now();
+        let halted = serve::serve_without_client(self.session, &self.options, || {
+            if last_tick.elapsed() >= Duration::from_millis(200) {
+                last_tick = std::time::Instant::now();
+                let _ = ticker.lock().tick();
+            }
+            done()
+        });
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::os::unix::net::UnixStream::connect(&self.socket);
+        let _ = std::fs::remove_file(&self.socket);
+        self.handoff.handoff().remove_socket();
+        halted.map_err(|e| e.to_string())
+    }
+}
+
+fn listen_command(args: &ListenArgs) -> Result<(), String> {
+    harden_self();
+    let settings = args.session.settings()?;
+    let endpoint = RunningEndpoint::start(&settings, &args.socket, args.client_uid)?;
+    match endpoint.serve_until(|| false)? {
+        Some(cause) => Err(format!("session ended halted: {cause}")),
+        None => Ok(()),
+    }
+}
+
+fn mcp_proxy_command(args: McpProxyArgs) -> ExitCode {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    harden_self();
+    if let Some(socket) = &args.socket {
+        return gateway_cli::mcp_proxy(socket, args.pubkey.as_deref(), &args.command);
+    }
+    let endpoint = args.session.settings().and_then(|settings| {
+        let dir = tempfile::Builder::new()
+            .prefix("agent-kernel-mcp-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a private directory: {e}"))?;
+        let socket = dir.path().join("endpoint.sock");
+        RunningEndpoint::start(&settings, &socket, None).map(|endpoint| (endpoint, dir))
+    });
+    let (endpoint, dir) = match endpoint {
+        Ok(started) => started,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let socket = endpoint.socket.clone();
+    let done = Arc::new(AtomicBool::new(false));
+    let serving = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || endpoint.serve_until(|| done.load(Ordering::SeqCst)))
+    };
+    let code = gateway_cli::mcp_proxy(&socket, None, &args.command);
+    done.store(true, Ordering::SeqCst);
+    if let Ok(Err(message)) = serving.join() {
+        eprintln!("error: {message}");
+    }
+    drop(dir);
+    code
 }
 
 fn run_command(args: RunArgs) -> ExitCode {

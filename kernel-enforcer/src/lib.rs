@@ -14,16 +14,21 @@
 //! Guarantee on any input: the frame handler does not panic; if it ever
 //! did, the session halts and denies everything after.
 
+pub mod action_json;
 mod audit_cli;
 pub mod broker;
 mod cli_impl;
 pub mod config;
 pub mod control;
 pub mod describe;
+pub mod endpoint;
 pub mod evidence;
 pub mod exec_trace;
+mod gateway_cli;
 pub mod handoff;
+pub mod hook;
 pub mod keys;
+pub mod mcp;
 pub mod notify;
 pub mod policy;
 mod policy_cli;

@@ -559,6 +559,42 @@ impl Session {
             );
         }
         self.greeted = true;
+        self.signed_handshake(challenge)
+    }
+
+    /// Greets one more short-lived client of the decision endpoint (see
+    /// [`crate::endpoint`]): a handshake signed over that client's own
+    /// challenge, so it learns this session's id and key and that the key
+    /// answered now. Unlike the channel's hello this may be repeated; the
+    /// endpoint hands each client the sequence number to use
+    /// ([`next_seq`](Self::next_seq)), so requests stay strictly ordered
+    /// and a replayed one is still refused. Refuses a protocol version
+    /// other than this one.
+    pub fn endpoint_hello(&mut self, protocol: u16, challenge: &[u8; 32]) -> EnforcerFrame {
+        if protocol != PROTOCOL_VERSION {
+            return Self::refused(
+                None,
+                Refusal::UnsupportedVersion {
+                    got: protocol,
+                    supported: PROTOCOL_VERSION,
+                },
+            );
+        }
+        self.greeted = true;
+        self.signed_handshake(challenge)
+    }
+
+    /// The session's public key (what its receipts verify under).
+    pub fn public_key(&self) -> kernel_core::VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The smallest sequence number the session would still accept.
+    pub fn next_seq(&self) -> u64 {
+        self.last_seq.map_or(0, |last| last.saturating_add(1))
+    }
+
+    fn signed_handshake(&self, challenge: &[u8; 32]) -> EnforcerFrame {
         let handshake = Handshake {
             protocol: PROTOCOL_VERSION,
             session: self.id,

@@ -1,0 +1,105 @@
+//! The end-to-end cost of one hook call, process start included: what a
+//! coding agent pays before every tool use with
+//! `kernel-enforcer hook claude-code` configured.
+//!
+//! One criterion run measures, side by side (group `hook`):
+//!
+//! - `spawn_true`: starting `/bin/true` and waiting for it, the floor of
+//!   any hook that is a separate program;
+//! - `hook_allowed`: starting `kernel-enforcer hook claude-code` with a
+//!   recorded `Bash` payload on standard input, against a running
+//!   `kernel-enforcer listen` that decides with Cedar, signs, and
+//!   `fdatasync`s the decision before replying; the hook verifies the
+//!   handshake and receipt and prints its verdict;
+//! - `hook_compound`: a compound command, blocked by the hook before it
+//!   asks (start-up and parsing only).
+//!
+//! Run it with: `cargo bench -p kernel-enforcer --no-default-features --bench hook`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "bench"
+)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
+
+const POLICY: &str = r#"
+@id("echo")
+permit (principal, action == Action::"exec", resource) when { resource.name == "echo" };
+"#;
+
+fn hook_once(socket: &std::path::Path, payload: &str, expect: i32) {
+    let mut child = Command::new(ENFORCER)
+        .args(["hook", "claude-code"])
+        .env("AGENT_KERNEL_ENDPOINT", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.as_bytes())
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(expect));
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let workspace = dir.path().join("ws");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let policy = dir.path().join("policy.cedar");
+    std::fs::write(&policy, POLICY).unwrap();
+    let socket = dir.path().join("endpoint.sock");
+    let mut listener = Command::new(ENFORCER)
+        .arg("listen")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--workspace")
+        .arg(&workspace)
+        .arg("--evidence")
+        .arg(dir.path().join("evidence.log"))
+        .arg("--socket")
+        .arg(&socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ws = workspace.to_string_lossy();
+    let allowed = format!(
+        r#"{{"hook_event_name":"PreToolUse","cwd":"{ws}","tool_name":"Bash","tool_input":{{"command":"echo hi"}}}}"#
+    );
+    let compound = format!(
+        r#"{{"hook_event_name":"PreToolUse","cwd":"{ws}","tool_name":"Bash","tool_input":{{"command":"echo hi && echo there"}}}}"#
+    );
+    let mut group = c.benchmark_group("hook");
+    group.sample_size(30);
+    group.bench_function("spawn_true", |b| {
+        b.iter(|| assert!(Command::new("true").status().unwrap().success()));
+    });
+    group.bench_function("hook_allowed", |b| {
+        b.iter(|| hook_once(&socket, &allowed, 0))
+    });
+    group.bench_function("hook_compound", |b| {
+        b.iter(|| hook_once(&socket, &compound, 2));
+    });
+    group.finish();
+    let _ = listener.kill();
+    let _ = listener.wait();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,355 @@
+//! The command-line clients of the decision endpoint: `ask`, `exec` and
+//! `hook`.
+
+use crate::action_json::{self, MAX_ACTION_JSON_BYTES};
+use crate::endpoint::{self, AskError, AskOptions, ENDPOINT_ENV};
+use crate::hook::{self, MAX_HOOK_INPUT};
+use kernel_core::{Action, Exec, Outcome, Verified, parse_public_key};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Where the enforcer is and how long to wait for it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EndpointArgs {
+    /// The endpoint socket of a running `kernel-enforcer listen` (or set
+    /// AGENT_KERNEL_ENDPOINT).
+    #[arg(long, env = ENDPOINT_ENV)]
+    socket: Option<PathBuf>,
+    /// The enforcer's public key file (`kernel.pub`): refuse any other key.
+    #[arg(long)]
+    pubkey: Option<PathBuf>,
+    /// Milliseconds the whole exchange may take.
+    #[arg(long, default_value_t = 5_000)]
+    timeout_ms: u64,
+}
+
+impl EndpointArgs {
+    fn options(&self) -> Result<AskOptions, String> {
+        let pinned_key = match &self.pubkey {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("`{}`: {e}", path.display()))?;
+                Some(parse_public_key(text.trim()).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
+        let socket = self.socket.clone().ok_or_else(|| {
+            format!("no enforcer named: pass `--socket PATH` or set `{ENDPOINT_ENV}`")
+        })?;
+        Ok(AskOptions {
+            socket,
+            pinned_key,
+            timeout: Duration::from_millis(self.timeout_ms),
+        })
+    }
+}
+
+/// `ask`: one decision on a JSON action.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AskArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// The action document (JSON, see docs/ACTIONS.md); `-` for standard
+    /// input.
+    #[arg(long)]
+    action_json: PathBuf,
+}
+
+/// `exec`: brokered execution.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExecArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// The program and its arguments (no shell).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// `hook`: pre-tool-use hook adapters.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum HookCommand {
+    /// Claude Code `PreToolUse` hook: payload on standard input; exit 0
+    /// lets the call go on, exit 2 blocks it with the reason.
+    ClaudeCode(HookArgs),
+    /// Codex `PreToolUse` hook (same envelope and exit statuses).
+    Codex(HookArgs),
+}
+
+/// Arguments of a hook adapter.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HookArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+}
+
+/// Exit status of `ask` for an error (no authentic answer).
+const ASK_ERROR: u8 = 2;
+
+fn read_limited(mut reader: impl Read, limit: u64) -> Result<String, String> {
+    let mut text = String::new();
+    let read = reader
+        .by_ref()
+        .take(limit.saturating_add(1))
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the input: {e}"))?;
+    if u64::try_from(read).unwrap_or(u64::MAX) > limit {
+        return Err(format!("input over the {limit}-byte limit"));
+    }
+    Ok(text)
+}
+
+fn print_error(message: &str) -> ExitCode {
+    println!(
+        "{}",
+        serde_json::json!({
+            "version": action_json::ACTION_JSON_VERSION,
+            "decision": "error",
+            "error": message,
+        })
+    );
+    eprintln!("error: {message}");
+    ExitCode::from(ASK_ERROR)
+}
+
+/// `kernel-enforcer ask`: prints the verified receipt as JSON; exits 0
+/// for allow, 1 for deny (or a pending approval), 2 for any error.
+pub(crate) fn ask(args: &AskArgs) -> ExitCode {
+    let text = if args.action_json.as_os_str() == "-" {
+        read_limited(std::io::stdin().lock(), MAX_ACTION_JSON_BYTES)
+    } else {
+        std::fs::File::open(&args.action_json)
+            .map_err(|e| format!("`{}`: {e}", args.action_json.display()))
+            .and_then(|file| read_limited(file, MAX_ACTION_JSON_BYTES))
+    };
+    let result = text
+        .and_then(|text| action_json::parse_action(&text))
+        .and_then(|parsed| {
+            let options = args.endpoint.options()?;
+            let action = endpoint::canonicalize(parsed.action, parsed.cwd.as_deref())
+                .map_err(|e| e.to_string())?;
+            endpoint::ask(&options, action, None).map_err(|e| e.to_string())
+        });
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(message) => return print_error(&message),
+    };
+    let (receipt, code) = match &answer.verified {
+        Verified::Permit(permit) => (permit.receipt(), 0),
+        Verified::Denied(receipt) | Verified::Ask(receipt) => (receipt, 1),
+    };
+    println!(
+        "{}",
+        action_json::receipt_to_json(receipt, &answer.key, &answer.action)
+    );
+    ExitCode::from(code)
+}
+
+/// Exit status of `exec` when the kernel denied the program.
+const EXEC_DENIED: u8 = 126;
+/// Exit status of `exec` when there was no authentic answer.
+const EXEC_ERROR: u8 = 125;
+
+/// `kernel-enforcer exec`: has the enforcer's broker run the program (no
+/// shell, the broker's environment allow-list) and passes its output and
+/// exit status through. Exits 126 if denied, 125 on any error.
+pub(crate) fn exec(args: &ExecArgs) -> ExitCode {
+    let Some((program, rest)) = args.command.split_first() else {
+        eprintln!("error: no program given after `--`");
+        return ExitCode::from(EXEC_ERROR);
+    };
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|dir| dir.to_str().map(str::to_owned));
+    let mut exec = Exec::new(program.clone()).args(rest.iter().cloned());
+    exec.cwd = cwd.clone();
+    if args.endpoint.socket.is_none() && std::env::var_os(kernel_client::CHANNEL_ENV).is_some() {
+        return exec_on_channel(exec);
+    }
+    let result = args.endpoint.options().and_then(|options| {
+        let action = endpoint::canonicalize(Action::Exec(exec), cwd.as_deref())
+            .map_err(|e| e.to_string())?;
+        endpoint::ask(&options, action, Some(Vec::new())).map_err(|e: AskError| e.to_string())
+    });
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(message) => {
+            eprintln!("kernel-enforcer exec: not run, fail closed: {message}");
+            return ExitCode::from(EXEC_ERROR);
+        }
+    };
+    match &answer.verified {
+        Verified::Permit(_) => pass_through(answer.outcome),
+        Verified::Denied(receipt) | Verified::Ask(receipt) => {
+            let body = receipt.body();
+            eprintln!(
+                "kernel-enforcer exec: denied: {} (receipt at log index {})",
+                body.reasons.join("; "),
+                body.log_index
+            );
+            ExitCode::from(EXEC_DENIED)
+        }
+    }
+}
+
+/// Passes a brokered program's output and exit status through.
+fn pass_through(outcome: Option<Outcome>) -> ExitCode {
+    match outcome {
+        Some(Outcome::Exec {
+            code,
+            signal,
+            stdout,
+            stderr,
+            truncated,
+            timed_out,
+        }) => {
+            let _ = std::io::stdout().write_all(&stdout);
+            let _ = std::io::stderr().write_all(&stderr);
+            if truncated {
+                eprintln!("kernel-enforcer exec: output was truncated by the broker");
+            }
+            if timed_out {
+                eprintln!("kernel-enforcer exec: killed at the broker's time limit");
+            }
+            let code = code
+                .or_else(|| signal.map(|s| 128 + s))
+                .unwrap_or(i32::from(EXEC_ERROR));
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        other => {
+            eprintln!("kernel-enforcer exec: allowed but not run: {other:?}");
+            ExitCode::from(EXEC_ERROR)
+        }
+    }
+}
+
+/// `exec` as the agent of `kernel-enforcer run`: joins the supervising
+/// enforcer on the agent's channel (`AGENT_KERNEL_CHANNEL`) and has its
+/// broker run the program.
+fn exec_on_channel(exec: Exec) -> ExitCode {
+    let kernel =
+        match kernel_client::Kernel::connect_from_env(kernel_client::ClientConfig::default()) {
+            Ok(kernel) => kernel,
+            Err(e) => {
+                eprintln!("kernel-enforcer exec: not run, fail closed: {e}");
+                return ExitCode::from(EXEC_ERROR);
+            }
+        };
+    match kernel.broker(Action::Exec(exec), Vec::new()) {
+        Ok((_, outcome)) => pass_through(Some(outcome)),
+        Err(kernel_client::Denial::Policy { reasons, .. }) => {
+            eprintln!("kernel-enforcer exec: denied: {}", reasons.join("; "));
+            ExitCode::from(EXEC_DENIED)
+        }
+        Err(denial) => {
+            eprintln!("kernel-enforcer exec: not run, fail closed: {denial}");
+            ExitCode::from(EXEC_ERROR)
+        }
+    }
+}
+
+/// `kernel-enforcer hook AGENT`.
+pub(crate) fn hook(command: &HookCommand) -> ExitCode {
+    let (agent, args) = match command {
+        HookCommand::ClaudeCode(args) => (hook::Agent::ClaudeCode, args),
+        HookCommand::Codex(args) => (hook::Agent::Codex, args),
+    };
+    let verdict = match read_limited(std::io::stdin().lock(), MAX_HOOK_INPUT)
+        .and_then(|input| Ok((input, args.endpoint.options()?)))
+    {
+        Ok((input, options)) => hook::decide(agent, &input, &options),
+        Err(message) => hook::HookVerdict::blocked(&format!("blocked, fail closed: {message}")),
+    };
+    println!("{}", verdict.stdout);
+    if !verdict.stderr.is_empty() {
+        eprintln!("{}", verdict.stderr);
+    }
+    ExitCode::from(verdict.exit)
+}
+
+/// `kernel-enforcer mcp-proxy`: starts the MCP server and relays between
+/// it and this process's standard input and output, asking the enforcer
+/// at `socket` about every tool call. Exits 0 when the agent closes its
+/// input, 1 if the server cannot be started.
+pub(crate) fn mcp_proxy(
+    socket: &std::path::Path,
+    pubkey: Option<&std::path::Path>,
+    command: &[String],
+) -> ExitCode {
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("error: no MCP server command given after `--`");
+        return ExitCode::FAILURE;
+    };
+    let endpoint = EndpointArgs {
+        socket: Some(socket.to_owned()),
+        pubkey: pubkey.map(std::path::Path::to_owned),
+        timeout_ms: 10_000,
+    };
+    let options = match endpoint.options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut server = match std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+    {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: cannot start the MCP server `{program}`: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (Some(server_in), Some(server_out)) = (server.stdin.take(), server.stdout.take()) else {
+        let _ = server.kill();
+        let _ = server.wait();
+        eprintln!("error: the MCP server's standard streams are not available");
+        return ExitCode::FAILURE;
+    };
+    let decide = |name: &str, input: &serde_json::Value| -> Result<String, String> {
+        let action = endpoint::canonicalize(Action::tool_call(name, input), None)
+            .map_err(|e| e.to_string())?;
+        match endpoint::ask(&options, action, None) {
+            Ok(answer) => match answer.verified {
+                Verified::Permit(permit) => Ok(format!(
+                    "allowed (receipt at log index {})",
+                    permit.receipt().body().log_index
+                )),
+                Verified::Denied(receipt) | Verified::Ask(receipt) => {
+                    let body = receipt.body();
+                    let reasons = if body.reasons.is_empty() {
+                        "no policy allows it".to_owned()
+                    } else {
+                        body.reasons.join("; ")
+                    };
+                    Err(format!(
+                        "{reasons} (receipt at log index {})",
+                        body.log_index
+                    ))
+                }
+            },
+            Err(e) => Err(format!("fail closed: {e}")),
+        }
+    };
+    crate::mcp::relay(
+        std::io::BufReader::new(std::io::stdin()),
+        Box::new(std::io::stdout()),
+        Box::new(server_in),
+        std::io::BufReader::new(server_out),
+        &decide,
+    );
+    // The agent is done: give the server a moment to exit on its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while matches!(server.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,483 @@
+//! Short-lived clients of a running enforcer: `listen`, `ask`, `exec` and
+//! the pre-tool-use hook adapters, driven through the real binary with
+//! recorded hook payloads. Each denial is shown by its effect not
+//! happening: the hook's caller runs the command only on exit status 0,
+//! as the coding agents do.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "tests"
+)]
+
+mod common;
+
+use common::{ENFORCER, Fixture, fixture};
+use kernel_core::{Decision, SignedReceipt, parse_public_key, unhex, verify_receipt_signature};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const POLICY: &str = r#"
+@id("read-workspace")
+@reason("project files may be read")
+permit (principal, action == Action::"file_read", resource in Workspace::"root");
+
+@id("write-workspace")
+@reason("small files inside the workspace")
+permit (principal, action == Action::"file_write", resource in Workspace::"root")
+when { context.size <= 4096 };
+
+@id("no-dotenv")
+@reason("credentials files are never touched")
+forbid (principal, action in [Action::"file_read", Action::"file_write"], resource)
+when { resource.name == ".env" };
+
+@id("touch")
+@reason("touch, inside the workspace")
+permit (principal, action == Action::"exec", resource)
+when { resource.name == "touch" && context.cwd_in_workspace };
+
+@id("echo")
+@reason("echo is harmless")
+permit (principal, action == Action::"exec", resource)
+when { resource.name == "echo" };
+"#;
+
+struct Listener {
+    child: Child,
+    socket: PathBuf,
+    fixture: Fixture,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listen_with(extra: &[&str]) -> Listener {
+    let fixture = fixture(POLICY);
+    let socket = fixture.dir.path().join("state/endpoint.sock");
+    let child = Command::new(ENFORCER)
+        .arg("listen")
+        .arg("--policy")
+        .arg(&fixture.policy)
+        .arg("--workspace")
+        .arg(&fixture.workspace)
+        .arg("--evidence")
+        .arg(&fixture.evidence)
+        .arg("--socket")
+        .arg(&socket)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "listen did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Listener {
+        child,
+        socket,
+        fixture,
+    }
+}
+
+fn listen() -> Listener {
+    listen_with(&[])
+}
+
+fn run(socket: &Path, cwd: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(ENFORCER)
+        .args(args)
+        .env("AGENT_KERNEL_ENDPOINT", socket)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn payload(name: &str, workspace: &Path) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/hooks")
+        .join(name);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .replace("{{WORKSPACE}}", &workspace.to_string_lossy())
+}
+
+/// Runs a hook the way a coding agent does: the payload on standard
+/// input; on exit status 0 the agent runs the tool itself (here: the Bash
+/// command's argument vector, in the payload's directory).
+fn agent_tool_call(listener: &Listener, agent: &str, name: &str) -> Output {
+    let workspace = &listener.fixture.workspace;
+    let text = payload(name, workspace);
+    let output = run(&listener.socket, workspace, &["hook", agent], &text);
+    if output.status.code() == Some(0) {
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if value["tool_name"] == "Bash" {
+            let argv =
+                shell_words::split(value["tool_input"]["command"].as_str().unwrap()).unwrap();
+            let status = Command::new(&argv[0])
+                .args(&argv[1..])
+                .current_dir(workspace)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+    output
+}
+
+fn stdout_json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+fn assert_blocked(output: &Output, reason_contains: &str) {
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let value = stdout_json(output);
+    assert_eq!(
+        value["hookSpecificOutput"]["permissionDecision"], "deny",
+        "{value}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(reason_contains), "{stderr}");
+}
+
+#[test]
+fn claude_code_hook_lets_an_allowed_command_run() {
+    let listener = listen();
+    let output = agent_tool_call(&listener, "claude-code", "claude_code_bash_allowed.json");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let value = stdout_json(&output);
+    assert!(
+        value["hookSpecificOutput"]["additionalContext"]
+            .as_str()
+            .unwrap()
+            .contains("allowed by the kernel")
+    );
+    // The hook never grants the agent's own "allow".
+    assert!(value["hookSpecificOutput"]["permissionDecision"].is_null());
+    assert!(
+        listener
+            .fixture
+            .workspace
+            .join("made-by-agent.txt")
+            .exists()
+    );
+}
+
+#[test]
+fn claude_code_hook_blocks_a_denied_command_and_it_never_runs() {
+    let listener = listen();
+    let output = agent_tool_call(&listener, "claude-code", "claude_code_bash_denied.json");
+    assert_blocked(&output, "denied by policy");
+    assert!(!listener.fixture.workspace.join("not-allowed").exists());
+}
+
+#[test]
+fn compound_shell_commands_are_blocked_with_a_reason() {
+    let listener = listen();
+    let output = agent_tool_call(&listener, "claude-code", "claude_code_bash_compound.json");
+    assert_blocked(&output, "not a single command");
+    assert!(!listener.fixture.workspace.join("first.txt").exists());
+    assert!(!listener.fixture.workspace.join("second").exists());
+}
+
+#[test]
+fn claude_code_file_tools_are_decided_as_file_actions() {
+    let listener = listen();
+    std::fs::write(listener.fixture.workspace.join("README.md"), "hi").unwrap();
+    let read = agent_tool_call(&listener, "claude-code", "claude_code_read_allowed.json");
+    assert_eq!(read.status.code(), Some(0), "{read:?}");
+    let write = agent_tool_call(&listener, "claude-code", "claude_code_write_denied.json");
+    assert_blocked(&write, "credentials files are never touched");
+}
+
+#[test]
+fn codex_hook_allows_and_blocks() {
+    let listener = listen();
+    let allowed = agent_tool_call(&listener, "codex", "codex_bash_allowed.json");
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    assert_eq!(stdout_json(&allowed), serde_json::json!({}));
+    assert!(
+        listener
+            .fixture
+            .workspace
+            .join("made-by-codex.txt")
+            .exists()
+    );
+    let denied = agent_tool_call(&listener, "codex", "codex_bash_denied.json");
+    assert_blocked(&denied, "denied by policy");
+    assert!(
+        !listener
+            .fixture
+            .workspace
+            .join("codex-not-allowed")
+            .exists()
+    );
+    let mcp = agent_tool_call(&listener, "codex", "codex_mcp_denied.json");
+    assert_blocked(&mcp, "denied by policy");
+}
+
+#[test]
+fn malformed_hook_payloads_are_blocked() {
+    let listener = listen();
+    for name in ["malformed_truncated.json", "malformed_no_tool.json"] {
+        for agent in ["claude-code", "codex"] {
+            let output = agent_tool_call(&listener, agent, name);
+            assert_blocked(&output, "blocked");
+        }
+    }
+}
+
+#[test]
+fn with_no_enforcer_every_hook_call_is_blocked() {
+    let mut listener = listen();
+    let socket = listener.socket.clone();
+    let workspace = listener.fixture.workspace.clone();
+    let before = run(
+        &socket,
+        &workspace,
+        &["hook", "claude-code"],
+        &payload("claude_code_bash_allowed.json", &workspace),
+    );
+    assert_eq!(before.status.code(), Some(0), "{before:?}");
+    // The enforcer dies (killed, its socket file left behind): the same
+    // allowed payload is now blocked.
+    listener.child.kill().unwrap();
+    listener.child.wait().unwrap();
+    assert!(socket.exists());
+    for agent in ["claude-code", "codex"] {
+        let output = run(
+            &socket,
+            &workspace,
+            &["hook", agent],
+            &payload("claude_code_bash_allowed.json", &workspace),
+        );
+        assert_blocked(&output, "fail closed");
+    }
+}
+
+#[test]
+fn ask_prints_a_receipt_that_verifies_and_exits_by_decision() {
+    let listener = listen();
+    let workspace = &listener.fixture.workspace;
+    let allowed = run(
+        &listener.socket,
+        workspace,
+        &["ask", "--action-json", "-"],
+        r#"{"version":1,"action":{"kind":"exec","program":"echo","args":["hi"]}}"#,
+    );
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    let value = stdout_json(&allowed);
+    assert_eq!(value["decision"], "allow");
+    assert_eq!(value["policies"], serde_json::json!(["echo"]));
+    // Anyone with the public key can check the printed receipt again.
+    let key = parse_public_key(value["public_key"].as_str().unwrap()).unwrap();
+    let receipt = SignedReceipt {
+        body: unhex(value["receipt"]["body"].as_str().unwrap()).unwrap(),
+        signature: unhex(value["receipt"]["signature"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    };
+    let verified = verify_receipt_signature(&receipt, &key).unwrap();
+    assert_eq!(verified.body().decision, Decision::Allow);
+    let mut forged = receipt.clone();
+    forged.signature[0] ^= 1;
+    assert!(verify_receipt_signature(&forged, &key).is_err());
+
+    let denied = run(
+        &listener.socket,
+        workspace,
+        &["ask", "--action-json", "-"],
+        r#"{"version":1,"action":{"kind":"file_write","path":".env","content":"x"}}"#,
+    );
+    assert_eq!(denied.status.code(), Some(1), "{denied:?}");
+    assert_eq!(stdout_json(&denied)["decision"], "deny");
+
+    for bad in [
+        r#"{"version":2,"action":{"kind":"file_read","path":"a"}}"#,
+        r#"{"version":1,"action":{"kind":"shell","command":"ls"}}"#,
+        "{",
+    ] {
+        let output = run(
+            &listener.socket,
+            workspace,
+            &["ask", "--action-json", "-"],
+            bad,
+        );
+        assert_eq!(output.status.code(), Some(2), "{bad}: {output:?}");
+        assert_eq!(stdout_json(&output)["decision"], "error");
+    }
+
+    // A pinned key that is not the enforcer's: no answer is accepted.
+    let other = listener.fixture.dir.path().join("other");
+    let keygen = Command::new(ENFORCER)
+        .args(["keygen", "--out"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let pinned = run(
+        &listener.socket,
+        workspace,
+        &[
+            "ask",
+            "--pubkey",
+            other.join("kernel.pub").to_str().unwrap(),
+            "--action-json",
+            "-",
+        ],
+        r#"{"version":1,"action":{"kind":"exec","program":"echo","args":["hi"]}}"#,
+    );
+    assert_eq!(pinned.status.code(), Some(2), "{pinned:?}");
+
+    // Every decision is in the evidence, which verifies.
+    let audit = Command::new(ENFORCER)
+        .args(["audit", "verify"])
+        .arg(&listener.fixture.evidence)
+        .output()
+        .unwrap();
+    assert!(audit.status.success(), "{audit:?}");
+    assert!(
+        String::from_utf8_lossy(&audit.stdout).contains("1 allowed, 1 denied"),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+}
+
+#[test]
+fn exec_runs_allowed_programs_through_the_broker_only() {
+    let listener = listen();
+    let workspace = &listener.fixture.workspace;
+    let allowed = run(
+        &listener.socket,
+        workspace,
+        &["exec", "--", "touch", "brokered.txt"],
+        "",
+    );
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    assert!(workspace.join("brokered.txt").exists());
+    let echoed = run(
+        &listener.socket,
+        workspace,
+        &["exec", "--", "echo", "hi"],
+        "",
+    );
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "hi\n");
+    let denied = run(
+        &listener.socket,
+        workspace,
+        &["exec", "--", "mkdir", "nope"],
+        "",
+    );
+    assert_eq!(denied.status.code(), Some(126), "{denied:?}");
+    assert!(!workspace.join("nope").exists());
+    drop(listener);
+}
+
+#[test]
+fn a_peer_of_another_uid_gets_no_answer() {
+    let listener = listen_with(&["--client-uid", "4242"]);
+    let output = run(
+        &listener.socket,
+        &listener.fixture.workspace,
+        &["ask", "--action-json", "-"],
+        r#"{"version":1,"action":{"kind":"exec","program":"echo","args":["hi"]}}"#,
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let exec = run(
+        &listener.socket,
+        &listener.fixture.workspace,
+        &["exec", "--", "touch", "uid.txt"],
+        "",
+    );
+    assert_eq!(exec.status.code(), Some(125), "{exec:?}");
+    assert!(!listener.fixture.workspace.join("uid.txt").exists());
+}
+
+#[test]
+fn a_halted_enforcer_stops_answering_and_every_call_is_denied() {
+    let listener = listen();
+    let workspace = listener.fixture.workspace.clone();
+    let socket = listener.socket.clone();
+    common::signal(listener.child.id(), "USR1");
+    let started = Instant::now();
+    loop {
+        let output = run(
+            &socket,
+            &workspace,
+            &["exec", "--", "touch", "after-halt.txt"],
+            "",
+        );
+        assert_ne!(output.status.code(), Some(0), "{output:?}");
+        if output.status.code() == Some(125) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    assert!(!workspace.join("after-halt.txt").exists());
+}
+
+/// Under `kernel-enforcer run`, `exec` is the confined agent: it joins the
+/// supervising enforcer on the agent's channel and the broker runs the
+/// program.
+#[test]
+fn exec_under_run_is_brokered_by_the_supervisor() {
+    if kernel_confine::check_support().is_err() {
+        println!("SKIPPED: this system cannot confine (Landlock and seccomp needed)");
+        return;
+    }
+    let fixture = fixture(POLICY);
+    let supervised = |program: &[&str]| {
+        Command::new(ENFORCER)
+            .arg("run")
+            .arg("--policy")
+            .arg(&fixture.policy)
+            .arg("--workspace")
+            .arg(&fixture.workspace)
+            .arg("--evidence")
+            .arg(&fixture.evidence)
+            .arg("--")
+            .arg(ENFORCER)
+            .arg("exec")
+            .arg("--")
+            .args(program)
+            .env_remove("AGENT_KERNEL_ENDPOINT")
+            .output()
+            .unwrap()
+    };
+    let allowed = supervised(&["touch", "supervised.txt"]);
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    assert!(fixture.workspace.join("supervised.txt").exists());
+    let denied = supervised(&["mkdir", "supervised-dir"]);
+    assert_eq!(denied.status.code(), Some(126), "{denied:?}");
+    assert!(!fixture.workspace.join("supervised-dir").exists());
+}

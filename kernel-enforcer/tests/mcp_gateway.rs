@@ -1,0 +1,348 @@
+//! The MCP gateway against the official MCP SDK client and the official
+//! filesystem server, both from npm (installed by this test into a
+//! directory of its own under cargo's `CARGO_TARGET_TMPDIR`; skipped with
+//! a `SKIPPED` line when `node` or `npm` is missing). Denials are shown by
+//! the server's own effect not happening: the file it would have written
+//! does not exist.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "tests"
+)]
+
+mod common;
+
+use common::{ENFORCER, Fixture, fixture};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const POLICY: &str = r#"
+@id("read-tools")
+@reason("reading the workspace is harmless")
+permit (principal, action == Action::"tool_call", resource)
+when {
+  resource == Tool::"read_text_file" || resource == Tool::"read_file" ||
+  resource == Tool::"list_directory" || resource == Tool::"list_allowed_directories"
+};
+
+@id("write-allowed")
+@reason("files named allowed-* may be written")
+permit (principal, action == Action::"tool_call", resource == Tool::"write_file")
+when { context.input like "*\"path\":\"*/allowed-*" };
+"#;
+
+/// Installs the npm packages once per test run; `None` when npm is not
+/// there.
+fn node_modules() -> Option<PathBuf> {
+    static INSTALLED: OnceLock<Option<PathBuf>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let have = |tool: &str| {
+                Command::new(tool)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if !have("node") || !have("npm") {
+                return None;
+            }
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mcp-gateway-node");
+            std::fs::create_dir_all(&dir).unwrap();
+            let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp");
+            std::fs::copy(here.join("package.json"), dir.join("package.json")).unwrap();
+            let server = dir.join("node_modules/@modelcontextprotocol/server-filesystem");
+            if !server.exists() {
+                let status = Command::new("npm")
+                    .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+                    .current_dir(&dir)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "npm install failed");
+            }
+            Some(dir.join("node_modules"))
+        })
+        .clone()
+}
+
+macro_rules! require_npm {
+    () => {
+        match node_modules() {
+            Some(modules) => modules,
+            None => {
+                println!("SKIPPED: node or npm not found; the MCP gateway tests need them");
+                return;
+            }
+        }
+    };
+}
+
+fn server_command(modules: &Path, workspace: &Path) -> Vec<String> {
+    vec![
+        "node".into(),
+        modules
+            .join("@modelcontextprotocol/server-filesystem/dist/index.js")
+            .to_string_lossy()
+            .into_owned(),
+        workspace.to_string_lossy().into_owned(),
+    ]
+}
+
+fn proxy_args(fixture: &Fixture) -> Vec<String> {
+    vec![
+        "mcp-proxy".into(),
+        "--policy".into(),
+        fixture.policy.to_string_lossy().into_owned(),
+        "--workspace".into(),
+        fixture.workspace.to_string_lossy().into_owned(),
+        "--evidence".into(),
+        fixture.evidence.to_string_lossy().into_owned(),
+    ]
+}
+
+/// Runs the SDK client through the gateway; returns its JSON lines.
+fn sdk_client(modules: &Path, fixture: &Fixture, calls: &Value) -> Vec<Value> {
+    let mut command = Command::new("node");
+    command
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.mjs"))
+        .arg(modules)
+        .arg(calls.to_string())
+        .arg("--")
+        .arg(ENFORCER)
+        .args(proxy_args(fixture))
+        .arg("--")
+        .args(server_command(modules, &fixture.workspace));
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn text_of(result: &Value) -> String {
+    result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn the_official_sdk_client_gets_real_results_and_denials_never_reach_the_server() {
+    let modules = require_npm!();
+    let fixture = fixture(POLICY);
+    let workspace = std::fs::canonicalize(&fixture.workspace).unwrap();
+    let allowed = workspace.join("allowed-note.txt");
+    let denied = workspace.join("denied-note.txt");
+    let calls = json!([
+        {"name": "write_file", "arguments": {"path": allowed, "content": "written through the gateway"}},
+        {"name": "write_file", "arguments": {"path": denied, "content": "must not exist"}},
+        {"name": "read_text_file", "arguments": {"path": allowed}},
+        {"name": "move_file", "arguments": {"source": allowed, "destination": denied}},
+    ]);
+    let lines = sdk_client(&modules, &fixture, &calls);
+    // tools/list passes through unfiltered.
+    let tools = lines[0]["tools"].as_array().unwrap();
+    assert!(tools.contains(&json!("write_file")) && tools.contains(&json!("move_file")));
+    // The allowed write went through and the server really wrote.
+    assert_ne!(lines[1]["result"]["isError"], true, "{}", lines[1]);
+    assert_eq!(
+        std::fs::read_to_string(&allowed).unwrap(),
+        "written through the gateway"
+    );
+    // The denied write was answered by the gateway, well-formed, and the
+    // server never saw it.
+    assert_eq!(lines[2]["result"]["isError"], true, "{}", lines[2]);
+    assert!(text_of(&lines[2]).contains("denied by the agent kernel"));
+    assert!(!denied.exists());
+    // The server's real result comes back for an allowed read.
+    assert!(text_of(&lines[3]).contains("written through the gateway"));
+    // A tool no policy permits: denied, and the file did not move.
+    assert_eq!(lines[4]["result"]["isError"], true, "{}", lines[4]);
+    assert!(allowed.exists() && !denied.exists());
+    // Every decision is in the evidence, which verifies.
+    let audit = Command::new(ENFORCER)
+        .args(["audit", "verify"])
+        .arg(&fixture.evidence)
+        .output()
+        .unwrap();
+    assert!(audit.status.success(), "{audit:?}");
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(report.contains("2 allowed, 2 denied"), "{report}");
+}
+
+/// A raw JSON-RPC peer of the gateway (for frames the SDK would never
+/// send).
+struct Raw {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+}
+
+impl Raw {
+    fn start(args: &[String], server: &[String]) -> Self {
+        let mut child = Command::new(ENFORCER)
+            .args(args)
+            .arg("--")
+            .args(server)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take().unwrap();
+        let output = BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            input,
+            output,
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.input.write_all(line.as_bytes()).unwrap();
+        self.input.write_all(b"\n").unwrap();
+        self.input.flush().unwrap();
+    }
+
+    fn receive(&mut self) -> Value {
+        let mut line = String::new();
+        self.output.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+
+    fn initialize(&mut self) {
+        self.send(
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
+        );
+        assert_eq!(self.receive()["id"], 0);
+        self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    }
+
+    fn write_file(&mut self, id: u64, path: &Path) -> Value {
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "write_file", "arguments": {"path": path, "content": "x"}}});
+        self.send(&request.to_string());
+        self.receive()
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn malformed_frames_are_answered_and_the_gateway_keeps_working() {
+    let modules = require_npm!();
+    let fixture = fixture(POLICY);
+    let workspace = std::fs::canonicalize(&fixture.workspace).unwrap();
+    let mut raw = Raw::start(
+        &proxy_args(&fixture),
+        &server_command(&modules, &fixture.workspace),
+    );
+    raw.initialize();
+    raw.send("this is not json");
+    assert_eq!(raw.receive()["error"]["code"], -32700);
+    raw.send(r#"[{"jsonrpc":"2.0","id":5,"method":"tools/list"}]"#);
+    assert_eq!(raw.receive()["error"]["code"], -32600);
+    raw.send(r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"write_file","arguments":"oops"}}"#);
+    let invalid = raw.receive();
+    assert_eq!(
+        (invalid["id"].clone(), invalid["error"]["code"].clone()),
+        (json!(6), json!(-32602))
+    );
+    // Interleaved requests are matched by id: a denied call answered by
+    // the gateway, then an allowed one answered by the server.
+    raw.send(&json!({"jsonrpc": "2.0", "id": "w1", "method": "tools/call",
+        "params": {"name": "write_file", "arguments": {"path": workspace.join("nope.txt"), "content": "x"}}}).to_string());
+    raw.send(r#"{"jsonrpc":"2.0","id":"list","method":"tools/list"}"#);
+    let mut answers = [raw.receive(), raw.receive()];
+    answers.sort_by_key(|a| a["id"].to_string());
+    assert_eq!(answers[0]["id"], "list");
+    assert!(answers[0]["result"]["tools"].is_array());
+    assert_eq!(answers[1]["id"], "w1");
+    assert_eq!(answers[1]["result"]["isError"], true);
+    assert!(!workspace.join("nope.txt").exists());
+    let ok = raw.write_file(7, &workspace.join("allowed-after.txt"));
+    assert_ne!(ok["result"]["isError"], true, "{ok}");
+    assert!(workspace.join("allowed-after.txt").exists());
+}
+
+#[test]
+fn a_server_that_crashes_leaves_no_request_unanswered() {
+    let fixture = fixture(POLICY);
+    // A "server" that reads one message and dies without answering.
+    let server = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        "read line; exit 3".to_owned(),
+    ];
+    let mut raw = Raw::start(&proxy_args(&fixture), &server);
+    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    let gone = raw.receive();
+    assert_eq!(gone["id"], 1);
+    assert_eq!(gone["error"]["code"], -32000);
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+    let later = raw.receive();
+    assert_eq!(
+        (later["id"].clone(), later["error"]["code"].clone()),
+        (json!(2), json!(-32000))
+    );
+}
+
+#[test]
+fn when_the_enforcer_dies_every_later_call_is_denied() {
+    let modules = require_npm!();
+    let fixture = fixture(POLICY);
+    let workspace = std::fs::canonicalize(&fixture.workspace).unwrap();
+    let socket = fixture.dir.path().join("state/endpoint.sock");
+    let mut enforcer = Command::new(ENFORCER)
+        .arg("listen")
+        .arg("--policy")
+        .arg(&fixture.policy)
+        .arg("--workspace")
+        .arg(&fixture.workspace)
+        .arg("--evidence")
+        .arg(&fixture.evidence)
+        .arg("--socket")
+        .arg(&socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut raw = Raw::start(
+        &[
+            "mcp-proxy".to_owned(),
+            "--socket".to_owned(),
+            socket.to_string_lossy().into_owned(),
+        ],
+        &server_command(&modules, &fixture.workspace),
+    );
+    raw.initialize();
+    let before = raw.write_file(1, &workspace.join("allowed-before.txt"));
+    assert_ne!(before["result"]["isError"], true, "{before}");
+    assert!(workspace.join("allowed-before.txt").exists());
+    enforcer.kill().unwrap();
+    enforcer.wait().unwrap();
+    for id in 2..5 {
+        let path = workspace.join(format!("allowed-after-{id}.txt"));
+        let after = raw.write_file(id, &path);
+        assert_eq!(after["result"]["isError"], true, "{after}");
+        assert!(text_of(&after).contains("fail closed"), "{after}");
+        assert!(!path.exists());
+    }
+}
