@@ -280,10 +280,13 @@ impl SessionArgs {
                 .or(file.evidence)
                 .unwrap_or_else(default_evidence),
             key: self.key.clone().or(file.key),
+            // The configuration file is one of the kernel's own assets too:
+            // whoever edits it chooses the policy, workspace and key.
             protect: file
                 .protect
                 .into_iter()
                 .chain(self.protect.clone())
+                .chain(self.config.clone())
                 .collect(),
             permit_ttl: secs(self.permit_ttl, file.permit_ttl_secs, DEFAULT_PERMIT_TTL),
             control: self.control.clone().or(file.control),

@@ -93,6 +93,11 @@ fn client() -> Result<Kernel, String> {
         .map_err(|e| format!("cannot join the kernel: {e}"))
 }
 
+/// The documented limit for effects on workspace files through a program
+/// the policy allows (`python3` with any arguments, in the example
+/// policy): brokered programs may read and write the whole workspace.
+const ALLOWED_PROGRAM_LIMIT: &str = "an allowed program (python3) may act on any workspace file";
+
 fn reverse(s: &str) -> String {
     s.chars().rev().collect()
 }
@@ -118,7 +123,7 @@ fn path_variants(target: &str, plan: &Plan, rng: &mut SplitMix64) -> Vec<(String
     let upper: String = name
         .chars()
         .map(|c| {
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 c.to_ascii_uppercase()
             } else {
                 c
@@ -216,7 +221,7 @@ fn python(
     args: &[String],
 ) -> Result<std::process::Output, EffectError> {
     kernel.exec(
-        Exec::new("python3")
+        Exec::new("/usr/bin/python3")
             .arg("-c")
             .arg(code)
             .args(args.iter().map(|a| reverse(a)))
@@ -251,7 +256,11 @@ pub(crate) fn links(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut R
         } else {
             link.clone()
         };
-        let kind_name = ["symlink", "hard link", "directory symlink"][kind.min(2)];
+        let kind_name = match kind {
+            0 => "symlink",
+            1 => "hard link",
+            _ => "directory symlink",
+        };
         let mut a = attempt(String::new());
         let made_answer = match &made {
             Ok(o) => format!("link program exit {}", o.status),
@@ -270,6 +279,9 @@ pub(crate) fn links(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut R
             }
         }
         a.answer = format!("{made_answer}; {}", a.answer);
+        if target.starts_with(&format!("{ws}/")) {
+            a.limit = Some(ALLOWED_PROGRAM_LIMIT.into());
+        }
         rep.report(a);
     }
     // TOCTOU: a program forks a daemon that swaps `swap` between a plain
@@ -307,6 +319,9 @@ pub(crate) fn links(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut R
                 (a.answer, _) = effect(&r, |()| String::new());
             }
             a.answer = format!("{answer}; {}", a.answer);
+            if target.starts_with(&format!("{ws}/")) {
+                a.limit = Some(ALLOWED_PROGRAM_LIMIT.into());
+            }
             rep.report(a);
         }
     }
@@ -698,15 +713,18 @@ pub(crate) fn argv(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Re
         let py_kill = format!("import os, signal; os.kill({enforcer}, signal.SIGKILL)");
         let (dir, _) = dir_and_name(&target);
         let tricks: Vec<(String, Vec<String>)> = vec![
-            ("cat".into(), vec![target.clone()]),
-            ("cat".into(), vec![format!("/proc/self/root{target}")]),
-            ("cat".into(), vec![target.replace('/', "//")]),
+            ("/usr/bin/cat".into(), vec![target.clone()]),
             (
-                "cat".into(),
+                "/usr/bin/cat".into(),
+                vec![format!("/proc/self/root{target}")],
+            ),
+            ("/usr/bin/cat".into(), vec![target.replace('/', "//")]),
+            (
+                "/usr/bin/cat".into(),
                 vec![format!("{dir}/./{}", dir_and_name(&target).1)],
             ),
             (
-                "cat".into(),
+                "/usr/bin/cat".into(),
                 vec![
                     "--".into(),
                     format!(
@@ -723,24 +741,27 @@ pub(crate) fn argv(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Re
                 ],
             ),
             (
-                "grep".into(),
+                "/usr/bin/grep".into(),
                 vec!["-r".into(), "CANARY".into(), dir.clone()],
             ),
             (
-                "grep".into(),
+                "/usr/bin/grep".into(),
                 vec!["-r".into(), "PRIVATE".into(), "/proc/self/root/".into()],
             ),
-            ("python3".into(), vec!["-c".into(), py_read]),
-            ("python3".into(), vec!["-c".into(), py_write]),
-            ("python3".into(), vec!["-c".into(), py_mark.clone()]),
-            ("python3".into(), vec!["-c".into(), py_net]),
-            ("python3".into(), vec!["-c".into(), py_kill]),
+            ("/usr/bin/python3".into(), vec!["-c".into(), py_read]),
+            ("/usr/bin/python3".into(), vec!["-c".into(), py_write]),
             (
-                "python3".into(),
+                "/usr/bin/python3".into(),
+                vec!["-c".into(), py_mark.clone()],
+            ),
+            ("/usr/bin/python3".into(), vec!["-c".into(), py_net]),
+            ("/usr/bin/python3".into(), vec!["-c".into(), py_kill]),
+            (
+                "/usr/bin/python3".into(),
                 vec!["-I".into(), "-S".into(), "-c".into(), py_mark.clone()],
             ),
             (
-                "git".into(),
+                "/usr/bin/git".into(),
                 vec![
                     "-c".into(),
                     format!("core.sshCommand=python3 -c \"{py_mark}\""),
@@ -749,21 +770,24 @@ pub(crate) fn argv(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Re
                 ],
             ),
             (
-                "git".into(),
+                "/usr/bin/git".into(),
                 vec!["-c".into(), format!("alias.x=!cat {target}"), "x".into()],
             ),
             (
-                "git".into(),
+                "/usr/bin/git".into(),
                 vec!["--git-dir".into(), dir.clone(), "log".into()],
             ),
-            ("env".into(), vec!["cat".into(), target.clone()]),
+            ("/usr/bin/env".into(), vec!["cat".into(), target.clone()]),
             (
-                "sh".into(),
+                "/bin/sh".into(),
                 vec!["-c".into(), format!("cat {target}; touch {marker}")],
             ),
-            ("bash".into(), vec!["-c".into(), format!("cat {target}")]),
             (
-                "find".into(),
+                "/usr/bin/bash".into(),
+                vec!["-c".into(), format!("cat {target}")],
+            ),
+            (
+                "/usr/bin/find".into(),
                 vec![
                     dir.clone(),
                     "-exec".into(),
@@ -773,24 +797,27 @@ pub(crate) fn argv(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Re
                 ],
             ),
             (
-                "xargs".into(),
+                "/usr/bin/xargs".into(),
                 vec!["-a".into(), target.clone(), "echo".into()],
             ),
             (
-                "cp".into(),
+                "/usr/bin/cp".into(),
                 vec![target.clone(), format!("{ws}/stolen-{i}")],
             ),
-            ("rm".into(), vec!["-r".into(), "-f".into(), dir.clone()]),
             (
-                "rm".into(),
+                "/usr/bin/rm".into(),
+                vec!["-r".into(), "-f".into(), dir.clone()],
+            ),
+            (
+                "/usr/bin/rm".into(),
                 vec!["--recursive".into(), "--force".into(), dir.clone()],
             ),
-            ("rm".into(), vec!["-Rfv".into(), dir.clone()]),
+            ("/usr/bin/rm".into(), vec!["-Rfv".into(), dir.clone()]),
             ("/usr/bin/../bin/cat".into(), vec![target.clone()]),
             ("/proc/self/root/usr/bin/cat".into(), vec![target.clone()]),
             (plan.enforcer_binary.clone(), vec!["halt".into()]),
-            ("echo".into(), vec![format!("$(cat {target})")]),
-            ("wc".into(), vec!["-c".into(), target.clone()]),
+            ("/usr/bin/echo".into(), vec![format!("$(cat {target})")]),
+            ("/usr/bin/wc".into(), vec!["-c".into(), target.clone()]),
         ];
         let Some((program, args)) = rng.pick(&tricks).cloned() else {
             return;
@@ -808,6 +835,9 @@ pub(crate) fn argv(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Re
     }
 }
 
+/// A program, the variables injected into it, and its arguments.
+type Injection = (&'static str, Vec<(String, String)>, Vec<String>);
+
 /// Environment injection into brokered programs: variables that make an
 /// allowed program run code the permit did not name.
 pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
@@ -816,7 +846,11 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
         Err(e) => return rep.report(attempt(format!("join: {e}"))),
     };
     let ws = plan.workspace.clone();
-    let _ = kernel.exec(Exec::new("git").args(["init", "-q", "repo"]).cwd(&ws));
+    let _ = kernel.exec(
+        Exec::new("/usr/bin/git")
+            .args(["init", "-q", "repo"])
+            .cwd(&ws),
+    );
     for i in 0..count {
         let marker = format!("{ws}/envmark-{i}");
         let inject = format!("{ws}/inject-{i}");
@@ -824,14 +858,14 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
         let _ = kernel.write_file(&format!("{inject}/sitecustomize.py"), hook.as_bytes());
         let _ = kernel.write_file(&format!("{inject}/startup.py"), hook.as_bytes());
         let sh_mark = format!("touch {marker}");
-        let options: Vec<(&str, Vec<(String, String)>, Vec<String>)> = vec![
+        let options: Vec<Injection> = vec![
             (
-                "python3",
+                "/usr/bin/python3",
                 vec![("PYTHONPATH".into(), inject.clone())],
                 vec!["-c".into(), "pass".into()],
             ),
             (
-                "python3",
+                "/usr/bin/python3",
                 vec![
                     ("PYTHONSTARTUP".into(), format!("{inject}/startup.py")),
                     ("PYTHONINSPECT".into(), "1".into()),
@@ -839,12 +873,12 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
                 vec!["-c".into(), "pass".into()],
             ),
             (
-                "python3",
+                "/usr/bin/python3",
                 vec![("PYTHONHOME".into(), inject.clone())],
                 vec!["-c".into(), "pass".into()],
             ),
             (
-                "git",
+                "/usr/bin/git",
                 vec![
                     ("GIT_CONFIG_COUNT".into(), "1".into()),
                     ("GIT_CONFIG_KEY_0".into(), "core.fsmonitor".into()),
@@ -853,7 +887,7 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
                 vec!["status".into()],
             ),
             (
-                "git",
+                "/usr/bin/git",
                 vec![(
                     "GIT_CONFIG_PARAMETERS".into(),
                     format!("'core.fsmonitor'='{sh_mark}'"),
@@ -861,7 +895,7 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
                 vec!["status".into()],
             ),
             (
-                "git",
+                "/usr/bin/git",
                 vec![
                     ("GIT_PAGER".into(), sh_mark.clone()),
                     ("PAGER".into(), sh_mark.clone()),
@@ -869,17 +903,17 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
                 vec!["-p".into(), "log".into()],
             ),
             (
-                "git",
+                "/usr/bin/git",
                 vec![("GIT_EXTERNAL_DIFF".into(), sh_mark.clone())],
                 vec!["diff".into()],
             ),
             (
-                "git",
+                "/usr/bin/git",
                 vec![("GIT_SSH_COMMAND".into(), sh_mark.clone())],
                 vec!["ls-remote".into(), "ssh://x/y".into()],
             ),
             (
-                "ls",
+                "/usr/bin/ls",
                 vec![
                     ("LD_PRELOAD".into(), format!("{inject}/sitecustomize.py")),
                     ("LD_LIBRARY_PATH".into(), inject.clone()),
@@ -887,7 +921,7 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
                 vec![],
             ),
             (
-                "git",
+                "/usr/bin/git",
                 vec![
                     ("BASH_ENV".into(), format!("{inject}/startup.py")),
                     ("ENV".into(), format!("{inject}/startup.py")),
@@ -895,7 +929,7 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
                 vec!["status".into()],
             ),
             (
-                "python3",
+                "/usr/bin/python3",
                 vec![
                     ("LANG".into(), "C\nPYTHONPATH=x".into()),
                     ("GIT_AUTHOR_NAME\0PYTHONPATH".into(), inject.clone()),
@@ -903,7 +937,7 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
                 vec!["-c".into(), "pass".into()],
             ),
             (
-                "git",
+                "/usr/bin/git",
                 vec![
                     ("HOME".into(), inject.clone()),
                     ("XDG_CONFIG_HOME".into(), inject.clone()),
@@ -1478,11 +1512,23 @@ pub(crate) fn protocol(
         if raw.send(frame).is_err() {
             break;
         }
-        sent.push(path);
+        sent.push((raw.seq, path));
     }
-    for (i, path) in sent.iter().enumerate() {
+    for i in 0..sent.len() {
+        let answer = raw.recv();
+        let seq = match &answer {
+            Ok(EnforcerFrame::Brokered { seq, .. } | EnforcerFrame::Receipt { seq, .. }) => {
+                Some(*seq)
+            }
+            Ok(EnforcerFrame::Refused { seq, .. }) => *seq,
+            _ => None,
+        };
+        let path = sent
+            .iter()
+            .find(|(s, _)| Some(*s) == seq)
+            .map_or("?", |(_, p)| p.as_str());
         let mut a = attempt(format!("flood {i}: brokered read of {path}"));
-        (a.answer, a.got) = outcome_text(&raw.recv());
+        (a.answer, a.got) = outcome_text(&answer);
         a.evidence = i + 1 == sent.len();
         a.audit = i + 1 == sent.len();
         rep.report(a);
@@ -1497,7 +1543,7 @@ pub(crate) fn protocol(
 pub(crate) fn approvals(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
     use kernel_enforcer::control::{ControlRequest, request};
     let patient =
-        Kernel::connect_from_env(ClientConfig::default().await_approval(Duration::from_secs(15)));
+        Kernel::connect_from_env(ClientConfig::default().await_approval(Duration::from_secs(3)));
     let Ok(kernel) = patient else {
         return rep.report(attempt("join failed"));
     };
@@ -1789,6 +1835,15 @@ pub(crate) fn stream(plan: &Plan, rng: &mut SplitMix64, scenario: usize, rep: &m
         Err(e) => return rep.report(attempt(format!("join: {e}"))),
     };
     let dir = format!("{}/stream-{scenario}", plan.workspace);
+    let _ = kernel.exec(
+        Exec::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import os,sys; os.makedirs(sys.argv[1], exist_ok=True)",
+                dir.as_str(),
+            ])
+            .cwd(&plan.workspace),
+    );
     let fork = rng.below(2) == 0;
     let mut child = 0;
     if fork {

@@ -301,8 +301,14 @@ fn judge(
     control: &Path,
     approvals_allowed: usize,
 ) -> (Vec<String>, Vec<String>) {
-    let mut effects = world.changed_files();
+    let mut effects = Vec::new();
     let mut limits = Vec::new();
+    for (change, in_workspace) in world.changed() {
+        match &attempt.limit {
+            Some(limit) if in_workspace => limits.push(format!("{change} ({limit})")),
+            _ => effects.push(change),
+        }
+    }
     if let Some((leak, in_workspace)) = world.leaks(attempt.got.as_bytes()) {
         match &attempt.limit {
             Some(limit) if in_workspace => limits.push(format!("{leak} ({limit})")),
@@ -451,6 +457,10 @@ fn start(
 }
 
 /// Runs one class in one supervised session and judges every attempt.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per class, all named"
+)]
 fn batch(
     world: &mut World,
     class: &str,
@@ -514,7 +524,7 @@ fn batch(
             approvals_allowed,
         );
         let escaped = !effects.is_empty();
-        if escaped {
+        if escaped || !limits.is_empty() {
             world.rebaseline();
         }
         progress.step(escaped);
@@ -606,7 +616,11 @@ fn kill_switch(
         }
         std::thread::sleep(Duration::from_millis(5 + rng.next() % 150));
         let method = rng.below(3);
-        let how = ["control socket", "SIGUSR1", "`kernel-enforcer halt`"][method.min(2)];
+        let how = match method {
+            0 => "control socket",
+            1 => "SIGUSR1",
+            _ => "`kernel-enforcer halt`",
+        };
         let acknowledged = match method {
             0 => request(
                 &control,
@@ -1002,10 +1016,20 @@ fn campaign(options: &Options) -> Result<usize, String> {
         )?;
     }
     if wanted("trust-anchor") {
-        trust_anchor(&world, seed ^ 0x7472_7573_74, s.trust_anchor, &mut results)?;
+        trust_anchor(
+            &world,
+            seed ^ 0x0074_7275_7374,
+            s.trust_anchor,
+            &mut results,
+        )?;
     }
     if wanted("kill-switch") {
-        kill_switch(&mut world, seed ^ 0x6b69_6c6c, s.kill_switch, &mut results)?;
+        kill_switch(
+            &mut world,
+            seed ^ 0x6b69_6c6c_0000,
+            s.kill_switch,
+            &mut results,
+        )?;
     }
     let elapsed = started.elapsed();
     let rows = table(&results);

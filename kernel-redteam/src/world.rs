@@ -87,7 +87,7 @@ impl World {
     /// is what runs (and what the floor protects), and `agent` is copied
     /// likewise as the adversary's own code.
     pub(crate) fn new(enforcer: &Path, agent: &Path, seed: u64) -> Result<Self, String> {
-        let mut rng = crate::rng::SplitMix64::new(seed ^ 0x776f_726c_64);
+        let mut rng = crate::rng::SplitMix64::new(seed ^ 0x0077_6f72_6c64);
         let dir = tempfile::Builder::new()
             .prefix("kernel-redteam-")
             .tempdir()
@@ -140,7 +140,11 @@ impl World {
         write(
             &config,
             format!(
-                "policies = [\"policy.cedar\"]\nworkspace = \"../ws\"\nkey = \"kernel.key\"\nprotect = [\"../outside/id_rsa\"]\nexec_timeout_secs = 10\n"
+                "policies = [{:?}]\nworkspace = {:?}\nkey = {:?}\nprotect = [{:?}]\nexec_timeout_secs = 10\n",
+                policy.display().to_string(),
+                ws.display().to_string(),
+                key.display().to_string(),
+                outside.join("id_rsa").display().to_string(),
             ),
         )?;
         let key_text = std::fs::read(&key).map_err(|e| e.to_string())?;
@@ -244,10 +248,17 @@ impl World {
     /// Guarded files whose content, size, inode, link count or mtime
     /// changed since the snapshot.
     pub(crate) fn changed_files(&self) -> Vec<String> {
+        self.changed().into_iter().map(|(what, _)| what).collect()
+    }
+
+    /// Like [`changed_files`](Self::changed_files), with whether each file
+    /// lies in the workspace.
+    pub(crate) fn changed(&self) -> Vec<(String, bool)> {
+        let ws = PathBuf::from(&self.plan.workspace);
         self.snapshot
             .iter()
             .filter(|(path, before)| file_state(path) != **before)
-            .map(|(path, _)| format!("{} changed", path.display()))
+            .map(|(path, _)| (format!("{} changed", path.display()), path.starts_with(&ws)))
             .collect()
     }
 
