@@ -972,7 +972,7 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
 
 /// A hand-driven connection: any bytes, any frame.
 pub(crate) struct Raw {
-    tx: IpcSender<Vec<u8>>,
+    pub(crate) tx: IpcSender<Vec<u8>>,
     rx: IpcReceiver<Vec<u8>>,
     pub(crate) handshake: Option<Handshake>,
     pub(crate) key: Option<VerifyingKey>,
@@ -1493,9 +1493,11 @@ pub(crate) fn protocol(
         a.evidence = i % 32 == 0;
         rep.report(a);
     }
-    // The flood: requests sent back to back without waiting, half of them
-    // forbidden reads of the secrets, then every answer read.
+    // The flood: requests sent back to back by a second thread without
+    // waiting for answers, half of them forbidden reads of the secrets,
+    // while this thread reads every answer.
     let mut sent = Vec::new();
+    let mut frames = Vec::new();
     for i in 0..flood {
         let path = if i % 2 == 0 {
             format!("{ws}/README.md")
@@ -1505,15 +1507,20 @@ pub(crate) fn protocol(
         let Ok(request) = raw.request(Action::file_read(path.clone())) else {
             return;
         };
-        let frame = encode_client_frame(&ClientFrame::Broker {
+        frames.push(encode_client_frame(&ClientFrame::Broker {
             request: request.bytes().to_vec(),
             payload: vec![],
-        });
-        if raw.send(frame).is_err() {
-            break;
-        }
+        }));
         sent.push((raw.seq, path));
     }
+    let tx = raw.tx.clone();
+    let sender = std::thread::spawn(move || {
+        for frame in frames {
+            if tx.send(frame).is_err() {
+                break;
+            }
+        }
+    });
     for i in 0..sent.len() {
         let answer = raw.recv();
         let seq = match &answer {
@@ -1532,6 +1539,48 @@ pub(crate) fn protocol(
         a.evidence = i + 1 == sent.len();
         a.audit = i + 1 == sent.len();
         rep.report(a);
+    }
+    let _ = sender.join();
+}
+
+/// An open finding (run with `--open-findings`): the agent sends requests
+/// without ever reading the answers, until the enforcer blocks writing to
+/// it; the runner then pulls the kill switch.
+pub(crate) fn clog(rng: &mut SplitMix64, rep: &mut Reporter) {
+    let mut raw =
+        match Raw::connect(rng.next()).and_then(|mut r| r.hello(PROTOCOL_VERSION).map(|()| r)) {
+            Ok(r) => r,
+            Err(e) => return rep.report(attempt(format!("join: {e}"))),
+        };
+    let ws = raw
+        .handshake
+        .as_ref()
+        .map(|h| h.workspace.clone())
+        .unwrap_or_default();
+    let mut frames = Vec::new();
+    for _ in 0..50_000 {
+        let Ok(request) = raw.request(Action::file_read(format!("{ws}/README.md"))) else {
+            return;
+        };
+        frames.push(encode_client_frame(&ClientFrame::Authorize {
+            request: request.bytes().to_vec()
+        }));
+    }
+    let tx = raw.tx.clone();
+    std::thread::spawn(move || {
+        for frame in frames {
+            if tx.send(frame).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let mut a = attempt("requests sent without reading the answers, then the operator halts");
+    a.answer = format!("{}", std::process::id());
+    rep.report(a);
+    // Never read: stay until stopped.
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
