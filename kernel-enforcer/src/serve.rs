@@ -57,6 +57,11 @@ pub struct ServeOptions {
     pub end_on_halt: bool,
 }
 
+/// How long a supervised session lives on after a halt before it ends
+/// (and the agent with it): long enough for the control socket to answer
+/// the halt request.
+const HALT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The session and what the control plane needs besides it.
 struct Shared {
     session: SharedSession,
@@ -293,9 +298,13 @@ fn watch_signals(shared: &Arc<Shared>) {
 
 fn serve_loop(requests: &IpcReceiver<Vec<u8>>, replies: &IpcSender<Vec<u8>>, shared: &Shared) {
     loop {
-        if shared.stop.load(Ordering::SeqCst)
-            || (shared.end_on_halt && shared.session.lock().halted().is_some())
-        {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if shared.end_on_halt && shared.session.lock().halted().is_some() {
+            // The grace period: the operator's halt command gets its
+            // answer, and the agent its denials, before the session ends.
+            std::thread::sleep(HALT_GRACE);
             return;
         }
         let first = match requests.try_recv_timeout(IDLE_TICK) {

@@ -1563,7 +1563,7 @@ pub(crate) fn clog(rng: &mut SplitMix64, rep: &mut Reporter) {
             return;
         };
         frames.push(encode_client_frame(&ClientFrame::Authorize {
-            request: request.bytes().to_vec()
+            request: request.bytes().to_vec(),
         }));
     }
     let tx = raw.tx.clone();
