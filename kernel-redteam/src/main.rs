@@ -1125,7 +1125,7 @@ fn campaign(options: &Options) -> Result<usize, String> {
         );
     }
     println!(
-        "\nseed {seed:#x}; {} s; self-modifications {}, kill-switch scenarios {}, adversarial round trips to the enforcer {}",
+        "\nseed {seed:#x}; {} s; self-modifications {}, kill-switch scenarios {}, adversarial requests generated for the enforcer {}",
         elapsed.as_secs(),
         s.self_mods,
         s.kill_switch,
