@@ -564,6 +564,7 @@ fn batch(
             "the supervised session ended with {status} (see enforcer.stderr)"
         ));
     }
+    world.rebaseline();
     results.push(Judged {
         class: class.to_owned(),
         what: format!("{batch_name}: the session's evidence and files afterwards"),
