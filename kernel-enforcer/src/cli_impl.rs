@@ -341,10 +341,13 @@ impl SessionArgs {
                 .or(file.evidence)
                 .unwrap_or_else(default_evidence),
             key: self.key.clone().or(file.key),
+            // The configuration file is one of the kernel's own assets too:
+            // whoever edits it chooses the policy, workspace and key.
             protect: file
                 .protect
                 .into_iter()
                 .chain(self.protect.clone())
+                .chain(self.config.clone())
                 .collect(),
             permit_ttl: secs(self.permit_ttl, file.permit_ttl_secs, DEFAULT_PERMIT_TTL),
             control: self.control.clone().or(file.control),
@@ -601,6 +604,7 @@ fn start_session(
             .operator_uid
             .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
         policies: args.policies.clone(),
+        end_on_halt: false,
     };
     Ok((session, options, protected, handoff))
 }
@@ -812,7 +816,9 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
             profile: kernel_confine::PROFILE_VERSION,
         }
     };
-    let (session, options, protected, handoff) = start_session(&settings, confinement, &[])?;
+    let (session, mut options, protected, handoff) = start_session(&settings, confinement, &[])?;
+    // The kill switch ends a supervised agent, not only its permissions.
+    options.end_on_halt = true;
     let agent = supervise::Agent {
         program: supervise::resolve_program(Path::new(program)),
         args: program_args.to_vec(),
@@ -828,13 +834,50 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
     };
     let prepared = supervise::prepare(&agent).map_err(|e| e.to_string())?;
     let evidence = settings.evidence.clone();
-    let status =
-        supervise::run(&agent, prepared, session, handoff, &options).map_err(|e| e.to_string())?;
+    // Processes the agent forks and leaves behind are reparented to the
+    // enforcer instead of init, so that it can end them with the session.
+    let subreaper = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    let status = supervise::run(&agent, prepared, session, handoff, &options);
+    if subreaper.is_ok() {
+        end_descendants();
+    }
+    let status = status.map_err(|e| e.to_string())?;
     eprintln!(
         "kernel-enforcer: the agent exited ({status}); evidence: {}",
         evidence.display()
     );
     Ok(status)
+}
+
+/// Ends every process still descended from the enforcer once the
+/// supervised session is over: what the agent forked and left behind (a
+/// halt ends the agent, not only its permissions), and anything brokered
+/// that outlived its request. Orphans come back here because the enforcer
+/// is their subreaper; each round kills and reaps what is there, until
+/// nothing is.
+fn end_descendants() {
+    use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
+    for _ in 0..100 {
+        let children: Vec<i32> = std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|list| {
+                list.split_whitespace()
+                    .filter_map(|pid| pid.parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect();
+        if children.is_empty() {
+            return;
+        }
+        for pid in children.iter().filter_map(|&pid| Pid::from_raw(pid)) {
+            let _ = kill_process(pid, Signal::KILL);
+        }
+        while let Ok(Some(_)) = waitpid(None, WaitOptions::NOHANG) {}
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn keygen(out: &Path) -> Result<(), String> {

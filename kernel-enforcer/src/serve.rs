@@ -49,7 +49,18 @@ pub struct ServeOptions {
     pub operator_uid: u32,
     /// The policy files, loaded again on `reload`.
     pub policies: Vec<PathBuf>,
+    /// End the session as soon as it is halted, instead of answering the
+    /// client's further requests with denials until it leaves. Supervised
+    /// mode sets it, so that the kill switch also stops the agent (which
+    /// could otherwise keep its channel open, and run, for as long as it
+    /// likes); an embedding program keeps getting signed denials.
+    pub end_on_halt: bool,
 }
+
+/// How long a supervised session lives on after a halt before it ends
+/// (and the agent with it): long enough for the control socket to answer
+/// the halt request.
+const HALT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The session and what the control plane needs besides it.
 struct Shared {
@@ -60,6 +71,7 @@ struct Shared {
     policies: Vec<PathBuf>,
     started: Instant,
     stop: AtomicBool,
+    end_on_halt: bool,
 }
 
 impl Shared {
@@ -247,6 +259,7 @@ fn start_control_plane(
         policies: options.policies.clone(),
         started: Instant::now(),
         stop: AtomicBool::new(false),
+        end_on_halt: options.end_on_halt,
     });
     if let Some(listener) = listener {
         let shared = Arc::clone(&shared);
@@ -286,6 +299,12 @@ fn watch_signals(shared: &Arc<Shared>) {
 fn serve_loop(requests: &IpcReceiver<Vec<u8>>, replies: &IpcSender<Vec<u8>>, shared: &Shared) {
     loop {
         if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if shared.end_on_halt && shared.session.lock().halted().is_some() {
+            // The grace period: the operator's halt command gets its
+            // answer, and the agent its denials, before the session ends.
+            std::thread::sleep(HALT_GRACE);
             return;
         }
         let first = match requests.try_recv_timeout(IDLE_TICK) {
