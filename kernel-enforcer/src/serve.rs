@@ -62,12 +62,65 @@ pub struct ServeOptions {
 /// the halt request.
 const HALT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// Most reply frames waiting for a client that does not read them; a
+/// client further behind than this is treated as gone (its session ends).
+pub const REPLY_BACKLOG: usize = 1024;
+
+/// Replies to the client, written to the channel by a thread of their own:
+/// a client that stops reading blocks that thread only, never a holder of
+/// the session lock (which the kill switch needs). Queuing never blocks.
+#[derive(Clone)]
+struct ReplyQueue {
+    frames: std::sync::mpsc::SyncSender<Vec<u8>>,
+    broken: Arc<AtomicBool>,
+    /// Set when a frame found [`REPLY_BACKLOG`] frames waiting.
+    backlogged: Arc<AtomicBool>,
+}
+
+impl ReplyQueue {
+    /// Starts the writer thread for `replies`.
+    fn start(replies: IpcSender<Vec<u8>>) -> Self {
+        let (frames, queued) = std::sync::mpsc::sync_channel::<Vec<u8>>(REPLY_BACKLOG);
+        let broken = Arc::new(AtomicBool::new(false));
+        let writer_broken = Arc::clone(&broken);
+        std::thread::spawn(move || {
+            for frame in queued {
+                if replies.send(frame).is_err() {
+                    writer_broken.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+        });
+        Self {
+            frames,
+            broken,
+            backlogged: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Queues `frame` for the client; `false` if the client is gone or
+    /// [`REPLY_BACKLOG`] frames behind.
+    fn push(&self, frame: Vec<u8>) -> bool {
+        if self.broken.load(Ordering::SeqCst) {
+            return false;
+        }
+        match self.frames.try_send(frame) {
+            Ok(()) => true,
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                self.backlogged.store(true, Ordering::SeqCst);
+                false
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
 /// The session and what the control plane needs besides it.
 struct Shared {
     session: SharedSession,
-    /// The client's reply channel; none for an agent governed only at the
+    /// The client's replies; none for an agent governed only at the
     /// system-call boundary.
-    replies: Option<IpcSender<Vec<u8>>>,
+    replies: Option<ReplyQueue>,
     policies: Vec<PathBuf>,
     started: Instant,
     stop: AtomicBool,
@@ -75,12 +128,13 @@ struct Shared {
 }
 
 impl Shared {
-    /// Sends frames to the client; the caller holds the session lock.
+    /// Queues frames for the client (never blocks, so callers may hold
+    /// the session lock); `false` if the client is gone or too far behind.
     fn send(&self, frames: Vec<Vec<u8>>) -> bool {
         let Some(replies) = &self.replies else {
             return true;
         };
-        frames.into_iter().all(|frame| replies.send(frame).is_ok())
+        frames.into_iter().all(|frame| replies.push(frame))
     }
 
     fn control(&self, request: ControlRequest, peer: Peer) -> ControlResponse {
@@ -211,9 +265,20 @@ pub fn serve_channels(
     session: SharedSession,
     options: &ServeOptions,
 ) -> Result<Option<String>, ServeError> {
-    let shared = start_control_plane(session, Some(replies.clone()), options)?;
-    serve_loop(&requests, &replies, &shared);
+    let replies = ReplyQueue::start(replies);
+    let backlogged = Arc::clone(&replies.backlogged);
+    let shared = start_control_plane(session, Some(replies), options)?;
+    serve_loop(&requests, &shared);
     let mut session = shared.session.lock();
+    if backlogged.load(Ordering::SeqCst) && session.halted().is_none() {
+        // A client that does not read its answers is not a client the
+        // kernel can serve: an incident, recorded, and (in supervised
+        // mode) the agent is stopped.
+        let _ = session.halt(
+            &format!("the client stopped reading its replies ({REPLY_BACKLOG} waiting)"),
+            "the enforcer",
+        );
+    }
     session.finish();
     Ok(session.halted())
 }
@@ -243,7 +308,7 @@ pub fn serve_without_client(
 /// Binds the control socket, serves it on a thread, and watches signals.
 fn start_control_plane(
     session: SharedSession,
-    replies: Option<IpcSender<Vec<u8>>>,
+    replies: Option<ReplyQueue>,
     options: &ServeOptions,
 ) -> Result<Arc<Shared>, ServeError> {
     let listener = match &options.control {
@@ -296,7 +361,7 @@ fn watch_signals(shared: &Arc<Shared>) {
     });
 }
 
-fn serve_loop(requests: &IpcReceiver<Vec<u8>>, replies: &IpcSender<Vec<u8>>, shared: &Shared) {
+fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             return;
@@ -350,7 +415,7 @@ fn serve_loop(requests: &IpcReceiver<Vec<u8>>, replies: &IpcSender<Vec<u8>>, sha
         for reply in session.decide_batch(&batch) {
             match reply {
                 Reply::Frame(frame) => {
-                    if replies.send(frame).is_err() {
+                    if !shared.send(vec![frame]) {
                         return;
                     }
                 }
@@ -371,7 +436,7 @@ fn serve_loop(requests: &IpcReceiver<Vec<u8>>, replies: &IpcSender<Vec<u8>>, sha
                 Some(broker) => effect.perform_unless_halted(broker, &halt),
                 None => effect.withheld(),
             };
-            if replies.send(frame).is_err() {
+            if !shared.send(vec![frame]) {
                 return;
             }
         }

@@ -1548,7 +1548,7 @@ pub(crate) fn protocol(
     let _ = sender.join();
 }
 
-/// An open finding (run with `--open-findings`): the agent sends requests
+/// A client that never reads (the `kill-switch` class): the agent sends requests
 /// without ever reading the answers, until the enforcer blocks writing to
 /// it; the runner then pulls the kill switch.
 pub(crate) fn clog(rng: &mut SplitMix64, rep: &mut Reporter) {

@@ -746,10 +746,12 @@ fn kill_switch(
     Ok(())
 }
 
-/// The open finding: an agent that never reads its answers blocks the
-/// enforcer's serving thread in a write while it holds the session, and
-/// with it the kill switch. Judged by the world: the halt must be
-/// acknowledged within 10 s and the agent gone 5 s later.
+/// An agent that never reads its answers (found by this campaign: it used
+/// to block the enforcer's serving thread in a write while it held the
+/// session, and with it the kill switch). Judged by the world: the
+/// operator's halt is acknowledged within 10 s, or the enforcer has
+/// already ended the session itself (a client that stops reading is an
+/// incident), and the agent is gone 5 s later.
 fn clogged_kill_switch(
     world: &mut World,
     seed: u64,
@@ -780,6 +782,8 @@ fn clogged_kill_switch(
     let mut effects = Vec::new();
     match rx.recv_timeout(Duration::from_secs(10)) {
         Ok(Ok(r)) if r.ok => {}
+        // The enforcer ended the session on its own before the halt came.
+        Ok(Err(_)) if matches!(child.try_wait(), Ok(Some(_))) => {}
         Ok(other) => effects.push(format!("the halt failed: {other:?}")),
         Err(_) => effects
             .push("the halt was not acknowledged within 10 s: the kill switch is blocked".into()),
@@ -801,7 +805,7 @@ fn clogged_kill_switch(
             .status();
     }
     results.push(Judged {
-        class: "open-findings".into(),
+        class: "kill-switch".into(),
         what: "kill switch while the agent never reads its answers".into(),
         answer: started,
         escaped: !effects.is_empty(),
@@ -1102,7 +1106,7 @@ fn campaign(options: &Options) -> Result<usize, String> {
             &mut results,
         )?;
     }
-    if options.open_findings {
+    if options.open_findings || wanted("kill-switch") {
         clogged_kill_switch(&mut world, seed, &mut results)?;
     }
     let elapsed = started.elapsed();
