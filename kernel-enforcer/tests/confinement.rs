@@ -940,15 +940,7 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
     std::fs::create_dir(scene.ws.join("allowed-1")).unwrap();
     let me = std::env::current_exe().unwrap();
     let evidence = scene.state.join("governed.log");
-    let output = Command::new(ENFORCER)
-        .arg("run")
-        .arg("--govern-syscalls")
-        .arg("--policy")
-        .arg(scene.state.join("policy.cedar"))
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(&evidence)
+    let output = governed_run(&scene, &evidence)
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", "unmodified")
@@ -1138,15 +1130,7 @@ fn python_and_node_run_unmodified_and_governed() -> Result<(), String> {
         let scene = scene();
         std::fs::write(scene.ws.join("keep-me.txt"), "kept").unwrap();
         let evidence = scene.state.join("interpreter.log");
-        let output = Command::new(ENFORCER)
-            .arg("run")
-            .arg("--govern-syscalls")
-            .arg("--policy")
-            .arg(scene.state.join("policy.cedar"))
-            .arg("--workspace")
-            .arg(&scene.ws)
-            .arg("--evidence")
-            .arg(&evidence)
+        let output = governed_run(&scene, &evidence)
             .args(["--", program, flag, script])
             .arg(&scene.outside)
             .output()
@@ -1216,17 +1200,9 @@ fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
     let scene = scene();
     let evidence = scene.state.join("flood.log");
     let started = std::time::Instant::now();
-    let output = Command::new(ENFORCER)
-        .arg("run")
-        .arg("--govern-syscalls")
+    let output = governed_run(&scene, &evidence)
         .arg("--danger-evidence-os-buffered")
         .args(["--syscall-rate", "20"])
-        .arg("--policy")
-        .arg(scene.state.join("policy.cedar"))
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(&evidence)
         .arg("--")
         .arg(std::env::current_exe().unwrap())
         .env("KERNEL_PROBE", "governed-flood")
@@ -1283,6 +1259,21 @@ fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
     }
 }
 
+/// `kernel-enforcer run --govern-syscalls` with the scene's policy and
+/// workspace, recording to `evidence`; the caller adds flags, `--` and the
+/// agent.
+fn governed_run(scene: &Scene, evidence: &std::path::Path) -> Command {
+    let mut command = Command::new(ENFORCER);
+    command
+        .args(["run", "--govern-syscalls", "--policy"])
+        .arg(scene.state.join("policy.cedar"))
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(evidence);
+    command
+}
+
 /// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
 fn ended(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -1300,15 +1291,7 @@ fn a_killed_enforcer_leaves_no_governed_agent_running() -> Result<(), String> {
     let scene = scene();
     let scratch = scene.state.join("scratch");
     let me = std::env::current_exe().unwrap();
-    let mut run = Command::new(ENFORCER)
-        .arg("run")
-        .arg("--govern-syscalls")
-        .arg("--policy")
-        .arg(scene.state.join("policy.cedar"))
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(scene.state.join("killed.log"))
+    let mut run = governed_run(&scene, &scene.state.join("killed.log"))
         .arg("--scratch")
         .arg(&scratch)
         .arg("--")
@@ -1370,15 +1353,7 @@ fn the_kill_switch_stops_a_governed_agent() -> Result<(), String> {
     let evidence = scene.state.join("governed-halt.log");
     let mut control = evidence.as_os_str().to_owned();
     control.push(".control");
-    let mut run = Command::new(ENFORCER)
-        .arg("run")
-        .arg("--govern-syscalls")
-        .arg("--policy")
-        .arg(scene.state.join("policy.cedar"))
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(&evidence)
+    let mut run = governed_run(&scene, &evidence)
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", "governed-loop")
