@@ -433,6 +433,17 @@ struct Agent<'a> {
 }
 
 impl Agent<'_> {
+    /// The directory a relative path is resolved against: the working
+    /// directory for `AT_FDCWD`, else what descriptor `dirfd` names.
+    fn directory(&self, dirfd: i32) -> Option<PathBuf> {
+        let link = if dirfd == libc::AT_FDCWD {
+            format!("/proc/{}/cwd", self.pid)
+        } else {
+            format!("/proc/{}/fd/{dirfd}", self.pid)
+        };
+        std::fs::read_link(link).ok()
+    }
+
     /// Reads the path at `pointer`, resolves it against `dirfd` (or the
     /// working directory), checks the request is still live, and returns
     /// the canonical action `make` builds from it, with its target path.
@@ -445,10 +456,8 @@ impl Agent<'_> {
         let path = read_c_string(&self.memory, pointer)?;
         let base = if path.starts_with('/') {
             None
-        } else if dirfd == libc::AT_FDCWD {
-            Some(std::fs::read_link(format!("/proc/{}/cwd", self.pid)).ok()?)
         } else {
-            Some(std::fs::read_link(format!("/proc/{}/fd/{dirfd}", self.pid)).ok()?)
+            Some(self.directory(dirfd)?)
         };
         if !(self.still_valid)() {
             return None;
@@ -714,11 +723,11 @@ impl Governor {
         let passed = read_c_string(&agent.memory, path)?;
         let argv = read_c_strings(&agent.memory, argv, MAX_ARGS + 1, MAX_ARG_BYTES)?;
         let env = read_c_strings(&agent.memory, envp, MAX_ENV_VARS, MAX_ARG_BYTES)?;
-        let cwd = std::fs::read_link(format!("/proc/{}/cwd", agent.pid)).ok()?;
+        let cwd = agent.directory(libc::AT_FDCWD)?;
         let base = if passed.starts_with('/') || dirfd == libc::AT_FDCWD {
             cwd.clone()
         } else {
-            std::fs::read_link(format!("/proc/{}/fd/{dirfd}", agent.pid)).ok()?
+            agent.directory(dirfd)?
         };
         if !(agent.still_valid)() {
             return None;
