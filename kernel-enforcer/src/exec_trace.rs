@@ -225,9 +225,9 @@ fn kill(pid: i32) {
 }
 
 /// Traces the agent (process `agent`, stopped or about to stop after its
-/// own `exec` because it was started with `trace_before_exec`) and everything it starts,
-/// until the agent's main process ends; returns its raw wait status, or
-/// `None` if it could not be waited for. Must run on the thread that
+/// own `exec` because it was started with `trace_before_exec`) and
+/// everything it starts, until the agent's main process ends; returns its
+/// raw wait status, or `None` if it could not be waited for. Must run on the thread that
 /// started the agent (it is the tracer). Every `exec` that does not match
 /// the [`ExecLedger`] is killed before its first instruction. When this
 /// returns, the thread should end: the kernel then kills every process
