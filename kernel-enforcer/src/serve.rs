@@ -294,11 +294,17 @@ pub fn serve_without_client(
     mut finished: impl FnMut() -> bool,
 ) -> Result<Option<String>, ServeError> {
     let shared = start_control_plane(session, None, options)?;
+    let mut last_tick = Instant::now();
     while !finished()
         && !shared.stop.load(Ordering::SeqCst)
         && shared.session.lock().halted().is_none()
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
+        if last_tick.elapsed() >= IDLE_TICK {
+            // Checkpoints come due here too (there is no client to reply to).
+            let _ = shared.session.lock().tick();
+            last_tick = Instant::now();
+        }
     }
     let mut session = shared.session.lock();
     session.finish();

@@ -370,6 +370,12 @@ fn probe(attack: &str) {
                 started.elapsed().as_millis()
             );
         }
+        "governed-idle" => {
+            // One decided read, a pause, another.
+            let _ = std::fs::read_to_string(format!("{ws}/victim.txt"));
+            std::thread::sleep(Duration::from_millis(2500));
+            let _ = std::fs::read_to_string(format!("{ws}/victim.txt"));
+        }
         "governed-writer" => {
             // Keeps writing workspace files and starting programs, each a
             // decision; says where it is.
@@ -1259,6 +1265,44 @@ fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
     }
 }
 
+/// A governed session (which has no client channel) still signs a
+/// checkpoint when one comes due while the agent is idle, not only at the
+/// end: judged by a checkpoint between the two decisions the agent causes
+/// 2.5 s apart, with checkpoints due after 1 s.
+fn a_governed_session_writes_checkpoints_while_idle() -> Result<(), String> {
+    let scene = scene();
+    let evidence = scene.state.join("idle.log");
+    let output = governed_run(&scene, &evidence)
+        .args(["--checkpoint-interval", "1", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .env("KERNEL_PROBE", "governed-idle")
+        .env("PROBE_WS", &scene.ws)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        return Err(format!("the run failed: {}", lines(&output)));
+    }
+    let log = std::fs::read(&evidence).map_err(|e| e.to_string())?;
+    let kinds: Vec<char> = kernel_core::split_records(&log)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter_map(|body| match kernel_core::decode_record(body) {
+            Ok(kernel_core::Record::Decision { .. }) => Some('d'),
+            Ok(kernel_core::Record::Checkpoint { .. }) => Some('c'),
+            _ => None,
+        })
+        .collect();
+    let order: String = kinds.into_iter().collect();
+    // d ... c ... d: a checkpoint between the first and the last decision.
+    match (order.find('d'), order.rfind('d')) {
+        (Some(first), Some(last)) if order[first..last].contains('c') => Ok(()),
+        _ => Err(format!(
+            "no checkpoint while the agent was idle (records: {order})"
+        )),
+    }
+}
+
 /// `kernel-enforcer run --govern-syscalls` with the scene's policy and
 /// workspace, recording to `evidence`; the caller adds flags, `--` and the
 /// agent.
@@ -1913,7 +1957,7 @@ fn main() {
         probe(&attack);
         return;
     }
-    let checks: [Check; 11] = [
+    let checks: [Check; 12] = [
         (
             "embedded_lockdown_confines_the_agent_after_spawn",
             embedded_lockdown_confines_the_agent_after_spawn,
@@ -1957,6 +2001,10 @@ fn main() {
         (
             "a_flood_of_governed_calls_is_held_to_the_rate_limit",
             a_flood_of_governed_calls_is_held_to_the_rate_limit,
+        ),
+        (
+            "a_governed_session_writes_checkpoints_while_idle",
+            a_governed_session_writes_checkpoints_while_idle,
         ),
     ];
     let (mut passed, mut failed) = (0, 0);
