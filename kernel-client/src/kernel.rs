@@ -17,6 +17,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Child, ExitStatus};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -47,17 +48,23 @@ struct Outbox {
 /// Where callers wait for their answers (leader/follower, no background
 /// thread). A caller that needs a reply and finds nobody receiving becomes
 /// the receiver: it reads the channel with its own remaining time, files
-/// answers for other waiting callers here and wakes them. The others wait
-/// on [`Kernel::arrived`] with their own deadlines and take over receiving
-/// when the receiver leaves.
+/// answers for other waiting callers here and wakes each one's own
+/// condition variable (so an answer wakes its caller, not every caller).
+/// The others wait with their own deadlines; when the receiver leaves, it
+/// wakes one of them to take over receiving.
 #[derive(Debug, Default)]
 struct Inbox {
-    /// Sequence numbers whose callers are still waiting. An answer for any
-    /// other number (a late answer to a request that already timed out, or
-    /// a number never sent) is dropped, never delivered to another request.
-    waiting: HashSet<u64>,
+    /// Callers still waiting, by sequence number, each with the condition
+    /// variable it waits on. An answer for any other number (a late answer
+    /// to a request that already timed out, or a number never sent) is
+    /// dropped, never delivered to another request.
+    waiting: HashMap<u64, Arc<Condvar>>,
     /// Answers received for waiting callers, by sequence number.
     filed: HashMap<u64, EnforcerFrame>,
+    /// Callers asleep on their condition variable right now (the others
+    /// are sending, verifying, or about to look at the inbox, and need no
+    /// wake-up to see it).
+    sleeping: HashSet<u64>,
     /// Whether a caller is reading the reply channel now.
     receiving: bool,
 }
@@ -93,9 +100,6 @@ pub struct Kernel {
     outbox: Mutex<Option<Outbox>>,
     replies: Mutex<Option<IpcReceiver<Vec<u8>>>>,
     inbox: Mutex<Inbox>,
-    /// Signalled when an answer is filed, when the receiver leaves, and
-    /// when the enforcer is found gone.
-    arrived: Condvar,
     handshake: Handshake,
     key: VerifyingKey,
     timeout: Duration,
@@ -215,7 +219,6 @@ impl Kernel {
             })),
             replies: Mutex::new(Some(replies)),
             inbox: Mutex::new(Inbox::default()),
-            arrived: Condvar::new(),
             handshake,
             key,
             timeout: config.timeout,
@@ -427,8 +430,12 @@ impl Kernel {
         });
         // Registered before sending, so that whoever is receiving files the
         // answer instead of dropping it as unknown.
-        if !self.inbox.lock().waiting.insert(seq) {
-            return Err(Denial::Transport(format!("sequence number {seq} reused")));
+        {
+            let mut inbox = self.inbox.lock();
+            if inbox.waiting.contains_key(&seq) {
+                return Err(Denial::Transport(format!("sequence number {seq} reused")));
+            }
+            inbox.waiting.insert(seq, Arc::new(Condvar::new()));
         }
         if out.requests.send(frame).is_err() {
             drop(outbox);
@@ -447,6 +454,46 @@ impl Kernel {
     /// (after an approval) is filed, not dropped.
     fn await_answer(&self, seq: u64, deadline: Instant) -> Result<EnforcerFrame, Denial> {
         let mut inbox = self.inbox.lock();
+        let result = self.await_answer_locked(&mut inbox, seq, deadline);
+        // Whoever leaves while nobody receives hands the role on.
+        Self::hand_over(&inbox, seq, self.gone.load(Ordering::SeqCst));
+        result
+    }
+
+    /// Wakes the callers that must act now: every one when the enforcer is
+    /// gone; otherwise, when nobody is receiving, one caller other than
+    /// `me` still waiting for an answer (it takes over receiving).
+    fn hand_over(inbox: &Inbox, me: u64, gone: bool) {
+        if gone {
+            inbox.waiting.values().for_each(|waiter| {
+                waiter.notify_all();
+            });
+            return;
+        }
+        if inbox.receiving {
+            return;
+        }
+        if let Some(next) = inbox
+            .sleeping
+            .iter()
+            .find(|seq| **seq != me && !inbox.filed.contains_key(seq))
+            .and_then(|seq| inbox.waiting.get(seq))
+        {
+            next.notify_all();
+        }
+    }
+
+    fn await_answer_locked(
+        &self,
+        inbox: &mut MutexGuard<'_, Inbox>,
+        seq: u64,
+        deadline: Instant,
+    ) -> Result<EnforcerFrame, Denial> {
+        let Some(mine) = inbox.waiting.get(&seq).cloned() else {
+            return Err(Denial::Transport(format!(
+                "sequence number {seq} not registered"
+            )));
+        };
         loop {
             if let Some(frame) = inbox.filed.remove(&seq) {
                 break Ok(frame);
@@ -461,17 +508,17 @@ impl Kernel {
                 break Err(Denial::Timeout(self.timeout));
             };
             if inbox.receiving {
-                // Woken when an answer is filed, the receiver leaves or the
-                // enforcer is gone; otherwise at this caller's own deadline.
-                let _ = self.arrived.wait_for(&mut inbox, remaining);
+                // Woken when this caller's answer is filed, when it is its
+                // turn to receive, or when the enforcer is gone; otherwise
+                // at its own deadline.
+                inbox.sleeping.insert(seq);
+                let _ = mine.wait_for(inbox, remaining);
+                inbox.sleeping.remove(&seq);
                 continue;
             }
             inbox.receiving = true;
-            let received = MutexGuard::unlocked(&mut inbox, || self.receive(remaining));
+            let received = MutexGuard::unlocked(inbox, || self.receive(remaining));
             inbox.receiving = false;
-            // Whatever happens next, another waiter may have to take over
-            // receiving, or may find its answer filed, or the kernel gone.
-            self.arrived.notify_all();
             let bytes = match received {
                 Received::Frame(bytes) => bytes,
                 Received::Empty => continue,
@@ -490,8 +537,9 @@ impl Kernel {
                     if s == seq {
                         break Ok(frame);
                     }
-                    if inbox.waiting.contains(&s) {
+                    if let Some(waiter) = inbox.waiting.get(&s).cloned() {
                         inbox.filed.entry(s).or_insert(frame);
+                        waiter.notify_all();
                     }
                     // Otherwise a late answer to a request that timed out
                     // (or a number never sent): dropped.
@@ -545,8 +593,8 @@ impl Kernel {
     /// [`Denial::EnforcerGone`] promptly.
     fn mark_gone(&self) {
         self.gone.store(true, Ordering::SeqCst);
-        let _inbox = self.inbox.lock();
-        self.arrived.notify_all();
+        let inbox = self.inbox.lock();
+        Self::hand_over(&inbox, u64::MAX, true);
     }
 
     /// Turns the answer to `request` into a permit or a denial. The receipt
