@@ -586,6 +586,43 @@ fn exec_probe(ws: &str) {
         status(Command::new("/usr/bin/touch").arg("FORBIDDEN")),
     );
     report(
+        "exec-descriptor",
+        // execveat of an open descriptor (fexecve): refused, whatever the
+        // file, so a program that exists on no disk cannot be run.
+        {
+            let fd =
+                unsafe { libc::open(c"/usr/bin/touch".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            let argv = [
+                c"touch".as_ptr(),
+                c"fexecve-made.txt".as_ptr(),
+                std::ptr::null(),
+            ];
+            let envp = [std::ptr::null::<libc::c_char>()];
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        fd,
+                        c"".as_ptr(),
+                        argv.as_ptr(),
+                        envp.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    );
+                    libc::_exit(126);
+                }
+            }
+            let mut status = 0;
+            unsafe { libc::waitpid(child, &raw mut status, 0) };
+            unsafe { libc::close(fd) };
+            if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+                Ok(String::new())
+            } else {
+                Err(format!("status {status:#x}"))
+            }
+        },
+    );
+    report(
         "exec-other-argv0",
         status(
             Command::new("/usr/bin/touch")
@@ -986,6 +1023,7 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         "exec-denied: blocked",
         "exec-denied-arguments: blocked",
         "exec-other-argv0: blocked",
+        "exec-descriptor: blocked",
         "scratch-write: SUCCEEDED",
         "own-listener: blocked (errno 16)",
     ] {
@@ -1041,6 +1079,9 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         != Some("kept")
     {
         problems.push("the denied `rm` removed its file".into());
+    }
+    if scene.ws.join("fexecve-made.txt").exists() {
+        problems.push("a program run from a descriptor ran".into());
     }
     if scene.ws.join("argv0-made.txt").exists() {
         problems.push("a program whose argv[0] names another one ran".into());
