@@ -1,11 +1,16 @@
 //! Serving one client: the session channel, the control socket and
 //! signals, around one shared [`Session`].
 //!
-//! The session is behind one lock. The serving thread holds it from
-//! deciding a batch until the batch's replies are sent; the control plane
-//! and signals take the same lock to halt, approve or reload. So once a
-//! halt is acknowledged, no allow can leave afterwards, not even for a
-//! request that was already in flight.
+//! The session is behind one lock. The serving thread holds it while it
+//! decides a batch and makes the batch's records durable; the control
+//! plane and signals take the same lock to halt, approve or reload. So
+//! once a halt is acknowledged, no request is allowed and no brokered
+//! effect starts. Replies are sent after the lock is released, by the
+//! serving thread itself (a hand-over to another thread would cost a
+//! wake-up per decision): a client that stops reading blocks that thread
+//! only, never the kill switch. The thread that owns the session watches
+//! the serving thread, and ends the session when it halts (in supervised
+//! mode), when a signal asks, or when the client has stopped reading.
 
 use crate::control::{self, ControlRequest, ControlResponse, Peer};
 use crate::policy::PolicyEngine;
@@ -62,13 +67,16 @@ pub struct ServeOptions {
 /// the halt request.
 const HALT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Most reply frames waiting for a client that does not read them; a
-/// client further behind than this is treated as gone (its session ends).
+/// Most reply frames from the control plane (denials of pending requests
+/// at a halt, answers to approvals) waiting for a client that does not
+/// read them; a client further behind than this is treated as gone (its
+/// session ends).
 pub const REPLY_BACKLOG: usize = 1024;
 
-/// Replies to the client, written to the channel by a thread of their own:
-/// a client that stops reading blocks that thread only, never a holder of
-/// the session lock (which the kill switch needs). Queuing never blocks.
+/// Replies produced by the control plane and signals while they hold the
+/// session lock, written to the channel by a thread of their own: a client
+/// that stops reading blocks that thread only, never a holder of the
+/// session lock (which the kill switch needs). Queuing never blocks.
 #[derive(Clone)]
 struct ReplyQueue {
     frames: std::sync::mpsc::SyncSender<Vec<u8>>,
@@ -257,30 +265,104 @@ pub type SharedSession = Arc<Mutex<Session>>;
 
 /// Serves one session over established channels, with the control socket
 /// and signals, until the client goes away or a termination signal
-/// arrives; then writes the final checkpoint. Returns why the session
-/// halted, if it did.
+/// arrives (or, with [`ServeOptions::end_on_halt`], the session halts);
+/// then writes the final checkpoint. Returns why the session halted, if it
+/// did.
+///
+/// The requests are served on a thread of their own; this thread only
+/// watches it. A client that has not taken a reply for [`STALLED_SEND`]
+/// is treated as gone: the session halts, recorded, and ends.
 pub fn serve_channels(
     requests: IpcReceiver<Vec<u8>>,
     replies: IpcSender<Vec<u8>>,
     session: SharedSession,
     options: &ServeOptions,
 ) -> Result<Option<String>, ServeError> {
-    let replies = ReplyQueue::start(replies);
-    let backlogged = Arc::clone(&replies.backlogged);
-    let shared = start_control_plane(session, Some(replies), options)?;
-    serve_loop(&requests, &shared);
+    let queue = ReplyQueue::start(replies.clone());
+    let backlogged = Arc::clone(&queue.backlogged);
+    let shared = start_control_plane(session, Some(queue), options)?;
+    let sending = Arc::new(SendWatch::default());
+    let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
+    {
+        let shared = Arc::clone(&shared);
+        let sending = Arc::clone(&sending);
+        std::thread::spawn(move || {
+            serve_loop(&requests, &replies, &shared, &sending);
+            let _ = ended_tx.send(());
+        });
+    }
+    let stalled = loop {
+        match ended.recv_timeout(WATCH_INTERVAL) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break false,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            break false;
+        }
+        if shared.end_on_halt && shared.session.lock().halted().is_some() {
+            // The grace period: the operator's halt command gets its
+            // answer, and the agent its denials, before the session ends.
+            std::thread::sleep(HALT_GRACE);
+            break false;
+        }
+        if sending.stalled() || backlogged.load(Ordering::SeqCst) {
+            break true;
+        }
+    };
+    // The serving thread, if it is still running (blocked on a client that
+    // does not read), decides nothing more.
+    shared.stop.store(true, Ordering::SeqCst);
     let mut session = shared.session.lock();
-    if backlogged.load(Ordering::SeqCst) && session.halted().is_none() {
+    if stalled && session.halted().is_none() {
         // A client that does not read its answers is not a client the
         // kernel can serve: an incident, recorded, and (in supervised
         // mode) the agent is stopped.
-        let _ = session.halt(
-            &format!("the client stopped reading its replies ({REPLY_BACKLOG} waiting)"),
-            "the enforcer",
-        );
+        let _ = session.halt("the client stopped reading its replies", "the enforcer");
     }
     session.finish();
     Ok(session.halted())
+}
+
+/// How long a reply may wait for the client to take it before the client
+/// is treated as gone. A client that reads its replies never makes the
+/// enforcer wait at all: a send only blocks once the socket's buffer holds
+/// hundreds of unread replies.
+pub const STALLED_SEND: Duration = Duration::from_secs(2);
+
+/// How often the owning thread looks at the serving thread.
+const WATCH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// When the serving thread's current send to the client started, if one
+/// is in progress.
+#[derive(Default)]
+struct SendWatch {
+    /// Milliseconds since `epoch` plus one when the send started; zero
+    /// when no send is in progress.
+    since: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl SendWatch {
+    fn now(&self) -> u64 {
+        let epoch = self.epoch.get_or_init(Instant::now);
+        u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Sends `frame` on `replies`, marking the send as in progress.
+    fn send(&self, replies: &IpcSender<Vec<u8>>, frame: Vec<u8>) -> bool {
+        self.since
+            .store(self.now().saturating_add(1), Ordering::SeqCst);
+        let sent = replies.send(frame).is_ok();
+        self.since.store(0, Ordering::SeqCst);
+        sent
+    }
+
+    /// Whether a send has waited longer than [`STALLED_SEND`].
+    fn stalled(&self) -> bool {
+        let since = self.since.load(Ordering::SeqCst);
+        let limit = u64::try_from(STALLED_SEND.as_millis()).unwrap_or(u64::MAX);
+        since != 0 && self.now().saturating_sub(since - 1) > limit
+    }
 }
 
 /// Serves a session that has no client (an agent governed only at the
@@ -367,15 +449,15 @@ fn watch_signals(shared: &Arc<Shared>) {
     });
 }
 
-fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
+fn serve_loop(
+    requests: &IpcReceiver<Vec<u8>>,
+    replies: &IpcSender<Vec<u8>>,
+    shared: &Shared,
+    sending: &SendWatch,
+) {
+    let send = |frame: Vec<u8>| sending.send(replies, frame);
     loop {
         if shared.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        if shared.end_on_halt && shared.session.lock().halted().is_some() {
-            // The grace period: the operator's halt command gets its
-            // answer, and the agent its denials, before the session ends.
-            std::thread::sleep(HALT_GRACE);
             return;
         }
         let first = match requests.try_recv_timeout(IDLE_TICK) {
@@ -393,7 +475,7 @@ fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
                     seq: None,
                     refusal: Refusal::Malformed(e.to_string()),
                 });
-                if !shared.send(vec![refusal]) {
+                if !send(refusal) {
                     return;
                 }
                 continue;
@@ -417,20 +499,28 @@ fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
             }
         }
         let mut session = shared.session.lock();
+        if shared.stop.load(Ordering::SeqCst) {
+            // The session has ended while this batch was read.
+            return;
+        }
+        let mut frames = Vec::with_capacity(batch.len());
         let mut effects = Vec::new();
         for reply in session.decide_batch(&batch) {
             match reply {
-                Reply::Frame(frame) => {
-                    if !shared.send(vec![frame]) {
-                        return;
-                    }
-                }
+                Reply::Frame(frame) => frames.push(frame),
                 Reply::Effect(effect) => effects.push(effect),
             }
         }
         let broker = session.broker().cloned();
         let halt = session.halt_latch();
         drop(session);
+        // Durable, and decided under the lock; sent outside it, so that a
+        // client that does not read holds up nobody but itself.
+        for frame in frames {
+            if !send(frame) {
+                return;
+            }
+        }
         // Effects run outside the lock, so a long command does not hold up
         // other requests or the kill switch. Each starts through the halt
         // latch: once a halt is acknowledged no effect starts, and a halt
@@ -442,7 +532,7 @@ fn serve_loop(requests: &IpcReceiver<Vec<u8>>, shared: &Shared) {
                 Some(broker) => effect.perform_unless_halted(broker, &halt),
                 None => effect.withheld(),
             };
-            if !shared.send(vec![frame]) {
+            if !send(frame) {
                 return;
             }
         }

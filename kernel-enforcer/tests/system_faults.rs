@@ -184,3 +184,87 @@ fn an_operator_halt_is_recorded_and_every_later_request_is_a_signed_denial() {
         .expect("the halt is recorded");
     assert_eq!(halt, 2, "right after the one allowed decision");
 }
+
+/// A client that sends requests and never reads the answers: once the
+/// reply channel is full, the serving thread waits on it, but never while
+/// holding the session (the kill switch takes it within a second), and the
+/// enforcer ends the session on its own, recorded as a halt.
+#[test]
+fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
+    use ipc_channel::ipc;
+    use kernel_enforcer::serve::{STALLED_SEND, ServeOptions, serve_channels};
+    let (session, device, id) = session(usize::MAX, Fault::FailWrite);
+    let shared = Arc::new(Mutex::new(session));
+    let (requests_tx, requests) = ipc::channel::<Vec<u8>>().unwrap();
+    let (replies, _never_read) = ipc::channel::<Vec<u8>>().unwrap();
+    let options = ServeOptions {
+        control: None,
+        operator_uid: 0,
+        policies: Vec::new(),
+        end_on_halt: false,
+    };
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let serving = Arc::clone(&shared);
+    std::thread::spawn(move || {
+        let _ = done_tx.send(serve_channels(requests, replies, serving, &options).unwrap());
+    });
+    std::thread::spawn(move || {
+        for seq in 1..100_000u64 {
+            let request = EncodedRequest::new(Request {
+                session: kernel_core::SessionId(id.to_le_bytes()),
+                seq,
+                nonce: [0; 16],
+                action: CanonicalAction::new(Action::file_read("/ws/a"), None).unwrap(),
+                deadline_ms: u64::MAX,
+            });
+            let frame = encode_client_frame(&ClientFrame::Authorize {
+                request: request.bytes().to_vec(),
+            });
+            if requests_tx.send(frame).is_err() {
+                return;
+            }
+        }
+    });
+    // Until the channel fills, requests are decided; then the serving
+    // thread waits on the client, and the session stays free.
+    let started = std::time::Instant::now();
+    let mut last = 0;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let now = device.bytes.lock().len();
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+        assert!(
+            started.elapsed() < STALLED_SEND,
+            "the enforcer never waited on the client"
+        );
+    }
+    {
+        let session = shared
+            .try_lock_for(std::time::Duration::from_secs(1))
+            .expect("a client that does not read holds the session lock");
+        assert!(session.halted().is_none());
+    }
+    let halted = done
+        .recv_timeout(STALLED_SEND * 10)
+        .expect("the session did not end");
+    let cause = halted.expect("the session ended without a halt");
+    assert!(cause.contains("stopped reading"), "{cause}");
+    let bytes = device.bytes.lock().clone();
+    let report = audit(&bytes, &AuditOptions::default()).unwrap();
+    assert!(report.allowed > 0);
+    let halts: Vec<String> = split_records(&bytes)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match decode_record(r).unwrap() {
+            Record::Event(event) => match event.decode_unverified().ok()? {
+                Event::Halt { cause, .. } => Some(cause),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(halts, vec![cause]);
+}
