@@ -5,10 +5,12 @@
 //! decides a batch and makes the batch's records durable; the control
 //! plane and signals take the same lock to halt, approve or reload. So
 //! once a halt is acknowledged, no request is allowed and no brokered
-//! effect starts. Replies are sent after the lock is released, by the
-//! serving thread itself (a hand-over to another thread would cost a
-//! wake-up per decision): a client that stops reading blocks that thread
-//! only, never the kill switch. The thread that owns the session watches
+//! effect starts, and a permit decided before but not yet sent is
+//! withheld ([`crate::session::Permit::release`]): only one whose write
+//! had already begun can still reach the client. Replies are sent after
+//! the lock is released, by the serving thread itself (a hand-over to
+//! another thread would cost a wake-up per decision): a client that stops
+//! reading blocks that thread only, never the kill switch. The thread that owns the session watches
 //! the serving thread, and ends the session when it halts (in supervised
 //! mode), when a signal asks, or when the client has stopped reading.
 
@@ -503,20 +505,26 @@ fn serve_loop(
             // The session has ended while this batch was read.
             return;
         }
-        let mut frames = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
         let mut effects = Vec::new();
         for reply in session.decide_batch(&batch) {
             match reply {
-                Reply::Frame(frame) => frames.push(frame),
                 Reply::Effect(effect) => effects.push(effect),
+                other => replies.push(other),
             }
         }
         let broker = session.broker().cloned();
         let halt = session.halt_latch();
         drop(session);
         // Durable, and decided under the lock; sent outside it, so that a
-        // client that does not read holds up nobody but itself.
-        for frame in frames {
+        // client that does not read holds up nobody but itself. A permit
+        // is withheld if a halt came in the meantime.
+        for reply in replies {
+            let frame = match reply {
+                Reply::Frame(frame) => frame,
+                Reply::Permit(permit) => permit.release(&halt),
+                Reply::Effect(effect) => effect.withheld(),
+            };
             if !send(frame) {
                 return;
             }

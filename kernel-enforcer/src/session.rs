@@ -178,19 +178,51 @@ impl StartedEffect {
     }
 }
 
-/// One reply of a batch: ready to send, or an effect to perform first.
+/// One reply of a batch: ready to send, a permit to release, or an
+/// effect to perform first.
 #[derive(Debug)]
 pub enum Reply {
-    /// An encoded frame to send.
+    /// An encoded frame to send (a denial, a refusal, a handshake).
     Frame(Vec<u8>),
+    /// A signed allow, durable in the evidence: send it through
+    /// [`Permit::release`], which withholds it once the session halted.
+    Permit(Permit),
     /// An allowed effect, already durable in the evidence, to perform.
     Effect(PendingEffect),
+}
+
+/// An encoded allow receipt that has not left the enforcer yet.
+#[derive(Debug)]
+pub struct Permit {
+    seq: u64,
+    frame: Vec<u8>,
+}
+
+impl Permit {
+    /// The frame to send now: the receipt, or a `Halted` refusal if the
+    /// session has halted since the decision. Call it right before the
+    /// send, so that a halt acknowledged while the reply waited (behind
+    /// other replies, or on a client that does not read) lets no allow
+    /// out; only a receipt already being written to the channel when the
+    /// halt comes can still reach the client.
+    pub fn release(self, halt: &HaltLatch) -> Vec<u8> {
+        if halt.is_halted() {
+            encode_enforcer_frame(&EnforcerFrame::Refused {
+                seq: Some(self.seq),
+                refusal: Refusal::Halted,
+            })
+        } else {
+            self.frame
+        }
+    }
 }
 
 /// What handling one frame produced, before the batch is committed.
 #[derive(Debug)]
 enum Answer {
     Frame(EnforcerFrame),
+    /// An allow receipt.
+    Permit(EnforcerFrame),
     Effect(PendingEffect),
 }
 
@@ -409,6 +441,7 @@ impl Session {
             .into_iter()
             .map(|reply| match reply {
                 Reply::Frame(frame) => frame,
+                Reply::Permit(permit) => permit.release(&self.halt),
                 Reply::Effect(effect) => match &self.broker {
                     Some(broker) => effect.perform_unless_halted(broker, &self.halt),
                     None => effect.withheld(),
@@ -440,7 +473,11 @@ impl Session {
             )
             .collect();
         for answer in &answers {
-            if matches!(answer, Answer::Frame(EnforcerFrame::Refused { .. })) {
+            if matches!(
+                answer,
+                Answer::Frame(EnforcerFrame::Refused { .. })
+                    | Answer::Permit(EnforcerFrame::Refused { .. })
+            ) {
                 self.counts.refused += 1;
             }
         }
@@ -457,10 +494,19 @@ impl Session {
                 (Answer::Effect(effect), true) => Reply::Effect(effect),
                 (Answer::Effect(effect), false) => Reply::Frame(effect.withheld()),
                 (Answer::Frame(EnforcerFrame::Receipt { seq, .. }), false)
-                | (Answer::Frame(EnforcerFrame::Brokered { seq, .. }), false) => Reply::Frame(
+                | (Answer::Frame(EnforcerFrame::Brokered { seq, .. }), false)
+                | (Answer::Permit(EnforcerFrame::Receipt { seq, .. }), false) => Reply::Frame(
                     encode_enforcer_frame(&Self::refused(Some(seq), Refusal::Halted)),
                 ),
-                (Answer::Frame(frame), _) => Reply::Frame(encode_enforcer_frame(&frame)),
+                (Answer::Permit(frame @ EnforcerFrame::Receipt { seq, .. }), true) => {
+                    Reply::Permit(Permit {
+                        seq,
+                        frame: encode_enforcer_frame(&frame),
+                    })
+                }
+                (Answer::Frame(frame) | Answer::Permit(frame), _) => {
+                    Reply::Frame(encode_enforcer_frame(&frame))
+                }
             })
             .collect()
     }
@@ -484,7 +530,7 @@ impl Session {
     /// fuzzer drives. Production code uses [`handle`](Self::handle).
     pub fn handle_frame(&mut self, frame: &[u8]) -> Vec<u8> {
         match self.answer_to(frame) {
-            Answer::Frame(frame) => encode_enforcer_frame(&frame),
+            Answer::Frame(frame) | Answer::Permit(frame) => encode_enforcer_frame(&frame),
             Answer::Effect(effect) => effect.withheld(),
         }
     }
@@ -512,7 +558,10 @@ impl Session {
                 protocol,
                 challenge,
             } => Answer::Frame(self.hello(protocol, &challenge)),
-            ClientFrame::Authorize { request } => Answer::Frame(self.authorize(&request).0),
+            ClientFrame::Authorize { request } => match self.authorize(&request) {
+                (frame, Some(_)) => Answer::Permit(frame),
+                (frame, None) => Answer::Frame(frame),
+            },
             ClientFrame::Broker { request, payload } => self.broker_request(&request, payload),
         }
     }

@@ -16,11 +16,12 @@
 //! - (d) the log passes `audit` with the enforcer's key;
 //!
 //! and besides: each client answer is the decision recorded at its
-//! `log_index` for exactly its request. Faults that break none of these
-//! fail the scenario too, listed after the safety checks have run: the
-//! halt not recorded exactly once, the enforcer gone before the scenario
-//! ends it, a call answered by anything but a signed decision, a decision
-//! record that no call received.
+//! `log_index` for exactly its request, or `Halted` for a permit decided
+//! before the halt but not yet sent when it came (withheld). Faults that
+//! break none of these fail the scenario too, listed after the safety
+//! checks have run: the halt not recorded exactly once, the enforcer gone
+//! before the scenario ends it, a call answered by anything but a signed
+//! decision or a withheld permit, a decision record that no call received.
 //!
 //! `KILL_SWITCH_SEED=N` reruns one scenario; `KILL_SWITCH_SCENARIOS=N`
 //! changes how many run.
@@ -167,6 +168,7 @@ struct Stats {
     scenarios: u64,
     decisions: u64,
     permits: u64,
+    withheld_permits: u64,
     denials_after_halt: u64,
     calls_after_ack: u64,
 }
@@ -176,6 +178,7 @@ impl Stats {
         self.scenarios += other.scenarios;
         self.decisions += other.decisions;
         self.permits += other.permits;
+        self.withheld_permits += other.withheld_permits;
         self.denials_after_halt += other.denials_after_halt;
         self.calls_after_ack += other.calls_after_ack;
     }
@@ -446,6 +449,7 @@ fn judge(
     // every recorded decision answers one call.
     let mut answered = std::collections::BTreeSet::new();
     let mut permits = 0;
+    let mut withheld_permits = 0;
     let mut unexpected = Vec::new();
     for call in calls {
         let (index, expected) = match &call.outcome {
@@ -462,6 +466,30 @@ fn judge(
                 (index, Decision::Allow)
             }
             Err(Denial::Policy { log_index, .. }) => (*log_index, Decision::Deny),
+            // A permit decided before the halt but not yet sent when it
+            // came is withheld: the call is answered `Halted`, and its
+            // record is an allow before the halt record.
+            Err(Denial::Halted) => {
+                let withheld = log[..halt_at].iter().enumerate().find_map(|(i, e)| {
+                    matches!(e, Entry::Decision { request, body }
+                        if body.decision == Decision::Allow && read_path(request) == call.path)
+                    .then_some(i)
+                });
+                match withheld {
+                    Some(index) => {
+                        withheld_permits += 1;
+                        assert!(
+                            answered.insert(u64::try_from(index).unwrap()),
+                            "seed {seed:#x}: two calls answered by record {index}"
+                        );
+                    }
+                    None => unexpected.push(format!(
+                        "thread {} {}: halted without an allow recorded before the halt",
+                        call.thread, call.path
+                    )),
+                }
+                continue;
+            }
             Err(other) => {
                 unexpected.push(format!("thread {} {}: {other:?}", call.thread, call.path));
                 continue;
@@ -542,6 +570,7 @@ fn judge(
         scenarios: 1,
         decisions: u64::try_from(decisions).unwrap(),
         permits,
+        withheld_permits,
         denials_after_halt,
         calls_after_ack,
     }
@@ -594,13 +623,14 @@ fn halting_at_random_moments_never_lets_an_allow_through() {
         .count();
     println!(
         "kill switch campaign: {} scenarios ({by_signal} by SIGUSR1), {} passed, {} failed; \
-         passed ones: {} decisions, {} permits, {} denials after halt, {} calls started after \
-         the halt took effect (all denied); {:.1} s",
+         passed ones: {} decisions, {} permits, {} permits withheld at the halt, {} denials \
+         after halt, {} calls started after the halt took effect (all denied); {:.1} s",
         seeds.len(),
         total.scenarios,
         failures.len(),
         total.decisions,
         total.permits,
+        total.withheld_permits,
         total.denials_after_halt,
         total.calls_after_ack,
         started.elapsed().as_secs_f64()

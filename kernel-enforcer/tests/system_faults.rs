@@ -99,7 +99,8 @@ fn session(healthy: usize, fault: Fault) -> (Session, Device, u128) {
     (session, device, u128::from_le_bytes(handshake.session.0))
 }
 
-fn ask(session: &mut Session, id: u128, seq: u64) -> EnforcerFrame {
+/// The frame asking to read `/ws/a` (allowed) as request `seq`.
+fn authorize_frame(id: u128, seq: u64) -> Vec<u8> {
     let request = EncodedRequest::new(Request {
         session: kernel_core::SessionId(id.to_le_bytes()),
         seq,
@@ -107,10 +108,13 @@ fn ask(session: &mut Session, id: u128, seq: u64) -> EnforcerFrame {
         action: CanonicalAction::new(Action::file_read("/ws/a"), None).unwrap(),
         deadline_ms: u64::MAX,
     });
-    let frame = encode_client_frame(&ClientFrame::Authorize {
+    encode_client_frame(&ClientFrame::Authorize {
         request: request.bytes().to_vec(),
-    });
-    decode_enforcer_frame(&session.handle(&frame)).unwrap()
+    })
+}
+
+fn ask(session: &mut Session, id: u128, seq: u64) -> EnforcerFrame {
+    decode_enforcer_frame(&session.handle(&authorize_frame(id, seq))).unwrap()
 }
 
 fn is_allow(frame: &EnforcerFrame) -> bool {
@@ -210,17 +214,7 @@ fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
     });
     std::thread::spawn(move || {
         for seq in 1..100_000u64 {
-            let request = EncodedRequest::new(Request {
-                session: kernel_core::SessionId(id.to_le_bytes()),
-                seq,
-                nonce: [0; 16],
-                action: CanonicalAction::new(Action::file_read("/ws/a"), None).unwrap(),
-                deadline_ms: u64::MAX,
-            });
-            let frame = encode_client_frame(&ClientFrame::Authorize {
-                request: request.bytes().to_vec(),
-            });
-            if requests_tx.send(frame).is_err() {
+            if requests_tx.send(authorize_frame(id, seq)).is_err() {
                 return;
             }
         }
@@ -267,4 +261,39 @@ fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
         })
         .collect();
     assert_eq!(halts, vec![cause]);
+}
+
+/// A permit decided before a halt but not yet sent when the halt is
+/// acknowledged is withheld: the client gets a `Halted` refusal for it,
+/// although its allow stays in the evidence.
+#[test]
+fn a_permit_not_yet_sent_when_the_halt_comes_is_withheld() {
+    use kernel_enforcer::session::Reply;
+    let (mut halted, device, id) = session(usize::MAX, Fault::FailWrite);
+    let frame = authorize_frame(id, 1);
+    let Some(Reply::Permit(permit)) = halted.decide_batch(&[frame]).pop() else {
+        panic!("an allowed request is not a permit");
+    };
+    let _ = halted.halt("incident 7", "operator test");
+    let sent = decode_enforcer_frame(&permit.release(&halted.halt_latch())).unwrap();
+    assert!(
+        matches!(
+            sent,
+            EnforcerFrame::Refused {
+                seq: Some(1),
+                refusal: Refusal::Halted
+            }
+        ),
+        "{sent:?}"
+    );
+    let report = audit(&device.bytes.lock(), &AuditOptions::default()).unwrap();
+    assert_eq!(report.allowed, 1, "the decision itself stays recorded");
+    // Without a halt, the same permit is released as the allow receipt.
+    let (mut serving, _, id) = session(usize::MAX, Fault::FailWrite);
+    let frame = authorize_frame(id, 1);
+    let Some(Reply::Permit(permit)) = serving.decide_batch(&[frame]).pop() else {
+        panic!("an allowed request is not a permit");
+    };
+    let sent = decode_enforcer_frame(&permit.release(&serving.halt_latch())).unwrap();
+    assert!(is_allow(&sent), "{sent:?}");
 }
