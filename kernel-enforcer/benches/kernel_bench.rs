@@ -33,7 +33,8 @@
 //!
 //! Run it with: `cargo bench -p kernel-enforcer --bench kernel_bench`
 //! (`-- --quick` for fewer iterations, `-- --json` for the medians as JSON,
-//! which `benches/peers/agt_compare.py` reads).
+//! which `benches/peers/agt_compare.py` reads, `-- --only SECTION` for one
+//! of `roundtrips`, `policies`, `throughput`, `audits`, `memory`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -104,12 +105,30 @@ fn main() {
             throughput_batches: 15,
         }
     };
+    // `--only SECTION` (roundtrips, policies, throughput, audits, memory)
+    // runs one part of the table.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    let wanted = |section: &str| only.is_none_or(|only| only == section);
     let mut table = Table::default();
-    roundtrips(&settings, &mut table);
-    policies(&settings, &mut table);
-    throughput(&settings, &mut table);
-    audits(&mut table);
-    memory(&mut table);
+    if wanted("roundtrips") {
+        roundtrips(&settings, &mut table);
+    }
+    if wanted("policies") {
+        policies(&settings, &mut table);
+    }
+    if wanted("throughput") {
+        throughput(&settings, &mut table);
+    }
+    if wanted("audits") {
+        audits(&mut table);
+    }
+    if wanted("memory") {
+        memory(&mut table);
+    }
     if json {
         let map: BTreeMap<&str, f64> = table.rows.iter().map(|r| (r.name, r.value)).collect();
         println!("{}", serde_json::to_string_pretty(&map).unwrap());
