@@ -159,8 +159,40 @@ fn elf_interpreter(program: &Path) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// `path` with symbolic links resolved as far as it exists: a path that
+/// does not exist yet (an evidence file not created, say) is its deepest
+/// existing ancestor, resolved, followed by the rest, which cannot hold a
+/// link. If no ancestor resolves, or the part that does not exist has a
+/// `..`, the path is kept as given (which `Path::starts_with` compares
+/// conservatively: `/ws/new/../x` counts as inside `/ws`).
 fn canonical(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+    if let Ok(resolved) = std::fs::canonicalize(path) {
+        return resolved;
+    }
+    let mut missing = Vec::new();
+    let mut current = path;
+    while let (Some(parent), Some(name)) = (current.parent(), current.file_name()) {
+        missing.push(name);
+        if let Ok(resolved) = std::fs::canonicalize(parent) {
+            return missing
+                .iter()
+                .rev()
+                .fold(resolved, |base, name| base.join(name));
+        }
+        current = parent;
+    }
+    path.to_owned()
+}
+
+/// The first protected path that lies inside a granted tree, with that
+/// tree; both compared with symbolic links resolved.
+fn reachable_asset(granted: &[PathBuf], protected: &[PathBuf]) -> Option<(PathBuf, PathBuf)> {
+    let granted: Vec<PathBuf> = granted.iter().map(|p| canonical(p)).collect();
+    protected.iter().find_map(|asset| {
+        let asset = canonical(asset);
+        let root = granted.iter().find(|root| asset.starts_with(root))?;
+        Some((asset, root.clone()))
+    })
 }
 
 /// A confinement ready to apply: the Landlock ruleset (opened file
@@ -194,17 +226,11 @@ impl Prepared {
             .system_read
             .iter()
             .chain([&profile.workspace, &profile.scratch])
-            .map(|p| canonical(p))
+            .cloned()
             .collect();
         granted.sort();
-        for asset in &profile.protected {
-            let asset = canonical(asset);
-            if let Some(root) = granted.iter().find(|root| asset.starts_with(root)) {
-                return Err(ConfineError::AssetReachable {
-                    asset,
-                    root: root.clone(),
-                });
-            }
+        if let Some((asset, root)) = reachable_asset(&granted, &profile.protected) {
+            return Err(ConfineError::AssetReachable { asset, root });
         }
 
         // What to grant: (path, rights, required). Optional system trees
@@ -522,4 +548,36 @@ fn x32_guard() -> BpfProgram {
             k: SECCOMP_RET_KILL_PROCESS,
         },
     ]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_asset_is_judged_where_it_really_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = canonical(dir.path());
+        let ws = root.join("ws");
+        let state = root.join("state");
+        std::fs::create_dir_all(ws.join("sub")).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        std::os::unix::fs::symlink(&ws, root.join("link-to-ws")).unwrap();
+        let granted = [ws.clone()];
+        let reachable = |asset: PathBuf| reachable_asset(&granted, &[asset]);
+
+        // Not yet created, reached through a link into the workspace.
+        assert_eq!(
+            reachable(root.join("link-to-ws/evidence.log")),
+            Some((ws.join("evidence.log"), ws.clone()))
+        );
+        // Existing and inside.
+        assert!(reachable(ws.join("sub")).is_some());
+        // Outside, though written through the workspace's name.
+        assert_eq!(reachable(ws.join("../state/evidence.log")), None);
+        assert_eq!(reachable(state.join("kernel.key")), None);
+        // `..` in the part that does not exist: kept as given, inside.
+        assert!(reachable(ws.join("new/../x")).is_some());
+    }
 }
