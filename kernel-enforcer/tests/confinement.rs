@@ -585,6 +585,12 @@ fn exec_probe(ws: &str) {
         "exec-denied-arguments",
         status(Command::new("/usr/bin/touch").arg("FORBIDDEN")),
     );
+    // A program that does not exist fails as it would without the kernel,
+    // and is not decided (nothing would run; no record).
+    report(
+        "exec-missing",
+        status(&mut Command::new("/usr/bin/no-such-program-in-this-test")),
+    );
     report(
         "exec-descriptor",
         // execveat of an open descriptor (fexecve): refused, whatever the
@@ -1024,6 +1030,7 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         "exec-denied-arguments: blocked",
         "exec-other-argv0: blocked",
         "exec-descriptor: blocked",
+        "exec-missing: blocked (No such file or directory",
         "scratch-write: SUCCEEDED",
         "own-listener: blocked (errno 16)",
     ] {
@@ -1107,6 +1114,16 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
     match text.lines().find(|l| l.starts_with("race: ")) {
         Some(race) if race.ends_with(" 0 leaked") && !race.starts_with("race: 0 opened") => {}
         other => problems.push(format!("the path race leaked or never opened: {other:?}")),
+    }
+    // Decisions name their programs (the request bytes are in the
+    // record); the missing one was never decided.
+    let log = std::fs::read(&evidence).unwrap_or_default();
+    let mentions = |needle: &[u8]| log.windows(needle.len()).any(|w| w == needle);
+    if !mentions(b"/usr/bin/touch") {
+        problems.push("no exec decision names `/usr/bin/touch`".into());
+    }
+    if mentions(b"no-such-program-in-this-test") {
+        problems.push("a program that does not exist was decided and recorded".into());
     }
     // Every decision is evidence, and it verifies.
     match std::fs::read(&evidence)
