@@ -35,7 +35,7 @@
 
 mod common;
 
-use common::{Fixture, fixture, keygen, signal};
+use common::{Fixture, SplitMix64, fixture, keygen, signal};
 use kernel_client::{Action, Denial, Kernel, SpawnConfig};
 use kernel_core::merkle::{self, Hash, leaf_hash};
 use kernel_core::{
@@ -66,24 +66,6 @@ const MAX_CALLS: usize = 5_000;
 const CHECKPOINT_EVERY: u64 = 7;
 /// Decisions asked of the second enforcer.
 const AFTER_RESTART: usize = 12;
-
-/// splitmix64: a small seeded generator, enough for delays and lengths.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform enough in `low..high`.
-    fn range(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low)
-    }
-}
 
 /// A decision a client holds a signed receipt for.
 #[derive(Debug, Clone)]
@@ -222,12 +204,12 @@ fn audit_with(bytes: &[u8], key: &VerifyingKey) -> AuditReport {
 
 /// Load from `THREADS` threads, SIGKILL after a delay; returns every
 /// decision received.
-fn load_and_kill(f: &Fixture, kernel: &Kernel, rng: &mut Rng) -> Vec<Received> {
+fn load_and_kill(f: &Fixture, kernel: &Kernel, rng: &mut SplitMix64) -> Vec<Received> {
     let pid = kernel.enforcer_pid().unwrap();
     let received = Mutex::new(Vec::new());
     let answered = AtomicUsize::new(0);
     let barrier = Barrier::new(THREADS + 1);
-    let delay = Duration::from_millis(rng.range(50, 300));
+    let delay = Duration::from_millis(rng.range(50, 299));
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
             .map(|thread| {
@@ -269,7 +251,7 @@ fn load_and_kill(f: &Fixture, kernel: &Kernel, rng: &mut Rng) -> Vec<Received> {
 }
 
 fn scenario(seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     let f = fixture(POLICY);
     let (key_file, key) = keygen(&f.dir.path().join("keys"));
 
@@ -302,7 +284,7 @@ fn scenario(seed: u64) {
     let mut simulated = false;
     if !torn && seed % 2 == 1 {
         let whole = frame_record_bytes(records[old_size - 1]);
-        let cut = usize::try_from(rng.range(1, whole.len() as u64)).unwrap();
+        let cut = usize::try_from(rng.range(1, whole.len() as u64 - 1)).unwrap();
         let mut bytes = crashed.clone();
         bytes.extend_from_slice(&whole[..cut]);
         std::fs::write(&f.evidence, &bytes).unwrap();

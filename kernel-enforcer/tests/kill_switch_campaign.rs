@@ -36,15 +36,14 @@
 
 mod common;
 
-use common::{ENFORCER, alive, fixture, signal};
-use kernel_client::{Action, Denial, KernelState, Permit};
-use kernel_core::{
-    AuditOptions, Decision, EncodedRequest, Event, REASON_HALTED, ReceiptBody, Record, audit,
-    decode_receipt_body_unverified, decode_record, split_records,
+use common::{
+    ENFORCER, Entry, SplitMix64, alive, control_path, entries, env_u64, fixture, read_path, signal,
 };
+use kernel_client::{Action, Denial, KernelState, Permit};
+use kernel_core::{AuditOptions, Decision, Event, REASON_HALTED, audit};
 use kernel_enforcer::control::{self, ControlRequest};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -63,24 +62,6 @@ const BASE_SEED: u64 = 0x6b69_6c6c_5f73_7769;
 const WORKERS: usize = 2;
 /// After `SIGUSR1`, calls that start this much later must be denied.
 const SIGNAL_GRACE: Duration = Duration::from_millis(500);
-
-/// splitmix64: tiny, deterministic, good enough to pick a schedule.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi` (the modulo bias is irrelevant here).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum HaltBy {
@@ -153,16 +134,6 @@ struct HaltTimes {
     observed: Option<Instant>,
 }
 
-/// A decoded evidence record.
-enum Entry {
-    Event(Event),
-    Decision {
-        request: Box<EncodedRequest>,
-        body: ReceiptBody,
-    },
-    Checkpoint,
-}
-
 #[derive(Default, Clone, Copy)]
 struct Stats {
     scenarios: u64,
@@ -190,34 +161,6 @@ struct StopOnDrop<'a>(&'a AtomicBool);
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn control_path(evidence: &Path) -> PathBuf {
-    let mut path = evidence.as_os_str().to_owned();
-    path.push(".control");
-    PathBuf::from(path)
-}
-
-fn entries(bytes: &[u8]) -> Vec<Entry> {
-    split_records(bytes)
-        .unwrap()
-        .iter()
-        .map(|r| match decode_record(r).unwrap() {
-            Record::Event(e) => Entry::Event(e.decode_unverified().unwrap()),
-            Record::Decision { request, receipt } => Entry::Decision {
-                request: Box::new(EncodedRequest::decode(&request).unwrap()),
-                body: decode_receipt_body_unverified(&receipt.body).unwrap(),
-            },
-            Record::Checkpoint { .. } => Entry::Checkpoint,
-        })
-        .collect()
-}
-
-fn read_path(request: &EncodedRequest) -> &str {
-    match request.request().action.action() {
-        Action::FileRead { path } => path,
-        other => panic!("only reads are asked for, the log has {other:?}"),
     }
 }
 
@@ -573,15 +516,6 @@ fn judge(
         withheld_permits,
         denials_after_halt,
         calls_after_ack,
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    let text = text.trim();
-    match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
     }
 }
 

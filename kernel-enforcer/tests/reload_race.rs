@@ -25,15 +25,14 @@
 
 mod common;
 
-use common::{ENFORCER, Fixture, fixture};
-use kernel_client::{Action, Denial, Permit};
-use kernel_core::{
-    AuditOptions, Decision, Digest, EncodedRequest, Event, ReceiptBody, Record, audit,
-    decode_receipt_body_unverified, decode_record, split_records,
+use common::{
+    ENFORCER, Entry, Fixture, SplitMix64, control_path, entries, env_u64, fixture, read_path,
 };
+use kernel_client::{Action, Denial, Permit};
+use kernel_core::{AuditOptions, Decision, Digest, Event, audit};
 use kernel_enforcer::control::{self, ControlRequest};
 use kernel_enforcer::policy::{Environment, PolicyEngine};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -58,24 +57,6 @@ const BASE_SEED: u64 = 0x7265_6c6f_6164_0000;
 const RELOADS: usize = 40;
 /// Every this many reloads, use the operator CLI instead of the socket.
 const CLI_EVERY: usize = 10;
-
-/// splitmix64: tiny, deterministic, good enough to pick a schedule.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi` (the modulo bias is irrelevant here).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
 
 /// The two policies, by what they are called in the log.
 #[derive(Clone, Copy, Debug)]
@@ -137,12 +118,6 @@ struct Stats {
     busy_epochs: u64,
 }
 
-fn control_path(evidence: &Path) -> PathBuf {
-    let mut path = evidence.as_os_str().to_owned();
-    path.push(".control");
-    PathBuf::from(path)
-}
-
 fn digest_of(f: &Fixture, text: &str) -> Digest {
     let env = Environment::new(&f.workspace.to_string_lossy(), &[]).unwrap();
     let sources = [(f.policy.to_string_lossy().into_owned(), text.to_owned())];
@@ -183,38 +158,6 @@ fn reload(control: &Path, cli: bool) -> (Instant, Instant, Digest) {
         assert!(response.ok, "reload refused: {response:?}");
         let digest = Digest::from_hex(response.data["policy_digest"].as_str().unwrap()).unwrap();
         (started, acked, digest)
-    }
-}
-
-/// A decoded evidence record.
-enum Entry {
-    Event(Event),
-    Decision {
-        request: Box<EncodedRequest>,
-        body: ReceiptBody,
-    },
-    Checkpoint,
-}
-
-fn entries(bytes: &[u8]) -> Vec<Entry> {
-    split_records(bytes)
-        .unwrap()
-        .iter()
-        .map(|r| match decode_record(r).unwrap() {
-            Record::Event(e) => Entry::Event(e.decode_unverified().unwrap()),
-            Record::Decision { request, receipt } => Entry::Decision {
-                request: Box::new(EncodedRequest::decode(&request).unwrap()),
-                body: decode_receipt_body_unverified(&receipt.body).unwrap(),
-            },
-            Record::Checkpoint { .. } => Entry::Checkpoint,
-        })
-        .collect()
-}
-
-fn read_path(request: &EncodedRequest) -> &str {
-    match request.request().action.action() {
-        Action::FileRead { path } => path,
-        other => panic!("only reads are asked for, the log has {other:?}"),
     }
 }
 
@@ -477,15 +420,6 @@ fn judge(
     stats.reloads = u64::try_from(reloads.len()).unwrap();
     stats.busy_epochs = u64::try_from(decided_in.len()).unwrap();
     stats
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    let text = text.trim();
-    match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
 }
 
 #[test]

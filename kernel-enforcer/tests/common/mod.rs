@@ -142,3 +142,74 @@ pub(crate) fn keygen(dir: &std::path::Path) -> (PathBuf, kernel_core::VerifyingK
     let key = kernel_core::parse_public_key(&String::from_utf8(out.stdout).unwrap()).unwrap();
     (dir.join("kernel.key"), key)
 }
+
+/// splitmix64: tiny, deterministic, good enough to pick a schedule.
+pub(crate) struct SplitMix64(pub(crate) u64);
+
+impl SplitMix64 {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi` (the modulo bias is irrelevant here).
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// A `u64` from the environment, decimal or `0x` hexadecimal (a seed).
+pub(crate) fn env_u64(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    let text = text.trim();
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// The control socket `SpawnConfig` puts beside `evidence`.
+pub(crate) fn control_path(evidence: &std::path::Path) -> PathBuf {
+    let mut path = evidence.as_os_str().to_owned();
+    path.push(".control");
+    PathBuf::from(path)
+}
+
+/// A decoded evidence record.
+pub(crate) enum Entry {
+    Event(kernel_core::Event),
+    Decision {
+        request: Box<kernel_core::EncodedRequest>,
+        body: kernel_core::ReceiptBody,
+    },
+    Checkpoint,
+}
+
+/// Every record of a log, decoded without checking signatures (the tests
+/// audit the log separately).
+pub(crate) fn entries(bytes: &[u8]) -> Vec<Entry> {
+    use kernel_core::{EncodedRequest, Record, decode_receipt_body_unverified, decode_record};
+    kernel_core::split_records(bytes)
+        .unwrap()
+        .iter()
+        .map(|r| match decode_record(r).unwrap() {
+            Record::Event(e) => Entry::Event(e.decode_unverified().unwrap()),
+            Record::Decision { request, receipt } => Entry::Decision {
+                request: Box::new(EncodedRequest::decode(&request).unwrap()),
+                body: decode_receipt_body_unverified(&receipt.body).unwrap(),
+            },
+            Record::Checkpoint { .. } => Entry::Checkpoint,
+        })
+        .collect()
+}
+
+/// The path of a `file_read` request (the only kind these tests ask).
+pub(crate) fn read_path(request: &kernel_core::EncodedRequest) -> &str {
+    match request.request().action.action() {
+        kernel_core::Action::FileRead { path } => path,
+        other => panic!("only reads are asked for, the log has {other:?}"),
+    }
+}
