@@ -293,6 +293,7 @@ pub fn serve_channels(
             let _ = ended_tx.send(());
         });
     }
+    let halt = shared.session.lock().halt_latch();
     let stalled = loop {
         match ended.recv_timeout(WATCH_INTERVAL) {
             Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break false,
@@ -301,7 +302,7 @@ pub fn serve_channels(
         if shared.stop.load(Ordering::SeqCst) {
             break false;
         }
-        if shared.end_on_halt && shared.session.lock().halted().is_some() {
+        if shared.end_on_halt && halt.is_halted() {
             // The grace period: the operator's halt command gets its
             // answer, and the agent its denials, before the session ends.
             std::thread::sleep(HALT_GRACE);
