@@ -31,8 +31,11 @@
     reason = "benchmark harness"
 )]
 
+mod common;
+
+use common::{decide_concurrently, tempdir};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use kernel_client::{Action, Kernel, SpawnConfig};
+use kernel_client::{Kernel, SpawnConfig};
 use kernel_core::{
     AuditOptions, CanonicalAction, ClientFrame, EnforcerFrame, Handshake, PROTOCOL_VERSION,
     Request, SigningKey, audit, decode_enforcer_frame, encode_client_frame,
@@ -42,7 +45,6 @@ use kernel_enforcer::policy::{Environment, PolicyEngine};
 use kernel_enforcer::session::{Session, SessionConfig};
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 /// Decisions per timed iteration of the append bench; a multiple of every
@@ -68,45 +70,6 @@ fn main() {
     appends(&mut criterion);
     audits(&mut criterion);
     criterion.final_summary();
-}
-
-fn tempdir(prefix: &str) -> tempfile::TempDir {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(base).expect("target tmpdir");
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(base)
-        .expect("temporary directory")
-}
-
-/// Runs `total` allowed decisions spread over `threads` threads sharing
-/// `kernel`, and returns the time from release to the last permit.
-fn decide_concurrently(kernel: &Kernel, path: &str, threads: usize, total: usize) -> Duration {
-    let per_thread = total / threads;
-    let barrier = Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    barrier.wait();
-                    for _ in 0..per_thread {
-                        black_box(
-                            kernel
-                                .authorize(Action::file_read(path))
-                                .expect("the policy allows reading the workspace"),
-                        );
-                    }
-                })
-            })
-            .collect();
-        barrier.wait();
-        let started = Instant::now();
-        for handle in handles {
-            handle.join().expect("client thread");
-        }
-        started.elapsed()
-    })
 }
 
 fn appends(criterion: &mut Criterion) {

@@ -44,13 +44,14 @@
     reason = "benchmark harness"
 )]
 
+mod common;
+
+use common::{Echo, decide_concurrently, measure_shapes, tempdir};
 use ed25519_dalek::{Signer, SigningKey};
-use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use kernel_client::{Action, Kernel, SpawnConfig};
 use kernel_core::{
-    AuditOptions, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Exec, Record,
-    Request, audit, decode_enforcer_frame, encode_client_frame, encode_enforcer_frame,
-    frame_record,
+    AuditOptions, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Exec, Request,
+    audit, decode_enforcer_frame, encode_client_frame,
 };
 use kernel_enforcer::evidence::EvidenceLog;
 use kernel_enforcer::policy::{Environment, PolicyEngine};
@@ -59,14 +60,7 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::hint::black_box;
 use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
-
-const ECHO_ENV: &str = "KERNEL_BENCH_ECHO_SERVER";
-const REPLY_BYTES_ENV: &str = "KERNEL_BENCH_REPLY_BYTES";
-type ClientEnds = (IpcSender<Vec<u8>>, IpcReceiver<Vec<u8>>);
 
 const POLICY: &str = r#"@id("read-ws")
 permit (principal, action == Action::"file_read", resource in Workspace::"root");
@@ -83,8 +77,7 @@ struct Settings {
 }
 
 fn main() {
-    if let Ok(name) = std::env::var(ECHO_ENV) {
-        echo_server(name);
+    if common::run_echo_child() {
         return;
     }
     let args: Vec<String> = std::env::args().collect();
@@ -238,74 +231,6 @@ fn timed(mut f: impl FnMut()) -> f64 {
     started.elapsed().as_nanos() as f64
 }
 
-fn tempdir(prefix: &str) -> tempfile::TempDir {
-    // Under the target directory, on the disk that holds it, so that
-    // `fdatasync` reaches a real device (not a tmpfs).
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(base).unwrap();
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(base)
-        .unwrap()
-}
-
-fn echo_server(name: String) {
-    let reply_bytes: usize = std::env::var(REPLY_BYTES_ENV).unwrap().parse().unwrap();
-    let reply = vec![0x5a_u8; reply_bytes];
-    let (requests_tx, requests) = ipc::channel::<Vec<u8>>().unwrap();
-    let (replies, replies_rx) = ipc::channel::<Vec<u8>>().unwrap();
-    let bootstrap = IpcSender::<ClientEnds>::connect(name).unwrap();
-    bootstrap.send((requests_tx, replies_rx)).unwrap();
-    drop(bootstrap);
-    while let Ok(request) = requests.recv() {
-        black_box(&request);
-        if replies.send(reply.clone()).is_err() {
-            return;
-        }
-    }
-}
-
-struct Echo {
-    child: Child,
-    requests: IpcSender<Vec<u8>>,
-    replies: IpcReceiver<Vec<u8>>,
-}
-
-impl Echo {
-    fn spawn(reply_bytes: usize) -> Self {
-        let (server, name) = IpcOneShotServer::<ClientEnds>::new().unwrap();
-        let child = Command::new(std::env::current_exe().unwrap())
-            .env(ECHO_ENV, name)
-            .env(REPLY_BYTES_ENV, reply_bytes.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (_bootstrap, (requests, replies)) = server.accept().unwrap();
-        Self {
-            child,
-            requests,
-            replies,
-        }
-    }
-
-    fn round_trip(&self, frame: Vec<u8>) -> Vec<u8> {
-        self.requests.send(frame).unwrap();
-        self.replies.recv().unwrap()
-    }
-
-    fn stop(self) {
-        let Self {
-            mut child,
-            requests,
-            replies,
-        } = self;
-        drop(requests);
-        drop(replies);
-        child.wait().unwrap();
-    }
-}
-
 struct Kernels {
     _workspace: tempfile::TempDir,
     state: tempfile::TempDir,
@@ -350,38 +275,10 @@ fn roundtrips(settings: &Settings, table: &mut Table) {
     let buffered = kernels.spawn("buffered.log", true);
 
     // The real sizes of what travels and what is stored.
-    let permit = durable
-        .authorize(Action::file_read(&kernels.readme))
-        .unwrap();
-    let receipt = permit.receipt().signed().clone();
-    let mut nonce = [0u8; 16];
-    getrandom::fill(&mut nonce).unwrap();
-    let request = EncodedRequest::new(Request {
-        session: durable.handshake_info().session,
-        seq: permit.seq(),
-        nonce,
-        action: durable
-            .canonicalize(Action::file_read(&kernels.readme))
-            .unwrap(),
-        deadline_ms: u64::MAX,
-    });
-    let request_frame = encode_client_frame(&ClientFrame::Authorize {
-        request: request.bytes().to_vec(),
-    });
-    let reply_bytes = encode_enforcer_frame(&EnforcerFrame::Receipt {
-        seq: permit.seq(),
-        receipt: receipt.clone(),
-    })
-    .len();
-    let record = vec![
-        0xa5_u8;
-        frame_record(&Record::Decision {
-            request: request.bytes().to_vec(),
-            receipt: receipt.clone(),
-        })
-        .len()
-    ];
-    let body = receipt.body.clone();
+    let shapes = measure_shapes(&durable, &kernels.readme);
+    let request_frame = shapes.request_frame;
+    let record = vec![0xa5_u8; shapes.record_bytes];
+    let body = shapes.receipt_body;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).unwrap();
     let key = SigningKey::from_bytes(&seed);
@@ -391,7 +288,7 @@ fn roundtrips(settings: &Settings, table: &mut Table) {
         .create(true)
         .open(kernels.state.path().join("floor.log"))
         .unwrap();
-    let echo = Echo::spawn(reply_bytes);
+    let echo = Echo::spawn(shapes.receipt_frame_bytes);
 
     let names = [
         "floor_unsynced",
@@ -559,32 +456,6 @@ fn policies(settings: &Settings, table: &mut Table) {
     table.against("policy_eval_1000_unindexed", "policy_eval_10", Target::None);
 }
 
-/// Runs `total` allowed decisions spread over `threads` threads sharing
-/// `kernel`; returns the wall time from release to the last permit.
-fn decide_concurrently(kernel: &Kernel, path: &str, threads: usize, total: usize) -> f64 {
-    let per_thread = total / threads;
-    let barrier = Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    barrier.wait();
-                    for _ in 0..per_thread {
-                        black_box(kernel.authorize(Action::file_read(path)).unwrap());
-                    }
-                })
-            })
-            .collect();
-        barrier.wait();
-        let started = Instant::now();
-        for handle in handles {
-            handle.join().unwrap();
-        }
-        started.elapsed().as_secs_f64()
-    })
-}
-
 fn throughput(settings: &Settings, table: &mut Table) {
     let kernels = Kernels::new();
     let kernel = kernels.spawn("throughput.log", false);
@@ -595,7 +466,8 @@ fn throughput(settings: &Settings, table: &mut Table) {
     decide_concurrently(&kernel, &kernels.readme, 16, BATCH);
     for _ in 0..settings.throughput_batches {
         for (which, samples) in samples.iter_mut().enumerate() {
-            let seconds = decide_concurrently(&kernel, &kernels.readme, threads[which], BATCH);
+            let seconds =
+                decide_concurrently(&kernel, &kernels.readme, threads[which], BATCH).as_secs_f64();
             samples.push(BATCH as f64 / seconds);
         }
     }
