@@ -6,8 +6,8 @@
 //! plane and signals take the same lock to halt, approve or reload. So
 //! once a halt is acknowledged, no request is allowed and no brokered
 //! effect starts, and a permit decided before but not yet sent is
-//! withheld ([`crate::session::Permit::release`]): only one whose write
-//! had already begun can still reach the client. Replies are sent after
+//! withheld ([`crate::session::Permit::release`]): only one released for
+//! sending before the acknowledgment can still reach the client. Replies are sent after
 //! the lock is released, by the serving thread itself (a hand-over to
 //! another thread would cost a wake-up per decision): a client that stops
 //! reading blocks that thread only, never the kill switch. The thread that owns the session watches
@@ -16,10 +16,11 @@
 
 use crate::control::{self, ControlRequest, ControlResponse, Peer};
 use crate::policy::PolicyEngine;
-use crate::session::{GrantScope, Reply, Session};
+use crate::session::{GrantScope, Permit, Reply, Session};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use kernel_core::{EnforcerFrame, Refusal, encode_enforcer_frame};
+use kernel_sync::HaltLatch;
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,23 +80,32 @@ pub const REPLY_BACKLOG: usize = 1024;
 /// session lock, written to the channel by a thread of their own: a client
 /// that stops reading blocks that thread only, never a holder of the
 /// session lock (which the kill switch needs). Queuing never blocks.
+/// Allow receipts among them (an approval's answer) are released through
+/// the halt latch right before their send, like the serving thread's.
 #[derive(Clone)]
 struct ReplyQueue {
-    frames: std::sync::mpsc::SyncSender<Vec<u8>>,
+    frames: std::sync::mpsc::SyncSender<Result<Permit, Vec<u8>>>,
     broken: Arc<AtomicBool>,
     /// Set when a frame found [`REPLY_BACKLOG`] frames waiting.
     backlogged: Arc<AtomicBool>,
+    /// The writer thread's send in progress, watched like the serving
+    /// thread's.
+    sending: Arc<SendWatch>,
 }
 
 impl ReplyQueue {
     /// Starts the writer thread for `replies`.
-    fn start(replies: IpcSender<Vec<u8>>) -> Self {
-        let (frames, queued) = std::sync::mpsc::sync_channel::<Vec<u8>>(REPLY_BACKLOG);
+    fn start(replies: IpcSender<Vec<u8>>, halt: Arc<HaltLatch>) -> Self {
+        let (frames, queued) =
+            std::sync::mpsc::sync_channel::<Result<Permit, Vec<u8>>>(REPLY_BACKLOG);
         let broken = Arc::new(AtomicBool::new(false));
         let writer_broken = Arc::clone(&broken);
+        let sending = Arc::new(SendWatch::default());
+        let writer_sending = Arc::clone(&sending);
         std::thread::spawn(move || {
             for frame in queued {
-                if replies.send(frame).is_err() {
+                let frame = frame.map_or_else(|frame| frame, |permit| permit.release(&halt));
+                if !writer_sending.send(&replies, frame) {
                     writer_broken.store(true, Ordering::SeqCst);
                     return;
                 }
@@ -105,6 +115,7 @@ impl ReplyQueue {
             frames,
             broken,
             backlogged: Arc::new(AtomicBool::new(false)),
+            sending,
         }
     }
 
@@ -114,7 +125,7 @@ impl ReplyQueue {
         if self.broken.load(Ordering::SeqCst) {
             return false;
         }
-        match self.frames.try_send(frame) {
+        match self.frames.try_send(Permit::sort(frame)) {
             Ok(()) => true,
             Err(std::sync::mpsc::TrySendError::Full(_)) => {
                 self.backlogged.store(true, Ordering::SeqCst);
@@ -280,8 +291,10 @@ pub fn serve_channels(
     session: SharedSession,
     options: &ServeOptions,
 ) -> Result<Option<String>, ServeError> {
-    let queue = ReplyQueue::start(replies.clone());
+    let halt = session.lock().halt_latch();
+    let queue = ReplyQueue::start(replies.clone(), Arc::clone(&halt));
     let backlogged = Arc::clone(&queue.backlogged);
+    let writer_sending = Arc::clone(&queue.sending);
     let shared = start_control_plane(session, Some(queue), options)?;
     let sending = Arc::new(SendWatch::default());
     let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
@@ -293,7 +306,6 @@ pub fn serve_channels(
             let _ = ended_tx.send(());
         });
     }
-    let halt = shared.session.lock().halt_latch();
     let stalled = loop {
         match ended.recv_timeout(WATCH_INTERVAL) {
             Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break false,
@@ -308,7 +320,7 @@ pub fn serve_channels(
             std::thread::sleep(HALT_GRACE);
             break false;
         }
-        if sending.stalled() || backlogged.load(Ordering::SeqCst) {
+        if sending.stalled() || writer_sending.stalled() || backlogged.load(Ordering::SeqCst) {
             break true;
         }
     };
@@ -467,6 +479,11 @@ fn serve_loop(
             Ok(frame) => frame,
             Err(TryRecvError::Empty) => {
                 let mut session = shared.session.lock();
+                if shared.stop.load(Ordering::SeqCst) {
+                    // The session has ended (its final checkpoint is
+                    // written): no periodic work after it.
+                    return;
+                }
                 let frames = session.tick();
                 if !shared.send(frames) {
                     return;

@@ -199,12 +199,33 @@ pub struct Permit {
 }
 
 impl Permit {
+    /// Sorts an encoded reply made elsewhere (an approval's answer, say):
+    /// an allow receipt, plain or brokered, becomes a permit to release;
+    /// anything else stays a frame.
+    pub fn sort(frame: Vec<u8>) -> Result<Self, Vec<u8>> {
+        let allowed_seq = match kernel_core::decode_enforcer_frame(&frame) {
+            Ok(
+                EnforcerFrame::Receipt { seq, receipt }
+                | EnforcerFrame::Brokered { seq, receipt, .. },
+            ) => kernel_core::decode_receipt_body_unverified(&receipt.body)
+                .ok()
+                .filter(|body| body.decision == Decision::Allow)
+                .map(|_| seq),
+            _ => None,
+        };
+        match allowed_seq {
+            Some(seq) => Ok(Self { seq, frame }),
+            None => Err(frame),
+        }
+    }
+
     /// The frame to send now: the receipt, or a `Halted` refusal if the
     /// session has halted since the decision. Call it right before the
     /// send, so that a halt acknowledged while the reply waited (behind
     /// other replies, or on a client that does not read) lets no allow
-    /// out; only a receipt already being written to the channel when the
-    /// halt comes can still reach the client.
+    /// out; only a receipt released before the halt was acknowledged (and
+    /// so being written to the channel, or about to be) can still reach
+    /// the client.
     pub fn release(self, halt: &HaltLatch) -> Vec<u8> {
         if halt.is_halted() {
             encode_enforcer_frame(&EnforcerFrame::Refused {
@@ -246,6 +267,9 @@ pub struct Session {
     grants: Arc<Grants<Digest>>,
     counts: Counts,
     broker: Option<Broker>,
+    /// Set by [`finish`](Self::finish): the final checkpoint is written,
+    /// and nothing more is decided or recorded.
+    finished: bool,
 }
 
 impl Session {
@@ -292,6 +316,7 @@ impl Session {
             grants: Arc::new(Grants::new(MAX_GRANTS)),
             counts: Counts::default(),
             broker: None,
+            finished: false,
         })
     }
 
@@ -346,7 +371,7 @@ impl Session {
     pub fn halt(&mut self, cause: &str, by: &str) -> Vec<Vec<u8>> {
         self.halt.halt(cause);
         let mut replies = Vec::new();
-        if !self.evidence_broken {
+        if !self.closed() {
             let event = Event::Halt {
                 session: self.id,
                 cause: cause.to_owned(),
@@ -387,7 +412,7 @@ impl Session {
     /// passed and writes a checkpoint if one is due. Returns the replies
     /// to send.
     pub fn tick(&mut self) -> Vec<Vec<u8>> {
-        if self.evidence_broken {
+        if self.closed() {
             return Vec::new();
         }
         let mut replies = Vec::new();
@@ -402,11 +427,21 @@ impl Session {
 
     /// Writes a final checkpoint if any record is not yet covered. Call at
     /// shutdown.
+    /// From then on the session records nothing: every request is
+    /// refused as halted, periodic work and approvals do nothing, and a
+    /// halt only sets the latch.
     pub fn finish(&mut self) {
-        if !self.evidence_broken && self.evidence.since_checkpoint() > 0 {
+        if !self.finished && !self.evidence_broken && self.evidence.since_checkpoint() > 0 {
             self.checkpoint();
             let _ = self.commit_replies(Vec::new());
         }
+        self.finished = true;
+    }
+
+    /// Whether nothing more may be recorded: the evidence failed, or the
+    /// session finished.
+    fn closed(&self) -> bool {
+        self.evidence_broken || self.finished
     }
 
     /// Commits staged records, then releases the replies; if the commit
@@ -495,15 +530,25 @@ impl Session {
                 (Answer::Effect(effect), false) => Reply::Frame(effect.withheld()),
                 (Answer::Frame(EnforcerFrame::Receipt { seq, .. }), false)
                 | (Answer::Frame(EnforcerFrame::Brokered { seq, .. }), false)
-                | (Answer::Permit(EnforcerFrame::Receipt { seq, .. }), false) => Reply::Frame(
-                    encode_enforcer_frame(&Self::refused(Some(seq), Refusal::Halted)),
-                ),
-                (Answer::Permit(frame @ EnforcerFrame::Receipt { seq, .. }), true) => {
-                    Reply::Permit(Permit {
-                        seq,
-                        frame: encode_enforcer_frame(&frame),
-                    })
-                }
+                | (
+                    Answer::Permit(
+                        EnforcerFrame::Receipt { seq, .. } | EnforcerFrame::Brokered { seq, .. },
+                    ),
+                    false,
+                ) => Reply::Frame(encode_enforcer_frame(&Self::refused(
+                    Some(seq),
+                    Refusal::Halted,
+                ))),
+                (
+                    Answer::Permit(
+                        frame @ (EnforcerFrame::Receipt { seq, .. }
+                        | EnforcerFrame::Brokered { seq, .. }),
+                    ),
+                    true,
+                ) => Reply::Permit(Permit {
+                    seq,
+                    frame: encode_enforcer_frame(&frame),
+                }),
                 (Answer::Frame(frame) | Answer::Permit(frame), _) => {
                     Reply::Frame(encode_enforcer_frame(&frame))
                 }
@@ -573,25 +618,26 @@ impl Session {
         let EnforcerFrame::Receipt { seq, receipt } = reply else {
             return Answer::Frame(reply);
         };
-        let reason = match (allowed, self.broker.is_some()) {
-            (Some(request), true) => {
-                return Answer::Effect(PendingEffect {
-                    seq,
-                    receipt,
-                    action: request.request().action.clone(),
-                    payload,
-                });
-            }
-            (Some(_), false) => "this enforcer does not broker effects",
-            (None, _) => "not allowed",
-        };
-        Answer::Frame(EnforcerFrame::Brokered {
+        let not_performed = |reason: &str| EnforcerFrame::Brokered {
             seq,
-            receipt,
+            receipt: receipt.clone(),
             outcome: Outcome::NotPerformed {
                 reason: reason.into(),
             },
-        })
+        };
+        match (allowed, self.broker.is_some()) {
+            (Some(request), true) => Answer::Effect(PendingEffect {
+                seq,
+                action: request.request().action.clone(),
+                receipt,
+                payload,
+            }),
+            // Still an allow receipt: released like any permit.
+            (Some(_), false) => {
+                Answer::Permit(not_performed("this enforcer does not broker effects"))
+            }
+            (None, _) => Answer::Frame(not_performed("not allowed")),
+        }
     }
 
     fn hello(&mut self, protocol: u16, challenge: &[u8; 32]) -> EnforcerFrame {
@@ -687,7 +733,7 @@ impl Session {
             return (Self::refused(Some(seq), Refusal::Replayed(seq)), None);
         }
         self.last_seq = Some(seq);
-        if self.evidence_broken {
+        if self.closed() {
             // Nothing can be recorded, so nothing is decided.
             return (Self::refused(Some(seq), Refusal::Halted), None);
         }
@@ -838,7 +884,7 @@ impl Session {
     /// call cannot wait for an operator). These requests take sequence
     /// numbers from [`SYSCALL_SEQ_BASE`] up, apart from the client's.
     pub fn decide_system_call(&mut self, action: CanonicalAction) -> bool {
-        if self.evidence_broken {
+        if self.closed() {
             return false;
         }
         let mut nonce = [0u8; 16];
@@ -923,8 +969,8 @@ impl Session {
         approved: bool,
         scope: Option<GrantScope>,
     ) -> Result<Vec<Vec<u8>>, String> {
-        if self.evidence_broken {
-            return Err("the enforcer is halted and cannot record anything".into());
+        if self.closed() {
+            return Err("the session has ended or cannot record anything".into());
         }
         let pending = self
             .pending
@@ -989,8 +1035,8 @@ impl Session {
     /// Puts an already validated policy set in force for every later
     /// decision and records the change with who asked.
     pub fn install_policy(&mut self, engine: PolicyEngine, by: &str) -> Result<Digest, String> {
-        if self.evidence_broken {
-            return Err("the enforcer is halted and cannot record anything".into());
+        if self.closed() {
+            return Err("the session has ended or cannot record anything".into());
         }
         let digest = engine.digest();
         self.policy = engine;

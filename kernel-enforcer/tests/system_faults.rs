@@ -63,6 +63,14 @@ impl Storage for Device {
 }
 
 fn session(healthy: usize, fault: Fault) -> (Session, Device, u128) {
+    session_with(
+        healthy,
+        fault,
+        r#"permit (principal, action == Action::"file_read", resource in Workspace::"root");"#,
+    )
+}
+
+fn session_with(healthy: usize, fault: Fault, policy: &str) -> (Session, Device, u128) {
     let device = Device {
         bytes: Arc::default(),
         appends: Arc::default(),
@@ -77,11 +85,7 @@ fn session(healthy: usize, fault: Fault) -> (Session, Device, u128) {
     )
     .unwrap();
     let policy = PolicyEngine::from_sources(
-        &[(
-            "p.cedar".into(),
-            r#"permit (principal, action == Action::"file_read", resource in Workspace::"root");"#
-                .into(),
-        )],
+        &[("p.cedar".into(), policy.into())],
         Environment::new("/ws", &[]).unwrap(),
     )
     .unwrap();
@@ -296,4 +300,174 @@ fn a_permit_not_yet_sent_when_the_halt_comes_is_withheld() {
     };
     let sent = decode_enforcer_frame(&permit.release(&serving.halt_latch())).unwrap();
     assert!(is_allow(&sent), "{sent:?}");
+}
+
+/// End to end through the serving loop: a client that does not read has
+/// hundreds of permits decided for it; the serving thread waits on the
+/// full channel; the operator halts. When the client finally reads, every
+/// allow recorded before the halt reached it exactly once, as the permit
+/// or (those not yet sent at the halt) as a `Halted` refusal, and no
+/// permit comes after the first refusal.
+#[test]
+fn permits_waiting_on_a_client_that_does_not_read_are_withheld_at_a_halt() {
+    use ipc_channel::ipc;
+    use kernel_enforcer::serve::{STALLED_SEND, ServeOptions, serve_channels};
+    // Large receipts (the permit's reason is in each), so that the reply
+    // channel holds a few dozen and the first batch cannot all be sent.
+    let policy = format!(
+        "@reason(\"{}\")\npermit (principal, action == Action::\"file_read\", resource in Workspace::\"root\");",
+        "r".repeat(8_000)
+    );
+    let (session, device, id) = session_with(usize::MAX, Fault::FailWrite, &policy);
+    let shared = Arc::new(Mutex::new(session));
+    let (requests_tx, requests) = ipc::channel::<Vec<u8>>().unwrap();
+    let (replies, client) = ipc::channel::<Vec<u8>>().unwrap();
+    // The requests are waiting before the enforcer starts: one full batch.
+    std::thread::spawn(move || {
+        for seq in 1..=300 {
+            if requests_tx.send(authorize_frame(id, seq)).is_err() {
+                return;
+            }
+        }
+        // Kept open, so that the session does not end for lack of a client.
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let options = ServeOptions {
+        control: None,
+        operator_uid: 0,
+        policies: Vec::new(),
+        end_on_halt: false,
+    };
+    let serving = Arc::clone(&shared);
+    std::thread::spawn(move || {
+        let _ = serve_channels(requests, replies, serving, &options);
+    });
+    // Wait until the enforcer waits on the client, then halt (well within
+    // STALLED_SEND, after which the enforcer would halt by itself).
+    let started = std::time::Instant::now();
+    let mut last = 0;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = device.bytes.lock().len();
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+        assert!(
+            started.elapsed() < STALLED_SEND,
+            "the enforcer never waited on the client"
+        );
+    }
+    let _ = shared.lock().halt("incident 9", "operator test");
+    let allowed_before_halt = {
+        let bytes = device.bytes.lock().clone();
+        split_records(&bytes)
+            .unwrap()
+            .into_iter()
+            .filter(|r| {
+                matches!(decode_record(r).unwrap(), Record::Decision { receipt, .. }
+                    if kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap().decision
+                        == Decision::Allow)
+            })
+            .count()
+    };
+    // The client reads now.
+    let (mut permits, mut withheld, mut permit_after_refusal) = (0, 0, false);
+    while let Ok(bytes) = client.try_recv_timeout(std::time::Duration::from_secs(1)) {
+        let frame = decode_enforcer_frame(&bytes).unwrap();
+        if is_allow(&frame) {
+            permits += 1;
+            permit_after_refusal |= withheld > 0;
+        } else if matches!(
+            frame,
+            EnforcerFrame::Refused {
+                refusal: Refusal::Halted,
+                ..
+            }
+        ) {
+            withheld += 1;
+        }
+    }
+    assert!(withheld > 0, "no permit was withheld ({permits} sent)");
+    assert!(
+        !permit_after_refusal,
+        "a permit was sent after a withheld one"
+    );
+    assert_eq!(
+        permits + withheld,
+        allowed_before_halt,
+        "every allow recorded before the halt is answered exactly once"
+    );
+}
+
+/// Replies made outside the serving loop (an approval's answer) are
+/// sorted the same way: an allow receipt is a permit, withheld after a
+/// halt; anything else goes as it is.
+#[test]
+fn replies_made_elsewhere_are_sorted_into_permits_and_frames() {
+    use kernel_enforcer::session::Permit;
+    let (mut session, _, id) = session(usize::MAX, Fault::FailWrite);
+    let allow = session.handle(&authorize_frame(id, 1));
+    let denial = {
+        let request = EncodedRequest::new(Request {
+            session: kernel_core::SessionId(id.to_le_bytes()),
+            seq: 2,
+            nonce: [0; 16],
+            action: CanonicalAction::new(Action::file_read("/etc/passwd"), None).unwrap(),
+            deadline_ms: u64::MAX,
+        });
+        session.handle(&encode_client_frame(&ClientFrame::Authorize {
+            request: request.bytes().to_vec(),
+        }))
+    };
+    assert_eq!(Permit::sort(denial.clone()).err(), Some(denial));
+    let permit = Permit::sort(allow).expect("an allow receipt is a permit");
+    let _ = session.halt("incident 11", "operator test");
+    let sent = decode_enforcer_frame(&permit.release(&session.halt_latch())).unwrap();
+    assert!(
+        matches!(
+            sent,
+            EnforcerFrame::Refused {
+                seq: Some(1),
+                refusal: Refusal::Halted
+            }
+        ),
+        "{sent:?}"
+    );
+}
+
+/// After `finish` (the final checkpoint), the session records nothing:
+/// requests are refused, periodic work and halts add no record, and the
+/// log still verifies with the checkpoint last.
+#[test]
+fn a_finished_session_records_nothing_more() {
+    let (mut session, device, id) = session(usize::MAX, Fault::FailWrite);
+    assert!(is_allow(&ask(&mut session, id, 1)));
+    session.finish();
+    let finished = device.bytes.lock().clone();
+    let reply = ask(&mut session, id, 2);
+    assert!(
+        matches!(
+            reply,
+            EnforcerFrame::Refused {
+                refusal: Refusal::Halted,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    let _ = session.tick();
+    let _ = session.halt("after the end", "operator test");
+    assert_eq!(
+        *device.bytes.lock(),
+        finished,
+        "something was recorded after finish"
+    );
+    let records = split_records(&finished).unwrap();
+    assert!(matches!(
+        decode_record(records.last().unwrap()).unwrap(),
+        Record::Checkpoint { .. }
+    ));
+    audit(&finished, &AuditOptions::default()).unwrap();
 }
