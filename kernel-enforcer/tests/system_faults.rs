@@ -193,18 +193,15 @@ fn an_operator_halt_is_recorded_and_every_later_request_is_a_signed_denial() {
     assert_eq!(halt, 2, "right after the one allowed decision");
 }
 
-/// A client that sends requests and never reads the answers: once the
-/// reply channel is full, the serving thread waits on it, but never while
-/// holding the session (the kill switch takes it within a second), and the
-/// enforcer ends the session on its own, recorded as a halt.
-#[test]
-fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
-    use ipc_channel::ipc;
-    use kernel_enforcer::serve::{STALLED_SEND, ServeOptions, serve_channels};
-    let (session, device, id) = session(usize::MAX, Fault::FailWrite);
-    let shared = Arc::new(Mutex::new(session));
-    let (requests_tx, requests) = ipc::channel::<Vec<u8>>().unwrap();
-    let (replies, _never_read) = ipc::channel::<Vec<u8>>().unwrap();
+/// Serves `shared` over `requests` and `replies` on a thread of its own,
+/// as a client session without a control socket; the result arrives on
+/// the returned channel.
+fn serve_in_background(
+    shared: &Arc<Mutex<Session>>,
+    requests: ipc_channel::ipc::IpcReceiver<Vec<u8>>,
+    replies: ipc_channel::ipc::IpcSender<Vec<u8>>,
+) -> std::sync::mpsc::Receiver<Option<String>> {
+    use kernel_enforcer::serve::{ServeOptions, serve_channels};
     let options = ServeOptions {
         control: None,
         operator_uid: 0,
@@ -212,10 +209,48 @@ fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
         end_on_halt: false,
     };
     let (done_tx, done) = std::sync::mpsc::channel();
-    let serving = Arc::clone(&shared);
+    let serving = Arc::clone(shared);
     std::thread::spawn(move || {
         let _ = done_tx.send(serve_channels(requests, replies, serving, &options).unwrap());
     });
+    done
+}
+
+/// Returns once the log stops growing (the enforcer waits on a client
+/// that does not read), well before `STALLED_SEND` ends the session.
+fn wait_until_the_enforcer_waits(device: &Device) {
+    use kernel_enforcer::serve::STALLED_SEND;
+    let started = std::time::Instant::now();
+    let before = device.bytes.lock().len();
+    let mut last = before;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = device.bytes.lock().len();
+        // Decisions were recorded, and then no more.
+        if now == last && now > before {
+            return;
+        }
+        last = now;
+        assert!(
+            started.elapsed() < STALLED_SEND,
+            "the enforcer never waited on the client"
+        );
+    }
+}
+
+/// A client that sends requests and never reads the answers: once the
+/// reply channel is full, the serving thread waits on it, but never while
+/// holding the session (the kill switch takes it within a second), and the
+/// enforcer ends the session on its own, recorded as a halt.
+#[test]
+fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
+    use ipc_channel::ipc;
+    use kernel_enforcer::serve::STALLED_SEND;
+    let (session, device, id) = session(usize::MAX, Fault::FailWrite);
+    let shared = Arc::new(Mutex::new(session));
+    let (requests_tx, requests) = ipc::channel::<Vec<u8>>().unwrap();
+    let (replies, _never_read) = ipc::channel::<Vec<u8>>().unwrap();
+    let done = serve_in_background(&shared, requests, replies);
     std::thread::spawn(move || {
         for seq in 1..100_000u64 {
             if requests_tx.send(authorize_frame(id, seq)).is_err() {
@@ -225,20 +260,7 @@ fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
     });
     // Until the channel fills, requests are decided; then the serving
     // thread waits on the client, and the session stays free.
-    let started = std::time::Instant::now();
-    let mut last = 0;
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let now = device.bytes.lock().len();
-        if now == last && now > 0 {
-            break;
-        }
-        last = now;
-        assert!(
-            started.elapsed() < STALLED_SEND,
-            "the enforcer never waited on the client"
-        );
-    }
+    wait_until_the_enforcer_waits(&device);
     {
         let session = shared
             .try_lock_for(std::time::Duration::from_secs(1))
@@ -311,7 +333,6 @@ fn a_permit_not_yet_sent_when_the_halt_comes_is_withheld() {
 #[test]
 fn permits_waiting_on_a_client_that_does_not_read_are_withheld_at_a_halt() {
     use ipc_channel::ipc;
-    use kernel_enforcer::serve::{STALLED_SEND, ServeOptions, serve_channels};
     // Large receipts (the permit's reason is in each), so that the reply
     // channel holds a few dozen and the first batch cannot all be sent.
     let policy = format!(
@@ -333,32 +354,10 @@ fn permits_waiting_on_a_client_that_does_not_read_are_withheld_at_a_halt() {
         std::thread::sleep(std::time::Duration::from_secs(60));
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let options = ServeOptions {
-        control: None,
-        operator_uid: 0,
-        policies: Vec::new(),
-        end_on_halt: false,
-    };
-    let serving = Arc::clone(&shared);
-    std::thread::spawn(move || {
-        let _ = serve_channels(requests, replies, serving, &options);
-    });
+    let _done = serve_in_background(&shared, requests, replies);
     // Wait until the enforcer waits on the client, then halt (well within
     // STALLED_SEND, after which the enforcer would halt by itself).
-    let started = std::time::Instant::now();
-    let mut last = 0;
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let now = device.bytes.lock().len();
-        if now == last && now > 0 {
-            break;
-        }
-        last = now;
-        assert!(
-            started.elapsed() < STALLED_SEND,
-            "the enforcer never waited on the client"
-        );
-    }
+    wait_until_the_enforcer_waits(&device);
     let _ = shared.lock().halt("incident 9", "operator test");
     let allowed_before_halt = {
         let bytes = device.bytes.lock().clone();
