@@ -105,11 +105,16 @@ fn session_with(healthy: usize, fault: Fault, policy: &str) -> (Session, Device,
 
 /// The frame asking to read `/ws/a` (allowed) as request `seq`.
 fn authorize_frame(id: u128, seq: u64) -> Vec<u8> {
+    read_frame(id, seq, "/ws/a")
+}
+
+/// The frame asking to read `path` as request `seq`.
+fn read_frame(id: u128, seq: u64, path: &str) -> Vec<u8> {
     let request = EncodedRequest::new(Request {
         session: kernel_core::SessionId(id.to_le_bytes()),
         seq,
         nonce: [0; 16],
-        action: CanonicalAction::new(Action::file_read("/ws/a"), None).unwrap(),
+        action: CanonicalAction::new(Action::file_read(path), None).unwrap(),
         deadline_ms: u64::MAX,
     });
     encode_client_frame(&ClientFrame::Authorize {
@@ -119,6 +124,11 @@ fn authorize_frame(id: u128, seq: u64) -> Vec<u8> {
 
 fn ask(session: &mut Session, id: u128, seq: u64) -> EnforcerFrame {
     decode_enforcer_frame(&session.handle(&authorize_frame(id, seq))).unwrap()
+}
+
+/// Whether `frame` refuses request `seq` as halted (a withheld permit).
+fn is_withheld(frame: &EnforcerFrame, seq: u64) -> bool {
+    matches!(frame, EnforcerFrame::Refused { seq: Some(s), refusal: Refusal::Halted } if *s == seq)
 }
 
 fn is_allow(frame: &EnforcerFrame) -> bool {
@@ -302,16 +312,7 @@ fn a_permit_not_yet_sent_when_the_halt_comes_is_withheld() {
     };
     let _ = halted.halt("incident 7", "operator test");
     let sent = decode_enforcer_frame(&permit.release(&halted.halt_latch())).unwrap();
-    assert!(
-        matches!(
-            sent,
-            EnforcerFrame::Refused {
-                seq: Some(1),
-                refusal: Refusal::Halted
-            }
-        ),
-        "{sent:?}"
-    );
+    assert!(is_withheld(&sent, 1), "{sent:?}");
     let report = audit(&device.bytes.lock(), &AuditOptions::default()).unwrap();
     assert_eq!(report.allowed, 1, "the decision itself stays recorded");
     // Without a halt, the same permit is released as the allow receipt.
@@ -408,32 +409,12 @@ fn replies_made_elsewhere_are_sorted_into_permits_and_frames() {
     use kernel_enforcer::session::Permit;
     let (mut session, _, id) = session(usize::MAX, Fault::FailWrite);
     let allow = session.handle(&authorize_frame(id, 1));
-    let denial = {
-        let request = EncodedRequest::new(Request {
-            session: kernel_core::SessionId(id.to_le_bytes()),
-            seq: 2,
-            nonce: [0; 16],
-            action: CanonicalAction::new(Action::file_read("/etc/passwd"), None).unwrap(),
-            deadline_ms: u64::MAX,
-        });
-        session.handle(&encode_client_frame(&ClientFrame::Authorize {
-            request: request.bytes().to_vec(),
-        }))
-    };
+    let denial = session.handle(&read_frame(id, 2, "/etc/passwd"));
     assert_eq!(Permit::sort(denial.clone()).err(), Some(denial));
     let permit = Permit::sort(allow).expect("an allow receipt is a permit");
     let _ = session.halt("incident 11", "operator test");
     let sent = decode_enforcer_frame(&permit.release(&session.halt_latch())).unwrap();
-    assert!(
-        matches!(
-            sent,
-            EnforcerFrame::Refused {
-                seq: Some(1),
-                refusal: Refusal::Halted
-            }
-        ),
-        "{sent:?}"
-    );
+    assert!(is_withheld(&sent, 1), "{sent:?}");
 }
 
 /// After `finish` (the final checkpoint), the session records nothing:
