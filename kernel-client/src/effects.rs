@@ -117,7 +117,9 @@ pub fn write_permitted(permit: Permit, content: &[u8]) -> Result<(), EffectError
         WriteMode::CreateNew => options.write(true).create_new(true),
         WriteMode::Overwrite => options.write(true).create(true).truncate(true),
         WriteMode::Append => options.append(true).create(true),
-        WriteMode::Descriptor => return Err(EffectError::WrongPermit),
+        WriteMode::Descriptor | WriteMode::Symlink | WriteMode::HardLink | WriteMode::Metadata => {
+            return Err(EffectError::WrongPermit);
+        }
     };
     let mut file = options.open(path)?;
     file.write_all(content)?;

@@ -115,6 +115,13 @@ pub struct Profile {
     /// own opens are decided by policy at the system-call boundary, so
     /// that a workspace file is reachable only through a decision.
     pub workspace_readable: bool,
+    /// Whether programs in the workspace may be executed (Landlock's
+    /// execute right, and the file-read right the kernel checks with it
+    /// when it loads a program). Only for an agent whose every `open` is
+    /// performed by the enforcer and every `exec` decided and verified at
+    /// the system-call boundary: the read right then serves the loader
+    /// alone, since no open of the agent's ever continues to the kernel.
+    pub workspace_executable: bool,
 }
 
 impl Profile {
@@ -130,6 +137,7 @@ impl Profile {
             protected: Vec::new(),
             system_execute: false,
             workspace_readable: true,
+            workspace_executable: false,
             tcp_sockets: false,
         }
     }
@@ -247,6 +255,12 @@ impl Prepared {
             .collect();
         if profile.workspace_readable {
             grants.push((&profile.workspace, read, true));
+        } else if profile.workspace_executable {
+            grants.push((
+                &profile.workspace,
+                AccessFs::ReadFile | AccessFs::Execute,
+                true,
+            ));
         }
         grants.push((&profile.scratch, scratch_rights, true));
         grants.push((Path::new("/dev/null"), read | AccessFs::WriteFile, true));
@@ -424,6 +438,10 @@ fn seccomp_programs(tcp_sockets: bool) -> Result<Vec<BpfProgram>, ConfineError> 
         clone_rules.push(SeccompRule::new(vec![condition]).map_err(apply)?);
     }
     rules.insert(libc::SYS_clone, clone_rules);
+    // uselib maps a file by path without an open: refused, so that what
+    // a governed agent may execute it cannot read that way.
+    #[cfg(target_arch = "x86_64")]
+    rules.insert(libc::SYS_uselib, Vec::new());
     // socket(domain, type, ...): Landlock governs only TCP, so UDP and
     // the rest would be open ways out. Only AF_UNIX, and (when the
     // enforcer decides connect calls) AF_INET/AF_INET6 streams.

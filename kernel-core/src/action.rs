@@ -91,6 +91,17 @@ pub enum WriteMode {
     /// policy that bounds `context.size` denies it) and `content_sha256`
     /// is all zeros.
     Descriptor,
+    /// A symbolic link created at `path` (an agent governed at the
+    /// system-call boundary): the content is the link's target, as text.
+    /// Opening through the link is decided on where it leads, not here.
+    Symlink,
+    /// A second name (hard link) created at `path` for an existing file:
+    /// no content (`size` 0, digest all zeros). The existing file's read
+    /// and write are decided alongside, since the new name reaches it.
+    HardLink,
+    /// A change of the metadata of the file at `path` (permission bits,
+    /// times, owner): no content (`size` 0, digest all zeros).
+    Metadata,
 }
 
 /// The `size` of a [`WriteMode::Descriptor`] write: the largest policy
@@ -105,7 +116,17 @@ impl WriteMode {
             Self::Overwrite => "overwrite",
             Self::Append => "append",
             Self::Descriptor => "descriptor",
+            Self::Symlink => "symlink",
+            Self::HardLink => "hard_link",
+            Self::Metadata => "metadata",
         }
+    }
+
+    /// Whether the broker writes content in this mode (a client's file
+    /// write); the other modes are effects of a governed agent's own
+    /// system calls.
+    pub fn writes_content(self) -> bool {
+        matches!(self, Self::CreateNew | Self::Overwrite | Self::Append)
     }
 }
 
@@ -198,6 +219,28 @@ impl Action {
             content_sha256: Digest([0; 32]),
             size: DESCRIPTOR_WRITE_SIZE,
             mode: WriteMode::Descriptor,
+        }
+    }
+
+    /// An [`Action::FileWrite`] creating a symbolic link at `path` that
+    /// points to `target` (see [`WriteMode::Symlink`]).
+    pub fn file_symlink(path: impl Into<String>, target: &str) -> Self {
+        Self::FileWrite {
+            path: path.into(),
+            content_sha256: Digest::of_content(target.as_bytes()),
+            size: u64::try_from(target.len()).unwrap_or(u64::MAX),
+            mode: WriteMode::Symlink,
+        }
+    }
+
+    /// An [`Action::FileWrite`] without content, in `mode`
+    /// ([`WriteMode::HardLink`] or [`WriteMode::Metadata`]).
+    pub fn file_write_without_content(path: impl Into<String>, mode: WriteMode) -> Self {
+        Self::FileWrite {
+            path: path.into(),
+            content_sha256: Digest([0; 32]),
+            size: 0,
+            mode,
         }
     }
 

@@ -240,6 +240,9 @@ fn write_mode() -> impl Strategy<Value = WriteMode> {
         Just(WriteMode::Overwrite),
         Just(WriteMode::Append),
         Just(WriteMode::Descriptor),
+        Just(WriteMode::Symlink),
+        Just(WriteMode::HardLink),
+        Just(WriteMode::Metadata),
     ]
 }
 

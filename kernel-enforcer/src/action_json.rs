@@ -151,9 +151,13 @@ pub fn parse_action(text: &str) -> Result<ParsedAction, String> {
                 Some("create_new") => WriteMode::CreateNew,
                 Some("append") => WriteMode::Append,
                 Some("descriptor") => WriteMode::Descriptor,
+                Some("symlink") => WriteMode::Symlink,
+                Some("hard_link") => WriteMode::HardLink,
+                Some("metadata") => WriteMode::Metadata,
                 Some(other) => {
                     return Err(format!(
-                        "unknown write mode `{other}`: use overwrite, create_new, append or descriptor"
+                        "unknown write mode `{other}`: use overwrite, create_new, append, \
+                         descriptor, symlink, hard_link or metadata"
                     ));
                 }
             };

@@ -199,8 +199,14 @@ impl Broker {
                 WriteMode::CreateNew => OFlags::EXCL,
                 WriteMode::Overwrite => OFlags::TRUNC,
                 WriteMode::Append => OFlags::APPEND,
-                WriteMode::Descriptor => {
-                    return failed("a descriptor write is not a content the broker writes");
+                WriteMode::Descriptor
+                | WriteMode::Symlink
+                | WriteMode::HardLink
+                | WriteMode::Metadata => {
+                    return failed(format!(
+                        "a `{}` write is not a content the broker writes",
+                        mode.as_str()
+                    ));
                 }
             };
         let result = self

@@ -19,6 +19,21 @@ pub fn action(action: &Action) -> String {
             mode: kernel_core::WriteMode::Descriptor,
             ..
         } => format!("file_write {path} (writable descriptor)"),
+        Action::FileWrite {
+            path,
+            mode: kernel_core::WriteMode::Symlink,
+            ..
+        } => format!("file_write {path} (symbolic link)"),
+        Action::FileWrite {
+            path,
+            mode: kernel_core::WriteMode::HardLink,
+            ..
+        } => format!("file_write {path} (hard link)"),
+        Action::FileWrite {
+            path,
+            mode: kernel_core::WriteMode::Metadata,
+            ..
+        } => format!("file_write {path} (metadata)"),
         Action::FileWrite { path, size, .. } => format!("file_write {path} ({size} bytes)"),
         Action::FileDelete { path } => format!("file_delete {path}"),
         Action::NetConnect { host, port } => format!("net_connect {host}:{port}"),

@@ -390,23 +390,36 @@ pub fn serve_without_client(
     options: &ServeOptions,
     mut finished: impl FnMut() -> bool,
 ) -> Result<Option<String>, ServeError> {
+    let latch = session.lock().halt_latch();
     let shared = start_control_plane(session, None, options)?;
     let mut last_tick = Instant::now();
-    while !finished()
-        && !shared.stop.load(Ordering::SeqCst)
-        && shared.session.lock().halted().is_none()
-    {
+    // The halt latch and the stop flag are read without the session's
+    // lock, so that a decision stuck behind it cannot keep a halt or a
+    // signal from ending the session.
+    while !finished() && !shared.stop.load(Ordering::SeqCst) && latch.cause().is_none() {
         std::thread::sleep(std::time::Duration::from_millis(20));
         if last_tick.elapsed() >= IDLE_TICK {
             // Checkpoints come due here too (there is no client to reply to).
-            let _ = shared.session.lock().tick();
+            if let Some(mut session) = shared.session.try_lock_for(LOCK_PATIENCE) {
+                let _ = session.tick();
+            }
             last_tick = Instant::now();
         }
     }
-    let mut session = shared.session.lock();
-    session.finish();
-    Ok(session.halted())
+    // The final checkpoint, unless the session's lock stays taken (then
+    // the records already durable are all there is, and the agent is
+    // stopped all the same).
+    if let Some(mut session) = shared.session.try_lock_for(FINISH_PATIENCE) {
+        session.finish();
+    }
+    Ok(latch.cause())
 }
+
+/// How long the idle loop waits for the session's lock to tick.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long the end of a session waits for the session's lock to write
+/// the final checkpoint.
+const FINISH_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Binds the control socket, serves it on a thread, and watches signals.
 fn start_control_plane(

@@ -116,6 +116,9 @@ fn profile_of(agent: &Agent) -> Profile {
     // Governed, every exec is decided by policy and verified after
     // (`exec_trace`); Landlock still limits it to the system trees.
     profile.system_execute = agent.govern_syscalls;
+    // Governed, programs built in the workspace may run too: each exec is
+    // decided and verified, and every open is the enforcer's.
+    profile.workspace_executable = agent.govern_syscalls;
     profile
 }
 
@@ -143,6 +146,7 @@ fn governor(
             .system_read
             .iter()
             .chain(&profile.executables)
+            .chain(profile.workspace_executable.then_some(&profile.workspace))
             .cloned()
             .collect(),
         execs: Some(execs),
@@ -179,6 +183,11 @@ pub fn run(
         .env(CHANNEL_ENV, &name)
         .env(SCRATCH_ENV, &agent.scratch)
         .process_group(0);
+    if agent.govern_syscalls {
+        // The scratch directory is the one place a governed agent writes
+        // without a decision: temporary files go there.
+        command.env("TMPDIR", &agent.scratch);
+    }
     match (governed, confinement) {
         (Some((child_side, parent_side)), Some(prepared)) => {
             // Traced first: the confinement then refuses `ptrace`.
@@ -261,10 +270,22 @@ fn run_governed(
         let governor = governor(agent, broker, Arc::clone(&ledger));
         let shared = Arc::clone(&session);
         let listener = listener.try_clone().map_err(channel)?;
+        let latch = session.lock().halt_latch();
         std::thread::spawn(move || {
-            notify::serve(listener, &governor, &|action| {
-                shared.lock().decide_system_call(action)
-            });
+            let fault = |cause: &str| {
+                // Recorded when the session's lock can be had; the latch
+                // stops the session either way.
+                match shared.try_lock_for(Duration::from_millis(200)) {
+                    Some(mut session) => drop(session.halt(cause, "enforcer")),
+                    None => drop(latch.halt(cause)),
+                }
+            };
+            notify::serve(
+                listener,
+                &governor,
+                &|action| shared.lock().decide_system_call(action),
+                &fault,
+            );
         });
     }
     let pid = match started.recv() {
@@ -291,7 +312,15 @@ fn run_governed(
     if let Ok(Some(cause)) = &halted {
         eprintln!("kernel-enforcer: halted ({cause}); stopping the agent");
     }
-    if !matches!(halted, Ok(None)) && !tracer.is_finished() {
+    // Whatever ended the session (the agent's exit, a halt, a signal to
+    // the enforcer, a fault), the agent does not outlive it: its main
+    // process is killed, even in the middle of a system call waiting for
+    // an answer, and the tracer then returns and takes every other agent
+    // process with it (`PTRACE_O_EXITKILL`).
+    if !tracer.is_finished() {
+        if matches!(halted, Ok(None)) {
+            eprintln!("kernel-enforcer: the session was ended; stopping the agent");
+        }
         stop_agent(pid);
     }
     let status = tracer.join();

@@ -1,42 +1,41 @@
 //! Governing an agent that does not use the client: its own file opens,
-//! deletions, directory creations, renames and TCP connections are
-//! decided by policy at the system-call boundary (seccomp user
-//! notification), with the same evidence as any other decision.
+//! deletions, directory creations, renames, links, metadata changes, TCP
+//! connections and programs are decided by policy at the system-call
+//! boundary (seccomp user notification), with the same evidence as any
+//! other decision. SECURITY.md has the table of calls and actions.
 //!
 //! How it works, and why it is sound:
 //!
-//! - The agent runs under an extra seccomp filter that turns `open`,
-//!   `openat`, `openat2`, `creat`, `unlink`, `unlinkat`, `rmdir`, `mkdir`,
-//!   `mkdirat`, `rename`, `renameat`, `renameat2`, `connect`, `execve` and
-//!   `execveat` into notifications. The filter is
-//!   installed between `fork` and `exec` with
-//!   `SECCOMP_FILTER_FLAG_NEW_LISTENER`; the listener descriptor is sent to
-//!   the enforcer over a socket pair and closed in the child, so the agent
-//!   never holds it (it cannot answer its own notifications).
+//! - The agent runs under an extra seccomp filter that turns the calls in
+//!   `NOTIFIED` into notifications. The filter is installed between
+//!   `fork` and `exec` with `SECCOMP_FILTER_FLAG_NEW_LISTENER`; the
+//!   listener descriptor is sent to the enforcer over a socket pair and
+//!   closed in the child, so the agent never holds it (it cannot answer
+//!   its own notifications).
 //! - For each notification the enforcer reads the path from the agent's
-//!   memory (`/proc/<tid>/mem`), resolves it against the agent's working
-//!   directory or directory descriptor, and checks with
-//!   `SECCOMP_IOCTL_NOTIF_ID_VALID` that the request is still live.
-//! - An open that Landlock itself grants the agent (reads of the system
-//!   trees and device files, anything in its scratch directory) is let
-//!   through (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`). That is safe even though
-//!   the agent can rewrite the path after the check: the kernel then
-//!   applies Landlock to whatever it opens, and Landlock grants no more
-//!   than this list. The workspace is not in it.
-//! - Every other open is a `FileRead` (read-only) or a `FileWrite` with
+//!   memory (`/proc/<tid>/mem`), joins it to the agent's working directory
+//!   or directory descriptor, resolves it **physically** (symbolic links
+//!   followed as the kernel would, `/proc/self` the agent's: see
+//!   the `paths` module), and checks with `SECCOMP_IOCTL_NOTIF_ID_VALID` that the
+//!   request is still live.
+//! - **Every open is made by the enforcer**, on the resolved path, with
+//!   `openat2` and `RESOLVE_NO_SYMLINKS` (beneath the workspace when inside
+//!   it), and the descriptor is injected into the agent with
+//!   `SECCOMP_IOCTL_NOTIF_ADDFD` and `SECCOMP_ADDFD_FLAG_SEND`. An open
+//!   never continues to the kernel, so rewriting the path or swapping a
+//!   link after the check changes nothing. Granted without a decision:
+//!   what Landlock grants the agent anyway (reads of the system trees and
+//!   device files, its scratch directory), its own `/proc` entries and the
+//!   system pseudo-files listed in SECURITY.md, read-only. Every other open
+//!   is a `FileRead` (read-only) or a `FileWrite` with
 //!   [`WriteMode::Descriptor`](kernel_core::WriteMode::Descriptor) (any
 //!   write access, creation or truncation), decided by policy and recorded
-//!   durably before the answer. An allowed one is opened **by the
-//!   enforcer** (`openat2` without following symbolic links, beneath the
-//!   workspace when inside it) and the descriptor is injected into the
-//!   agent with `SECCOMP_IOCTL_NOTIF_ADDFD` and `SECCOMP_ADDFD_FLAG_SEND`:
-//!   never `CONTINUE` for a decided path, so rewriting the path after the
-//!   decision changes nothing. A denied one fails with `EACCES`.
-//! - Deletions (`FileDelete`), directory creations (`FileWrite`,
-//!   descriptor mode) and renames (`FileDelete` of the old path and
-//!   `FileWrite` of the new, both needed; exchanges refused) are decided
-//!   and then performed by the enforcer on the decided paths, the parent
-//!   directory opened without following symbolic links.
+//!   durably before the open. A denied one fails with `EACCES`; a read of
+//!   a path that does not exist fails with `ENOENT` without a decision.
+//! - Deletions, directory creations, renames, symbolic and hard links,
+//!   truncation and metadata changes are decided and then performed by
+//!   the enforcer on the decided paths, the parent directory (or the file
+//!   itself, pinned with `O_PATH`) opened without following links.
 //! - `connect` to an IPv4 or IPv6 address is a `NetConnect` (the address,
 //!   not a name); the enforcer connects and puts its connected socket in
 //!   place of the agent's (`SECCOMP_ADDFD_FLAG_SETFD`, same number,
@@ -49,26 +48,35 @@
 //! - Anything that cannot be read, resolved or decided fails with
 //!   `EACCES`. [`WORKERS`] threads serve notifications; decisions beyond
 //!   the [`RateLimit`] wait their turn up to [`RATE_WAIT`], and fail with
-//!   `EAGAIN`, unrecorded, beyond that. There is no cache of earlier decisions: every
-//!   decided call is decided and recorded afresh, so nothing can widen
-//!   what was decided.
+//!   `EAGAIN`, unrecorded, beyond that. There is no cache of earlier
+//!   decisions: every decided call is decided and recorded afresh, so
+//!   nothing can widen what was decided.
+//! - **Liveness**: every notification is answered exactly once (a
+//!   descriptor the kernel will not hand over fails the call), the
+//!   enforcer's own opens never block, a handler that panics fails its
+//!   call and halts the session, and a call with no decision within
+//!   [`ANSWER_DEADLINE`] fails with `EAGAIN` and halts the session.
+//! - `execve` and `execveat` are an `Exec` (the program's path as the
+//!   agent named it, the argument vector, the working directory, and the
+//!   *names* of the environment variables: their values may hold secrets
+//!   and are not recorded), decided and recorded; a denied one fails with
+//!   `EACCES`. An allowed one must continue in the agent (a process cannot
+//!   be made to become a program from outside), so it is verified after
+//!   the kernel loaded it and before its first instruction, and killed if
+//!   it is not what was decided: see [`crate::exec_trace`]. Landlock
+//!   limits programs to the system trees, the agent's own and the
+//!   workspace, never the scratch directory.
 //!
-//! - `execve` and `execveat` are an `Exec` (the program's path, the
-//!   argument vector, the working directory, and the *names* of the
-//!   environment variables: their values may hold secrets and are not
-//!   recorded), decided and recorded; a denied one fails with `EACCES`. An
-//!   allowed one must continue in the agent (a process cannot be made to
-//!   become a program from outside), so it is verified after the kernel
-//!   loaded it and before its first instruction, and killed if it is not
-//!   what was decided: see [`crate::exec_trace`]. Landlock limits programs
-//!   to the system trees (and the agent's own), never the workspace or
-//!   the scratch directory.
-//!
-//! Not covered yet: hard and symbolic link creation and `truncate`
-//! (refused by Landlock in the workspace); x86_64 only.
+//! Not covered yet: `connect` on Unix sockets, extended attributes, FIFOs
+//! and device nodes (refused by Landlock in the workspace); x86_64 only.
+
+mod paths;
+
+pub use paths::{OWN_PROCESS_ENTRIES, SYSTEM_PSEUDO_FILES, SYSTEM_PSEUDO_TREES};
 
 use crate::broker::Broker;
 use kernel_core::{Action, CanonicalAction};
+use paths::{Caller, ProcEntry};
 use rustix::fs::{Mode, OFlags};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -78,7 +86,7 @@ use std::path::{Path, PathBuf};
 const MAX_PATH: usize = 4096;
 
 /// The system calls this version notifies.
-const NOTIFIED: [libc::c_long; 15] = [
+const NOTIFIED: [libc::c_long; 32] = [
     libc::SYS_open,
     libc::SYS_openat,
     libc::SYS_openat2,
@@ -94,6 +102,23 @@ const NOTIFIED: [libc::c_long; 15] = [
     libc::SYS_connect,
     libc::SYS_execve,
     libc::SYS_execveat,
+    libc::SYS_symlink,
+    libc::SYS_symlinkat,
+    libc::SYS_link,
+    libc::SYS_linkat,
+    libc::SYS_truncate,
+    libc::SYS_chmod,
+    libc::SYS_fchmod,
+    libc::SYS_fchmodat,
+    libc::SYS_fchmodat2,
+    libc::SYS_chown,
+    libc::SYS_lchown,
+    libc::SYS_fchown,
+    libc::SYS_fchownat,
+    libc::SYS_utimensat,
+    libc::SYS_utimes,
+    libc::SYS_futimesat,
+    libc::SYS_utime,
 ];
 
 /// The notification filter: x86_64 system calls in [`NOTIFIED`] notify,
@@ -356,9 +381,28 @@ impl OpenCall {
         }
     }
 
+    /// The flags as the C `int` the kernel reads (all bits set if they do
+    /// not fit, which counts as writing).
+    fn int_flags(&self) -> i32 {
+        i32::try_from(self.flags & 0xffff_ffff).unwrap_or(-1)
+    }
+
     fn writes(&self) -> bool {
-        let flags = i32::try_from(self.flags & 0xffff_ffff).unwrap_or(-1);
+        let flags = self.int_flags();
         flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
+    }
+
+    /// Whether the call may create the file.
+    fn creates(&self) -> bool {
+        self.int_flags() & libc::O_CREAT != 0
+    }
+
+    /// Whether the kernel would follow a symbolic link in the last
+    /// component: not with `O_NOFOLLOW`, nor with `O_CREAT | O_EXCL`.
+    fn follows_last_link(&self) -> bool {
+        let flags = self.int_flags();
+        flags & libc::O_NOFOLLOW == 0
+            && flags & (libc::O_CREAT | libc::O_EXCL) != libc::O_CREAT | libc::O_EXCL
     }
 }
 
@@ -428,9 +472,13 @@ fn read_c_strings(
 /// request is still the one being answered.
 struct Agent<'a> {
     pid: u32,
+    caller: Caller,
     memory: std::fs::File,
     still_valid: &'a dyn Fn() -> bool,
 }
+
+/// A refusal or failure of a governed call, as the errno the agent sees.
+type Errno = i32;
 
 impl Agent<'_> {
     /// The directory a relative path is resolved against: the working
@@ -444,39 +492,48 @@ impl Agent<'_> {
         std::fs::read_link(link).ok()
     }
 
-    /// Reads the path at `pointer`, resolves it against `dirfd` (or the
-    /// working directory), checks the request is still live, and returns
-    /// the canonical action `make` builds from it, with its target path.
+    /// Reads the path at `pointer`, joins it to `dirfd` (or the working
+    /// directory), resolves it physically ([`paths::physical`]: symbolic
+    /// links followed, the last one only if `follow_last`) and checks the
+    /// request is still live. The result is absolute, with no link and no
+    /// `..`: what the call would reach.
+    fn path(&self, dirfd: i32, pointer: u64, follow_last: bool) -> Result<PathBuf, Errno> {
+        let path = read_c_string(&self.memory, pointer).ok_or(libc::EFAULT)?;
+        if path.is_empty() {
+            return Err(libc::ENOENT);
+        }
+        let joined = if path.starts_with('/') {
+            PathBuf::from(&path)
+        } else {
+            // A base that is not a directory path (a socket, a deleted
+            // directory) resolves nothing.
+            let base = self.directory(dirfd).ok_or(libc::EBADF)?;
+            if !base.is_absolute() {
+                return Err(libc::ENOTDIR);
+            }
+            base.join(&path)
+        };
+        let physical = paths::physical(&joined, follow_last, self.caller)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))?;
+        if !(self.still_valid)() {
+            return Err(libc::EACCES);
+        }
+        Ok(physical)
+    }
+
+    /// [`Agent::path`], and the canonical action `make` builds from it.
     fn resolve(
         &self,
         dirfd: i32,
         pointer: u64,
+        follow_last: bool,
         make: impl FnOnce(String) -> Action,
-    ) -> Option<(CanonicalAction, PathBuf)> {
-        let path = read_c_string(&self.memory, pointer)?;
-        let base = if path.starts_with('/') {
-            None
-        } else {
-            Some(self.directory(dirfd)?)
-        };
-        if !(self.still_valid)() {
-            return None;
-        }
-        // A base that is not a directory path (a socket, a deleted
-        // directory) resolves nothing.
-        let base = match &base {
-            None => None,
-            Some(base) if base.is_absolute() => Some(base.to_str()?),
-            Some(_) => return None,
-        };
-        let canonical = CanonicalAction::new(make(path), base).ok()?;
-        let target = match canonical.action() {
-            Action::FileRead { path }
-            | Action::FileWrite { path, .. }
-            | Action::FileDelete { path } => PathBuf::from(path),
-            _ => return None,
-        };
-        Some((canonical, target))
+    ) -> Result<(CanonicalAction, PathBuf), Errno> {
+        let target = self.path(dirfd, pointer, follow_last)?;
+        let text = target.to_str().ok_or(libc::EACCES)?;
+        let canonical =
+            CanonicalAction::new(make(text.to_owned()), None).map_err(|_| libc::EACCES)?;
+        Ok((canonical, target))
     }
 }
 
@@ -485,6 +542,37 @@ fn low_int(arg: u64) -> Option<i32> {
     u32::try_from(arg & 0xffff_ffff)
         .ok()
         .map(|low| i32::from_ne_bytes(low.to_ne_bytes()))
+}
+
+/// The two timestamps of `utimensat` at `address` (none: both now).
+fn read_times(memory: &std::fs::File, address: u64) -> Option<rustix::fs::Timestamps> {
+    let now = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: rustix::fs::UTIME_NOW,
+    };
+    if address == 0 {
+        return Some(rustix::fs::Timestamps {
+            last_access: now,
+            last_modification: now,
+        });
+    }
+    let mut raw = [0u8; 32];
+    memory.read_exact_at(&mut raw, address).ok()?;
+    let word = |i: usize| {
+        raw.get(i..i + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(i64::from_ne_bytes)
+    };
+    let time = |at: usize| {
+        Some(rustix::fs::Timespec {
+            tv_sec: word(at)?,
+            tv_nsec: word(at + 8)?,
+        })
+    };
+    Some(rustix::fs::Timestamps {
+        last_access: time(0)?,
+        last_modification: time(16)?,
+    })
 }
 
 /// The answer for an effect performed here: success (0) or its errno.
@@ -509,8 +597,12 @@ impl Governor {
         let Ok(memory) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
             return Answer::Fail(libc::EACCES);
         };
+        let Some(caller) = Caller::of(pid) else {
+            return Answer::Fail(libc::EACCES);
+        };
         let agent = Agent {
             pid,
+            caller,
             memory,
             still_valid: &still_valid,
         };
@@ -525,11 +617,36 @@ impl Governor {
             }
             libc::SYS_connect => self.connect(&agent, &data.args, decide),
             libc::SYS_execve | libc::SYS_execveat => self.exec(&agent, nr, &data.args, decide),
+            libc::SYS_symlink | libc::SYS_symlinkat => self.symlink(&agent, nr, &data.args, decide),
+            libc::SYS_link | libc::SYS_linkat => self.link(&agent, nr, &data.args, decide),
+            libc::SYS_truncate => self.truncate(&agent, &data.args, decide),
+            libc::SYS_utimes | libc::SYS_futimesat | libc::SYS_utime => {
+                // Older forms of `utimensat`, which libc no longer uses.
+                Some(Answer::Fail(libc::ENOSYS))
+            }
+            libc::SYS_chmod
+            | libc::SYS_fchmod
+            | libc::SYS_fchmodat
+            | libc::SYS_fchmodat2
+            | libc::SYS_chown
+            | libc::SYS_lchown
+            | libc::SYS_fchown
+            | libc::SYS_fchownat
+            | libc::SYS_utimensat => self.metadata(&agent, nr, &data.args, decide),
             _ => self.open_call(&agent, data, decide),
         };
         answer.unwrap_or(Answer::Fail(libc::EACCES))
     }
 
+    /// `open`, `openat`, `openat2`, `creat`. The path is resolved
+    /// physically, then: the agent's own `/proc` entries and the system
+    /// pseudo-files are opened without a decision (read-only); so are the
+    /// trees Landlock grants the agent; a read of a file that does not
+    /// exist fails with `ENOENT` without a decision (nothing is accessed);
+    /// everything else is decided and recorded first. Every open is made
+    /// **here**, on the resolved path, and the descriptor handed over:
+    /// never `CONTINUE`, so nothing the agent rewrites after the check is
+    /// ever opened.
     fn open_call(
         &self,
         agent: &Agent<'_>,
@@ -538,24 +655,49 @@ impl Governor {
     ) -> Option<Answer> {
         let call = OpenCall::of(data, &agent.memory)?;
         let writes = call.writes();
-        let (canonical, target) = agent.resolve(call.dirfd, call.path, |path| {
-            if writes {
-                Action::file_write_descriptor(path)
-            } else {
-                Action::file_read(path)
-            }
-        })?;
-        self.gate(&[(&target, writes)], [canonical], decide, || {
-            self.open(&target, &call)
-        })
+        let target = match agent.path(call.dirfd, call.path, call.follows_last_link()) {
+            Ok(target) => target,
+            Err(errno) => return Some(Answer::Fail(errno)),
+        };
+        if target.starts_with("/proc") {
+            return Some(match paths::proc_entry(&target, agent.caller) {
+                ProcEntry::Own if !writes => open_pseudo(&target, &call),
+                ProcEntry::Descriptor(fd) => reopen(agent.caller, fd, &call),
+                _ if !writes && paths::is_system_pseudo_file(&target) => {
+                    open_pseudo(&target, &call)
+                }
+                _ => Answer::Fail(libc::EACCES),
+            });
+        }
+        if !writes && paths::is_system_pseudo_file(&target) {
+            return Some(open_pseudo(&target, &call));
+        }
+        if self.granted(&target, writes) {
+            return Some(self.open(&target, &call));
+        }
+        if !call.creates() && std::fs::symlink_metadata(&target).is_err() {
+            // Nothing there to read or write: no access to decide.
+            return Some(Answer::Fail(libc::ENOENT));
+        }
+        let text = target.to_str()?.to_owned();
+        let action = if writes {
+            Action::file_write_descriptor(text)
+        } else {
+            Action::file_read(text)
+        };
+        let canonical = CanonicalAction::new(action, None).ok()?;
+        if !decide(canonical) {
+            return None;
+        }
+        Some(self.open(&target, &call))
     }
 
-    /// The one gate of every path-based call: when Landlock grants the
-    /// agent every `(path, writes)` access itself, the call continues
-    /// (Landlock re-checks whatever is finally used); otherwise each
-    /// action must be allowed (decided and recorded, in order, stopping at
-    /// the first refusal) before `perform` does the call here. `None` is a
-    /// refusal.
+    /// The one gate of the calls that change the file system (removals,
+    /// directory creations, renames): when Landlock grants the agent every
+    /// `(path, writes)` access itself, the call continues (Landlock
+    /// re-checks whatever is finally used); otherwise each action must be
+    /// allowed (decided and recorded, in order, stopping at the first
+    /// refusal) before `perform` does the call here. `None` is a refusal.
     fn gate<const N: usize>(
         &self,
         accesses: &[(&Path, bool)],
@@ -604,7 +746,10 @@ impl Governor {
                 low_int(args[2])? & libc::AT_REMOVEDIR != 0,
             ),
         };
-        let (canonical, target) = agent.resolve(dirfd, path, Action::file_delete)?;
+        let (canonical, target) = match agent.resolve(dirfd, path, false, Action::file_delete) {
+            Ok(resolved) => resolved,
+            Err(errno) => return Some(Answer::Fail(errno)),
+        };
         let flags = if directory {
             rustix::fs::AtFlags::REMOVEDIR
         } else {
@@ -630,7 +775,11 @@ impl Governor {
             libc::SYS_mkdir => (libc::AT_FDCWD, args[0], args[1]),
             _ => (low_int(args[0])?, args[1], args[2]),
         };
-        let (canonical, target) = agent.resolve(dirfd, path, Action::file_write_descriptor)?;
+        let (canonical, target) =
+            match agent.resolve(dirfd, path, false, Action::file_write_descriptor) {
+                Ok(resolved) => resolved,
+                Err(errno) => return Some(Answer::Fail(errno)),
+            };
         let mode = Mode::from_bits_truncate(u32::try_from(mode & 0o777).unwrap_or(0o700))
             & !Mode::from_bits_truncate(0o022);
         self.gate(&[(&target, true)], [canonical], decide, || {
@@ -665,8 +814,18 @@ impl Governor {
         if flags.intersects(rustix::fs::RenameFlags::EXCHANGE | rustix::fs::RenameFlags::WHITEOUT) {
             return None;
         }
-        let (delete, from) = agent.resolve(old_dir, old, Action::file_delete)?;
-        let (write, to) = agent.resolve(new_dir, new, Action::file_write_descriptor)?;
+        let resolved = agent
+            .resolve(old_dir, old, false, Action::file_delete)
+            .and_then(|from| {
+                Ok((
+                    from,
+                    agent.resolve(new_dir, new, false, Action::file_write_descriptor)?,
+                ))
+            });
+        let ((delete, from), (write, to)) = match resolved {
+            Ok(resolved) => resolved,
+            Err(errno) => return Some(Answer::Fail(errno)),
+        };
         self.gate(
             &[(&from, true), (&to, true)],
             [delete, write],
@@ -773,22 +932,251 @@ impl Governor {
             return None;
         };
         let program = PathBuf::from(&decided.program);
+        // The policy judges the program as the agent named it (a link in
+        // the workspace named `ls` is a workspace program, not `/usr/bin`'s);
+        // Landlock judges the file it leads to.
+        let file = match paths::physical(&program, true, agent.caller) {
+            Ok(file) if file.exists() => file,
+            Ok(_) => return Some(Answer::Fail(libc::ENOENT)),
+            Err(e) => return Some(Answer::Fail(e.raw_os_error().unwrap_or(libc::EACCES))),
+        };
         if !self
             .execute_granted
             .iter()
-            .any(|root| program.starts_with(root))
+            .any(|root| file.starts_with(root))
         {
             // Landlock would refuse it whatever the policy said.
             return None;
-        }
-        if !program.exists() {
-            return Some(Answer::Fail(libc::ENOENT));
         }
         if !decide(canonical) {
             return None;
         }
         ledger.allow(tid, &program, &passed, &argv).ok()?;
         Some(Answer::Continue)
+    }
+
+    /// `symlink`, `symlinkat`: a `FileWrite` in [`WriteMode::Symlink`]
+    /// mode of the link's path, its content the target as the agent wrote
+    /// it; created here. Nothing is decided about the target: opening
+    /// through the link is decided on where it leads.
+    ///
+    /// [`WriteMode::Symlink`]: kernel_core::WriteMode::Symlink
+    fn symlink(
+        &self,
+        agent: &Agent<'_>,
+        nr: libc::c_long,
+        args: &[u64; 6],
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Option<Answer> {
+        let (target, dirfd, path) = match nr {
+            libc::SYS_symlink => (args[0], libc::AT_FDCWD, args[1]),
+            _ => (args[0], low_int(args[1])?, args[2]),
+        };
+        let Some(target) = read_c_string(&agent.memory, target) else {
+            return Some(Answer::Fail(libc::EFAULT));
+        };
+        let (canonical, link) =
+            match agent.resolve(dirfd, path, false, |p| Action::file_symlink(p, &target)) {
+                Ok(resolved) => resolved,
+                Err(errno) => return Some(Answer::Fail(errno)),
+            };
+        self.gate(&[(&link, true)], [canonical], decide, || {
+            done(self.in_parent(&link, |parent, name| {
+                rustix::fs::symlinkat(target.as_str(), parent, name)
+            }))
+        })
+    }
+
+    /// `link`, `linkat`: a new name for an existing file. Decided: the
+    /// existing file's read and write (the new name reaches both) and a
+    /// `FileWrite` in [`WriteMode::HardLink`] mode of the new path; made
+    /// here from the file pinned before the decision.
+    ///
+    /// [`WriteMode::HardLink`]: kernel_core::WriteMode::HardLink
+    fn link(
+        &self,
+        agent: &Agent<'_>,
+        nr: libc::c_long,
+        args: &[u64; 6],
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Option<Answer> {
+        let (old_dir, old, new_dir, new, flags) = match nr {
+            libc::SYS_link => (libc::AT_FDCWD, args[0], libc::AT_FDCWD, args[1], 0),
+            _ => (
+                low_int(args[0])?,
+                args[1],
+                low_int(args[2])?,
+                args[3],
+                low_int(args[4])?,
+            ),
+        };
+        if flags & !libc::AT_SYMLINK_FOLLOW != 0 {
+            // AT_EMPTY_PATH (a descriptor's file): not supported.
+            return Some(Answer::Fail(libc::EINVAL));
+        }
+        let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+        let resolved = agent.path(old_dir, old, follow).and_then(|from| {
+            let (write, to) = agent.resolve(new_dir, new, false, |p| {
+                Action::file_write_without_content(p, kernel_core::WriteMode::HardLink)
+            })?;
+            Ok((from, write, to))
+        });
+        let (from, write, to) = match resolved {
+            Ok(resolved) => resolved,
+            Err(errno) => return Some(Answer::Fail(errno)),
+        };
+        let from_text = from.to_str()?.to_owned();
+        let read = CanonicalAction::new(Action::file_read(from_text.clone()), None).ok()?;
+        let write_old =
+            CanonicalAction::new(Action::file_write_descriptor(from_text), None).ok()?;
+        self.gate(
+            &[(&from, true), (&to, true)],
+            [read, write_old, write],
+            decide,
+            || {
+                done(self.in_parent(&from, |from_parent, from_name| {
+                    self.in_parent(&to, |to_parent, to_name| {
+                        rustix::fs::linkat(
+                            from_parent,
+                            from_name,
+                            to_parent,
+                            to_name,
+                            rustix::fs::AtFlags::empty(),
+                        )
+                    })
+                    .map_err(|e| {
+                        rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::ACCESS)
+                    })
+                }))
+            },
+        )
+    }
+
+    /// `truncate`: a `FileWrite` (descriptor mode) of the file, truncated
+    /// here through a descriptor opened without following links.
+    fn truncate(
+        &self,
+        agent: &Agent<'_>,
+        args: &[u64; 6],
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Option<Answer> {
+        let length = args[1];
+        let (canonical, target) =
+            match agent.resolve(libc::AT_FDCWD, args[0], true, Action::file_write_descriptor) {
+                Ok(resolved) => resolved,
+                Err(errno) => return Some(Answer::Fail(errno)),
+            };
+        self.gate(&[(&target, true)], [canonical], decide, || {
+            let truncated = self
+                .broker
+                .open(&target, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty())
+                .and_then(|file| file.set_len(length));
+            done(truncated)
+        })
+    }
+
+    /// `chmod`, `fchmod`, `fchmodat`, `fchmodat2`, `chown`, `lchown`,
+    /// `fchown`, `fchownat`, `utimensat`: a `FileWrite` in
+    /// [`WriteMode::Metadata`] mode of the file. The file is pinned first
+    /// (opened with `O_PATH`, by its resolved path without following
+    /// links, or from the agent's descriptor), the decision is taken on the
+    /// path of what was pinned, and the change is made here on it: nothing
+    /// the agent does after the check changes which file is changed.
+    ///
+    /// [`WriteMode::Metadata`]: kernel_core::WriteMode::Metadata
+    fn metadata(
+        &self,
+        agent: &Agent<'_>,
+        nr: libc::c_long,
+        args: &[u64; 6],
+        decide: &mut impl FnMut(CanonicalAction) -> bool,
+    ) -> Option<Answer> {
+        // (descriptor, path pointer or 0 for the descriptor itself, flags)
+        let (dirfd, path, flags) = match nr {
+            libc::SYS_chmod | libc::SYS_chown => (libc::AT_FDCWD, args[0], 0),
+            libc::SYS_lchown => (libc::AT_FDCWD, args[0], libc::AT_SYMLINK_NOFOLLOW),
+            libc::SYS_fchmod | libc::SYS_fchown => (low_int(args[0])?, 0, 0),
+            libc::SYS_fchmodat => (low_int(args[0])?, args[1], 0),
+            libc::SYS_fchmodat2 => (low_int(args[0])?, args[1], low_int(args[3])?),
+            libc::SYS_fchownat => (low_int(args[0])?, args[1], low_int(args[4])?),
+            _ => (low_int(args[0])?, args[1], low_int(args[3])?),
+        };
+        if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+            return Some(Answer::Fail(libc::EINVAL));
+        }
+        let empty = path != 0
+            && flags & libc::AT_EMPTY_PATH != 0
+            && read_c_string(&agent.memory, path).is_some_and(|p| p.is_empty());
+        let pinned = if path == 0 || empty {
+            // The file of the agent's descriptor `dirfd`.
+            rustix::fs::open(
+                format!("/proc/{}/fd/{dirfd}", agent.caller.tgid).as_str(),
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| e.raw_os_error())
+        } else {
+            let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+            agent.path(dirfd, path, follow).and_then(|target| {
+                self.broker
+                    .open(&target, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())
+                    .map(OwnedFd::from)
+                    .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))
+            })
+        };
+        let pinned = match pinned {
+            Ok(pinned) => pinned,
+            Err(errno) => return Some(Answer::Fail(errno)),
+        };
+        let handle = format!("/proc/self/fd/{}", pinned.as_raw_fd());
+        let target = std::fs::read_link(&handle).ok()?;
+        let text = target.to_str()?.to_owned();
+        let canonical = CanonicalAction::new(
+            Action::file_write_without_content(text, kernel_core::WriteMode::Metadata),
+            None,
+        )
+        .ok()?;
+        if !target.is_absolute() || !decide(canonical) {
+            return None;
+        }
+        let handle = handle.as_str();
+        let changed = match nr {
+            libc::SYS_chmod | libc::SYS_fchmod | libc::SYS_fchmodat | libc::SYS_fchmodat2 => {
+                let mode = match nr {
+                    libc::SYS_chmod | libc::SYS_fchmod => args[1],
+                    _ => args[2],
+                };
+                rustix::fs::chmod(
+                    handle,
+                    Mode::from_bits_truncate(u32::try_from(mode & 0o7777).ok()?),
+                )
+            }
+            libc::SYS_utimensat => {
+                let times = read_times(&agent.memory, args[2])?;
+                rustix::fs::utimensat(
+                    rustix::fs::CWD,
+                    handle,
+                    &times,
+                    rustix::fs::AtFlags::empty(),
+                )
+            }
+            _ => {
+                let (owner, group) = match nr {
+                    libc::SYS_chown | libc::SYS_lchown | libc::SYS_fchown => (args[1], args[2]),
+                    _ => (args[2], args[3]),
+                };
+                let id = |raw: u64| {
+                    u32::try_from(raw & 0xffff_ffff)
+                        .ok()
+                        .filter(|id| *id != u32::MAX)
+                };
+                // -1 ("unchanged") is passed as `None`.
+                let owner = id(owner).map(rustix::process::Uid::from_raw);
+                let group = id(group).map(rustix::process::Gid::from_raw);
+                rustix::fs::chown(handle, owner, group)
+            }
+        };
+        Some(done(changed.map_err(std::io::Error::from)))
     }
 
     /// Runs `operation` on the parent directory of `target` (opened
@@ -874,30 +1262,124 @@ impl Governor {
         })
     }
 
-    /// Opens `target` for the agent, with the flags it asked for (those
-    /// that make sense for a descriptor handed over), never following a
-    /// symbolic link.
+    /// Opens `target` (a physical path) for the agent, with the flags it
+    /// asked for (those that make sense for a descriptor handed over),
+    /// never following a symbolic link. An `O_PATH` open gets a read-only
+    /// descriptor instead (the kernel cannot hand over `O_PATH`
+    /// descriptors; it was decided as a read). The enforcer's own open
+    /// never blocks (a FIFO without a writer): it is made non-blocking and
+    /// given back in the mode the agent asked for.
     fn open(&self, target: &Path, call: &OpenCall) -> Answer {
-        let asked =
-            OFlags::from_bits_truncate(u32::try_from(call.flags & 0xffff_ffff).unwrap_or(0));
-        let kept = OFlags::RWMODE
-            | OFlags::CREATE
-            | OFlags::EXCL
-            | OFlags::TRUNC
-            | OFlags::APPEND
-            | OFlags::DIRECTORY
-            | OFlags::NONBLOCK
-            | OFlags::PATH;
-        let cloexec = asked.contains(OFlags::CLOEXEC);
+        let (flags, cloexec) = handed_over_flags(call);
         let mode = Mode::from_bits_truncate(u32::try_from(call.mode & 0o777).unwrap_or(0o600))
             & !Mode::from_bits_truncate(0o022);
-        match self.broker.open(target, asked & kept, mode) {
+        let opened = self
+            .broker
+            .open(target, flags | OFlags::NONBLOCK, mode)
+            .and_then(|file| restore_blocking(file, flags));
+        match opened {
             Ok(file) => Answer::Inject {
                 fd: OwnedFd::from(file),
                 cloexec,
             },
             Err(e) => Answer::Fail(e.raw_os_error().unwrap_or(libc::EACCES)),
         }
+    }
+}
+
+/// The flags of the agent's open that the enforcer's open keeps, and
+/// whether the agent asked for `O_CLOEXEC`.
+fn handed_over_flags(call: &OpenCall) -> (OFlags, bool) {
+    let asked = OFlags::from_bits_truncate(u32::try_from(call.flags & 0xffff_ffff).unwrap_or(0));
+    let kept = OFlags::RWMODE
+        | OFlags::CREATE
+        | OFlags::EXCL
+        | OFlags::TRUNC
+        | OFlags::APPEND
+        | OFlags::DIRECTORY
+        | OFlags::NONBLOCK;
+    let mut flags = asked & kept;
+    if asked.contains(OFlags::PATH) {
+        flags = OFlags::RDONLY | (asked & OFlags::DIRECTORY);
+    }
+    (flags, asked.contains(OFlags::CLOEXEC))
+}
+
+/// Clears the `O_NONBLOCK` the enforcer opened `file` with, unless the
+/// agent asked for it in `flags`.
+fn restore_blocking(file: std::fs::File, flags: OFlags) -> std::io::Result<std::fs::File> {
+    if !flags.contains(OFlags::NONBLOCK) {
+        let now = rustix::fs::fcntl_getfl(&file)?;
+        rustix::fs::fcntl_setfl(&file, now - OFlags::NONBLOCK)?;
+    }
+    Ok(file)
+}
+
+/// Opens one of the pseudo-files granted without a decision (the agent's
+/// own `/proc` entries, the system's listed ones), read-only.
+fn open_pseudo(target: &Path, call: &OpenCall) -> Answer {
+    let (flags, cloexec) = handed_over_flags(call);
+    let flags = (flags & (OFlags::DIRECTORY | OFlags::NONBLOCK)) | OFlags::RDONLY;
+    let opened = rustix::fs::openat2(
+        rustix::fs::CWD,
+        target,
+        flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+        rustix::fs::ResolveFlags::NO_SYMLINKS | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+    );
+    match opened {
+        Ok(fd) => Answer::Inject { fd, cloexec },
+        Err(e) => Answer::Fail(e.raw_os_error()),
+    }
+}
+
+/// Reopens the caller's own descriptor `fd` (`/proc/self/fd/N`,
+/// `/dev/stdout`): allowed without a decision when it asks for no more
+/// access than the descriptor already has (reading only if it reads,
+/// writing only if it writes; never an `O_PATH` descriptor), so it
+/// reaches nothing the agent could not already reach through `fd`.
+fn reopen(caller: Caller, fd: i32, call: &OpenCall) -> Answer {
+    let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", caller.tgid));
+    let Some(held) = info.ok().and_then(|info| {
+        info.lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+    }) else {
+        return Answer::Fail(libc::EBADF);
+    };
+    let held = OFlags::from_bits_retain(held);
+    let (flags, cloexec) = handed_over_flags(call);
+    let reads = |f: OFlags| {
+        let mode = f & OFlags::RWMODE;
+        mode == OFlags::RDONLY || mode == OFlags::RDWR
+    };
+    let writes = |f: OFlags| {
+        let mode = f & OFlags::RWMODE;
+        mode == OFlags::WRONLY || mode == OFlags::RDWR
+    };
+    if held.contains(OFlags::PATH)
+        || (reads(flags) && !reads(held))
+        || (writes(flags) && !writes(held))
+        || (flags.contains(OFlags::TRUNC) && !writes(held))
+    {
+        return Answer::Fail(libc::EACCES);
+    }
+    let flags = flags - OFlags::CREATE - OFlags::EXCL;
+    let path = format!("/proc/{}/fd/{fd}", caller.tgid);
+    let opened = rustix::fs::open(
+        path.as_str(),
+        flags | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .map(std::fs::File::from)
+    .and_then(|file| restore_blocking(file, flags));
+    match opened {
+        Ok(file) => Answer::Inject {
+            fd: OwnedFd::from(file),
+            cloexec,
+        },
+        Err(e) => Answer::Fail(e.raw_os_error().unwrap_or(libc::EACCES)),
     }
 }
 
@@ -980,23 +1462,86 @@ impl Bucket {
     }
 }
 
+/// Longest a governed call waits for its decision. A call whose decision
+/// has not come by then (the session's lock or the evidence's disk is
+/// stuck) fails with `EAGAIN`, and the session halts: a kernel that cannot
+/// decide in time is at fault, and fails closed.
+pub const ANSWER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where one notification's answer stands: still waiting for its decision,
+/// claimed by its worker (allowed, being performed, or answered), or
+/// answered by the watchdog after [`ANSWER_DEADLINE`].
+const PENDING: u8 = 0;
+const CLAIMED: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+/// The notifications being served, by id: when each arrived and where its
+/// answer stands.
+type InFlight = parking_lot::Mutex<
+    std::collections::HashMap<
+        u64,
+        (
+            std::time::Instant,
+            std::sync::Arc<std::sync::atomic::AtomicU8>,
+        ),
+    >,
+>;
+
 /// Serves notifications from `listener` with [`WORKERS`] threads until the
 /// agent is gone. `decide` decides and durably records one action,
-/// returning whether it is allowed.
+/// returning whether it is allowed. `fault` is told of a fault of the
+/// enforcer's own (a handler that panicked, a decision that did not come
+/// within [`ANSWER_DEADLINE`]); the call it concerns fails with an error.
+/// Every notification is answered exactly once.
 pub fn serve(
     listener: OwnedFd,
     governor: &Governor,
     decide: &(impl Fn(CanonicalAction) -> bool + Sync),
+    fault: &(impl Fn(&str) + Sync),
 ) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let bucket = parking_lot::Mutex::new(Bucket {
         limit: governor.rate,
         tokens: governor.rate.burst,
         at: std::time::Instant::now(),
     });
+    let inflight = InFlight::default();
+    let serving = AtomicUsize::new(WORKERS);
     std::thread::scope(|scope| {
         for _ in 0..WORKERS {
-            scope.spawn(|| serve_one_at_a_time(&listener, governor, decide, &bucket));
+            scope.spawn(|| {
+                serve_one_at_a_time(&listener, governor, decide, fault, &bucket, &inflight);
+                serving.fetch_sub(1, Ordering::SeqCst);
+            });
         }
+        scope.spawn(|| {
+            while serving.load(Ordering::SeqCst) > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let overdue: Vec<u64> = inflight
+                    .lock()
+                    .iter()
+                    .filter(|(_, (since, state))| {
+                        since.elapsed() > ANSWER_DEADLINE
+                            && state
+                                .compare_exchange(
+                                    PENDING,
+                                    TIMED_OUT,
+                                    Ordering::SeqCst,
+                                    Ordering::SeqCst,
+                                )
+                                .is_ok()
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in overdue {
+                    respond(listener.as_fd(), id, Answer::Fail(libc::EAGAIN));
+                    fault(&format!(
+                        "a governed system call had no decision within {} s",
+                        ANSWER_DEADLINE.as_secs()
+                    ));
+                }
+            }
+        });
     });
 }
 
@@ -1004,8 +1549,11 @@ fn serve_one_at_a_time(
     listener: &OwnedFd,
     governor: &Governor,
     decide: &(impl Fn(CanonicalAction) -> bool + Sync),
+    fault: &(impl Fn(&str) + Sync),
     bucket: &parking_lot::Mutex<Bucket>,
+    inflight: &InFlight,
 ) {
+    use std::sync::atomic::{AtomicU8, Ordering};
     loop {
         let mut notification = zeroed_notification();
         #[allow(
@@ -1030,6 +1578,19 @@ fn serve_one_at_a_time(
             }
         }
         let id = notification.id;
+        let state = std::sync::Arc::new(AtomicU8::new(PENDING));
+        inflight.lock().insert(
+            id,
+            (std::time::Instant::now(), std::sync::Arc::clone(&state)),
+        );
+        // Claims the answer for this worker; false once the watchdog has
+        // answered the call.
+        let claim = || {
+            state
+                .compare_exchange(PENDING, CLAIMED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+                || state.load(Ordering::SeqCst) == CLAIMED
+        };
         let still_valid = || {
             #[allow(
                 unsafe_code,
@@ -1056,20 +1617,29 @@ fn serve_one_at_a_time(
                     return false;
                 }
             }
-            decide(action)
+            // Nothing is performed for a call the watchdog has answered.
+            decide(action) && claim()
         };
-        let answer = governor.answer(
-            notification.pid,
-            &notification.data,
-            still_valid,
-            &mut decide,
-        );
-        let answer = if limited {
-            Answer::Fail(libc::EAGAIN)
-        } else {
-            answer
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            governor.answer(
+                notification.pid,
+                &notification.data,
+                still_valid,
+                &mut decide,
+            )
+        }));
+        let answer = match answered {
+            Ok(_) if limited => Answer::Fail(libc::EAGAIN),
+            Ok(answer) => answer,
+            Err(_) => {
+                fault("internal fault: a panic while answering a governed system call");
+                Answer::Fail(libc::EACCES)
+            }
         };
-        respond(listener.as_fd(), id, answer);
+        if claim() {
+            respond(listener.as_fd(), id, answer);
+        }
+        inflight.lock().remove(&id);
     }
 }
 
@@ -1087,8 +1657,11 @@ fn zeroed_notification() -> libc::seccomp_notif {
     }
 }
 
-/// Sends the answer. Errors (the task died meanwhile) need no handling:
-/// the system call is gone with it.
+/// Sends the answer. Every notification gets exactly one response: when
+/// handing over a descriptor fails (the kernel refuses it, or the task
+/// died meanwhile), the call fails with that error instead of being left
+/// waiting. Errors of the final response need no handling: the task is
+/// gone, and its system call with it.
 fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
     match answer {
         Answer::Inject { fd, cloexec } => {
@@ -1111,7 +1684,7 @@ fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
             // descriptor we own (`fd`, alive across the call); with
             // `SECCOMP_ADDFD_FLAG_SEND` the kernel installs it in the agent
             // and completes the system call with its number, atomically.
-            let _ = unsafe {
+            let installed = unsafe {
                 libc::ioctl(
                     listener.as_raw_fd(),
                     libc::SECCOMP_IOCTL_NOTIF_ADDFD,
@@ -1119,6 +1692,12 @@ fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
                 )
             };
             drop(fd);
+            if installed < 0 {
+                let errno = std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EACCES);
+                respond(listener, id, Answer::Fail(errno));
+            }
         }
         Answer::Replace { fd, target } => {
             let addfd = libc::seccomp_notif_addfd {
