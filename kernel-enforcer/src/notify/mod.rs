@@ -513,7 +513,7 @@ impl Agent<'_> {
             }
             base.join(&path)
         };
-        let physical = paths::physical(&joined, follow_last, self.caller)
+        let physical = paths::physical(&joined, follow_last, &self.caller)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))?;
         if !(self.still_valid)() {
             return Err(libc::EACCES);
@@ -597,12 +597,9 @@ impl Governor {
         let Ok(memory) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
             return Answer::Fail(libc::EACCES);
         };
-        let Some(caller) = Caller::of(pid) else {
-            return Answer::Fail(libc::EACCES);
-        };
         let agent = Agent {
             pid,
-            caller,
+            caller: Caller::new(pid),
             memory,
             still_valid: &still_valid,
         };
@@ -660,9 +657,9 @@ impl Governor {
             Err(errno) => return Some(Answer::Fail(errno)),
         };
         if target.starts_with("/proc") {
-            return Some(match paths::proc_entry(&target, agent.caller) {
+            return Some(match paths::proc_entry(&target, &agent.caller) {
                 ProcEntry::Own if !writes => open_pseudo(&target, &call),
-                ProcEntry::Descriptor(fd) => reopen(agent.caller, fd, &call),
+                ProcEntry::Descriptor(fd) => reopen(&agent.caller, fd, &call),
                 _ if !writes && paths::is_system_pseudo_file(&target) => {
                     open_pseudo(&target, &call)
                 }
@@ -935,7 +932,7 @@ impl Governor {
         // The policy judges the program as the agent named it (a link in
         // the workspace named `ls` is a workspace program, not `/usr/bin`'s);
         // Landlock judges the file it leads to.
-        let file = match paths::physical(&program, true, agent.caller) {
+        let file = match paths::physical(&program, true, &agent.caller) {
             Ok(file) if file.exists() => file,
             Ok(_) => return Some(Answer::Fail(libc::ENOENT)),
             Err(e) => return Some(Answer::Fail(e.raw_os_error().unwrap_or(libc::EACCES))),
@@ -1107,10 +1104,13 @@ impl Governor {
         let empty = path != 0
             && flags & libc::AT_EMPTY_PATH != 0
             && read_c_string(&agent.memory, path).is_some_and(|p| p.is_empty());
+        let Some(tgid) = agent.caller.tgid() else {
+            return Some(Answer::Fail(libc::ESRCH));
+        };
         let pinned = if path == 0 || empty {
             // The file of the agent's descriptor `dirfd`.
             rustix::fs::open(
-                format!("/proc/{}/fd/{dirfd}", agent.caller.tgid).as_str(),
+                format!("/proc/{tgid}/fd/{dirfd}").as_str(),
                 OFlags::PATH | OFlags::CLOEXEC,
                 Mode::empty(),
             )
@@ -1338,8 +1338,11 @@ fn open_pseudo(target: &Path, call: &OpenCall) -> Answer {
 /// access than the descriptor already has (reading only if it reads,
 /// writing only if it writes; never an `O_PATH` descriptor), so it
 /// reaches nothing the agent could not already reach through `fd`.
-fn reopen(caller: Caller, fd: i32, call: &OpenCall) -> Answer {
-    let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", caller.tgid));
+fn reopen(caller: &Caller, fd: i32, call: &OpenCall) -> Answer {
+    let Some(tgid) = caller.tgid() else {
+        return Answer::Fail(libc::ESRCH);
+    };
+    let info = std::fs::read_to_string(format!("/proc/{tgid}/fdinfo/{fd}"));
     let Some(held) = info.ok().and_then(|info| {
         info.lines()
             .find_map(|l| l.strip_prefix("flags:"))
@@ -1365,7 +1368,7 @@ fn reopen(caller: Caller, fd: i32, call: &OpenCall) -> Answer {
         return Answer::Fail(libc::EACCES);
     }
     let flags = flags - OFlags::CREATE - OFlags::EXCL;
-    let path = format!("/proc/{}/fd/{fd}", caller.tgid);
+    let path = format!("/proc/{tgid}/fd/{fd}");
     let opened = rustix::fs::open(
         path.as_str(),
         flags | OFlags::CLOEXEC | OFlags::NONBLOCK,

@@ -17,27 +17,44 @@ use std::path::{Component, Path, PathBuf};
 const MAX_LINKS: usize = 40;
 
 /// The calling thread and its process, for `/proc/self` and
-/// `/proc/thread-self`.
-#[derive(Debug, Clone, Copy)]
+/// `/proc/thread-self`. The process is looked up (in `/proc/<tid>/status`)
+/// only when a call needs it, once.
+#[derive(Debug)]
 pub(crate) struct Caller {
     /// The thread (the notification's `pid`).
     pub(crate) tid: u32,
-    /// Its process (thread group).
-    pub(crate) tgid: u32,
+    tgid: std::cell::OnceCell<Option<u32>>,
 }
 
 impl Caller {
-    /// The caller of a notification from thread `tid`: its process is read
-    /// from `/proc/<tid>/status`.
-    pub(crate) fn of(tid: u32) -> Option<Self> {
-        let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-        let tgid = status
-            .lines()
-            .find_map(|line| line.strip_prefix("Tgid:"))?
-            .trim()
-            .parse()
-            .ok()?;
-        Some(Self { tid, tgid })
+    /// The caller of a notification from thread `tid`.
+    pub(crate) fn new(tid: u32) -> Self {
+        Self {
+            tid,
+            tgid: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Its process (thread group), or `None` if the thread is gone.
+    pub(crate) fn tgid(&self) -> Option<u32> {
+        *self.tgid.get_or_init(|| {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", self.tid)).ok()?;
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Tgid:"))?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// A caller whose process is already known (tests).
+    #[cfg(test)]
+    fn known(tid: u32, tgid: u32) -> Self {
+        Self {
+            tid,
+            tgid: std::cell::OnceCell::from(Some(tgid)),
+        }
     }
 }
 
@@ -48,7 +65,11 @@ impl Caller {
 /// (its links are the kernel's magic links, judged by [`proc_entry`]). A
 /// last component that does not exist is kept (a file about to be
 /// created); a missing directory on the way is `ENOENT`.
-pub(crate) fn physical(path: &Path, follow_last: bool, caller: Caller) -> std::io::Result<PathBuf> {
+pub(crate) fn physical(
+    path: &Path,
+    follow_last: bool,
+    caller: &Caller,
+) -> std::io::Result<PathBuf> {
     let errno = std::io::Error::from_raw_os_error;
     if !path.is_absolute() {
         return Err(errno(libc::EINVAL));
@@ -66,12 +87,12 @@ pub(crate) fn physical(path: &Path, follow_last: bool, caller: Caller) -> std::i
             continue;
         }
         if resolved == Path::new("/proc") {
-            if name == "self" {
-                resolved.push(caller.tgid.to_string());
-                continue;
-            }
-            if name == "thread-self" {
-                resolved.push(format!("{}/task/{}", caller.tgid, caller.tid));
+            if name == "self" || name == "thread-self" {
+                let tgid = caller.tgid().ok_or_else(|| errno(libc::ESRCH))?;
+                resolved.push(tgid.to_string());
+                if name == "thread-self" {
+                    resolved.push(format!("task/{}", caller.tid));
+                }
                 continue;
             }
         }
@@ -187,13 +208,15 @@ pub const OWN_PROCESS_ENTRIES: &[&str] = &[
 const OWN_THREAD_ENTRIES: &[&str] = &["comm", "stat", "statm", "status", "children"];
 
 /// Judges `path` (a physical path under `/proc/<pid>`) for `caller`.
-pub(crate) fn proc_entry(path: &Path, caller: Caller) -> ProcEntry {
+pub(crate) fn proc_entry(path: &Path, caller: &Caller) -> ProcEntry {
     let parts: Vec<&str> = path
         .components()
         .skip(2)
         .filter_map(|c| c.as_os_str().to_str())
         .collect();
-    let own = caller.tgid.to_string();
+    let Some(own) = caller.tgid().map(|tgid| tgid.to_string()) else {
+        return ProcEntry::Refused;
+    };
     match parts.as_slice() {
         [pid] if *pid == own => ProcEntry::Own,
         [pid, "fd", fd] if *pid == own => {
@@ -265,7 +288,7 @@ mod tests {
     use super::*;
 
     fn me() -> Caller {
-        Caller::of(std::process::id()).unwrap()
+        Caller::new(std::process::id())
     }
 
     #[test]
@@ -277,7 +300,8 @@ mod tests {
         std::os::unix::fs::symlink("a/b", root.join("short")).unwrap();
         std::os::unix::fs::symlink(root.join("a/b/file"), root.join("abs")).unwrap();
         std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        let resolve = |p: &str, follow| physical(&root.join(p), follow, me());
+        let me = me();
+        let resolve = |p: &str, follow| physical(&root.join(p), follow, &me);
         assert_eq!(resolve("short/file", true).unwrap(), root.join("a/b/file"));
         assert_eq!(resolve("abs", true).unwrap(), root.join("a/b/file"));
         // Not following the last link: the link itself.
@@ -305,10 +329,7 @@ mod tests {
 
     #[test]
     fn proc_self_is_the_callers_not_the_enforcers() {
-        let caller = Caller {
-            tid: 4_000_001,
-            tgid: 4_000_000,
-        };
+        let caller = &Caller::known(4_000_001, 4_000_000);
         assert_eq!(
             physical(Path::new("/proc/self/maps"), true, caller).unwrap(),
             Path::new("/proc/4000000/maps")
