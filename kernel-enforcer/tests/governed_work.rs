@@ -277,16 +277,39 @@ print(seen)
     verified(&scene.evidence);
 }
 
+/// How a busy run is ended.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Signal(rustix::process::Signal),
+    Halt,
+}
+
 /// FIFOs without a writer used to block the enforcer's own open; more of
 /// them than there are notification workers would have stalled every
-/// decision. Now each open returns at once, other calls are decided
-/// meanwhile, and `SIGTERM` still ends the run, recorded and verifiable.
+/// decision. Now each open returns at once and other calls are decided
+/// meanwhile. Then, with eight threads waiting on the FIFO and four
+/// flooding writes, each way of ending a run (`SIGTERM`, `SIGINT`,
+/// `SIGHUP`, the operator's `halt`) ends it, the agent does nothing
+/// afterwards, and the evidence verifies with a final checkpoint (and the
+/// halt, for a halt).
 #[test]
-fn waiting_agents_stall_nothing_and_a_signal_ends_the_run() {
+fn waiting_agents_stall_nothing_and_every_ending_ends_a_busy_run() {
     if !Path::new("/usr/bin/python3").exists() {
         println!("SKIPPED: no /usr/bin/python3");
         return;
     }
+    use rustix::process::Signal;
+    for ending in [
+        Ending::Signal(Signal::TERM),
+        Ending::Signal(Signal::INT),
+        Ending::Signal(Signal::HUP),
+        Ending::Halt,
+    ] {
+        end_a_busy_run(ending);
+    }
+}
+
+fn end_a_busy_run(ending: Ending) {
     let scene = scene();
     // Made beforehand: creating device files and FIFOs is not governed
     // (Landlock refuses it in the workspace).
@@ -328,23 +351,41 @@ time.sleep(60)
     while !(marker.exists() && scene.ws.join("flood-3").exists()) {
         if started.elapsed() > Duration::from_secs(20) || child.try_wait().unwrap().is_some() {
             let _ = child.kill();
-            panic!("decisions stalled behind the FIFO readers");
+            panic!("{ending:?}: decisions stalled behind the FIFO readers");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let signalled = Instant::now();
+    let ended_at = Instant::now();
+    match ending {
+        Ending::Signal(signal) => {
+            let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+            rustix::process::kill_process(pid, signal).unwrap();
+        }
+        Ending::Halt => {
+            let mut control = scene.evidence.as_os_str().to_owned();
+            control.push(".control");
+            let halt = Command::new(ENFORCER)
+                .args(["halt", "--reason", "test", "--control"])
+                .arg(&control)
+                .output()
+                .unwrap();
+            assert!(
+                halt.status.success(),
+                "{}",
+                String::from_utf8_lossy(&halt.stderr)
+            );
+        }
+    }
     while child.try_wait().unwrap().is_none() {
-        if signalled.elapsed() > Duration::from_secs(5) {
+        if ended_at.elapsed() > Duration::from_secs(5) {
             let _ = child.kill();
-            panic!("SIGTERM did not end the governed run within 5 s");
+            panic!("{ending:?} did not end the governed run within 5 s");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     println!(
-        "SIGTERM to the end of the run: {} ms",
-        signalled.elapsed().as_millis()
+        "{ending:?} to the end of the run: {} ms",
+        ended_at.elapsed().as_millis()
     );
     // Nothing happens after the end.
     let count = || std::fs::read_dir(&scene.ws).unwrap().count();
@@ -353,16 +394,24 @@ time.sleep(60)
     assert_eq!(
         count(),
         before,
-        "the agent kept working after the run ended"
+        "{ending:?}: the agent kept working after the run ended"
     );
     let report = verified(&scene.evidence);
     assert!(report.allowed > 4, "{report:?}");
-    // The final checkpoint covers every record.
     let lines = inspected(&scene.evidence);
     let last = lines
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("");
-    assert!(last.contains("checkpoint"), "no final checkpoint: {last}");
+    assert!(
+        last.contains("checkpoint"),
+        "{ending:?}: no final checkpoint: {last}"
+    );
+    if matches!(ending, Ending::Halt) {
+        assert!(
+            lines.contains(" halt"),
+            "{ending:?}: no halt recorded:\n{lines}"
+        );
+    }
 }
