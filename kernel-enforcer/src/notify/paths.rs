@@ -86,15 +86,13 @@ pub(crate) fn physical(
             resolved.pop();
             continue;
         }
-        if resolved == Path::new("/proc") {
-            if name == "self" || name == "thread-self" {
-                let tgid = caller.tgid().ok_or_else(|| errno(libc::ESRCH))?;
-                resolved.push(tgid.to_string());
-                if name == "thread-self" {
-                    resolved.push(format!("task/{}", caller.tid));
-                }
-                continue;
+        if resolved == Path::new("/proc") && (name == "self" || name == "thread-self") {
+            let tgid = caller.tgid().ok_or_else(|| errno(libc::ESRCH))?;
+            resolved.push(tgid.to_string());
+            if name == "thread-self" {
+                resolved.push(format!("task/{}", caller.tid));
             }
+            continue;
         }
         let candidate = resolved.join(&name);
         if is_process_entry(&candidate) {
