@@ -221,6 +221,14 @@ struct RunArgs {
     /// [default: 2000].
     #[arg(long, value_name = "PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
     syscall_rate: Option<u32>,
+    /// Another tree of programs and libraries the agent may read and run
+    /// without a decision, as it may `/usr` (repeat for several): a
+    /// toolchain kept outside the system trees, such as `~/.rustup` and
+    /// `~/.cargo/bin`, or `~/.nvm`. Never writable; refused if one of the
+    /// kernel's files lies inside (added to those of the configuration
+    /// file).
+    #[arg(long = "system-tree", value_name = "DIR")]
+    system_trees: Vec<PathBuf>,
     /// The agent program and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -305,6 +313,7 @@ struct Settings {
     scratch: Option<PathBuf>,
     connect_timeout: Duration,
     syscall_rate: u32,
+    system_trees: Vec<PathBuf>,
 }
 
 impl SessionArgs {
@@ -372,6 +381,7 @@ impl SessionArgs {
             syscall_rate: file
                 .syscall_rate
                 .unwrap_or(crate::notify::DEFAULT_RATE_PER_SECOND),
+            system_trees: file.system_trees,
         })
     }
 }
@@ -828,6 +838,15 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         danger_unconfined: args.danger_unconfined,
         govern_syscalls: args.govern_syscalls,
         syscall_rate: args.syscall_rate.unwrap_or(settings.syscall_rate),
+        system_trees: settings
+            .system_trees
+            .iter()
+            .chain(&args.system_trees)
+            .map(|tree| {
+                std::fs::canonicalize(tree)
+                    .map_err(|e| format!("system tree `{}`: {e}", tree.display()))
+            })
+            .collect::<Result<_, _>>()?,
         connect_timeout: args
             .connect_timeout
             .map_or(settings.connect_timeout, Duration::from_secs),

@@ -23,6 +23,7 @@
 //! scratch = "/srv/agent/scratch"
 //! connect_timeout_secs = 10
 //! syscall_rate = 2000
+//! system_trees = ["/opt/toolchains"]
 //! ```
 
 use serde::Deserialize;
@@ -62,6 +63,10 @@ pub struct FileConfig {
     pub connect_timeout_secs: Option<u64>,
     /// Supervised mode with `--govern-syscalls`: decisions per second.
     pub syscall_rate: Option<u32>,
+    /// Supervised mode: more trees of programs and libraries the agent
+    /// may read and run, like the system trees.
+    #[serde(default)]
+    pub system_trees: Vec<PathBuf>,
 }
 
 /// Why a configuration file could not be used.

@@ -83,12 +83,17 @@ pub struct Agent {
     /// With `govern_syscalls`: decisions per second the agent may cause
     /// (see [`notify::RateLimit`]).
     pub syscall_rate: u32,
+    /// Trees the agent may read and run besides the system trees (resolved
+    /// paths): toolchains kept elsewhere.
+    pub system_trees: Vec<PathBuf>,
 }
 
-/// Resolves a program name through `PATH`.
+/// Resolves a program name through `PATH`, to an absolute path. Symbolic
+/// links are kept: a multi-call program (rustup's `cargo`, busybox)
+/// chooses what to be by the name it was started as.
 pub fn resolve_program(program: &Path) -> PathBuf {
     if program.components().count() > 1 || program.is_absolute() {
-        return std::fs::canonicalize(program).unwrap_or_else(|_| program.to_owned());
+        return std::path::absolute(program).unwrap_or_else(|_| program.to_owned());
     }
     std::env::var_os("PATH")
         .and_then(|path| {
@@ -96,7 +101,7 @@ pub fn resolve_program(program: &Path) -> PathBuf {
                 .map(|dir| dir.join(program))
                 .find(|candidate| candidate.is_file())
         })
-        .map(|found| std::fs::canonicalize(&found).unwrap_or(found))
+        .map(|found| std::path::absolute(&found).unwrap_or(found))
         .unwrap_or_else(|| program.to_owned())
 }
 
@@ -111,6 +116,9 @@ pub fn prepare(agent: &Agent) -> Result<Option<Prepared>, SuperviseError> {
 fn profile_of(agent: &Agent) -> Profile {
     let mut profile = Profile::new(&agent.workspace, &agent.scratch, &agent.program);
     profile.protected = agent.protected.clone();
+    profile
+        .system_read
+        .extend(agent.system_trees.iter().cloned());
     profile.workspace_readable = !agent.govern_syscalls;
     profile.tcp_sockets = agent.govern_syscalls;
     // Governed, every exec is decided by policy and verified after
