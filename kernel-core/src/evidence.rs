@@ -104,6 +104,22 @@ pub enum Event {
         /// When, ms since the Unix epoch.
         at_ms: u64,
     },
+    /// From here on, the session's records are written to the log before
+    /// the decision they record takes effect, and made durable
+    /// (`fdatasync`) within `window_ms`: a decision survives a crash of the
+    /// enforcer at once, a crash of the OS or a power loss once its window
+    /// has passed. Without this event every record is durable before its
+    /// decision takes effect. The event itself is durable before any
+    /// decision of the session.
+    EvidenceWindow {
+        /// The session.
+        session: SessionId,
+        /// The longest a record stays written but not yet durable, in
+        /// milliseconds.
+        window_ms: u64,
+        /// When, ms since the Unix epoch.
+        at_ms: u64,
+    },
     /// The enforcer halted: everything after is denied.
     Halt {
         /// The session.
@@ -124,6 +140,7 @@ impl Event {
             Self::SessionStart { session, .. }
             | Self::PolicyLoad { session, .. }
             | Self::Approval { session, .. }
+            | Self::EvidenceWindow { session, .. }
             | Self::Halt { session, .. } => *session,
         }
     }

@@ -262,6 +262,13 @@ fn describe(record: &Record) -> Described {
                     ),
                     json!({"kind": "approval", "request_digest": request_digest.to_hex(), "approved": approved, "by": by, "scope": scope, "at_ms": at_ms}),
                 ),
+                Ok(Event::EvidenceWindow {
+                    window_ms, at_ms, ..
+                }) => (
+                    "evidence_window",
+                    format!("records durable within {window_ms} ms of their decision"),
+                    json!({"kind": "evidence_window", "window_ms": window_ms, "at_ms": at_ms}),
+                ),
                 Ok(Event::Halt {
                     cause, by, at_ms, ..
                 }) => (

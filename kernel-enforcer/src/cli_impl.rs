@@ -290,8 +290,16 @@ struct SessionArgs {
     /// Write evidence to the OS without `fdatasync` before replying: a
     /// decision's record then survives a crash of the enforcer but not of
     /// the OS or a power loss. Faster, and weaker; command line only.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "evidence_window")]
     danger_evidence_os_buffered: bool,
+    /// Write each decision's record before the decision takes effect (it
+    /// survives a crash of the enforcer at once) and make it durable
+    /// (`fdatasync`) within this many milliseconds, one sync serving
+    /// every record of its window; the window is recorded at the start of
+    /// the session. Without it, every record is durable before its
+    /// decision takes effect (the strict default).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(2..=60_000))]
+    evidence_window: Option<u64>,
 }
 
 /// A session's settings once flags, configuration file and defaults are
@@ -310,6 +318,7 @@ struct Settings {
     checkpoint_interval: Duration,
     exec_timeout: Duration,
     danger_evidence_os_buffered: bool,
+    evidence_window: Option<Duration>,
     scratch: Option<PathBuf>,
     connect_timeout: Duration,
     syscall_rate: u32,
@@ -376,6 +385,14 @@ impl SessionArgs {
                 DEFAULT_EXEC_TIMEOUT,
             ),
             danger_evidence_os_buffered: self.danger_evidence_os_buffered,
+            evidence_window: match self.evidence_window.or(file.evidence_window_ms) {
+                Some(ms) if !(2..=60_000).contains(&ms) => {
+                    return Err(format!(
+                        "evidence window of {ms} ms: give 2 to 60000 milliseconds"
+                    ));
+                }
+                ms => ms.map(Duration::from_millis),
+            },
             scratch: file.scratch,
             connect_timeout: secs(None, file.connect_timeout_secs, DEFAULT_CONNECT_TIMEOUT),
             syscall_rate: file
@@ -588,6 +605,8 @@ fn start_session(
              not of the OS or a power loss"
         );
         Durability::DangerOsBuffered
+    } else if let Some(window) = args.evidence_window {
+        Durability::Windowed(window)
     } else {
         Durability::Synced
     };

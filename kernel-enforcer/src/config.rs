@@ -24,6 +24,7 @@
 //! connect_timeout_secs = 10
 //! syscall_rate = 2000
 //! system_trees = ["/opt/toolchains"]
+//! evidence_window_ms = 50
 //! ```
 
 use serde::Deserialize;
@@ -67,6 +68,10 @@ pub struct FileConfig {
     /// may read and run, like the system trees.
     #[serde(default)]
     pub system_trees: Vec<PathBuf>,
+    /// Records durable within this many milliseconds of being written
+    /// (`--evidence-window`), instead of before their decision takes
+    /// effect.
+    pub evidence_window_ms: Option<u64>,
 }
 
 /// Why a configuration file could not be used.

@@ -42,8 +42,13 @@ pub enum EvidenceError {
 pub trait Storage: Send + std::fmt::Debug {
     /// Appends `bytes` at the end.
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable (or, for a log with an
+    /// evidence window, arranges for it to be within the window).
     fn sync(&mut self) -> std::io::Result<()>;
+    /// Makes everything appended so far durable now.
+    fn sync_now(&mut self) -> std::io::Result<()> {
+        self.sync()
+    }
 }
 
 impl Storage for File {
@@ -67,6 +72,11 @@ pub enum Durability {
     /// crash of the enforcer but not of the OS or a power loss. Weaker;
     /// only through `--danger-evidence-os-buffered`.
     DangerOsBuffered,
+    /// Written before every decision takes effect (it survives a crash of
+    /// the enforcer at once) and made durable within this window, by a
+    /// flusher syncing every half window; recorded at the start of every
+    /// session (`--evidence-window`).
+    Windowed(std::time::Duration),
 }
 
 /// A file whose `sync` only writes to the OS (see
@@ -96,6 +106,8 @@ pub struct EvidenceLog {
     newest_checkpoint: Option<(u64, Hash)>,
     /// Framed records staged but not yet written and synced.
     staged: GroupCommit<Vec<u8>>,
+    /// The evidence window, if commits are durable only within one.
+    window: Option<std::time::Duration>,
 }
 
 impl EvidenceLog {
@@ -144,8 +156,15 @@ impl EvidenceLog {
         let storage: Box<dyn Storage> = match durability {
             Durability::Synced => Box::new(file),
             Durability::DangerOsBuffered => Box::new(OsBuffered(file)),
+            Durability::Windowed(window) => {
+                Box::new(crate::evidence_window::Windowed::new(file, window).map_err(io)?)
+            }
         };
-        Self::with_storage(path, &existing, storage)
+        let mut log = Self::with_storage(path, &existing, storage)?;
+        if let Durability::Windowed(window) = durability {
+            log.window = Some(window.max(crate::evidence_window::MIN_WINDOW));
+        }
+        Ok(log)
     }
 
     /// An evidence log over any [`Storage`] that already holds `existing`
@@ -172,6 +191,22 @@ impl EvidenceLog {
             origin: (!report.origin.is_empty()).then_some(report.origin),
             since_checkpoint: report.uncovered,
             staged: GroupCommit::new(u64::try_from(report.leaves.len()).unwrap_or(u64::MAX)),
+            window: None,
+        })
+    }
+
+    /// The evidence window, if this log's commits are durable only within
+    /// one ([`Durability::Windowed`]).
+    pub fn window(&self) -> Option<std::time::Duration> {
+        self.window
+    }
+
+    /// Makes every record written so far durable now, whatever the
+    /// durability of commits.
+    pub fn sync_now(&mut self) -> Result<(), EvidenceError> {
+        self.storage.sync_now().map_err(|source| EvidenceError::Io {
+            path: self.path.clone(),
+            source,
         })
     }
 

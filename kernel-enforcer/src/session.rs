@@ -299,6 +299,16 @@ impl Session {
             at_ms: now_ms(),
         };
         evidence.append(&Record::Event(SignedEvent::sign(&start, &key)))?;
+        if let Some(window) = evidence.window() {
+            // The session's grant of a window: durable before any decision.
+            let granted = Event::EvidenceWindow {
+                session: id,
+                window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+                at_ms: now_ms(),
+            };
+            evidence.append(&Record::Event(SignedEvent::sign(&granted, &key)))?;
+            evidence.sync_now()?;
+        }
         Ok(Self {
             id,
             key,
@@ -434,6 +444,9 @@ impl Session {
         if !self.finished && !self.evidence_broken && self.evidence.since_checkpoint() > 0 {
             self.checkpoint();
             let _ = self.commit_replies(Vec::new());
+        }
+        if !self.evidence_broken && self.evidence.sync_now().is_err() {
+            self.evidence_broken = true;
         }
         self.finished = true;
     }

@@ -415,3 +415,115 @@ time.sleep(60)
         );
     }
 }
+
+/// `--evidence-window`: the window is granted in the evidence, durably,
+/// before the session's first decision; every decision is still recorded
+/// and the log verifies.
+#[test]
+fn an_evidence_window_is_recorded_before_any_decision() {
+    let scene = scene();
+    let out = Command::new(ENFORCER)
+        .args([
+            "run",
+            "--govern-syscalls",
+            "--evidence-window",
+            "20",
+            "--policy",
+        ])
+        .arg(&scene.policy)
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(&scene.evidence)
+        .args([
+            "--",
+            "/usr/bin/sh",
+            "-c",
+            "echo one > a && echo two > b && cat a b",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
+    let report = verified(&scene.evidence);
+    assert!(report.allowed >= 4, "{report:?}");
+    let lines = inspected(&scene.evidence);
+    let kinds: Vec<&str> = lines
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        kinds.get(..3),
+        Some(&["session_start", "evidence_window", "decision"][..]),
+        "{lines}"
+    );
+    assert!(lines.contains("records durable within 20 ms"), "{lines}");
+}
+
+/// The window's promise on a crash of the enforcer: every effect that
+/// happened has its allow in the evidence, though the window (a minute
+/// here) had not passed: records are written before the effect.
+#[test]
+fn with_an_evidence_window_a_killed_enforcer_leaves_every_effect_recorded() {
+    let scene = scene();
+    let mut child = Command::new(ENFORCER)
+        .args([
+            "run",
+            "--govern-syscalls",
+            "--evidence-window",
+            "60000",
+            "--policy",
+        ])
+        .arg(&scene.policy)
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(&scene.evidence)
+        .args([
+            "--",
+            "/usr/bin/sh",
+            "-c",
+            "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); : > f-$i; done",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::fs::read_dir(&scene.ws).unwrap().count() < 50 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the agent's writes were never decided"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The agent dies with its enforcer; what it created is what counts.
+    std::thread::sleep(Duration::from_millis(200));
+    let created: Vec<String> = std::fs::read_dir(&scene.ws)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let lines = inspected(&scene.evidence);
+    let missing: Vec<&String> = created
+        .iter()
+        .filter(|name| {
+            !lines.contains(&format!(
+                "allow    file_write {}/{name} ",
+                scene.ws.display()
+            ))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} effects without their allow in the evidence: {missing:?}",
+        missing.len(),
+        created.len()
+    );
+}
