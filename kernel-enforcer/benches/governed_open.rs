@@ -8,13 +8,16 @@
 //!   with no kernel involved;
 //! - `granted`: the same, of a file Landlock grants the agent anyway
 //!   (`/etc/passwd`), by an agent run under `kernel-enforcer run
-//!   --govern-syscalls`: a seccomp notification answered with `CONTINUE`,
-//!   no decision;
+//!   --govern-syscalls`: a seccomp notification, the path resolved and the
+//!   file opened by the enforcer without a decision, the descriptor
+//!   injected;
 //! - `decided`: the same, of a workspace file the policy allows, by that
 //!   agent: notification, reading the path from the agent's memory, the
 //!   Cedar decision, the signed record made durable (`fdatasync`) before
 //!   the answer, the enforcer's own `openat2`, and the descriptor injected
-//!   with `SECCOMP_IOCTL_NOTIF_ADDFD`.
+//!   with `SECCOMP_IOCTL_NOTIF_ADDFD`;
+//! - `decided_windowed`: the same under `--evidence-window 10`: the record
+//!   is written before the answer and made durable within 10 ms.
 //!
 //! The agent is this bench binary, re-executed by the real enforcer with
 //! [`AGENT_ENV`] set; it runs its own criterion (results under its scratch
@@ -36,6 +39,9 @@ use std::time::Duration;
 
 /// Set in the agent: the workspace file to open.
 const AGENT_ENV: &str = "GOVERNED_OPEN_AGENT_FILE";
+/// Set in the agent: the name of its decided row; the granted row is
+/// measured only in the strict run.
+const ROW_ENV: &str = "GOVERNED_OPEN_ROW";
 
 const POLICY: &str = r#"@id("read-ws")
 permit (principal, action == Action::"file_read", resource in Workspace::"root");
@@ -56,11 +62,14 @@ fn main() {
     if let Some(file) = std::env::var_os(AGENT_ENV) {
         let file = std::path::PathBuf::from(file);
         let mut criterion = criterion();
+        let row = std::env::var(ROW_ENV).unwrap_or_else(|_| "decided".into());
         let mut group = criterion.benchmark_group("governed_open");
-        group.bench_function("granted", |b| {
-            b.iter(|| open_close(Path::new("/etc/passwd")));
-        });
-        group.bench_function("decided", |b| b.iter(|| open_close(&file)));
+        if row == "decided" {
+            group.bench_function("granted", |b| {
+                b.iter(|| open_close(Path::new("/etc/passwd")));
+            });
+        }
+        group.bench_function(row, |b| b.iter(|| open_close(&file)));
         group.finish();
         criterion.final_summary();
         return;
@@ -87,27 +96,34 @@ fn main() {
     group.finish();
     criterion.final_summary();
 
-    let status = Command::new(env!("CARGO_BIN_EXE_kernel-enforcer"))
-        .arg("run")
-        .arg("--govern-syscalls")
-        .args(["--syscall-rate", "1000000000"])
-        .arg("--policy")
-        .arg(state.join("policy.cedar"))
-        .arg("--workspace")
-        .arg(&ws)
-        .arg("--evidence")
-        .arg(state.join("evidence.log"))
-        .arg("--scratch")
-        .arg(&scratch)
-        .arg("--")
-        .arg(std::env::current_exe().unwrap())
-        .args(std::env::args_os().skip(1))
-        .env(AGENT_ENV, &file)
-        .env("CRITERION_HOME", &scratch)
-        .env_remove("LD_LIBRARY_PATH")
-        .status()
-        .unwrap();
-    assert!(status.success(), "the governed agent failed: {status}");
+    for (row, durability) in [
+        ("decided", &[][..]),
+        ("decided_windowed", &["--evidence-window", "10"][..]),
+    ] {
+        let status = Command::new(env!("CARGO_BIN_EXE_kernel-enforcer"))
+            .arg("run")
+            .arg("--govern-syscalls")
+            .args(durability)
+            .args(["--syscall-rate", "1000000000"])
+            .arg("--policy")
+            .arg(state.join("policy.cedar"))
+            .arg("--workspace")
+            .arg(&ws)
+            .arg("--evidence")
+            .arg(state.join(format!("{row}.log")))
+            .arg("--scratch")
+            .arg(&scratch)
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .args(std::env::args_os().skip(1))
+            .env(AGENT_ENV, &file)
+            .env(ROW_ENV, row)
+            .env("CRITERION_HOME", &scratch)
+            .env_remove("LD_LIBRARY_PATH")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the governed agent failed: {status}");
+    }
 
     // One summary of medians, side by side. The parent's results are in
     // criterion's usual place, `<target>/criterion` (`<target>/tmp` is
@@ -134,15 +150,16 @@ fn main() {
         ("plain", plain),
         ("granted", median(&scratch, "granted")),
         ("decided", median(&scratch, "decided")),
+        ("decided_windowed", median(&scratch, "decided_windowed")),
     ] {
         match (value, plain) {
             (Some(ns), Some(base)) => println!(
-                "  {name:<8} {:>10.1} µs  {:>7.1}x plain",
+                "  {name:<16} {:>10.1} µs  {:>7.1}x plain",
                 ns / 1000.0,
                 ns / base
             ),
-            (Some(ns), None) => println!("  {name:<8} {:>10.1} µs", ns / 1000.0),
-            (None, _) => println!("  {name:<8} (no estimate found)"),
+            (Some(ns), None) => println!("  {name:<16} {:>10.1} µs", ns / 1000.0),
+            (None, _) => println!("  {name:<16} (no estimate found)"),
         }
     }
 }

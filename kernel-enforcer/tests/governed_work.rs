@@ -141,6 +141,7 @@ fn what_ordinary_tools_need_is_decided_recorded_and_happens() {
         ./built-here
         head -c 5 /proc/self/status > proc-self.txt
         head -c 3 /proc/meminfo > meminfo.txt
+        echo t > \"$TMPDIR/t\" && chmod 604 \"$TMPDIR/t\" && stat -c %a \"$TMPDIR/t\" > scratch-mode.txt
         chmod 600 keep-mode.txt 2>/dev/null && echo chmod-allowed || echo chmod-refused
         ln -s over.txt no-link 2>/dev/null && echo link-allowed || echo link-refused";
     let out = sh(&scene, script);

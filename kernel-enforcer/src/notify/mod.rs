@@ -1136,7 +1136,12 @@ impl Governor {
             None,
         )
         .ok()?;
-        if !target.is_absolute() || !decide(canonical) {
+        if !target.is_absolute() {
+            return None;
+        }
+        // What the agent may write without a decision (its scratch
+        // directory) it may change the metadata of too.
+        if !self.granted(&target, true) && !decide(canonical) {
             return None;
         }
         let handle = handle.as_str();
