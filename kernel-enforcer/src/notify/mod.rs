@@ -1107,21 +1107,31 @@ impl Governor {
         let Some(tgid) = agent.caller.tgid() else {
             return Some(Answer::Fail(libc::ESRCH));
         };
-        let pinned = if path == 0 || empty {
-            // The file of the agent's descriptor `dirfd`.
+        // The file of one of the agent's own descriptors.
+        let descriptor = |fd: i32| {
             rustix::fs::open(
-                format!("/proc/{tgid}/fd/{dirfd}").as_str(),
+                format!("/proc/{tgid}/fd/{fd}").as_str(),
                 OFlags::PATH | OFlags::CLOEXEC,
                 Mode::empty(),
             )
             .map_err(|e| e.raw_os_error())
+        };
+        let pinned = if path == 0 || empty {
+            descriptor(dirfd)
         } else {
             let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
             agent.path(dirfd, path, follow).and_then(|target| {
-                self.broker
-                    .open(&target, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())
-                    .map(OwnedFd::from)
-                    .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))
+                match paths::proc_entry(&target, &agent.caller) {
+                    // `/proc/self/fd/N`: how libc changes the metadata of
+                    // an `O_PATH` descriptor.
+                    ProcEntry::Descriptor(fd) => descriptor(fd),
+                    _ if target.starts_with("/proc") => Err(libc::EACCES),
+                    _ => self
+                        .broker
+                        .open(&target, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())
+                        .map(OwnedFd::from)
+                        .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES)),
+                }
             })
         };
         let pinned = match pinned {
