@@ -913,7 +913,10 @@ fn end_descendants() {
         for pid in children.iter().filter_map(|&pid| Pid::from_raw(pid)) {
             let _ = kill_process(pid, Signal::KILL);
         }
-        while let Ok(Some(_)) = waitpid(None, WaitOptions::NOHANG) {}
+        // `__WALL`: a process that was traced by a thread that has since
+        // ended is reaped only with it.
+        let all = WaitOptions::from_bits_retain(u32::try_from(libc::__WALL).unwrap_or(0));
+        while let Ok(Some(_)) = waitpid(None, WaitOptions::NOHANG | all) {}
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -224,6 +224,40 @@ fn kill(pid: i32) {
         .map(|pid| rustix::process::kill_process(pid, rustix::process::Signal::KILL));
 }
 
+/// Kills every process still traced and reaps them here, as their tracer,
+/// for up to a second. (Left to `PTRACE_O_EXITKILL` when this thread ends,
+/// a process of the agent's that was waiting in a governed system call
+/// becomes a zombie its new parent, this same process, cannot reap.)
+fn reap_the_rest(known: &HashSet<i32>) {
+    for pid in known {
+        kill(*pid);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let mut left: HashSet<i32> = known.clone();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        let mut status = 0;
+        #[allow(unsafe_code, reason = "waitpid(2) with __WALL has no safe wrapper")]
+        // SAFETY: `status` is a live `int` the call writes.
+        let pid = unsafe {
+            libc::waitpid(
+                -1,
+                &raw mut status,
+                libc::__WALL | libc::__WNOTHREAD | libc::WNOHANG,
+            )
+        };
+        if pid > 0 {
+            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+                left.remove(&pid);
+            }
+        } else if pid == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        } else {
+            // No traced child left.
+            return;
+        }
+    }
+}
+
 /// Traces the agent (process `agent`, stopped or about to stop after its
 /// own `exec` because it was started with `trace_before_exec`) and
 /// everything it starts, until the agent's main process ends; returns its
@@ -260,6 +294,7 @@ pub fn trace(agent: i32, ledger: &ExecLedger) -> Option<i32> {
             starting.remove(&pid);
             ledger.forget(pid);
             if pid == agent {
+                reap_the_rest(&known);
                 return Some(status);
             }
             continue;

@@ -378,9 +378,9 @@ time.sleep(60)
         }
     }
     while child.try_wait().unwrap().is_none() {
-        if ended_at.elapsed() > Duration::from_secs(5) {
+        if ended_at.elapsed() > Duration::from_secs(1) {
             let _ = child.kill();
-            panic!("{ending:?} did not end the governed run within 5 s");
+            panic!("{ending:?} did not end the governed run within 1 s");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -527,4 +527,143 @@ fn with_an_evidence_window_a_killed_enforcer_leaves_every_effect_recorded() {
         missing.len(),
         created.len()
     );
+}
+
+/// A governed run whose enforcer has a fault injected (debug builds
+/// only: `AGENT_KERNEL_TEST_FAULT`, read from the enforcer's own
+/// environment) into the handling of every `file_delete`; the agent
+/// removes `victim` and then waits.
+fn faulty_run(scene: &Scene, fault: &str) -> std::process::Child {
+    std::fs::write(scene.ws.join("victim"), "still here").unwrap();
+    governed(
+        scene,
+        "/usr/bin/sh",
+        &["-c", "rm victim; echo rm=$? > after-rm; sleep 60"],
+    )
+    .env("AGENT_KERNEL_TEST_FAULT", fault)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap()
+}
+
+/// Waits until `child` exits, at most `limit`; returns how long it took.
+fn ends_within(child: &mut std::process::Child, limit: Duration, what: &str) -> Duration {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what}: the run did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    started.elapsed()
+}
+
+fn halt_recorded(scene: &Scene, cause: &str) {
+    verified(&scene.evidence);
+    let lines = inspected(&scene.evidence);
+    let halts: Vec<&str> = lines.lines().filter(|l| l.contains(" halt ")).collect();
+    assert!(
+        halts.iter().any(|l| l.contains(cause)),
+        "no halt for `{cause}` in\n{lines}"
+    );
+}
+
+/// A handler that panics fails its call, and the session halts (recorded);
+/// the removal never happens, and the run ends.
+#[test]
+fn a_panicking_handler_fails_its_call_and_halts_the_run() {
+    if !cfg!(debug_assertions) {
+        println!("SKIPPED: fault injection exists in debug builds only");
+        return;
+    }
+    let scene = scene();
+    let mut child = faulty_run(&scene, "panic:file_delete");
+    let took = ends_within(&mut child, Duration::from_secs(20), "panic");
+    println!("panic: the run ended after {} ms", took.as_millis());
+    assert_eq!(
+        std::fs::read_to_string(scene.ws.join("victim")).unwrap(),
+        "still here"
+    );
+    halt_recorded(&scene, "a panic while answering a governed system call");
+}
+
+/// A handler that blocks: the call is answered with an error after the
+/// answer deadline (10 s) and the session halts (recorded); nothing is
+/// removed. `SIGTERM` and the operator's `halt` during such a stuck call
+/// end the run at once.
+#[test]
+fn a_stuck_handler_is_answered_and_stops_nothing_from_ending_the_run() {
+    if !cfg!(debug_assertions) {
+        println!("SKIPPED: fault injection exists in debug builds only");
+        return;
+    }
+    // Left alone: answered after the deadline, and halted.
+    let alone = scene();
+    let mut child = faulty_run(&alone, "stall:file_delete");
+    let took = ends_within(&mut child, Duration::from_secs(30), "stuck call");
+    println!(
+        "stuck call alone: the run ended after {} ms",
+        took.as_millis()
+    );
+    assert!(
+        took >= Duration::from_secs(9),
+        "answered before the deadline: {took:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(alone.ws.join("victim")).unwrap(),
+        "still here"
+    );
+    halt_recorded(&alone, "had no decision within 10 s");
+
+    // SIGTERM, and the operator's halt, while the call is stuck.
+    for ending in [Ending::Signal(rustix::process::Signal::TERM), Ending::Halt] {
+        let scene = scene();
+        let mut child = faulty_run(&scene, "stall:file_delete");
+        // The agent is inside the stuck call once the shell has started rm.
+        let started = Instant::now();
+        while !inspected(&scene.evidence).contains("exec /usr/bin/rm") {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "rm never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        match ending {
+            Ending::Signal(signal) => {
+                let pid =
+                    rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+                rustix::process::kill_process(pid, signal).unwrap();
+            }
+            Ending::Halt => {
+                let mut control = scene.evidence.as_os_str().to_owned();
+                control.push(".control");
+                let halt = Command::new(ENFORCER)
+                    .args(["halt", "--reason", "stuck-test", "--control"])
+                    .arg(&control)
+                    .output()
+                    .unwrap();
+                assert!(
+                    halt.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&halt.stderr)
+                );
+            }
+        }
+        let took = ends_within(&mut child, Duration::from_secs(1), &format!("{ending:?}"));
+        println!(
+            "{ending:?} during a stuck call: the run ended after {} ms",
+            took.as_millis()
+        );
+        assert_eq!(
+            std::fs::read_to_string(scene.ws.join("victim")).unwrap(),
+            "still here"
+        );
+        verified(&scene.evidence);
+        if matches!(ending, Ending::Halt) {
+            halt_recorded(&scene, "stuck-test");
+        }
+    }
 }

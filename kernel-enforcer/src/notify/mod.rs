@@ -1635,6 +1635,8 @@ fn serve_one_at_a_time(
                     return false;
                 }
             }
+            #[cfg(debug_assertions)]
+            injected_fault(&action);
             // Nothing is performed for a call the watchdog has answered.
             decide(action) && claim()
         };
@@ -1658,6 +1660,32 @@ fn serve_one_at_a_time(
             respond(listener.as_fd(), id, answer);
         }
         inflight.lock().remove(&id);
+    }
+}
+
+/// Debug builds only, for the liveness tests: the enforcer's own
+/// environment variable `AGENT_KERNEL_TEST_FAULT` (`panic:KIND` or
+/// `stall:KIND`, `KIND` an action name such as `file_delete`) makes the
+/// handler of every such action panic, or block for an hour, before its
+/// decision. The agent cannot set it (its environment is its own); release
+/// builds do not have it.
+#[cfg(debug_assertions)]
+fn injected_fault(action: &CanonicalAction) {
+    let Ok(fault) = std::env::var("AGENT_KERNEL_TEST_FAULT") else {
+        return;
+    };
+    let kind = action.action().kind().as_str();
+    match fault.split_once(':') {
+        Some(("panic", wanted)) if wanted == kind => {
+            #[expect(clippy::panic, reason = "an injected fault, debug builds only")]
+            {
+                panic!("injected fault: a panic while handling `{kind}`")
+            }
+        }
+        Some(("stall", wanted)) if wanted == kind => {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+        _ => {}
     }
 }
 
