@@ -1,7 +1,7 @@
 //! Running a workload twice and comparing the outcomes.
 //!
 //! A pair of runs: the workload's template (made once by its setup) is
-//! copied into a fresh workspace, the [driver](crate::driver) runs the
+//! copied into a fresh workspace, the [driver] runs the
 //! commands ungoverned; the workspace is snapshotted, removed and copied
 //! afresh at the same path, and the driver runs them again as the agent
 //! of `kernel-enforcer run --govern-syscalls`. Then, command by command:
@@ -48,7 +48,7 @@ pub struct Config {
     pub enforcer: PathBuf,
     /// The policy of governed runs.
     pub policy: PathBuf,
-    /// The suite's binary, run as the [driver](crate::driver).
+    /// The suite's binary, run as the [driver].
     pub driver: PathBuf,
     /// How long one command may run.
     pub deadline: Duration,

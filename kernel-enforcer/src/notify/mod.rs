@@ -1703,6 +1703,31 @@ fn zeroed_notification() -> libc::seccomp_notif {
     }
 }
 
+/// Installs a descriptor in the agent (`SECCOMP_IOCTL_NOTIF_ADDFD`); the
+/// errno if the kernel refuses (an `O_PATH` descriptor, a task that died).
+fn add_fd(listener: BorrowedFd<'_>, addfd: &libc::seccomp_notif_addfd) -> Result<(), i32> {
+    #[allow(
+        unsafe_code,
+        reason = "the seccomp notification ioctls have no safe wrapper"
+    )]
+    // SAFETY: `addfd` is a valid `seccomp_notif_addfd` whose source
+    // descriptor the caller keeps open across the call.
+    let installed = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ADDFD,
+            std::ptr::from_ref(addfd),
+        )
+    };
+    if installed < 0 {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EACCES))
+    } else {
+        Ok(())
+    }
+}
+
 /// Sends the answer. Every notification gets exactly one response: when
 /// handing over a descriptor fails (the kernel refuses it, or the task
 /// died meanwhile), the call fails with that error instead of being left
@@ -1722,30 +1747,16 @@ fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
                     0
                 },
             };
-            #[allow(
-                unsafe_code,
-                reason = "the seccomp notification ioctls have no safe wrapper"
-            )]
-            // SAFETY: `addfd` is a valid `seccomp_notif_addfd` naming a
-            // descriptor we own (`fd`, alive across the call); with
-            // `SECCOMP_ADDFD_FLAG_SEND` the kernel installs it in the agent
-            // and completes the system call with its number, atomically.
-            let installed = unsafe {
-                libc::ioctl(
-                    listener.as_raw_fd(),
-                    libc::SECCOMP_IOCTL_NOTIF_ADDFD,
-                    &raw const addfd,
-                )
-            };
-            drop(fd);
-            if installed < 0 {
-                let errno = std::io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EACCES);
+            // With `SECCOMP_ADDFD_FLAG_SEND` the kernel installs the
+            // descriptor and completes the call with its number, atomically.
+            if let Err(errno) = add_fd(listener, &addfd) {
                 respond(listener, id, Answer::Fail(errno));
             }
+            drop(fd);
         }
         Answer::Replace { fd, target } => {
+            // The copy goes to `target` in the agent, which stays blocked in
+            // its system call until the response.
             let addfd = libc::seccomp_notif_addfd {
                 id,
                 flags: u32::try_from(libc::SECCOMP_ADDFD_FLAG_SETFD).unwrap_or(0),
@@ -1753,27 +1764,11 @@ fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
                 newfd: u32::try_from(target).unwrap_or(u32::MAX),
                 newfd_flags: 0,
             };
-            #[allow(
-                unsafe_code,
-                reason = "the seccomp notification ioctls have no safe wrapper"
-            )]
-            // SAFETY: `addfd` is a valid `seccomp_notif_addfd` naming a
-            // descriptor we own (`fd`, alive across the call); the kernel
-            // installs a copy at `target` in the agent, which stays blocked
-            // in its system call until the response below.
-            let installed = unsafe {
-                libc::ioctl(
-                    listener.as_raw_fd(),
-                    libc::SECCOMP_IOCTL_NOTIF_ADDFD,
-                    &raw const addfd,
-                )
+            let answer = match add_fd(listener, &addfd) {
+                Ok(()) => Answer::Value(0),
+                Err(errno) => Answer::Fail(errno),
             };
             drop(fd);
-            let answer = if installed >= 0 {
-                Answer::Value(0)
-            } else {
-                Answer::Fail(libc::EACCES)
-            };
             respond(listener, id, answer);
         }
         Answer::Continue | Answer::Fail(_) | Answer::Value(_) => {
