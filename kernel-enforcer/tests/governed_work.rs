@@ -667,3 +667,64 @@ fn a_stuck_handler_is_answered_and_stops_nothing_from_ending_the_run() {
         }
     }
 }
+
+/// Attacks under the shipped coding-agent profile, judged by the world: a
+/// secret outside the workspace reached through a workspace link or
+/// `/proc/self/root`, `.env` through a hard link, a scratch link, a
+/// reopened descriptor, `O_PATH`, and changed by `chmod`, `truncate`,
+/// `rename` and `utime`. Nothing is read, nothing changes; an ordinary
+/// read still works.
+#[test]
+fn attacks_through_links_proc_and_metadata_change_nothing() {
+    if !Path::new("/usr/bin/python3").exists() {
+        println!("SKIPPED: no /usr/bin/python3");
+        return;
+    }
+    let scene = scene();
+    let home = scene.outside.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "SECRET-KEY").unwrap();
+    std::fs::write(scene.ws.join(".env"), "ENV-SECRET").unwrap();
+    std::fs::write(scene.ws.join("readme.txt"), "public").unwrap();
+    let before = std::fs::metadata(scene.ws.join(".env")).unwrap();
+    let profile =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/coding-agent.cedar");
+    let agent = include_str!("agents/governed_attacks.py");
+    let out = Command::new(ENFORCER)
+        .args(["run", "--govern-syscalls", "--policy"])
+        .arg(&profile)
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(&scene.evidence)
+        .args(["--", "/usr/bin/python3", "-c", agent])
+        .env("PROBE_HOME", &home)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches(": refused").count(), 12, "{stdout}");
+    assert!(
+        stdout.contains("read readme (allowed): GOT 'public'"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("SECRET"), "{stdout}");
+    let after = std::fs::metadata(scene.ws.join(".env")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(scene.ws.join(".env")).unwrap(),
+        "ENV-SECRET"
+    );
+    assert_eq!(after.mode(), before.mode());
+    assert_eq!(after.mtime(), before.mtime());
+    assert_eq!(after.nlink(), 1, "a hard link to .env was made");
+    assert_eq!(
+        std::fs::read_to_string(scene.ws.join("readme.txt")).unwrap(),
+        "public"
+    );
+    verified(&scene.evidence);
+}
