@@ -21,7 +21,7 @@
 //!   and no connections to abstract Unix sockets created outside it.
 //! - **System calls** (seccomp, with `no_new_privs`): `ptrace`,
 //!   `process_vm_readv`/`writev`, namespaces (`unshare`, `setns`, `clone`
-//!   with namespace flags; `clone3`, whose flags cannot be inspected, fails
+//!   with namespace flags or `CLONE_UNTRACED`; `clone3`, whose flags cannot be inspected, fails
 //!   with `ENOSYS` so libc falls back to `clone`), mounts, `bpf`,
 //!   `perf_event_open`, keyrings, module and kexec loading, `io_uring`,
 //!   `userfaultfd`, file handles and similar escape hatches fail with
@@ -396,8 +396,12 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_pidfd_getfd,
 ];
 
-/// Namespace flags of `clone`.
+/// Flags of `clone` that fail with `EPERM`: the namespace flags, and
+/// `CLONE_UNTRACED`, which would start a process the enforcer's tracer
+/// never sees (so never checks at its `exec`, and cannot end with the
+/// agent).
 const NAMESPACE_FLAGS: &[libc::c_int] = &[
+    libc::CLONE_UNTRACED,
     libc::CLONE_NEWNS,
     libc::CLONE_NEWUSER,
     libc::CLONE_NEWPID,
@@ -484,6 +488,19 @@ fn seccomp_programs(tcp_sockets: bool) -> Result<Vec<BpfProgram>, ConfineError> 
                     .map_err(apply)?,
                 );
             }
+        }
+        // A stream socket of another protocol (SCTP connects through a
+        // socket option, not `connect`): only the default and TCP.
+        let tcp = u64::from(libc::IPPROTO_TCP.unsigned_abs());
+        for family in [inet, inet6] {
+            socket_rules.push(
+                SeccompRule::new(vec![
+                    arg(0, SeccompCmpOp::Eq, family)?,
+                    arg(2, SeccompCmpOp::Ne, 0)?,
+                    arg(2, SeccompCmpOp::Ne, tcp)?,
+                ])
+                .map_err(apply)?,
+            );
         }
         // TCP Fast Open connects inside sendto/sendmsg, not through
         // connect: refused, so every connection goes through a decision.

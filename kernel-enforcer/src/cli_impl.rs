@@ -870,6 +870,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
             .connect_timeout
             .map_or(settings.connect_timeout, Duration::from_secs),
     };
+    refuse_overlaps(&agent)?;
     let prepared = supervise::prepare(&agent).map_err(|e| e.to_string())?;
     let evidence = settings.evidence.clone();
     // Processes the agent forks and leaves behind are reparented to the
@@ -885,6 +886,26 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         evidence.display()
     );
     Ok(status)
+}
+
+/// Refuses a scratch directory or system tree that contains the workspace
+/// or lies inside it: what they grant needs no decision, so they would
+/// make workspace files reachable without one.
+fn refuse_overlaps(agent: &supervise::Agent) -> Result<(), String> {
+    let scratch = std::fs::canonicalize(&agent.scratch).unwrap_or_else(|_| agent.scratch.clone());
+    let granted = std::iter::once(("scratch directory", &scratch))
+        .chain(agent.system_trees.iter().map(|tree| ("system tree", tree)));
+    for (what, tree) in granted {
+        if tree.starts_with(&agent.workspace) || agent.workspace.starts_with(tree) {
+            return Err(format!(
+                "the {what} `{}` overlaps the workspace `{}`: what it grants needs no decision; \
+                 choose one apart from the workspace",
+                tree.display(),
+                agent.workspace.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Ends every process still descended from the enforcer once the

@@ -3,8 +3,9 @@
 //!
 //! Each commit writes its records to the file (the OS holds them: they
 //! survive a crash of the enforcer) and returns; a flusher thread makes
-//! them durable with one `fdatasync` every half window, so a record is on
-//! disk at most half a window plus one `fdatasync` after it was written.
+//! them durable with one `fdatasync` at most every half window, so a record
+//! is on disk at most half a window plus one `fdatasync` (or two
+//! `fdatasync`s, if longer) after it was written.
 //! One sync serves every record of its half window, which is where the
 //! time goes: a decision no longer waits for the disk.
 //!
@@ -80,15 +81,19 @@ impl Windowed {
     }
 }
 
-/// The flusher: every `period`, syncs what was committed since the last
-/// sync; until told to stop.
+/// The flusher: syncs what was committed since the last sync, at most
+/// `period` after it was committed; records committed while a sync runs
+/// are synced right after it. So a record is durable within `period` plus
+/// one sync, or two syncs, whichever is longer. Until told to stop.
 fn flush_every(file: &File, shared: &Shared, period: Duration) {
     let mut state = shared.state.lock();
     loop {
         if state.stop || state.failed.is_some() {
             return;
         }
-        shared.wake.wait_for(&mut state, period);
+        if state.unsynced_since.is_none() {
+            shared.wake.wait_for(&mut state, period);
+        }
         if state.unsynced_since.take().is_some() {
             drop(state);
             let synced = file.sync_data();
@@ -117,7 +122,10 @@ impl crate::evidence::Storage for Windowed {
 
     fn sync_now(&mut self) -> std::io::Result<()> {
         self.failed()?;
-        self.file.sync_data()?;
+        if let Err(e) = self.file.sync_data() {
+            self.shared.state.lock().failed = Some(e.to_string());
+            return Err(e);
+        }
         self.shared.state.lock().unsynced_since = None;
         Ok(())
     }

@@ -65,9 +65,21 @@ impl Allowed {
     /// The allowance for `program` (its decided path), called `passed` by
     /// the agent, with argument vector `argv`.
     fn of(program: &Path, passed: &str, argv: &[String]) -> std::io::Result<Self> {
-        let mut programs = vec![identity(program)?];
+        // Never blocks (a FIFO) and never takes a terminal; identity and
+        // head come from the one open file.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
+                .open(program)?
+        };
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+        }
+        let mut programs = vec![(meta.dev(), meta.ino())];
         let mut head = [0u8; 256];
-        let mut file = std::fs::File::open(program)?;
         let read = file.read(&mut head)?;
         let head = head.get(..read).unwrap_or_default();
         let interpreter = head.strip_prefix(b"#!").and_then(|line| {
@@ -410,9 +422,14 @@ mod tests {
         assert!(allowed.script);
         assert_eq!(allowed.programs.len(), 2);
         assert_eq!(allowed.programs[1], identity(Path::new("/bin/sh")).unwrap());
-        let binary = Allowed::of(Path::new("/bin/sh"), "/bin/sh", &["sh".to_owned()]).unwrap();
+        // Programs are given as resolved paths: a link is not followed.
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        let binary = Allowed::of(&sh, "/bin/sh", &["sh".to_owned()]).unwrap();
         assert!(!binary.script);
         assert_eq!(binary.programs.len(), 1);
+        let link = dir.path().join("sh-link");
+        std::os::unix::fs::symlink(&sh, &link).unwrap();
+        assert!(Allowed::of(&link, "/bin/sh", &["sh".to_owned()]).is_err());
     }
 
     #[test]

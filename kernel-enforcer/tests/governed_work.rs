@@ -142,6 +142,7 @@ fn what_ordinary_tools_need_is_decided_recorded_and_happens() {
         head -c 5 /proc/self/status > proc-self.txt
         head -c 3 /proc/meminfo > meminfo.txt
         echo t > \"$TMPDIR/t\" && chmod 604 \"$TMPDIR/t\" && stat -c %a \"$TMPDIR/t\" > scratch-mode.txt
+        echo moved > \"$TMPDIR/m\" && mv \"$TMPDIR/m\" moved-in.txt
         chmod 600 keep-mode.txt 2>/dev/null && echo chmod-allowed || echo chmod-refused
         ln -s over.txt no-link 2>/dev/null && echo link-allowed || echo link-refused";
     let out = sh(&scene, script);
@@ -189,6 +190,16 @@ fn what_ordinary_tools_need_is_decided_recorded_and_happens() {
     assert_eq!(
         std::fs::read_to_string(ws.join("meminfo.txt")).unwrap(),
         "Mem"
+    );
+    // In the scratch directory (TMPDIR), without a decision.
+    assert_eq!(
+        std::fs::read_to_string(ws.join("scratch-mode.txt")).unwrap(),
+        "604\n"
+    );
+    // Out of the scratch directory: only the workspace side is decided.
+    assert_eq!(
+        std::fs::read_to_string(ws.join("moved-in.txt")).unwrap(),
+        "moved\n"
     );
     // Refused by policy, and without effect.
     assert!(stdout.contains("chmod-refused"), "{stdout}");
@@ -725,6 +736,83 @@ fn attacks_through_links_proc_and_metadata_change_nothing() {
     assert_eq!(
         std::fs::read_to_string(scene.ws.join("readme.txt")).unwrap(),
         "public"
+    );
+    verified(&scene.evidence);
+}
+
+/// Races and escape hatches found in review, under the shipped
+/// coding-agent profile, judged by the world: a descriptor reopened while
+/// another thread swaps it never becomes writable for a read-only file
+/// (whose content stays), `clone(CLONE_UNTRACED)` is refused, an access
+/// control list cannot change `.env`'s mode, `openat2` with resolve
+/// flags is not taken for a plain open, and a signal while a creation is
+/// decided does not make it happen twice (`O_EXCL` then fails).
+#[test]
+fn races_and_escape_hatches_from_review_change_nothing() {
+    if !Path::new("/usr/bin/python3").exists() {
+        println!("SKIPPED: no /usr/bin/python3");
+        return;
+    }
+    let scene = scene();
+    let home = scene.outside.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let gitconfig = home.join(".gitconfig");
+    std::fs::write(&gitconfig, "[user]\n\tname = T\n").unwrap();
+    std::fs::write(scene.ws.join(".env"), "ENV-SECRET").unwrap();
+    std::fs::set_permissions(
+        scene.ws.join(".env"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let profile =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/coding-agent.cedar");
+    let out = Command::new(ENFORCER)
+        .args([
+            "run",
+            "--govern-syscalls",
+            "--evidence-window",
+            "10",
+            "--policy",
+        ])
+        .arg(&profile)
+        .arg("--workspace")
+        .arg(&scene.ws)
+        .arg("--evidence")
+        .arg(&scene.evidence)
+        .args([
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            include_str!("agents/governed_races.py"),
+        ])
+        .env("PROBE_READ_ONLY", &gitconfig)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("reopen race: 0 writable of"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(&gitconfig).unwrap(),
+        "[user]\n\tname = T\n"
+    );
+    assert!(stdout.contains("clone untraced: refused EPERM"), "{stdout}");
+    assert!(stdout.contains("setxattr acl: refused"), "{stdout}");
+    assert_eq!(
+        std::fs::metadata(scene.ws.join(".env")).unwrap().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        stdout.contains("openat2 beneath: refused ENOSYS"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("interrupted by SIGCHLD: 0 failed of 200"),
+        "{stdout}"
     );
     verified(&scene.evidence);
 }

@@ -19,12 +19,12 @@
 //!   `{"not_started":"why"}`.
 //!
 //! It opens no file of its own but `/dev/null` (granted without a
-//! decision), so it leaves no trace in the workspace. One decision in
-//! every governed run's evidence is its own: at start-up the Rust runtime
-//! (glibc's `pthread_getattr_np`, finding the main thread's stack) reads
-//! `/proc/self/maps`, which the confinement does not grant and policies do
-//! not permit: it is denied, harmlessly. Everything else decided and
-//! recorded is what the commands do.
+//! decision), so it leaves no trace in the workspace. At start-up the
+//! Rust runtime (glibc's `pthread_getattr_np`, finding the main thread's
+//! stack) reads `/proc/self/maps`: a kernel that does not grant it decides
+//! it, and the policy denies it, harmlessly (one denied decision in the
+//! evidence). Everything else decided and recorded is what the commands
+//! do.
 
 use serde_json::{Value, json};
 use std::io::{Read, Write};

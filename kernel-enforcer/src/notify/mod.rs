@@ -86,7 +86,7 @@ use std::path::{Path, PathBuf};
 const MAX_PATH: usize = 4096;
 
 /// The system calls this version notifies.
-const NOTIFIED: [libc::c_long; 32] = [
+const NOTIFIED: [libc::c_long; 40] = [
     libc::SYS_open,
     libc::SYS_openat,
     libc::SYS_openat2,
@@ -119,7 +119,19 @@ const NOTIFIED: [libc::c_long; 32] = [
     libc::SYS_utimes,
     libc::SYS_futimesat,
     libc::SYS_utime,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_fsetxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
+    libc::SYS_fremovexattr,
+    SYS_SETXATTRAT,
+    SYS_REMOVEXATTRAT,
 ];
+
+/// `setxattrat` and `removexattrat` (Linux 6.13), by number on x86_64.
+const SYS_SETXATTRAT: libc::c_long = 463;
+const SYS_REMOVEXATTRAT: libc::c_long = 466;
 
 /// The notification filter: x86_64 system calls in [`NOTIFIED`] notify,
 /// everything else is allowed (the confinement's own filters still
@@ -216,7 +228,11 @@ impl ChildSide {
             libc::syscall(
                 libc::SYS_seccomp,
                 libc::SECCOMP_SET_MODE_FILTER,
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                // Killable wait: a signal to the waiting agent does not
+                // withdraw the call (and restart it) while the enforcer
+                // performs it, which would make the effect happen twice.
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+                    | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
                 &raw const program,
             )
         };
@@ -329,6 +345,8 @@ struct OpenCall {
     path: u64,
     flags: u64,
     mode: u64,
+    /// `openat2`'s `resolve` flags (0 for the other calls).
+    resolve: u64,
 }
 
 impl OpenCall {
@@ -348,22 +366,25 @@ impl OpenCall {
                 path: args[0],
                 flags: args[1],
                 mode: args[2],
+                resolve: 0,
             }),
             libc::SYS_creat => Some(Self {
                 dirfd: libc::AT_FDCWD,
                 path: args[0],
                 flags: u64::try_from(libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC).ok()?,
                 mode: args[1],
+                resolve: 0,
             }),
             libc::SYS_openat => Some(Self {
                 dirfd: dirfd(args[0])?,
                 path: args[1],
                 flags: args[2],
                 mode: args[3],
+                resolve: 0,
             }),
             libc::SYS_openat2 => {
                 // struct open_how { u64 flags; u64 mode; u64 resolve; }
-                let mut how = [0u8; 16];
+                let mut how = [0u8; 24];
                 memory.read_exact_at(&mut how, args[2]).ok()?;
                 let word = |i: usize| {
                     how.get(i..i + 8)
@@ -375,6 +396,7 @@ impl OpenCall {
                     path: args[1],
                     flags: word(0)?,
                     mode: word(8)?,
+                    resolve: word(16)?,
                 })
             }
             _ => None,
@@ -621,6 +643,19 @@ impl Governor {
                 // Older forms of `utimensat`, which libc no longer uses.
                 Some(Answer::Fail(libc::ENOSYS))
             }
+            libc::SYS_setxattr
+            | libc::SYS_lsetxattr
+            | libc::SYS_fsetxattr
+            | libc::SYS_removexattr
+            | libc::SYS_lremovexattr
+            | libc::SYS_fremovexattr
+            | SYS_SETXATTRAT
+            | SYS_REMOVEXATTRAT => {
+                // Extended attributes are not decided yet, and an access
+                // control list is a `chmod` by another name: refused as a
+                // file system without them would (tools carry on).
+                Some(Answer::Fail(libc::ENOTSUP))
+            }
             libc::SYS_chmod
             | libc::SYS_fchmod
             | libc::SYS_fchmodat
@@ -651,6 +686,11 @@ impl Governor {
         decide: &mut impl FnMut(CanonicalAction) -> bool,
     ) -> Option<Answer> {
         let call = OpenCall::of(data, &agent.memory)?;
+        if call.resolve != 0 {
+            // `RESOLVE_BENEATH` and the like are not implemented here:
+            // the caller falls back to resolving the path itself.
+            return Some(Answer::Fail(libc::ENOSYS));
+        }
         let writes = call.writes();
         let target = match agent.path(call.dirfd, call.path, call.follows_last_link()) {
             Ok(target) => target,
@@ -690,26 +730,28 @@ impl Governor {
     }
 
     /// The one gate of the calls that change the file system (removals,
-    /// directory creations, renames): when Landlock grants the agent every
-    /// `(path, writes)` access itself, the call continues (Landlock
-    /// re-checks whatever is finally used); otherwise each action must be
-    /// allowed (decided and recorded, in order, stopping at the first
-    /// refusal) before `perform` does the call here. `None` is a refusal.
-    fn gate<const N: usize>(
+    /// directory creations, renames, links, truncation): each action comes
+    /// with the path and access it stands for. When Landlock grants the
+    /// agent every one of those accesses itself, the call continues
+    /// (Landlock re-checks whatever is finally used); otherwise each action
+    /// on a path Landlock does not grant must be allowed (decided and
+    /// recorded, in order, stopping at the first refusal) before `perform`
+    /// does the call here (moving a file out of the scratch directory needs
+    /// no decision about the scratch side). `None` is a refusal.
+    fn gate(
         &self,
-        accesses: &[(&Path, bool)],
-        actions: [CanonicalAction; N],
+        actions: Vec<(CanonicalAction, &Path, bool)>,
         decide: &mut impl FnMut(CanonicalAction) -> bool,
         perform: impl FnOnce() -> Answer,
     ) -> Option<Answer> {
-        if accesses
+        if actions
             .iter()
-            .all(|(path, writes)| self.granted(path, *writes))
+            .all(|(_, path, writes)| self.granted(path, *writes))
         {
             return Some(Answer::Continue);
         }
-        for action in actions {
-            if !decide(action) {
+        for (action, path, writes) in actions {
+            if !self.granted(path, writes) && !decide(action) {
                 return None;
             }
         }
@@ -752,7 +794,7 @@ impl Governor {
         } else {
             rustix::fs::AtFlags::empty()
         };
-        self.gate(&[(&target, true)], [canonical], decide, || {
+        self.gate(vec![(canonical, &target, true)], decide, || {
             done(self.in_parent(&target, |parent, name| {
                 rustix::fs::unlinkat(parent, name, flags)
             }))
@@ -779,7 +821,7 @@ impl Governor {
             };
         let mode = Mode::from_bits_truncate(u32::try_from(mode & 0o777).unwrap_or(0o700))
             & !Mode::from_bits_truncate(0o022);
-        self.gate(&[(&target, true)], [canonical], decide, || {
+        self.gate(vec![(canonical, &target, true)], decide, || {
             done(self.in_parent(&target, |parent, name| {
                 rustix::fs::mkdirat(parent, name, mode)
             }))
@@ -823,21 +865,23 @@ impl Governor {
             Ok(resolved) => resolved,
             Err(errno) => return Some(Answer::Fail(errno)),
         };
-        self.gate(
-            &[(&from, true), (&to, true)],
-            [delete, write],
-            decide,
-            || {
-                done(self.in_parent(&from, |from_parent, from_name| {
-                    self.in_parent(&to, |to_parent, to_name| {
-                        rustix::fs::renameat_with(from_parent, from_name, to_parent, to_name, flags)
-                    })
-                    .map_err(|e| {
-                        rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::ACCESS)
-                    })
-                }))
-            },
-        )
+        let mut actions = vec![(delete, &*from, true), (write, &*to, true)];
+        if self.granted(&to, true) && !self.granted(&from, true) {
+            // Moved into the scratch directory, the content becomes the
+            // agent's to read without a decision: the read is decided here.
+            let read = CanonicalAction::new(Action::file_read(from.to_str()?), None).ok()?;
+            actions.push((read, &*from, false));
+        }
+        self.gate(actions, decide, || {
+            done(self.in_parent(&from, |from_parent, from_name| {
+                self.in_parent(&to, |to_parent, to_name| {
+                    rustix::fs::renameat_with(from_parent, from_name, to_parent, to_name, flags)
+                })
+                .map_err(|e| {
+                    rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::ACCESS)
+                })
+            }))
+        })
     }
 
     /// `execve`, `execveat`: an `Exec` of the program with the argument
@@ -893,7 +937,8 @@ impl Governor {
             if passed != program || argv != operator_argv {
                 return None;
             }
-            ledger.allow(tid, Path::new(&passed), &passed, &argv).ok()?;
+            let file = paths::physical(Path::new(&passed), true, &agent.caller).ok()?;
+            ledger.allow(tid, &file, &passed, &argv).ok()?;
             return Some(Answer::Continue);
         }
         let (cwd, base) = (cwd.to_str()?, base.to_str()?);
@@ -948,7 +993,9 @@ impl Governor {
         if !decide(canonical) {
             return None;
         }
-        ledger.allow(tid, &program, &passed, &argv).ok()?;
+        // The file checked above, not the name again (a link swapped
+        // meanwhile, say to a FIFO, would be followed).
+        ledger.allow(tid, &file, &passed, &argv).ok()?;
         Some(Answer::Continue)
     }
 
@@ -977,7 +1024,7 @@ impl Governor {
                 Ok(resolved) => resolved,
                 Err(errno) => return Some(Answer::Fail(errno)),
             };
-        self.gate(&[(&link, true)], [canonical], decide, || {
+        self.gate(vec![(canonical, &link, true)], decide, || {
             done(self.in_parent(&link, |parent, name| {
                 rustix::fs::symlinkat(target.as_str(), parent, name)
             }))
@@ -1027,8 +1074,11 @@ impl Governor {
         let write_old =
             CanonicalAction::new(Action::file_write_descriptor(from_text), None).ok()?;
         self.gate(
-            &[(&from, true), (&to, true)],
-            [read, write_old, write],
+            vec![
+                (read, &*from, false),
+                (write_old, &*from, true),
+                (write, &*to, true),
+            ],
             decide,
             || {
                 done(self.in_parent(&from, |from_parent, from_name| {
@@ -1063,7 +1113,7 @@ impl Governor {
                 Ok(resolved) => resolved,
                 Err(errno) => return Some(Answer::Fail(errno)),
             };
-        self.gate(&[(&target, true)], [canonical], decide, || {
+        self.gate(vec![(canonical, &target, true)], decide, || {
             let truncated = self
                 .broker
                 .open(&target, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty())
@@ -1357,15 +1407,25 @@ fn reopen(caller: &Caller, fd: i32, call: &OpenCall) -> Answer {
     let Some(tgid) = caller.tgid() else {
         return Answer::Fail(libc::ESRCH);
     };
-    let info = std::fs::read_to_string(format!("/proc/{tgid}/fdinfo/{fd}"));
-    let Some(held) = info.ok().and_then(|info| {
-        info.lines()
-            .find_map(|l| l.strip_prefix("flags:"))
-            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
-    }) else {
+    // The agent's open file itself, taken once (`pidfd_getfd`): what is
+    // checked is what is reopened, whatever the agent does to its
+    // descriptor table meanwhile.
+    let Some(pid) = i32::try_from(tgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return Answer::Fail(libc::ESRCH);
+    };
+    let taken =
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).and_then(|pidfd| {
+            rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+        });
+    let Ok(taken) = taken else {
         return Answer::Fail(libc::EBADF);
     };
-    let held = OFlags::from_bits_retain(held);
+    let Ok(held) = rustix::fs::fcntl_getfl(&taken) else {
+        return Answer::Fail(libc::EBADF);
+    };
     let (flags, cloexec) = handed_over_flags(call);
     let reads = |f: OFlags| {
         let mode = f & OFlags::RWMODE;
@@ -1383,10 +1443,10 @@ fn reopen(caller: &Caller, fd: i32, call: &OpenCall) -> Answer {
         return Answer::Fail(libc::EACCES);
     }
     let flags = flags - OFlags::CREATE - OFlags::EXCL;
-    let path = format!("/proc/{tgid}/fd/{fd}");
+    let path = format!("/proc/self/fd/{}", taken.as_raw_fd());
     let opened = rustix::fs::open(
         path.as_str(),
-        flags | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        flags | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
         Mode::empty(),
     )
     .map_err(std::io::Error::from)
@@ -1898,6 +1958,7 @@ mod tests {
             path: 0,
             flags: u64::try_from(flags).unwrap(),
             mode: 0,
+            resolve: 0,
         };
         assert!(!call(libc::O_RDONLY).writes());
         assert!(!call(libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECTORY).writes());
