@@ -296,6 +296,31 @@ enum Ending {
     Halt,
 }
 
+/// Ends the governed run `child` of `scene` as `ending` says (a halt gives
+/// `reason`).
+fn end(ending: Ending, scene: &Scene, child: &std::process::Child, reason: &str) {
+    match ending {
+        Ending::Signal(signal) => {
+            let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+            rustix::process::kill_process(pid, signal).unwrap();
+        }
+        Ending::Halt => {
+            let mut control = scene.evidence.as_os_str().to_owned();
+            control.push(".control");
+            let halt = Command::new(ENFORCER)
+                .args(["halt", "--reason", reason, "--control"])
+                .arg(&control)
+                .output()
+                .unwrap();
+            assert!(
+                halt.status.success(),
+                "{}",
+                String::from_utf8_lossy(&halt.stderr)
+            );
+        }
+    }
+}
+
 /// FIFOs without a writer used to block the enforcer's own open; more of
 /// them than there are notification workers would have stalled every
 /// decision. Now each open returns at once and other calls are decided
@@ -368,26 +393,7 @@ time.sleep(60)
         std::thread::sleep(Duration::from_millis(20));
     }
     let ended_at = Instant::now();
-    match ending {
-        Ending::Signal(signal) => {
-            let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-            rustix::process::kill_process(pid, signal).unwrap();
-        }
-        Ending::Halt => {
-            let mut control = scene.evidence.as_os_str().to_owned();
-            control.push(".control");
-            let halt = Command::new(ENFORCER)
-                .args(["halt", "--reason", "test", "--control"])
-                .arg(&control)
-                .output()
-                .unwrap();
-            assert!(
-                halt.status.success(),
-                "{}",
-                String::from_utf8_lossy(&halt.stderr)
-            );
-        }
-    }
+    end(ending, &scene, &child, "test");
     while child.try_wait().unwrap().is_none() {
         if ended_at.elapsed() > Duration::from_secs(1) {
             let _ = child.kill();
@@ -642,27 +648,7 @@ fn a_stuck_handler_is_answered_and_stops_nothing_from_ending_the_run() {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(200));
-        match ending {
-            Ending::Signal(signal) => {
-                let pid =
-                    rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-                rustix::process::kill_process(pid, signal).unwrap();
-            }
-            Ending::Halt => {
-                let mut control = scene.evidence.as_os_str().to_owned();
-                control.push(".control");
-                let halt = Command::new(ENFORCER)
-                    .args(["halt", "--reason", "stuck-test", "--control"])
-                    .arg(&control)
-                    .output()
-                    .unwrap();
-                assert!(
-                    halt.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&halt.stderr)
-                );
-            }
-        }
+        end(ending, &scene, &child, "stuck-test");
         let took = ends_within(&mut child, Duration::from_secs(1), &format!("{ending:?}"));
         println!(
             "{ending:?} during a stuck call: the run ended after {} ms",
