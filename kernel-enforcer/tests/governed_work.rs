@@ -796,6 +796,8 @@ fn races_and_escape_hatches_from_review_change_nothing() {
         stdout.contains("openat2 beneath: refused ENOSYS"),
         "{stdout}"
     );
+    assert!(stdout.contains("sctp socket: refused EPERM"), "{stdout}");
+    assert!(stdout.contains("uselib: refused EPERM"), "{stdout}");
     assert!(
         stdout.contains("interrupted by SIGCHLD: 0 failed of 200"),
         "{stdout}"

@@ -80,3 +80,14 @@ for i in range(200):
             pass
     os.waitpid(pid, 0)
 print(f"exclusive creations interrupted by SIGCHLD: {failures} failed of 200")
+
+# 6. Other ways around a decision: an SCTP stream socket (it connects
+#    through a socket option), and uselib (maps a file by path).
+import socket
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_STREAM, 132).close()
+    print("sctp socket: CREATED")
+except OSError as e:
+    print(f"sctp socket: refused {errno.errorcode[e.errno]}")
+r, e = raw(134, ctypes.c_char_p(b"/etc/hostname"))
+print(f"uselib: {'refused ' + errno.errorcode[e] if r < 0 else 'LOADED'}")
