@@ -1,0 +1,452 @@
+//! Serving notifications: the worker threads, the rate limit, the
+//! watchdog that answers a call whose decision does not come, and the one
+//! place that answers the kernel.
+
+use super::{Answer, Governor};
+use kernel_core::CanonicalAction;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+/// Notifications served at once (each may wait for a decision's
+/// `fdatasync`).
+pub const WORKERS: usize = 4;
+/// Decisions per second one agent may cause at the system-call boundary
+/// by default (`--syscall-rate`), sustained; see [`RateLimit`].
+pub const DEFAULT_RATE_PER_SECOND: u32 = 2000;
+/// Longest a call waits for its turn under the rate limit.
+pub const RATE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How many decisions an agent may cause at the system-call boundary.
+/// Beyond the sustained rate (after a burst of twice as many) a call waits
+/// for its turn, up to [`RATE_WAIT`]; one that would wait longer fails
+/// with `EAGAIN` without a decision or a record, so a flood cannot fill
+/// the evidence or starve the client, while a busy agent is slowed down
+/// rather than failed. Calls Landlock grants anyway are not counted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Decisions per second, sustained.
+    pub per_second: f64,
+    /// Decisions allowed at once above the sustained rate.
+    pub burst: f64,
+}
+
+impl RateLimit {
+    /// `per_second` sustained (at least one), bursts of twice as many.
+    pub fn per_second(per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        Self {
+            per_second,
+            burst: 2.0 * per_second,
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self::per_second(DEFAULT_RATE_PER_SECOND)
+    }
+}
+
+/// A token bucket whose tokens may be reserved ahead (the count goes
+/// negative), so that waiting callers are served in turn.
+#[derive(Debug)]
+struct Bucket {
+    limit: RateLimit,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    /// Takes a token now, or reserves one and returns how long to wait
+    /// for it; `None` if that would be longer than `patience` (nothing is
+    /// reserved then).
+    fn reserve(&mut self, patience: std::time::Duration) -> Option<std::time::Duration> {
+        self.reserve_at(std::time::Instant::now(), patience)
+    }
+
+    /// [`Bucket::reserve`] at the instant `now` (not before the last one).
+    fn reserve_at(
+        &mut self,
+        now: std::time::Instant,
+        patience: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.limit.per_second;
+        self.tokens = (self.tokens + refill).min(self.limit.burst);
+        self.at = now;
+        let wait = if self.tokens >= 1.0 {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_secs_f64((1.0 - self.tokens) / self.limit.per_second)
+        };
+        if wait > patience {
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(wait)
+    }
+}
+
+/// Longest a governed call waits for its decision. A call whose decision
+/// has not come by then (the session's lock or the evidence's disk is
+/// stuck) fails with `EAGAIN`, and the session halts: a kernel that cannot
+/// decide in time is at fault, and fails closed.
+pub const ANSWER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where one notification's answer stands: still waiting for its decision,
+/// claimed by its worker (allowed, being performed, or answered), or
+/// answered by the watchdog after [`ANSWER_DEADLINE`].
+const PENDING: u8 = 0;
+const CLAIMED: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+/// The notifications being served, by id: when each arrived and where its
+/// answer stands.
+type InFlight = parking_lot::Mutex<
+    std::collections::HashMap<
+        u64,
+        (
+            std::time::Instant,
+            std::sync::Arc<std::sync::atomic::AtomicU8>,
+        ),
+    >,
+>;
+
+/// Serves notifications from `listener` with [`WORKERS`] threads until the
+/// agent is gone. `decide` decides and durably records one action,
+/// returning whether it is allowed. `fault` is told of a fault of the
+/// enforcer's own (a handler that panicked, a decision that did not come
+/// within [`ANSWER_DEADLINE`]); the call it concerns fails with an error.
+/// Every notification is answered exactly once.
+pub fn serve(
+    listener: OwnedFd,
+    governor: &Governor,
+    decide: &(impl Fn(CanonicalAction) -> bool + Sync),
+    fault: &(impl Fn(&str) + Sync),
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let bucket = parking_lot::Mutex::new(Bucket {
+        limit: governor.rate,
+        tokens: governor.rate.burst,
+        at: std::time::Instant::now(),
+    });
+    let inflight = InFlight::default();
+    let serving = AtomicUsize::new(WORKERS);
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            scope.spawn(|| {
+                serve_one_at_a_time(&listener, governor, decide, fault, &bucket, &inflight);
+                serving.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        scope.spawn(|| {
+            while serving.load(Ordering::SeqCst) > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let overdue: Vec<u64> = inflight
+                    .lock()
+                    .iter()
+                    .filter(|(_, (since, state))| {
+                        since.elapsed() > ANSWER_DEADLINE
+                            && state
+                                .compare_exchange(
+                                    PENDING,
+                                    TIMED_OUT,
+                                    Ordering::SeqCst,
+                                    Ordering::SeqCst,
+                                )
+                                .is_ok()
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in overdue {
+                    respond(listener.as_fd(), id, Answer::Fail(libc::EAGAIN));
+                    fault(&format!(
+                        "a governed system call had no decision within {} s",
+                        ANSWER_DEADLINE.as_secs()
+                    ));
+                }
+            }
+        });
+    });
+}
+
+fn serve_one_at_a_time(
+    listener: &OwnedFd,
+    governor: &Governor,
+    decide: &(impl Fn(CanonicalAction) -> bool + Sync),
+    fault: &(impl Fn(&str) + Sync),
+    bucket: &parking_lot::Mutex<Bucket>,
+    inflight: &InFlight,
+) {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    loop {
+        let mut notification = zeroed_notification();
+        #[allow(
+            unsafe_code,
+            reason = "the seccomp notification ioctls have no safe wrapper"
+        )]
+        // SAFETY: `notification` is a zeroed `seccomp_notif`, as the ioctl
+        // requires, and lives across the call.
+        let received = unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &raw mut notification,
+            )
+        };
+        if received != 0 {
+            match std::io::Error::last_os_error().raw_os_error() {
+                // Interrupted, or the task died before we read it.
+                Some(libc::EINTR | libc::ENOENT) => continue,
+                // The agent and every process it started are gone.
+                _ => return,
+            }
+        }
+        let id = notification.id;
+        let state = std::sync::Arc::new(AtomicU8::new(PENDING));
+        inflight.lock().insert(
+            id,
+            (std::time::Instant::now(), std::sync::Arc::clone(&state)),
+        );
+        // Claims the answer for this worker; false once the watchdog has
+        // answered the call.
+        let claim = || {
+            state
+                .compare_exchange(PENDING, CLAIMED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+                || state.load(Ordering::SeqCst) == CLAIMED
+        };
+        let still_valid = || {
+            #[allow(
+                unsafe_code,
+                reason = "the seccomp notification ioctls have no safe wrapper"
+            )]
+            // SAFETY: passes a pointer to a live u64, as the ioctl expects.
+            let valid = unsafe {
+                libc::ioctl(
+                    listener.as_raw_fd(),
+                    libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+                    &raw const id,
+                )
+            };
+            valid == 0
+        };
+        let mut limited = false;
+        let mut decide = |action: CanonicalAction| {
+            // The lock is released before waiting.
+            let turn = bucket.lock().reserve(RATE_WAIT);
+            match turn {
+                Some(wait) => std::thread::sleep(wait),
+                None => {
+                    limited = true;
+                    return false;
+                }
+            }
+            #[cfg(debug_assertions)]
+            injected_fault(&action);
+            // Nothing is performed for a call the watchdog has answered.
+            decide(action) && claim()
+        };
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            governor.answer(
+                notification.pid,
+                &notification.data,
+                still_valid,
+                &mut decide,
+            )
+        }));
+        let answer = match answered {
+            Ok(_) if limited => Answer::Fail(libc::EAGAIN),
+            Ok(answer) => answer,
+            Err(_) => {
+                fault("internal fault: a panic while answering a governed system call");
+                Answer::Fail(libc::EACCES)
+            }
+        };
+        if claim() {
+            respond(listener.as_fd(), id, answer);
+        }
+        inflight.lock().remove(&id);
+    }
+}
+
+/// Debug builds only, for the liveness tests: the enforcer's own
+/// environment variable `AGENT_KERNEL_TEST_FAULT` (`panic:KIND` or
+/// `stall:KIND`, `KIND` an action name such as `file_delete`) makes the
+/// handler of every such action panic, or block for an hour, before its
+/// decision. The agent cannot set it (its environment is its own); release
+/// builds do not have it.
+#[cfg(debug_assertions)]
+fn injected_fault(action: &CanonicalAction) {
+    let Ok(fault) = std::env::var("AGENT_KERNEL_TEST_FAULT") else {
+        return;
+    };
+    let kind = action.action().kind().as_str();
+    match fault.split_once(':') {
+        Some(("panic", wanted)) if wanted == kind => {
+            #[expect(clippy::panic, reason = "an injected fault, debug builds only")]
+            {
+                panic!("injected fault: a panic while handling `{kind}`")
+            }
+        }
+        Some(("stall", wanted)) if wanted == kind => {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+        _ => {}
+    }
+}
+
+fn zeroed_notification() -> libc::seccomp_notif {
+    libc::seccomp_notif {
+        id: 0,
+        pid: 0,
+        flags: 0,
+        data: libc::seccomp_data {
+            nr: 0,
+            arch: 0,
+            instruction_pointer: 0,
+            args: [0; 6],
+        },
+    }
+}
+
+/// Installs a descriptor in the agent (`SECCOMP_IOCTL_NOTIF_ADDFD`); the
+/// errno if the kernel refuses (an `O_PATH` descriptor, a task that died).
+fn add_fd(listener: BorrowedFd<'_>, addfd: &libc::seccomp_notif_addfd) -> Result<(), i32> {
+    #[allow(
+        unsafe_code,
+        reason = "the seccomp notification ioctls have no safe wrapper"
+    )]
+    // SAFETY: `addfd` is a valid `seccomp_notif_addfd` whose source
+    // descriptor the caller keeps open across the call.
+    let installed = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ADDFD,
+            std::ptr::from_ref(addfd),
+        )
+    };
+    if installed < 0 {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EACCES))
+    } else {
+        Ok(())
+    }
+}
+
+/// Sends the answer. Every notification gets exactly one response: when
+/// handing over a descriptor fails (the kernel refuses it, or the task
+/// died meanwhile), the call fails with that error instead of being left
+/// waiting. Errors of the final response need no handling: the task is
+/// gone, and its system call with it.
+fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
+    match answer {
+        Answer::Inject { fd, cloexec } => {
+            let addfd = libc::seccomp_notif_addfd {
+                id,
+                flags: u32::try_from(libc::SECCOMP_ADDFD_FLAG_SEND).unwrap_or(0),
+                srcfd: u32::try_from(fd.as_raw_fd()).unwrap_or(u32::MAX),
+                newfd: 0,
+                newfd_flags: if cloexec {
+                    u32::try_from(libc::O_CLOEXEC).unwrap_or(0)
+                } else {
+                    0
+                },
+            };
+            // With `SECCOMP_ADDFD_FLAG_SEND` the kernel installs the
+            // descriptor and completes the call with its number, atomically.
+            if let Err(errno) = add_fd(listener, &addfd) {
+                respond(listener, id, Answer::Fail(errno));
+            }
+            drop(fd);
+        }
+        Answer::Replace { fd, target } => {
+            // The copy goes to `target` in the agent, which stays blocked in
+            // its system call until the response.
+            let addfd = libc::seccomp_notif_addfd {
+                id,
+                flags: u32::try_from(libc::SECCOMP_ADDFD_FLAG_SETFD).unwrap_or(0),
+                srcfd: u32::try_from(fd.as_raw_fd()).unwrap_or(u32::MAX),
+                newfd: u32::try_from(target).unwrap_or(u32::MAX),
+                newfd_flags: 0,
+            };
+            let answer = match add_fd(listener, &addfd) {
+                Ok(()) => Answer::Value(0),
+                Err(errno) => Answer::Fail(errno),
+            };
+            drop(fd);
+            respond(listener, id, answer);
+        }
+        Answer::Continue | Answer::Fail(_) | Answer::Value(_) => {
+            let (val, error, flags) = match answer {
+                Answer::Fail(errno) => (0, -errno, 0),
+                Answer::Value(value) => (value, 0, 0),
+                _ => (
+                    0,
+                    0,
+                    u32::try_from(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE).unwrap_or(0),
+                ),
+            };
+            let response = libc::seccomp_notif_resp {
+                id,
+                val,
+                error,
+                flags,
+            };
+            #[allow(
+                unsafe_code,
+                reason = "the seccomp notification ioctls have no safe wrapper"
+            )]
+            // SAFETY: `response` is a valid `seccomp_notif_resp`, alive
+            // across the call.
+            let _ = unsafe {
+                libc::ioctl(
+                    listener.as_raw_fd(),
+                    libc::SECCOMP_IOCTL_NOTIF_SEND,
+                    &raw const response,
+                )
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn a_flood_beyond_the_burst_waits_its_turn_and_then_is_refused() {
+        use std::time::Duration;
+        let start = std::time::Instant::now();
+        let limit = RateLimit::default();
+        let mut bucket = Bucket {
+            limit,
+            tokens: limit.burst,
+            at: start,
+        };
+        let burst = limit.burst as usize;
+        // At one instant: the burst at once, then nothing without waiting.
+        let immediate = (0..burst * 2)
+            .filter(|_| bucket.reserve_at(start, Duration::ZERO).is_some())
+            .count();
+        assert_eq!(immediate, burst);
+        // Reservations queue up at the sustained rate, each waiting one
+        // interval longer, until the wait would exceed the patience.
+        let waits: Vec<Duration> =
+            std::iter::from_fn(|| bucket.reserve_at(start, RATE_WAIT)).collect();
+        let expected = (limit.per_second * RATE_WAIT.as_secs_f64()) as usize;
+        assert!(waits.len().abs_diff(expected) <= 1, "{}", waits.len());
+        assert!(waits.windows(2).all(|w| w[0] < w[1]), "served in turn");
+        assert!(waits.iter().all(|w| *w <= RATE_WAIT));
+        assert_eq!(bucket.reserve_at(start, RATE_WAIT), None);
+        // Later, the reserved turns have passed and tokens come back at
+        // the sustained rate.
+        let later = start + RATE_WAIT + Duration::from_millis(10);
+        let refilled = (0..burst)
+            .filter(|_| bucket.reserve_at(later, Duration::ZERO).is_some())
+            .count();
+        let expected = (limit.per_second * 0.010) as usize;
+        assert!(refilled.abs_diff(expected) <= 1, "{refilled}");
+    }
+}
