@@ -65,10 +65,24 @@ fn scene() -> Scene {
 }
 
 fn governed(scene: &Scene, program: &str, args: &[&str]) -> Command {
+    governed_by(scene, &scene.policy, &[], program, args)
+}
+
+/// `run --govern-syscalls` of `program` with `policy` and `flags`, in the
+/// scene's workspace, recording to its evidence.
+fn governed_by(
+    scene: &Scene,
+    policy: &Path,
+    flags: &[&str],
+    program: &str,
+    args: &[&str],
+) -> Command {
     let mut command = Command::new(ENFORCER);
     command
-        .args(["run", "--govern-syscalls", "--policy"])
-        .arg(&scene.policy)
+        .args(["run", "--govern-syscalls"])
+        .args(flags)
+        .arg("--policy")
+        .arg(policy)
         .arg("--workspace")
         .arg(&scene.ws)
         .arg("--evidence")
@@ -77,6 +91,52 @@ fn governed(scene: &Scene, program: &str, args: &[&str]) -> Command {
         .arg(program)
         .args(args);
     command
+}
+
+/// Waits (at most 10 s) until no process has `dir` as its working
+/// directory: the governed agent and everything it started are gone.
+fn wait_until_no_process_works_in(dir: &Path) {
+    let started = Instant::now();
+    loop {
+        let busy = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|entry| std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir));
+        if !busy {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "agent processes outlived their enforcer"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (at most 20 s) until a process working in `dir` waits in a
+/// governed system call for the enforcer's answer.
+fn wait_until_a_call_waits_in(dir: &Path) {
+    let started = Instant::now();
+    loop {
+        let waiting = std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir)
+                && std::fs::read_to_string(entry.path().join("wchan"))
+                    .is_ok_and(|wchan| wchan.contains("seccomp"))
+        });
+        if waiting {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no call ever waited for its answer"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The shipped coding-agent profile.
+fn coding_agent_profile() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/coding-agent.cedar")
 }
 
 /// Runs `script` with `/bin/sh` governed, killed if it takes over a minute.
@@ -405,10 +465,10 @@ time.sleep(60)
         "{ending:?} to the end of the run: {} ms",
         ended_at.elapsed().as_millis()
     );
-    // Nothing happens after the end.
+    // Nothing happens after the end: no agent process is left to act.
     let count = || std::fs::read_dir(&scene.ws).unwrap().count();
     let before = count();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_no_process_works_in(&scene.ws);
     assert_eq!(
         count(),
         before,
@@ -440,27 +500,15 @@ time.sleep(60)
 #[test]
 fn an_evidence_window_is_recorded_before_any_decision() {
     let scene = scene();
-    let out = Command::new(ENFORCER)
-        .args([
-            "run",
-            "--govern-syscalls",
-            "--evidence-window",
-            "20",
-            "--policy",
-        ])
-        .arg(&scene.policy)
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(&scene.evidence)
-        .args([
-            "--",
-            "/usr/bin/sh",
-            "-c",
-            "echo one > a && echo two > b && cat a b",
-        ])
-        .output()
-        .unwrap();
+    let out = governed_by(
+        &scene,
+        &scene.policy,
+        &["--evidence-window", "20"],
+        "/usr/bin/sh",
+        &["-c", "echo one > a && echo two > b && cat a b"],
+    )
+    .output()
+    .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -489,29 +537,20 @@ fn an_evidence_window_is_recorded_before_any_decision() {
 #[test]
 fn with_an_evidence_window_a_killed_enforcer_leaves_every_effect_recorded() {
     let scene = scene();
-    let mut child = Command::new(ENFORCER)
-        .args([
-            "run",
-            "--govern-syscalls",
-            "--evidence-window",
-            "60000",
-            "--policy",
-        ])
-        .arg(&scene.policy)
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(&scene.evidence)
-        .args([
-            "--",
-            "/usr/bin/sh",
+    let mut child = governed_by(
+        &scene,
+        &scene.policy,
+        &["--evidence-window", "60000"],
+        "/usr/bin/sh",
+        &[
             "-c",
             "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); : > f-$i; done",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let started = Instant::now();
     while std::fs::read_dir(&scene.ws).unwrap().count() < 50 {
         assert!(
@@ -523,7 +562,7 @@ fn with_an_evidence_window_a_killed_enforcer_leaves_every_effect_recorded() {
     child.kill().unwrap();
     child.wait().unwrap();
     // The agent dies with its enforcer; what it created is what counts.
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until_no_process_works_in(&scene.ws);
     let created: Vec<String> = std::fs::read_dir(&scene.ws)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
@@ -647,7 +686,7 @@ fn a_stuck_handler_is_answered_and_stops_nothing_from_ending_the_run() {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(200));
+        wait_until_a_call_waits_in(&scene.ws);
         end(ending, &scene, &child, "stuck-test");
         let took = ends_within(&mut child, Duration::from_secs(1), &format!("{ending:?}"));
         println!(
@@ -684,20 +723,17 @@ fn attacks_through_links_proc_and_metadata_change_nothing() {
     std::fs::write(scene.ws.join(".env"), "ENV-SECRET").unwrap();
     std::fs::write(scene.ws.join("readme.txt"), "public").unwrap();
     let before = std::fs::metadata(scene.ws.join(".env")).unwrap();
-    let profile =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/coding-agent.cedar");
     let agent = include_str!("agents/governed_attacks.py");
-    let out = Command::new(ENFORCER)
-        .args(["run", "--govern-syscalls", "--policy"])
-        .arg(&profile)
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(&scene.evidence)
-        .args(["--", "/usr/bin/python3", "-c", agent])
-        .env("PROBE_HOME", &home)
-        .output()
-        .unwrap();
+    let out = governed_by(
+        &scene,
+        &coding_agent_profile(),
+        &[],
+        "/usr/bin/python3",
+        &["-c", agent],
+    )
+    .env("PROBE_HOME", &home)
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(
@@ -750,30 +786,16 @@ fn races_and_escape_hatches_from_review_change_nothing() {
         std::fs::Permissions::from_mode(0o600),
     )
     .unwrap();
-    let profile =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/coding-agent.cedar");
-    let out = Command::new(ENFORCER)
-        .args([
-            "run",
-            "--govern-syscalls",
-            "--evidence-window",
-            "10",
-            "--policy",
-        ])
-        .arg(&profile)
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(&scene.evidence)
-        .args([
-            "--",
-            "/usr/bin/python3",
-            "-c",
-            include_str!("agents/governed_races.py"),
-        ])
-        .env("PROBE_READ_ONLY", &gitconfig)
-        .output()
-        .unwrap();
+    let out = governed_by(
+        &scene,
+        &coding_agent_profile(),
+        &["--evidence-window", "10"],
+        "/usr/bin/python3",
+        &["-c", include_str!("agents/governed_races.py")],
+    )
+    .env("PROBE_READ_ONLY", &gitconfig)
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(
@@ -803,4 +825,30 @@ fn races_and_escape_hatches_from_review_change_nothing() {
         "{stdout}"
     );
     verified(&scene.evidence);
+}
+
+/// What the scratch directory and `--system-tree` grant needs no
+/// decision, so neither may overlap the workspace: start-up is refused,
+/// and the agent never runs.
+#[test]
+fn a_scratch_or_system_tree_overlapping_the_workspace_is_refused() {
+    let scene = scene();
+    let inner = scene.ws.join("inner");
+    std::fs::create_dir_all(&inner).unwrap();
+    let above = scene.ws.parent().unwrap().to_str().unwrap().to_owned();
+    for flags in [
+        vec!["--scratch", inner.to_str().unwrap()],
+        vec!["--system-tree", above.as_str()],
+    ] {
+        let out = governed_by(&scene, &scene.policy, &flags, "/usr/bin/touch", &["ran"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?}: {stderr}");
+        assert!(
+            stderr.contains("overlaps the workspace"),
+            "{flags:?}: {stderr}"
+        );
+        assert!(!scene.ws.join("ran").exists(), "{flags:?}: the agent ran");
+    }
 }
