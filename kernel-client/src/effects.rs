@@ -26,6 +26,10 @@ pub enum EffectError {
     /// The permit expired before the effect started.
     #[error("the permit expired before use")]
     Expired,
+    /// The `Kernel` that obtained the permit was dropped or shut down, or
+    /// lost its enforcer: its permits are void.
+    #[error("the session that issued the permit has ended")]
+    SessionEnded,
     /// The effect itself failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -58,6 +62,9 @@ fn broker_failure(outcome: Outcome) -> EffectError {
 }
 
 fn check_fresh(permit: &Permit) -> Result<(), EffectError> {
+    if !crate::live::is_live(permit.session()) {
+        return Err(EffectError::SessionEnded);
+    }
     if permit.is_expired(now_ms()) {
         return Err(EffectError::Expired);
     }

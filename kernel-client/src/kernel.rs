@@ -212,6 +212,9 @@ impl Kernel {
                 .map_err(|e| SpawnError::Channel(format!("descriptor hand-off `{path}`: {e}")))?,
             None => HandoffInbox::default(),
         };
+        // Its permits are good from here until the `Kernel` is dropped,
+        // shut down or loses its enforcer.
+        crate::live::begin(handshake.session);
         Ok(Self {
             outbox: Mutex::new(Some(Outbox {
                 requests,
@@ -524,6 +527,7 @@ impl Kernel {
                 Received::Empty => continue,
                 Received::Disconnected => {
                     self.gone.store(true, Ordering::SeqCst);
+                    crate::live::end(self.handshake.session);
                     continue;
                 }
                 Received::Failed(why) => break Err(Denial::Transport(why)),
@@ -593,6 +597,7 @@ impl Kernel {
     /// [`Denial::EnforcerGone`] promptly.
     fn mark_gone(&self) {
         self.gone.store(true, Ordering::SeqCst);
+        crate::live::end(self.handshake.session);
         let inbox = self.inbox.lock();
         Self::hand_over(&inbox, u64::MAX, true);
     }

@@ -33,6 +33,7 @@ mod denial;
 mod effects;
 mod handoff;
 mod kernel;
+mod live;
 mod resolve;
 mod spawn;
 

@@ -204,6 +204,49 @@ impl Handshake {
     }
 }
 
+/// Tag of the message the enforcer signs over each answer on its operator
+/// control socket.
+pub const CONTROL_REPLY_TAG: &[u8] = b"agent-kernel/control-reply/v1\n";
+
+#[derive(Serialize)]
+struct ControlReplyMessage<'a> {
+    challenge: &'a [u8; 32],
+    reply: &'a str,
+}
+
+fn control_reply_message(challenge: &[u8; 32], reply: &str) -> Vec<u8> {
+    encode(CONTROL_REPLY_TAG, &ControlReplyMessage { challenge, reply })
+}
+
+/// Signs the exact text of an answer on the operator's control socket
+/// together with the operator's fresh challenge, so that an answer from
+/// anything but the holder of the enforcer's key (or an answer recorded
+/// earlier and replayed) does not verify.
+pub fn sign_control_reply(key: &SigningKey, challenge: &[u8; 32], reply: &str) -> [u8; 64] {
+    key.sign(&control_reply_message(challenge, reply))
+        .to_bytes()
+}
+
+/// Verifies that `signature` is `key`'s signature over `reply` and the
+/// operator's `challenge` (see [`sign_control_reply`]).
+pub fn verify_control_reply(
+    key: &VerifyingKey,
+    challenge: &[u8; 32],
+    reply: &str,
+    signature: &[u8; 64],
+) -> Result<(), ControlReplySignatureError> {
+    key.verify_strict(
+        &control_reply_message(challenge, reply),
+        &Signature::from_bytes(signature),
+    )
+    .map_err(|_| ControlReplySignatureError)
+}
+
+/// A control-socket answer's signature did not verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the control answer is not signed by the expected enforcer key over this challenge")]
+pub struct ControlReplySignatureError;
+
 /// The handshake signature did not verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("handshake signature does not verify under the announced key")]

@@ -3,7 +3,7 @@
 use crate::audit_cli::{self, VerifyArgs, WitnessArgs};
 use crate::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
 use crate::config::FileConfig;
-use crate::control::{self, ControlRequest};
+use crate::control::{self, ControlRequest, ControlSocket};
 use crate::evidence::{Durability, EvidenceLog};
 use crate::gateway_cli;
 use crate::handoff::HandoffListener;
@@ -158,6 +158,10 @@ struct ControlArgs {
     /// The enforcer's control socket (or set AGENT_KERNEL_CONTROL).
     #[arg(long, env = "AGENT_KERNEL_CONTROL")]
     control: PathBuf,
+    /// Authenticate the enforcer by this public key (a `kernel.pub` file)
+    /// instead of the key file the enforcer writes at the control path.
+    #[arg(long)]
+    pubkey: Option<PathBuf>,
     /// Print the raw JSON answer.
     #[arg(long)]
     json: bool,
@@ -619,6 +623,9 @@ fn start_session(
     };
     let handoff = HandoffListener::bind()
         .map_err(|e| format!("cannot create the descriptor hand-off socket: {e}"))?;
+    // Bound here, before any agent is started, so that no agent can take
+    // the name first and answer the operator.
+    let control = ControlSocket::bind(&control, &key).map_err(|e| e.to_string())?;
     let mut session = Session::start(key, engine, log, config).map_err(|e| e.to_string())?;
     session.set_broker(Broker {
         workspace: std::fs::canonicalize(&workspace).unwrap_or(workspace.clone()),
@@ -687,12 +694,24 @@ impl RunningEndpoint {
         use std::sync::atomic::AtomicBool;
         let socket =
             std::path::absolute(socket).map_err(|e| format!("`{}`: {e}", socket.display()))?;
-        let (session, options, _, handoff) = start_session(
+        let key_file = crate::endpoint::key_file(&socket);
+        let (mut session, options, _, handoff) = start_session(
             settings,
             Confinement::Unconfined,
-            std::slice::from_ref(&socket),
+            &[socket.clone(), key_file.clone()],
         )?;
-        let listener = crate::endpoint::bind(&socket).map_err(|e| e.to_string())?;
+        // The key clients pin, written before the socket answers.
+        let listener = match keys::write_public(&key_file, &session.public_key())
+            .map_err(|e| format!("cannot write the key file `{}`: {e}", key_file.display()))
+            .and_then(|()| crate::endpoint::bind(&socket).map_err(|e| e.to_string()))
+        {
+            Ok(listener) => listener,
+            Err(e) => {
+                // The evidence ends as documented even so.
+                session.finish();
+                return Err(e);
+            }
+        };
         let client_uid = client_uid.unwrap_or_else(|| rustix::process::geteuid().as_raw());
         eprintln!(
             "kernel-enforcer: listening on `{}` (key {}, policy {})",
@@ -946,11 +965,12 @@ fn keygen(out: &Path) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("`{}`: {e}", out.display()))?;
     let key = keys::generate().map_err(|e| e.to_string())?;
     keys::write_private(&key, &out.join(keys::PRIVATE_KEY_FILE)).map_err(|e| e.to_string())?;
-    let public = format_public_key(&key.verifying_key());
     let public_path = out.join(keys::PUBLIC_KEY_FILE);
-    std::fs::write(&public_path, format!("{public}\n"))
+    // Mode 0644 whatever the umask: clients refuse a key file that
+    // others may write.
+    keys::write_public(&public_path, &key.verifying_key())
         .map_err(|e| format!("`{}`: {e}", public_path.display()))?;
-    println!("{public}");
+    println!("{}", format_public_key(&key.verifying_key()));
     Ok(())
 }
 
@@ -972,9 +992,20 @@ fn policy_check(files: &[PathBuf]) -> Result<(), String> {
     }
 }
 
-/// Sends one control request and prints the answer.
+/// Sends one control request and prints the answer, once it is
+/// authenticated as the enforcer's.
 fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> {
-    let response = control::request(&args.control, request)?;
+    let response = match &args.pubkey {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("public key `{}`: {e}", file.display()))?;
+            let key = kernel_core::parse_public_key(&text)
+                .map_err(|e| format!("public key `{}`: {e}", file.display()))?;
+            control::request_authenticated(&args.control, request, &key, None)
+        }
+        None => control::request(&args.control, request),
+    }
+    .map_err(|e| e.to_string())?;
     if args.json {
         println!(
             "{}",

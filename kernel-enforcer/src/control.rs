@@ -12,11 +12,30 @@
 //! JSON request line and gets one JSON response line. Who asked (uid and
 //! pid from the credentials) is recorded with every halt, approval and
 //! reload.
+//!
+//! The operator authenticates the enforcer it reaches, so that a process
+//! that got hold of the name (or replays an old answer) cannot pass for
+//! it:
+//! - the enforcer binds the name before the agent starts, and writes its
+//!   public key to a file at the configured path itself (the name is
+//!   abstract, so the path is otherwise unused);
+//! - each request carries a fresh 32-byte challenge, and each answer is
+//!   the exact text of the [`ControlResponse`] with the enforcer's
+//!   signature over it and the challenge
+//!   ([`kernel_core::sign_control_reply`]);
+//! - the operator's side ([`request`]) reads the key from that file (or
+//!   takes one the operator gives), checks that the server's credentials
+//!   carry the uid that owns the key file, and accepts only an answer that
+//!   verifies. An answer that does not is an error, never a success.
 
+use kernel_core::{
+    SigningKey, VerifyingKey, format_public_key, hex, sign_control_reply, unhex,
+    verify_control_reply,
+};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Longest request line accepted, in bytes.
@@ -102,8 +121,98 @@ impl std::fmt::Display for Peer {
     }
 }
 
-/// The abstract socket name for the control socket configured as `path`.
-fn address(path: &Path) -> std::io::Result<std::os::unix::net::SocketAddr> {
+/// Why the control socket could not be set up, or an operator's request
+/// got no authentic answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The name is taken: another enforcer (or an impostor) holds it.
+    #[error(
+        "the control socket `{path}` is already held by another process ({source}): \
+         choose another --control path, or stop what holds it"
+    )]
+    InUse {
+        /// The configured path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The key file at the configured path could not be written.
+    #[error("cannot write the enforcer's key to the control path `{path}`: {source}")]
+    WriteKey {
+        /// The configured path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The key file at the configured path could not be used.
+    #[error(
+        "cannot authenticate the enforcer at `{path}`: {why} \
+         (is an enforcer running with this control path? or pass its key with --pubkey)"
+    )]
+    Key {
+        /// The configured path.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Nothing answers on the name.
+    #[error("cannot reach the enforcer's control socket `{path}`: {source}")]
+    Unreachable {
+        /// The configured path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// What answers runs as another user than the key file's owner.
+    #[error(
+        "refusing the answer on `{path}`: the process there runs as uid {found} (pid {pid}), \
+         but the enforcer's key file belongs to uid {expected}"
+    )]
+    WrongUser {
+        /// The configured path.
+        path: PathBuf,
+        /// The uid the key file's owner has.
+        expected: u32,
+        /// The uid the answering process has.
+        found: u32,
+        /// The answering process.
+        pid: i32,
+    },
+    /// The answer is not signed by the enforcer's key over this request.
+    #[error(
+        "refusing the answer on `{path}`: it is not signed by the enforcer's key {key} \
+         (something other than the enforcer may hold its control socket; nothing it \
+         says is shown)"
+    )]
+    NotAuthentic {
+        /// The configured path.
+        path: PathBuf,
+        /// The expected key.
+        key: String,
+    },
+    /// The conversation failed.
+    #[error("control socket `{path}`: {source}")]
+    Io {
+        /// The configured path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The answer could not be read.
+    #[error("malformed answer on the control socket `{path}`: {why}")]
+    Malformed {
+        /// The configured path.
+        path: PathBuf,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+/// The abstract socket address of the control socket configured as
+/// `path`: `agent-kernel/control/` and the first 16 bytes of the SHA-256
+/// of the absolute path, in hex.
+pub fn socket_address(path: &Path) -> std::io::Result<std::os::unix::net::SocketAddr> {
     use sha2::Digest as _;
     use std::os::linux::net::SocketAddrExt;
     let absolute = std::path::absolute(path)?;
@@ -116,29 +225,93 @@ fn address(path: &Path) -> std::io::Result<std::os::unix::net::SocketAddr> {
     std::os::unix::net::SocketAddr::from_abstract_name(format!("agent-kernel/control/{hex}"))
 }
 
-/// Binds the control socket named by `path` (in the abstract namespace;
-/// no file is created). Fails if another enforcer already holds it.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    UnixListener::bind_addr(&address(path)?)
+/// A request as it travels: the command and the operator's challenge.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    #[serde(flatten)]
+    request: ControlRequest,
+    /// 32 bytes, hex.
+    challenge: String,
 }
 
-/// Serves connections until the listener fails, answering each request
-/// with `handle`. Connections from any uid other than `operator_uid` are
-/// refused before their request is read.
-pub fn serve(
-    listener: &UnixListener,
-    operator_uid: u32,
-    handle: impl Fn(ControlRequest, Peer) -> ControlResponse,
-) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let _ = serve_one(stream, operator_uid, &handle);
+/// An answer as it travels: the exact text of a [`ControlResponse`] and,
+/// when the request carried a challenge, the enforcer's signature over
+/// both.
+#[derive(Serialize, Deserialize)]
+struct SignedAnswer {
+    reply: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+}
+
+/// The enforcer's end of the control plane: the name, bound, and the key
+/// that signs every answer.
+#[derive(Debug)]
+pub struct ControlSocket {
+    listener: UnixListener,
+    key: SigningKey,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Binds the control socket named by `path` (in the abstract
+    /// namespace) and writes `key`'s public half to the file at `path`
+    /// (replaced atomically, mode 0644), for operators to authenticate
+    /// the answers. Call it before the agent starts, so that the agent
+    /// cannot take the name first. Refuses a name that is already held.
+    pub fn bind(path: &Path, key: &SigningKey) -> Result<Self, ControlError> {
+        let listener = socket_address(path)
+            .and_then(|address| UnixListener::bind_addr(&address))
+            .map_err(|source| ControlError::InUse {
+                path: path.to_owned(),
+                source,
+            })?;
+        crate::keys::write_public(path, &key.verifying_key()).map_err(|source| {
+            ControlError::WriteKey {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            listener,
+            key: key.clone(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Another handle on the same socket, for a serving thread.
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(Self {
+            listener: self.listener.try_clone()?,
+            key: self.key.clone(),
+            path: self.path.clone(),
+        })
+    }
+
+    /// The configured path (where the key file is).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves connections until the listener fails, answering each request
+    /// with `handle`. Connections from any uid other than `operator_uid` are
+    /// refused before their request is parsed.
+    pub fn serve(
+        self,
+        operator_uid: u32,
+        handle: impl Fn(ControlRequest, Peer) -> ControlResponse,
+    ) {
+        for stream in self.listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let _ = serve_one(stream, operator_uid, &self.key, &handle);
+        }
     }
 }
 
 fn serve_one(
     mut stream: UnixStream,
     operator_uid: u32,
+    key: &SigningKey,
     handle: &impl Fn(ControlRequest, Peer) -> ControlResponse,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -150,46 +323,123 @@ fn serve_one(
     };
     // The (bounded) request line is read before the credentials decide,
     // so a refused peer reads a refusal instead of a broken pipe; it is
-    // parsed only for the operator.
+    // acted on only for the operator.
     let mut line = String::new();
     BufReader::new(Read::by_ref(&mut stream).take(MAX_CONTROL_LINE)).read_line(&mut line)?;
-    let response = if peer.uid == operator_uid {
-        match serde_json::from_str::<ControlRequest>(&line) {
-            Ok(request) => handle(request, peer),
-            Err(e) => ControlResponse::error(format!("malformed request: {e}")),
-        }
-    } else {
-        ControlResponse::error(format!(
+    let envelope = serde_json::from_str::<Envelope>(&line);
+    let challenge = envelope
+        .as_ref()
+        .ok()
+        .and_then(|envelope| unhex(&envelope.challenge))
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+    let response = match (envelope, challenge) {
+        _ if peer.uid != operator_uid => ControlResponse::error(format!(
             "refused: {peer} is not the operator (uid {operator_uid})"
-        ))
+        )),
+        (Ok(envelope), Some(_)) => handle(envelope.request, peer),
+        (Ok(_), None) => {
+            ControlResponse::error("malformed request: the challenge is not 32 bytes in hex")
+        }
+        (Err(e), _) => ControlResponse::error(format!("malformed request: {e}")),
     };
-    let mut text = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
+    let reply = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
+    let answer = SignedAnswer {
+        signature: challenge.map(|challenge| hex(&sign_control_reply(key, &challenge, &reply))),
+        reply,
+    };
+    let mut text = serde_json::to_string(&answer).unwrap_or_else(|_| "{}".into());
     text.push('\n');
     stream.write_all(text.as_bytes())
 }
 
+/// Reads the enforcer's public key from the key file at the control path
+/// `path`, with the uid that owns it (see [`crate::keys::read_public`]).
+pub fn load_key_file(path: &Path) -> Result<(VerifyingKey, u32), ControlError> {
+    crate::keys::read_public(path)
+        .map(|file| (file.key, file.owner))
+        .map_err(|e| ControlError::Key {
+            path: path.to_owned(),
+            why: e.to_string(),
+        })
+}
+
 /// Sends one request to the control socket at `path` and returns the
-/// response: what the operator commands use.
-pub fn request(path: &Path, request: &ControlRequest) -> Result<ControlResponse, String> {
-    let mut stream = address(path)
+/// enforcer's answer, authenticated by the key in the key file at `path`
+/// (see [`load_key_file`]): what the operator commands use.
+pub fn request(path: &Path, request: &ControlRequest) -> Result<ControlResponse, ControlError> {
+    let (key, owner) = load_key_file(path)?;
+    request_authenticated(path, request, &key, Some(owner))
+}
+
+/// Sends one request to the control socket at `path` and returns the
+/// answer only if `key` signed it over this request's fresh challenge and,
+/// with `uid`, only if the process holding the socket runs as `uid`.
+pub fn request_authenticated(
+    path: &Path,
+    request: &ControlRequest,
+    key: &VerifyingKey,
+    uid: Option<u32>,
+) -> Result<ControlResponse, ControlError> {
+    let io = |source| ControlError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut stream = socket_address(path)
         .and_then(|address| UnixStream::connect_addr(&address))
-        .map_err(|e| {
-            format!(
-                "cannot reach the enforcer's control socket `{}`: {e}",
-                path.display()
-            )
+        .map_err(|source| ControlError::Unreachable {
+            path: path.to_owned(),
+            source,
         })?;
+    if let Some(expected) = uid {
+        let server = rustix::net::sockopt::socket_peercred(&stream).map_err(|e| io(e.into()))?;
+        if server.uid.as_raw() != expected {
+            return Err(ControlError::WrongUser {
+                path: path.to_owned(),
+                expected,
+                found: server.uid.as_raw(),
+                pid: server.pid.as_raw_nonzero().get(),
+            });
+        }
+    }
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_string(request).map_err(|e| e.to_string())?;
+        .map_err(io)?;
+    let mut challenge = [0u8; 32];
+    getrandom::fill(&mut challenge).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    let envelope = Envelope {
+        request: request.clone(),
+        challenge: hex(&challenge),
+    };
+    let mut line = serde_json::to_string(&envelope).map_err(|e| io(std::io::Error::other(e)))?;
     line.push('\n');
-    stream
-        .write_all(line.as_bytes())
-        .map_err(|e| format!("control socket: {e}"))?;
+    stream.write_all(line.as_bytes()).map_err(io)?;
     let mut answer = String::new();
     BufReader::new(stream.take(MAX_CONTROL_LINE * 16))
         .read_line(&mut answer)
-        .map_err(|e| format!("control socket: {e}"))?;
-    serde_json::from_str(&answer).map_err(|e| format!("malformed answer from the enforcer: {e}"))
+        .map_err(io)?;
+    let malformed = |why: String| ControlError::Malformed {
+        path: path.to_owned(),
+        why,
+    };
+    // Anything but a signed answer that verifies is refused the same way:
+    // what an impostor says is never shown as the enforcer's.
+    let authentic = serde_json::from_str::<SignedAnswer>(&answer)
+        .ok()
+        .filter(|answer| {
+            answer
+                .signature
+                .as_deref()
+                .and_then(unhex)
+                .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
+                .is_some_and(|signature| {
+                    verify_control_reply(key, &challenge, &answer.reply, &signature).is_ok()
+                })
+        });
+    let Some(answer) = authentic else {
+        return Err(ControlError::NotAuthentic {
+            path: path.to_owned(),
+            key: format_public_key(key),
+        });
+    };
+    serde_json::from_str(&answer.reply).map_err(|e| malformed(e.to_string()))
 }

@@ -257,6 +257,22 @@ pub enum AskError {
         /// The error.
         source: std::io::Error,
     },
+    /// What serves the socket runs as another user than the enforcer's
+    /// key file's owner.
+    #[error(
+        "refusing the server on `{path}`: it runs as uid {found} (pid {pid}), but the \
+         enforcer's key file belongs to uid {expected}"
+    )]
+    WrongServer {
+        /// The socket path.
+        path: PathBuf,
+        /// The uid that owns the key file.
+        expected: u32,
+        /// The uid of the process serving the socket.
+        found: u32,
+        /// That process.
+        pid: i32,
+    },
     /// The conversation failed or timed out.
     #[error("the enforcer did not answer: {0}")]
     Transport(#[from] std::io::Error),
@@ -291,10 +307,48 @@ pub struct Answer {
 pub struct AskOptions {
     /// The endpoint socket.
     pub socket: PathBuf,
-    /// The key the enforcer must have, if pinned.
-    pub pinned_key: Option<VerifyingKey>,
+    /// The key the enforcer must have: an answer under any other key is
+    /// refused.
+    pub pinned_key: VerifyingKey,
+    /// The uid the process serving the socket must run as, checked from
+    /// its credentials (`SO_PEERCRED`) before anything is sent.
+    pub server_uid: Option<u32>,
     /// The longest the whole exchange may take.
     pub timeout: Duration,
+}
+
+/// Where `listen --socket PATH` writes its public key: `PATH.pub`.
+pub fn key_file(socket: &Path) -> PathBuf {
+    let mut path = socket.as_os_str().to_owned();
+    path.push(".pub");
+    PathBuf::from(path)
+}
+
+impl AskOptions {
+    /// Options for the endpoint at `socket`, with the enforcer's key from
+    /// `pubkey` if given, else from the key file `listen` wrote beside the
+    /// socket ([`key_file`]); then the server must also run as the uid
+    /// that owns that file. Refuses when there is no key to pin: an
+    /// unauthenticated server is never trusted.
+    pub fn pinned(
+        socket: PathBuf,
+        pubkey: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, crate::keys::PublicKeyFileError> {
+        let (pinned_key, server_uid) = match pubkey {
+            Some(file) => (crate::keys::read_public(file)?.key, None),
+            None => {
+                let file = crate::keys::read_public(&key_file(&socket))?;
+                (file.key, Some(file.owner))
+            }
+        };
+        Ok(Self {
+            socket,
+            pinned_key,
+            server_uid,
+            timeout,
+        })
+    }
 }
 
 /// Puts `action` in canonical form the way the client library does:
@@ -345,6 +399,18 @@ pub fn ask(
             path: options.socket.clone(),
             source,
         })?;
+    if let Some(expected) = options.server_uid {
+        let server =
+            rustix::net::sockopt::socket_peercred(&stream).map_err(std::io::Error::from)?;
+        if server.uid.as_raw() != expected {
+            return Err(AskError::WrongServer {
+                path: options.socket.clone(),
+                expected,
+                found: server.uid.as_raw(),
+                pid: server.pid.as_raw_nonzero().get(),
+            });
+        }
+    }
     stream.set_read_timeout(Some(options.timeout))?;
     stream.set_write_timeout(Some(options.timeout))?;
     let mut challenge = [0u8; 32];
@@ -374,13 +440,11 @@ pub fn ask(
     }
     let key = public_key_from_bytes(&handshake.enforcer_key)
         .map_err(|e| AskError::Verify(e.to_string()))?;
-    if let Some(pinned) = &options.pinned_key
-        && pinned != &key
-    {
+    if key != options.pinned_key {
         return Err(AskError::Verify(format!(
             "the enforcer's key {} is not the pinned key {}",
             format_public_key(&key),
-            format_public_key(pinned)
+            format_public_key(&options.pinned_key)
         )));
     }
     handshake

@@ -4,7 +4,7 @@
 use crate::action_json::{self, MAX_ACTION_JSON_BYTES};
 use crate::endpoint::{self, AskError, AskOptions, ENDPOINT_ENV};
 use crate::hook::{self, MAX_HOOK_INPUT};
-use kernel_core::{Action, Exec, Outcome, Verified, parse_public_key};
+use kernel_core::{Action, Exec, Outcome, Verified};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +18,9 @@ pub(crate) struct EndpointArgs {
     #[arg(long, env = ENDPOINT_ENV)]
     socket: Option<PathBuf>,
     /// The enforcer's public key file (`kernel.pub`): refuse any other key.
+    /// Default: the key file `listen` writes beside its socket
+    /// (`SOCKET.pub`), and then the server must also run as that file's
+    /// owner.
     #[arg(long)]
     pubkey: Option<PathBuf>,
     /// Milliseconds the whole exchange may take.
@@ -27,21 +30,19 @@ pub(crate) struct EndpointArgs {
 
 impl EndpointArgs {
     fn options(&self) -> Result<AskOptions, String> {
-        let pinned_key = match &self.pubkey {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("`{}`: {e}", path.display()))?;
-                Some(parse_public_key(text.trim()).map_err(|e| e.to_string())?)
-            }
-            None => None,
-        };
         let socket = self.socket.clone().ok_or_else(|| {
             format!("no enforcer named: pass `--socket PATH` or set `{ENDPOINT_ENV}`")
         })?;
-        Ok(AskOptions {
+        AskOptions::pinned(
             socket,
-            pinned_key,
-            timeout: Duration::from_millis(self.timeout_ms),
+            self.pubkey.as_deref(),
+            Duration::from_millis(self.timeout_ms),
+        )
+        .map_err(|e| {
+            format!(
+                "cannot authenticate the enforcer: {e} (`kernel-enforcer listen` writes its key \
+                 beside its socket; or pass the enforcer's key with --pubkey)"
+            )
         })
     }
 }

@@ -9,6 +9,8 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use kernel_core::{VerifyingKey, format_public_key, parse_public_key};
+
 /// File name of the private key written by `keygen`.
 pub const PRIVATE_KEY_FILE: &str = "kernel.key";
 /// File name of the public key written by `keygen`.
@@ -79,4 +81,96 @@ pub fn load_private(path: &Path) -> Result<SigningKey, KeyError> {
     }
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
     SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyError::Format(path.to_owned()))
+}
+
+/// A public key read from a file a client trusts, with the uid that owns
+/// the file: the enforcer that wrote it runs as that uid.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicKeyFile {
+    /// The key.
+    pub key: VerifyingKey,
+    /// The file's owner.
+    pub owner: u32,
+}
+
+/// Why a public key file cannot be trusted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublicKeyFileError {
+    /// It cannot be read.
+    #[error("cannot read the key file `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// It is not a regular file.
+    #[error("`{0}` is not a key file")]
+    NotAFile(PathBuf),
+    /// Others than its owner may write it, so anyone of them could have.
+    #[error("the key file `{0}` is writable by group or others, so it proves nothing")]
+    Writable(PathBuf),
+    /// It does not hold a public key.
+    #[error("the key file `{path}` does not hold a public key: {why}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Reads a public key in the `kernel.pub` format from `path` (symbolic
+/// links followed), refusing a file that is not regular or that group or
+/// others may write.
+pub fn read_public(path: &Path) -> Result<PublicKeyFile, PublicKeyFileError> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |source| PublicKeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(PublicKeyFileError::NotAFile(path.to_owned()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(PublicKeyFileError::Writable(path.to_owned()));
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let key = parse_public_key(&text).map_err(|e| PublicKeyFileError::Format {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })?;
+    Ok(PublicKeyFile {
+        key,
+        owner: meta.uid(),
+    })
+}
+
+/// Writes `key` in the `kernel.pub` format to `path`, mode 0644, through a
+/// fresh file in the same directory renamed over it: readers see the old
+/// file or the new one, and a symbolic link at `path` is replaced, never
+/// followed.
+pub fn write_public(path: &Path, key: &VerifyingKey) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
+    let mut temporary = name.to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = path.with_file_name(temporary);
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&temporary)?;
+    let written = file
+        .write_all(format!("{}\n", format_public_key(key)).as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }

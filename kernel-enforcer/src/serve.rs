@@ -14,7 +14,7 @@
 //! the serving thread, and ends the session when it halts (in supervised
 //! mode), when a signal asks, or when the client has stopped reading.
 
-use crate::control::{self, ControlRequest, ControlResponse, Peer};
+use crate::control::{ControlRequest, ControlResponse, ControlSocket, Peer};
 use crate::policy::PolicyEngine;
 use crate::session::{GrantScope, Permit, Reply, Session};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
@@ -49,10 +49,11 @@ pub enum ServeError {
 }
 
 /// Operator-facing settings of a served session.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServeOptions {
-    /// Where to create the control socket (none: no control plane).
-    pub control: Option<PathBuf>,
+    /// The control socket, bound before the agent started (none: no
+    /// control plane).
+    pub control: Option<ControlSocket>,
     /// The uid allowed on the control socket.
     pub operator_uid: u32,
     /// The policy files, loaded again on `reload`.
@@ -262,6 +263,8 @@ pub fn serve(
     options: &ServeOptions,
 ) -> Result<Option<String>, ServeError> {
     let channel = |e: std::io::Error| ServeError::Channel(e.to_string());
+    let session = Arc::new(Mutex::new(session));
+    let _finish = FinishOnDrop(Arc::clone(&session));
     let (requests_tx, requests) = ipc::channel::<Vec<u8>>().map_err(channel)?;
     let (replies, replies_rx) = ipc::channel::<Vec<u8>>().map_err(channel)?;
     let bootstrap = IpcSender::<ClientEnds>::connect(name).map_err(channel)?;
@@ -269,7 +272,7 @@ pub fn serve(
         .send((requests_tx, replies_rx))
         .map_err(|e| ServeError::Channel(e.to_string()))?;
     drop(bootstrap);
-    serve_channels(requests, replies, Arc::new(Mutex::new(session)), options)
+    serve_channels(requests, replies, session, options)
 }
 
 /// A session shared between the channel, the control plane and (in
@@ -415,6 +418,28 @@ pub fn serve_without_client(
     Ok(latch.cause())
 }
 
+/// Ends a session's evidence as documented, with a final checkpoint,
+/// however the code that holds it returns: an agent that never connects,
+/// a start that fails half-way, a serving error. Normal ends write the
+/// checkpoint themselves; [`Session::finish`] does nothing the second
+/// time.
+#[must_use = "the session is finished when this guard is dropped"]
+pub struct FinishOnDrop(pub SharedSession);
+
+impl std::fmt::Debug for FinishOnDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FinishOnDrop")
+    }
+}
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut session) = self.0.try_lock_for(FINISH_PATIENCE) {
+            session.finish();
+        }
+    }
+}
+
 /// How long the idle loop waits for the session's lock to tick.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long the end of a session waits for the session's lock to write
@@ -428,9 +453,10 @@ fn start_control_plane(
     options: &ServeOptions,
 ) -> Result<Arc<Shared>, ServeError> {
     let listener = match &options.control {
-        Some(path) => Some(
-            control::bind(path)
-                .map_err(|e| ServeError::Control(format!("`{}`: {e}", path.display())))?,
+        Some(socket) => Some(
+            socket
+                .try_clone()
+                .map_err(|e| ServeError::Control(format!("`{}`: {e}", socket.path().display())))?,
         ),
         None => None,
     };
@@ -446,9 +472,7 @@ fn start_control_plane(
         let shared = Arc::clone(&shared);
         let operator_uid = options.operator_uid;
         std::thread::spawn(move || {
-            control::serve(&listener, operator_uid, |request, peer| {
-                shared.control(request, peer)
-            });
+            listener.serve(operator_uid, |request, peer| shared.control(request, peer));
         });
     }
     watch_signals(&shared);

@@ -12,7 +12,9 @@
 use crate::exec_trace::{self, ExecLedger};
 use crate::handoff::HandoffListener;
 use crate::notify;
-use crate::serve::{ServeError, ServeOptions, SharedSession, serve_channels, serve_without_client};
+use crate::serve::{
+    FinishOnDrop, ServeError, ServeOptions, SharedSession, serve_channels, serve_without_client,
+};
 use crate::session::Session;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use kernel_confine::{Prepared, Profile};
@@ -174,6 +176,10 @@ pub fn run(
     options: &ServeOptions,
 ) -> Result<ExitStatus, SuperviseError> {
     let channel = |e: std::io::Error| SuperviseError::Serve(ServeError::Channel(e.to_string()));
+    let session: SharedSession = Arc::new(Mutex::new(session));
+    // However this returns (an agent that never connects, a failed start),
+    // the evidence ends with a final checkpoint.
+    let _finish = FinishOnDrop(Arc::clone(&session));
     let (server, name) = IpcOneShotServer::<EnforcerEnds>::new().map_err(channel)?;
     let governed = match (agent.govern_syscalls, &confinement) {
         (true, Some(_)) => Some(notify::prepare().map_err(channel)?),
@@ -212,7 +218,6 @@ pub fn run(
     })?;
     let socket = handoff.handoff();
     handoff.accept_in_background(child.id(), agent.connect_timeout);
-    let session: SharedSession = Arc::new(Mutex::new(session));
     let status = serve_agent(agent, server, &name, child, session, options);
     socket.remove_socket();
     status
@@ -227,12 +232,12 @@ fn run_governed(
     agent: &Agent,
     mut command: Command,
     parent: notify::ParentSide,
-    session: Session,
+    session: SharedSession,
     handoff: HandoffListener,
     options: &ServeOptions,
 ) -> Result<ExitStatus, SuperviseError> {
     let channel = |e: std::io::Error| SuperviseError::Serve(ServeError::Channel(e.to_string()));
-    let Some(broker) = session.broker().cloned() else {
+    let Some(broker) = session.lock().broker().cloned() else {
         return Err(channel(std::io::Error::other(
             "no broker to perform decided opens",
         )));
@@ -273,7 +278,6 @@ fn run_governed(
         }
     };
     let listener = parent.receive();
-    let session: SharedSession = Arc::new(Mutex::new(session));
     if let Ok(listener) = &listener {
         let governor = governor(agent, broker, Arc::clone(&ledger));
         let shared = Arc::clone(&session);

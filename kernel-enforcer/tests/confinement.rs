@@ -97,7 +97,8 @@ fn probe(attack: &str) {
                         reason: Some("the agent says so".into()),
                     },
                 )
-                .map(|r| format!("ok={} {}", r.ok, r.message)),
+                .map(|r| format!("ok={} {}", r.ok, r.message))
+                .map_err(|e| e.to_string()),
             );
             report(
                 "write-evidence",

@@ -181,8 +181,11 @@ fn only_the_operator_uid_may_use_the_control_socket() {
         .output()
         .unwrap();
     assert_eq!(other.status.code(), Some(1), "{other:?}");
+    // Refused by the enforcer (a signed refusal), or before it is even
+    // asked: that uid cannot read the key file in this private directory.
     assert!(
-        String::from_utf8_lossy(&other.stdout).contains("is not the operator"),
+        String::from_utf8_lossy(&other.stdout).contains("is not the operator")
+            || String::from_utf8_lossy(&other.stderr).contains("cannot authenticate the enforcer"),
         "{other:?}"
     );
     // Neither attempt halted anything.
@@ -345,4 +348,183 @@ fn a_second_enforcer_cannot_write_the_same_evidence() {
         ..AuditOptions::default()
     };
     audit(&std::fs::read(&f.evidence).unwrap(), &options).unwrap();
+}
+
+/// How an impostor answers a request line.
+type Answer = Box<dyn Fn(&str) -> String + Send>;
+
+/// Runs the operator's `halt` against `control` and returns its output.
+fn halt_through(control: &Path) -> Output {
+    operator(control, &["halt", "--reason", "drill"])
+}
+
+/// A process that holds the control socket's name answers each request
+/// with `answer(request line)`, until `count` requests were answered.
+fn impostor(
+    control: &Path,
+    count: usize,
+    answer: impl Fn(&str) -> String + Send + 'static,
+) -> std::thread::JoinHandle<usize> {
+    use std::io::{BufRead, BufReader, Write};
+    let address = kernel_enforcer::control::socket_address(control).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind_addr(&address).unwrap();
+    std::thread::spawn(move || {
+        let mut served = 0;
+        for stream in listener.incoming().take(count) {
+            let mut stream = stream.unwrap();
+            let mut line = String::new();
+            BufReader::new(&mut stream).read_line(&mut line).unwrap();
+            let mut reply = answer(&line);
+            reply.push('\n');
+            stream.write_all(reply.as_bytes()).unwrap();
+            served += 1;
+        }
+        served
+    })
+}
+
+#[test]
+fn an_impostor_holding_the_control_name_cannot_pass_for_the_enforcer() {
+    use std::io::{BufRead, BufReader, Write};
+    let f = fixture(POLICY);
+    let control = control_path(&f.evidence);
+    // A real enforcer leaves its key file at the control path; capture one
+    // real, signed answer to replay later.
+    let kernel = f.spawn();
+    let key = std::fs::read_to_string(&control).unwrap();
+    assert_eq!(
+        kernel_core::parse_public_key(&key).unwrap(),
+        *kernel.public_key()
+    );
+    let genuine = {
+        let address = kernel_enforcer::control::socket_address(&control).unwrap();
+        let mut stream = std::os::unix::net::UnixStream::connect_addr(&address).unwrap();
+        let challenge = "ab".repeat(32);
+        writeln!(
+            stream,
+            r#"{{"command":"status","challenge":"{challenge}"}}"#
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        assert!(line.contains("\"signature\""), "{line}");
+        line.trim_end().to_owned()
+    };
+    drop(kernel);
+    let other_key = kernel_core::SigningKey::from_bytes(&[7; 32]);
+    let fake = r#"{"ok":true,"message":"halted: every request is now denied (drill)","data":null}"#;
+    // What an impostor could send: the old unsigned form, a signature by
+    // another key over the operator's own challenge, and a genuine signed
+    // answer to someone else's challenge.
+    let answers: Vec<Answer> = vec![
+        Box::new(move |_| fake.to_owned()),
+        Box::new(move |request: &str| {
+            let value: serde_json::Value = serde_json::from_str(request).unwrap();
+            let challenge: [u8; 32] = kernel_core::unhex(value["challenge"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let signature = kernel_core::sign_control_reply(&other_key, &challenge, fake);
+            serde_json::json!({"reply": fake, "signature": kernel_core::hex(&signature)})
+                .to_string()
+        }),
+        Box::new(move |_| genuine.clone()),
+    ];
+    for answer in answers {
+        let served = impostor(&control, 1, answer);
+        let halt = halt_through(&control);
+        assert_eq!(served.join().unwrap(), 1, "the impostor was not asked");
+        assert_eq!(halt.status.code(), Some(1), "{halt:?}");
+        let stderr = String::from_utf8_lossy(&halt.stderr);
+        assert!(
+            stderr.contains("not signed by the enforcer's key"),
+            "{stderr}"
+        );
+        assert!(!stdout(&halt).contains("halted"), "{halt:?}");
+    }
+}
+
+#[test]
+fn the_control_name_is_held_before_the_agent_starts_and_the_evidence_ends_with_a_checkpoint() {
+    let f = fixture(POLICY);
+    let control = control_path(&f.evidence);
+    let address = kernel_enforcer::control::socket_address(&control).unwrap();
+    let name = String::from_utf8_lossy(
+        std::os::linux::net::SocketAddrExt::as_abstract_name(&address).unwrap(),
+    )
+    .into_owned();
+    // The agent tries to take the name at once, and never connects.
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+         try:\n    s.bind('\\0{name}')\n    print('bound', flush=True)\n\
+         except OSError as e:\n    print('refused', e.errno, flush=True)\n"
+    );
+    let out = Command::new(ENFORCER)
+        .arg("run")
+        .arg("--policy")
+        .arg(&f.policy)
+        .arg("--workspace")
+        .arg(&f.workspace)
+        .arg("--evidence")
+        .arg(&f.evidence)
+        .args([
+            "--connect-timeout",
+            "2",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!("refused {}", libc::EADDRINUSE)),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    // The agent never joined, and the evidence still ends as documented:
+    // with a checkpoint covering every record.
+    let bytes = std::fs::read(&f.evidence).unwrap();
+    let records = split_records(&bytes).unwrap();
+    assert!(
+        matches!(
+            records.last().map(|r| decode_record(r).unwrap()),
+            Some(Record::Checkpoint { .. })
+        ),
+        "the evidence does not end with a checkpoint"
+    );
+}
+
+#[test]
+fn a_permit_dies_with_the_kernel_that_obtained_it() {
+    let f = fixture(POLICY);
+    let kernel = f.spawn();
+    let marker = f.workspace.join("ran-after-drop");
+    let permit = kernel
+        .authorize(Action::Exec(
+            Exec::new("/usr/bin/touch")
+                .arg(marker.to_str().unwrap())
+                .cwd(f.ws("")),
+        ))
+        .unwrap();
+    assert!(!permit.is_expired(now_ms()));
+    drop(kernel);
+    match kernel_client::run_exec(permit) {
+        Err(EffectError::SessionEnded) => {}
+        other => panic!("a permit outlived its kernel: {other:?}"),
+    }
+    assert!(!marker.exists(), "the program ran");
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
 }

@@ -485,3 +485,84 @@ fn exec_under_run_is_brokered_by_the_supervisor() {
     assert_eq!(denied.status.code(), Some(126), "{denied:?}");
     assert!(!fixture.workspace.join("supervised-dir").exists());
 }
+
+/// Whether the hook let the payload's command run: it made its file.
+fn hook_ran(listener: &Listener) -> bool {
+    let made = listener.fixture.workspace.join("made-by-agent.txt");
+    let output = agent_tool_call(listener, "claude-code", "claude_code_bash_allowed.json");
+    let ran = made.exists();
+    assert_eq!(ran, output.status.code() == Some(0), "{output:?}");
+    let _ = std::fs::remove_file(&made);
+    ran
+}
+
+#[test]
+fn a_server_that_is_not_the_pinned_enforcer_lets_nothing_run() {
+    use std::os::unix::fs::PermissionsExt;
+    // What holds the socket is a real enforcer with a policy that allows
+    // the command, but not the one the clients trust: an impostor that
+    // took the path first.
+    let listener = listen();
+    let pin = listener.socket.with_extension("sock.pub");
+    let own = std::fs::read_to_string(&pin).unwrap();
+    assert!(
+        hook_ran(&listener),
+        "the allowed command must run when the key is right"
+    );
+
+    // It wrote no key file: the client pins nothing it was not given.
+    std::fs::remove_file(&pin).unwrap();
+    assert!(!hook_ran(&listener), "a server nobody pinned was trusted");
+    let ask = run(
+        &listener.socket,
+        &listener.fixture.workspace,
+        &["ask", "--action-json", "-"],
+        r#"{"version":1,"action":{"kind":"file_read","path":"a"}}"#,
+    );
+    assert_eq!(ask.status.code(), Some(2), "{ask:?}");
+    assert!(
+        String::from_utf8_lossy(&ask.stderr).contains("cannot authenticate the enforcer"),
+        "{ask:?}"
+    );
+
+    // The key file names the genuine enforcer's key: the impostor's
+    // handshake does not match it.
+    let genuine = tempfile::tempdir().unwrap();
+    common::keygen(genuine.path());
+    std::fs::copy(genuine.path().join("kernel.pub"), &pin).unwrap();
+    assert!(
+        !hook_ran(&listener),
+        "a server with another key was trusted"
+    );
+
+    // A key file others may write proves nothing.
+    std::fs::write(&pin, &own).unwrap();
+    std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(
+        !hook_ran(&listener),
+        "a world-writable key file was trusted"
+    );
+    std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(hook_ran(&listener));
+
+    // The server must run as the key file's owner (changing the owner
+    // needs root).
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(&pin, Some(65534), Some(65534)).unwrap();
+        let output = agent_tool_call(&listener, "claude-code", "claude_code_bash_allowed.json");
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("runs as uid 0"),
+            "{output:?}"
+        );
+        assert!(
+            !listener
+                .fixture
+                .workspace
+                .join("made-by-agent.txt")
+                .exists()
+        );
+    } else {
+        eprintln!("SKIPPED the server-uid part: changing a file's owner needs root");
+    }
+}

@@ -643,7 +643,7 @@ pub(crate) fn direct(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut 
                 a.what = format!("control socket: {command:?}");
                 a.answer = match request(std::path::Path::new(&plan.control), &command) {
                     Ok(r) => format!("answered ok={} {}", r.ok, r.message),
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 };
                 a.not_halted = true;
                 a.evidence = true;
@@ -1626,7 +1626,7 @@ pub(crate) fn approvals(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &m
                     },
                 ) {
                     Ok(r) => format!("ok={} {}", r.ok, r.message),
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 };
             }
             1 => {
@@ -1643,7 +1643,7 @@ pub(crate) fn approvals(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &m
                 a.answer =
                     match request(std::path::Path::new(&plan.control), &ControlRequest::Reload) {
                         Ok(r) => format!("ok={} {}", r.ok, r.message),
-                        Err(e) => e,
+                        Err(e) => e.to_string(),
                     };
             }
         }
