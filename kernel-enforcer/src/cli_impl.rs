@@ -464,7 +464,8 @@ enum AuditCommand {
         log: PathBuf,
     },
     /// As the operator's witness: verify the log, check it extends the
-    /// checkpoint co-signed last time, and co-sign its newest checkpoint.
+    /// newest checkpoint this witness ever co-signed (by its record), and
+    /// co-sign its newest checkpoint.
     Witness(WitnessArgs),
 }
 
