@@ -415,6 +415,16 @@ pub(crate) struct WitnessArgs {
     /// The witness's state file (the last co-signed checkpoint).
     #[arg(long)]
     pub(crate) state: PathBuf,
+    /// The witness's record: every checkpoint it co-signed, appended and
+    /// synced before the co-signature is released (default: STATE.record).
+    /// Keep it where the log's writer cannot rewrite it.
+    #[arg(long)]
+    pub(crate) record: Option<PathBuf>,
+    /// When a state file exists but no record does yet (a witness that ran
+    /// before it kept one), trust the state's checkpoint as the newest
+    /// this witness co-signed and start the record from it.
+    #[arg(long)]
+    pub(crate) adopt_state: bool,
     /// The witness's key name.
     #[arg(long, default_value = DEFAULT_WITNESS_NAME)]
     pub(crate) name: String,
@@ -429,9 +439,18 @@ pub(crate) struct WitnessArgs {
     pub(crate) log: PathBuf,
 }
 
+/// Where the witness keeps its record unless told otherwise: beside its
+/// state, with `.record` appended to its name.
+fn default_record(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".record");
+    PathBuf::from(name)
+}
+
 /// `audit witness`: verify the log up to its newest checkpoint, check that
-/// it extends the last checkpoint this witness co-signed (refusing forks
-/// and rewrites), then co-sign the newest checkpoint.
+/// it extends the newest checkpoint this witness ever co-signed (by its
+/// record, refusing forks and rewrites), record the co-signature, then
+/// release it.
 pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
     let key = keys::load_private(&args.key).map_err(|e| e.to_string())?;
     let kernel_key = args
@@ -439,6 +458,19 @@ pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
         .as_deref()
         .map(read_public_key)
         .transpose()?;
+    let record_path = args
+        .record
+        .clone()
+        .unwrap_or_else(|| default_record(&args.state));
+    let mut record = WitnessRecord::open(&record_path, &args.name, &key.verifying_key())?;
+    let remembered = remembered_checkpoint(
+        &mut record,
+        read_state(&args.state)?,
+        &args.state,
+        args.adopt_state,
+        &args.name,
+        &key,
+    )?;
     let bytes = read_log(&args.log)?;
     let report = audit(
         &bytes,
@@ -456,46 +488,8 @@ pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
         .leaves
         .get(..usize::try_from(newest.size).unwrap_or(usize::MAX))
         .ok_or("checkpoint larger than the log")?;
-    if let Some(previous) = read_state(&args.state)? {
-        if previous.origin != newest.origin {
-            return Err(format!(
-                "refusing to co-sign: this witness follows origin `{}`, the log is `{}`",
-                previous.origin, newest.origin
-            ));
-        }
-        if previous.size > newest.size {
-            return Err(format!(
-                "refusing to co-sign: the log's newest checkpoint (size {}) is older than the one already co-signed (size {}): it was truncated or rolled back",
-                newest.size, previous.size
-            ));
-        }
-        let consistent = if previous.size == newest.size {
-            previous.root == newest.root
-        } else {
-            consistency_proof(leaves, previous.size)
-                .ok()
-                .is_some_and(|proof| {
-                    verify_consistency(
-                        previous.size,
-                        newest.size,
-                        &proof,
-                        &previous.root,
-                        &newest.root,
-                    )
-                    .is_ok()
-                })
-                && root(
-                    leaves
-                        .get(..usize::try_from(previous.size).unwrap_or(usize::MAX))
-                        .unwrap_or_default(),
-                ) == previous.root
-        };
-        if !consistent {
-            return Err(format!(
-                "refusing to co-sign: the log does not extend the checkpoint co-signed before (size {}): fork or rewrite",
-                previous.size
-            ));
-        }
+    if let Some(previous) = &remembered {
+        check_extends(previous, newest, leaves)?;
     }
     let records = split_records(&bytes).map_err(|e| e.to_string())?;
     let Some(Ok(Record::Checkpoint { note })) = records
@@ -506,25 +500,16 @@ pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
     };
     let mut note = SignedNote::parse(&note).map_err(|e| e.to_string())?;
     note.signatures.retain(|s| s.name != args.name);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    note.cosign(&args.name, &key, now);
+    note.cosign(&args.name, &key, now_secs());
+    // Remembered before it is released: a co-signature this witness
+    // gives out is always one its record holds.
+    record.append(&note)?;
+    write_state(&args.state, newest)?;
     let cosignatures = args
         .cosignatures
         .clone()
         .unwrap_or_else(|| default_cosignatures(&args.log));
-    let line = serde_json::json!({ "note": note.to_text() }).to_string();
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&cosignatures)
-        .map_err(|e| format!("`{}`: {e}", cosignatures.display()))?;
-    writeln!(file, "{line}")
-        .and_then(|()| file.sync_data())
-        .map_err(|e| format!("`{}`: {e}", cosignatures.display()))?;
-    write_state(&args.state, newest)?;
+    append_note(&cosignatures, &note)?;
     println!(
         "co-signed checkpoint: size {}, root {} ({})",
         newest.size,
@@ -533,6 +518,300 @@ pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
     );
     println!("witness key: {}", format_public_key(&key.verifying_key()));
     Ok(())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Refuses `newest` unless it is `previous` or a consistent extension of
+/// it: same origin, same or larger size, and the log's first
+/// `previous.size` leaves hash to `previous.root`.
+fn check_extends(
+    previous: &Checkpoint,
+    newest: &Checkpoint,
+    leaves: &[kernel_core::merkle::Hash],
+) -> Result<(), String> {
+    if previous.origin != newest.origin {
+        return Err(format!(
+            "refusing to co-sign: this witness follows origin `{}`, the log is `{}`",
+            previous.origin, newest.origin
+        ));
+    }
+    if previous.size > newest.size {
+        return Err(format!(
+            "refusing to co-sign: the log's newest checkpoint (size {}) is older than the one already co-signed (size {}): it was truncated or rolled back",
+            newest.size, previous.size
+        ));
+    }
+    let consistent = if previous.size == newest.size {
+        previous.root == newest.root
+    } else {
+        consistency_proof(leaves, previous.size)
+            .ok()
+            .is_some_and(|proof| {
+                verify_consistency(
+                    previous.size,
+                    newest.size,
+                    &proof,
+                    &previous.root,
+                    &newest.root,
+                )
+                .is_ok()
+            })
+            && root(
+                leaves
+                    .get(..usize::try_from(previous.size).unwrap_or(usize::MAX))
+                    .unwrap_or_default(),
+            ) == previous.root
+    };
+    if !consistent {
+        return Err(format!(
+            "refusing to co-sign: the log does not extend the checkpoint co-signed before (size {}): fork or rewrite",
+            previous.size
+        ));
+    }
+    Ok(())
+}
+
+/// The newest checkpoint this witness co-signed, by its record, after
+/// checking that the state file agrees with it. The record decides; the
+/// state must name the same checkpoint or be absent (it is then written
+/// again from the record). A state without a record is adopted only when
+/// the operator says so.
+fn remembered_checkpoint(
+    record: &mut WitnessRecord,
+    state: Option<Checkpoint>,
+    state_path: &Path,
+    adopt_state: bool,
+    name: &str,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<Option<Checkpoint>, String> {
+    let record_path = record.path.clone();
+    let record_path = record_path.display();
+    let state_display = state_path.display();
+    match (record.newest.clone(), state) {
+        (Some(_), _) if adopt_state => Err(format!(
+            "the witness record `{record_path}` already holds what this witness co-signed: \
+             --adopt-state is only for a witness that has no record yet"
+        )),
+        (Some(newest), None) => Ok(Some(newest)),
+        (Some(newest), Some(state)) if state == newest => Ok(Some(newest)),
+        (Some(newest), Some(state)) => Err(if record.holds(&state) {
+            format!(
+                "refusing to co-sign: the witness state `{state_display}` (size {}) is older than \
+                 the newest checkpoint this witness co-signed (size {}, in its record \
+                 `{record_path}`): the state was rolled back, or the witness stopped between \
+                 writing its record and its state. Find out which; the record is what counts, so \
+                 removing the state file lets the witness write it again from the record",
+                state.size, newest.size
+            )
+        } else {
+            format!(
+                "refusing to co-sign: the witness state `{state_display}` (size {}) names a \
+                 checkpoint this witness never co-signed by its record `{record_path}` (newest: \
+                 size {}): the state or the record was replaced. Find out which before going on",
+                state.size, newest.size
+            )
+        }),
+        (None, Some(state)) if adopt_state => {
+            let mut note = SignedNote {
+                body: state.body(),
+                signatures: Vec::new(),
+            };
+            note.cosign(name, key, now_secs());
+            record.append(&note)?;
+            eprintln!(
+                "kernel-enforcer: started the witness record `{record_path}` from the state \
+                 `{state_display}` (size {})",
+                state.size
+            );
+            Ok(Some(state))
+        }
+        (None, Some(state)) => Err(format!(
+            "refusing to co-sign: the witness state `{state_display}` (size {}) exists but its \
+             record `{record_path}` is missing or empty, so the witness cannot tell what it \
+             co-signed before: the record was lost, or this witness ran before it kept one. \
+             Pass --adopt-state to start the record from the state, only if you know the state \
+             is the newest checkpoint this witness co-signed",
+            state.size
+        )),
+        (None, None) if adopt_state => Err(format!(
+            "--adopt-state: there is no witness state `{state_display}` to adopt"
+        )),
+        (None, None) => {
+            eprintln!("kernel-enforcer: starting a new witness record `{record_path}`");
+            Ok(None)
+        }
+    }
+}
+
+/// The witness's record: one line `{"note": "..."}` per co-signature it
+/// gave, each appended and synced before that co-signature is released.
+/// Held locked while a witness run uses it, so that two runs cannot both
+/// extend the same checkpoint in different directions.
+#[derive(Debug)]
+struct WitnessRecord {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Every checkpoint recorded, oldest first.
+    checkpoints: Vec<Checkpoint>,
+    /// The newest one.
+    newest: Option<Checkpoint>,
+}
+
+impl WitnessRecord {
+    /// Opens (creating if missing) and locks the record at `path`, and
+    /// reads it. Refuses a record that is damaged, whose entries go
+    /// backwards or change origin, or whose newest entry is not
+    /// co-signed by `name` with `key`.
+    fn open(path: &Path, name: &str, key: &VerifyingKey) -> Result<Self, String> {
+        use std::io::Read as _;
+        let display = path.display();
+        let (mut file, created) = match std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(file) => (file, false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(true)
+                    .open(path)
+                    .map_err(|e| format!("witness record `{display}`: {e}"))?,
+                true,
+            ),
+            Err(e) => return Err(format!("witness record `{display}`: {e}")),
+        };
+        // Only a regular file can be appended to and read back as written.
+        if !file
+            .metadata()
+            .map_err(|e| format!("witness record `{display}`: {e}"))?
+            .is_file()
+        {
+            return Err(format!("witness record `{display}` is not a regular file"));
+        }
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => format!(
+                "witness record `{display}` is in use by another `audit witness`; run again \
+                 when it is done"
+            ),
+            std::fs::TryLockError::Error(e) => format!("witness record `{display}`: {e}"),
+        })?;
+        if created {
+            sync_parent(path).map_err(|e| format!("witness record `{display}`: {e}"))?;
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|e| format!("witness record `{display}`: {e}"))?;
+        let checkpoints = parse_record(&text, name, key).map_err(|e| {
+            format!("witness record `{display}`: {e}; refusing to co-sign until it is repaired")
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            newest: checkpoints.last().cloned(),
+            checkpoints,
+        })
+    }
+
+    fn holds(&self, checkpoint: &Checkpoint) -> bool {
+        self.checkpoints.contains(checkpoint)
+    }
+
+    /// Appends `note` (co-signed by this witness) and syncs it.
+    fn append(&mut self, note: &SignedNote) -> Result<(), String> {
+        let line = serde_json::json!({ "note": note.to_text() }).to_string();
+        writeln!(self.file, "{line}")
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| format!("witness record `{}`: {e}", self.path.display()))?;
+        if let Ok(checkpoint) = Checkpoint::parse_body(&note.body) {
+            self.checkpoints.push(checkpoint.clone());
+            self.newest = Some(checkpoint);
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoints of a witness record's text, oldest first.
+fn parse_record(text: &str, name: &str, key: &VerifyingKey) -> Result<Vec<Checkpoint>, String> {
+    if !text.is_empty() && !text.ends_with('\n') {
+        return Err(
+            "it ends inside an entry (the witness was interrupted while co-signing, \
+                    or the file was damaged): check it, then remove the incomplete last line"
+                .into(),
+        );
+    }
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    let mut newest_note = None;
+    for (n, line) in text.lines().enumerate() {
+        let at = n + 1;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("line {at}: {e}"))?;
+        let note = value
+            .get("note")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| format!("line {at}: no `note`"))?;
+        let note = SignedNote::parse(note).map_err(|e| format!("line {at}: {e}"))?;
+        let checkpoint =
+            Checkpoint::parse_body(&note.body).map_err(|e| format!("line {at}: {e}"))?;
+        if let Some(before) = checkpoints.last() {
+            if before.origin != checkpoint.origin {
+                return Err(format!(
+                    "line {at}: origin `{}` follows origin `{}`",
+                    checkpoint.origin, before.origin
+                ));
+            }
+            if checkpoint.size < before.size
+                || (checkpoint.size == before.size && checkpoint.root != before.root)
+            {
+                return Err(format!(
+                    "line {at}: checkpoint of size {} follows one of size {} it does not extend",
+                    checkpoint.size, before.size
+                ));
+            }
+        }
+        checkpoints.push(checkpoint);
+        newest_note = Some((at, note));
+    }
+    // The newest entry is the one every check is made against: it must be
+    // this witness's own co-signature, not a line someone appended.
+    if let Some((at, note)) = newest_note {
+        note.verify_cosignature(name, key).map_err(|e| {
+            format!(
+                "line {at}: {e} (the record belongs to another witness key or name, or was edited)"
+            )
+        })?;
+    }
+    Ok(checkpoints)
+}
+
+/// Appends `note` to the co-signatures file at `path` and syncs it.
+fn append_note(path: &Path, note: &SignedNote) -> Result<(), String> {
+    let line = serde_json::json!({ "note": note.to_text() }).to_string();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("`{}`: {e}", path.display()))?;
+    writeln!(file, "{line}")
+        .and_then(|()| file.sync_data())
+        .map_err(|e| format!("`{}`: {e}", path.display()))
+}
+
+/// Syncs the directory holding `path`, so that a file created or renamed
+/// there survives a crash.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(parent)?.sync_all()
 }
 
 fn read_state(path: &Path) -> Result<Option<Checkpoint>, String> {
@@ -552,5 +831,144 @@ fn write_state(path: &Path, checkpoint: &Checkpoint) -> Result<(), String> {
     std::fs::write(&temporary, checkpoint.body())
         .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
         .and_then(|()| std::fs::rename(&temporary, path))
+        .and_then(|()| sync_parent(path))
         .map_err(|e| format!("witness state `{}`: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    const NAME: &str = DEFAULT_WITNESS_NAME;
+
+    fn checkpoint(size: u64, root: u8) -> Checkpoint {
+        Checkpoint {
+            origin: "agent-kernel/evidence/00".into(),
+            size,
+            root: [root; 32],
+        }
+    }
+
+    fn line(checkpoint: &Checkpoint, key: &SigningKey) -> String {
+        let mut note = SignedNote {
+            body: checkpoint.body(),
+            signatures: Vec::new(),
+        };
+        note.cosign(NAME, key, 1_700_000_000);
+        format!("{}\n", serde_json::json!({ "note": note.to_text() }))
+    }
+
+    #[test]
+    fn a_record_is_read_only_when_its_newest_entry_is_this_witnesss_own() {
+        let witness = SigningKey::from_bytes(&[7; 32]);
+        let other = SigningKey::from_bytes(&[8; 32]);
+        let key = witness.verifying_key();
+        let good = [
+            line(&checkpoint(3, 1), &witness),
+            line(&checkpoint(5, 2), &witness),
+        ]
+        .concat();
+        assert_eq!(
+            parse_record(&good, NAME, &key).unwrap(),
+            vec![checkpoint(3, 1), checkpoint(5, 2)]
+        );
+        assert_eq!(parse_record("", NAME, &key).unwrap(), Vec::new());
+
+        // A line someone else appended (another key, or another name).
+        let appended = [good.clone(), line(&checkpoint(9, 3), &other)].concat();
+        let error = parse_record(&appended, NAME, &key).unwrap_err();
+        assert!(error.contains("line 3"), "{error}");
+        assert!(parse_record(&good, "another-witness", &key).is_err());
+        // A torn last entry.
+        let torn = &good[..good.len() - 10];
+        let error = parse_record(torn, NAME, &key).unwrap_err();
+        assert!(error.contains("incomplete last line"), "{error}");
+        // Entries that go backwards, change their mind, or change origin.
+        for second in [checkpoint(2, 2), checkpoint(3, 9)] {
+            let text = [line(&checkpoint(3, 1), &witness), line(&second, &witness)].concat();
+            assert!(parse_record(&text, NAME, &key).is_err(), "{second:?}");
+        }
+        let mut elsewhere = checkpoint(5, 2);
+        elsewhere.origin = "agent-kernel/evidence/01".into();
+        let text = [
+            line(&checkpoint(3, 1), &witness),
+            line(&elsewhere, &witness),
+        ]
+        .concat();
+        assert!(
+            parse_record(&text, NAME, &key)
+                .unwrap_err()
+                .contains("origin")
+        );
+        // Not JSON, or no note.
+        assert!(parse_record("{}\n", NAME, &key).is_err());
+        assert!(parse_record("note\n", NAME, &key).is_err());
+    }
+
+    #[test]
+    fn the_record_decides_and_the_state_must_agree_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let witness = SigningKey::from_bytes(&[7; 32]);
+        let key = witness.verifying_key();
+        let path = dir.path().join("state.record");
+        let state = dir.path().join("state");
+        std::fs::write(
+            &path,
+            [
+                line(&checkpoint(3, 1), &witness),
+                line(&checkpoint(5, 2), &witness),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let remembered = |state_now: Option<Checkpoint>, adopt: bool| {
+            let mut record = WitnessRecord::open(&path, NAME, &key).unwrap();
+            remembered_checkpoint(&mut record, state_now, &state, adopt, NAME, &witness)
+        };
+        assert_eq!(
+            remembered(Some(checkpoint(5, 2)), false).unwrap(),
+            Some(checkpoint(5, 2))
+        );
+        // No state: the record alone.
+        assert_eq!(remembered(None, false).unwrap(), Some(checkpoint(5, 2)));
+        // A state rolled back to an older co-signature.
+        let error = remembered(Some(checkpoint(3, 1)), false).unwrap_err();
+        assert!(error.contains("older than"), "{error}");
+        // A state naming something never co-signed, older or newer.
+        for bogus in [checkpoint(4, 4), checkpoint(8, 8)] {
+            let error = remembered(Some(bogus), false).unwrap_err();
+            assert!(error.contains("never co-signed"), "{error}");
+        }
+        // Adopting is only for a witness without a record.
+        assert!(remembered(Some(checkpoint(5, 2)), true).is_err());
+
+        // A state without its record is refused unless adopted.
+        std::fs::remove_file(&path).unwrap();
+        let error = remembered(Some(checkpoint(3, 1)), false).unwrap_err();
+        assert!(error.contains("--adopt-state"), "{error}");
+        assert!(remembered(None, true).is_err());
+        assert_eq!(
+            remembered(Some(checkpoint(3, 1)), true).unwrap(),
+            Some(checkpoint(3, 1))
+        );
+        // Adopted: the record now holds it, co-signed.
+        assert_eq!(remembered(None, false).unwrap(), Some(checkpoint(3, 1)));
+        // A fresh witness: no state, no record.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(remembered(None, false).unwrap(), None);
+    }
+
+    #[test]
+    fn one_witness_run_at_a_time_holds_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let path = dir.path().join("state.record");
+        let first = WitnessRecord::open(&path, NAME, &key).unwrap();
+        let error = WitnessRecord::open(&path, NAME, &key).unwrap_err();
+        assert!(error.contains("in use"), "{error}");
+        drop(first);
+        assert!(WitnessRecord::open(&path, NAME, &key).is_ok());
+    }
 }

@@ -468,7 +468,8 @@ enum AuditCommand {
         log: PathBuf,
     },
     /// As the operator's witness: verify the log, check it extends the
-    /// checkpoint co-signed last time, and co-sign its newest checkpoint.
+    /// newest checkpoint this witness ever co-signed (by its record), and
+    /// co-sign its newest checkpoint.
     Witness(WitnessArgs),
 }
 
@@ -526,29 +527,128 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// A path made absolute, plus its symlink-resolved form when it exists.
-fn path_forms(path: &Path) -> Vec<String> {
-    let mut forms = Vec::new();
-    if let Ok(absolute) = std::path::absolute(path) {
-        forms.push(absolute.to_string_lossy().into_owned());
+/// A protected path made absolute, and with symbolic links resolved.
+/// Refuses a path that cannot be made absolute or resolved, naming it:
+/// protecting only some of its forms would leave the others open.
+fn path_forms(path: &Path) -> Result<[String; 2], String> {
+    let absolute = std::path::absolute(path).map_err(|e| {
+        format!(
+            "cannot make the protected path `{}` absolute: {e}",
+            path.display()
+        )
+    })?;
+    let resolved = resolve(&absolute).map_err(|(at, e)| {
+        // Name the part that failed when it is not the whole path.
+        let part = if at == absolute {
+            String::new()
+        } else {
+            format!("`{}`: ", at.display())
+        };
+        format!(
+            "cannot resolve the protected path `{}`: {part}{e}",
+            path.display()
+        )
+    })?;
+    Ok([
+        absolute.to_string_lossy().into_owned(),
+        resolved.to_string_lossy().into_owned(),
+    ])
+}
+
+/// How many symbolic links [`resolve`] follows, as the kernel's path
+/// lookup does (`MAXSYMLINKS`).
+const MAX_LINKS: u32 = 40;
+
+/// `absolute` with symbolic links resolved, where it leads when it is
+/// opened or created. A path that does not exist yet (an evidence file
+/// created at start, say) is resolved through its deepest existing
+/// ancestor, followed by the names that do not exist; a symbolic link to
+/// a path that does not exist yet is followed to it. Fails on anything
+/// else that stops resolution: a loop, a component that is not a
+/// directory, a directory that may not be searched, a `..` after a name
+/// that does not exist.
+fn resolve(absolute: &Path) -> Result<PathBuf, (PathBuf, String)> {
+    let mut pending = absolute.to_owned();
+    // Names below `pending` that do not exist, deepest first.
+    let mut missing: Vec<std::ffi::OsString> = Vec::new();
+    let mut links = 0;
+    loop {
+        let error = match std::fs::canonicalize(&pending) {
+            Ok(real) => {
+                return Ok(missing
+                    .iter()
+                    .rev()
+                    .fold(real, |path, name| path.join(name)));
+            }
+            Err(e) => e,
+        };
+        if error.kind() != std::io::ErrorKind::NotFound {
+            return Err((pending, error.to_string()));
+        }
+        match std::fs::symlink_metadata(&pending) {
+            // A link to something that does not exist (yet): follow it.
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err((pending, "too many levels of symbolic links".into()));
+                }
+                let target = match std::fs::read_link(&pending) {
+                    Ok(target) => target,
+                    Err(e) => return Err((pending, e.to_string())),
+                };
+                pending = match pending.parent() {
+                    Some(parent) => parent.join(target),
+                    None => target,
+                };
+            }
+            Ok(_) => return Err((pending, error.to_string())),
+            Err(_) => {
+                let (Some(parent), Some(name)) = (pending.parent(), pending.file_name()) else {
+                    return Err((pending, "does not exist".into()));
+                };
+                missing.push(name.to_owned());
+                pending = parent.to_owned();
+            }
+        }
     }
-    if let Ok(real) = std::fs::canonicalize(path) {
-        forms.push(real.to_string_lossy().into_owned());
-    }
-    forms
 }
 
 /// What the floor protects, given the protected paths: each as given
 /// (made absolute) and with symbolic links resolved, and the enforcer's
 /// own binary. The binary is protected from being written, deleted or run
 /// by the agent; the confinement does not hide it, since it may well be
-/// installed under a system tree the agent can read.
-pub(crate) fn floor_assets(protected: &[PathBuf]) -> Vec<String> {
-    let mut floor = protected.to_vec();
-    if let Ok(exe) = std::env::current_exe() {
-        floor.push(exe);
+/// installed under a system tree the agent can read. Refuses when any of
+/// them cannot be resolved.
+pub(crate) fn floor_assets(protected: &[PathBuf]) -> Result<Vec<String>, String> {
+    floor_assets_with(protected, std::env::current_exe())
+}
+
+/// [`floor_assets`] with the enforcer's binary as `current_exe` found it.
+fn floor_assets_with(
+    protected: &[PathBuf],
+    exe: std::io::Result<PathBuf>,
+) -> Result<Vec<String>, String> {
+    let exe =
+        exe.map_err(|e| format!("cannot find the enforcer's own binary to protect it: {e}"))?;
+    // The binary is running, so it exists: unlike a protected file that
+    // is created at start, a path that does not resolve (one the binary
+    // was replaced at, ending in ` (deleted)`) protects nothing.
+    let real = std::fs::canonicalize(&exe).map_err(|e| {
+        format!(
+            "cannot resolve the enforcer's own binary `{}` to protect it: {e} (was it removed or \
+             replaced?)",
+            exe.display()
+        )
+    })?;
+    let mut floor = Vec::new();
+    for path in protected {
+        floor.extend(path_forms(path)?);
     }
-    floor.iter().flat_map(|p| path_forms(p)).collect()
+    floor.extend([
+        exe.to_string_lossy().into_owned(),
+        real.to_string_lossy().into_owned(),
+    ]);
+    Ok(floor)
 }
 
 fn default_evidence() -> PathBuf {
@@ -596,7 +696,7 @@ fn start_session(
         .chain(extra_assets.iter())
         .cloned()
         .collect();
-    let assets = floor_assets(&protected);
+    let assets = floor_assets(&protected).map_err(|e| format!("{e}; refusing to start"))?;
     let env = Environment::new(&workspace.to_string_lossy(), &assets)?;
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy, refusing to start:\n{e}"),
@@ -650,13 +750,39 @@ fn start_session(
 const HANDOFF_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The enforcer's own hardening: no core dumps, no ptrace by processes
-/// of the same uid, no `/proc/<pid>/mem`.
-fn harden_self() {
-    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+/// of the same uid, no `/proc/<pid>/mem`. Refuses to go on unless the OS
+/// confirms it.
+fn harden_self() -> Result<(), String> {
+    use rustix::process::{DumpableBehavior, dumpable_behavior, set_dumpable_behavior};
+    not_dumpable(
+        set_dumpable_behavior(DumpableBehavior::NotDumpable),
+        dumpable_behavior(),
+    )
+}
+
+/// Whether hardening took: `set` is what making the process non-dumpable
+/// returned, `now` what the OS reports afterwards.
+fn not_dumpable(
+    set: rustix::io::Result<()>,
+    now: rustix::io::Result<rustix::process::DumpableBehavior>,
+) -> Result<(), String> {
+    set.map_err(|e| {
+        format!("cannot make the enforcer non-dumpable (PR_SET_DUMPABLE): {e}; refusing to start")
+    })?;
+    match now {
+        Ok(rustix::process::DumpableBehavior::NotDumpable) => Ok(()),
+        Ok(_) => Err(
+            "the OS still reports the enforcer as dumpable after PR_SET_DUMPABLE; refusing to start"
+                .into(),
+        ),
+        Err(e) => Err(format!(
+            "cannot check that the enforcer is non-dumpable (PR_GET_DUMPABLE): {e}; refusing to start"
+        )),
+    }
 }
 
 fn serve_command(args: ServeArgs) -> Result<(), String> {
-    harden_self();
+    harden_self()?;
     // Started by the agent's client: leave the agent's session and process
     // group, so the agent cannot signal the enforcer as part of its group.
     let _ = rustix::process::setsid();
@@ -760,7 +886,7 @@ impl RunningEndpoint {
 }
 
 fn listen_command(args: &ListenArgs) -> Result<(), String> {
-    harden_self();
+    harden_self()?;
     let settings = args.session.settings()?;
     let endpoint = RunningEndpoint::start(&settings, &args.socket, args.client_uid)?;
     match endpoint.serve_until(|| false)? {
@@ -772,7 +898,10 @@ fn listen_command(args: &ListenArgs) -> Result<(), String> {
 fn mcp_proxy_command(args: McpProxyArgs) -> ExitCode {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    harden_self();
+    if let Err(message) = harden_self() {
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
+    }
     if let Some(socket) = &args.socket {
         return gateway_cli::mcp_proxy(socket, args.pubkey.as_deref(), &args.command);
     }
@@ -826,7 +955,7 @@ fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
 }
 
 fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
-    harden_self();
+    harden_self()?;
     let Some((program, program_args)) = args.command.split_first() else {
         return Err("no agent program given after `--`".into());
     };
@@ -1044,8 +1173,109 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
     use clap::CommandFactory;
+    use std::os::unix::fs::symlink;
+
+    fn assets(protected: &[PathBuf]) -> Result<Vec<String>, String> {
+        floor_assets_with(protected, Ok(PathBuf::from("/proc/self/exe")))
+    }
+
+    fn text(path: &Path) -> String {
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn a_path_not_created_yet_is_protected_where_it_will_be_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(root.join("real")).unwrap();
+        symlink(root.join("real"), root.join("alias")).unwrap();
+        // A link to a file that does not exist yet, as an evidence path
+        // may be: opening it creates the target.
+        symlink("real/target.log", root.join("dangling")).unwrap();
+        symlink(root.join("chain"), root.join("chain-start")).unwrap();
+        symlink("real/deeper/file", root.join("chain")).unwrap();
+        let cases = [
+            ("alias/new.log", "real/new.log"),
+            (
+                "alias/new-dir/deeper/new.log",
+                "real/new-dir/deeper/new.log",
+            ),
+            ("dangling", "real/target.log"),
+            ("chain-start", "real/deeper/file"),
+            ("real/existing-dir-to-be/../x", "real/x"),
+        ];
+        std::fs::create_dir(root.join("real/existing-dir-to-be")).unwrap();
+        for (given, resolved) in cases {
+            let floor = assets(&[root.join(given)]).unwrap();
+            assert!(
+                floor.contains(&text(&root.join(given))),
+                "{given}: {floor:?}"
+            );
+            assert!(
+                floor.contains(&text(&root.join(resolved))),
+                "{given}: {floor:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_resolved_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::write(root.join("file"), "x").unwrap();
+        symlink(root.join("loop-b"), root.join("loop-a")).unwrap();
+        symlink(root.join("loop-a"), root.join("loop-b")).unwrap();
+        for bad in [
+            root.join("loop-a"),
+            root.join("loop-a/under"),
+            root.join("file/under"),
+            root.join("missing/../x"),
+        ] {
+            let error = assets(&[root.join("fine"), bad.clone()]).unwrap_err();
+            assert!(
+                error.contains(&format!("protected path `{}`", bad.display())),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_enforcers_binary_must_be_found_and_resolved() {
+        let error = floor_assets_with(&[], Err(std::io::Error::other("no /proc"))).unwrap_err();
+        assert!(error.contains("own binary"), "{error}");
+        assert!(error.contains("no /proc"), "{error}");
+        // Replaced while running: the kernel reports the old path with
+        // ` (deleted)` appended.
+        let dir = tempfile::tempdir().unwrap();
+        let deleted = dir.path().join("kernel-enforcer (deleted)");
+        let error = floor_assets_with(&[], Ok(deleted)).unwrap_err();
+        assert!(error.contains("(deleted)"), "{error}");
+        let exe = std::env::current_exe().unwrap();
+        let floor = floor_assets_with(&[], Ok(exe.clone())).unwrap();
+        assert!(floor.contains(&text(&exe)), "{floor:?}");
+        // The real function finds this process's binary.
+        assert!(floor_assets(&[]).unwrap().contains(&text(&exe)));
+    }
+
+    #[test]
+    fn the_enforcer_refuses_to_run_dumpable() {
+        use rustix::io::Errno;
+        use rustix::process::DumpableBehavior;
+        assert!(not_dumpable(Ok(()), Ok(DumpableBehavior::NotDumpable)).is_ok());
+        let error = not_dumpable(Err(Errno::PERM), Ok(DumpableBehavior::Dumpable)).unwrap_err();
+        assert!(error.contains("PR_SET_DUMPABLE"), "{error}");
+        assert!(error.contains("refusing to start"), "{error}");
+        for still in [
+            DumpableBehavior::Dumpable,
+            DumpableBehavior::DumpableReadableOnlyByRoot,
+        ] {
+            assert!(not_dumpable(Ok(()), Ok(still)).is_err());
+        }
+        assert!(not_dumpable(Ok(()), Err(Errno::INVAL)).is_err());
+    }
 
     /// Clap checks its definitions only when a command is parsed, and then
     /// by panicking: check every subcommand here instead.

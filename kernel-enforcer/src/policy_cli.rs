@@ -55,7 +55,11 @@ pub(crate) fn test(file: &Path, policies: &[PathBuf]) -> ExitCode {
         Ok(sources) => sources,
         Err(e) => return error(e),
     };
-    let outcomes = match suite::run(&suite, &sources, &floor_assets(&policies)) {
+    let assets = match floor_assets(&policies) {
+        Ok(assets) => assets,
+        Err(e) => return error(e),
+    };
+    let outcomes = match suite::run(&suite, &sources, &assets) {
         Ok(outcomes) => outcomes,
         Err(SuiteError::Invalid(diagnostics)) => {
             for diagnostic in &diagnostics {
@@ -322,7 +326,7 @@ fn explain_text(args: &ExplainArgs) -> Result<String, String> {
     }
     let workspace = absolute(&args.workspace)?;
     let protected: Vec<PathBuf> = args.policies.iter().chain(&args.protect).cloned().collect();
-    let env = Environment::new(&workspace, &floor_assets(&protected))?;
+    let env = Environment::new(&workspace, &floor_assets(&protected)?)?;
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy:\n{e}"),
         other => other.to_string(),
@@ -370,7 +374,7 @@ pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
                 .collect();
             let options = DiffOptions {
                 workspace: absolute(&args.workspace)?,
-                assets: floor_assets(&protected),
+                assets: floor_assets(&protected)?,
             };
             diff::diff(&old, &new, &options).map_err(|e| e.to_string())
         };

@@ -351,3 +351,109 @@ fn a_fork_shown_to_the_witness_is_refused() {
     session(&setup, evidence, 3, "later");
     assert!(witness(evidence).status.success());
 }
+
+/// Runs `audit witness` with the witness key in `witness_dir`, its state
+/// at `witness_dir/state`, and `extra` flags.
+fn run_witness(witness_dir: &Path, log: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(ENFORCER)
+        .args(["audit", "witness", "--key"])
+        .arg(witness_dir.join("kernel.key"))
+        .arg("--state")
+        .arg(witness_dir.join("state"))
+        .args(extra)
+        .arg(log)
+        .output()
+        .unwrap()
+}
+
+fn cosignature_lines(log: &Path) -> usize {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".cosignatures");
+    std::fs::read_to_string(PathBuf::from(name)).map_or(0, |text| text.lines().count())
+}
+
+#[test]
+fn a_witness_whose_state_was_rolled_back_still_refuses_a_fork() {
+    let setup = setup();
+    let evidence = &setup.fixture.evidence;
+    session(&setup, evidence, 5, "shared");
+    let fork = setup.fixture.dir.path().join("state/fork.log");
+    std::fs::copy(evidence, &fork).unwrap();
+    let witness_dir = setup.fixture.dir.path().join("witness");
+    keygen(&witness_dir);
+    let state = witness_dir.join("state");
+
+    // Co-sign, keep the state as it was then, grow the log, co-sign again.
+    assert!(run_witness(&witness_dir, evidence, &[]).status.success());
+    let old_state = std::fs::read(&state).unwrap();
+    session(&setup, evidence, 5, "original");
+    assert!(run_witness(&witness_dir, evidence, &[]).status.success());
+    // The fork shares the prefix the first co-signature covers.
+    session(&setup, &fork, 5, "forked");
+    assert!(audit(&std::fs::read(&fork).unwrap(), &pinned(&setup.key)).is_ok());
+
+    // Whoever rolls the state back gets a refusal, not a co-signature.
+    std::fs::write(&state, &old_state).unwrap();
+    let refused = run_witness(&witness_dir, &fork, &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("older than"), "{stderr}");
+    assert_eq!(cosignature_lines(&fork), 0, "the fork was co-signed");
+
+    // Without any state, the witness's record alone still knows what it
+    // signed: the fork is refused as a fork.
+    std::fs::remove_file(&state).unwrap();
+    let refused = run_witness(&witness_dir, &fork, &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("fork"), "{stderr}");
+    assert_eq!(cosignature_lines(&fork), 0, "the fork was co-signed");
+
+    // The original log, extended, is still co-signed, and the state is
+    // written again from the record.
+    session(&setup, evidence, 3, "later");
+    let accepted = run_witness(&witness_dir, evidence, &[]);
+    assert!(accepted.status.success(), "{accepted:?}");
+    assert_eq!(cosignature_lines(evidence), 3);
+    assert!(state.exists());
+}
+
+#[test]
+fn a_witness_that_lost_its_record_refuses_until_the_operator_adopts_its_state() {
+    let setup = setup();
+    let evidence = &setup.fixture.evidence;
+    session(&setup, evidence, 5, "shared");
+    let fork = setup.fixture.dir.path().join("state/fork.log");
+    std::fs::copy(evidence, &fork).unwrap();
+    let witness_dir = setup.fixture.dir.path().join("witness");
+    keygen(&witness_dir);
+    let record = witness_dir.join("state.record");
+    assert!(run_witness(&witness_dir, evidence, &[]).status.success());
+    session(&setup, evidence, 5, "original");
+    assert!(run_witness(&witness_dir, evidence, &[]).status.success());
+    assert_eq!(std::fs::read_to_string(&record).unwrap().lines().count(), 2);
+    session(&setup, &fork, 5, "forked");
+
+    std::fs::remove_file(&record).unwrap();
+    for log in [evidence, &fork] {
+        let refused = run_witness(&witness_dir, log, &[]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("--adopt-state"), "{stderr}");
+    }
+    assert_eq!(cosignature_lines(evidence), 2);
+    assert_eq!(cosignature_lines(&fork), 0);
+
+    // Adopted, the state is what the fork is checked against.
+    let refused = run_witness(&witness_dir, &fork, &["--adopt-state"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("fork"), "{stderr}");
+    assert_eq!(cosignature_lines(&fork), 0);
+    // Once there is a record, there is nothing to adopt.
+    let refused = run_witness(&witness_dir, evidence, &["--adopt-state"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let accepted = run_witness(&witness_dir, evidence, &[]);
+    assert!(accepted.status.success(), "{accepted:?}");
+    assert_eq!(cosignature_lines(evidence), 3);
+}
