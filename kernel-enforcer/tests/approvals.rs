@@ -14,7 +14,7 @@ mod common;
 
 use common::{ENFORCER, Fixture, fixture};
 use kernel_client::{Action, Denial, Kernel};
-use kernel_core::{Decision, Event, Record, decode_record, split_records};
+use kernel_core::{Decision, Event, Record, decode_record};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -76,8 +76,9 @@ fn spawn(f: &Fixture, wait: Duration) -> Kernel {
 
 fn decisions(f: &Fixture) -> Vec<Decision> {
     let bytes = std::fs::read(&f.evidence).unwrap();
-    split_records(&bytes)
-        .unwrap()
+    // Read while the enforcer may be writing: whole records only.
+    kernel_core::split_records_prefix(&bytes)
+        .0
         .iter()
         .filter_map(|r| match decode_record(r).unwrap() {
             Record::Decision { receipt, .. } => Some(
@@ -92,8 +93,9 @@ fn decisions(f: &Fixture) -> Vec<Decision> {
 
 fn approvals(f: &Fixture) -> Vec<(bool, String, String)> {
     let bytes = std::fs::read(&f.evidence).unwrap();
-    split_records(&bytes)
-        .unwrap()
+    // Read while the enforcer may be writing: whole records only.
+    kernel_core::split_records_prefix(&bytes)
+        .0
         .iter()
         .filter_map(|r| match decode_record(r).unwrap() {
             Record::Event(e) => match e.decode_unverified().unwrap() {
@@ -177,7 +179,16 @@ fn no_answer_in_time_is_a_denial_and_a_late_approval_is_refused() {
             matches!(result, Err(Denial::NoApproval { .. })),
             "{result:?}"
         );
-        std::thread::sleep(Duration::from_millis(300));
+        // Once the request has expired on the enforcer's side too (it is
+        // no longer pending), an approval comes too late.
+        let started = Instant::now();
+        while pending_ids(&f, 0).contains(&ids[0]) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the request never expired"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let late = operator(&f, &["approve", &ids[0].to_string()]);
         assert_eq!(late.status.code(), Some(1), "{late:?}");
     });
@@ -259,7 +270,16 @@ fn nobody_but_the_operator_can_approve() {
     .unwrap();
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| kernel.authorize(deploy("staging")));
-        std::thread::sleep(Duration::from_millis(300));
+        // The request is pending (its `ask` is recorded) before anyone
+        // tries to approve it, so a refusal below is the peer check's.
+        let started = Instant::now();
+        while !decisions(&f).contains(&Decision::Ask) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the request never became pending"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // Our uid is not the operator's: refused by the peer check.
         let refused = operator(&f, &["approve", "1"]);
         assert_eq!(refused.status.code(), Some(1));

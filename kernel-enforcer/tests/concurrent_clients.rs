@@ -176,11 +176,15 @@ fn sigkill_wakes_every_waiting_thread_promptly() {
     // dies.
     signal(pid, "STOP");
     let barrier = Barrier::new(WAITERS + 1);
+    let tids = std::sync::Mutex::new(Vec::new());
     let (killed_at, outcomes) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..WAITERS)
             .map(|thread| {
-                let (kernel, f, barrier) = (&kernel, &f, &barrier);
+                let (kernel, f, barrier, tids) = (&kernel, &f, &barrier, &tids);
                 scope.spawn(move || {
+                    tids.lock()
+                        .unwrap()
+                        .push(std::fs::read_link("/proc/thread-self").unwrap());
                     barrier.wait();
                     let result = kernel.authorize(Action::file_read(f.ws(&format!("w{thread}"))));
                     (result, Instant::now())
@@ -188,7 +192,7 @@ fn sigkill_wakes_every_waiting_thread_promptly() {
             })
             .collect();
         barrier.wait();
-        std::thread::sleep(Duration::from_millis(300));
+        common::wait_until_asleep(&tids.lock().unwrap());
         let killed_at = Instant::now();
         signal(pid, "KILL");
         let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();

@@ -153,7 +153,23 @@ fn sigusr1_halts_too() {
     std::fs::write(f.workspace.join("a"), "x").unwrap();
     assert!(kernel.read_file(&f.ws("a")).is_ok());
     signal(kernel.enforcer_pid().unwrap(), "USR1");
-    std::thread::sleep(Duration::from_millis(200));
+    // Reads go on being allowed until the signal is handled; then each is
+    // denied as halted.
+    let started = std::time::Instant::now();
+    loop {
+        match kernel.read_file(&f.ws("a")) {
+            Ok(_) => {}
+            Err(EffectError::Denied(Denial::Policy { reasons, .. })) => {
+                assert_eq!(reasons, vec!["halted".to_owned()]);
+                break;
+            }
+            Err(other) => panic!("wrong denial after SIGUSR1: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "SIGUSR1 never halted the enforcer"
+        );
+    }
     assert!(kernel.read_file(&f.ws("a")).is_err());
     drop(kernel);
     assert!(events(&f.evidence).iter().any(|(_, e)| matches!(e,

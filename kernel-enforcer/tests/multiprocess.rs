@@ -179,8 +179,25 @@ fn sigkill_mid_session_denies_promptly_and_for_good() {
     let f = fixture(TOUCH_POLICY);
     let kernel = Kernel::spawn(f.config().timeout(Duration::from_secs(3))).unwrap();
     kernel.read_file(&f.ws(".")).ok();
-    signal(kernel.enforcer_pid().unwrap(), "KILL");
-    std::thread::sleep(Duration::from_millis(50));
+    let pid = kernel.enforcer_pid().unwrap();
+    signal(pid, "KILL");
+    // Dead (a zombie until the client reaps it), whether or not the client
+    // has noticed yet.
+    let dead = Instant::now();
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    }) {
+        assert!(
+            dead.elapsed() < Duration::from_secs(10),
+            "SIGKILL did not kill"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let started = Instant::now();
     let result = kernel.exec(touch(&f, "after-kill.txt"));
     assert!(

@@ -10,6 +10,8 @@
     reason = "tests"
 )]
 
+mod common;
+
 use kernel_core::{
     Action, AuditOptions, CanonicalAction, ClientFrame, Decision, EncodedRequest, EnforcerFrame,
     Event, PROTOCOL_VERSION, Record, Refusal, Request, audit, decode_enforcer_frame, decode_record,
@@ -345,16 +347,19 @@ fn permits_waiting_on_a_client_that_does_not_read_are_withheld_at_a_halt() {
     let (requests_tx, requests) = ipc::channel::<Vec<u8>>().unwrap();
     let (replies, client) = ipc::channel::<Vec<u8>>().unwrap();
     // The requests are waiting before the enforcer starts: one full batch.
+    // The sender then sleeps: blocked on the full channel, or kept open
+    // (so that the session does not end for lack of a client).
+    let (sender_tx, sender) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let _ = sender_tx.send(common::this_thread());
         for seq in 1..=300 {
             if requests_tx.send(authorize_frame(id, seq)).is_err() {
                 return;
             }
         }
-        // Kept open, so that the session does not end for lack of a client.
         std::thread::sleep(std::time::Duration::from_secs(60));
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    common::wait_until_asleep(&[sender.recv().unwrap()]);
     let _done = serve_in_background(&shared, requests, replies);
     // Wait until the enforcer waits on the client, then halt (well within
     // STALLED_SEND, after which the enforcer would halt by itself).

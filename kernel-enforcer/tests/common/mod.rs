@@ -213,3 +213,40 @@ pub(crate) fn read_path(request: &kernel_core::EncodedRequest) -> &str {
         other => panic!("only reads are asked for, the log has {other:?}"),
     }
 }
+
+/// This thread, as `/proc` names it (`PID/task/TID`), for
+/// [`wait_until_asleep`].
+pub(crate) fn this_thread() -> PathBuf {
+    std::fs::read_link("/proc/thread-self").unwrap()
+}
+
+/// Whether the thread `task` (from [`this_thread`]) sleeps.
+pub(crate) fn asleep(task: &std::path::Path) -> bool {
+    std::fs::read_to_string(std::path::Path::new("/proc").join(task).join("stat")).is_ok_and(
+        |stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('S'))
+        },
+    )
+}
+
+/// Waits until every thread in `tasks` sleeps, and has for a few looks in
+/// a row: a thread blocked on a peer that does not answer (a stopped
+/// enforcer, a full channel) sleeps until that changes.
+pub(crate) fn wait_until_asleep(tasks: &[PathBuf]) {
+    let started = std::time::Instant::now();
+    let mut in_a_row = 0;
+    while in_a_row < 5 {
+        in_a_row = if tasks.iter().all(|task| asleep(task)) {
+            in_a_row + 1
+        } else {
+            0
+        };
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the threads never all slept"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
