@@ -10,7 +10,11 @@
 //!
 //! Guarded effects ([`Kernel::exec`], [`Kernel::read_file`],
 //! [`Kernel::write_file`], [`Kernel::delete_file`]) run only with a permit
-//! for exactly their canonical action, and consume it.
+//! for exactly their canonical action, and consume it. Network effects
+//! ([`Kernel::connect_tcp`], [`Kernel::http`]) are always performed by the
+//! enforcer's broker: it connects (or makes the request) itself and hands
+//! back the connected socket (or the response). A permit is good only
+//! while the `Kernel` that obtained it is open and has its enforcer.
 //!
 //! No kernel, no agent: [`Kernel::spawn`] fails with a [`SpawnError`] if the
 //! enforcer cannot be found, started, or handshaken with; once the
