@@ -198,7 +198,7 @@ fn serve_one(
     drop(turn);
     let frame = match reply {
         Some(Reply::Frame(frame)) => frame,
-        Some(Reply::Permit(permit)) => permit.release(&halt),
+        Some(Reply::Allow(allow)) => allow.release(&halt),
         Some(Reply::Effect(effect)) => match &broker {
             Some(broker) => effect.perform_unless_halted(broker, &halt),
             None => effect.withheld(),

@@ -6,7 +6,7 @@
 //! plane and signals take the same lock to halt, approve or reload. So
 //! once a halt is acknowledged, no request is allowed and no brokered
 //! effect starts, and a permit decided before but not yet sent is
-//! withheld ([`crate::session::Permit::release`]): only one released for
+//! withheld ([`crate::session::UnreleasedAllow::release`]): only one released for
 //! sending before the acknowledgment can still reach the client. Replies are sent after
 //! the lock is released, by the serving thread itself (a hand-over to
 //! another thread would cost a wake-up per decision): a client that stops
@@ -16,7 +16,7 @@
 
 use crate::control::{ControlRequest, ControlResponse, ControlSocket, Peer};
 use crate::policy::PolicyEngine;
-use crate::session::{GrantScope, Permit, Reply, Session};
+use crate::session::{GrantScope, Outgoing, Reply, Session};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use kernel_core::{EnforcerFrame, Refusal, encode_enforcer_frame};
@@ -85,7 +85,7 @@ pub const REPLY_BACKLOG: usize = 1024;
 /// the halt latch right before their send, like the serving thread's.
 #[derive(Clone)]
 struct ReplyQueue {
-    frames: std::sync::mpsc::SyncSender<Result<Permit, Vec<u8>>>,
+    frames: std::sync::mpsc::SyncSender<Outgoing>,
     broken: Arc<AtomicBool>,
     /// Set when a frame found [`REPLY_BACKLOG`] frames waiting.
     backlogged: Arc<AtomicBool>,
@@ -97,16 +97,15 @@ struct ReplyQueue {
 impl ReplyQueue {
     /// Starts the writer thread for `replies`.
     fn start(replies: IpcSender<Vec<u8>>, halt: Arc<HaltLatch>) -> Self {
-        let (frames, queued) =
-            std::sync::mpsc::sync_channel::<Result<Permit, Vec<u8>>>(REPLY_BACKLOG);
+        let (frames, queued) = std::sync::mpsc::sync_channel::<Outgoing>(REPLY_BACKLOG);
         let broken = Arc::new(AtomicBool::new(false));
         let writer_broken = Arc::clone(&broken);
         let sending = Arc::new(SendWatch::default());
         let writer_sending = Arc::clone(&sending);
         std::thread::spawn(move || {
-            for frame in queued {
-                let frame = frame.map_or_else(|frame| frame, |permit| permit.release(&halt));
-                if !writer_sending.send(&replies, frame) {
+            for reply in queued {
+                // The halt latch is read right before the send.
+                if !writer_sending.send(&replies, reply.release(&halt)) {
                     writer_broken.store(true, Ordering::SeqCst);
                     return;
                 }
@@ -120,13 +119,13 @@ impl ReplyQueue {
         }
     }
 
-    /// Queues `frame` for the client; `false` if the client is gone or
+    /// Queues `reply` for the client; `false` if the client is gone or
     /// [`REPLY_BACKLOG`] frames behind.
-    fn push(&self, frame: Vec<u8>) -> bool {
+    fn push(&self, reply: Outgoing) -> bool {
         if self.broken.load(Ordering::SeqCst) {
             return false;
         }
-        match self.frames.try_send(Permit::sort(frame)) {
+        match self.frames.try_send(reply) {
             Ok(()) => true,
             Err(std::sync::mpsc::TrySendError::Full(_)) => {
                 self.backlogged.store(true, Ordering::SeqCst);
@@ -152,7 +151,7 @@ struct Shared {
 impl Shared {
     /// Queues frames for the client (never blocks, so callers may hold
     /// the session lock); `false` if the client is gone or too far behind.
-    fn send(&self, frames: Vec<Vec<u8>>) -> bool {
+    fn send(&self, frames: Vec<Outgoing>) -> bool {
         let Some(replies) = &self.replies else {
             return true;
         };
@@ -577,7 +576,7 @@ fn serve_loop(
         for reply in replies {
             let frame = match reply {
                 Reply::Frame(frame) => frame,
-                Reply::Permit(permit) => permit.release(&halt),
+                Reply::Allow(allow) => allow.release(&halt),
                 Reply::Effect(effect) => effect.withheld(),
             };
             if !send(frame) {

@@ -1,9 +1,12 @@
 //! One client session: the frame handler, approvals, limits and halting.
 //!
-//! [`Session::handle_frame`] takes any bytes and returns the reply frame;
-//! it never panics on input (a panic inside it is caught by
-//! [`Session::handle`] and halts the session). A decision's record is
-//! durable in the evidence file before its receipt is returned.
+//! [`Session::decide_batch`] takes any bytes and returns one reply per
+//! frame; it never panics on input (a panic inside is caught and halts the
+//! session). A decision's record is durable in the evidence file before
+//! its allow exists at all: allow receipts leave the session only as
+//! [`UnreleasedAllow`], made after the commit and turned into bytes only by
+//! [`UnreleasedAllow::release`], which checks the halt latch. What the
+//! fuzzer drives is [`Session::handle`].
 
 use crate::broker::{Broker, Started};
 use crate::evidence::EvidenceLog;
@@ -178,47 +181,55 @@ impl StartedEffect {
     }
 }
 
-/// One reply of a batch: ready to send, a permit to release, or an
+/// One reply of a batch: ready to send, an allow to release, or an
 /// effect to perform first.
 #[derive(Debug)]
 pub enum Reply {
     /// An encoded frame to send (a denial, a refusal, a handshake).
     Frame(Vec<u8>),
-    /// A signed allow, durable in the evidence: send it through
-    /// [`Permit::release`], which withholds it once the session halted.
-    Permit(Permit),
+    /// A signed allow, durable in the evidence: send what
+    /// [`UnreleasedAllow::release`] returns.
+    Allow(UnreleasedAllow),
     /// An allowed effect, already durable in the evidence, to perform.
     Effect(PendingEffect),
 }
 
-/// An encoded allow receipt that has not left the enforcer yet.
+/// A reply made outside the serving loop (an operator's approval or
+/// rejection, a halt, periodic work): a frame, or an allow to release.
 #[derive(Debug)]
-pub struct Permit {
+pub enum Outgoing {
+    /// An encoded frame to send.
+    Frame(Vec<u8>),
+    /// A signed allow, durable in the evidence.
+    Allow(UnreleasedAllow),
+}
+
+impl Outgoing {
+    /// The bytes to send now (see [`UnreleasedAllow::release`]).
+    pub fn release(self, halt: &HaltLatch) -> Vec<u8> {
+        match self {
+            Self::Frame(frame) => frame,
+            Self::Allow(allow) => allow.release(halt),
+        }
+    }
+}
+
+/// An allow receipt that is decided, signed and durable in the evidence,
+/// but has not left the enforcer yet.
+///
+/// It is the only form in which the session hands out allow bytes: it is
+/// made only after the decision's record was committed, and its bytes come
+/// out only through [`release`](Self::release), which checks the halt
+/// latch at that moment. This is where "evidence before action" and "no
+/// allow after a halt" are kept, for every path that answers a client.
+#[derive(Debug)]
+#[must_use = "an allow that is never released is never sent; release it or drop it knowingly"]
+pub struct UnreleasedAllow {
     seq: u64,
     frame: Vec<u8>,
 }
 
-impl Permit {
-    /// Sorts an encoded reply made elsewhere (an approval's answer, say):
-    /// an allow receipt, plain or brokered, becomes a permit to release;
-    /// anything else stays a frame.
-    pub fn sort(frame: Vec<u8>) -> Result<Self, Vec<u8>> {
-        let allowed_seq = match kernel_core::decode_enforcer_frame(&frame) {
-            Ok(
-                EnforcerFrame::Receipt { seq, receipt }
-                | EnforcerFrame::Brokered { seq, receipt, .. },
-            ) => kernel_core::decode_receipt_body_unverified(&receipt.body)
-                .ok()
-                .filter(|body| body.decision == Decision::Allow)
-                .map(|_| seq),
-            _ => None,
-        };
-        match allowed_seq {
-            Some(seq) => Ok(Self { seq, frame }),
-            None => Err(frame),
-        }
-    }
-
+impl UnreleasedAllow {
     /// The frame to send now: the receipt, or a `Halted` refusal if the
     /// session has halted since the decision. Call it right before the
     /// send, so that a halt acknowledged while the reply waited (behind
@@ -236,6 +247,25 @@ impl Permit {
             self.frame
         }
     }
+
+    /// The request's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// The sequence number of `frame` if it is an allow receipt (plain or
+/// brokered).
+fn allowed_seq(frame: &EnforcerFrame) -> Option<u64> {
+    match frame {
+        EnforcerFrame::Receipt { seq, receipt } | EnforcerFrame::Brokered { seq, receipt, .. } => {
+            kernel_core::decode_receipt_body_unverified(&receipt.body)
+                .ok()
+                .filter(|body| body.decision == Decision::Allow)
+                .map(|_| *seq)
+        }
+        _ => None,
+    }
 }
 
 /// What handling one frame produced, before the batch is committed.
@@ -243,7 +273,7 @@ impl Permit {
 enum Answer {
     Frame(EnforcerFrame),
     /// An allow receipt.
-    Permit(EnforcerFrame),
+    Allow(EnforcerFrame),
     Effect(PendingEffect),
 }
 
@@ -378,7 +408,7 @@ impl Session {
     /// denied, and every pending approval is denied now. Returns the
     /// replies to send (denials of pending requests). Halting twice keeps
     /// the first cause.
-    pub fn halt(&mut self, cause: &str, by: &str) -> Vec<Vec<u8>> {
+    pub fn halt(&mut self, cause: &str, by: &str) -> Vec<Outgoing> {
         self.halt.halt(cause);
         let mut replies = Vec::new();
         if !self.closed() {
@@ -421,7 +451,7 @@ impl Session {
     /// Periodic work, called when idle: denies approvals whose deadline
     /// passed and writes a checkpoint if one is due. Returns the replies
     /// to send.
-    pub fn tick(&mut self) -> Vec<Vec<u8>> {
+    pub fn tick(&mut self) -> Vec<Outgoing> {
         if self.closed() {
             return Vec::new();
         }
@@ -457,21 +487,37 @@ impl Session {
         self.evidence_broken || self.finished
     }
 
-    /// Commits staged records, then releases the replies; if the commit
+    /// Commits staged records, then sorts the replies: once the commit
+    /// succeeded, each allow receipt becomes an [`UnreleasedAllow`]; if it
     /// fails (or panics), the session halts for good, the evidence is
-    /// treated as unwritable, and receipts are withheld.
-    fn commit_replies(&mut self, replies: Vec<EnforcerFrame>) -> Vec<Vec<u8>> {
-        let mut replies = replies;
-        if !self.commit_staged() {
-            for reply in &mut replies {
-                if let EnforcerFrame::Receipt { seq, .. } | EnforcerFrame::Brokered { seq, .. } =
-                    reply
-                {
-                    *reply = Self::refused(Some(*seq), Refusal::Halted);
-                }
-            }
-        }
-        replies.iter().map(encode_enforcer_frame).collect()
+    /// treated as unwritable, and every receipt is replaced by a `Halted`
+    /// refusal.
+    fn commit_replies(&mut self, replies: Vec<EnforcerFrame>) -> Vec<Outgoing> {
+        let committed = self.commit_staged();
+        replies
+            .into_iter()
+            .map(|reply| match (allowed_seq(&reply), committed) {
+                (Some(seq), true) => Outgoing::Allow(UnreleasedAllow {
+                    seq,
+                    frame: encode_enforcer_frame(&reply),
+                }),
+                (Some(seq), false) => Outgoing::Frame(encode_enforcer_frame(&Self::refused(
+                    Some(seq),
+                    Refusal::Halted,
+                ))),
+                (None, _) => match reply {
+                    EnforcerFrame::Receipt { seq, .. } | EnforcerFrame::Brokered { seq, .. }
+                        if !committed =>
+                    {
+                        Outgoing::Frame(encode_enforcer_frame(&Self::refused(
+                            Some(seq),
+                            Refusal::Halted,
+                        )))
+                    }
+                    other => Outgoing::Frame(encode_enforcer_frame(&other)),
+                },
+            })
+            .collect()
     }
 
     /// Handles one frame (see [`handle_batch`](Self::handle_batch)).
@@ -489,7 +535,7 @@ impl Session {
             .into_iter()
             .map(|reply| match reply {
                 Reply::Frame(frame) => frame,
-                Reply::Permit(permit) => permit.release(&self.halt),
+                Reply::Allow(allow) => allow.release(&self.halt),
                 Reply::Effect(effect) => match &self.broker {
                     Some(broker) => effect.perform_unless_halted(broker, &self.halt),
                     None => effect.withheld(),
@@ -524,7 +570,7 @@ impl Session {
             if matches!(
                 answer,
                 Answer::Frame(EnforcerFrame::Refused { .. })
-                    | Answer::Permit(EnforcerFrame::Refused { .. })
+                    | Answer::Allow(EnforcerFrame::Refused { .. })
             ) {
                 self.counts.refused += 1;
             }
@@ -544,7 +590,7 @@ impl Session {
                 (Answer::Frame(EnforcerFrame::Receipt { seq, .. }), false)
                 | (Answer::Frame(EnforcerFrame::Brokered { seq, .. }), false)
                 | (
-                    Answer::Permit(
+                    Answer::Allow(
                         EnforcerFrame::Receipt { seq, .. } | EnforcerFrame::Brokered { seq, .. },
                     ),
                     false,
@@ -553,16 +599,16 @@ impl Session {
                     Refusal::Halted,
                 ))),
                 (
-                    Answer::Permit(
+                    Answer::Allow(
                         frame @ (EnforcerFrame::Receipt { seq, .. }
                         | EnforcerFrame::Brokered { seq, .. }),
                     ),
                     true,
-                ) => Reply::Permit(Permit {
+                ) => Reply::Allow(UnreleasedAllow {
                     seq,
                     frame: encode_enforcer_frame(&frame),
                 }),
-                (Answer::Frame(frame) | Answer::Permit(frame), _) => {
+                (Answer::Frame(frame) | Answer::Allow(frame), _) => {
                     Reply::Frame(encode_enforcer_frame(&frame))
                 }
             })
@@ -581,15 +627,6 @@ impl Session {
                 self.halt.halt(&format!("cannot record evidence: {e}"));
                 false
             }
-        }
-    }
-
-    /// Handles one frame without catching panics or committing: what the
-    /// fuzzer drives. Production code uses [`handle`](Self::handle).
-    pub fn handle_frame(&mut self, frame: &[u8]) -> Vec<u8> {
-        match self.answer_to(frame) {
-            Answer::Frame(frame) | Answer::Permit(frame) => encode_enforcer_frame(&frame),
-            Answer::Effect(effect) => effect.withheld(),
         }
     }
 
@@ -617,7 +654,7 @@ impl Session {
                 challenge,
             } => Answer::Frame(self.hello(protocol, &challenge)),
             ClientFrame::Authorize { request } => match self.authorize(&request) {
-                (frame, Some(_)) => Answer::Permit(frame),
+                (frame, Some(_)) => Answer::Allow(frame),
                 (frame, None) => Answer::Frame(frame),
             },
             ClientFrame::Broker { request, payload } => self.broker_request(&request, payload),
@@ -647,7 +684,7 @@ impl Session {
             }),
             // Still an allow receipt: released like any permit.
             (Some(_), false) => {
-                Answer::Permit(not_performed("this enforcer does not broker effects"))
+                Answer::Allow(not_performed("this enforcer does not broker effects"))
             }
             (None, _) => Answer::Frame(not_performed("not allowed")),
         }
@@ -965,13 +1002,13 @@ impl Session {
         id: u64,
         by: &str,
         scope: Option<GrantScope>,
-    ) -> Result<Vec<Vec<u8>>, String> {
+    ) -> Result<Vec<Outgoing>, String> {
         self.answer(id, by, true, scope)
     }
 
     /// Rejects pending request `id` on behalf of `by`: recorded, and the
     /// agent gets a signed denial.
-    pub fn reject(&mut self, id: u64, by: &str) -> Result<Vec<Vec<u8>>, String> {
+    pub fn reject(&mut self, id: u64, by: &str) -> Result<Vec<Outgoing>, String> {
         self.answer(id, by, false, None)
     }
 
@@ -981,7 +1018,7 @@ impl Session {
         by: &str,
         approved: bool,
         scope: Option<GrantScope>,
-    ) -> Result<Vec<Vec<u8>>, String> {
+    ) -> Result<Vec<Outgoing>, String> {
         if self.closed() {
             return Err("the session has ended or cannot record anything".into());
         }

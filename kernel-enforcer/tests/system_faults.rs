@@ -309,7 +309,7 @@ fn a_permit_not_yet_sent_when_the_halt_comes_is_withheld() {
     use kernel_enforcer::session::Reply;
     let (mut halted, device, id) = session(usize::MAX, Fault::FailWrite);
     let frame = authorize_frame(id, 1);
-    let Some(Reply::Permit(permit)) = halted.decide_batch(&[frame]).pop() else {
+    let Some(Reply::Allow(permit)) = halted.decide_batch(&[frame]).pop() else {
         panic!("an allowed request is not a permit");
     };
     let _ = halted.halt("incident 7", "operator test");
@@ -320,7 +320,7 @@ fn a_permit_not_yet_sent_when_the_halt_comes_is_withheld() {
     // Without a halt, the same permit is released as the allow receipt.
     let (mut serving, _, id) = session(usize::MAX, Fault::FailWrite);
     let frame = authorize_frame(id, 1);
-    let Some(Reply::Permit(permit)) = serving.decide_batch(&[frame]).pop() else {
+    let Some(Reply::Allow(permit)) = serving.decide_batch(&[frame]).pop() else {
         panic!("an allowed request is not a permit");
     };
     let sent = decode_enforcer_frame(&permit.release(&serving.halt_latch())).unwrap();
@@ -406,20 +406,41 @@ fn permits_waiting_on_a_client_that_does_not_read_are_withheld_at_a_halt() {
     );
 }
 
-/// Replies made outside the serving loop (an approval's answer) are
-/// sorted the same way: an allow receipt is a permit, withheld after a
-/// halt; anything else goes as it is.
+/// Replies made outside the serving loop (an approval's answer) come out
+/// typed: the approved allow is an `UnreleasedAllow`, withheld once the
+/// session halts, and the rejection a plain frame.
 #[test]
-fn replies_made_elsewhere_are_sorted_into_permits_and_frames() {
-    use kernel_enforcer::session::Permit;
-    let (mut session, _, id) = session(usize::MAX, Fault::FailWrite);
-    let allow = session.handle(&authorize_frame(id, 1));
-    let denial = session.handle(&read_frame(id, 2, "/etc/passwd"));
-    assert_eq!(Permit::sort(denial.clone()).err(), Some(denial));
-    let permit = Permit::sort(allow).expect("an allow receipt is a permit");
+fn an_approvals_allow_is_typed_and_withheld_after_a_halt() {
+    use kernel_enforcer::session::{Outgoing, Reply};
+    let (mut session, _, id) = session_with(
+        usize::MAX,
+        Fault::FailWrite,
+        r#"@ask
+permit (principal, action == Action::"file_read", resource in Workspace::"root");"#,
+    );
+    // Both requests wait for an answer.
+    for seq in [1, 2] {
+        let frames = [authorize_frame(id, seq)];
+        assert!(matches!(
+            session.decide_batch(&frames).pop(),
+            Some(Reply::Frame(_))
+        ));
+    }
+    let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
+    assert_eq!(ids.len(), 2, "both requests are pending");
+    let approved = session.approve(ids[0], "operator test", None).unwrap();
+    let [Outgoing::Allow(allow)] = <[Outgoing; 1]>::try_from(approved).unwrap() else {
+        panic!("an approval's allow is not typed as one");
+    };
+    let rejected = session.reject(ids[1], "operator test").unwrap();
+    let [Outgoing::Frame(denial)] = <[Outgoing; 1]>::try_from(rejected).unwrap() else {
+        panic!("a rejection is a plain frame");
+    };
+    assert!(!is_allow(&decode_enforcer_frame(&denial).unwrap()));
+    let seq = allow.seq();
     let _ = session.halt("incident 11", "operator test");
-    let sent = decode_enforcer_frame(&permit.release(&session.halt_latch())).unwrap();
-    assert!(is_withheld(&sent, 1), "{sent:?}");
+    let sent = decode_enforcer_frame(&allow.release(&session.halt_latch())).unwrap();
+    assert!(is_withheld(&sent, seq), "{sent:?}");
 }
 
 /// After `finish` (the final checkpoint), the session records nothing:
