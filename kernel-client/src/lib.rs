@@ -48,4 +48,12 @@ pub use effects::{
 };
 pub use kernel::{CHANNEL_ENV, EnforcerEnds, Kernel, KernelState};
 pub use kernel_core::{Action, CanonicalAction, Decision, Exec, Permit, VerifyingKey, WriteMode};
+/// Types that the functions above take or return, re-exported so that a
+/// user of this crate needs no other crate to name them.
+pub use kernel_confine::ConfineError;
+pub use kernel_core::{
+    ActionError, Confinement, Digest, Handshake, Outcome, Refusal, SessionId, VerifyError,
+};
+/// The JSON value type that [`Action::tool_call`] takes.
+pub use serde_json::Value as JsonValue;
 pub use spawn::SpawnError;
