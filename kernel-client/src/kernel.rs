@@ -21,9 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Environment variable that carries the enforcer's channel name to an
-/// agent started under supervision.
-pub const CHANNEL_ENV: &str = "AGENT_KERNEL_CHANNEL";
+pub use kernel_core::CHANNEL_ENV;
 
 /// The ends the enforcer uses when the agent joins it: requests in,
 /// replies out.

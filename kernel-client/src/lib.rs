@@ -47,10 +47,10 @@ pub use effects::{
     EffectError, HttpResponse, delete_permitted, read_permitted, run_exec, write_permitted,
 };
 pub use kernel::{CHANNEL_ENV, EnforcerEnds, Kernel, KernelState};
-pub use kernel_core::{Action, CanonicalAction, Decision, Exec, Permit, VerifyingKey, WriteMode};
 /// Types that the functions above take or return, re-exported so that a
 /// user of this crate needs no other crate to name them.
 pub use kernel_confine::ConfineError;
+pub use kernel_core::{Action, CanonicalAction, Decision, Exec, Permit, VerifyingKey, WriteMode};
 pub use kernel_core::{
     ActionError, Confinement, Digest, Handshake, Outcome, Refusal, SessionId, VerifyError,
 };

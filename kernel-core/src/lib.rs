@@ -69,10 +69,10 @@ pub use keys::{
     parse_public_key, public_key_from_bytes,
 };
 pub use protocol::{
-    CONTROL_REPLY_TAG, ClientFrame, Confinement, ControlReplySignatureError, EnforcerFrame,
-    HANDSHAKE_TAG, Handshake, HandshakeSignatureError, Outcome, PROTOCOL_VERSION, Refusal,
-    decode_client_frame, decode_enforcer_frame, encode_client_frame, encode_enforcer_frame,
-    sign_control_reply, verify_control_reply,
+    CHANNEL_ENV, CONTROL_REPLY_TAG, ClientFrame, Confinement, ControlReplySignatureError,
+    EnforcerFrame, HANDSHAKE_TAG, Handshake, HandshakeSignatureError, Outcome, PROTOCOL_VERSION,
+    Refusal, decode_client_frame, decode_enforcer_frame, encode_client_frame,
+    encode_enforcer_frame, sign_control_reply, verify_control_reply,
 };
 pub use receipt::{
     Expectation, MAX_CLOCK_SKEW_MS, Permit, ReceiptBody, SignedReceipt, Verified, VerifiedReceipt,

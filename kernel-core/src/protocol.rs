@@ -13,6 +13,10 @@ use crate::request::SessionId;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+/// Environment variable that carries the enforcer's channel name to an
+/// agent started under supervision (`kernel-enforcer run`).
+pub const CHANNEL_ENV: &str = "AGENT_KERNEL_CHANNEL";
+
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
 

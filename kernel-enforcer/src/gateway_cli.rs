@@ -165,7 +165,7 @@ pub(crate) fn exec(args: &ExecArgs) -> ExitCode {
         .and_then(|dir| dir.to_str().map(str::to_owned));
     let mut exec = Exec::new(program.clone()).args(rest.iter().cloned());
     exec.cwd = cwd.clone();
-    if args.endpoint.socket.is_none() && std::env::var_os(kernel_client::CHANNEL_ENV).is_some() {
+    if args.endpoint.socket.is_none() && std::env::var_os(kernel_core::CHANNEL_ENV).is_some() {
         return exec_on_channel(exec);
     }
     let result = args.endpoint.options().and_then(|options| {

@@ -26,8 +26,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Environment variable carrying the channel name to the agent.
-pub const CHANNEL_ENV: &str = "AGENT_KERNEL_CHANNEL";
+pub use kernel_core::CHANNEL_ENV;
 /// Environment variable naming the agent's private scratch directory.
 pub const SCRATCH_ENV: &str = "AGENT_KERNEL_SCRATCH";
 

@@ -526,21 +526,11 @@ fn a_permit_dies_with_the_kernel_that_obtained_it() {
                 .cwd(f.ws("")),
         ))
         .unwrap();
-    assert!(!permit.is_expired(now_ms()));
+    assert!(!permit.is_expired(kernel_enforcer::session::now_ms()));
     drop(kernel);
     match kernel_client::run_exec(permit) {
         Err(EffectError::SessionEnded) => {}
         other => panic!("a permit outlived its kernel: {other:?}"),
     }
     assert!(!marker.exists(), "the program ran");
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
 }

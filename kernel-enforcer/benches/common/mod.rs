@@ -115,13 +115,7 @@ pub(crate) fn tempdir(prefix: &str) -> tempfile::TempDir {
         .expect("temporary directory")
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970");
-    u64::try_from(since.as_millis()).expect("milliseconds fit")
-}
+pub(crate) use kernel_enforcer::session::now_ms;
 
 /// Byte sizes and the signed message of a real decision.
 pub(crate) struct Shapes {
