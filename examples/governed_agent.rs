@@ -13,6 +13,7 @@
 //! would, with the enforcer's public key only.
 //!
 //! Run it with: `cargo build --release && cargo run --release --example governed_agent`
+#![forbid(unsafe_code)]
 
 use kernel_client::{
     Action, Denial, EffectError, Exec, Kernel, Permit, SpawnConfig, delete_permitted,

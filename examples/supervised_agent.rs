@@ -9,6 +9,7 @@
 //!
 //! Run it with (from the repository root):
 //! `cargo build --release --bins --examples && mkdir -p /tmp/agent-ws && target/release/kernel-enforcer run --policy examples/policies/agent.cedar --workspace /tmp/agent-ws -- target/release/examples/supervised_agent`
+#![forbid(unsafe_code)]
 
 use kernel_client::{ClientConfig, EffectError, Exec, Kernel};
 use std::process::ExitCode;

@@ -1,1 +1,2 @@
 //! Example agents.
+#![forbid(unsafe_code)]

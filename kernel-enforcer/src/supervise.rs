@@ -437,11 +437,17 @@ pub(crate) fn confine_before_exec(
     // threads. `Prepared::apply` only makes system calls (prctl,
     // landlock_restrict_self, seccomp) on descriptors and filters prepared
     // before the fork; it allocates nothing and takes no lock on its
-    // success path. Its failure path formats an error message, which
-    // allocates: if another thread of the parent held the allocator's lock
-    // at the fork, the child could block there, but it never gets to run
-    // the program unconfined (the broker kills children at its time
-    // limit; supervised mode forks before starting any thread).
+    // success path. Its failure path builds an error value, which may
+    // allocate: the parent has other threads when it forks (the hand-off
+    // acceptor, signal watching; under `--govern-syscalls` the fork is
+    // made from the tracer thread while the notification server runs), so
+    // if one of them held the allocator's lock at the fork, the child
+    // could block there. It never gets to run the program unconfined: the
+    // error is turned into `EPERM` and `exec` is not reached. A child
+    // stuck that way is ended like any agent that never starts: by the
+    // connect timeout in supervised mode, by the end of the session
+    // (which kills the agent) in governed mode, and by the broker's time
+    // limit for brokered programs.
     unsafe {
         command.pre_exec(move || {
             prepared

@@ -12,6 +12,7 @@
 //! the evidence.
 #![allow(
     unsafe_code,
+    clippy::undocumented_unsafe_blocks,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

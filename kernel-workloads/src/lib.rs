@@ -17,6 +17,7 @@
 //!
 //! The `kernel-workloads` binary prints a table of medians; the
 //! integration test runs a short form of every workload once.
+#![forbid(unsafe_code)]
 
 pub mod driver;
 pub mod hang;

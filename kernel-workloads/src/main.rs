@@ -10,6 +10,7 @@
 //!
 //! Exits 0 when every workload that ran was identical, 1 when one
 //! differed or could not be set up, 2 on a usage error.
+#![forbid(unsafe_code)]
 
 use kernel_workloads::driver;
 use kernel_workloads::locate::{self, Toolbox};
