@@ -217,7 +217,7 @@ impl ExplainAction {
             Self::ToolCall { name, input } => RequestSpec {
                 tool: Some(name.clone()),
                 input: match input {
-                    Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                    Some(text) => Some(kernel_core::json::parse_strict(text).map_err(|e| {
                         format!("tool input `{text}` is not JSON ({e}): quote it for the shell, such as '{{\"q\": 1}}'")
                     })?),
                     None => None,
@@ -277,7 +277,9 @@ fn read_request(path: &Path) -> Result<RequestSpec, String> {
     }
     let text = String::from_utf8(bytes).map_err(|_| format!("`{name}` is not UTF-8"))?;
     if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| format!("{name}:{}:{}: {e}", e.line(), e.column()))
+        kernel_core::json::parse_strict(&text)
+            .and_then(serde_json::from_value)
+            .map_err(|e| format!("{name}: {e}"))
     } else {
         toml::from_str(&text).map_err(|e| {
             let message = e.message().trim_end_matches('\n').to_owned();
