@@ -277,9 +277,11 @@ fn read_request(path: &Path) -> Result<RequestSpec, String> {
     }
     let text = String::from_utf8(bytes).map_err(|_| format!("`{name}` is not UTF-8"))?;
     if path.extension().is_some_and(|e| e == "json") {
+        // Strict first (no key read twice); then typed, from the same
+        // text, for errors with their line and column.
         kernel_core::json::parse_strict(&text)
-            .and_then(serde_json::from_value)
-            .map_err(|e| format!("{name}: {e}"))
+            .and_then(|_| serde_json::from_str(&text))
+            .map_err(|e| format!("{name}:{}:{}: {e}", e.line(), e.column()))
     } else {
         toml::from_str(&text).map_err(|e| {
             let message = e.message().trim_end_matches('\n').to_owned();

@@ -35,7 +35,7 @@ when {
 @id("write-allowed")
 @reason("files named allowed-* may be written")
 permit (principal, action == Action::"tool_call", resource == Tool::"write_file")
-when { context.input like "*\"path\":\"*/allowed-*" };
+when { context.args has path && context.args.path like "*/allowed-*" };
 "#;
 
 /// Installs the npm packages once per test run; `None` when npm is not
@@ -368,8 +368,9 @@ fn when_the_enforcer_dies_every_later_call_is_denied() {
 }
 
 /// The fake server in `tests/mcp/recording_server.py`, recording into
-/// `record`; `None` when there is no `python3`.
-fn recording_server(record: &Path) -> Option<Vec<String>> {
+/// `record` and writing notes into `notes`; `None` when there is no
+/// `python3`.
+fn recording_server(record: &Path, notes: &Path) -> Option<Vec<String>> {
     let have = Command::new("python3")
         .arg("--version")
         .output()
@@ -382,6 +383,7 @@ fn recording_server(record: &Path) -> Option<Vec<String>> {
                 .to_string_lossy()
                 .into_owned(),
             record.to_string_lossy().into_owned(),
+            notes.to_string_lossy().into_owned(),
         ]
     })
 }
@@ -399,7 +401,7 @@ fn a_server_never_receives_what_was_not_decided() {
            permit (principal, action == Action::"tool_call", resource == Tool::"search_docs");"#,
     );
     let record = fixture.dir.path().join("received.log");
-    let Some(server) = recording_server(&record) else {
+    let Some(server) = recording_server(&record, &fixture.workspace) else {
         println!("SKIPPED: python3 not found");
         return;
     };
@@ -450,4 +452,59 @@ fn a_server_never_receives_what_was_not_decided() {
     assert!(audit.status.success(), "{audit:?}");
     let report = String::from_utf8_lossy(&audit.stdout);
     assert!(report.contains("1 allowed, 1 denied"), "{report}");
+}
+
+/// Outside testing found a policy allowing `write_file` only for
+/// `notes.md` by a pattern over the arguments' text, passed by the path
+/// smuggled beside another. Policies match `context.args`, a record, now:
+/// the smuggled write is denied and its file never written.
+#[test]
+fn arguments_are_matched_as_a_record_not_as_text() {
+    let fixture = fixture(
+        r#"@id("notes") @reason("the notes file may be written")
+           permit (principal, action == Action::"tool_call", resource == Tool::"write_note")
+           when { context.args has path && context.args.path == "notes.md" };"#,
+    );
+    let record = fixture.dir.path().join("received.log");
+    let Some(server) = recording_server(&record, &fixture.workspace) else {
+        println!("SKIPPED: python3 not found");
+        return;
+    };
+    let mut raw = Raw::start(&proxy_args(&fixture), &server);
+    raw.initialize();
+    let write = |id: u64, arguments: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "write_note", "arguments": arguments}})
+        .to_string()
+    };
+    let mut answers = Vec::new();
+    for (id, arguments) in [
+        (
+            1,
+            json!({"path": "smuggled.txt", "content": "x", "meta": {"path": "notes.md"}}),
+        ),
+        (
+            2,
+            json!({"path": "smuggled.txt", "content": "x\"path\":\"notes.md\""}),
+        ),
+        (
+            3,
+            json!({"path": "notes.md", "content": "remember the milk"}),
+        ),
+    ] {
+        raw.send(&write(id, arguments));
+        answers.push(raw.receive());
+    }
+    raw.finish();
+    assert!(
+        !fixture.workspace.join("smuggled.txt").exists(),
+        "{answers:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fixture.workspace.join("notes.md")).unwrap(),
+        "remember the milk"
+    );
+    assert_eq!(answers[0]["result"]["isError"], true, "{}", answers[0]);
+    assert_eq!(answers[1]["result"]["isError"], true, "{}", answers[1]);
+    assert_eq!(text_of(&answers[2]), "ran write_note");
 }

@@ -4,12 +4,16 @@ with a parser that keeps the FIRST of two equal keys, as some real servers
 do. It lists three tools, `search_docs`, `write_note` and `danger`; a call
 of `danger` appends `DANGER RAN` to the record. A call of `search_docs`
 with `{"q": "spoof"}` is answered twice: once under an id the client never
-sent, then properly.
+sent, then properly. `write_note` writes `content` to `path` inside the
+directory named by the second argument; its schema, like many, allows
+arguments it does not list.
 """
 import json
+import os
 import sys
 
 record_path = sys.argv[1]
+notes_dir = sys.argv[2] if len(sys.argv) > 2 else None
 
 
 def first_wins(pairs):
@@ -34,7 +38,7 @@ TOOLS = [
         "properties": {"q": {"type": "string"}}, "required": ["q"]}},
     {"name": "write_note", "inputSchema": {"type": "object",
         "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
-        "required": ["path", "content"], "additionalProperties": False}},
+        "required": ["path", "content"]}},
     {"name": "danger", "inputSchema": {"type": "object"}},
 ]
 
@@ -60,6 +64,9 @@ for line in sys.stdin:
         arguments = params.get("arguments") or {}
         if name == "danger":
             record("DANGER RAN")
+        if name == "write_note" and notes_dir:
+            with open(os.path.join(notes_dir, arguments["path"]), "w", encoding="utf-8") as f:
+                f.write(arguments["content"])
         record("CALLED " + json.dumps(name))
         if name == "search_docs" and arguments.get("q") == "spoof":
             send({"jsonrpc": "2.0", "id": 999, "result": {
