@@ -321,12 +321,20 @@ impl Gateway {
                 }
             }
             Message::Request { id, method, params } => {
-                if self.state.lock().agent_pending.contains_key(&key(&id)) {
-                    return FromAgent::Answer(error(
-                        id,
-                        INVALID_REQUEST,
-                        "a request with this id is still waiting for its answer",
-                    ));
+                {
+                    let state = self.state.lock();
+                    if state.server_gone {
+                        // Nothing is decided (or recorded) for a server
+                        // that cannot run it.
+                        return FromAgent::Answer(error(id, SERVER_GONE, "the MCP server exited"));
+                    }
+                    if state.agent_pending.contains_key(&key(&id)) {
+                        return FromAgent::Answer(error(
+                            id,
+                            INVALID_REQUEST,
+                            "a request with this id is still waiting for its answer",
+                        ));
+                    }
                 }
                 let params = if method == "tools/call" {
                     match self.decide_call(&id, params, decide) {
