@@ -1,12 +1,24 @@
 //! What the gateways read from an agent: hook payloads (both formats),
 //! shell commands, MCP messages and action documents. Any input gets an
-//! answer, and a `tools/call` is forwarded only if the decision allowed it.
+//! answer; a `tools/call` is forwarded only if the decision allowed it;
+//! and what is forwarded is one line of strict JSON.
 #![no_main]
 use kernel_enforcer::hook::{Agent, map_payload, parse_command};
-use kernel_enforcer::mcp::{FromAgent, from_agent, from_server};
+use kernel_enforcer::mcp::{FromAgent, FromServer, Gateway};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let gateway = Gateway::new();
+    if let FromServer::Forward(message) = gateway.from_server(data) {
+        assert!(!message.contains('\n'));
+        assert!(kernel_core::json::parse_strict(&message).is_ok());
+    }
+    let deny_all = |_: &str, _: &serde_json::Value| Err::<String, String>("no".into());
+    if let FromAgent::Forward { message, .. } = gateway.from_agent(data, &deny_all) {
+        assert!(!message.contains('\n'));
+        let message = kernel_core::json::parse_strict(&message).unwrap();
+        assert_ne!(message["method"], "tools/call", "forwarded a denied call");
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -16,10 +28,4 @@ fuzz_target!(|data: &[u8]| {
         assert!(!argv.is_empty());
     }
     let _ = kernel_enforcer::action_json::parse_action(text);
-    let _ = from_server(text);
-    let deny_all = |_: &str, _: &serde_json::Value| Err::<String, String>("no".into());
-    if let FromAgent::Forward { id: Some(_) } = from_agent(text, &deny_all) {
-        let message: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-        assert_ne!(message["method"], "tools/call", "forwarded a denied call");
-    }
 });

@@ -803,8 +803,8 @@ fn canonical_name(field: &'static str, name: &str, strict: bool) -> Result<Strin
 
 fn canonical_json(input: &str) -> Result<String, ActionError> {
     check_text("tool input", input, MAX_PAYLOAD_BYTES)?;
-    let value: serde_json::Value =
-        serde_json::from_str(input).map_err(|e| ActionError::BadJson(e.to_string()))?;
+    let value =
+        crate::json::parse_strict(input).map_err(|e| ActionError::BadJson(e.to_string()))?;
     let text = sort_keys(value).to_string();
     if text.len() > MAX_PAYLOAD_BYTES {
         return Err(ActionError::TooLarge {
@@ -944,6 +944,23 @@ mod tests {
             }),
             Err(ActionError::BadJson(_))
         ));
+        // One reading or none: two equal keys (or equal but for letter
+        // case) would be one value to the kernel and another to the tool.
+        for input in [
+            r#"{"path":"a","path":"b"}"#,
+            r#"{"m":{"path":"a","Path":"b"}}"#,
+        ] {
+            assert!(
+                matches!(
+                    canon(Action::ToolCall {
+                        name: "t".into(),
+                        input: input.into()
+                    }),
+                    Err(ActionError::BadJson(_))
+                ),
+                "{input}"
+            );
+        }
         assert!(matches!(
             canon(Action::exec(
                 Exec::new("/bin/env").env("A", "1").env("A", "2")

@@ -17,9 +17,10 @@
 //!   only.
 //!
 //! What it refuses: relative paths without a working directory, NUL bytes,
-//! empty programs, bare program names, unparsable URLs and JSON, fields
-//! over the limits in [`limits`]; bytes with a wrong tag or version,
-//! trailing bytes, oversize input and non-canonical encodings; receipts
+//! empty programs, bare program names, unparsable URLs, JSON that is not
+//! [strict](json::parse_strict) (duplicate keys, keys differing only in
+//! letter case, U+0000), fields over the limits in [`limits`]; bytes with
+//! a wrong tag or version, trailing bytes, oversize input and non-canonical encodings; receipts
 //! with a bad signature, or for another session, request or policy set, or
 //! expired.
 //!
@@ -37,6 +38,7 @@ mod decision;
 mod digest;
 mod encoding;
 mod evidence;
+pub mod json;
 mod keys;
 pub mod limits;
 pub mod merkle;

@@ -206,14 +206,24 @@ fn json_value() -> BoxedStrategy<Value> {
         // Floats with short exact decimal forms only: arbitrary floats hit
         // the bug shown by `tool_input_floats_reach_a_fixed_point` below.
         any::<i32>().prop_map(|n| Value::from(f64::from(n) / 1024.0)),
-        "\\PC{0,8}".prop_map(Value::String),
-        ".{0,3}".prop_map(Value::String),
+        // Tool input is strict JSON: no U+0000, and no two keys of one
+        // object equal but for letter case (see `kernel_core::json`).
+        "\\PC{0,8}".prop_map(|s| Value::String(s.replace('\0', ""))),
+        ".{0,3}".prop_map(|s| Value::String(s.replace('\0', ""))),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             vec(inner.clone(), 0..4).prop_map(Value::Array),
-            vec(("[a-z]{0,3}|\\PC{0,3}", inner), 0..4)
-                .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            vec(("[a-z]{0,3}|\\PC{0,3}", inner), 0..4).prop_map(|entries| {
+                let mut folded = std::collections::HashSet::new();
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(key, value)| (key.replace('\0', ""), value))
+                        .filter(|(key, _)| folded.insert(kernel_core::json::fold_key(key)))
+                        .collect(),
+                )
+            }),
         ]
     })
     .boxed()

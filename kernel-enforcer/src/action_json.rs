@@ -8,7 +8,10 @@
 //! ```
 //!
 //! What it guarantees: a document maps to exactly one typed [`Action`]
-//! (never a shell string); every field is checked, unknown fields and
+//! (never a shell string); it is read once, strictly
+//! ([`kernel_core::json::parse_strict`]: duplicate keys, keys equal but
+//! for letter case, and U+0000 are refused at any depth, so no field has
+//! two readings); every field is checked, unknown fields and
 //! unknown kinds are refused, and a `version` other than
 //! [`ACTION_JSON_VERSION`] is refused, so a newer caller never has a
 //! field silently ignored. Canonicalisation (absolute paths, resolved
@@ -104,10 +107,11 @@ pub struct ParsedAction {
 /// Parses an action document. Refuses malformed JSON, a missing or other
 /// `version`, unknown fields or kinds, and inconsistent writes.
 pub fn parse_action(text: &str) -> Result<ParsedAction, String> {
-    let version = serde_json::from_str::<serde_json::Value>(text)
-        .map_err(|e| format!("malformed action document: {e}"))?
-        .get("version")
-        .and_then(serde_json::Value::as_u64);
+    // One strict reading (duplicate keys refused at any depth), and the
+    // typed document is read from that value, never from the text again.
+    let value = kernel_core::json::parse_strict(text)
+        .map_err(|e| format!("malformed action document: {e}"))?;
+    let version = value.get("version").and_then(serde_json::Value::as_u64);
     match version {
         Some(v) if v == u64::from(ACTION_JSON_VERSION) => {}
         Some(v) => {
@@ -118,7 +122,7 @@ pub fn parse_action(text: &str) -> Result<ParsedAction, String> {
         None => return Err("action document has no numeric `version`".into()),
     }
     let document: Document =
-        serde_json::from_str(text).map_err(|e| format!("malformed action document: {e}"))?;
+        serde_json::from_value(value).map_err(|e| format!("malformed action document: {e}"))?;
     if document.version != ACTION_JSON_VERSION {
         return Err(format!(
             "action document version {} is not supported",
@@ -335,6 +339,13 @@ mod tests {
             r#"{"version":1,"action":{"kind":"file_write","path":"/a","content":"x","size":1}}"#,
             r#"{"version":1,"action":{"kind":"net_connect","host":"a","port":70000}}"#,
             r#"{"version":1,"action":{"kind":"file_read","path":"/a"},"extra":1}"#,
+            // Two readings of one field: refused, wherever they are.
+            r#"{"version":1,"action":{"kind":"file_read","path":"/a","path":"/etc/passwd"}}"#,
+            r#"{"version":1,"version":1,"action":{"kind":"file_read","path":"/a"}}"#,
+            r#"{"version":1,"action":{"kind":"exec","program":"/bin/env","env":{"A":"1","A":"2"}}}"#,
+            r#"{"version":1,"action":{"kind":"tool_call","name":"t","input":{"p":{"x":1,"x":2}}}}"#,
+            r#"{"version":1,"action":{"kind":"file_read","kind":"file_delete","path":"/a"}}"#,
+            r#"{"version":1,"action":{"kind":"file_read","Path":"/b","path":"/a"}}"#,
             "not json",
             "",
         ] {

@@ -12,7 +12,10 @@
 //! lets the agent go on with its own permission rules.
 //!
 //! What it guarantees: a tool call is let through only on a verified
-//! `Allow` receipt for exactly the action it was mapped to. A `Bash`
+//! `Allow` receipt for exactly the action it was mapped to. The payload is
+//! read strictly ([`kernel_core::json::parse_strict`]): duplicate keys,
+//! keys equal but for letter case, and U+0000 are refused at any depth, so
+//! the agent cannot read a field other than the one decided. A `Bash`
 //! command becomes an `Exec` with an argument vector, never a shell
 //! string; a command the shell would not run as exactly that vector (a
 //! pipe, a list, a redirection, a substitution, an expansion, a glob, an
@@ -134,8 +137,8 @@ pub fn decide(agent: Agent, input: &str, options: &AskOptions) -> HookVerdict {
 
 /// Maps a hook payload to an action and the directory it runs in.
 pub fn map_payload(agent: Agent, input: &str) -> Result<(Action, Option<String>), String> {
-    let payload: serde_json::Value =
-        serde_json::from_str(input).map_err(|e| format!("malformed hook payload: {e}"))?;
+    let payload = kernel_core::json::parse_strict(input)
+        .map_err(|e| format!("malformed hook payload: {e}"))?;
     let event = payload
         .get("hook_event_name")
         .and_then(serde_json::Value::as_str);
@@ -388,6 +391,12 @@ mod tests {
             r#"{"tool_name":"Bash","tool_input":"ls"}"#,
             r#"{"tool_name":"Read","tool_input":{"path":"/a"}}"#,
             r#"{"hook_event_name":"PostToolUse","tool_name":"Bash","tool_input":{"command":"ls"}}"#,
+            // Two readings of one payload: refused, wherever they are.
+            r#"{"tool_name":"Read","tool_name":"Bash","tool_input":{"command":"ls","file_path":"/a"}}"#,
+            r#"{"tool_name":"Bash","tool_input":{"command":"ls","command":"rm -rf /"}}"#,
+            r#"{"tool_name":"Write","tool_input":{"file_path":"/w/a","content":"x","meta":{"p":1,"p":2}}}"#,
+            r#"{"tool_name":"Bash","tool_input":{"command":"ls","Command":"rm -rf /"}}"#,
+            r#"{"hook_event_name":"PreToolUse","hook_event_name":"PostToolUse","tool_name":"Bash","tool_input":{"command":"ls"}}"#,
         ] {
             assert!(
                 map_payload(Agent::ClaudeCode, input).is_err(),

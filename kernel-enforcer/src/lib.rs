@@ -28,6 +28,7 @@ pub mod exec_trace;
 mod gateway_cli;
 pub mod handoff;
 pub mod hook;
+pub mod input_schema;
 pub mod keys;
 pub mod mcp;
 pub mod notify;

@@ -221,7 +221,7 @@ impl ExplainAction {
             Self::ToolCall { name, input } => RequestSpec {
                 tool: Some(name.clone()),
                 input: match input {
-                    Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                    Some(text) => Some(kernel_core::json::parse_strict(text).map_err(|e| {
                         format!("tool input `{text}` is not JSON ({e}): quote it for the shell, such as '{{\"q\": 1}}'")
                     })?),
                     None => None,
@@ -281,7 +281,11 @@ fn read_request(path: &Path) -> Result<RequestSpec, String> {
     }
     let text = String::from_utf8(bytes).map_err(|_| format!("`{name}` is not UTF-8"))?;
     if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| format!("{name}:{}:{}: {e}", e.line(), e.column()))
+        // Strict first (no key read twice); then typed, from the same
+        // text, for errors with their line and column.
+        kernel_core::json::parse_strict(&text)
+            .and_then(|_| serde_json::from_str(&text))
+            .map_err(|e| format!("{name}:{}:{}: {e}", e.line(), e.column()))
     } else {
         toml::from_str(&text).map_err(|e| {
             let message = e.message().trim_end_matches('\n').to_owned();

@@ -256,6 +256,28 @@ fn malformed_hook_payloads_are_blocked() {
     }
 }
 
+/// A payload with two readings of a field (the first `command` for one
+/// reader, the last for another, or one matched regardless of case) is
+/// blocked: the command decided might not be the one the agent runs.
+#[test]
+fn hook_payloads_with_two_readings_are_blocked_and_nothing_is_decided() {
+    let listener = listen();
+    for name in ["duplicate_command.json", "case_variant_command.json"] {
+        for agent in ["claude-code", "codex"] {
+            let output = agent_tool_call(&listener, agent, name);
+            assert_blocked(&output, "malformed hook payload");
+        }
+    }
+    assert!(
+        !listener
+            .fixture
+            .workspace
+            .join("made-by-agent.txt")
+            .exists()
+    );
+    assert!(!listener.fixture.workspace.join("not-allowed").exists());
+}
+
 #[test]
 fn with_no_enforcer_every_hook_call_is_blocked() {
     let mut listener = listen();

@@ -35,7 +35,7 @@ when {
 @id("write-allowed")
 @reason("files named allowed-* may be written")
 permit (principal, action == Action::"tool_call", resource == Tool::"write_file")
-when { context.input like "*\"path\":\"*/allowed-*" };
+when { context.args has path && context.args.path like "*/allowed-*" };
 "#;
 
 /// Installs the npm packages once per test run; `None` when npm is not
@@ -182,7 +182,7 @@ fn the_official_sdk_client_gets_real_results_and_denials_never_reach_the_server(
 /// send).
 struct Raw {
     child: Child,
-    input: ChildStdin,
+    input: Option<ChildStdin>,
     output: BufReader<ChildStdout>,
 }
 
@@ -197,7 +197,7 @@ impl Raw {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let input = child.stdin.take().unwrap();
+        let input = child.stdin.take();
         let output = BufReader::new(child.stdout.take().unwrap());
         Self {
             child,
@@ -207,9 +207,16 @@ impl Raw {
     }
 
     fn send(&mut self, line: &str) {
-        self.input.write_all(line.as_bytes()).unwrap();
-        self.input.write_all(b"\n").unwrap();
-        self.input.flush().unwrap();
+        let input = self.input.as_mut().unwrap();
+        input.write_all(line.as_bytes()).unwrap();
+        input.write_all(b"\n").unwrap();
+        input.flush().unwrap();
+    }
+
+    /// Closes the gateway's input and waits for it to exit.
+    fn finish(&mut self) {
+        self.input = None;
+        self.child.wait().unwrap();
     }
 
     fn receive(&mut self) -> Value {
@@ -224,6 +231,10 @@ impl Raw {
         );
         assert_eq!(self.receive()["id"], 0);
         self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        // The gateway checks arguments against the schemas the server
+        // lists, and denies calls of tools it has not seen listed.
+        self.send(r#"{"jsonrpc":"2.0","id":"tools","method":"tools/list"}"#);
+        assert_eq!(self.receive()["id"], "tools");
     }
 
     fn write_file(&mut self, id: u64, path: &Path) -> Value {
@@ -306,7 +317,7 @@ fn when_the_enforcer_dies_every_later_call_is_denied() {
     let fixture = fixture(POLICY);
     let workspace = std::fs::canonicalize(&fixture.workspace).unwrap();
     let socket = fixture.dir.path().join("state/endpoint.sock");
-    let mut enforcer = Command::new(ENFORCER)
+    let enforcer = Command::new(ENFORCER)
         .arg("listen")
         .arg("--policy")
         .arg(&fixture.policy)
@@ -319,6 +330,15 @@ fn when_the_enforcer_dies_every_later_call_is_denied() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    /// Ends the enforcer even when the test fails.
+    struct Reap(Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut enforcer = Reap(enforcer);
     let started = Instant::now();
     while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         assert!(started.elapsed() < Duration::from_secs(20));
@@ -336,8 +356,8 @@ fn when_the_enforcer_dies_every_later_call_is_denied() {
     let before = raw.write_file(1, &workspace.join("allowed-before.txt"));
     assert_ne!(before["result"]["isError"], true, "{before}");
     assert!(workspace.join("allowed-before.txt").exists());
-    enforcer.kill().unwrap();
-    enforcer.wait().unwrap();
+    enforcer.0.kill().unwrap();
+    enforcer.0.wait().unwrap();
     for id in 2..5 {
         let path = workspace.join(format!("allowed-after-{id}.txt"));
         let after = raw.write_file(id, &path);
@@ -345,4 +365,146 @@ fn when_the_enforcer_dies_every_later_call_is_denied() {
         assert!(text_of(&after).contains("fail closed"), "{after}");
         assert!(!path.exists());
     }
+}
+
+/// The fake server in `tests/mcp/recording_server.py`, recording into
+/// `record` and writing notes into `notes`; `None` when there is no
+/// `python3`.
+fn recording_server(record: &Path, notes: &Path) -> Option<Vec<String>> {
+    let have = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    have.then(|| {
+        vec![
+            "python3".into(),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/mcp/recording_server.py")
+                .to_string_lossy()
+                .into_owned(),
+            record.to_string_lossy().into_owned(),
+            notes.to_string_lossy().into_owned(),
+        ]
+    })
+}
+
+/// Outside testing found that a line was decided on one reading and
+/// forwarded byte for byte, for a server whose parser keeps the first of
+/// two equal keys to read another: `danger` ran, recorded as an allowed
+/// `search_docs`, or was never decided at all. The server here keeps the
+/// first key and records every line it gets: it must never see `danger`,
+/// and the evidence must hold no allow for either message.
+#[test]
+fn a_server_never_receives_what_was_not_decided() {
+    let fixture = fixture(
+        r#"@id("search") @reason("searching the docs is harmless")
+           permit (principal, action == Action::"tool_call", resource == Tool::"search_docs");"#,
+    );
+    let record = fixture.dir.path().join("received.log");
+    let Some(server) = recording_server(&record, &fixture.workspace) else {
+        println!("SKIPPED: python3 not found");
+        return;
+    };
+    let mut raw = Raw::start(&proxy_args(&fixture), &server);
+    raw.initialize();
+    raw.send(r#"{"jsonrpc":"2.0","id":"list","method":"tools/list"}"#);
+    assert_eq!(
+        raw.receive()["result"]["tools"].as_array().unwrap().len(),
+        3
+    );
+    let lines = [
+        r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"danger","name":"search_docs","arguments":{"q":"x"}}}"#,
+        r#"{"jsonrpc":"2.0","id":11,"method":"tools/call","method":"tools/list","params":{"name":"danger","arguments":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":"x","q":{"$where":"danger"}}}}"#,
+        // Allowed; the server also answers it under an id the client
+        // never used.
+        r#"{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"search_docs","arguments":{"q":"spoof"}}}"#,
+        r#"{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{"name":"danger","arguments":{}}}"#,
+    ];
+    let mut answers = Vec::new();
+    for line in lines {
+        raw.send(line);
+        answers.push(raw.receive());
+    }
+    raw.finish();
+    // The effect first: what the server received and ran.
+    let received = std::fs::read_to_string(&record).unwrap();
+    assert!(!received.contains("danger"), "{received}");
+    assert_eq!(received.matches("CALLED").count(), 1, "{received}");
+    // Each ambiguous message was answered with an error, not a result.
+    for (id, answer) in (10..13).zip(&answers) {
+        assert!(answer.get("error").is_some(), "{id}: {answer}");
+        assert_ne!(
+            answer["id"], id,
+            "{id}: answered as if it had run: {answer}"
+        );
+    }
+    // Only the real answer came back for the allowed call.
+    assert_eq!(answers[3]["id"], 13, "{}", answers[3]);
+    assert_eq!(text_of(&answers[3]), "ran search_docs");
+    assert_eq!(answers[4]["id"], 14, "{}", answers[4]);
+    assert_eq!(answers[4]["result"]["isError"], true);
+    let audit = Command::new(ENFORCER)
+        .args(["audit", "verify"])
+        .arg(&fixture.evidence)
+        .output()
+        .unwrap();
+    assert!(audit.status.success(), "{audit:?}");
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(report.contains("1 allowed, 1 denied"), "{report}");
+}
+
+/// Outside testing found a policy allowing `write_file` only for
+/// `notes.md` by a pattern over the arguments' text, passed by the path
+/// smuggled beside another. Policies match `context.args`, a record, now:
+/// the smuggled write is denied and its file never written.
+#[test]
+fn arguments_are_matched_as_a_record_not_as_text() {
+    let fixture = fixture(
+        r#"@id("notes") @reason("the notes file may be written")
+           permit (principal, action == Action::"tool_call", resource == Tool::"write_note")
+           when { context.args has path && context.args.path == "notes.md" };"#,
+    );
+    let record = fixture.dir.path().join("received.log");
+    let Some(server) = recording_server(&record, &fixture.workspace) else {
+        println!("SKIPPED: python3 not found");
+        return;
+    };
+    let mut raw = Raw::start(&proxy_args(&fixture), &server);
+    raw.initialize();
+    let write = |id: u64, arguments: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "write_note", "arguments": arguments}})
+        .to_string()
+    };
+    let mut answers = Vec::new();
+    for (id, arguments) in [
+        (
+            1,
+            json!({"path": "smuggled.txt", "content": "x", "meta": {"path": "notes.md"}}),
+        ),
+        (
+            2,
+            json!({"path": "smuggled.txt", "content": "x\"path\":\"notes.md\""}),
+        ),
+        (
+            3,
+            json!({"path": "notes.md", "content": "remember the milk"}),
+        ),
+    ] {
+        raw.send(&write(id, arguments));
+        answers.push(raw.receive());
+    }
+    raw.finish();
+    assert!(
+        !fixture.workspace.join("smuggled.txt").exists(),
+        "{answers:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fixture.workspace.join("notes.md")).unwrap(),
+        "remember the milk"
+    );
+    assert_eq!(answers[0]["result"]["isError"], true, "{}", answers[0]);
+    assert_eq!(answers[1]["result"]["isError"], true, "{}", answers[1]);
+    assert_eq!(text_of(&answers[2]), "ran write_note");
 }

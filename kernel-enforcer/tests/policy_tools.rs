@@ -47,6 +47,17 @@ fn the_shipped_example_tests_pass() {
     assert!(!stdout.contains("FAIL"), "{stdout}");
     assert!(stdout.contains("-> ask (deploy-needs-approval"), "{stdout}");
     assert!(stdout.contains("deny (kernel-floor-assets"), "{stdout}");
+    let file = examples().join("mcp.tests.toml");
+    let output = run(&["policy", "test", file.to_str().unwrap()]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains(
+            r#"{"content":"x","meta":{"path":"notes.md"},"path":"smuggled.txt"} -> deny"#
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -474,6 +485,35 @@ mod symbolic {
             assert_eq!(decide(new, &finding.request), Decision::Allow);
             assert_eq!(decide(old, &finding.request), Decision::Deny);
         }
+    }
+
+    /// The schema cannot declare a tool's arguments, so the analysis sees
+    /// calls without any: a set that reads `context.args` leaves
+    /// `tool_call` open instead of claiming "no difference".
+    #[test]
+    fn policies_on_tool_arguments_leave_tool_calls_open() {
+        if !solver() {
+            return;
+        }
+        let old = r#"@id("notes") permit (principal, action == Action::"tool_call", resource == Tool::"write_file") when { context.args has path && context.args.path == "notes.md" };"#;
+        let new = r#"@id("notes") permit (principal, action == Action::"tool_call", resource == Tool::"write_file") when { context.args has path && context.args.path like "*" };"#;
+        let report = compare(old, new);
+        assert_eq!(report.verdict(), Verdict::Undecided, "{}", report.render());
+        let tool = report
+            .actions
+            .iter()
+            .find(|a| a.kind == ActionKind::ToolCall)
+            .unwrap();
+        assert!(tool.open[0].contains("`context.args`"), "{:?}", tool.open);
+        // Both sets really differ on a call the analysis cannot see.
+        let request = RequestSpec {
+            action: "tool_call".into(),
+            tool: Some("write_file".into()),
+            input: Some(serde_json::json!({"path": "other.md"})),
+            ..RequestSpec::default()
+        };
+        assert_eq!(decide(old, &request), Decision::Deny);
+        assert_eq!(decide(new, &request), Decision::Allow);
     }
 
     #[test]

@@ -25,8 +25,10 @@
 //! reported as not reproduced, never as "no difference".
 //!
 //! Not covered: `@limit` (a rate-limited permit counts as within its
-//! limit; changed limits are listed as notes), and anything decided before
-//! Cedar (canonicalisation, the client's refusals).
+//! limit; changed limits are listed as notes), anything decided before
+//! Cedar (canonicalisation, the client's refusals), and a tool call's
+//! arguments (`context.args`, which the schema declares without
+//! attributes: when either set reads it, `tool_call` is left open).
 
 use super::request::{RequestSpec, action_kind};
 use super::{
@@ -958,6 +960,22 @@ async fn compare_action(
         findings: Vec::new(),
         open: Vec::new(),
     };
+    // The schema gives `context.args` (a tool's arguments) no attributes,
+    // so the analysis sees only calls without arguments: a policy that
+    // reads them can allow calls it cannot see.
+    if kind == ActionKind::ToolCall
+        && let Some(reader) = old
+            .user
+            .iter()
+            .chain(&new.user)
+            .filter(|p| applies_to(p, env.action()))
+            .find(|p| p.to_string().contains("args"))
+    {
+        report.open.push(format!(
+            "policy `{}` reads `context.args`, whose attributes (the tool's arguments) the schema cannot declare; the analysis sees only calls without arguments, so a new permission that depends on them is not ruled out",
+            reader.id()
+        ));
+    }
     let mut questions = vec![(Change::Admits, compile(&new.full)?, compile(&old.full)?)];
     if old.asks || new.asks {
         questions.push((

@@ -126,6 +126,106 @@ struct Built {
     action: &'static str,
     resource: Entity,
     context: Vec<(String, RestrictedExpression)>,
+    /// Why `context.args` is absent from a `tool_call`'s context, when it
+    /// is.
+    args_absent: Option<String>,
+}
+
+/// A tool's arguments as a Cedar value, when Cedar can hold them exactly:
+/// an object becomes a record (every key as it is: any string is a Cedar
+/// attribute name, reached with `has "k"` and `["k"]` when it is not an
+/// identifier), a string a `String`, a boolean a `Bool`, an integer in
+/// the 64-bit signed range a `Long`, and an array whose elements are all
+/// different a `Set` (its order is not kept). Anything else has no exact
+/// Cedar form: a number with a fraction or exponent or beyond the `Long`
+/// range, `null`, and an array that repeats an element; the error names
+/// the place. Pure data in, no entity references or extension values out,
+/// so no argument can pass for something the kernel built.
+pub(super) fn cedar_value(
+    value: &serde_json::Value,
+    path: &mut String,
+) -> Result<RestrictedExpression, String> {
+    use serde_json::Value;
+    let place = |path: &str| {
+        if path.is_empty() {
+            "the arguments".to_owned()
+        } else {
+            format!("`{path}`")
+        }
+    };
+    Ok(match value {
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::String(text) => string(text),
+        Value::Number(number) => match number.as_i64() {
+            Some(n) if number.is_i64() || number.is_u64() => RestrictedExpression::new_long(n),
+            _ => {
+                return Err(format!(
+                    "{} is the number {number}, which is not an integer a policy can hold",
+                    place(path)
+                ));
+            }
+        },
+        Value::Null => return Err(format!("{} is null", place(path))),
+        Value::Array(items) => {
+            let mut seen = HashSet::new();
+            let mut set = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{index}]"));
+                if !seen.insert(item.to_string()) {
+                    let error = format!("{} repeats an earlier element", place(path));
+                    return Err(error);
+                }
+                let converted = cedar_value(item, path);
+                path.truncate(len);
+                set.push(converted?);
+            }
+            RestrictedExpression::new_set(set)
+        }
+        Value::Object(map) => {
+            let mut fields = Vec::with_capacity(map.len());
+            for (key, item) in map {
+                let len = path.len();
+                if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                } else {
+                    path.push_str(&format!("[{}]", serde_json::Value::String(key.clone())));
+                }
+                let converted = cedar_value(item, path);
+                path.truncate(len);
+                fields.push((key.clone(), converted?));
+            }
+            RestrictedExpression::new_record(fields).map_err(|e| e.to_string())?
+        }
+    })
+}
+
+/// `context.args` of a tool call whose canonical input is `input`: the
+/// record, or why there is none.
+fn tool_args(input: &serde_json::Value) -> Result<RestrictedExpression, String> {
+    if !input.is_object() {
+        return Err("the input is not a JSON object".into());
+    }
+    cedar_value(input, &mut String::new())
+}
+
+/// Every string in `value`, keys included.
+fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => out.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| strings(item, out)),
+        Value::Object(map) => {
+            for (key, item) in map {
+                out.push(key.clone());
+                strings(item, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn file_entity(path: &str, env: &Environment) -> Result<Entity, String> {
@@ -220,12 +320,14 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
                     ),
                     flag(kernel_asset),
                 ],
+                args_absent: None,
             }
         }
         Action::FileRead { path } => Built {
             action: "file_read",
             resource: file_entity(path, env)?,
             context: vec![flag(env.touches_asset(path))],
+            args_absent: None,
         },
         Action::FileWrite {
             path,
@@ -244,16 +346,19 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
                 ),
                 flag(env.reaches_asset(path)),
             ],
+            args_absent: None,
         },
         Action::FileDelete { path } => Built {
             action: "file_delete",
             resource: file_entity(path, env)?,
             context: vec![flag(env.reaches_asset(path))],
+            args_absent: None,
         },
         Action::NetConnect { host, port } => Built {
             action: "net_connect",
             resource: named_entity("Host", host)?,
             context: vec![("port".to_owned(), long(u64::from(*port))?), flag(false)],
+            args_absent: None,
         },
         Action::Http { method, url } => {
             let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
@@ -270,16 +375,32 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
                     ("path".to_owned(), string(parsed.path())),
                     flag(env.mentions_asset(url)),
                 ],
+                args_absent: None,
             }
         }
-        Action::ToolCall { name, input } => Built {
-            action: "tool_call",
-            resource: named_entity("Tool", name)?,
-            context: vec![
-                ("input".to_owned(), string(input)),
-                flag(env.mentions_asset(input)),
-            ],
-        },
+        Action::ToolCall { name, input } => {
+            // The canonical input is strict JSON already; read it again the
+            // same way.
+            let parsed = kernel_core::json::parse_strict(input).map_err(|e| e.to_string())?;
+            let mut texts = Vec::new();
+            strings(&parsed, &mut texts);
+            let kernel_asset =
+                env.mentions_asset(input) || texts.iter().any(|text| env.mentions_asset(text));
+            let mut context = vec![("input".to_owned(), string(input)), flag(kernel_asset)];
+            let args_absent = match tool_args(&parsed) {
+                Ok(args) => {
+                    context.push(("args".to_owned(), args));
+                    None
+                }
+                Err(why) => Some(why),
+            };
+            Built {
+                action: "tool_call",
+                resource: named_entity("Tool", name)?,
+                context,
+                args_absent,
+            }
+        }
         Action::Custom { kind, payload } => Built {
             action: "custom",
             resource: named_entity("CustomKind", kind)?,
@@ -287,6 +408,7 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
                 ("payload".to_owned(), string(payload)),
                 flag(env.mentions_asset(payload)),
             ],
+            args_absent: None,
         },
     })
 }
@@ -336,18 +458,25 @@ pub(super) fn view(action: &CanonicalAction, env: &Environment) -> Result<Reques
     let context = Context::from_pairs(built.context).map_err(|e| e.to_string())?;
     let resource = built.resource.uid().to_string();
     let (_, _, parents) = built.resource.into_inner();
+    let mut shown: Vec<(String, String)> = names
+        .into_iter()
+        .map(|name| {
+            let value = context.get(&name).map_or_else(missing, |v| v.to_string());
+            (name, value)
+        })
+        .collect();
+    if let Some(why) = built.args_absent {
+        shown.push((
+            "args".to_owned(),
+            format!("(absent: {why}; a policy that reads it fails to evaluate, which denies)"),
+        ));
+    }
     Ok(RequestView {
         action: built.action,
         resource,
         in_workspace: parents.contains(&workspace),
         attributes,
-        context: names
-            .into_iter()
-            .map(|name| {
-                let value = context.get(&name).map_or_else(missing, |v| v.to_string());
-                (name, value)
-            })
-            .collect(),
+        context: shown,
     })
 }
 
@@ -378,15 +507,48 @@ fn build_unvalidated(
     let built = build_parts(action, env)?;
     let principal = uid("Agent", "agent")?;
     let resource_uid = built.resource.uid();
-    let context = Context::from_pairs(built.context).map_err(|e| e.to_string())?;
-    let request = cedar_policy::Request::new(
-        principal.clone(),
-        uid("Action", built.action)?,
-        resource_uid,
-        context,
-        Some(schema),
-    )
-    .map_err(|e| e.to_string())?;
+    let action_uid = uid("Action", built.action)?;
+    let request = if built.action == "tool_call" {
+        // `context.args` has the shape of the tool's arguments, which the
+        // schema cannot declare (it says `{}`): everything else is checked
+        // against the schema with an empty record in its place, and the
+        // request evaluated is built from the real context unchecked.
+        // Cedar evaluates dynamically: a policy that reads an attribute the
+        // arguments lack, or compares values of different types in a way
+        // that fails, fails to evaluate, and the kernel denies.
+        let checked: Vec<(String, RestrictedExpression)> = built
+            .context
+            .iter()
+            .filter(|(name, _)| name != "args")
+            .cloned()
+            .chain(std::iter::once((
+                "args".to_owned(),
+                RestrictedExpression::new_record(std::iter::empty()).map_err(|e| e.to_string())?,
+            )))
+            .collect();
+        let checked = Context::from_pairs(checked).map_err(|e| e.to_string())?;
+        cedar_policy::Request::new(
+            principal.clone(),
+            action_uid.clone(),
+            resource_uid.clone(),
+            checked,
+            Some(schema),
+        )
+        .map_err(|e| e.to_string())?;
+        let context = Context::from_pairs(built.context).map_err(|e| e.to_string())?;
+        cedar_policy::Request::new(principal.clone(), action_uid, resource_uid, context, None)
+            .map_err(|e| e.to_string())?
+    } else {
+        let context = Context::from_pairs(built.context).map_err(|e| e.to_string())?;
+        cedar_policy::Request::new(
+            principal.clone(),
+            action_uid,
+            resource_uid,
+            context,
+            Some(schema),
+        )
+        .map_err(|e| e.to_string())?
+    };
     let entities = [
         Entity::new_no_attrs(principal, HashSet::new()),
         Entity::new_no_attrs(uid("Workspace", "root")?, HashSet::new()),

@@ -233,6 +233,157 @@ fn decide_fresh_is_the_sessions_decision_and_view_shows_what_policies_see() {
     );
 }
 
+/// Tool arguments are a typed record: matched by value and type, never by
+/// text, so a path smuggled beside another is not the path.
+#[test]
+fn tool_arguments_are_a_typed_record() {
+    let engine = engine(
+        r#"@id("notes") permit (principal, action == Action::"tool_call", resource == Tool::"write_file")
+             when { context.args has path && context.args.path == "notes.md" };
+           @id("typed") permit (principal, action == Action::"tool_call", resource == Tool::"typed")
+             when { context.args has n && context.args.n > 3 &&
+                    context.args has flags && context.args.flags.contains("x") &&
+                    context.args has "odd key" && context.args["odd key"] == true &&
+                    context.args has meta && context.args.meta has path && context.args.meta.path == "a" };"#,
+    );
+    let call =
+        |name: &str, input: serde_json::Value| decision(&engine, Action::tool_call(name, &input));
+    assert_eq!(
+        call(
+            "write_file",
+            serde_json::json!({"path": "notes.md", "content": "x"})
+        ),
+        Decision::Allow
+    );
+    for denied in [
+        serde_json::json!({"path": "smuggled.txt", "content": "x", "meta": {"path": "notes.md"}}),
+        serde_json::json!({"path": ["notes.md"], "content": "x"}),
+        serde_json::json!({"Path ": "notes.md", "content": "x"}),
+        serde_json::json!({"content": "\"path\":\"notes.md\""}),
+        serde_json::json!({"path": "notes.md", "content": null}),
+    ] {
+        assert_eq!(
+            call("write_file", denied.clone()),
+            Decision::Deny,
+            "{denied}"
+        );
+    }
+    assert_eq!(
+        call(
+            "typed",
+            serde_json::json!({"n": 4, "flags": ["x", "y"], "odd key": true, "meta": {"path": "a"}})
+        ),
+        Decision::Allow
+    );
+    for denied in [
+        serde_json::json!({"n": "4", "flags": ["x"], "odd key": true, "meta": {"path": "a"}}),
+        serde_json::json!({"n": 4, "flags": "x", "odd key": true, "meta": {"path": "a"}}),
+        serde_json::json!({"n": 4, "flags": ["x"], "odd key": "true", "meta": {"path": "a"}}),
+        serde_json::json!({"n": 4, "flags": ["x"], "odd key": true, "meta": "a"}),
+    ] {
+        assert_eq!(call("typed", denied.clone()), Decision::Deny, "{denied}");
+    }
+}
+
+/// What Cedar cannot hold exactly leaves `context.args` absent: a policy
+/// that reads it fails, which denies; one that does not is unaffected.
+#[test]
+fn arguments_without_an_exact_cedar_form_deny_any_policy_that_reads_them() {
+    let engine = engine(
+        r#"@id("any-args") permit (principal, action == Action::"tool_call", resource == Tool::"reads")
+             when { context.args has path };
+           @id("no-args") permit (principal, action == Action::"tool_call", resource == Tool::"plain");
+           @id("guard") forbid (principal, action == Action::"tool_call", resource == Tool::"guarded")
+             when { context.args has path && context.args.path == "/etc/shadow" };
+           @id("guarded") permit (principal, action == Action::"tool_call", resource == Tool::"guarded");"#,
+    );
+    for (input, why) in [
+        (r#"{"path":"a","x":1.5}"#, "`x` is the number 1.5"),
+        (r#"{"path":"a","x":1.0}"#, "`x` is the number 1.0"),
+        (
+            r#"{"path":"a","x":9223372036854775808}"#,
+            "9223372036854775808",
+        ),
+        (r#"{"path":"a","x":-9223372036854775809}"#, "not an integer"),
+        (r#"{"path":"a","x":null}"#, "`x` is null"),
+        (r#"{"path":"a","x":["b","b"]}"#, "`x[1]` repeats"),
+        (r#"{"path":"a","x":[{"k":1},{"k":1}]}"#, "`x[1]` repeats"),
+        (
+            r#"{"path":"a","m":{"odd key":[null]}}"#,
+            r#"`m["odd key"][0]` is null"#,
+        ),
+        (r#"["path"]"#, "not a JSON object"),
+        (r#""path""#, "not a JSON object"),
+    ] {
+        let action = |name: &str| {
+            canon(Action::ToolCall {
+                name: name.into(),
+                input: input.into(),
+            })
+        };
+        let view = engine.view(&action("reads")).unwrap();
+        let (_, shown) = view.context.iter().find(|(n, _)| n == "args").unwrap();
+        assert!(
+            shown.contains("absent") && shown.contains(why),
+            "{input}: {shown}"
+        );
+        assert_eq!(
+            engine.decide_fresh(&action("reads")).verdict.decision,
+            Decision::Deny,
+            "{input}"
+        );
+        assert_eq!(
+            engine.decide_fresh(&action("plain")).verdict.decision,
+            Decision::Allow,
+            "{input}"
+        );
+        // A forbid that reads the arguments fails, and so denies, too.
+        assert_eq!(
+            engine.decide_fresh(&action("guarded")).verdict.decision,
+            Decision::Deny,
+            "{input}"
+        );
+    }
+    // The limits of the exact forms are themselves exact.
+    let view = engine
+        .view(&canon(Action::ToolCall {
+            name: "reads".into(),
+            input:
+                r#"{"max":9223372036854775807,"min":-9223372036854775808,"s":[],"set":[1,"1",[1]]}"#
+                    .into(),
+        }))
+        .unwrap();
+    let (_, shown) = view.context.iter().find(|(n, _)| n == "args").unwrap();
+    assert!(
+        shown.contains("9223372036854775807") && !shown.contains("absent"),
+        "{shown}"
+    );
+}
+
+/// The floor sees a protected path inside the arguments, even where the
+/// JSON text spells it with escapes.
+#[test]
+fn the_floor_sees_protected_paths_in_arguments() {
+    let env = Environment::new("/ws", &["/state/we\"ird\\key".into()]).unwrap();
+    let engine = PolicyEngine::from_sources(
+        &[(
+            "t.cedar".into(),
+            r#"permit (principal, action, resource);"#.into(),
+        )],
+        env,
+    )
+    .unwrap();
+    let action = canon(Action::tool_call(
+        "t",
+        &serde_json::json!({"nested": {"p": "/state/we\"ird\\key"}}),
+    ));
+    assert!(engine.view(&action).unwrap().kernel_asset());
+    assert_eq!(
+        engine.decide_fresh(&action).verdict.decision,
+        Decision::Deny
+    );
+}
+
 /// The index (`index.rs`) against the whole set, on generated policy sets:
 /// permits and forbids, every kind of action and resource scope, `when`
 /// and `unless` conditions, and conditions that fail at evaluation (an
@@ -279,7 +430,15 @@ mod index_equivalence {
                 "context.port * 9223372036854775807 > 1",
             ],
         ),
-        ("tool_call", "Tool", &[r#"context.input like "*secret*""#]),
+        (
+            "tool_call",
+            "Tool",
+            &[
+                r#"context.input like "*secret*""#,
+                r#"context.args has q && context.args.q == "secret""#,
+                "context.args has n && context.args.n * 9223372036854775807 > 1",
+            ],
+        ),
     ];
 
     fn entities_of(kind: &str) -> &'static [&'static str] {
@@ -382,6 +541,14 @@ mod index_equivalence {
             Action::ToolCall {
                 name: "t3".into(),
                 input: "{}".into(),
+            },
+            Action::ToolCall {
+                name: "t2".into(),
+                input: r#"{"n":2,"q":"secret"}"#.into(),
+            },
+            Action::ToolCall {
+                name: "t1".into(),
+                input: r#"{"n":0.5}"#.into(),
             },
         ]
     }
