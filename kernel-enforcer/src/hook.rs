@@ -309,16 +309,75 @@ mod tests {
         }
 
         /// Whatever the input, parsing never panics, and an accepted
-        /// command has no unquoted list, pipe or redirection operator.
+        /// command has no list, pipe or redirection operator and no
+        /// substitution that a shell would act on, as an independent
+        /// scanner of shell quoting sees it. The inputs are built from
+        /// shell tokens, so that quoting, escapes and operators meet often.
         #[test]
-        fn parsing_is_total(command in "[ -~\n]{0,40}") {
+        fn an_accepted_command_has_nothing_a_shell_would_act_on(
+            command in proptest::strategy::Strategy::prop_map(proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("ls"), proptest::strategy::Just("a.txt"),
+                    proptest::strategy::Just(" "), proptest::strategy::Just("'"),
+                    proptest::strategy::Just("\""), proptest::strategy::Just("\\"),
+                    proptest::strategy::Just(";"), proptest::strategy::Just("|"),
+                    proptest::strategy::Just("&"), proptest::strategy::Just(">"),
+                    proptest::strategy::Just("<"), proptest::strategy::Just("$"),
+                    proptest::strategy::Just("`"), proptest::strategy::Just("("),
+                    proptest::strategy::Just("\n"), proptest::strategy::Just("-l"),
+                ],
+                0..14,
+            ), |tokens: Vec<&str>| tokens.concat())
+        ) {
             if let Ok(argv) = parse_command(&command) {
                 proptest::prop_assert!(!argv.is_empty());
-                let bare: String = command.chars().filter(|c| !c.is_whitespace()).collect();
-                proptest::prop_assert!(bare.chars().all(|c| !matches!(c, ';' | '|' | '&' | '<' | '>'))
-                    || command.contains('\'') || command.contains('"') || command.contains('\\'));
+                let active = shell_active_characters(&command);
+                proptest::prop_assert!(
+                    active.iter().all(|c| !matches!(c, ';' | '|' | '&' | '<' | '>' | '$' | '`' | '\n')),
+                    "accepted {command:?} although a shell acts on {active:?}"
+                );
             }
         }
+
+        /// Random printable text never makes the parser panic.
+        #[test]
+        fn parsing_is_total(command in "[ -~\n]{0,40}") {
+            let _ = parse_command(&command);
+        }
+    }
+
+    /// The characters of `command` that a POSIX shell would act on: those
+    /// outside any quotes and not escaped, plus `$` and `` ` `` inside
+    /// double quotes. A reference model, independent of the parser.
+    fn shell_active_characters(command: &str) -> Vec<char> {
+        #[derive(PartialEq)]
+        enum Quote {
+            None,
+            Single,
+            Double,
+        }
+        let mut quote = Quote::None;
+        let mut active = Vec::new();
+        let mut chars = command.chars();
+        while let Some(c) = chars.next() {
+            match (&quote, c) {
+                (Quote::None, '\\') => {
+                    // An escaped newline is a line continuation; anything
+                    // else escaped is literal.
+                    let _ = chars.next();
+                }
+                (Quote::None, '\'') => quote = Quote::Single,
+                (Quote::None, '"') => quote = Quote::Double,
+                (Quote::None, c) => active.push(c),
+                (Quote::Single, '\'') | (Quote::Double, '"') => quote = Quote::None,
+                (Quote::Double, '\\') => {
+                    let _ = chars.next();
+                }
+                (Quote::Double, '$' | '`') => active.push(c),
+                _ => {}
+            }
+        }
+        active
     }
 
     #[test]
