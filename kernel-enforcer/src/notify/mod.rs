@@ -33,9 +33,12 @@
 //!   durably before the open. A denied one fails with `EACCES`; a read of
 //!   a path that does not exist fails with `ENOENT` without a decision.
 //! - Deletions, directory creations, renames, symbolic and hard links,
-//!   truncation and metadata changes are decided and then performed by
-//!   the enforcer on the decided paths, the parent directory (or the file
-//!   itself, pinned with `O_PATH`) opened without following links.
+//!   truncation and metadata changes (permission bits, owner, times,
+//!   extended attributes) are decided and then performed by the enforcer
+//!   on the decided paths, the parent directory (or the file itself,
+//!   pinned with `O_PATH`) opened without following links. Reading
+//!   metadata (`stat`, `getxattr`, `listxattr`) is not decided: it is
+//!   not the file's content, and `stat` of a path reveals as much.
 //! - `connect` to an IPv4 or IPv6 address is a `NetConnect` (the address,
 //!   not a name); the enforcer connects and puts its connected socket in
 //!   place of the agent's (`SECCOMP_ADDFD_FLAG_SETFD`, same number,
@@ -67,10 +70,12 @@
 //!   limits programs to the system trees, the agent's own and the
 //!   workspace, never the scratch directory.
 //!
-//! Not covered yet: `connect` on Unix sockets, extended attributes, FIFOs
-//! and device nodes (refused by Landlock in the workspace); x86_64 only.
+//! Not covered yet: `connect` on Unix sockets, FIFOs and device nodes
+//! (refused by Landlock in the workspace), `file_setattr` (fails with
+//! `ENOSYS`); x86_64 only.
 
 mod change;
+mod metadata;
 mod open;
 mod paths;
 mod serve;
@@ -80,6 +85,7 @@ pub use serve::{ANSWER_DEADLINE, DEFAULT_RATE_PER_SECOND, RATE_WAIT, RateLimit, 
 
 use crate::broker::Broker;
 use kernel_core::{Action, CanonicalAction};
+use metadata::{SYS_FILE_SETATTR, SYS_REMOVEXATTRAT, SYS_SETXATTRAT};
 use paths::Caller;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -89,7 +95,7 @@ use std::path::{Path, PathBuf};
 const MAX_PATH: usize = 4096;
 
 /// The system calls this version notifies.
-const NOTIFIED: [libc::c_long; 40] = [
+const NOTIFIED: [libc::c_long; 41] = [
     libc::SYS_open,
     libc::SYS_openat,
     libc::SYS_openat2,
@@ -130,11 +136,8 @@ const NOTIFIED: [libc::c_long; 40] = [
     libc::SYS_fremovexattr,
     SYS_SETXATTRAT,
     SYS_REMOVEXATTRAT,
+    SYS_FILE_SETATTR,
 ];
-
-/// `setxattrat` and `removexattrat` (Linux 6.13), by number on x86_64.
-const SYS_SETXATTRAT: libc::c_long = 463;
-const SYS_REMOVEXATTRAT: libc::c_long = 466;
 
 /// The notification filter: x86_64 system calls in [`NOTIFIED`] notify,
 /// everything else is allowed (the confinement's own filters still
@@ -524,11 +527,17 @@ impl Agent<'_> {
     /// `..`: what the call would reach.
     fn path(&self, dirfd: i32, pointer: u64, follow_last: bool) -> Result<PathBuf, Errno> {
         let path = read_c_string(&self.memory, pointer).ok_or(libc::EFAULT)?;
+        self.path_of(dirfd, &path, follow_last)
+    }
+
+    /// [`Agent::path`] of a path already read from the agent (a socket
+    /// address).
+    fn path_of(&self, dirfd: i32, path: &str, follow_last: bool) -> Result<PathBuf, Errno> {
         if path.is_empty() {
             return Err(libc::ENOENT);
         }
         let joined = if path.starts_with('/') {
-            PathBuf::from(&path)
+            PathBuf::from(path)
         } else {
             // A base that is not a directory path (a socket, a deleted
             // directory) resolves nothing.
@@ -536,7 +545,7 @@ impl Agent<'_> {
             if !base.is_absolute() {
                 return Err(libc::ENOTDIR);
             }
-            base.join(&path)
+            base.join(path)
         };
         let physical = paths::physical(&joined, follow_last, &self.caller)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))?;
@@ -567,37 +576,6 @@ fn low_int(arg: u64) -> Option<i32> {
     u32::try_from(arg & 0xffff_ffff)
         .ok()
         .map(|low| i32::from_ne_bytes(low.to_ne_bytes()))
-}
-
-/// The two timestamps of `utimensat` at `address` (none: both now).
-fn read_times(memory: &std::fs::File, address: u64) -> Option<rustix::fs::Timestamps> {
-    let now = rustix::fs::Timespec {
-        tv_sec: 0,
-        tv_nsec: rustix::fs::UTIME_NOW,
-    };
-    if address == 0 {
-        return Some(rustix::fs::Timestamps {
-            last_access: now,
-            last_modification: now,
-        });
-    }
-    let mut raw = [0u8; 32];
-    memory.read_exact_at(&mut raw, address).ok()?;
-    let word = |i: usize| {
-        raw.get(i..i + 8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(i64::from_ne_bytes)
-    };
-    let time = |at: usize| {
-        Some(rustix::fs::Timespec {
-            tv_sec: word(at)?,
-            tv_nsec: word(at + 8)?,
-        })
-    };
-    Some(rustix::fs::Timestamps {
-        last_access: time(0)?,
-        last_modification: time(16)?,
-    })
 }
 
 /// The answer for an effect performed here: success (0) or its errno.
@@ -642,22 +620,11 @@ impl Governor {
             libc::SYS_symlink | libc::SYS_symlinkat => self.symlink(&agent, nr, &data.args, decide),
             libc::SYS_link | libc::SYS_linkat => self.link(&agent, nr, &data.args, decide),
             libc::SYS_truncate => self.truncate(&agent, &data.args, decide),
-            libc::SYS_utimes | libc::SYS_futimesat | libc::SYS_utime => {
-                // Older forms of `utimensat`, which libc no longer uses.
+            SYS_FILE_SETATTR => {
+                // The file system's own flags (`chattr`'s), by path: not
+                // decided, refused as by a kernel without the call (the
+                // `ioctl` it replaces is refused by the confinement).
                 Some(Answer::Fail(libc::ENOSYS))
-            }
-            libc::SYS_setxattr
-            | libc::SYS_lsetxattr
-            | libc::SYS_fsetxattr
-            | libc::SYS_removexattr
-            | libc::SYS_lremovexattr
-            | libc::SYS_fremovexattr
-            | SYS_SETXATTRAT
-            | SYS_REMOVEXATTRAT => {
-                // Extended attributes are not decided yet, and an access
-                // control list is a `chmod` by another name: refused as a
-                // file system without them would (tools carry on).
-                Some(Answer::Fail(libc::ENOTSUP))
             }
             libc::SYS_chmod
             | libc::SYS_fchmod
@@ -667,7 +634,18 @@ impl Governor {
             | libc::SYS_lchown
             | libc::SYS_fchown
             | libc::SYS_fchownat
-            | libc::SYS_utimensat => self.metadata(&agent, nr, &data.args, decide),
+            | libc::SYS_utimensat
+            | libc::SYS_utimes
+            | libc::SYS_futimesat
+            | libc::SYS_utime
+            | libc::SYS_setxattr
+            | libc::SYS_lsetxattr
+            | libc::SYS_fsetxattr
+            | libc::SYS_removexattr
+            | libc::SYS_lremovexattr
+            | libc::SYS_fremovexattr
+            | SYS_SETXATTRAT
+            | SYS_REMOVEXATTRAT => self.metadata(&agent, nr, &data.args, decide),
             _ => self.open_call(&agent, data, decide),
         };
         answer.unwrap_or(Answer::Fail(libc::EACCES))
