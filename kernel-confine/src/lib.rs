@@ -15,7 +15,10 @@
 //! - **Network** (Landlock, ABI 4): no TCP `connect` or `bind` at all;
 //!   and (seccomp) no socket of any family but `AF_UNIX`, so no UDP, raw,
 //!   packet or netlink socket either. Connections the policy allows reach
-//!   the agent already connected, from the enforcer's broker.
+//!   the agent already connected, from the enforcer's broker. When the
+//!   enforcer decides the agent's `connect` calls
+//!   ([`Profile::tcp_sockets`], [`Profile::unix_datagrams`]), TCP stream
+//!   sockets may be created, and `AF_UNIX` datagram sockets may not.
 //! - **Scopes** (Landlock, ABI 6): no signals to processes outside the
 //!   confined domain (so not to the enforcer, whatever its process group),
 //!   and no connections to abstract Unix sockets created outside it.
@@ -111,6 +114,12 @@ pub struct Profile {
     /// agent's `connect` calls; Landlock still refuses TCP `connect` and
     /// `bind` made directly.
     pub tcp_sockets: bool,
+    /// Whether `AF_UNIX` datagram sockets may be created (`socket`,
+    /// `socketpair`). Off when the enforcer decides the agent's Unix
+    /// `connect` calls: a datagram socket, even one of a connected pair,
+    /// reaches any listening socket file by the address it gives each
+    /// `sendto` or `sendmsg`, where no notification can read it.
+    pub unix_datagrams: bool,
     /// Whether the workspace is readable directly. Off when the agent's
     /// own opens are decided by policy at the system-call boundary, so
     /// that a workspace file is reachable only through a decision.
@@ -139,6 +148,7 @@ impl Profile {
             workspace_readable: true,
             workspace_executable: false,
             tcp_sockets: false,
+            unix_datagrams: true,
         }
     }
 
@@ -298,7 +308,7 @@ impl Prepared {
             .map_err(unsupported)?;
         Ok(Self {
             ruleset: Some(ruleset),
-            filters: seccomp_programs(profile.tcp_sockets)?,
+            filters: seccomp_programs(profile)?,
         })
     }
 
@@ -425,7 +435,7 @@ fn target_arch() -> Result<TargetArch, ConfineError> {
 /// and the denylist (`EPERM`), then `clone3` (`ENOSYS`). Each system call
 /// is matched by at most one of them, so stacking them gives each its own
 /// answer.
-fn seccomp_programs(tcp_sockets: bool) -> Result<Vec<BpfProgram>, ConfineError> {
+fn seccomp_programs(profile: &Profile) -> Result<Vec<BpfProgram>, ConfineError> {
     let apply = |e: seccompiler::BackendError| ConfineError::Apply(e.to_string());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|nr| (*nr, Vec::new())).collect();
@@ -456,7 +466,27 @@ fn seccomp_programs(tcp_sockets: bool) -> Result<Vec<BpfProgram>, ConfineError> 
         SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).map_err(apply)
     };
     let mut socket_rules = Vec::new();
-    if tcp_sockets {
+    if !profile.unix_datagrams {
+        // socket() and socketpair() of AF_UNIX datagram sockets (the
+        // kernel makes SOCK_RAW a datagram socket too).
+        let mut datagram_rules = Vec::new();
+        for kind in [libc::SOCK_DGRAM, libc::SOCK_RAW] {
+            datagram_rules.push(
+                SeccompRule::new(vec![
+                    arg(0, SeccompCmpOp::Eq, unix)?,
+                    arg(
+                        1,
+                        SeccompCmpOp::MaskedEq(0xf),
+                        u64::from(kind.unsigned_abs()),
+                    )?,
+                ])
+                .map_err(apply)?,
+            );
+        }
+        socket_rules.extend(datagram_rules.iter().cloned());
+        rules.insert(libc::SYS_socketpair, datagram_rules);
+    }
+    if profile.tcp_sockets {
         socket_rules.push(
             SeccompRule::new(vec![
                 arg(0, SeccompCmpOp::Ne, unix)?,

@@ -121,6 +121,9 @@ fn profile_of(agent: &Agent) -> Profile {
         .extend(agent.system_trees.iter().cloned());
     profile.workspace_readable = !agent.govern_syscalls;
     profile.tcp_sockets = agent.govern_syscalls;
+    // Governed, Unix connects are decided: a datagram socket would reach
+    // listeners without a call the enforcer sees.
+    profile.unix_datagrams = !agent.govern_syscalls;
     // Governed, every exec is decided by policy and verified after
     // (`exec_trace`); Landlock still limits it to the system trees.
     profile.system_execute = agent.govern_syscalls;

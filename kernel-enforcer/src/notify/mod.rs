@@ -40,14 +40,18 @@
 //!   metadata (`stat`, `getxattr`, `listxattr`) is not decided: it is
 //!   not the file's content, and `stat` of a path reveals as much.
 //! - `connect` to an IPv4 or IPv6 address is a `NetConnect` (the address,
-//!   not a name); the enforcer connects and puts its connected socket in
-//!   place of the agent's (`SECCOMP_ADDFD_FLAG_SETFD`, same number,
-//!   blocking mode kept), then completes the call with 0. Options the
-//!   agent set on its own socket are not carried over. `connect` on Unix
-//!   sockets continues (see SECURITY.md for what that leaves open). The
-//!   confinement lets such an agent create TCP stream sockets, never
-//!   datagram or raw ones, and refuses TCP Fast Open, which connects
-//!   without `connect`.
+//!   not a name); to a Unix socket file, a `FileWrite` in
+//!   [`WriteMode::Connect`](kernel_core::WriteMode::Connect) mode of its
+//!   physical path (the file pinned first). The enforcer connects and
+//!   puts its connected socket in place of the agent's
+//!   (`SECCOMP_ADDFD_FLAG_SETFD`, same number, blocking mode and
+//!   close-on-exec flag kept), then completes the call with 0. Options
+//!   the agent set on its own socket, and an address it bound, are not
+//!   carried over. Abstract Unix addresses are refused. The confinement
+//!   lets such an agent create TCP stream sockets, never datagram or raw
+//!   ones, and refuses TCP Fast Open, which connects without `connect`;
+//!   it creates no Unix datagram socket either, whose every `sendto` and
+//!   `sendmsg` could name another listener.
 //! - Anything that cannot be read, resolved or decided fails with
 //!   `EACCES`. [`WORKERS`] threads serve notifications; decisions beyond
 //!   the [`RateLimit`] wait their turn up to [`RATE_WAIT`], and fail with
@@ -70,16 +74,17 @@
 //!   limits programs to the system trees, the agent's own and the
 //!   workspace, never the scratch directory.
 //!
-//! Not covered yet: `connect` on Unix sockets, FIFOs and device nodes
-//! (refused by Landlock in the workspace), `file_setattr` (fails with
-//! `ENOSYS`); x86_64 only.
+//! Not covered yet: FIFOs and device nodes (refused by Landlock in the
+//! workspace), `file_setattr` (fails with `ENOSYS`); x86_64 only.
 
 mod change;
+mod connect;
 mod metadata;
 mod open;
 mod paths;
 mod serve;
 
+pub use connect::UNIX_CONNECT_WAIT;
 pub use paths::{OWN_PROCESS_ENTRIES, SYSTEM_PSEUDO_FILES, SYSTEM_PSEUDO_TREES};
 pub use serve::{ANSWER_DEADLINE, DEFAULT_RATE_PER_SECOND, RATE_WAIT, RateLimit, WORKERS, serve};
 
@@ -338,8 +343,13 @@ enum Answer {
     /// Complete it with this descriptor, installed in the agent.
     Inject { fd: OwnedFd, cloexec: bool },
     /// Put this descriptor in the agent at number `target` (replacing
-    /// what was there), then complete the call with 0.
-    Replace { fd: OwnedFd, target: i32 },
+    /// what was there, close-on-exec as `cloexec` says), then complete
+    /// the call with 0.
+    Replace {
+        fd: OwnedFd,
+        target: i32,
+        cloexec: bool,
+    },
     /// Complete it with this return value (the effect was performed here).
     Value(i64),
 }
@@ -569,6 +579,35 @@ impl Agent<'_> {
             CanonicalAction::new(make(text.to_owned()), None).map_err(|_| libc::EACCES)?;
         Ok((canonical, target))
     }
+}
+
+/// The agent's open file behind its descriptor `fd`, taken into the
+/// enforcer (`pidfd_getfd`): `ESRCH` if the caller is gone, `EBADF` if it
+/// has no such descriptor.
+fn take(caller: &Caller, fd: i32) -> Result<OwnedFd, Errno> {
+    let pid = caller
+        .tgid()
+        .and_then(|tgid| i32::try_from(tgid).ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or(libc::ESRCH)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .and_then(|pidfd| {
+            rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+        })
+        .map_err(|_| libc::EBADF)
+}
+
+/// Whether the agent's descriptor `fd` is non-blocking and whether it is
+/// closed on `exec`, from `/proc/<pid>/fdinfo` (`None`: no such
+/// descriptor).
+fn descriptor_flags(pid: u32, fd: i32) -> Option<(bool, bool)> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())?;
+    let has = |flag: i32| flags & flag.unsigned_abs() != 0;
+    Some((has(libc::O_NONBLOCK), has(libc::O_CLOEXEC)))
 }
 
 /// The low 32 bits of a register, as the C `int` the kernel reads.
@@ -803,73 +842,6 @@ impl Governor {
         // meanwhile, say to a FIFO, would be followed).
         ledger.allow(tid, &file, &passed, &argv).ok()?;
         Some(Answer::Continue)
-    }
-
-    /// `connect` to an IPv4 or IPv6 address: a `NetConnect`, made here;
-    /// the agent's socket is replaced by the enforcer's connected one
-    /// (same descriptor number). Unix sockets continue (Landlock's scope
-    /// and file permissions govern them); other families are refused.
-    fn connect(
-        &self,
-        agent: &Agent<'_>,
-        args: &[u64; 6],
-        decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
-        let socket = low_int(args[0])?;
-        let length = usize::try_from(args[2]).ok()?.min(128);
-        let mut address = vec![0u8; length];
-        agent.memory.read_exact_at(&mut address, args[1]).ok()?;
-        if !(agent.still_valid)() {
-            return None;
-        }
-        let family = u16::from_ne_bytes([*address.first()?, *address.get(1)?]);
-        let peer = match i32::from(family) {
-            libc::AF_UNIX => return Some(Answer::Continue),
-            libc::AF_INET => {
-                let port = u16::from_be_bytes([*address.get(2)?, *address.get(3)?]);
-                let ip = std::net::Ipv4Addr::new(
-                    *address.get(4)?,
-                    *address.get(5)?,
-                    *address.get(6)?,
-                    *address.get(7)?,
-                );
-                std::net::SocketAddr::from((ip, port))
-            }
-            libc::AF_INET6 => {
-                let port = u16::from_be_bytes([*address.get(2)?, *address.get(3)?]);
-                let octets: [u8; 16] = address.get(8..24)?.try_into().ok()?;
-                std::net::SocketAddr::from((std::net::Ipv6Addr::from(octets), port))
-            }
-            _ => return None,
-        };
-        let action = Action::net_connect(peer.ip().to_string(), peer.port());
-        let canonical = CanonicalAction::new(action, None).ok()?;
-        if !decide(canonical) {
-            return None;
-        }
-        let stream =
-            match std::net::TcpStream::connect_timeout(&peer, crate::broker::CONNECT_TIMEOUT) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    return Some(Answer::Fail(e.raw_os_error().unwrap_or(libc::ECONNREFUSED)));
-                }
-            };
-        // Keep the agent's blocking mode on the socket it gets back.
-        let nonblocking = std::fs::read_to_string(format!("/proc/{}/fdinfo/{socket}", agent.pid))
-            .ok()
-            .and_then(|info| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix("flags:"))
-                    .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
-            })
-            .is_some_and(|flags| flags & u32::try_from(libc::O_NONBLOCK).unwrap_or(0) != 0);
-        if stream.set_nonblocking(nonblocking).is_err() {
-            return None;
-        }
-        Some(Answer::Replace {
-            fd: OwnedFd::from(stream),
-            target: socket,
-        })
     }
 }
 
