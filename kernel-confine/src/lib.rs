@@ -19,6 +19,9 @@
 //!   enforcer decides the agent's `connect` calls
 //!   ([`Profile::tcp_sockets`], [`Profile::unix_datagrams`]), TCP stream
 //!   sockets may be created, and `AF_UNIX` datagram sockets may not.
+//! - **File attributes**: when the enforcer decides the agent's metadata
+//!   changes ([`Profile::attribute_ioctls`]), the `ioctl`s that set a
+//!   file's attribute flags fail with `ENOTTY`.
 //! - **Scopes** (Landlock, ABI 6): no signals to processes outside the
 //!   confined domain (so not to the enforcer, whatever its process group),
 //!   and no connections to abstract Unix sockets created outside it.
@@ -120,6 +123,12 @@ pub struct Profile {
     /// reaches any listening socket file by the address it gives each
     /// `sendto` or `sendmsg`, where no notification can read it.
     pub unix_datagrams: bool,
+    /// Whether the `ioctl`s that set a file's attribute flags (`chattr`'s
+    /// `FS_IOC_SETFLAGS` and `FS_IOC_FSSETXATTR`, the generation number,
+    /// `fs-verity`, an encryption policy) may be used. Off when the
+    /// enforcer decides the agent's metadata changes: they then fail with
+    /// `ENOTTY`, as on a file system without them.
+    pub attribute_ioctls: bool,
     /// Whether the workspace is readable directly. Off when the agent's
     /// own opens are decided by policy at the system-call boundary, so
     /// that a workspace file is reachable only through a decision.
@@ -149,6 +158,7 @@ impl Profile {
             workspace_executable: false,
             tcp_sockets: false,
             unix_datagrams: true,
+            attribute_ioctls: true,
         }
     }
 
@@ -431,10 +441,27 @@ fn target_arch() -> Result<TargetArch, ConfineError> {
     }
 }
 
+/// `ioctl` requests that set a file's attributes, refused when
+/// [`Profile::attribute_ioctls`] is off (`_IOW`/`_IOR` numbers on x86_64
+/// and aarch64): `FS_IOC_SETFLAGS` and its 32-bit form,
+/// `FS_IOC_SETVERSION` and its 32-bit form, `FS_IOC_FSSETXATTR`,
+/// `FS_IOC_ENABLE_VERITY` (makes a file read-only for good) and
+/// `FS_IOC_SET_ENCRYPTION_POLICY`.
+const ATTRIBUTE_IOCTLS: [u32; 7] = [
+    0x4008_6602,
+    0x4004_6602,
+    0x4008_7602,
+    0x4004_7602,
+    0x401c_5820,
+    0x4080_6685,
+    0x800c_6613,
+];
+
 /// The seccomp programs, installed one after the other: the x32 guard
-/// and the denylist (`EPERM`), then `clone3` (`ENOSYS`). Each system call
-/// is matched by at most one of them, so stacking them gives each its own
-/// answer.
+/// and the denylist (`EPERM`), then `clone3` (`ENOSYS`), then, if the
+/// profile refuses them, the attribute `ioctl`s (`ENOTTY`). Each system
+/// call is matched by at most one of them, so stacking them gives each
+/// its own answer.
 fn seccomp_programs(profile: &Profile) -> Result<Vec<BpfProgram>, ConfineError> {
     let apply = |e: seccompiler::BackendError| ConfineError::Apply(e.to_string());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
@@ -580,7 +607,27 @@ fn seccomp_programs(profile: &Profile) -> Result<Vec<BpfProgram>, ConfineError> 
     )
     .and_then(TryInto::try_into)
     .map_err(apply)?;
-    Ok(vec![guarded, clone3])
+    let mut programs = vec![guarded, clone3];
+    if !profile.attribute_ioctls {
+        let enotty = u32::try_from(libc::ENOTTY).unwrap_or(25);
+        let requests = ATTRIBUTE_IOCTLS
+            .iter()
+            .map(|request| {
+                SeccompRule::new(vec![arg(1, SeccompCmpOp::Eq, u64::from(*request))?])
+                    .map_err(apply)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ioctls: BpfProgram = SeccompFilter::new(
+            BTreeMap::from([(libc::SYS_ioctl, requests)]),
+            SeccompAction::Allow,
+            SeccompAction::Errno(enotty),
+            target_arch()?,
+        )
+        .and_then(TryInto::try_into)
+        .map_err(apply)?;
+        programs.push(ioctls);
+    }
+    Ok(programs)
 }
 
 /// `if (nr >= 0x40000000) return KILL_PROCESS;` on x86_64.
