@@ -124,7 +124,11 @@ pub fn write_permitted(permit: Permit, content: &[u8]) -> Result<(), EffectError
         WriteMode::CreateNew => options.write(true).create_new(true),
         WriteMode::Overwrite => options.write(true).create(true).truncate(true),
         WriteMode::Append => options.append(true).create(true),
-        WriteMode::Descriptor | WriteMode::Symlink | WriteMode::HardLink | WriteMode::Metadata => {
+        WriteMode::Descriptor
+        | WriteMode::Symlink
+        | WriteMode::HardLink
+        | WriteMode::Metadata
+        | WriteMode::Connect => {
             return Err(EffectError::WrongPermit);
         }
     };

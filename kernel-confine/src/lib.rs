@@ -15,7 +15,13 @@
 //! - **Network** (Landlock, ABI 4): no TCP `connect` or `bind` at all;
 //!   and (seccomp) no socket of any family but `AF_UNIX`, so no UDP, raw,
 //!   packet or netlink socket either. Connections the policy allows reach
-//!   the agent already connected, from the enforcer's broker.
+//!   the agent already connected, from the enforcer's broker. When the
+//!   enforcer decides the agent's `connect` calls
+//!   ([`Profile::tcp_sockets`], [`Profile::unix_datagrams`]), TCP stream
+//!   sockets may be created, and `AF_UNIX` datagram sockets may not.
+//! - **File attributes**: when the enforcer decides the agent's metadata
+//!   changes ([`Profile::attribute_ioctls`]), the `ioctl`s that set a
+//!   file's attribute flags fail with `ENOTTY`.
 //! - **Scopes** (Landlock, ABI 6): no signals to processes outside the
 //!   confined domain (so not to the enforcer, whatever its process group),
 //!   and no connections to abstract Unix sockets created outside it.
@@ -111,6 +117,18 @@ pub struct Profile {
     /// agent's `connect` calls; Landlock still refuses TCP `connect` and
     /// `bind` made directly.
     pub tcp_sockets: bool,
+    /// Whether `AF_UNIX` datagram sockets may be created (`socket`,
+    /// `socketpair`). Off when the enforcer decides the agent's Unix
+    /// `connect` calls: a datagram socket, even one of a connected pair,
+    /// reaches any listening socket file by the address it gives each
+    /// `sendto` or `sendmsg`, where no notification can read it.
+    pub unix_datagrams: bool,
+    /// Whether the `ioctl`s that set a file's attribute flags (`chattr`'s
+    /// `FS_IOC_SETFLAGS` and `FS_IOC_FSSETXATTR`, the generation number,
+    /// `fs-verity`, an encryption policy) may be used. Off when the
+    /// enforcer decides the agent's metadata changes: they then fail with
+    /// `ENOTTY`, as on a file system without them.
+    pub attribute_ioctls: bool,
     /// Whether the workspace is readable directly. Off when the agent's
     /// own opens are decided by policy at the system-call boundary, so
     /// that a workspace file is reachable only through a decision.
@@ -139,6 +157,8 @@ impl Profile {
             workspace_readable: true,
             workspace_executable: false,
             tcp_sockets: false,
+            unix_datagrams: true,
+            attribute_ioctls: true,
         }
     }
 
@@ -298,7 +318,7 @@ impl Prepared {
             .map_err(unsupported)?;
         Ok(Self {
             ruleset: Some(ruleset),
-            filters: seccomp_programs(profile.tcp_sockets)?,
+            filters: seccomp_programs(profile)?,
         })
     }
 
@@ -421,11 +441,28 @@ fn target_arch() -> Result<TargetArch, ConfineError> {
     }
 }
 
+/// `ioctl` requests that set a file's attributes, refused when
+/// [`Profile::attribute_ioctls`] is off (`_IOW`/`_IOR` numbers on x86_64
+/// and aarch64): `FS_IOC_SETFLAGS` and its 32-bit form,
+/// `FS_IOC_SETVERSION` and its 32-bit form, `FS_IOC_FSSETXATTR`,
+/// `FS_IOC_ENABLE_VERITY` (makes a file read-only for good) and
+/// `FS_IOC_SET_ENCRYPTION_POLICY`.
+const ATTRIBUTE_IOCTLS: [u32; 7] = [
+    0x4008_6602,
+    0x4004_6602,
+    0x4008_7602,
+    0x4004_7602,
+    0x401c_5820,
+    0x4080_6685,
+    0x800c_6613,
+];
+
 /// The seccomp programs, installed one after the other: the x32 guard
-/// and the denylist (`EPERM`), then `clone3` (`ENOSYS`). Each system call
-/// is matched by at most one of them, so stacking them gives each its own
-/// answer.
-fn seccomp_programs(tcp_sockets: bool) -> Result<Vec<BpfProgram>, ConfineError> {
+/// and the denylist (`EPERM`), then `clone3` (`ENOSYS`), then, if the
+/// profile refuses them, the attribute `ioctl`s (`ENOTTY`). Each system
+/// call is matched by at most one of them, so stacking them gives each
+/// its own answer.
+fn seccomp_programs(profile: &Profile) -> Result<Vec<BpfProgram>, ConfineError> {
     let apply = |e: seccompiler::BackendError| ConfineError::Apply(e.to_string());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|nr| (*nr, Vec::new())).collect();
@@ -456,7 +493,27 @@ fn seccomp_programs(tcp_sockets: bool) -> Result<Vec<BpfProgram>, ConfineError> 
         SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value).map_err(apply)
     };
     let mut socket_rules = Vec::new();
-    if tcp_sockets {
+    if !profile.unix_datagrams {
+        // socket() and socketpair() of AF_UNIX datagram sockets (the
+        // kernel makes SOCK_RAW a datagram socket too).
+        let mut datagram_rules = Vec::new();
+        for kind in [libc::SOCK_DGRAM, libc::SOCK_RAW] {
+            datagram_rules.push(
+                SeccompRule::new(vec![
+                    arg(0, SeccompCmpOp::Eq, unix)?,
+                    arg(
+                        1,
+                        SeccompCmpOp::MaskedEq(0xf),
+                        u64::from(kind.unsigned_abs()),
+                    )?,
+                ])
+                .map_err(apply)?,
+            );
+        }
+        socket_rules.extend(datagram_rules.iter().cloned());
+        rules.insert(libc::SYS_socketpair, datagram_rules);
+    }
+    if profile.tcp_sockets {
         socket_rules.push(
             SeccompRule::new(vec![
                 arg(0, SeccompCmpOp::Ne, unix)?,
@@ -550,7 +607,27 @@ fn seccomp_programs(tcp_sockets: bool) -> Result<Vec<BpfProgram>, ConfineError> 
     )
     .and_then(TryInto::try_into)
     .map_err(apply)?;
-    Ok(vec![guarded, clone3])
+    let mut programs = vec![guarded, clone3];
+    if !profile.attribute_ioctls {
+        let enotty = u32::try_from(libc::ENOTTY).unwrap_or(25);
+        let requests = ATTRIBUTE_IOCTLS
+            .iter()
+            .map(|request| {
+                SeccompRule::new(vec![arg(1, SeccompCmpOp::Eq, u64::from(*request))?])
+                    .map_err(apply)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ioctls: BpfProgram = SeccompFilter::new(
+            BTreeMap::from([(libc::SYS_ioctl, requests)]),
+            SeccompAction::Allow,
+            SeccompAction::Errno(enotty),
+            target_arch()?,
+        )
+        .and_then(TryInto::try_into)
+        .map_err(apply)?;
+        programs.push(ioctls);
+    }
+    Ok(programs)
 }
 
 /// `if (nr >= 0x40000000) return KILL_PROCESS;` on x86_64.

@@ -100,8 +100,14 @@ pub enum WriteMode {
     /// and write are decided alongside, since the new name reaches it.
     HardLink,
     /// A change of the metadata of the file at `path` (permission bits,
-    /// times, owner): no content (`size` 0, digest all zeros).
+    /// owner, times, extended attributes): no content (`size` 0, digest
+    /// all zeros).
     Metadata,
+    /// A connection to the Unix socket at `path` (an agent governed at
+    /// the system-call boundary): what will be sent over it is not known
+    /// when deciding, so, as for [`WriteMode::Descriptor`], `size` is
+    /// [`DESCRIPTOR_WRITE_SIZE`] and `content_sha256` is all zeros.
+    Connect,
 }
 
 /// The `size` of a [`WriteMode::Descriptor`] write: the largest policy
@@ -119,6 +125,7 @@ impl WriteMode {
             Self::Symlink => "symlink",
             Self::HardLink => "hard_link",
             Self::Metadata => "metadata",
+            Self::Connect => "connect",
         }
     }
 
@@ -127,6 +134,14 @@ impl WriteMode {
     /// system calls.
     pub fn writes_content(self) -> bool {
         matches!(self, Self::CreateNew | Self::Overwrite | Self::Append)
+    }
+
+    /// Whether what this mode writes is unknown when deciding (a
+    /// descriptor, a connection): such a write has `size`
+    /// [`DESCRIPTOR_WRITE_SIZE`] and an all-zero digest, and no other
+    /// write has.
+    pub fn is_unbounded(self) -> bool {
+        matches!(self, Self::Descriptor | Self::Connect)
     }
 }
 
@@ -230,6 +245,17 @@ impl Action {
             content_sha256: Digest::of_content(target.as_bytes()),
             size: u64::try_from(target.len()).unwrap_or(u64::MAX),
             mode: WriteMode::Symlink,
+        }
+    }
+
+    /// An [`Action::FileWrite`] of a connection to the Unix socket at
+    /// `path` (see [`WriteMode::Connect`]).
+    pub fn file_connect(path: impl Into<String>) -> Self {
+        Self::FileWrite {
+            path: path.into(),
+            content_sha256: Digest([0; 32]),
+            size: DESCRIPTOR_WRITE_SIZE,
+            mode: WriteMode::Connect,
         }
     }
 
@@ -391,8 +417,9 @@ pub enum ActionError {
     #[error("port 0 is not a valid destination")]
     BadPort,
     /// A write's mode does not match its content binding: a descriptor
-    /// write has the unbound size and digest, and no other write has them.
-    #[error("a descriptor write has unbound content, and only a descriptor write has")]
+    /// or connection write has the unbound size and digest, and no other
+    /// write has them.
+    #[error("a descriptor or connection write has unbound content, and only such a write has")]
     InconsistentWrite,
     /// The URL does not parse, is not http(s), or has no host.
     #[error("url `{url}` is not usable: {why}")]
@@ -449,9 +476,8 @@ impl CanonicalAction {
                 size,
                 mode,
             } => {
-                let descriptor = mode == WriteMode::Descriptor;
                 let unbound = size == DESCRIPTOR_WRITE_SIZE && content_sha256 == Digest([0; 32]);
-                if descriptor != unbound {
+                if mode.is_unbounded() != unbound {
                     return Err(ActionError::InconsistentWrite);
                 }
                 Action::FileWrite {
@@ -844,6 +870,32 @@ mod tests {
 
     fn canon(action: Action) -> Result<Action, ActionError> {
         CanonicalAction::new(action, Some("/home/dev/project")).map(|c| c.0)
+    }
+
+    #[test]
+    fn only_descriptor_and_connection_writes_have_unbound_content() {
+        for (mode, unbounded) in [
+            (WriteMode::CreateNew, false),
+            (WriteMode::Overwrite, false),
+            (WriteMode::Append, false),
+            (WriteMode::Descriptor, true),
+            (WriteMode::Symlink, false),
+            (WriteMode::HardLink, false),
+            (WriteMode::Metadata, false),
+            (WriteMode::Connect, true),
+        ] {
+            let write = |size, content_sha256| Action::FileWrite {
+                path: "/s".into(),
+                content_sha256,
+                size,
+                mode,
+            };
+            let unbound = write(DESCRIPTOR_WRITE_SIZE, Digest([0; 32]));
+            let bound = write(0, Digest([0; 32]));
+            assert_eq!(canon(unbound).is_ok(), unbounded, "{mode:?}");
+            assert_eq!(canon(bound).is_ok(), !unbounded, "{mode:?}");
+        }
+        assert!(canon(Action::file_connect("/run/a.sock")).is_ok());
     }
 
     #[test]

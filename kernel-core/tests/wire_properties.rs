@@ -253,6 +253,7 @@ fn write_mode() -> impl Strategy<Value = WriteMode> {
         Just(WriteMode::Symlink),
         Just(WriteMode::HardLink),
         Just(WriteMode::Metadata),
+        Just(WriteMode::Connect),
     ]
 }
 

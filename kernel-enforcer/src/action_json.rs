@@ -158,25 +158,26 @@ pub fn parse_action(text: &str) -> Result<ParsedAction, String> {
                 Some("symlink") => WriteMode::Symlink,
                 Some("hard_link") => WriteMode::HardLink,
                 Some("metadata") => WriteMode::Metadata,
+                Some("connect") => WriteMode::Connect,
                 Some(other) => {
                     return Err(format!(
                         "unknown write mode `{other}`: use overwrite, create_new, append, \
-                         descriptor, symlink, hard_link or metadata"
+                         descriptor, symlink, hard_link, metadata or connect"
                     ));
                 }
             };
             let (content_sha256, size) = match (inline, content_sha256, size, mode) {
-                (None, None, None, WriteMode::Descriptor) => {
+                (None, None, None, m) if m.is_unbounded() => {
                     (Digest([0; 32]), kernel_core::DESCRIPTOR_WRITE_SIZE)
                 }
-                (Some(text), None, None, m) if m != WriteMode::Descriptor => {
+                (Some(text), None, None, m) if !m.is_unbounded() => {
                     let bytes = text.into_bytes();
                     let digest = Digest::of_content(&bytes);
                     let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
                     content = Some(bytes);
                     (digest, size)
                 }
-                (None, Some(digest), Some(size), m) if m != WriteMode::Descriptor => {
+                (None, Some(digest), Some(size), m) if !m.is_unbounded() => {
                     let digest = Digest::from_hex(&digest).ok_or_else(|| {
                         format!("`content_sha256` `{digest}` is not 64 hex digits")
                     })?;
@@ -185,7 +186,7 @@ pub fn parse_action(text: &str) -> Result<ParsedAction, String> {
                 _ => {
                     return Err(
                         "a file_write needs either `content`, or `content_sha256` and `size`, \
-                         or mode `descriptor` with neither"
+                         or mode `descriptor` or `connect` with neither"
                             .into(),
                     );
                 }

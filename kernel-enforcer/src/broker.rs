@@ -202,7 +202,8 @@ impl Broker {
                 WriteMode::Descriptor
                 | WriteMode::Symlink
                 | WriteMode::HardLink
-                | WriteMode::Metadata => {
+                | WriteMode::Metadata
+                | WriteMode::Connect => {
                     return failed(format!(
                         "a `{}` write is not a content the broker writes",
                         mode.as_str()

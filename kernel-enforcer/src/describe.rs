@@ -34,6 +34,11 @@ pub fn action(action: &Action) -> String {
             mode: kernel_core::WriteMode::Metadata,
             ..
         } => format!("file_write {path} (metadata)"),
+        Action::FileWrite {
+            path,
+            mode: kernel_core::WriteMode::Connect,
+            ..
+        } => format!("file_write {path} (Unix socket connection)"),
         Action::FileWrite { path, size, .. } => format!("file_write {path} ({size} bytes)"),
         Action::FileDelete { path } => format!("file_delete {path}"),
         Action::NetConnect { host, port } => format!("net_connect {host}:{port}"),

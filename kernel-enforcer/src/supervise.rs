@@ -122,6 +122,11 @@ fn profile_of(agent: &Agent) -> Profile {
         .extend(agent.system_trees.iter().cloned());
     profile.workspace_readable = !agent.govern_syscalls;
     profile.tcp_sockets = agent.govern_syscalls;
+    // Governed, Unix connects and metadata changes are decided: what would
+    // reach a listener or change a file's attributes without a call the
+    // enforcer sees is refused.
+    profile.unix_datagrams = !agent.govern_syscalls;
+    profile.attribute_ioctls = !agent.govern_syscalls;
     // Governed, every exec is decided by policy and verified after
     // (`exec_trace`); Landlock still limits it to the system trees.
     profile.system_execute = agent.govern_syscalls;

@@ -141,20 +141,45 @@ fn coding_agent_profile() -> std::path::PathBuf {
 
 /// Runs `script` with `/bin/sh` governed, killed if it takes over a minute.
 fn sh(scene: &Scene, script: &str) -> Output {
-    let mut child = governed(scene, "/usr/bin/sh", &["-c", script])
+    output_within(governed(scene, "/usr/bin/sh", &["-c", script]), script)
+}
+
+/// Runs `command`'s governed run to its end with its output collected;
+/// killed, and the test failed, if it takes over a minute.
+fn output_within(mut command: Command, what: &str) -> Output {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read while the run goes on, so a full pipe does not hold it.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut text).map(|_| text)
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut text).map(|_| text)
+    });
     let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if started.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
-            panic!("the governed run did not end within 60 s: {script}");
+            let _ = child.wait();
+            panic!("the governed run did not end within 60 s: {what}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap().unwrap(),
+        stderr: err.join().unwrap().unwrap(),
     }
-    child.wait_with_output().unwrap()
 }
 
 fn verified(evidence: &Path) -> kernel_core::AuditReport {
@@ -850,5 +875,221 @@ fn a_scratch_or_system_tree_overlapping_the_workspace_is_refused() {
             "{flags:?}: {stderr}"
         );
         assert!(!scene.ws.join("ran").exists(), "{flags:?}: the agent ran");
+    }
+}
+
+/// What a file's metadata is, as far as an agent could change it: mode,
+/// owner, times (the change time moves with any change that succeeds),
+/// extended attributes and attribute flags.
+fn metadata_of(path: &Path) -> (u32, u32, u32, i64, i64, i64, Vec<u8>, u32) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    let mut names = vec![0u8; 4096];
+    let len = rustix::fs::listxattr(path, &mut names[..]).unwrap();
+    names.truncate(len);
+    let file = std::fs::File::open(path).unwrap();
+    let flags = rustix::fs::ioctl_getflags(&file).map_or(0, |f| f.bits());
+    (
+        meta.mode(),
+        meta.uid(),
+        meta.gid(),
+        meta.mtime(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        names,
+        flags,
+    )
+}
+
+/// Under the shipped coding-agent profile, outside the workspace: every
+/// metadata call (`chmod`, `chown`, the `utime` family, extended
+/// attributes set and removed, by path, through a link, by descriptor,
+/// through `/proc/self/fd`), the attribute-flag `ioctl` and
+/// `file_setattr` leave a 0600 file and a readable file exactly as they
+/// were; a connection to a listening Unix socket (directly, through a
+/// workspace link, as a sequenced-packet socket, while another thread
+/// rewrites the address between a scratch socket and it), an abstract
+/// socket and a datagram socket reach nothing. Inside the workspace,
+/// `chmod +x` makes a script that runs, times and attributes change, and a
+/// workspace socket is reached.
+#[test]
+fn metadata_changes_and_unix_connects_outside_the_workspace_change_nothing() {
+    use std::os::linux::net::SocketAddrExt;
+    if !Path::new("/usr/bin/python3").exists() {
+        println!("SKIPPED: no /usr/bin/python3");
+        return;
+    }
+    let scene = scene();
+    let secret = scene.outside.join("secret");
+    std::fs::write(&secret, "SECRET").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let home = scene.outside.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let gitconfig = home.join(".gitconfig");
+    std::fs::write(&gitconfig, "[user]\n\tname = T\n").unwrap();
+    for file in [&secret, &gitconfig] {
+        rustix::fs::setxattr(file, "user.keep", b"1", rustix::fs::XattrFlags::empty()).unwrap();
+    }
+    let before = [metadata_of(&secret), metadata_of(&gitconfig)];
+    let daemon = std::os::unix::net::UnixListener::bind(scene.outside.join("daemon.sock")).unwrap();
+    daemon.set_nonblocking(true).unwrap();
+    let datagram =
+        std::os::unix::net::UnixDatagram::bind(scene.outside.join("dgram.sock")).unwrap();
+    datagram.set_nonblocking(true).unwrap();
+    let abstract_name = format!("agent-kernel-test-{}", std::process::id());
+    let abstract_listener = std::os::unix::net::UnixListener::bind_addr(
+        &std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap(),
+    )
+    .unwrap();
+    abstract_listener.set_nonblocking(true).unwrap();
+    let workspace_listener =
+        std::os::unix::net::UnixListener::bind(scene.ws.join("ws.sock")).unwrap();
+    workspace_listener.set_nonblocking(true).unwrap();
+
+    let mut command = governed_by(
+        &scene,
+        &coding_agent_profile(),
+        &[],
+        "/usr/bin/python3",
+        &["-c", include_str!("agents/governed_metadata.py")],
+    );
+    command
+        .env("PROBE_SECRET", &secret)
+        .env("PROBE_GITCONFIG", &gitconfig)
+        .env("PROBE_SOCKET", scene.outside.join("daemon.sock"))
+        .env("PROBE_DGRAM", scene.outside.join("dgram.sock"))
+        .env("PROBE_ABSTRACT", &abstract_name);
+    let out = output_within(command, "governed_metadata.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Judged by the world: nothing outside changed, nothing was reached.
+    assert_eq!(
+        [metadata_of(&secret), metadata_of(&gitconfig)],
+        before,
+        "a file outside the workspace changed"
+    );
+    assert_eq!(before[0].0 & 0o7777, 0o600);
+    let nothing = |accepted: std::io::Result<_>, what: &str| match accepted {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("{what} was reached: {other:?}"),
+    };
+    nothing(daemon.accept().map(|_| ()), "the outside listener");
+    nothing(
+        abstract_listener.accept().map(|_| ()),
+        "the abstract listener",
+    );
+    nothing(
+        datagram.recv(&mut [0u8; 16]).map(|_| ()),
+        "the datagram listener",
+    );
+    // Each attempt was refused, and said so.
+    for attempt in [
+        "chmod",
+        "chmod through a workspace link",
+        "fchmodat2",
+        "chown",
+        "lchown",
+        "utimensat",
+        "utimes",
+        "utime",
+        "futimesat",
+        "setxattr",
+        "setxattr acl",
+        "lsetxattr",
+        "removexattr",
+        "setxattrat",
+        "removexattrat",
+        "fchmod",
+        "fchown",
+        "futimens",
+        "fsetxattr",
+        "fremovexattr",
+        "chmod /proc/self/fd",
+        "connect",
+        "connect through a workspace link",
+        "connect seqpacket",
+    ] {
+        assert!(
+            stdout.contains(&format!("\n{attempt}: refused EACCES"))
+                || stdout.starts_with(&format!("{attempt}: refused EACCES")),
+            "{attempt}: {stdout}"
+        );
+    }
+    for (attempt, errno) in [
+        ("file_setattr", "ENOSYS"),
+        ("FS_IOC_SETFLAGS", "ENOTTY"),
+        ("connect abstract", "EPERM"),
+        ("datagram socket", "EPERM"),
+        ("datagram pair", "EPERM"),
+    ] {
+        assert!(
+            stdout.contains(&format!("{attempt}: refused {errno}")),
+            "{attempt}: {stdout}"
+        );
+    }
+    for race in ["scratch", "abstract"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("connect race ({race}):")))
+            .unwrap_or_default();
+        println!("{line}");
+        assert!(
+            line.contains("'EACCES'") || line.contains("'EPERM'"),
+            "the {race} race was never refused: {line}"
+        );
+    }
+    // Inside the workspace: allowed, and it happened.
+    for attempt in [
+        "chmod +x in the workspace",
+        "utime in the workspace",
+        "utimes in the workspace",
+        "utime (syscall) in the workspace",
+        "setxattr in the workspace",
+        "connect in the workspace",
+        "connect in the scratch directory",
+    ] {
+        assert!(
+            stdout.contains(&format!("{attempt}: GOT")),
+            "{attempt}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("script-ran"), "{stdout}");
+    assert!(
+        stdout.contains("scratch listener got: b'reached'"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("close-on-exec kept: GOT True"), "{stdout}");
+    let script = scene.ws.join("script.sh");
+    let meta = std::fs::metadata(&script).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o755);
+    assert_eq!(meta.mtime(), 1000);
+    let mut note = [0u8; 8];
+    let len = rustix::fs::getxattr(&script, "user.note", &mut note[..]).unwrap();
+    assert_eq!(&note[..len], b"ok");
+    let (mut stream, _) = workspace_listener.accept().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut got).unwrap();
+    assert_eq!(got, "reached");
+    // Judged by the evidence: it verifies, with the refusals recorded.
+    verified(&scene.evidence);
+    let lines = inspected(&scene.evidence);
+    for expected in [
+        format!("deny     file_write {} (metadata)", secret.display()),
+        format!("deny     file_write {} (metadata)", gitconfig.display()),
+        format!(
+            "deny     file_write {}/daemon.sock (Unix socket connection)",
+            scene.outside.display()
+        ),
+        format!(
+            "allow    file_write {}/ws.sock (Unix socket connection)",
+            scene.ws.display()
+        ),
+    ] {
+        assert!(lines.contains(&expected), "no `{expected}` in\n{lines}");
     }
 }

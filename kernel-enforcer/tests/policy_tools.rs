@@ -60,6 +60,24 @@ fn the_shipped_example_tests_pass() {
     );
 }
 
+/// The coding-agent profile's own cases, among them metadata changes and
+/// Unix-socket connections: allowed in the workspace, refused outside it.
+#[test]
+fn the_coding_agent_profile_tests_pass() {
+    let file = examples().join("coding-agent.tests.toml");
+    let output = run(&["policy", "test", file.to_str().unwrap()]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    for expected in [
+        "ok    chmod +x script.sh: file_write /home/agent/project/script.sh (metadata) -> allow",
+        "ok    touch ~/.bashrc (times outside the workspace): file_write /home/agent/.bashrc (metadata) -> deny",
+        "ok    the Docker daemon's socket: file_write /var/run/docker.sock (Unix socket connection) -> deny",
+    ] {
+        assert!(stdout.contains(expected), "no `{expected}` in {stdout}");
+    }
+}
+
 #[test]
 fn a_failing_case_says_what_was_expected_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();

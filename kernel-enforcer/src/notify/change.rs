@@ -1,12 +1,11 @@
 //! Calls that change the file system: removals, directory creations,
-//! renames, symbolic and hard links, truncation and metadata changes, each
-//! decided and then performed by the enforcer on what was decided.
+//! renames, symbolic and hard links and truncation, each decided and then
+//! performed by the enforcer on what was decided (metadata changes are in
+//! the `metadata` module).
 
-use super::paths::{self, ProcEntry};
-use super::{Agent, Answer, Governor, done, low_int, read_c_string, read_times};
+use super::{Agent, Answer, Governor, done, low_int, read_c_string};
 use kernel_core::{Action, CanonicalAction};
 use rustix::fs::{Mode, OFlags};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 impl Governor {
@@ -247,128 +246,6 @@ impl Governor {
                 .and_then(|file| file.set_len(length));
             done(truncated)
         })
-    }
-
-    /// `chmod`, `fchmod`, `fchmodat`, `fchmodat2`, `chown`, `lchown`,
-    /// `fchown`, `fchownat`, `utimensat`: a `FileWrite` in
-    /// [`WriteMode::Metadata`] mode of the file. The file is pinned first
-    /// (opened with `O_PATH`, by its resolved path without following
-    /// links, or from the agent's descriptor), the decision is taken on the
-    /// path of what was pinned, and the change is made here on it: nothing
-    /// the agent does after the check changes which file is changed.
-    ///
-    /// [`WriteMode::Metadata`]: kernel_core::WriteMode::Metadata
-    pub(super) fn metadata(
-        &self,
-        agent: &Agent<'_>,
-        nr: libc::c_long,
-        args: &[u64; 6],
-        decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
-        // (descriptor, path pointer or 0 for the descriptor itself, flags)
-        let (dirfd, path, flags) = match nr {
-            libc::SYS_chmod | libc::SYS_chown => (libc::AT_FDCWD, args[0], 0),
-            libc::SYS_lchown => (libc::AT_FDCWD, args[0], libc::AT_SYMLINK_NOFOLLOW),
-            libc::SYS_fchmod | libc::SYS_fchown => (low_int(args[0])?, 0, 0),
-            libc::SYS_fchmodat => (low_int(args[0])?, args[1], 0),
-            libc::SYS_fchmodat2 => (low_int(args[0])?, args[1], low_int(args[3])?),
-            libc::SYS_fchownat => (low_int(args[0])?, args[1], low_int(args[4])?),
-            _ => (low_int(args[0])?, args[1], low_int(args[3])?),
-        };
-        if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
-            return Some(Answer::Fail(libc::EINVAL));
-        }
-        let empty = path != 0
-            && flags & libc::AT_EMPTY_PATH != 0
-            && read_c_string(&agent.memory, path).is_some_and(|p| p.is_empty());
-        let Some(tgid) = agent.caller.tgid() else {
-            return Some(Answer::Fail(libc::ESRCH));
-        };
-        // The file of one of the agent's own descriptors.
-        let descriptor = |fd: i32| {
-            rustix::fs::open(
-                format!("/proc/{tgid}/fd/{fd}").as_str(),
-                OFlags::PATH | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| e.raw_os_error())
-        };
-        let pinned = if path == 0 || empty {
-            descriptor(dirfd)
-        } else {
-            let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-            agent.path(dirfd, path, follow).and_then(|target| {
-                match paths::proc_entry(&target, &agent.caller) {
-                    // `/proc/self/fd/N`: how libc changes the metadata of
-                    // an `O_PATH` descriptor.
-                    ProcEntry::Descriptor(fd) => descriptor(fd),
-                    _ if target.starts_with("/proc") => Err(libc::EACCES),
-                    _ => self
-                        .broker
-                        .open(&target, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())
-                        .map(OwnedFd::from)
-                        .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES)),
-                }
-            })
-        };
-        let pinned = match pinned {
-            Ok(pinned) => pinned,
-            Err(errno) => return Some(Answer::Fail(errno)),
-        };
-        let handle = format!("/proc/self/fd/{}", pinned.as_raw_fd());
-        let target = std::fs::read_link(&handle).ok()?;
-        let text = target.to_str()?.to_owned();
-        let canonical = CanonicalAction::new(
-            Action::file_write_without_content(text, kernel_core::WriteMode::Metadata),
-            None,
-        )
-        .ok()?;
-        if !target.is_absolute() {
-            return None;
-        }
-        // What the agent may write without a decision (its scratch
-        // directory) it may change the metadata of too.
-        if !self.granted(&target, true) && !decide(canonical) {
-            return None;
-        }
-        let handle = handle.as_str();
-        let changed = match nr {
-            libc::SYS_chmod | libc::SYS_fchmod | libc::SYS_fchmodat | libc::SYS_fchmodat2 => {
-                let mode = match nr {
-                    libc::SYS_chmod | libc::SYS_fchmod => args[1],
-                    _ => args[2],
-                };
-                rustix::fs::chmod(
-                    handle,
-                    Mode::from_bits_truncate(u32::try_from(mode & 0o7777).ok()?),
-                )
-            }
-            libc::SYS_utimensat => {
-                let times = read_times(&agent.memory, args[2])?;
-                rustix::fs::utimensat(
-                    rustix::fs::CWD,
-                    handle,
-                    &times,
-                    rustix::fs::AtFlags::empty(),
-                )
-            }
-            _ => {
-                let (owner, group) = match nr {
-                    libc::SYS_chown | libc::SYS_lchown | libc::SYS_fchown => (args[1], args[2]),
-                    _ => (args[2], args[3]),
-                };
-                let id = |raw: u64| {
-                    u32::try_from(raw & 0xffff_ffff)
-                        .ok()
-                        .filter(|id| *id != u32::MAX)
-                };
-                // -1 ("unchanged") is passed as `None`.
-                let owner = id(owner).map(rustix::process::Uid::from_raw);
-                let group = id(group).map(rustix::process::Gid::from_raw);
-                rustix::fs::chown(handle, owner, group)
-            }
-        };
-        Some(done(changed.map_err(std::io::Error::from)))
     }
 
     /// Runs `operation` on the parent directory of `target` (opened

@@ -33,18 +33,25 @@
 //!   durably before the open. A denied one fails with `EACCES`; a read of
 //!   a path that does not exist fails with `ENOENT` without a decision.
 //! - Deletions, directory creations, renames, symbolic and hard links,
-//!   truncation and metadata changes are decided and then performed by
-//!   the enforcer on the decided paths, the parent directory (or the file
-//!   itself, pinned with `O_PATH`) opened without following links.
+//!   truncation and metadata changes (permission bits, owner, times,
+//!   extended attributes) are decided and then performed by the enforcer
+//!   on the decided paths, the parent directory (or the file itself,
+//!   pinned with `O_PATH`) opened without following links. Reading
+//!   metadata (`stat`, `getxattr`, `listxattr`) is not decided: it is
+//!   not the file's content, and `stat` of a path reveals as much.
 //! - `connect` to an IPv4 or IPv6 address is a `NetConnect` (the address,
-//!   not a name); the enforcer connects and puts its connected socket in
-//!   place of the agent's (`SECCOMP_ADDFD_FLAG_SETFD`, same number,
-//!   blocking mode kept), then completes the call with 0. Options the
-//!   agent set on its own socket are not carried over. `connect` on Unix
-//!   sockets continues (see SECURITY.md for what that leaves open). The
-//!   confinement lets such an agent create TCP stream sockets, never
-//!   datagram or raw ones, and refuses TCP Fast Open, which connects
-//!   without `connect`.
+//!   not a name); to a Unix socket file, a `FileWrite` in
+//!   [`WriteMode::Connect`](kernel_core::WriteMode::Connect) mode of its
+//!   physical path (the file pinned first). The enforcer connects and
+//!   puts its connected socket in place of the agent's
+//!   (`SECCOMP_ADDFD_FLAG_SETFD`, same number, blocking mode and
+//!   close-on-exec flag kept), then completes the call with 0. Options
+//!   the agent set on its own socket, and an address it bound, are not
+//!   carried over. Abstract Unix addresses are refused. The confinement
+//!   lets such an agent create TCP stream sockets, never datagram or raw
+//!   ones, and refuses TCP Fast Open, which connects without `connect`;
+//!   it creates no Unix datagram socket either, whose every `sendto` and
+//!   `sendmsg` could name another listener.
 //! - Anything that cannot be read, resolved or decided fails with
 //!   `EACCES`. [`WORKERS`] threads serve notifications; decisions beyond
 //!   the [`RateLimit`] wait their turn up to [`RATE_WAIT`], and fail with
@@ -67,19 +74,23 @@
 //!   limits programs to the system trees, the agent's own and the
 //!   workspace, never the scratch directory.
 //!
-//! Not covered yet: `connect` on Unix sockets, extended attributes, FIFOs
-//! and device nodes (refused by Landlock in the workspace); x86_64 only.
+//! Not covered yet: FIFOs and device nodes (refused by Landlock in the
+//! workspace), `file_setattr` (fails with `ENOSYS`); x86_64 only.
 
 mod change;
+mod connect;
+mod metadata;
 mod open;
 mod paths;
 mod serve;
 
+pub use connect::UNIX_CONNECT_WAIT;
 pub use paths::{OWN_PROCESS_ENTRIES, SYSTEM_PSEUDO_FILES, SYSTEM_PSEUDO_TREES};
 pub use serve::{ANSWER_DEADLINE, DEFAULT_RATE_PER_SECOND, RATE_WAIT, RateLimit, WORKERS, serve};
 
 use crate::broker::Broker;
 use kernel_core::{Action, CanonicalAction};
+use metadata::{SYS_FILE_SETATTR, SYS_REMOVEXATTRAT, SYS_SETXATTRAT};
 use paths::Caller;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -89,7 +100,7 @@ use std::path::{Path, PathBuf};
 const MAX_PATH: usize = 4096;
 
 /// The system calls this version notifies.
-const NOTIFIED: [libc::c_long; 40] = [
+const NOTIFIED: [libc::c_long; 41] = [
     libc::SYS_open,
     libc::SYS_openat,
     libc::SYS_openat2,
@@ -130,11 +141,8 @@ const NOTIFIED: [libc::c_long; 40] = [
     libc::SYS_fremovexattr,
     SYS_SETXATTRAT,
     SYS_REMOVEXATTRAT,
+    SYS_FILE_SETATTR,
 ];
-
-/// `setxattrat` and `removexattrat` (Linux 6.13), by number on x86_64.
-const SYS_SETXATTRAT: libc::c_long = 463;
-const SYS_REMOVEXATTRAT: libc::c_long = 466;
 
 /// The notification filter: x86_64 system calls in [`NOTIFIED`] notify,
 /// everything else is allowed (the confinement's own filters still
@@ -335,8 +343,13 @@ enum Answer {
     /// Complete it with this descriptor, installed in the agent.
     Inject { fd: OwnedFd, cloexec: bool },
     /// Put this descriptor in the agent at number `target` (replacing
-    /// what was there), then complete the call with 0.
-    Replace { fd: OwnedFd, target: i32 },
+    /// what was there, close-on-exec as `cloexec` says), then complete
+    /// the call with 0.
+    Replace {
+        fd: OwnedFd,
+        target: i32,
+        cloexec: bool,
+    },
     /// Complete it with this return value (the effect was performed here).
     Value(i64),
 }
@@ -524,11 +537,17 @@ impl Agent<'_> {
     /// `..`: what the call would reach.
     fn path(&self, dirfd: i32, pointer: u64, follow_last: bool) -> Result<PathBuf, Errno> {
         let path = read_c_string(&self.memory, pointer).ok_or(libc::EFAULT)?;
+        self.path_of(dirfd, &path, follow_last)
+    }
+
+    /// [`Agent::path`] of a path already read from the agent (a socket
+    /// address).
+    fn path_of(&self, dirfd: i32, path: &str, follow_last: bool) -> Result<PathBuf, Errno> {
         if path.is_empty() {
             return Err(libc::ENOENT);
         }
         let joined = if path.starts_with('/') {
-            PathBuf::from(&path)
+            PathBuf::from(path)
         } else {
             // A base that is not a directory path (a socket, a deleted
             // directory) resolves nothing.
@@ -536,7 +555,7 @@ impl Agent<'_> {
             if !base.is_absolute() {
                 return Err(libc::ENOTDIR);
             }
-            base.join(&path)
+            base.join(path)
         };
         let physical = paths::physical(&joined, follow_last, &self.caller)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))?;
@@ -562,42 +581,40 @@ impl Agent<'_> {
     }
 }
 
+/// The agent's open file behind its descriptor `fd`, taken into the
+/// enforcer (`pidfd_getfd`): `ESRCH` if the caller is gone, `EBADF` if it
+/// has no such descriptor.
+fn take(caller: &Caller, fd: i32) -> Result<OwnedFd, Errno> {
+    let pid = caller
+        .tgid()
+        .and_then(|tgid| i32::try_from(tgid).ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or(libc::ESRCH)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .and_then(|pidfd| {
+            rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+        })
+        .map_err(|_| libc::EBADF)
+}
+
+/// Whether the agent's descriptor `fd` is non-blocking and whether it is
+/// closed on `exec`, from `/proc/<pid>/fdinfo` (`None`: no such
+/// descriptor).
+fn descriptor_flags(pid: u32, fd: i32) -> Option<(bool, bool)> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())?;
+    let has = |flag: i32| flags & flag.unsigned_abs() != 0;
+    Some((has(libc::O_NONBLOCK), has(libc::O_CLOEXEC)))
+}
+
 /// The low 32 bits of a register, as the C `int` the kernel reads.
 fn low_int(arg: u64) -> Option<i32> {
     u32::try_from(arg & 0xffff_ffff)
         .ok()
         .map(|low| i32::from_ne_bytes(low.to_ne_bytes()))
-}
-
-/// The two timestamps of `utimensat` at `address` (none: both now).
-fn read_times(memory: &std::fs::File, address: u64) -> Option<rustix::fs::Timestamps> {
-    let now = rustix::fs::Timespec {
-        tv_sec: 0,
-        tv_nsec: rustix::fs::UTIME_NOW,
-    };
-    if address == 0 {
-        return Some(rustix::fs::Timestamps {
-            last_access: now,
-            last_modification: now,
-        });
-    }
-    let mut raw = [0u8; 32];
-    memory.read_exact_at(&mut raw, address).ok()?;
-    let word = |i: usize| {
-        raw.get(i..i + 8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(i64::from_ne_bytes)
-    };
-    let time = |at: usize| {
-        Some(rustix::fs::Timespec {
-            tv_sec: word(at)?,
-            tv_nsec: word(at + 8)?,
-        })
-    };
-    Some(rustix::fs::Timestamps {
-        last_access: time(0)?,
-        last_modification: time(16)?,
-    })
 }
 
 /// The answer for an effect performed here: success (0) or its errno.
@@ -642,22 +659,11 @@ impl Governor {
             libc::SYS_symlink | libc::SYS_symlinkat => self.symlink(&agent, nr, &data.args, decide),
             libc::SYS_link | libc::SYS_linkat => self.link(&agent, nr, &data.args, decide),
             libc::SYS_truncate => self.truncate(&agent, &data.args, decide),
-            libc::SYS_utimes | libc::SYS_futimesat | libc::SYS_utime => {
-                // Older forms of `utimensat`, which libc no longer uses.
+            SYS_FILE_SETATTR => {
+                // The file system's own flags (`chattr`'s), by path: not
+                // decided, refused as by a kernel without the call (the
+                // `ioctl` it replaces is refused by the confinement).
                 Some(Answer::Fail(libc::ENOSYS))
-            }
-            libc::SYS_setxattr
-            | libc::SYS_lsetxattr
-            | libc::SYS_fsetxattr
-            | libc::SYS_removexattr
-            | libc::SYS_lremovexattr
-            | libc::SYS_fremovexattr
-            | SYS_SETXATTRAT
-            | SYS_REMOVEXATTRAT => {
-                // Extended attributes are not decided yet, and an access
-                // control list is a `chmod` by another name: refused as a
-                // file system without them would (tools carry on).
-                Some(Answer::Fail(libc::ENOTSUP))
             }
             libc::SYS_chmod
             | libc::SYS_fchmod
@@ -667,7 +673,18 @@ impl Governor {
             | libc::SYS_lchown
             | libc::SYS_fchown
             | libc::SYS_fchownat
-            | libc::SYS_utimensat => self.metadata(&agent, nr, &data.args, decide),
+            | libc::SYS_utimensat
+            | libc::SYS_utimes
+            | libc::SYS_futimesat
+            | libc::SYS_utime
+            | libc::SYS_setxattr
+            | libc::SYS_lsetxattr
+            | libc::SYS_fsetxattr
+            | libc::SYS_removexattr
+            | libc::SYS_lremovexattr
+            | libc::SYS_fremovexattr
+            | SYS_SETXATTRAT
+            | SYS_REMOVEXATTRAT => self.metadata(&agent, nr, &data.args, decide),
             _ => self.open_call(&agent, data, decide),
         };
         answer.unwrap_or(Answer::Fail(libc::EACCES))
@@ -825,73 +842,6 @@ impl Governor {
         // meanwhile, say to a FIFO, would be followed).
         ledger.allow(tid, &file, &passed, &argv).ok()?;
         Some(Answer::Continue)
-    }
-
-    /// `connect` to an IPv4 or IPv6 address: a `NetConnect`, made here;
-    /// the agent's socket is replaced by the enforcer's connected one
-    /// (same descriptor number). Unix sockets continue (Landlock's scope
-    /// and file permissions govern them); other families are refused.
-    fn connect(
-        &self,
-        agent: &Agent<'_>,
-        args: &[u64; 6],
-        decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
-        let socket = low_int(args[0])?;
-        let length = usize::try_from(args[2]).ok()?.min(128);
-        let mut address = vec![0u8; length];
-        agent.memory.read_exact_at(&mut address, args[1]).ok()?;
-        if !(agent.still_valid)() {
-            return None;
-        }
-        let family = u16::from_ne_bytes([*address.first()?, *address.get(1)?]);
-        let peer = match i32::from(family) {
-            libc::AF_UNIX => return Some(Answer::Continue),
-            libc::AF_INET => {
-                let port = u16::from_be_bytes([*address.get(2)?, *address.get(3)?]);
-                let ip = std::net::Ipv4Addr::new(
-                    *address.get(4)?,
-                    *address.get(5)?,
-                    *address.get(6)?,
-                    *address.get(7)?,
-                );
-                std::net::SocketAddr::from((ip, port))
-            }
-            libc::AF_INET6 => {
-                let port = u16::from_be_bytes([*address.get(2)?, *address.get(3)?]);
-                let octets: [u8; 16] = address.get(8..24)?.try_into().ok()?;
-                std::net::SocketAddr::from((std::net::Ipv6Addr::from(octets), port))
-            }
-            _ => return None,
-        };
-        let action = Action::net_connect(peer.ip().to_string(), peer.port());
-        let canonical = CanonicalAction::new(action, None).ok()?;
-        if !decide(canonical) {
-            return None;
-        }
-        let stream =
-            match std::net::TcpStream::connect_timeout(&peer, crate::broker::CONNECT_TIMEOUT) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    return Some(Answer::Fail(e.raw_os_error().unwrap_or(libc::ECONNREFUSED)));
-                }
-            };
-        // Keep the agent's blocking mode on the socket it gets back.
-        let nonblocking = std::fs::read_to_string(format!("/proc/{}/fdinfo/{socket}", agent.pid))
-            .ok()
-            .and_then(|info| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix("flags:"))
-                    .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
-            })
-            .is_some_and(|flags| flags & u32::try_from(libc::O_NONBLOCK).unwrap_or(0) != 0);
-        if stream.set_nonblocking(nonblocking).is_err() {
-            return None;
-        }
-        Some(Answer::Replace {
-            fd: OwnedFd::from(stream),
-            target: socket,
-        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! descriptors reopened, and the system pseudo-files.
 
 use super::paths::{self, Caller, ProcEntry};
-use super::{Agent, Answer, Governor, OpenCall};
+use super::{Agent, Answer, Governor, OpenCall, take};
 use kernel_core::{Action, CanonicalAction};
 use rustix::fs::{Mode, OFlags};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -149,24 +149,12 @@ pub(super) fn open_pseudo(target: &Path, call: &OpenCall) -> Answer {
 /// writing only if it writes; never an `O_PATH` descriptor), so it
 /// reaches nothing the agent could not already reach through `fd`.
 pub(super) fn reopen(caller: &Caller, fd: i32, call: &OpenCall) -> Answer {
-    let Some(tgid) = caller.tgid() else {
-        return Answer::Fail(libc::ESRCH);
-    };
-    // The agent's open file itself, taken once (`pidfd_getfd`): what is
-    // checked is what is reopened, whatever the agent does to its
-    // descriptor table meanwhile.
-    let Some(pid) = i32::try_from(tgid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return Answer::Fail(libc::ESRCH);
-    };
-    let taken =
-        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).and_then(|pidfd| {
-            rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
-        });
-    let Ok(taken) = taken else {
-        return Answer::Fail(libc::EBADF);
+    // The agent's open file itself, taken once: what is checked is what
+    // is reopened, whatever the agent does to its descriptor table
+    // meanwhile.
+    let taken = match take(caller, fd) {
+        Ok(taken) => taken,
+        Err(errno) => return Answer::Fail(errno),
     };
     let Ok(held) = rustix::fs::fcntl_getfl(&taken) else {
         return Answer::Fail(libc::EBADF);

@@ -359,7 +359,11 @@ fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
             }
             drop(fd);
         }
-        Answer::Replace { fd, target } => {
+        Answer::Replace {
+            fd,
+            target,
+            cloexec,
+        } => {
             // The copy goes to `target` in the agent, which stays blocked in
             // its system call until the response.
             let addfd = libc::seccomp_notif_addfd {
@@ -367,7 +371,11 @@ fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
                 flags: u32::try_from(libc::SECCOMP_ADDFD_FLAG_SETFD).unwrap_or(0),
                 srcfd: u32::try_from(fd.as_raw_fd()).unwrap_or(u32::MAX),
                 newfd: u32::try_from(target).unwrap_or(u32::MAX),
-                newfd_flags: 0,
+                newfd_flags: if cloexec {
+                    u32::try_from(libc::O_CLOEXEC).unwrap_or(0)
+                } else {
+                    0
+                },
             };
             let answer = match add_fd(listener, &addfd) {
                 Ok(()) => Answer::Value(0),

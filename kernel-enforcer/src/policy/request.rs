@@ -49,7 +49,9 @@ pub struct RequestSpec {
     /// Bytes to write (`file_write`; default: the length of `content`).
     pub size: Option<u64>,
     /// `create_new`, `overwrite` or `append` (`file_write`; default
-    /// `overwrite`).
+    /// `overwrite`); or, for what a governed program's own system calls
+    /// do, `descriptor`, `symlink` (its `content` the link's target),
+    /// `hard_link`, `metadata` or `connect` (a Unix socket connection).
     pub mode: Option<String>,
     /// Program path (`exec`): absolute, or relative with a `/`.
     pub program: Option<String>,
@@ -166,25 +168,53 @@ impl RequestSpec {
                     None | Some("overwrite") => WriteMode::Overwrite,
                     Some("create_new") => WriteMode::CreateNew,
                     Some("append") => WriteMode::Append,
-                    // A program's own write at the system-call boundary:
-                    // content unknown, so no `content` or `size`.
-                    Some("descriptor") if self.content.is_none() && self.size.is_none() => {
-                        return Ok(Action::file_write_descriptor(need(&self.path, "path")?));
-                    }
-                    Some("descriptor") => {
-                        return Err(
-                            "a `descriptor` write has no `content` or `size`: its content is not known when deciding"
-                                .into(),
-                        );
-                    }
+                    // Effects of a program's own system calls (governed
+                    // mode): a symbolic link's content is its target.
+                    Some("symlink") => WriteMode::Symlink,
+                    Some("descriptor") => WriteMode::Descriptor,
+                    Some("hard_link") => WriteMode::HardLink,
+                    Some("metadata") => WriteMode::Metadata,
+                    Some("connect") => WriteMode::Connect,
                     Some(other) => {
                         return Err(format!(
-                            "unknown write mode `{other}`: use `create_new`, `overwrite`, `append` or `descriptor`"
+                            "unknown write mode `{other}`: use `create_new`, `overwrite`, `append`, `descriptor`, `symlink`, `hard_link`, `metadata` or `connect`"
                         ));
                     }
                 };
+                let path = need(&self.path, "path")?;
+                match mode {
+                    WriteMode::Descriptor
+                    | WriteMode::Connect
+                    | WriteMode::HardLink
+                    | WriteMode::Metadata
+                        if self.content.is_some() || self.size.is_some() =>
+                    {
+                        return Err(format!(
+                            "a `{}` write has no `content` or `size`: {}",
+                            mode.as_str(),
+                            if mode.is_unbounded() {
+                                "what is written is not known when deciding"
+                            } else {
+                                "it writes no content"
+                            }
+                        ));
+                    }
+                    WriteMode::Descriptor => return Ok(Action::file_write_descriptor(path)),
+                    WriteMode::Connect => return Ok(Action::file_connect(path)),
+                    WriteMode::HardLink | WriteMode::Metadata => {
+                        return Ok(Action::file_write_without_content(path, mode));
+                    }
+                    WriteMode::Symlink if self.size.is_some() => {
+                        return Err(
+                            "a `symlink` write has no `size`: its `content` is the link's target"
+                                .into(),
+                        );
+                    }
+                    WriteMode::Symlink => return Ok(Action::file_symlink(path, &content)),
+                    WriteMode::CreateNew | WriteMode::Overwrite | WriteMode::Append => {}
+                }
                 Action::FileWrite {
-                    path: need(&self.path, "path")?,
+                    path,
                     content_sha256: Digest::of_content(content.as_bytes()),
                     size: self
                         .size
@@ -398,6 +428,51 @@ mod tests {
                 "{kind:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_write_mode_can_be_asked_and_content_goes_only_where_there_is_some() {
+        let write = |mode: &str, content: Option<&str>| RequestSpec {
+            path: Some("/ws/s".into()),
+            mode: Some(mode.into()),
+            content: content.map(Into::into),
+            ..spec("file_write")
+        };
+        assert_eq!(
+            write("connect", None).to_action().unwrap(),
+            Action::file_connect("/ws/s")
+        );
+        assert_eq!(
+            write("metadata", None).to_action().unwrap(),
+            Action::file_write_without_content("/ws/s", WriteMode::Metadata)
+        );
+        assert_eq!(
+            write("hard_link", None).to_action().unwrap(),
+            Action::file_write_without_content("/ws/s", WriteMode::HardLink)
+        );
+        assert_eq!(
+            write("symlink", Some("target")).to_action().unwrap(),
+            Action::file_symlink("/ws/s", "target")
+        );
+        assert_eq!(
+            write("descriptor", None).to_action().unwrap(),
+            Action::file_write_descriptor("/ws/s")
+        );
+        for mode in ["connect", "metadata", "hard_link", "descriptor"] {
+            assert!(
+                write(mode, Some("x"))
+                    .to_action()
+                    .unwrap_err()
+                    .contains("no `content` or `size`"),
+                "{mode}"
+            );
+        }
+        assert!(
+            write("chmod", None)
+                .to_action()
+                .unwrap_err()
+                .contains("unknown write mode")
+        );
     }
 
     #[test]
