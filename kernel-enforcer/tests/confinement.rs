@@ -101,6 +101,22 @@ fn probe(attack: &str) {
                 .map(|r| format!("ok={} {}", r.ok, r.message))
                 .map_err(|e| e.to_string()),
             );
+            // A device node in the scratch directory (where the agent may
+            // write) would name a disk or memory around every rule.
+            let scratch = std::env::var("AGENT_KERNEL_SCRATCH").unwrap();
+            let node = std::ffi::CString::new(format!("{scratch}/device")).unwrap();
+            // SAFETY: a plain system call on a valid C string; the test
+            // wants it to fail.
+            let made =
+                unsafe { libc::mknod(node.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+            report(
+                "mknod-scratch",
+                if made == 0 {
+                    Ok("made".into())
+                } else {
+                    Err(std::io::Error::last_os_error().to_string())
+                },
+            );
             report(
                 "write-evidence",
                 io(std::fs::OpenOptions::new()
@@ -1729,6 +1745,7 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
     }
     for expected in [
         "write-workspace",
+        "mknod-scratch",
         "write-evidence",
         "connect",
         "udp-send",

@@ -845,6 +845,13 @@ fn races_and_escape_hatches_from_review_change_nothing() {
     );
     assert!(stdout.contains("sctp socket: refused EPERM"), "{stdout}");
     assert!(stdout.contains("uselib: refused EPERM"), "{stdout}");
+    assert!(stdout.contains("open_tree_attr: refused EPERM"), "{stdout}");
+    for kind in ["char", "block"] {
+        assert!(
+            stdout.contains(&format!("mknod {kind} exists: False")),
+            "a {kind} device node was made in the scratch directory: {stdout}"
+        );
+    }
     assert!(
         stdout.contains("interrupted by SIGCHLD: 0 failed of 200"),
         "{stdout}"

@@ -1,7 +1,7 @@
 # Races and escape hatches of an agent governed at the system-call
 # boundary, found in review. Run by tests/governed_work.rs under the
 # coding-agent profile; each line says what the attempt got.
-import ctypes, errno, os, struct, threading, time
+import ctypes, errno, os, stat, struct, threading, time
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -91,3 +91,20 @@ except OSError as e:
     print(f"sctp socket: refused {errno.errorcode[e.errno]}")
 r, e = raw(134, ctypes.c_char_p(b"/etc/hostname"))
 print(f"uselib: {'refused ' + errno.errorcode[e] if r < 0 else 'LOADED'}")
+
+# 7. open_tree_attr (Linux 6.15) hands out an O_PATH descriptor of any path
+#    without an open being decided, like open_tree.
+r, e = raw(467, -100, ctypes.c_char_p(b"/etc/hostname"), 0o2000000, None, 0)
+print(f"open_tree_attr: {'refused ' + errno.errorcode[e] if r < 0 else 'GOT A DESCRIPTOR'}")
+
+# 8. Device nodes in the scratch directory, where opens need no decision:
+#    a character device would give access to whatever device it names.
+scratch = os.environ["TMPDIR"]
+for kind, name in ((stat.S_IFCHR, "char"), (stat.S_IFBLK, "block")):
+    node = os.path.join(scratch, f"device-{name}")
+    try:
+        os.mknod(node, kind | 0o600, os.makedev(1, 3))
+        print(f"mknod {name}: CREATED")
+    except OSError as e:
+        print(f"mknod {name}: refused {errno.errorcode[e.errno]}")
+    print(f"mknod {name} exists: {os.path.lexists(node)}")
