@@ -908,6 +908,7 @@ fn mcp_proxy_command(args: McpProxyArgs) -> ExitCode {
     let endpoint = args.session.settings().and_then(|settings| {
         let dir = tempfile::Builder::new()
             .prefix("agent-kernel-mcp-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(|e| format!("cannot create a private directory: {e}"))?;
         let socket = dir.path().join("endpoint.sock");
@@ -970,8 +971,11 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
             dir.clone()
         }
         None => {
+            // Private to the agent's user, whatever the umask: the
+            // agent's temporary files live there.
             let dir = tempfile::Builder::new()
                 .prefix("agent-kernel-scratch-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .tempdir()
                 .map_err(|e| format!("scratch directory: {e}"))?;
             let path = dir.path().to_owned();

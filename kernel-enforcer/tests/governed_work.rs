@@ -846,6 +846,7 @@ fn races_and_escape_hatches_from_review_change_nothing() {
     assert!(stdout.contains("sctp socket: refused EPERM"), "{stdout}");
     assert!(stdout.contains("uselib: refused EPERM"), "{stdout}");
     assert!(stdout.contains("open_tree_attr: refused EPERM"), "{stdout}");
+    assert!(stdout.contains("scratch mode: 700"), "{stdout}");
     for kind in ["char", "block"] {
         assert!(
             stdout.contains(&format!("mknod {kind} exists: False")),

@@ -108,3 +108,6 @@ for kind, name in ((stat.S_IFCHR, "char"), (stat.S_IFBLK, "block")):
     except OSError as e:
         print(f"mknod {name}: refused {errno.errorcode[e.errno]}")
     print(f"mknod {name} exists: {os.path.lexists(node)}")
+
+# 9. The scratch directory is private to the agent's user.
+print(f"scratch mode: {stat.S_IMODE(os.stat(scratch).st_mode):o}")
