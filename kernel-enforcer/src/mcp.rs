@@ -93,7 +93,9 @@ pub const DENIED: i64 = -32003;
 /// `initialize` exchanges versions, capabilities and names; `ping` checks
 /// that the other side is there; the four listings return what the server
 /// offers, and what is listed grants nothing (each use of it is decided).
-/// Every other request of the agent's is decided.
+/// Only with the parameters the protocol gives them (a listing's `cursor`,
+/// `_meta`, ...): with any other, they are decided too, as is every other
+/// request of the agent's.
 pub const AGENT_HOUSEKEEPING: [&str; 6] = [
     "initialize",
     "ping",
@@ -108,6 +110,38 @@ pub const AGENT_HOUSEKEEPING: [&str; 6] = [
 /// agent's model generate, `elicitation/create` asks its user,
 /// `roots/list` discloses its roots) is decided.
 pub const SERVER_HOUSEKEEPING: [&str; 1] = ["ping"];
+
+/// The parameters housekeeping may have, by method (the protocol's own,
+/// and `_meta`). A housekeeping request with any other parameter is not
+/// housekeeping: it is decided like every other request.
+const HOUSEKEEPING_PARAMS: [(&str, &[&str]); 6] = [
+    (
+        "initialize",
+        &["protocolVersion", "capabilities", "clientInfo", "_meta"],
+    ),
+    ("ping", &["_meta"]),
+    ("tools/list", &["cursor", "_meta"]),
+    ("resources/list", &["cursor", "_meta"]),
+    ("resources/templates/list", &["cursor", "_meta"]),
+    ("prompts/list", &["cursor", "_meta"]),
+];
+
+/// Whether a request of `method` with `params` from one side is
+/// housekeeping there (`listed`): a listed method with only the
+/// parameters the protocol gives it.
+fn housekeeping(listed: &[&str], method: &str, params: Option<&Value>) -> bool {
+    let Some((_, allowed)) = HOUSEKEEPING_PARAMS
+        .iter()
+        .find(|(name, _)| *name == method && listed.contains(name))
+    else {
+        return false;
+    };
+    match params {
+        None => true,
+        Some(Value::Object(params)) => params.keys().all(|k| allowed.contains(&k.as_str())),
+        Some(_) => false,
+    }
+}
 
 /// The prefix of every MCP notification: notifications with it pass (they
 /// ask for no effect); any other notification is dropped.
@@ -538,7 +572,7 @@ impl Gateway {
         if method == "tools/call" {
             return self.decide_call(id, params, decide).map(Some);
         }
-        if AGENT_HOUSEKEEPING.contains(&method) {
+        if housekeeping(&AGENT_HOUSEKEEPING, method, params.as_ref()) {
             return Ok(params);
         }
         let (action, params) = if method == "resources/read" {
@@ -627,7 +661,7 @@ impl Gateway {
             Err((_, _, why)) => return FromServer::Drop(why),
         };
         if let Message::Request { id, method, params } = &message
-            && !SERVER_HOUSEKEEPING.contains(&method.as_str())
+            && !housekeeping(&SERVER_HOUSEKEEPING, method, params.as_ref())
         {
             let decided = params.clone().unwrap_or_else(|| json!({}));
             if let Err(reason) = decide(&Action::mcp_request(McpPeer::Server, method, &decided)) {
@@ -1083,12 +1117,24 @@ mod tests {
             json!({"jsonrpc":"2.0","method":"notifications/initialized"})
         );
         for method in AGENT_HOUSEKEEPING {
-            let line = json!({"jsonrpc": "2.0", "id": method, "method": method});
+            let line = json!({"jsonrpc": "2.0", "id": method, "method": method,
+                "params": {"_meta": {"progressToken": 1}}});
             assert_eq!(
                 forwarded(gateway.from_agent(line.to_string().as_bytes(), &never)),
                 line
             );
+            // With a parameter the protocol does not give it, it is not
+            // housekeeping: decided, and denied here.
+            let line = json!({"jsonrpc": "2.0", "id": 0, "method": method,
+                "params": {"path": "/etc"}});
+            let answer = answer(gateway.from_agent(line.to_string().as_bytes(), &only_echo));
+            assert_eq!(answer["error"]["code"], DENIED, "{method}");
         }
+        let list = br#"{"jsonrpc":"2.0","id":"c","method":"tools/list","params":{"cursor":"2"}}"#;
+        assert!(matches!(
+            gateway.from_agent(list, &never),
+            FromAgent::Forward { .. }
+        ));
         // A request of the server's (allowed), answered by the agent.
         assert!(matches!(
             gateway.from_server(
@@ -1359,10 +1405,17 @@ mod tests {
             ),
             FromAgent::Forward { .. }
         ));
-        // `ping` is housekeeping.
+        // `ping` is housekeeping, but not with other parameters.
         assert!(matches!(
             gateway.from_server(br#"{"jsonrpc":"2.0","id":"s6","method":"ping"}"#, &never),
             FromServer::Forward(_)
+        ));
+        assert!(matches!(
+            gateway.from_server(
+                br#"{"jsonrpc":"2.0","id":"s7","method":"ping","params":{"x":1}}"#,
+                &decide
+            ),
+            FromServer::Answer(_)
         ));
     }
 
