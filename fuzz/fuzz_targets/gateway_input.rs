@@ -1,23 +1,41 @@
 //! What the gateways read from an agent: hook payloads (both formats),
 //! shell commands, MCP messages and action documents. Any input gets an
-//! answer; a `tools/call` is forwarded only if the decision allowed it;
-//! and what is forwarded is one line of strict JSON.
+//! answer; with every decision a denial, nothing but housekeeping,
+//! notifications and answers is forwarded either way; and what is
+//! forwarded is one line of strict JSON.
 #![no_main]
 use kernel_enforcer::hook::{Agent, map_payload, parse_command};
-use kernel_enforcer::mcp::{FromAgent, FromServer, Gateway};
+use kernel_enforcer::mcp::{
+    AGENT_HOUSEKEEPING, FromAgent, FromServer, Gateway, NOTIFICATION_PREFIX, SERVER_HOUSEKEEPING,
+};
 use libfuzzer_sys::fuzz_target;
+
+/// Whether a forwarded message with `method` could have passed undecided.
+fn undecided(method: &serde_json::Value, housekeeping: &[&str]) -> bool {
+    match method.as_str() {
+        None => true,
+        Some(method) => housekeeping.contains(&method) || method.starts_with(NOTIFICATION_PREFIX),
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let gateway = Gateway::new();
-    if let FromServer::Forward(message) = gateway.from_server(data) {
+    let deny_all = |_: &kernel_core::Action| Err::<String, String>("no".into());
+    if let FromServer::Forward(message) = gateway.from_server(data, &deny_all) {
         assert!(!message.contains('\n'));
-        assert!(kernel_core::json::parse_strict(&message).is_ok());
+        let message = kernel_core::json::parse_strict(&message).unwrap();
+        assert!(
+            undecided(&message["method"], &SERVER_HOUSEKEEPING),
+            "forwarded a denied request to the agent"
+        );
     }
-    let deny_all = |_: &str, _: &serde_json::Value| Err::<String, String>("no".into());
     if let FromAgent::Forward { message, .. } = gateway.from_agent(data, &deny_all) {
         assert!(!message.contains('\n'));
         let message = kernel_core::json::parse_strict(&message).unwrap();
-        assert_ne!(message["method"], "tools/call", "forwarded a denied call");
+        assert!(
+            undecided(&message["method"], &AGENT_HOUSEKEEPING),
+            "forwarded a denied request to the server"
+        );
     }
     let Ok(text) = std::str::from_utf8(data) else {
         return;

@@ -702,7 +702,8 @@ fn needs_current_dir(action: &Action) -> bool {
         Action::NetConnect { .. }
         | Action::Http { .. }
         | Action::ToolCall { .. }
-        | Action::Custom { .. } => false,
+        | Action::Custom { .. }
+        | Action::McpRequest { .. } => false,
     }
 }
 

@@ -74,6 +74,30 @@ pub enum Action {
         /// Free-form payload the policy can match on.
         payload: String,
     },
+    /// A Model Context Protocol request other than a tool call (which is
+    /// an [`Action::ToolCall`]): a JSON-RPC method and its parameters, and
+    /// which side of the connection asks. Policies name it
+    /// `Action::"mcp_request"` when the agent asks its MCP server and
+    /// `Action::"mcp_server_request"` when the server asks the agent, so a
+    /// permit for one never covers the other.
+    McpRequest {
+        /// Who sends the request.
+        from: McpPeer,
+        /// The JSON-RPC method, such as `resources/read`: visible ASCII.
+        method: String,
+        /// JSON text of the parameters, an object (`{}` when there are
+        /// none).
+        params: String,
+    },
+}
+
+/// The two sides of an MCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum McpPeer {
+    /// The agent, the MCP client.
+    Agent,
+    /// The MCP server.
+    Server,
 }
 
 /// How a [`Action::FileWrite`] opens its file.
@@ -299,6 +323,19 @@ impl Action {
         }
     }
 
+    /// An [`Action::McpRequest`] from `from` with JSON parameters.
+    pub fn mcp_request(
+        from: McpPeer,
+        method: impl Into<String>,
+        params: &serde_json::Value,
+    ) -> Self {
+        Self::McpRequest {
+            from,
+            method: method.into(),
+            params: params.to_string(),
+        }
+    }
+
     /// An [`Action::Custom`].
     pub fn custom(kind: impl Into<String>, payload: impl Into<String>) -> Self {
         Self::Custom {
@@ -318,6 +355,14 @@ impl Action {
             Self::Http { .. } => ActionKind::Http,
             Self::ToolCall { .. } => ActionKind::ToolCall,
             Self::Custom { .. } => ActionKind::Custom,
+            Self::McpRequest {
+                from: McpPeer::Agent,
+                ..
+            } => ActionKind::McpRequest,
+            Self::McpRequest {
+                from: McpPeer::Server,
+                ..
+            } => ActionKind::McpServerRequest,
         }
     }
 }
@@ -341,11 +386,17 @@ pub enum ActionKind {
     ToolCall,
     /// `Action::"custom"`
     Custom,
+    /// `Action::"mcp_request"`: an MCP request from the agent to its
+    /// server.
+    McpRequest,
+    /// `Action::"mcp_server_request"`: an MCP request from the server to
+    /// the agent.
+    McpServerRequest,
 }
 
 impl ActionKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::Exec,
         Self::FileRead,
         Self::FileWrite,
@@ -354,6 +405,8 @@ impl ActionKind {
         Self::Http,
         Self::ToolCall,
         Self::Custom,
+        Self::McpRequest,
+        Self::McpServerRequest,
     ];
 
     /// The Cedar action id.
@@ -367,6 +420,8 @@ impl ActionKind {
             Self::Http => "http",
             Self::ToolCall => "tool_call",
             Self::Custom => "custom",
+            Self::McpRequest => "mcp_request",
+            Self::McpServerRequest => "mcp_server_request",
         }
     }
 }
@@ -432,8 +487,9 @@ pub enum ActionError {
     /// The HTTP method is not an upper-case token.
     #[error("http method `{0}` is not an upper-case token such as `GET`")]
     BadMethod(String),
-    /// The tool input is not JSON.
-    #[error("tool input is not valid json: {0}")]
+    /// A tool input or MCP parameters are not JSON (or, for MCP
+    /// parameters, not an object); the text says which and why.
+    #[error("{0}")]
     BadJson(String),
     /// A name has characters outside its allowed set.
     #[error("{field} `{value}` has characters outside the allowed set")]
@@ -505,13 +561,30 @@ impl CanonicalAction {
             },
             Action::ToolCall { name, input } => Action::ToolCall {
                 name: canonical_name("tool name", &name, false)?,
-                input: canonical_json(&input)?,
+                input: canonical_json("tool input", &input)?,
             },
             Action::Custom { kind, payload } => Action::Custom {
                 kind: canonical_name("custom kind", &kind, true)?,
                 payload: {
                     check_text("custom payload", &payload, MAX_PAYLOAD_BYTES)?;
                     payload
+                },
+            },
+            Action::McpRequest {
+                from,
+                method,
+                params,
+            } => Action::McpRequest {
+                from,
+                method: canonical_mcp_method(&method)?,
+                params: {
+                    let params = canonical_json("mcp params", &params)?;
+                    if !params.starts_with('{') {
+                        return Err(ActionError::BadJson(
+                            "mcp params are not a json object".into(),
+                        ));
+                    }
+                    params
                 },
             },
         };
@@ -827,14 +900,31 @@ fn canonical_name(field: &'static str, name: &str, strict: bool) -> Result<Strin
     Ok(name.to_owned())
 }
 
-fn canonical_json(input: &str) -> Result<String, ActionError> {
-    check_text("tool input", input, MAX_PAYLOAD_BYTES)?;
-    let value =
-        crate::json::parse_strict(input).map_err(|e| ActionError::BadJson(e.to_string()))?;
+/// A JSON-RPC method name as MCP uses them: visible ASCII only, so no
+/// two spellings look alike or differ in whitespace.
+fn canonical_mcp_method(method: &str) -> Result<String, ActionError> {
+    let field = "mcp method";
+    check_text(field, method, MAX_NAME_BYTES)?;
+    if method.is_empty() {
+        return Err(ActionError::Empty { field });
+    }
+    if !method.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ActionError::BadName {
+            field,
+            value: cut(method),
+        });
+    }
+    Ok(method.to_owned())
+}
+
+fn canonical_json(field: &'static str, input: &str) -> Result<String, ActionError> {
+    check_text(field, input, MAX_PAYLOAD_BYTES)?;
+    let value = crate::json::parse_strict(input)
+        .map_err(|e| ActionError::BadJson(format!("{field} is not valid json: {e}")))?;
     let text = sort_keys(value).to_string();
     if text.len() > MAX_PAYLOAD_BYTES {
         return Err(ActionError::TooLarge {
-            field: "tool input",
+            field,
             size: text.len(),
             limit: MAX_PAYLOAD_BYTES,
         });
@@ -1019,6 +1109,50 @@ mod tests {
             )),
             Err(ActionError::BadEnvName(_))
         ));
+    }
+
+    #[test]
+    fn mcp_requests_have_one_form_and_their_peer_names_the_kind() {
+        let request = |from, method: &str, params: &str| Action::McpRequest {
+            from,
+            method: method.into(),
+            params: params.into(),
+        };
+        assert_eq!(
+            canon(request(
+                McpPeer::Agent,
+                "resources/read",
+                r#"{ "uri": "docs://a", "_meta": {} }"#
+            ))
+            .unwrap(),
+            request(
+                McpPeer::Agent,
+                "resources/read",
+                r#"{"_meta":{},"uri":"docs://a"}"#
+            )
+        );
+        assert_eq!(
+            request(McpPeer::Agent, "x", "{}").kind(),
+            ActionKind::McpRequest
+        );
+        assert_eq!(
+            request(McpPeer::Server, "x", "{}").kind(),
+            ActionKind::McpServerRequest
+        );
+        for (method, params) in [
+            ("", "{}"),
+            ("resources/ read", "{}"),
+            ("resources/read\n", "{}"),
+            ("résumé", "{}"),
+            ("m", "[1]"),
+            ("m", "\"uri\""),
+            ("m", r#"{"uri":"a","URI":"b"}"#),
+        ] {
+            assert!(
+                canon(request(McpPeer::Agent, method, params)).is_err(),
+                "{method:?} {params}"
+            );
+        }
     }
 
     #[test]

@@ -48,8 +48,8 @@ mod receipt;
 mod request;
 
 pub use action::{
-    Action, ActionError, ActionKind, CanonicalAction, DESCRIPTOR_WRITE_SIZE, Exec, WriteMode,
-    canonical_host, canonical_path,
+    Action, ActionError, ActionKind, CanonicalAction, DESCRIPTOR_WRITE_SIZE, Exec, McpPeer,
+    WriteMode, canonical_host, canonical_path,
 };
 pub use decision::{
     Approval, Deadline, Decision, DecisionInputs, Evaluation, KernelState, LimitState,

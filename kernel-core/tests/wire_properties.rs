@@ -18,9 +18,9 @@ use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
     Action, AuditOptions, CLIENT_FRAME_TAG, CanonicalAction, ClientFrame, Confinement, Decision,
     DecodeError, Digest, ENFORCER_FRAME_TAG, EVENT_TAG, EncodedRequest, EnforcerFrame, Event, Exec,
-    Expectation, Handshake, LogProblem, MAX_CLOCK_SKEW_MS, MAX_RECORD_BYTES, Outcome, RECEIPT_TAG,
-    RECORD_TAG, REQUEST_TAG, ReceiptBody, Record, Refusal, Request, SessionId, SignedEvent,
-    SignedReceipt, SigningKey, Verified, VerifyError, VerifyingKey, WriteMode, audit,
+    Expectation, Handshake, LogProblem, MAX_CLOCK_SKEW_MS, MAX_RECORD_BYTES, McpPeer, Outcome,
+    RECEIPT_TAG, RECORD_TAG, REQUEST_TAG, ReceiptBody, Record, Refusal, Request, SessionId,
+    SignedEvent, SignedReceipt, SigningKey, Verified, VerifyError, VerifyingKey, WriteMode, audit,
     decode_client_frame, decode_enforcer_frame, decode_record, encode_client_frame,
     encode_enforcer_frame, encode_record, frame_record, origin_for, sign_receipt, split_records,
     verify_receipt, verify_receipt_signature,
@@ -284,6 +284,16 @@ fn raw_action() -> BoxedStrategy<Action> {
             text()
         )
             .prop_map(|(kind, payload)| Action::Custom { kind, payload }),
+        1 => (
+            any::<bool>(),
+            prop_oneof![4 => "[a-zA-Z/_]{1,16}", 1 => "\\PC{0,6}"],
+            json_text()
+        )
+            .prop_map(|(server, method, params)| Action::McpRequest {
+                from: if server { McpPeer::Server } else { McpPeer::Agent },
+                method,
+                params,
+            }),
     ]
     .boxed()
 }
@@ -1489,6 +1499,7 @@ fn spoil(action: &Action, how: usize, at: Index) -> Option<Action> {
         Action::Http { url, .. } => *url = url.replacen("http", "HTTP", 1),
         Action::ToolCall { input, .. } => input.push(' '),
         Action::Custom { .. } => return None,
+        Action::McpRequest { params, .. } => params.push(' '),
     }
     (&spoiled != action).then_some(spoiled)
 }

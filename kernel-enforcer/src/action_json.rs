@@ -18,8 +18,8 @@
 //! programs, lowercased hosts) happens afterwards, as for every client.
 
 use kernel_core::{
-    Action, CanonicalAction, Decision, Digest, Exec, VerifiedReceipt, VerifyingKey, WriteMode,
-    format_public_key, hex,
+    Action, CanonicalAction, Decision, Digest, Exec, McpPeer, VerifiedReceipt, VerifyingKey,
+    WriteMode, format_public_key, hex,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -89,6 +89,20 @@ enum JsonAction {
         custom_kind: String,
         payload: String,
     },
+    McpRequest {
+        method: String,
+        #[serde(default = "empty_object")]
+        params: serde_json::Value,
+    },
+    McpServerRequest {
+        method: String,
+        #[serde(default = "empty_object")]
+        params: serde_json::Value,
+    },
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 /// A parsed action document: the action, and the directory relative paths
@@ -209,6 +223,12 @@ pub fn parse_action(text: &str) -> Result<ParsedAction, String> {
             kind: custom_kind,
             payload,
         },
+        JsonAction::McpRequest { method, params } => {
+            Action::mcp_request(McpPeer::Agent, method, &params)
+        }
+        JsonAction::McpServerRequest { method, params } => {
+            Action::mcp_request(McpPeer::Server, method, &params)
+        }
     };
     Ok(ParsedAction {
         action,
@@ -254,6 +274,11 @@ pub fn action_to_json(action: &CanonicalAction) -> serde_json::Value {
         Action::Custom { kind, payload } => {
             json!({"kind": "custom", "custom_kind": kind, "payload": payload})
         }
+        Action::McpRequest { method, params, .. } => json!({
+            "kind": action.kind().as_str(),
+            "method": method,
+            "params": serde_json::from_str::<serde_json::Value>(params).unwrap_or(serde_json::Value::Null),
+        }),
     }
 }
 
@@ -326,6 +351,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(custom.action, Action::custom("deploy", "x"));
+        for (kind, from) in [
+            ("mcp_request", McpPeer::Agent),
+            ("mcp_server_request", McpPeer::Server),
+        ] {
+            let text = format!(
+                r#"{{"version":1,"action":{{"kind":"{kind}","method":"resources/read","params":{{"uri":"docs://a"}}}}}}"#
+            );
+            let mcp = parse_action(&text).unwrap();
+            let expected = Action::mcp_request(
+                from,
+                "resources/read",
+                &serde_json::json!({"uri": "docs://a"}),
+            );
+            assert_eq!(mcp.action, expected);
+            let canonical = CanonicalAction::new(expected, None).unwrap();
+            assert_eq!(
+                action_to_json(&canonical),
+                serde_json::json!({"kind": kind, "method": "resources/read", "params": {"uri": "docs://a"}})
+            );
+        }
     }
 
     #[test]

@@ -135,9 +135,11 @@ impl Broker {
                     http(&method, &url, &body)
                 })));
             }
-            Action::ToolCall { .. } | Action::Custom { .. } => Outcome::NotPerformed {
-                reason: "tool calls and custom actions have no effect the broker performs".into(),
-            },
+            Action::ToolCall { .. } | Action::Custom { .. } | Action::McpRequest { .. } => {
+                Outcome::NotPerformed {
+                    reason: "tool calls, MCP requests and custom actions have no effect the broker performs".into(),
+                }
+            }
         };
         Started(Begun::Done(done))
     }

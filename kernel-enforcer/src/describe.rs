@@ -45,5 +45,13 @@ pub fn action(action: &Action) -> String {
         Action::Http { method, url } => format!("http {method} {url}"),
         Action::ToolCall { name, input } => format!("tool_call {name} {input}"),
         Action::Custom { kind, payload } => format!("custom {kind} {payload}"),
+        Action::McpRequest {
+            from,
+            method,
+            params,
+        } => match from {
+            kernel_core::McpPeer::Agent => format!("mcp_request {method} {params}"),
+            kernel_core::McpPeer::Server => format!("mcp_server_request {method} {params}"),
+        },
     }
 }

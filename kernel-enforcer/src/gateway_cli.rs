@@ -271,8 +271,9 @@ pub(crate) fn hook(command: &HookCommand) -> ExitCode {
 
 /// `kernel-enforcer mcp-proxy`: starts the MCP server and relays between
 /// it and this process's standard input and output, asking the enforcer
-/// at `socket` about every tool call. Exits 0 when the agent closes its
-/// input, 1 if the server cannot be started.
+/// at `socket` about every request either side makes that is not protocol
+/// housekeeping. Exits 0 when the agent closes its input, 1 if the server
+/// cannot be started.
 pub(crate) fn mcp_proxy(
     socket: &std::path::Path,
     pubkey: Option<&std::path::Path>,
@@ -313,9 +314,8 @@ pub(crate) fn mcp_proxy(
         eprintln!("error: the MCP server's standard streams are not available");
         return ExitCode::FAILURE;
     };
-    let decide = |name: &str, input: &serde_json::Value| -> Result<String, String> {
-        let action = endpoint::canonicalize(Action::tool_call(name, input), None)
-            .map_err(|e| e.to_string())?;
+    let decide = move |action: &Action| -> Result<String, String> {
+        let action = endpoint::canonicalize(action.clone(), None).map_err(|e| e.to_string())?;
         match endpoint::ask(&options, action, None) {
             Ok(answer) => match answer.verified {
                 Verified::Permit(permit) => Ok(format!(
@@ -343,7 +343,7 @@ pub(crate) fn mcp_proxy(
         Box::new(std::io::stdout()),
         Box::new(server_in),
         std::io::BufReader::new(server_out),
-        &decide,
+        std::sync::Arc::new(decide),
     );
     // The agent is done: give the server a moment to exit on its own.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

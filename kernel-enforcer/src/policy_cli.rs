@@ -167,6 +167,34 @@ pub(crate) enum ExplainAction {
         /// The payload.
         payload: Option<String>,
     },
+    /// An MCP request of the agent to its server (not `tools/call`).
+    #[command(name = "mcp_request", alias = "mcp-request")]
+    McpRequest {
+        /// The JSON-RPC method, such as `resources/read`.
+        method: String,
+        /// Its parameters as a JSON object (default `{}`).
+        params: Option<String>,
+    },
+    /// An MCP request of the server to the agent.
+    #[command(name = "mcp_server_request", alias = "mcp-server-request")]
+    McpServerRequest {
+        /// The JSON-RPC method, such as `sampling/createMessage`.
+        method: String,
+        /// Its parameters as a JSON object (default `{}`).
+        params: Option<String>,
+    },
+}
+
+/// JSON given on the command line, read strictly.
+fn json_argument(what: &str, text: Option<&String>) -> Result<Option<serde_json::Value>, String> {
+    text.map(|text| {
+        kernel_core::json::parse_strict(text).map_err(|e| {
+            format!(
+                "{what} `{text}` is not JSON ({e}): quote it for the shell, such as '{{\"q\": 1}}'"
+            )
+        })
+    })
+    .transpose()
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -220,18 +248,23 @@ impl ExplainAction {
             },
             Self::ToolCall { name, input } => RequestSpec {
                 tool: Some(name.clone()),
-                input: match input {
-                    Some(text) => Some(kernel_core::json::parse_strict(text).map_err(|e| {
-                        format!("tool input `{text}` is not JSON ({e}): quote it for the shell, such as '{{\"q\": 1}}'")
-                    })?),
-                    None => None,
-                },
+                input: json_argument("tool input", input.as_ref())?,
                 ..base("tool_call")
             },
             Self::Custom { kind, payload } => RequestSpec {
                 kind: Some(kind.clone()),
                 payload: payload.clone(),
                 ..base("custom")
+            },
+            Self::McpRequest { method, params } => RequestSpec {
+                method: Some(method.clone()),
+                params: json_argument("params", params.as_ref())?,
+                ..base("mcp_request")
+            },
+            Self::McpServerRequest { method, params } => RequestSpec {
+                method: Some(method.clone()),
+                params: json_argument("params", params.as_ref())?,
+                ..base("mcp_server_request")
             },
         })
     }

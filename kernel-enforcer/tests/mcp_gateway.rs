@@ -508,3 +508,268 @@ fn arguments_are_matched_as_a_record_not_as_text() {
     assert_eq!(answers[1]["result"]["isError"], true, "{}", answers[1]);
     assert_eq!(text_of(&answers[2]), "ran write_note");
 }
+
+/// The audit report of `evidence`, which must verify.
+fn audit(evidence: &Path) -> String {
+    let audit = Command::new(ENFORCER)
+        .args(["audit", "verify"])
+        .arg(evidence)
+        .output()
+        .unwrap();
+    assert!(audit.status.success(), "{audit:?}");
+    String::from_utf8_lossy(&audit.stdout).into_owned()
+}
+
+/// Policies over MCP requests other than tool calls: guides may be read
+/// as resources, and the `ask_model` prompt fetched; nothing else.
+const REQUESTS_POLICY: &str = r#"
+@id("guides") @reason("the guides may be read")
+permit (principal, action == Action::"mcp_request", resource == McpMethod::"resources/read")
+when { context.args has uri && context.args.uri like "docs://guides/*" };
+
+@id("ask-model-prompt") @reason("the ask_model prompt may be fetched")
+permit (principal, action == Action::"mcp_request", resource == McpMethod::"prompts/get")
+when { context.args has name && context.args.name == "ask_model" };
+"#;
+
+/// Outside review found that only `tools/call` was decided: a
+/// `resources/read` (which reads files or URLs through many servers), a
+/// `prompts/get`, and any unknown method were forwarded undecided. Now
+/// each is decided: what the policy does not permit never reaches the
+/// server (the server's record has no line of it) and is recorded as
+/// denied; what it permits does reach it; housekeeping still passes.
+#[test]
+fn requests_other_than_tool_calls_reach_the_server_only_when_decided() {
+    let fixture = fixture(REQUESTS_POLICY);
+    let record = fixture.dir.path().join("received.log");
+    let Some(server) = recording_server(&record, &fixture.workspace) else {
+        println!("SKIPPED: python3 not found");
+        return;
+    };
+    let workspace = std::fs::canonicalize(&fixture.workspace).unwrap();
+    std::fs::write(workspace.join("secret.txt"), "s3cret").unwrap();
+    let secret_uri = format!("file://{}", workspace.join("secret.txt").display());
+    let mut raw = Raw::start(&proxy_args(&fixture), &server);
+    raw.initialize();
+    let mut ask = |id: &str, method: &str, params: Value| {
+        raw.send(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+        );
+        let answer = raw.receive();
+        assert_eq!(answer["id"], id, "{answer}");
+        answer
+    };
+    // Housekeeping passes undecided (this server answers only `ping`
+    // of these; the others reach it and are refused by it).
+    for method in [
+        "resources/list",
+        "resources/templates/list",
+        "prompts/list",
+        "ping",
+    ] {
+        ask(method, method, json!({}));
+    }
+    // Permitted: answered by the server.
+    let guide = ask(
+        "guide",
+        "resources/read",
+        json!({"uri": "docs://guides/intro"}),
+    );
+    assert_eq!(
+        guide["result"]["contents"][0]["text"], "content of docs://guides/intro",
+        "{guide}"
+    );
+    let prompt = ask("prompt", "prompts/get", json!({"name": "summarise"}));
+    let denied = [
+        ask(
+            "secret-doc",
+            "resources/read",
+            json!({"uri": "docs://secrets/key"}),
+        ),
+        ask("secret-file", "resources/read", json!({"uri": secret_uri})),
+        prompt,
+        ask(
+            "unknown",
+            "tasks/frobnicate",
+            json!({"uri": "docs://guides/x"}),
+        ),
+        ask("level", "logging/setLevel", json!({"level": "debug"})),
+        ask(
+            "complete",
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "x"}}),
+        ),
+        ask(
+            "subscribe",
+            "resources/subscribe",
+            json!({"uri": "docs://guides/intro"}),
+        ),
+    ];
+    for answer in &denied {
+        assert_eq!(answer["error"]["code"], -32003, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains("denied by the agent kernel"), "{message}");
+    }
+    // Refused before deciding: a URI two readers could take for two
+    // resources.
+    let sneaky = ask(
+        "sneaky",
+        "resources/read",
+        json!({"uri": "docs://guides/../secrets/key"}),
+    );
+    assert_eq!(sneaky["error"]["code"], -32602, "{sneaky}");
+    // A request sent as a notification is dropped.
+    raw.send(
+        &json!({"jsonrpc": "2.0", "method": "resources/read",
+        "params": {"uri": "docs://secrets/notified"}})
+        .to_string(),
+    );
+    raw.finish();
+    // The effect: what the server received.
+    let received = std::fs::read_to_string(&record).unwrap();
+    assert!(received.contains("READ docs://guides/intro"), "{received}");
+    for absent in [
+        "secrets",
+        "secret.txt",
+        "summarise",
+        "tasks/frobnicate",
+        "logging/setLevel",
+        "completion/complete",
+        "resources/subscribe",
+    ] {
+        assert!(
+            !received.contains(absent),
+            "`{absent}` reached the server: {received}"
+        );
+    }
+    for method in [
+        "resources/list",
+        "resources/templates/list",
+        "prompts/list",
+        "ping",
+    ] {
+        assert!(
+            received.contains(&format!("\"method\":\"{method}\"")),
+            "{method}: {received}"
+        );
+    }
+    // One allowed, seven denied, and nothing else decided.
+    let report = audit(&fixture.evidence);
+    assert!(report.contains("1 allowed, 7 denied"), "{report}");
+}
+
+/// A `file:` resource is a file read: the kernel floor and the file
+/// policies decide it, and the server gets the path decided.
+#[test]
+fn a_file_resource_is_decided_as_a_file_read() {
+    let fixture = fixture(
+        r#"@id("read-files") @reason("files may be read")
+           permit (principal, action == Action::"file_read", resource);
+           @id("no-env") @reason("environment files hold secrets")
+           forbid (principal, action == Action::"file_read", resource)
+           when { resource.name == ".env" };"#,
+    );
+    let record = fixture.dir.path().join("received.log");
+    let Some(server) = recording_server(&record, &fixture.workspace) else {
+        println!("SKIPPED: python3 not found");
+        return;
+    };
+    let workspace = std::fs::canonicalize(&fixture.workspace).unwrap();
+    let notes = workspace.join("notes.md");
+    let env = workspace.join(".env");
+    let mut raw = Raw::start(&proxy_args(&fixture), &server);
+    raw.initialize();
+    let mut read = |id: u64, uri: String| {
+        raw.send(
+            &json!({"jsonrpc": "2.0", "id": id, "method": "resources/read",
+            "params": {"uri": uri}})
+            .to_string(),
+        );
+        raw.receive()
+    };
+    let allowed = read(1, format!("FILE://localhost{}", notes.display()));
+    assert!(allowed.get("result").is_some(), "{allowed}");
+    // The evidence file is the enforcer's own: the floor forbids reading
+    // it, whatever the policy permits.
+    let evidence = read(2, format!("file://{}", fixture.evidence.display()));
+    assert_eq!(evidence["error"]["code"], -32003, "{evidence}");
+    let message = evidence["error"]["message"].as_str().unwrap();
+    assert!(message.contains("the kernel's own assets"), "{message}");
+    let secrets = read(3, format!("file://{}", env.display()));
+    let message = secrets["error"]["message"].as_str().unwrap();
+    assert!(message.contains("environment files"), "{message}");
+    raw.finish();
+    let received = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        received.contains(&format!("READ file://{}", notes.display())),
+        "{received}"
+    );
+    assert!(!received.contains("evidence"), "{received}");
+    assert!(!received.contains(".env"), "{received}");
+    let report = audit(&fixture.evidence);
+    assert!(report.contains("1 allowed, 2 denied"), "{report}");
+}
+
+/// Outside review found that requests of the server's reached the agent
+/// undecided: `sampling/createMessage` had the agent's model generate for
+/// the server. Now each is decided: denied by default (answered to the
+/// server with an error, never seen by the agent) and forwarded only when
+/// a policy permits it.
+#[test]
+fn a_servers_sampling_request_never_reaches_the_agent_undecided() {
+    for permitted in [false, true] {
+        let sampling = if permitted {
+            r#"@id("sampling") @reason("this server may ask for generations")
+               permit (principal, action == Action::"mcp_server_request",
+                       resource == McpMethod::"sampling/createMessage");"#
+        } else {
+            ""
+        };
+        let fixture = fixture(&format!("{REQUESTS_POLICY}\n{sampling}"));
+        let record = fixture.dir.path().join("received.log");
+        let Some(server) = recording_server(&record, &fixture.workspace) else {
+            println!("SKIPPED: python3 not found");
+            return;
+        };
+        let mut raw = Raw::start(&proxy_args(&fixture), &server);
+        raw.initialize();
+        raw.send(
+            r#"{"jsonrpc":"2.0","id":"p","method":"prompts/get","params":{"name":"ask_model"}}"#,
+        );
+        // The server asks for a generation before it answers the prompt.
+        let first = raw.receive();
+        if permitted {
+            assert_eq!(first["method"], "sampling/createMessage", "{first}");
+            assert_eq!(first["id"], "sample-1");
+            raw.send(r#"{"jsonrpc":"2.0","id":"sample-1","result":{"role":"assistant","content":{"type":"text","text":"generated"},"model":"m"}}"#);
+            assert_eq!(raw.receive()["id"], "p");
+        } else {
+            assert_eq!(first["id"], "p", "the agent saw: {first}");
+            assert!(first.get("result").is_some(), "{first}");
+            // Nothing else is queued for the agent: the next line is the
+            // answer to a ping.
+            raw.send(r#"{"jsonrpc":"2.0","id":"after","method":"ping"}"#);
+            let next = raw.receive();
+            assert_eq!(next["id"], "after", "the agent saw: {next}");
+        }
+        raw.finish();
+        let received = std::fs::read_to_string(&record).unwrap();
+        let answer = received
+            .lines()
+            .find(|line| line.starts_with("ANSWER \"sample-1\""))
+            .unwrap_or_else(|| panic!("the server got no answer: {received}"));
+        if permitted {
+            assert!(answer.contains("generated"), "{answer}");
+        } else {
+            assert!(answer.contains("-32003"), "{answer}");
+            assert!(answer.contains("denied by the agent kernel"), "{answer}");
+        }
+        let report = audit(&fixture.evidence);
+        let expected = if permitted {
+            "2 allowed, 0 denied"
+        } else {
+            "1 allowed, 1 denied"
+        };
+        assert!(report.contains(expected), "{report}");
+    }
+}

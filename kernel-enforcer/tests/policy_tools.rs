@@ -394,6 +394,9 @@ mod symbolic {
 @id("ci-tool") permit (principal, action == Action::"tool_call", resource == Tool::"run_ci");
 @id("refunds") permit (principal, action == Action::"custom", resource == CustomKind::"payments.refund")
   when { context.payload like "*order*" };
+@id("guides") permit (principal, action == Action::"mcp_request", resource == McpMethod::"resources/read")
+  when { context.params like "*docs://guides/*" };
+@id("roots") permit (principal, action == Action::"mcp_server_request", resource == McpMethod::"roots/list");
 "#;
         let new = format!("{old}\n{additions}");
         let report = compare(&old, &new);
@@ -528,6 +531,25 @@ mod symbolic {
             action: "tool_call".into(),
             tool: Some("write_file".into()),
             input: Some(serde_json::json!({"path": "other.md"})),
+            ..RequestSpec::default()
+        };
+        assert_eq!(decide(old, &request), Decision::Deny);
+        assert_eq!(decide(new, &request), Decision::Allow);
+        // The same for an MCP request's parameters.
+        let old = r#"@id("guides") permit (principal, action == Action::"mcp_request", resource == McpMethod::"resources/read") when { context.args has uri && context.args.uri == "docs://guides/a" };"#;
+        let new = r#"@id("guides") permit (principal, action == Action::"mcp_request", resource == McpMethod::"resources/read") when { context.args has uri && context.args.uri like "docs://*" };"#;
+        let report = compare(old, new);
+        assert_eq!(report.verdict(), Verdict::Undecided, "{}", report.render());
+        let mcp = report
+            .actions
+            .iter()
+            .find(|a| a.kind == ActionKind::McpRequest)
+            .unwrap();
+        assert!(mcp.open[0].contains("`context.args`"), "{:?}", mcp.open);
+        let request = RequestSpec {
+            action: "mcp_request".into(),
+            method: Some("resources/read".into()),
+            params: Some(serde_json::json!({"uri": "docs://secrets"})),
             ..RequestSpec::default()
         };
         assert_eq!(decide(old, &request), Decision::Deny);

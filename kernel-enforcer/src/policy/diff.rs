@@ -27,8 +27,9 @@
 //! Not covered: `@limit` (a rate-limited permit counts as within its
 //! limit; changed limits are listed as notes), anything decided before
 //! Cedar (canonicalisation, the client's refusals), and a tool call's
-//! arguments (`context.args`, which the schema declares without
-//! attributes: when either set reads it, `tool_call` is left open).
+//! arguments or an MCP request's parameters (`context.args`, which the
+//! schema declares without attributes: when either set reads it, that
+//! kind of action is left open).
 
 use super::request::{RequestSpec, action_kind};
 use super::{
@@ -570,10 +571,15 @@ impl WellFormed {
         ];
         tool.extend(uid_is("Tool", "name"));
         let mut custom = vec![
-            named,
+            named.clone(),
             format!("context.kernel_asset == {}", mentions("context.payload")),
         ];
         custom.extend(uid_is("CustomKind", "name"));
+        let mut mcp = vec![
+            named,
+            format!("context.kernel_asset == {}", mentions("context.params")),
+        ];
+        mcp.extend(uid_is("McpMethod", "name"));
         let join = |parts: Vec<String>| balanced(&parts);
         Ok(Self {
             conditions: BTreeMap::from([
@@ -585,6 +591,8 @@ impl WellFormed {
                 (ActionKind::Http, join(http)),
                 (ActionKind::ToolCall, join(tool)),
                 (ActionKind::Custom, join(custom)),
+                (ActionKind::McpRequest, join(mcp.clone())),
+                (ActionKind::McpServerRequest, join(mcp)),
             ]),
         })
     }
@@ -960,19 +968,22 @@ async fn compare_action(
         findings: Vec::new(),
         open: Vec::new(),
     };
-    // The schema gives `context.args` (a tool's arguments) no attributes,
-    // so the analysis sees only calls without arguments: a policy that
-    // reads them can allow calls it cannot see.
-    if kind == ActionKind::ToolCall
-        && let Some(reader) = old
-            .user
-            .iter()
-            .chain(&new.user)
-            .filter(|p| applies_to(p, env.action()))
-            .find(|p| p.to_string().contains("args"))
+    // The schema gives `context.args` (a tool's arguments, an MCP
+    // request's parameters) no attributes, so the analysis sees only
+    // requests without them: a policy that reads them can allow requests
+    // it cannot see.
+    if matches!(
+        kind,
+        ActionKind::ToolCall | ActionKind::McpRequest | ActionKind::McpServerRequest
+    ) && let Some(reader) = old
+        .user
+        .iter()
+        .chain(&new.user)
+        .filter(|p| applies_to(p, env.action()))
+        .find(|p| p.to_string().contains("args"))
     {
         report.open.push(format!(
-            "policy `{}` reads `context.args`, whose attributes (the tool's arguments) the schema cannot declare; the analysis sees only calls without arguments, so a new permission that depends on them is not ruled out",
+            "policy `{}` reads `context.args`, whose attributes (a tool's arguments, an MCP request's parameters) the schema cannot declare; the analysis sees only requests without them, so a new permission that depends on them is not ruled out",
             reader.id()
         ));
     }
@@ -1147,6 +1158,10 @@ fn tool_char(c: char) -> bool {
     !c.is_control() && !c.is_whitespace()
 }
 
+fn method_char(c: char) -> bool {
+    c.is_ascii_graphic()
+}
+
 fn kind_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.' | ':')
 }
@@ -1276,6 +1291,24 @@ fn decode(kind: ActionKind, cex: &Env) -> Vec<RequestSpec> {
                 ..base.clone()
             })
             .collect(),
+        ActionKind::McpRequest | ActionKind::McpServerRequest => {
+            // The parameters are an object: the text as one if it is one,
+            // else inside one (its canonical text then holds the text).
+            let params = string_of(context("params")).map(|text| {
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .filter(serde_json::Value::is_object)
+                    .unwrap_or_else(|| serde_json::json!({ "params": text }))
+            });
+            names(resource, entity, method_char)
+                .into_iter()
+                .map(|method| RequestSpec {
+                    method: Some(method),
+                    params: params.clone(),
+                    ..base.clone()
+                })
+                .collect()
+        }
     }
 }
 
@@ -1439,8 +1472,10 @@ mod tests {
                 kernel_core::Action::exec(kernel_core::Exec::new(program).args(args).cwd(cwd.clone())),
                 kernel_core::Action::net_connect(host.clone(), port),
                 kernel_core::Action::http("GET", format!("{scheme}://{authority}{url_path}")),
-                kernel_core::Action::tool_call(tool, &serde_json::json!({"a": payload})),
+                kernel_core::Action::tool_call(tool.clone(), &serde_json::json!({"a": payload})),
                 kernel_core::Action::custom("k", payload.clone()),
+                kernel_core::Action::mcp_request(kernel_core::McpPeer::Agent, tool.clone(), &serde_json::json!({"uri": payload})),
+                kernel_core::Action::mcp_request(kernel_core::McpPeer::Server, "roots/list", &serde_json::json!({"a": payload})),
             ];
             for action in requests {
                 let Ok(action) = kernel_core::CanonicalAction::new(action.clone(), Some(&cwd)) else {

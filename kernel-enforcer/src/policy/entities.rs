@@ -81,12 +81,13 @@ fn is_within(path: &str, root: &str) -> bool {
 /// Every entity type the kernel builds. Parsing a type name runs Cedar's
 /// parser (microseconds, several times per request), so each is parsed
 /// once.
-const ENTITY_TYPES: [&str; 8] = [
+const ENTITY_TYPES: [&str; 9] = [
     "Action",
     "Agent",
     "CustomKind",
     "File",
     "Host",
+    "McpMethod",
     "Program",
     "Tool",
     "Workspace",
@@ -122,14 +123,21 @@ fn last_component(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// A request's context, by name.
+type ContextPairs = Vec<(String, RestrictedExpression)>;
+
 struct Built {
     action: &'static str,
     resource: Entity,
-    context: Vec<(String, RestrictedExpression)>,
-    /// Why `context.args` is absent from a `tool_call`'s context, when it
-    /// is.
+    context: ContextPairs,
+    /// Why `context.args` is absent from a `tool_call`'s or MCP request's
+    /// context, when it is.
     args_absent: Option<String>,
 }
+
+/// The actions whose context has `args`, a record of the shape of their
+/// JSON input, which the schema declares without attributes.
+const ACTIONS_WITH_ARGS: [&str; 3] = ["tool_call", "mcp_request", "mcp_server_request"];
 
 /// A tool's arguments as a Cedar value, when Cedar can hold them exactly:
 /// an object becomes a record (every key as it is: any string is a Cedar
@@ -203,13 +211,46 @@ pub(super) fn cedar_value(
     })
 }
 
-/// `context.args` of a tool call whose canonical input is `input`: the
-/// record, or why there is none.
+/// `context.args` of a tool call whose canonical input is `input` (or of
+/// an MCP request whose parameters are `input`): the record, or why there
+/// is none.
 fn tool_args(input: &serde_json::Value) -> Result<RestrictedExpression, String> {
     if !input.is_object() {
         return Err("the input is not a JSON object".into());
     }
     cedar_value(input, &mut String::new())
+}
+
+/// The context of an action with a JSON input (canonical text `text`):
+/// the text as `text_name`, `args` when Cedar can hold the input exactly
+/// (else why not), and `kernel_asset` when the text or any string in it
+/// names an asset.
+fn json_context(
+    text_name: &str,
+    text: &str,
+    env: &Environment,
+) -> Result<(ContextPairs, Option<String>), String> {
+    // The canonical text is strict JSON already; read it again the same
+    // way.
+    let parsed = kernel_core::json::parse_strict(text).map_err(|e| e.to_string())?;
+    let mut texts = Vec::new();
+    strings(&parsed, &mut texts);
+    let kernel_asset = env.mentions_asset(text) || texts.iter().any(|t| env.mentions_asset(t));
+    let mut context = vec![
+        (text_name.to_owned(), string(text)),
+        (
+            "kernel_asset".to_owned(),
+            RestrictedExpression::new_bool(kernel_asset),
+        ),
+    ];
+    let args_absent = match tool_args(&parsed) {
+        Ok(args) => {
+            context.push(("args".to_owned(), args));
+            None
+        }
+        Err(why) => Some(why),
+    };
+    Ok((context, args_absent))
 }
 
 /// Every string in `value`, keys included.
@@ -379,24 +420,19 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
             }
         }
         Action::ToolCall { name, input } => {
-            // The canonical input is strict JSON already; read it again the
-            // same way.
-            let parsed = kernel_core::json::parse_strict(input).map_err(|e| e.to_string())?;
-            let mut texts = Vec::new();
-            strings(&parsed, &mut texts);
-            let kernel_asset =
-                env.mentions_asset(input) || texts.iter().any(|text| env.mentions_asset(text));
-            let mut context = vec![("input".to_owned(), string(input)), flag(kernel_asset)];
-            let args_absent = match tool_args(&parsed) {
-                Ok(args) => {
-                    context.push(("args".to_owned(), args));
-                    None
-                }
-                Err(why) => Some(why),
-            };
+            let (context, args_absent) = json_context("input", input, env)?;
             Built {
                 action: "tool_call",
                 resource: named_entity("Tool", name)?,
+                context,
+                args_absent,
+            }
+        }
+        Action::McpRequest { method, params, .. } => {
+            let (context, args_absent) = json_context("params", params, env)?;
+            Built {
+                action: action.kind().as_str(),
+                resource: named_entity("McpMethod", method)?,
                 context,
                 args_absent,
             }
@@ -508,7 +544,7 @@ fn build_unvalidated(
     let principal = uid("Agent", "agent")?;
     let resource_uid = built.resource.uid();
     let action_uid = uid("Action", built.action)?;
-    let request = if built.action == "tool_call" {
+    let request = if ACTIONS_WITH_ARGS.contains(&built.action) {
         // `context.args` has the shape of the tool's arguments, which the
         // schema cannot declare (it says `{}`): everything else is checked
         // against the schema with an empty record in its place, and the
@@ -623,6 +659,18 @@ mod tests {
                 .prop_map(|(method, url)| Action::Http { method, url }),
             ("[a-z_]{1,8}", text).prop_map(|(name, input)| Action::ToolCall { name, input }),
             ("[a-z_]{1,8}", text).prop_map(|(kind, payload)| Action::Custom { kind, payload }),
+            (any::<bool>(), "[a-z/]{1,8}", text).prop_map(|(server, method, params)| {
+                let from = if server {
+                    kernel_core::McpPeer::Server
+                } else {
+                    kernel_core::McpPeer::Agent
+                };
+                Action::McpRequest {
+                    from,
+                    method,
+                    params: format!("{{\"p\":{params:?}}}"),
+                }
+            }),
         ]
     }
 

@@ -8,13 +8,13 @@
 //! [`CanonicalAction::new`], the same function the client uses; relative
 //! paths are resolved against the request's `cwd`, or else the workspace.
 
-use kernel_core::{Action, ActionKind, CanonicalAction, Digest, Exec, WriteMode};
+use kernel_core::{Action, ActionKind, CanonicalAction, Digest, Exec, McpPeer, WriteMode};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// The fields each kind of action takes, for messages and for checking
 /// that a request names no field of another kind.
-const FIELDS: [(ActionKind, &[&str]); 8] = [
+const FIELDS: [(ActionKind, &[&str]); 10] = [
     (ActionKind::Exec, &["program", "args", "env", "cwd"]),
     (ActionKind::FileRead, &["path", "cwd"]),
     (
@@ -26,12 +26,14 @@ const FIELDS: [(ActionKind, &[&str]); 8] = [
     (ActionKind::Http, &["method", "url"]),
     (ActionKind::ToolCall, &["tool", "input"]),
     (ActionKind::Custom, &["kind", "payload"]),
+    (ActionKind::McpRequest, &["method", "params"]),
+    (ActionKind::McpServerRequest, &["method", "params"]),
 ];
 
 /// Every field a request may have, besides `action`.
-pub const REQUEST_FIELDS: [&str; 16] = [
+pub const REQUEST_FIELDS: [&str; 17] = [
     "path", "content", "size", "mode", "program", "args", "env", "cwd", "host", "port", "method",
-    "url", "tool", "input", "kind", "payload",
+    "url", "tool", "input", "kind", "payload", "params",
 ];
 
 /// One request, as an operator writes it. Unknown fields are refused.
@@ -39,8 +41,8 @@ pub const REQUEST_FIELDS: [&str; 16] = [
 #[serde(deny_unknown_fields)]
 pub struct RequestSpec {
     /// The kind of action, as policies name it: `exec`, `file_read`,
-    /// `file_write`, `file_delete`, `net_connect`, `http`, `tool_call` or
-    /// `custom`.
+    /// `file_write`, `file_delete`, `net_connect`, `http`, `tool_call`,
+    /// `custom`, `mcp_request` or `mcp_server_request`.
     pub action: String,
     /// File path (`file_read`, `file_write`, `file_delete`).
     pub path: Option<String>,
@@ -66,7 +68,8 @@ pub struct RequestSpec {
     pub host: Option<String>,
     /// Port (`net_connect`).
     pub port: Option<u16>,
-    /// HTTP method, such as `GET` (`http`).
+    /// HTTP method, such as `GET` (`http`); JSON-RPC method, such as
+    /// `resources/read` (`mcp_request`, `mcp_server_request`).
     pub method: Option<String>,
     /// Absolute http(s) URL (`http`).
     pub url: Option<String>,
@@ -78,6 +81,9 @@ pub struct RequestSpec {
     pub kind: Option<String>,
     /// Payload (`custom`; default empty).
     pub payload: Option<String>,
+    /// Parameters, a JSON object (`mcp_request`, `mcp_server_request`;
+    /// default `{}`).
+    pub params: Option<serde_json::Value>,
 }
 
 /// The action kind named `name`, if there is one.
@@ -113,6 +119,7 @@ impl RequestSpec {
             self.input.is_some(),
             self.kind.is_some(),
             self.payload.is_some(),
+            self.params.is_some(),
         ];
         REQUEST_FIELDS
             .iter()
@@ -241,6 +248,17 @@ impl RequestSpec {
                 need(&self.kind, "kind")?,
                 self.payload.clone().unwrap_or_default(),
             ),
+            ActionKind::McpRequest | ActionKind::McpServerRequest => Action::mcp_request(
+                if kind == ActionKind::McpRequest {
+                    McpPeer::Agent
+                } else {
+                    McpPeer::Server
+                },
+                need(&self.method, "method")?,
+                self.params
+                    .as_ref()
+                    .unwrap_or(&serde_json::Value::Object(serde_json::Map::new())),
+            ),
         })
     }
 
@@ -284,6 +302,10 @@ impl RequestSpec {
             Action::Custom { kind, payload } => {
                 out.kind = Some(kind.clone());
                 out.payload = Some(payload.clone());
+            }
+            Action::McpRequest { method, params, .. } => {
+                out.method = Some(method.clone());
+                out.params = serde_json::from_str(params).ok();
             }
         }
         out
@@ -333,6 +355,13 @@ impl RequestSpec {
             ),
             ("kind", text(&self.kind)),
             ("payload", text(&self.payload)),
+            (
+                "params",
+                match &self.params {
+                    Some(value) => Some(toml_value(value)?),
+                    None => None,
+                },
+            ),
         ];
         Some(
             std::iter::once(format!("action = {}", toml_string(&self.action)))
@@ -550,5 +579,17 @@ mod tests {
             ..tool
         };
         assert!(null.toml_fields().is_none());
+        let mcp = RequestSpec {
+            method: Some("resources/read".into()),
+            params: Some(serde_json::json!({"uri": "docs://a", "_meta": {"n": 1}})),
+            ..spec("mcp_server_request")
+        };
+        let text = mcp.toml_fields().unwrap().join("\n");
+        let back: RequestSpec = toml::from_str(&text).unwrap();
+        assert_eq!(back, mcp, "{text}");
+        assert_eq!(
+            back.to_action().unwrap().kind(),
+            ActionKind::McpServerRequest
+        );
     }
 }
