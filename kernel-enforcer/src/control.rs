@@ -421,6 +421,12 @@ pub fn request_authenticated(
         path: path.to_owned(),
         why,
     };
+    if answer.is_empty() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the connection closed without an answer",
+        )));
+    }
     // Anything but a signed answer that verifies is refused the same way:
     // what an impostor says is never shown as the enforcer's.
     let authentic = serde_json::from_str::<SignedAnswer>(&answer)

@@ -185,6 +185,18 @@ impl Shared {
                 let cause = reason.unwrap_or_else(|| "halted by the operator".into());
                 let frames = session.halt(&cause, &by);
                 self.send(frames);
+                let latch = session.halt_latch();
+                drop(session);
+                // Acknowledged once no effect a governed agent was allowed
+                // before the halt is still being made (outside the session's
+                // lock, which such an effect may need to finish).
+                if !latch.wait_for_effects(EFFECT_DRAIN) {
+                    return ControlResponse::error(format!(
+                        "halted ({cause}), but an effect allowed before the halt was still \
+                         running after {}s",
+                        EFFECT_DRAIN.as_secs()
+                    ));
+                }
                 ControlResponse::ok(
                     format!("halted: every request is now denied ({cause})"),
                     serde_json::Value::Null,
@@ -408,6 +420,13 @@ pub fn serve_without_client(
             last_tick = Instant::now();
         }
     }
+    if latch.cause().is_some() {
+        // Every call is denied from the halt on; effects allowed before it
+        // finish, and the control socket gets to acknowledge the halt,
+        // before the caller stops the agent.
+        latch.wait_for_effects(EFFECT_DRAIN);
+        std::thread::sleep(HALT_GRACE);
+    }
     // The final checkpoint, unless the session's lock stays taken (then
     // the records already durable are all there is, and the agent is
     // stopped all the same).
@@ -438,6 +457,10 @@ impl Drop for FinishOnDrop {
         }
     }
 }
+
+/// How long a halt's acknowledgment waits for governed effects allowed
+/// before it to finish (a governed `connect` may take up to 10 s).
+const EFFECT_DRAIN: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// How long the idle loop waits for the session's lock to tick.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);

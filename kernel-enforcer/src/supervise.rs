@@ -287,6 +287,7 @@ fn run_governed(
         let shared = Arc::clone(&session);
         let listener = listener.try_clone().map_err(channel)?;
         let latch = session.lock().halt_latch();
+        let effects_latch = Arc::clone(&latch);
         std::thread::spawn(move || {
             let fault = |cause: &str| {
                 // Recorded when the session's lock can be had; the latch
@@ -301,6 +302,7 @@ fn run_governed(
                 &governor,
                 &|action| shared.lock().decide_system_call(action),
                 &fault,
+                &effects_latch,
             );
         });
     }

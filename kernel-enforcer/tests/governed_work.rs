@@ -670,6 +670,56 @@ fn a_panicking_handler_fails_its_call_and_halts_the_run() {
     halt_recorded(&scene, "a panic while answering a governed system call");
 }
 
+/// A halt acknowledged while an allowed effect is being made is
+/// acknowledged only once that effect is done: right after `halt`
+/// returns, the removal decided before it has happened, and nothing the
+/// agent asks later does.
+#[test]
+fn a_halt_is_acknowledged_only_after_the_effects_allowed_before_it() {
+    if !cfg!(debug_assertions) {
+        println!("SKIPPED: fault injection exists in debug builds only");
+        return;
+    }
+    let scene = scene();
+    std::fs::write(scene.ws.join("victim"), "still here").unwrap();
+    std::fs::write(scene.ws.join("later"), "still here").unwrap();
+    let mut child = governed(
+        &scene,
+        "/usr/bin/sh",
+        &["-c", "rm victim; rm later; sleep 60"],
+    )
+    .env("AGENT_KERNEL_TEST_FAULT", "slow:file_delete")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // The removal of `victim` is decided (recorded) and now waits 1.5 s
+    // before it is made.
+    let started = Instant::now();
+    while !inspected(&scene.evidence)
+        .lines()
+        .any(|line| line.contains("file_delete") && line.contains("victim"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the removal was never decided"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    end(Ending::Halt, &scene, &child, "halt-during-effect");
+    assert!(
+        !scene.ws.join("victim").exists(),
+        "the halt was acknowledged before an effect allowed earlier had happened"
+    );
+    ends_within(&mut child, Duration::from_secs(5), "halt");
+    assert_eq!(
+        std::fs::read_to_string(scene.ws.join("later")).unwrap(),
+        "still here",
+        "an effect happened after the halt"
+    );
+    halt_recorded(&scene, "halt-during-effect");
+}
+
 /// A handler that blocks: the call is answered with an error after the
 /// answer deadline (10 s) and the session halts (recorded); nothing is
 /// removed. `SIGTERM` and the operator's `halt` during such a stuck call

@@ -14,6 +14,9 @@ use std::fmt;
 /// returned.
 pub struct HaltLatch {
     cause: Mutex<Option<String>>,
+    /// Effects started through [`start_effect`](Self::start_effect) and
+    /// not yet finished.
+    effects: Mutex<usize>,
 }
 
 impl Default for HaltLatch {
@@ -35,6 +38,39 @@ impl HaltLatch {
     pub fn new() -> Self {
         Self {
             cause: Mutex::new(None),
+            effects: Mutex::new(0),
+        }
+    }
+
+    /// Starts an effect that may take a while (a system call the enforcer
+    /// makes for a governed agent): `None` when halted; otherwise a guard
+    /// that counts the effect as in progress until it is dropped. Counted
+    /// under the same lock a halt takes, so a halt either comes first (and
+    /// this returns `None`) or sees the effect in
+    /// [`wait_for_effects`](Self::wait_for_effects).
+    pub fn start_effect(&self) -> Option<EffectInProgress<'_>> {
+        let cause = self.cause.lock();
+        if cause.is_some() {
+            return None;
+        }
+        *self.effects.lock() += 1;
+        Some(EffectInProgress { latch: self })
+    }
+
+    /// Waits until no effect started through
+    /// [`start_effect`](Self::start_effect) is in progress, at most
+    /// `patience`; returns whether none is. Call it after a halt and
+    /// before acknowledging it, so that "halted" means no effect runs.
+    pub fn wait_for_effects(&self, patience: std::time::Duration) -> bool {
+        let started = std::time::Instant::now();
+        loop {
+            if *self.effects.lock() == 0 {
+                return true;
+            }
+            if started.elapsed() >= patience {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -73,6 +109,26 @@ impl HaltLatch {
     }
 }
 
+/// An effect in progress (see [`HaltLatch::start_effect`]); it ends when
+/// this is dropped.
+#[must_use = "the effect counts as in progress only while this lives"]
+pub struct EffectInProgress<'a> {
+    latch: &'a HaltLatch,
+}
+
+impl fmt::Debug for EffectInProgress<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EffectInProgress")
+    }
+}
+
+impl Drop for EffectInProgress<'_> {
+    fn drop(&mut self) {
+        let mut effects = self.latch.effects.lock();
+        *effects = effects.saturating_sub(1);
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -85,5 +141,19 @@ mod tests {
         assert!(!latch.halt("later"));
         assert_eq!(latch.cause().as_deref(), Some("operator"));
         assert_eq!(latch.admit(1, |n| n + 1), Err(1));
+    }
+
+    /// An effect started before a halt holds up `wait_for_effects` until
+    /// it ends; none starts after the halt.
+    #[test]
+    fn a_halt_waits_for_effects_in_progress_and_none_starts_after() {
+        let latch = HaltLatch::new();
+        let effect = latch.start_effect();
+        assert!(effect.is_some());
+        assert!(latch.halt("operator"));
+        assert!(latch.start_effect().is_none());
+        assert!(!latch.wait_for_effects(std::time::Duration::from_millis(5)));
+        drop(effect);
+        assert!(latch.wait_for_effects(std::time::Duration::ZERO));
     }
 }

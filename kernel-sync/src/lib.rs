@@ -34,5 +34,5 @@ mod sync;
 
 pub use approvals::{Grants, Pending};
 pub use commit::{CommitError, GroupCommit, Ticket};
-pub use halt::HaltLatch;
+pub use halt::{EffectInProgress, HaltLatch};
 pub use rate::{Limit, RateCounters};

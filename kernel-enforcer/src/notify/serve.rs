@@ -4,6 +4,7 @@
 
 use super::{Answer, Governor};
 use kernel_core::CanonicalAction;
+use kernel_sync::HaltLatch;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// Notifications served at once (each may wait for a decision's
@@ -121,6 +122,7 @@ pub fn serve(
     governor: &Governor,
     decide: &(impl Fn(CanonicalAction) -> bool + Sync),
     fault: &(impl Fn(&str) + Sync),
+    latch: &HaltLatch,
 ) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let bucket = parking_lot::Mutex::new(Bucket {
@@ -133,7 +135,9 @@ pub fn serve(
     std::thread::scope(|scope| {
         for _ in 0..WORKERS {
             scope.spawn(|| {
-                serve_one_at_a_time(&listener, governor, decide, fault, &bucket, &inflight);
+                serve_one_at_a_time(
+                    &listener, governor, decide, fault, latch, &bucket, &inflight,
+                );
                 serving.fetch_sub(1, Ordering::SeqCst);
             });
         }
@@ -173,6 +177,7 @@ fn serve_one_at_a_time(
     governor: &Governor,
     decide: &(impl Fn(CanonicalAction) -> bool + Sync),
     fault: &(impl Fn(&str) + Sync),
+    latch: &HaltLatch,
     bucket: &parking_lot::Mutex<Bucket>,
     inflight: &InFlight,
 ) {
@@ -230,6 +235,11 @@ fn serve_one_at_a_time(
             valid == 0
         };
         let mut limited = false;
+        // An allowed call's effect (made by the enforcer, or the kernel's
+        // once the answer lets the call continue) counts as in progress
+        // from its decision until its answer is sent: a halt acknowledged
+        // after that moment saw it end, and none starts after a halt.
+        let mut effect = None;
         let mut decide = |action: CanonicalAction| {
             // The lock is released before waiting.
             let turn = bucket.lock().reserve(RATE_WAIT);
@@ -242,8 +252,22 @@ fn serve_one_at_a_time(
             }
             #[cfg(debug_assertions)]
             injected_fault(&action);
-            // Nothing is performed for a call the watchdog has answered.
-            decide(action) && claim()
+            #[cfg(debug_assertions)]
+            let kind = action.action().kind().as_str();
+            // Nothing is performed for a call the watchdog has answered,
+            // nor once the session has halted.
+            if !(decide(action) && claim()) {
+                return false;
+            }
+            match latch.start_effect() {
+                Some(started) => {
+                    effect = Some(started);
+                    #[cfg(debug_assertions)]
+                    injected_delay(kind);
+                    true
+                }
+                None => false,
+            }
         };
         let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             governor.answer(
@@ -264,6 +288,7 @@ fn serve_one_at_a_time(
         if claim() {
             respond(listener.as_fd(), id, answer);
         }
+        drop(effect);
         inflight.lock().remove(&id);
     }
 }
@@ -291,6 +316,16 @@ fn injected_fault(action: &CanonicalAction) {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
         _ => {}
+    }
+}
+
+/// Debug builds only, for the halt tests: `AGENT_KERNEL_TEST_FAULT` set
+/// to `slow:KIND` makes every allowed action of that kind wait 1.5 s
+/// between its decision and its effect.
+#[cfg(debug_assertions)]
+fn injected_delay(kind: &str) {
+    if std::env::var("AGENT_KERNEL_TEST_FAULT").is_ok_and(|fault| fault == format!("slow:{kind}")) {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
     }
 }
 
