@@ -6,7 +6,8 @@
 //! thing to the kernel and another to whoever acts on it. [`parse_strict`]
 //! refuses it instead: an object may not hold two keys that are equal, or
 //! equal once letter case is folded (`"path"` and `"PATH"`, `"k"` and the
-//! Kelvin sign `"\u212A"`), at any depth; and no string or key may hold
+//! Kelvin sign `"\u212A"`, `"file"` and `"f\u0130le"`, whose dotted capital
+//! I Go's reader folds to `i`), at any depth; and no string or key may hold
 //! U+0000, which C-based readers take as the end of the text.
 //!
 //! Everything else is `serde_json`'s own strict grammar (RFC 8259): no
@@ -27,9 +28,9 @@ pub fn parse_strict(text: &str) -> Result<Value, serde_json::Error> {
     serde_json::from_str::<Strict>(text).map(|strict| strict.0)
 }
 
-/// `key` with letter case folded, for comparing keys the way the most
-/// lenient reader would. Folds wider than Unicode simple case folding
-/// (`"ß"` meets `"ss"`), which only refuses more.
+/// `key` with letter case folded by the full Unicode mappings (upper, then
+/// lower case): `"ß"` meets `"ss"`, `"ſ"` meets `"s"`. Wider than what most
+/// readers fold, which only refuses more; see also [`simple_fold_key`].
 pub fn fold_key(key: &str) -> String {
     if key.is_ascii() {
         return key.to_ascii_lowercase();
@@ -38,6 +39,42 @@ pub fn fold_key(key: &str) -> String {
         .flat_map(char::to_uppercase)
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// `key` folded character by character as Go's `encoding/json` matches
+/// object keys to fields: the simple (one-character) lower case, then the
+/// simple upper case. It meets keys that [`fold_key`] keeps apart because
+/// their full mappings grow: `"İ"` (simple lower case `i`) meets `"i"`, and
+/// `"ẞ"` meets `"ß"`.
+pub fn simple_fold_key(key: &str) -> String {
+    if key.is_ascii() {
+        return key.to_ascii_uppercase();
+    }
+    key.chars().map(|c| simple_upper(simple_lower(c))).collect()
+}
+
+/// The one-character lower case of `c`: its full mapping when that is one
+/// character; U+0130 (whose full mapping adds a combining dot) is `i`;
+/// else `c`.
+fn simple_lower(c: char) -> char {
+    if c == '\u{130}' {
+        return 'i';
+    }
+    let mut lower = c.to_lowercase();
+    match (lower.next(), lower.next()) {
+        (Some(only), None) => only,
+        _ => c,
+    }
+}
+
+/// The one-character upper case of `c`: its full mapping when that is one
+/// character, else `c` (`"ß"` has no one-character upper case).
+fn simple_upper(c: char) -> char {
+    let mut upper = c.to_uppercase();
+    match (upper.next(), upper.next()) {
+        (Some(only), None) => only,
+        _ => c,
+    }
 }
 
 /// A JSON value read by [`parse_strict`]'s rules.
@@ -113,6 +150,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Strict, A::Error> {
         let mut map = Map::new();
         let mut folded = HashSet::new();
+        let mut simply_folded = HashSet::new();
         while let Some(key) = access.next_key::<String>()? {
             no_nul::<A::Error>(&key, "key")?;
             if map.contains_key(&key) {
@@ -120,10 +158,14 @@ impl<'de> Visitor<'de> for StrictVisitor {
                     "the key `{key}` appears twice in one object"
                 )));
             }
-            if !folded.insert(fold_key(&key)) {
+            let full = folded.insert(fold_key(&key));
+            let simple = simply_folded.insert(simple_fold_key(&key));
+            if !(full && simple) {
                 let other = map
                     .keys()
-                    .find(|k| fold_key(k) == fold_key(&key))
+                    .find(|k| {
+                        fold_key(k) == fold_key(&key) || simple_fold_key(k) == simple_fold_key(&key)
+                    })
                     .cloned()
                     .unwrap_or_default();
                 return Err(de::Error::custom(format!(
@@ -153,6 +195,9 @@ mod tests {
             r#"{"path":"a","PATH":"b"}"#,
             r#"{"kind":"a","\u212Aind":"b"}"#,
             r#"{"\u017F":"long s","s":"s"}"#,
+            // Equal to Go's reader, though not under the full mappings.
+            r#"{"file":"a","f\u0130le":"b"}"#,
+            r#"{"\u00DF":"a","\u1E9E":"b"}"#,
         ] {
             let error = parse_strict(text).unwrap_err().to_string();
             assert!(
