@@ -215,32 +215,49 @@ pub const CONTROL_REPLY_TAG: &[u8] = b"agent-kernel/control-reply/v1\n";
 #[derive(Serialize)]
 struct ControlReplyMessage<'a> {
     challenge: &'a [u8; 32],
+    request: &'a str,
     reply: &'a str,
 }
 
-fn control_reply_message(challenge: &[u8; 32], reply: &str) -> Vec<u8> {
-    encode(CONTROL_REPLY_TAG, &ControlReplyMessage { challenge, reply })
+fn control_reply_message(challenge: &[u8; 32], request: &str, reply: &str) -> Vec<u8> {
+    encode(
+        CONTROL_REPLY_TAG,
+        &ControlReplyMessage {
+            challenge,
+            request,
+            reply,
+        },
+    )
 }
 
 /// Signs the exact text of an answer on the operator's control socket
-/// together with the operator's fresh challenge, so that an answer from
-/// anything but the holder of the enforcer's key (or an answer recorded
-/// earlier and replayed) does not verify.
-pub fn sign_control_reply(key: &SigningKey, challenge: &[u8; 32], reply: &str) -> [u8; 64] {
-    key.sign(&control_reply_message(challenge, reply))
+/// together with the operator's fresh challenge and the exact request
+/// line it answers, so that an answer from anything but the holder of the
+/// enforcer's key, an answer recorded earlier and replayed, or the answer
+/// to another request (a `status` passed off as a `halt`) does not
+/// verify.
+pub fn sign_control_reply(
+    key: &SigningKey,
+    challenge: &[u8; 32],
+    request: &str,
+    reply: &str,
+) -> [u8; 64] {
+    key.sign(&control_reply_message(challenge, request, reply))
         .to_bytes()
 }
 
-/// Verifies that `signature` is `key`'s signature over `reply` and the
-/// operator's `challenge` (see [`sign_control_reply`]).
+/// Verifies that `signature` is `key`'s signature over `reply`, the
+/// `request` line it answers and the operator's `challenge` (see
+/// [`sign_control_reply`]).
 pub fn verify_control_reply(
     key: &VerifyingKey,
     challenge: &[u8; 32],
+    request: &str,
     reply: &str,
     signature: &[u8; 64],
 ) -> Result<(), ControlReplySignatureError> {
     key.verify_strict(
-        &control_reply_message(challenge, reply),
+        &control_reply_message(challenge, request, reply),
         &Signature::from_bytes(signature),
     )
     .map_err(|_| ControlReplySignatureError)

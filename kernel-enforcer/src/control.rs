@@ -191,6 +191,15 @@ pub enum ControlError {
         /// The expected key.
         key: String,
     },
+    /// The request was refused before it was read (an unsigned answer: a
+    /// failure whoever sent it).
+    #[error("the control socket `{path}` refused the request (unauthenticated answer): {message}")]
+    Refused {
+        /// The configured path.
+        path: PathBuf,
+        /// What the refusal said.
+        message: String,
+    },
     /// The conversation failed.
     #[error("control socket `{path}`: {source}")]
     Io {
@@ -294,38 +303,100 @@ impl ControlSocket {
     }
 
     /// Serves connections until the listener fails, answering each request
-    /// with `handle`. Connections from any uid other than `operator_uid` are
-    /// refused before their request is parsed.
+    /// with `handle`. A connection from any uid other than `operator_uid`
+    /// is refused at once, before anything is read from it; the operator's
+    /// are served each on a thread of its own (at most
+    /// [`MAX_CONTROL_CONNECTIONS`] at once), with [`CONTROL_PATIENCE`] for
+    /// the whole request line, so that no peer can hold the control plane.
     pub fn serve(
         self,
         operator_uid: u32,
-        handle: impl Fn(ControlRequest, Peer) -> ControlResponse,
+        handle: impl Fn(ControlRequest, Peer) -> ControlResponse + Sync,
     ) {
-        for stream in self.listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let _ = serve_one(stream, operator_uid, &self.key, &handle);
-        }
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let open = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for stream in self.listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let Ok(credentials) = rustix::net::sockopt::socket_peercred(&stream) else {
+                    continue;
+                };
+                let peer = Peer {
+                    uid: credentials.uid.as_raw(),
+                    pid: credentials.pid.as_raw_nonzero().get(),
+                };
+                if peer.uid != operator_uid {
+                    let _ = refuse(
+                        &mut stream,
+                        &format!("refused: {peer} is not the operator (uid {operator_uid})"),
+                    );
+                    continue;
+                }
+                if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONTROL_CONNECTIONS {
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    let _ = refuse(&mut stream, "refused: too many control connections at once");
+                    continue;
+                }
+                let (key, handle, open) = (&self.key, &handle, &open);
+                scope.spawn(move || {
+                    let _ = serve_one(stream, peer, key, handle);
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
     }
+}
+
+/// Most operator connections served at once.
+pub const MAX_CONTROL_CONNECTIONS: usize = 16;
+/// How long a connection has to send its whole request line.
+pub const CONTROL_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Answers a peer that is refused before anything is read, unsigned: a
+/// refusal is a failure whoever sends it, so it needs no authentication.
+fn refuse(stream: &mut UnixStream, why: &str) -> std::io::Result<()> {
+    stream.set_write_timeout(Some(Duration::from_secs(1)))?;
+    let answer = SignedAnswer {
+        reply: serde_json::to_string(&ControlResponse::error(why)).unwrap_or_default(),
+        signature: None,
+    };
+    let mut text = serde_json::to_string(&answer).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    stream.write_all(text.as_bytes())
+}
+
+/// Reads one line of at most [`MAX_CONTROL_LINE`] bytes, all of it within
+/// [`CONTROL_PATIENCE`] (a peer sending a byte now and then does not
+/// extend it).
+fn read_line_in_time(stream: &mut UnixStream) -> std::io::Result<String> {
+    let deadline = std::time::Instant::now() + CONTROL_PATIENCE;
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !line.contains(&b'\n') {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || line.len() as u64 > MAX_CONTROL_LINE {
+            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let read = stream.read(&mut chunk)?;
+        if read == 0 {
+            break;
+        }
+        line.extend_from_slice(chunk.get(..read).unwrap_or_default());
+    }
+    let end = line.iter().position(|b| *b == b'\n').unwrap_or(line.len());
+    line.truncate(end);
+    String::from_utf8(line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 fn serve_one(
     mut stream: UnixStream,
-    operator_uid: u32,
+    peer: Peer,
     key: &SigningKey,
     handle: &impl Fn(ControlRequest, Peer) -> ControlResponse,
 ) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let credentials = rustix::net::sockopt::socket_peercred(&stream)?;
-    let peer = Peer {
-        uid: credentials.uid.as_raw(),
-        pid: credentials.pid.as_raw_nonzero().get(),
-    };
-    // The (bounded) request line is read before the credentials decide,
-    // so a refused peer reads a refusal instead of a broken pipe; it is
-    // acted on only for the operator.
-    let mut line = String::new();
-    BufReader::new(Read::by_ref(&mut stream).take(MAX_CONTROL_LINE)).read_line(&mut line)?;
+    let line = read_line_in_time(&mut stream)?;
     let envelope = serde_json::from_str::<Envelope>(&line);
     let challenge = envelope
         .as_ref()
@@ -333,9 +404,6 @@ fn serve_one(
         .and_then(|envelope| unhex(&envelope.challenge))
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
     let response = match (envelope, challenge) {
-        _ if peer.uid != operator_uid => ControlResponse::error(format!(
-            "refused: {peer} is not the operator (uid {operator_uid})"
-        )),
         (Ok(envelope), Some(_)) => handle(envelope.request, peer),
         (Ok(_), None) => {
             ControlResponse::error("malformed request: the challenge is not 32 bytes in hex")
@@ -344,7 +412,8 @@ fn serve_one(
     };
     let reply = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
     let answer = SignedAnswer {
-        signature: challenge.map(|challenge| hex(&sign_control_reply(key, &challenge, &reply))),
+        signature: challenge
+            .map(|challenge| hex(&sign_control_reply(key, &challenge, &line, &reply))),
         reply,
     };
     let mut text = serde_json::to_string(&answer).unwrap_or_else(|_| "{}".into());
@@ -410,13 +479,18 @@ pub fn request_authenticated(
         request: request.clone(),
         challenge: hex(&challenge),
     };
-    let mut line = serde_json::to_string(&envelope).map_err(|e| io(std::io::Error::other(e)))?;
-    line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(io)?;
+    let request_line =
+        serde_json::to_string(&envelope).map_err(|e| io(std::io::Error::other(e)))?;
+    // A peer refused before its request is read gets its answer at once
+    // and may find the connection closed for writing: read the answer
+    // whatever the write did.
+    let written = stream.write_all(format!("{request_line}\n").as_bytes());
     let mut answer = String::new();
-    BufReader::new(stream.take(MAX_CONTROL_LINE * 16))
-        .read_line(&mut answer)
-        .map_err(io)?;
+    let read = BufReader::new(stream.take(MAX_CONTROL_LINE * 16)).read_line(&mut answer);
+    if answer.is_empty() {
+        written.map_err(io)?;
+        read.map_err(io)?;
+    }
     let malformed = |why: String| ControlError::Malformed {
         path: path.to_owned(),
         why,
@@ -438,13 +512,27 @@ pub fn request_authenticated(
                 .and_then(unhex)
                 .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
                 .is_some_and(|signature| {
-                    verify_control_reply(key, &challenge, &answer.reply, &signature).is_ok()
+                    verify_control_reply(key, &challenge, &request_line, &answer.reply, &signature)
+                        .is_ok()
                 })
         });
     let Some(answer) = authentic else {
-        return Err(ControlError::NotAuthentic {
-            path: path.to_owned(),
-            key: format_public_key(key),
+        // An unsigned refusal is reported as what it is: a failure, whoever
+        // sent it (never a success).
+        let refusal = serde_json::from_str::<SignedAnswer>(&answer)
+            .ok()
+            .filter(|answer| answer.signature.is_none())
+            .and_then(|answer| serde_json::from_str::<ControlResponse>(&answer.reply).ok())
+            .filter(|response| !response.ok);
+        return Err(match refusal {
+            Some(response) => ControlError::Refused {
+                path: path.to_owned(),
+                message: response.message,
+            },
+            None => ControlError::NotAuthentic {
+                path: path.to_owned(),
+                key: format_public_key(key),
+            },
         });
     };
     serde_json::from_str(&answer.reply).map_err(|e| malformed(e.to_string()))

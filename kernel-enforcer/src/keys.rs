@@ -111,6 +111,13 @@ pub enum PublicKeyFileError {
     /// Others than its owner may write it, so anyone of them could have.
     #[error("the key file `{0}` is writable by group or others, so it proves nothing")]
     Writable(PathBuf),
+    /// Others than its owner may replace it: its directory is writable by
+    /// group or others and not sticky.
+    #[error(
+        "the directory of the key file `{0}` is writable by group or others (and not sticky), \
+         so anyone of them could have replaced the file"
+    )]
+    WritableDirectory(PathBuf),
     /// It does not hold a public key.
     #[error("the key file `{path}` does not hold a public key: {why}")]
     Format {
@@ -123,21 +130,35 @@ pub enum PublicKeyFileError {
 
 /// Reads a public key in the `kernel.pub` format from `path` (symbolic
 /// links followed), refusing a file that is not regular or that group or
-/// others may write.
+/// others may write, or one in a directory where group or others may
+/// replace it (writable and not sticky). The checks and the read are made
+/// on one open descriptor.
 pub fn read_public(path: &Path) -> Result<PublicKeyFile, PublicKeyFileError> {
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let io = |source| PublicKeyFileError::Io {
         path: path.to_owned(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(io)?;
+    let directory = std::path::absolute(path)
+        .map_err(io)?
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let dir_mode = std::fs::metadata(&directory).map_err(io)?.mode();
+    if dir_mode & 0o022 != 0 && dir_mode & 0o1000 == 0 {
+        return Err(PublicKeyFileError::WritableDirectory(path.to_owned()));
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(PublicKeyFileError::NotAFile(path.to_owned()));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(PublicKeyFileError::Writable(path.to_owned()));
     }
-    let text = std::fs::read_to_string(path).map_err(io)?;
+    let mut text = String::new();
+    file.take(4096).read_to_string(&mut text).map_err(io)?;
     let key = parse_public_key(&text).map_err(|e| PublicKeyFileError::Format {
         path: path.to_owned(),
         why: e.to_string(),
@@ -165,8 +186,10 @@ pub fn write_public(path: &Path, key: &VerifyingKey) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o644)
         .open(&temporary)?;
+    // 0644 whatever the umask: those who check the enforcer read it.
     let written = file
-        .write_all(format!("{}\n", format_public_key(key)).as_bytes())
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .and_then(|()| file.write_all(format!("{}\n", format_public_key(key)).as_bytes()))
         .and_then(|()| file.sync_all())
         .and_then(|()| std::fs::rename(&temporary, path));
     if written.is_err() {

@@ -283,7 +283,7 @@ fn nobody_but_the_operator_can_approve() {
         // Our uid is not the operator's: refused by the peer check.
         let refused = operator(&f, &["approve", "1"]);
         assert_eq!(refused.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&refused.stdout).contains("is not the operator"));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("is not the operator"));
         // Another uid cannot even reach the socket.
         let other = Command::new(ENFORCER)
             .args(["approve", "1", "--control"])

@@ -185,7 +185,7 @@ fn only_the_operator_uid_may_use_the_control_socket() {
     let refused = operator(&control, &["halt"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
-        stdout(&refused).contains("is not the operator"),
+        String::from_utf8_lossy(&refused.stderr).contains("is not the operator"),
         "{refused:?}"
     );
     // A process of another uid is refused by its credentials too.
@@ -200,7 +200,7 @@ fn only_the_operator_uid_may_use_the_control_socket() {
     // Refused by the enforcer (a signed refusal), or before it is even
     // asked: that uid cannot read the key file in this private directory.
     assert!(
-        String::from_utf8_lossy(&other.stdout).contains("is not the operator")
+        String::from_utf8_lossy(&other.stderr).contains("is not the operator")
             || String::from_utf8_lossy(&other.stderr).contains("cannot authenticate the enforcer"),
         "{other:?}"
     );
@@ -440,7 +440,8 @@ fn an_impostor_holding_the_control_name_cannot_pass_for_the_enforcer() {
                 .unwrap()
                 .try_into()
                 .unwrap();
-            let signature = kernel_core::sign_control_reply(&other_key, &challenge, fake);
+            let signature =
+                kernel_core::sign_control_reply(&other_key, &challenge, request.trim_end(), fake);
             serde_json::json!({"reply": fake, "signature": kernel_core::hex(&signature)})
                 .to_string()
         }),
@@ -533,4 +534,39 @@ fn a_permit_dies_with_the_kernel_that_obtained_it() {
         other => panic!("a permit outlived its kernel: {other:?}"),
     }
     assert!(!marker.exists(), "the program ran");
+}
+
+#[test]
+fn a_peer_that_holds_a_connection_open_does_not_hold_up_the_operator() {
+    use std::io::Write;
+    let f = fixture(POLICY);
+    let kernel = f.spawn();
+    let control = control_path(&f.evidence);
+    let address = kernel_enforcer::control::socket_address(&control).unwrap();
+    // Connections that send part of a line and then nothing, more of them
+    // than the control plane serves at once.
+    let mut held = Vec::new();
+    for _ in 0..(kernel_enforcer::control::MAX_CONTROL_CONNECTIONS + 4) {
+        let mut stream = std::os::unix::net::UnixStream::connect_addr(&address).unwrap();
+        stream.write_all(b"{").unwrap();
+        held.push(stream);
+    }
+    // Once the held connections have run out their patience, the operator
+    // is served again.
+    let started = std::time::Instant::now();
+    loop {
+        let status = operator(&control, &["status"]);
+        if status.status.success() {
+            break;
+        }
+        assert!(
+            started.elapsed() < kernel_enforcer::control::CONTROL_PATIENCE * 3,
+            "the operator was held up: {status:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let halt = operator(&control, &["halt"]);
+    assert!(halt.status.success(), "{halt:?}");
+    drop(held);
+    assert!(kernel.read_file(&f.ws("a")).is_err());
 }

@@ -567,6 +567,19 @@ fn a_server_that_is_not_the_pinned_enforcer_lets_nothing_run() {
     std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(hook_ran(&listener));
 
+    // So does one in a directory where others may replace it; a sticky
+    // one (like /tmp) is fine.
+    let directory = pin.parent().unwrap().to_owned();
+    let before = std::fs::metadata(&directory).unwrap().permissions();
+    std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(
+        !hook_ran(&listener),
+        "a key file others could replace was trusted"
+    );
+    std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert!(hook_ran(&listener));
+    std::fs::set_permissions(&directory, before).unwrap();
+
     // The server must run as the key file's owner (changing the owner
     // needs root).
     if rustix::process::geteuid().is_root() {
