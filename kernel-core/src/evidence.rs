@@ -23,6 +23,9 @@ use crate::request::{EncodedRequest, SessionId};
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Mutex, PoisonError};
 
 /// Largest encoded record, in bytes.
 pub const MAX_RECORD_BYTES: usize = 2 * MAX_FRAME_BYTES;
@@ -400,79 +403,226 @@ struct Current {
 /// together, in batches (`ed25519_dalek::verify_batch`, about half the
 /// cost of one `verify_strict` each), after the same per-signature checks
 /// `verify_strict` makes first (canonical `s` and `R`, neither `R` nor the
-/// key of small order). Only when every batch verifies and every other
-/// check passed is the report returned; otherwise the log is audited again
-/// one signature at a time with `verify_strict`, which finds and reports
-/// the first fault exactly. The one difference from checking each with
-/// `verify_strict`: batch verification does not reject a signature whose
-/// `R` carries a small-order component, which only the holder of the
+/// key of small order); the batches are verified on every available core
+/// while the records are read. Only when every batch verifies and every
+/// other check passed is the report returned; otherwise the log is audited
+/// again one signature at a time with `verify_strict`, which finds and
+/// reports the first fault exactly. The one difference from checking each
+/// with `verify_strict`: batch verification does not reject a signature
+/// whose `R` carries a small-order component, which only the holder of the
 /// signing key can make (and the enforcer's signer never does); forging or
 /// altering a record without the key is detected either way.
 pub fn audit(bytes: &[u8], options: &AuditOptions<'_>) -> Result<AuditReport, LogError> {
-    let mut deferred = Signatures::Deferred(Vec::new());
-    if let Ok(report) = audit_with(bytes, options, &mut deferred)
-        && deferred.verify_deferred()
-    {
-        return Ok(report);
+    fast_then_exact(bytes.len() >= PARALLEL_BYTES, |signatures| {
+        audit_with(bytes, options, signatures)
+    })
+}
+
+/// Runs `run` with signatures deferred and verified in batches on every
+/// available core (threads only when `parallel`); if anything fails, runs
+/// it again checking each signature at once, for the exact first fault.
+fn fast_then_exact<T, E>(
+    parallel: bool,
+    run: impl Fn(&mut Signatures<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let workers = if parallel { extra_threads() } else { 0 };
+    let failed = AtomicBool::new(false);
+    let (sender, receiver) = sync_channel::<Vec<Pending>>(QUEUED_BATCHES);
+    let receiver = Mutex::new(receiver);
+    let fast = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| verify_queued(&receiver, &failed));
+        }
+        let mut signatures = Signatures::Deferred(Deferred {
+            batch: Vec::with_capacity(SIGNATURE_BATCH),
+            queue: (workers > 0).then_some(sender),
+            failed: &failed,
+        });
+        let result = run(&mut signatures);
+        signatures.close();
+        // The queue is closed: help the workers empty it.
+        verify_queued(&receiver, &failed);
+        result.ok()
+    });
+    match fast.filter(|_| !failed.load(Ordering::Relaxed)) {
+        Some(value) => Ok(value),
+        None => run(&mut Signatures::Strict),
     }
-    audit_with(bytes, options, &mut Signatures::Strict)
+}
+
+/// Logs at least this long are verified with extra threads.
+const PARALLEL_BYTES: usize = 256 * 1024;
+/// Most threads a verification uses, the calling one included.
+const MAX_THREADS: usize = 8;
+/// Batches waiting for a worker; when the queue is full, the reading
+/// thread verifies the batch itself.
+const QUEUED_BATCHES: usize = 4;
+
+/// Threads to start besides the calling one: one per further core.
+fn extra_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, MAX_THREADS)
+        - 1
+}
+
+/// Verifies queued batches until the queue is closed and empty, recording
+/// any failure in `failed`.
+fn verify_queued(receiver: &Mutex<Receiver<Vec<Pending>>>, failed: &AtomicBool) {
+    loop {
+        let batch = receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recv();
+        let Ok(batch) = batch else { return };
+        if !failed.load(Ordering::Relaxed) && !verify_batch(&batch) {
+            failed.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Most signatures in one `verify_batch` call: large enough to amortise
 /// the batch, small enough to keep its working memory modest.
 const SIGNATURE_BATCH: usize = 256;
 
-/// How [`audit_with`] checks signatures.
-enum Signatures {
-    /// Each at once, with `verify_strict`.
-    Strict,
-    /// Collected, to be checked together by
-    /// [`verify_deferred`](Self::verify_deferred); until then every check
-    /// passes provisionally.
-    Deferred(Vec<(Vec<u8>, Signature, VerifyingKey)>),
+/// A signature waiting to be verified.
+struct Pending {
+    message: Vec<u8>,
+    signature: Signature,
+    key: VerifyingKey,
 }
 
-impl Signatures {
+/// How [`audit_with`] checks signatures.
+enum Signatures<'a> {
+    /// Each at once, with `verify_strict`.
+    Strict,
+    /// Collected into batches, verified by other threads or, when they are
+    /// busy, by this one; until [`close`](Self::close) and the end of the
+    /// queue every check passes provisionally.
+    Deferred(Deferred<'a>),
+}
+
+struct Deferred<'a> {
+    batch: Vec<Pending>,
+    /// Where full batches go; `None`: verify them here.
+    queue: Option<SyncSender<Vec<Pending>>>,
+    /// Set when any batch failed.
+    failed: &'a AtomicBool,
+}
+
+impl Deferred<'_> {
+    fn dispatch(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(SIGNATURE_BATCH));
+        if batch.is_empty() {
+            return;
+        }
+        let batch = match &self.queue {
+            Some(queue) => match queue.try_send(batch) {
+                Ok(()) => return,
+                Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => batch,
+            },
+            None => batch,
+        };
+        if !verify_batch(&batch) {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Signatures<'_> {
     fn check(&mut self, message: &[u8], signature: &[u8; 64], key: &VerifyingKey) -> bool {
         let signature = Signature::from_bytes(signature);
         match self {
             Self::Strict => key.verify_strict(message, &signature).is_ok(),
-            Self::Deferred(pending) => {
-                pending.push((message.to_vec(), signature, *key));
+            Self::Deferred(deferred) => {
+                // Once a batch failed the verification is run again
+                // strictly; collecting more would be wasted.
+                if !deferred.failed.load(Ordering::Relaxed) {
+                    deferred.batch.push(Pending {
+                        message: message.to_vec(),
+                        signature,
+                        key: *key,
+                    });
+                    if deferred.batch.len() >= SIGNATURE_BATCH {
+                        deferred.dispatch();
+                    }
+                }
                 true
             }
         }
     }
 
-    /// Whether every deferred signature verifies (always true for
-    /// [`Signatures::Strict`], whose checks were made as they came).
-    fn verify_deferred(&self) -> bool {
-        let Self::Deferred(pending) = self else {
-            return true;
-        };
-        pending.chunks(SIGNATURE_BATCH).all(|chunk| {
-            // What `verify_strict` rejects before its equation, and the
-            // batch equation alone would not: a key or an `R` of small
-            // order, and an `R` not in canonical encoding.
-            let strict = chunk.iter().all(|(_, signature, key)| {
-                let r = CompressedEdwardsY(*signature.r_bytes());
-                !key.is_weak()
-                    && r.decompress()
-                        .is_some_and(|point| !point.is_small_order() && point.compress() == r)
-            });
-            let messages: Vec<&[u8]> = chunk.iter().map(|(m, _, _)| m.as_slice()).collect();
-            let signatures: Vec<Signature> = chunk.iter().map(|(_, s, _)| *s).collect();
-            let keys: Vec<VerifyingKey> = chunk.iter().map(|(_, _, k)| *k).collect();
-            strict && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
-        })
+    /// Hands over the last batch and closes the queue.
+    fn close(&mut self) {
+        if let Self::Deferred(deferred) = self {
+            deferred.dispatch();
+            deferred.queue = None;
+        }
     }
+}
+
+/// Whether every signature of `batch` verifies, with the checks
+/// `verify_strict` makes before its equation.
+fn verify_batch(batch: &[Pending]) -> bool {
+    // What `verify_strict` rejects before its equation, and the batch
+    // equation alone would not: a key or an `R` of small order, and an `R`
+    // not in canonical encoding. An `R` that is no point at all fails the
+    // batch equation.
+    let strict = batch
+        .iter()
+        .all(|pending| !pending.key.is_weak() && strict_r(pending.signature.r_bytes()));
+    let messages: Vec<&[u8]> = batch.iter().map(|p| p.message.as_slice()).collect();
+    let signatures: Vec<Signature> = batch.iter().map(|p| p.signature).collect();
+    let keys: Vec<VerifyingKey> = batch.iter().map(|p| p.key).collect();
+    strict && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+}
+
+/// For an `R` that decompresses: whether `verify_strict` accepts it before
+/// its equation, i.e. whether `R` is canonically encoded and not of small
+/// order. The same as decompressing, checking the order and compressing
+/// again, without the two field exponentiations that costs (a third of a
+/// batch's time): the encoding is canonical exactly when its `y` is below
+/// the field's prime `p = 2^255 - 19` (the sign bit is ambiguous only for
+/// the two points with `x = 0`, both of small order), and the points of
+/// small order are the eight of the 8-torsion subgroup.
+fn strict_r(r: &[u8; 32]) -> bool {
+    let (low, high) = r.split_at(31);
+    let top = high.first().map_or(0, |b| b & 0x7f);
+    // `y >= p`: the top 255 bits all ones but for `y - (2^255 - 19)` in the
+    // low byte.
+    let y_at_least_p = top == 0x7f
+        && low.get(1..).is_some_and(|m| m.iter().all(|b| *b == 0xff))
+        && low.first().is_some_and(|b| *b >= 0xed);
+    !y_at_least_p && !small_order_encodings().contains(r)
+}
+
+/// The encodings with a canonical `y` of the eight points of small order
+/// (the 8-torsion subgroup), and of the two with `x = 0` once more with the
+/// sign bit set, which decompression also accepts.
+fn small_order_encodings() -> &'static [[u8; 32]] {
+    static ENCODINGS: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
+    ENCODINGS.get_or_init(|| {
+        let mut encodings = Vec::new();
+        for point in curve25519_dalek::constants::EIGHT_TORSION {
+            let canonical = point.compress().to_bytes();
+            encodings.push(canonical);
+            let mut flipped = canonical;
+            if let Some(last) = flipped.last_mut() {
+                *last ^= 0x80;
+            }
+            if CompressedEdwardsY(flipped).decompress() == Some(point) {
+                encodings.push(flipped);
+            }
+        }
+        encodings
+    })
 }
 
 /// [`audit`], checking signatures as `signatures` says.
 fn audit_with(
     bytes: &[u8],
     options: &AuditOptions<'_>,
-    signatures: &mut Signatures,
+    signatures: &mut Signatures<'_>,
 ) -> Result<AuditReport, LogError> {
     // Whole records are checked first, so a damaged length prefix is
     // reported at the record it belongs to, not at a later one.
@@ -697,15 +847,25 @@ mod tests {
     }
 
     /// Batched verification finds a bad signature anywhere in a long log,
-    /// and the report names exactly its record, as checking each with
-    /// `verify_strict` does.
+    /// whichever thread verifies its batch, and the report names exactly
+    /// its record, as checking each with `verify_strict` does.
     #[test]
     fn a_bad_signature_is_found_at_its_index_in_any_batch() {
         let key = SigningKey::from_bytes(&[8; 32]);
-        let records = log(&key, 2 * SIGNATURE_BATCH + 40);
+        let records = log(&key, 8 * SIGNATURE_BATCH + 40);
+        assert!(
+            records.concat().len() >= PARALLEL_BYTES,
+            "long enough to be verified on several threads"
+        );
         let report = audit(&records.concat(), &AuditOptions::default()).unwrap();
         assert_eq!(report.events, u64::try_from(records.len() - 1).unwrap());
-        for index in [1, SIGNATURE_BATCH - 1, SIGNATURE_BATCH, records.len() - 1] {
+        for index in [
+            1,
+            SIGNATURE_BATCH - 1,
+            SIGNATURE_BATCH,
+            5 * SIGNATURE_BATCH + 7,
+            records.len() - 1,
+        ] {
             for bit in [0, 255, 256, 511] {
                 let bytes = spoiled(&records, index, |s| s[bit / 8] ^= 1 << (bit % 8));
                 let error = audit(&bytes, &AuditOptions::default()).unwrap_err();
@@ -739,6 +899,58 @@ mod tests {
         let error = audit(&bytes, &AuditOptions::default()).unwrap_err();
         assert_eq!(error.index, u64::try_from(index).unwrap());
         assert_eq!(error.problem, LogProblem::BadEventSignature);
+    }
+
+    /// `strict_r` accepts exactly the `R` that decompressing, checking the
+    /// order and compressing again accept: on every non-canonical encoding,
+    /// on every encoding of a small-order point, on the `R` of real
+    /// signatures and on arbitrary bytes.
+    #[test]
+    fn the_cheap_check_of_r_is_the_strict_one() {
+        let reference = |r: &[u8; 32]| {
+            let compressed = CompressedEdwardsY(*r);
+            compressed
+                .decompress()
+                .is_some_and(|p| !p.is_small_order() && p.compress() == compressed)
+        };
+        let cheap = |r: &[u8; 32]| strict_r(r) && CompressedEdwardsY(*r).decompress().is_some();
+        let mut cases: Vec<[u8; 32]> = Vec::new();
+        // y = p + k for k < 19, the only non-canonical y, with either sign;
+        // and y = p - 1 - k, the largest canonical ones.
+        for k in 0u8..19 {
+            for sign in [0, 0x80] {
+                let mut y = [0xff; 32];
+                y[0] = 0xed + k;
+                y[31] = 0x7f | sign;
+                cases.push(y);
+                let mut below = [0xff; 32];
+                below[0] = 0xec - k;
+                below[31] = 0x7f | sign;
+                cases.push(below);
+            }
+        }
+        for point in curve25519_dalek::constants::EIGHT_TORSION {
+            let bytes = point.compress().to_bytes();
+            for sign in [0, 0x80] {
+                let mut r = bytes;
+                r[31] ^= sign;
+                cases.push(r);
+            }
+        }
+        for i in 0..2000u32 {
+            let key = SigningKey::from_bytes(&[u8::try_from(i % 251).unwrap(); 32]);
+            let signature = key.sign(&i.to_le_bytes());
+            cases.push(*signature.r_bytes());
+            let mut arbitrary = [0u8; 32];
+            arbitrary.copy_from_slice(&crate::merkle::leaf_hash(&i.to_le_bytes()));
+            cases.push(arbitrary);
+        }
+        let small = small_order_encodings();
+        assert_eq!(small.len(), 10, "eight points, two of them with x = 0");
+        for r in &cases {
+            assert_eq!(cheap(r), reference(r), "{}", crate::hex(r));
+        }
+        assert!(cases.iter().filter(|r| reference(r)).count() > 2000);
     }
 
     /// A record signed with another key than its session's is refused at
