@@ -90,7 +90,7 @@ fn kind(record: &[u8]) -> &'static str {
     match decode_record(record).unwrap() {
         Record::Event(_) => "event",
         Record::Decision { .. } => "decision",
-        Record::Checkpoint { .. } => "checkpoint",
+        Record::Checkpoint { .. } | Record::FrontierCheckpoint { .. } => "checkpoint",
     }
 }
 
@@ -195,9 +195,11 @@ fn truncation_is_found_against_a_trusted_or_witnessed_checkpoint() {
     let newest_note = all
         .iter()
         .rev()
-        .find_map(|r| match decode_record(r).unwrap() {
-            Record::Checkpoint { note } => Some(SignedNote::parse(&note).unwrap()),
-            _ => None,
+        .find_map(|r| {
+            decode_record(r)
+                .unwrap()
+                .checkpoint_note()
+                .map(|note| SignedNote::parse(note).unwrap())
         })
         .unwrap();
     // The witness co-signs the full log.
