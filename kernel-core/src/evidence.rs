@@ -1527,6 +1527,29 @@ mod tests {
         assert!(cases.iter().filter(|r| reference(r)).count() > 2000);
     }
 
+    /// A hostile checkpoint claiming the largest possible tree (its own
+    /// key, 64 peaks folding to its own root) does not make `resume`
+    /// panic.
+    #[test]
+    fn a_checkpoint_of_the_largest_tree_does_not_panic() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let peaks: Vec<Hash> = (0u8..64).map(|i| [i; 32]).collect();
+        let tree = Frontier::from_peaks(u64::MAX, peaks.clone()).unwrap();
+        let checkpoint = Checkpoint {
+            origin: "o".into(),
+            size: u64::MAX,
+            root: tree.root(),
+        };
+        let record = Record::FrontierCheckpoint {
+            note: SignedNote::sign(checkpoint.body(), ENFORCER_KEY_NAME, &key).to_text(),
+            session: SESSION,
+            key: key.verifying_key().to_bytes(),
+            frontier: peaks,
+        };
+        let tip = resume(u64::MAX, &frame_record(&record)).unwrap();
+        assert_eq!(tip.frontier.size(), u64::MAX);
+    }
+
     /// A record signed with another key than its session's is refused at
     /// its index.
     #[test]

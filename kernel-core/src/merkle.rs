@@ -297,7 +297,9 @@ impl Frontier {
             size >>= 1;
         }
         self.peaks.push(hash);
-        self.size += 1;
+        // A tree of 2^64 - 1 leaves only comes from a hostile checkpoint
+        // (`from_peaks`); it must not panic, and its root is wrong anyway.
+        self.size = self.size.saturating_add(1);
     }
 
     /// The roots of the tree's perfect subtrees, largest (leftmost) first:

@@ -2036,6 +2036,9 @@ proptest! {
         let key = fixed_key().verifying_key();
         let _ = audit(&file, &no_options());
         let _ = audit(&file, &AuditOptions { kernel_key: Some(&key), ..no_options() });
+        for index in [0, 1, 7, u64::MAX] {
+            let _ = resume(index, &file);
+        }
         if let Ok(bodies) = split_records(&file) {
             for body in bodies {
                 let _ = decode_record(body);

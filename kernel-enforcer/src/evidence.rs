@@ -213,7 +213,9 @@ impl EvidenceLog {
         let index_path = evidence_index::path_for(path);
         let len = file.metadata().map_err(io)?.len();
         let (resumed, why) = match evidence_index::read(&index_path) {
-            Stored::Hint(hint) if hint.offset < len => (
+            // Every record takes at least one byte: a hint naming more
+            // records than bytes before it is wrong.
+            Stored::Hint(hint) if hint.offset < len && hint.index <= hint.offset => (
                 Self::resume_at(path, &file, hint, len)?,
                 FullCheck::IndexMismatch,
             ),

@@ -11,7 +11,7 @@
 //! makes the enforcer verify the whole log instead, as it did before the
 //! index existed; it cannot make a damaged log acceptable.
 //!
-//! Layout (91 bytes): the tag `agent-kernel/evidence-index/v1\n`, the
+//! Layout (79 bytes): the tag `agent-kernel/evidence-index/v1\n`, the
 //! checkpoint record's index and the byte offset of its length prefix
 //! (each a big-endian `u64`), then the first 32 bytes of the SHA-256 of
 //! everything before.
@@ -162,6 +162,7 @@ mod tests {
             offset: 3_470_000_000,
         };
         let bytes = hint.encode();
+        assert_eq!(bytes.len(), 79, "as docs/EVIDENCE.md says");
         assert_eq!(Hint::decode(&bytes), Some(hint));
         for at in 0..bytes.len() {
             let mut damaged = bytes;
