@@ -1271,6 +1271,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
         /// From every checkpoint that stores its frontier, resuming gives
         /// what the full audit gives: origin, tree, newest checkpoint,
         /// records after it, newest resumable checkpoint.
