@@ -26,7 +26,7 @@
 //! records built directly and signed on every core. Each log is then
 //! opened once without an index, which verifies every record (proving the
 //! generated log sound) and writes the index; that first open's time is
-//! printed. They are kept in `target/tmp/evidence-open/` (about 3.5 GB for
+//! printed. They are kept in `target/tmp/evidence-open/` (about 3.3 GB for
 //! the 10,000,000 records) and reused by later runs; delete the directory
 //! to have them written again.
 //!
