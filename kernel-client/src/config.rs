@@ -123,18 +123,20 @@ impl SpawnConfig {
     }
 
     /// The files the kernel's confinement must keep out of the agent's
-    /// reach: policies, key, evidence, control socket, extra protected
-    /// paths.
+    /// reach: policies, key, evidence and its start-up index, control
+    /// socket, extra protected paths.
     pub(crate) fn protected_paths(&self) -> Vec<PathBuf> {
-        let control = self.control.clone().unwrap_or_else(|| {
+        let beside = |suffix: &str| {
             let mut path = self.evidence.as_os_str().to_owned();
-            path.push(".control");
+            path.push(suffix);
             PathBuf::from(path)
-        });
+        };
+        let control = self.control.clone().unwrap_or_else(|| beside(".control"));
+        let index = beside(".index");
         self.policies
             .iter()
             .chain(self.key.iter())
-            .chain([&self.evidence, &control])
+            .chain([&self.evidence, &index, &control])
             .chain(self.protect.iter())
             .cloned()
             .collect()

@@ -9,6 +9,10 @@
 //! checkpoint at position `i` commits to the tree of the `i` records before
 //! it. [`audit`] checks all of it with public keys only; see
 //! `docs/EVIDENCE.md` for the byte layout.
+//!
+//! A checkpoint that also stores the tree's frontier
+//! ([`Record::FrontierCheckpoint`]) lets the log's writer continue the log
+//! from it with [`resume`], reading only the records after it.
 
 use crate::decision::Decision;
 use crate::digest::Digest;
@@ -23,6 +27,9 @@ use crate::request::{EncodedRequest, SessionId};
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Mutex, PoisonError};
 
 /// Largest encoded record, in bytes.
 pub const MAX_RECORD_BYTES: usize = 2 * MAX_FRAME_BYTES;
@@ -40,11 +47,40 @@ pub enum Record {
         /// The receipt.
         receipt: SignedReceipt,
     },
-    /// A signed checkpoint (C2SP signed note) of the records before it.
+    /// A signed checkpoint (C2SP signed note) of the records before it, as
+    /// enforcers wrote them before [`FrontierCheckpoint`](Self::FrontierCheckpoint)
+    /// existed. Still read and verified.
     Checkpoint {
         /// The note text.
         note: String,
     },
+    /// A signed checkpoint of the records before it, with what the log's
+    /// writer needs to continue the log from here without reading those
+    /// records again. Only the note is signed: the frontier is bound to the
+    /// note's signed root (other peaks with the same root would be a
+    /// SHA-256 collision), the session and key are those whose key signed
+    /// the note and every record that follows until the next session
+    /// start. [`audit`] checks all three against the log.
+    FrontierCheckpoint {
+        /// The note text.
+        note: String,
+        /// The session the checkpoint is written in.
+        session: SessionId,
+        /// That session's public key.
+        key: [u8; 32],
+        /// [`Frontier::peaks`] of the tree of the records before this one.
+        frontier: Vec<Hash>,
+    },
+}
+
+impl Record {
+    /// The signed note of a checkpoint record of either kind.
+    pub fn checkpoint_note(&self) -> Option<&str> {
+        match self {
+            Self::Checkpoint { note } | Self::FrontierCheckpoint { note, .. } => Some(note),
+            Self::Event(_) | Self::Decision { .. } => None,
+        }
+    }
 }
 
 /// An [`Event`] and the session key's signature over its bytes.
@@ -282,6 +318,17 @@ pub enum LogProblem {
     /// A witness co-signature is missing or does not verify.
     #[error("witness: {0}")]
     Witness(NoteError),
+    /// A checkpoint's stored frontier is not that of the tree before it
+    /// (or does not lead to its signed root).
+    #[error("checkpoint at size {size} stores a frontier that is not the tree's")]
+    FrontierMismatch {
+        /// The checkpoint's size.
+        size: u64,
+    },
+    /// A checkpoint names another session or key than the session it is
+    /// in.
+    #[error("checkpoint names another session or key than the session it is in")]
+    CheckpointSession,
 }
 
 /// What the auditor trusts besides the log.
@@ -332,6 +379,11 @@ pub struct AuditReport {
     pub uncovered: u64,
     /// Leaf hashes of every record, for proofs.
     pub leaves: Vec<Hash>,
+    /// The tree of every record.
+    pub frontier: Frontier,
+    /// Index of the newest checkpoint record that stores its frontier
+    /// ([`Record::FrontierCheckpoint`]), from which [`resume`] can continue.
+    pub resumable_from: Option<u64>,
     /// Witness co-signatures checked.
     pub witnessed: u64,
 }
@@ -341,6 +393,50 @@ impl AuditReport {
     pub fn newest_checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoints.last().map(|(_, c)| c)
     }
+
+    /// What the log's writer needs to continue it.
+    pub fn tip(&self) -> LogTip {
+        LogTip {
+            origin: self.origin.clone(),
+            frontier: self.frontier.clone(),
+            newest_checkpoint: self.newest_checkpoint().cloned(),
+            uncovered: self.uncovered,
+            resumable_from: self.resumable_from,
+        }
+    }
+}
+
+/// What the writer of a log needs to continue it: its origin, the tree of
+/// its records, its newest checkpoint and how many records follow that.
+/// [`AuditReport::tip`] gives it after a full check, [`resume`] from the
+/// newest checkpoint on; for the same sound log the two are equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogTip {
+    /// The log's origin (empty for an empty log).
+    pub origin: String,
+    /// The tree of every record; its size is the index of the next record.
+    pub frontier: Frontier,
+    /// The newest checkpoint, if any.
+    pub newest_checkpoint: Option<Checkpoint>,
+    /// Records after the newest checkpoint.
+    pub uncovered: u64,
+    /// Index of the newest checkpoint record that stores its frontier.
+    pub resumable_from: Option<u64>,
+}
+
+/// Why [`resume`] did not continue a log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResumeError {
+    /// The bytes do not begin with a checkpoint record that stores its
+    /// frontier and covers exactly the records before the given index:
+    /// whatever pointed there is wrong or stale. Nothing is known about the
+    /// log; verify it from its first record instead.
+    #[error("no checkpoint with its frontier begins there as record {0}")]
+    NoCheckpoint(u64),
+    /// The checkpoint or a record after it is at fault.
+    #[error(transparent)]
+    Damaged(#[from] LogError),
 }
 
 /// Splits an evidence file into record bodies. A trailing partial record
@@ -383,6 +479,7 @@ pub fn split_records_prefix(bytes: &[u8]) -> (Vec<&[u8]>, Option<LogError>) {
     (records, None)
 }
 
+#[derive(Clone, Copy)]
 struct Current {
     session: SessionId,
     key: VerifyingKey,
@@ -392,148 +489,273 @@ struct Current {
 /// and is authenticated (receipt, event signature or checkpoint note),
 /// every receipt binds the stored request and names its own position,
 /// every checkpoint is signed by its session's key and matches the tree of
-/// the records before it, and, when given, the log extends the trusted
-/// checkpoint and matches every witness co-signature. Returns the first
-/// fault, with its record index.
+/// the records before it (and a checkpoint that stores its frontier, its
+/// session and key, stores exactly those of the log at that point), and,
+/// when given, the log extends the trusted checkpoint and matches every
+/// witness co-signature. Returns the first fault, with its record index.
 ///
 /// The signatures of events and receipts (nearly every record) are checked
 /// together, in batches (`ed25519_dalek::verify_batch`, about half the
 /// cost of one `verify_strict` each), after the same per-signature checks
 /// `verify_strict` makes first (canonical `s` and `R`, neither `R` nor the
-/// key of small order). Only when every batch verifies and every other
-/// check passed is the report returned; otherwise the log is audited again
-/// one signature at a time with `verify_strict`, which finds and reports
-/// the first fault exactly. The one difference from checking each with
-/// `verify_strict`: batch verification does not reject a signature whose
-/// `R` carries a small-order component, which only the holder of the
+/// key of small order); the batches are verified on every available core
+/// while the records are read. Only when every batch verifies and every
+/// other check passed is the report returned; otherwise the log is audited
+/// again one signature at a time with `verify_strict`, which finds and
+/// reports the first fault exactly. The one difference from checking each
+/// with `verify_strict`: batch verification does not reject a signature
+/// whose `R` carries a small-order component, which only the holder of the
 /// signing key can make (and the enforcer's signer never does); forging or
 /// altering a record without the key is detected either way.
 pub fn audit(bytes: &[u8], options: &AuditOptions<'_>) -> Result<AuditReport, LogError> {
-    let mut deferred = Signatures::Deferred(Vec::new());
-    if let Ok(report) = audit_with(bytes, options, &mut deferred)
-        && deferred.verify_deferred()
-    {
-        return Ok(report);
+    fast_then_exact(bytes.len() >= PARALLEL_BYTES, |signatures| {
+        audit_with(bytes, options, signatures)
+    })
+}
+
+/// Continues a log from its checkpoint record number `index`, given the
+/// log's bytes from that record's length prefix to the end, without the
+/// records before it: the checkpoint must store its frontier
+/// ([`Record::FrontierCheckpoint`]), its note must be signed by the key it
+/// names, and its frontier must lead to the note's signed root; every
+/// record after it is then verified as [`audit`] verifies it (signatures,
+/// tree, later checkpoints, session structure), starting from the
+/// checkpoint's session, key, origin and tree.
+///
+/// What this trusts, unlike [`audit`]: that the records before the
+/// checkpoint are the ones its signed root commits to, and that the key it
+/// names is its session's. Nothing before the checkpoint is read, so
+/// damage there is not found here; [`audit`] finds it. For a sound log the
+/// result equals [`AuditReport::tip`] of a full audit.
+///
+/// A trailing partial record is an error, as in [`audit`]; cut it off
+/// first if it is to be dropped.
+pub fn resume(index: u64, from: &[u8]) -> Result<LogTip, ResumeError> {
+    fast_then_exact(from.len() >= PARALLEL_BYTES, |signatures| {
+        resume_with(index, from, signatures)
+    })
+}
+
+/// Runs `run` with signatures deferred and verified in batches on every
+/// available core (threads only when `parallel`); if anything fails, runs
+/// it again checking each signature at once, for the exact first fault.
+fn fast_then_exact<T, E>(
+    parallel: bool,
+    run: impl Fn(&mut Signatures<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let workers = if parallel { extra_threads() } else { 0 };
+    let failed = AtomicBool::new(false);
+    let (sender, receiver) = sync_channel::<Vec<Pending>>(QUEUED_BATCHES);
+    let receiver = Mutex::new(receiver);
+    let fast = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| verify_queued(&receiver, &failed));
+        }
+        let mut signatures = Signatures::Deferred(Deferred {
+            batch: Vec::with_capacity(SIGNATURE_BATCH),
+            queue: (workers > 0).then_some(sender),
+            failed: &failed,
+        });
+        let result = run(&mut signatures);
+        signatures.close();
+        // The queue is closed: help the workers empty it.
+        verify_queued(&receiver, &failed);
+        result.ok()
+    });
+    match fast.filter(|_| !failed.load(Ordering::Relaxed)) {
+        Some(value) => Ok(value),
+        None => run(&mut Signatures::Strict),
     }
-    audit_with(bytes, options, &mut Signatures::Strict)
+}
+
+/// Logs at least this long are verified with extra threads.
+const PARALLEL_BYTES: usize = 256 * 1024;
+/// Most threads a verification uses, the calling one included.
+const MAX_THREADS: usize = 8;
+/// Batches waiting for a worker; when the queue is full, the reading
+/// thread verifies the batch itself.
+const QUEUED_BATCHES: usize = 4;
+
+/// Threads to start besides the calling one: one per further core.
+fn extra_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, MAX_THREADS)
+        - 1
+}
+
+/// Verifies queued batches until the queue is closed and empty, recording
+/// any failure in `failed`.
+fn verify_queued(receiver: &Mutex<Receiver<Vec<Pending>>>, failed: &AtomicBool) {
+    loop {
+        let batch = receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recv();
+        let Ok(batch) = batch else { return };
+        if !failed.load(Ordering::Relaxed) && !verify_batch(&batch) {
+            failed.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Most signatures in one `verify_batch` call: large enough to amortise
 /// the batch, small enough to keep its working memory modest.
 const SIGNATURE_BATCH: usize = 256;
 
-/// How [`audit_with`] checks signatures.
-enum Signatures {
-    /// Each at once, with `verify_strict`.
-    Strict,
-    /// Collected, to be checked together by
-    /// [`verify_deferred`](Self::verify_deferred); until then every check
-    /// passes provisionally.
-    Deferred(Vec<(Vec<u8>, Signature, VerifyingKey)>),
+/// A signature waiting to be verified.
+struct Pending {
+    message: Vec<u8>,
+    signature: Signature,
+    key: VerifyingKey,
 }
 
-impl Signatures {
+/// How [`audit_with`] and [`resume_with`] check signatures.
+enum Signatures<'a> {
+    /// Each at once, with `verify_strict`.
+    Strict,
+    /// Collected into batches, verified by other threads or, when they are
+    /// busy, by this one; until [`close`](Self::close) and the end of the
+    /// queue every check passes provisionally.
+    Deferred(Deferred<'a>),
+}
+
+struct Deferred<'a> {
+    batch: Vec<Pending>,
+    /// Where full batches go; `None`: verify them here.
+    queue: Option<SyncSender<Vec<Pending>>>,
+    /// Set when any batch failed.
+    failed: &'a AtomicBool,
+}
+
+impl Deferred<'_> {
+    fn dispatch(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(SIGNATURE_BATCH));
+        if batch.is_empty() {
+            return;
+        }
+        let batch = match &self.queue {
+            Some(queue) => match queue.try_send(batch) {
+                Ok(()) => return,
+                Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => batch,
+            },
+            None => batch,
+        };
+        if !verify_batch(&batch) {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Signatures<'_> {
     fn check(&mut self, message: &[u8], signature: &[u8; 64], key: &VerifyingKey) -> bool {
         let signature = Signature::from_bytes(signature);
         match self {
             Self::Strict => key.verify_strict(message, &signature).is_ok(),
-            Self::Deferred(pending) => {
-                pending.push((message.to_vec(), signature, *key));
+            Self::Deferred(deferred) => {
+                // Once a batch failed the verification is run again
+                // strictly; collecting more would be wasted.
+                if !deferred.failed.load(Ordering::Relaxed) {
+                    deferred.batch.push(Pending {
+                        message: message.to_vec(),
+                        signature,
+                        key: *key,
+                    });
+                    if deferred.batch.len() >= SIGNATURE_BATCH {
+                        deferred.dispatch();
+                    }
+                }
                 true
             }
         }
     }
 
-    /// Whether every deferred signature verifies (always true for
-    /// [`Signatures::Strict`], whose checks were made as they came).
-    fn verify_deferred(&self) -> bool {
-        let Self::Deferred(pending) = self else {
-            return true;
-        };
-        pending.chunks(SIGNATURE_BATCH).all(|chunk| {
-            // What `verify_strict` rejects before its equation, and the
-            // batch equation alone would not: a key or an `R` of small
-            // order, and an `R` not in canonical encoding.
-            let strict = chunk.iter().all(|(_, signature, key)| {
-                let r = CompressedEdwardsY(*signature.r_bytes());
-                !key.is_weak()
-                    && r.decompress()
-                        .is_some_and(|point| !point.is_small_order() && point.compress() == r)
-            });
-            let messages: Vec<&[u8]> = chunk.iter().map(|(m, _, _)| m.as_slice()).collect();
-            let signatures: Vec<Signature> = chunk.iter().map(|(_, s, _)| *s).collect();
-            let keys: Vec<VerifyingKey> = chunk.iter().map(|(_, _, k)| *k).collect();
-            strict && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
-        })
+    /// Hands over the last batch and closes the queue.
+    fn close(&mut self) {
+        if let Self::Deferred(deferred) = self {
+            deferred.dispatch();
+            deferred.queue = None;
+        }
     }
 }
 
-/// [`audit`], checking signatures as `signatures` says.
-fn audit_with(
-    bytes: &[u8],
-    options: &AuditOptions<'_>,
-    signatures: &mut Signatures,
-) -> Result<AuditReport, LogError> {
-    // Whole records are checked first, so a damaged length prefix is
-    // reported at the record it belongs to, not at a later one.
-    let (records, framing) = split_records_prefix(bytes);
-    let mut report = AuditReport::default();
-    let mut frontier = Frontier::new();
-    let mut current: Option<Current> = None;
-    for (position, body) in records.iter().enumerate() {
-        let index = u64::try_from(position).unwrap_or(u64::MAX);
+/// Whether every signature of `batch` verifies, with the checks
+/// `verify_strict` makes before its equation.
+fn verify_batch(batch: &[Pending]) -> bool {
+    // What `verify_strict` rejects before its equation, and the batch
+    // equation alone would not: a key or an `R` of small order, and an `R`
+    // not in canonical encoding. An `R` that is no point at all fails the
+    // batch equation.
+    let strict = batch
+        .iter()
+        .all(|pending| !pending.key.is_weak() && strict_r(pending.signature.r_bytes()));
+    let messages: Vec<&[u8]> = batch.iter().map(|p| p.message.as_slice()).collect();
+    let signatures: Vec<Signature> = batch.iter().map(|p| p.signature).collect();
+    let keys: Vec<VerifyingKey> = batch.iter().map(|p| p.key).collect();
+    strict && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+}
+
+/// For an `R` that decompresses: whether `verify_strict` accepts it before
+/// its equation, i.e. whether `R` is canonically encoded and not of small
+/// order. The same as decompressing, checking the order and compressing
+/// again, without the two field exponentiations that costs (a third of a
+/// batch's time): the encoding is canonical exactly when its `y` is below
+/// the field's prime `p = 2^255 - 19` (the sign bit is ambiguous only for
+/// the two points with `x = 0`, both of small order), and the points of
+/// small order are the eight of the 8-torsion subgroup.
+fn strict_r(r: &[u8; 32]) -> bool {
+    let (low, high) = r.split_at(31);
+    let top = high.first().map_or(0, |b| b & 0x7f);
+    // `y >= p`: the top 255 bits all ones but for `y - (2^255 - 19)` in the
+    // low byte.
+    let y_at_least_p = top == 0x7f
+        && low.get(1..).is_some_and(|m| m.iter().all(|b| *b == 0xff))
+        && low.first().is_some_and(|b| *b >= 0xed);
+    !y_at_least_p && !small_order_encodings().contains(r)
+}
+
+/// The encodings with a canonical `y` of the eight points of small order
+/// (the 8-torsion subgroup), and of the two with `x = 0` once more with the
+/// sign bit set, which decompression also accepts.
+fn small_order_encodings() -> &'static [[u8; 32]] {
+    static ENCODINGS: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
+    ENCODINGS.get_or_init(|| {
+        let mut encodings = Vec::new();
+        for point in curve25519_dalek::constants::EIGHT_TORSION {
+            let canonical = point.compress().to_bytes();
+            encodings.push(canonical);
+            let mut flipped = canonical;
+            if let Some(last) = flipped.last_mut() {
+                *last ^= 0x80;
+            }
+            if CompressedEdwardsY(flipped).decompress() == Some(point) {
+                encodings.push(flipped);
+            }
+        }
+        encodings
+    })
+}
+
+/// What the records verified so far establish.
+struct Verifier<'a> {
+    options: &'a AuditOptions<'a>,
+    report: AuditReport,
+    current: Option<Current>,
+    /// Whether to keep every leaf hash in the report.
+    keep_leaves: bool,
+}
+
+impl Verifier<'_> {
+    /// Verifies the next record, `body`, and adds it to the tree.
+    fn record(&mut self, body: &[u8], signatures: &mut Signatures<'_>) -> Result<(), LogError> {
+        let index = self.report.frontier.size();
         let fail = |problem| LogError { index, problem };
         let record = decode_record(body).map_err(|e| fail(LogProblem::Decode(e)))?;
         match record {
-            Record::Event(signed) => {
-                let declared = match signed.decode_unverified() {
-                    Ok(Event::SessionStart { public_key, .. }) => Some(public_key),
-                    Ok(_) => None,
-                    Err(e) => return Err(fail(LogProblem::Decode(e))),
-                };
-                let key = match (declared, &current) {
-                    (Some(bytes), _) => {
-                        public_key_from_bytes(&bytes).map_err(|_| fail(LogProblem::BadKey))?
-                    }
-                    (None, Some(current)) => current.key,
-                    (None, None) => return Err(fail(LogProblem::NoSession)),
-                };
-                if !signatures.check(&signed.body, &signed.signature, &key) {
-                    return Err(fail(LogProblem::BadEventSignature));
-                }
-                let event = signed
-                    .decode_unverified()
-                    .map_err(|e| fail(LogProblem::Decode(e)))?;
-                match event {
-                    Event::SessionStart {
-                        session, origin, ..
-                    } => {
-                        if let Some(expected) = options.kernel_key
-                            && expected != &key
-                        {
-                            return Err(fail(LogProblem::UnexpectedKey(format_public_key(&key))));
-                        }
-                        if report.origin.is_empty() {
-                            report.origin = origin;
-                        } else if report.origin != origin {
-                            return Err(fail(LogProblem::WrongOrigin(origin)));
-                        }
-                        current = Some(Current { session, key });
-                        report.sessions += 1;
-                    }
-                    other => {
-                        let Some(current) = &current else {
-                            return Err(fail(LogProblem::NoSession));
-                        };
-                        if other.session() != current.session {
-                            return Err(fail(LogProblem::WrongSession));
-                        }
-                        report.events += 1;
-                    }
-                }
-            }
+            Record::Event(signed) => self.event(&signed, signatures).map_err(fail)?,
             Record::Decision { request, receipt } => {
-                let current = current
+                let current = self
+                    .current
                     .as_ref()
                     .ok_or_else(|| fail(LogProblem::NoSession))?;
                 if !signatures.check(&receipt.body, &receipt.signature, &current.key) {
@@ -554,40 +776,142 @@ fn audit_with(
                     return Err(fail(LogProblem::WrongIndex(body.log_index)));
                 }
                 match body.decision {
-                    Decision::Allow => report.allowed += 1,
-                    Decision::Deny => report.denied += 1,
-                    Decision::Ask => report.asked += 1,
+                    Decision::Allow => self.report.allowed += 1,
+                    Decision::Deny => self.report.denied += 1,
+                    Decision::Ask => self.report.asked += 1,
                 }
             }
-            Record::Checkpoint { note } => {
-                let current = current
-                    .as_ref()
-                    .ok_or_else(|| fail(LogProblem::NoSession))?;
-                let note = SignedNote::parse(&note).map_err(|e| fail(LogProblem::Checkpoint(e)))?;
-                note.verify(ENFORCER_KEY_NAME, &current.key)
-                    .map_err(|e| fail(LogProblem::Checkpoint(e)))?;
-                let checkpoint = Checkpoint::parse_body(&note.body)
-                    .map_err(|e| fail(LogProblem::Checkpoint(e)))?;
-                if checkpoint.origin != report.origin {
-                    return Err(fail(LogProblem::WrongOrigin(checkpoint.origin)));
+            Record::Checkpoint { note } => self.checkpoint(&note, index).map_err(fail)?,
+            Record::FrontierCheckpoint {
+                note,
+                session,
+                key,
+                frontier,
+            } => {
+                self.checkpoint(&note, index).map_err(fail)?;
+                if self
+                    .current
+                    .is_none_or(|c| c.session != session || c.key.to_bytes() != key)
+                {
+                    return Err(fail(LogProblem::CheckpointSession));
                 }
-                if checkpoint.size != index || checkpoint.root != frontier.root() {
-                    return Err(fail(LogProblem::CheckpointMismatch {
-                        size: checkpoint.size,
-                    }));
+                if frontier != self.report.frontier.peaks() {
+                    return Err(fail(LogProblem::FrontierMismatch { size: index }));
                 }
-                report.checkpoints.push((index, checkpoint));
+                self.report.resumable_from = Some(index);
             }
         }
         let leaf = leaf_hash(body);
-        frontier.push(leaf);
-        report.leaves.push(leaf);
+        self.report.frontier.push(leaf);
+        if self.keep_leaves {
+            self.report.leaves.push(leaf);
+        }
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        signed: &SignedEvent,
+        signatures: &mut Signatures<'_>,
+    ) -> Result<(), LogProblem> {
+        let declared = match signed.decode_unverified() {
+            Ok(Event::SessionStart { public_key, .. }) => Some(public_key),
+            Ok(_) => None,
+            Err(e) => return Err(LogProblem::Decode(e)),
+        };
+        let key = match (declared, &self.current) {
+            (Some(bytes), _) => public_key_from_bytes(&bytes).map_err(|_| LogProblem::BadKey)?,
+            (None, Some(current)) => current.key,
+            (None, None) => return Err(LogProblem::NoSession),
+        };
+        if !signatures.check(&signed.body, &signed.signature, &key) {
+            return Err(LogProblem::BadEventSignature);
+        }
+        match signed.decode_unverified().map_err(LogProblem::Decode)? {
+            Event::SessionStart {
+                session, origin, ..
+            } => {
+                if let Some(expected) = self.options.kernel_key
+                    && expected != &key
+                {
+                    return Err(LogProblem::UnexpectedKey(format_public_key(&key)));
+                }
+                if self.report.origin.is_empty() {
+                    self.report.origin = origin;
+                } else if self.report.origin != origin {
+                    return Err(LogProblem::WrongOrigin(origin));
+                }
+                self.current = Some(Current { session, key });
+                self.report.sessions += 1;
+            }
+            other => {
+                let Some(current) = &self.current else {
+                    return Err(LogProblem::NoSession);
+                };
+                if other.session() != current.session {
+                    return Err(LogProblem::WrongSession);
+                }
+                self.report.events += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a checkpoint note at record `index` and records it.
+    fn checkpoint(&mut self, note: &str, index: u64) -> Result<(), LogProblem> {
+        let current = self.current.as_ref().ok_or(LogProblem::NoSession)?;
+        let note = SignedNote::parse(note).map_err(LogProblem::Checkpoint)?;
+        note.verify(ENFORCER_KEY_NAME, &current.key)
+            .map_err(LogProblem::Checkpoint)?;
+        let checkpoint = Checkpoint::parse_body(&note.body).map_err(LogProblem::Checkpoint)?;
+        if checkpoint.origin != self.report.origin {
+            return Err(LogProblem::WrongOrigin(checkpoint.origin));
+        }
+        if checkpoint.size != index || checkpoint.root != self.report.frontier.root() {
+            return Err(LogProblem::CheckpointMismatch {
+                size: checkpoint.size,
+            });
+        }
+        self.report.checkpoints.push((index, checkpoint));
+        Ok(())
+    }
+
+    /// The report, with the record counts filled in.
+    fn finish(mut self) -> AuditReport {
+        let records = self.report.frontier.size();
+        self.report.records = records;
+        self.report.uncovered = records.saturating_sub(
+            self.report
+                .checkpoints
+                .last()
+                .map_or(0, |(index, _)| index.saturating_add(1)),
+        );
+        self.report
+    }
+}
+
+/// [`audit`], checking signatures as `signatures` says.
+fn audit_with(
+    bytes: &[u8],
+    options: &AuditOptions<'_>,
+    signatures: &mut Signatures<'_>,
+) -> Result<AuditReport, LogError> {
+    // Whole records are checked first, so a damaged length prefix is
+    // reported at the record it belongs to, not at a later one.
+    let (records, framing) = split_records_prefix(bytes);
+    let mut verifier = Verifier {
+        options,
+        report: AuditReport::default(),
+        current: None,
+        keep_leaves: true,
+    };
+    for body in &records {
+        verifier.record(body, signatures)?;
     }
     if let Some(error) = framing {
         return Err(error);
     }
-    report.records = u64::try_from(records.len()).unwrap_or(u64::MAX);
-    report.uncovered = report.records - report.checkpoints.last().map_or(0, |(index, _)| index + 1);
+    let mut report = verifier.finish();
     if let Some(trusted) = options.trusted {
         check_external(&report, trusted, "trusted", |note| {
             match options.kernel_key {
@@ -614,6 +938,70 @@ fn audit_with(
         }
     }
     Ok(report)
+}
+
+/// [`resume`], checking signatures as `signatures` says.
+fn resume_with(
+    index: u64,
+    from: &[u8],
+    signatures: &mut Signatures<'_>,
+) -> Result<LogTip, ResumeError> {
+    let (records, framing) = split_records_prefix(from);
+    let elsewhere = || ResumeError::NoCheckpoint(index);
+    let Some((first, rest)) = records.split_first() else {
+        return Err(elsewhere());
+    };
+    let Ok(Record::FrontierCheckpoint {
+        note,
+        session,
+        key,
+        frontier,
+    }) = decode_record(first)
+    else {
+        return Err(elsewhere());
+    };
+    // A note that does not parse, or that covers another number of
+    // records, says the pointer is wrong (or the note damaged, which a
+    // full check then finds): nothing here is to be trusted.
+    let Some((signed, checkpoint)) = SignedNote::parse(&note)
+        .ok()
+        .and_then(|n| Checkpoint::parse_body(&n.body).ok().map(|c| (n, c)))
+    else {
+        return Err(elsewhere());
+    };
+    if checkpoint.size != index {
+        return Err(elsewhere());
+    }
+    let fail = |problem| ResumeError::Damaged(LogError { index, problem });
+    let key = public_key_from_bytes(&key).map_err(|_| fail(LogProblem::BadKey))?;
+    signed
+        .verify(ENFORCER_KEY_NAME, &key)
+        .map_err(|e| fail(LogProblem::Checkpoint(e)))?;
+    let tree = Frontier::from_peaks(index, frontier)
+        .filter(|tree| tree.root() == checkpoint.root)
+        .ok_or_else(|| fail(LogProblem::FrontierMismatch { size: index }))?;
+    let options = AuditOptions::default();
+    let mut verifier = Verifier {
+        options: &options,
+        report: AuditReport {
+            origin: checkpoint.origin.clone(),
+            frontier: tree,
+            checkpoints: vec![(index, checkpoint)],
+            resumable_from: Some(index),
+            ..AuditReport::default()
+        },
+        current: Some(Current { session, key }),
+        keep_leaves: false,
+    };
+    verifier.report.frontier.push(leaf_hash(first));
+    for body in rest {
+        verifier.record(body, signatures)?;
+    }
+    if let Some(mut error) = framing {
+        error.index = error.index.saturating_add(index);
+        return Err(error.into());
+    }
+    Ok(verifier.finish().tip())
 }
 
 fn check_external(
@@ -657,7 +1045,12 @@ fn check_external(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        reason = "tests"
+    )]
     use super::*;
 
     const SESSION: SessionId = SessionId([5; 16]);
@@ -697,15 +1090,25 @@ mod tests {
     }
 
     /// Batched verification finds a bad signature anywhere in a long log,
-    /// and the report names exactly its record, as checking each with
-    /// `verify_strict` does.
+    /// whichever thread verifies its batch, and the report names exactly
+    /// its record, as checking each with `verify_strict` does.
     #[test]
     fn a_bad_signature_is_found_at_its_index_in_any_batch() {
         let key = SigningKey::from_bytes(&[8; 32]);
-        let records = log(&key, 2 * SIGNATURE_BATCH + 40);
+        let records = log(&key, 8 * SIGNATURE_BATCH + 40);
+        assert!(
+            records.concat().len() >= PARALLEL_BYTES,
+            "long enough to be verified on several threads"
+        );
         let report = audit(&records.concat(), &AuditOptions::default()).unwrap();
         assert_eq!(report.events, u64::try_from(records.len() - 1).unwrap());
-        for index in [1, SIGNATURE_BATCH - 1, SIGNATURE_BATCH, records.len() - 1] {
+        for index in [
+            1,
+            SIGNATURE_BATCH - 1,
+            SIGNATURE_BATCH,
+            5 * SIGNATURE_BATCH + 7,
+            records.len() - 1,
+        ] {
             for bit in [0, 255, 256, 511] {
                 let bytes = spoiled(&records, index, |s| s[bit / 8] ^= 1 << (bit % 8));
                 let error = audit(&bytes, &AuditOptions::default()).unwrap_err();
@@ -739,6 +1142,417 @@ mod tests {
         let error = audit(&bytes, &AuditOptions::default()).unwrap_err();
         assert_eq!(error.index, u64::try_from(index).unwrap());
         assert_eq!(error.problem, LogProblem::BadEventSignature);
+    }
+
+    /// Writes logs of events and checkpoints (of either kind), as the
+    /// enforcer writes them, remembering where each record starts.
+    struct Writer {
+        bytes: Vec<u8>,
+        offsets: Vec<usize>,
+        tree: Frontier,
+        origin: String,
+        session: SessionId,
+        key: SigningKey,
+    }
+
+    impl Writer {
+        fn new() -> Self {
+            Self {
+                bytes: Vec::new(),
+                offsets: Vec::new(),
+                tree: Frontier::new(),
+                origin: "test-origin".into(),
+                session: SESSION,
+                key: SigningKey::from_bytes(&[1; 32]),
+            }
+        }
+
+        fn push(&mut self, record: &Record) {
+            let bytes = encode_record(record);
+            self.offsets.push(self.bytes.len());
+            self.tree.push(leaf_hash(&bytes));
+            self.bytes.extend(frame_record_bytes(&bytes));
+        }
+
+        fn start(&mut self, seed: u8) {
+            self.key = SigningKey::from_bytes(&[seed; 32]);
+            self.session = SessionId([seed; 16]);
+            let event = Event::SessionStart {
+                session: self.session,
+                public_key: self.key.verifying_key().to_bytes(),
+                policy_digest: Digest([1; 32]),
+                workspace: "/ws".into(),
+                confinement: Confinement::Unconfined,
+                origin: self.origin.clone(),
+                at_ms: 1,
+            };
+            self.push(&Record::Event(SignedEvent::sign(&event, &self.key)));
+        }
+
+        fn event(&mut self) {
+            let event = Event::PolicyLoad {
+                session: self.session,
+                policy_digest: Digest([2; 32]),
+                by: format!("operator {}", self.offsets.len()),
+                at_ms: 2,
+            };
+            self.push(&Record::Event(SignedEvent::sign(&event, &self.key)));
+        }
+
+        fn checkpoint(&mut self, with_frontier: bool) -> u64 {
+            let index = self.tree.size();
+            let checkpoint = Checkpoint {
+                origin: self.origin.clone(),
+                size: index,
+                root: self.tree.root(),
+            };
+            let note = SignedNote::sign(checkpoint.body(), ENFORCER_KEY_NAME, &self.key).to_text();
+            let record = if with_frontier {
+                Record::FrontierCheckpoint {
+                    note,
+                    session: self.session,
+                    key: self.key.verifying_key().to_bytes(),
+                    frontier: self.tree.peaks().to_vec(),
+                }
+            } else {
+                Record::Checkpoint { note }
+            };
+            self.push(&record);
+            index
+        }
+
+        fn from(&self, index: u64) -> &[u8] {
+            &self.bytes[self.offsets[usize::try_from(index).unwrap()]..]
+        }
+
+        fn records(&self) -> Vec<Vec<u8>> {
+            split_records(&self.bytes)
+                .unwrap()
+                .into_iter()
+                .map(<[u8]>::to_vec)
+                .collect()
+        }
+    }
+
+    /// What a generated log is made of.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Session,
+        Events(u8),
+        Checkpoint { with_frontier: bool },
+    }
+
+    fn write(steps: &[Step]) -> (Writer, Vec<u64>) {
+        let mut writer = Writer::new();
+        writer.start(1);
+        let mut resumable = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            match step {
+                Step::Session => writer.start(u8::try_from(i % 200).unwrap() + 2),
+                Step::Events(n) => (0..*n).for_each(|_| writer.event()),
+                Step::Checkpoint { with_frontier } => {
+                    let index = writer.checkpoint(*with_frontier);
+                    if *with_frontier {
+                        resumable.push(index);
+                    }
+                }
+            }
+        }
+        (writer, resumable)
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            1 => Just(Step::Session),
+            4 => (1u8..6).prop_map(Step::Events),
+            3 => any::<bool>().prop_map(|with_frontier| Step::Checkpoint { with_frontier }),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// From every checkpoint that stores its frontier, resuming gives
+        /// what the full audit gives: origin, tree, newest checkpoint,
+        /// records after it, newest resumable checkpoint.
+        #[test]
+        fn resuming_from_any_frontier_checkpoint_equals_the_full_audit(
+            steps in proptest::collection::vec(step(), 0..30),
+        ) {
+            let (writer, resumable) = write(&steps);
+            let full = audit(&writer.bytes, &AuditOptions::default()).unwrap().tip();
+            proptest::prop_assert_eq!(full.resumable_from, resumable.last().copied());
+            for index in resumable {
+                let resumed = resume(index, writer.from(index)).unwrap();
+                proptest::prop_assert_eq!(&resumed, &full);
+            }
+        }
+    }
+
+    /// A log written for the tamper tests: two sessions, a frontier
+    /// checkpoint, then a third session and records after it.
+    fn tail_log() -> (Writer, u64) {
+        let mut writer = Writer::new();
+        writer.start(1);
+        (0..6).for_each(|_| writer.event());
+        writer.checkpoint(false);
+        writer.start(2);
+        (0..5).for_each(|_| writer.event());
+        let index = writer.checkpoint(true);
+        (0..3).for_each(|_| writer.event());
+        writer.start(3);
+        (0..3).for_each(|_| writer.event());
+        (writer, index)
+    }
+
+    fn damaged(result: Result<LogTip, ResumeError>) -> LogError {
+        match result {
+            Err(ResumeError::Damaged(error)) => error,
+            other => panic!("expected damage, got {other:?}"),
+        }
+    }
+
+    /// Records after the checkpoint are verified as strictly as by the
+    /// full audit: a flipped signature bit, a removed record and two
+    /// swapped records are each refused, at the record the full audit
+    /// names, with the same fault.
+    #[test]
+    fn tampering_after_the_checkpoint_is_found_as_the_full_audit_finds_it() {
+        let (mut writer, index) = tail_log();
+        writer.checkpoint(true);
+        let records = writer.records();
+        let start = usize::try_from(index).unwrap();
+        let frame = |records: &[Vec<u8>]| -> Vec<u8> {
+            records.iter().flat_map(|r| frame_record_bytes(r)).collect()
+        };
+        assert!(resume(index, &frame(&records[start..])).is_ok());
+        let mut tampered = Vec::new();
+        for at in start + 1..records.len() - 1 {
+            let mut flipped = records.clone();
+            let Record::Event(mut signed) = decode_record(&flipped[at]).unwrap() else {
+                unreachable!("events only between the checkpoints")
+            };
+            signed.signature[3] ^= 0x10;
+            flipped[at] = encode_record(&Record::Event(signed));
+            tampered.push((format!("signature of {at} flipped"), flipped));
+            let mut fewer = records.clone();
+            fewer.remove(at);
+            tampered.push((format!("{at} removed"), fewer));
+            let mut reordered = records.clone();
+            reordered.swap(at, at + 1);
+            tampered.push((format!("{at} and {} swapped", at + 1), reordered));
+        }
+        for (what, records) in tampered {
+            let expected = audit(&frame(&records), &AuditOptions::default()).unwrap_err();
+            let error = damaged(resume(index, &frame(&records[start..])));
+            assert_eq!(error, expected, "{what}");
+            assert!(error.index > index, "{what}: {error}");
+        }
+    }
+
+    /// A stored frontier that is not the tree's is refused by both: by
+    /// `resume` because it does not lead to the signed root, by `audit`
+    /// because it differs from the tree it computed. So are a wrong number
+    /// of peaks, and another session or key than the note's signer.
+    #[test]
+    fn a_checkpoint_with_a_wrong_frontier_session_or_key_is_refused() {
+        let (writer, index) = tail_log();
+        let records = writer.records();
+        let at = usize::try_from(index).unwrap();
+        let Record::FrontierCheckpoint {
+            note,
+            session,
+            key,
+            frontier,
+        } = decode_record(&records[at]).unwrap()
+        else {
+            unreachable!("a frontier checkpoint")
+        };
+        let with = |session: SessionId, key: [u8; 32], frontier: Vec<Hash>| {
+            let mut records = records.clone();
+            records[at] = encode_record(&Record::FrontierCheckpoint {
+                note: note.clone(),
+                session,
+                key,
+                frontier,
+            });
+            let bytes: Vec<u8> = records.iter().flat_map(|r| frame_record_bytes(r)).collect();
+            let from = bytes[writer.offsets[at]..].to_vec();
+            (
+                audit(&bytes, &AuditOptions::default()),
+                resume(index, &from),
+            )
+        };
+        let mut flipped = frontier.clone();
+        flipped[0][7] ^= 1;
+        let mut fewer = frontier.clone();
+        fewer.pop();
+        let mut more = frontier.clone();
+        more.push([0; 32]);
+        for wrong in [flipped, fewer, more] {
+            let (full, resumed) = with(session, key, wrong);
+            let expected = LogError {
+                index,
+                problem: LogProblem::FrontierMismatch { size: index },
+            };
+            assert_eq!(full.unwrap_err(), expected);
+            assert_eq!(damaged(resumed), expected);
+        }
+        // Another session id: the full audit refuses it at once; resuming
+        // refuses at the first record after the checkpoint that names its
+        // session.
+        let (full, resumed) = with(SessionId([9; 16]), key, frontier.clone());
+        assert_eq!(full.unwrap_err().problem, LogProblem::CheckpointSession);
+        assert_eq!(damaged(resumed).problem, LogProblem::WrongSession);
+        // Another key: its note signature does not verify under it.
+        let other = SigningKey::from_bytes(&[42; 32]).verifying_key().to_bytes();
+        let (full, resumed) = with(session, other, frontier);
+        assert_eq!(full.unwrap_err().problem, LogProblem::CheckpointSession);
+        let error = damaged(resumed);
+        assert_eq!(error.index, index);
+        assert!(
+            matches!(error.problem, LogProblem::Checkpoint(_)),
+            "{error}"
+        );
+    }
+
+    /// Resuming trusts the records before the checkpoint: damage there is
+    /// not found by it (by design: nothing before the checkpoint is read),
+    /// and is found by the full audit.
+    #[test]
+    fn damage_before_the_checkpoint_is_found_by_the_audit_only() {
+        let (writer, index) = tail_log();
+        let mut bytes = writer.bytes.clone();
+        let at = writer.offsets[3] + 10;
+        bytes[at] ^= 0x04;
+        assert_eq!(
+            audit(&bytes, &AuditOptions::default()).unwrap_err().index,
+            3
+        );
+        let from = &bytes[writer.offsets[usize::try_from(index).unwrap()]..];
+        assert_eq!(
+            resume(index, from).unwrap(),
+            audit(&writer.bytes, &AuditOptions::default())
+                .unwrap()
+                .tip()
+        );
+    }
+
+    /// Anything but a frontier checkpoint covering exactly the records
+    /// before the given index says the pointer is wrong, not the log.
+    #[test]
+    fn a_wrong_pointer_is_told_apart_from_damage() {
+        let (writer, index) = tail_log();
+        let old_style = 7;
+        for (at, claimed) in [
+            (index, index + 1),
+            (index, index - 1),
+            (index + 1, index + 1),
+            (old_style, old_style),
+            (0, 0),
+        ] {
+            let from = writer.from(at);
+            assert_eq!(
+                resume(claimed, from),
+                Err(ResumeError::NoCheckpoint(claimed)),
+                "{at}"
+            );
+        }
+        let offset = writer.offsets[usize::try_from(index).unwrap()];
+        for cut in [
+            &writer.bytes[offset + 1..],
+            &writer.bytes[..0],
+            &writer.bytes[offset..offset + 9],
+        ] {
+            assert_eq!(resume(index, cut), Err(ResumeError::NoCheckpoint(index)));
+        }
+        // A torn record after the checkpoint is reported at its index.
+        let torn = &writer.bytes[offset..writer.bytes.len() - 3];
+        let error = damaged(resume(index, torn));
+        assert_eq!(
+            error.index,
+            u64::try_from(writer.offsets.len() - 1).unwrap()
+        );
+        assert!(matches!(error.problem, LogProblem::Torn(_)), "{error}");
+    }
+
+    /// `strict_r` accepts exactly the `R` that decompressing, checking the
+    /// order and compressing again accept: on every non-canonical encoding,
+    /// on every encoding of a small-order point, on the `R` of real
+    /// signatures and on arbitrary bytes.
+    #[test]
+    fn the_cheap_check_of_r_is_the_strict_one() {
+        let reference = |r: &[u8; 32]| {
+            let compressed = CompressedEdwardsY(*r);
+            compressed
+                .decompress()
+                .is_some_and(|p| !p.is_small_order() && p.compress() == compressed)
+        };
+        let cheap = |r: &[u8; 32]| strict_r(r) && CompressedEdwardsY(*r).decompress().is_some();
+        let mut cases: Vec<[u8; 32]> = Vec::new();
+        // y = p + k for k < 19, the only non-canonical y, with either sign;
+        // and y = p - 1 - k, the largest canonical ones.
+        for k in 0u8..19 {
+            for sign in [0, 0x80] {
+                let mut y = [0xff; 32];
+                y[0] = 0xed + k;
+                y[31] = 0x7f | sign;
+                cases.push(y);
+                let mut below = [0xff; 32];
+                below[0] = 0xec - k;
+                below[31] = 0x7f | sign;
+                cases.push(below);
+            }
+        }
+        for point in curve25519_dalek::constants::EIGHT_TORSION {
+            let bytes = point.compress().to_bytes();
+            for sign in [0, 0x80] {
+                let mut r = bytes;
+                r[31] ^= sign;
+                cases.push(r);
+            }
+        }
+        for i in 0..2000u32 {
+            let key = SigningKey::from_bytes(&[u8::try_from(i % 251).unwrap(); 32]);
+            let signature = key.sign(&i.to_le_bytes());
+            cases.push(*signature.r_bytes());
+            let mut arbitrary = [0u8; 32];
+            arbitrary.copy_from_slice(&crate::merkle::leaf_hash(&i.to_le_bytes()));
+            cases.push(arbitrary);
+        }
+        let small = small_order_encodings();
+        assert_eq!(small.len(), 10, "eight points, two of them with x = 0");
+        for r in &cases {
+            assert_eq!(cheap(r), reference(r), "{}", crate::hex(r));
+        }
+        assert!(cases.iter().filter(|r| reference(r)).count() > 2000);
+    }
+
+    /// A hostile checkpoint claiming the largest possible tree (its own
+    /// key, 64 peaks folding to its own root) does not make `resume`
+    /// panic.
+    #[test]
+    fn a_checkpoint_of_the_largest_tree_does_not_panic() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let peaks: Vec<Hash> = (0u8..64).map(|i| [i; 32]).collect();
+        let tree = Frontier::from_peaks(u64::MAX, peaks.clone()).unwrap();
+        let checkpoint = Checkpoint {
+            origin: "o".into(),
+            size: u64::MAX,
+            root: tree.root(),
+        };
+        let record = Record::FrontierCheckpoint {
+            note: SignedNote::sign(checkpoint.body(), ENFORCER_KEY_NAME, &key).to_text(),
+            session: SESSION,
+            key: key.verifying_key().to_bytes(),
+            frontier: peaks,
+        };
+        let tip = resume(u64::MAX, &frame_record(&record)).unwrap();
+        assert_eq!(tip.frontier.size(), u64::MAX);
     }
 
     /// A record signed with another key than its session's is refused at

@@ -62,9 +62,9 @@ pub use encoding::{
     REQUEST_TAG,
 };
 pub use evidence::{
-    AuditOptions, AuditReport, Event, LogError, LogProblem, MAX_RECORD_BYTES, Record, SignedEvent,
-    WitnessCheck, audit, decode_record, encode_record, frame_record, frame_record_bytes,
-    origin_for, split_records, split_records_prefix,
+    AuditOptions, AuditReport, Event, LogError, LogProblem, LogTip, MAX_RECORD_BYTES, Record,
+    ResumeError, SignedEvent, WitnessCheck, audit, decode_record, encode_record, frame_record,
+    frame_record_bytes, origin_for, resume, split_records, split_records_prefix,
 };
 pub use keys::{
     PUBLIC_KEY_PREFIX, PublicKeyError, SigningKey, VerifyingKey, format_public_key,

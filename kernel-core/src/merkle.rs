@@ -297,7 +297,28 @@ impl Frontier {
             size >>= 1;
         }
         self.peaks.push(hash);
-        self.size += 1;
+        // A tree of 2^64 - 1 leaves only comes from a hostile checkpoint
+        // (`from_peaks`); it must not panic, and its root is wrong anyway.
+        self.size = self.size.saturating_add(1);
+    }
+
+    /// The roots of the tree's perfect subtrees, largest (leftmost) first:
+    /// one for every bit set in [`size`](Self::size). They are all a
+    /// writer needs to continue the tree, and they determine its root.
+    pub fn peaks(&self) -> &[Hash] {
+        &self.peaks
+    }
+
+    /// The frontier of a tree of `size` leaves whose perfect subtrees have
+    /// the roots `peaks`, largest first (as [`peaks`](Self::peaks) gives
+    /// them). `None` unless there is exactly one peak for every bit set in
+    /// `size`. Nothing here says the peaks are those of any particular
+    /// tree: compare [`root`](Self::root) with a root obtained elsewhere
+    /// (a signed checkpoint's). Two different sets of peaks for one size
+    /// with the same root would be a SHA-256 collision.
+    pub fn from_peaks(size: u64, peaks: Vec<Hash>) -> Option<Self> {
+        (u64::from(size.count_ones()) == u64::try_from(peaks.len()).ok()?)
+            .then_some(Self { size, peaks })
     }
 
     /// The current root.
@@ -330,6 +351,29 @@ mod tests {
             }
             prop_assert_eq!(frontier.root(), root(&all));
             prop_assert_eq!(frontier.size(), n);
+        }
+
+        #[test]
+        fn a_frontier_rebuilt_from_its_peaks_continues_the_same_tree(n in 0u64..300, more in 0u64..40) {
+            let all = leaves(n + more);
+            let mut frontier = Frontier::new();
+            for leaf in &all[..n as usize] {
+                frontier.push(*leaf);
+            }
+            let mut rebuilt = Frontier::from_peaks(n, frontier.peaks().to_vec()).unwrap();
+            prop_assert_eq!(&rebuilt, &frontier);
+            for leaf in &all[n as usize..] {
+                rebuilt.push(*leaf);
+            }
+            prop_assert_eq!(rebuilt.root(), root(&all));
+            // One peak too many or too few is refused.
+            let mut extra = frontier.peaks().to_vec();
+            extra.push([0; 32]);
+            prop_assert!(Frontier::from_peaks(n, extra).is_none());
+            if n > 0 {
+                let fewer = frontier.peaks()[1..].to_vec();
+                prop_assert!(Frontier::from_peaks(n, fewer).is_none());
+            }
         }
 
         #[test]

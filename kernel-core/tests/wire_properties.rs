@@ -22,8 +22,8 @@ use kernel_core::{
     RECEIPT_TAG, RECORD_TAG, REQUEST_TAG, ReceiptBody, Record, Refusal, Request, SessionId,
     SignedEvent, SignedReceipt, SigningKey, Verified, VerifyError, VerifyingKey, WriteMode, audit,
     decode_client_frame, decode_enforcer_frame, decode_record, encode_client_frame,
-    encode_enforcer_frame, encode_record, frame_record, origin_for, sign_receipt, split_records,
-    verify_receipt, verify_receipt_signature,
+    encode_enforcer_frame, encode_record, frame_record, origin_for, resume, sign_receipt,
+    split_records, verify_receipt, verify_receipt_signature,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -592,6 +592,20 @@ fn record() -> BoxedStrategy<Record> {
         (vec(any::<u8>(), 0..64), signed_receipt())
             .prop_map(|(request, receipt)| Record::Decision { request, receipt }),
         text().prop_map(|note| Record::Checkpoint { note }),
+        (
+            text(),
+            any::<[u8; 16]>(),
+            any::<[u8; 32]>(),
+            vec(any::<[u8; 32]>(), 0..6)
+        )
+            .prop_map(
+                |(note, session, key, frontier)| Record::FrontierCheckpoint {
+                    note,
+                    session: SessionId(session),
+                    key,
+                    frontier,
+                }
+            ),
         (
             signing_key(),
             "[a-z/]{1,12}",
@@ -1687,6 +1701,8 @@ struct BuiltLog {
     decisions: Vec<usize>,
     /// Indexes of the checkpoint records.
     checkpoints: Vec<usize>,
+    /// Indexes of the checkpoint records that store their frontier.
+    frontier_checkpoints: Vec<usize>,
     /// The newest checkpoint, as note text.
     checkpoint: Option<(usize, SignedNote)>,
     keys: Vec<VerifyingKey>,
@@ -1714,6 +1730,7 @@ enum Entry {
     Decision(Decision, usize),
     Halt,
     Checkpoint,
+    FrontierCheckpoint,
 }
 
 type SessionPlan = ([u8; 32], [u8; 16], Vec<Entry>);
@@ -1796,18 +1813,32 @@ fn build_log(sessions: &[SessionPlan]) -> BuiltLog {
                     );
                     log.events += 1;
                 }
-                Entry::Checkpoint => {
+                Entry::Checkpoint | Entry::FrontierCheckpoint => {
                     let checkpoint = Checkpoint {
                         origin: origin.clone(),
                         size: u64::try_from(log.records.len()).unwrap(),
                         root: merkle::root(&leaves),
                     };
                     let note = SignedNote::sign(checkpoint.body(), ENFORCER_KEY_NAME, &key);
-                    let record = Record::Checkpoint {
-                        note: note.to_text(),
+                    let record = if matches!(entry, Entry::FrontierCheckpoint) {
+                        let mut tree = merkle::Frontier::new();
+                        leaves.iter().for_each(|leaf| tree.push(*leaf));
+                        Record::FrontierCheckpoint {
+                            note: note.to_text(),
+                            session,
+                            key: key.verifying_key().to_bytes(),
+                            frontier: tree.peaks().to_vec(),
+                        }
+                    } else {
+                        Record::Checkpoint {
+                            note: note.to_text(),
+                        }
                     };
                     let index = push(&mut log, &mut leaves, &record);
                     log.checkpoints.push(index);
+                    if matches!(entry, Entry::FrontierCheckpoint) {
+                        log.frontier_checkpoints.push(index);
+                    }
                     log.checkpoint = Some((index, note));
                 }
             }
@@ -1820,7 +1851,8 @@ fn session_plans() -> BoxedStrategy<Vec<SessionPlan>> {
     let entry = prop_oneof![
         4 => (decision(), 0usize..4).prop_map(|(d, a)| Entry::Decision(d, a)),
         1 => Just(Entry::Halt),
-        2 => Just(Entry::Checkpoint),
+        1 => Just(Entry::Checkpoint),
+        1 => Just(Entry::FrontierCheckpoint),
     ];
     vec(
         (
@@ -1875,13 +1907,30 @@ proptest! {
             prop_assert!(matches!(err.problem, LogProblem::UnexpectedKey(_)), "{:?}", err);
         }
 
+        // From every checkpoint that stores its frontier, resuming gives
+        // what the full audit gives.
+        for &index in &log.frontier_checkpoints {
+            let from = &log.bytes[log.records[index].start..];
+            let resumed = resume(u64::try_from(index).unwrap(), from);
+            prop_assert_eq!(resumed, Ok(report.tip()));
+        }
+
         // Every record is authenticated: any single flipped bit, anywhere
-        // in the file (length prefixes included), is found.
+        // in the file (length prefixes included), is found; resuming from
+        // the newest frontier checkpoint finds every one after that
+        // checkpoint's record.
         for at in &flips {
             let bit = at.index(log.bytes.len() * 8);
             let mut bad = log.bytes.clone();
             flip(&mut bad, bit);
             prop_assert!(audit(&bad, &no_options()).is_err(), "bit {} went unnoticed", bit);
+            if let Some(&index) = log.frontier_checkpoints.last() {
+                let record = log.records[index].clone();
+                if bit / 8 >= record.end {
+                    let resumed = resume(u64::try_from(index).unwrap(), &bad[record.start..]);
+                    prop_assert!(resumed.is_err(), "bit {} went unnoticed by resume", bit);
+                }
+            }
         }
 
         // A file cut anywhere but at a record boundary is torn; cut short
@@ -2009,6 +2058,9 @@ proptest! {
         let key = fixed_key().verifying_key();
         let _ = audit(&file, &no_options());
         let _ = audit(&file, &AuditOptions { kernel_key: Some(&key), ..no_options() });
+        for index in [0, 1, 7, u64::MAX] {
+            let _ = resume(index, &file);
+        }
         if let Ok(bodies) = split_records(&file) {
             for body in bodies {
                 let _ = decode_record(body);

@@ -289,31 +289,39 @@ fn describe(record: &Record) -> Described {
                 json,
             }
         }
-        Record::Checkpoint { note } => match SignedNote::parse(note)
-            .ok()
-            .and_then(|n| Checkpoint::parse_body(&n.body).ok())
-        {
-            Some(checkpoint) => Described {
-                kind: "checkpoint",
-                decision: "",
-                details: format!(
-                    "size {} root {}",
-                    checkpoint.size,
-                    kernel_core::hex(&checkpoint.root)
-                ),
-                json: json!({
-                    "kind": "checkpoint",
-                    "size": checkpoint.size,
-                    "root": kernel_core::hex(&checkpoint.root),
-                }),
-            },
-            None => Described {
-                kind: "checkpoint",
-                decision: "",
-                details: "<malformed note>".into(),
-                json: json!({"kind": "checkpoint", "error": "malformed note"}),
-            },
-        },
+        Record::Checkpoint { note } | Record::FrontierCheckpoint { note, .. } => {
+            match SignedNote::parse(note)
+                .ok()
+                .and_then(|n| Checkpoint::parse_body(&n.body).ok())
+            {
+                Some(checkpoint) => Described {
+                    kind: "checkpoint",
+                    decision: "",
+                    details: format!(
+                        "size {} root {}{}",
+                        checkpoint.size,
+                        kernel_core::hex(&checkpoint.root),
+                        if matches!(record, Record::FrontierCheckpoint { .. }) {
+                            " (frontier stored)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    json: json!({
+                        "kind": "checkpoint",
+                        "size": checkpoint.size,
+                        "root": kernel_core::hex(&checkpoint.root),
+                        "frontier_stored": matches!(record, Record::FrontierCheckpoint { .. }),
+                    }),
+                },
+                None => Described {
+                    kind: "checkpoint",
+                    decision: "",
+                    details: "<malformed note>".into(),
+                    json: json!({"kind": "checkpoint", "error": "malformed note"}),
+                },
+            }
+        }
     }
 }
 
@@ -383,12 +391,12 @@ pub(crate) fn prove(log: &Path, index: u64) -> Result<(), String> {
         .ok_or("checkpoint larger than the log")?;
     let proof = inclusion_proof(covered, index).map_err(|e| e.to_string())?;
     let records = split_records(&bytes).map_err(|e| e.to_string())?;
-    let note = match records
+    let Some(note) = records
         .get(usize::try_from(*position).unwrap_or(usize::MAX))
-        .map(|body| decode_record(body))
-    {
-        Some(Ok(Record::Checkpoint { note })) => note,
-        _ => return Err("newest checkpoint record not found".into()),
+        .and_then(|body| decode_record(body).ok())
+        .and_then(|record| record.checkpoint_note().map(str::to_owned))
+    else {
+        return Err("newest checkpoint record not found".into());
     };
     let leaf = report
         .leaves
@@ -492,9 +500,10 @@ pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
         check_extends(previous, newest, leaves)?;
     }
     let records = split_records(&bytes).map_err(|e| e.to_string())?;
-    let Some(Ok(Record::Checkpoint { note })) = records
+    let Some(note) = records
         .get(usize::try_from(*position).unwrap_or(usize::MAX))
-        .map(|body| decode_record(body))
+        .and_then(|body| decode_record(body).ok())
+        .and_then(|record| record.checkpoint_note().map(str::to_owned))
     else {
         return Err("newest checkpoint record not found".into());
     };

@@ -4,7 +4,7 @@ use crate::audit_cli::{self, VerifyArgs, WitnessArgs};
 use crate::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
 use crate::config::FileConfig;
 use crate::control::{self, ControlRequest, ControlSocket};
-use crate::evidence::{Durability, EvidenceLog};
+use crate::evidence::{Durability, EvidenceLog, FullCheck, Opened};
 use crate::gateway_cli;
 use crate::handoff::HandoffListener;
 use crate::keys;
@@ -687,11 +687,12 @@ fn start_session(
         path.push(".control");
         PathBuf::from(path)
     });
+    let index = crate::evidence_index::path_for(&evidence);
     let protected: Vec<PathBuf> = args
         .policies
         .iter()
         .chain(args.key.iter())
-        .chain([&evidence, &control])
+        .chain([&evidence, &index, &control])
         .chain(args.protect.iter())
         .chain(extra_assets.iter())
         .cloned()
@@ -715,6 +716,27 @@ fn start_session(
         Durability::Synced
     };
     let log = EvidenceLog::open_with(&evidence, durability).map_err(|e| e.to_string())?;
+    match log.opened() {
+        Opened::Verified {
+            records,
+            why: FullCheck::NoIndex,
+        } if records > 0 => eprintln!(
+            "kernel-enforcer: verified all {records} records of the evidence log at start-up, \
+             as it has no start-up index yet (logs written before checkpoints stored their \
+             frontier have none; nothing is wrong); later starts read only the records after \
+             its newest checkpoint"
+        ),
+        Opened::Verified {
+            records,
+            why: FullCheck::IndexMismatch,
+        } if records > 0 => eprintln!(
+            "kernel-enforcer: the evidence log's start-up index `{}` does not point at one of its \
+             checkpoints (the log was copied, restored or replaced without it, or lost records \
+             in an OS crash); verified all {records} records instead",
+            index.display()
+        ),
+        _ => {}
+    }
     let config = SessionConfig {
         confinement,
         permit_ttl: args.permit_ttl,

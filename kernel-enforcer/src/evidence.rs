@@ -1,13 +1,25 @@
 //! The evidence file: append-only, durable before every reply.
+//!
+//! Opening an existing file continues it, after checking it. Where the
+//! start-up index beside the file ([`crate::evidence_index`]) points at a
+//! checkpoint that stores its frontier, only the records from that
+//! checkpoint on are read and verified ([`kernel_core::resume`]): the time
+//! to start does not grow with the log. Otherwise (a log written before
+//! checkpoints stored their frontier, a missing or stale index) every
+//! record is verified ([`kernel_core::audit`]), once; the index is written
+//! again for the next start.
 
+use crate::evidence_index::{self, Hint, IndexFile, Stored};
 use kernel_core::merkle::{Frontier, Hash, leaf_hash};
+use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
-    AuditOptions, LogProblem, Record, audit, encode_record, frame_record_bytes, split_records,
+    AuditOptions, LogError, LogProblem, LogTip, Record, ResumeError, SessionId, SigningKey, audit,
+    encode_record, frame_record_bytes, resume, split_records_prefix,
 };
 use kernel_sync::{CommitError, GroupCommit};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why the evidence file could not be opened or appended to.
@@ -94,6 +106,42 @@ impl Storage for OsBuffered {
     }
 }
 
+/// How the records already in an evidence file were checked when it was
+/// opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// Only the records from the newest checkpoint that stores its
+    /// frontier on were read and verified; the records before it are
+    /// trusted because that checkpoint, signed, commits to them.
+    Resumed {
+        /// The checkpoint's record index.
+        checkpoint: u64,
+        /// Records in the log.
+        records: u64,
+    },
+    /// Every record was read and verified.
+    Verified {
+        /// Records in the log.
+        records: u64,
+        /// Why.
+        why: FullCheck,
+    },
+}
+
+/// Why every record of an evidence file was verified at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullCheck {
+    /// The contents were given whole ([`EvidenceLog::with_storage`]).
+    Given,
+    /// There is no start-up index: the file is new, was written before
+    /// checkpoints stored their frontier, or its index was removed.
+    NoIndex,
+    /// The start-up index does not point at a checkpoint of this file that
+    /// stores its frontier: the log was copied, restored or replaced
+    /// without it, or lost records in an OS crash.
+    IndexMismatch,
+}
+
 /// An open evidence file positioned at its end, with the Merkle tree of
 /// its records.
 #[derive(Debug)]
@@ -108,14 +156,33 @@ pub struct EvidenceLog {
     staged: GroupCommit<Vec<u8>>,
     /// The evidence window, if commits are durable only within one.
     window: Option<std::time::Duration>,
+    /// The file's length once every staged record is written.
+    end: u64,
+    /// The newest checkpoint that stores its frontier, staged or written.
+    resumable: Option<Hint>,
+    /// Whether `resumable` changed since the index was last written.
+    resumable_staged: bool,
+    /// The start-up index, if this log keeps one.
+    index: Option<IndexFile>,
+    opened: Opened,
+}
+
+/// What opening found: the log's state and where it ends.
+struct Found {
+    tip: LogTip,
+    end: u64,
+    resumable: Option<Hint>,
+    opened: Opened,
 }
 
 impl EvidenceLog {
     /// Opens (or creates, mode 0600) the evidence file and verifies what is
-    /// already there (every signature, every checkpoint, the tree). A torn
-    /// final record, left by a crash before it was synced and so never
-    /// acknowledged, is cut off; any other fault refuses the open with the
-    /// index of the first faulty record.
+    /// already there: the records from the newest checkpoint that stores
+    /// its frontier on, if the start-up index points at one (see
+    /// [`Opened::Resumed`]), every record otherwise. A torn final record,
+    /// left by a crash before it was synced and so never acknowledged, is
+    /// cut off; any other fault in what is verified refuses the open with
+    /// the index of the first faulty record.
     pub fn open(path: &Path) -> Result<Self, EvidenceError> {
         Self::open_with(path, Durability::Synced)
     }
@@ -143,15 +210,30 @@ impl EvidenceLog {
                 ))
             },
         )?;
-        let mut existing = std::fs::read(path).map_err(io)?;
-        if let Err(error) = split_records(&existing)
-            && let LogProblem::Torn(left) = error.problem
-        {
-            let keep = existing.len().saturating_sub(left);
-            file.set_len(u64::try_from(keep).unwrap_or(u64::MAX))
-                .map_err(io)?;
-            file.sync_all().map_err(io)?;
-            existing.truncate(keep);
+        let index_path = evidence_index::path_for(path);
+        let len = file.metadata().map_err(io)?.len();
+        let (resumed, why) = match evidence_index::read(&index_path) {
+            // Every record takes at least one byte: a hint naming more
+            // records than bytes before it is wrong.
+            Stored::Hint(hint) if hint.offset < len && hint.index <= hint.offset => (
+                Self::resume_at(path, &file, hint, len)?,
+                FullCheck::IndexMismatch,
+            ),
+            Stored::Hint(_) | Stored::Unreadable => (None, FullCheck::IndexMismatch),
+            Stored::Nothing => (None, FullCheck::NoIndex),
+        };
+        let found = match resumed {
+            Some(found) => found,
+            None => Self::verify_all(path, &file, why)?,
+        };
+        // The index is a hint: if it cannot be kept, the next start
+        // verifies every record, as without it.
+        let index = IndexFile::open(&index_path).ok();
+        if let Some(index) = &index {
+            let _ = match found.resumable {
+                Some(hint) => index.write(hint),
+                None => index.clear(),
+            };
         }
         let storage: Box<dyn Storage> = match durability {
             Durability::Synced => Box::new(file),
@@ -160,41 +242,196 @@ impl EvidenceLog {
                 Box::new(crate::evidence_window::Windowed::new(file, window).map_err(io)?)
             }
         };
-        let mut log = Self::with_storage(path, &existing, storage)?;
+        let mut log = Self::from_found(path, storage, found);
+        log.index = index;
         if let Durability::Windowed(window) = durability {
             log.window = Some(window.max(crate::evidence_window::MIN_WINDOW));
         }
         Ok(log)
     }
 
-    /// An evidence log over any [`Storage`] that already holds `existing`
-    /// (verified here like a file's contents). `path` names it in messages.
-    pub fn with_storage(
+    /// Continues the log from the checkpoint `hint` points at, reading
+    /// only from there on. `None` if no such checkpoint begins there: the
+    /// hint is wrong, and nothing was changed.
+    fn resume_at(
         path: &Path,
-        existing: &[u8],
-        storage: Box<dyn Storage>,
-    ) -> Result<Self, EvidenceError> {
+        file: &File,
+        hint: Hint,
+        len: u64,
+    ) -> Result<Option<Found>, EvidenceError> {
+        let io = |source| EvidenceError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let damaged = |source| EvidenceError::Damaged {
+            path: path.to_owned(),
+            source,
+        };
+        let size = usize::try_from(len.saturating_sub(hint.offset))
+            .map_err(|_| io(std::io::Error::other("evidence file too large to read")))?;
+        let mut tail = vec![0u8; size];
+        file.read_exact_at(&mut tail, hint.offset).map_err(io)?;
+        let (records, framing) = split_records_prefix(&tail);
+        let whole = framed_len(&records);
+        let tip = match resume(hint.index, tail.get(..whole).unwrap_or_default()) {
+            Ok(tip) => tip,
+            Err(ResumeError::NoCheckpoint(_)) => return Ok(None),
+            Err(ResumeError::Damaged(error)) => return Err(damaged(error)),
+            Err(other) => {
+                return Err(damaged(LogError {
+                    index: hint.index,
+                    problem: LogProblem::Decode(kernel_core::DecodeError::Malformed(
+                        other.to_string(),
+                    )),
+                }));
+            }
+        };
+        // Only now that the checkpoint is found is the end of the file
+        // known to be a record boundary or a torn record.
+        let end = hint
+            .offset
+            .saturating_add(u64::try_from(whole).unwrap_or(u64::MAX));
+        match framing {
+            None => {}
+            Some(LogError {
+                problem: LogProblem::Torn(_),
+                ..
+            }) => cut(file, end).map_err(io)?,
+            Some(mut error) => {
+                error.index = error.index.saturating_add(hint.index);
+                return Err(damaged(error));
+            }
+        }
+        let resumable = tip.resumable_from.map(|index| Hint {
+            index,
+            offset: hint
+                .offset
+                .saturating_add(offset_of(&records, index.saturating_sub(hint.index))),
+        });
+        let opened = Opened::Resumed {
+            checkpoint: hint.index,
+            records: tip.frontier.size(),
+        };
+        Ok(Some(Found {
+            tip,
+            end,
+            resumable,
+            opened,
+        }))
+    }
+
+    /// Reads and verifies every record, after cutting off a torn final
+    /// one.
+    fn verify_all(path: &Path, file: &File, why: FullCheck) -> Result<Found, EvidenceError> {
+        let io = |source| EvidenceError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut existing = std::fs::read(path).map_err(io)?;
+        if let (records, Some(error)) = split_records_prefix(&existing)
+            && let LogProblem::Torn(_) = error.problem
+        {
+            let keep = framed_len(&records);
+            cut(file, u64::try_from(keep).unwrap_or(u64::MAX)).map_err(io)?;
+            existing.truncate(keep);
+        }
+        let mut found = Self::verify(path, &existing)?;
+        if let Opened::Verified { records, .. } = found.opened {
+            found.opened = Opened::Verified { records, why };
+        }
+        Ok(found)
+    }
+
+    /// Verifies every record of `existing`.
+    fn verify(path: &Path, existing: &[u8]) -> Result<Found, EvidenceError> {
         let report =
             audit(existing, &AuditOptions::default()).map_err(|source| EvidenceError::Damaged {
                 path: path.to_owned(),
                 source,
             })?;
-        let mut tree = Frontier::new();
-        for leaf in &report.leaves {
-            tree.push(*leaf);
-        }
-        Ok(Self {
-            path: path.to_owned(),
-            storage,
-            tree,
-            newest_checkpoint: report.newest_checkpoint().map(|c| (c.size, c.root)),
-            origin: (!report.origin.is_empty()).then_some(report.origin),
-            since_checkpoint: report.uncovered,
-            staged: GroupCommit::new(u64::try_from(report.leaves.len()).unwrap_or(u64::MAX)),
-            window: None,
+        let tip = report.tip();
+        let resumable = tip.resumable_from.map(|index| Hint {
+            index,
+            offset: offset_of(&split_records_prefix(existing).0, index),
+        });
+        Ok(Found {
+            opened: Opened::Verified {
+                records: tip.frontier.size(),
+                why: FullCheck::Given,
+            },
+            end: u64::try_from(existing.len()).unwrap_or(u64::MAX),
+            tip,
+            resumable,
         })
     }
 
+    /// An evidence log over any [`Storage`] that already holds `existing`
+    /// (every record verified here). `path` names it in messages. It keeps
+    /// no start-up index.
+    pub fn with_storage(
+        path: &Path,
+        existing: &[u8],
+        storage: Box<dyn Storage>,
+    ) -> Result<Self, EvidenceError> {
+        Ok(Self::from_found(
+            path,
+            storage,
+            Self::verify(path, existing)?,
+        ))
+    }
+
+    fn from_found(path: &Path, storage: Box<dyn Storage>, found: Found) -> Self {
+        let Found {
+            tip,
+            end,
+            resumable,
+            opened,
+        } = found;
+        Self {
+            path: path.to_owned(),
+            storage,
+            newest_checkpoint: tip.newest_checkpoint.as_ref().map(|c| (c.size, c.root)),
+            origin: (!tip.origin.is_empty()).then_some(tip.origin),
+            since_checkpoint: tip.uncovered,
+            staged: GroupCommit::new(tip.frontier.size()),
+            tree: tip.frontier,
+            window: None,
+            end,
+            resumable,
+            resumable_staged: false,
+            index: None,
+            opened,
+        }
+    }
+
+    /// How the records already in the file were checked at open.
+    pub fn opened(&self) -> Opened {
+        self.opened
+    }
+
+    /// What a writer needs to continue the log, as it stands with every
+    /// staged record: for the same records, equal whether the log was
+    /// opened by [`resume`] or by a full [`audit`].
+    pub fn tip(&self) -> LogTip {
+        let origin = self.origin.clone().unwrap_or_default();
+        LogTip {
+            newest_checkpoint: self.newest_checkpoint.map(|(size, root)| Checkpoint {
+                origin: origin.clone(),
+                size,
+                root,
+            }),
+            origin,
+            frontier: self.tree.clone(),
+            uncovered: self.since_checkpoint,
+            resumable_from: self.resumable.map(|hint| hint.index),
+        }
+    }
+
+    /// The length of the file, in bytes, once every staged record is
+    /// written.
+    pub fn file_len(&self) -> u64 {
+        self.end
+    }
     /// The evidence window, if this log's commits are durable only within
     /// one ([`Durability::Windowed`]).
     pub fn window(&self) -> Option<std::time::Duration> {
@@ -250,19 +487,45 @@ impl EvidenceLog {
     /// [`commit`](Self::commit) succeeds.
     pub fn stage(&mut self, record: &Record) -> u64 {
         let bytes = encode_record(record);
-        self.staged.stage(frame_record_bytes(&bytes));
+        let framed = frame_record_bytes(&bytes);
+        let offset = self.end;
+        self.end = offset.saturating_add(u64::try_from(framed.len()).unwrap_or(u64::MAX));
+        self.staged.stage(framed);
         let index = self.tree.size();
-        if matches!(record, Record::Checkpoint { .. }) {
+        let checkpoint = record.checkpoint_note().is_some();
+        if checkpoint {
             // A checkpoint commits to the records before it.
             self.newest_checkpoint = Some((index, self.tree.root()));
         }
+        if matches!(record, Record::FrontierCheckpoint { .. }) {
+            self.resumable = Some(Hint { index, offset });
+            self.resumable_staged = true;
+        }
         self.tree.push(leaf_hash(&bytes));
-        if matches!(record, Record::Checkpoint { .. }) {
+        if checkpoint {
             self.since_checkpoint = 0;
         } else {
             self.since_checkpoint += 1;
         }
         index
+    }
+
+    /// Signs with `key` a checkpoint of every record so far, written in
+    /// `session`, storing the tree's frontier (so that a restart can
+    /// continue the log from it), and stages it. Returns its index.
+    pub fn stage_checkpoint(&mut self, session: SessionId, key: &SigningKey) -> u64 {
+        let checkpoint = Checkpoint {
+            origin: self.origin.clone().unwrap_or_default(),
+            size: self.tree.size(),
+            root: self.tree.root(),
+        };
+        let note = SignedNote::sign(checkpoint.body(), ENFORCER_KEY_NAME, key);
+        self.stage(&Record::FrontierCheckpoint {
+            note: note.to_text(),
+            session,
+            key: key.verifying_key().to_bytes(),
+            frontier: self.tree.peaks().to_vec(),
+        })
     }
 
     /// Whether staged records wait for a commit.
@@ -276,6 +539,9 @@ impl EvidenceLog {
     /// depends on the staged records. After an error (or a panic in the
     /// storage) every later commit fails without writing, so no record
     /// ever follows a torn one.
+    ///
+    /// Once a checkpoint that stores its frontier is committed, the
+    /// start-up index is pointed at it (not synced: it is a hint).
     pub fn commit(&mut self) -> Result<(), EvidenceError> {
         let storage = &mut self.storage;
         self.staged
@@ -291,7 +557,15 @@ impl EvidenceLog {
                         "an earlier write failed, so nothing more is written to this file",
                     ),
                 },
-            })
+            })?;
+        if std::mem::take(&mut self.resumable_staged)
+            && let (Some(index), Some(hint)) = (&self.index, self.resumable)
+        {
+            // A hint that cannot be written costs the next start a full
+            // verification, nothing else.
+            let _ = index.write(hint);
+        }
+        Ok(())
     }
 
     /// Stages `record` and commits it: durable when this returns `Ok`.
@@ -300,6 +574,26 @@ impl EvidenceLog {
         self.commit()?;
         Ok(index)
     }
+}
+
+/// Bytes of `records` with their length prefixes.
+fn framed_len(records: &[&[u8]]) -> usize {
+    records.iter().map(|r| r.len().saturating_add(4)).sum()
+}
+
+/// Byte offset of record `position` among `records` (which start at 0).
+fn offset_of(records: &[&[u8]], position: u64) -> u64 {
+    let before = records
+        .get(..usize::try_from(position).unwrap_or(usize::MAX))
+        .unwrap_or(records);
+    u64::try_from(framed_len(before)).unwrap_or(u64::MAX)
+}
+
+/// Cuts `file` to `len` bytes, durably: what is cut is a torn record that
+/// was never acknowledged.
+fn cut(file: &File, len: u64) -> std::io::Result<()> {
+    file.set_len(len)?;
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -339,7 +633,9 @@ mod tests {
             1
         );
     }
-    use kernel_core::{Confinement, Digest, Event, SessionId, SignedEvent, frame_record};
+    use kernel_core::{
+        Confinement, Digest, Event, SessionId, SignedEvent, decode_record, frame_record,
+    };
 
     fn start() -> Record {
         let key = kernel_core::SigningKey::from_bytes(&[4; 32]);
@@ -402,5 +698,503 @@ mod tests {
             bytes,
             "a damaged log is left as it is"
         );
+    }
+
+    /// Writes logs as the enforcer does (session starts, decisions whose
+    /// receipts name their index, checkpoints of both kinds), through
+    /// `EvidenceLog`, with fixed keys so that two copies can be continued
+    /// byte for byte alike.
+    struct Writer {
+        log: Option<EvidenceLog>,
+        path: PathBuf,
+        session: SessionId,
+        key: SigningKey,
+        seq: u64,
+    }
+
+    fn open_quick(path: &Path) -> Result<EvidenceLog, EvidenceError> {
+        EvidenceLog::open_with(path, Durability::DangerOsBuffered)
+    }
+
+    impl Writer {
+        fn new(path: &Path) -> Self {
+            Self {
+                log: Some(open_quick(path).unwrap()),
+                path: path.to_owned(),
+                session: SessionId([0; 16]),
+                key: SigningKey::from_bytes(&[0; 32]),
+                seq: 0,
+            }
+        }
+
+        fn log(&mut self) -> &mut EvidenceLog {
+            self.log
+                .get_or_insert_with(|| open_quick(&self.path).unwrap())
+        }
+
+        fn start(&mut self, seed: u8) {
+            self.session = SessionId([seed; 16]);
+            self.key = SigningKey::from_bytes(&[seed; 32]);
+            self.seq = 0;
+            let (session, key) = (self.session, self.key.clone());
+            let log = self.log();
+            log.set_origin(kernel_core::origin_for(session));
+            let origin = log.origin().unwrap().to_owned();
+            let event = Event::SessionStart {
+                session,
+                public_key: key.verifying_key().to_bytes(),
+                policy_digest: Digest([2; 32]),
+                workspace: "/ws".into(),
+                confinement: Confinement::Unconfined,
+                origin,
+                at_ms: 1,
+            };
+            log.append(&Record::Event(SignedEvent::sign(&event, &key)))
+                .unwrap();
+        }
+
+        fn decisions(&mut self, n: u8) {
+            for _ in 0..n {
+                self.seq += 1;
+                let (session, key, seq) = (self.session, self.key.clone(), self.seq);
+                let log = self.log();
+                let record = decision(session, &key, seq, log.next_index());
+                log.append(&record).unwrap();
+            }
+        }
+
+        fn checkpoint(&mut self, with_frontier: bool) {
+            let (session, key) = (self.session, self.key.clone());
+            let log = self.log();
+            if with_frontier {
+                log.stage_checkpoint(session, &key);
+            } else {
+                let checkpoint = Checkpoint {
+                    origin: log.origin().unwrap_or_default().to_owned(),
+                    size: log.next_index(),
+                    root: log.root(),
+                };
+                let note = SignedNote::sign(checkpoint.body(), ENFORCER_KEY_NAME, &key);
+                log.stage(&Record::Checkpoint {
+                    note: note.to_text(),
+                });
+            }
+            log.commit().unwrap();
+        }
+
+        /// Closes the log (as a crash would: no final checkpoint).
+        fn close(&mut self) {
+            self.log = None;
+        }
+
+        /// Closes the log, then leaves a record cut short at the end of
+        /// the file, as a crash in the middle of a write does.
+        fn tear(&mut self, keep: usize) {
+            // Opened first, so that an earlier tear is cut off before this
+            // one: two in a row would make one whole, damaged record.
+            self.log();
+            self.close();
+            let framed = frame_record(&decision(self.session, &self.key, 999, 999));
+            let mut file = OpenOptions::new().append(true).open(&self.path).unwrap();
+            file.write_all(&framed[..keep.min(framed.len() - 1)])
+                .unwrap();
+        }
+    }
+
+    fn decision(session: SessionId, key: &SigningKey, seq: u64, index: u64) -> Record {
+        let request = kernel_core::EncodedRequest::new(kernel_core::Request {
+            session,
+            seq,
+            nonce: [7; 16],
+            action: kernel_core::CanonicalAction::new(
+                kernel_core::Action::file_read(format!("/ws/{seq}")),
+                None,
+            )
+            .unwrap(),
+            deadline_ms: 100,
+        });
+        let body = kernel_core::ReceiptBody {
+            session,
+            seq,
+            request_digest: request.digest(),
+            decision: kernel_core::Decision::Deny,
+            policies: Vec::new(),
+            reasons: vec!["default deny".into()],
+            policy_digest: Digest([2; 32]),
+            log_index: index,
+            issued_at_ms: 1,
+            expires_at_ms: 2,
+        };
+        Record::Decision {
+            request: request.bytes().to_vec(),
+            receipt: kernel_core::sign_receipt(key, &body),
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Session(u8),
+        Decisions(u8),
+        Checkpoint { with_frontier: bool },
+        Reopen,
+        Tear(usize),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            1 => (1u8..200).prop_map(Step::Session),
+            4 => (1u8..8).prop_map(Step::Decisions),
+            3 => any::<bool>().prop_map(|with_frontier| Step::Checkpoint { with_frontier }),
+            1 => Just(Step::Reopen),
+            1 => (0usize..300).prop_map(Step::Tear),
+        ]
+    }
+
+    fn run(writer: &mut Writer, steps: &[Step]) {
+        for step in steps {
+            match step {
+                Step::Session(seed) => writer.start(*seed),
+                Step::Decisions(n) => writer.decisions(*n),
+                Step::Checkpoint { with_frontier } => writer.checkpoint(*with_frontier),
+                Step::Reopen => writer.close(),
+                Step::Tear(keep) => writer.tear(*keep),
+            }
+        }
+    }
+
+    fn assert_same(fast: &EvidenceLog, full: &EvidenceLog) {
+        assert_eq!(fast.tip(), full.tip());
+        assert_eq!(fast.file_len(), full.file_len());
+        assert_eq!(fast.next_index(), full.next_index());
+        assert_eq!(fast.root(), full.root());
+        assert_eq!(fast.origin(), full.origin());
+        assert_eq!(fast.newest_checkpoint(), full.newest_checkpoint());
+        assert_eq!(fast.since_checkpoint(), full.since_checkpoint());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 48,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Opening from the newest checkpoint that stores its frontier
+        /// gives the enforcer the state a full verification gives (origin,
+        /// tree, newest checkpoint, records since it, next index, where the
+        /// file ends), on logs of several sessions, with and without
+        /// checkpoints of either kind, reopened and torn along the way;
+        /// and both continue the file byte for byte alike.
+        #[test]
+        fn opening_from_the_newest_checkpoint_equals_verifying_everything(
+            steps in proptest::collection::vec(step(), 0..24),
+            torn in proptest::option::of(0usize..300),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("evidence.log");
+            let mut writer = Writer::new(&path);
+            writer.start(1);
+            run(&mut writer, &steps);
+            match torn {
+                Some(keep) => writer.tear(keep),
+                None => writer.close(),
+            }
+            let copy = dir.path().join("copy.log");
+            std::fs::copy(&path, &copy).unwrap();
+            let fast = open_quick(&path).unwrap();
+            let full = open_quick(&copy).unwrap();
+            match full.opened() {
+                Opened::Verified { why: FullCheck::NoIndex, .. } => {}
+                other => panic!("the copy has no index: {other:?}"),
+            }
+            match (fast.opened(), full.tip().resumable_from) {
+                (Opened::Resumed { checkpoint, records }, Some(newest)) => {
+                    // The index points at the newest frontier checkpoint
+                    // the log had when it was last committed to.
+                    assert!(checkpoint <= newest);
+                    assert_eq!(records, full.next_index());
+                }
+                (Opened::Verified { why: FullCheck::NoIndex, .. }, None) => {}
+                other => panic!("opened {other:?}"),
+            }
+            assert_same(&fast, &full);
+            assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&copy).unwrap());
+            // Continued alike, both stay the same file.
+            let mut writers = [fast, full].map(|log| Writer {
+                path: PathBuf::new(),
+                log: Some(log),
+                session: SessionId([0; 16]),
+                key: SigningKey::from_bytes(&[0; 32]),
+                seq: 0,
+            });
+            for writer in &mut writers {
+                writer.start(250);
+                writer.decisions(3);
+                writer.checkpoint(true);
+                writer.decisions(2);
+            }
+            let [fast, full] = writers.map(|w| w.log.unwrap());
+            assert_same(&fast, &full);
+            drop((fast, full));
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes, std::fs::read(&copy).unwrap());
+            audit(&bytes, &AuditOptions::default()).unwrap();
+        }
+    }
+
+    /// A log whose newest checkpoint stores its frontier, followed by
+    /// decisions of a session cut short (no final checkpoint): the index
+    /// record of the checkpoint and the file's bytes.
+    fn crashed_log(dir: &Path) -> (PathBuf, u64) {
+        let path = dir.join("evidence.log");
+        let mut writer = Writer::new(&path);
+        writer.start(1);
+        writer.decisions(5);
+        writer.checkpoint(true);
+        writer.start(2);
+        writer.decisions(4);
+        writer.checkpoint(true);
+        let index = writer.log().next_index() - 1;
+        writer.start(3);
+        writer.decisions(5);
+        writer.close();
+        (path, index)
+    }
+
+    fn refused(path: &Path) -> kernel_core::LogError {
+        match EvidenceLog::open(path) {
+            Err(EvidenceError::Damaged { source, .. }) => source,
+            other => panic!("damage accepted: {other:?}"),
+        }
+    }
+
+    fn framed(records: &[&[u8]]) -> Vec<u8> {
+        records.iter().flat_map(|r| frame_record_bytes(r)).collect()
+    }
+
+    /// The records after the newest checkpoint are verified strictly at
+    /// open: a flipped bit in a signature, a removed record and two
+    /// swapped records each refuse the open at the record at fault, and
+    /// leave the file as it was.
+    #[test]
+    fn tampering_after_the_newest_checkpoint_refuses_the_open_at_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, checkpoint) = crashed_log(dir.path());
+        let bytes = std::fs::read(&path).unwrap();
+        let records = kernel_core::split_records(&bytes).unwrap();
+        let first = usize::try_from(checkpoint).unwrap() + 1;
+        let last = records.len() - 1;
+        let mut cases: Vec<(String, Vec<u8>, u64)> = Vec::new();
+        for at in first..=last {
+            let mut record = decode_record(records[at]).unwrap();
+            match &mut record {
+                Record::Decision { receipt, .. } => receipt.signature[17] ^= 0x08,
+                Record::Event(signed) => signed.signature[40] ^= 0x01,
+                _ => unreachable!("no checkpoint after the newest"),
+            }
+            let bytes = encode_record(&record);
+            let mut flipped = records.clone();
+            flipped[at] = &bytes;
+            cases.push((format!("signature of {at}"), framed(&flipped), at as u64));
+        }
+        // A decision removed: the next decision's receipt names its old
+        // index.
+        let mut fewer = records.clone();
+        fewer.remove(last - 2);
+        cases.push((
+            "a decision removed".into(),
+            framed(&fewer),
+            (last - 2) as u64,
+        ));
+        // Two decisions swapped: the first of them is out of place.
+        let mut swapped = records.clone();
+        swapped.swap(last - 3, last - 1);
+        cases.push((
+            "two decisions swapped".into(),
+            framed(&swapped),
+            (last - 3) as u64,
+        ));
+        // The session start and its first decision swapped.
+        let mut swapped = records.clone();
+        swapped.swap(first, first + 1);
+        cases.push((
+            "a session start moved".into(),
+            framed(&swapped),
+            first as u64,
+        ));
+        for (what, tampered, at) in cases {
+            std::fs::write(&path, &tampered).unwrap();
+            let error = refused(&path);
+            assert_eq!(error.index, at, "{what}: {error}");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                tampered,
+                "{what}: file changed"
+            );
+        }
+        // The untouched log opens from its newest checkpoint.
+        std::fs::write(&path, &bytes).unwrap();
+        let log = EvidenceLog::open(&path).unwrap();
+        assert_eq!(
+            log.opened(),
+            Opened::Resumed {
+                checkpoint,
+                records: records.len() as u64
+            }
+        );
+    }
+
+    /// A newest checkpoint whose stored frontier does not lead to its
+    /// signed root refuses the open, naming that checkpoint (it does not
+    /// fall back to reading everything: a full verification would refuse
+    /// the same record).
+    #[test]
+    fn a_frontier_that_does_not_match_its_root_refuses_the_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, checkpoint) = crashed_log(dir.path());
+        let bytes = std::fs::read(&path).unwrap();
+        let mut records = kernel_core::split_records(&bytes).unwrap();
+        let at = usize::try_from(checkpoint).unwrap();
+        let Record::FrontierCheckpoint {
+            note,
+            session,
+            key,
+            mut frontier,
+        } = decode_record(records[at]).unwrap()
+        else {
+            unreachable!("a frontier checkpoint")
+        };
+        frontier[0][0] ^= 0x01;
+        let altered = encode_record(&Record::FrontierCheckpoint {
+            note,
+            session,
+            key,
+            frontier,
+        });
+        records[at] = &altered;
+        let tampered = framed(&records);
+        std::fs::write(&path, &tampered).unwrap();
+        let error = refused(&path);
+        assert_eq!(error.index, checkpoint);
+        assert_eq!(
+            error.problem,
+            LogProblem::FrontierMismatch { size: checkpoint }
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), tampered);
+        assert_eq!(
+            audit(&tampered, &AuditOptions::default()).unwrap_err(),
+            error,
+            "the auditor finds the same"
+        );
+    }
+
+    /// What the open trusts: a record changed before the newest checkpoint
+    /// is not read, so the enforcer continues the log; the auditor's full
+    /// check finds it.
+    #[test]
+    fn damage_before_the_newest_checkpoint_is_left_to_the_auditor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, checkpoint) = crashed_log(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let records = kernel_core::split_records(&bytes).unwrap();
+        let offset: usize = records[..3].iter().map(|r| r.len() + 4).sum();
+        bytes[offset + 40] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let log = EvidenceLog::open(&path).unwrap();
+        assert!(matches!(log.opened(), Opened::Resumed { checkpoint: c, .. } if c == checkpoint));
+        assert_eq!(
+            audit(&bytes, &AuditOptions::default()).unwrap_err().index,
+            3
+        );
+    }
+
+    /// A log written before checkpoints stored their frontier opens by
+    /// verifying every record, and says why; the first frontier checkpoint
+    /// written after makes the next open read from it. A stale or
+    /// damaged index, or one pointing elsewhere, falls back to verifying
+    /// everything.
+    #[test]
+    fn an_old_log_or_a_wrong_index_is_verified_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.log");
+        let mut writer = Writer::new(&path);
+        writer.start(1);
+        writer.decisions(4);
+        writer.checkpoint(false);
+        writer.decisions(2);
+        writer.close();
+        let index = evidence_index::path_for(&path);
+        std::fs::remove_file(&index).unwrap();
+        let log = EvidenceLog::open(&path).unwrap();
+        assert_eq!(
+            log.opened(),
+            Opened::Verified {
+                records: 8,
+                why: FullCheck::NoIndex
+            }
+        );
+        drop(log);
+        let mut writer = Writer::new(&path);
+        writer.start(2);
+        writer.checkpoint(true);
+        writer.close();
+        let log = EvidenceLog::open(&path).unwrap();
+        assert_eq!(
+            log.opened(),
+            Opened::Resumed {
+                checkpoint: 9,
+                records: 10
+            }
+        );
+        drop(log);
+        let good = std::fs::read(&index).unwrap();
+        let checkpoint_offset = crate::evidence_index::tests_support::offset(&good);
+        for (what, hint) in [
+            (
+                "pointing at another record",
+                Hint {
+                    index: 8,
+                    offset: 0,
+                },
+            ),
+            (
+                "naming another index",
+                Hint {
+                    index: 3,
+                    offset: checkpoint_offset,
+                },
+            ),
+            (
+                "beyond the end",
+                Hint {
+                    index: 9,
+                    offset: 1 << 40,
+                },
+            ),
+        ] {
+            IndexFile::open(&index).unwrap().write(hint).unwrap();
+            let log = EvidenceLog::open(&path).unwrap();
+            assert_eq!(
+                log.opened(),
+                Opened::Verified {
+                    records: 10,
+                    why: FullCheck::IndexMismatch
+                },
+                "{what}"
+            );
+            drop(log);
+            // The open put the right hint back.
+            assert_eq!(std::fs::read(&index).unwrap(), good, "{what}");
+        }
+        std::fs::write(&index, b"garbage").unwrap();
+        let log = EvidenceLog::open(&path).unwrap();
+        assert!(matches!(
+            log.opened(),
+            Opened::Verified {
+                why: FullCheck::IndexMismatch,
+                ..
+            }
+        ));
     }
 }

@@ -23,6 +23,7 @@ pub mod control;
 pub mod describe;
 pub mod endpoint;
 pub mod evidence;
+mod evidence_index;
 mod evidence_window;
 pub mod exec_trace;
 mod gateway_cli;

@@ -12,7 +12,6 @@ use crate::broker::{Broker, Started};
 use crate::evidence::EvidenceLog;
 use crate::policy::PolicyEngine;
 use ed25519_dalek::SigningKey;
-use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
     Approval, CanonicalAction, ClientFrame, Confinement, Deadline, Decision, DecisionInputs,
     Digest, EncodedRequest, EnforcerFrame, Evaluation, Event, Handshake, KernelState, LimitState,
@@ -428,18 +427,11 @@ impl Session {
         self.commit_replies(replies)
     }
 
-    /// Signs and stages a checkpoint of every record so far.
+    /// Signs and stages a checkpoint of every record so far, with the
+    /// tree's frontier, so that a restart can continue the log from it.
     fn checkpoint(&mut self) {
-        let checkpoint = Checkpoint {
-            origin: self.evidence.origin().unwrap_or_default().to_owned(),
-            size: self.evidence.next_index(),
-            root: self.evidence.root(),
-        };
-        let note = SignedNote::sign(checkpoint.body(), ENFORCER_KEY_NAME, &self.key);
         self.last_checkpoint = Instant::now();
-        self.evidence.stage(&Record::Checkpoint {
-            note: note.to_text(),
-        });
+        self.evidence.stage_checkpoint(self.id, &self.key);
     }
 
     fn checkpoint_due(&self) -> bool {

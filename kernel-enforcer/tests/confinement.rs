@@ -1365,7 +1365,7 @@ fn a_governed_session_writes_checkpoints_while_idle() -> Result<(), String> {
         .iter()
         .filter_map(|body| match kernel_core::decode_record(body) {
             Ok(kernel_core::Record::Decision { .. }) => Some('d'),
-            Ok(kernel_core::Record::Checkpoint { .. }) => Some('c'),
+            Ok(record) if record.checkpoint_note().is_some() => Some('c'),
             _ => None,
         })
         .collect();

@@ -507,10 +507,9 @@ fn the_control_name_is_held_before_the_agent_starts_and_the_evidence_ends_with_a
     let bytes = std::fs::read(&f.evidence).unwrap();
     let records = split_records(&bytes).unwrap();
     assert!(
-        matches!(
-            records.last().map(|r| decode_record(r).unwrap()),
-            Some(Record::Checkpoint { .. })
-        ),
+        records
+            .last()
+            .is_some_and(|r| decode_record(r).unwrap().checkpoint_note().is_some()),
         "the evidence does not end with a checkpoint"
     );
 }

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{ENFORCER, Fixture, fixture, keygen};
+use common::{ENFORCER, Fixture, fixture, keygen, signal};
 use kernel_client::{Action, Kernel};
 use kernel_core::note::SignedNote;
 use kernel_core::{
@@ -90,7 +90,7 @@ fn kind(record: &[u8]) -> &'static str {
     match decode_record(record).unwrap() {
         Record::Event(_) => "event",
         Record::Decision { .. } => "decision",
-        Record::Checkpoint { .. } => "checkpoint",
+        Record::Checkpoint { .. } | Record::FrontierCheckpoint { .. } => "checkpoint",
     }
 }
 
@@ -195,9 +195,11 @@ fn truncation_is_found_against_a_trusted_or_witnessed_checkpoint() {
     let newest_note = all
         .iter()
         .rev()
-        .find_map(|r| match decode_record(r).unwrap() {
-            Record::Checkpoint { note } => Some(SignedNote::parse(&note).unwrap()),
-            _ => None,
+        .find_map(|r| {
+            decode_record(r)
+                .unwrap()
+                .checkpoint_note()
+                .map(|note| SignedNote::parse(note).unwrap())
         })
         .unwrap();
     // The witness co-signs the full log.
@@ -456,4 +458,175 @@ fn a_witness_that_lost_its_record_refuses_until_the_operator_adopts_its_state() 
     let accepted = run_witness(&witness_dir, evidence, &[]);
     assert!(accepted.status.success(), "{accepted:?}");
     assert_eq!(cosignature_lines(evidence), 3);
+}
+
+/// Runs a session of `decisions` requests and kills the enforcer with
+/// SIGKILL before it writes its final checkpoint; returns the index of the
+/// newest checkpoint in the file and the file's records. Retried if a
+/// time-based checkpoint left fewer than `decisions` records after it.
+fn crashed_session(setup: &Setup, decisions: usize) -> (usize, Vec<Vec<u8>>) {
+    let f = &setup.fixture;
+    for _ in 0..3 {
+        let config = kernel_client::SpawnConfig::new(&f.policy, &f.workspace, &f.evidence)
+            .enforcer(ENFORCER)
+            .key_file(&setup.key_file)
+            .pin_public_key(setup.key)
+            .checkpoint_every(10_000);
+        let kernel = Kernel::spawn(config).unwrap();
+        for i in 0..decisions {
+            let path = if i % 2 == 0 {
+                f.ws(&format!("crash-{i}"))
+            } else {
+                format!("/etc/crash-{i}")
+            };
+            let _ = kernel.authorize(Action::file_read(path));
+        }
+        signal(kernel.enforcer_pid().unwrap(), "KILL");
+        // Gone once its end of the channel is closed: its descriptors,
+        // the evidence file's lock among them, are released.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !matches!(
+            kernel.authorize(Action::file_read(f.ws("after-kill"))),
+            Err(kernel_client::Denial::EnforcerGone)
+        ) {
+            assert!(std::time::Instant::now() < deadline, "enforcer still alive");
+        }
+        drop(kernel);
+        let all = records(&std::fs::read(&f.evidence).unwrap());
+        let newest = all.iter().rposition(|r| kind(r) == "checkpoint").unwrap();
+        let after = all[newest + 1..]
+            .iter()
+            .filter(|r| kind(r) == "decision")
+            .count();
+        if after >= decisions {
+            return (newest, all);
+        }
+    }
+    panic!("a checkpoint followed the decisions every time");
+}
+
+/// Starts the real enforcer on the log and returns its start-up error.
+fn refused_start(setup: &Setup) -> String {
+    let f = &setup.fixture;
+    let config = kernel_client::SpawnConfig::new(&f.policy, &f.workspace, &f.evidence)
+        .enforcer(ENFORCER)
+        .key_file(&setup.key_file)
+        .pin_public_key(setup.key);
+    match Kernel::spawn(config) {
+        Ok(_) => panic!("the enforcer started on a damaged log"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The enforcer restarts on a log from its newest checkpoint, verifying
+/// every record after it: a flipped bit in a signature, a removed decision
+/// and two swapped decisions there each make it refuse to start, naming
+/// the record; the file is left as it was.
+#[test]
+fn a_restart_refuses_a_log_tampered_after_its_newest_checkpoint() {
+    let setup = setup();
+    session(&setup, &setup.fixture.evidence, 5, "a");
+    let (newest, all) = crashed_session(&setup, 6);
+    let decisions: Vec<usize> = (newest + 1..all.len())
+        .filter(|&i| kind(&all[i]) == "decision")
+        .collect();
+    let mut cases: Vec<(String, Vec<Vec<u8>>, usize)> = Vec::new();
+    for &at in &decisions {
+        let Record::Decision {
+            request,
+            mut receipt,
+        } = decode_record(&all[at]).unwrap()
+        else {
+            unreachable!("a decision")
+        };
+        receipt.signature[9] ^= 0x20;
+        let mut flipped = all.clone();
+        flipped[at] = kernel_core::encode_record(&Record::Decision { request, receipt });
+        cases.push((format!("signature of {at} flipped"), flipped, at));
+    }
+    let mut fewer = all.clone();
+    fewer.remove(decisions[1]);
+    cases.push(("a decision removed".into(), fewer, decisions[1]));
+    let mut swapped = all.clone();
+    swapped.swap(decisions[2], decisions[4]);
+    cases.push(("two decisions swapped".into(), swapped, decisions[2]));
+    for (what, records, at) in cases {
+        let tampered = join(&records);
+        std::fs::write(&setup.fixture.evidence, &tampered).unwrap();
+        let message = refused_start(&setup);
+        assert!(
+            message.contains(&format!("record {at}:")),
+            "{what}: {message}"
+        );
+        assert_eq!(
+            std::fs::read(&setup.fixture.evidence).unwrap(),
+            tampered,
+            "{what}: the file was changed"
+        );
+    }
+    // Untouched, it starts, continues the log, and the result is sound.
+    std::fs::write(&setup.fixture.evidence, join(&all)).unwrap();
+    session(&setup, &setup.fixture.evidence, 2, "c");
+    let bytes = std::fs::read(&setup.fixture.evidence).unwrap();
+    assert_eq!(&bytes[..join(&all).len()], join(&all).as_slice());
+    audit(&bytes, &pinned(&setup.key)).unwrap();
+}
+
+/// A newest checkpoint whose stored frontier does not lead to its signed
+/// root makes the enforcer refuse to start, naming it.
+#[test]
+fn a_restart_refuses_a_checkpoint_whose_frontier_does_not_match_its_root() {
+    let setup = setup();
+    session(&setup, &setup.fixture.evidence, 5, "a");
+    let mut all = records(&std::fs::read(&setup.fixture.evidence).unwrap());
+    let newest = all.len() - 1;
+    let Record::FrontierCheckpoint {
+        note,
+        session,
+        key,
+        mut frontier,
+    } = decode_record(&all[newest]).unwrap()
+    else {
+        panic!("the enforcer's checkpoints store their frontier")
+    };
+    frontier[0][31] ^= 0x01;
+    all[newest] = kernel_core::encode_record(&Record::FrontierCheckpoint {
+        note,
+        session,
+        key,
+        frontier,
+    });
+    std::fs::write(&setup.fixture.evidence, join(&all)).unwrap();
+    let message = refused_start(&setup);
+    assert!(
+        message.contains(&format!("record {newest}:")) && message.contains("frontier"),
+        "{message}"
+    );
+}
+
+/// What a restart trusts: the records before the newest checkpoint are not
+/// read again, so a change there does not stop the enforcer (its signed
+/// checkpoint committed to the original records); `audit verify`, which
+/// checks everything from the first byte, names the changed record.
+#[test]
+fn a_change_before_the_newest_checkpoint_is_left_to_the_auditor() {
+    let setup = setup();
+    session(&setup, &setup.fixture.evidence, 6, "a");
+    let mut all = records(&std::fs::read(&setup.fixture.evidence).unwrap());
+    let at = (1..all.len())
+        .find(|&i| kind(&all[i]) == "decision")
+        .unwrap();
+    let middle = all[at].len() / 2;
+    all[at][middle] ^= 0x04;
+    std::fs::write(&setup.fixture.evidence, join(&all)).unwrap();
+    session(&setup, &setup.fixture.evidence, 2, "b");
+    let out = Command::new(ENFORCER)
+        .args(["audit", "verify", "--kernel-key"])
+        .arg(setup.fixture.dir.path().join("keys/kernel.pub"))
+        .arg(&setup.fixture.evidence)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("record {at}:")), "{stderr}");
 }

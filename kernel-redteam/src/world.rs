@@ -360,7 +360,7 @@ pub(crate) fn evidence_facts(path: &Path) -> Result<EvidenceFacts, String> {
                 Ok(_) => {}
                 Err(e) => return Err(e.to_string()),
             },
-            Record::Checkpoint { .. } => {}
+            Record::Checkpoint { .. } | Record::FrontierCheckpoint { .. } => {}
         }
     }
     Ok(facts)

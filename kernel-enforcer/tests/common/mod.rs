@@ -201,7 +201,7 @@ pub(crate) fn entries(bytes: &[u8]) -> Vec<Entry> {
                 request: Box::new(EncodedRequest::decode(&request).unwrap()),
                 body: decode_receipt_body_unverified(&receipt.body).unwrap(),
             },
-            Record::Checkpoint { .. } => Entry::Checkpoint,
+            Record::Checkpoint { .. } | Record::FrontierCheckpoint { .. } => Entry::Checkpoint,
         })
         .collect()
 }
