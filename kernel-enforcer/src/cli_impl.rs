@@ -284,7 +284,7 @@ struct SessionArgs {
     #[arg(long)]
     checkpoint_every: Option<u64>,
     /// Sign a checkpoint when a record has waited this many seconds for
-    /// one (a final checkpoint is always written at shutdown) [default: 5].
+    /// one (a final checkpoint is always written at shutdown) [default: 10].
     #[arg(long)]
     checkpoint_interval: Option<u64>,
     /// Seconds a brokered program may run before it is killed
