@@ -22,7 +22,7 @@
 //! See `docs/CAMPAIGN.md` for each class, how its effect is judged, and
 //! what the campaign does not cover.
 
-mod agent;
+mod attacks;
 mod plan;
 mod rng;
 mod world;
@@ -206,20 +206,20 @@ fn agent_main(args: Vec<String>) -> ExitCode {
         }
     }
     let mut rng = rng::SplitMix64::new(seed);
-    let mut rep = agent::Reporter::new(&class);
+    let mut rep = attacks::Reporter::new(&class);
     match class.as_str() {
-        "path-tricks" => agent::path_tricks(&plan, &mut rng, count, &mut rep),
-        "links-toctou" => agent::links(&plan, &mut rng, count, &mut rep),
-        "direct-syscalls" => agent::direct(&plan, &mut rng, count, &mut rep),
-        "argv-tricks" => agent::argv(&plan, &mut rng, count, &mut rep),
-        "env-injection" => agent::env(&plan, &mut rng, count, &mut rep),
-        "receipts-replay" => agent::receipts(&plan, &mut rng, count, &mut rep),
-        "protocol-abuse" => agent::protocol(&plan, &mut rng, count, flood, &mut rep),
-        "control-approvals" => agent::approvals(&plan, &mut rng, count, &mut rep),
-        "evidence-tamper" => agent::evidence(&plan, &mut rng, count, &mut rep),
-        "self-modification" => agent::self_modify(&plan, &mut rng, count, &mut rep),
-        "kill-switch" => agent::stream(&plan, &mut rng, count, &mut rep),
-        "clog" => agent::clog(&mut rng, &mut rep),
+        "path-tricks" => attacks::path_tricks::path_tricks(&plan, &mut rng, count, &mut rep),
+        "links-toctou" => attacks::links::links(&plan, &mut rng, count, &mut rep),
+        "direct-syscalls" => attacks::direct::direct(&plan, &mut rng, count, &mut rep),
+        "argv-tricks" => attacks::argv::argv(&plan, &mut rng, count, &mut rep),
+        "env-injection" => attacks::env::env(&plan, &mut rng, count, &mut rep),
+        "receipts-replay" => attacks::receipts::receipts(&plan, &mut rng, count, &mut rep),
+        "protocol-abuse" => attacks::protocol::protocol(&plan, &mut rng, count, flood, &mut rep),
+        "control-approvals" => attacks::approvals::approvals(&plan, &mut rng, count, &mut rep),
+        "evidence-tamper" => attacks::evidence::evidence(&plan, &mut rng, count, &mut rep),
+        "self-modification" => attacks::self_modify::self_modify(&plan, &mut rng, count, &mut rep),
+        "kill-switch" => attacks::kill_switch::stream(&plan, &mut rng, count, &mut rep),
+        "clog" => attacks::protocol::clog(&mut rng, &mut rep),
         _ => return ExitCode::from(2),
     }
     ExitCode::SUCCESS
