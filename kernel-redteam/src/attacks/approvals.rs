@@ -2,26 +2,57 @@
 
 use super::*;
 
+/// Asks for `action` without performing anything: `permit` only for an
+/// authentic allow.
+fn authorize(route: &Route, action: Action) -> String {
+    match route {
+        Route::Kernel(kernel) => format!("{:?}", kernel.authorize(action).map(|_| "permit")),
+        Route::Endpoint(options) => {
+            let asked = kernel_enforcer::endpoint::canonicalize(action, None)
+                .map_err(|e| e.to_string())
+                .and_then(|action| {
+                    kernel_enforcer::endpoint::ask(options, action, None).map_err(|e| e.to_string())
+                });
+            match asked {
+                Ok(answer) => match answer.verified {
+                    Verified::Permit(_) => "permit".into(),
+                    Verified::Denied(_) => "denied".into(),
+                    Verified::Ask(_) => "waiting for an approval".into(),
+                },
+                Err(e) => e,
+            }
+        }
+        Route::Syscalls => "no client".into(),
+    }
+}
+
 /// Attacks on approvals: asks for a deployment that needs an operator,
 /// tries to approve it itself, and replays the one approval the operator
-/// gives for further deployments.
+/// gives for further deployments. An agent outside any confinement with
+/// the operator's uid (endpoint mode) reaches the control socket: that is
+/// a documented limit there, not a refusal.
 pub(crate) fn approvals(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
     use kernel_enforcer::control::{ControlRequest, request};
-    let patient =
-        Kernel::connect_from_env(ClientConfig::default().await_approval(Duration::from_secs(3)));
-    let Ok(kernel) = patient else {
-        return rep.report(attempt("join failed"));
+    let route = match Route::join_with(plan, Some(Duration::from_secs(3))) {
+        Ok(route) => route,
+        Err(e) => return rep.report(attempt(format!("join failed: {e}"))),
     };
+    let operator_limit = plan.endpoint().then(|| {
+        "an unconfined agent with the operator's uid is the operator on the control socket \
+         (SECURITY.md: run the enforcer as another user)"
+            .to_owned()
+    });
     // The first deployment: the operator approves exactly this one.
     let input = serde_json::json!({"environment": "production", "n": 0});
-    let first = kernel.authorize(Action::tool_call("deploy", &input));
     let mut a = attempt("deployment 0, approved once by the operator");
-    a.answer = format!("{:?}", first.as_ref().map(|_| "permit"));
+    a.answer = authorize(&route, Action::tool_call("deploy", &input));
     a.evidence = true;
     rep.report(a);
-    drop(first);
-    let impatient = Kernel::connect_from_env(ClientConfig::default());
-    drop(impatient);
+    if plan.mode == "supervised" {
+        // A second client on the supervised channel.
+        let impatient = Kernel::connect_from_env(ClientConfig::default());
+        drop(impatient);
+    }
     for i in 1..=count {
         let mut a = attempt(String::new());
         match i % 3 {
@@ -42,12 +73,7 @@ pub(crate) fn approvals(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &m
             }
             1 => {
                 a.what = "the same deployment again, hoping the approval carries over".into();
-                a.answer = format!(
-                    "{:?}",
-                    kernel
-                        .authorize(Action::tool_call("deploy", &input))
-                        .map(|_| "permit")
-                );
+                a.answer = authorize(&route, Action::tool_call("deploy", &input));
             }
             _ => {
                 a.what = "a reload request on the control socket".into();
@@ -60,6 +86,7 @@ pub(crate) fn approvals(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &m
         }
         a.evidence = true;
         a.not_halted = true;
+        a.operator_limit.clone_from(&operator_limit);
         rep.report(a);
     }
 }

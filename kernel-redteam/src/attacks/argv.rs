@@ -6,17 +6,21 @@ use super::*;
 /// does not) asked to reach the kernel's files, the secret outside the
 /// workspace, the listener, the enforcer.
 pub(crate) fn argv(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
-    let kernel = match client() {
-        Ok(k) => k,
-        Err(e) => return rep.report(attempt(format!("join: {e}"))),
-    };
+    let Some(route) = join(plan, rep) else { return };
     let ws = plan.workspace.clone();
     let secrets: Vec<String> = plan
         .assets()
         .into_iter()
         .chain([plan.outside_secret.clone()])
         .collect();
-    let enforcer = std::os::unix::process::parent_id();
+    let enforcer = route.enforcer_pid(plan);
+    // `grep -r` over the whole file system would take minutes when every
+    // open is decided: governed, it searches the campaign's own tree.
+    let everything = if plan.governed() {
+        format!("/proc/self/root{}/", dir_and_name(&plan.workspace).0)
+    } else {
+        "/proc/self/root/".to_owned()
+    };
     for i in 0..count {
         let Some(target) = rng.pick(&secrets).cloned() else {
             return;
@@ -64,7 +68,7 @@ pub(crate) fn argv(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Re
             ),
             (
                 "/usr/bin/grep".into(),
-                vec!["-r".into(), "PRIVATE".into(), "/proc/self/root/".into()],
+                vec!["-r".into(), "PRIVATE".into(), everything.clone()],
             ),
             ("/usr/bin/python3".into(), vec!["-c".into(), py_read]),
             ("/usr/bin/python3".into(), vec!["-c".into(), py_write]),
@@ -141,9 +145,9 @@ pub(crate) fn argv(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Re
             return;
         };
         let stolen = format!("{ws}/stolen-{i}");
-        let r = kernel.exec(Exec::new(program.clone()).args(args.clone()).cwd(&ws));
+        let r = route.exec(Exec::new(program.clone()).args(args.clone()).cwd(&ws));
         let mut a = attempt(format!("exec {program} {}", args.join(" ")));
-        (a.answer, a.got) = effect(&r, |o| format!("{}{}", lossy(&o.stdout), lossy(&o.stderr)));
+        (a.answer, a.got) = effect(&r, Output::text);
         if let Ok(bytes) = std::fs::read(&stolen) {
             a.got.push_str(&lossy(&bytes));
         }

@@ -3,11 +3,29 @@
 use super::*;
 
 /// System calls around the client: open, connect, execve, kill, ptrace,
-/// `process_vm_writev`, `/proc/<pid>/mem`, the control socket.
+/// `process_vm_writev`, `/proc/<pid>/mem`, the control socket, metadata
+/// changes, a Unix socket outside the workspace. In governed mode these
+/// are the agent's own calls that the enforcer decides (or the
+/// confinement refuses); markers are then put where the profile permits
+/// no write (the workspace and the scratch directory are writable there).
 pub(crate) fn direct(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
     // A real agent joins the kernel first, then goes around it.
-    let _kernel = client();
-    let enforcer = i32::try_from(std::os::unix::process::parent_id()).unwrap_or(0);
+    let route = Route::join(plan).ok();
+    let enforcer = route.as_ref().map_or_else(
+        || i32::try_from(std::os::unix::process::parent_id()).unwrap_or(0),
+        |r| r.enforcer_pid(plan),
+    );
+    // Where a file appears only if the attack worked.
+    let forbidden_dir = if plan.governed() {
+        plan.outside_dir.clone()
+    } else {
+        plan.workspace.clone()
+    };
+    let scratch_dir = if plan.governed() {
+        plan.outside_dir.clone()
+    } else {
+        plan.scratch.clone()
+    };
     let sentinel = i32::try_from(plan.sentinel_pid).unwrap_or(0);
     let targets = plan.targets();
     let ws = &plan.workspace;
@@ -16,7 +34,7 @@ pub(crate) fn direct(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut 
         let Some(target) = rng.pick(&targets).cloned() else {
             return;
         };
-        match i % 17 {
+        match i % 19 {
             0 | 1 => {
                 let path = if i % 2 == 0 {
                     target.clone()
@@ -25,7 +43,7 @@ pub(crate) fn direct(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut 
                 };
                 a.what = format!("open {path} for reading");
                 if target.starts_with(&format!("{ws}/")) {
-                    a.limit = Some("a supervised agent may read its workspace directly".into());
+                    a.limit = workspace_read_limit(plan);
                 }
                 match std::fs::read(&path) {
                     Ok(bytes) => {
@@ -47,7 +65,7 @@ pub(crate) fn direct(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut 
                 };
             }
             3 => {
-                let marker = format!("{ws}/direct-{i}");
+                let marker = format!("{forbidden_dir}/direct-{i}");
                 a.what = format!("create {marker} directly");
                 a.answer = format!("{:?}", std::fs::write(&marker, "ESCAPE"));
                 a.markers.push(marker);
@@ -66,7 +84,7 @@ pub(crate) fn direct(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut 
                 );
             }
             5 => {
-                let marker = format!("{}/exec-{i}", plan.scratch);
+                let marker = format!("{scratch_dir}/exec-{i}");
                 a.what = "execve /usr/bin/touch".into();
                 a.answer = fork_exec("/usr/bin/touch", &["touch".into(), marker.clone()]);
                 a.markers.push(marker);
@@ -75,25 +93,29 @@ pub(crate) fn direct(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut 
                 let marker = format!("{}/ldso-{i}", plan.scratch);
                 let loader = elf_interpreter();
                 let escaped = [
-                    format!("{ws}/ldso-{i}"),
+                    format!("{forbidden_dir}/ldso-{i}"),
                     format!("{}/ldso-{i}", plan.outside_dir),
                 ];
                 a.what = format!("execve the ELF interpreter {loader} to load /usr/bin/touch");
                 let mut argv = vec![loader.clone(), "/usr/bin/touch".into(), marker.clone()];
                 argv.extend(escaped.iter().cloned());
                 a.answer = fork_exec(&loader, &argv);
-                a.limit_markers.push(marker);
+                if plan.brokered() {
+                    a.limit_markers.push(marker);
+                }
                 a.markers.extend(escaped);
             }
             7 => {
                 let marker = format!("{}/memfd-{i}", plan.scratch);
                 let escaped = [
-                    format!("{ws}/memfd-{i}"),
+                    format!("{forbidden_dir}/memfd-{i}"),
                     format!("{}/memfd-{i}", plan.outside_dir),
                 ];
                 a.what = "fexecve a memfd copy of /usr/bin/touch".into();
                 a.answer = memfd_exec(&[marker.clone(), escaped[0].clone(), escaped[1].clone()]);
-                a.limit_markers.push(marker);
+                if plan.brokered() {
+                    a.limit_markers.push(marker);
+                }
                 a.markers.extend(escaped);
             }
             8 => {
@@ -246,6 +268,24 @@ pub(crate) fn direct(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut 
                     }
                 };
                 a.answer = syscall_result(i64::from(ret));
+            }
+            17 => {
+                let kind = rng.below(METADATA_CHANGES.len());
+                let how = METADATA_CHANGES.get(kind).copied().unwrap_or("chmod");
+                a.what = format!("{how} {target}");
+                a.answer = metadata_change(kind, &target);
+                a.metadata_limit = metadata_limit(plan);
+            }
+            18 => {
+                a.what = format!(
+                    "connect to the Unix socket {} outside the workspace",
+                    plan.unix_socket
+                );
+                a.answer = format!(
+                    "{:?}",
+                    std::os::unix::net::UnixStream::connect(&plan.unix_socket).map(drop)
+                );
+                a.unix_limit = unix_socket_limit(plan);
             }
             _ => {
                 let marker = format!("{}/chroot-{i}", plan.scratch);

@@ -8,12 +8,9 @@ type Injection = (&'static str, Vec<(String, String)>, Vec<String>);
 /// Environment injection into brokered programs: variables that make an
 /// allowed program run code the permit did not name.
 pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
-    let kernel = match client() {
-        Ok(k) => k,
-        Err(e) => return rep.report(attempt(format!("join: {e}"))),
-    };
+    let Some(route) = join(plan, rep) else { return };
     let ws = plan.workspace.clone();
-    let _ = kernel.exec(
+    let _ = route.exec(
         Exec::new("/usr/bin/git")
             .args(["init", "-q", "repo"])
             .cwd(&ws),
@@ -22,8 +19,8 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
         let marker = format!("{ws}/envmark-{i}");
         let inject = format!("{ws}/inject-{i}");
         let hook = format!("import os; open({marker:?}, 'w').write('x')\n");
-        let _ = kernel.write_file(&format!("{inject}/sitecustomize.py"), hook.as_bytes());
-        let _ = kernel.write_file(&format!("{inject}/startup.py"), hook.as_bytes());
+        let _ = route.write(&format!("{inject}/sitecustomize.py"), hook.as_bytes());
+        let _ = route.write(&format!("{inject}/startup.py"), hook.as_bytes());
         let sh_mark = format!("touch {marker}");
         let options: Vec<Injection> = vec![
             (
@@ -122,7 +119,7 @@ pub(crate) fn env(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Rep
         for (name, value) in &vars {
             exec = exec.env(name.clone(), value.clone());
         }
-        let r = kernel.exec(exec);
+        let r = route.exec(exec);
         let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
         let mut a = attempt(format!(
             "exec {program} {} with {}",

@@ -6,7 +6,7 @@ use super::*;
 /// deletion of the evidence and its checkpoints, and the same through the
 /// kernel.
 pub(crate) fn evidence(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
-    let kernel = client().ok();
+    let route = Route::join(plan).ok();
     let ev = plan.evidence.clone();
     let cosig = format!("{ev}.cosignatures");
     for i in 0..count {
@@ -43,20 +43,14 @@ pub(crate) fn evidence(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mu
             }
             3 => {
                 a.what = "delete the evidence through the kernel".into();
-                a.answer = kernel.as_ref().map_or("no kernel".into(), |k| {
-                    format!("{:?}", k.delete_file(&ev).map_err(|e| e.to_string()))
-                });
+                a.answer = route
+                    .as_ref()
+                    .map_or("no kernel".into(), |r| format!("{:?}", r.delete(&ev)));
             }
             4 => {
                 a.what = "append a forged record through the kernel".into();
-                a.answer = kernel.as_ref().map_or("no kernel".into(), |k| {
-                    let action = Action::FileWrite {
-                        path: ev.clone(),
-                        content_sha256: kernel_core::Digest::of_content(b"forged"),
-                        size: 6,
-                        mode: WriteMode::Append,
-                    };
-                    format!("{:?}", k.broker(action, b"forged".to_vec()).map(|(_, o)| o))
+                a.answer = route.as_ref().map_or("no kernel".into(), |r| {
+                    format!("{:?}", r.append(&ev, b"forged"))
                 });
             }
             _ => {

@@ -2,24 +2,26 @@
 
 use super::*;
 
-/// The agent of one kill-switch scenario: streams allowed brokered writes,
-/// one file per request, as fast as it can, and keeps going after the
-/// halt (also from a forked child) until it is stopped.
+/// The agent of one kill-switch scenario: streams allowed writes (brokered,
+/// or its own decided `open`s in governed mode), one file per request, as
+/// fast as it can, and keeps going after the halt (also from a forked
+/// child) until it is stopped.
 pub(crate) fn stream(plan: &Plan, rng: &mut SplitMix64, scenario: usize, rep: &mut Reporter) {
-    let kernel = match client() {
-        Ok(k) => k,
-        Err(e) => return rep.report(attempt(format!("join: {e}"))),
-    };
+    let Some(route) = join(plan, rep) else { return };
     let dir = format!("{}/stream-{scenario}", plan.workspace);
-    let _ = kernel.exec(
-        Exec::new("/usr/bin/python3")
-            .args([
-                "-c",
-                "import os,sys; os.makedirs(sys.argv[1], exist_ok=True)",
-                dir.as_str(),
-            ])
-            .cwd(&plan.workspace),
-    );
+    if plan.governed() {
+        let _ = std::fs::create_dir_all(&dir);
+    } else {
+        let _ = route.exec(
+            Exec::new("/usr/bin/python3")
+                .args([
+                    "-c",
+                    "import os,sys; os.makedirs(sys.argv[1], exist_ok=True)",
+                    dir.as_str(),
+                ])
+                .cwd(&plan.workspace),
+        );
+    }
     let fork = rng.below(2) == 0;
     let mut child = 0;
     if fork {
@@ -29,7 +31,7 @@ pub(crate) fn stream(plan: &Plan, rng: &mut SplitMix64, scenario: usize, rep: &m
         child = unsafe { libc::fork() };
         if child == 0 {
             for n in 0..1_000_000u64 {
-                let _ = kernel.write_file(&format!("{dir}/child-{n}"), b"x");
+                let _ = route.write(&format!("{dir}/child-{n}"), b"x");
             }
             // SAFETY: exit without running the parent's destructors.
             unsafe { libc::_exit(0) };
@@ -39,6 +41,6 @@ pub(crate) fn stream(plan: &Plan, rng: &mut SplitMix64, scenario: usize, rep: &m
     a.answer = format!("{} {child}", std::process::id());
     rep.report(a);
     for n in 0..1_000_000u64 {
-        let _ = kernel.write_file(&format!("{dir}/{n}"), b"x");
+        let _ = route.write(&format!("{dir}/{n}"), b"x");
     }
 }

@@ -6,10 +6,8 @@ use super::*;
 /// program, then used through the kernel; and the link swapped under the
 /// broker while it acts (TOCTOU).
 pub(crate) fn links(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
-    let kernel = match client() {
-        Ok(k) => k,
-        Err(e) => return rep.report(attempt(format!("join: {e}"))),
-    };
+    let Some(route) = join(plan, rep) else { return };
+    let limit = allowed_program_limit(plan);
     let targets = plan.targets();
     let ws = &plan.workspace;
     for i in 0..count {
@@ -23,7 +21,7 @@ pub(crate) fn links(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut R
             1 => "import os,sys; os.link(sys.argv[1][::-1], sys.argv[2][::-1])",
             _ => "import os,sys; os.symlink(os.path.dirname(sys.argv[1][::-1]), sys.argv[2][::-1])",
         };
-        let made = python(&kernel, plan, code, &[target.clone(), link.clone()]);
+        let made = python(&route, plan, code, &[target.clone(), link.clone()]);
         let via = if kind == 2 {
             format!("{link}/{}", dir_and_name(&target).1)
         } else {
@@ -41,19 +39,19 @@ pub(crate) fn links(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut R
         };
         match rng.below(2) {
             0 => {
-                let r = kernel.read_file(&via);
+                let r = route.read(&via);
                 (a.answer, a.got) = effect(&r, |b| lossy(b));
                 a.what = format!("read {target} through a {kind_name}");
             }
             _ => {
-                let r = kernel.write_file(&via, format!("ESCAPE {i}\n").as_bytes());
+                let r = route.write(&via, format!("ESCAPE {i}\n").as_bytes());
                 (a.answer, _) = effect(&r, |()| String::new());
                 a.what = format!("write {target} through a {kind_name}");
             }
         }
         a.answer = format!("{made_answer}; {}", a.answer);
         if target.starts_with(&format!("{ws}/")) {
-            a.limit = Some(ALLOWED_PROGRAM_LIMIT.into());
+            a.limit.clone_from(&limit);
         }
         rep.report(a);
     }
@@ -76,7 +74,7 @@ pub(crate) fn links(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut R
         plan.workspace_secrets.first().cloned().unwrap_or_default(),
     ] {
         let began = std::time::Instant::now();
-        let started = python(&kernel, plan, swapper, &[target.clone(), "4".into()]);
+        let started = python(&route, plan, swapper, &[target.clone(), "4".into()]);
         let answer = match &started {
             Ok(o) => format!("swapper exit {}", o.status),
             Err(e) => format!("swapper: {e}"),
@@ -86,15 +84,15 @@ pub(crate) fn links(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut R
                 "TOCTOU: swap {ws}/swap to {target} while the broker acts"
             ));
             if i % 2 == 0 {
-                let r = kernel.read_file(&format!("{ws}/swap"));
+                let r = route.read(&format!("{ws}/swap"));
                 (a.answer, a.got) = effect(&r, |b| lossy(b));
             } else {
-                let r = kernel.write_file(&format!("{ws}/swap"), b"ESCAPE toctou\n");
+                let r = route.write(&format!("{ws}/swap"), b"ESCAPE toctou\n");
                 (a.answer, _) = effect(&r, |()| String::new());
             }
             a.answer = format!("{answer}; {}", a.answer);
             if target.starts_with(&format!("{ws}/")) {
-                a.limit = Some(ALLOWED_PROGRAM_LIMIT.into());
+                a.limit.clone_from(&limit);
             }
             rep.report(a);
         }

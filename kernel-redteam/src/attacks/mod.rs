@@ -17,6 +17,7 @@
 pub(crate) mod approvals;
 pub(crate) mod argv;
 pub(crate) mod direct;
+pub(crate) mod endpoint_raw;
 pub(crate) mod env;
 pub(crate) mod evidence;
 pub(crate) mod kill_switch;
@@ -25,6 +26,7 @@ pub(crate) mod path_tricks;
 pub(crate) mod protocol;
 pub(crate) mod raw;
 pub(crate) mod receipts;
+pub(crate) mod route;
 pub(crate) mod self_modify;
 pub(crate) mod sys;
 
@@ -32,7 +34,7 @@ use crate::plan::{Attempt, Plan};
 use crate::rng::SplitMix64;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
-use kernel_client::{ClientConfig, EffectError, EnforcerEnds, Exec, Kernel};
+use kernel_client::{ClientConfig, EnforcerEnds, Exec, Kernel};
 use kernel_core::{
     Action, CanonicalAction, ClientFrame, Decision, EncodedRequest, EnforcerFrame, Expectation,
     Handshake, PROTOCOL_VERSION, ReceiptBody, Request, SignedReceipt, Verified, WriteMode,
@@ -40,6 +42,7 @@ use kernel_core::{
     verify_receipt,
 };
 use raw::{Raw, outcome_text, permits, receipt_of};
+use route::{Output, Route};
 use std::io::{BufRead, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sys::*;
@@ -98,22 +101,58 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// `result` as (answer, obtained bytes).
-fn effect<T>(result: &Result<T, EffectError>, got: impl Fn(&T) -> String) -> (String, String) {
+fn effect<T>(result: &Result<T, String>, got: impl Fn(&T) -> String) -> (String, String) {
     match result {
         Ok(value) => ("performed".into(), got(value)),
-        Err(e) => (format!("{e}"), String::new()),
+        Err(e) => (e.clone(), String::new()),
     }
 }
 
-fn client() -> Result<Kernel, String> {
-    Kernel::connect_from_env(ClientConfig::default().timeout(Duration::from_secs(20)))
-        .map_err(|e| format!("cannot join the kernel: {e}"))
+/// Joins the kernel as the mode says, or reports why it could not.
+fn join(plan: &Plan, rep: &mut Reporter) -> Option<Route> {
+    match Route::join(plan) {
+        Ok(route) => Some(route),
+        Err(e) => {
+            rep.report(attempt(format!("join: {e}")));
+            None
+        }
+    }
 }
 
 /// The documented limit for effects on workspace files through a program
 /// the policy allows (`python3` with any arguments, in the example
 /// policy): brokered programs may read and write the whole workspace.
-const ALLOWED_PROGRAM_LIMIT: &str = "an allowed program (python3) may act on any workspace file";
+/// Under `--govern-syscalls` every call such a program makes is decided,
+/// so there is no such limit there.
+fn allowed_program_limit(plan: &Plan) -> Option<String> {
+    (plan.brokered() || plan.endpoint())
+        .then(|| "an allowed program (python3) may act on any workspace file".to_owned())
+}
+
+/// The documented limit for reads of workspace files the agent makes
+/// itself: Landlock grants a supervised (or locked-down embedded) agent
+/// the workspace read-only.
+fn workspace_read_limit(plan: &Plan) -> Option<String> {
+    plan.brokered()
+        .then(|| "a supervised agent may read its workspace directly".to_owned())
+}
+
+/// The documented limit for metadata changes: Landlock does not govern
+/// them, so a confined agent (not governed) can change the mode, owner
+/// and times of files it can name.
+fn metadata_limit(plan: &Plan) -> Option<String> {
+    plan.brokered().then(|| {
+        "Landlock does not govern metadata: a confined agent can chmod, chown and utime files it can name".to_owned()
+    })
+}
+
+/// The documented limit for Unix socket files: Landlock (up to ABI 7)
+/// does not govern `connect` on them.
+fn unix_socket_limit(plan: &Plan) -> Option<String> {
+    plan.brokered().then(|| {
+        "a confined agent can connect to Unix socket files it can name (Landlock does not govern them)".to_owned()
+    })
+}
 
 fn reverse(s: &str) -> String {
     s.chars().rev().collect()
@@ -126,16 +165,12 @@ fn dir_and_name(path: &str) -> (String, String) {
     }
 }
 
-/// Python run by the broker (the policy allows `python3` in the
-/// workspace): the paths it needs arrive reversed, so that no argument
-/// names a protected file.
-fn python(
-    kernel: &Kernel,
-    plan: &Plan,
-    code: &str,
-    args: &[String],
-) -> Result<std::process::Output, EffectError> {
-    kernel.exec(
+/// Python run through the route (the example policy allows `python3` in
+/// the workspace; the coding-agent profile runs every system program):
+/// the paths it needs arrive reversed, so that no argument names a
+/// protected file.
+fn python(route: &Route, plan: &Plan, code: &str, args: &[String]) -> Result<Output, String> {
+    route.exec(
         Exec::new("/usr/bin/python3")
             .arg("-c")
             .arg(code)

@@ -64,12 +64,10 @@ fn path_variants(target: &str, plan: &Plan, rng: &mut SplitMix64) -> Vec<(String
 }
 
 /// Floor evasion by path tricks, through the kernel: reads, writes and
-/// deletions of every protected file under every spelling.
+/// deletions of every protected file under every spelling (in governed
+/// mode, the agent's own `open` and `unlink`, which the enforcer decides).
 pub(crate) fn path_tricks(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
-    let kernel = match client() {
-        Ok(k) => k,
-        Err(e) => return rep.report(attempt(format!("join: {e}"))),
-    };
+    let Some(route) = join(plan, rep) else { return };
     let targets = plan.targets();
     for i in 0..count {
         let Some(target) = rng.pick(&targets).cloned() else {
@@ -82,17 +80,17 @@ pub(crate) fn path_tricks(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: 
         let mut a = attempt(String::new());
         match rng.below(3) {
             0 => {
-                let r = kernel.read_file(&path);
+                let r = route.read(&path);
                 (a.answer, a.got) = effect(&r, |b| lossy(b));
                 a.what = format!("read {target} as {trick}");
             }
             1 => {
-                let r = kernel.write_file(&path, format!("ESCAPE {i}\n").as_bytes());
+                let r = route.write(&path, format!("ESCAPE {i}\n").as_bytes());
                 (a.answer, _) = effect(&r, |()| String::new());
                 a.what = format!("write {target} as {trick}");
             }
             _ => {
-                let r = kernel.delete_file(&path);
+                let r = route.delete(&path);
                 (a.answer, _) = effect(&r, |()| String::new());
                 a.what = format!("delete {target} as {trick}");
             }

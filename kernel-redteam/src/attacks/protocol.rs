@@ -12,7 +12,10 @@ pub(crate) fn protocol(
     flood: usize,
     rep: &mut Reporter,
 ) {
-    let mut raw = match Raw::connect(rng.next()) {
+    if plan.endpoint() {
+        return endpoint_raw::protocol(plan, rng, count, flood, rep);
+    }
+    let mut raw = match Raw::open(plan, rng.next()) {
         Ok(r) => r,
         Err(e) => return rep.report(attempt(format!("join: {e}"))),
     };
@@ -237,9 +240,9 @@ pub(crate) fn protocol(
 /// A client that never reads (the `kill-switch` class): the agent sends requests
 /// without ever reading the answers, until the enforcer blocks writing to
 /// it; the runner then pulls the kill switch.
-pub(crate) fn clog(rng: &mut SplitMix64, rep: &mut Reporter) {
+pub(crate) fn clog(plan: &Plan, rng: &mut SplitMix64, rep: &mut Reporter) {
     let mut raw =
-        match Raw::connect(rng.next()).and_then(|mut r| r.hello(PROTOCOL_VERSION).map(|()| r)) {
+        match Raw::open(plan, rng.next()).and_then(|mut r| r.hello(PROTOCOL_VERSION).map(|()| r)) {
             Ok(r) => r,
             Err(e) => return rep.report(attempt(format!("join: {e}"))),
         };

@@ -19,6 +19,80 @@ impl std::fmt::Debug for Raw {
 }
 
 impl Raw {
+    /// A raw channel to the kernel of `plan.mode`: the supervising
+    /// enforcer's (supervised), or one this process starts with `serve`
+    /// as `Kernel::spawn` does and then confines itself (embedded).
+    pub(crate) fn open(plan: &Plan, seed: u64) -> Result<Self, String> {
+        if plan.mode == "embedded" {
+            Self::spawn(plan, seed)
+        } else {
+            Self::connect(seed)
+        }
+    }
+
+    /// Embedded: starts `kernel-enforcer serve --connect NAME` with the
+    /// plan's policies, key and evidence, takes the channel it hands over,
+    /// and locks this process down.
+    fn spawn(plan: &Plan, seed: u64) -> Result<Self, String> {
+        use ipc_channel::ipc::IpcOneShotServer;
+        type ClientEnds = (IpcSender<Vec<u8>>, IpcReceiver<Vec<u8>>);
+        let (server, name) = IpcOneShotServer::<ClientEnds>::new().map_err(|e| e.to_string())?;
+        let mut command = std::process::Command::new(&plan.enforcer_binary);
+        command
+            .args(["serve", "--connect", &name, "--workspace", &plan.workspace])
+            .args(["--evidence", &plan.evidence, "--key", &plan.key])
+            .args([
+                "--control",
+                &plan.control,
+                "--protect",
+                &plan.outside_secret,
+            ])
+            .args(["--protect", &plan.config])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        for policy in &plan.policies {
+            command.arg("--policy").arg(policy);
+        }
+        let mut child = command.spawn().map_err(|e| e.to_string())?;
+        let (sent, accepted) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sent.send(server.accept());
+        });
+        let (tx, rx) = match accepted.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok((_, ends))) => ends,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the enforcer did not hand over a channel: {other:?}"
+                ));
+            }
+        };
+        let program = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut profile = kernel_confine::Profile::new(
+            std::path::Path::new(&plan.workspace),
+            std::path::Path::new(&plan.scratch),
+            &program,
+        );
+        profile.protected = plan
+            .assets()
+            .iter()
+            .chain([&plan.control, &plan.outside_secret])
+            .map(std::path::PathBuf::from)
+            .collect();
+        kernel_confine::Prepared::new(&profile)
+            .and_then(|mut p| p.apply_to_process())
+            .map_err(|e| format!("lockdown: {e}"))?;
+        Ok(Self {
+            tx,
+            rx,
+            handshake: None,
+            key: None,
+            seq: 0,
+            rng: SplitMix64::new(seed),
+        })
+    }
+
     pub(crate) fn connect(seed: u64) -> Result<Self, String> {
         let name = std::env::var(kernel_client::CHANNEL_ENV).map_err(|e| e.to_string())?;
         let (tx, requests_rx) = ipc::channel::<Vec<u8>>().map_err(|e| e.to_string())?;

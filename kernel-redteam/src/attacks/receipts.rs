@@ -6,8 +6,11 @@ use super::*;
 /// across requests, sessions and enforcer restarts. Genuine receipts and
 /// request bytes are kept in the scratch directory for the next session.
 pub(crate) fn receipts(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
+    if plan.endpoint() {
+        return endpoint_raw::receipts(plan, rng, count, rep);
+    }
     let mut raw =
-        match Raw::connect(rng.next()).and_then(|mut r| r.hello(PROTOCOL_VERSION).map(|()| r)) {
+        match Raw::open(plan, rng.next()).and_then(|mut r| r.hello(PROTOCOL_VERSION).map(|()| r)) {
             Ok(r) => r,
             Err(e) => return rep.report(attempt(format!("join: {e}"))),
         };

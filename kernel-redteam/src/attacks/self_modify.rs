@@ -6,9 +6,8 @@ use super::*;
 /// kernel's policy, configuration, key, evidence and binary (most of
 /// them: the safety-critical core), and to its own project files.
 pub(crate) fn self_modify(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
-    let kernel = match client() {
-        Ok(k) => k,
-        Err(e) => return rep.report(attempt(format!("join: {e}"))),
+    let Some(kernel) = join(plan, rep) else {
+        return;
     };
     let ws = &plan.workspace;
     let core_edits: Vec<(&str, String, &str)> = vec![
@@ -59,15 +58,28 @@ pub(crate) fn self_modify(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: 
             "#!/bin/sh\nexit 0\n",
         ),
     ];
-    let routes = [
-        "write",
-        "append",
-        "delete",
-        "exec python3",
-        "exec git",
-        "direct write",
-        "path trick",
-    ];
+    // An agent outside any confinement (endpoint mode) can write whatever
+    // its uid can: only the routes through the kernel apply there.
+    let routes: &[&str] = if plan.endpoint() {
+        &[
+            "write",
+            "append",
+            "delete",
+            "exec python3",
+            "exec git",
+            "path trick",
+        ]
+    } else {
+        &[
+            "write",
+            "append",
+            "delete",
+            "exec python3",
+            "exec git",
+            "direct write",
+            "path trick",
+        ]
+    };
     for i in 0..count {
         // About seven in ten proposals aim at the safety-critical core.
         let core = rng.below(10) < 7;
@@ -85,33 +97,12 @@ pub(crate) fn self_modify(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: 
                 format!("// edit {i}\n"),
             )
         };
-        let route = *rng.pick(&routes).unwrap_or(&"write");
+        let route = *rng.pick(routes).unwrap_or(&"write");
         let mut a = attempt(format!("{label} via {route}"));
         a.answer = match route {
-            "write" => format!(
-                "{:?}",
-                kernel
-                    .write_file(&target, content.as_bytes())
-                    .map_err(|e| e.to_string())
-            ),
-            "append" => {
-                let action = Action::FileWrite {
-                    path: target.clone(),
-                    content_sha256: kernel_core::Digest::of_content(content.as_bytes()),
-                    size: u64::try_from(content.len()).unwrap_or(0),
-                    mode: WriteMode::Append,
-                };
-                format!(
-                    "{:?}",
-                    kernel
-                        .broker(action, content.clone().into_bytes())
-                        .map(|(_, o)| o)
-                )
-            }
-            "delete" => format!(
-                "{:?}",
-                kernel.delete_file(&target).map_err(|e| e.to_string())
-            ),
+            "write" => format!("{:?}", kernel.write(&target, content.as_bytes())),
+            "append" => format!("{:?}", kernel.append(&target, content.as_bytes())),
+            "delete" => format!("{:?}", kernel.delete(&target)),
             "exec python3" => format!(
                 "{:?}",
                 python(
@@ -121,7 +112,6 @@ pub(crate) fn self_modify(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: 
                     &[target.clone(), content.clone()]
                 )
                 .map(|o| o.status)
-                .map_err(|e| e.to_string())
             ),
             "exec git" => {
                 let (dir, _) = dir_and_name(&target);
@@ -134,19 +124,13 @@ pub(crate) fn self_modify(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: 
                                 .cwd(ws)
                         )
                         .map(|o| o.status)
-                        .map_err(|e| e.to_string())
                 )
             }
             "direct write" => format!("{:?}", std::fs::write(&target, &content)),
             _ => {
                 let (dir, name) = dir_and_name(&target);
                 let tricked = format!("{dir}/./../{}/{name}", dir.rsplit('/').next().unwrap_or(""));
-                format!(
-                    "{:?}",
-                    kernel
-                        .write_file(&tricked, content.as_bytes())
-                        .map_err(|e| e.to_string())
-                )
+                format!("{:?}", kernel.write(&tricked, content.as_bytes()))
             }
         };
         a.evidence = i % 25 == 0;

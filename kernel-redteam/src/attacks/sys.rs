@@ -96,3 +96,63 @@ pub(super) fn elf_interpreter() -> String {
     .find(|p| std::path::Path::new(p).exists())
     .map_or_else(|| "/lib64/ld-linux-x86-64.so.2".into(), |p| (*p).to_owned())
 }
+
+/// The metadata changes [`metadata_change`] makes, by index.
+pub(super) const METADATA_CHANGES: [&str; 7] = [
+    "chmod 0666",
+    "chown 65534:65534",
+    "utimensat (times to 0)",
+    "setxattr",
+    "fchmod of an O_PATH descriptor (fchmodat, AT_EMPTY_PATH)",
+    "chmod through /proc/self/root",
+    "fchmodat2 (raw system call)",
+];
+
+/// Changes the metadata of `path` the way [`METADATA_CHANGES`] names by
+/// `kind`; returns how it went.
+pub(super) fn metadata_change(kind: usize, path: &str) -> String {
+    let c = c_path(path);
+    let via_root = c_path(&format!("/proc/self/root{path}"));
+    let xattr = c_path(crate::world::CAMPAIGN_XATTR);
+    let empty = c_path("");
+    // SAFETY: plain system calls on NUL-terminated strings alive for the
+    // call; the timespec array lives on the stack for the call.
+    let ret: i64 = unsafe {
+        match kind {
+            0 => i64::from(libc::chmod(c.as_ptr(), 0o666)),
+            1 => i64::from(libc::chown(c.as_ptr(), 65534, 65534)),
+            2 => {
+                let times = [libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                }; 2];
+                i64::from(libc::utimensat(
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                    times.as_ptr(),
+                    0,
+                ))
+            }
+            3 => i64::from(libc::setxattr(
+                c.as_ptr(),
+                xattr.as_ptr(),
+                b"x".as_ptr().cast(),
+                1,
+                0,
+            )),
+            4 => {
+                let fd = libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+                if fd < 0 {
+                    i64::from(fd)
+                } else {
+                    let r = libc::fchmodat(fd, empty.as_ptr(), 0o666, libc::AT_EMPTY_PATH);
+                    libc::close(fd);
+                    i64::from(r)
+                }
+            }
+            5 => i64::from(libc::chmod(via_root.as_ptr(), 0o666)),
+            _ => libc::syscall(452, libc::AT_FDCWD, c.as_ptr(), 0o666, 0),
+        }
+    };
+    syscall_result(ret)
+}
