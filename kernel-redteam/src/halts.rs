@@ -74,27 +74,54 @@ pub(crate) fn ended_after_halt(
     pids: &[u32],
     limit: Duration,
 ) -> Vec<String> {
+    let deadline = std::time::Instant::now() + limit;
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
     let mut problems = Vec::new();
     match session.mode {
         Mode::Supervised | Mode::Governed => {
-            if !wait_for(limit, || !matches!(session.child.try_wait(), Ok(None))) {
-                problems.push(format!(
-                    "the enforcer did not end the session within {limit:?}"
-                ));
-            }
-            for pid in pids {
-                if !wait_for(limit, || !alive(*pid)) {
+            let started = std::time::Instant::now();
+            let late: Vec<u32> = pids
+                .iter()
+                .copied()
+                .filter(|pid| !wait_for(left(), || !alive(*pid)))
+                .collect();
+            // The run itself has longer: it writes its final checkpoint and
+            // ends what the agent left.
+            let ended = wait_for(left() + limit * 4, || {
+                !matches!(session.child.try_wait(), Ok(None))
+            });
+            if !late.is_empty() || !ended {
+                // How late, for the report: up to ten more seconds.
+                let all_gone = |session: &mut Session| {
+                    late.iter().all(|pid| !alive(*pid))
+                        && !matches!(session.child.try_wait(), Ok(None))
+                };
+                let gone = wait_for(Duration::from_secs(10), || all_gone(session));
+                let when = if gone {
+                    format!("all gone after {} ms", started.elapsed().as_millis())
+                } else {
+                    "still there 10 s later".to_owned()
+                };
+                if !late.is_empty() {
                     problems.push(format!(
-                        "agent process {pid} still runs {limit:?} after the halt"
+                        "agent process(es) {late:?} still ran {limit:?} after the halt was acknowledged ({when})"
+                    ));
+                }
+                if !ended {
+                    problems.push(format!(
+                        "`kernel-enforcer run` had not ended {:?} after the halt was acknowledged ({when})",
+                        limit * 5
                     ));
                 }
             }
         }
         Mode::Endpoint => {
             if let Some(listener) = &mut session.listener
-                && !wait_for(limit, || !matches!(listener.try_wait(), Ok(None)))
+                && !wait_for(left(), || !matches!(listener.try_wait(), Ok(None)))
             {
-                problems.push(format!("`listen` still runs {limit:?} after the halt"));
+                problems.push(format!(
+                    "`listen` still runs {limit:?} after the halt was acknowledged"
+                ));
             }
         }
         Mode::Embedded | Mode::McpProxy => {}

@@ -153,51 +153,60 @@ pub(crate) fn audit_with_retry(world: &World, evidence: &Path) -> Result<(), Str
     last
 }
 
-/// What the evidence holds that it must not: allows the policy never
-/// gives (first), and approvals, reloads and deployments beyond what the
-/// operator did (second: the operator's acts).
+/// What the evidence holds that it must not, among the records that
+/// appeared since the last look: allows the policy never gives (first),
+/// and approvals, reloads and deployments beyond what the operator did
+/// (second: the operator's acts).
 pub(crate) fn evidence_problems(
-    world: &World,
+    world: &mut World,
     evidence: &Path,
     approvals_allowed: usize,
 ) -> (Vec<String>, Vec<String>) {
     let mut problems = Vec::new();
     let mut by_operator = Vec::new();
+    let seen = world.evidence_seen.get(evidence).copied().unwrap_or(0);
     match world::evidence_facts(evidence) {
         Ok(facts) => {
-            for (i, action) in &facts.allows {
+            for (i, action) in facts.allows.iter().filter(|(i, _)| *i >= seen) {
                 if let Some(p) = world::forbidden_allow(world, action) {
                     problems.push(format!("record {i}: {p}"));
                 }
             }
-            let deployments = facts
+            let deployments: Vec<usize> = facts
                 .allows
                 .iter()
                 .filter(|(_, a)| {
                     matches!(a, kernel_core::Action::ToolCall { name, .. } if name == "deploy")
                 })
-                .count();
+                .map(|(i, _)| *i)
+                .collect();
+            let approvals = facts.approvals.len();
             // The operator approves once, without a standing grant: one
             // deployment at most. (Approvals the agent gave itself are
             // reported below; what they allow follows from them.)
-            if facts.approvals <= approvals_allowed && deployments > facts.approvals {
+            if approvals <= approvals_allowed
+                && deployments.len() > approvals
+                && deployments.iter().any(|i| *i >= seen)
+            {
                 problems.push(format!(
-                    "{deployments} deployment(s) allowed, {} approval(s) given",
-                    facts.approvals
+                    "{} deployment(s) allowed, {approvals} approval(s) given",
+                    deployments.len()
                 ));
             }
-            if facts.approvals > approvals_allowed {
+            if approvals > approvals_allowed && facts.approvals.iter().any(|i| *i >= seen) {
                 by_operator.push(format!(
-                    "{} approval(s) recorded, the operator gave {approvals_allowed}",
-                    facts.approvals
+                    "{approvals} approval(s) recorded, the operator gave {approvals_allowed}"
                 ));
             }
-            if facts.reloads > 0 {
+            let reloads = facts.reloads.iter().filter(|i| **i >= seen).count();
+            if reloads > 0 {
                 by_operator.push(format!(
-                    "{} policy reload(s) recorded; the operator asked for none",
-                    facts.reloads
+                    "{reloads} policy reload(s) recorded; the operator asked for none"
                 ));
             }
+            world
+                .evidence_seen
+                .insert(evidence.to_owned(), facts.records);
         }
         Err(e) => problems.push(format!("evidence unreadable: {e}")),
     }

@@ -29,9 +29,14 @@
 
 mod attacks;
 mod batch;
+mod fake;
+mod gates;
 mod halts;
 mod impersonation;
+mod json;
 mod judge;
+mod liveness;
+mod mcp;
 mod modes;
 mod plan;
 mod report;
@@ -63,6 +68,9 @@ struct Scale {
     self_mods: usize,
     kill_switch: usize,
     trust_anchor: usize,
+    smuggling: usize,
+    /// Rounds through every liveness state.
+    liveness: usize,
     /// The other modes run each class with this share of the supervised
     /// mode's attempts (1 in `other_modes`).
     other_modes: usize,
@@ -84,6 +92,8 @@ impl Scale {
             self_mods: 1000,
             kill_switch: 300,
             trust_anchor: 60,
+            smuggling: 60,
+            liveness: 3,
             other_modes: 2,
         }
     }
@@ -103,6 +113,8 @@ impl Scale {
             self_mods: 100,
             kill_switch: 8,
             trust_anchor: 6,
+            smuggling: 9,
+            liveness: 1,
             other_modes: 3,
         }
     }
@@ -198,8 +210,10 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("agent") {
-        return agent_main(args.into_iter().skip(1).collect());
+    match args.first().map(String::as_str) {
+        Some("agent") => return agent_main(args.into_iter().skip(1).collect()),
+        Some(fake) if fake.starts_with("fake-") || fake == "serve" => return fake::main(&args),
+        _ => {}
     }
     let options = match parse(args) {
         Ok(o) => o,
@@ -254,6 +268,9 @@ fn agent_main(args: Vec<String>) -> ExitCode {
         "self-modification" => attacks::self_modify::self_modify(plan, rng, count, rep),
         "kill-switch" => attacks::kill_switch::stream(plan, rng, count, rep),
         "clog" => attacks::protocol::clog(plan, rng, rep),
+        "argument-smuggling" => attacks::smuggling::smuggling(plan, rng, count, rep),
+        "impersonation" => attacks::impersonation::impersonation(plan, count, rep),
+        "liveness" => attacks::liveness::liveness(plan, count, rep),
         _ => return ExitCode::from(2),
     }
     ExitCode::SUCCESS
@@ -284,6 +301,56 @@ fn wanted(options: &Options, class: &str, mode: Mode) -> bool {
             .only
             .as_ref()
             .is_none_or(|only| class.contains(only.as_str()))
+}
+
+/// The classes that attack what every mode shares with the others:
+/// impersonation, liveness, parser differentials and argument smuggling.
+fn new_classes(
+    options: &Options,
+    world: &mut World,
+    mode: Mode,
+    results: &mut Vec<report::Judged>,
+) -> Result<(), String> {
+    let s = &options.scale;
+    let seed = options.seed ^ 0x6e65_7700;
+    if wanted(options, "impersonation", mode) {
+        match mode {
+            Mode::Endpoint => impersonation::endpoint(world, results)?,
+            Mode::McpProxy => mcp::class(world, "impersonation", seed, 0, results)?,
+            _ => impersonation::agent(world, mode, seed, results)?,
+        }
+    }
+    if wanted(options, "parser-differentials", mode) {
+        match mode {
+            Mode::Endpoint => gates::differentials(world, options.open_findings, results)?,
+            _ => mcp::class(world, "parser-differentials", seed, 0, results)?,
+        }
+    }
+    if wanted(options, "argument-smuggling", mode) {
+        match mode {
+            Mode::McpProxy => mcp::class(world, "argument-smuggling", seed, 0, results)?,
+            _ => {
+                if mode == Mode::Endpoint {
+                    gates::smuggling(world, results)?;
+                }
+                let count = s.in_mode(s.smuggling, mode);
+                let batch = Batch {
+                    mode,
+                    class: "argument-smuggling",
+                    name: format!("{}-argument-smuggling", mode.name()),
+                    seed,
+                    count,
+                    flood: 0,
+                    expected: count,
+                };
+                batch::run(world, &batch, results)?;
+            }
+        }
+    }
+    if wanted(options, "liveness", mode) {
+        liveness::liveness(world, mode, seed, s.liveness, results)?;
+    }
+    Ok(())
 }
 
 fn campaign(options: &Options) -> Result<usize, String> {
@@ -330,11 +397,30 @@ fn campaign(options: &Options) -> Result<usize, String> {
         ("self-modification", s.self_mods, 0, s.self_mods),
     ];
     for mode in Mode::ALL {
+        if !options.modes.contains(&mode) {
+            continue;
+        }
+        world.reset_workspace()?;
+        let mode_started = Instant::now();
         for (i, (class, count, flood, expected)) in classes.iter().enumerate() {
-            if !wanted(options, class, mode) || mode == Mode::McpProxy {
+            if !wanted(options, class, mode) {
                 continue;
             }
-            let count = s.in_mode(*count, mode);
+            if mode == Mode::McpProxy {
+                mcp::class(
+                    &mut world,
+                    class,
+                    seed,
+                    s.in_mode(s.flood, mode),
+                    &mut results,
+                )?;
+                continue;
+            }
+            let mut count = s.in_mode(*count, mode);
+            if *class == "direct-syscalls" {
+                // Every kind of call at least once.
+                count = count.max(19);
+            }
             let flood = s.in_mode(*flood, mode);
             let expected = s.in_mode(*expected, mode);
             let class_seed =
@@ -367,26 +453,43 @@ fn campaign(options: &Options) -> Result<usize, String> {
                 batch::run(&mut world, &batch, &mut results)?;
             }
         }
-        if wanted(options, "trust-anchor", mode) && mode == Mode::Supervised {
-            trust_anchor::trust_anchor(
-                &world,
-                seed ^ 0x0074_7275_7374,
-                s.trust_anchor,
-                &mut results,
-            )?;
+        if wanted(options, "trust-anchor", mode) {
+            let count = s.in_mode(s.trust_anchor, mode);
+            match mode {
+                Mode::Embedded => trust_anchor::embedded(&world, count, &mut results)?,
+                Mode::Endpoint => trust_anchor::endpoint(&world, count, &mut results)?,
+                _ => trust_anchor::trust_anchor(
+                    &world,
+                    seed ^ 0x0074_7275_7374,
+                    count,
+                    &mut results,
+                )?,
+            }
         }
-        if wanted(options, "kill-switch", mode) && mode != Mode::McpProxy {
-            halts::kill_switch(
-                &mut world,
-                mode,
-                seed ^ 0x6b69_6c6c_0000,
-                s.in_mode(s.kill_switch, mode),
-                &mut results,
-            )?;
+        if wanted(options, "kill-switch", mode) {
+            let scenarios = s.in_mode(s.kill_switch, mode);
+            let kill_seed = seed ^ 0x6b69_6c6c_0000;
+            if mode == Mode::McpProxy {
+                mcp::class(
+                    &mut world,
+                    "kill-switch",
+                    kill_seed,
+                    scenarios,
+                    &mut results,
+                )?;
+            } else {
+                halts::kill_switch(&mut world, mode, kill_seed, scenarios, &mut results)?;
+            }
             if matches!(mode, Mode::Supervised | Mode::Embedded) {
                 halts::clogged(&mut world, mode, seed, &mut results)?;
             }
         }
+        new_classes(options, &mut world, mode, &mut results)?;
+        eprintln!(
+            "  {} mode: {} s",
+            mode.name(),
+            mode_started.elapsed().as_secs()
+        );
     }
     let elapsed = started.elapsed();
     let rows = report::table(&results);
@@ -439,6 +542,5 @@ fn campaign(options: &Options) -> Result<usize, String> {
         )
         .map_err(|e| format!("`{}`: {e}", path.display()))?;
     }
-    let _ = options.open_findings;
     Ok(escapes)
 }

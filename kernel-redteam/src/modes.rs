@@ -143,19 +143,39 @@ pub(crate) fn start_listen(
 ) -> Result<(Child, PathBuf), String> {
     let socket = world.root.join("run").join(format!("{name}.sock"));
     let _ = std::fs::remove_file(&socket);
-    let mut listener = Command::new(&world.enforcer)
+    let listener = spawn_listen(world, mode, &socket, evidence)?;
+    wait_listen(listener, &socket)
+}
+
+/// Starts `kernel-enforcer listen --socket SOCKET` (what is at `socket`
+/// is left as it is: `listen` decides).
+pub(crate) fn spawn_listen(
+    world: &World,
+    mode: Mode,
+    socket: &std::path::Path,
+    evidence: &std::path::Path,
+) -> Result<Child, String> {
+    Command::new(&world.enforcer)
         .arg("listen")
         .arg("--config")
         .arg(world.config(mode))
         .arg("--evidence")
         .arg(evidence)
         .arg("--socket")
-        .arg(&socket)
+        .arg(socket)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file(world)?)
         .spawn()
-        .map_err(|e| format!("cannot start `listen`: {e}"))?;
+        .map_err(|e| format!("cannot start `listen`: {e}"))
+}
+
+/// Waits until `listen` answers on `socket` (or ends).
+pub(crate) fn wait_listen(
+    mut listener: Child,
+    socket: &std::path::Path,
+) -> Result<(Child, PathBuf), String> {
+    let socket = socket.to_owned();
     let up = wait_for(Duration::from_secs(20), || {
         std::os::unix::net::UnixStream::connect(&socket).is_ok()
             || !matches!(listener.try_wait(), Ok(None))
@@ -171,10 +191,6 @@ pub(crate) fn start_listen(
 impl Session {
     /// Starts a session of `mode` around the adversary of `class`, for the
     /// batch `name` (its evidence file and control socket are its own).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one call per batch, every argument named"
-    )]
     pub(crate) fn start(
         world: &mut World,
         mode: Mode,

@@ -129,7 +129,7 @@ fn cell(row: &Row, mode: Mode) -> String {
 /// Prints the table.
 pub(crate) fn print(rows: &[Row], total: &Row) {
     let mut header = format!(
-        "\n{:<21} {:>8} {:>8} {:>8} {:>8}",
+        "\n{:<20} {:>8} {:>8} {:>8} {:>8}",
         "class", "attempts", "refused", "limit", "escaped"
     );
     for mode in Mode::ALL {
@@ -138,7 +138,7 @@ pub(crate) fn print(rows: &[Row], total: &Row) {
     println!("{header}");
     for row in rows.iter().chain([total]) {
         let mut line = format!(
-            "{:<21} {:>8} {:>8} {:>8} {:>8}",
+            "{:<20} {:>8} {:>8} {:>8} {:>8}",
             row.class,
             row.counts.attempts,
             row.counts.refused,

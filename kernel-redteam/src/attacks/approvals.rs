@@ -4,7 +4,7 @@ use super::*;
 
 /// Asks for `action` without performing anything: `permit` only for an
 /// authentic allow.
-fn authorize(route: &Route, action: Action) -> String {
+pub(super) fn authorize(route: &Route, action: Action) -> String {
     match route {
         Route::Kernel(kernel) => format!("{:?}", kernel.authorize(action).map(|_| "permit")),
         Route::Endpoint(options) => {

@@ -69,12 +69,15 @@ pub(crate) fn links(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut R
         \x20 try: open('swap.tmp','w').write('benign'); os.replace('swap.tmp', 'swap')\n\
         \x20 except OSError: pass\n";
     let rounds = (count / 4).max(8);
+    // How long the swapper runs: long enough to cover the rounds (a short
+    // campaign has few).
+    let window = if count < 50 { 1.5 } else { 4.0 };
     for target in [
         plan.key.clone(),
         plan.workspace_secrets.first().cloned().unwrap_or_default(),
     ] {
         let began = std::time::Instant::now();
-        let started = python(&route, plan, swapper, &[target.clone(), "4".into()]);
+        let started = python(&route, plan, swapper, &[target.clone(), window.to_string()]);
         let answer = match &started {
             Ok(o) => format!("swapper exit {}", o.status),
             Err(e) => format!("swapper: {e}"),
@@ -99,6 +102,6 @@ pub(crate) fn links(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut R
         // The swapper is an allowed program: let it finish before the
         // next target (and before the session's final check), so that
         // what it does is judged with this attempt's documented limit.
-        std::thread::sleep(Duration::from_millis(4500).saturating_sub(began.elapsed()));
+        std::thread::sleep(Duration::from_secs_f64(window + 0.5).saturating_sub(began.elapsed()));
     }
 }

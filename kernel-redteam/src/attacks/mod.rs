@@ -20,14 +20,17 @@ pub(crate) mod direct;
 pub(crate) mod endpoint_raw;
 pub(crate) mod env;
 pub(crate) mod evidence;
+pub(crate) mod impersonation;
 pub(crate) mod kill_switch;
 pub(crate) mod links;
+pub(crate) mod liveness;
 pub(crate) mod path_tricks;
 pub(crate) mod protocol;
 pub(crate) mod raw;
 pub(crate) mod receipts;
 pub(crate) mod route;
 pub(crate) mod self_modify;
+pub(crate) mod smuggling;
 pub(crate) mod sys;
 
 use crate::plan::{Attempt, Plan};

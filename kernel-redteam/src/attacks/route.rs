@@ -35,11 +35,11 @@ impl Output {
 #[derive(Debug)]
 pub(crate) enum Route {
     /// The client library (supervised, embedded).
-    Kernel(Kernel),
+    Kernel(Box<Kernel>),
     /// The agent's own system calls (governed).
     Syscalls,
     /// Brokered requests to the decision endpoint.
-    Endpoint(AskOptions),
+    Endpoint(Box<AskOptions>),
 }
 
 /// How long a program the agent starts itself may run.
@@ -59,20 +59,22 @@ impl Route {
             "endpoint" => {
                 let key =
                     kernel_core::parse_public_key(&plan.public_key).map_err(|e| e.to_string())?;
-                Ok(Self::Endpoint(AskOptions {
+                Ok(Self::Endpoint(Box::new(AskOptions {
                     socket: plan.endpoint.clone().into(),
                     pinned_key: Some(key),
                     timeout: Duration::from_secs(20),
-                }))
+                })))
             }
-            "embedded" => embedded(plan, approval).map(Self::Kernel),
+            "embedded" => embedded(plan, approval).map(|k| Self::Kernel(Box::new(k))),
             _ => {
-                let mut config = ClientConfig::default().timeout(Duration::from_secs(20));
-                if let Some(wait) = approval {
-                    config = config.await_approval(wait);
-                }
+                // A decision is waited for up to 20 s; one that waits for
+                // an operator's approval, as long as the approval.
+                let config = match approval {
+                    Some(wait) => ClientConfig::default().await_approval(wait),
+                    None => ClientConfig::default().timeout(Duration::from_secs(20)),
+                };
                 Kernel::connect_from_env(config)
-                    .map(Self::Kernel)
+                    .map(|k| Self::Kernel(Box::new(k)))
                     .map_err(|e| format!("cannot join the kernel: {e}"))
             }
         }
@@ -273,8 +275,10 @@ fn embedded(plan: &Plan, approval: Option<Duration>) -> Result<Kernel, String> {
         .control_socket(&plan.control)
         .protect(&plan.outside_secret)
         .protect(&plan.config)
-        .timeout(Duration::from_secs(20))
         .startup_timeout(Duration::from_secs(20));
+    if approval.is_none() {
+        config = config.timeout(Duration::from_secs(20));
+    }
     for policy in policies {
         config = config.policy(policy);
     }
