@@ -377,12 +377,12 @@ pub(crate) fn agent(
 ) -> Result<(), String> {
     use crate::modes::{Mode, Session};
     use crate::report::{Judged, Progress};
-    let variants = match mode {
-        Mode::Supervised | Mode::Embedded => 2,
-        _ => 1,
+    let variants: &[usize] = match mode {
+        Mode::Supervised | Mode::Embedded => &[0, 1, 2],
+        _ => &[0, 2],
     };
-    let mut progress = Progress::new("impersonation", mode, variants);
-    for v in 0..variants {
+    let mut progress = Progress::new("impersonation", mode, variants.len());
+    for &v in variants {
         let name = format!("{}-impersonation-{v}", mode.name());
         let mut session = Session::start(world, mode, "impersonation", &name, seed, v, 0)?;
         let evidence = session.evidence.clone();

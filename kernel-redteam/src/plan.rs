@@ -32,6 +32,9 @@ pub(crate) struct Plan {
     pub(crate) outside_dir: String,
     /// A Unix socket of the operator's user outside the workspace.
     pub(crate) unix_socket: String,
+    /// The temporary directory the enforcer uses (its hand-off
+    /// directories go there).
+    pub(crate) system_tmp: String,
     pub(crate) workspace_secrets: Vec<String>,
     pub(crate) listener_port: u16,
     pub(crate) sentinel_pid: u32,

@@ -344,6 +344,7 @@ impl World {
             outside_secret: text(&outside.join("id_rsa")),
             outside_dir: text(&outside),
             unix_socket: text(&unix_socket),
+            system_tmp: text(&std::env::temp_dir()),
             workspace_secrets: [".env", ".ssh/id_ed25519", "certs/server.pem"]
                 .iter()
                 .map(|s| text(&ws.join(s)))

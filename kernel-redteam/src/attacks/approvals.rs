@@ -58,13 +58,18 @@ pub(crate) fn approvals(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &m
         match i % 3 {
             0 => {
                 let id = rng.next() % 8;
-                a.what = format!("self-approve request {id} on the control socket");
+                // With a standing grant, and without.
+                let grant = rng.below(2) == 0;
+                a.what = format!(
+                    "self-approve request {id} on the control socket{}",
+                    if grant { " with a standing grant" } else { "" }
+                );
                 a.answer = match request(
                     std::path::Path::new(&plan.control),
                     &ControlRequest::Approve {
                         id,
-                        for_secs: Some(3600),
-                        uses: None,
+                        for_secs: grant.then_some(3600),
+                        uses: grant.then_some(100),
                     },
                 ) {
                     Ok(r) => format!("ok={} {}", r.ok, r.message),

@@ -22,15 +22,49 @@ fn take_control(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Pre-creates the names the next sessions would use: an evidence file
+/// (and so its lock) beside this session's, the endpoint's socket, a
+/// hand-off directory under the system's temporary directory. Judged by
+/// the names existing afterwards.
+fn pre_create(plan: &Plan, rep: &mut Reporter) {
+    let _route = Route::join(plan);
+    let state = dir_and_name(&plan.evidence).0;
+    let run = format!("{}/run", dir_and_name(&state).0);
+    let tmp = &plan.system_tmp;
+    let names = [
+        format!("{state}/next.evidence.log"),
+        format!("{run}/next.sock"),
+        format!("{tmp}/agent-kernel-handoff-{}-next", std::process::id() + 1),
+    ];
+    let mut a = attempt(
+        "pre-create the next session's evidence file, endpoint socket and hand-off directory",
+    );
+    let [evidence, socket, handoff] = &names;
+    let made = [
+        std::fs::write(evidence, b"forged").map_err(|e| e.to_string()),
+        std::os::unix::net::UnixListener::bind(socket)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        std::fs::create_dir(handoff).map_err(|e| e.to_string()),
+    ];
+    a.answer = format!("{made:?}");
+    a.markers.extend(names);
+    rep.report(a);
+}
+
 /// One impersonation attempt, `variant` of the mode's:
 /// - supervised and governed, 0: take the name before joining the kernel
 ///   (supervised) or as the first thing the program does (governed);
 /// - supervised, 1: take it after joining;
 /// - embedded, 0: end its own enforcer (by closing the channel) and take
 ///   the name it leaves;
-/// - embedded, 1: take it while its enforcer runs.
+/// - embedded, 1: take it while its enforcer runs;
+/// - every mode, 2: pre-create the next session's files and sockets.
 pub(crate) fn impersonation(plan: &Plan, variant: usize, rep: &mut Reporter) {
     let mut a = attempt(String::new());
+    if variant == 2 {
+        return pre_create(plan, rep);
+    }
     a.impersonated = Some(plan.control.clone());
     match (plan.mode.as_str(), variant) {
         ("embedded", 0) => {
