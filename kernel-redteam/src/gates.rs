@@ -346,31 +346,23 @@ pub(crate) fn smuggling(world: &mut World, results: &mut Vec<Judged>) -> Result<
             &serde_json::json!({"kind": "tool_call", "name": tool, "input": input}).to_string(),
         );
         let payload = hook_payload(&ws, tool, &input.to_string());
-        let mut runs = vec![(
-            "ask".to_owned(),
-            run_gate(
-                world,
-                &["ask", "--socket", &socket, "--action-json", "-"],
-                document.as_bytes(),
-            ),
-        )];
+        let ask: Vec<&str> = vec!["ask", "--socket", &socket, "--action-json", "-"];
+        let mut gates = vec![("ask".to_owned(), ask, document.as_bytes())];
         for (name, _) in HOOKS {
-            runs.push((
+            gates.push((
                 format!("hook {name}"),
-                run_gate(
-                    world,
-                    &["hook", name, "--socket", &socket],
-                    payload.as_bytes(),
-                ),
+                vec!["hook", name, "--socket", &socket],
+                payload.as_bytes(),
             ));
         }
-        for (gateway, verdict) in runs {
+        for (gateway, args, bytes) in gates {
+            // Each gate is asked and judged on its own, so that its allow
+            // record is blamed on it.
+            let verdict = run_gate(world, &args, bytes);
             let mut got = String::new();
             if verdict.allowed() {
                 // The agent goes on and calls the tool.
-                let dir = ws.clone();
-                let input = smuggled_name(&input, i);
-                got = crate::fake::tool(tool, &input, &dir);
+                got = crate::fake::tool(tool, &smuggled_name(&input, i), &ws);
             }
             let mut effects = Vec::new();
             if let Some((leak, _)) = world.leaks(got.as_bytes()) {
@@ -435,9 +427,7 @@ pub(crate) fn smuggled_files(ws: &str) -> Vec<PathBuf> {
 
 /// Ends `listen` as the operator does (SIGTERM: a clean end).
 pub(crate) fn stop(listen: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &listen.id().to_string()])
-        .status();
+    crate::modes::signal(listen.id(), rustix::process::Signal::TERM);
     if !wait_for(Duration::from_secs(10), || {
         !matches!(listen.try_wait(), Ok(None))
     }) {

@@ -39,10 +39,7 @@ pub(crate) fn halt(
             let Some(pid) = session.enforcer_pid() else {
                 return (false, "SIGUSR1");
             };
-            let sent = Command::new("kill")
-                .args(["-USR1", &pid.to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
+            let sent = crate::modes::signal(pid, rustix::process::Signal::USR1);
             // Halted, or already gone because of the halt (the evidence is
             // checked for the halt record).
             let halted = sent

@@ -755,10 +755,7 @@ fn halt_gateway(world: &World, mcp: &Mcp, method: usize) -> (bool, &'static str)
             "control socket",
         ),
         1 => {
-            let sent = Command::new("kill")
-                .args(["-USR1", &mcp.pid().to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
+            let sent = crate::modes::signal(mcp.pid(), rustix::process::Signal::USR1);
             let halted = sent
                 && wait_for(Duration::from_secs(10), || {
                     request(&mcp.control, &ControlRequest::Status)

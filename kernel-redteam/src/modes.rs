@@ -356,9 +356,7 @@ impl Session {
         match (self.mode, &mut self.listener) {
             (Mode::Endpoint, Some(listener)) => {
                 // The operator stops `listen` (a clean end: final checkpoint).
-                let _ = Command::new("kill")
-                    .args(["-TERM", &listener.id().to_string()])
-                    .status();
+                signal(listener.id(), rustix::process::Signal::TERM);
                 let ended = wait_for(Duration::from_secs(10), || {
                     !matches!(listener.try_wait(), Ok(None))
                 });
@@ -385,9 +383,7 @@ impl Session {
     /// Kills whatever of the session still runs.
     pub(crate) fn kill(&mut self) {
         for pid in self.agent_pids() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
+            signal(pid, rustix::process::Signal::KILL);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -423,4 +419,12 @@ pub(crate) fn alive(pid: u32) -> bool {
             .trim_start()
             .starts_with('Z')
     })
+}
+
+/// Sends `signal` to `pid`; whether it was delivered.
+pub(crate) fn signal(pid: u32, signal: rustix::process::Signal) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| rustix::process::kill_process(pid, signal).is_ok())
 }

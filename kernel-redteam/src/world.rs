@@ -17,8 +17,6 @@ use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The example policy.
 pub(crate) const POLICY: &str = include_str!("../../examples/policies/agent.cedar");
@@ -108,14 +106,20 @@ pub(crate) struct World {
     /// The files whose content nobody may change.
     guarded: Vec<PathBuf>,
     snapshot: BTreeMap<PathBuf, Option<FileState>>,
-    accepts: Arc<AtomicU64>,
-    unix_accepts: Arc<AtomicU64>,
+    /// The loopback listener and the Unix socket, non-blocking: the judge
+    /// takes what connected right when it looks (a `connect` that
+    /// returned is in the queue by then).
+    listener: TcpListener,
+    unix: std::os::unix::net::UnixListener,
     sentinel: Child,
     /// Records of each evidence file already judged (an effect is blamed
     /// on the attempt after which it appeared, not on every later one).
     pub(crate) evidence_seen: BTreeMap<PathBuf, usize>,
     /// The workspace's files as laid out.
     initial: Vec<(PathBuf, Vec<u8>)>,
+    /// The content of every guarded file small enough to keep, as laid
+    /// out.
+    originals: BTreeMap<PathBuf, Vec<u8>>,
 }
 
 /// Lays the workspace out: its files, and the archive `tar` may list (the
@@ -142,21 +146,6 @@ fn write(path: &Path, content: impl AsRef<[u8]>) -> Result<(), String> {
         std::fs::create_dir_all(parent).map_err(|e| format!("`{}`: {e}", parent.display()))?;
     }
     std::fs::write(path, content).map_err(|e| format!("`{}`: {e}", path.display()))
-}
-
-/// Counts the connections `accept` takes, on a thread of its own.
-fn count_accepts<S: Send + 'static>(
-    mut accept: impl FnMut() -> std::io::Result<S> + Send + 'static,
-) -> Arc<AtomicU64> {
-    let count = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&count);
-    std::thread::spawn(move || {
-        while let Ok(stream) = accept() {
-            counter.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-        }
-    });
-    count
 }
 
 /// The configuration file of a session with these policies.
@@ -314,13 +303,13 @@ impl World {
             .into_bytes();
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let accepts = count_accepts(move || listener.accept());
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         // A Unix socket of the same user outside the workspace, standing in
         // for a daemon's socket: no mode grants a connection to it.
         let unix_socket = outside.join("daemon.sock");
         let unix = std::os::unix::net::UnixListener::bind(&unix_socket)
             .map_err(|e| format!("`{}`: {e}", unix_socket.display()))?;
-        let unix_accepts = count_accepts(move || unix.accept());
+        unix.set_nonblocking(true).map_err(|e| e.to_string())?;
         let sentinel = Command::new("sleep")
             .arg("100000")
             .stdin(Stdio::null())
@@ -370,6 +359,15 @@ impl World {
         for name in ["kernel.toml", "governed.toml", "gateway.toml"] {
             guarded.push(state.join(name));
         }
+        let originals = guarded
+            .iter()
+            .filter_map(|p| {
+                let meta = std::fs::metadata(p).ok()?;
+                (meta.len() <= 1 << 20)
+                    .then(|| std::fs::read(p).ok().map(|c| (p.clone(), c)))
+                    .flatten()
+            })
+            .collect();
         let mut world = Self {
             _dir: dir,
             root,
@@ -387,11 +385,12 @@ impl World {
             ],
             guarded,
             snapshot: BTreeMap::new(),
-            accepts,
-            unix_accepts,
+            listener,
+            unix,
             sentinel,
             evidence_seen: BTreeMap::new(),
             initial,
+            originals,
         };
         world.rebaseline();
         Ok(world)
@@ -437,6 +436,7 @@ impl World {
     /// so that one effect is not blamed on every later attempt).
     pub(crate) fn rebaseline(&mut self) {
         self.restore_metadata();
+        self.restore_content();
         self.snapshot = self
             .guarded
             .iter()
@@ -498,6 +498,19 @@ impl World {
             .collect()
     }
 
+    /// Puts back the content of every guarded file small enough to keep
+    /// (secrets, key, policies, configurations) as it was laid out, so
+    /// that an effect judged once (a secret overwritten through a link an
+    /// allowed program made) does not blind the judge afterwards: the
+    /// canaries stay in the secrets, the policies stay loadable.
+    fn restore_content(&self) {
+        for (path, content) in &self.originals {
+            if std::fs::read(path).ok().as_ref() != Some(content) {
+                let _ = write(path, content);
+            }
+        }
+    }
+
     /// Puts back the mode, owner and times of every guarded file as the
     /// snapshot has them (a metadata effect on the key would keep the
     /// enforcer from starting again), and removes the extended attribute
@@ -549,13 +562,21 @@ impl World {
     /// Connections the loopback listener accepted since the last call
     /// (the policy allows none).
     pub(crate) fn take_accepts(&self) -> u64 {
-        self.accepts.swap(0, Ordering::SeqCst)
+        let mut n = 0;
+        while self.listener.accept().is_ok() {
+            n += 1;
+        }
+        n
     }
 
     /// Connections the Unix socket outside the workspace accepted since
     /// the last call.
     pub(crate) fn take_unix_accepts(&self) -> u64 {
-        self.unix_accepts.swap(0, Ordering::SeqCst)
+        let mut n = 0;
+        while self.unix.accept().is_ok() {
+            n += 1;
+        }
+        n
     }
 
     /// Whether the sentinel process is alive and untraced.
