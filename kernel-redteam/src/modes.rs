@@ -69,7 +69,7 @@ pub(crate) fn not_applicable(class: &str, mode: Mode) -> Option<&'static str> {
             Some("the coding-agent profile constrains no tool and no program by its arguments")
         }
         ("liveness", Embedded) => Some(
-            "a halt denies everything but does not end an embedding program (only supervised agents are ended)",
+            "a halt denies everything but does not end an embedding program (only agents under `run` are ended)",
         ),
         ("liveness", McpProxy) => Some(
             "the gateway is the agent's child: a halt denies its calls, it does not end the agent",
