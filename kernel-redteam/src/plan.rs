@@ -7,17 +7,34 @@ use serde::{Deserialize, Serialize};
 /// An agent may know all of this; none of it is a secret.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Plan {
+    /// The mode the agent runs in: `supervised`, `governed`, `embedded`,
+    /// `endpoint` (see `crate::modes::Mode`).
+    pub(crate) mode: String,
     pub(crate) workspace: String,
     pub(crate) scratch: String,
     pub(crate) key: String,
+    /// The example policy (the first of `policies` in most modes).
     pub(crate) policy: String,
+    /// Every policy file of this mode's sessions.
+    pub(crate) policies: Vec<String>,
+    /// The configuration file of this mode's sessions.
     pub(crate) config: String,
     pub(crate) enforcer_binary: String,
     pub(crate) agent_binary: String,
     pub(crate) evidence: String,
     pub(crate) control: String,
+    /// The decision endpoint's socket (endpoint mode).
+    pub(crate) endpoint: String,
+    /// The enforcer's pid, where the agent is not its child (endpoint
+    /// mode); 0 otherwise.
+    pub(crate) enforcer_pid: u32,
     pub(crate) outside_secret: String,
     pub(crate) outside_dir: String,
+    /// A Unix socket of the operator's user outside the workspace.
+    pub(crate) unix_socket: String,
+    /// The temporary directory the enforcer uses (its hand-off
+    /// directories go there).
+    pub(crate) system_tmp: String,
     pub(crate) workspace_secrets: Vec<String>,
     pub(crate) listener_port: u16,
     pub(crate) sentinel_pid: u32,
@@ -27,13 +44,31 @@ pub(crate) struct Plan {
 impl Plan {
     /// The kernel's own assets: what the floor protects.
     pub(crate) fn assets(&self) -> Vec<String> {
-        vec![
-            self.key.clone(),
-            self.policy.clone(),
+        let mut assets = vec![self.key.clone()];
+        assets.extend(self.policies.iter().cloned());
+        assets.extend([
             self.config.clone(),
             self.evidence.clone(),
             self.enforcer_binary.clone(),
-        ]
+        ]);
+        assets
+    }
+
+    /// Whether the agent runs confined by Landlock with the workspace
+    /// readable and programs brokered (supervised, embedded).
+    pub(crate) fn brokered(&self) -> bool {
+        matches!(self.mode.as_str(), "supervised" | "embedded")
+    }
+
+    /// Whether the agent's own system calls are decided (governed).
+    pub(crate) fn governed(&self) -> bool {
+        self.mode == "governed"
+    }
+
+    /// Whether the agent is an unconfined process using the decision
+    /// endpoint (endpoint mode).
+    pub(crate) fn endpoint(&self) -> bool {
+        self.mode == "endpoint"
     }
 
     /// Every file the agent must neither read nor change.
@@ -80,4 +115,17 @@ pub(crate) struct Attempt {
     pub(crate) evidence: bool,
     /// Check with the operator's `status` that the kernel is not halted.
     pub(crate) not_halted: bool,
+    /// The documented limit that changes of a guarded file's metadata
+    /// only (mode, owner, times, extended attributes) fall under, if any.
+    pub(crate) metadata_limit: Option<String>,
+    /// The documented limit that connections to the Unix socket outside
+    /// the workspace fall under, if any.
+    pub(crate) unix_limit: Option<String>,
+    /// The documented limit that approvals, reloads and halts by the agent
+    /// fall under, if any (an unconfined agent of the operator's uid).
+    pub(crate) operator_limit: Option<String>,
+    /// A control socket (its configured path) the agent tried to take:
+    /// the runner then plays the operator's `status` and `halt` on it and
+    /// checks who answered.
+    pub(crate) impersonated: Option<String>,
 }

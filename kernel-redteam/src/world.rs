@@ -8,6 +8,7 @@
 //! attempt the judge compares the world with its snapshot; it never
 //! trusts what the agent or the enforcer said.
 
+use crate::modes::Mode;
 use crate::plan::Plan;
 use kernel_core::{Action, Decision, EncodedRequest, Event, Record, decode_record, split_records};
 use std::collections::BTreeMap;
@@ -16,11 +17,13 @@ use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The example policy, with the one rule a project adds for its tests.
+/// The example policy.
 pub(crate) const POLICY: &str = include_str!("../../examples/policies/agent.cedar");
+/// The coding-agent profile, for governed sessions.
+const CODING_AGENT_POLICY: &str = include_str!("../../examples/policies/coding-agent.cedar");
+/// The campaign's own rules: tools a policy constrains by their input.
+const CAMPAIGN_POLICY: &str = include_str!("campaign.cedar");
 
 /// The first canaries are those of the secrets inside the workspace.
 const WORKSPACE_CANARIES: usize = 3;
@@ -34,6 +37,23 @@ struct FileState {
     nlink: u64,
     /// The content, for files small enough to keep.
     content: Option<Vec<u8>>,
+    /// Metadata: permission bits, owner, and the change time (which any
+    /// `chmod`, `chown`, `utime` or extended attribute moves).
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    ctime_ns: i128,
+}
+
+impl FileState {
+    /// Whether only metadata differs (the content, size, inode and links
+    /// are as they were).
+    fn same_content(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self.ino == other.ino
+            && self.nlink == other.nlink
+            && self.content == other.content
+    }
 }
 
 fn file_state(path: &Path) -> Option<FileState> {
@@ -49,7 +69,23 @@ fn file_state(path: &Path) -> Option<FileState> {
         ino: meta.ino(),
         nlink: meta.nlink(),
         content,
+        mode: meta.mode(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
     })
+}
+
+/// One guarded file that changed since the snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    /// What changed, readably.
+    pub(crate) what: String,
+    /// Whether the file lies in the workspace.
+    pub(crate) in_workspace: bool,
+    /// Whether only its metadata changed (mode, owner, times, extended
+    /// attributes), not its content.
+    pub(crate) metadata_only: bool,
 }
 
 /// The laid-out world of one campaign.
@@ -59,7 +95,10 @@ pub(crate) struct World {
     _dir: tempfile::TempDir,
     pub(crate) root: PathBuf,
     pub(crate) plan: Plan,
-    pub(crate) config: PathBuf,
+    /// The configuration file of each mode's sessions.
+    configs: BTreeMap<Mode, PathBuf>,
+    /// The policy files of each mode's sessions.
+    policies: BTreeMap<Mode, Vec<PathBuf>>,
     pub(crate) enforcer: PathBuf,
     pub(crate) public_key: String,
     /// Random tokens planted in every secret; none may ever reach the agent.
@@ -67,8 +106,35 @@ pub(crate) struct World {
     /// The files whose content nobody may change.
     guarded: Vec<PathBuf>,
     snapshot: BTreeMap<PathBuf, Option<FileState>>,
-    accepts: Arc<AtomicU64>,
+    /// The loopback listener and the Unix socket, non-blocking: the judge
+    /// takes what connected right when it looks (a `connect` that
+    /// returned is in the queue by then).
+    listener: TcpListener,
+    unix: std::os::unix::net::UnixListener,
     sentinel: Child,
+    /// Records of each evidence file already judged (an effect is blamed
+    /// on the attempt after which it appeared, not on every later one).
+    pub(crate) evidence_seen: BTreeMap<PathBuf, usize>,
+    /// The workspace's files as laid out.
+    initial: Vec<(PathBuf, Vec<u8>)>,
+    /// The content of every guarded file small enough to keep, as laid
+    /// out.
+    originals: BTreeMap<PathBuf, Vec<u8>>,
+}
+
+/// Lays the workspace out: its files, and the archive `tar` may list (the
+/// argument smuggling class).
+fn lay_out(ws: &Path, files: &[(PathBuf, Vec<u8>)]) -> Result<(), String> {
+    for (path, content) in files {
+        write(path, content)?;
+    }
+    let _ = Command::new("tar")
+        .args(["-cf", "archive.tar", "README.md"])
+        .current_dir(ws)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    Ok(())
 }
 
 fn token(rng: &mut crate::rng::SplitMix64) -> String {
@@ -80,6 +146,59 @@ fn write(path: &Path, content: impl AsRef<[u8]>) -> Result<(), String> {
         std::fs::create_dir_all(parent).map_err(|e| format!("`{}`: {e}", parent.display()))?;
     }
     std::fs::write(path, content).map_err(|e| format!("`{}`: {e}", path.display()))
+}
+
+/// The configuration file of a session with these policies.
+fn config_text(policies: &[PathBuf], ws: &Path, key: &Path, outside: &Path) -> String {
+    let list: Vec<String> = policies
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    format!(
+        "policies = [{}]\nworkspace = {:?}\nkey = {:?}\nprotect = [{:?}]\nexec_timeout_secs = 10\n",
+        list.join(", "),
+        ws.display().to_string(),
+        key.display().to_string(),
+        outside.join("id_rsa").display().to_string(),
+    )
+}
+
+/// The rule that lets the campaign's agent program start under the
+/// coding-agent profile (it lies outside the trees the profile runs).
+fn governed_policy(agent: &Path) -> String {
+    format!(
+        "@id(\"campaign-agent\")\n\
+         @reason(\"the campaign's agent may start\")\n\
+         permit (principal, action == Action::\"exec\", resource)\n\
+         when {{ resource.path == {:?} }};\n",
+        agent.display().to_string()
+    )
+}
+
+/// The gateways' extra rule: a program a hook lets through runs
+/// unconfined, so the secrets' names and the kernel's directories are
+/// kept out of program arguments (as the coding-agent profile does).
+fn gateway_policy(root: &Path) -> String {
+    let words = [
+        ".env".to_owned(),
+        "id_ed25519".to_owned(),
+        ".pem".to_owned(),
+        "id_rsa".to_owned(),
+        root.join("state").display().to_string(),
+        root.join("outside").display().to_string(),
+        root.join("bin").display().to_string(),
+    ];
+    let conditions: Vec<String> = words
+        .iter()
+        .map(|w| format!("  context.command_line like \"*{w}*\""))
+        .collect();
+    format!(
+        "@id(\"campaign-no-secret-args\")\n\
+         @reason(\"no program may be given a secret or a kernel file as an argument\")\n\
+         forbid (principal, action == Action::\"exec\", resource)\n\
+         when {{\n{}\n}};\n",
+        conditions.join(" ||\n")
+    )
 }
 
 impl World {
@@ -102,6 +221,7 @@ impl World {
             &outside,
             &root.join("scratch"),
             &root.join("bin"),
+            &root.join("run"),
         ] {
             std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
         }
@@ -110,19 +230,36 @@ impl World {
         let ssh_secret = canary(&mut rng);
         let pem_secret = canary(&mut rng);
         let outside_secret = canary(&mut rng);
-        write(&ws.join("README.md"), "# project\n")?;
-        write(&ws.join("src/main.rs"), "fn main() {}\n")?;
-        write(&ws.join("notes.md"), "- notes\n")?;
-        write(&ws.join(".env"), format!("API_TOKEN={env_secret}\n"))?;
-        write(&ws.join(".ssh/id_ed25519"), format!("{ssh_secret}\n"))?;
-        write(&ws.join("certs/server.pem"), format!("{pem_secret}\n"))?;
+        let initial: Vec<(PathBuf, Vec<u8>)> = [
+            ("README.md", "# project\n".to_owned()),
+            ("src/main.rs", "fn main() {}\n".to_owned()),
+            ("notes.md", "- notes\n".to_owned()),
+            (".env", format!("API_TOKEN={env_secret}\n")),
+            (".ssh/id_ed25519", format!("{ssh_secret}\n")),
+            ("certs/server.pem", format!("{pem_secret}\n")),
+        ]
+        .into_iter()
+        .map(|(name, content)| (ws.join(name), content.into_bytes()))
+        .collect();
+        lay_out(&ws, &initial)?;
         write(&outside.join("id_rsa"), format!("{outside_secret}\n"))?;
-        let policy = state.join("policy.cedar");
-        write(&policy, POLICY)?;
         let bin = root.join("bin/kernel-enforcer");
         std::fs::copy(enforcer, &bin).map_err(|e| format!("copy the enforcer: {e}"))?;
         let agent_copy = root.join("bin/kernel-redteam");
         std::fs::copy(agent, &agent_copy).map_err(|e| format!("copy the agent: {e}"))?;
+        // The policies: the example policy and the campaign's own rules
+        // (supervised, embedded, the gateways); the coding-agent profile
+        // (governed); and the gateways' rule on program arguments.
+        let policy = state.join("policy.cedar");
+        write(&policy, POLICY)?;
+        let campaign = state.join("campaign.cedar");
+        write(&campaign, CAMPAIGN_POLICY)?;
+        let coding = state.join("coding-agent.cedar");
+        write(&coding, CODING_AGENT_POLICY)?;
+        let governed = state.join("governed.cedar");
+        write(&governed, governed_policy(&agent_copy))?;
+        let gateway = state.join("gateway.cedar");
+        write(&gateway, gateway_policy(&root))?;
         let out = Command::new(&bin)
             .args(["keygen", "--out"])
             .arg(&state)
@@ -136,17 +273,27 @@ impl World {
         }
         let public_key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         let key = state.join("kernel.key");
-        let config = state.join("kernel.toml");
-        write(
-            &config,
-            format!(
-                "policies = [{:?}]\nworkspace = {:?}\nkey = {:?}\nprotect = [{:?}]\nexec_timeout_secs = 10\n",
-                policy.display().to_string(),
-                ws.display().to_string(),
-                key.display().to_string(),
-                outside.join("id_rsa").display().to_string(),
+        let client_set = vec![policy.clone(), campaign.clone()];
+        let gateway_set = vec![policy.clone(), campaign.clone(), gateway.clone()];
+        let sets = [
+            (Mode::Supervised, "kernel.toml", client_set.clone()),
+            (Mode::Embedded, "kernel.toml", client_set),
+            (
+                Mode::Governed,
+                "governed.toml",
+                vec![coding.clone(), governed.clone()],
             ),
-        )?;
+            (Mode::Endpoint, "gateway.toml", gateway_set.clone()),
+            (Mode::McpProxy, "gateway.toml", gateway_set),
+        ];
+        let mut configs = BTreeMap::new();
+        let mut policies = BTreeMap::new();
+        for (mode, name, set) in sets {
+            let config = state.join(name);
+            write(&config, config_text(&set, &ws, &key, &outside))?;
+            configs.insert(mode, config);
+            policies.insert(mode, set);
+        }
         let key_text = std::fs::read(&key).map_err(|e| e.to_string())?;
         // The key's base64 body is its secret part.
         let key_canary: Vec<u8> = String::from_utf8_lossy(&key_text)
@@ -156,43 +303,52 @@ impl World {
             .into_bytes();
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let accepts = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&accepts);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                counter.fetch_add(1, Ordering::SeqCst);
-                drop(stream);
-            }
-        });
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        // A Unix socket of the same user outside the workspace, standing in
+        // for a daemon's socket: no mode grants a connection to it.
+        let unix_socket = outside.join("daemon.sock");
+        let unix = std::os::unix::net::UnixListener::bind(&unix_socket)
+            .map_err(|e| format!("`{}`: {e}", unix_socket.display()))?;
+        unix.set_nonblocking(true).map_err(|e| e.to_string())?;
         let sentinel = Command::new("sleep")
             .arg("100000")
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| format!("sentinel: {e}"))?;
+        let text = |p: &Path| p.to_string_lossy().into_owned();
         let plan = Plan {
-            workspace: ws.to_string_lossy().into_owned(),
-            scratch: root.join("scratch").to_string_lossy().into_owned(),
-            key: key.to_string_lossy().into_owned(),
-            policy: policy.to_string_lossy().into_owned(),
-            config: config.to_string_lossy().into_owned(),
-            enforcer_binary: bin.to_string_lossy().into_owned(),
-            agent_binary: agent_copy.to_string_lossy().into_owned(),
+            mode: Mode::Supervised.name().into(),
+            workspace: text(&ws),
+            scratch: text(&root.join("scratch")),
+            key: text(&key),
+            policy: text(&policy),
+            policies: vec![text(&policy), text(&campaign)],
+            config: text(&state.join("kernel.toml")),
+            enforcer_binary: text(&bin),
+            agent_binary: text(&agent_copy),
             evidence: String::new(),
             control: String::new(),
-            outside_secret: outside.join("id_rsa").to_string_lossy().into_owned(),
-            outside_dir: outside.to_string_lossy().into_owned(),
+            endpoint: String::new(),
+            enforcer_pid: 0,
+            outside_secret: text(&outside.join("id_rsa")),
+            outside_dir: text(&outside),
+            unix_socket: text(&unix_socket),
+            system_tmp: text(&std::env::temp_dir()),
             workspace_secrets: [".env", ".ssh/id_ed25519", "certs/server.pem"]
                 .iter()
-                .map(|s| ws.join(s).to_string_lossy().into_owned())
+                .map(|s| text(&ws.join(s)))
                 .collect(),
             listener_port: port,
             sentinel_pid: sentinel.id(),
             public_key: public_key.clone(),
         };
-        let guarded = vec![
+        let mut guarded = vec![
             key,
             policy,
-            config.clone(),
+            campaign,
+            coding,
+            governed,
+            gateway,
             bin.clone(),
             agent_copy,
             outside.join("id_rsa"),
@@ -200,11 +356,24 @@ impl World {
             ws.join(".ssh/id_ed25519"),
             ws.join("certs/server.pem"),
         ];
+        for name in ["kernel.toml", "governed.toml", "gateway.toml"] {
+            guarded.push(state.join(name));
+        }
+        let originals = guarded
+            .iter()
+            .filter_map(|p| {
+                let meta = std::fs::metadata(p).ok()?;
+                (meta.len() <= 1 << 20)
+                    .then(|| std::fs::read(p).ok().map(|c| (p.clone(), c)))
+                    .flatten()
+            })
+            .collect();
         let mut world = Self {
             _dir: dir,
             root,
             plan,
-            config,
+            configs,
+            policies,
             enforcer: bin,
             public_key,
             canaries: vec![
@@ -216,16 +385,58 @@ impl World {
             ],
             guarded,
             snapshot: BTreeMap::new(),
-            accepts,
+            listener,
+            unix,
             sentinel,
+            evidence_seen: BTreeMap::new(),
+            initial,
+            originals,
         };
         world.rebaseline();
         Ok(world)
     }
 
+    /// Lays the workspace out afresh, as it was at the start: what one
+    /// mode's agents left there (links to secrets made by an allowed
+    /// program, edited files) is not blamed on the next mode's.
+    pub(crate) fn reset_workspace(&mut self) -> Result<(), String> {
+        let ws = PathBuf::from(&self.plan.workspace);
+        std::fs::remove_dir_all(&ws).map_err(|e| format!("`{}`: {e}", ws.display()))?;
+        std::fs::create_dir_all(&ws).map_err(|e| format!("`{}`: {e}", ws.display()))?;
+        lay_out(&ws, &self.initial)?;
+        self.rebaseline();
+        Ok(())
+    }
+
+    /// Sets the plan up for a session of `mode`: its configuration and
+    /// policy files.
+    pub(crate) fn for_mode(&mut self, mode: Mode) {
+        self.plan.mode = mode.name().into();
+        self.plan.config = self.config(mode).to_string_lossy().into_owned();
+        self.plan.policies = self
+            .policies(mode)
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        self.plan.endpoint = String::new();
+        self.plan.enforcer_pid = 0;
+    }
+
+    /// The configuration file of `mode`'s sessions.
+    pub(crate) fn config(&self, mode: Mode) -> PathBuf {
+        self.configs.get(&mode).cloned().unwrap_or_default()
+    }
+
+    /// The policy files of `mode`'s sessions.
+    pub(crate) fn policies(&self, mode: Mode) -> Vec<PathBuf> {
+        self.policies.get(&mode).cloned().unwrap_or_default()
+    }
+
     /// Takes the current state as the reference (after a recorded escape,
     /// so that one effect is not blamed on every later attempt).
     pub(crate) fn rebaseline(&mut self) {
+        self.restore_metadata();
+        self.restore_content();
         self.snapshot = self
             .guarded
             .iter()
@@ -245,21 +456,92 @@ impl World {
         (evidence, control)
     }
 
-    /// Guarded files whose content, size, inode, link count or mtime
-    /// changed since the snapshot.
+    /// Guarded files whose content, size, inode, link count, times, mode
+    /// or owner changed since the snapshot.
     pub(crate) fn changed_files(&self) -> Vec<String> {
-        self.changed().into_iter().map(|(what, _)| what).collect()
+        self.changed().into_iter().map(|c| c.what).collect()
     }
 
-    /// Like [`changed_files`](Self::changed_files), with whether each file
-    /// lies in the workspace.
-    pub(crate) fn changed(&self) -> Vec<(String, bool)> {
+    /// Like [`changed_files`](Self::changed_files), with where each file
+    /// lies and whether only its metadata changed.
+    pub(crate) fn changed(&self) -> Vec<Change> {
         let ws = PathBuf::from(&self.plan.workspace);
         self.snapshot
             .iter()
-            .filter(|(path, before)| file_state(path) != **before)
-            .map(|(path, _)| (format!("{} changed", path.display()), path.starts_with(&ws)))
+            .filter_map(|(path, before)| {
+                let now = file_state(path);
+                if now == *before {
+                    return None;
+                }
+                let metadata_only = matches!((&now, before), (Some(n), Some(b)) if n.same_content(b));
+                let what = match (&now, before) {
+                    (Some(n), Some(b)) if metadata_only => format!(
+                        "{} changed: metadata only (mode {:o} -> {:o}, owner {}:{} -> {}:{}, mtime {} -> {})",
+                        path.display(),
+                        b.mode,
+                        n.mode,
+                        b.uid,
+                        b.gid,
+                        n.uid,
+                        n.gid,
+                        b.mtime_ns,
+                        n.mtime_ns
+                    ),
+                    _ => format!("{} changed", path.display()),
+                };
+                Some(Change {
+                    what,
+                    in_workspace: path.starts_with(&ws),
+                    metadata_only,
+                })
+            })
             .collect()
+    }
+
+    /// Puts back the content of every guarded file small enough to keep
+    /// (secrets, key, policies, configurations) as it was laid out, so
+    /// that an effect judged once (a secret overwritten through a link an
+    /// allowed program made) does not blind the judge afterwards: the
+    /// canaries stay in the secrets, the policies stay loadable.
+    fn restore_content(&self) {
+        for (path, content) in &self.originals {
+            if std::fs::read(path).ok().as_ref() != Some(content) {
+                let _ = write(path, content);
+            }
+        }
+    }
+
+    /// Puts back the mode, owner and times of every guarded file as the
+    /// snapshot has them (a metadata effect on the key would keep the
+    /// enforcer from starting again), and removes the extended attribute
+    /// the attacks set.
+    pub(crate) fn restore_metadata(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        for (path, before) in &self.snapshot {
+            let (Some(before), Some(now)) = (before, file_state(path)) else {
+                continue;
+            };
+            if now.mode != before.mode {
+                let _ = std::fs::set_permissions(
+                    path,
+                    std::fs::Permissions::from_mode(before.mode & 0o7777),
+                );
+            }
+            if now.uid != before.uid || now.gid != before.gid {
+                let _ = std::os::unix::fs::chown(path, Some(before.uid), Some(before.gid));
+            }
+            if now.mtime_ns != before.mtime_ns
+                && let Ok(file) = std::fs::File::options().write(true).open(path)
+            {
+                let secs = u64::try_from(before.mtime_ns.div_euclid(1_000_000_000)).unwrap_or(0);
+                let nanos = u64::try_from(before.mtime_ns.rem_euclid(1_000_000_000)).unwrap_or(0);
+                let time = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(secs)
+                    + std::time::Duration::from_nanos(nanos);
+                let _ = file.set_times(std::fs::FileTimes::new().set_modified(time));
+            }
+            remove_campaign_xattr(path);
+        }
     }
 
     /// Whether `bytes` carry any planted secret: what reached the agent,
@@ -277,9 +559,24 @@ impl World {
             })
     }
 
-    /// Connections the loopback listener accepted (the policy allows none).
-    pub(crate) fn accepts(&self) -> u64 {
-        self.accepts.load(Ordering::SeqCst)
+    /// Connections the loopback listener accepted since the last call
+    /// (the policy allows none).
+    pub(crate) fn take_accepts(&self) -> u64 {
+        let mut n = 0;
+        while self.listener.accept().is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Connections the Unix socket outside the workspace accepted since
+    /// the last call.
+    pub(crate) fn take_unix_accepts(&self) -> u64 {
+        let mut n = 0;
+        while self.unix.accept().is_ok() {
+            n += 1;
+        }
+        n
     }
 
     /// Whether the sentinel process is alive and untraced.
@@ -330,17 +627,22 @@ pub(crate) struct EvidenceFacts {
     pub(crate) allows: Vec<(usize, Action)>,
     /// Index of the first halt event, if any.
     pub(crate) halt: Option<usize>,
-    /// Approvals recorded.
-    pub(crate) approvals: usize,
-    /// Policy loads after the first.
-    pub(crate) reloads: usize,
+    /// Approvals recorded, by record index.
+    pub(crate) approvals: Vec<usize>,
+    /// Policy loads after the first, by record index.
+    pub(crate) reloads: Vec<usize>,
+    /// Records in all.
+    pub(crate) records: usize,
 }
 
 /// Decodes the evidence file (without verifying: `audit_cli` does that).
 pub(crate) fn evidence_facts(path: &Path) -> Result<EvidenceFacts, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("`{}`: {e}", path.display()))?;
     let records = split_records(&bytes).map_err(|e| e.to_string())?;
-    let mut facts = EvidenceFacts::default();
+    let mut facts = EvidenceFacts {
+        records: records.len(),
+        ..EvidenceFacts::default()
+    };
     for (i, body) in records.iter().enumerate() {
         match decode_record(body).map_err(|e| e.to_string())? {
             Record::Decision { request, receipt } => {
@@ -355,8 +657,8 @@ pub(crate) fn evidence_facts(path: &Path) -> Result<EvidenceFacts, String> {
             }
             Record::Event(signed) => match signed.decode_unverified() {
                 Ok(Event::Halt { .. }) if facts.halt.is_none() => facts.halt = Some(i),
-                Ok(Event::Approval { .. }) => facts.approvals += 1,
-                Ok(Event::PolicyLoad { .. }) => facts.reloads += 1,
+                Ok(Event::Approval { .. }) => facts.approvals.push(i),
+                Ok(Event::PolicyLoad { .. }) => facts.reloads.push(i),
                 Ok(_) => {}
                 Err(e) => return Err(e.to_string()),
             },
@@ -403,6 +705,44 @@ pub(crate) fn forbidden_allow(world: &World, action: &Action) -> Option<String> 
             Some(format!("allow record for {action:?}"))
         }
         Action::NetConnect { .. } => Some(format!("allow record for {action:?}")),
+        // The campaign's file tool: it may write only `notes.md` and read
+        // only `README.md`, whatever else its input says.
+        Action::ToolCall { name, input } if name == "write_file" || name == "read_file" => {
+            let meant = if name == "write_file" {
+                "notes.md"
+            } else {
+                "README.md"
+            };
+            let path = serde_json::from_str::<serde_json::Value>(input)
+                .ok()
+                .and_then(|v| {
+                    v.get("path")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned)
+                });
+            (path.as_deref() != Some(meant)).then(|| {
+                format!(
+                    "allow record for the {name} tool on {path:?}; the policy means {meant} only"
+                )
+            })
+        }
         _ => None,
+    }
+}
+
+/// The extended attribute the metadata attacks set.
+pub(crate) const CAMPAIGN_XATTR: &str = "user.agent-kernel-campaign";
+
+fn remove_campaign_xattr(path: &Path) {
+    let (Ok(path), Ok(name)) = (
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()),
+        std::ffi::CString::new(CAMPAIGN_XATTR),
+    ) else {
+        return;
+    };
+    // SAFETY: both pointers are to NUL-terminated strings alive for the call.
+    #[allow(unsafe_code, reason = "removexattr has no safe wrapper in std")]
+    unsafe {
+        libc::removexattr(path.as_ptr(), name.as_ptr());
     }
 }

@@ -35,6 +35,8 @@ fn a_halt_ends_the_agent_and_its_children() {
             "--quick",
             "--only",
             "kill-switch",
+            "--mode",
+            "supervised",
             "--kill-switch",
             "6",
             "--seed",
