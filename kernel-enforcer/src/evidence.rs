@@ -1,7 +1,7 @@
 //! The evidence file: append-only, durable before every reply.
 //!
 //! Opening an existing file continues it, after checking it. Where the
-//! start-up index beside the file ([`crate::evidence_index`]) points at a
+//! start-up index beside the file (`evidence_index.rs`) points at a
 //! checkpoint that stores its frontier, only the records from that
 //! checkpoint on are read and verified ([`kernel_core::resume`]): the time
 //! to start does not grow with the log. Otherwise (a log written before
