@@ -640,6 +640,7 @@ impl Gateway {
         }
         match decide(&Action::tool_call(name.as_str(), &arguments)) {
             Ok(_) => {
+                keep_only_progress_token(&mut params);
                 params.insert("name".into(), Value::String(name));
                 params.insert("arguments".into(), arguments);
                 Ok(Value::Object(params))
@@ -732,6 +733,7 @@ fn read_action(params: Option<Value>) -> Result<(Action, Option<Value>), String>
     };
     match file_uri_path(uri)? {
         Some((path, forwarded)) => {
+            keep_only_progress_token(&mut params);
             params.insert("uri".into(), Value::String(forwarded));
             Ok((Action::file_read(path), Some(Value::Object(params))))
         }
@@ -740,6 +742,21 @@ fn read_action(params: Option<Value>) -> Result<(Action, Option<Value>), String>
             let action = Action::mcp_request(McpPeer::Agent, "resources/read", &params);
             Ok((action, Some(params)))
         }
+    }
+}
+
+/// Keeps of a request's `_meta` (which the decided action does not cover,
+/// and which some SDKs hand to the tool's code) only a `progressToken`
+/// that is a string or an integer: what the protocol puts there for the
+/// server's progress notifications. Anything else in it is dropped, never
+/// forwarded undecided.
+fn keep_only_progress_token(params: &mut serde_json::Map<String, Value>) {
+    let token = params
+        .remove("_meta")
+        .and_then(|meta| meta.get("progressToken").cloned())
+        .filter(|token| token.is_string() || token.is_i64() || token.is_u64());
+    if let Some(token) = token {
+        params.insert("_meta".into(), json!({ "progressToken": token }));
     }
 }
 
@@ -1014,9 +1031,10 @@ mod tests {
             json!({"name": "search", "arguments": {"q": "A/b"}})
         );
         assert_eq!(message["id"], "xy");
-        // No arguments: decided as `{}`, and forwarded as `{}`.
+        // No arguments: decided as `{}`, and forwarded as `{}`. Of `_meta`,
+        // which the decision does not cover, only the progress token goes on.
         let message = forwarded(gateway.from_agent(
-            br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","_meta":{"progressToken":1}}}"#,
+            br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","_meta":{"progressToken":1,"path":"/etc/shadow"}}}"#,
             &record,
         ));
         assert_eq!(
@@ -1267,7 +1285,7 @@ mod tests {
             assert_eq!(recorder.take(), [Action::file_read(path)], "{uri}");
             assert_eq!(
                 message["params"],
-                json!({"uri": format!("file://{path}"), "_meta": {"k": 1}}),
+                json!({"uri": format!("file://{path}")}),
                 "{uri}"
             );
             gateway.forget(&json!(1));
