@@ -4,7 +4,8 @@
 //! notifications and answers is forwarded either way; and what is
 //! forwarded is one line of strict JSON.
 #![no_main]
-use kernel_enforcer::hook::{Agent, map_payload, parse_command};
+use kernel_enforcer::hook::{Agent, map_payload};
+use kernel_enforcer::shell::parse_command;
 use kernel_enforcer::mcp::{
     AGENT_HOUSEKEEPING, FromAgent, FromServer, Gateway, NOTIFICATION_PREFIX, SERVER_HOUSEKEEPING,
 };

@@ -37,6 +37,7 @@ pub mod policy;
 mod policy_cli;
 pub mod serve;
 pub mod session;
+pub mod shell;
 pub mod supervise;
 
 /// The command line.
