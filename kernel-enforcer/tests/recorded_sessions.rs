@@ -682,6 +682,9 @@ fn replay(agent: &str) {
     #[expect(clippy::cast_precision_loss, reason = "small counts")]
     let ratio = ordinary_allowed as f64 / ordinary as f64;
     println!("{agent}: {} calls\n{}", calls.len(), report.join("\n"));
+    if !wrong.is_empty() {
+        println!("{agent}: wrong answers:\n{}", wrong.join("\n"));
+    }
     println!(
         "{agent}: ordinary calls allowed: {ordinary_allowed} of {ordinary} ({:.1}%); \
          confirmations: {}; dangerous calls blocked: {} of {}",
