@@ -720,9 +720,17 @@ fn codex_command(world: &World, wrapper: &[std::ffi::OsString], extra: &[&str]) 
 }
 
 /// Prints the session's table and returns the labels of the ordinary
-/// calls that did not work.
+/// calls that did not work. Panics if the agent did not offer a tool the
+/// script calls (a later version that renames its tools).
 fn report(agent: &str, steps: &[Step], outcomes: &[Outcome], tools: &[String]) -> Vec<String> {
     println!("{agent}: tools offered: {}", tools.join(", "));
+    for step in steps {
+        assert!(
+            tools.iter().any(|tool| tool == step.name),
+            "{agent} did not offer `{}`; it offered {tools:?}",
+            step.name
+        );
+    }
     let mut not_working = Vec::new();
     let ordinary = steps.iter().filter(|s| s.ordinary).count();
     for (step, outcome) in steps.iter().zip(outcomes) {
