@@ -145,9 +145,10 @@ struct McpProxyArgs {
 struct ListenArgs {
     #[command(flatten)]
     session: SessionArgs,
-    /// The endpoint socket to create (or set AGENT_KERNEL_ENDPOINT).
+    /// The endpoint socket to create (or set AGENT_KERNEL_ENDPOINT, or
+    /// `socket` in the configuration file).
     #[arg(long, env = crate::endpoint::ENDPOINT_ENV)]
-    socket: PathBuf,
+    socket: Option<PathBuf>,
     /// The uid allowed to ask. Default: this process's effective uid.
     #[arg(long)]
     client_uid: Option<u32>,
@@ -327,6 +328,7 @@ struct Settings {
     connect_timeout: Duration,
     syscall_rate: u32,
     system_trees: Vec<PathBuf>,
+    socket: Option<PathBuf>,
 }
 
 impl SessionArgs {
@@ -403,6 +405,7 @@ impl SessionArgs {
                 .syscall_rate
                 .unwrap_or(crate::notify::DEFAULT_RATE_PER_SECOND),
             system_trees: file.system_trees,
+            socket: file.socket,
         })
     }
 }
@@ -910,7 +913,11 @@ impl RunningEndpoint {
 fn listen_command(args: &ListenArgs) -> Result<(), String> {
     harden_self()?;
     let settings = args.session.settings()?;
-    let endpoint = RunningEndpoint::start(&settings, &args.socket, args.client_uid)?;
+    let socket = args.socket.clone().or(settings.socket.clone()).ok_or(
+        "no endpoint socket given: pass `--socket PATH`, set AGENT_KERNEL_ENDPOINT, or set \
+         `socket` in the `--config` file",
+    )?;
+    let endpoint = RunningEndpoint::start(&settings, &socket, args.client_uid)?;
     match endpoint.serve_until(|| false)? {
         Some(cause) => Err(format!("session ended halted: {cause}")),
         None => Ok(()),
