@@ -157,8 +157,12 @@ struct ListenArgs {
 #[derive(Debug, clap::Args)]
 struct ControlArgs {
     /// The enforcer's control socket (or set AGENT_KERNEL_CONTROL).
+    /// Default: the one running enforcer whose control file lies in the
+    /// kernel's state directory (`$XDG_STATE_HOME/agent-kernel`, where
+    /// `init` and the default evidence path put it); refused when there
+    /// are none or several.
     #[arg(long, env = "AGENT_KERNEL_CONTROL")]
-    control: PathBuf,
+    control: Option<PathBuf>,
     /// Authenticate the enforcer by this public key (a `kernel.pub` file)
     /// instead of the key file the enforcer writes at the control path.
     #[arg(long)]
@@ -655,11 +659,7 @@ fn floor_assets_with(
 }
 
 fn default_evidence() -> PathBuf {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    state.join("agent-kernel").join("evidence.log")
+    crate::instances::default_evidence()
 }
 
 /// Everything a session needs, built from its arguments: the session
@@ -1157,15 +1157,26 @@ fn policy_check(files: &[PathBuf]) -> Result<(), String> {
 /// Sends one control request and prints the answer, once it is
 /// authenticated as the enforcer's.
 fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> {
+    let control = match &args.control {
+        Some(path) => path.clone(),
+        None => {
+            let found = crate::instances::find_control()?;
+            eprintln!(
+                "kernel-enforcer: using the enforcer at `{}` (the only one running)",
+                found.display()
+            );
+            found
+        }
+    };
     let response = match &args.pubkey {
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| format!("public key `{}`: {e}", file.display()))?;
             let key = kernel_core::parse_public_key(&text)
                 .map_err(|e| format!("public key `{}`: {e}", file.display()))?;
-            control::request_authenticated(&args.control, request, &key, None)
+            control::request_authenticated(&control, request, &key, None)
         }
-        None => control::request(&args.control, request),
+        None => control::request(&control, request),
     }
     .map_err(|e| e.to_string())?;
     if args.json {

@@ -30,6 +30,7 @@ mod gateway_cli;
 pub mod handoff;
 pub mod hook;
 pub mod input_schema;
+mod instances;
 pub mod keys;
 pub mod mcp;
 pub mod notify;
