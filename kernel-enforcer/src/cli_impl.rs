@@ -120,6 +120,12 @@ enum Command {
     /// Pre-tool-use hook adapters for coding agents.
     #[command(subcommand)]
     Hook(gateway_cli::HookCommand),
+    /// Govern a coding agent in a project: create a key, install the
+    /// agent's policy profile and an enforcer configuration, add the hook
+    /// to the agent's settings, and write a systemd user unit. Prints what
+    /// it did, how to undo it, and what to do next; running it again
+    /// changes nothing.
+    Init(crate::init::InitArgs),
 }
 
 /// `mcp-proxy`: the MCP gateway.
@@ -524,6 +530,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => return gateway_cli::exec(&args),
         Command::Hook(command) => return gateway_cli::hook(&command),
         Command::McpProxy(args) => return mcp_proxy_command(args),
+        Command::Init(args) => return crate::init::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

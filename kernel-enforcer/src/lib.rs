@@ -29,6 +29,7 @@ pub mod exec_trace;
 mod gateway_cli;
 pub mod handoff;
 pub mod hook;
+mod init;
 pub mod input_schema;
 mod instances;
 pub mod keys;
