@@ -223,6 +223,18 @@ fn differential_inputs(ws: &str) -> Vec<(&'static str, String, String)> {
             format!(r#"{{"file_path":{env:?},"content":"x","file_path":"{ws}/notes.md"}}"#),
         ),
         (
+            "Grep",
+            "path twice: the key's directory first, the workspace last".into(),
+            format!(r#"{{"pattern":"PRIVATE","path":"{ws}/.ssh","path":{ws:?}}}"#),
+        ),
+        (
+            "apply_patch",
+            "command twice: a patch adding the secret first, one adding notes.md last".into(),
+            format!(
+                r#"{{"command":"*** Begin Patch\n*** Add File: {env}\n+x\n*** End Patch","command":"*** Begin Patch\n*** Add File: notes.md\n+x\n*** End Patch"}}"#
+            ),
+        ),
+        (
             "write_file",
             "a tool input with path twice: smuggled.txt first, notes.md last".into(),
             r#"{"path":"smuggled.txt","content":"x","path":"notes.md"}"#.into(),
