@@ -370,10 +370,11 @@ fn materialise(world: &World, payload: &serde_json::Value) -> String {
 }
 
 /// Runs the hook as the agent does: the payload on standard input, in the
-/// session's directory, with the agent's environment.
+/// session's directory, with the agent's environment; `--verbose`, so that
+/// an allow names its receipts too.
 fn hook(world: &World, listener: &Listener, agent: &str, path: &str, payload: &str) -> Output {
     let mut child = Command::new(ENFORCER)
-        .args(["hook", agent])
+        .args(["hook", agent, "--verbose"])
         .env("AGENT_KERNEL_ENDPOINT", &listener.socket)
         .env("HOME", &world.home)
         .env("PATH", path)
@@ -418,7 +419,8 @@ fn visible(agent: &str, expect: Answer) -> Answer {
     }
 }
 
-/// The evidence indices the hook's output names ("log index N").
+/// The evidence indices the hook's output names ("log index N" or "log
+/// index N, M, ...").
 fn log_indices(output: &Output) -> Vec<u64> {
     let text = format!(
         "{}\n{}",
@@ -429,9 +431,15 @@ fn log_indices(output: &Output) -> Vec<u64> {
     let mut rest = text.as_str();
     while let Some(at) = rest.find("log index ") {
         rest = &rest[at + "log index ".len()..];
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if let Ok(index) = digits.parse() {
+        loop {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let Ok(index) = digits.parse() else { break };
             found.push(index);
+            rest = &rest[digits.len()..];
+            match rest.strip_prefix(", ") {
+                Some(more) if more.starts_with(|c: char| c.is_ascii_digit()) => rest = more,
+                _ => break,
+            }
         }
     }
     found.sort_unstable();
@@ -453,6 +461,12 @@ fn perform(world: &World, path: &str, payload: &str) -> Effect {
     let text = |field: &str| input[field].as_str().unwrap_or_default().to_owned();
     let fail = |output: String| Effect { ok: false, output };
     match value["tool_name"].as_str().unwrap() {
+        // Codex applies `apply_patch <<'EOF'` itself, without a shell.
+        "Bash" if text("command").starts_with("apply_patch <<") => {
+            let command = text("command");
+            let start = command.find("*** Begin Patch").unwrap_or(0);
+            apply_patch(&world.workspace, &command[start..])
+        }
         "Bash" => {
             assert!(world.home.starts_with(world.workspace.parent().unwrap()));
             let output = Command::new("sh")
@@ -689,11 +703,6 @@ fn replay(agent: &str) {
         count(Kind::Dangerous) - dangerous_let_through.len(),
         count(Kind::Dangerous)
     );
-    assert!(calls.len() >= 40, "a session has at least 40 calls");
-    assert!(
-        ordinary * 4 >= calls.len() * 3,
-        "at least 75% of the calls are ordinary"
-    );
     // --- the world: no blocked call had its effect -----------------------
     assert!(
         !seen_by_agent.contains(SECRET),
@@ -766,80 +775,101 @@ fn replay(agent: &str) {
             );
         }
     }
-    let mut reported = 0;
+    // The calls ran one after another, so the evidence holds their
+    // decisions in the same order: each call's are those after the
+    // previous call's and up to the last one it names. An allowed call
+    // names all of its own; a blocked one names the decision that
+    // blocked it, and the parts before it (allowed, or asked in Claude
+    // Code) precede it.
+    let mut unclaimed: Vec<u64> = decisions.keys().copied().collect();
+    unclaimed.reverse();
+    let internal = |tool: &str| match agent {
+        "claude-code" => kernel_enforcer::hook::CLAUDE_CODE_INTERNAL_TOOLS.contains(&tool),
+        _ => kernel_enforcer::hook::CODEX_INTERNAL_TOOLS.contains(&tool),
+    };
     for (call, outcome) in calls.iter().zip(&outcomes) {
+        let at = |what: &str| format!("line {} `{}`: {what}", call.line, call.label);
         let tool = call.payload["tool_name"].as_str().unwrap();
         let kinds: &[ActionKind] = match tool {
-            "Read" | "Grep" | "Glob" | "LS" => &[ActionKind::FileRead],
+            "Read" | "Grep" | "Glob" | "LS" | "view_image" => &[ActionKind::FileRead],
             "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => &[ActionKind::FileWrite],
             "WebFetch" => &[ActionKind::Http],
-            "Bash" | "exec_command" | "shell" => &[
+            "Bash" => &[
                 ActionKind::Exec,
                 ActionKind::FileRead,
                 ActionKind::FileWrite,
+                ActionKind::FileDelete,
             ],
             "apply_patch" => &[ActionKind::FileWrite, ActionKind::FileDelete],
             _ => &[ActionKind::ToolCall],
         };
-        let recorded: Vec<Decision> = outcome
-            .indices
+        let Some(&last) = outcome.indices.last() else {
+            // Without a decision, only the agent's own bookkeeping passes,
+            // and only a call the hook could not decide (refused before
+            // asking) is blocked.
+            let refused = outcome.got == Some(Answer::Deny)
+                && String::from_utf8_lossy(&outcome.output.stderr)
+                    .starts_with("agent-kernel: blocked");
+            assert!(
+                (internal(tool) && outcome.got == Some(Answer::Allow)) || refused,
+                "{}",
+                at("no receipt named")
+            );
+            continue;
+        };
+        let mut own = Vec::new();
+        while unclaimed.last().is_some_and(|index| *index <= last) {
+            own.push(unclaimed.pop().unwrap());
+        }
+        for index in &outcome.indices {
+            assert!(
+                own.contains(index),
+                "{}",
+                at(&format!("log index {index} is no decision of this call"))
+            );
+        }
+        let recorded: Vec<Decision> = own
             .iter()
             .map(|index| {
-                let (decision, kind) = decisions.get(index).unwrap_or_else(|| {
-                    panic!(
-                        "line {} `{}`: log index {index} is not a decision in the evidence",
-                        call.line, call.label
-                    )
-                });
+                let (decision, kind) = decisions[index];
                 assert!(
-                    kinds.contains(kind),
-                    "line {} `{}`: recorded as {kind:?}",
-                    call.line,
-                    call.label
+                    kinds.contains(&kind),
+                    "{}",
+                    at(&format!("recorded as {kind:?}"))
                 );
-                *decision
+                decision
             })
             .collect();
-        reported += recorded.len();
-        // What the hook reported is what the evidence holds.
+        let (&final_decision, before) = recorded.split_last().unwrap();
         match call.expect {
-            Answer::Allow => assert!(
-                recorded.iter().all(|d| *d == Decision::Allow),
-                "line {} `{}`: {recorded:?}",
-                call.line,
-                call.label
-            ),
+            Answer::Allow => {
+                assert_eq!(
+                    own,
+                    outcome.indices,
+                    "{}",
+                    at("allowed parts not all named")
+                );
+                assert!(
+                    recorded.iter().all(|d| *d == Decision::Allow),
+                    "{}",
+                    at(&format!("answered allow, recorded {recorded:?}"))
+                );
+            }
             Answer::Deny => assert!(
-                recorded.contains(&Decision::Deny),
-                "line {} `{}`: an answer of deny with the evidence holding {recorded:?}",
-                call.line,
-                call.label
+                final_decision == Decision::Deny && before.iter().all(|d| *d != Decision::Deny),
+                "{}",
+                at(&format!("answered deny, recorded {recorded:?}"))
             ),
             Answer::Ask => assert!(
                 recorded.contains(&Decision::Ask) && !recorded.contains(&Decision::Deny),
-                "line {} `{}`: an answer of ask with the evidence holding {recorded:?}",
-                call.line,
-                call.label
+                "{}",
+                at(&format!("answered ask, recorded {recorded:?}"))
             ),
         }
-        // A call the policy decided names its receipts; only the agent's
-        // bookkeeping tools may pass without one.
-        if recorded.is_empty() {
-            assert!(
-                matches!(
-                    tool,
-                    "TodoWrite" | "Task" | "update_plan" | "ExitPlanMode" | "BashOutput"
-                ),
-                "line {} `{}`: no receipt named",
-                call.line,
-                call.label
-            );
-        }
     }
-    assert_eq!(
-        reported,
-        decisions.len(),
-        "the evidence holds decisions the hook did not report"
+    assert!(
+        unclaimed.is_empty(),
+        "the evidence holds decisions of no call: {unclaimed:?}"
     );
 }
 
@@ -851,4 +881,29 @@ fn a_recorded_claude_code_session_under_the_claude_code_profile() {
 #[test]
 fn a_recorded_codex_session_under_the_codex_profile() {
     replay("codex");
+}
+
+/// Each recorded session has at least 40 calls, three in four of them
+/// ordinary work, and covers what it must keep out.
+#[test]
+fn the_recorded_sessions_are_ordinary_work_with_attacks_among_it() {
+    for agent in ["claude-code", "codex"] {
+        let calls = session(agent);
+        let ordinary = calls.iter().filter(|c| c.kind == Kind::Ordinary).count();
+        assert!(calls.len() >= 40, "{agent}: {} calls", calls.len());
+        assert!(
+            ordinary * 4 >= calls.len() * 3,
+            "{agent}: {ordinary} of {} calls ordinary",
+            calls.len()
+        );
+        for call in &calls {
+            let expected = match call.kind {
+                Kind::Ordinary => Answer::Allow,
+                Kind::Confirm => Answer::Ask,
+                Kind::Dangerous => Answer::Deny,
+            };
+            assert_eq!(call.expect, expected, "{agent} line {}", call.line);
+        }
+        assert!(calls.iter().any(|c| c.kind == Kind::Dangerous && c.run));
+    }
 }
