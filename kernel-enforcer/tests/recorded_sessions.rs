@@ -73,6 +73,8 @@ struct Call {
     label: String,
     kind: Kind,
     expect: Answer,
+    /// Text the hook's reason must hold (which rule decided).
+    reason: Option<String>,
     run: bool,
     payload: serde_json::Value,
 }
@@ -99,6 +101,7 @@ fn session(agent: &str) -> Vec<Call> {
                     other => panic!("unknown kind `{other}`"),
                 },
                 expect: Answer::parse(value["expect"].as_str().unwrap()),
+                reason: value["reason"].as_str().map(str::to_owned),
                 run: value["run"].as_bool().unwrap_or(false),
                 payload: value["payload"].clone(),
             }
@@ -665,6 +668,15 @@ fn replay(agent: &str) {
             call.line,
             call.label
         ));
+        let said = String::from_utf8_lossy(&outcome.output.stderr);
+        if let Some(reason) = &call.reason
+            && !said.contains(reason.as_str())
+        {
+            wrong.push(format!(
+                "line {} `{}`: the reason does not say `{reason}`: {said}",
+                call.line, call.label
+            ));
+        }
         if outcome.got != Some(want) {
             wrong.push(format!(
                 "line {} `{}`: got {:?}, want {want:?}; hook said: {}{}",
