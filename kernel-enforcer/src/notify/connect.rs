@@ -1,5 +1,5 @@
 //! Connections. `connect` to an IPv4 or IPv6 address is a `NetConnect`
-//! of the address; to a Unix socket file, a `FileWrite` in
+//! of the address (IPv6 in brackets, as a host is written); to a Unix socket file, a `FileWrite` in
 //! [`WriteMode::Connect`] mode of the socket's path. Either is made by the
 //! enforcer, whose connected socket then replaces the agent's (same
 //! descriptor number, blocking mode and close-on-exec flag kept): the
@@ -62,7 +62,13 @@ impl Governor {
             }
             _ => return None,
         };
-        let action = Action::net_connect(peer.ip().to_string(), peer.port());
+        // In the canonical form of a host: an IPv6 address in brackets
+        // (bare, it is no host, and the call was refused undecided).
+        let host = match peer.ip() {
+            std::net::IpAddr::V4(v4) => url::Host::<String>::Ipv4(v4).to_string(),
+            std::net::IpAddr::V6(v6) => url::Host::<String>::Ipv6(v6).to_string(),
+        };
+        let action = Action::net_connect(host, peer.port());
         let canonical = CanonicalAction::new(action, None).ok()?;
         if !decide(canonical) {
             return None;
