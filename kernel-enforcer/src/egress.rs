@@ -107,6 +107,10 @@ pub const REMOVED_VARIABLES: [&str; 2] = ["NO_PROXY", "no_proxy"];
 /// whose record is written.
 pub type Decide = Arc<dyn Fn(CanonicalAction) -> bool + Send + Sync>;
 
+/// Told of a fault of the proxy's own (a handler that panicked): halts
+/// the session.
+pub type Fault = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The local addresses the enforcer connected to the proxy from, on the
 /// agent's behalf, not yet accepted.
 #[derive(Debug, Default)]
@@ -220,15 +224,18 @@ impl EgressProxy {
     /// each admitted connection on a thread of its own, every request
     /// decided with `decide` (at most `rate`, with the same waiting rule as
     /// governed calls; beyond, a 503, unrecorded), effects started only
-    /// through `latch`.
+    /// through `latch`. A handler that panics closes its connection and
+    /// reports to `fault`.
     pub fn serve(
         self,
         decide: Decide,
+        fault: Fault,
         latch: Arc<HaltLatch>,
         rate: RateLimit,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let context = Arc::new(Context {
             decide,
+            fault,
             latch,
             bucket: Mutex::new(Bucket::new(rate)),
             proxy: self.door.address,
@@ -270,7 +277,12 @@ fn accept_loop(listener: &TcpListener, door: &Door, context: &Arc<Context>) {
             .name("egress-connection".into())
             .spawn(move || {
                 let _live = Live(&served.live);
-                serve_connection(&served, stream);
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve_connection(&served, stream);
+                }));
+                if handled.is_err() {
+                    (served.fault)("internal fault: a panic in the egress proxy");
+                }
             });
         if spawned.is_err() {
             context.live.fetch_sub(1, Ordering::SeqCst);
@@ -290,6 +302,7 @@ impl Drop for Live<'_> {
 /// What every connection's handler shares.
 struct Context {
     decide: Decide,
+    fault: Fault,
     latch: Arc<HaltLatch>,
     bucket: Mutex<Bucket>,
     /// The proxy's own address, never connected to.
@@ -308,6 +321,8 @@ impl Context {
             Some(wait) => std::thread::sleep(wait),
             None => return Err((503, "too many decisions at once; try again".into())),
         }
+        #[cfg(debug_assertions)]
+        crate::notify::injected_fault(action);
         if (self.decide)(action.clone()) {
             Ok(())
         } else {
@@ -1342,6 +1357,7 @@ mod tests {
                 seen.lock().push(crate::describe::action(action.action()));
                 allow(action.action())
             }),
+            fault: Arc::new(|_: &str| {}),
             latch: Arc::new(HaltLatch::new()),
             bucket: Mutex::new(Bucket::new(RateLimit::default())),
             proxy: "127.0.0.1:1".parse().unwrap(),
@@ -1385,6 +1401,7 @@ mod tests {
         let itself = Context {
             proxy: SocketAddr::from(([127, 0, 0, 1], port)),
             decide: Arc::clone(&context.decide),
+            fault: Arc::clone(&context.fault),
             latch: Arc::clone(&context.latch),
             bucket: Mutex::new(Bucket::new(RateLimit::default())),
             live: AtomicUsize::new(0),

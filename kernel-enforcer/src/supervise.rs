@@ -298,9 +298,22 @@ fn run_governed(
                 .is_some_and(|mut session| session.decide_system_call(action))
         });
         let latch = session.lock().halt_latch();
+        let fault: crate::egress::Fault = {
+            let shared = Arc::clone(&session);
+            let latch = Arc::clone(&latch);
+            Arc::new(move |cause: &str| {
+                // Recorded when the session's lock can be had; the latch
+                // stops the session either way.
+                match shared.try_lock_for(Duration::from_millis(200)) {
+                    Some(mut session) => drop(session.halt(cause, "enforcer")),
+                    None => drop(latch.halt(cause)),
+                }
+            })
+        };
         proxy
             .serve(
                 decide,
+                fault,
                 latch,
                 notify::RateLimit::per_second(agent.syscall_rate),
             )

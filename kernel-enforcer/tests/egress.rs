@@ -904,3 +904,44 @@ fn npm_installs_from_a_registry_through_the_proxy() {
         "{decided:?}"
     );
 }
+
+/// A handler of the proxy that panics (a fault injected into every `http`
+/// decision, debug builds only) closes its connection without an answer
+/// and halts the session, recorded; the server is never reached and the
+/// run ends.
+#[test]
+fn a_panic_in_the_proxy_halts_the_session() {
+    if !cfg!(debug_assertions) {
+        println!("SKIPPED: fault injection exists in debug builds only");
+        return;
+    }
+    let scene = scene();
+    let site = site_with_page(&scene.root.join("site"), "never\n");
+    let url = format!("http://localhost:{}/", site.port);
+    let script = format!("/usr/bin/curl -sS {url}; echo curl=$? > after; /usr/bin/sleep 60");
+    let mut run = governed(&scene, &[], "/usr/bin/sh", &["-c", &script]);
+    run.env("AGENT_KERNEL_TEST_FAULT", "panic:http");
+    let started = Instant::now();
+    let out = output_within(run);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the halt did not end the run"
+    );
+    assert!(!out.status.success());
+    assert_eq!(site.accepted(), 0);
+    let log = std::fs::read(&scene.evidence).unwrap();
+    kernel_core::audit(&log, &kernel_core::AuditOptions::default()).unwrap();
+    let inspected = Command::new(ENFORCER)
+        .args(["audit", "inspect"])
+        .arg(&scene.evidence)
+        .output()
+        .unwrap();
+    let lines = text(&inspected.stdout);
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.contains(" halt ") && l.contains("a panic in the egress proxy")),
+        "no halt recorded in\n{lines}"
+    );
+    assert!(network_decisions(&scene.evidence).is_empty());
+}

@@ -305,7 +305,7 @@ fn serve_one_at_a_time(
 /// decision. The agent cannot set it (its environment is its own); release
 /// builds do not have it.
 #[cfg(debug_assertions)]
-fn injected_fault(action: &CanonicalAction) {
+pub(crate) fn injected_fault(action: &CanonicalAction) {
     let Ok(fault) = std::env::var("AGENT_KERNEL_TEST_FAULT") else {
         return;
     };
