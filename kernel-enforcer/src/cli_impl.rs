@@ -242,11 +242,11 @@ struct RunArgs {
     /// that host names are decided by name: `CONNECT host:port` as a
     /// `net_connect` of the name, a plain `http://` request as an `http`
     /// action. Only the agent's own connections are served.
-    #[arg(long, overrides_with = "no_egress_proxy")]
+    #[arg(long, overrides_with = "no_egress_proxy", requires = "govern_syscalls")]
     egress_proxy: bool,
     /// With `--govern-syscalls`: no egress proxy; the agent's environment
     /// is left as it is, and every connection is decided by IP address.
-    #[arg(long, overrides_with = "egress_proxy")]
+    #[arg(long, overrides_with = "egress_proxy", requires = "govern_syscalls")]
     no_egress_proxy: bool,
     /// Another tree of programs and libraries the agent may read and run
     /// without a decision, as it may `/usr` (repeat for several): a
