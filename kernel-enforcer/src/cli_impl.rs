@@ -304,6 +304,14 @@ struct SessionArgs {
     /// decision takes effect (the strict default).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(2..=60_000))]
     evidence_window: Option<u64>,
+    /// Shadow mode, to learn what an agent does: decide and record every
+    /// action as usual, then let one the policy denies (or asks about)
+    /// proceed anyway, recorded as such (`shadow-deny`, `shadow-ask`).
+    /// The kernel floor and the kill switch still deny. Announced in the
+    /// handshake and recorded at the start of the session; `policy
+    /// suggest` writes a policy from the evidence. Command line only.
+    #[arg(long)]
+    shadow: bool,
 }
 
 /// A session's settings once flags, configuration file and defaults are
@@ -323,6 +331,7 @@ struct Settings {
     exec_timeout: Duration,
     danger_evidence_os_buffered: bool,
     evidence_window: Option<Duration>,
+    shadow: bool,
     scratch: Option<PathBuf>,
     connect_timeout: Duration,
     syscall_rate: u32,
@@ -397,6 +406,8 @@ impl SessionArgs {
                 }
                 ms => ms.map(Duration::from_millis),
             },
+            // The flag only: no configuration file can turn it on.
+            shadow: self.shadow,
             scratch: file.scratch,
             connect_timeout: secs(None, file.connect_timeout_secs, DEFAULT_CONNECT_TIMEOUT),
             syscall_rate: file
@@ -742,7 +753,14 @@ fn start_session(
         permit_ttl: args.permit_ttl,
         checkpoint_records: args.checkpoint_every,
         checkpoint_interval: args.checkpoint_interval,
+        shadow: args.shadow,
     };
+    if args.shadow {
+        eprintln!(
+            "kernel-enforcer: SHADOW MODE (--shadow): actions the policy denies or asks about \
+             proceed, recorded as such; only the kernel floor and the kill switch still deny"
+        );
+    }
     let handoff = HandoffListener::bind()
         .map_err(|e| format!("cannot create the descriptor hand-off socket: {e}"))?;
     // Bound here, before any agent is started, so that no agent can take

@@ -739,8 +739,8 @@ fn applies_to(policy: &Policy, action: &EntityUid) -> bool {
 
 fn rank(decision: Decision) -> u8 {
     match decision {
-        Decision::Deny => 0,
-        Decision::Ask => 1,
+        Decision::Deny | Decision::ShadowDeny => 0,
+        Decision::Ask | Decision::ShadowAsk => 1,
         Decision::Allow => 2,
     }
 }
