@@ -453,6 +453,12 @@ enum PolicyCommand {
     /// Cedar's symbolic analysis (needs the cvc5 solver). Exits 0 if there
     /// are none, 1 if there are, 2 if that could not be decided.
     Diff(policy_cli::DiffArgs),
+    /// Write Cedar permits from verified evidence (what an agent was seen
+    /// to do, in shadow mode for instance), with the base's forbids kept
+    /// on top; print what the analyser finds they allow beyond the base,
+    /// and with --max-widening fail when a permit allows a request class
+    /// no record exercised. Exits 0, 1 when wider, 2 on any error.
+    Suggest(policy_cli::SuggestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -497,6 +503,7 @@ pub fn main() -> ExitCode {
         }
         Command::Policy(PolicyCommand::Explain(args)) => return policy_cli::explain(&args),
         Command::Policy(PolicyCommand::Diff(args)) => return policy_cli::diff(&args),
+        Command::Policy(PolicyCommand::Suggest(args)) => return policy_cli::suggest(&args),
         Command::Policy(PolicyCommand::Schema) => {
             print!("{}", policy::SCHEMA);
             Ok(())
