@@ -15,7 +15,8 @@
 //! between the runs (a compiler's temporary file) becomes free in its
 //! argument shape, as it would for an operator who observes more than one
 //! run. `KERNEL_WORKLOADS_LOOP_OUT=DIR` keeps the policy, the tests and
-//! the reports there.
+//! the reports there; `KERNEL_WORKLOADS_LOOP_ONLY=git,c` runs only those
+//! workloads.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -117,7 +118,13 @@ fn shadow_run_suggest_review_test_and_enforce() {
     let mut prepared_all = Vec::new();
     let mut evidence = Vec::new();
     let mut index = 0;
-    for name in WORKLOADS {
+    let only = std::env::var("KERNEL_WORKLOADS_LOOP_ONLY").ok();
+    let chosen = WORKLOADS.into_iter().filter(|name| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|n| n == *name))
+    });
+    let mut transcript = String::new();
+    for name in chosen {
         let prepared = match runner::prepare(workloads::by_name(name).unwrap(), &tools, Size::Short)
         {
             Ok(prepared) => prepared,
@@ -136,6 +143,10 @@ fn shadow_run_suggest_review_test_and_enforce() {
             assert_same(name, "under shadow mode", &prepared.steps, &reference, &run);
             let found = run.evidence.as_ref().unwrap();
             assert!(found.verified, "{name}: {}", found.verify_output);
+            transcript.push_str(&format!(
+                "shadow run of {name}: audit verify\n{}\n\n",
+                found.verify_output
+            ));
             assert!(
                 found.denials.is_empty(),
                 "{name}: nothing is blocked under shadow mode, but {:?}",
@@ -215,6 +226,10 @@ fn shadow_run_suggest_review_test_and_enforce() {
         );
         let found = run.evidence.as_ref().unwrap();
         assert!(found.verified, "{name}: {}", found.verify_output);
+        transcript.push_str(&format!(
+            "enforced run of {name}: audit verify\n{}\n\n",
+            found.verify_output
+        ));
         assert_eq!(
             (found.denied, found.shadowed),
             (0, 0),
@@ -311,5 +326,6 @@ fn shadow_run_suggest_review_test_and_enforce() {
         }
         std::fs::write(out.join("suggest-report.txt"), &report).unwrap();
         std::fs::write(out.join("policy-test.txt"), &tested).unwrap();
+        std::fs::write(out.join("runs.txt"), &transcript).unwrap();
     }
 }

@@ -1260,32 +1260,11 @@ fn check_and_test(
             why: "recorded as denied, and the suggestion does not deny it".into(),
         })
         .collect();
+    // `policy test` prints each case's request after its name.
     suggestion.tests = cases
         .into_values()
         .map(|(mut case, count)| {
-            let action = case.request.action.clone();
-            let what = case
-                .request
-                .path
-                .clone()
-                .or_else(|| {
-                    case.request.program.as_ref().map(|p| {
-                        std::iter::once(p.clone())
-                            .chain(case.request.args.iter().flatten().cloned())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    })
-                })
-                .or_else(|| case.request.url.clone())
-                .or_else(|| case.request.host.clone())
-                .or_else(|| case.request.tool.clone())
-                .or_else(|| case.request.kind.clone())
-                .or_else(|| case.request.method.clone())
-                .unwrap_or_default();
-            case.name = format!(
-                "recorded {count} time{}: {action} {what}",
-                if count == 1 { "" } else { "s" }
-            );
+            case.name = format!("recorded {count} time{}", if count == 1 { "" } else { "s" });
             case
         })
         .collect();
