@@ -339,3 +339,79 @@ when { resource.name == "secret.txt" };
     let summary = verify(&fixture.evidence);
     assert!(summary.contains("shadow mode: 1 sessions;"), "{summary}");
 }
+
+/// The decision endpoint in shadow mode: `ask` prints a `shadow-deny`
+/// receipt and exits 0; `exec` has the broker run a program no permit
+/// allows; the floor still keeps the policy file from being read through
+/// the broker; `status` says shadow.
+#[test]
+fn listen_in_shadow_mode_brokers_what_the_policy_denies_but_not_the_floor() {
+    let fixture = fixture(POLICY);
+    let socket = fixture.dir.path().join("state/endpoint.sock");
+    let mut child = Command::new(ENFORCER)
+        .args(["listen", "--shadow", "--policy"])
+        .arg(&fixture.policy)
+        .arg("--workspace")
+        .arg(&fixture.workspace)
+        .arg("--evidence")
+        .arg(&fixture.evidence)
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "listen did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = |args: &[&str], stdin: &str| {
+        use std::io::Write as _;
+        let mut run = Command::new(ENFORCER)
+            .args(args)
+            .env("AGENT_KERNEL_ENDPOINT", &socket)
+            .current_dir(&fixture.workspace)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        run.stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        run.wait_with_output().unwrap()
+    };
+    let document = format!(
+        r#"{{"version": 1, "action": {{"kind": "file_read", "path": "{}"}}}}"#,
+        fixture.ws("anything.txt")
+    );
+    let asked = client(&["ask", "--action-json", "-"], &document);
+    assert_eq!(asked.status.code(), Some(0), "{asked:?}");
+    let receipt: serde_json::Value = serde_json::from_slice(&asked.stdout).unwrap();
+    assert_eq!(receipt["decision"], "shadow-deny", "{receipt}");
+
+    let made = client(&["exec", "--", "mkdir", "made-in-shadow"], "");
+    assert_eq!(made.status.code(), Some(0), "{made:?}");
+    assert!(fixture.workspace.join("made-in-shadow").is_dir());
+
+    let policy = fixture.policy.to_string_lossy().into_owned();
+    let leaked = client(&["exec", "--", "cat", &policy], "");
+    assert_eq!(leaked.status.code(), Some(126), "{leaked:?}");
+    assert!(
+        !String::from_utf8_lossy(&leaked.stdout).contains("read-allowed"),
+        "the policy's text must not come out"
+    );
+
+    let status = operator(&fixture.evidence, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["data"]["shadow"], serde_json::Value::Bool(true));
+    let _ = child.kill();
+    let _ = child.wait();
+}
