@@ -658,3 +658,94 @@ fn operator_commands_refuse_to_guess_between_enforcers() {
         assert!(error.contains(&control.display().to_string()), "{error}");
     }
 }
+
+/// A tool call as the agent makes it: the hook decides, and only when it
+/// lets the call through does the tool run (`Bash` in the project through
+/// the shell, `Write` of the file). Returns the hook's output.
+fn agent_call(
+    home: &Home,
+    hook: &str,
+    project: &Path,
+    tool: &str,
+    input: serde_json::Value,
+) -> Output {
+    let payload = serde_json::json!({
+        "session_id": "s", "hook_event_name": "PreToolUse", "cwd": project,
+        "tool_name": tool, "tool_input": input, "tool_use_id": "toolu_1",
+    });
+    let verdict = run_hook(home, hook, &payload);
+    if verdict.status.code() == Some(0) {
+        match tool {
+            "Bash" => {
+                let status = Command::new("sh")
+                    .args(["-c", input["command"].as_str().unwrap()])
+                    .current_dir(project)
+                    .env("HOME", &home.home)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "{input}");
+            }
+            "Write" => {
+                let path = Path::new(input["file_path"].as_str().unwrap());
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, input["content"].as_str().unwrap()).unwrap();
+            }
+            _ => panic!("no such tool here: {tool}"),
+        }
+    }
+    verdict
+}
+
+/// Blocked by the floor, not by the profile or a failure.
+fn assert_floor(output: &Output, what: &str) {
+    assert_eq!(output.status.code(), Some(2), "{what}: allowed");
+    assert!(
+        text(&output.stderr).contains("the kernel's own assets"),
+        "{what}: {}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn codex_hooks_cannot_be_switched_off_by_a_project_configuration() {
+    let home = Home::new();
+    let project = home.project("proj");
+    ok(&home.init("codex", &project, &["--no-service"]));
+    let hook = hook_command(&home.home.join(".codex/hooks.json"));
+    let _running = listen(&home);
+    let bash = |command: &str| {
+        agent_call(
+            &home,
+            &hook,
+            &project,
+            "Bash",
+            serde_json::json!({"command": command}),
+        )
+    };
+    // Ordinary work in the project is still decided and allowed.
+    assert_eq!(bash("mkdir src").status.code(), Some(0));
+    assert!(project.join("src").is_dir());
+    // Codex reads `.codex/config.toml` in the project, and in every
+    // directory from the project's root down to it: `[features] hooks =
+    // false` there switches every hook off for the next session.
+    let parent = project.parent().unwrap();
+    for (command, dir) in [
+        ("mkdir .codex", project.join(".codex")),
+        ("mkdir ../.codex", parent.join(".codex")),
+    ] {
+        assert_floor(&bash(command), command);
+        assert!(!dir.exists(), "{command}");
+    }
+    for command in [
+        "git config -f .codex/config.toml features.hooks false",
+        "git config -f ../.codex/config.toml features.hooks false",
+        "git config -f src/../.codex/config.toml features.hooks false",
+    ] {
+        assert_floor(&bash(command), command);
+    }
+    assert!(!project.join(".codex").exists());
+    assert!(!parent.join(".codex").exists());
+}

@@ -17,7 +17,9 @@
 //! - the `listen` configuration `$XDG_CONFIG_HOME/agent-kernel/NAME.toml`
 //!   naming policy, key, evidence, workspace (`P`) and socket, and the
 //!   agent's hook settings as extra protected paths: the floor then denies
-//!   the agent any action on the files that could switch its hook off;
+//!   the agent any action on the files that could switch its hook off
+//!   (for Codex also the `.codex` directory of `P` and of every directory
+//!   above it, whose `config.toml` Codex reads as project configuration);
 //! - the hook in the agent's settings, merged into what is there: Claude
 //!   Code's `P/.claude/settings.local.json` (the project's personal
 //!   settings, which Claude Code keeps out of version control: the hook
@@ -221,6 +223,19 @@ fn instance_name(agent: Agent, project: &Path) -> String {
     )
 }
 
+/// `name` in `project` and in every directory above it but the root
+/// directory, where the agents look for project settings too. The root is
+/// left out: only the superuser may write there, and the floor also matches
+/// an asset's path as text in arguments, where `/.codex` would match every
+/// `.codex` anywhere.
+fn in_project_and_above(project: &Path, name: &str) -> Vec<PathBuf> {
+    project
+        .ancestors()
+        .filter(|dir| dir.parent().is_some())
+        .map(|dir| dir.join(name))
+        .collect()
+}
+
 /// `$CODEX_HOME` (it must exist, and Codex names it canonically) or
 /// `~/.codex`, as Codex finds its home.
 fn codex_home(home: &Path) -> Result<PathBuf, String> {
@@ -285,7 +300,13 @@ impl Layout {
                 let codex = codex_home(&home)?;
                 let hooks = codex.join("hooks.json");
                 let config = codex.join("config.toml");
-                (hooks.clone(), Some(config.clone()), vec![hooks, config])
+                let mut protect = vec![hooks.clone(), config.clone()];
+                // A project's `.codex/config.toml`, read from the project's
+                // root down to where Codex starts, can switch hooks off
+                // (`[features] hooks = false`) or start programs of its own
+                // (MCP servers, `notify`) outside the hook.
+                protect.extend(in_project_and_above(&project, ".codex"));
+                (hooks, Some(config), protect)
             }
         };
         let layout = Self {
