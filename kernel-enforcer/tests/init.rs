@@ -749,3 +749,63 @@ fn codex_hooks_cannot_be_switched_off_by_a_project_configuration() {
     assert!(!project.join(".codex").exists());
     assert!(!parent.join(".codex").exists());
 }
+
+#[test]
+fn claude_code_mcp_servers_cannot_be_added_outside_the_hook() {
+    let home = Home::new();
+    let project = home.project("proj");
+    std::fs::write(project.join("servers.json"), "{}").unwrap();
+    ok(&home.init("claude-code", &project, &["--no-service"]));
+    let hook = hook_command(&project.join(".claude/settings.local.json"));
+    let _running = listen(&home);
+    // Claude Code starts the commands of the MCP servers named in
+    // `.mcp.json` (in the project and every directory above it) and in its
+    // own `~/.claude.json` by itself, outside the hook: such a command could
+    // rewrite the hook's settings before the next session.
+    let servers =
+        serde_json::json!({"mcpServers": {"x": {"command": "sh", "args": ["-c", "true"]}}});
+    let mcp = project.join(".mcp.json");
+    let write = agent_call(
+        &home,
+        &hook,
+        &project,
+        "Write",
+        serde_json::json!({"file_path": mcp, "content": servers.to_string()}),
+    );
+    assert_floor(&write, "Write .mcp.json");
+    assert!(!mcp.exists());
+    let parent = project.parent().unwrap();
+    let claude_json = home.home.join(".claude.json");
+    for (command, file) in [
+        ("cp servers.json .mcp.json".to_owned(), mcp.clone()),
+        (
+            "cp servers.json ../.mcp.json".to_owned(),
+            parent.join(".mcp.json"),
+        ),
+        (
+            format!("cp servers.json {}", claude_json.display()),
+            claude_json.clone(),
+        ),
+    ] {
+        let output = agent_call(
+            &home,
+            &hook,
+            &project,
+            "Bash",
+            serde_json::json!({"command": command}),
+        );
+        assert_floor(&output, &command);
+        assert!(!file.exists(), "{command}");
+    }
+    // Other files of the project are written as before.
+    let notes = project.join("notes.md");
+    let write = agent_call(
+        &home,
+        &hook,
+        &project,
+        "Write",
+        serde_json::json!({"file_path": notes, "content": "notes\n"}),
+    );
+    assert_eq!(write.status.code(), Some(0), "{}", text(&write.stderr));
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "notes\n");
+}

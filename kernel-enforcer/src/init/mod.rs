@@ -19,7 +19,9 @@
 //!   agent's hook settings as extra protected paths: the floor then denies
 //!   the agent any action on the files that could switch its hook off
 //!   (for Codex also the `.codex` directory of `P` and of every directory
-//!   above it, whose `config.toml` Codex reads as project configuration);
+//!   above it, whose `config.toml` Codex reads as project configuration;
+//!   for Claude Code also the files naming MCP servers, whose commands it
+//!   starts outside the hook: `.mcp.json` in `P` and above, `~/.claude.json`);
 //! - the hook in the agent's settings, merged into what is there: Claude
 //!   Code's `P/.claude/settings.local.json` (the project's personal
 //!   settings, which Claude Code keeps out of version control: the hook
@@ -289,11 +291,20 @@ impl Layout {
                     local_settings.clone()
                 };
                 // Any of them can switch hooks off (`disableAllHooks`).
-                let protect = vec![
+                let mut protect = vec![
                     project.join(".claude/settings.json"),
                     local_settings,
                     user_settings,
+                    // Claude Code's own configuration, with the MCP servers
+                    // of the user and of each project, whose commands it
+                    // starts by itself, outside the hook; and the older
+                    // name it reads when that file is missing.
+                    home.join(".claude.json"),
+                    home.join(".claude/.config.json"),
                 ];
+                // The project's MCP servers, read from `.mcp.json` in the
+                // project and in every directory above it: the same.
+                protect.extend(in_project_and_above(&project, ".mcp.json"));
                 (hook_file, None, protect)
             }
             Agent::Codex => {
