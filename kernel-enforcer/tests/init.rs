@@ -61,6 +61,7 @@ impl Home {
             .env_remove("XDG_STATE_HOME")
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("CODEX_HOME")
+            .env_remove("CLAUDE_CONFIG_DIR")
             .env_remove("AGENT_KERNEL_CONTROL")
             .env_remove("AGENT_KERNEL_ENDPOINT");
         command
@@ -808,4 +809,68 @@ fn claude_code_mcp_servers_cannot_be_added_outside_the_hook() {
     );
     assert_eq!(write.status.code(), Some(0), "{}", text(&write.stderr));
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "notes\n");
+}
+
+#[test]
+fn the_user_hook_goes_where_claude_code_reads_its_user_settings() {
+    let home = Home::new();
+    let project = home.project("proj");
+    // With `CLAUDE_CONFIG_DIR` set, Claude Code reads its user settings
+    // there and never `~/.claude/settings.json`: a hook put there would
+    // not run, and a `disableAllHooks` in the settings it does read would
+    // not be protected.
+    let claude = home.dir.path().join("claude-config");
+    let out = home
+        .command(&[
+            "init",
+            "claude-code",
+            "--user",
+            "--no-service",
+            "--project",
+            project.to_str().unwrap(),
+        ])
+        .env("CLAUDE_CONFIG_DIR", &claude)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    ok(&out);
+    let settings = claude.join("settings.json");
+    let hook = hook_command(&settings);
+    assert!(!home.home.join(".claude").exists());
+    let config = std::fs::read_to_string(only_file(&home.config(), ".toml")).unwrap();
+    for protected in [&settings, &claude.join(".claude.json")] {
+        assert!(
+            config.contains(&format!("\"{}\"", protected.display())),
+            "{config}"
+        );
+    }
+    let _running = listen(&home);
+    let write = agent_call(
+        &home,
+        &hook,
+        &project,
+        "Bash",
+        serde_json::json!({"command": format!("cp /dev/null {}", settings.display())}),
+    );
+    assert_floor(&write, "cp over the user settings");
+    assert!(hook_command(&settings).contains(" hook claude-code "));
+
+    let relative = home
+        .command(&[
+            "init",
+            "claude-code",
+            "--no-service",
+            "--project",
+            project.to_str().unwrap(),
+        ])
+        .env("CLAUDE_CONFIG_DIR", "claude-config")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!relative.status.success());
+    assert!(
+        text(&relative.stderr).contains("CLAUDE_CONFIG_DIR is `claude-config`"),
+        "{}",
+        text(&relative.stderr)
+    );
 }

@@ -26,8 +26,9 @@
 //!   Code's `P/.claude/settings.local.json` (the project's personal
 //!   settings, which Claude Code keeps out of version control: the hook
 //!   names paths of this machine, and in the shared `settings.json` it
-//!   would block every tool call of everyone else), or
-//!   `~/.claude/settings.json` with `--user`; Codex's `$CODEX_HOME/hooks.json` (Codex reads hooks per
+//!   would block every tool call of everyone else), or the user's
+//!   `settings.json` in `$CLAUDE_CONFIG_DIR` (default `~/.claude`) with
+//!   `--user`; Codex's `$CODEX_HOME/hooks.json` (Codex reads hooks per
 //!   user) with its trust recorded in `$CODEX_HOME/config.toml`;
 //! - a systemd user unit `agent-kernel-NAME.service` running `listen
 //!   --config`, when `systemctl --user` works (else the command to run is
@@ -118,9 +119,11 @@ pub(crate) struct InitArgs {
     /// workspace [default: the current directory].
     #[arg(long, value_name = "DIR")]
     project: Option<PathBuf>,
-    /// Claude Code: put the hook in `~/.claude/settings.json`, for every
-    /// project, instead of the project's `.claude/settings.local.json` (Codex
-    /// reads hooks per user only).
+    /// Claude Code: put the hook in the user's settings
+    /// (`$CLAUDE_CONFIG_DIR/settings.json`, default
+    /// `~/.claude/settings.json`), for every project, instead of the
+    /// project's `.claude/settings.local.json` (Codex reads hooks per user
+    /// only).
     #[arg(long)]
     user: bool,
     /// Report what would be done and change nothing.
@@ -238,6 +241,28 @@ fn in_project_and_above(project: &Path, name: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Claude Code's configuration directory (its user settings are
+/// `settings.json` there) and its own configuration file, as Claude Code
+/// finds them: `$CLAUDE_CONFIG_DIR` and `.claude.json` in it, or
+/// `~/.claude` and `~/.claude.json`.
+fn claude_config(home: &Path) -> Result<(PathBuf, PathBuf), String> {
+    match std::env::var_os("CLAUDE_CONFIG_DIR").filter(|value| !value.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if !dir.is_absolute() {
+                return Err(format!(
+                    "CLAUDE_CONFIG_DIR is `{}`, which is not an absolute path: set it to one or \
+                     unset it",
+                    dir.display()
+                ));
+            }
+            let claude_json = dir.join(".claude.json");
+            Ok((dir, claude_json))
+        }
+        None => Ok((home.join(".claude"), home.join(".claude.json"))),
+    }
+}
+
 /// `$CODEX_HOME` (it must exist, and Codex names it canonically) or
 /// `~/.codex`, as Codex finds its home.
 fn codex_home(home: &Path) -> Result<PathBuf, String> {
@@ -283,7 +308,8 @@ impl Layout {
         let unit = instances::systemd_user_dir()?.join(format!("agent-kernel-{name}.service"));
         let (hook_file, codex_config, protect) = match args.agent {
             Agent::ClaudeCode => {
-                let user_settings = home.join(".claude/settings.json");
+                let (claude_dir, claude_json) = claude_config(&home)?;
+                let user_settings = claude_dir.join("settings.json");
                 let local_settings = project.join(".claude/settings.local.json");
                 let hook_file = if args.user {
                     user_settings.clone()
@@ -299,8 +325,8 @@ impl Layout {
                     // of the user and of each project, whose commands it
                     // starts by itself, outside the hook; and the older
                     // name it reads when that file is missing.
-                    home.join(".claude.json"),
-                    home.join(".claude/.config.json"),
+                    claude_json,
+                    claude_dir.join(".config.json"),
                 ];
                 // The project's MCP servers, read from `.mcp.json` in the
                 // project and in every directory above it: the same.
