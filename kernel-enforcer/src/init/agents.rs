@@ -7,7 +7,8 @@
 //!
 //! ```json
 //! {"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
-//!   {"type": "command", "command": "/usr/local/bin/kernel-enforcer hook claude-code --socket S"}]}]}}
+//!   {"type": "command", "command": "/usr/local/bin/kernel-enforcer hook claude-code --socket S",
+//!    "onFailure": "block"}]}]}}
 //! ```
 //!
 //! Codex runs a hook from a user's file only once it is trusted: its user
@@ -47,9 +48,12 @@ impl HookFormat {
     /// The hook handler as it is written.
     fn handler(self, command: &str) -> Doc {
         match self {
+            // `onFailure: block`: a hook that crashes, is missing or
+            // times out blocks the call instead of letting it run.
             Self::ClaudeCode => Doc::object([
                 ("type", Doc::string("command")),
                 ("command", Doc::string(command)),
+                ("onFailure", Doc::string("block")),
             ]),
             Self::Codex => Doc::object([
                 ("type", Doc::string("command")),
