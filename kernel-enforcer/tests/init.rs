@@ -879,3 +879,75 @@ fn the_user_hook_goes_where_claude_code_reads_its_user_settings() {
         text(&relative.stderr)
     );
 }
+
+#[test]
+fn an_agent_cannot_rewrite_another_enforcers_configuration_or_state() {
+    let home = Home::new();
+    let first = home.project("first");
+    let second = home.project("second");
+    ok(&home.init("claude-code", &first, &["--no-service"]));
+    ok(&home.init("claude-code", &second, &["--no-service"]));
+    ok(&home.init("codex", &second, &["--no-service"]));
+    let configs: Vec<PathBuf> = std::fs::read_dir(home.config())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    let theirs = configs
+        .iter()
+        .find(|path| path.to_string_lossy().contains("claude-code-second-"))
+        .unwrap()
+        .clone();
+    let codex_profile = home.config().join("codex.cedar");
+    let states: Vec<PathBuf> = std::fs::read_dir(home.state())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.to_string_lossy().contains("claude-code-first-"))
+        .collect();
+    let before = snapshot(&home.config());
+    let states_before: Vec<_> = states.iter().map(|state| snapshot(state)).collect();
+    // Only the first project's enforcer runs; its agent works in `first`.
+    let mine = configs
+        .iter()
+        .find(|path| path.to_string_lossy().contains("claude-code-first-"))
+        .unwrap();
+    let child = home
+        .command(&["listen", "--config", mine.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _running = Listener(child);
+    let hook = hook_command(&first.join(".claude/settings.local.json"));
+    let socket = hook.rsplit(' ').next().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "listen did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(
+        first.join("allow.cedar"),
+        "permit (principal, action, resource);\n",
+    )
+    .unwrap();
+    let mut commands = vec![
+        format!("cp allow.cedar {}", theirs.display()),
+        format!("cp allow.cedar {}", codex_profile.display()),
+    ];
+    for state in &states {
+        commands.push(format!("rm -f {}", state.join("kernel.key").display()));
+    }
+    for command in &commands {
+        let output = agent_call(
+            &home,
+            &hook,
+            &first,
+            "Bash",
+            serde_json::json!({"command": command}),
+        );
+        assert_floor(&output, command);
+    }
+    assert_eq!(snapshot(&home.config()), before);
+    let states_now: Vec<_> = states.iter().map(|state| snapshot(state)).collect();
+    assert_eq!(states_now, states_before);
+}

@@ -21,7 +21,9 @@
 //!   (for Codex also the `.codex` directory of `P` and of every directory
 //!   above it, whose `config.toml` Codex reads as project configuration;
 //!   for Claude Code also the files naming MCP servers, whose commands it
-//!   starts outside the hook: `.mcp.json` in `P` and above, `~/.claude.json`);
+//!   starts outside the hook: `.mcp.json` in `P` and above, `~/.claude.json`;
+//!   and the configuration and state directories of every enforcer, so
+//!   that no agent rewrites another's configuration or profile);
 //! - the hook in the agent's settings, merged into what is there: Claude
 //!   Code's `P/.claude/settings.local.json` (the project's personal
 //!   settings, which Claude Code keeps out of version control: the hook
@@ -306,7 +308,7 @@ impl Layout {
         let evidence = state.join("evidence.log");
         let config_root = instances::config_root()?;
         let unit = instances::systemd_user_dir()?.join(format!("agent-kernel-{name}.service"));
-        let (hook_file, codex_config, protect) = match args.agent {
+        let (hook_file, codex_config, mut protect) = match args.agent {
             Agent::ClaudeCode => {
                 let (claude_dir, claude_json) = claude_config(&home)?;
                 let user_settings = claude_dir.join("settings.json");
@@ -346,6 +348,11 @@ impl Layout {
                 (hooks, Some(config), protect)
             }
         };
+        // Every enforcer's configuration, profiles and state, not only this
+        // one's: an agent that may rewrite another project's configuration
+        // or the other agent's profile chooses that enforcer's policy the
+        // next time it starts.
+        protect.extend([config_root.clone(), state_root.clone()]);
         let layout = Self {
             agent: args.agent,
             key: state.join(keys::PRIVATE_KEY_FILE),
