@@ -236,6 +236,18 @@ struct RunArgs {
     /// [default: 2000].
     #[arg(long, value_name = "PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
     syscall_rate: Option<u32>,
+    /// With `--govern-syscalls` (the default there): run an HTTP proxy for
+    /// the agent on 127.0.0.1 and set `HTTP_PROXY`, `HTTPS_PROXY`,
+    /// `http_proxy` and `https_proxy` to it (and unset `NO_PROXY`), so
+    /// that host names are decided by name: `CONNECT host:port` as a
+    /// `net_connect` of the name, a plain `http://` request as an `http`
+    /// action. Only the agent's own connections are served.
+    #[arg(long, overrides_with = "no_egress_proxy", requires = "govern_syscalls")]
+    egress_proxy: bool,
+    /// With `--govern-syscalls`: no egress proxy; the agent's environment
+    /// is left as it is, and every connection is decided by IP address.
+    #[arg(long, overrides_with = "egress_proxy", requires = "govern_syscalls")]
+    no_egress_proxy: bool,
     /// Another tree of programs and libraries the agent may read and run
     /// without a decision, as it may `/usr` (repeat for several): a
     /// toolchain kept outside the system trees, such as `~/.rustup` and
@@ -338,6 +350,7 @@ struct Settings {
     connect_timeout: Duration,
     syscall_rate: u32,
     system_trees: Vec<PathBuf>,
+    egress_proxy: bool,
     socket: Option<PathBuf>,
 }
 
@@ -415,6 +428,7 @@ impl SessionArgs {
                 .syscall_rate
                 .unwrap_or(crate::notify::DEFAULT_RATE_PER_SECOND),
             system_trees: file.system_trees,
+            egress_proxy: file.egress_proxy.unwrap_or(true),
             socket: file.socket,
         })
     }
@@ -1057,6 +1071,11 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         connect_timeout: args
             .connect_timeout
             .map_or(settings.connect_timeout, Duration::from_secs),
+        egress_proxy: if args.no_egress_proxy {
+            false
+        } else {
+            args.egress_proxy || settings.egress_proxy
+        },
     };
     refuse_overlaps(&agent)?;
     let prepared = supervise::prepare(&agent).map_err(|e| e.to_string())?;

@@ -23,6 +23,7 @@
 //! scratch = "/srv/agent/scratch"
 //! connect_timeout_secs = 10
 //! syscall_rate = 2000
+//! egress_proxy = true
 //! system_trees = ["/opt/toolchains"]
 //! evidence_window_ms = 50
 //! socket = "/run/user/1000/agent-kernel.sock"
@@ -65,6 +66,9 @@ pub struct FileConfig {
     pub connect_timeout_secs: Option<u64>,
     /// Supervised mode with `--govern-syscalls`: decisions per second.
     pub syscall_rate: Option<u32>,
+    /// Supervised mode with `--govern-syscalls`: run the egress proxy
+    /// (the default) or not.
+    pub egress_proxy: Option<bool>,
     /// Supervised mode: more trees of programs and libraries the agent
     /// may read and run, like the system trees.
     #[serde(default)]
