@@ -5,9 +5,9 @@ use crate::keys;
 use kernel_core::merkle::{consistency_proof, inclusion_proof, root, verify_consistency};
 use kernel_core::note::{Checkpoint, SignedNote};
 use kernel_core::{
-    AuditOptions, AuditReport, EncodedRequest, Event, Record, VerifyingKey, WitnessCheck, audit,
-    decode_receipt_body_unverified, decode_record, format_public_key, parse_public_key,
-    split_records, split_records_prefix,
+    AuditOptions, AuditReport, EncodedRequest, Event, MAX_RECORD_BYTES, RECORD_TAG, Record,
+    VerifyingKey, WitnessCheck, audit, decode_receipt_body_unverified, decode_record,
+    format_public_key, parse_public_key, split_records, split_records_prefix,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,31 @@ pub(crate) fn read_cosignatures(path: &Path) -> Result<Vec<SignedNote>, String> 
 }
 
 fn read_log(log: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(log).map_err(|e| format!("`{}`: {e}", log.display()))
+    let bytes = std::fs::read(log).map_err(|e| format!("`{}`: {e}", log.display()))?;
+    if !begins_like_evidence(&bytes) {
+        return Err(format!(
+            "`{}` is not an evidence file: it does not begin with an evidence record (a \
+             length and `{}`)",
+            log.display(),
+            String::from_utf8_lossy(RECORD_TAG).trim_end()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Whether `bytes` can be the start of an evidence file: empty, or a
+/// record length within the limit followed by the record tag (as much of
+/// it as there is, so that a log torn inside its first record is still
+/// reported as torn). Anything else, such as a policy or a text file read
+/// as a length, is not evidence at all.
+fn begins_like_evidence(bytes: &[u8]) -> bool {
+    let Some((length, body)) = bytes.split_first_chunk::<4>() else {
+        return true;
+    };
+    let length = usize::try_from(u32::from_be_bytes(*length)).unwrap_or(usize::MAX);
+    let seen = body.len().min(RECORD_TAG.len());
+    (RECORD_TAG.len()..=MAX_RECORD_BYTES).contains(&length)
+        && body.get(..seen) == RECORD_TAG.get(..seen)
 }
 
 /// Options of `audit verify`.

@@ -680,7 +680,7 @@ fn start_session(
     }
     let evidence = args.evidence.clone();
     if let Some(parent) = evidence.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| format!("`{}`: {e}", parent.display()))?;
+        create_dirs(parent, &format!("evidence file `{}`", evidence.display()))?;
     }
     let control = args.control.clone().unwrap_or_else(|| {
         let mut path = evidence.as_os_str().to_owned();
@@ -688,11 +688,12 @@ fn start_session(
         PathBuf::from(path)
     });
     let index = crate::evidence_index::path_for(&evidence);
+    let halt_record = control::halt_record_path(&control);
     let protected: Vec<PathBuf> = args
         .policies
         .iter()
         .chain(args.key.iter())
-        .chain([&evidence, &index, &control])
+        .chain([&evidence, &index, &control, &halt_record])
         .chain(args.protect.iter())
         .chain(extra_assets.iter())
         .cloned()
@@ -982,6 +983,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
     let Some((program, program_args)) = args.command.split_first() else {
         return Err("no agent program given after `--`".into());
     };
+    let program = agent_program(program)?;
     let settings = args.session.settings()?;
     // A scratch directory the operator names is theirs to keep; the
     // default one is removed with everything in it when the agent is done
@@ -989,7 +991,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
     let mut _default_scratch = None;
     let scratch = match args.scratch.as_ref().or(settings.scratch.as_ref()) {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+            create_dirs(dir, &format!("scratch directory `{}`", dir.display()))?;
             dir.clone()
         }
         None => {
@@ -1023,7 +1025,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
     // The kill switch ends a supervised agent, not only its permissions.
     options.end_on_halt = true;
     let agent = supervise::Agent {
-        program: supervise::resolve_program(Path::new(program)),
+        program,
         args: program_args.to_vec(),
         workspace,
         scratch,
@@ -1060,6 +1062,65 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         evidence.display()
     );
     Ok(status)
+}
+
+/// The agent program resolved as it will be started (a bare name through
+/// `PATH`), refused with what is wrong with it when it cannot be started:
+/// such a failure is the operator's to fix, not the confinement's.
+fn agent_program(program: &str) -> Result<PathBuf, String> {
+    let resolved = supervise::resolve_program(Path::new(program));
+    if !program.contains('/') && !resolved.is_absolute() {
+        return Err(format!(
+            "the agent program `{program}` was not found on PATH: install it, or give its path"
+        ));
+    }
+    match std::fs::metadata(&resolved) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "the agent program `{}` does not exist",
+            resolved.display()
+        )),
+        Err(e) => Err(format!("the agent program `{}`: {e}", resolved.display())),
+        Ok(meta) if !meta.is_file() => Err(format!(
+            "the agent program `{}` is not a file",
+            resolved.display()
+        )),
+        Ok(meta) if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 == 0 => {
+            Err(format!(
+                "the agent program `{}` is not executable (chmod +x it?)",
+                resolved.display()
+            ))
+        }
+        Ok(_) => Ok(resolved),
+    }
+}
+
+/// Creates the directory `dir` and its missing parents. When a component
+/// on the way exists but is not a directory, says which one (the OS only
+/// says "File exists" or "Not a directory").
+/// `what` names the path the directory is for, in messages.
+fn create_dirs(dir: &Path, what: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| match not_a_directory(dir) {
+        Some(blocker) => format!("{what}: `{}` is not a directory", blocker.display()),
+        None => format!("{what}: cannot create `{}`: {e}", dir.display()),
+    })
+}
+
+/// The first component of `path`, from its root down, that exists and is
+/// not a directory (symbolic links followed), if any.
+fn not_a_directory(path: &Path) -> Option<&Path> {
+    let mut ancestors: Vec<&Path> = path
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .collect();
+    ancestors.reverse();
+    for ancestor in ancestors {
+        match std::fs::metadata(ancestor) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Some(ancestor),
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Refuses a scratch directory or system tree that contains the workspace
@@ -1117,7 +1178,7 @@ fn end_descendants() {
 }
 
 fn keygen(out: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(out).map_err(|e| format!("`{}`: {e}", out.display()))?;
+    create_dirs(out, &format!("key directory `{}`", out.display()))?;
     let key = keys::generate().map_err(|e| e.to_string())?;
     keys::write_private(&key, &out.join(keys::PRIVATE_KEY_FILE)).map_err(|e| e.to_string())?;
     let public_path = out.join(keys::PUBLIC_KEY_FILE);
@@ -1159,8 +1220,14 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
             control::request_authenticated(&args.control, request, &key, None)
         }
         None => control::request(&args.control, request),
-    }
-    .map_err(|e| e.to_string())?;
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(error @ control::ControlError::Unreachable { .. }) => {
+            return ended_halted(args, request, &error);
+        }
+        Err(error) => return Err(error.to_string()),
+    };
     if args.json {
         println!(
             "{}",
@@ -1195,6 +1262,59 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
     } else {
         Err("the enforcer refused the request".into())
     }
+}
+
+/// The answer for an enforcer that no longer answers: if it ended halted
+/// (it left its signed record at the control path), a `halt` is done
+/// already and succeeds saying so; anything else fails, saying that it
+/// ended halted when it did.
+fn ended_halted(
+    args: &ControlArgs,
+    request: &ControlRequest,
+    error: &control::ControlError,
+) -> Result<(), String> {
+    // A key given with --pubkey is the key the record must be signed by
+    // too; the record is otherwise checked like the key file.
+    let record = control::read_halt_record(&args.control).filter(|_| {
+        args.pubkey.as_ref().is_none_or(|file| {
+            std::fs::read_to_string(file)
+                .ok()
+                .and_then(|text| kernel_core::parse_public_key(&text).ok())
+                .zip(control::load_key_file(&args.control).ok())
+                .is_some_and(|(given, (found, _))| given == found)
+        })
+    });
+    let Some(record) = record else {
+        return Err(error.to_string());
+    };
+    let ended = format!(
+        "the enforcer at `{}` ended halted ({}); nothing runs there any more",
+        args.control.display(),
+        record.cause
+    );
+    if !matches!(request, ControlRequest::Halt { .. }) {
+        return Err(format!("{error}: {ended}"));
+    }
+    if args.json {
+        let answer = serde_json::json!({
+            "ok": true,
+            "message": format!("already halted: {ended}"),
+            "data": {
+                "already_halted": true,
+                "running": false,
+                "cause": record.cause,
+                "session": record.session,
+                "at_ms": record.at_ms,
+            },
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+    } else {
+        println!("already halted: {ended}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -160,12 +160,32 @@ pub(crate) fn exec(args: &ExecArgs) -> ExitCode {
         eprintln!("error: no program given after `--`");
         return ExitCode::from(EXEC_ERROR);
     };
+    // A bare name is run as found on this PATH, as a shell would: say so
+    // when it is not there, before asking anyone.
+    if !program.contains('/') && endpoint::search_path(program).is_none() {
+        eprintln!(
+            "kernel-enforcer exec: not run: `{program}` not found on PATH; install it, or give \
+             its path"
+        );
+        return ExitCode::from(EXEC_ERROR);
+    }
     let cwd = std::env::current_dir()
         .ok()
         .and_then(|dir| dir.to_str().map(str::to_owned));
     let mut exec = Exec::new(program.clone()).args(rest.iter().cloned());
     exec.cwd = cwd.clone();
     if args.endpoint.socket.is_none() && std::env::var_os(kernel_core::CHANNEL_ENV).is_some() {
+        if args.endpoint.pubkey.is_some() {
+            // The channel's enforcer is authenticated by its handshake;
+            // a key given for a socket must not be silently left unused.
+            eprintln!(
+                "kernel-enforcer exec: not run: --pubkey names the key of a `listen` endpoint, \
+                 but without --socket the supervising enforcer's channel ({}) is used; pass \
+                 --socket too, or drop --pubkey",
+                kernel_core::CHANNEL_ENV
+            );
+            return ExitCode::from(EXEC_ERROR);
+        }
         return exec_on_channel(exec);
     }
     let result = args.endpoint.options().and_then(|options| {

@@ -130,8 +130,8 @@ pub(crate) enum ExplainAction {
         /// An environment variable the program gets, as NAME=VALUE.
         #[arg(long = "env", value_parser = parse_env)]
         env: Vec<(String, String)>,
-        /// The program's path, as the client resolves it (such as
-        /// `/usr/bin/git`).
+        /// The program: a path, or a bare name found on PATH as
+        /// `kernel-enforcer exec` and the client find it.
         program: String,
         /// Its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -360,6 +360,17 @@ fn explain_text(args: &ExplainArgs) -> Result<String, String> {
     };
     if args.cwd.is_some() {
         spec.cwd.clone_from(&args.cwd);
+    }
+    // A bare program name means what it means to `kernel-enforcer exec`
+    // and the client here: the program this PATH finds.
+    if spec.action == "exec"
+        && let Some(program) = spec.program.as_mut()
+        && !program.contains('/')
+        && !program.is_empty()
+    {
+        *program = crate::endpoint::search_path(program).ok_or_else(|| {
+            format!("program `{program}` not found on PATH: give the path the client would run")
+        })?;
     }
     let workspace = absolute(&args.workspace)?;
     let protected: Vec<PathBuf> = args.policies.iter().chain(&args.protect).cloned().collect();

@@ -182,6 +182,18 @@ impl Shared {
         let mut session = self.session.lock();
         match request {
             ControlRequest::Halt { reason } => {
+                if let Some(cause) = session.halted() {
+                    // Idempotent: the halt in force stays as it is (a halt
+                    // never ends), and its record is not repeated.
+                    let latch = session.halt_latch();
+                    drop(session);
+                    let drained = latch.wait_for_effects(EFFECT_DRAIN);
+                    return ControlResponse {
+                        ok: drained,
+                        message: format!("already halted ({cause}): every request is denied"),
+                        data: serde_json::json!({"already_halted": true, "cause": cause}),
+                    };
+                }
                 let cause = reason.unwrap_or_else(|| "halted by the operator".into());
                 let frames = session.halt(&cause, &by);
                 self.send(frames);
@@ -349,7 +361,22 @@ pub fn serve_channels(
         let _ = session.halt("the client stopped reading its replies", "the enforcer");
     }
     session.finish();
+    record_halt(&session.id().to_string(), session.halted(), options);
     Ok(session.halted())
+}
+
+/// Leaves the record that the session ended halted at its control path,
+/// if it did (see [`crate::control::read_halt_record`]), so that the
+/// operator's `halt` says "already halted" once the enforcer is gone.
+fn record_halt(session: &str, halted: Option<String>, options: &ServeOptions) {
+    if let (Some(cause), Some(control)) = (halted, &options.control)
+        && let Err(e) = control.record_halt(session, &cause)
+    {
+        eprintln!(
+            "kernel-enforcer: cannot record the halt at `{}`: {e}",
+            crate::control::halt_record_path(control.path()).display()
+        );
+    }
 }
 
 /// How long a reply may wait for the client to take it before the client
@@ -404,7 +431,10 @@ pub fn serve_without_client(
     options: &ServeOptions,
     mut finished: impl FnMut() -> bool,
 ) -> Result<Option<String>, ServeError> {
-    let latch = session.lock().halt_latch();
+    let (latch, id) = {
+        let session = session.lock();
+        (session.halt_latch(), session.id().to_string())
+    };
     let shared = start_control_plane(session, None, options)?;
     let mut last_tick = Instant::now();
     // The halt latch and the stop flag are read without the session's
@@ -433,6 +463,7 @@ pub fn serve_without_client(
     if let Some(mut session) = shared.session.try_lock_for(FINISH_PATIENCE) {
         session.finish();
     }
+    record_halt(&id, latch.cause(), options);
     Ok(latch.cause())
 }
 

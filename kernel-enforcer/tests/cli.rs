@@ -1,0 +1,399 @@
+//! The command line as a user meets it, through the real binary: what it
+//! says when a program, a path or a file is not what it should be.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "tests"
+)]
+
+mod common;
+
+use common::{ENFORCER, fixture};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const POLICY: &str = r#"
+@id("read-workspace") @reason("project files may be read")
+permit (principal, action == Action::"file_read", resource in Workspace::"root");
+@id("git") @reason("git may run")
+permit (principal, action == Action::"exec", resource) when { resource.name == "git" };
+"#;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(ENFORCER).args(args).output().unwrap()
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// An executable shell script at `path`.
+fn script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn run_says_a_missing_agent_program_does_not_exist() {
+    let fixture = fixture(POLICY);
+    let base = [
+        "run",
+        "--policy",
+        s(&fixture.policy),
+        "--workspace",
+        s(&fixture.workspace),
+        "--evidence",
+        s(&fixture.evidence),
+        "--",
+    ];
+    let missing = fixture.dir.path().join("no/such/agent");
+    let output = run(&[&base[..], &[s(&missing)]].concat());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the agent program `{}` does not exist",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("danger-unconfined"), "{stderr}");
+
+    let output = run(&[&base[..], &["no-such-agent-program"]].concat());
+    let (_, stderr) = text(&output);
+    assert!(
+        stderr.contains("`no-such-agent-program` was not found on PATH"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("danger-unconfined"), "{stderr}");
+
+    let plain = fixture.dir.path().join("not-executable");
+    std::fs::write(&plain, "x").unwrap();
+    let output = run(&[&base[..], &[s(&plain)]].concat());
+    let (_, stderr) = text(&output);
+    assert!(stderr.contains("is not executable"), "{stderr}");
+    // Refused before any session was started.
+    assert!(!fixture.evidence.exists());
+}
+
+#[test]
+fn an_evidence_path_under_a_file_names_the_component_that_is_not_a_directory() {
+    let fixture = fixture(POLICY);
+    let file = fixture.dir.path().join("somefile");
+    std::fs::write(&file, "x").unwrap();
+    for evidence in [file.join("evidence.log"), file.join("a/b/evidence.log")] {
+        let output = run(&[
+            "run",
+            "--policy",
+            s(&fixture.policy),
+            "--workspace",
+            s(&fixture.workspace),
+            "--evidence",
+            s(&evidence),
+            "--",
+            "/bin/true",
+        ]);
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("`{}` is not a directory", file.display())),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("File exists"), "{stderr}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
+fn audit_verify_says_a_file_that_is_not_evidence_is_not_evidence() {
+    let fixture = fixture(POLICY);
+    let output = run(&["audit", "verify", s(&fixture.policy)]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is not an evidence file"), "{stderr}");
+    assert!(!stderr.contains("bytes"), "{stderr}");
+    for command in ["inspect", "prove"] {
+        let mut args = vec!["audit", command, s(&fixture.policy)];
+        if command == "prove" {
+            args.extend(["--index", "0"]);
+        }
+        let (_, stderr) = text(&run(&args));
+        assert!(
+            stderr.contains("is not an evidence file"),
+            "{command}: {stderr}"
+        );
+    }
+
+    // A real log, and one torn inside its first record, are still taken
+    // for what they are.
+    drop(fixture.spawn());
+    let output = run(&["audit", "verify", s(&fixture.evidence)]);
+    assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+    let torn = fixture.dir.path().join("torn.log");
+    let bytes = std::fs::read(&fixture.evidence).unwrap();
+    std::fs::write(&torn, &bytes[..20]).unwrap();
+    let (_, stderr) = text(&run(&["audit", "verify", s(&torn)]));
+    assert!(stderr.contains("ends inside a record"), "{stderr}");
+}
+
+#[test]
+fn explain_finds_a_bare_program_where_path_finds_it() {
+    let fixture = fixture(POLICY);
+    let bin = fixture.dir.path().join("local-bin");
+    std::fs::create_dir(&bin).unwrap();
+    script(&bin.join("git"), "exit 0");
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let output = Command::new(ENFORCER)
+        .env("PATH", &path)
+        .args([
+            "policy",
+            "explain",
+            "--policy",
+            s(&fixture.policy),
+            "--workspace",
+            s(&fixture.workspace),
+            "exec",
+            "git",
+            "status",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("request:   exec {}/git status", bin.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("decision:  allow"), "{stdout}");
+
+    let output = Command::new(ENFORCER)
+        .env("PATH", &path)
+        .args([
+            "policy",
+            "explain",
+            "--policy",
+            s(&fixture.policy),
+            "exec",
+            "no-such-program-here",
+        ])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`no-such-program-here` not found on PATH"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn exec_says_a_missing_program_is_not_on_path() {
+    let fixture = fixture(POLICY);
+    let output = run(&[
+        "exec",
+        "--socket",
+        s(&fixture.dir.path().join("endpoint.sock")),
+        "--",
+        "no-such-program-here",
+    ]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("`no-such-program-here` not found on PATH"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is not a path"), "{stderr}");
+}
+
+/// A running `kernel-enforcer listen` of `fixture`, killed when dropped.
+struct Listener {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listen(fixture: &common::Fixture) -> Listener {
+    let socket = fixture.dir.path().join("state/endpoint.sock");
+    let _ = std::fs::remove_file(&socket);
+    let child = Command::new(ENFORCER)
+        .arg("listen")
+        .args(["--policy", s(&fixture.policy)])
+        .args(["--workspace", s(&fixture.workspace)])
+        .args(["--evidence", s(&fixture.evidence)])
+        .args(["--socket", s(&socket)])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("listen to come up", || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    Listener { child, socket }
+}
+
+/// Polls `done` until it holds, or fails after 20 s.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn operator(control: &Path, args: &[&str]) -> Output {
+    Command::new(ENFORCER)
+        .args(args)
+        .arg("--control")
+        .arg(control)
+        .output()
+        .unwrap()
+}
+
+/// The halt events of a log.
+fn halts(evidence: &Path) -> Vec<String> {
+    let bytes = std::fs::read(evidence).unwrap();
+    common::entries(&bytes)
+        .into_iter()
+        .filter_map(|entry| match entry {
+            common::Entry::Event(kernel_core::Event::Halt { cause, .. }) => Some(cause),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn exec_under_listen_says_a_missing_program_is_not_on_path() {
+    let fixture = fixture(POLICY);
+    let listener = listen(&fixture);
+    let output = Command::new(ENFORCER)
+        .args(["exec", "--socket", s(&listener.socket), "--"])
+        .arg("no-such-program-here")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("`no-such-program-here` not found on PATH"),
+        "{stderr}"
+    );
+    // Never sent: nothing was decided.
+    drop(listener);
+    let bytes = std::fs::read(&fixture.evidence).unwrap();
+    assert!(
+        !common::entries(&bytes)
+            .iter()
+            .any(|e| matches!(e, common::Entry::Decision { .. }))
+    );
+}
+
+/// `listen` ends when halted; a second `halt` finds the record it left and
+/// says the enforcer is already halted, and a new enforcer at the same
+/// path is not taken for halted.
+#[test]
+fn a_second_halt_says_already_halted_after_the_enforcer_ended() {
+    let fixture = fixture(POLICY);
+    let control = common::control_path(&fixture.evidence);
+    let mut listener = listen(&fixture);
+    let first = operator(&control, &["halt", "--reason", "incident 9"]);
+    assert!(first.status.success(), "{:?}", text(&first));
+    assert!(
+        text(&first)
+            .0
+            .contains("halted: every request is now denied")
+    );
+    wait_for("the halted enforcer to end", || {
+        listener.child.try_wait().unwrap().is_some()
+    });
+
+    let second = operator(&control, &["halt", "--reason", "again"]);
+    let (stdout, stderr) = text(&second);
+    assert_eq!(second.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("already halted"), "{stdout}");
+    assert!(stdout.contains("incident 9"), "{stdout}");
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
+    let json = operator(&control, &["halt", "--json"]);
+    let answer: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["data"]["already_halted"], true, "{answer}");
+    assert_eq!(answer["data"]["cause"], "incident 9", "{answer}");
+    // Other commands fail, saying why.
+    let status = operator(&control, &["status"]);
+    assert_eq!(status.status.code(), Some(1));
+    assert!(
+        text(&status).1.contains("ended halted (incident 9)"),
+        "{:?}",
+        text(&status)
+    );
+    assert_eq!(halts(&fixture.evidence), vec!["incident 9".to_owned()]);
+
+    // A record whose text was changed is no record.
+    let record = control.with_file_name("evidence.log.control.halted");
+    let original = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, original.replace("incident 9", "incident 8")).unwrap();
+    let forged = operator(&control, &["halt"]);
+    assert_eq!(forged.status.code(), Some(1), "{:?}", text(&forged));
+    assert!(
+        text(&forged).1.contains("cannot reach"),
+        "{:?}",
+        text(&forged)
+    );
+    std::fs::write(&record, &original).unwrap();
+
+    // A new enforcer at the same path is not halted, and is halted anew.
+    drop(listener);
+    let _listener = listen(&fixture);
+    assert!(!record.exists(), "the old record outlived a new enforcer");
+    let status = operator(&control, &["status", "--json"]);
+    let answer: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        answer["data"]["halted"],
+        serde_json::Value::Null,
+        "{answer}"
+    );
+    let halt = operator(&control, &["halt", "--reason", "incident 10"]);
+    assert!(
+        text(&halt)
+            .0
+            .contains("halted: every request is now denied")
+    );
+}
+
+/// An enforcer that keeps running halted (one a library started) answers
+/// a second halt itself: already halted, recorded once, and still halted.
+#[test]
+fn a_second_halt_of_a_running_enforcer_is_already_halted_and_recorded_once() {
+    let fixture = fixture(POLICY);
+    let control = common::control_path(&fixture.evidence);
+    let kernel = fixture.spawn();
+    let first = operator(&control, &["halt", "--reason", "first"]);
+    assert!(first.status.success(), "{:?}", text(&first));
+    let second = operator(&control, &["halt", "--reason", "second"]);
+    let (stdout, stderr) = text(&second);
+    assert_eq!(second.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("already halted (first)"), "{stdout}");
+    let read = kernel.authorize(kernel_client::Action::file_read(fixture.ws("a.txt")));
+    assert!(read.is_err(), "allowed after two halts: {read:?}");
+    drop(kernel);
+    assert_eq!(halts(&fixture.evidence), vec!["first".to_owned()]);
+}
