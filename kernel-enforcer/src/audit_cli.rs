@@ -94,11 +94,12 @@ pub(crate) struct VerifyArgs {
     /// the log (which catches truncation and rewrites).
     #[arg(long)]
     pub(crate) witness_key: Option<String>,
-    /// The witness's key name.
-    #[arg(long, default_value = DEFAULT_WITNESS_NAME)]
+    /// The witness's key name (with `--witness-key`).
+    #[arg(long, default_value = DEFAULT_WITNESS_NAME, requires = "witness_key")]
     pub(crate) witness_name: String,
-    /// Co-signed checkpoints (default: LOG.cosignatures).
-    #[arg(long)]
+    /// Co-signed checkpoints (default: LOG.cosignatures; with
+    /// `--witness-key`).
+    #[arg(long, requires = "witness_key")]
     pub(crate) cosignatures: Option<PathBuf>,
     /// A checkpoint note obtained earlier: the log must extend it.
     #[arg(long)]

@@ -128,12 +128,12 @@ struct McpProxyArgs {
     #[command(flatten)]
     session: SessionArgs,
     /// Ask a running `kernel-enforcer listen` at this endpoint socket
-    /// instead of starting a session here (the session flags are then
-    /// ignored).
-    #[arg(long)]
+    /// instead of starting a session here (the session flags cannot be
+    /// given with it: that enforcer has its own).
+    #[arg(long, conflicts_with = "SessionArgs")]
     socket: Option<PathBuf>,
     /// With `--socket`: the enforcer's public key file; refuse any other.
-    #[arg(long)]
+    #[arg(long, requires = "socket", conflicts_with = "SessionArgs")]
     pubkey: Option<PathBuf>,
     /// The MCP server program and its arguments.
     #[arg(last = true, required = true)]
@@ -223,7 +223,12 @@ struct RunArgs {
     /// sustained (bursts of twice as many); calls beyond it wait their
     /// turn up to 100 ms, then fail with `EAGAIN`, unrecorded
     /// [default: 2000].
-    #[arg(long, value_name = "PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        value_name = "PER_SECOND",
+        value_parser = clap::value_parser!(u32).range(1..),
+        requires = "govern_syscalls"
+    )]
     syscall_rate: Option<u32>,
     /// Another tree of programs and libraries the agent may read and run
     /// without a decision, as it may `/usr` (repeat for several): a
@@ -394,6 +399,13 @@ impl SessionArgs {
                     return Err(format!(
                         "evidence window of {ms} ms: give 2 to 60000 milliseconds"
                     ));
+                }
+                // The flag would otherwise silently replace the file's
+                // window with the weaker mode.
+                Some(_) if self.danger_evidence_os_buffered => {
+                    return Err("--danger-evidence-os-buffered cannot be combined with the \
+                                configuration file's `evidence_window_ms`: choose one"
+                        .into());
                 }
                 ms => ms.map(Duration::from_millis),
             },

@@ -397,3 +397,117 @@ fn a_second_halt_of_a_running_enforcer_is_already_halted_and_recorded_once() {
     drop(kernel);
     assert_eq!(halts(&fixture.evidence), vec!["first".to_owned()]);
 }
+
+/// Flags that a command would silently ignore are refused instead.
+#[test]
+fn flags_that_would_be_ignored_are_refused() {
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &[
+                "mcp-proxy",
+                "--socket",
+                "/s",
+                "--policy",
+                "p.cedar",
+                "--",
+                "cat",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "mcp-proxy",
+                "--socket",
+                "/s",
+                "--evidence",
+                "e.log",
+                "--",
+                "cat",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "mcp-proxy",
+                "--socket",
+                "/s",
+                "--config",
+                "c.toml",
+                "--",
+                "cat",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "mcp-proxy",
+                "--policy",
+                "p.cedar",
+                "--pubkey",
+                "k.pub",
+                "--",
+                "cat",
+            ],
+            "cannot be used with",
+        ),
+        (&["mcp-proxy", "--pubkey", "k.pub", "--", "cat"], "--socket"),
+        (
+            &[
+                "run",
+                "--policy",
+                "p.cedar",
+                "--syscall-rate",
+                "5",
+                "--",
+                "true",
+            ],
+            "--govern-syscalls",
+        ),
+        (
+            &["audit", "verify", "--cosignatures", "c", "e.log"],
+            "--witness-key",
+        ),
+        (
+            &["audit", "verify", "--witness-name", "w", "e.log"],
+            "--witness-key",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = run(args);
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // A configuration file's evidence window is not silently replaced by
+    // the weaker mode.
+    let fixture = fixture(POLICY);
+    let config = fixture.dir.path().join("kernel.toml");
+    std::fs::write(&config, "evidence_window_ms = 10\n").unwrap();
+    let output = run(&[
+        "run",
+        "--config",
+        s(&config),
+        "--policy",
+        s(&fixture.policy),
+        "--danger-evidence-os-buffered",
+        "--",
+        "/bin/true",
+    ]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot be combined"), "{stderr}");
+    // Under `run`, `exec` uses the agent's channel: a key given for a
+    // socket is refused rather than left unused.
+    let output = Command::new(ENFORCER)
+        .env("AGENT_KERNEL_CHANNEL", "no-such-channel")
+        .env_remove("AGENT_KERNEL_ENDPOINT")
+        .args(["exec", "--pubkey", "k.pub", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("pass --socket too, or drop --pubkey"),
+        "{stderr}"
+    );
+}
