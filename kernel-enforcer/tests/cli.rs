@@ -511,3 +511,86 @@ fn flags_that_would_be_ignored_are_refused() {
         "{stderr}"
     );
 }
+
+/// A process killed when dropped (a failing test leaves nothing running),
+/// with a process it started.
+struct Reap(std::process::Child, Option<u32>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if let Some(pid) = self.1.filter(|&pid| common::alive(pid)) {
+            common::signal(pid, "KILL");
+        }
+    }
+}
+
+/// `mcp-proxy` ends promptly on `SIGTERM` although the agent keeps its
+/// input open, and its MCP server with it; with a session of its own, the
+/// evidence ends as on a normal end (a final checkpoint, sound).
+#[test]
+fn mcp_proxy_ends_on_sigterm_with_its_server() {
+    let fixture = fixture(POLICY);
+    let listener = listen(&fixture);
+    let own_evidence = fixture.dir.path().join("state/proxy-evidence.log");
+    let modes: [Vec<String>; 2] = [
+        vec![
+            "--policy".into(),
+            s(&fixture.policy).into(),
+            "--workspace".into(),
+            s(&fixture.workspace).into(),
+            "--evidence".into(),
+            s(&own_evidence).into(),
+        ],
+        vec!["--socket".into(), s(&listener.socket).into()],
+    ];
+    for (round, mode) in modes.iter().enumerate() {
+        let pid_file = fixture.dir.path().join(format!("server-{round}.pid"));
+        // A server that says who it is and then waits for input forever.
+        let mut proxy = Command::new(ENFORCER)
+            .arg("mcp-proxy")
+            .args(mode)
+            .args([
+                "--",
+                "/bin/sh",
+                "-c",
+                "echo $$ > \"$0.tmp\" && mv \"$0.tmp\" \"$0\" && exec sleep 600",
+            ])
+            .arg(&pid_file)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _input_held_open = proxy.stdin.take().unwrap();
+        let mut proxy = Reap(proxy, None);
+        wait_for("the server to start", || pid_file.exists());
+        let server: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        proxy.1 = Some(server);
+        assert!(common::alive(server));
+        common::signal(proxy.0.id(), "TERM");
+        let mut status = None;
+        wait_for("mcp-proxy to end on SIGTERM", || {
+            status = proxy.0.try_wait().unwrap();
+            status.is_some()
+        });
+        assert_eq!(status.unwrap().code(), Some(128 + 15), "{mode:?}");
+        wait_for("the MCP server to be gone", || !common::alive(server));
+    }
+    let bytes = std::fs::read(&own_evidence).unwrap();
+    let records = kernel_core::split_records(&bytes).unwrap();
+    assert!(
+        records.last().is_some_and(|r| kernel_core::decode_record(r)
+            .unwrap()
+            .checkpoint_note()
+            .is_some()),
+        "the evidence does not end with a checkpoint"
+    );
+    let verify = run(&["audit", "verify", s(&own_evidence)]);
+    assert_eq!(verify.status.code(), Some(0), "{:?}", text(&verify));
+}
