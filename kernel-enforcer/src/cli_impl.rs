@@ -48,6 +48,13 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print a completion script for a shell, such as
+    /// `kernel-enforcer completions bash > ~/.local/share/bash-completion/completions/kernel-enforcer`
+    /// (see the README for zsh and fish).
+    Completions {
+        /// The shell: bash, zsh or fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -492,6 +499,10 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve_command(args),
         Command::Run(args) => return run_command(args),
         Command::Keygen { out } => keygen(&out),
+        Command::Completions { shell } => {
+            print!("{}", completions(shell));
+            Ok(())
+        }
         Command::Policy(PolicyCommand::Check { files }) => policy_check(&files),
         Command::Policy(PolicyCommand::Test { file, policies }) => {
             return policy_cli::test(&file, &policies);
@@ -536,6 +547,26 @@ pub fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The completion script for `shell`.
+fn completions(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "kernel-enforcer", &mut script);
+    let script = String::from_utf8_lossy(&script).into_owned();
+    if shell == clap_complete::Shell::Bash {
+        // For a binary whose name has a hyphen, clap_complete's bash script
+        // names a subcommand's state one way in its dispatch loop
+        // (`kernel__enforcer__subcmd__policy`) and another in the arms that
+        // complete it (`kernel__subcmd__enforcer__subcmd__policy`), so
+        // nothing after a subcommand completed (clap-rs/clap#6421). The
+        // arms are spelled as the loop spells them; once clap_complete
+        // agrees with itself, there is nothing to replace.
+        script.replace("kernel__subcmd__enforcer", "kernel__enforcer")
+    } else {
+        script
     }
 }
 

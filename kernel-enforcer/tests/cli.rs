@@ -594,3 +594,89 @@ fn mcp_proxy_ends_on_sigterm_with_its_server() {
     let verify = run(&["audit", "verify", s(&own_evidence)]);
     assert_eq!(verify.status.code(), Some(0), "{:?}", text(&verify));
 }
+
+fn completions(shell: &str) -> String {
+    let output = run(&["completions", shell]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{shell}: {:?}",
+        text(&output)
+    );
+    let script = String::from_utf8(output.stdout).unwrap();
+    assert!(script.contains("kernel-enforcer"), "{shell}: {script}");
+    script
+}
+
+/// Runs `check` on `script` with `shell` (a syntax check), if the shell is
+/// installed; whether it ran.
+fn shell_accepts(shell: &str, flag: &str, script: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("completions");
+    std::fs::write(&file, script).unwrap();
+    let Ok(output) = Command::new(shell).arg(flag).arg(&file).output() else {
+        eprintln!("`{shell}` is not installed: its completions were not syntax-checked");
+        return false;
+    };
+    assert!(
+        output.status.success(),
+        "{shell} {flag}: {:?}",
+        text(&output)
+    );
+    true
+}
+
+/// What bash completes for `line` (the words typed so far, the last one
+/// being completed) with the script loaded.
+fn bash_completes(script: &str, line: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("completions.bash");
+    std::fs::write(&file, script).unwrap();
+    let words: Vec<String> = line.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "source '{}'\nCOMP_WORDS=({})\nCOMP_CWORD={}\nCOMP_LINE='{}'\nCOMP_POINT=${{#COMP_LINE}}\n\
+         _kernel__enforcer kernel-enforcer '{}' '{}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        file.display(),
+        words.join(" "),
+        line.len() - 1,
+        line.join(" "),
+        line[line.len() - 1],
+        line[line.len() - 2],
+    );
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(&program)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{:?}", text(&output));
+    text(&output).0.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let bash = completions("bash");
+    assert!(shell_accepts("bash", "-n", &bash));
+    // It completes, after a subcommand too.
+    let top = bash_completes(&bash, &["kernel-enforcer", "pol"]);
+    assert_eq!(top, vec!["policy".to_owned()]);
+    let policy = bash_completes(&bash, &["kernel-enforcer", "policy", ""]);
+    for expected in ["check", "test", "explain"] {
+        assert!(policy.iter().any(|w| w == expected), "{policy:?}");
+    }
+    let proxy = bash_completes(&bash, &["kernel-enforcer", "mcp-proxy", "--so"]);
+    assert_eq!(proxy, vec!["--socket".to_owned()]);
+    let shells = bash_completes(&bash, &["kernel-enforcer", "completions", ""]);
+    for expected in ["bash", "zsh", "fish"] {
+        assert!(shells.iter().any(|w| w == expected), "{shells:?}");
+    }
+
+    let zsh = completions("zsh");
+    assert!(zsh.starts_with("#compdef kernel-enforcer"), "{zsh}");
+    shell_accepts("zsh", "-n", &zsh);
+    let fish = completions("fish");
+    assert!(fish.contains("complete -c kernel-enforcer"), "{fish}");
+    shell_accepts("fish", "--no-execute", &fish);
+
+    let output = run(&["completions", "tcsh"]);
+    assert_eq!(output.status.code(), Some(2));
+}
