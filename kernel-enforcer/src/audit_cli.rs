@@ -104,13 +104,88 @@ pub(crate) struct VerifyArgs {
     /// A checkpoint note obtained earlier: the log must extend it.
     #[arg(long)]
     pub(crate) trusted_checkpoint: Option<PathBuf>,
+    /// Print one JSON document instead of text (see docs/EVIDENCE.md);
+    /// the exit status is the same.
+    #[arg(long)]
+    pub(crate) json: bool,
     /// The evidence file.
     pub(crate) log: PathBuf,
 }
 
 /// `audit verify`: exit 0 when sound, an error naming the first faulty
-/// record otherwise.
+/// record otherwise; with `--json`, the same as one JSON document on
+/// standard output, whatever the outcome.
 pub(crate) fn verify(args: &VerifyArgs) -> Result<(), String> {
+    let outcome = verify_log(args);
+    if args.json {
+        let document = match &outcome {
+            Ok(report) => {
+                let mut document = report_json(report);
+                document["kernel_key_given"] = args.kernel_key.is_some().into();
+                document
+            }
+            Err(VerifyFailure::Unsound(e)) => serde_json::json!({
+                "ok": false,
+                "error": format!("evidence is not sound: {e}"),
+                "index": e.index,
+                "problem": e.problem.to_string(),
+            }),
+            Err(VerifyFailure::Other(message)) => serde_json::json!({
+                "ok": false,
+                "error": message,
+                "index": null,
+                "problem": null,
+            }),
+        };
+        println!("{document}");
+    } else if let Ok(report) = &outcome {
+        print_summary(report);
+        if args.kernel_key.is_none() {
+            println!(
+                "note: no --kernel-key given; signatures were checked against each session's own key"
+            );
+        }
+    }
+    outcome.map(|_| ()).map_err(|failure| match failure {
+        VerifyFailure::Unsound(e) => format!("evidence is not sound: {e}"),
+        VerifyFailure::Other(message) => message,
+    })
+}
+
+/// Why `audit verify` failed: the log is unsound, or it could not be
+/// checked at all.
+enum VerifyFailure {
+    Unsound(kernel_core::LogError),
+    Other(String),
+}
+
+impl From<String> for VerifyFailure {
+    fn from(message: String) -> Self {
+        Self::Other(message)
+    }
+}
+
+/// The facts of `print_summary` as JSON.
+fn report_json(report: &AuditReport) -> serde_json::Value {
+    serde_json::json!({
+        "ok": true,
+        "records": report.records,
+        "sessions": report.sessions,
+        "allowed": report.allowed,
+        "denied": report.denied,
+        "asked": report.asked,
+        "events": report.events,
+        "checkpoints": report.checkpoints.len(),
+        "newest_checkpoint": report.newest_checkpoint().map(|checkpoint| serde_json::json!({
+            "size": checkpoint.size,
+            "root": kernel_core::hex(&checkpoint.root),
+        })),
+        "uncovered": report.uncovered,
+        "witnessed": report.witnessed,
+    })
+}
+
+fn verify_log(args: &VerifyArgs) -> Result<AuditReport, VerifyFailure> {
     let kernel_key = args
         .kernel_key
         .as_deref()
@@ -148,15 +223,7 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<(), String> {
             notes: &cosignatures,
         }),
     };
-    let report = audit(&read_log(&args.log)?, &options)
-        .map_err(|e| format!("evidence is not sound: {e}"))?;
-    print_summary(&report);
-    if kernel_key.is_none() {
-        println!(
-            "note: no --kernel-key given; signatures were checked against each session's own key"
-        );
-    }
-    Ok(())
+    audit(&read_log(&args.log)?, &options).map_err(VerifyFailure::Unsound)
 }
 
 fn print_summary(report: &AuditReport) {

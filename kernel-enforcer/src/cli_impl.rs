@@ -434,6 +434,10 @@ enum PolicyCommand {
     /// Validate policy files against the kernel's schema. Prints
     /// `file:line:col: message` for each problem and exits 1 if any.
     Check {
+        /// Print one JSON document instead of text (see the README); the
+        /// exit status is the same.
+        #[arg(long)]
+        json: bool,
         /// Policy files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -451,6 +455,10 @@ enum PolicyCommand {
         /// (repeat for several).
         #[arg(long = "policy")]
         policies: Vec<PathBuf>,
+        /// Print one JSON document instead of text (see the README); the
+        /// exit status is the same.
+        #[arg(long)]
+        json: bool,
     },
     /// Show how one request is decided: the decision, the policies that
     /// decided it with their @id and @reason, evaluation errors, and
@@ -503,9 +511,13 @@ pub fn main() -> ExitCode {
             print!("{}", completions(shell));
             Ok(())
         }
-        Command::Policy(PolicyCommand::Check { files }) => policy_check(&files),
-        Command::Policy(PolicyCommand::Test { file, policies }) => {
-            return policy_cli::test(&file, &policies);
+        Command::Policy(PolicyCommand::Check { files, json }) => policy_check(&files, json),
+        Command::Policy(PolicyCommand::Test {
+            file,
+            policies,
+            json,
+        }) => {
+            return policy_cli::test(&file, &policies, json);
         }
         Command::Policy(PolicyCommand::Explain(args)) => return policy_cli::explain(&args),
         Command::Policy(PolicyCommand::Diff(args)) => return policy_cli::diff(&args),
@@ -1233,17 +1245,42 @@ fn keygen(out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn policy_check(files: &[PathBuf]) -> Result<(), String> {
-    match policy::check_files(files) {
+fn policy_check(files: &[PathBuf], json: bool) -> Result<(), String> {
+    let checked = policy::check_files(files);
+    if json {
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let document = match &checked {
+            Ok(count) => serde_json::json!({
+                "ok": true, "files": files, "policies": count, "problems": [], "error": null,
+            }),
+            Err(PolicyLoadError::Invalid(diagnostics)) => serde_json::json!({
+                "ok": false,
+                "files": files,
+                "policies": null,
+                "problems": policy_cli::diagnostics_json(diagnostics),
+                "error": format!("{} problem(s) found", diagnostics.len()),
+            }),
+            Err(other) => serde_json::json!({
+                "ok": false, "files": files, "policies": null, "problems": [],
+                "error": other.to_string(),
+            }),
+        };
+        println!("{document}");
+    }
+    match checked {
         Ok(count) => {
-            println!(
-                "ok: {count} policies valid against the kernel schema (plus the kernel floor)"
-            );
+            if !json {
+                println!(
+                    "ok: {count} policies valid against the kernel schema (plus the kernel floor)"
+                );
+            }
             Ok(())
         }
         Err(PolicyLoadError::Invalid(diagnostics)) => {
-            for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
+            if !json {
+                for diagnostic in &diagnostics {
+                    eprintln!("{diagnostic}");
+                }
             }
             Err(format!("{} problem(s) found", diagnostics.len()))
         }

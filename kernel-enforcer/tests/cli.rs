@@ -680,3 +680,214 @@ fn completions_for_bash_zsh_and_fish() {
     let output = run(&["completions", "tcsh"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+fn json_of(output: &Output) -> serde_json::Value {
+    let (stdout, stderr) = text(output);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "not one document: {stdout}{stderr}"
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn policy_check_json_gives_the_count_or_each_problem_with_its_position() {
+    let fixture = fixture(POLICY);
+    let output = run(&["policy", "check", "--json", s(&fixture.policy)]);
+    assert_eq!(output.status.code(), Some(0));
+    let document = json_of(&output);
+    assert_eq!(document["ok"], true);
+    assert_eq!(document["policies"], 2);
+    assert_eq!(document["problems"], serde_json::json!([]));
+
+    let bad = fixture.dir.path().join("bad.cedar");
+    std::fs::write(
+        &bad,
+        "@id(\"x\")\npermit (principal, action == Action::\"nope\", resource);\n",
+    )
+    .unwrap();
+    let output = run(&["policy", "check", "--json", s(&bad)]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "same status as the text form"
+    );
+    let document = json_of(&output);
+    assert_eq!(document["ok"], false);
+    let problem = &document["problems"][0];
+    assert_eq!(problem["file"], s(&bad));
+    assert_eq!(problem["line"], 2);
+    assert!(problem["column"].is_u64(), "{problem}");
+    assert!(
+        problem["message"].as_str().unwrap().contains("nope"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn policy_test_json_shows_each_case_and_a_failing_one_as_failed() {
+    let fixture = fixture(POLICY);
+    let tests = fixture.dir.path().join("state/policy.tests.toml");
+    std::fs::write(
+        &tests,
+        r#"policies = ["policy.cedar"]
+
+[environment]
+workspace = "/home/agent/project"
+
+[[case]]
+name = "reads in the workspace"
+action = "file_read"
+path = "src/main.rs"
+expect = "allow"
+policy = "read-workspace"
+
+[[case]]
+name = "wrongly expects /etc/passwd to be readable"
+action = "file_read"
+path = "/etc/passwd"
+expect = "allow"
+"#,
+    )
+    .unwrap();
+    let text_form = run(&["policy", "test", s(&tests)]);
+    let output = run(&["policy", "test", "--json", s(&tests)]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), text_form.status.code());
+    let document = json_of(&output);
+    assert_eq!(document["ok"], false);
+    assert_eq!(document["passed"], 1);
+    assert_eq!(document["failed"], 1);
+    assert_eq!(document["workspace"], "/home/agent/project");
+    let cases = document["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[0]["passed"], true);
+    assert_eq!(cases[0]["decision"], "allow");
+    assert_eq!(cases[0]["policies"], serde_json::json!(["read-workspace"]));
+    assert_eq!(
+        cases[0]["request"],
+        "file_read /home/agent/project/src/main.rs"
+    );
+    assert_eq!(cases[1]["passed"], false);
+    assert_eq!(
+        cases[1]["name"],
+        "wrongly expects /etc/passwd to be readable"
+    );
+    assert_eq!(cases[1]["expect"], "allow");
+    assert_eq!(cases[1]["decision"], "deny");
+    assert_eq!(cases[1]["line"], 13);
+    assert_eq!(cases[1]["failures"], serde_json::json!(["expected allow"]));
+
+    // An invalid test file: exit 2, and still one document.
+    std::fs::write(&tests, "[[case]]\nnonsense = 1\n").unwrap();
+    let output = run(&["policy", "test", "--json", s(&tests)]);
+    assert_eq!(output.status.code(), Some(2));
+    let document = json_of(&output);
+    assert_eq!(document["ok"], false);
+    assert!(document["error"].as_str().unwrap().contains("problem(s)"));
+    assert!(!document["problems"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn policy_explain_json_names_the_decision_and_what_decided_it() {
+    let fixture = fixture(POLICY);
+    let key = fixture.dir.path().join("state/kernel.key");
+    let explain = |action: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "--json",
+            "--policy",
+            s(&fixture.policy),
+            "--workspace",
+            s(&fixture.workspace),
+            "--protect",
+            s(&key),
+        ];
+        args.extend(action);
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
+        json_of(&output)
+    };
+    let read = explain(&["file_read", "notes.md"]);
+    assert_eq!(read["decision"], "allow");
+    let expected_path = fixture.workspace.join("notes.md");
+    assert_eq!(
+        read["request"],
+        format!("file_read {}", expected_path.display())
+    );
+    assert_eq!(read["cedar"]["action"], "file_read");
+    assert_eq!(read["cedar"]["in_workspace"], true);
+    assert_eq!(
+        read["because"],
+        serde_json::json!([{"policy": "read-workspace", "role": "permit", "reason": "project files may be read"}])
+    );
+    assert_eq!(
+        read["floor"],
+        serde_json::json!({"decided": false, "applies": false})
+    );
+    assert_eq!(read["errors"], serde_json::json!([]));
+
+    let secret = explain(&["file_read", s(&key)]);
+    assert_eq!(secret["decision"], "deny");
+    assert_eq!(secret["floor"]["decided"], true);
+    assert_eq!(secret["because"][0]["role"], "forbid");
+    assert!(
+        secret["policies"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("kernel-floor")
+    );
+
+    let nothing = explain(&["net_connect", "example.com", "443"]);
+    assert_eq!(nothing["decision"], "deny");
+    assert_eq!(nothing["because"][0]["policy"], serde_json::Value::Null);
+}
+
+#[test]
+fn audit_verify_json_counts_the_log_and_names_the_first_fault() {
+    let fixture = fixture(POLICY);
+    let kernel = fixture.spawn();
+    std::fs::write(fixture.workspace.join("a.txt"), "a").unwrap();
+    kernel
+        .authorize(kernel_client::Action::file_read(fixture.ws("a.txt")))
+        .unwrap();
+    assert!(
+        kernel
+            .authorize(kernel_client::Action::file_read("/etc/passwd"))
+            .is_err()
+    );
+    drop(kernel);
+    let text_form = run(&["audit", "verify", s(&fixture.evidence)]);
+    let output = run(&["audit", "verify", "--json", s(&fixture.evidence)]);
+    assert_eq!(output.status.code(), Some(0));
+    let document = json_of(&output);
+    assert_eq!(document["ok"], true);
+    assert_eq!(document["allowed"], 1);
+    assert_eq!(document["denied"], 1);
+    assert_eq!(document["sessions"], 1);
+    assert_eq!(document["kernel_key_given"], false);
+    let records = document["records"].as_u64().unwrap();
+    assert_eq!(document["newest_checkpoint"]["size"], records - 1);
+    assert!(
+        text(&text_form).0.contains(&format!(
+            "ok: {records} records (1 sessions, 1 allowed, 1 denied"
+        )),
+        "{:?}",
+        text(&text_form)
+    );
+
+    // One byte changed in the second record's body: unsound, at record 1.
+    let mut bytes = std::fs::read(&fixture.evidence).unwrap();
+    let first = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let at = 4 + first + 4 + 40;
+    bytes[at] ^= 1;
+    std::fs::write(&fixture.evidence, &bytes).unwrap();
+    let output = run(&["audit", "verify", "--json", s(&fixture.evidence)]);
+    assert_eq!(output.status.code(), Some(1));
+    let document = json_of(&output);
+    assert_eq!(document["ok"], false, "{document}");
+    assert_eq!(document["index"], 1, "{document}");
+    assert!(document["error"].as_str().unwrap().contains("not sound"));
+}
