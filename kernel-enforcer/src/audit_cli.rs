@@ -119,11 +119,7 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<(), String> {
     let outcome = verify_log(args);
     if args.json {
         let document = match &outcome {
-            Ok(report) => {
-                let mut document = report_json(report);
-                document["kernel_key_given"] = args.kernel_key.is_some().into();
-                document
-            }
+            Ok(report) => report_json(report, args.kernel_key.is_some()),
             Err(VerifyFailure::Unsound(e)) => serde_json::json!({
                 "ok": false,
                 "error": format!("evidence is not sound: {e}"),
@@ -165,8 +161,9 @@ impl From<String> for VerifyFailure {
     }
 }
 
-/// The facts of `print_summary` as JSON.
-fn report_json(report: &AuditReport) -> serde_json::Value {
+/// The facts of `print_summary` as JSON; `kernel_key_given`: whether
+/// signatures were checked against a key the auditor gave.
+fn report_json(report: &AuditReport, kernel_key_given: bool) -> serde_json::Value {
     serde_json::json!({
         "ok": true,
         "records": report.records,
@@ -182,6 +179,7 @@ fn report_json(report: &AuditReport) -> serde_json::Value {
         })),
         "uncovered": report.uncovered,
         "witnessed": report.witnessed,
+        "kernel_key_given": kernel_key_given,
     })
 }
 
