@@ -891,3 +891,36 @@ fn audit_verify_json_counts_the_log_and_names_the_first_fault() {
     assert_eq!(document["index"], 1, "{document}");
     assert!(document["error"].as_str().unwrap().contains("not sound"));
 }
+
+/// The halt record is one of the kernel's own assets: a policy that
+/// allows everything still cannot have it written or deleted.
+#[test]
+fn the_halt_record_is_a_floor_asset() {
+    let fixture = fixture("@id(\"all\") permit (principal, action, resource);");
+    let control = common::control_path(&fixture.evidence);
+    let record = format!("{}.halted", control.display());
+    let kernel = fixture.spawn();
+    for action in [
+        kernel_client::Action::file_write(record.clone(), b"{}"),
+        kernel_client::Action::file_delete(record.clone()),
+    ] {
+        match kernel.authorize(action) {
+            Err(kernel_client::Denial::Policy { policies, .. }) => {
+                assert!(
+                    policies.iter().any(|p| p.starts_with("kernel-floor")),
+                    "{policies:?}"
+                );
+            }
+            other => panic!("the halt record is not protected: {other:?}"),
+        }
+    }
+    // The same policy allows a file beside it.
+    assert!(
+        kernel
+            .authorize(kernel_client::Action::file_write(
+                format!("{}.other", control.display()),
+                b"{}"
+            ))
+            .is_ok()
+    );
+}
