@@ -127,6 +127,12 @@ enum Command {
     /// Pre-tool-use hook adapters for coding agents.
     #[command(subcommand)]
     Hook(gateway_cli::HookCommand),
+    /// Govern a coding agent in a project: create a key, install the
+    /// agent's policy profile and an enforcer configuration, add the hook
+    /// to the agent's settings, and write a systemd user unit. Prints what
+    /// it did, how to undo it, and what to do next; running it again
+    /// changes nothing.
+    Init(crate::init::InitArgs),
 }
 
 /// `mcp-proxy`: the MCP gateway.
@@ -152,9 +158,10 @@ struct McpProxyArgs {
 struct ListenArgs {
     #[command(flatten)]
     session: SessionArgs,
-    /// The endpoint socket to create (or set AGENT_KERNEL_ENDPOINT).
+    /// The endpoint socket to create (or set AGENT_KERNEL_ENDPOINT, or
+    /// `socket` in the configuration file).
     #[arg(long, env = crate::endpoint::ENDPOINT_ENV)]
-    socket: PathBuf,
+    socket: Option<PathBuf>,
     /// The uid allowed to ask. Default: this process's effective uid.
     #[arg(long)]
     client_uid: Option<u32>,
@@ -163,8 +170,12 @@ struct ListenArgs {
 #[derive(Debug, clap::Args)]
 struct ControlArgs {
     /// The enforcer's control socket (or set AGENT_KERNEL_CONTROL).
+    /// Default: the one running enforcer whose control file lies in the
+    /// kernel's state directory (`$XDG_STATE_HOME/agent-kernel`, where
+    /// `init` and the default evidence path put it); refused when there
+    /// are none or several.
     #[arg(long, env = "AGENT_KERNEL_CONTROL")]
-    control: PathBuf,
+    control: Option<PathBuf>,
     /// Authenticate the enforcer by this public key (a `kernel.pub` file)
     /// instead of the key file the enforcer writes at the control path.
     #[arg(long)]
@@ -339,6 +350,7 @@ struct Settings {
     connect_timeout: Duration,
     syscall_rate: u32,
     system_trees: Vec<PathBuf>,
+    socket: Option<PathBuf>,
 }
 
 impl SessionArgs {
@@ -422,6 +434,7 @@ impl SessionArgs {
                 .syscall_rate
                 .unwrap_or(crate::notify::DEFAULT_RATE_PER_SECOND),
             system_trees: file.system_trees,
+            socket: file.socket,
         })
     }
 }
@@ -552,6 +565,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => return gateway_cli::exec(&args),
         Command::Hook(command) => return gateway_cli::hook(&command),
         Command::McpProxy(args) => return mcp_proxy_command(args),
+        Command::Init(args) => return crate::init::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -707,11 +721,7 @@ fn floor_assets_with(
 }
 
 fn default_evidence() -> PathBuf {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    state.join("agent-kernel").join("evidence.log")
+    crate::instances::default_evidence()
 }
 
 /// Everything a session needs, built from its arguments: the session
@@ -966,7 +976,11 @@ impl RunningEndpoint {
 fn listen_command(args: &ListenArgs) -> Result<(), String> {
     harden_self()?;
     let settings = args.session.settings()?;
-    let endpoint = RunningEndpoint::start(&settings, &args.socket, args.client_uid)?;
+    let socket = args.socket.clone().or(settings.socket.clone()).ok_or(
+        "no endpoint socket given: pass `--socket PATH`, set AGENT_KERNEL_ENDPOINT, or set \
+         `socket` in the `--config` file",
+    )?;
+    let endpoint = RunningEndpoint::start(&settings, &socket, args.client_uid)?;
     match endpoint.serve_until(|| false)? {
         Some(cause) => Err(format!("session ended halted: {cause}")),
         None => Ok(()),
@@ -1291,20 +1305,39 @@ fn policy_check(files: &[PathBuf], json: bool) -> Result<(), String> {
 /// Sends one control request and prints the answer, once it is
 /// authenticated as the enforcer's.
 fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> {
+    let control = match &args.control {
+        Some(path) => path.clone(),
+        None => {
+            let found = match crate::instances::find_control() {
+                Ok(found) => found,
+                // None running: a halt of the one that ended halted is
+                // done already.
+                Err(message) => match the_one_ended_halted(request) {
+                    Some(path) => return ended_halted(args, &path, request, &message),
+                    None => return Err(message),
+                },
+            };
+            eprintln!(
+                "kernel-enforcer: using the enforcer at `{}` (the only one running)",
+                found.display()
+            );
+            found
+        }
+    };
     let response = match &args.pubkey {
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| format!("public key `{}`: {e}", file.display()))?;
             let key = kernel_core::parse_public_key(&text)
                 .map_err(|e| format!("public key `{}`: {e}", file.display()))?;
-            control::request_authenticated(&args.control, request, &key, None)
+            control::request_authenticated(&control, request, &key, None)
         }
-        None => control::request(&args.control, request),
+        None => control::request(&control, request),
     };
     let response = match response {
         Ok(response) => response,
         Err(error @ control::ControlError::Unreachable { .. }) => {
-            return ended_halted(args, request, &error);
+            return ended_halted(args, &control, request, &error.to_string());
         }
         Err(error) => return Err(error.to_string()),
     };
@@ -1344,32 +1377,54 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
     }
 }
 
+/// For a `halt` that names no enforcer when none is running: the control
+/// path of the one enforcer under the state directory that ended halted,
+/// if there is exactly one.
+fn the_one_ended_halted(request: &ControlRequest) -> Option<PathBuf> {
+    if !matches!(request, ControlRequest::Halt { .. }) {
+        return None;
+    }
+    let candidates = crate::instances::candidates(&crate::instances::state_root().ok()?);
+    if candidates.iter().any(|c| c.status.is_ok()) {
+        return None;
+    }
+    let mut halted = candidates
+        .into_iter()
+        .map(|c| c.control)
+        .filter(|path| control::read_halt_record(path).is_some());
+    match (halted.next(), halted.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
 /// The answer for an enforcer that no longer answers: if it ended halted
 /// (it left its signed record at the control path), a `halt` is done
 /// already and succeeds saying so; anything else fails, saying that it
 /// ended halted when it did.
 fn ended_halted(
     args: &ControlArgs,
+    control: &Path,
     request: &ControlRequest,
-    error: &control::ControlError,
+    error: &str,
 ) -> Result<(), String> {
     // A key given with --pubkey is the key the record must be signed by
     // too; the record is otherwise checked like the key file.
-    let record = control::read_halt_record(&args.control).filter(|_| {
+    let record = control::read_halt_record(control).filter(|_| {
         args.pubkey.as_ref().is_none_or(|file| {
             std::fs::read_to_string(file)
                 .ok()
                 .and_then(|text| kernel_core::parse_public_key(&text).ok())
-                .zip(control::load_key_file(&args.control).ok())
+                .zip(control::load_key_file(control).ok())
                 .is_some_and(|(given, (found, _))| given == found)
         })
     });
     let Some(record) = record else {
-        return Err(error.to_string());
+        return Err(error.to_owned());
     };
     let ended = format!(
         "the enforcer at `{}` ended halted ({}); nothing runs there any more",
-        args.control.display(),
+        control.display(),
         record.cause
     );
     if !matches!(request, ControlRequest::Halt { .. }) {
