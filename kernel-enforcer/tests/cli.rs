@@ -924,3 +924,63 @@ fn the_halt_record_is_a_floor_asset() {
             .is_ok()
     );
 }
+
+/// `halt` without `--control` finds the one running enforcer; once that
+/// one has ended halted, a second such `halt` finds its record instead.
+#[test]
+fn a_second_halt_that_names_no_enforcer_says_already_halted() {
+    let fixture = fixture(POLICY);
+    let state = fixture.dir.path().join("xdg-state");
+    let evidence = state.join("agent-kernel/evidence.log");
+    let socket = fixture.dir.path().join("endpoint.sock");
+    let child = Command::new(ENFORCER)
+        .env("XDG_STATE_HOME", &state)
+        .args(["listen", "--policy", s(&fixture.policy)])
+        .args(["--workspace", s(&fixture.workspace)])
+        .args(["--evidence", s(&evidence), "--socket", s(&socket)])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut listener = Listener { child, socket };
+    wait_for("listen to come up", || {
+        std::os::unix::net::UnixStream::connect(&listener.socket).is_ok()
+    });
+    let halt = || {
+        Command::new(ENFORCER)
+            .env("XDG_STATE_HOME", &state)
+            .env_remove("AGENT_KERNEL_CONTROL")
+            .args(["halt", "--reason", "incident 11"])
+            .output()
+            .unwrap()
+    };
+    let first = halt();
+    assert!(first.status.success(), "{:?}", text(&first));
+    assert!(
+        text(&first)
+            .0
+            .contains("halted: every request is now denied")
+    );
+    wait_for("the halted enforcer to end", || {
+        listener.child.try_wait().unwrap().is_some()
+    });
+    let second = halt();
+    let (stdout, stderr) = text(&second);
+    assert_eq!(second.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("already halted"), "{stdout}");
+    assert!(stdout.contains("incident 11"), "{stdout}");
+    // Other commands still say that nothing runs.
+    let status = Command::new(ENFORCER)
+        .env("XDG_STATE_HOME", &state)
+        .env_remove("AGENT_KERNEL_CONTROL")
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(1));
+    assert!(
+        text(&status).1.contains("no running enforcer"),
+        "{:?}",
+        text(&status)
+    );
+}
