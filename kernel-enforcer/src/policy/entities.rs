@@ -12,6 +12,9 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
     workspace: String,
+    /// The workspace with symbolic links resolved, when that is another
+    /// path ([`Environment::with_resolved_workspace`]).
+    resolved_workspace: Option<String>,
     assets: Vec<String>,
 }
 
@@ -29,8 +32,19 @@ impl Environment {
         assets.dedup();
         Ok(Self {
             workspace: normal(workspace)?,
+            resolved_workspace: None,
             assets,
         })
+    }
+
+    /// Also counts paths beneath `resolved` (absolute: the workspace with
+    /// symbolic links resolved) as in the workspace, so that a path
+    /// decided where it leads is in the workspace when the workspace was
+    /// named through a link. The workspace keeps its name as given.
+    pub fn with_resolved_workspace(mut self, resolved: &str) -> Result<Self, String> {
+        let resolved = canonical_path(resolved, None).map_err(|e| e.to_string())?;
+        self.resolved_workspace = (resolved != self.workspace).then_some(resolved);
+        Ok(self)
     }
 
     /// The workspace root.
@@ -46,6 +60,10 @@ impl Environment {
     /// Whether canonical `path` is the workspace or lies beneath it.
     pub(crate) fn in_workspace(&self, path: &str) -> bool {
         is_within(path, &self.workspace)
+            || self
+                .resolved_workspace
+                .as_deref()
+                .is_some_and(|resolved| is_within(path, resolved))
     }
 
     /// Whether `path` is an asset or lies beneath one.
@@ -81,7 +99,7 @@ const MAX_LINK_DIRECTORIES: usize = 64;
 /// (`ln`, `cp -s`). Whatever the program: the floor does not know which
 /// programs make links. `None` when there are more than
 /// [`MAX_LINK_DIRECTORIES`].
-fn link_directories(args: &[String], cwd: &str) -> Option<Vec<String>> {
+pub(crate) fn link_directories(args: &[String], cwd: &str) -> Option<Vec<String>> {
     let mut named: Vec<&str> = Vec::new();
     if let Some(last) = args.iter().rev().find(|arg| !arg.is_empty()) {
         named.push(last);
