@@ -204,7 +204,7 @@ fn claude_code_hook_blocks_a_denied_command_and_it_never_runs() {
 fn compound_shell_commands_are_blocked_with_a_reason() {
     let listener = listen();
     let output = agent_tool_call(&listener, "claude-code", "claude_code_bash_compound.json");
-    assert_blocked(&output, "not a single command");
+    assert_blocked(&output, "does more than one thing");
     assert!(!listener.fixture.workspace.join("first.txt").exists());
     assert!(!listener.fixture.workspace.join("second").exists());
 }
