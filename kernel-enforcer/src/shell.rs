@@ -26,8 +26,10 @@
 //! program it starts.
 //!
 //! What needs no action: duplicating or closing descriptors (`2>&1`,
-//! `>&2`, `<&0`, `3>&-`, `|&`) touches no file; reading from or writing to
-//! `/dev/null`, written exactly so, touches nothing.
+//! `>&2`, `<&0`, `3>&-`, `|&`) touches no file (as bash reads it, a `-`
+//! right after `>&` or `<&` closes, and what follows it is a word of its
+//! own: `>&-x` passes `x`); reading from or writing to `/dev/null`,
+//! written exactly so, touches nothing.
 //!
 //! What is refused, with a reason saying what to write instead: anything
 //! whose effect the shell decides only when it runs or that the shell does
@@ -56,8 +58,9 @@
 //! Names are taken as programs: a function or alias of the same name that
 //! the agent's shell defines at startup would run instead, and a builtin
 //! that is also a program (`echo`, `printf`, `test`, `pwd`, `kill`) is
-//! decided as that program. Recognised launchers are recognised by name:
-//! a policy that allows a program allows whatever that program does.
+//! decided as that program. Launchers and shells are recognised by name
+//! (without regard to case, as a file system may do): a policy that allows
+//! a program allows whatever that program does.
 //!
 //! Parsing is total: any input gets an answer, never a panic, with work
 //! bounded by its length.
@@ -322,7 +325,30 @@ impl Lexer<'_> {
             );
         }
         self.tokens.push(Token::Redirect { op, numbered, text });
+        if matches!(op, Redir::DupIn | Redir::DupOut) {
+            self.close_dash();
+        }
         Ok(())
+    }
+
+    /// After `>&` or `<&`, bash takes an unquoted `-` (past blanks and
+    /// line continuations) as a word by itself, closing the descriptor:
+    /// `>&-x` closes standard output and passes `x` as an argument.
+    fn close_dash(&mut self) {
+        let mut ahead = self.chars.clone();
+        let mut skipped = 0;
+        loop {
+            match ahead.next().map(|(_, c)| c) {
+                Some(' ' | '\t') => skipped += 1,
+                Some('\\') if ahead.next().map(|(_, c)| c) == Some('\n') => skipped += 2,
+                Some('-') => break,
+                _ => return,
+            }
+        }
+        for _ in 0..=skipped {
+            self.chars.next();
+        }
+        self.tokens.push(Token::Word("-".into()));
     }
 
     fn run(mut self) -> Result<Vec<Token>, String> {
@@ -924,22 +950,26 @@ fn programs(argv: &[String]) -> Result<Vec<Vec<String>>, String> {
                 "more than {MAX_NESTED} programs nested in one command: run the inner one directly"
             ));
         }
-        let name = basename(program);
+        let shown = basename(program);
+        // Compared without case: on a file system that ignores case, `BASH`
+        // finds `bash`.
+        let lower = shown.to_ascii_lowercase();
+        let name = lower.as_str();
         if CODE_RUNNERS.contains(&name) {
             return Err(format!(
-                "`{name}` runs its arguments as shell code, which the kernel cannot see: run the command directly"
+                "`{shown}` runs its arguments as shell code, which the kernel cannot see: run the command directly"
             ));
         }
         if SHELLS.contains(&name) {
             return Err(format!(
-                "`{name}` runs shell code the kernel cannot see: run the commands directly, without `{name}`"
+                "`{shown}` runs shell code the kernel cannot see: run the commands directly, without `{shown}`"
             ));
         }
         if name == "env" && args.is_empty() {
             // Only prints the environment.
         } else if LAUNCHERS.contains(&name) {
             return Err(format!(
-                "`{name}` starts another program the kernel would not see: run that program directly, without `{name}`"
+                "`{shown}` starts another program the kernel would not see: run that program directly, without `{shown}`"
             ));
         }
         if name == "find" && args.iter().any(|arg| FIND_EXEC.contains(&arg.as_str())) {
@@ -1058,27 +1088,34 @@ fn run(
     dirs: &[Option<String>],
     actions: &mut Vec<Action>,
 ) -> Result<Vec<(Option<String>, bool)>, String> {
-    // Each command's actions, once per directory it may run in: the same
-    // action of two commands is two actions, of one command in two
-    // directories one.
+    // Each command's actions, once per directory it may run in: an action
+    // the same command already has from another directory (an absolute
+    // file name) is not repeated; everything else is, one per redirection
+    // and program, as the shell performs them.
     let mut these: Vec<(usize, Action)> = Vec::new();
     let mut states = Vec::new();
     for dir in dirs {
         let dir_str = dir.as_deref();
+        let earlier = these.len();
+        let add = |these: &mut Vec<(usize, Action)>, item: (usize, Action)| {
+            if !these.get(..earlier).unwrap_or_default().contains(&item) {
+                these.push(item);
+            }
+        };
         for (index, command) in pipeline.iter().enumerate() {
             for target in &command.targets {
                 let action = match target {
                     Target::Read(path) => Action::file_read(join(dir_str, path)),
                     Target::Write(path) => Action::file_write_descriptor(join(dir_str, path)),
                 };
-                push_unique(&mut these, (index, action));
+                add(&mut these, (index, action));
             }
             if let Kind::Run(runs) = &command.kind {
                 for argv in runs {
                     if let Some((program, args)) = argv.split_first() {
                         let mut exec = Exec::new(program.clone()).args(args.iter().cloned());
                         exec.cwd = dir.clone();
-                        push_unique(&mut these, (index, Action::Exec(exec)));
+                        add(&mut these, (index, Action::Exec(exec)));
                     }
                 }
             }
@@ -1236,6 +1273,19 @@ mod tests {
             actions(r#"echo 1>&"2" 3<&0 4>&- 5>&3- >&2"#),
             [exec(&["echo"], "/w")]
         );
+        // After `>&` and `<&` a `-` stands alone: what follows is a word.
+        assert_eq!(
+            actions("echo a >&-b <&-c 2>& -1 3>&\\\n-d"),
+            [exec(&["echo", "a", "b", "c", "1", "d"], "/w")]
+        );
+        assert_eq!(
+            actions(r#"echo a >&"-"b >&2-c"#),
+            [
+                Action::file_write_descriptor("/w/-b"),
+                Action::file_write_descriptor("/w/2-c"),
+                exec(&["echo", "a"], "/w")
+            ]
+        );
         assert!(command_actions("echo 2>&f", Some("/w")).is_err());
         // Read as a word by bash, as a descriptor by others.
         assert!(command_actions("echo 2147483648>f", Some("/w")).is_err());
@@ -1311,6 +1361,9 @@ mod tests {
             "timeout 5 bash -c 'rm x'",
             "timeout 5 sudo rm x",
             "timeout -- 5 ls",
+            "BASH -c 'rm x'",
+            "/bin/Sudo rm x",
+            "TIMEOUT 5 Env ls",
         ] {
             assert!(command_actions(refused, Some("/w")).is_err(), "{refused}");
         }
@@ -1471,6 +1524,8 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(1024))]
+
         /// Any argument vector, quoted for the shell, is parsed back to
         /// exactly itself: what is decided is what the shell would run.
         #[test]
@@ -1501,22 +1556,19 @@ mod tests {
         /// tokens, so that quoting, escapes and operators meet often.
         #[test]
         fn anything_a_shell_would_act_on_is_decomposed_or_refused(
-            command in proptest::strategy::Strategy::prop_map(proptest::collection::vec(
-                proptest::prop_oneof![
-                    proptest::strategy::Just("ls"), proptest::strategy::Just("a.txt"),
-                    proptest::strategy::Just(" "), proptest::strategy::Just("'"),
-                    proptest::strategy::Just("\""), proptest::strategy::Just("\\"),
-                    proptest::strategy::Just(";"), proptest::strategy::Just("|"),
-                    proptest::strategy::Just("&"), proptest::strategy::Just(">"),
-                    proptest::strategy::Just("<"), proptest::strategy::Just("$"),
-                    proptest::strategy::Just("`"), proptest::strategy::Just("("),
-                    proptest::strategy::Just("\n"), proptest::strategy::Just("-l"),
-                    proptest::strategy::Just("2"), proptest::strategy::Just("*"),
-                    proptest::strategy::Just("~"), proptest::strategy::Just("{"),
-                    proptest::strategy::Just("#"), proptest::strategy::Just("="),
-                ],
-                0..14,
-            ), |tokens: Vec<&str>| tokens.concat())
+            command in proptest::strategy::Strategy::prop_map(
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        // Words and blanks, often, so that lines are
+                        // accepted often enough to check them.
+                        6 => proptest::sample::select(&["ls", "a.txt", "-l", "2", "-", " ", " ", "\t"][..]),
+                        3 => proptest::sample::select(&["'", "\"", "\\", ";", "|", "&&", ">", "<", "\n", "&"][..]),
+                        1 => proptest::sample::select(&["$", "`", "(", "*", "~", "{", "#", "=", "?", "["][..]),
+                    ],
+                    0..16,
+                ),
+                |tokens: Vec<&str>| tokens.concat(),
+            )
         ) {
             if let Ok(actions) = command_actions(&command, Some("/w")) {
                 proptest::prop_assert!(!actions.is_empty());
@@ -1641,6 +1693,20 @@ mod tests {
                     if let Some(op) = op {
                         pieces.push(Piece::Op(op));
                         i += op.chars().count();
+                        // Bash takes an unquoted `-` after `>&` or `<&`
+                        // as a word by itself.
+                        if matches!(*op, ">&" | "<&") {
+                            let mut k = i;
+                            while matches!(marked.get(k), Some((' ' | '\t', true))) {
+                                k += 1;
+                            }
+                            if marked.get(k) == Some(&('-', true)) {
+                                pieces.push(Piece::Word {
+                                    digits_touching: false,
+                                });
+                                i = k + 1;
+                            }
+                        }
                         continue;
                     }
                 } else {
@@ -1669,7 +1735,7 @@ mod tests {
                             // `>&WORD` and `<&WORD` may be descriptors.
                             model.file_redirections += usize::from(!op.ends_with('&'));
                         } else if !(digits_touching
-                            && matches!(pieces.get(k + 1), Some(Piece::Op(op)) if op.contains(['<', '>'])))
+                            && matches!(pieces.get(k + 1), Some(Piece::Op(op)) if op.starts_with(['<', '>'])))
                         {
                             has_word = true;
                         }

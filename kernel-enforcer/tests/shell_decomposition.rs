@@ -123,6 +123,10 @@ const DUPLICATIONS: &[&str] = &[
     "0<&0",
     "2>&1-",
     r#"1>&"2""#,
+    ">&-",
+    "<&-",
+    "2>& -",
+    "3>&\\\n-",
 ];
 const IN_OPS: &[&str] = &["<", "0<", "3<"];
 const IN_TARGETS: &[&str] = &["in1", "'in2'", r#""in1""#, "@ABS@/in2"];
@@ -207,7 +211,11 @@ fn simple() -> impl Strategy<Value = (String, bool)> {
             for (k, item) in items.iter().enumerate() {
                 match item {
                     Item::Arg(arg) => {
-                        line.push_str(blanks[k]);
+                        // Right after a closing `>&-`, with no blank: bash
+                        // takes the `-` alone.
+                        if !(line.ends_with("&-") && tight[k]) {
+                            line.push_str(blanks[k]);
+                        }
                         line.push_str(arg);
                         after_arg = true;
                     }
