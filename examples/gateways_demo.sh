@@ -42,12 +42,13 @@ show exec -- rm -rf .
 echo "== hook claude-code: a PreToolUse payload on standard input =="
 hook() {
   echo "\$ echo '$2' | kernel-enforcer hook $1"
-  echo "$2" | ke hook "$1" || echo "(exit status $?)"
+  if echo "$2" | ke hook "$1"; then echo "(exit status 0)"; else echo "(exit status $?)"; fi
   echo
 }
 hook claude-code "{\"hook_event_name\":\"PreToolUse\",\"cwd\":\"$demo/project\",\"tool_name\":\"Bash\",\"tool_input\":{\"command\":\"ls -la\"}}"
 hook claude-code "{\"hook_event_name\":\"PreToolUse\",\"cwd\":\"$demo/project\",\"tool_name\":\"Bash\",\"tool_input\":{\"command\":\"ls && rm -rf .\"}}"
-hook codex "{\"hook_event_name\":\"PreToolUse\",\"cwd\":\"$demo/project\",\"tool_name\":\"mcp__deploy__release\",\"tool_input\":{\"target\":\"prod\"}}"
+hook claude-code "{\"hook_event_name\":\"PreToolUse\",\"cwd\":\"$demo/project\",\"tool_name\":\"Grep\",\"tool_input\":{\"pattern\":\"KEY\",\"path\":\"/home/dev/.ssh\"}}"
+hook codex "{\"hook_event_name\":\"PreToolUse\",\"cwd\":\"$demo/project\",\"tool_name\":\"apply_patch\",\"tool_input\":{\"command\":\"*** Begin Patch\\n*** Add File: notes.md\\n+hi\\n*** Add File: .env\\n+TOKEN=x\\n*** End Patch\"}}"
 
 if command -v node >/dev/null && command -v npm >/dev/null; then
   echo "== mcp-proxy: the official MCP client and filesystem server =="

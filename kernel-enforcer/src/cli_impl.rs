@@ -120,6 +120,12 @@ enum Command {
     /// Pre-tool-use hook adapters for coding agents.
     #[command(subcommand)]
     Hook(gateway_cli::HookCommand),
+    /// Govern a coding agent in a project: create a key, install the
+    /// agent's policy profile and an enforcer configuration, add the hook
+    /// to the agent's settings, and write a systemd user unit. Prints what
+    /// it did, how to undo it, and what to do next; running it again
+    /// changes nothing.
+    Init(crate::init::InitArgs),
 }
 
 /// `mcp-proxy`: the MCP gateway.
@@ -145,9 +151,10 @@ struct McpProxyArgs {
 struct ListenArgs {
     #[command(flatten)]
     session: SessionArgs,
-    /// The endpoint socket to create (or set AGENT_KERNEL_ENDPOINT).
+    /// The endpoint socket to create (or set AGENT_KERNEL_ENDPOINT, or
+    /// `socket` in the configuration file).
     #[arg(long, env = crate::endpoint::ENDPOINT_ENV)]
-    socket: PathBuf,
+    socket: Option<PathBuf>,
     /// The uid allowed to ask. Default: this process's effective uid.
     #[arg(long)]
     client_uid: Option<u32>,
@@ -156,8 +163,12 @@ struct ListenArgs {
 #[derive(Debug, clap::Args)]
 struct ControlArgs {
     /// The enforcer's control socket (or set AGENT_KERNEL_CONTROL).
+    /// Default: the one running enforcer whose control file lies in the
+    /// kernel's state directory (`$XDG_STATE_HOME/agent-kernel`, where
+    /// `init` and the default evidence path put it); refused when there
+    /// are none or several.
     #[arg(long, env = "AGENT_KERNEL_CONTROL")]
-    control: PathBuf,
+    control: Option<PathBuf>,
     /// Authenticate the enforcer by this public key (a `kernel.pub` file)
     /// instead of the key file the enforcer writes at the control path.
     #[arg(long)]
@@ -327,6 +338,7 @@ struct Settings {
     connect_timeout: Duration,
     syscall_rate: u32,
     system_trees: Vec<PathBuf>,
+    socket: Option<PathBuf>,
 }
 
 impl SessionArgs {
@@ -403,6 +415,7 @@ impl SessionArgs {
                 .syscall_rate
                 .unwrap_or(crate::notify::DEFAULT_RATE_PER_SECOND),
             system_trees: file.system_trees,
+            socket: file.socket,
         })
     }
 }
@@ -517,6 +530,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => return gateway_cli::exec(&args),
         Command::Hook(command) => return gateway_cli::hook(&command),
         Command::McpProxy(args) => return mcp_proxy_command(args),
+        Command::Init(args) => return crate::init::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -652,11 +666,7 @@ fn floor_assets_with(
 }
 
 fn default_evidence() -> PathBuf {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    state.join("agent-kernel").join("evidence.log")
+    crate::instances::default_evidence()
 }
 
 /// Everything a session needs, built from its arguments: the session
@@ -910,7 +920,11 @@ impl RunningEndpoint {
 fn listen_command(args: &ListenArgs) -> Result<(), String> {
     harden_self()?;
     let settings = args.session.settings()?;
-    let endpoint = RunningEndpoint::start(&settings, &args.socket, args.client_uid)?;
+    let socket = args.socket.clone().or(settings.socket.clone()).ok_or(
+        "no endpoint socket given: pass `--socket PATH`, set AGENT_KERNEL_ENDPOINT, or set \
+         `socket` in the `--config` file",
+    )?;
+    let endpoint = RunningEndpoint::start(&settings, &socket, args.client_uid)?;
     match endpoint.serve_until(|| false)? {
         Some(cause) => Err(format!("session ended halted: {cause}")),
         None => Ok(()),
@@ -1150,15 +1164,26 @@ fn policy_check(files: &[PathBuf]) -> Result<(), String> {
 /// Sends one control request and prints the answer, once it is
 /// authenticated as the enforcer's.
 fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> {
+    let control = match &args.control {
+        Some(path) => path.clone(),
+        None => {
+            let found = crate::instances::find_control()?;
+            eprintln!(
+                "kernel-enforcer: using the enforcer at `{}` (the only one running)",
+                found.display()
+            );
+            found
+        }
+    };
     let response = match &args.pubkey {
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| format!("public key `{}`: {e}", file.display()))?;
             let key = kernel_core::parse_public_key(&text)
                 .map_err(|e| format!("public key `{}`: {e}", file.display()))?;
-            control::request_authenticated(&args.control, request, &key, None)
+            control::request_authenticated(&control, request, &key, None)
         }
-        None => control::request(&args.control, request),
+        None => control::request(&control, request),
     }
     .map_err(|e| e.to_string())?;
     if args.json {

@@ -25,6 +25,7 @@
 //! syscall_rate = 2000
 //! system_trees = ["/opt/toolchains"]
 //! evidence_window_ms = 50
+//! socket = "/run/user/1000/agent-kernel.sock"
 //! ```
 
 use serde::Deserialize;
@@ -72,6 +73,8 @@ pub struct FileConfig {
     /// (`--evidence-window`), instead of before their decision takes
     /// effect.
     pub evidence_window_ms: Option<u64>,
+    /// `listen`: the endpoint socket to create (other commands ignore it).
+    pub socket: Option<PathBuf>,
 }
 
 /// Why a configuration file could not be used.
@@ -127,6 +130,7 @@ impl FileConfig {
             &mut config.key,
             &mut config.control,
             &mut config.scratch,
+            &mut config.socket,
         ]
         .into_iter()
         .flatten()
@@ -160,6 +164,9 @@ mod tests {
         assert_eq!(config.workspace, Some(PathBuf::from("/etc/kernel/ws")));
         assert_eq!(config.permit_ttl_secs, Some(5));
         assert_eq!(config.key, None);
+        let config =
+            FileConfig::parse("socket = \"run/e.sock\"\n", Path::new("/etc/kernel")).unwrap();
+        assert_eq!(config.socket, Some(PathBuf::from("/etc/kernel/run/e.sock")));
     }
 
     #[test]

@@ -72,9 +72,11 @@ pub(crate) struct ExecArgs {
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum HookCommand {
     /// Claude Code `PreToolUse` hook: payload on standard input; exit 0
-    /// lets the call go on, exit 2 blocks it with the reason.
+    /// lets the call go on (or, for a policy's `@ask`, has Claude Code ask
+    /// its user), exit 2 blocks it with the reason.
     ClaudeCode(HookArgs),
-    /// Codex `PreToolUse` hook (same envelope and exit statuses).
+    /// Codex `PreToolUse` hook: payload on standard input; exit 0 lets the
+    /// call go on, exit 2 blocks it with the reason (also for `@ask`).
     Codex(HookArgs),
 }
 
@@ -83,6 +85,10 @@ pub(crate) enum HookCommand {
 pub(crate) struct HookArgs {
     #[command(flatten)]
     endpoint: EndpointArgs,
+    /// On an allow, also tell the model which receipts allowed the call
+    /// (as additional context). By default an allow prints nothing.
+    #[arg(long)]
+    verbose: bool,
 }
 
 /// Exit status of `ask` for an error (no authentic answer).
@@ -250,23 +256,41 @@ fn exec_on_channel(exec: Exec) -> ExitCode {
     }
 }
 
-/// `kernel-enforcer hook AGENT`.
+/// `kernel-enforcer hook AGENT`. Exits 0 or 2 and nothing else: a hook
+/// that fails any other way (a panic exits 101) would let the call go on
+/// in both agents.
 pub(crate) fn hook(command: &HookCommand) -> ExitCode {
     let (agent, args) = match command {
         HookCommand::ClaudeCode(args) => (hook::Agent::ClaudeCode, args),
         HookCommand::Codex(args) => (hook::Agent::Codex, args),
     };
-    let verdict = match read_limited(std::io::stdin().lock(), MAX_HOOK_INPUT)
-        .and_then(|input| Ok((input, args.endpoint.options()?)))
-    {
-        Ok((input, options)) => hook::decide(agent, &input, &options),
-        Err(message) => hook::HookVerdict::blocked(&format!("blocked, fail closed: {message}")),
-    };
-    println!("{}", verdict.stdout);
-    if !verdict.stderr.is_empty() {
-        eprintln!("{}", verdict.stderr);
+    // A panic's message could quote the payload: print nothing, the
+    // verdict below says what happened.
+    std::panic::set_hook(Box::new(|_| {}));
+    let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match read_limited(std::io::stdin().lock(), MAX_HOOK_INPUT)
+            .and_then(|input| Ok((input, args.endpoint.options()?)))
+        {
+            Ok((input, options)) => hook::decide(agent, &input, &options, args.verbose),
+            Err(message) => hook::HookVerdict::blocked(&format!("blocked, fail closed: {message}")),
+        }
+    }))
+    .unwrap_or_else(|_| {
+        hook::HookVerdict::blocked(
+            "blocked, fail closed: the hook stopped on an internal error (a bug; please \
+             report it)",
+        )
+    });
+    // Write errors (a closed pipe) change nothing: the exit status decides.
+    if !verdict.stdout().is_empty() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", verdict.stdout());
+        let _ = out.flush();
     }
-    ExitCode::from(verdict.exit)
+    if !verdict.stderr().is_empty() {
+        let _ = writeln!(std::io::stderr().lock(), "{}", verdict.stderr());
+    }
+    ExitCode::from(verdict.exit().code())
 }
 
 /// `kernel-enforcer mcp-proxy`: starts the MCP server and relays between

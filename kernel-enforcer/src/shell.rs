@@ -23,7 +23,9 @@
 //! and, where they would also run if `cd` failed (after `;`, or after `||`),
 //! the old directory too, each as an action of its own. `timeout` (GNU
 //! coreutils and BusyBox options) is decomposed into itself and the
-//! program it starts.
+//! program it starts. `sh -c SCRIPT` and `bash -lc SCRIPT` (also `dash`,
+//! `zsh`; exactly those three words) are the actions of `SCRIPT`, run from
+//! the shell's directory, up to three shells deep.
 //!
 //! What needs no action: duplicating or closing descriptors (`2>&1`,
 //! `>&2`, `<&0`, `3>&-`, `|&`) touches no file (as bash reads it, a `-`
@@ -41,13 +43,13 @@
 //! compound commands (`if`, `for`, `!` ..), bash's network redirections
 //! (`/dev/tcp/..`, `/dev/udp/..`), what other shells read differently (a
 //! redirection without a command, for which zsh runs `cat`; `>!`;
-//! `<1-5>`; a descriptor number too large for an `int`), shell builtins
-//! that change the shell itself (`export`, `alias`, `hash`, `read` ..),
-//! programs that run their arguments as shell code (`eval`, `exec`,
-//! `source`, `.`, any shell such as `bash -c`), and programs that start
-//! another program given in their arguments (`env CMD`, `sudo`, `xargs`,
-//! `nohup`, `nice`, `time`, `command`, `find -exec` .., see the lists in
-//! the source). Lines over
+//! `<1-5>`; a descriptor number over 9, an argument to dash), shell
+//! builtins that change the shell itself (`export`, `alias`, `hash`,
+//! `read` ..), programs that run their arguments as shell code (`eval`,
+//! `exec`, `source`, `.`, a shell given a script file, standard input or
+//! options), and programs that start another program given in their
+//! arguments (`env CMD`, `sudo`, `xargs`, `nohup`, `nice`, `time`,
+//! `command`, `find -exec` .., see the lists in the source). Lines over
 //! [`MAX_COMMAND_BYTES`], with more than [`MAX_COMMANDS`] simple commands
 //! or [`MAX_REDIRECTIONS`] redirections, or decomposing into more than
 //! [`MAX_ACTIONS`] actions are refused too.
@@ -92,22 +94,42 @@ pub fn command_actions(command: &str, cwd: Option<&str>) -> Result<Vec<Action>, 
             command.len()
         ));
     }
-    let tokens = lex(command)?;
-    let line = parse(&tokens)?;
-    let actions = plan(&line, cwd)?;
+    let mut budget = MAX_SCRIPT_BYTES;
+    let actions = decompose(command, cwd, 0, &mut budget)?;
     if actions.is_empty() {
-        let only_cd = line
-            .iter()
-            .flat_map(|list| std::iter::once(&list.first).chain(list.rest.iter().map(|(_, p)| p)))
-            .flatten()
-            .any(|command| matches!(command.kind, Kind::Cd(_)));
-        return Err(if only_cd {
-            "`cd` alone changes nothing the kernel decides: give the command to run there, as in `cd DIR && COMMAND`".into()
-        } else {
-            "the command line runs no program and opens no file: nothing to decide".into()
-        });
+        return Err(
+            "the command line runs no program and opens no file (`cd` alone changes nothing the kernel decides): give the command to run, as in `cd DIR && COMMAND`"
+                .into(),
+        );
     }
     Ok(actions)
+}
+
+/// Most shells nested in one command line through `SHELL -c SCRIPT`.
+const MAX_SCRIPT_DEPTH: usize = 3;
+/// Most bytes read for one command line, counting each script a shell in
+/// it runs (once per directory it may run in).
+const MAX_SCRIPT_BYTES: usize = 4 * MAX_COMMAND_BYTES;
+
+/// The actions of `command` run from `cwd`, `depth` shells deep, reading
+/// no more than `budget` bytes in all.
+fn decompose(
+    command: &str,
+    cwd: Option<&str>,
+    depth: usize,
+    budget: &mut usize,
+) -> Result<Vec<Action>, String> {
+    if depth > MAX_SCRIPT_DEPTH {
+        return Err(
+            "shells run shells too deeply to be decided: run the innermost command directly".into(),
+        );
+    }
+    *budget = budget.checked_sub(command.len()).ok_or(
+        "the command line and the scripts its shells run are too large to decide: split it across several calls",
+    )?;
+    let tokens = lex(command)?;
+    let line = parse(&tokens)?;
+    plan(&line, cwd, depth, budget)
 }
 
 // ---------------------------------------------------------------------
@@ -200,14 +222,14 @@ impl Lexer<'_> {
     }
 
     /// At `<` or `>`: whether the word before it is a descriptor number
-    /// (unquoted digits naming an `int`). Ends the word either way. A
-    /// longer number is an ordinary word to bash but not to every shell,
-    /// so it is refused.
+    /// (unquoted digits). Ends the word either way. A number of more than
+    /// one digit is a descriptor to bash but an argument to dash, so it is
+    /// refused.
     fn take_io_number(&mut self) -> Result<bool, String> {
         let digits = self.in_word && self.digits_only && !self.word.is_empty();
-        if digits && self.word.parse::<i32>().is_err() {
+        if digits && self.word.len() > 1 {
             return Err(format!(
-                "shells read `{}` right before a redirection differently: put a blank between them",
+                "shells read `{}` right before a redirection differently (a descriptor or an argument): use a descriptor from 0 to 9, or put a blank before the redirection",
                 self.word
             ));
         }
@@ -521,6 +543,9 @@ enum Target {
 enum Kind {
     /// Changes the shell's directory to this one.
     Cd(String),
+    /// A shell runs this script (`sh -c SCRIPT`, `bash -lc SCRIPT`): its
+    /// actions are the script's.
+    Script(String),
     /// Runs these programs (a launcher and what it starts), each an
     /// argument vector with the program first.
     Run(Vec<Vec<String>>),
@@ -796,8 +821,14 @@ const CODE_RUNNERS: &[&str] = &[
     ".", "builtin", "command", "eval", "exec", "fc", "source", "trap",
 ];
 
-/// Shells: given `-c STRING`, a script or standard input, they run shell
-/// code the kernel does not see.
+/// Shells whose `-c SCRIPT` and `-lc SCRIPT` are decided as `SCRIPT`:
+/// they read the literal subset of the language as bash does, given the
+/// refusals above (descriptor numbers over 9, which dash reads as words;
+/// what zsh reads otherwise).
+const SCRIPT_SHELLS: &[&str] = &["bash", "dash", "sh", "zsh"];
+
+/// Shells: given anything but `-c SCRIPT` (a script file, standard input,
+/// options), they run shell code the kernel does not see.
 const SHELLS: &[&str] = &[
     "ash", "bash", "busybox", "csh", "dash", "fish", "ksh", "ksh93", "mksh", "pdksh", "posh",
     "rbash", "sh", "tcsh", "toybox", "yash", "zsh",
@@ -891,6 +922,12 @@ fn classify(words: &[String], piped: bool) -> Result<Kind, String> {
             "`{name}` starts a compound command, which is not supported: run each command on its own, joined with `&&`, `||` or `;`"
         ));
     }
+    if let [flag, script] = args
+        && matches!(flag.as_str(), "-c" | "-lc")
+        && SCRIPT_SHELLS.contains(&basename(name).to_ascii_lowercase().as_str())
+    {
+        return Ok(Kind::Script(script.clone()));
+    }
     if !name.contains('/') {
         if name == "cd" {
             return cd(args, piped);
@@ -962,7 +999,7 @@ fn programs(argv: &[String]) -> Result<Vec<Vec<String>>, String> {
         }
         if SHELLS.contains(&name) {
             return Err(format!(
-                "`{shown}` runs shell code the kernel cannot see: run the commands directly, without `{shown}`"
+                "`{shown}` runs shell code the kernel cannot see: run the commands directly, or as `{shown} -c 'COMMANDS'`"
             ));
         }
         if name == "env" && args.is_empty() {
@@ -1050,14 +1087,19 @@ fn push_unique<T: PartialEq>(items: &mut Vec<T>, item: T) {
 /// in are followed through `cd`: a command gets its actions once for every
 /// directory it may run in, given which earlier commands may have
 /// succeeded or failed.
-fn plan(line: &[AndOr], cwd: Option<&str>) -> Result<Vec<Action>, String> {
+fn plan(
+    line: &[AndOr],
+    cwd: Option<&str>,
+    depth: usize,
+    budget: &mut usize,
+) -> Result<Vec<Action>, String> {
     let mut actions = Vec::new();
     // Where each and-or list may start.
     let mut starts: Vec<Option<String>> = vec![cwd.map(str::to_owned)];
     for list in line {
         // Where the shell may be, and whether the last pipeline run there
         // may have succeeded (`true`) or failed (`false`).
-        let mut states = run(&list.first, &starts, &mut actions)?;
+        let mut states = run(&list.first, &starts, &mut actions, depth, budget)?;
         for (connector, pipeline) in &list.rest {
             let mut runners = Vec::new();
             let mut skipped = Vec::new();
@@ -1068,7 +1110,7 @@ fn plan(line: &[AndOr], cwd: Option<&str>) -> Result<Vec<Action>, String> {
                     push_unique(&mut skipped, (dir, ok));
                 }
             }
-            states = run(pipeline, &runners, &mut actions)?;
+            states = run(pipeline, &runners, &mut actions, depth, budget)?;
             for state in skipped {
                 push_unique(&mut states, state);
             }
@@ -1087,6 +1129,8 @@ fn run(
     pipeline: &Pipeline,
     dirs: &[Option<String>],
     actions: &mut Vec<Action>,
+    depth: usize,
+    budget: &mut usize,
 ) -> Result<Vec<(Option<String>, bool)>, String> {
     // Each command's actions, once per directory it may run in: an action
     // the same command already has from another directory (an absolute
@@ -1110,14 +1154,22 @@ fn run(
                 };
                 add(&mut these, (index, action));
             }
-            if let Kind::Run(runs) = &command.kind {
-                for argv in runs {
-                    if let Some((program, args)) = argv.split_first() {
-                        let mut exec = Exec::new(program.clone()).args(args.iter().cloned());
-                        exec.cwd = dir.clone();
-                        add(&mut these, (index, Action::Exec(exec)));
+            match &command.kind {
+                Kind::Run(runs) => {
+                    for argv in runs {
+                        if let Some((program, args)) = argv.split_first() {
+                            let mut exec = Exec::new(program.clone()).args(args.iter().cloned());
+                            exec.cwd = dir.clone();
+                            add(&mut these, (index, Action::Exec(exec)));
+                        }
                     }
                 }
+                Kind::Script(script) => {
+                    for action in decompose(script, dir_str, depth + 1, budget)? {
+                        add(&mut these, (index, action));
+                    }
+                }
+                Kind::Cd(_) => {}
             }
             if actions.len() + these.len() > MAX_ACTIONS {
                 return Err(format!(
@@ -1258,7 +1310,6 @@ mod tests {
             ("echo 2 >f", &["echo", "2"]),
             (r#"echo "2">f"#, &["echo", "2"]),
             ("echo a2>f", &["echo", "a2"]),
-            ("echo 2147483647>f", &["echo"]),
             ("echo 2147483648 >f", &["echo", "2147483648"]),
             ("echo 2&>f", &["echo", "2"]),
         ] {
@@ -1287,8 +1338,10 @@ mod tests {
             ]
         );
         assert!(command_actions("echo 2>&f", Some("/w")).is_err());
-        // Read as a word by bash, as a descriptor by others.
-        assert!(command_actions("echo 2147483648>f", Some("/w")).is_err());
+        // A descriptor to bash, a word to dash.
+        for refused in ["echo 10>f", "echo 2147483648>f", "echo 00<f"] {
+            assert!(command_actions(refused, Some("/w")).is_err(), "{refused}");
+        }
         assert!(command_actions("cat <&f", Some("/w")).is_err());
     }
 
@@ -1327,6 +1380,36 @@ mod tests {
     }
 
     #[test]
+    fn a_shell_given_a_script_is_decided_as_the_script() {
+        assert_eq!(
+            actions("bash -c 'touch made.txt'"),
+            [exec(&["touch", "made.txt"], "/w")]
+        );
+        assert_eq!(
+            actions(r#"cd /p && /bin/bash -lc "cargo test 2>&1 | tail -3" > log"#),
+            [
+                Action::file_write_descriptor("/p/log"),
+                exec(&["cargo", "test"], "/p"),
+                exec(&["tail", "-3"], "/p")
+            ]
+        );
+        // A `cd` in the script stays in the script.
+        assert_eq!(
+            actions(r#"sh -c "cd ./sub && ls" && ls"#),
+            [exec(&["ls"], "/w/./sub"), exec(&["ls"], "/w")]
+        );
+        assert_eq!(
+            actions(r#"bash -c "sh -c 'dash -c ls'""#),
+            [exec(&["ls"], "/w")]
+        );
+        assert!(
+            command_actions(r#"bash -c "sh -c 'dash -c \"zsh -c ls\"'""#, Some("/w"))
+                .unwrap_err()
+                .contains("too deeply")
+        );
+    }
+
+    #[test]
     fn timeout_is_decomposed_when_its_options_are_understood() {
         assert_eq!(
             actions("timeout 60 cargo test"),
@@ -1361,7 +1444,7 @@ mod tests {
             "timeout 5 bash -c 'rm x'",
             "timeout 5 sudo rm x",
             "timeout -- 5 ls",
-            "BASH -c 'rm x'",
+            "BASH script.sh",
             "/bin/Sudo rm x",
             "TIMEOUT 5 Env ls",
         ] {
@@ -1412,10 +1495,17 @@ mod tests {
             "exec ls",
             "source x",
             ". x",
-            "bash -c 'rm x'",
-            "/bin/sh -c 'rm x'",
             "sh script.sh",
             "zsh",
+            "bash -x -c 'rm x'",
+            "bash -c 'rm x' name arg",
+            "sh -ec 'rm x'",
+            "bash --norc -c 'rm x'",
+            "ksh -c 'rm x'",
+            "bash -c",
+            "bash -c 'echo $HOME'",
+            "sh -c 'rm *'",
+            "bash -c 'ls; bash -c \"sh -c ls &\"'",
             "xargs rm",
             "env FOO=1 ls",
             "env ls",
@@ -1477,7 +1567,7 @@ mod tests {
             "{}",
             reason("rm *.rs")
         );
-        assert!(reason("bash -c 'ls'").contains("without `bash`"));
+        assert!(reason("bash script.sh").contains("`bash -c 'COMMANDS'`"));
         assert!(reason("echo $HOME").contains("`$HOME`"));
         assert!(reason("timeout 5 sudo ls").contains("without `sudo`"));
         assert!(reason("cd src && ls").contains("cd ./src"));

@@ -45,6 +45,22 @@ when { resource.name == "touch" && context.cwd_in_workspace };
 @reason("echo is harmless")
 permit (principal, action == Action::"exec", resource)
 when { resource.name == "echo" };
+
+@id("search-tools")
+@reason("the agent's search tools only read")
+permit (principal, action == Action::"tool_call", resource)
+when { resource.name == "Grep" || resource.name == "Glob" };
+
+@id("no-ssh")
+@reason("ssh keys are never read")
+forbid (principal, action == Action::"file_read", resource)
+when { resource.path like "*/.ssh" || resource.path like "*/.ssh/*" };
+
+@id("deploy-asks")
+@ask
+@reason("a release needs a person's yes")
+permit (principal, action == Action::"tool_call", resource)
+when { resource.name == "mcp__deploy__release" };
 "#;
 
 struct Listener {
@@ -62,6 +78,10 @@ impl Drop for Listener {
 
 fn listen_with(extra: &[&str]) -> Listener {
     let fixture = fixture(POLICY);
+    // A home directory beside the workspace, with a key in it.
+    let ssh = fixture.dir.path().join("home/.ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::write(ssh.join("id_ed25519"), SECRET).unwrap();
     let socket = fixture.dir.path().join("state/endpoint.sock");
     let child = Command::new(ENFORCER)
         .arg("listen")
@@ -98,10 +118,18 @@ fn listen() -> Listener {
     listen_with(&[])
 }
 
+/// The content of the key in the test's home directory.
+const SECRET: &str = "PRIVATE-KEY-MATERIAL-7f3a";
+
 fn run(socket: &Path, cwd: &Path, args: &[&str], stdin: &str) -> Output {
+    run_env(socket, cwd, args, stdin, &[])
+}
+
+fn run_env(socket: &Path, cwd: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(ENFORCER)
         .args(args)
         .env("AGENT_KERNEL_ENDPOINT", socket)
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -117,36 +145,127 @@ fn run(socket: &Path, cwd: &Path, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A recorded payload, with `{{WORKSPACE}}` and `{{HOME}}` (the test's
+/// home directory, beside the workspace) filled in.
 fn payload(name: &str, workspace: &Path) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/hooks")
         .join(name);
+    let home = workspace.parent().unwrap().join("home");
     std::fs::read_to_string(path)
         .unwrap()
         .replace("{{WORKSPACE}}", &workspace.to_string_lossy())
+        .replace("{{HOME}}", &home.to_string_lossy())
 }
 
 /// Runs a hook the way a coding agent does: the payload on standard
-/// input; on exit status 0 the agent runs the tool itself (here: the Bash
-/// command's argument vector, in the payload's directory).
+/// input; on exit status 0 the agent runs the tool itself.
 fn agent_tool_call(listener: &Listener, agent: &str, name: &str) -> Output {
+    agent_tool_call_as(listener, agent, name).0
+}
+
+/// As [`agent_tool_call`], also returning what the tool gave the agent
+/// (empty when it did not run).
+fn agent_tool_call_as(listener: &Listener, agent: &str, name: &str) -> (Output, String) {
+    agent_tool_call_env(listener, agent, name, &[])
+}
+
+/// As [`agent_tool_call_as`], with more variables in the hook's
+/// environment.
+fn agent_tool_call_env(
+    listener: &Listener,
+    agent: &str,
+    name: &str,
+    env: &[(&str, &str)],
+) -> (Output, String) {
     let workspace = &listener.fixture.workspace;
     let text = payload(name, workspace);
-    let output = run(&listener.socket, workspace, &["hook", agent], &text);
-    if output.status.code() == Some(0) {
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if value["tool_name"] == "Bash" {
-            let argv =
-                shell_words::split(value["tool_input"]["command"].as_str().unwrap()).unwrap();
-            let status = Command::new(&argv[0])
-                .args(&argv[1..])
-                .current_dir(workspace)
-                .status()
+    let output = run_env(&listener.socket, workspace, &["hook", agent], &text, env);
+    let mut result = String::new();
+    let exit = output.status.code();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    // Claude Code asks its user on an exit 0 with `"ask"`; no one answers
+    // here, so the tool does not run.
+    let asks = exit == Some(0)
+        && !output.stdout.is_empty()
+        && stdout_json(&output)["hookSpecificOutput"]["permissionDecision"] == "ask";
+    if exit == Some(0) && !asks {
+        result = perform(&value, workspace);
+    }
+    (output, result)
+}
+
+/// Performs a tool call as the agent would after its hook let it through:
+/// a `Bash` command's argument vector, a `Grep` over its path, the files
+/// an `apply_patch` adds.
+fn perform(call: &serde_json::Value, workspace: &Path) -> String {
+    let input = &call["tool_input"];
+    match call["tool_name"].as_str().unwrap_or_default() {
+        // Codex applies this form itself.
+        "Bash"
+            if input["command"]
+                .as_str()
+                .unwrap()
+                .starts_with("apply_patch <<'EOF'\n") =>
+        {
+            let command = input["command"].as_str().unwrap();
+            let patch = command
+                .strip_prefix("apply_patch <<'EOF'\n")
+                .and_then(|rest| rest.strip_suffix("EOF\n"))
                 .unwrap();
-            assert!(status.success());
+            perform(
+                &serde_json::json!({"tool_name": "apply_patch", "tool_input": {"command": patch}}),
+                workspace,
+            )
+        }
+        // The command line, given to a shell as the agents do.
+        "Bash" => {
+            let output = Command::new("bash")
+                .arg("-c")
+                .arg(input["command"].as_str().unwrap())
+                .current_dir(workspace)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        }
+        "Grep" => {
+            let root = PathBuf::from(input["path"].as_str().unwrap());
+            let mut found = String::new();
+            grep(&root, input["pattern"].as_str().unwrap(), &mut found);
+            found
+        }
+        "apply_patch" => {
+            let mut target = None;
+            for line in input["command"].as_str().unwrap().lines() {
+                if let Some(path) = line.strip_prefix("*** Add File: ") {
+                    let path = workspace.join(path);
+                    std::fs::write(&path, "").unwrap();
+                    target = Some(path);
+                } else if let (Some(path), Some(text)) = (&target, line.strip_prefix('+')) {
+                    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+                    writeln!(file, "{text}").unwrap();
+                } else {
+                    target = None;
+                }
+            }
+            "Success".into()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Lines holding `pattern` in the files at or beneath `path`.
+fn grep(path: &Path, pattern: &str, found: &mut String) {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            grep(&entry.unwrap().path(), pattern, found);
+        }
+    } else if let Ok(text) = std::fs::read_to_string(path) {
+        for line in text.lines().filter(|line| line.contains(pattern)) {
+            found.push_str(&format!("{}:{line}\n", path.display()));
         }
     }
-    output
 }
 
 fn stdout_json(output: &Output) -> serde_json::Value {
@@ -170,19 +289,13 @@ fn assert_blocked(output: &Output, reason_contains: &str) {
 }
 
 #[test]
-fn claude_code_hook_lets_an_allowed_command_run() {
+fn claude_code_hook_lets_an_allowed_command_run_and_says_nothing() {
     let listener = listen();
     let output = agent_tool_call(&listener, "claude-code", "claude_code_bash_allowed.json");
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let value = stdout_json(&output);
-    assert!(
-        value["hookSpecificOutput"]["additionalContext"]
-            .as_str()
-            .unwrap()
-            .contains("allowed by the kernel")
-    );
-    // The hook never grants the agent's own "allow".
-    assert!(value["hookSpecificOutput"]["permissionDecision"].is_null());
+    // Nothing for the model's context, and no "allow" of the agent's own.
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert!(output.stderr.is_empty(), "{output:?}");
     assert!(
         listener
             .fixture
@@ -190,6 +303,23 @@ fn claude_code_hook_lets_an_allowed_command_run() {
             .join("made-by-agent.txt")
             .exists()
     );
+    // With --verbose the allow names its receipt, still without "allow".
+    let workspace = &listener.fixture.workspace;
+    let verbose = run(
+        &listener.socket,
+        workspace,
+        &["hook", "claude-code", "--verbose"],
+        &payload("claude_code_read_allowed.json", workspace),
+    );
+    assert_eq!(verbose.status.code(), Some(0), "{verbose:?}");
+    let value = stdout_json(&verbose);
+    assert!(
+        value["hookSpecificOutput"]["additionalContext"]
+            .as_str()
+            .unwrap()
+            .contains("allowed by the kernel (receipt at log index")
+    );
+    assert!(value["hookSpecificOutput"]["permissionDecision"].is_null());
 }
 
 #[test]
@@ -200,13 +330,34 @@ fn claude_code_hook_blocks_a_denied_command_and_it_never_runs() {
     assert!(!listener.fixture.workspace.join("not-allowed").exists());
 }
 
+/// A command line is decided part by part: it runs only if every program
+/// and every redirection in it is allowed, and a denied part stops all of
+/// it, the allowed parts before it included.
 #[test]
-fn compound_shell_commands_are_blocked_with_a_reason() {
+fn a_command_line_runs_only_if_every_part_is_allowed() {
     let listener = listen();
+    let workspace = &listener.fixture.workspace;
+    // `touch first.txt && mkdir second`: `mkdir` has no permit.
     let output = agent_tool_call(&listener, "claude-code", "claude_code_bash_compound.json");
-    assert_blocked(&output, "does more than one thing");
-    assert!(!listener.fixture.workspace.join("first.txt").exists());
-    assert!(!listener.fixture.workspace.join("second").exists());
+    assert_blocked(&output, "denied by policy (part 2 of 2: exec");
+    assert!(!workspace.join("first.txt").exists());
+    assert!(!workspace.join("second").exists());
+    // `echo token > notes.txt`: the redirection is a write of unknown
+    // size, which the workspace permit (4096 bytes at most) does not
+    // cover.
+    let output = agent_tool_call(&listener, "claude-code", "claude_code_bash_redirect.json");
+    assert_blocked(&output, "part 1 of 2: file_write");
+    assert!(!workspace.join("notes.txt").exists());
+    // Every part allowed: the line runs as the agent's shell reads it.
+    let (output, stdout) = agent_tool_call_as(
+        &listener,
+        "claude-code",
+        "claude_code_bash_compound_allowed.json",
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(stdout, "done\n");
+    assert!(workspace.join("first.txt").exists());
+    assert!(workspace.join("second file.txt").exists());
 }
 
 #[test]
@@ -224,7 +375,7 @@ fn codex_hook_allows_and_blocks() {
     let listener = listen();
     let allowed = agent_tool_call(&listener, "codex", "codex_bash_allowed.json");
     assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
-    assert_eq!(stdout_json(&allowed), serde_json::json!({}));
+    assert!(allowed.stdout.is_empty(), "{allowed:?}");
     assert!(
         listener
             .fixture
@@ -241,8 +392,109 @@ fn codex_hook_allows_and_blocks() {
             .join("codex-not-allowed")
             .exists()
     );
+    // A call the policy has ask about: Codex takes no "ask" from a hook.
     let mcp = agent_tool_call(&listener, "codex", "codex_mcp_denied.json");
-    assert_blocked(&mcp, "denied by policy");
+    assert_blocked(&mcp, "needs approval");
+}
+
+/// A search was an opaque tool call, so a policy that let the search tools
+/// run let one read `~/.ssh` although reading it is forbidden. A search is
+/// now the read of what it searches.
+#[test]
+fn a_grep_over_a_forbidden_directory_is_blocked_and_the_same_grep_in_the_workspace_runs() {
+    let listener = listen();
+    std::fs::write(
+        listener.fixture.workspace.join("notes.md"),
+        "PRIVATE notes\n",
+    )
+    .unwrap();
+    let (blocked, found) =
+        agent_tool_call_as(&listener, "claude-code", "claude_code_grep_ssh.json");
+    assert_blocked(&blocked, "ssh keys are never read");
+    assert!(!found.contains(SECRET), "{found}");
+    let (allowed, found) =
+        agent_tool_call_as(&listener, "claude-code", "claude_code_grep_workspace.json");
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    assert!(found.contains("PRIVATE notes"), "{found}");
+    assert!(!found.contains(SECRET), "{found}");
+    // Codex's `view_image` reads the file it shows.
+    let image = agent_tool_call(&listener, "codex", "codex_view_image_key.json");
+    assert_blocked(&image, "ssh keys are never read");
+}
+
+/// Codex's patches, as its `apply_patch` tool and as an `exec_command`
+/// here-document, are the writes they make: allowed when every file is,
+/// and otherwise nothing is written.
+#[test]
+fn codex_patches_write_only_when_every_file_they_touch_is_allowed() {
+    let listener = listen();
+    let workspace = &listener.fixture.workspace;
+    let (tool, _) = agent_tool_call_as(&listener, "codex", "codex_apply_patch.json");
+    assert_eq!(tool.status.code(), Some(0), "{tool:?}");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("notes.md")).unwrap(),
+        "hello\n"
+    );
+    let (heredoc, _) =
+        agent_tool_call_as(&listener, "codex", "codex_exec_command_apply_patch.json");
+    assert_eq!(heredoc.status.code(), Some(0), "{heredoc:?}");
+    assert!(workspace.join("heredoc.md").exists());
+    // The second file is a credentials file: the whole patch is blocked,
+    // naming the part, and neither file is written.
+    let env = agent_tool_call(&listener, "codex", "codex_apply_patch_env.json");
+    assert_blocked(&env, "part 2 of 2: file_write");
+    assert_blocked(&env, "credentials files are never touched");
+    assert!(!workspace.join("notes2.md").exists());
+    assert!(!workspace.join(".env").exists());
+}
+
+/// A policy's `@ask` is Claude Code's own permission prompt, with the
+/// reason; Codex, which refuses "ask" from a hook, blocks with a reason
+/// that says approval is needed.
+#[test]
+fn a_policy_ask_is_claude_codes_own_prompt_and_a_reasoned_block_for_codex() {
+    let listener = listen();
+    let asked = agent_tool_call(&listener, "claude-code", "claude_code_mcp_ask.json");
+    assert_eq!(asked.status.code(), Some(0), "{asked:?}");
+    let value = stdout_json(&asked);
+    assert_eq!(value["hookSpecificOutput"]["hookEventName"], "PreToolUse");
+    assert_eq!(value["hookSpecificOutput"]["permissionDecision"], "ask");
+    assert!(
+        value["hookSpecificOutput"]["permissionDecisionReason"]
+            .as_str()
+            .unwrap()
+            .contains("a release needs a person's yes"),
+        "{value}"
+    );
+    let blocked = agent_tool_call(&listener, "codex", "codex_mcp_denied.json");
+    assert_blocked(&blocked, "needs approval: a release needs a person's yes");
+}
+
+/// A hook that fails inside still blocks: in both agents any exit status
+/// but 0 and 2 (a panic's 101) lets the call go on.
+#[test]
+fn a_hook_that_panics_blocks_with_exit_2_and_quotes_nothing() {
+    let listener = listen();
+    for agent in ["claude-code", "codex"] {
+        let (output, _) = agent_tool_call_env(
+            &listener,
+            agent,
+            "claude_code_bash_allowed.json",
+            &[("AGENT_KERNEL_TEST_FAULT", "panic:hook")],
+        );
+        assert_blocked(&output, "internal error");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!stderr.contains("injected fault"), "{stderr}");
+        assert!(!stderr.contains("made-by-agent"), "{stderr}");
+        assert!(
+            !listener
+                .fixture
+                .workspace
+                .join("made-by-agent.txt")
+                .exists()
+        );
+    }
 }
 
 #[test]
@@ -304,6 +556,16 @@ fn with_no_enforcer_every_hook_call_is_blocked() {
         );
         assert_blocked(&output, "fail closed");
     }
+    // A tool on Claude Code's list of tools that touch nothing is not
+    // asked about, so it goes on.
+    let todo = run(
+        &socket,
+        &workspace,
+        &["hook", "claude-code"],
+        &payload("claude_code_todo.json", &workspace),
+    );
+    assert_eq!(todo.status.code(), Some(0), "{todo:?}");
+    assert!(todo.stdout.is_empty(), "{todo:?}");
 }
 
 #[test]

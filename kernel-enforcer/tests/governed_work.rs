@@ -1151,3 +1151,62 @@ fn metadata_changes_and_unix_connects_outside_the_workspace_change_nothing() {
         assert!(lines.contains(&expected), "no `{expected}` in\n{lines}");
     }
 }
+
+/// What runtimes that make their own system calls (Bun, Go) do, under the
+/// shipped coding-agent profile: an `openat` without `O_CREAT` whose mode
+/// register holds a value is served (the enforcer's `openat2` refuses a
+/// mode without `O_CREAT`), and a name under one of the agent's own
+/// directory descriptors (`/proc/self/fd/N/name`) is decided as the file
+/// in that directory: created in the workspace, refused outside it, and a
+/// secret stays unread.
+#[test]
+fn runtimes_own_system_calls_are_served_and_decided_where_they_lead() {
+    if !Path::new("/usr/bin/python3").exists() {
+        println!("SKIPPED: no /usr/bin/python3");
+        return;
+    }
+    let scene = scene();
+    let home = scene.outside.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "SECRET-KEY").unwrap();
+    std::fs::write(scene.ws.join("readme.txt"), "public").unwrap();
+    let agent = include_str!("agents/governed_runtime_calls.py");
+    let mut command = governed_by(
+        &scene,
+        &coding_agent_profile(),
+        &[],
+        "/usr/bin/python3",
+        &["-c", agent],
+    );
+    command
+        .current_dir(&scene.ws)
+        .env("PROBE_OUTSIDE", &scene.outside);
+    let out = output_within(command, "runtime calls");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("raw openat with a mode (allowed): GOT 'public'"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(scene.ws.join("made.txt")).unwrap(),
+        "made"
+    );
+    assert!(scene.ws.join("made-dir").is_dir(), "{stdout}");
+    assert!(
+        stdout.contains("secret through own descriptor: refused"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("SECRET"), "{stdout}");
+    assert!(
+        stdout.contains("write outside through own descriptor: refused"),
+        "{stdout}"
+    );
+    assert!(!scene.outside.join("planted.txt").exists());
+    verified(&scene.evidence);
+}

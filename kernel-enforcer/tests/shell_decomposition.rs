@@ -97,7 +97,7 @@ const PROGRAMS: &[(&str, bool)] = &[
 ];
 
 const OUT_OPS: &[&str] = &[
-    ">", ">>", ">|", "&>", "&>>", "2>", "2>>", "1>", "3>", "10>", "<>", "3<>",
+    ">", ">>", ">|", "&>", "&>>", "2>", "2>>", "1>", "3>", "<>", "3<>",
 ];
 const OUT_TARGETS: &[&str] = &[
     "a.txt",
@@ -222,8 +222,16 @@ fn simple() -> impl Strategy<Value = (String, bool)> {
                     Item::Redirect(redirect) => {
                         // Right after an argument, with no blank: digits
                         // there are part of the argument or a descriptor
-                        // (which may be over the process's limit).
-                        if after_arg && tight[k] {
+                        // (one digit: shells differ on more).
+                        let long_descriptor = match k.checked_sub(1).map(|j| &items[j]) {
+                            Some(Item::Arg(arg)) => {
+                                arg.bytes().all(|b| b.is_ascii_digit())
+                                    && (arg.len() > 1
+                                        || redirect.starts_with(|c: char| c.is_ascii_digit()))
+                            }
+                            _ => false,
+                        };
+                        if after_arg && tight[k] && !long_descriptor {
                             sure &= !line.ends_with(|c: char| c.is_ascii_digit());
                         } else {
                             line.push_str(blanks[k]);
@@ -253,6 +261,13 @@ fn pipeline() -> impl Strategy<Value = (String, bool)> {
             }),
         1 => select(CDS).prop_map(|cd| (cd.to_owned(), false)),
     ]
+    .prop_flat_map(|(line, sure)| {
+        // Sometimes given to a shell as its script.
+        prop_oneof![
+            5 => Just((line.clone(), sure)),
+            1 => Just((format!("bash -c '{}'", line.replace('\'', r"'\''")), sure)),
+        ]
+    })
 }
 
 /// A command line, and whether every program in it surely runs.
@@ -319,6 +334,7 @@ impl Bench {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         std::os::unix::fs::symlink(program("timeout"), bin.join("timeout")).unwrap();
+        std::os::unix::fs::symlink(&bash, bin.join("bash")).unwrap();
         Self {
             bash,
             root,

@@ -97,8 +97,10 @@ const HOOKS: [(&str, kernel_enforcer::hook::Agent); 2] = [
     ("codex", kernel_enforcer::hook::Agent::Codex),
 ];
 
-/// The action each reading of an input means.
-type Readings = Vec<(Reader, Result<CanonicalAction, String>)>;
+/// The actions each reading of an input means (a hook's tool call may
+/// perform several; a tool on the agent's list of tools that touch nothing
+/// means none).
+type Readings = Vec<(Reader, Result<Vec<CanonicalAction>, String>)>;
 
 /// The actions a hook payload means under each reading of its JSON.
 fn hook_readings(agent: kernel_enforcer::hook::Agent, payload: &str) -> Readings {
@@ -109,16 +111,23 @@ fn hook_readings(agent: kernel_enforcer::hook::Agent, payload: &str) -> Readings
         .into_iter()
         .map(|reader| {
             let text = raw.read(reader).to_string();
-            let action = kernel_enforcer::hook::map_payload(agent, &text).and_then(|(a, cwd)| {
-                kernel_enforcer::endpoint::canonicalize(a, cwd.as_deref())
-                    .map_err(|e| e.to_string())
-            });
-            (reader, action)
+            let actions =
+                kernel_enforcer::hook::map_payload(agent, &text).and_then(|mapped| match mapped {
+                    kernel_enforcer::hook::Mapped::Internal { .. } => Ok(Vec::new()),
+                    kernel_enforcer::hook::Mapped::Actions { actions, cwd } => actions
+                        .into_iter()
+                        .map(|a| {
+                            kernel_enforcer::endpoint::canonicalize(a, Some(&cwd))
+                                .map_err(|e| e.to_string())
+                        })
+                        .collect(),
+                });
+            (reader, actions)
         })
         .collect()
 }
 
-/// The actions an action document means under each reading of its JSON.
+/// The action each reading of an action document means.
 fn ask_readings(document: &str) -> Readings {
     let Some(raw) = json::parse(document) else {
         return Vec::new();
@@ -131,29 +140,31 @@ fn ask_readings(document: &str) -> Readings {
                 kernel_enforcer::endpoint::canonicalize(p.action, p.cwd.as_deref())
                     .map_err(|e| e.to_string())
             });
-            (reader, action)
+            (reader, action.map(|action| vec![action]))
         })
         .collect()
 }
 
-/// An allow for an input some reading of which the policy denies.
-fn judge_verdict(
-    oracle: &Oracle,
-    verdict: &Verdict,
-    readings: &[(Reader, Result<CanonicalAction, String>)],
-) -> Vec<String> {
+/// An allow for an input some reading of which means an action the policy
+/// denies.
+fn judge_verdict(oracle: &Oracle, verdict: &Verdict, readings: &Readings) -> Vec<String> {
     if !verdict.allowed() {
         return Vec::new();
     }
     readings
         .iter()
-        .filter_map(|(reader, action)| match action {
-            Ok(action) if !oracle.allows(action) => Some(format!(
-                "allowed, but {} reads it as {:?}, which the policy denies",
-                reader.name(),
-                action.action()
-            )),
-            _ => None,
+        .filter_map(|(reader, actions)| actions.as_ref().ok().map(|actions| (reader, actions)))
+        .flat_map(|(reader, actions)| {
+            actions
+                .iter()
+                .filter(|action| !oracle.allows(action))
+                .map(move |action| {
+                    format!(
+                        "allowed, but {} reads it as {:?}, which the policy denies",
+                        reader.name(),
+                        action.action()
+                    )
+                })
         })
         .collect()
 }
@@ -210,6 +221,18 @@ fn differential_inputs(ws: &str) -> Vec<(&'static str, String, String)> {
             "Write",
             "file_path twice: the secret first".into(),
             format!(r#"{{"file_path":{env:?},"content":"x","file_path":"{ws}/notes.md"}}"#),
+        ),
+        (
+            "Grep",
+            "path twice: the key's directory first, the workspace last".into(),
+            format!(r#"{{"pattern":"PRIVATE","path":"{ws}/.ssh","path":{ws:?}}}"#),
+        ),
+        (
+            "apply_patch",
+            "command twice: a patch adding the secret first, one adding notes.md last".into(),
+            format!(
+                r#"{{"command":"*** Begin Patch\n*** Add File: {env}\n+x\n*** End Patch","command":"*** Begin Patch\n*** Add File: notes.md\n+x\n*** End Patch"}}"#
+            ),
         ),
         (
             "write_file",

@@ -187,6 +187,8 @@ fn program() -> Vec<libc::sock_filter> {
 #[derive(Debug)]
 pub struct ChildSide {
     filter: Vec<libc::sock_filter>,
+    /// `filter.len()`, checked to fit the kernel's `u16` before the fork.
+    filter_len: u16,
     socket: OwnedFd,
 }
 
@@ -204,6 +206,13 @@ pub fn prepare() -> std::io::Result<(ChildSide, ParentSide)> {
             "system-call governance is implemented for x86_64 only",
         ));
     }
+    let filter = program();
+    let filter_len = u16::try_from(filter.len()).map_err(|_| {
+        std::io::Error::other(format!(
+            "the notification filter has {} instructions, more than seccomp takes",
+            filter.len()
+        ))
+    })?;
     let (parent, child) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::SEQPACKET,
@@ -212,7 +221,8 @@ pub fn prepare() -> std::io::Result<(ChildSide, ParentSide)> {
     )?;
     Ok((
         ChildSide {
-            filter: program(),
+            filter,
+            filter_len,
             socket: child,
         },
         ParentSide { socket: parent },
@@ -225,7 +235,7 @@ impl ChildSide {
     /// it here. Only system calls, no allocation.
     pub(crate) fn install(&self) -> std::io::Result<()> {
         let program = libc::sock_fprog {
-            len: u16::try_from(self.filter.len()).unwrap_or(u16::MAX),
+            len: self.filter_len,
             filter: self.filter.as_ptr().cast_mut(),
         };
         #[allow(

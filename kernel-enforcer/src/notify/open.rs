@@ -78,8 +78,16 @@ impl Governor {
     /// given back in the mode the agent asked for.
     pub(super) fn open(&self, target: &Path, call: &OpenCall) -> Answer {
         let (flags, cloexec) = handed_over_flags(call);
-        let mode = Mode::from_bits_truncate(u32::try_from(call.mode & 0o777).unwrap_or(0o600))
-            & !Mode::from_bits_truncate(0o022);
+        // The mode only counts when a file is created: `open(2)` ignores
+        // whatever else is in that register (runtimes that make the system
+        // call themselves, such as Bun, leave values there), but `openat2`
+        // refuses a mode without `O_CREAT` with `EINVAL`.
+        let mode = if flags.contains(OFlags::CREATE) {
+            Mode::from_bits_truncate(u32::try_from(call.mode & 0o777).unwrap_or(0o600))
+                & !Mode::from_bits_truncate(0o022)
+        } else {
+            Mode::empty()
+        };
         let opened = self
             .broker
             .open(target, flags | OFlags::NONBLOCK, mode)

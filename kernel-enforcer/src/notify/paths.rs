@@ -78,7 +78,23 @@ pub(crate) fn physical(
     pending.reverse();
     let mut resolved = PathBuf::from("/");
     let mut links = 0usize;
-    while let Some(name) = pending.pop() {
+    loop {
+        if let Some(directory) = own_directory_descriptor(&resolved, &pending, caller) {
+            // `/proc/self/fd/N/name`: the name inside the directory the
+            // caller's descriptor N is open on, as `openat(N, name)`
+            // reaches it (runtimes such as Bun name files this way). The
+            // rest resolves from where the descriptor leads, like a link.
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(errno(libc::ELOOP));
+            }
+            pending.truncate(pending.len().saturating_sub(2));
+            resolved = PathBuf::from("/");
+            let mut more = components(&directory?);
+            more.reverse();
+            pending.extend(more);
+        }
+        let Some(name) = pending.pop() else { break };
         if name == "." {
             continue;
         }
@@ -95,6 +111,11 @@ pub(crate) fn physical(
             continue;
         }
         let candidate = resolved.join(&name);
+        if own_directory_descriptor(&candidate, &pending, caller).is_some() {
+            // Resolved at the top of the loop.
+            resolved = candidate;
+            continue;
+        }
         if is_process_entry(&candidate) {
             // Lexically from here on: `/proc/<pid>/...` is judged as named.
             resolved = candidate;
@@ -138,6 +159,41 @@ pub(crate) fn physical(
         }
     }
     Ok(resolved)
+}
+
+/// When `candidate` is the caller's own `/proc/<pid>` and the names still
+/// `pending` (in reverse order) go on with `fd`, a descriptor number and at
+/// least one more name: the directory that descriptor is open on, read
+/// from its link (an error when it is no directory of the file tree: a
+/// socket, a pipe, a deleted directory). `None` for every other path,
+/// which is then judged as named.
+fn own_directory_descriptor(
+    candidate: &Path,
+    pending: &[OsString],
+    caller: &Caller,
+) -> Option<std::io::Result<PathBuf>> {
+    let [.., _more, fd, fd_dir] = pending else {
+        return None;
+    };
+    let own = caller.tgid()?.to_string();
+    let fd = fd.to_str()?;
+    if candidate != Path::new("/proc").join(&own)
+        || fd_dir != "fd"
+        || fd.is_empty()
+        || !fd.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let not_a_directory = || std::io::Error::from_raw_os_error(libc::ENOTDIR);
+    Some(
+        std::fs::read_link(candidate.join("fd").join(fd)).and_then(|target| {
+            let text = target.to_str().ok_or_else(not_a_directory)?;
+            if !target.is_absolute() || text.ends_with(" (deleted)") {
+                return Err(not_a_directory());
+            }
+            Ok(target)
+        }),
+    )
 }
 
 /// The names in `path`, `.` and `..` kept as names.
@@ -350,6 +406,47 @@ mod tests {
         assert_eq!(judge("/proc/4000000/mem"), ProcEntry::Refused);
         assert_eq!(judge("/proc/4000000/root"), ProcEntry::Refused);
         assert_eq!(judge("/proc/4000000/cwd"), ProcEntry::Refused);
+    }
+
+    #[test]
+    fn a_name_under_an_own_directory_descriptor_is_the_name_in_that_directory() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/file"), "x").unwrap();
+        let directory = std::fs::File::open(root.join("sub")).unwrap();
+        let file = std::fs::File::open(root.join("sub/file")).unwrap();
+        let me = me();
+        let resolve = |p: String| physical(Path::new(&p), true, &me);
+        let fd = directory.as_raw_fd();
+        assert_eq!(
+            resolve(format!("/proc/self/fd/{fd}/new")).unwrap(),
+            root.join("sub/new")
+        );
+        assert_eq!(
+            resolve(format!("/proc/{}/fd/{fd}/../sub/file", std::process::id())).unwrap(),
+            root.join("sub/file")
+        );
+        // The descriptor itself is still judged as a descriptor.
+        assert_eq!(
+            resolve(format!("/proc/self/fd/{fd}")).unwrap(),
+            Path::new("/proc")
+                .join(std::process::id().to_string())
+                .join(format!("fd/{fd}"))
+        );
+        // A descriptor of a file is no directory; another process's
+        // descriptors are judged as named (and refused by `proc_entry`).
+        assert_eq!(
+            resolve(format!("/proc/self/fd/{}/x", file.as_raw_fd()))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::ENOTDIR)
+        );
+        assert_eq!(
+            resolve(format!("/proc/1/fd/{fd}/x")).unwrap(),
+            Path::new(&format!("/proc/1/fd/{fd}/x"))
+        );
     }
 
     #[test]

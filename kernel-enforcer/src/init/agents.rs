@@ -1,0 +1,494 @@
+//! The coding agents' hook configuration: adding the kernel's
+//! `PreToolUse` hook to a settings file without disturbing anything else
+//! in it, and Codex's record that the hook is trusted.
+//!
+//! Both agents read the same shape (Claude Code's `settings.json`,
+//! Codex's `hooks.json`):
+//!
+//! ```json
+//! {"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
+//!   {"type": "command", "command": "/usr/local/bin/kernel-enforcer hook claude-code --socket S",
+//!    "onFailure": "block"}]}]}}
+//! ```
+//!
+//! Codex runs a hook from a user's file only once it is trusted: its user
+//! configuration (`config.toml`) holds, under
+//! `[hooks.state."<hooks.json path>:pre_tool_use:<group>:<handler>"]`, a
+//! `trusted_hash` of the hook's normalised form, and a hook whose hash is
+//! missing or differs is skipped without a word (`codex exec`) or offered
+//! for review (`/hooks` in the interactive client). [`codex_trust_hash`]
+//! computes that hash as Codex does: SHA-256 of the compact JSON, keys
+//! sorted, of `{"event_name": "pre_tool_use", "matcher": .., "hooks":
+//! [{"type": "command", "command": .., "timeout": .., "async": false}]}`.
+
+use super::json_doc::Doc;
+use std::path::Path;
+
+/// Seconds Codex gives the hook before it gives up on it (written into the
+/// hook, so that its trusted hash does not depend on Codex's default).
+pub(crate) const CODEX_HOOK_TIMEOUT_SECS: u64 = 30;
+
+/// The agent whose settings are edited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HookFormat {
+    /// Claude Code's `settings.json`.
+    ClaudeCode,
+    /// Codex's `hooks.json`.
+    Codex,
+}
+
+impl HookFormat {
+    fn adapter(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => "claude-code",
+            Self::Codex => "codex",
+        }
+    }
+
+    /// The hook handler as it is written.
+    fn handler(self, command: &str) -> Doc {
+        match self {
+            // `onFailure: block`: a hook that crashes, is missing or
+            // times out blocks the call instead of letting it run.
+            Self::ClaudeCode => Doc::object([
+                ("type", Doc::string("command")),
+                ("command", Doc::string(command)),
+                ("onFailure", Doc::string("block")),
+            ]),
+            Self::Codex => Doc::object([
+                ("type", Doc::string("command")),
+                ("command", Doc::string(command)),
+                ("timeout", Doc::Number(CODEX_HOOK_TIMEOUT_SECS.into())),
+            ]),
+        }
+    }
+
+    fn group(self, command: &str) -> Doc {
+        Doc::object([
+            ("matcher", Doc::string("*")),
+            ("hooks", Doc::Array(vec![self.handler(command)])),
+        ])
+    }
+
+    /// A settings file holding the kernel's hook and nothing else.
+    pub(crate) fn fresh(self, command: &str) -> Doc {
+        Doc::object([(
+            "hooks",
+            Doc::object([("PreToolUse", Doc::Array(vec![self.group(command)]))]),
+        )])
+    }
+}
+
+/// A settings file with the kernel's hook in it.
+#[derive(Debug)]
+pub(crate) struct HookEdit {
+    /// The new text, or `None` when the file already holds the hook as it
+    /// should be.
+    pub(crate) text: Option<String>,
+    /// Where the hook is: its group's index in `PreToolUse` and its index
+    /// in the group (Codex keys its trust by them).
+    pub(crate) position: (usize, usize),
+    /// The file holds the kernel's hook and nothing else.
+    pub(crate) only_hook: bool,
+}
+
+/// The program, adapter and `--socket` of a hook command, when it runs the
+/// kernel's hook adapter `adapter`.
+fn kernel_hook_socket(command: &str, adapter: &str) -> Option<Option<String>> {
+    let words = shell_words::split(command).ok()?;
+    let (program, rest) = words.split_first()?;
+    if Path::new(program).file_name()? != "kernel-enforcer"
+        || rest.first().map(String::as_str) != Some("hook")
+        || rest.get(1).map(String::as_str) != Some(adapter)
+    {
+        return None;
+    }
+    let mut socket = None;
+    let mut words = rest.iter().skip(2);
+    while let Some(word) = words.next() {
+        if word == "--socket" {
+            socket = words.next().cloned();
+        } else if let Some(value) = word.strip_prefix("--socket=") {
+            socket = Some(value.to_owned());
+        }
+    }
+    Some(socket)
+}
+
+/// Adds the hook running `command` (the kernel's adapter for `format`,
+/// asking the enforcer at `socket`) to the settings text `existing` of
+/// `file` (`None`: no file yet), keeping every other key and hook.
+///
+/// A hook of the kernel's already there for the same socket is kept if it
+/// is exactly this one, else brought up to date in place (a binary that
+/// moved). Refused: text that is not a JSON object, `hooks` or
+/// `hooks.PreToolUse` of the wrong type, and a hook of the kernel's for
+/// another socket (another enforcer already governs this agent there).
+pub(crate) fn add_hook(
+    existing: Option<&str>,
+    file: &Path,
+    format: HookFormat,
+    command: &str,
+    socket: &str,
+) -> Result<HookEdit, String> {
+    let fresh = format.fresh(command);
+    let mut doc = match existing {
+        None => Doc::Object(Vec::new()),
+        Some(text) if text.trim().is_empty() => Doc::Object(Vec::new()),
+        Some(text) => Doc::parse(text).map_err(|e| {
+            format!(
+                "`{}` is not valid JSON ({e}): fix it or move it away, then run init again",
+                file.display()
+            )
+        })?,
+    };
+    let shape = |what: &str| {
+        format!(
+            "`{}`: {what}; fix it or move it away, then run init again",
+            file.display()
+        )
+    };
+    if !matches!(doc, Doc::Object(_)) {
+        return Err(shape("the file is not a JSON object"));
+    }
+    let hooks = doc
+        .entry("hooks", || Doc::Object(Vec::new()))
+        .filter(|hooks| matches!(hooks, Doc::Object(_)))
+        .ok_or_else(|| shape("`hooks` is not an object"))?;
+    let Some(Doc::Array(groups)) = hooks.entry("PreToolUse", || Doc::Array(Vec::new())) else {
+        return Err(shape("`hooks.PreToolUse` is not an array"));
+    };
+    // Every hook of the kernel's adapter already there, with its socket.
+    let mut ours = Vec::new();
+    for (g, group) in groups.iter().enumerate() {
+        let Some(Doc::Array(handlers)) = group.get("hooks") else {
+            continue;
+        };
+        for (h, handler) in handlers.iter().enumerate() {
+            if let Some(found) = handler
+                .get("command")
+                .and_then(Doc::as_str)
+                .and_then(|command| kernel_hook_socket(command, format.adapter()))
+            {
+                ours.push((g, h, found));
+            }
+        }
+    }
+    if let Some((_, _, other)) = ours.iter().find(|(_, _, s)| s.as_deref() != Some(socket)) {
+        return Err(format!(
+            "`{}` already runs the kernel's {} hook with another enforcer ({}): the agent would \
+             ask both on every tool call. Remove that hook from the file (or run init for that \
+             project's settings instead), then run init again",
+            file.display(),
+            format.adapter(),
+            match other {
+                Some(socket) => format!("socket `{socket}`"),
+                None => "its socket from AGENT_KERNEL_ENDPOINT".to_owned(),
+            }
+        ));
+    }
+    let position = match ours.first() {
+        Some(&(g, h, _)) => {
+            let group = groups.get_mut(g).ok_or_else(|| shape("internal"))?;
+            let matcher = group.get("matcher").and_then(Doc::as_str);
+            let handler = group
+                .get("hooks")
+                .and_then(|hooks| match hooks {
+                    Doc::Array(handlers) => handlers.get(h),
+                    _ => None,
+                })
+                .cloned();
+            if matcher == Some("*") && handler.as_ref() == Some(&format.handler(command)) {
+                return Ok(HookEdit {
+                    text: None,
+                    position: (g, h),
+                    only_hook: doc == fresh,
+                });
+            }
+            // Every tool call goes through the kernel: the matcher is `*`.
+            if let Some(matcher) = group.entry("matcher", || Doc::Null) {
+                *matcher = Doc::string("*");
+            }
+            if let Some(Doc::Array(handlers)) = group.get_mut("hooks")
+                && let Some(slot) = handlers.get_mut(h)
+            {
+                *slot = format.handler(command);
+            }
+            (g, h)
+        }
+        None => {
+            groups.push(format.group(command));
+            (groups.len().saturating_sub(1), 0)
+        }
+    };
+    Ok(HookEdit {
+        text: Some(doc.to_pretty()),
+        position,
+        only_hook: doc == fresh,
+    })
+}
+
+/// The key under which Codex records its trust in the hook at `position`
+/// of the `PreToolUse` hooks of `hooks_file` (an absolute path, as Codex
+/// names its home).
+pub(crate) fn codex_trust_key(hooks_file: &Path, position: (usize, usize)) -> String {
+    format!(
+        "{}:pre_tool_use:{}:{}",
+        hooks_file.display(),
+        position.0,
+        position.1
+    )
+}
+
+/// The hash Codex records when it trusts the `PreToolUse` hook running
+/// `command` (with matcher `*` and the timeout this module writes).
+pub(crate) fn codex_trust_hash(command: &str) -> String {
+    use sha2::Digest as _;
+    use std::collections::BTreeMap;
+    // Sorted keys at every level, whatever features serde_json is built
+    // with.
+    let handler: BTreeMap<&str, serde_json::Value> = BTreeMap::from([
+        ("async", serde_json::Value::Bool(false)),
+        ("command", serde_json::Value::from(command)),
+        ("timeout", serde_json::Value::from(CODEX_HOOK_TIMEOUT_SECS)),
+        ("type", serde_json::Value::from("command")),
+    ]);
+    let identity: BTreeMap<&str, serde_json::Value> = BTreeMap::from([
+        ("event_name", serde_json::Value::from("pre_tool_use")),
+        (
+            "hooks",
+            serde_json::Value::Array(vec![serde_json::Value::Object(
+                handler
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+            )]),
+        ),
+        ("matcher", serde_json::Value::from("*")),
+    ]);
+    let text = serde_json::to_vec(&identity).unwrap_or_default();
+    format!("sha256:{}", kernel_core::hex(&sha2::Sha256::digest(&text)))
+}
+
+/// Codex's configuration with its trust in the hook recorded: `existing`
+/// (the text of `config.toml`, `None` if there is none) with
+/// `hooks.state."<key>".trusted_hash` set to `hash`, everything else as it
+/// was. Returns `None` when it is already so, and whether the user has
+/// disabled that hook (`enabled = false`), which this leaves as it is.
+pub(crate) fn codex_trust(
+    existing: Option<&str>,
+    file: &Path,
+    key: &str,
+    hash: &str,
+) -> Result<(Option<String>, bool), String> {
+    use toml_edit::{DocumentMut, Item, Table, value};
+    let mut doc: DocumentMut = existing.unwrap_or("").parse().map_err(|e| {
+        format!(
+            "`{}` is not valid TOML ({e}): fix it, then run init again",
+            file.display()
+        )
+    })?;
+    let shape = |what: &str| format!("`{}`: {what}; fix it, then run init again", file.display());
+    let implicit = || {
+        let mut table = Table::new();
+        table.set_implicit(true);
+        Item::Table(table)
+    };
+    let hooks = doc
+        .entry("hooks")
+        .or_insert_with(implicit)
+        .as_table_like_mut()
+        .ok_or_else(|| shape("`hooks` is not a table"))?;
+    let state = hooks
+        .entry("state")
+        .or_insert(implicit())
+        .as_table_like_mut()
+        .ok_or_else(|| shape("`hooks.state` is not a table"))?;
+    let entry = state
+        .entry(key)
+        .or_insert(Item::Table(Table::new()))
+        .as_table_like_mut()
+        .ok_or_else(|| shape(&format!("`hooks.state.\"{key}\"` is not a table")))?;
+    let disabled = entry
+        .get("enabled")
+        .and_then(Item::as_bool)
+        .is_some_and(|enabled| !enabled);
+    if entry.get("trusted_hash").and_then(Item::as_str) == Some(hash) {
+        return Ok((None, disabled));
+    }
+    entry.insert("trusted_hash", value(hash));
+    Ok((Some(doc.to_string()), disabled))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+    use super::*;
+
+    const CMD: &str = "/usr/local/bin/kernel-enforcer hook claude-code --socket /s/endpoint.sock";
+    const SOCKET: &str = "/s/endpoint.sock";
+
+    fn add(existing: Option<&str>) -> Result<HookEdit, String> {
+        add_hook(
+            existing,
+            Path::new("/p/settings.json"),
+            HookFormat::ClaudeCode,
+            CMD,
+            SOCKET,
+        )
+    }
+
+    #[test]
+    fn a_new_file_holds_the_hook_only() {
+        let edit = add(None).unwrap();
+        assert_eq!(edit.position, (0, 0));
+        assert!(edit.only_hook);
+        let text = edit.text.unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
+                {"type": "command", "command": CMD}]}]}})
+        );
+        // Adding it again changes nothing.
+        let again = add(Some(&text)).unwrap();
+        assert!(again.text.is_none() && again.only_hook);
+        assert_eq!(again.position, (0, 0));
+        assert!(add(Some(" \n")).unwrap().only_hook);
+    }
+
+    #[test]
+    fn other_keys_and_hooks_survive_in_their_order() {
+        let existing = r#"{
+  "model": "opus",
+  "hooks": {
+    "PostToolUse": [{"matcher": "Write", "hooks": [{"type": "command", "command": "fmt"}]}],
+    "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit.sh", "timeout": 5}]}]
+  },
+  "permissions": {"allow": ["Bash(ls:*)"]}
+}"#;
+        let edit = add(Some(existing)).unwrap();
+        assert!(!edit.only_hook);
+        assert_eq!(edit.position, (1, 0));
+        let text = edit.text.unwrap();
+        let keys: Vec<&str> = [
+            "\"model\"",
+            "\"hooks\"",
+            "\"PostToolUse\"",
+            "\"PreToolUse\"",
+            "\"permissions\"",
+        ]
+        .into_iter()
+        .collect();
+        let at: Vec<usize> = keys.iter().map(|k| text.find(k).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["model"], "opus");
+        assert_eq!(value["permissions"]["allow"][0], "Bash(ls:*)");
+        assert_eq!(
+            value["hooks"]["PostToolUse"][0]["hooks"][0]["command"],
+            "fmt"
+        );
+        assert_eq!(
+            value["hooks"]["PreToolUse"][0]["hooks"][0]["command"],
+            "audit.sh"
+        );
+        assert_eq!(value["hooks"]["PreToolUse"][0]["hooks"][0]["timeout"], 5);
+        assert_eq!(value["hooks"]["PreToolUse"][1]["hooks"][0]["command"], CMD);
+        assert!(add(Some(&text)).unwrap().text.is_none());
+    }
+
+    #[test]
+    fn a_moved_binary_is_updated_in_place_and_another_enforcer_refused() {
+        let old = format!(
+            r#"{{"hooks": {{"PreToolUse": [{{"matcher": "Bash", "hooks": [{{"type": "command", "command": "x"}}, {{"type": "command", "command": "'/old/kernel-enforcer' hook claude-code --socket={SOCKET}"}}]}}]}}}}"#
+        );
+        let edit = add(Some(&old)).unwrap();
+        assert_eq!(edit.position, (0, 1));
+        let value: serde_json::Value = serde_json::from_str(&edit.text.unwrap()).unwrap();
+        assert_eq!(value["hooks"]["PreToolUse"][0]["matcher"], "*");
+        assert_eq!(value["hooks"]["PreToolUse"][0]["hooks"][0]["command"], "x");
+        assert_eq!(value["hooks"]["PreToolUse"][0]["hooks"][1]["command"], CMD);
+        assert_eq!(value["hooks"]["PreToolUse"].as_array().unwrap().len(), 1);
+
+        let other = r#"{"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": "kernel-enforcer hook claude-code --socket /other.sock"}]}]}}"#;
+        let error = add(Some(other)).unwrap_err();
+        assert!(
+            error.contains("`/other.sock`") && error.contains("/p/settings.json"),
+            "{error}"
+        );
+        // A Codex hook in the same file is not the Claude Code one.
+        let codex = r#"{"hooks": {"PreToolUse": [{"hooks": [{"type": "command", "command": "kernel-enforcer hook codex --socket /other.sock"}]}]}}"#;
+        assert_eq!(add(Some(codex)).unwrap().position, (1, 0));
+    }
+
+    #[test]
+    fn files_that_are_not_settings_are_refused_by_name() {
+        for bad in [
+            "{",
+            "[]",
+            r#"{"hooks": []}"#,
+            r#"{"hooks": {"PreToolUse": {}}}"#,
+            r#"{"a": 1, "a": 2}"#,
+            "// comment\n{}",
+        ] {
+            let error = add(Some(bad)).unwrap_err();
+            assert!(error.contains("`/p/settings.json`"), "{bad}: {error}");
+        }
+    }
+
+    /// The hash Codex 0.171.0 itself reports (`currentHash` of `hooks/list`
+    /// on its app server) for a `hooks.json` holding
+    /// `{"hooks":{"PreToolUse":[{"matcher":"*","hooks":[{"type":"command",
+    /// "command":"'/usr/bin/kernel-enforcer' hook codex --socket
+    /// '/x/y.sock'","timeout":30}]}]}}`; with it recorded, the same server
+    /// reports the hook `trusted`.
+    #[test]
+    fn the_trust_hash_is_the_one_codex_computes() {
+        assert_eq!(
+            codex_trust_hash("'/usr/bin/kernel-enforcer' hook codex --socket '/x/y.sock'"),
+            "sha256:6ceedf80490f30ac2310dbc5b64fcd3511c598e70f8fa5f6c93f734460543418"
+        );
+        assert_eq!(
+            codex_trust_key(Path::new("/h/.codex/hooks.json"), (2, 1)),
+            "/h/.codex/hooks.json:pre_tool_use:2:1"
+        );
+    }
+
+    #[test]
+    fn trust_is_recorded_without_disturbing_the_configuration() {
+        let file = Path::new("/h/.codex/config.toml");
+        let (text, disabled) =
+            codex_trust(None, file, "/h/hooks.json:pre_tool_use:0:0", "sha256:ab").unwrap();
+        let text = text.unwrap();
+        assert!(!disabled);
+        assert_eq!(
+            text,
+            "[hooks.state.\"/h/hooks.json:pre_tool_use:0:0\"]\ntrusted_hash = \"sha256:ab\"\n"
+        );
+        assert_eq!(
+            codex_trust(
+                Some(&text),
+                file,
+                "/h/hooks.json:pre_tool_use:0:0",
+                "sha256:ab"
+            )
+            .unwrap(),
+            (None, false)
+        );
+        let existing = "# mine\nmodel = \"o3\"  # keep\n\n[hooks.state.\"k\"]\nenabled = false\ntrusted_hash = \"sha256:old\"\n\n[projects.\"/p\"]\ntrust_level = \"trusted\"\n";
+        let (text, disabled) = codex_trust(Some(existing), file, "k", "sha256:new").unwrap();
+        assert!(disabled);
+        assert_eq!(text.unwrap(), existing.replace("sha256:old", "sha256:new"));
+        let error = codex_trust(Some("hooks = 1\n"), file, "k", "h").unwrap_err();
+        assert!(
+            error.contains("`hooks` is not a table") && error.contains("config.toml"),
+            "{error}"
+        );
+        assert!(
+            codex_trust(Some("x = \n"), file, "k", "h")
+                .unwrap_err()
+                .contains("not valid TOML")
+        );
+    }
+}

@@ -1,0 +1,665 @@
+//! `kernel-enforcer init claude-code|codex` in a temporary home: what it
+//! writes, that running it again changes nothing, that it merges into the
+//! agents' settings without losing anything, that the hook it installs
+//! really decides with the enforcer it configured, and that operator
+//! commands find that enforcer without `--control`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "tests"
+)]
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
+
+/// A temporary home and project, with a directory for fake programs put
+/// first on `PATH`.
+struct Home {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    bin: PathBuf,
+}
+
+impl Home {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("ik").tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let home = root.join("home");
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        Self { dir, home, bin }
+    }
+
+    fn project(&self, name: &str) -> PathBuf {
+        let project = self.dir.path().join(name);
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::canonicalize(project).unwrap()
+    }
+
+    /// A command of the enforcer with this home and no other.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(ENFORCER);
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        command
+            .args(args)
+            .env("HOME", &self.home)
+            .env("PATH", path)
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("CODEX_HOME")
+            .env_remove("AGENT_KERNEL_CONTROL")
+            .env_remove("AGENT_KERNEL_ENDPOINT");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn init(&self, agent: &str, project: &Path, extra: &[&str]) -> Output {
+        let mut args = vec!["init", agent, "--project", project.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// A `systemctl` that answers `status` with `code`.
+    fn fake_systemctl(&self, code: i32) {
+        let path = self.bin.join("systemctl");
+        std::fs::write(&path, format!("#!/bin/sh\nexit {code}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn state(&self) -> PathBuf {
+        self.home.join(".local/state/agent-kernel")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.home.join(".config/agent-kernel")
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// Every file and directory under `root`, with its mode and content.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, Option<Vec<u8>>)> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_dir() {
+                pending.push(path.clone());
+                files.insert(path, (mode, None));
+            } else {
+                files.insert(path.clone(), (mode, Some(std::fs::read(&path).unwrap())));
+            }
+        }
+    }
+    files
+}
+
+fn only_file(dir: &Path, suffix: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(suffix))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.into_iter().next().unwrap()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The one hook command of the kernel's in a settings file.
+fn hook_command(settings: &Path) -> String {
+    let value = json(settings);
+    let commands: Vec<String> = value["hooks"]["PreToolUse"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|group| group["hooks"].as_array().unwrap().clone())
+        .filter_map(|hook| hook["command"].as_str().map(str::to_owned))
+        .filter(|command| command.contains("kernel-enforcer"))
+        .collect();
+    assert_eq!(commands.len(), 1, "{value}");
+    commands.into_iter().next().unwrap()
+}
+
+#[test]
+fn a_second_run_changes_nothing() {
+    let home = Home::new();
+    let project = home.project("proj");
+    let first = ok(&home.init("claude-code", &project, &["--no-service"]));
+    assert!(first.contains("created"), "{first}");
+    assert!(!first.contains("Nothing changed"), "{first}");
+    let before = snapshot(home.dir.path());
+    let second = ok(&home.init("claude-code", &project, &["--no-service"]));
+    assert!(second.contains("Nothing changed"), "{second}");
+    // Every path reported before the summary is unchanged.
+    let steps: Vec<&str> = second
+        .lines()
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .collect();
+    assert_eq!(steps.len(), 7, "{second}");
+    for line in steps {
+        assert!(line.trim_start().starts_with("unchanged"), "{line}");
+    }
+    assert_eq!(
+        snapshot(home.dir.path()),
+        before,
+        "the second run changed files"
+    );
+
+    // What the first run made, and how private it is.
+    let state = only_file(&home.state(), "");
+    assert!(
+        state
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("claude-code-proj-")
+    );
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&home.state()), 0o700);
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("kernel.key")), 0o600);
+    assert!(state.join("kernel.pub").is_file());
+    assert_eq!(
+        std::fs::read_to_string(home.config().join("claude-code.cedar"))
+            .unwrap()
+            .len(),
+        include_str!("../../examples/policies/coding-agent.cedar").len()
+    );
+    let settings = project.join(".claude/settings.local.json");
+    let command = hook_command(&settings);
+    assert!(
+        command.starts_with(&format!(
+            "{} hook claude-code --socket ",
+            std::fs::canonicalize(ENFORCER).unwrap().display()
+        )),
+        "{command}"
+    );
+    assert!(
+        command.ends_with(&format!("{}", state.join("endpoint.sock").display())),
+        "{command}"
+    );
+    // A hook that crashes or cannot be found blocks the call in Claude
+    // Code, instead of letting it run.
+    let handler = &json(&settings)["hooks"]["PreToolUse"][0]["hooks"][0];
+    assert_eq!(handler["onFailure"], "block", "{handler}");
+    // The settings the project shares are left alone.
+    assert!(!project.join(".claude/settings.json").exists());
+}
+
+#[test]
+fn a_dry_run_writes_nothing() {
+    let home = Home::new();
+    let project = home.project("proj");
+    let before = snapshot(home.dir.path());
+    let out = ok(&home.init("codex", &project, &["--dry-run", "--no-service"]));
+    assert!(
+        out.contains("would create") && out.contains("dry run"),
+        "{out}"
+    );
+    assert_eq!(snapshot(home.dir.path()), before);
+}
+
+#[test]
+fn existing_settings_keep_their_keys_and_hooks() {
+    let home = Home::new();
+    let project = home.project("proj");
+    let settings = project.join(".claude/settings.local.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let mine = r#"{
+  "permissions": {"allow": ["Bash(npm test:*)"], "deny": ["Read(./.env)"]},
+  "hooks": {
+    "PreToolUse": [
+      {"matcher": "Bash", "hooks": [{"type": "command", "command": "audit-bash.sh", "timeout": 5}]}
+    ],
+    "Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}]
+  },
+  "env": {"FOO": "bar"}
+}"#;
+    std::fs::write(&settings, mine).unwrap();
+    let out = ok(&home.init("claude-code", &project, &["--no-service"]));
+    assert!(
+        out.contains("updated") && out.contains("settings.local.json"),
+        "{out}"
+    );
+    let value = json(&settings);
+    let before: serde_json::Value = serde_json::from_str(mine).unwrap();
+    assert_eq!(value["permissions"], before["permissions"]);
+    assert_eq!(value["env"], before["env"]);
+    assert_eq!(value["hooks"]["Stop"], before["hooks"]["Stop"]);
+    let groups = value["hooks"]["PreToolUse"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0], before["hooks"]["PreToolUse"][0]);
+    assert_eq!(groups[1]["matcher"], "*");
+    assert!(
+        groups[1]["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .contains(" hook claude-code --socket ")
+    );
+    // The keys stay in the user's order.
+    let written = std::fs::read_to_string(&settings).unwrap();
+    let at = |key: &str| written.find(key).unwrap();
+    assert!(
+        at("\"permissions\"") < at("\"hooks\"") && at("\"hooks\"") < at("\"env\""),
+        "{written}"
+    );
+    // The undo instructions say what to take out, not to delete the file.
+    assert!(
+        out.contains("remove from") && !out.contains(&format!("rm {}", settings.display())),
+        "{out}"
+    );
+    assert!(ok(&home.init("claude-code", &project, &["--no-service"])).contains("Nothing changed"));
+}
+
+#[test]
+fn settings_that_are_not_json_are_refused_before_anything_is_written() {
+    let home = Home::new();
+    let project = home.project("proj");
+    let settings = project.join(".claude/settings.local.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, "{\"hooks\": {,}}").unwrap();
+    let before = snapshot(home.dir.path());
+    let output = home.init("claude-code", &project, &["--no-service"]);
+    assert!(!output.status.success());
+    let error = text(&output.stderr);
+    assert!(
+        error.contains(&format!("`{}` is not valid JSON", settings.display())),
+        "{error}"
+    );
+    assert_eq!(snapshot(home.dir.path()), before, "something was written");
+}
+
+#[test]
+fn an_edited_profile_and_an_existing_key_are_kept() {
+    let home = Home::new();
+    let project = home.project("proj");
+    ok(&home.init("claude-code", &project, &["--no-service"]));
+    let profile = home.config().join("claude-code.cedar");
+    let edited = format!("{}\n// mine\n", std::fs::read_to_string(&profile).unwrap());
+    std::fs::write(&profile, &edited).unwrap();
+    let key = only_file(&home.state(), "").join("kernel.key");
+    let key_bytes = std::fs::read(&key).unwrap();
+    let out = ok(&home.init("claude-code", &project, &["--no-service"]));
+    assert!(
+        out.contains("kept") && out.contains("yours is kept"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&profile).unwrap(), edited);
+    assert_eq!(std::fs::read(&key).unwrap(), key_bytes);
+    // A key init did not make (here: unreadable as a key) is refused, not
+    // replaced.
+    std::fs::write(&key, "not a key").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = home.init("claude-code", &project, &["--no-service"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("never replaces a key"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), b"not a key");
+}
+
+#[test]
+fn codex_gets_a_trusted_hook_in_its_home_and_keeps_its_configuration() {
+    let home = Home::new();
+    let project = home.project("proj");
+    let codex = home.home.join(".codex");
+    std::fs::create_dir_all(&codex).unwrap();
+    let config =
+        "# my settings\nmodel = \"o3\"\n\n[projects.\"/elsewhere\"]\ntrust_level = \"trusted\"\n";
+    std::fs::write(codex.join("config.toml"), config).unwrap();
+    ok(&home.init("codex", &project, &["--no-service"]));
+    let hooks = codex.join("hooks.json");
+    let command = hook_command(&hooks);
+    assert!(command.contains(" hook codex --socket "), "{command}");
+    assert_eq!(
+        json(&hooks)["hooks"]["PreToolUse"][0]["hooks"][0]["timeout"],
+        30
+    );
+    let written = std::fs::read_to_string(codex.join("config.toml")).unwrap();
+    assert!(written.starts_with(config), "{written}");
+    let key = format!("[hooks.state.\"{}:pre_tool_use:0:0\"]", hooks.display());
+    assert!(written.contains(&key), "{written}");
+    assert!(written.contains("trusted_hash = \"sha256:"), "{written}");
+    let before = snapshot(home.dir.path());
+    assert!(ok(&home.init("codex", &project, &["--no-service"])).contains("Nothing changed"));
+    assert_eq!(snapshot(home.dir.path()), before);
+
+    // Codex reads hooks per user: a second project's enforcer would be
+    // asked on every call as well, so it is refused, naming the file.
+    let other = home.project("other");
+    let output = home.init("codex", &other, &["--no-service"]);
+    assert!(!output.status.success());
+    let error = text(&output.stderr);
+    assert!(
+        error.contains(&format!(
+            "`{}` already runs the kernel's codex hook",
+            hooks.display()
+        )),
+        "{error}"
+    );
+    assert_eq!(
+        snapshot(home.dir.path()).len(),
+        before.len() + 1,
+        "only the other project's directory is new"
+    );
+    let refused = home.init("codex", &project, &["--user", "--no-service"]);
+    assert!(!refused.status.success());
+}
+
+#[test]
+fn a_systemd_user_unit_is_written_only_where_systemctl_works() {
+    let home = Home::new();
+    let project = home.project("proj");
+    home.fake_systemctl(1);
+    let out = ok(&home.init("claude-code", &project, &[]));
+    assert!(!home.home.join(".config/systemd").exists());
+    assert!(out.contains(" listen --config "), "{out}");
+
+    let home = Home::new();
+    let project = home.project("proj");
+    home.fake_systemctl(0);
+    let out = ok(&home.init("claude-code", &project, &[]));
+    let unit = only_file(&home.home.join(".config/systemd/user"), ".service");
+    let name = unit.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("agent-kernel-claude-code-proj-"), "{name}");
+    assert!(
+        out.contains(&format!("systemctl --user enable --now {name}")),
+        "{out}"
+    );
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    let config = only_file(&home.config(), ".toml");
+    assert!(
+        unit_text.contains(&format!(
+            "ExecStart=\"{}\" listen --config \"{}\"",
+            std::fs::canonicalize(ENFORCER).unwrap().display(),
+            config.display()
+        )),
+        "{unit_text}"
+    );
+    assert!(unit_text.contains("Restart=no"), "{unit_text}");
+    // The unit is protected from the agent like the hook settings.
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains(&unit.display().to_string())
+    );
+}
+
+/// A running `listen` started from the configuration init wrote.
+struct Listener(Child);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn listen(home: &Home) -> Vec<Listener> {
+    let mut started = Vec::new();
+    for config in std::fs::read_dir(home.config()).unwrap() {
+        let config = config.unwrap().path();
+        if config.extension().is_none_or(|ext| ext != "toml") {
+            continue;
+        }
+        let child = home
+            .command(&["listen", "--config", config.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        started.push((Listener(child), config));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (_, config) in &started {
+        let text = std::fs::read_to_string(config).unwrap();
+        let socket = text
+            .lines()
+            .find_map(|line| line.strip_prefix("socket = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_owned();
+        let control = text
+            .lines()
+            .find_map(|line| line.strip_prefix("control = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_owned();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err()
+            || !Path::new(&control).exists()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "listen did not come up for {}",
+                config.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    started.into_iter().map(|(listener, _)| listener).collect()
+}
+
+/// Runs `command` exactly as the agent does: through the shell, with the
+/// payload on standard input.
+fn run_hook(home: &Home, command: &str, payload: &serde_json::Value) -> Output {
+    let mut child = Command::new("sh")
+        .args(["-c", command])
+        .env("HOME", &home.home)
+        .env_remove("AGENT_KERNEL_ENDPOINT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.to_string().as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn claude_read(project: &Path, file: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "session_id": "s", "hook_event_name": "PreToolUse", "cwd": project,
+        "tool_name": "Read", "tool_input": {"file_path": file},
+        "tool_use_id": "toolu_1", "permission_mode": "default",
+    })
+}
+
+#[test]
+fn the_installed_hook_decides_with_the_enforcer_init_configured() {
+    let home = Home::new();
+    let project = home.project("proj");
+    std::fs::write(project.join("README.md"), "hello\n").unwrap();
+    let ssh = home.home.join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::write(
+        ssh.join("id_ed25519"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    ok(&home.init("claude-code", &project, &["--no-service"]));
+    let settings = project.join(".claude/settings.local.json");
+    let command = hook_command(&settings);
+
+    // Before the enforcer runs, the hook blocks (fail closed).
+    let early = run_hook(
+        &home,
+        &command,
+        &claude_read(&project, &project.join("README.md")),
+    );
+    assert_eq!(early.status.code(), Some(2), "{}", text(&early.stderr));
+
+    let _running = listen(&home);
+    let denied = run_hook(
+        &home,
+        &command,
+        &claude_read(&project, &ssh.join("id_ed25519")),
+    );
+    assert_eq!(denied.status.code(), Some(2), "{}", text(&denied.stderr));
+    // Denied by a decision of the enforcer (it has a receipt), not by a
+    // failure to reach it.
+    assert!(
+        text(&denied.stderr).contains("denied by policy"),
+        "{}",
+        text(&denied.stderr)
+    );
+    let allowed = run_hook(
+        &home,
+        &command,
+        &claude_read(&project, &project.join("README.md")),
+    );
+    assert_eq!(allowed.status.code(), Some(0), "{}", text(&allowed.stderr));
+    // An allow adds nothing to the model's context.
+    assert!(
+        text(&allowed.stdout).trim().is_empty(),
+        "{}",
+        text(&allowed.stdout)
+    );
+    // The agent may not switch its own hook off: the settings that hold it
+    // are protected by the floor, inside the workspace as they are.
+    let tamper = serde_json::json!({
+        "session_id": "s", "hook_event_name": "PreToolUse", "cwd": project,
+        "tool_name": "Write",
+        "tool_input": {"file_path": settings, "content": "{\"disableAllHooks\": true}"},
+    });
+    let blocked = run_hook(&home, &command, &tamper);
+    assert_eq!(blocked.status.code(), Some(2), "{}", text(&blocked.stderr));
+    assert!(
+        text(&blocked.stderr).contains("the kernel's own assets"),
+        "{}",
+        text(&blocked.stderr)
+    );
+
+    // The operator finds the one running enforcer without --control.
+    let status = home.run(&["status", "--json"]);
+    let out = ok(&status);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["ok"], true, "{out}");
+    let evidence = value["data"]["evidence_path"].as_str().unwrap();
+    assert!(
+        evidence.starts_with(home.state().to_str().unwrap()),
+        "{evidence}"
+    );
+    assert!(
+        text(&status.stderr).contains("the only one running"),
+        "{}",
+        text(&status.stderr)
+    );
+    // Two decisions and their records, and nothing else.
+    assert_eq!(value["data"]["decisions"]["allowed"], 1, "{out}");
+    assert_eq!(value["data"]["decisions"]["denied"], 2, "{out}");
+}
+
+#[test]
+fn operator_commands_refuse_to_guess_between_enforcers() {
+    let home = Home::new();
+    let none = home.run(&["status"]);
+    assert!(!none.status.success());
+    assert!(
+        text(&none.stderr).contains("no running enforcer"),
+        "{}",
+        text(&none.stderr)
+    );
+
+    let first = home.project("first");
+    let second = home.project("second");
+    ok(&home.init("claude-code", &first, &["--no-service"]));
+    ok(&home.init("codex", &second, &["--no-service"]));
+    let never = home.run(&["status"]);
+    assert!(!never.status.success());
+    assert!(
+        text(&never.stderr).contains("no running enforcer"),
+        "{}",
+        text(&never.stderr)
+    );
+
+    let mut running = listen(&home);
+    assert_eq!(running.len(), 2);
+    let controls: Vec<PathBuf> = std::fs::read_dir(home.state())
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("evidence.log.control"))
+        .collect();
+    assert_eq!(controls.len(), 2);
+    for verb in [
+        &["status"][..],
+        &["pending"],
+        &["halt", "--reason", "guess"],
+    ] {
+        let output = home.run(verb);
+        assert!(!output.status.success(), "{verb:?}");
+        let error = text(&output.stderr);
+        assert!(error.contains("2 enforcers are running"), "{error}");
+        for control in &controls {
+            assert!(error.contains(&control.display().to_string()), "{error}");
+        }
+    }
+    // Neither was halted by the refused `halt`.
+    for control in &controls {
+        let status = home.run(&["status", "--json", "--control", control.to_str().unwrap()]);
+        let value: serde_json::Value = serde_json::from_str(&ok(&status)).unwrap();
+        assert_eq!(value["data"]["halted"], serde_json::Value::Null, "{value}");
+    }
+    // With one of them stopped (its key file stays behind), the other is
+    // the obvious choice.
+    drop(running.pop());
+    let one = home.run(&["status"]);
+    ok(&one);
+    assert!(
+        text(&one.stderr).contains("the only one running"),
+        "{}",
+        text(&one.stderr)
+    );
+    drop(running);
+    let stopped = home.run(&["status"]);
+    assert!(!stopped.status.success());
+    let error = text(&stopped.stderr);
+    assert!(
+        error.contains("no running enforcer") && error.contains("not answering"),
+        "{error}"
+    );
+    for control in &controls {
+        assert!(error.contains(&control.display().to_string()), "{error}");
+    }
+}
