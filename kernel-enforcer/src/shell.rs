@@ -9,9 +9,9 @@
 //! the shell would start them:
 //!
 //! - per simple command, one file action per redirection, in the order
-//!   written: [`Action::file_write_descriptor`] for `>`, `>>`, `>|`, `&>`,
-//!   `&>>` and `>&FILE` (the content is not known before the command
-//!   runs), [`Action::file_read`] for `<`, both for `<>`; then
+//!   written: [`Action::file_write_descriptor`] for `>`, `>>`, `>|`, `&>`
+//!   and `&>>` (the content is not known before the command runs),
+//!   [`Action::file_read`] for `<`, both for `<>`; then
 //! - one [`Action::Exec`] per program, with the exact argument vector the
 //!   shell passes it and `cwd` set to the directory it runs in.
 //!
@@ -722,9 +722,14 @@ fn redirection(
 ) -> Result<(), String> {
     match op {
         Redir::DupIn | Redir::DupOut if is_descriptor(target) => return Ok(()),
-        // `>&FILE` without a number is `&>FILE`; anything else with a
-        // file name after `>&` or `<&` is an error of the shell.
-        Redir::DupOut if !numbered => {}
+        // Bash reads `>&FILE` as `&>FILE`, but expands `FILE` a second
+        // time (`>&'$HOME/x'` writes in the home directory); with a
+        // number before it, or after `<&`, a file name is an error.
+        Redir::DupOut if !numbered => {
+            return Err(format!(
+                "bash expands the file name of `>&{target}` a second time: write `&>{target}` instead"
+            ));
+        }
         Redir::DupIn | Redir::DupOut => {
             return Err(format!(
                 "`N{text}{target}`: after a descriptor number, `{text}` takes a descriptor, not a file: write `N{}{target}` for the file",
@@ -1289,7 +1294,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            actions("a |& b\n\nc 2> err >&out"),
+            actions("a |& b\n\nc 2> err &>out"),
             [
                 exec(&["a"], "/w"),
                 exec(&["b"], "/w"),
@@ -1329,15 +1334,18 @@ mod tests {
             actions("echo a >&-b <&-c 2>& -1 3>&\\\n-d"),
             [exec(&["echo", "a", "b", "c", "1", "d"], "/w")]
         );
-        assert_eq!(
-            actions(r#"echo a >&"-"b >&2-c"#),
-            [
-                Action::file_write_descriptor("/w/-b"),
-                Action::file_write_descriptor("/w/2-c"),
-                exec(&["echo", "a"], "/w")
-            ]
-        );
-        assert!(command_actions("echo 2>&f", Some("/w")).is_err());
+        // `>&FILE` expands `FILE` twice: refused, as are file names
+        // after `N>&` and `<&` (errors of the shell).
+        for refused in [
+            r#"echo a >&"-"b"#,
+            "echo a >&2-c",
+            "echo x >&'$HOME/.bashrc'",
+            "echo x >&'~'",
+            "echo x >&out",
+            "echo 2>&f",
+        ] {
+            assert!(command_actions(refused, Some("/w")).is_err(), "{refused}");
+        }
         // A descriptor to bash, a word to dash.
         for refused in ["echo 10>f", "echo 2147483648>f", "echo 00<f"] {
             assert!(command_actions(refused, Some("/w")).is_err(), "{refused}");
