@@ -1619,6 +1619,22 @@ mod tests {
         );
         let nested = format!("{}ls", "timeout 1 ".repeat(MAX_NESTED + 1));
         assert!(command_actions(&nested, Some("/w")).is_err());
+        // A script is read once per directory its shell may start in; all
+        // the reading together is bounded.
+        let cds = (0..11).map(|i| format!("cd /d{i}; ")).collect::<String>();
+        let script = format!("echo {}", "a".repeat(20_000));
+        assert_eq!(
+            command_actions(&format!("{cds}bash -c '{script}'"), Some("/w"))
+                .unwrap()
+                .len(),
+            12
+        );
+        let cds = (0..13).map(|i| format!("cd /d{i}; ")).collect::<String>();
+        assert!(
+            command_actions(&format!("{cds}bash -c '{script}'"), Some("/w"))
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     proptest::proptest! {
