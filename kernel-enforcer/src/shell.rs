@@ -24,8 +24,9 @@
 //! the old directory too, each as an action of its own. `timeout` (GNU
 //! coreutils and BusyBox options) is decomposed into itself and the
 //! program it starts. `sh -c SCRIPT` and `bash -lc SCRIPT` (also `dash`,
-//! `zsh`; exactly those three words) are the actions of `SCRIPT`, run from
-//! the shell's directory, up to three shells deep.
+//! `zsh`; exactly those three words; the shell by its bare name or in
+//! `/bin` or `/usr/bin`) are the actions of `SCRIPT`, run from the
+//! shell's directory, up to three shells deep.
 //!
 //! What needs no action: duplicating or closing descriptors (`2>&1`,
 //! `>&2`, `<&0`, `3>&-`, `|&`) touches no file (as bash reads it, a `-`
@@ -832,6 +833,10 @@ const CODE_RUNNERS: &[&str] = &[
 /// what zsh reads otherwise).
 const SCRIPT_SHELLS: &[&str] = &["bash", "dash", "sh", "zsh"];
 
+/// Directories a shell given by its path may be in for its script to be
+/// decided in its place.
+const SYSTEM_BIN: &[&str] = &["/bin/", "/usr/bin/"];
+
 /// Shells: given anything but `-c SCRIPT` (a script file, standard input,
 /// options), they run shell code the kernel does not see.
 const SHELLS: &[&str] = &[
@@ -931,6 +936,20 @@ fn classify(words: &[String], piped: bool) -> Result<Kind, String> {
         && matches!(flag.as_str(), "-c" | "-lc")
         && SCRIPT_SHELLS.contains(&basename(name).to_ascii_lowercase().as_str())
     {
+        // The shell itself is not decided, only its script: it must be
+        // the system's, not a program of that name the agent placed
+        // (`./bash`).
+        let system = !name.contains('/')
+            || SYSTEM_BIN.iter().any(|dir| {
+                name.strip_prefix(dir)
+                    .is_some_and(|rest| !rest.contains('/'))
+            });
+        if !system {
+            return Err(format!(
+                "`{name}` is not the system's shell: write `{} -c ..`, or run the commands directly",
+                basename(name)
+            ));
+        }
         return Ok(Kind::Script(script.clone()));
     }
     if !name.contains('/') {
@@ -1514,6 +1533,10 @@ mod tests {
             "bash -c 'echo $HOME'",
             "sh -c 'rm *'",
             "bash -c 'ls; bash -c \"sh -c ls &\"'",
+            "./bash -c ls",
+            "/tmp/sh -c ls",
+            "/usr/bin/../../tmp/bash -c ls",
+            "bin/zsh -c ls",
             "xargs rm",
             "env FOO=1 ls",
             "env ls",
