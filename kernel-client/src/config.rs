@@ -27,6 +27,7 @@ pub struct SpawnConfig {
     pub(crate) danger_evidence_os_buffered: bool,
     pub(crate) control: Option<PathBuf>,
     pub(crate) operator_uid: Option<u32>,
+    pub(crate) shadow: bool,
     pub(crate) client: ClientConfig,
 }
 
@@ -118,6 +119,7 @@ impl SpawnConfig {
             danger_evidence_os_buffered: false,
             control: None,
             operator_uid: None,
+            shadow: false,
             client: ClientConfig::default(),
         }
     }
@@ -201,6 +203,20 @@ impl SpawnConfig {
     #[must_use]
     pub fn danger_evidence_os_buffered(mut self) -> Self {
         self.danger_evidence_os_buffered = true;
+        self
+    }
+
+    /// Starts the enforcer in shadow mode (`--shadow`): every action is
+    /// decided by the policy and recorded, and one the policy denies or
+    /// asks about proceeds anyway, with a permit that says so
+    /// ([`Permit::is_shadow`](crate::Permit::is_shadow)). The kernel floor
+    /// and the kill switch still deny. For learning what an agent does
+    /// (`kernel-enforcer policy suggest` writes a policy from the
+    /// evidence), never for enforcing. Spawning fails if the enforcer's
+    /// handshake does not announce the mode asked for.
+    #[must_use]
+    pub fn shadow(mut self) -> Self {
+        self.shadow = true;
         self
     }
 

@@ -135,6 +135,9 @@ pub(crate) fn spawn_enforcer(config: &SpawnConfig) -> Result<(Child, ClientEnds)
     if config.danger_evidence_os_buffered {
         command.arg("--danger-evidence-os-buffered");
     }
+    if config.shadow {
+        command.arg("--shadow");
+    }
     if let Some(records) = config.checkpoint_every {
         command.arg("--checkpoint-every").arg(records.to_string());
     }

@@ -145,6 +145,16 @@ fn print_summary(report: &AuditReport) {
         report.events,
         report.checkpoints.len()
     );
+    if report.shadow_sessions > 0 || report.shadowed() > 0 {
+        println!(
+            "shadow mode: {} sessions; {} actions proceeded that the policy did not allow \
+             ({} denied, {} asked about)",
+            report.shadow_sessions,
+            report.shadowed(),
+            report.shadow_denied,
+            report.shadow_asked
+        );
+    }
     if let Some(checkpoint) = report.newest_checkpoint() {
         println!(
             "newest checkpoint: size {}, root {}",
@@ -276,6 +286,12 @@ fn describe(record: &Record) -> Described {
                     format!("{cause} (by {by})"),
                     json!({"kind": "halt", "cause": cause, "by": by, "at_ms": at_ms}),
                 ),
+                Ok(Event::Shadow { at_ms, .. }) => (
+                    "shadow",
+                    "shadow mode: actions the policy denies or asks about proceed (not the floor's)"
+                        .to_owned(),
+                    json!({"kind": "shadow", "at_ms": at_ms}),
+                ),
                 Err(e) => (
                     "event",
                     format!("<undecodable event: {e}>"),
@@ -338,9 +354,24 @@ pub(crate) fn inspect(log: &Path, json: bool) -> Result<(), String> {
             "index", "kind", "decision"
         );
     }
+    // Whether the session of the record being shown runs in shadow mode.
+    let mut shadow = false;
     for (index, body) in records.iter().enumerate() {
         let described = match decode_record(body) {
-            Ok(record) => describe(&record),
+            Ok(record) => {
+                if let Record::Event(signed) = &record {
+                    match signed.decode_unverified() {
+                        Ok(Event::SessionStart { .. }) => shadow = false,
+                        Ok(Event::Shadow { .. }) => shadow = true,
+                        _ => {}
+                    }
+                }
+                let mut described = describe(&record);
+                if shadow && let serde_json::Value::Object(fields) = &mut described.json {
+                    fields.insert("shadow_session".into(), serde_json::Value::Bool(true));
+                }
+                described
+            }
             Err(e) => Described {
                 kind: "undecodable",
                 decision: "",

@@ -236,6 +236,18 @@ struct RunArgs {
     /// [default: 2000].
     #[arg(long, value_name = "PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
     syscall_rate: Option<u32>,
+    /// With `--govern-syscalls` (the default there): run an HTTP proxy for
+    /// the agent on 127.0.0.1 and set `HTTP_PROXY`, `HTTPS_PROXY`,
+    /// `http_proxy` and `https_proxy` to it (and unset `NO_PROXY`), so
+    /// that host names are decided by name: `CONNECT host:port` as a
+    /// `net_connect` of the name, a plain `http://` request as an `http`
+    /// action. Only the agent's own connections are served.
+    #[arg(long, overrides_with = "no_egress_proxy", requires = "govern_syscalls")]
+    egress_proxy: bool,
+    /// With `--govern-syscalls`: no egress proxy; the agent's environment
+    /// is left as it is, and every connection is decided by IP address.
+    #[arg(long, overrides_with = "egress_proxy", requires = "govern_syscalls")]
+    no_egress_proxy: bool,
     /// Another tree of programs and libraries the agent may read and run
     /// without a decision, as it may `/usr` (repeat for several): a
     /// toolchain kept outside the system trees, such as `~/.rustup` and
@@ -315,6 +327,14 @@ struct SessionArgs {
     /// decision takes effect (the strict default).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(2..=60_000))]
     evidence_window: Option<u64>,
+    /// Shadow mode, to learn what an agent does: decide and record every
+    /// action as usual, then let one the policy denies (or asks about)
+    /// proceed anyway, recorded as such (`shadow-deny`, `shadow-ask`).
+    /// The kernel floor and the kill switch still deny. Announced in the
+    /// handshake and recorded at the start of the session; `policy
+    /// suggest` writes a policy from the evidence. Command line only.
+    #[arg(long)]
+    shadow: bool,
 }
 
 /// A session's settings once flags, configuration file and defaults are
@@ -334,10 +354,12 @@ struct Settings {
     exec_timeout: Duration,
     danger_evidence_os_buffered: bool,
     evidence_window: Option<Duration>,
+    shadow: bool,
     scratch: Option<PathBuf>,
     connect_timeout: Duration,
     syscall_rate: u32,
     system_trees: Vec<PathBuf>,
+    egress_proxy: bool,
     socket: Option<PathBuf>,
 }
 
@@ -409,12 +431,15 @@ impl SessionArgs {
                 }
                 ms => ms.map(Duration::from_millis),
             },
+            // The flag only: no configuration file can turn it on.
+            shadow: self.shadow,
             scratch: file.scratch,
             connect_timeout: secs(None, file.connect_timeout_secs, DEFAULT_CONNECT_TIMEOUT),
             syscall_rate: file
                 .syscall_rate
                 .unwrap_or(crate::notify::DEFAULT_RATE_PER_SECOND),
             system_trees: file.system_trees,
+            egress_proxy: file.egress_proxy.unwrap_or(true),
             socket: file.socket,
         })
     }
@@ -455,6 +480,12 @@ enum PolicyCommand {
     /// Cedar's symbolic analysis (needs the cvc5 solver). Exits 0 if there
     /// are none, 1 if there are, 2 if that could not be decided.
     Diff(policy_cli::DiffArgs),
+    /// Write Cedar permits from verified evidence (what an agent was seen
+    /// to do, in shadow mode for instance), with the base's forbids kept
+    /// on top; print what the analyser finds they allow beyond the base,
+    /// and with --max-widening fail when a permit allows a request class
+    /// no record exercised. Exits 0, 1 when wider, 2 on any error.
+    Suggest(policy_cli::SuggestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -499,6 +530,7 @@ pub fn main() -> ExitCode {
         }
         Command::Policy(PolicyCommand::Explain(args)) => return policy_cli::explain(&args),
         Command::Policy(PolicyCommand::Diff(args)) => return policy_cli::diff(&args),
+        Command::Policy(PolicyCommand::Suggest(args)) => return policy_cli::suggest(&args),
         Command::Policy(PolicyCommand::Schema) => {
             print!("{}", policy::SCHEMA);
             Ok(())
@@ -752,7 +784,14 @@ fn start_session(
         permit_ttl: args.permit_ttl,
         checkpoint_records: args.checkpoint_every,
         checkpoint_interval: args.checkpoint_interval,
+        shadow: args.shadow,
     };
+    if args.shadow {
+        eprintln!(
+            "kernel-enforcer: SHADOW MODE (--shadow): actions the policy denies or asks about \
+             proceed, recorded as such; only the kernel floor and the kill switch still deny"
+        );
+    }
     let handoff = HandoffListener::bind()
         .map_err(|e| format!("cannot create the descriptor hand-off socket: {e}"))?;
     // Bound here, before any agent is started, so that no agent can take
@@ -1057,6 +1096,11 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         connect_timeout: args
             .connect_timeout
             .map_or(settings.connect_timeout, Duration::from_secs),
+        egress_proxy: if args.no_egress_proxy {
+            false
+        } else {
+            args.egress_proxy || settings.egress_proxy
+        },
     };
     refuse_overlaps(&agent)?;
     let prepared = supervise::prepare(&agent).map_err(|e| e.to_string())?;

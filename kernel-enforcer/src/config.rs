@@ -6,8 +6,8 @@
 //! the file's own directory, so a configuration can travel with its
 //! policies. Unknown keys are errors, so a misspelt setting never goes
 //! unnoticed. Nothing that weakens a guarantee can be set here:
-//! `--danger-unconfined` exists only on the command line, where it is
-//! seen.
+//! `--danger-unconfined` and `--shadow` exist only on the command line,
+//! where they are seen (a file that sets `shadow` is refused by name).
 //!
 //! ```toml
 //! policies = ["policies/agent.cedar"]
@@ -23,6 +23,7 @@
 //! scratch = "/srv/agent/scratch"
 //! connect_timeout_secs = 10
 //! syscall_rate = 2000
+//! egress_proxy = true
 //! system_trees = ["/opt/toolchains"]
 //! evidence_window_ms = 50
 //! socket = "/run/user/1000/agent-kernel.sock"
@@ -65,6 +66,9 @@ pub struct FileConfig {
     pub connect_timeout_secs: Option<u64>,
     /// Supervised mode with `--govern-syscalls`: decisions per second.
     pub syscall_rate: Option<u32>,
+    /// Supervised mode with `--govern-syscalls`: run the egress proxy
+    /// (the default) or not.
+    pub egress_proxy: Option<bool>,
     /// Supervised mode: more trees of programs and libraries the agent
     /// may read and run, like the system trees.
     #[serde(default)]
@@ -116,6 +120,16 @@ impl FileConfig {
 
     /// Parses configuration text; relative paths are joined to `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        if let Ok(table) = text.parse::<toml::Table>()
+            && table.contains_key("shadow")
+        {
+            return Err(
+                "`shadow` cannot be set in a configuration file: shadow mode lets \
+                        actions the policy denies proceed, so only the `--shadow` flag on the \
+                        enforcer's command line turns it on"
+                    .into(),
+            );
+        }
         let mut config: Self = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
         let anchor = |path: &mut PathBuf| {
             if path.is_relative() {
@@ -185,5 +199,21 @@ mod tests {
         let wrong_type =
             FileConfig::parse("permit_ttl_secs = \"soon\"\n", Path::new(".")).unwrap_err();
         assert!(wrong_type.contains("line 1"), "{wrong_type}");
+    }
+
+    #[test]
+    fn shadow_mode_is_refused_in_a_file_whatever_its_value() {
+        for text in [
+            "shadow = true\n",
+            "shadow = false\n",
+            "policies = [\"p.cedar\"]\nshadow = \"yes\"\n",
+        ] {
+            let refused = FileConfig::parse(text, Path::new(".")).unwrap_err();
+            assert!(
+                refused.contains("`shadow` cannot be set in a configuration file")
+                    && refused.contains("--shadow"),
+                "{refused}"
+            );
+        }
     }
 }

@@ -499,6 +499,7 @@ pub fn ask(
             request: &request,
             policy_digest: None,
             now_ms: now_ms(),
+            shadow: handshake.shadow,
         },
     )
     .map_err(|e| AskError::Verify(e.to_string()))?;

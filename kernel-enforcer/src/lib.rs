@@ -21,6 +21,7 @@ mod cli_impl;
 pub mod config;
 pub mod control;
 pub mod describe;
+pub mod egress;
 pub mod endpoint;
 pub mod evidence;
 mod evidence_index;

@@ -444,3 +444,423 @@ pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
         )
     }
 }
+
+/// `policy suggest`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SuggestArgs {
+    /// Evidence files; each must pass `audit verify`, or nothing is
+    /// suggested.
+    #[arg(required = true)]
+    evidence: Vec<PathBuf>,
+    /// The policy the suggestion builds on (repeat for several files): its
+    /// forbids are copied on top of the suggestion, an action one of them
+    /// forbids gets no permit, and the analysis reports what the
+    /// suggestion allows beyond it.
+    #[arg(long = "base")]
+    base: Vec<PathBuf>,
+    /// Write the suggested policy here instead of to standard output (the
+    /// report then goes to standard output rather than standard error).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write a policy test file: each distinct recorded action with
+    /// the answer the suggestion must give it (needs `--out`, which the
+    /// test file names).
+    #[arg(long, requires = "out")]
+    tests_out: Option<PathBuf>,
+    /// The enforcer's public key (`ed25519:...` or a file holding it):
+    /// every session of the evidence must use it, as for `audit verify`.
+    #[arg(long)]
+    kernel_key: Option<String>,
+    /// The workspace the suggestion is for. Default: the one the
+    /// evidence's sessions recorded (they must agree).
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+    /// Extra paths the floor protects, as the enforcer's `--protect` (the
+    /// base, the output files, the evidence and this binary always are).
+    #[arg(long = "protect")]
+    protect: Vec<PathBuf>,
+    /// Fail (exit 1) when a suggested permit allows a request of a class
+    /// that no record exercised, with a counterexample; exit 2 when that
+    /// cannot be decided (no solver, or the analysis is open).
+    #[arg(long)]
+    max_widening: bool,
+    /// Analyse this policy (a suggestion, edited perhaps) against the
+    /// evidence instead of writing a new one.
+    #[arg(long, conflicts_with_all = ["out", "tests_out"])]
+    review: Option<PathBuf>,
+    /// Skip the symbolic analysis.
+    #[arg(long, conflicts_with = "max_widening")]
+    no_analysis: bool,
+}
+
+/// `policy suggest`: a policy from verified evidence, what the analysis
+/// finds it allows beyond the base, and (with `--max-widening`) whether
+/// it stays within what the evidence exercised.
+pub(crate) fn suggest(args: &SuggestArgs) -> ExitCode {
+    match suggest_run(args) {
+        Ok(code) => code,
+        Err(message) => error(message),
+    }
+}
+
+fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
+    use crate::policy::suggest::{self, SuggestOptions};
+    let kernel_key = args
+        .kernel_key
+        .as_deref()
+        .map(crate::audit_cli::read_public_key)
+        .transpose()?;
+    let options = kernel_core::AuditOptions {
+        kernel_key: kernel_key.as_ref(),
+        ..kernel_core::AuditOptions::default()
+    };
+    let mut observations = Vec::new();
+    let mut workspaces = std::collections::BTreeSet::new();
+    let mut records = 0;
+    for file in &args.evidence {
+        let bytes = std::fs::read(file).map_err(|e| format!("`{}`: {e}", file.display()))?;
+        let evidence = suggest::read_evidence(&bytes, &options).map_err(|e| {
+            format!(
+                "`{}` is not sound evidence ({e}); nothing is suggested from evidence that does not verify",
+                file.display()
+            )
+        })?;
+        records += evidence.report.records;
+        workspaces.extend(evidence.workspaces);
+        observations.extend(evidence.observations);
+    }
+    let workspace = match (&args.workspace, workspaces.len()) {
+        (Some(dir), _) => absolute(dir)?,
+        (None, 1) => workspaces.into_iter().next().unwrap_or_default(),
+        (None, 0) => return Err("the evidence holds no session: nothing to suggest from".into()),
+        (None, _) => {
+            return Err(format!(
+                "the evidence's sessions ran in different workspaces ({}): choose one with `--workspace`",
+                workspaces
+                    .iter()
+                    .map(|w| format!("`{w}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    };
+    let base = if args.base.is_empty() {
+        Vec::new()
+    } else {
+        policy::read_sources(&args.base).map_err(|e| format!("base policy: {e}"))?
+    };
+    let beside = |file: &Path, suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let protected: Vec<PathBuf> = args
+        .base
+        .iter()
+        .chain(&args.out)
+        .chain(&args.tests_out)
+        .chain(&args.review)
+        .chain(&args.protect)
+        .cloned()
+        .chain(args.evidence.iter().flat_map(|e| {
+            [
+                e.clone(),
+                beside(e, ".index"),
+                beside(e, ".control"),
+                beside(e, ".cosignatures"),
+            ]
+        }))
+        .collect();
+    let assets = floor_assets(&protected)?;
+    let suggestion = suggest::suggest(
+        &observations,
+        &SuggestOptions {
+            workspace: workspace.clone(),
+            assets: assets.clone(),
+            base: base.clone(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let names = |paths: &[PathBuf]| {
+        paths
+            .iter()
+            .map(|p| format!("`{}`", p.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let header = vec![
+        format!(
+            "Suggested by `kernel-enforcer policy suggest` from the verified evidence {} ({records} records),",
+            names(&args.evidence)
+        ),
+        format!("for the workspace `{workspace}`."),
+        format!(
+            "{} recorded actions that proceeded ({} of them under shadow mode) are covered by {} permits.",
+            suggestion.covered,
+            suggestion.covered_shadowed,
+            suggestion.permits.len()
+        ),
+        if args.base.is_empty() {
+            "No base policy: only the kernel floor is on top of these permits.".to_owned()
+        } else {
+            format!(
+                "The forbids of the base {} are kept on top.",
+                names(&args.base)
+            )
+        },
+        "Review it, and what `policy suggest` printed of it, before enforcing it (docs/POLICY.md)."
+            .to_owned(),
+    ];
+    let (text, analysed, label) = match &args.review {
+        Some(file) => {
+            let text = policy::read_sources(std::slice::from_ref(file))
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .next()
+                .map(|(_, t)| t)
+                .unwrap_or_default();
+            (text.clone(), text, file.display().to_string())
+        }
+        None => (
+            suggestion.render(&header, false),
+            suggestion.render(&header, true),
+            args.out
+                .as_ref()
+                .map_or_else(|| "the suggestion".to_owned(), |p| p.display().to_string()),
+        ),
+    };
+    // The report goes where the policy does not.
+    let mut report = String::new();
+    let mut say = |line: String| {
+        report.push_str(&line);
+        report.push('\n');
+    };
+    say(format!(
+        "evidence: {} verified ({records} records, {} decisions), workspace `{workspace}`",
+        names(&args.evidence),
+        observations.len()
+    ));
+    say(format!(
+        "covered: {} recorded actions that proceeded ({} under shadow mode), by {} permits",
+        suggestion.covered,
+        suggestion.covered_shadowed,
+        suggestion.permits.len()
+    ));
+    for permit in &suggestion.permits {
+        say(format!(
+            "  {:<28} {} ({} records)",
+            permit.id, permit.summary, permit.records
+        ));
+    }
+    for (list, what) in [
+        (&suggestion.floor, "reach the kernel's own files: no permit"),
+        (
+            &suggestion.forbidden,
+            "are forbidden by the base: no permit",
+        ),
+        (
+            &suggestion.denied_now_allowed,
+            "were denied, and the suggestion does not deny them: review",
+        ),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let total: usize = list.iter().map(|d| d.count).sum();
+        say(format!("dropped: {total} recorded actions {what}"));
+        for dropped in list.iter().take(20) {
+            say(format!(
+                "  {} (x{}): {}",
+                dropped.action, dropped.count, dropped.why
+            ));
+        }
+        if list.len() > 20 {
+            say(format!("  ... and {} more", list.len() - 20));
+        }
+    }
+    let code = analyse(
+        args,
+        &suggestion,
+        &base,
+        &text,
+        &analysed,
+        &label,
+        &workspace,
+        &assets,
+        &mut say,
+    );
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|e| format!("`{}`: {e}", path.display()))?
+        }
+        None if args.review.is_none() => print!("{text}"),
+        None => {}
+    }
+    if let (Some(tests), Some(out)) = (&args.tests_out, &args.out) {
+        let policy_name = match (tests.parent(), out.parent()) {
+            (Some(a), Some(b)) if absolute(a)? == absolute(b)? => out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            _ => absolute(out)?,
+        };
+        let protect: Vec<String> = args
+            .evidence
+            .iter()
+            .chain(&args.base)
+            .chain(&args.protect)
+            .map(|p| absolute(p))
+            .collect::<Result<_, _>>()?;
+        let tests_header = [
+            format!(
+                "Made by `kernel-enforcer policy suggest` from {}: every distinct recorded action,",
+                names(&args.evidence)
+            ),
+            "with the answer the suggested policy must give it. Run `kernel-enforcer policy test` on it."
+                .to_owned(),
+        ];
+        let text = suggest::tests_file(
+            &suggestion.tests,
+            &policy_name,
+            &workspace,
+            &protect,
+            &tests_header,
+        );
+        std::fs::write(tests, text).map_err(|e| format!("`{}`: {e}", tests.display()))?;
+        say(format!(
+            "tests: {} cases written to `{}`",
+            suggestion.tests.len(),
+            tests.display()
+        ));
+    }
+    if args.out.is_some() || args.review.is_some() {
+        print!("{report}");
+    } else {
+        eprint!("{report}");
+    }
+    Ok(code)
+}
+
+/// The symbolic analysis of `policy suggest`: what the policy allows
+/// beyond the base, and whether it stays within the request classes the
+/// evidence exercised. Returns the exit status.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one command's state, used once"
+)]
+fn analyse(
+    args: &SuggestArgs,
+    suggestion: &crate::policy::suggest::Suggestion,
+    base: &[(String, String)],
+    text: &str,
+    analysed: &str,
+    label: &str,
+    workspace: &str,
+    assets: &[String],
+    say: &mut dyn FnMut(String),
+) -> ExitCode {
+    if args.no_analysis {
+        say("analysis: skipped (--no-analysis)".into());
+        return ExitCode::from(PASS);
+    }
+    #[cfg(feature = "symbolic")]
+    {
+        use crate::policy::diff::{self, DiffOptions, Verdict};
+        let options = DiffOptions {
+            workspace: workspace.to_owned(),
+            assets: assets.to_vec(),
+        };
+        let old: Vec<(String, String)> = if base.is_empty() {
+            vec![("(no base: the floor only)".to_owned(), String::new())]
+        } else {
+            base.to_vec()
+        };
+        let new = [(label.to_owned(), text.to_owned())];
+        say(String::new());
+        say(format!(
+            "what {label} allows beyond {}, as the analyser finds it (`policy diff`):",
+            if base.is_empty() {
+                "the floor alone".to_owned()
+            } else {
+                args.base
+                    .iter()
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+        match diff::diff(&old, &new, &options) {
+            Ok(report) => {
+                for line in report.render().lines() {
+                    say(format!("  {line}"));
+                }
+                if report.verdict() == Verdict::Undecided {
+                    say("  (some of it could not be decided: see OPEN above)".into());
+                }
+            }
+            Err(e) => {
+                say(format!("  not analysed: {e}"));
+                if args.max_widening {
+                    return ExitCode::from(ERROR);
+                }
+                return ExitCode::from(PASS);
+            }
+        }
+        if !args.max_widening {
+            return ExitCode::from(PASS);
+        }
+        say(String::new());
+        say(format!(
+            "widening: does {label} allow a request of a class no record exercised ({} classes exercised; docs/POLICY.md defines them)?",
+            suggestion.classes
+        ));
+        match crate::policy::suggest::widening(
+            analysed,
+            &suggestion.envelope,
+            &suggestion.base_forbids,
+            &options,
+        ) {
+            Ok(widening) => {
+                for (ids, finding) in &widening.wider {
+                    say(format!(
+                        "  WIDER THAN THE EVIDENCE: {} allows {}",
+                        ids.iter()
+                            .map(|i| format!("`{i}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        finding.description
+                    ));
+                    if let Some(fields) = finding.request.toml_fields() {
+                        for (index, field) in fields.iter().enumerate() {
+                            let label = if index == 0 { "as toml:" } else { "" };
+                            say(format!("    {label:<10} {field}"));
+                        }
+                    }
+                }
+                for open in &widening.open {
+                    say(format!("  OPEN: {open}"));
+                }
+                if !widening.wider.is_empty() {
+                    say("result: wider than the evidence".into());
+                    ExitCode::from(FOUND)
+                } else if !widening.open.is_empty() {
+                    say("result: undecided".into());
+                    ExitCode::from(ERROR)
+                } else {
+                    say("result: every permit stays within the request classes the evidence exercised".into());
+                    ExitCode::from(PASS)
+                }
+            }
+            Err(e) => {
+                say(format!("  not analysed: {e}"));
+                ExitCode::from(ERROR)
+            }
+        }
+    }
+    #[cfg(not(feature = "symbolic"))]
+    {
+        let _ = (suggestion, base, text, analysed, label, workspace, assets);
+        say("analysis: not available: this kernel-enforcer was built without the `symbolic` feature".into());
+        ExitCode::from(if args.max_widening { ERROR } else { PASS })
+    }
+}

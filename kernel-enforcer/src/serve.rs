@@ -208,6 +208,8 @@ impl Shared {
                     "session": session.id().to_string(),
                     "uptime_secs": self.started.elapsed().as_secs(),
                     "halted": session.halted(),
+                    // Shadow mode: actions the policy denies proceed.
+                    "shadow": session.shadow(),
                     // Read back from the OS, not assumed: what the
                     // hardening at start-up actually achieved.
                     "dumpable": rustix::process::dumpable_behavior()

@@ -9,6 +9,7 @@
 //! the enforcer writes its final checkpoint and exits with the agent's
 //! status.
 
+use crate::egress::EgressProxy;
 use crate::exec_trace::{self, ExecLedger};
 use crate::handoff::HandoffListener;
 use crate::notify;
@@ -87,6 +88,10 @@ pub struct Agent {
     /// Trees the agent may read and run besides the system trees (resolved
     /// paths): toolchains kept elsewhere.
     pub system_trees: Vec<PathBuf>,
+    /// With `govern_syscalls`: run an egress proxy for the agent and
+    /// announce it in its environment, so that host names are decided by
+    /// name (see [`crate::egress`]).
+    pub egress_proxy: bool,
 }
 
 /// Resolves a program name through `PATH`, to an absolute path. Symbolic
@@ -142,6 +147,7 @@ fn governor(
     agent: &Agent,
     broker: crate::broker::Broker,
     execs: Arc<ExecLedger>,
+    egress: Option<crate::egress::Door>,
 ) -> notify::Governor {
     let profile = profile_of(agent);
     let devices = ["/dev/null", "/dev/zero", "/dev/urandom"].map(PathBuf::from);
@@ -165,6 +171,7 @@ fn governor(
             .collect(),
         execs: Some(execs),
         rate: notify::RateLimit::per_second(agent.syscall_rate),
+        egress,
     }
 }
 
@@ -201,17 +208,44 @@ pub fn run(
         .env(CHANNEL_ENV, &name)
         .env(SCRATCH_ENV, &agent.scratch)
         .process_group(0);
+    let mut egress = None;
     if agent.govern_syscalls {
         // The scratch directory is the one place a governed agent writes
         // without a decision: temporary files go there.
         command.env("TMPDIR", &agent.scratch);
+        if agent.egress_proxy {
+            let proxy = EgressProxy::bind().map_err(|e| {
+                SuperviseError::Serve(ServeError::Channel(format!(
+                    "cannot start the egress proxy: {e}"
+                )))
+            })?;
+            for (name, value) in proxy.environment() {
+                command.env(name, value);
+            }
+            for name in crate::egress::REMOVED_VARIABLES {
+                command.env_remove(name);
+            }
+            eprintln!(
+                "kernel-enforcer: host names go through the egress proxy at {} (HTTP_PROXY, HTTPS_PROXY)",
+                proxy.url()
+            );
+            egress = Some(proxy);
+        }
     }
     match (governed, confinement) {
         (Some((child_side, parent_side)), Some(prepared)) => {
             // Traced first: the confinement then refuses `ptrace`.
             exec_trace::trace_before_exec(&mut command);
             confine_before_exec(&mut command, prepared, Some(child_side));
-            return run_governed(agent, command, parent_side, session, handoff, options);
+            return run_governed(
+                agent,
+                command,
+                parent_side,
+                session,
+                handoff,
+                options,
+                egress,
+            );
         }
         (_, Some(prepared)) => confine_before_exec(&mut command, prepared, None),
         (_, None) => {}
@@ -239,6 +273,7 @@ fn run_governed(
     session: SharedSession,
     handoff: HandoffListener,
     options: &ServeOptions,
+    egress: Option<EgressProxy>,
 ) -> Result<ExitStatus, SuperviseError> {
     let channel = |e: std::io::Error| SuperviseError::Serve(ServeError::Channel(e.to_string()));
     let Some(broker) = session.lock().broker().cloned() else {
@@ -251,6 +286,39 @@ fn run_governed(
         .chain(agent.args.iter().cloned())
         .collect();
     let ledger = Arc::new(ExecLedger::new(program, argv));
+    let door = egress.as_ref().map(EgressProxy::door);
+    if let Some(proxy) = egress {
+        // Requests through the proxy are decided like the agent's own
+        // calls: recorded durably first, denied once halted, and a
+        // session whose lock does not come in time denies.
+        let shared = Arc::clone(&session);
+        let decide: crate::egress::Decide = Arc::new(move |action| {
+            shared
+                .try_lock_for(notify::ANSWER_DEADLINE)
+                .is_some_and(|mut session| session.decide_system_call(action))
+        });
+        let latch = session.lock().halt_latch();
+        let fault: crate::egress::Fault = {
+            let shared = Arc::clone(&session);
+            let latch = Arc::clone(&latch);
+            Arc::new(move |cause: &str| {
+                // Recorded when the session's lock can be had; the latch
+                // stops the session either way.
+                match shared.try_lock_for(Duration::from_millis(200)) {
+                    Some(mut session) => drop(session.halt(cause, "enforcer")),
+                    None => drop(latch.halt(cause)),
+                }
+            })
+        };
+        proxy
+            .serve(
+                decide,
+                fault,
+                latch,
+                notify::RateLimit::per_second(agent.syscall_rate),
+            )
+            .map_err(channel)?;
+    }
     let (started_tx, started) = mpsc::channel();
     let tracer = {
         let ledger = Arc::clone(&ledger);
@@ -283,7 +351,7 @@ fn run_governed(
     };
     let listener = parent.receive();
     if let Ok(listener) = &listener {
-        let governor = governor(agent, broker, Arc::clone(&ledger));
+        let governor = governor(agent, broker, Arc::clone(&ledger), door);
         let shared = Arc::clone(&session);
         let listener = listener.try_clone().map_err(channel)?;
         let latch = session.lock().halt_latch();

@@ -1152,6 +1152,59 @@ fn metadata_changes_and_unix_connects_outside_the_workspace_change_nothing() {
     }
 }
 
+#[test]
+fn a_connection_to_an_ipv6_address_is_decided_by_that_address() {
+    let scene = scene();
+    let policy = scene.ws.parent().unwrap().join("state/v6.cedar");
+    std::fs::write(
+        &policy,
+        format!(
+            "{POLICY}\n@id(\"v6-loopback\")\npermit (principal, action == Action::\"net_connect\", resource == Host::\"[::1]\");\n"
+        ),
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            if std::io::Read::read(&mut stream, &mut byte).unwrap() == 0 {
+                break;
+            }
+            request.push(byte[0]);
+        }
+        std::io::Write::write_all(
+            &mut stream,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nover IPv6\n",
+        )
+        .unwrap();
+    });
+    let url = format!("http://[::1]:{port}/");
+    let out = output_within(
+        governed_by(
+            &scene,
+            &policy,
+            &[],
+            "/usr/bin/curl",
+            &["-sS", "-g", "--noproxy", "*", &url],
+        ),
+        "curl over IPv6",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "over IPv6\n");
+    server.join().unwrap();
+    verified(&scene.evidence);
+    let lines = inspected(&scene.evidence);
+    let expected = format!("allow    net_connect [::1]:{port}");
+    assert!(lines.contains(&expected), "no `{expected}` in\n{lines}");
+}
+
 /// What runtimes that make their own system calls (Bun, Go) do, under the
 /// shipped coding-agent profile: an `openat` without `O_CREAT` whose mode
 /// register holds a value is served (the enforcer's `openat2` refuses a

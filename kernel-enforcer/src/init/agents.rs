@@ -348,7 +348,7 @@ mod tests {
         assert_eq!(
             value,
             serde_json::json!({"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
-                {"type": "command", "command": CMD}]}]}})
+                {"type": "command", "command": CMD, "onFailure": "block"}]}]}})
         );
         // Adding it again changes nothing.
         let again = add(Some(&text)).unwrap();

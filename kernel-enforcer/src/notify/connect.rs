@@ -1,10 +1,13 @@
 //! Connections. `connect` to an IPv4 or IPv6 address is a `NetConnect`
-//! of the address; to a Unix socket file, a `FileWrite` in
-//! [`WriteMode::Connect`] mode of the socket's path. Either is made by the
-//! enforcer, whose connected socket then replaces the agent's (same
-//! descriptor number, blocking mode and close-on-exec flag kept): the
-//! address the agent could rewrite after the check is never read again.
-//! Connections to abstract Unix addresses are refused.
+//! of the address (IPv6 in brackets, as a host is written); to a Unix
+//! socket file, a `FileWrite` in [`WriteMode::Connect`] mode of the
+//! socket's path. Either is made by the enforcer, whose connected socket
+//! then replaces the agent's (same descriptor number, blocking mode and
+//! close-on-exec flag kept): the address the agent could rewrite after
+//! the check is never read again. Connections to abstract Unix addresses
+//! are refused. The one address connected to without a decision is the
+//! egress proxy's ([`crate::egress`]): the kernel's own service, where
+//! each request is decided.
 //!
 //! [`WriteMode::Connect`]: kernel_core::WriteMode::Connect
 
@@ -62,18 +65,26 @@ impl Governor {
             }
             _ => return None,
         };
-        let action = Action::net_connect(peer.ip().to_string(), peer.port());
-        let canonical = CanonicalAction::new(action, None).ok()?;
-        if !decide(canonical) {
-            return None;
-        }
-        let stream =
-            match std::net::TcpStream::connect_timeout(&peer, crate::broker::CONNECT_TIMEOUT) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    return Some(Answer::Fail(e.raw_os_error().unwrap_or(libc::ECONNREFUSED)));
+        let connected = match &self.egress {
+            // The kernel's own egress proxy: no decision (each request
+            // through it is decided there), and the connection is the
+            // enforcer's, which is how the proxy knows it is the agent's.
+            Some(door) if door.address() == peer => door.connect(),
+            _ => {
+                let action = Action::net_connect(crate::egress::ip_host(peer.ip()), peer.port());
+                let canonical = CanonicalAction::new(action, None).ok()?;
+                if !decide(canonical) {
+                    return None;
                 }
-            };
+                std::net::TcpStream::connect_timeout(&peer, crate::broker::CONNECT_TIMEOUT)
+            }
+        };
+        let stream = match connected {
+            Ok(stream) => stream,
+            Err(e) => {
+                return Some(Answer::Fail(e.raw_os_error().unwrap_or(libc::ECONNREFUSED)));
+            }
+        };
         // Keep the agent's blocking mode on the socket it gets back.
         let (nonblocking, cloexec) = descriptor_flags(agent.pid, socket).unwrap_or((false, false));
         if stream.set_nonblocking(nonblocking).is_err() {

@@ -86,6 +86,9 @@ mod serve;
 
 pub use connect::UNIX_CONNECT_WAIT;
 pub use paths::{OWN_PROCESS_ENTRIES, SYSTEM_PSEUDO_FILES, SYSTEM_PSEUDO_TREES};
+pub(crate) use serve::Bucket;
+#[cfg(debug_assertions)]
+pub(crate) use serve::injected_fault;
 pub use serve::{ANSWER_DEADLINE, DEFAULT_RATE_PER_SECOND, RATE_WAIT, RateLimit, WORKERS, serve};
 
 use crate::broker::Broker;
@@ -341,6 +344,9 @@ pub struct Governor {
     pub execs: Option<std::sync::Arc<crate::exec_trace::ExecLedger>>,
     /// How many decisions the agent may cause.
     pub rate: RateLimit,
+    /// The egress proxy the agent may connect to without a decision (the
+    /// kernel's own service; see [`crate::egress`]), if it has one.
+    pub egress: Option<crate::egress::Door>,
 }
 
 /// How one notification is answered.

@@ -50,17 +50,26 @@ impl Default for RateLimit {
 /// A token bucket whose tokens may be reserved ahead (the count goes
 /// negative), so that waiting callers are served in turn.
 #[derive(Debug)]
-struct Bucket {
+pub(crate) struct Bucket {
     limit: RateLimit,
     tokens: f64,
     at: std::time::Instant,
 }
 
 impl Bucket {
+    /// A full bucket for `limit`.
+    pub(crate) fn new(limit: RateLimit) -> Self {
+        Self {
+            limit,
+            tokens: limit.burst,
+            at: std::time::Instant::now(),
+        }
+    }
+
     /// Takes a token now, or reserves one and returns how long to wait
     /// for it; `None` if that would be longer than `patience` (nothing is
     /// reserved then).
-    fn reserve(&mut self, patience: std::time::Duration) -> Option<std::time::Duration> {
+    pub(crate) fn reserve(&mut self, patience: std::time::Duration) -> Option<std::time::Duration> {
         self.reserve_at(std::time::Instant::now(), patience)
     }
 
@@ -125,11 +134,7 @@ pub fn serve(
     latch: &HaltLatch,
 ) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let bucket = parking_lot::Mutex::new(Bucket {
-        limit: governor.rate,
-        tokens: governor.rate.burst,
-        at: std::time::Instant::now(),
-    });
+    let bucket = parking_lot::Mutex::new(Bucket::new(governor.rate));
     let inflight = InFlight::default();
     let serving = AtomicUsize::new(WORKERS);
     std::thread::scope(|scope| {
@@ -300,7 +305,7 @@ fn serve_one_at_a_time(
 /// decision. The agent cannot set it (its environment is its own); release
 /// builds do not have it.
 #[cfg(debug_assertions)]
-fn injected_fault(action: &CanonicalAction) {
+pub(crate) fn injected_fault(action: &CanonicalAction) {
     let Ok(fault) = std::env::var("AGENT_KERNEL_TEST_FAULT") else {
         return;
     };
