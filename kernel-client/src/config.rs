@@ -13,8 +13,15 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Settings for [`Kernel::spawn`](crate::Kernel::spawn).
 ///
 /// The enforcer binary is found in this order: the explicit
-/// [`enforcer`](Self::enforcer) path (and only it, when given), then
-/// `kernel-enforcer` next to the current executable, then on `PATH`.
+/// [`enforcer`](Self::enforcer) path (and only it, when given); else the
+/// path in the [`ENFORCER_ENV`](crate::ENFORCER_ENV) environment variable
+/// (`AGENT_KERNEL_ENFORCER`, and only it, when set); else
+/// `kernel-enforcer` next to the current executable, in each directory on
+/// `PATH`, and in `$CARGO_HOME/bin` (by default `~/.cargo/bin`, where
+/// `cargo install` puts it), the first one that is an executable file.
+/// When none is, [`Kernel::spawn`](crate::Kernel::spawn) fails with a
+/// [`SpawnError::EnforcerNotFound`](crate::SpawnError::EnforcerNotFound)
+/// that lists every place searched.
 #[derive(Debug, Clone)]
 pub struct SpawnConfig {
     pub(crate) enforcer: Option<PathBuf>,
@@ -151,7 +158,8 @@ impl SpawnConfig {
         self
     }
 
-    /// Uses this enforcer binary and no other.
+    /// Uses this enforcer binary and no other (not even the one named in
+    /// [`ENFORCER_ENV`](crate::ENFORCER_ENV)).
     #[must_use]
     pub fn enforcer(mut self, path: impl AsRef<Path>) -> Self {
         self.enforcer = Some(path.as_ref().to_owned());

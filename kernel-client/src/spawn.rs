@@ -20,7 +20,13 @@ pub(crate) type ClientEnds = (IpcSender<Vec<u8>>, IpcReceiver<Vec<u8>>);
 #[non_exhaustive]
 pub enum SpawnError {
     /// The enforcer binary was not found.
-    #[error("kernel-enforcer binary not found (searched: {}); build it or give its path", show(.searched))]
+    #[error(
+        "kernel-enforcer binary not found (searched: {}); install it (`cargo install --locked \
+         --path kernel-enforcer` in the agent-kernel repository puts it in ~/.cargo/bin), or \
+         give its path with `SpawnConfig::enforcer` or `{}`",
+        show(.searched),
+        crate::ENFORCER_ENV
+    )]
     EnforcerNotFound {
         /// The places searched.
         searched: Vec<PathBuf>,

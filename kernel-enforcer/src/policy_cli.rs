@@ -5,7 +5,9 @@
 use crate::cli_impl::floor_assets;
 use crate::policy::request::RequestSpec;
 use crate::policy::suite::{self, SuiteError};
-use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError, line_column};
+use crate::policy::{
+    self, Environment, PolicyDiagnostic, PolicyEngine, PolicyLoadError, line_column,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,20 +27,77 @@ fn error(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(ERROR)
 }
 
-/// `policy test FILE`: runs every case and prints one line per case.
-pub(crate) fn test(file: &Path, policies: &[PathBuf]) -> ExitCode {
+/// Diagnostics as JSON objects: `file`, `line` and `column` (`null` when
+/// unknown), `message`.
+pub(crate) fn diagnostics_json(diagnostics: &[PolicyDiagnostic]) -> serde_json::Value {
+    diagnostics
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "file": d.file, "line": d.line, "column": d.column, "message": d.message,
+            })
+        })
+        .collect()
+}
+
+/// Reports an input that could not be tested: as text on standard error,
+/// or, with `json`, also as one JSON document on standard output. Exits 2.
+fn test_error(
+    json: bool,
+    message: impl std::fmt::Display,
+    problems: &[PolicyDiagnostic],
+) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": false,
+                "error": message.to_string(),
+                "problems": diagnostics_json(problems),
+                "cases": [],
+                "passed": 0,
+                "failed": 0,
+            })
+        );
+    } else {
+        for diagnostic in problems {
+            eprintln!("{diagnostic}");
+        }
+    }
+    error(message)
+}
+
+/// One case's outcome as JSON: the facts of its text line.
+fn outcome_json(outcome: &suite::Outcome) -> serde_json::Value {
+    serde_json::json!({
+        "name": outcome.name,
+        "line": outcome.line,
+        "request": outcome.request,
+        "expect": outcome.expect.as_str(),
+        "decision": outcome.verdict.decision.as_str(),
+        "policies": outcome.verdict.policies,
+        "reasons": outcome.verdict.reasons,
+        "passed": outcome.passed(),
+        "failures": outcome.failures,
+    })
+}
+
+/// `policy test FILE`: runs every case and prints one line per case, or,
+/// with `json`, one JSON document with every case.
+pub(crate) fn test(file: &Path, policies: &[PathBuf], json: bool) -> ExitCode {
     let suite = match suite::load(file) {
         Ok(suite) => suite,
         Err(SuiteError::Invalid(diagnostics)) => {
-            for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            return error(format!(
-                "{} problem(s) in the test file, no case was run",
-                diagnostics.len()
-            ));
+            return test_error(
+                json,
+                format!(
+                    "{} problem(s) in the test file, no case was run",
+                    diagnostics.len()
+                ),
+                &diagnostics,
+            );
         }
-        Err(e) => return error(e),
+        Err(e) => return test_error(json, e, &[]),
     };
     let policies = if policies.is_empty() {
         suite.policies.clone()
@@ -46,41 +105,64 @@ pub(crate) fn test(file: &Path, policies: &[PathBuf]) -> ExitCode {
         policies.to_vec()
     };
     if policies.is_empty() {
-        return error(format!(
-            "no policy to test: name the files in `{}` with `policies = [\"...\"]`, or pass `--policy FILE`",
-            file.display()
-        ));
+        return test_error(
+            json,
+            format!(
+                "no policy to test: name the files in `{}` with `policies = [\"...\"]`, or pass `--policy FILE`",
+                file.display()
+            ),
+            &[],
+        );
     }
     let sources = match policy::read_sources(&policies) {
         Ok(sources) => sources,
-        Err(e) => return error(e),
+        Err(e) => return test_error(json, e, &[]),
     };
     let assets = match floor_assets(&policies) {
         Ok(assets) => assets,
-        Err(e) => return error(e),
+        Err(e) => return test_error(json, e, &[]),
     };
     let outcomes = match suite::run(&suite, &sources, &assets) {
         Ok(outcomes) => outcomes,
         Err(SuiteError::Invalid(diagnostics)) => {
-            for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            return error(format!(
-                "{} problem(s) in the test file, no case was run",
-                diagnostics.len()
-            ));
-        }
-        Err(SuiteError::Policy(PolicyLoadError::Invalid(diagnostics))) => {
-            for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            return error(
-                "the policies under test are invalid: run `kernel-enforcer policy check` on them",
+            return test_error(
+                json,
+                format!(
+                    "{} problem(s) in the test file, no case was run",
+                    diagnostics.len()
+                ),
+                &diagnostics,
             );
         }
-        Err(e) => return error(e),
+        Err(SuiteError::Policy(PolicyLoadError::Invalid(diagnostics))) => {
+            return test_error(
+                json,
+                "the policies under test are invalid: run `kernel-enforcer policy check` on them",
+                &diagnostics,
+            );
+        }
+        Err(e) => return test_error(json, e, &[]),
     };
     let names: Vec<String> = policies.iter().map(|p| p.display().to_string()).collect();
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    let code = ExitCode::from(if failed == 0 { PASS } else { FOUND });
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": failed == 0,
+                "error": null,
+                "problems": [],
+                "file": suite.file,
+                "policies": names,
+                "workspace": suite.workspace,
+                "cases": outcomes.iter().map(outcome_json).collect::<Vec<_>>(),
+                "passed": outcomes.len() - failed,
+                "failed": failed,
+            })
+        );
+        return code;
+    }
     println!(
         "testing {} against {} (with the kernel floor), workspace `{}`",
         suite.file,
@@ -90,9 +172,8 @@ pub(crate) fn test(file: &Path, policies: &[PathBuf]) -> ExitCode {
     for outcome in &outcomes {
         println!("{}", suite::render_outcome(&suite.file, outcome));
     }
-    let failed = outcomes.iter().filter(|o| !o.passed()).count();
     println!("{} passed, {failed} failed", outcomes.len() - failed);
-    ExitCode::from(if failed == 0 { PASS } else { FOUND })
+    code
 }
 
 /// The action of `policy explain`, given as a subcommand.
@@ -130,8 +211,8 @@ pub(crate) enum ExplainAction {
         /// An environment variable the program gets, as NAME=VALUE.
         #[arg(long = "env", value_parser = parse_env)]
         env: Vec<(String, String)>,
-        /// The program's path, as the client resolves it (such as
-        /// `/usr/bin/git`).
+        /// The program: a path, or a bare name found on PATH as
+        /// `kernel-enforcer exec` and the client find it.
         program: String,
         /// Its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -290,6 +371,10 @@ pub(crate) struct ExplainArgs {
     /// fields of a test case's request, instead of an action.
     #[arg(long)]
     request: Option<PathBuf>,
+    /// Print one JSON document instead of text (see the README); the exit
+    /// status is the same.
+    #[arg(long)]
+    json: bool,
     /// The action to explain.
     #[command(subcommand)]
     action: Option<ExplainAction>,
@@ -335,16 +420,25 @@ fn read_request(path: &Path) -> Result<RequestSpec, String> {
 
 /// `policy explain`: how one request is decided, and why.
 pub(crate) fn explain(args: &ExplainArgs) -> ExitCode {
-    match explain_text(args) {
-        Ok(text) => {
-            print!("{text}");
+    match (explain_request(args), args.json) {
+        (Ok(explanation), false) => {
+            print!("{}", explanation.render());
             ExitCode::SUCCESS
         }
-        Err(message) => error(message),
+        (Ok(explanation), true) => {
+            println!("{}", explanation.to_json());
+            ExitCode::SUCCESS
+        }
+        (Err(message), json) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": false, "error": message}));
+            }
+            error(message)
+        }
     }
 }
 
-fn explain_text(args: &ExplainArgs) -> Result<String, String> {
+fn explain_request(args: &ExplainArgs) -> Result<policy::explain::Explanation, String> {
     let mut spec = match (&args.request, &args.action) {
         (Some(_), Some(_)) => {
             return Err("give either an action or `--request FILE`, not both".into());
@@ -361,6 +455,17 @@ fn explain_text(args: &ExplainArgs) -> Result<String, String> {
     if args.cwd.is_some() {
         spec.cwd.clone_from(&args.cwd);
     }
+    // A bare program name means what it means to `kernel-enforcer exec`
+    // and the client here: the program this PATH finds.
+    if spec.action == "exec"
+        && let Some(program) = spec.program.as_mut()
+        && !program.contains('/')
+        && !program.is_empty()
+    {
+        *program = crate::endpoint::search_path(program).ok_or_else(|| {
+            format!("program `{program}` not found on PATH: give the path the client would run")
+        })?;
+    }
     let workspace = absolute(&args.workspace)?;
     let protected: Vec<PathBuf> = args.policies.iter().chain(&args.protect).cloned().collect();
     let env = Environment::new(&workspace, &floor_assets(&protected)?)?;
@@ -369,7 +474,7 @@ fn explain_text(args: &ExplainArgs) -> Result<String, String> {
         other => other.to_string(),
     })?;
     let action = spec.canonical(engine.environment().workspace())?;
-    Ok(engine.explain(&action).render())
+    Ok(engine.explain(&action))
 }
 
 /// `policy diff`'s arguments.
