@@ -13,8 +13,15 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Settings for [`Kernel::spawn`](crate::Kernel::spawn).
 ///
 /// The enforcer binary is found in this order: the explicit
-/// [`enforcer`](Self::enforcer) path (and only it, when given), then
-/// `kernel-enforcer` next to the current executable, then on `PATH`.
+/// [`enforcer`](Self::enforcer) path (and only it, when given); else the
+/// path in the [`ENFORCER_ENV`](crate::ENFORCER_ENV) environment variable
+/// (`AGENT_KERNEL_ENFORCER`, and only it, when set); else
+/// `kernel-enforcer` next to the current executable, in each directory on
+/// `PATH`, and in `$CARGO_HOME/bin` (by default `~/.cargo/bin`, where
+/// `cargo install` puts it), the first one that is an executable file.
+/// When none is, [`Kernel::spawn`](crate::Kernel::spawn) fails with a
+/// [`SpawnError::EnforcerNotFound`](crate::SpawnError::EnforcerNotFound)
+/// that lists every place searched.
 #[derive(Debug, Clone)]
 pub struct SpawnConfig {
     pub(crate) enforcer: Option<PathBuf>,
@@ -27,6 +34,7 @@ pub struct SpawnConfig {
     pub(crate) danger_evidence_os_buffered: bool,
     pub(crate) control: Option<PathBuf>,
     pub(crate) operator_uid: Option<u32>,
+    pub(crate) shadow: bool,
     pub(crate) client: ClientConfig,
 }
 
@@ -118,6 +126,7 @@ impl SpawnConfig {
             danger_evidence_os_buffered: false,
             control: None,
             operator_uid: None,
+            shadow: false,
             client: ClientConfig::default(),
         }
     }
@@ -149,7 +158,8 @@ impl SpawnConfig {
         self
     }
 
-    /// Uses this enforcer binary and no other.
+    /// Uses this enforcer binary and no other (not even the one named in
+    /// [`ENFORCER_ENV`](crate::ENFORCER_ENV)).
     #[must_use]
     pub fn enforcer(mut self, path: impl AsRef<Path>) -> Self {
         self.enforcer = Some(path.as_ref().to_owned());
@@ -201,6 +211,20 @@ impl SpawnConfig {
     #[must_use]
     pub fn danger_evidence_os_buffered(mut self) -> Self {
         self.danger_evidence_os_buffered = true;
+        self
+    }
+
+    /// Starts the enforcer in shadow mode (`--shadow`): every action is
+    /// decided by the policy and recorded, and one the policy denies or
+    /// asks about proceeds anyway, with a permit that says so
+    /// ([`Permit::is_shadow`](crate::Permit::is_shadow)). The kernel floor
+    /// and the kill switch still deny. For learning what an agent does
+    /// (`kernel-enforcer policy suggest` writes a policy from the
+    /// evidence), never for enforcing. Spawning fails if the enforcer's
+    /// handshake does not announce the mode asked for.
+    #[must_use]
+    pub fn shadow(mut self) -> Self {
+        self.shadow = true;
         self
     }
 

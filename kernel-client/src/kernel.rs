@@ -116,7 +116,18 @@ impl Kernel {
     /// `Kernel` without a running, answering enforcer.
     pub fn spawn(config: SpawnConfig) -> Result<Self, SpawnError> {
         let (mut child, (requests, replies)) = spawn_enforcer(&config)?;
-        match Self::handshake(requests, replies, &config.client) {
+        let joined = Self::handshake(requests, replies, &config.client).and_then(|kernel| {
+            if kernel.handshake.shadow == config.shadow {
+                Ok(kernel)
+            } else {
+                Err(SpawnError::Handshake(format!(
+                    "the enforcer announced shadow mode {}, but it was started with it {}",
+                    if kernel.handshake.shadow { "on" } else { "off" },
+                    if config.shadow { "on" } else { "off" },
+                )))
+            }
+        });
+        match joined {
             Ok(mut kernel) => {
                 kernel.child = Mutex::new(Some(child));
                 kernel.protected = config.protected_paths();
@@ -278,6 +289,13 @@ impl Kernel {
     /// workspace, confinement.
     pub fn handshake_info(&self) -> &Handshake {
         &self.handshake
+    }
+
+    /// Whether the enforcer runs in shadow mode (announced in its signed
+    /// handshake): actions its policy denies proceed, with permits that
+    /// say so ([`Permit::is_shadow`]).
+    pub fn is_shadow(&self) -> bool {
+        self.handshake.shadow
     }
 
     /// The enforcer's public key (verified at the handshake).
@@ -628,6 +646,9 @@ impl Kernel {
             // receipt and the evidence. Pinned only on request.
             policy_digest: self.pinned_policy.as_ref(),
             now_ms: now_ms(),
+            // A permit of shadow mode only from a session whose signed
+            // handshake announced it.
+            shadow: self.handshake.shadow,
         };
         match verify_receipt(&receipt, &expected)? {
             Verified::Permit(permit) => Ok((permit, outcome)),

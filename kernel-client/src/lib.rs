@@ -54,6 +54,7 @@ pub use kernel_core::{Action, CanonicalAction, Decision, Exec, Permit, Verifying
 pub use kernel_core::{
     ActionError, Confinement, Digest, Handshake, Outcome, Refusal, SessionId, VerifyError,
 };
+pub use resolve::ENFORCER_ENV;
 /// The JSON value type that [`Action::tool_call`] takes.
 pub use serde_json::Value as JsonValue;
 pub use spawn::SpawnError;

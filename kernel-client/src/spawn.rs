@@ -20,7 +20,13 @@ pub(crate) type ClientEnds = (IpcSender<Vec<u8>>, IpcReceiver<Vec<u8>>);
 #[non_exhaustive]
 pub enum SpawnError {
     /// The enforcer binary was not found.
-    #[error("kernel-enforcer binary not found (searched: {}); build it or give its path", show(.searched))]
+    #[error(
+        "kernel-enforcer binary not found (searched: {}); install it (`cargo install --locked \
+         --path kernel-enforcer` in the agent-kernel repository puts it in ~/.cargo/bin), or \
+         give its path with `SpawnConfig::enforcer` or `{}`",
+        show(.searched),
+        crate::ENFORCER_ENV
+    )]
     EnforcerNotFound {
         /// The places searched.
         searched: Vec<PathBuf>,
@@ -134,6 +140,9 @@ pub(crate) fn spawn_enforcer(config: &SpawnConfig) -> Result<(Child, ClientEnds)
     }
     if config.danger_evidence_os_buffered {
         command.arg("--danger-evidence-os-buffered");
+    }
+    if config.shadow {
+        command.arg("--shadow");
     }
     if let Some(records) = config.checkpoint_every {
         command.arg("--checkpoint-every").arg(records.to_string());

@@ -18,15 +18,60 @@ pub enum Decision {
     /// The action needs an operator's approval; until then it must not
     /// proceed.
     Ask,
+    /// Shadow mode: the policy denies the action, and it proceeds anyway,
+    /// once, before the receipt expires, because the enforcer's operator
+    /// runs it in shadow mode (announced in the handshake and recorded at
+    /// the start of the session) to learn what the agent does. Never made
+    /// by [`decide`]; only the enforcer turns a `Deny` into it, and never
+    /// a denial by the kernel floor, a halt or a passed deadline.
+    ShadowDeny,
+    /// Shadow mode: the policy asks for an operator's approval, and the
+    /// action proceeds without one (as [`ShadowDeny`](Self::ShadowDeny)).
+    ShadowAsk,
 }
 
 impl Decision {
-    /// Lowercase name (`allow`, `deny`, `ask`).
+    /// Lowercase name (`allow`, `deny`, `ask`, `shadow-deny`,
+    /// `shadow-ask`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "allow",
             Self::Deny => "deny",
             Self::Ask => "ask",
+            Self::ShadowDeny => "shadow-deny",
+            Self::ShadowAsk => "shadow-ask",
+        }
+    }
+
+    /// Whether the action proceeds: an allow, or a decision of shadow
+    /// mode.
+    pub fn proceeds(self) -> bool {
+        matches!(self, Self::Allow | Self::ShadowDeny | Self::ShadowAsk)
+    }
+
+    /// Whether it is a decision of shadow mode (the policy did not allow
+    /// the action, and it proceeds).
+    pub fn is_shadow(self) -> bool {
+        matches!(self, Self::ShadowDeny | Self::ShadowAsk)
+    }
+
+    /// What the policy decided: the decision itself, or for a decision of
+    /// shadow mode, the `Deny` or `Ask` it stands in for.
+    pub fn would_be(self) -> Self {
+        match self {
+            Self::ShadowDeny => Self::Deny,
+            Self::ShadowAsk => Self::Ask,
+            other => other,
+        }
+    }
+
+    /// The decision of shadow mode standing in for `self`: `ShadowDeny`
+    /// for `Deny`, `ShadowAsk` for `Ask`, and `self` otherwise.
+    pub fn shadowed(self) -> Self {
+        match self {
+            Self::Deny => Self::ShadowDeny,
+            Self::Ask => Self::ShadowAsk,
+            other => other,
         }
     }
 }

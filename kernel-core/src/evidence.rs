@@ -167,6 +167,20 @@ pub enum Event {
         /// When, ms since the Unix epoch.
         at_ms: u64,
     },
+    /// The session runs in shadow mode (its operator's `--shadow`): every
+    /// action is decided by the policy and recorded as usual, and one the
+    /// policy denies or asks about proceeds anyway, recorded with a
+    /// decision of its own ([`Decision::ShadowDeny`],
+    /// [`Decision::ShadowAsk`]). The kernel floor, a halt and a passed
+    /// deadline still deny. Recorded right after the session start and
+    /// durable before any decision of the session; a decision of shadow
+    /// mode in a session without it is a fault.
+    Shadow {
+        /// The session.
+        session: SessionId,
+        /// When, ms since the Unix epoch.
+        at_ms: u64,
+    },
 }
 
 impl Event {
@@ -177,7 +191,8 @@ impl Event {
             | Self::PolicyLoad { session, .. }
             | Self::Approval { session, .. }
             | Self::EvidenceWindow { session, .. }
-            | Self::Halt { session, .. } => *session,
+            | Self::Halt { session, .. }
+            | Self::Shadow { session, .. } => *session,
         }
     }
 }
@@ -329,6 +344,13 @@ pub enum LogProblem {
     /// in.
     #[error("checkpoint names another session or key than the session it is in")]
     CheckpointSession,
+    /// A decision of shadow mode in a session that did not announce shadow
+    /// mode before its first decision.
+    #[error("a denied action proceeded under shadow mode, which its session did not announce")]
+    UnannouncedShadow,
+    /// Shadow mode announced after the session's first decision.
+    #[error("shadow mode announced after the session's first decision")]
+    LateShadow,
 }
 
 /// What the auditor trusts besides the log.
@@ -370,7 +392,15 @@ pub struct AuditReport {
     pub denied: u64,
     /// Ask decisions.
     pub asked: u64,
-    /// Other events (policy loads, approvals, halts).
+    /// Actions the policy denied that proceeded under shadow mode
+    /// ([`Decision::ShadowDeny`]).
+    pub shadow_denied: u64,
+    /// Actions the policy asked about that proceeded under shadow mode
+    /// without an approval ([`Decision::ShadowAsk`]).
+    pub shadow_asked: u64,
+    /// Sessions that ran in shadow mode ([`Event::Shadow`]).
+    pub shadow_sessions: u64,
+    /// Other events (policy loads, approvals, halts, shadow mode).
     pub events: u64,
     /// Checkpoints, by position.
     pub checkpoints: Vec<(u64, Checkpoint)>,
@@ -389,6 +419,11 @@ pub struct AuditReport {
 }
 
 impl AuditReport {
+    /// Actions the policy did not allow that proceeded under shadow mode.
+    pub fn shadowed(&self) -> u64 {
+        self.shadow_denied.saturating_add(self.shadow_asked)
+    }
+
     /// The newest checkpoint, if any.
     pub fn newest_checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoints.last().map(|(_, c)| c)
@@ -483,6 +518,11 @@ pub fn split_records_prefix(bytes: &[u8]) -> (Vec<&[u8]>, Option<LogError>) {
 struct Current {
     session: SessionId,
     key: VerifyingKey,
+    /// Whether the session announced shadow mode; `None` when its start
+    /// was not read ([`resume`] begins inside a session).
+    shadow: Option<bool>,
+    /// Whether the session has recorded a decision yet.
+    decided: bool,
 }
 
 /// Verifies an evidence file with public keys only: every record decodes
@@ -756,8 +796,9 @@ impl Verifier<'_> {
             Record::Decision { request, receipt } => {
                 let current = self
                     .current
-                    .as_ref()
+                    .as_mut()
                     .ok_or_else(|| fail(LogProblem::NoSession))?;
+                current.decided = true;
                 if !signatures.check(&receipt.body, &receipt.signature, &current.key) {
                     return Err(fail(LogProblem::Receipt(VerifyError::BadSignature)));
                 }
@@ -775,10 +816,15 @@ impl Verifier<'_> {
                 if body.log_index != index {
                     return Err(fail(LogProblem::WrongIndex(body.log_index)));
                 }
+                if body.decision.is_shadow() && current.shadow == Some(false) {
+                    return Err(fail(LogProblem::UnannouncedShadow));
+                }
                 match body.decision {
                     Decision::Allow => self.report.allowed += 1,
                     Decision::Deny => self.report.denied += 1,
                     Decision::Ask => self.report.asked += 1,
+                    Decision::ShadowDeny => self.report.shadow_denied += 1,
+                    Decision::ShadowAsk => self.report.shadow_asked += 1,
                 }
             }
             Record::Checkpoint { note } => self.checkpoint(&note, index).map_err(fail)?,
@@ -841,15 +887,29 @@ impl Verifier<'_> {
                 } else if self.report.origin != origin {
                     return Err(LogProblem::WrongOrigin(origin));
                 }
-                self.current = Some(Current { session, key });
+                self.current = Some(Current {
+                    session,
+                    key,
+                    shadow: Some(false),
+                    decided: false,
+                });
                 self.report.sessions += 1;
             }
             other => {
-                let Some(current) = &self.current else {
+                let Some(current) = &mut self.current else {
                     return Err(LogProblem::NoSession);
                 };
                 if other.session() != current.session {
                     return Err(LogProblem::WrongSession);
+                }
+                if let Event::Shadow { .. } = other {
+                    if current.decided {
+                        return Err(LogProblem::LateShadow);
+                    }
+                    if current.shadow != Some(true) {
+                        self.report.shadow_sessions += 1;
+                    }
+                    current.shadow = Some(true);
                 }
                 self.report.events += 1;
             }
@@ -990,7 +1050,14 @@ fn resume_with(
             resumable_from: Some(index),
             ..AuditReport::default()
         },
-        current: Some(Current { session, key }),
+        current: Some(Current {
+            session,
+            key,
+            // Not known from here: what the session announced and
+            // decided before the checkpoint is checked by `audit` only.
+            shadow: None,
+            decided: false,
+        }),
         keep_leaves: false,
     };
     verifier.report.frontier.push(leaf_hash(first));
@@ -1219,6 +1286,48 @@ mod tests {
             };
             self.push(&record);
             index
+        }
+
+        fn shadow(&mut self) {
+            let event = Event::Shadow {
+                session: self.session,
+                at_ms: 2,
+            };
+            self.push(&Record::Event(SignedEvent::sign(&event, &self.key)));
+        }
+
+        /// A decision record of `decision` on a file read, at its own
+        /// index.
+        fn decision(&mut self, decision: Decision) {
+            use crate::receipt::{ReceiptBody, sign_receipt};
+            let seq = self.tree.size();
+            let Ok(action) = crate::CanonicalAction::new(crate::Action::file_read("/ws/a"), None)
+            else {
+                panic!("a plain file read is canonical")
+            };
+            let request = EncodedRequest::new(crate::Request {
+                session: self.session,
+                seq,
+                nonce: [1; 16],
+                action,
+                deadline_ms: 10,
+            });
+            let body = ReceiptBody {
+                session: self.session,
+                seq,
+                request_digest: request.digest(),
+                decision,
+                policies: Vec::new(),
+                reasons: Vec::new(),
+                policy_digest: Digest([1; 32]),
+                log_index: self.tree.size(),
+                issued_at_ms: 3,
+                expires_at_ms: 4,
+            };
+            self.push(&Record::Decision {
+                request: request.bytes().to_vec(),
+                receipt: sign_receipt(&self.key, &body),
+            });
         }
 
         fn from(&self, index: u64) -> &[u8] {
@@ -1566,5 +1675,59 @@ mod tests {
         let error = audit(&records.concat(), &AuditOptions::default()).unwrap_err();
         assert_eq!(error.index, 280);
         assert_eq!(error.problem, LogProblem::BadEventSignature);
+    }
+
+    /// A session that announced shadow mode may let denied actions
+    /// proceed, and the report counts them; the same decisions in a
+    /// session that did not announce it, or after its first decision, are
+    /// faults at their record.
+    #[test]
+    fn shadow_decisions_only_in_a_session_that_announced_shadow_mode() {
+        let mut writer = Writer::new();
+        writer.start(1);
+        writer.shadow();
+        writer.decision(Decision::Allow);
+        writer.decision(Decision::ShadowDeny);
+        writer.decision(Decision::ShadowAsk);
+        writer.decision(Decision::ShadowDeny);
+        writer.decision(Decision::Deny);
+        writer.start(2);
+        writer.decision(Decision::Allow);
+        let report = audit(&writer.bytes, &AuditOptions::default()).unwrap();
+        assert_eq!(
+            (
+                report.allowed,
+                report.denied,
+                report.shadow_denied,
+                report.shadow_asked,
+                report.shadow_sessions,
+                report.shadowed()
+            ),
+            (2, 1, 2, 1, 1, 3)
+        );
+
+        // The second session did not announce it.
+        writer.decision(Decision::ShadowDeny);
+        let error = audit(&writer.bytes, &AuditOptions::default()).unwrap_err();
+        assert_eq!(error.index, 9);
+        assert_eq!(error.problem, LogProblem::UnannouncedShadow);
+
+        // Announced too late.
+        let mut late = Writer::new();
+        late.start(1);
+        late.decision(Decision::Deny);
+        late.shadow();
+        let error = audit(&late.bytes, &AuditOptions::default()).unwrap_err();
+        assert_eq!(error.index, 2);
+        assert_eq!(error.problem, LogProblem::LateShadow);
+
+        // A log that starts its check at a checkpoint inside a shadow
+        // session cannot know the announcement, and does not refuse.
+        let mut resumed = Writer::new();
+        resumed.start(1);
+        resumed.shadow();
+        let index = resumed.checkpoint(true);
+        resumed.decision(Decision::ShadowDeny);
+        assert!(resume(index, resumed.from(index)).is_ok());
     }
 }

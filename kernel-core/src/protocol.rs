@@ -17,11 +17,13 @@ use serde::{Deserialize, Serialize};
 /// agent started under supervision (`kernel-enforcer run`).
 pub const CHANNEL_ENV: &str = "AGENT_KERNEL_CHANNEL";
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this crate speaks. Version 2 added
+/// [`Handshake::shadow`]; a peer of version 1 is refused at the hello.
+pub const PROTOCOL_VERSION: u16 = 2;
 
-/// Tag of the message the enforcer signs in its handshake.
-pub const HANDSHAKE_TAG: &[u8] = b"agent-kernel/handshake/v1\n";
+/// Tag of the message the enforcer signs in its handshake (its version
+/// follows the handshake's layout, that of [`PROTOCOL_VERSION`]).
+pub const HANDSHAKE_TAG: &[u8] = b"agent-kernel/handshake/v2\n";
 
 /// A frame from the client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +170,13 @@ pub struct Handshake {
     /// process may connect to it, once; a client joins it right after the
     /// handshake.
     pub handoff: Option<String>,
+    /// Shadow mode: the operator started the enforcer with `--shadow`, so
+    /// an action the policy denies (or asks about) still proceeds, with a
+    /// receipt that says so ([`Decision::ShadowDeny`](crate::Decision::ShadowDeny),
+    /// [`Decision::ShadowAsk`](crate::Decision::ShadowAsk)). The kernel
+    /// floor, a halt and a passed deadline still deny. Only the operator
+    /// sets it, on the enforcer's command line; the agent cannot.
+    pub shadow: bool,
 }
 
 #[derive(Serialize)]

@@ -106,6 +106,13 @@ pub enum VerifyError {
     /// was issued.
     #[error("receipt times are inconsistent")]
     BadTimes,
+    /// The receipt is a decision of shadow mode (the policy did not allow
+    /// the action, and it would proceed anyway), but the session did not
+    /// announce shadow mode in its handshake.
+    #[error(
+        "receipt lets a denied action proceed under shadow mode, which the session did not announce"
+    )]
+    UnannouncedShadow,
 }
 
 /// A receipt whose signature verified. Only [`verify_receipt_signature`]
@@ -184,6 +191,13 @@ pub struct Expectation<'a> {
     pub policy_digest: Option<&'a Digest>,
     /// The current time, in ms since the Unix epoch.
     pub now_ms: u64,
+    /// Whether the session announced shadow mode in its signed handshake
+    /// ([`Handshake::shadow`](crate::Handshake::shadow)). Only then does a
+    /// receipt with a decision of shadow mode
+    /// ([`Decision::ShadowDeny`], [`Decision::ShadowAsk`]) become a
+    /// [`Permit`], one that says so ([`Permit::is_shadow`]); otherwise it
+    /// is refused ([`VerifyError::UnannouncedShadow`]).
+    pub shadow: bool,
 }
 
 /// The outcome of verifying a receipt against its request.
@@ -204,8 +218,9 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
 /// Verifies `receipt` as the answer to `expected.request`: signature
 /// (`verify_strict`, over the received bytes), then session, sequence
 /// number, request digest, the pinned policy digest if any, and validity
-/// times. Only an
-/// `Allow` that passes all of them becomes a [`Permit`].
+/// times. Only an `Allow` that passes all of them becomes a [`Permit`],
+/// and, in a session that announced shadow mode, a decision of shadow mode
+/// ([`Permit::is_shadow`] then says so).
 pub fn verify_receipt(
     receipt: &SignedReceipt,
     expected: &Expectation<'_>,
@@ -241,13 +256,17 @@ pub fn verify_receipt(
     if expected.now_ms > body.expires_at_ms {
         return Err(VerifyError::Expired);
     }
+    if body.decision.is_shadow() && !expected.shadow {
+        return Err(VerifyError::UnannouncedShadow);
+    }
     Ok(match body.decision {
-        Decision::Allow => Verified::Permit(Permit {
+        Decision::Allow | Decision::ShadowDeny | Decision::ShadowAsk => Verified::Permit(Permit {
             action: request.action.clone(),
             request_digest: body.request_digest,
             session: body.session,
             seq: body.seq,
             expires_at_ms: body.expires_at_ms,
+            decision: body.decision,
             receipt: verified,
         }),
         Decision::Deny => Verified::Denied(verified),
@@ -257,6 +276,12 @@ pub fn verify_receipt(
 
 /// Permission to perform exactly one canonical action, once, before it
 /// expires.
+///
+/// A permit of shadow mode ([`is_shadow`](Self::is_shadow)) is one the
+/// policy did not grant: the enforcer's operator lets every action proceed
+/// to learn what the agent does, and its receipt says so with a decision
+/// of its own ([`Decision::ShadowDeny`], [`Decision::ShadowAsk`]), which a
+/// verifier of the receipt sees as well.
 ///
 /// There is no public constructor, no `Clone`, no `Default` and no
 /// `Deserialize`: the only way to get one is [`verify_receipt`] on an
@@ -269,10 +294,22 @@ pub struct Permit {
     session: SessionId,
     seq: u64,
     expires_at_ms: u64,
+    decision: Decision,
     receipt: VerifiedReceipt,
 }
 
 impl Permit {
+    /// The receipt's decision: `Allow`, or a decision of shadow mode.
+    pub fn decision(&self) -> Decision {
+        self.decision
+    }
+
+    /// Whether the policy did not allow this action and it proceeds only
+    /// because the session runs in shadow mode.
+    pub fn is_shadow(&self) -> bool {
+        self.decision.is_shadow()
+    }
+
     /// The one action this permit allows.
     pub fn action(&self) -> &CanonicalAction {
         &self.action

@@ -194,6 +194,7 @@ fn a_permit_comes_only_from_an_authentic_matching_fresh_allow() {
                                         request: &request,
                                         policy_digest: Some(&policy),
                                         now_ms: now,
+                                        shadow: false,
                                     },
                                 );
                                 let expected = right_key

@@ -338,13 +338,22 @@ fn decision() -> impl Strategy<Value = Decision> {
     ]
 }
 
+/// Every decision, those of shadow mode included.
+fn any_decision() -> impl Strategy<Value = Decision> {
+    prop_oneof![
+        decision(),
+        Just(Decision::ShadowDeny),
+        Just(Decision::ShadowAsk)
+    ]
+}
+
 fn receipt_body() -> BoxedStrategy<ReceiptBody> {
     (
         (
             any::<[u8; 16]>(),
             any::<u64>(),
             any::<[u8; 32]>(),
-            decision(),
+            any_decision(),
         ),
         (
             vec("\\PC{0,12}", 0..4),
@@ -409,6 +418,7 @@ fn handshake() -> BoxedStrategy<Handshake> {
                     confinement: Confinement::Unconfined,
                     permit_ttl_ms,
                     handoff,
+                    shadow: permit_ttl_ms % 2 == 0,
                 }
             },
         )
@@ -792,6 +802,7 @@ fn expect<'a>(
         request,
         policy_digest: Some(policy),
         now_ms,
+        shadow: false,
     }
 }
 
@@ -1431,6 +1442,42 @@ proptest! {
     }
 
     #[test]
+    fn shadow_decisions_permit_only_where_announced_and_say_so(
+        req in request(),
+        key in signing_key(),
+        ask in any::<bool>(),
+        times in valid_times(),
+    ) {
+        let encoded = EncodedRequest::new(req);
+        let policy = Digest([3; 32]);
+        let decision = if ask { Decision::ShadowAsk } else { Decision::ShadowDeny };
+        let signed = sign_receipt(&key, &body_for(&encoded, decision, policy, times));
+        let public = key.verifying_key();
+        let unannounced = expect(&public, &encoded, &policy, times.now);
+        prop_assert_eq!(
+            verify_receipt(&signed, &unannounced).unwrap_err(),
+            VerifyError::UnannouncedShadow
+        );
+        let announced = Expectation { shadow: true, ..unannounced };
+        match verify_receipt(&signed, &announced).unwrap() {
+            Verified::Permit(permit) => {
+                prop_assert!(permit.is_shadow());
+                prop_assert_eq!(permit.decision(), decision);
+                prop_assert_eq!(permit.receipt().body().decision, decision);
+            }
+            other => prop_assert!(false, "{:?} gave {:?}", decision, other),
+        }
+        // An allow is a plain permit in either kind of session.
+        let allow = sign_receipt(&key, &body_for(&encoded, Decision::Allow, policy, times));
+        for expectation in [unannounced, announced] {
+            match verify_receipt(&allow, &expectation).unwrap() {
+                Verified::Permit(permit) => prop_assert!(!permit.is_shadow()),
+                other => prop_assert!(false, "allow gave {:?}", other),
+            }
+        }
+    }
+
+    #[test]
     fn deny_and_ask_never_permit(
         req in request(),
         key in signing_key(),
@@ -1797,6 +1844,9 @@ fn build_log(sessions: &[SessionPlan]) -> BuiltLog {
                         Decision::Allow => log.allowed += 1,
                         Decision::Deny => log.denied += 1,
                         Decision::Ask => log.asked += 1,
+                        Decision::ShadowDeny | Decision::ShadowAsk => {
+                            unreachable!("these logs have no session in shadow mode")
+                        }
                     }
                 }
                 Entry::Halt => {

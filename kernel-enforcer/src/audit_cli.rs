@@ -5,9 +5,9 @@ use crate::keys;
 use kernel_core::merkle::{consistency_proof, inclusion_proof, root, verify_consistency};
 use kernel_core::note::{Checkpoint, SignedNote};
 use kernel_core::{
-    AuditOptions, AuditReport, EncodedRequest, Event, Record, VerifyingKey, WitnessCheck, audit,
-    decode_receipt_body_unverified, decode_record, format_public_key, parse_public_key,
-    split_records, split_records_prefix,
+    AuditOptions, AuditReport, EncodedRequest, Event, MAX_RECORD_BYTES, RECORD_TAG, Record,
+    VerifyingKey, WitnessCheck, audit, decode_receipt_body_unverified, decode_record,
+    format_public_key, parse_public_key, split_records, split_records_prefix,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,31 @@ pub(crate) fn read_cosignatures(path: &Path) -> Result<Vec<SignedNote>, String> 
 }
 
 fn read_log(log: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(log).map_err(|e| format!("`{}`: {e}", log.display()))
+    let bytes = std::fs::read(log).map_err(|e| format!("`{}`: {e}", log.display()))?;
+    if !begins_like_evidence(&bytes) {
+        return Err(format!(
+            "`{}` is not an evidence file: it does not begin with an evidence record (a \
+             length and `{}`)",
+            log.display(),
+            String::from_utf8_lossy(RECORD_TAG).trim_end()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Whether `bytes` can be the start of an evidence file: empty, or a
+/// record length within the limit followed by the record tag (as much of
+/// it as there is, so that a log torn inside its first record is still
+/// reported as torn). Anything else, such as a policy or a text file read
+/// as a length, is not evidence at all.
+fn begins_like_evidence(bytes: &[u8]) -> bool {
+    let Some((length, body)) = bytes.split_first_chunk::<4>() else {
+        return true;
+    };
+    let length = usize::try_from(u32::from_be_bytes(*length)).unwrap_or(usize::MAX);
+    let seen = body.len().min(RECORD_TAG.len());
+    (RECORD_TAG.len()..=MAX_RECORD_BYTES).contains(&length)
+        && body.get(..seen) == RECORD_TAG.get(..seen)
 }
 
 /// Options of `audit verify`.
@@ -70,22 +94,96 @@ pub(crate) struct VerifyArgs {
     /// the log (which catches truncation and rewrites).
     #[arg(long)]
     pub(crate) witness_key: Option<String>,
-    /// The witness's key name.
-    #[arg(long, default_value = DEFAULT_WITNESS_NAME)]
+    /// The witness's key name (with `--witness-key`).
+    #[arg(long, default_value = DEFAULT_WITNESS_NAME, requires = "witness_key")]
     pub(crate) witness_name: String,
-    /// Co-signed checkpoints (default: LOG.cosignatures).
-    #[arg(long)]
+    /// Co-signed checkpoints (default: LOG.cosignatures; with
+    /// `--witness-key`).
+    #[arg(long, requires = "witness_key")]
     pub(crate) cosignatures: Option<PathBuf>,
     /// A checkpoint note obtained earlier: the log must extend it.
     #[arg(long)]
     pub(crate) trusted_checkpoint: Option<PathBuf>,
+    /// Print one JSON document instead of text (see docs/EVIDENCE.md);
+    /// the exit status is the same.
+    #[arg(long)]
+    pub(crate) json: bool,
     /// The evidence file.
     pub(crate) log: PathBuf,
 }
 
 /// `audit verify`: exit 0 when sound, an error naming the first faulty
-/// record otherwise.
+/// record otherwise; with `--json`, the same as one JSON document on
+/// standard output, whatever the outcome.
 pub(crate) fn verify(args: &VerifyArgs) -> Result<(), String> {
+    let outcome = verify_log(args);
+    if args.json {
+        let document = match &outcome {
+            Ok(report) => report_json(report, args.kernel_key.is_some()),
+            Err(VerifyFailure::Unsound(e)) => serde_json::json!({
+                "ok": false,
+                "error": format!("evidence is not sound: {e}"),
+                "index": e.index,
+                "problem": e.problem.to_string(),
+            }),
+            Err(VerifyFailure::Other(message)) => serde_json::json!({
+                "ok": false,
+                "error": message,
+                "index": null,
+                "problem": null,
+            }),
+        };
+        println!("{document}");
+    } else if let Ok(report) = &outcome {
+        print_summary(report);
+        if args.kernel_key.is_none() {
+            println!(
+                "note: no --kernel-key given; signatures were checked against each session's own key"
+            );
+        }
+    }
+    outcome.map(|_| ()).map_err(|failure| match failure {
+        VerifyFailure::Unsound(e) => format!("evidence is not sound: {e}"),
+        VerifyFailure::Other(message) => message,
+    })
+}
+
+/// Why `audit verify` failed: the log is unsound, or it could not be
+/// checked at all.
+enum VerifyFailure {
+    Unsound(kernel_core::LogError),
+    Other(String),
+}
+
+impl From<String> for VerifyFailure {
+    fn from(message: String) -> Self {
+        Self::Other(message)
+    }
+}
+
+/// The facts of `print_summary` as JSON; `kernel_key_given`: whether
+/// signatures were checked against a key the auditor gave.
+fn report_json(report: &AuditReport, kernel_key_given: bool) -> serde_json::Value {
+    serde_json::json!({
+        "ok": true,
+        "records": report.records,
+        "sessions": report.sessions,
+        "allowed": report.allowed,
+        "denied": report.denied,
+        "asked": report.asked,
+        "events": report.events,
+        "checkpoints": report.checkpoints.len(),
+        "newest_checkpoint": report.newest_checkpoint().map(|checkpoint| serde_json::json!({
+            "size": checkpoint.size,
+            "root": kernel_core::hex(&checkpoint.root),
+        })),
+        "uncovered": report.uncovered,
+        "witnessed": report.witnessed,
+        "kernel_key_given": kernel_key_given,
+    })
+}
+
+fn verify_log(args: &VerifyArgs) -> Result<AuditReport, VerifyFailure> {
     let kernel_key = args
         .kernel_key
         .as_deref()
@@ -123,15 +221,7 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<(), String> {
             notes: &cosignatures,
         }),
     };
-    let report = audit(&read_log(&args.log)?, &options)
-        .map_err(|e| format!("evidence is not sound: {e}"))?;
-    print_summary(&report);
-    if kernel_key.is_none() {
-        println!(
-            "note: no --kernel-key given; signatures were checked against each session's own key"
-        );
-    }
-    Ok(())
+    audit(&read_log(&args.log)?, &options).map_err(VerifyFailure::Unsound)
 }
 
 fn print_summary(report: &AuditReport) {
@@ -145,6 +235,16 @@ fn print_summary(report: &AuditReport) {
         report.events,
         report.checkpoints.len()
     );
+    if report.shadow_sessions > 0 || report.shadowed() > 0 {
+        println!(
+            "shadow mode: {} sessions; {} actions proceeded that the policy did not allow \
+             ({} denied, {} asked about)",
+            report.shadow_sessions,
+            report.shadowed(),
+            report.shadow_denied,
+            report.shadow_asked
+        );
+    }
     if let Some(checkpoint) = report.newest_checkpoint() {
         println!(
             "newest checkpoint: size {}, root {}",
@@ -276,6 +376,12 @@ fn describe(record: &Record) -> Described {
                     format!("{cause} (by {by})"),
                     json!({"kind": "halt", "cause": cause, "by": by, "at_ms": at_ms}),
                 ),
+                Ok(Event::Shadow { at_ms, .. }) => (
+                    "shadow",
+                    "shadow mode: actions the policy denies or asks about proceed (not the floor's)"
+                        .to_owned(),
+                    json!({"kind": "shadow", "at_ms": at_ms}),
+                ),
                 Err(e) => (
                     "event",
                     format!("<undecodable event: {e}>"),
@@ -338,9 +444,24 @@ pub(crate) fn inspect(log: &Path, json: bool) -> Result<(), String> {
             "index", "kind", "decision"
         );
     }
+    // Whether the session of the record being shown runs in shadow mode.
+    let mut shadow = false;
     for (index, body) in records.iter().enumerate() {
         let described = match decode_record(body) {
-            Ok(record) => describe(&record),
+            Ok(record) => {
+                if let Record::Event(signed) = &record {
+                    match signed.decode_unverified() {
+                        Ok(Event::SessionStart { .. }) => shadow = false,
+                        Ok(Event::Shadow { .. }) => shadow = true,
+                        _ => {}
+                    }
+                }
+                let mut described = describe(&record);
+                if shadow && let serde_json::Value::Object(fields) = &mut described.json {
+                    fields.insert("shadow_session".into(), serde_json::Value::Bool(true));
+                }
+                described
+            }
             Err(e) => Described {
                 kind: "undecodable",
                 decision: "",

@@ -48,6 +48,13 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print a completion script for a shell, such as
+    /// `kernel-enforcer completions bash > ~/.local/share/bash-completion/completions/kernel-enforcer`
+    /// (see the README for zsh and fish).
+    Completions {
+        /// The shell: bash, zsh or fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -134,12 +141,12 @@ struct McpProxyArgs {
     #[command(flatten)]
     session: SessionArgs,
     /// Ask a running `kernel-enforcer listen` at this endpoint socket
-    /// instead of starting a session here (the session flags are then
-    /// ignored).
-    #[arg(long)]
+    /// instead of starting a session here (the session flags cannot be
+    /// given with it: that enforcer has its own).
+    #[arg(long, conflicts_with = "SessionArgs")]
     socket: Option<PathBuf>,
     /// With `--socket`: the enforcer's public key file; refuse any other.
-    #[arg(long)]
+    #[arg(long, requires = "socket", conflicts_with = "SessionArgs")]
     pubkey: Option<PathBuf>,
     /// The MCP server program and its arguments.
     #[arg(last = true, required = true)]
@@ -234,7 +241,12 @@ struct RunArgs {
     /// sustained (bursts of twice as many); calls beyond it wait their
     /// turn up to 100 ms, then fail with `EAGAIN`, unrecorded
     /// [default: 2000].
-    #[arg(long, value_name = "PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        value_name = "PER_SECOND",
+        value_parser = clap::value_parser!(u32).range(1..),
+        requires = "govern_syscalls"
+    )]
     syscall_rate: Option<u32>,
     /// With `--govern-syscalls` (the default there): run an HTTP proxy for
     /// the agent on 127.0.0.1 and set `HTTP_PROXY`, `HTTPS_PROXY`,
@@ -327,6 +339,14 @@ struct SessionArgs {
     /// decision takes effect (the strict default).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(2..=60_000))]
     evidence_window: Option<u64>,
+    /// Shadow mode, to learn what an agent does: decide and record every
+    /// action as usual, then let one the policy denies (or asks about)
+    /// proceed anyway, recorded as such (`shadow-deny`, `shadow-ask`).
+    /// The kernel floor and the kill switch still deny. Announced in the
+    /// handshake and recorded at the start of the session; `policy
+    /// suggest` writes a policy from the evidence. Command line only.
+    #[arg(long)]
+    shadow: bool,
 }
 
 /// A session's settings once flags, configuration file and defaults are
@@ -346,6 +366,7 @@ struct Settings {
     exec_timeout: Duration,
     danger_evidence_os_buffered: bool,
     evidence_window: Option<Duration>,
+    shadow: bool,
     scratch: Option<PathBuf>,
     connect_timeout: Duration,
     syscall_rate: u32,
@@ -420,8 +441,17 @@ impl SessionArgs {
                         "evidence window of {ms} ms: give 2 to 60000 milliseconds"
                     ));
                 }
+                // The flag would otherwise silently replace the file's
+                // window with the weaker mode.
+                Some(_) if self.danger_evidence_os_buffered => {
+                    return Err("--danger-evidence-os-buffered cannot be combined with the \
+                                configuration file's `evidence_window_ms`: choose one"
+                        .into());
+                }
                 ms => ms.map(Duration::from_millis),
             },
+            // The flag only: no configuration file can turn it on.
+            shadow: self.shadow,
             scratch: file.scratch,
             connect_timeout: secs(None, file.connect_timeout_secs, DEFAULT_CONNECT_TIMEOUT),
             syscall_rate: file
@@ -442,6 +472,10 @@ enum PolicyCommand {
     /// Validate policy files against the kernel's schema. Prints
     /// `file:line:col: message` for each problem and exits 1 if any.
     Check {
+        /// Print one JSON document instead of text (see the README); the
+        /// exit status is the same.
+        #[arg(long)]
+        json: bool,
         /// Policy files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -459,6 +493,10 @@ enum PolicyCommand {
         /// (repeat for several).
         #[arg(long = "policy")]
         policies: Vec<PathBuf>,
+        /// Print one JSON document instead of text (see the README); the
+        /// exit status is the same.
+        #[arg(long)]
+        json: bool,
     },
     /// Show how one request is decided: the decision, the policies that
     /// decided it with their @id and @reason, evaluation errors, and
@@ -469,6 +507,12 @@ enum PolicyCommand {
     /// Cedar's symbolic analysis (needs the cvc5 solver). Exits 0 if there
     /// are none, 1 if there are, 2 if that could not be decided.
     Diff(policy_cli::DiffArgs),
+    /// Write Cedar permits from verified evidence (what an agent was seen
+    /// to do, in shadow mode for instance), with the base's forbids kept
+    /// on top; print what the analyser finds they allow beyond the base,
+    /// and with --max-widening fail when a permit allows a request class
+    /// no record exercised. Exits 0, 1 when wider, 2 on any error.
+    Suggest(policy_cli::SuggestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -507,12 +551,21 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve_command(args),
         Command::Run(args) => return run_command(args),
         Command::Keygen { out } => keygen(&out),
-        Command::Policy(PolicyCommand::Check { files }) => policy_check(&files),
-        Command::Policy(PolicyCommand::Test { file, policies }) => {
-            return policy_cli::test(&file, &policies);
+        Command::Completions { shell } => {
+            print!("{}", completions(shell));
+            Ok(())
+        }
+        Command::Policy(PolicyCommand::Check { files, json }) => policy_check(&files, json),
+        Command::Policy(PolicyCommand::Test {
+            file,
+            policies,
+            json,
+        }) => {
+            return policy_cli::test(&file, &policies, json);
         }
         Command::Policy(PolicyCommand::Explain(args)) => return policy_cli::explain(&args),
         Command::Policy(PolicyCommand::Diff(args)) => return policy_cli::diff(&args),
+        Command::Policy(PolicyCommand::Suggest(args)) => return policy_cli::suggest(&args),
         Command::Policy(PolicyCommand::Schema) => {
             print!("{}", policy::SCHEMA);
             Ok(())
@@ -552,6 +605,26 @@ pub fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The completion script for `shell`.
+fn completions(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "kernel-enforcer", &mut script);
+    let script = String::from_utf8_lossy(&script).into_owned();
+    if shell == clap_complete::Shell::Bash {
+        // For a binary whose name has a hyphen, clap_complete's bash script
+        // names a subcommand's state one way in its dispatch loop
+        // (`kernel__enforcer__subcmd__policy`) and another in the arms that
+        // complete it (`kernel__subcmd__enforcer__subcmd__policy`), so
+        // nothing after a subcommand completed (clap-rs/clap#6421). The
+        // arms are spelled as the loop spells them; once clap_complete
+        // agrees with itself, there is nothing to replace.
+        script.replace("kernel__subcmd__enforcer", "kernel__enforcer")
+    } else {
+        script
     }
 }
 
@@ -704,7 +777,7 @@ fn start_session(
     }
     let evidence = args.evidence.clone();
     if let Some(parent) = evidence.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| format!("`{}`: {e}", parent.display()))?;
+        create_dirs(parent, &format!("evidence file `{}`", evidence.display()))?;
     }
     let control = args.control.clone().unwrap_or_else(|| {
         let mut path = evidence.as_os_str().to_owned();
@@ -712,11 +785,12 @@ fn start_session(
         PathBuf::from(path)
     });
     let index = crate::evidence_index::path_for(&evidence);
+    let halt_record = control::halt_record_path(&control);
     let protected: Vec<PathBuf> = args
         .policies
         .iter()
         .chain(args.key.iter())
-        .chain([&evidence, &index, &control])
+        .chain([&evidence, &index, &control, &halt_record])
         .chain(args.protect.iter())
         .chain(extra_assets.iter())
         .cloned()
@@ -766,7 +840,14 @@ fn start_session(
         permit_ttl: args.permit_ttl,
         checkpoint_records: args.checkpoint_every,
         checkpoint_interval: args.checkpoint_interval,
+        shadow: args.shadow,
     };
+    if args.shadow {
+        eprintln!(
+            "kernel-enforcer: SHADOW MODE (--shadow): actions the policy denies or asks about \
+             proceed, recorded as such; only the kernel floor and the kill switch still deny"
+        );
+    }
     let handoff = HandoffListener::bind()
         .map_err(|e| format!("cannot create the descriptor hand-off socket: {e}"))?;
     // Bound here, before any agent is started, so that no agent can take
@@ -1010,6 +1091,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
     let Some((program, program_args)) = args.command.split_first() else {
         return Err("no agent program given after `--`".into());
     };
+    let program = agent_program(program)?;
     let settings = args.session.settings()?;
     // A scratch directory the operator names is theirs to keep; the
     // default one is removed with everything in it when the agent is done
@@ -1017,7 +1099,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
     let mut _default_scratch = None;
     let scratch = match args.scratch.as_ref().or(settings.scratch.as_ref()) {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+            create_dirs(dir, &format!("scratch directory `{}`", dir.display()))?;
             dir.clone()
         }
         None => {
@@ -1051,7 +1133,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
     // The kill switch ends a supervised agent, not only its permissions.
     options.end_on_halt = true;
     let agent = supervise::Agent {
-        program: supervise::resolve_program(Path::new(program)),
+        program,
         args: program_args.to_vec(),
         workspace,
         scratch,
@@ -1093,6 +1175,65 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
         evidence.display()
     );
     Ok(status)
+}
+
+/// The agent program resolved as it will be started (a bare name through
+/// `PATH`), refused with what is wrong with it when it cannot be started:
+/// such a failure is the operator's to fix, not the confinement's.
+fn agent_program(program: &str) -> Result<PathBuf, String> {
+    let resolved = supervise::resolve_program(Path::new(program));
+    if !program.contains('/') && !resolved.is_absolute() {
+        return Err(format!(
+            "the agent program `{program}` was not found on PATH: install it, or give its path"
+        ));
+    }
+    match std::fs::metadata(&resolved) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "the agent program `{}` does not exist",
+            resolved.display()
+        )),
+        Err(e) => Err(format!("the agent program `{}`: {e}", resolved.display())),
+        Ok(meta) if !meta.is_file() => Err(format!(
+            "the agent program `{}` is not a file",
+            resolved.display()
+        )),
+        Ok(meta) if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 == 0 => {
+            Err(format!(
+                "the agent program `{}` is not executable (chmod +x it?)",
+                resolved.display()
+            ))
+        }
+        Ok(_) => Ok(resolved),
+    }
+}
+
+/// Creates the directory `dir` and its missing parents. When a component
+/// on the way exists but is not a directory, says which one (the OS only
+/// says "File exists" or "Not a directory").
+/// `what` names the path the directory is for, in messages.
+fn create_dirs(dir: &Path, what: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| match not_a_directory(dir) {
+        Some(blocker) => format!("{what}: `{}` is not a directory", blocker.display()),
+        None => format!("{what}: cannot create `{}`: {e}", dir.display()),
+    })
+}
+
+/// The first component of `path`, from its root down, that exists and is
+/// not a directory (symbolic links followed), if any.
+fn not_a_directory(path: &Path) -> Option<&Path> {
+    let mut ancestors: Vec<&Path> = path
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .collect();
+    ancestors.reverse();
+    for ancestor in ancestors {
+        match std::fs::metadata(ancestor) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Some(ancestor),
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Refuses a scratch directory or system tree that contains the workspace
@@ -1150,7 +1291,7 @@ fn end_descendants() {
 }
 
 fn keygen(out: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(out).map_err(|e| format!("`{}`: {e}", out.display()))?;
+    create_dirs(out, &format!("key directory `{}`", out.display()))?;
     let key = keys::generate().map_err(|e| e.to_string())?;
     keys::write_private(&key, &out.join(keys::PRIVATE_KEY_FILE)).map_err(|e| e.to_string())?;
     let public_path = out.join(keys::PUBLIC_KEY_FILE);
@@ -1162,17 +1303,42 @@ fn keygen(out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn policy_check(files: &[PathBuf]) -> Result<(), String> {
-    match policy::check_files(files) {
+fn policy_check(files: &[PathBuf], json: bool) -> Result<(), String> {
+    let checked = policy::check_files(files);
+    if json {
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let document = match &checked {
+            Ok(count) => serde_json::json!({
+                "ok": true, "files": files, "policies": count, "problems": [], "error": null,
+            }),
+            Err(PolicyLoadError::Invalid(diagnostics)) => serde_json::json!({
+                "ok": false,
+                "files": files,
+                "policies": null,
+                "problems": policy_cli::diagnostics_json(diagnostics),
+                "error": format!("{} problem(s) found", diagnostics.len()),
+            }),
+            Err(other) => serde_json::json!({
+                "ok": false, "files": files, "policies": null, "problems": [],
+                "error": other.to_string(),
+            }),
+        };
+        println!("{document}");
+    }
+    match checked {
         Ok(count) => {
-            println!(
-                "ok: {count} policies valid against the kernel schema (plus the kernel floor)"
-            );
+            if !json {
+                println!(
+                    "ok: {count} policies valid against the kernel schema (plus the kernel floor)"
+                );
+            }
             Ok(())
         }
         Err(PolicyLoadError::Invalid(diagnostics)) => {
-            for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
+            if !json {
+                for diagnostic in &diagnostics {
+                    eprintln!("{diagnostic}");
+                }
             }
             Err(format!("{} problem(s) found", diagnostics.len()))
         }
@@ -1186,7 +1352,15 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
     let control = match &args.control {
         Some(path) => path.clone(),
         None => {
-            let found = crate::instances::find_control()?;
+            let found = match crate::instances::find_control() {
+                Ok(found) => found,
+                // None running: a halt of the one that ended halted is
+                // done already.
+                Err(message) => match the_one_ended_halted(request) {
+                    Some(path) => return ended_halted(args, &path, request, &message),
+                    None => return Err(message),
+                },
+            };
             eprintln!(
                 "kernel-enforcer: using the enforcer at `{}` (the only one running)",
                 found.display()
@@ -1203,8 +1377,14 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
             control::request_authenticated(&control, request, &key, None)
         }
         None => control::request(&control, request),
-    }
-    .map_err(|e| e.to_string())?;
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(error @ control::ControlError::Unreachable { .. }) => {
+            return ended_halted(args, &control, request, &error.to_string());
+        }
+        Err(error) => return Err(error.to_string()),
+    };
     if args.json {
         println!(
             "{}",
@@ -1239,6 +1419,81 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
     } else {
         Err("the enforcer refused the request".into())
     }
+}
+
+/// For a `halt` that names no enforcer when none is running: the control
+/// path of the one enforcer under the state directory that ended halted,
+/// if there is exactly one.
+fn the_one_ended_halted(request: &ControlRequest) -> Option<PathBuf> {
+    if !matches!(request, ControlRequest::Halt { .. }) {
+        return None;
+    }
+    let candidates = crate::instances::candidates(&crate::instances::state_root().ok()?);
+    if candidates.iter().any(|c| c.status.is_ok()) {
+        return None;
+    }
+    let mut halted = candidates
+        .into_iter()
+        .map(|c| c.control)
+        .filter(|path| control::read_halt_record(path).is_some());
+    match (halted.next(), halted.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
+/// The answer for an enforcer that no longer answers: if it ended halted
+/// (it left its signed record at the control path), a `halt` is done
+/// already and succeeds saying so; anything else fails, saying that it
+/// ended halted when it did.
+fn ended_halted(
+    args: &ControlArgs,
+    control: &Path,
+    request: &ControlRequest,
+    error: &str,
+) -> Result<(), String> {
+    // A key given with --pubkey is the key the record must be signed by
+    // too; the record is otherwise checked like the key file.
+    let record = control::read_halt_record(control).filter(|_| {
+        args.pubkey.as_ref().is_none_or(|file| {
+            std::fs::read_to_string(file)
+                .ok()
+                .and_then(|text| kernel_core::parse_public_key(&text).ok())
+                .zip(control::load_key_file(control).ok())
+                .is_some_and(|(given, (found, _))| given == found)
+        })
+    });
+    let Some(record) = record else {
+        return Err(error.to_owned());
+    };
+    let ended = format!(
+        "the enforcer at `{}` ended halted ({}); nothing runs there any more",
+        control.display(),
+        record.cause
+    );
+    if !matches!(request, ControlRequest::Halt { .. }) {
+        return Err(format!("{error}: {ended}"));
+    }
+    if args.json {
+        let answer = serde_json::json!({
+            "ok": true,
+            "message": format!("already halted: {ended}"),
+            "data": {
+                "already_halted": true,
+                "running": false,
+                "cause": record.cause,
+                "session": record.session,
+                "at_ms": record.at_ms,
+            },
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+    } else {
+        println!("already halted: {ended}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //! the file's own directory, so a configuration can travel with its
 //! policies. Unknown keys are errors, so a misspelt setting never goes
 //! unnoticed. Nothing that weakens a guarantee can be set here:
-//! `--danger-unconfined` exists only on the command line, where it is
-//! seen.
+//! `--danger-unconfined` and `--shadow` exist only on the command line,
+//! where they are seen (a file that sets `shadow` is refused by name).
 //!
 //! ```toml
 //! policies = ["policies/agent.cedar"]
@@ -120,6 +120,16 @@ impl FileConfig {
 
     /// Parses configuration text; relative paths are joined to `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        if let Ok(table) = text.parse::<toml::Table>()
+            && table.contains_key("shadow")
+        {
+            return Err(
+                "`shadow` cannot be set in a configuration file: shadow mode lets \
+                        actions the policy denies proceed, so only the `--shadow` flag on the \
+                        enforcer's command line turns it on"
+                    .into(),
+            );
+        }
         let mut config: Self = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
         let anchor = |path: &mut PathBuf| {
             if path.is_relative() {
@@ -189,5 +199,21 @@ mod tests {
         let wrong_type =
             FileConfig::parse("permit_ttl_secs = \"soon\"\n", Path::new(".")).unwrap_err();
         assert!(wrong_type.contains("line 1"), "{wrong_type}");
+    }
+
+    #[test]
+    fn shadow_mode_is_refused_in_a_file_whatever_its_value() {
+        for text in [
+            "shadow = true\n",
+            "shadow = false\n",
+            "policies = [\"p.cedar\"]\nshadow = \"yes\"\n",
+        ] {
+            let refused = FileConfig::parse(text, Path::new(".")).unwrap_err();
+            assert!(
+                refused.contains("`shadow` cannot be set in a configuration file")
+                    && refused.contains("--shadow"),
+                "{refused}"
+            );
+        }
     }
 }

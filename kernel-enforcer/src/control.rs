@@ -27,6 +27,13 @@
 //!   takes one the operator gives), checks that the server's credentials
 //!   carry the uid that owns the key file, and accepts only an answer that
 //!   verifies. An answer that does not is an error, never a success.
+//!
+//! An enforcer that ends halted leaves a record of it beside the key file
+//! (`PATH.halted`, signed by its key; see [`HaltRecord`]), so that a
+//! `halt` after it has gone is told "already halted" rather than that
+//! nothing answers. A new enforcer removes the record when it binds the
+//! name; the halt itself lives only in the halted process, which never
+//! un-halts.
 
 use kernel_core::{
     SigningKey, VerifyingKey, format_public_key, hex, sign_control_reply, unhex,
@@ -281,6 +288,19 @@ impl ControlSocket {
                 source,
             }
         })?;
+        // This enforcer is not halted: a record an earlier one left at
+        // this path says nothing about it.
+        let record = halt_record_path(path);
+        match std::fs::remove_file(&record) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ControlError::WriteKey {
+                    path: record,
+                    source,
+                });
+            }
+        }
         Ok(Self {
             listener,
             key: key.clone(),
@@ -300,6 +320,31 @@ impl ControlSocket {
     /// The configured path (where the key file is).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Leaves the signed record that the enforcer at this path ended
+    /// halted, for `cause`, at [`halt_record_path`] (replaced atomically,
+    /// mode 0644).
+    pub fn record_halt(&self, session: &str, cause: &str) -> std::io::Result<()> {
+        use ed25519_dalek::Signer as _;
+        let absolute = std::path::absolute(&self.path)?;
+        let halt = HaltRecord {
+            control: absolute.to_string_lossy().into_owned(),
+            session: session.to_owned(),
+            cause: cause.to_owned(),
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        };
+        let text = serde_json::to_string(&halt).map_err(std::io::Error::other)?;
+        let signature = self.key.sign(&halt_message(&text));
+        let file = SignedHaltRecord {
+            halt: text,
+            signature: hex(&signature.to_bytes()),
+        };
+        let mut contents = serde_json::to_string(&file).map_err(std::io::Error::other)?;
+        contents.push('\n');
+        crate::keys::write_readable(&halt_record_path(&self.path), contents.as_bytes())
     }
 
     /// Serves connections until the listener fails, answering each request
@@ -421,6 +466,68 @@ fn serve_one(
     stream.write_all(text.as_bytes())
 }
 
+/// Tag of the message an enforcer signs over its [`HaltRecord`].
+const HALT_RECORD_TAG: &[u8] = b"agent-kernel/halt-record/v1\n";
+
+/// Largest halt record read, in bytes.
+const MAX_HALT_RECORD: u64 = 64 * 1024;
+
+fn halt_message(text: &str) -> Vec<u8> {
+    [HALT_RECORD_TAG, text.as_bytes()].concat()
+}
+
+/// That the enforcer holding the control path `control` ended halted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaltRecord {
+    /// The control path, absolute.
+    pub control: String,
+    /// The halted session.
+    pub session: String,
+    /// Why it was halted.
+    pub cause: String,
+    /// When the record was written, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// A [`HaltRecord`] as stored: its exact text and the enforcer's
+/// signature over it.
+#[derive(Serialize, Deserialize)]
+struct SignedHaltRecord {
+    halt: String,
+    signature: String,
+}
+
+/// Where the enforcer at the control path `path` records that it ended
+/// halted: beside its key file, with `.halted` appended.
+pub fn halt_record_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".halted");
+    PathBuf::from(name)
+}
+
+/// The halt record an enforcer left at the control path `path`, if there
+/// is one that it signed: checked like the key file (same owner, not
+/// writable by others), and its signature verified under the key in the
+/// key file at `path`, for this very path. Anything else is no record.
+pub fn read_halt_record(path: &Path) -> Option<HaltRecord> {
+    let (key, owner) = load_key_file(path).ok()?;
+    let (text, record_owner) =
+        crate::keys::read_checked(&halt_record_path(path), MAX_HALT_RECORD).ok()?;
+    if record_owner != owner {
+        return None;
+    }
+    let stored: SignedHaltRecord = serde_json::from_str(text.trim_end()).ok()?;
+    let signature = unhex(&stored.signature).and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())?;
+    key.verify_strict(
+        &halt_message(&stored.halt),
+        &ed25519_dalek::Signature::from_bytes(&signature),
+    )
+    .ok()?;
+    let halt: HaltRecord = serde_json::from_str(&stored.halt).ok()?;
+    let here = std::path::absolute(path).ok()?;
+    (Path::new(&halt.control) == here).then_some(halt)
+}
+
 /// Reads the enforcer's public key from the key file at the control path
 /// `path`, with the uid that owns it (see [`crate::keys::read_public`]).
 pub fn load_key_file(path: &Path) -> Result<(VerifyingKey, u32), ControlError> {
@@ -536,4 +643,55 @@ pub fn request_authenticated(
         });
     };
     serde_json::from_str(&answer.reply).map_err(|e| malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn key() -> SigningKey {
+        crate::keys::generate().unwrap()
+    }
+
+    #[test]
+    fn a_halt_record_is_read_back_only_as_its_enforcer_signed_it_for_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.control");
+        let socket = ControlSocket::bind(&path, &key()).unwrap();
+        assert_eq!(read_halt_record(&path), None);
+        socket.record_halt("s1", "incident").unwrap();
+        let record = read_halt_record(&path).unwrap();
+        assert_eq!(
+            (record.session.as_str(), record.cause.as_str()),
+            ("s1", "incident")
+        );
+
+        // Copied to another control path of the same key: not its record.
+        let other = dir.path().join("b.control");
+        crate::keys::write_public(&other, &socket.key.verifying_key()).unwrap();
+        std::fs::copy(halt_record_path(&path), halt_record_path(&other)).unwrap();
+        assert_eq!(read_halt_record(&other), None);
+
+        // The key file now names another enforcer: its signature is not
+        // that enforcer's.
+        crate::keys::write_public(&path, &key().verifying_key()).unwrap();
+        assert_eq!(read_halt_record(&path), None);
+        crate::keys::write_public(&path, &socket.key.verifying_key()).unwrap();
+        assert!(read_halt_record(&path).is_some());
+
+        // Writable by others: proves nothing.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            halt_record_path(&path),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        assert_eq!(read_halt_record(&path), None);
+        drop(socket);
+
+        // A new enforcer at the path removes the record.
+        let _again = ControlSocket::bind(&path, &key()).unwrap();
+        assert!(!halt_record_path(&path).exists());
+    }
 }

@@ -363,9 +363,12 @@ pub fn canonicalize(action: Action, cwd: Option<&str>) -> Result<CanonicalAction
     };
     let action = match action {
         Action::Exec(mut exec) if !exec.program.contains('/') && !exec.program.is_empty() => {
-            if let Some(found) = search_path(&exec.program) {
-                exec.program = found;
-            }
+            exec.program = search_path(&exec.program).ok_or_else(|| {
+                AskError::Action(format!(
+                    "program `{}` not found on PATH: install it, or give its path",
+                    exec.program
+                ))
+            })?;
             Action::Exec(exec)
         }
         other => other,
@@ -373,8 +376,9 @@ pub fn canonicalize(action: Action, cwd: Option<&str>) -> Result<CanonicalAction
     CanonicalAction::new(action, base.as_deref()).map_err(|e| AskError::Action(e.to_string()))
 }
 
-/// Searches `PATH` for an executable file named `name`.
-fn search_path(name: &str) -> Option<String> {
+/// Searches `PATH` for an executable file named `name`, as the client
+/// library and the shell do (relative directories on `PATH` are skipped).
+pub(crate) fn search_path(name: &str) -> Option<String> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .filter(|dir| dir.is_absolute())
@@ -499,6 +503,7 @@ pub fn ask(
             request: &request,
             policy_digest: None,
             now_ms: now_ms(),
+            shadow: handshake.shadow,
         },
     )
     .map_err(|e| AskError::Verify(e.to_string()))?;

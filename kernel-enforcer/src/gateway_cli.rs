@@ -166,12 +166,32 @@ pub(crate) fn exec(args: &ExecArgs) -> ExitCode {
         eprintln!("error: no program given after `--`");
         return ExitCode::from(EXEC_ERROR);
     };
+    // A bare name is run as found on this PATH, as a shell would: say so
+    // when it is not there, before asking anyone.
+    if !program.contains('/') && endpoint::search_path(program).is_none() {
+        eprintln!(
+            "kernel-enforcer exec: not run: `{program}` not found on PATH; install it, or give \
+             its path"
+        );
+        return ExitCode::from(EXEC_ERROR);
+    }
     let cwd = std::env::current_dir()
         .ok()
         .and_then(|dir| dir.to_str().map(str::to_owned));
     let mut exec = Exec::new(program.clone()).args(rest.iter().cloned());
     exec.cwd = cwd.clone();
     if args.endpoint.socket.is_none() && std::env::var_os(kernel_core::CHANNEL_ENV).is_some() {
+        if args.endpoint.pubkey.is_some() {
+            // The channel's enforcer is authenticated by its handshake;
+            // a key given for a socket must not be silently left unused.
+            eprintln!(
+                "kernel-enforcer exec: not run: --pubkey names the key of a `listen` endpoint, \
+                 but without --socket the supervising enforcer's channel ({}) is used; pass \
+                 --socket too, or drop --pubkey",
+                kernel_core::CHANNEL_ENV
+            );
+            return ExitCode::from(EXEC_ERROR);
+        }
         return exec_on_channel(exec);
     }
     let result = args.endpoint.options().and_then(|options| {
@@ -297,7 +317,9 @@ pub(crate) fn hook(command: &HookCommand) -> ExitCode {
 /// it and this process's standard input and output, asking the enforcer
 /// at `socket` about every request either side makes that is not protocol
 /// housekeeping. Exits 0 when the agent closes its input, 1 if the server
-/// cannot be started.
+/// cannot be started, 128 + the signal's number when `SIGTERM`, `SIGINT`
+/// or `SIGHUP` ends it (the server is then signalled the same way, and
+/// killed if it has not exited within 2 s).
 pub(crate) fn mcp_proxy(
     socket: &std::path::Path,
     pubkey: Option<&std::path::Path>,
@@ -316,6 +338,16 @@ pub(crate) fn mcp_proxy(
         Ok(options) => options,
         Err(message) => {
             eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Watched before the server starts: from then on a termination signal
+    // ends the relay (which may be waiting on an agent that keeps its
+    // input open) and the server with it.
+    let signals = match signal_hook::iterator::Signals::new(TERMINATION_SIGNALS) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("error: cannot watch termination signals: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -362,19 +394,69 @@ pub(crate) fn mcp_proxy(
             Err(e) => Err(format!("fail closed: {e}")),
         }
     };
-    crate::mcp::relay(
-        std::io::BufReader::new(std::io::stdin()),
-        Box::new(std::io::stdout()),
-        Box::new(server_in),
-        std::io::BufReader::new(server_out),
-        std::sync::Arc::new(decide),
-    );
-    // The agent is done: give the server a moment to exit on its own.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // The relay runs on a thread of its own; this one waits for it to end
+    // (the agent closed its input) or for a termination signal.
+    let (ended, end) = std::sync::mpsc::channel::<Option<i32>>();
+    {
+        let ended = ended.clone();
+        std::thread::spawn(move || {
+            crate::mcp::relay(
+                std::io::BufReader::new(std::io::stdin()),
+                Box::new(std::io::stdout()),
+                Box::new(server_in),
+                std::io::BufReader::new(server_out),
+                std::sync::Arc::new(decide),
+            );
+            let _ = ended.send(None);
+        });
+    }
+    let watch = signals.handle();
+    std::thread::spawn(move || {
+        let mut signals = signals;
+        if let Some(signal) = signals.forever().next() {
+            let _ = ended.send(Some(signal));
+        }
+    });
+    let signal = end.recv().ok().flatten();
+    watch.close();
+    match signal {
+        None => {
+            // The agent is done: give the server a moment to exit on its
+            // own.
+            stop_server(&mut server, None, Duration::from_secs(5));
+            ExitCode::SUCCESS
+        }
+        Some(signal) => {
+            eprintln!("kernel-enforcer mcp-proxy: ended by signal {signal}");
+            stop_server(&mut server, Some(signal), Duration::from_secs(2));
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+        }
+    }
+}
+
+/// The signals that end `mcp-proxy` (and its server), as they end an
+/// enforcer session.
+const TERMINATION_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGHUP,
+];
+
+/// Ends the MCP server: passes on `signal` if there is one, waits up to
+/// `grace` for it to exit, then kills it; reaps it either way.
+fn stop_server(server: &mut std::process::Child, signal: Option<i32>, grace: Duration) {
+    if let Some(signal) = signal
+        .and_then(rustix::process::Signal::from_named_raw)
+        .zip(rustix::process::Pid::from_raw(
+            i32::try_from(server.id()).unwrap_or(0),
+        ))
+    {
+        let _ = rustix::process::kill_process(signal.1, signal.0);
+    }
+    let deadline = std::time::Instant::now() + grace;
     while matches!(server.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = server.kill();
     let _ = server.wait();
-    ExitCode::SUCCESS
 }

@@ -134,6 +134,19 @@ pub enum PublicKeyFileError {
 /// replace it (writable and not sticky). The checks and the read are made
 /// on one open descriptor.
 pub fn read_public(path: &Path) -> Result<PublicKeyFile, PublicKeyFileError> {
+    let (text, owner) = read_checked(path, 4096)?;
+    let key = parse_public_key(&text).map_err(|e| PublicKeyFileError::Format {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })?;
+    Ok(PublicKeyFile { key, owner })
+}
+
+/// Reads at most `limit` bytes of the text file at `path`, with the uid
+/// that owns it, under the checks of [`read_public`]: a regular file that
+/// only its owner may write, in a directory only its owner may replace it
+/// in (or a sticky one), checked and read through one descriptor.
+pub(crate) fn read_checked(path: &Path, limit: u64) -> Result<(String, u32), PublicKeyFileError> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let io = |source| PublicKeyFileError::Io {
@@ -158,15 +171,8 @@ pub fn read_public(path: &Path) -> Result<PublicKeyFile, PublicKeyFileError> {
         return Err(PublicKeyFileError::Writable(path.to_owned()));
     }
     let mut text = String::new();
-    file.take(4096).read_to_string(&mut text).map_err(io)?;
-    let key = parse_public_key(&text).map_err(|e| PublicKeyFileError::Format {
-        path: path.to_owned(),
-        why: e.to_string(),
-    })?;
-    Ok(PublicKeyFile {
-        key,
-        owner: meta.uid(),
-    })
+    file.take(limit).read_to_string(&mut text).map_err(io)?;
+    Ok((text, meta.uid()))
 }
 
 /// Writes `key` in the `kernel.pub` format to `path`, mode 0644, through a
@@ -174,6 +180,13 @@ pub fn read_public(path: &Path) -> Result<PublicKeyFile, PublicKeyFileError> {
 /// file or the new one, and a symbolic link at `path` is replaced, never
 /// followed.
 pub fn write_public(path: &Path, key: &VerifyingKey) -> std::io::Result<()> {
+    write_readable(path, format!("{}\n", format_public_key(key)).as_bytes())
+}
+
+/// Replaces the file at `path` with `contents` atomically (a temporary
+/// file beside it, synced, then renamed over it), mode 0644 whatever the
+/// umask: a file others read to check the enforcer.
+pub(crate) fn write_readable(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("the path names no file"))?;
@@ -189,7 +202,7 @@ pub fn write_public(path: &Path, key: &VerifyingKey) -> std::io::Result<()> {
     // 0644 whatever the umask: those who check the enforcer read it.
     let written = file
         .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .and_then(|()| file.write_all(format!("{}\n", format_public_key(key)).as_bytes()))
+        .and_then(|()| file.write_all(contents))
         .and_then(|()| file.sync_all())
         .and_then(|()| std::fs::rename(&temporary, path));
     if written.is_err() {

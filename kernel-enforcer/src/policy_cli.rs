@@ -5,7 +5,9 @@
 use crate::cli_impl::floor_assets;
 use crate::policy::request::RequestSpec;
 use crate::policy::suite::{self, SuiteError};
-use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError, line_column};
+use crate::policy::{
+    self, Environment, PolicyDiagnostic, PolicyEngine, PolicyLoadError, line_column,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,20 +27,77 @@ fn error(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(ERROR)
 }
 
-/// `policy test FILE`: runs every case and prints one line per case.
-pub(crate) fn test(file: &Path, policies: &[PathBuf]) -> ExitCode {
+/// Diagnostics as JSON objects: `file`, `line` and `column` (`null` when
+/// unknown), `message`.
+pub(crate) fn diagnostics_json(diagnostics: &[PolicyDiagnostic]) -> serde_json::Value {
+    diagnostics
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "file": d.file, "line": d.line, "column": d.column, "message": d.message,
+            })
+        })
+        .collect()
+}
+
+/// Reports an input that could not be tested: as text on standard error,
+/// or, with `json`, also as one JSON document on standard output. Exits 2.
+fn test_error(
+    json: bool,
+    message: impl std::fmt::Display,
+    problems: &[PolicyDiagnostic],
+) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": false,
+                "error": message.to_string(),
+                "problems": diagnostics_json(problems),
+                "cases": [],
+                "passed": 0,
+                "failed": 0,
+            })
+        );
+    } else {
+        for diagnostic in problems {
+            eprintln!("{diagnostic}");
+        }
+    }
+    error(message)
+}
+
+/// One case's outcome as JSON: the facts of its text line.
+fn outcome_json(outcome: &suite::Outcome) -> serde_json::Value {
+    serde_json::json!({
+        "name": outcome.name,
+        "line": outcome.line,
+        "request": outcome.request,
+        "expect": outcome.expect.as_str(),
+        "decision": outcome.verdict.decision.as_str(),
+        "policies": outcome.verdict.policies,
+        "reasons": outcome.verdict.reasons,
+        "passed": outcome.passed(),
+        "failures": outcome.failures,
+    })
+}
+
+/// `policy test FILE`: runs every case and prints one line per case, or,
+/// with `json`, one JSON document with every case.
+pub(crate) fn test(file: &Path, policies: &[PathBuf], json: bool) -> ExitCode {
     let suite = match suite::load(file) {
         Ok(suite) => suite,
         Err(SuiteError::Invalid(diagnostics)) => {
-            for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            return error(format!(
-                "{} problem(s) in the test file, no case was run",
-                diagnostics.len()
-            ));
+            return test_error(
+                json,
+                format!(
+                    "{} problem(s) in the test file, no case was run",
+                    diagnostics.len()
+                ),
+                &diagnostics,
+            );
         }
-        Err(e) => return error(e),
+        Err(e) => return test_error(json, e, &[]),
     };
     let policies = if policies.is_empty() {
         suite.policies.clone()
@@ -46,41 +105,64 @@ pub(crate) fn test(file: &Path, policies: &[PathBuf]) -> ExitCode {
         policies.to_vec()
     };
     if policies.is_empty() {
-        return error(format!(
-            "no policy to test: name the files in `{}` with `policies = [\"...\"]`, or pass `--policy FILE`",
-            file.display()
-        ));
+        return test_error(
+            json,
+            format!(
+                "no policy to test: name the files in `{}` with `policies = [\"...\"]`, or pass `--policy FILE`",
+                file.display()
+            ),
+            &[],
+        );
     }
     let sources = match policy::read_sources(&policies) {
         Ok(sources) => sources,
-        Err(e) => return error(e),
+        Err(e) => return test_error(json, e, &[]),
     };
     let assets = match floor_assets(&policies) {
         Ok(assets) => assets,
-        Err(e) => return error(e),
+        Err(e) => return test_error(json, e, &[]),
     };
     let outcomes = match suite::run(&suite, &sources, &assets) {
         Ok(outcomes) => outcomes,
         Err(SuiteError::Invalid(diagnostics)) => {
-            for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            return error(format!(
-                "{} problem(s) in the test file, no case was run",
-                diagnostics.len()
-            ));
-        }
-        Err(SuiteError::Policy(PolicyLoadError::Invalid(diagnostics))) => {
-            for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            return error(
-                "the policies under test are invalid: run `kernel-enforcer policy check` on them",
+            return test_error(
+                json,
+                format!(
+                    "{} problem(s) in the test file, no case was run",
+                    diagnostics.len()
+                ),
+                &diagnostics,
             );
         }
-        Err(e) => return error(e),
+        Err(SuiteError::Policy(PolicyLoadError::Invalid(diagnostics))) => {
+            return test_error(
+                json,
+                "the policies under test are invalid: run `kernel-enforcer policy check` on them",
+                &diagnostics,
+            );
+        }
+        Err(e) => return test_error(json, e, &[]),
     };
     let names: Vec<String> = policies.iter().map(|p| p.display().to_string()).collect();
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    let code = ExitCode::from(if failed == 0 { PASS } else { FOUND });
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": failed == 0,
+                "error": null,
+                "problems": [],
+                "file": suite.file,
+                "policies": names,
+                "workspace": suite.workspace,
+                "cases": outcomes.iter().map(outcome_json).collect::<Vec<_>>(),
+                "passed": outcomes.len() - failed,
+                "failed": failed,
+            })
+        );
+        return code;
+    }
     println!(
         "testing {} against {} (with the kernel floor), workspace `{}`",
         suite.file,
@@ -90,9 +172,8 @@ pub(crate) fn test(file: &Path, policies: &[PathBuf]) -> ExitCode {
     for outcome in &outcomes {
         println!("{}", suite::render_outcome(&suite.file, outcome));
     }
-    let failed = outcomes.iter().filter(|o| !o.passed()).count();
     println!("{} passed, {failed} failed", outcomes.len() - failed);
-    ExitCode::from(if failed == 0 { PASS } else { FOUND })
+    code
 }
 
 /// The action of `policy explain`, given as a subcommand.
@@ -130,8 +211,8 @@ pub(crate) enum ExplainAction {
         /// An environment variable the program gets, as NAME=VALUE.
         #[arg(long = "env", value_parser = parse_env)]
         env: Vec<(String, String)>,
-        /// The program's path, as the client resolves it (such as
-        /// `/usr/bin/git`).
+        /// The program: a path, or a bare name found on PATH as
+        /// `kernel-enforcer exec` and the client find it.
         program: String,
         /// Its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -290,6 +371,10 @@ pub(crate) struct ExplainArgs {
     /// fields of a test case's request, instead of an action.
     #[arg(long)]
     request: Option<PathBuf>,
+    /// Print one JSON document instead of text (see the README); the exit
+    /// status is the same.
+    #[arg(long)]
+    json: bool,
     /// The action to explain.
     #[command(subcommand)]
     action: Option<ExplainAction>,
@@ -335,16 +420,25 @@ fn read_request(path: &Path) -> Result<RequestSpec, String> {
 
 /// `policy explain`: how one request is decided, and why.
 pub(crate) fn explain(args: &ExplainArgs) -> ExitCode {
-    match explain_text(args) {
-        Ok(text) => {
-            print!("{text}");
+    match (explain_request(args), args.json) {
+        (Ok(explanation), false) => {
+            print!("{}", explanation.render());
             ExitCode::SUCCESS
         }
-        Err(message) => error(message),
+        (Ok(explanation), true) => {
+            println!("{}", explanation.to_json());
+            ExitCode::SUCCESS
+        }
+        (Err(message), json) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": false, "error": message}));
+            }
+            error(message)
+        }
     }
 }
 
-fn explain_text(args: &ExplainArgs) -> Result<String, String> {
+fn explain_request(args: &ExplainArgs) -> Result<policy::explain::Explanation, String> {
     let mut spec = match (&args.request, &args.action) {
         (Some(_), Some(_)) => {
             return Err("give either an action or `--request FILE`, not both".into());
@@ -361,6 +455,17 @@ fn explain_text(args: &ExplainArgs) -> Result<String, String> {
     if args.cwd.is_some() {
         spec.cwd.clone_from(&args.cwd);
     }
+    // A bare program name means what it means to `kernel-enforcer exec`
+    // and the client here: the program this PATH finds.
+    if spec.action == "exec"
+        && let Some(program) = spec.program.as_mut()
+        && !program.contains('/')
+        && !program.is_empty()
+    {
+        *program = crate::endpoint::search_path(program).ok_or_else(|| {
+            format!("program `{program}` not found on PATH: give the path the client would run")
+        })?;
+    }
     let workspace = absolute(&args.workspace)?;
     let protected: Vec<PathBuf> = args.policies.iter().chain(&args.protect).cloned().collect();
     let env = Environment::new(&workspace, &floor_assets(&protected)?)?;
@@ -369,7 +474,7 @@ fn explain_text(args: &ExplainArgs) -> Result<String, String> {
         other => other.to_string(),
     })?;
     let action = spec.canonical(engine.environment().workspace())?;
-    Ok(engine.explain(&action).render())
+    Ok(engine.explain(&action))
 }
 
 /// `policy diff`'s arguments.
@@ -442,5 +547,425 @@ pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
         error(
             "this kernel-enforcer was built without the `symbolic` feature, so it cannot compare policy sets: rebuild it with default features; no comparison was made",
         )
+    }
+}
+
+/// `policy suggest`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SuggestArgs {
+    /// Evidence files; each must pass `audit verify`, or nothing is
+    /// suggested.
+    #[arg(required = true)]
+    evidence: Vec<PathBuf>,
+    /// The policy the suggestion builds on (repeat for several files): its
+    /// forbids are copied on top of the suggestion, an action one of them
+    /// forbids gets no permit, and the analysis reports what the
+    /// suggestion allows beyond it.
+    #[arg(long = "base")]
+    base: Vec<PathBuf>,
+    /// Write the suggested policy here instead of to standard output (the
+    /// report then goes to standard output rather than standard error).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write a policy test file: each distinct recorded action with
+    /// the answer the suggestion must give it (needs `--out`, which the
+    /// test file names).
+    #[arg(long, requires = "out")]
+    tests_out: Option<PathBuf>,
+    /// The enforcer's public key (`ed25519:...` or a file holding it):
+    /// every session of the evidence must use it, as for `audit verify`.
+    #[arg(long)]
+    kernel_key: Option<String>,
+    /// The workspace the suggestion is for. Default: the one the
+    /// evidence's sessions recorded (they must agree).
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+    /// Extra paths the floor protects, as the enforcer's `--protect` (the
+    /// base, the output files, the evidence and this binary always are).
+    #[arg(long = "protect")]
+    protect: Vec<PathBuf>,
+    /// Fail (exit 1) when a suggested permit allows a request of a class
+    /// that no record exercised, with a counterexample; exit 2 when that
+    /// cannot be decided (no solver, or the analysis is open).
+    #[arg(long)]
+    max_widening: bool,
+    /// Analyse this policy (a suggestion, edited perhaps) against the
+    /// evidence instead of writing a new one.
+    #[arg(long, conflicts_with_all = ["out", "tests_out"])]
+    review: Option<PathBuf>,
+    /// Skip the symbolic analysis.
+    #[arg(long, conflicts_with = "max_widening")]
+    no_analysis: bool,
+}
+
+/// `policy suggest`: a policy from verified evidence, what the analysis
+/// finds it allows beyond the base, and (with `--max-widening`) whether
+/// it stays within what the evidence exercised.
+pub(crate) fn suggest(args: &SuggestArgs) -> ExitCode {
+    match suggest_run(args) {
+        Ok(code) => code,
+        Err(message) => error(message),
+    }
+}
+
+fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
+    use crate::policy::suggest::{self, SuggestOptions};
+    let kernel_key = args
+        .kernel_key
+        .as_deref()
+        .map(crate::audit_cli::read_public_key)
+        .transpose()?;
+    let options = kernel_core::AuditOptions {
+        kernel_key: kernel_key.as_ref(),
+        ..kernel_core::AuditOptions::default()
+    };
+    let mut observations = Vec::new();
+    let mut workspaces = std::collections::BTreeSet::new();
+    let mut records = 0;
+    for file in &args.evidence {
+        let bytes = std::fs::read(file).map_err(|e| format!("`{}`: {e}", file.display()))?;
+        let evidence = suggest::read_evidence(&bytes, &options).map_err(|e| {
+            format!(
+                "`{}` is not sound evidence ({e}); nothing is suggested from evidence that does not verify",
+                file.display()
+            )
+        })?;
+        records += evidence.report.records;
+        workspaces.extend(evidence.workspaces);
+        observations.extend(evidence.observations);
+    }
+    let workspace = match (&args.workspace, workspaces.len()) {
+        (Some(dir), _) => absolute(dir)?,
+        (None, 1) => workspaces.into_iter().next().unwrap_or_default(),
+        (None, 0) => return Err("the evidence holds no session: nothing to suggest from".into()),
+        (None, _) => {
+            return Err(format!(
+                "the evidence's sessions ran in different workspaces ({}): choose one with `--workspace`",
+                workspaces
+                    .iter()
+                    .map(|w| format!("`{w}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    };
+    let base = if args.base.is_empty() {
+        Vec::new()
+    } else {
+        policy::read_sources(&args.base).map_err(|e| format!("base policy: {e}"))?
+    };
+    let beside = |file: &Path, suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let protected: Vec<PathBuf> = args
+        .base
+        .iter()
+        .chain(&args.out)
+        .chain(&args.tests_out)
+        .chain(&args.review)
+        .chain(&args.protect)
+        .cloned()
+        .chain(args.evidence.iter().flat_map(|e| {
+            [
+                e.clone(),
+                beside(e, ".index"),
+                beside(e, ".control"),
+                beside(e, ".cosignatures"),
+            ]
+        }))
+        .collect();
+    let assets = floor_assets(&protected)?;
+    let suggestion = suggest::suggest(
+        &observations,
+        &SuggestOptions {
+            workspace: workspace.clone(),
+            assets: assets.clone(),
+            base: base.clone(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let names = |paths: &[PathBuf]| {
+        paths
+            .iter()
+            .map(|p| format!("`{}`", p.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let header = vec![
+        format!(
+            "Suggested by `kernel-enforcer policy suggest` from the verified evidence {} ({records} records),",
+            names(&args.evidence)
+        ),
+        format!("for the workspace `{workspace}`."),
+        format!(
+            "{} recorded actions that proceeded ({} of them under shadow mode) are covered by {} permits.",
+            suggestion.covered,
+            suggestion.covered_shadowed,
+            suggestion.permits.len()
+        ),
+        if args.base.is_empty() {
+            "No base policy: only the kernel floor is on top of these permits.".to_owned()
+        } else {
+            format!(
+                "The forbids of the base {} are kept on top.",
+                names(&args.base)
+            )
+        },
+        "Review it, and what `policy suggest` printed of it, before enforcing it (docs/POLICY.md)."
+            .to_owned(),
+    ];
+    let (text, analysed, label) = match &args.review {
+        Some(file) => {
+            let text = policy::read_sources(std::slice::from_ref(file))
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .next()
+                .map(|(_, t)| t)
+                .unwrap_or_default();
+            (text.clone(), text, file.display().to_string())
+        }
+        None => (
+            suggestion.render(&header, false),
+            suggestion.render(&header, true),
+            args.out
+                .as_ref()
+                .map_or_else(|| "the suggestion".to_owned(), |p| p.display().to_string()),
+        ),
+    };
+    // The report goes where the policy does not.
+    let mut report = String::new();
+    let mut say = |line: String| {
+        report.push_str(&line);
+        report.push('\n');
+    };
+    say(format!(
+        "evidence: {} verified ({records} records, {} decisions), workspace `{workspace}`",
+        names(&args.evidence),
+        observations.len()
+    ));
+    say(format!(
+        "covered: {} recorded actions that proceeded ({} under shadow mode), by {} permits",
+        suggestion.covered,
+        suggestion.covered_shadowed,
+        suggestion.permits.len()
+    ));
+    for permit in &suggestion.permits {
+        say(format!(
+            "  {:<28} {} ({} records)",
+            permit.id, permit.summary, permit.records
+        ));
+    }
+    for (list, what) in [
+        (&suggestion.floor, "reach the kernel's own files: no permit"),
+        (
+            &suggestion.forbidden,
+            "are forbidden by the base: no permit",
+        ),
+        (
+            &suggestion.denied_now_allowed,
+            "were denied, and the suggestion does not deny them: review",
+        ),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let total: usize = list.iter().map(|d| d.count).sum();
+        say(format!("dropped: {total} recorded actions {what}"));
+        for dropped in list.iter().take(20) {
+            say(format!(
+                "  {} (x{}): {}",
+                dropped.action, dropped.count, dropped.why
+            ));
+        }
+        if list.len() > 20 {
+            say(format!("  ... and {} more", list.len() - 20));
+        }
+    }
+    let code = analyse(
+        args,
+        &suggestion,
+        &base,
+        &text,
+        &analysed,
+        &label,
+        &workspace,
+        &assets,
+        &mut say,
+    );
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|e| format!("`{}`: {e}", path.display()))?
+        }
+        None if args.review.is_none() => print!("{text}"),
+        None => {}
+    }
+    if let (Some(tests), Some(out)) = (&args.tests_out, &args.out) {
+        let policy_name = match (tests.parent(), out.parent()) {
+            (Some(a), Some(b)) if absolute(a)? == absolute(b)? => out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            _ => absolute(out)?,
+        };
+        let protect: Vec<String> = args
+            .evidence
+            .iter()
+            .chain(&args.base)
+            .chain(&args.protect)
+            .map(|p| absolute(p))
+            .collect::<Result<_, _>>()?;
+        let tests_header = [
+            format!(
+                "Made by `kernel-enforcer policy suggest` from {}: every distinct recorded action,",
+                names(&args.evidence)
+            ),
+            "with the answer the suggested policy must give it. Run `kernel-enforcer policy test` on it."
+                .to_owned(),
+        ];
+        let text = suggest::tests_file(
+            &suggestion.tests,
+            &policy_name,
+            &workspace,
+            &protect,
+            &tests_header,
+        );
+        std::fs::write(tests, text).map_err(|e| format!("`{}`: {e}", tests.display()))?;
+        say(format!(
+            "tests: {} cases written to `{}`",
+            suggestion.tests.len(),
+            tests.display()
+        ));
+    }
+    if args.out.is_some() || args.review.is_some() {
+        print!("{report}");
+    } else {
+        eprint!("{report}");
+    }
+    Ok(code)
+}
+
+/// The symbolic analysis of `policy suggest`: what the policy allows
+/// beyond the base, and whether it stays within the request classes the
+/// evidence exercised. Returns the exit status.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one command's state, used once"
+)]
+fn analyse(
+    args: &SuggestArgs,
+    suggestion: &crate::policy::suggest::Suggestion,
+    base: &[(String, String)],
+    text: &str,
+    analysed: &str,
+    label: &str,
+    workspace: &str,
+    assets: &[String],
+    say: &mut dyn FnMut(String),
+) -> ExitCode {
+    if args.no_analysis {
+        say("analysis: skipped (--no-analysis)".into());
+        return ExitCode::from(PASS);
+    }
+    #[cfg(feature = "symbolic")]
+    {
+        use crate::policy::diff::{self, DiffOptions, Verdict};
+        let options = DiffOptions {
+            workspace: workspace.to_owned(),
+            assets: assets.to_vec(),
+        };
+        let old: Vec<(String, String)> = if base.is_empty() {
+            vec![("(no base: the floor only)".to_owned(), String::new())]
+        } else {
+            base.to_vec()
+        };
+        let new = [(label.to_owned(), text.to_owned())];
+        say(String::new());
+        say(format!(
+            "what {label} allows beyond {}, as the analyser finds it (`policy diff`):",
+            if base.is_empty() {
+                "the floor alone".to_owned()
+            } else {
+                args.base
+                    .iter()
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+        match diff::diff(&old, &new, &options) {
+            Ok(report) => {
+                for line in report.render().lines() {
+                    say(format!("  {line}"));
+                }
+                if report.verdict() == Verdict::Undecided {
+                    say("  (some of it could not be decided: see OPEN above)".into());
+                }
+            }
+            Err(e) => {
+                say(format!("  not analysed: {e}"));
+                if args.max_widening {
+                    return ExitCode::from(ERROR);
+                }
+                return ExitCode::from(PASS);
+            }
+        }
+        if !args.max_widening {
+            return ExitCode::from(PASS);
+        }
+        say(String::new());
+        say(format!(
+            "widening: does {label} allow a request of a class no record exercised ({} classes exercised; docs/POLICY.md defines them)?",
+            suggestion.classes
+        ));
+        match crate::policy::suggest::widening(
+            analysed,
+            &suggestion.envelope,
+            &suggestion.base_forbids,
+            &options,
+        ) {
+            Ok(widening) => {
+                for (ids, finding) in &widening.wider {
+                    say(format!(
+                        "  WIDER THAN THE EVIDENCE: {} allows {}",
+                        ids.iter()
+                            .map(|i| format!("`{i}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        finding.description
+                    ));
+                    if let Some(fields) = finding.request.toml_fields() {
+                        for (index, field) in fields.iter().enumerate() {
+                            let label = if index == 0 { "as toml:" } else { "" };
+                            say(format!("    {label:<10} {field}"));
+                        }
+                    }
+                }
+                for open in &widening.open {
+                    say(format!("  OPEN: {open}"));
+                }
+                if !widening.wider.is_empty() {
+                    say("result: wider than the evidence".into());
+                    ExitCode::from(FOUND)
+                } else if !widening.open.is_empty() {
+                    say("result: undecided".into());
+                    ExitCode::from(ERROR)
+                } else {
+                    say("result: every permit stays within the request classes the evidence exercised".into());
+                    ExitCode::from(PASS)
+                }
+            }
+            Err(e) => {
+                say(format!("  not analysed: {e}"));
+                ExitCode::from(ERROR)
+            }
+        }
+    }
+    #[cfg(not(feature = "symbolic"))]
+    {
+        let _ = (suggestion, base, text, analysed, label, workspace, assets);
+        say("analysis: not available: this kernel-enforcer was built without the `symbolic` feature".into());
+        ExitCode::from(if args.max_widening { ERROR } else { PASS })
     }
 }

@@ -146,9 +146,44 @@ struct Shared {
     started: Instant,
     stop: AtomicBool,
     end_on_halt: bool,
+    /// Where the record of a halt is left (see [`Shared::record_halt`]).
+    halt_record: Option<HaltRecorder>,
+}
+
+/// Leaves the record that the session ended halted at its control path
+/// (see [`crate::control::read_halt_record`]), so that the operator's
+/// `halt` says "already halted" once the enforcer is gone; once.
+struct HaltRecorder {
+    control: ControlSocket,
+    session: String,
+    written: AtomicBool,
+}
+
+impl HaltRecorder {
+    fn record(&self, cause: &str) {
+        if self.written.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = self.control.record_halt(&self.session, cause) {
+            eprintln!(
+                "kernel-enforcer: cannot record the halt at `{}`: {e}",
+                crate::control::halt_record_path(self.control.path()).display()
+            );
+        }
+    }
 }
 
 impl Shared {
+    /// Records the session's halt, if it is halted. Called as the kill
+    /// switch is acknowledged, while the session lives on for its grace
+    /// period (so that writing it does not delay the agent's end), and
+    /// again at the end for halts of other causes.
+    fn record_halt(&self, halted: Option<String>) {
+        if let (Some(recorder), Some(cause)) = (&self.halt_record, halted) {
+            recorder.record(&cause);
+        }
+    }
+
     /// Queues frames for the client (never blocks, so callers may hold
     /// the session lock); `false` if the client is gone or too far behind.
     fn send(&self, frames: Vec<Outgoing>) -> bool {
@@ -182,6 +217,18 @@ impl Shared {
         let mut session = self.session.lock();
         match request {
             ControlRequest::Halt { reason } => {
+                if let Some(cause) = session.halted() {
+                    // Idempotent: the halt in force stays as it is (a halt
+                    // never ends), and its record is not repeated.
+                    let latch = session.halt_latch();
+                    drop(session);
+                    let drained = latch.wait_for_effects(EFFECT_DRAIN);
+                    return ControlResponse {
+                        ok: drained,
+                        message: format!("already halted ({cause}): every request is denied"),
+                        data: serde_json::json!({"already_halted": true, "cause": cause}),
+                    };
+                }
                 let cause = reason.unwrap_or_else(|| "halted by the operator".into());
                 let frames = session.halt(&cause, &by);
                 self.send(frames);
@@ -190,7 +237,9 @@ impl Shared {
                 // Acknowledged once no effect a governed agent was allowed
                 // before the halt is still being made (outside the session's
                 // lock, which such an effect may need to finish).
-                if !latch.wait_for_effects(EFFECT_DRAIN) {
+                let drained = latch.wait_for_effects(EFFECT_DRAIN);
+                self.record_halt(latch.cause());
+                if !drained {
                     return ControlResponse::error(format!(
                         "halted ({cause}), but an effect allowed before the halt was still \
                          running after {}s",
@@ -208,6 +257,8 @@ impl Shared {
                     "session": session.id().to_string(),
                     "uptime_secs": self.started.elapsed().as_secs(),
                     "halted": session.halted(),
+                    // Shadow mode: actions the policy denies proceed.
+                    "shadow": session.shadow(),
                     // Read back from the OS, not assumed: what the
                     // hardening at start-up actually achieved.
                     "dumpable": rustix::process::dumpable_behavior()
@@ -349,7 +400,10 @@ pub fn serve_channels(
         let _ = session.halt("the client stopped reading its replies", "the enforcer");
     }
     session.finish();
-    Ok(session.halted())
+    let halted = session.halted();
+    drop(session);
+    shared.record_halt(halted.clone());
+    Ok(halted)
 }
 
 /// How long a reply may wait for the client to take it before the client
@@ -433,6 +487,9 @@ pub fn serve_without_client(
     if let Some(mut session) = shared.session.try_lock_for(FINISH_PATIENCE) {
         session.finish();
     }
+    // Already written when the kill switch was acknowledged; this is for
+    // halts of other causes (a fault).
+    shared.record_halt(latch.cause());
     Ok(latch.cause())
 }
 
@@ -482,6 +539,16 @@ fn start_control_plane(
         ),
         None => None,
     };
+    let halt_record = match &options.control {
+        Some(socket) => Some(HaltRecorder {
+            control: socket
+                .try_clone()
+                .map_err(|e| ServeError::Control(format!("`{}`: {e}", socket.path().display())))?,
+            session: session.lock().id().to_string(),
+            written: AtomicBool::new(false),
+        }),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         session,
         replies,
@@ -489,6 +556,7 @@ fn start_control_plane(
         started: Instant::now(),
         stop: AtomicBool::new(false),
         end_on_halt: options.end_on_halt,
+        halt_record,
     });
     if let Some(listener) = listener {
         let shared = Arc::clone(&shared);
@@ -516,6 +584,9 @@ fn watch_signals(shared: &Arc<Shared>) {
                 let mut session = shared.session.lock();
                 let frames = session.halt("halted by signal SIGUSR1", "signal SIGUSR1");
                 shared.send(frames);
+                let halted = session.halted();
+                drop(session);
+                shared.record_halt(halted);
             } else {
                 shared.stop.store(true, Ordering::SeqCst);
             }

@@ -50,6 +50,13 @@ pub struct SessionConfig {
     pub checkpoint_records: u64,
     /// Sign a checkpoint when a record has waited this long for one.
     pub checkpoint_interval: Duration,
+    /// Shadow mode (the operator's `--shadow`): an action the policy denies
+    /// or asks about proceeds anyway, recorded as such
+    /// ([`Decision::ShadowDeny`], [`Decision::ShadowAsk`]). A denial that
+    /// involves the kernel floor, a halt, a passed deadline or a request
+    /// that could not be evaluated stays a denial. Announced in the
+    /// handshake, and recorded durably at the session's start.
+    pub shadow: bool,
 }
 
 impl Default for SessionConfig {
@@ -59,6 +66,7 @@ impl Default for SessionConfig {
             permit_ttl: DEFAULT_PERMIT_TTL,
             checkpoint_records: DEFAULT_CHECKPOINT_RECORDS,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            shadow: false,
         }
     }
 }
@@ -112,6 +120,9 @@ pub struct Counts {
     pub denied: u64,
     /// Ask decisions.
     pub asked: u64,
+    /// Actions the policy denied or asked about that proceeded under
+    /// shadow mode.
+    pub shadowed: u64,
     /// Frames refused without a decision.
     pub refused: u64,
 }
@@ -253,14 +264,14 @@ impl UnreleasedAllow {
     }
 }
 
-/// The sequence number of `frame` if it is an allow receipt (plain or
-/// brokered).
+/// The sequence number of `frame` if it is a receipt that lets its action
+/// proceed (an allow, or a decision of shadow mode; plain or brokered).
 fn allowed_seq(frame: &EnforcerFrame) -> Option<u64> {
     match frame {
         EnforcerFrame::Receipt { seq, receipt } | EnforcerFrame::Brokered { seq, receipt, .. } => {
             kernel_core::decode_receipt_body_unverified(&receipt.body)
                 .ok()
-                .filter(|body| body.decision == Decision::Allow)
+                .filter(|body| body.decision.proceeds())
                 .map(|_| *seq)
         }
         _ => None,
@@ -338,6 +349,17 @@ impl Session {
             evidence.append(&Record::Event(SignedEvent::sign(&granted, &key)))?;
             evidence.sync_now()?;
         }
+        if config.shadow {
+            // Durable before any decision, so that no action proceeds
+            // under shadow mode before the evidence says the session runs
+            // in it.
+            let shadow = Event::Shadow {
+                session: id,
+                at_ms: now_ms(),
+            };
+            evidence.append(&Record::Event(SignedEvent::sign(&shadow, &key)))?;
+            evidence.sync_now()?;
+        }
         Ok(Self {
             id,
             key,
@@ -400,6 +422,11 @@ impl Session {
     /// Decisions and refusals so far.
     pub fn counts(&self) -> &Counts {
         &self.counts
+    }
+
+    /// Whether the session runs in shadow mode.
+    pub fn shadow(&self) -> bool {
+        self.config.shadow
     }
 
     /// Moves the session to the sticky halted state and records why, if the
@@ -745,6 +772,7 @@ impl Session {
                 .as_ref()
                 .and_then(|broker| broker.handoff.path())
                 .map(|path| path.to_string_lossy().into_owned()),
+            shadow: self.config.shadow,
         };
         let signature = handshake.sign(&self.key, challenge);
         EnforcerFrame::Hello {
@@ -816,7 +844,9 @@ impl Session {
                     return (denial, None);
                 }
             }
-            Decision::Allow => return (reply, Some(encoded)),
+            Decision::Allow | Decision::ShadowDeny | Decision::ShadowAsk => {
+                return (reply, Some(encoded));
+            }
             Decision::Deny => {}
         }
         (reply, None)
@@ -880,8 +910,53 @@ impl Session {
         let granted = verdict.decision == Decision::Allow
             && approval_given
             && matches!(&evaluation, Evaluation::Completed { permits, .. } if permits.iter().any(|p| p.ask));
+        let verdict = if self.config.shadow {
+            self.shadowed(verdict, &evaluation, &request.action, kernel, deadline)
+        } else {
+            verdict
+        };
         let reply = self.stage_decision(encoded, &verdict);
         (reply, verdict, granted)
+    }
+
+    /// Shadow mode: `verdict` as it takes effect. A `Deny` or `Ask` of the
+    /// policy becomes its decision of shadow mode (the action proceeds,
+    /// with the policy's reasons), except when the kernel is halted, the
+    /// deadline passed, the request could not be evaluated, or the kernel
+    /// floor is involved: the request reaches one of the kernel's assets,
+    /// or a floor policy matched or failed. Those stay what they are.
+    fn shadowed(
+        &self,
+        verdict: Verdict,
+        evaluation: &Evaluation,
+        action: &CanonicalAction,
+        kernel: KernelState,
+        deadline: Deadline,
+    ) -> Verdict {
+        if !matches!(verdict.decision, Decision::Deny | Decision::Ask)
+            || kernel != KernelState::Serving
+            || deadline != Deadline::Open
+        {
+            return verdict;
+        }
+        let floor = |id: &str| id.starts_with(crate::policy::FLOOR_ID_PREFIX);
+        let floor_involved = match evaluation {
+            Evaluation::Failed { .. } => true,
+            Evaluation::Completed {
+                forbids, errors, ..
+            } => forbids.iter().any(|f| floor(&f.id)) || errors.iter().any(|(id, _)| floor(id)),
+        } || verdict.policies.iter().any(|id| floor(id))
+            || self
+                .policy
+                .view(action)
+                .map_or(true, |view| view.kernel_asset());
+        if floor_involved {
+            return verdict;
+        }
+        Verdict {
+            decision: verdict.decision.shadowed(),
+            ..verdict
+        }
     }
 
     /// Signs a receipt for `verdict` and stages its decision record.
@@ -905,6 +980,7 @@ impl Session {
             Decision::Allow => self.counts.allowed += 1,
             Decision::Deny => self.counts.denied += 1,
             Decision::Ask => self.counts.asked += 1,
+            Decision::ShadowDeny | Decision::ShadowAsk => self.counts.shadowed += 1,
         }
         let receipt = sign_receipt(&self.key, &body);
         // Staged here, durable before the replies leave
@@ -921,9 +997,10 @@ impl Session {
 
     /// Decides an action the agent attempted directly at the system-call
     /// boundary (see [`crate::notify`]), records the decision, and makes
-    /// it durable before returning: `true` only for an `Allow` whose record
-    /// is on disk. An `Ask` is recorded and answered as a denial (a system
-    /// call cannot wait for an operator). These requests take sequence
+    /// it durable before returning: `true` only for an `Allow` (or, in
+    /// shadow mode, a decision of shadow mode) whose record is on disk. An
+    /// `Ask` is recorded and answered as a denial (a system call cannot
+    /// wait for an operator). These requests take sequence
     /// numbers from [`SYSCALL_SEQ_BASE`] up, apart from the client's.
     pub fn decide_system_call(&mut self, action: CanonicalAction) -> bool {
         if self.closed() {
@@ -950,7 +1027,7 @@ impl Session {
             let _ = self.halt("internal fault: a panic while deciding", "enforcer");
             return false;
         };
-        self.commit_staged() && decision == Decision::Allow
+        self.commit_staged() && decision.proceeds()
     }
 
     /// Decides a waiting request again, now with the operator's answer (or

@@ -61,6 +61,7 @@ impl Home {
             .env_remove("XDG_STATE_HOME")
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("CODEX_HOME")
+            .env_remove("CLAUDE_CONFIG_DIR")
             .env_remove("AGENT_KERNEL_CONTROL")
             .env_remove("AGENT_KERNEL_ENDPOINT");
         command
@@ -662,4 +663,291 @@ fn operator_commands_refuse_to_guess_between_enforcers() {
     for control in &controls {
         assert!(error.contains(&control.display().to_string()), "{error}");
     }
+}
+
+/// A tool call as the agent makes it: the hook decides, and only when it
+/// lets the call through does the tool run (`Bash` in the project through
+/// the shell, `Write` of the file). Returns the hook's output.
+fn agent_call(
+    home: &Home,
+    hook: &str,
+    project: &Path,
+    tool: &str,
+    input: serde_json::Value,
+) -> Output {
+    let payload = serde_json::json!({
+        "session_id": "s", "hook_event_name": "PreToolUse", "cwd": project,
+        "tool_name": tool, "tool_input": input, "tool_use_id": "toolu_1",
+    });
+    let verdict = run_hook(home, hook, &payload);
+    if verdict.status.code() == Some(0) {
+        match tool {
+            "Bash" => {
+                let status = Command::new("sh")
+                    .args(["-c", input["command"].as_str().unwrap()])
+                    .current_dir(project)
+                    .env("HOME", &home.home)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "{input}");
+            }
+            "Write" => {
+                let path = Path::new(input["file_path"].as_str().unwrap());
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, input["content"].as_str().unwrap()).unwrap();
+            }
+            _ => panic!("no such tool here: {tool}"),
+        }
+    }
+    verdict
+}
+
+/// Blocked by the floor, not by the profile or a failure.
+fn assert_floor(output: &Output, what: &str) {
+    assert_eq!(output.status.code(), Some(2), "{what}: allowed");
+    assert!(
+        text(&output.stderr).contains("the kernel's own assets"),
+        "{what}: {}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn codex_hooks_cannot_be_switched_off_by_a_project_configuration() {
+    let home = Home::new();
+    let project = home.project("proj");
+    ok(&home.init("codex", &project, &["--no-service"]));
+    let hook = hook_command(&home.home.join(".codex/hooks.json"));
+    let _running = listen(&home);
+    let bash = |command: &str| {
+        agent_call(
+            &home,
+            &hook,
+            &project,
+            "Bash",
+            serde_json::json!({"command": command}),
+        )
+    };
+    // Ordinary work in the project is still decided and allowed.
+    assert_eq!(bash("mkdir src").status.code(), Some(0));
+    assert!(project.join("src").is_dir());
+    // Codex reads `.codex/config.toml` in the project, and in every
+    // directory from the project's root down to it: `[features] hooks =
+    // false` there switches every hook off for the next session.
+    let parent = project.parent().unwrap();
+    for (command, dir) in [
+        ("mkdir .codex", project.join(".codex")),
+        ("mkdir ../.codex", parent.join(".codex")),
+    ] {
+        assert_floor(&bash(command), command);
+        assert!(!dir.exists(), "{command}");
+    }
+    for command in [
+        "git config -f .codex/config.toml features.hooks false",
+        "git config -f ../.codex/config.toml features.hooks false",
+        "git config -f src/../.codex/config.toml features.hooks false",
+    ] {
+        assert_floor(&bash(command), command);
+    }
+    assert!(!project.join(".codex").exists());
+    assert!(!parent.join(".codex").exists());
+}
+
+#[test]
+fn claude_code_mcp_servers_cannot_be_added_outside_the_hook() {
+    let home = Home::new();
+    let project = home.project("proj");
+    std::fs::write(project.join("servers.json"), "{}").unwrap();
+    ok(&home.init("claude-code", &project, &["--no-service"]));
+    let hook = hook_command(&project.join(".claude/settings.local.json"));
+    let _running = listen(&home);
+    // Claude Code starts the commands of the MCP servers named in
+    // `.mcp.json` (in the project and every directory above it) and in its
+    // own `~/.claude.json` by itself, outside the hook: such a command could
+    // rewrite the hook's settings before the next session.
+    let servers =
+        serde_json::json!({"mcpServers": {"x": {"command": "sh", "args": ["-c", "true"]}}});
+    let mcp = project.join(".mcp.json");
+    let write = agent_call(
+        &home,
+        &hook,
+        &project,
+        "Write",
+        serde_json::json!({"file_path": mcp, "content": servers.to_string()}),
+    );
+    assert_floor(&write, "Write .mcp.json");
+    assert!(!mcp.exists());
+    let parent = project.parent().unwrap();
+    let claude_json = home.home.join(".claude.json");
+    for (command, file) in [
+        ("cp servers.json .mcp.json".to_owned(), mcp.clone()),
+        (
+            "cp servers.json ../.mcp.json".to_owned(),
+            parent.join(".mcp.json"),
+        ),
+        (
+            format!("cp servers.json {}", claude_json.display()),
+            claude_json.clone(),
+        ),
+    ] {
+        let output = agent_call(
+            &home,
+            &hook,
+            &project,
+            "Bash",
+            serde_json::json!({"command": command}),
+        );
+        assert_floor(&output, &command);
+        assert!(!file.exists(), "{command}");
+    }
+    // Other files of the project are written as before.
+    let notes = project.join("notes.md");
+    let write = agent_call(
+        &home,
+        &hook,
+        &project,
+        "Write",
+        serde_json::json!({"file_path": notes, "content": "notes\n"}),
+    );
+    assert_eq!(write.status.code(), Some(0), "{}", text(&write.stderr));
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "notes\n");
+}
+
+#[test]
+fn the_user_hook_goes_where_claude_code_reads_its_user_settings() {
+    let home = Home::new();
+    let project = home.project("proj");
+    // With `CLAUDE_CONFIG_DIR` set, Claude Code reads its user settings
+    // there and never `~/.claude/settings.json`: a hook put there would
+    // not run, and a `disableAllHooks` in the settings it does read would
+    // not be protected.
+    let claude = home.dir.path().join("claude-config");
+    let out = home
+        .command(&[
+            "init",
+            "claude-code",
+            "--user",
+            "--no-service",
+            "--project",
+            project.to_str().unwrap(),
+        ])
+        .env("CLAUDE_CONFIG_DIR", &claude)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    ok(&out);
+    let settings = claude.join("settings.json");
+    let hook = hook_command(&settings);
+    assert!(!home.home.join(".claude").exists());
+    let config = std::fs::read_to_string(only_file(&home.config(), ".toml")).unwrap();
+    for protected in [&settings, &claude.join(".claude.json")] {
+        assert!(
+            config.contains(&format!("\"{}\"", protected.display())),
+            "{config}"
+        );
+    }
+    let _running = listen(&home);
+    let write = agent_call(
+        &home,
+        &hook,
+        &project,
+        "Bash",
+        serde_json::json!({"command": format!("cp /dev/null {}", settings.display())}),
+    );
+    assert_floor(&write, "cp over the user settings");
+    assert!(hook_command(&settings).contains(" hook claude-code "));
+
+    let relative = home
+        .command(&[
+            "init",
+            "claude-code",
+            "--no-service",
+            "--project",
+            project.to_str().unwrap(),
+        ])
+        .env("CLAUDE_CONFIG_DIR", "claude-config")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!relative.status.success());
+    assert!(
+        text(&relative.stderr).contains("CLAUDE_CONFIG_DIR is `claude-config`"),
+        "{}",
+        text(&relative.stderr)
+    );
+}
+
+#[test]
+fn an_agent_cannot_rewrite_another_enforcers_configuration_or_state() {
+    let home = Home::new();
+    let first = home.project("first");
+    let second = home.project("second");
+    ok(&home.init("claude-code", &first, &["--no-service"]));
+    ok(&home.init("claude-code", &second, &["--no-service"]));
+    ok(&home.init("codex", &second, &["--no-service"]));
+    let configs: Vec<PathBuf> = std::fs::read_dir(home.config())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    let theirs = configs
+        .iter()
+        .find(|path| path.to_string_lossy().contains("claude-code-second-"))
+        .unwrap()
+        .clone();
+    let codex_profile = home.config().join("codex.cedar");
+    let states: Vec<PathBuf> = std::fs::read_dir(home.state())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.to_string_lossy().contains("claude-code-first-"))
+        .collect();
+    let before = snapshot(&home.config());
+    let states_before: Vec<_> = states.iter().map(|state| snapshot(state)).collect();
+    // Only the first project's enforcer runs; its agent works in `first`.
+    let mine = configs
+        .iter()
+        .find(|path| path.to_string_lossy().contains("claude-code-first-"))
+        .unwrap();
+    let child = home
+        .command(&["listen", "--config", mine.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _running = Listener(child);
+    let hook = hook_command(&first.join(".claude/settings.local.json"));
+    let socket = hook.rsplit(' ').next().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "listen did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(
+        first.join("allow.cedar"),
+        "permit (principal, action, resource);\n",
+    )
+    .unwrap();
+    let mut commands = vec![
+        format!("cp allow.cedar {}", theirs.display()),
+        format!("cp allow.cedar {}", codex_profile.display()),
+    ];
+    for state in &states {
+        commands.push(format!("rm -f {}", state.join("kernel.key").display()));
+    }
+    for command in &commands {
+        let output = agent_call(
+            &home,
+            &hook,
+            &first,
+            "Bash",
+            serde_json::json!({"command": command}),
+        );
+        assert_floor(&output, command);
+    }
+    assert_eq!(snapshot(&home.config()), before);
+    let states_now: Vec<_> = states.iter().map(|state| snapshot(state)).collect();
+    assert_eq!(states_now, states_before);
 }

@@ -366,6 +366,7 @@ fn fake_enforcer(
             confinement: kernel_core::Confinement::Unconfined,
             permit_ttl_ms: 30_000,
             handoff: None,
+            shadow: false,
         };
         while let Ok(bytes) = requests.recv() {
             let reply = match decode_client_frame(&bytes).unwrap() {

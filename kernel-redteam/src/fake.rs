@@ -133,6 +133,7 @@ fn answer_endpoint(mut stream: UnixStream) {
         confinement: kernel_core::Confinement::Unconfined,
         permit_ttl_ms: 60_000,
         handoff: None,
+        shadow: false,
     };
     let signature = handshake.sign(&key, &challenge);
     write_frame(
@@ -306,6 +307,7 @@ pub(crate) fn enforcer(
         confinement: kernel_core::Confinement::Unconfined,
         permit_ttl_ms: 60_000,
         handoff: None,
+        shadow: false,
     };
     let signature = handshake.sign(key, &challenge);
     let _ = replies.send(encode_enforcer_frame(&EnforcerFrame::Hello {

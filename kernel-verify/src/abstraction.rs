@@ -183,6 +183,8 @@ pub struct ReceiptPoint {
     pub pinned: bool,
     /// The receipt names the pinned policy digest (when one is pinned).
     pub right_policy: bool,
+    /// The session announced shadow mode in its handshake.
+    pub shadow: bool,
     /// The decision in the receipt.
     pub decision: Decision,
     /// The receipt's issue time, ms.
@@ -208,19 +210,29 @@ pub const TIME_SAMPLES: [u64; 9] = [
     u64::MAX,
 ];
 
+/// Every decision a receipt can carry.
+pub const DECISIONS: [Decision; 5] = [
+    Decision::Allow,
+    Decision::Deny,
+    Decision::Ask,
+    Decision::ShadowDeny,
+    Decision::ShadowAsk,
+];
+
 impl ReceiptPoint {
-    /// Every combination of the six facts and three decisions, at
+    /// Every combination of the seven facts and five decisions, at
     /// consistent, fresh times.
     pub fn all_facts() -> impl Iterator<Item = Self> {
-        (0..1u8 << 6).flat_map(|bits| {
+        (0..1u8 << 7).flat_map(|bits| {
             let bit = |i: u8| bits & (1 << i) != 0;
-            [Decision::Allow, Decision::Deny, Decision::Ask].map(|decision| Self {
+            DECISIONS.map(|decision| Self {
                 authentic: bit(0),
                 right_session: bit(1),
                 right_seq: bit(2),
                 right_digest: bit(3),
                 pinned: bit(4),
                 right_policy: bit(5),
+                shadow: bit(6),
                 decision,
                 issued_at_ms: 1_000_000,
                 expires_at_ms: 1_030_000,
@@ -230,7 +242,9 @@ impl ReceiptPoint {
     }
 
     /// Every triple of [`TIME_SAMPLES`] as issue time, expiry and clock,
-    /// for an otherwise valid receipt carrying `decision`.
+    /// for an otherwise valid receipt carrying `decision`, in a session
+    /// that announced shadow mode (so that every decision that can yield
+    /// a permit does).
     pub fn all_times(decision: Decision) -> impl Iterator<Item = Self> {
         TIME_SAMPLES.into_iter().flat_map(move |issued| {
             TIME_SAMPLES.into_iter().flat_map(move |expires| {
@@ -241,6 +255,7 @@ impl ReceiptPoint {
                     right_digest: true,
                     pinned: true,
                     right_policy: true,
+                    shadow: true,
                     decision,
                     issued_at_ms: issued,
                     expires_at_ms: expires,
@@ -299,6 +314,7 @@ impl ReceiptPoint {
                 request: &request,
                 policy_digest: self.pinned.then_some(&policy),
                 now_ms: self.now_ms,
+                shadow: self.shadow,
             },
         );
         matches!(verified, Ok(Verified::Permit(_)))

@@ -33,4 +33,4 @@ pub mod protocol;
 #[cfg(feature = "smt")]
 pub mod smt;
 
-pub use abstraction::{DECISION_FACTS, DecisionPoint, ReceiptPoint, TIME_SAMPLES};
+pub use abstraction::{DECISION_FACTS, DECISIONS, DecisionPoint, ReceiptPoint, TIME_SAMPLES};

@@ -47,11 +47,14 @@ pub enum Mutation {
     IgnoreExpiry,
     /// Verification adds the skew tolerance without saturating (wraps).
     WrappingSkew,
+    /// Verification accepts a decision of shadow mode from a session that
+    /// did not announce shadow mode.
+    AcceptUnannouncedShadow,
 }
 
 impl Mutation {
     /// Every mutation.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::IgnoreHalt,
         Self::IgnoreDeadline,
         Self::AllowFailedEvaluation,
@@ -64,6 +67,7 @@ impl Mutation {
         Self::IgnoreSession,
         Self::IgnoreExpiry,
         Self::WrappingSkew,
+        Self::AcceptUnannouncedShadow,
     ];
 }
 
@@ -85,6 +89,8 @@ pub struct Encoding {
     allow: Dynamic,
     deny: Dynamic,
     ask: Dynamic,
+    shadow_deny: Dynamic,
+    shadow_ask: Dynamic,
     halted: Bool,
     deadline_passed: Bool,
     evaluation_failed: Bool,
@@ -100,6 +106,7 @@ pub struct Encoding {
     right_digest: Bool,
     pinned: Bool,
     right_policy: Bool,
+    shadow: Bool,
     receipt_decision: Dynamic,
     issued: BV,
     expires: BV,
@@ -121,6 +128,8 @@ impl Encoding {
                 Symbol::from("allow"),
                 Symbol::from("deny"),
                 Symbol::from("ask"),
+                Symbol::from("shadow_deny"),
+                Symbol::from("shadow_ask"),
             ],
         );
         let constant = |i: usize| {
@@ -133,6 +142,8 @@ impl Encoding {
             allow: constant(0),
             deny: constant(1),
             ask: constant(2),
+            shadow_deny: constant(3),
+            shadow_ask: constant(4),
             halted: Bool::new_const("halted"),
             deadline_passed: Bool::new_const("deadline_passed"),
             evaluation_failed: Bool::new_const("evaluation_failed"),
@@ -148,6 +159,7 @@ impl Encoding {
             right_digest: Bool::new_const("right_digest"),
             pinned: Bool::new_const("pinned"),
             right_policy: Bool::new_const("right_policy"),
+            shadow: Bool::new_const("shadow"),
             receipt_decision: Dynamic::new_const("receipt_decision", &sort),
             issued: BV::new_const("issued_at_ms", TIME_BITS),
             expires: BV::new_const("expires_at_ms", TIME_BITS),
@@ -195,8 +207,17 @@ impl Encoding {
         guard(Mutation::IgnoreHalt, &self.halted).ite(&self.deny, &after_deadline)
     }
 
+    /// Whether the receipt carries a decision of shadow mode.
+    fn shadow_decision(&self) -> Bool {
+        Bool::or(&[
+            self.receipt_decision.eq(&self.shadow_deny),
+            self.receipt_decision.eq(&self.shadow_ask),
+        ])
+    }
+
     /// The term for "`verify_receipt` yields a permit": every check of the
-    /// code, in its order, and an `Allow` decision.
+    /// code, in its order, and an `Allow` decision, or a decision of shadow
+    /// mode in a session that announced it.
     pub fn permit(&self, mutation: Option<Mutation>) -> Bool {
         let on = |m: Mutation| mutation == Some(m);
         let yes = Bool::from_bool(true);
@@ -233,14 +254,28 @@ impl Encoding {
             self.pinned.implies(&self.right_policy),
             times_consistent,
             fresh,
-            self.receipt_decision.eq(&self.allow),
+            Bool::or(&[
+                self.receipt_decision.eq(&self.allow),
+                Bool::and(&[
+                    if on(Mutation::AcceptUnannouncedShadow) {
+                        yes.clone()
+                    } else {
+                        self.shadow.clone()
+                    },
+                    self.shadow_decision(),
+                ]),
+            ]),
         ])
     }
 
     /// What the enforcer is assumed to sign (checked by reading the code:
-    /// `stage_decision` signs either `decide`'s verdict or a denial): an
-    /// authentic receipt for this request carries the combinator's
-    /// decision on the inputs the enforcer saw, or `Deny`.
+    /// `stage_decision` signs either `decide`'s verdict or a denial, and
+    /// in shadow mode `Session::shadowed` turns a `Deny` or `Ask` into its
+    /// decision of shadow mode unless halted, past the deadline or not
+    /// evaluated): an authentic receipt for this request carries the
+    /// combinator's decision on the inputs the enforcer saw, or `Deny`,
+    /// or, in a session of shadow mode, the decision of shadow mode
+    /// standing in for the combinator's `Deny` or `Ask`.
     pub fn enforcer_signs(&self, mutation: Option<Mutation>) -> Bool {
         let for_this_request = Bool::and(&[
             &self.authentic,
@@ -248,9 +283,21 @@ impl Encoding {
             &self.right_seq,
             &self.right_digest,
         ]);
+        let decided = self.decide(mutation);
+        let shadowed = decided.eq(&self.deny).ite(
+            &self.shadow_deny,
+            &decided.eq(&self.ask).ite(&self.shadow_ask, &decided),
+        );
+        let may_shadow = Bool::and(&[
+            self.shadow.clone(),
+            self.halted.not(),
+            self.deadline_passed.not(),
+            self.evaluation_failed.not(),
+        ]);
         for_this_request.implies(Bool::or(&[
-            self.receipt_decision.eq(self.decide(mutation)),
+            self.receipt_decision.eq(&decided),
             self.receipt_decision.eq(&self.deny),
+            Bool::and(&[may_shadow, self.receipt_decision.eq(&shadowed)]),
         ]))
     }
 
@@ -306,15 +353,48 @@ impl Encoding {
         self.refute(&[allows.iff(self.specified_allow()).not()])
     }
 
-    /// Claim 3, end to end: if the client obtains a permit, the enforcer
-    /// saw no error, no halt, no passed deadline, no forbid, no exceeded
-    /// limit, a matching permit (with a grant if it asks), and every check
-    /// of the receipt passed.
+    /// Claim 3, end to end: if the client obtains a permit whose receipt
+    /// says `Allow` (in any session) or any permit from a session that did
+    /// not announce shadow mode, the enforcer saw no error, no halt, no
+    /// passed deadline, no forbid, no exceeded limit, a matching permit
+    /// (with a grant if it asks), and every check of the receipt passed.
     pub fn prove_permit_fail_closed(&self, mutation: Option<Mutation>) -> Outcome {
         self.refute(&[
             self.enforcer_signs(mutation),
             self.permit(mutation),
+            Bool::or(&[self.shadow.not(), self.receipt_decision.eq(&self.allow)]),
             Bool::or(&[self.specified_allow().not(), self.failed_verification()]),
+        ])
+    }
+
+    /// Claim 4, shadow mode, the client alone (whatever the enforcer
+    /// signs): a permit whose receipt carries a decision of shadow mode
+    /// exists only in a session that announced shadow mode.
+    pub fn prove_shadow_permit_announced(&self, mutation: Option<Mutation>) -> Outcome {
+        self.refute(&[
+            self.permit(mutation),
+            self.shadow_decision(),
+            self.shadow.not(),
+        ])
+    }
+
+    /// Claim 5, shadow mode: a permit the policy did not grant exists only
+    /// in a session that announced shadow mode, says so in its receipt,
+    /// passed every check, and never follows a halt, a passed deadline or
+    /// a failed evaluation.
+    pub fn prove_shadow_permit_confined(&self, mutation: Option<Mutation>) -> Outcome {
+        self.refute(&[
+            self.enforcer_signs(mutation),
+            self.permit(mutation),
+            self.specified_allow().not(),
+            Bool::or(&[
+                self.shadow.not(),
+                self.shadow_decision().not(),
+                self.failed_verification(),
+                self.halted.clone(),
+                self.deadline_passed.clone(),
+                self.evaluation_failed.clone(),
+            ]),
         ])
     }
 
@@ -362,6 +442,8 @@ impl Encoding {
             Decision::Allow => &self.allow,
             Decision::Deny => &self.deny,
             Decision::Ask => &self.ask,
+            Decision::ShadowDeny => &self.shadow_deny,
+            Decision::ShadowAsk => &self.shadow_ask,
         };
         let flag = Bool::from_bool;
         let bools = [
@@ -371,6 +453,7 @@ impl Encoding {
             (&self.right_digest, flag(point.right_digest)),
             (&self.pinned, flag(point.pinned)),
             (&self.right_policy, flag(point.right_policy)),
+            (&self.shadow, flag(point.shadow)),
         ];
         let bool_pairs: Vec<(&Bool, &Bool)> = bools.iter().map(|(v, c)| (*v, c)).collect();
         let times = [
@@ -454,10 +537,15 @@ impl Encoding {
         let decision = model
             .eval(&self.receipt_decision, true)
             .map(|d| {
-                if d.eq(&self.allow).simplify().as_bool() == Some(true) {
+                let is = |c: &Dynamic| d.eq(c).simplify().as_bool() == Some(true);
+                if is(&self.allow) {
                     Decision::Allow
-                } else if d.eq(&self.ask).simplify().as_bool() == Some(true) {
+                } else if is(&self.ask) {
                     Decision::Ask
+                } else if is(&self.shadow_deny) {
+                    Decision::ShadowDeny
+                } else if is(&self.shadow_ask) {
+                    Decision::ShadowAsk
                 } else {
                     Decision::Deny
                 }
@@ -482,6 +570,7 @@ impl Encoding {
                 right_digest: b(&self.right_digest),
                 pinned: b(&self.pinned),
                 right_policy: b(&self.right_policy),
+                shadow: b(&self.shadow),
                 decision,
                 issued_at_ms: t(&self.issued),
                 expires_at_ms: t(&self.expires),

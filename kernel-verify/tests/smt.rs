@@ -15,7 +15,7 @@
 
 use kernel_core::{Decision, decide};
 use kernel_verify::smt::{Encoding, Mutation, Outcome};
-use kernel_verify::{DecisionPoint, ReceiptPoint};
+use kernel_verify::{DECISIONS, DecisionPoint, ReceiptPoint};
 
 #[test]
 fn the_encoding_of_decide_agrees_with_decide_at_every_point() {
@@ -34,16 +34,15 @@ fn the_encoding_of_verification_agrees_with_verify_receipt() {
     let encoding = Encoding::new();
     let mut cases = 0;
     let mut permits = 0;
-    let decisions = [Decision::Allow, Decision::Deny, Decision::Ask];
     let points =
-        ReceiptPoint::all_facts().chain(decisions.into_iter().flat_map(ReceiptPoint::all_times));
+        ReceiptPoint::all_facts().chain(DECISIONS.into_iter().flat_map(ReceiptPoint::all_times));
     for point in points {
         let real = point.yields_permit();
         assert_eq!(encoding.permit_at(&point, None), Some(real), "{point:?}");
         cases += 1;
         permits += usize::from(real);
     }
-    assert_eq!(cases, 64 * 3 + 3 * 9 * 9 * 9);
+    assert_eq!(cases, 128 * 5 + 5 * 9 * 9 * 9);
     assert!(permits > 1, "both answers occur");
 }
 
@@ -58,6 +57,16 @@ fn no_error_halt_or_passed_deadline_yields_allow() {
 fn no_permit_without_a_clean_decision_and_a_receipt_that_checks_out() {
     let encoding = Encoding::new();
     assert_eq!(encoding.prove_permit_fail_closed(None), Outcome::Proved);
+}
+
+#[test]
+fn a_permit_of_shadow_mode_is_announced_marked_and_never_after_a_fault() {
+    let encoding = Encoding::new();
+    assert_eq!(
+        encoding.prove_shadow_permit_announced(None),
+        Outcome::Proved
+    );
+    assert_eq!(encoding.prove_shadow_permit_confined(None), Outcome::Proved);
 }
 
 #[test]
@@ -78,14 +87,13 @@ fn allow_and_permits_are_reachable() {
 #[test]
 fn the_agreement_tests_catch_every_broken_encoding() {
     let encoding = Encoding::new();
-    let decisions = [Decision::Allow, Decision::Deny, Decision::Ask];
     for mutation in Mutation::ALL {
         let m = Some(mutation);
         let decision_differs = DecisionPoint::all()
             .any(|p| encoding.decide_at(&p, m) != Some(decide(&p.inputs()).decision));
         let permit_differs = || {
             ReceiptPoint::all_facts()
-                .chain(decisions.into_iter().flat_map(ReceiptPoint::all_times))
+                .chain(DECISIONS.into_iter().flat_map(ReceiptPoint::all_times))
                 .any(|r| encoding.permit_at(&r, m) != Some(r.yields_permit()))
         };
         assert!(
@@ -108,6 +116,8 @@ fn the_proofs_catch_every_broken_encoding_that_lets_more_through() {
             encoding.prove_decide_fail_closed(m),
             encoding.prove_decide_characterised(m),
             encoding.prove_permit_fail_closed(m),
+            encoding.prove_shadow_permit_announced(m),
+            encoding.prove_shadow_permit_confined(m),
         ];
         let counterexample = outcomes.iter().find_map(|o| match o {
             Outcome::Counterexample(d, r) => Some((*d, *r)),

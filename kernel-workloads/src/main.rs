@@ -186,6 +186,7 @@ fn suite(options: &Options) -> Result<bool, String> {
         size: options.size,
         keep: options.keep,
         evidence_window_ms: options.evidence_window_ms,
+        enforcer_args: Vec::new(),
     };
     let mut wanted: Vec<&str> = workloads::all_tools();
     wanted.extend(runner::RUNNER_TOOLS);

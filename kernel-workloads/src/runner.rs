@@ -60,6 +60,9 @@ pub struct Config {
     /// Governed runs with `--evidence-window` of this many milliseconds
     /// (records durable within the window) instead of the strict default.
     pub evidence_window_ms: Option<u64>,
+    /// More arguments for `kernel-enforcer run` in governed runs (such as
+    /// `--shadow`).
+    pub enforcer_args: Vec<String>,
 }
 
 /// How a run happens.
@@ -136,6 +139,8 @@ pub struct Evidence {
     pub denied: u64,
     /// Decisions recorded as asked (sent to an operator).
     pub asked: u64,
+    /// Actions the policy did not allow that proceeded under shadow mode.
+    pub shadowed: u64,
     /// The denied actions (from `audit inspect`), each with how often.
     pub denials: Vec<(String, usize)>,
 }
@@ -143,7 +148,7 @@ pub struct Evidence {
 impl Evidence {
     /// Every decision recorded.
     pub fn decisions(&self) -> u64 {
-        self.allowed + self.denied + self.asked
+        self.allowed + self.denied + self.asked + self.shadowed
     }
 }
 
@@ -377,6 +382,7 @@ pub fn run(
             if let Some(window) = config.evidence_window_ms {
                 command.args(["--evidence-window", &window.to_string()]);
             }
+            command.args(&config.enforcer_args);
             // An enforcer that predates `--system-tree` runs without it
             // (and then cannot run a toolchain outside the system trees).
             if supports(&config.enforcer, "--system-tree") {
@@ -633,11 +639,21 @@ pub fn verify(enforcer: &Path, evidence: &Path) -> Evidence {
             }
         }
     }
+    // "shadow mode: 1 sessions; 408 actions proceeded that the policy did
+    // not allow (...)"
+    let shadowed = verify_output
+        .lines()
+        .find_map(|line| line.strip_prefix("shadow mode: "))
+        .and_then(|rest| rest.split("; ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     Evidence {
         verified,
         allowed: count("allowed"),
         denied: count("denied"),
         asked: count("asked"),
+        shadowed,
         verify_output: verify_output.trim().to_owned(),
         denials,
     }

@@ -55,6 +55,7 @@ fn config(enforcer: PathBuf) -> Config {
         size: Size::Short,
         keep: false,
         evidence_window_ms: None,
+        enforcer_args: Vec::new(),
     }
 }
 

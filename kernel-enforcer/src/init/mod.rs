@@ -17,13 +17,20 @@
 //! - the `listen` configuration `$XDG_CONFIG_HOME/agent-kernel/NAME.toml`
 //!   naming policy, key, evidence, workspace (`P`) and socket, and the
 //!   agent's hook settings as extra protected paths: the floor then denies
-//!   the agent any action on the files that could switch its hook off;
+//!   the agent any action on the files that could switch its hook off
+//!   (for Codex also the `.codex` directory of `P` and of every directory
+//!   above it, whose `config.toml` Codex reads as project configuration;
+//!   for Claude Code also the files naming MCP servers, whose commands it
+//!   starts outside the hook: `.mcp.json` in `P` and above, `~/.claude.json`;
+//!   and the configuration and state directories of every enforcer, so
+//!   that no agent rewrites another's configuration or profile);
 //! - the hook in the agent's settings, merged into what is there: Claude
 //!   Code's `P/.claude/settings.local.json` (the project's personal
 //!   settings, which Claude Code keeps out of version control: the hook
 //!   names paths of this machine, and in the shared `settings.json` it
-//!   would block every tool call of everyone else), or
-//!   `~/.claude/settings.json` with `--user`; Codex's `$CODEX_HOME/hooks.json` (Codex reads hooks per
+//!   would block every tool call of everyone else), or the user's
+//!   `settings.json` in `$CLAUDE_CONFIG_DIR` (default `~/.claude`) with
+//!   `--user`; Codex's `$CODEX_HOME/hooks.json` (Codex reads hooks per
 //!   user) with its trust recorded in `$CODEX_HOME/config.toml`;
 //! - a systemd user unit `agent-kernel-NAME.service` running `listen
 //!   --config`, when `systemctl --user` works (else the command to run is
@@ -114,9 +121,11 @@ pub(crate) struct InitArgs {
     /// workspace [default: the current directory].
     #[arg(long, value_name = "DIR")]
     project: Option<PathBuf>,
-    /// Claude Code: put the hook in `~/.claude/settings.json`, for every
-    /// project, instead of the project's `.claude/settings.local.json` (Codex
-    /// reads hooks per user only).
+    /// Claude Code: put the hook in the user's settings
+    /// (`$CLAUDE_CONFIG_DIR/settings.json`, default
+    /// `~/.claude/settings.json`), for every project, instead of the
+    /// project's `.claude/settings.local.json` (Codex reads hooks per user
+    /// only).
     #[arg(long)]
     user: bool,
     /// Report what would be done and change nothing.
@@ -221,6 +230,41 @@ fn instance_name(agent: Agent, project: &Path) -> String {
     )
 }
 
+/// `name` in `project` and in every directory above it but the root
+/// directory, where the agents look for project settings too. The root is
+/// left out: only the superuser may write there, and the floor also matches
+/// an asset's path as text in arguments, where `/.codex` would match every
+/// `.codex` anywhere.
+fn in_project_and_above(project: &Path, name: &str) -> Vec<PathBuf> {
+    project
+        .ancestors()
+        .filter(|dir| dir.parent().is_some())
+        .map(|dir| dir.join(name))
+        .collect()
+}
+
+/// Claude Code's configuration directory (its user settings are
+/// `settings.json` there) and its own configuration file, as Claude Code
+/// finds them: `$CLAUDE_CONFIG_DIR` and `.claude.json` in it, or
+/// `~/.claude` and `~/.claude.json`.
+fn claude_config(home: &Path) -> Result<(PathBuf, PathBuf), String> {
+    match std::env::var_os("CLAUDE_CONFIG_DIR").filter(|value| !value.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if !dir.is_absolute() {
+                return Err(format!(
+                    "CLAUDE_CONFIG_DIR is `{}`, which is not an absolute path: set it to one or \
+                     unset it",
+                    dir.display()
+                ));
+            }
+            let claude_json = dir.join(".claude.json");
+            Ok((dir, claude_json))
+        }
+        None => Ok((home.join(".claude"), home.join(".claude.json"))),
+    }
+}
+
 /// `$CODEX_HOME` (it must exist, and Codex names it canonically) or
 /// `~/.codex`, as Codex finds its home.
 fn codex_home(home: &Path) -> Result<PathBuf, String> {
@@ -264,9 +308,10 @@ impl Layout {
         let evidence = state.join("evidence.log");
         let config_root = instances::config_root()?;
         let unit = instances::systemd_user_dir()?.join(format!("agent-kernel-{name}.service"));
-        let (hook_file, codex_config, protect) = match args.agent {
+        let (hook_file, codex_config, mut protect) = match args.agent {
             Agent::ClaudeCode => {
-                let user_settings = home.join(".claude/settings.json");
+                let (claude_dir, claude_json) = claude_config(&home)?;
+                let user_settings = claude_dir.join("settings.json");
                 let local_settings = project.join(".claude/settings.local.json");
                 let hook_file = if args.user {
                     user_settings.clone()
@@ -274,20 +319,40 @@ impl Layout {
                     local_settings.clone()
                 };
                 // Any of them can switch hooks off (`disableAllHooks`).
-                let protect = vec![
+                let mut protect = vec![
                     project.join(".claude/settings.json"),
                     local_settings,
                     user_settings,
+                    // Claude Code's own configuration, with the MCP servers
+                    // of the user and of each project, whose commands it
+                    // starts by itself, outside the hook; and the older
+                    // name it reads when that file is missing.
+                    claude_json,
+                    claude_dir.join(".config.json"),
                 ];
+                // The project's MCP servers, read from `.mcp.json` in the
+                // project and in every directory above it: the same.
+                protect.extend(in_project_and_above(&project, ".mcp.json"));
                 (hook_file, None, protect)
             }
             Agent::Codex => {
                 let codex = codex_home(&home)?;
                 let hooks = codex.join("hooks.json");
                 let config = codex.join("config.toml");
-                (hooks.clone(), Some(config.clone()), vec![hooks, config])
+                let mut protect = vec![hooks.clone(), config.clone()];
+                // A project's `.codex/config.toml`, read from the project's
+                // root down to where Codex starts, can switch hooks off
+                // (`[features] hooks = false`) or start programs of its own
+                // (MCP servers, `notify`) outside the hook.
+                protect.extend(in_project_and_above(&project, ".codex"));
+                (hooks, Some(config), protect)
             }
         };
+        // Every enforcer's configuration, profiles and state, not only this
+        // one's: an agent that may rewrite another project's configuration
+        // or the other agent's profile chooses that enforcer's policy the
+        // next time it starts.
+        protect.extend([config_root.clone(), state_root.clone()]);
         let layout = Self {
             agent: args.agent,
             key: state.join(keys::PRIVATE_KEY_FILE),

@@ -42,7 +42,7 @@ use cedar_policy::{
 };
 use cedar_policy_symcc::solver::LocalSolver;
 use cedar_policy_symcc::{CedarSymCompiler, CompiledPolicy, CompiledPolicySet, Env};
-use kernel_core::{ActionKind, Decision, Evaluation};
+use kernel_core::{ActionKind, Decision, Evaluation, WriteMode};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
@@ -525,7 +525,22 @@ impl WellFormed {
         file.push(format!("context.kernel_asset == {reaches}"));
         let mut write = file.clone();
         write.push("context.size >= 0".into());
-        write.push("[\"create_new\", \"overwrite\", \"append\"].contains(context.mode)".into());
+        // Every mode the kernel builds: a client's writes and the effects
+        // of a governed program's own system calls.
+        let modes: Vec<String> = [
+            WriteMode::CreateNew,
+            WriteMode::Overwrite,
+            WriteMode::Append,
+            WriteMode::Descriptor,
+            WriteMode::Symlink,
+            WriteMode::HardLink,
+            WriteMode::Metadata,
+            WriteMode::Connect,
+        ]
+        .iter()
+        .map(|mode| format!("\"{}\"", mode.as_str()))
+        .collect();
+        write.push(format!("[{}].contains(context.mode)", modes.join(", ")));
         let mut exec: Vec<String> = vec![
             "resource.path like \"/*\"".into(),
             format!("(resource in Workspace::\"root\") == {path_within}"),
@@ -739,8 +754,8 @@ fn applies_to(policy: &Policy, action: &EntityUid) -> bool {
 
 fn rank(decision: Decision) -> u8 {
     match decision {
-        Decision::Deny => 0,
-        Decision::Ask => 1,
+        Decision::Deny | Decision::ShadowDeny => 0,
+        Decision::Ask | Decision::ShadowAsk => 1,
         Decision::Allow => 2,
     }
 }
@@ -968,6 +983,15 @@ async fn compare_action(
         findings: Vec::new(),
         open: Vec::new(),
     };
+    // A new set without a permit for this kind of action allows (or asks
+    // about) none of it: nothing new, whatever the old set does.
+    if !new
+        .user
+        .iter()
+        .any(|p| p.effect() == Effect::Permit && applies_to(p, env.action()))
+    {
+        return Ok(report);
+    }
     // The schema gives `context.args` (a tool's arguments, an MCP
     // request's parameters) no attributes, so the analysis sees only
     // requests without them: a policy that reads them can allow requests
@@ -1187,13 +1211,21 @@ fn decode(kind: ActionKind, cex: &Env) -> Vec<RequestSpec> {
             })
             .collect(),
         ActionKind::FileWrite => {
-            let size = long_of(context("size")).and_then(|n| u64::try_from(n).ok());
+            let mode = string_of(context("mode"));
+            // Only a client's writes have a size of their own; the other
+            // modes' size follows from the mode.
+            let sized = mode
+                .as_deref()
+                .is_none_or(|m| ["create_new", "overwrite", "append"].contains(&m));
+            let size = long_of(context("size"))
+                .and_then(|n| u64::try_from(n).ok())
+                .filter(|_| sized);
             paths(resource, entity)
                 .into_iter()
                 .map(|path| RequestSpec {
                     path: Some(path),
                     size,
-                    mode: string_of(context("mode")),
+                    mode: mode.clone(),
                     ..base.clone()
                 })
                 .collect()
@@ -1218,9 +1250,22 @@ fn decode(kind: ActionKind, cex: &Env) -> Vec<RequestSpec> {
                 .map(|name| (name, String::new()))
                 .collect();
             let cwd = string_of(context("cwd"));
+            let line = string_of(context("command_line"));
             let mut out = Vec::new();
             for program in paths(resource, entity) {
-                for args in [&args, &padded] {
+                // The arguments as the command line spells them, when it
+                // has as many as the count says (the last taking what is
+                // left): what a policy on `command_line` looks at.
+                let spelled = line.as_deref().and_then(|line| {
+                    if line == program && argc == 0 {
+                        return Some(Vec::new());
+                    }
+                    let rest = line.strip_prefix(program.as_str())?.strip_prefix(' ')?;
+                    let parts: Vec<String> =
+                        rest.splitn(argc.max(1), ' ').map(str::to_owned).collect();
+                    (argc > 0 && parts.len() == argc).then_some(parts)
+                });
+                for args in spelled.iter().chain([&args, &padded]) {
                     let request = RequestSpec {
                         program: Some(program.clone()),
                         args: Some(args.clone()),
@@ -1469,6 +1514,11 @@ mod tests {
                     size,
                     mode: kernel_core::WriteMode::Append,
                 },
+                kernel_core::Action::file_write_descriptor(file.clone()),
+                kernel_core::Action::file_symlink(file.clone(), &payload),
+                kernel_core::Action::file_write_without_content(file.clone(), kernel_core::WriteMode::HardLink),
+                kernel_core::Action::file_write_without_content(file.clone(), kernel_core::WriteMode::Metadata),
+                kernel_core::Action::file_connect(file.clone()),
                 kernel_core::Action::exec(kernel_core::Exec::new(program).args(args).cwd(cwd.clone())),
                 kernel_core::Action::net_connect(host.clone(), port),
                 kernel_core::Action::http("GET", format!("{scheme}://{authority}{url_path}")),

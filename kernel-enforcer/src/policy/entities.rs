@@ -43,18 +43,19 @@ impl Environment {
         &self.assets
     }
 
-    fn in_workspace(&self, path: &str) -> bool {
+    /// Whether canonical `path` is the workspace or lies beneath it.
+    pub(crate) fn in_workspace(&self, path: &str) -> bool {
         is_within(path, &self.workspace)
     }
 
     /// Whether `path` is an asset or lies beneath one.
-    fn touches_asset(&self, path: &str) -> bool {
+    pub(crate) fn touches_asset(&self, path: &str) -> bool {
         self.assets.iter().any(|asset| is_within(path, asset))
     }
 
     /// Whether acting on `path` (possibly recursively) could reach an
     /// asset: it is one, lies beneath one, or contains one.
-    fn reaches_asset(&self, path: &str) -> bool {
+    pub(crate) fn reaches_asset(&self, path: &str) -> bool {
         self.assets
             .iter()
             .any(|asset| is_within(path, asset) || is_within(asset, path))
@@ -68,7 +69,7 @@ impl Environment {
 }
 
 /// Whether canonical `path` equals `root` or lies beneath it.
-fn is_within(path: &str, root: &str) -> bool {
+pub(crate) fn is_within(path: &str, root: &str) -> bool {
     if root == "/" {
         return true;
     }

@@ -27,27 +27,34 @@ impl PolicyEngine {
     }
 }
 
-/// How a policy took part, for the `because` lines.
-fn role(evaluation: &Evaluation, id: &str) -> &'static str {
+/// How a policy took part: `failed to evaluate`, `forbid`,
+/// `permit, @ask` or `permit`; `None` when it is not among the matched
+/// policies (a kernel condition decided).
+fn role_name(evaluation: &Evaluation, id: &str) -> Option<&'static str> {
     let Evaluation::Completed {
         permits,
         forbids,
         errors,
     } = evaluation
     else {
-        return "";
+        return None;
     };
     if errors.iter().any(|(e, _)| e == id) {
-        " (failed to evaluate)"
+        Some("failed to evaluate")
     } else if forbids.iter().any(|f| f.id == id) {
-        " (forbid)"
+        Some("forbid")
     } else if permits.iter().any(|p| p.id == id && p.ask) {
-        " (permit, @ask)"
+        Some("permit, @ask")
     } else if permits.iter().any(|p| p.id == id) {
-        " (permit)"
+        Some("permit")
     } else {
-        ""
+        None
     }
+}
+
+/// How a policy took part, for the `because` lines.
+fn role(evaluation: &Evaluation, id: &str) -> String {
+    role_name(evaluation, id).map_or_else(String::new, |role| format!(" ({role})"))
 }
 
 impl Explanation {
@@ -58,6 +65,80 @@ impl Explanation {
             .policies
             .iter()
             .any(|id| id.starts_with(FLOOR_ID_PREFIX))
+    }
+
+    /// The facts of [`render`](Self::render) as one JSON object (its
+    /// fields are documented in the README, under `policy explain`).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::{Map, Value, json};
+        let verdict = &self.decided.verdict;
+        let pairs = |items: &[(String, String)]| -> Map<String, Value> {
+            items
+                .iter()
+                .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+                .collect()
+        };
+        let (cedar, cedar_error) = match &self.view {
+            Ok(view) => (
+                json!({
+                    "action": view.action,
+                    "resource": view.resource,
+                    "in_workspace": view.in_workspace,
+                    "resource_attributes": pairs(&view.attributes),
+                    "context": pairs(&view.context),
+                }),
+                Value::Null,
+            ),
+            Err(reason) => (Value::Null, Value::String(reason.clone())),
+        };
+        let because: Vec<Value> =
+            if verdict.policies.len() == verdict.reasons.len() && !verdict.policies.is_empty() {
+                verdict
+                    .policies
+                    .iter()
+                    .zip(&verdict.reasons)
+                    .map(|(id, reason)| {
+                        json!({
+                            "policy": id,
+                            "role": role_name(&self.decided.evaluation, id),
+                            "reason": reason,
+                        })
+                    })
+                    .collect()
+            } else {
+                verdict
+                    .reasons
+                    .iter()
+                    .map(|reason| json!({"policy": null, "role": null, "reason": reason}))
+                    .collect()
+            };
+        let (errors, evaluation_failed) = match &self.decided.evaluation {
+            Evaluation::Completed { errors, .. } => (
+                errors
+                    .iter()
+                    .map(|(id, error)| json!({"policy": id, "error": error}))
+                    .collect::<Vec<_>>(),
+                Value::Null,
+            ),
+            Evaluation::Failed { reason } => (Vec::new(), Value::String(reason.clone())),
+        };
+        json!({
+            "ok": true,
+            "request": self.request,
+            "cedar": cedar,
+            "cedar_error": cedar_error,
+            "decision": verdict.decision.as_str(),
+            "policies": verdict.policies,
+            "reasons": verdict.reasons,
+            "because": because,
+            "floor": {
+                "decided": self.floor_decided(),
+                "applies": self.view.as_ref().ok().map(RequestView::kernel_asset),
+            },
+            "errors": errors,
+            "evaluation_failed": evaluation_failed,
+            "needs_approval": verdict.decision == Decision::Ask,
+        })
     }
 
     /// The explanation as lines of text for an operator.

@@ -15,6 +15,7 @@ pub mod explain;
 mod index;
 pub mod limit;
 pub mod request;
+pub mod suggest;
 pub mod suite;
 
 use cedar_policy::{Authorizer, Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};

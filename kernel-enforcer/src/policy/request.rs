@@ -383,9 +383,13 @@ impl RequestSpec {
         if let Action::Exec(exec) = &action
             && !exec.program.contains('/')
         {
+            // The example is where this machine's PATH finds it, as the
+            // client here would resolve it.
+            let example = crate::endpoint::search_path(&exec.program)
+                .unwrap_or_else(|| format!("/usr/bin/{}", exec.program));
             return Err(format!(
-                "program `{}` is not a path: write it as the client resolves it, such as `/usr/bin/{}`",
-                exec.program, exec.program
+                "program `{}` is not a path: write it as the client resolves it, such as `{example}`",
+                exec.program
             ));
         }
         let base = self.cwd.as_deref().unwrap_or(workspace);

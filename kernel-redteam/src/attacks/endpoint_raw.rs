@@ -379,6 +379,8 @@ fn permits_under(
         request,
         policy_digest: None,
         now_ms: now_ms(),
+        // The campaign's enforcers never run in shadow mode.
+        shadow: false,
     };
     match verify_receipt(receipt, &expect) {
         Ok(Verified::Permit(_)) => (1, "PERMIT".into()),

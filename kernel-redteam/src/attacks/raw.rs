@@ -193,6 +193,8 @@ impl Raw {
             request,
             policy_digest: None,
             now_ms: now_ms(),
+            // The campaign's enforcers never run in shadow mode.
+            shadow: false,
         })
     }
 }
