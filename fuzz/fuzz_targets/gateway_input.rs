@@ -5,7 +5,7 @@
 //! forwarded is one line of strict JSON.
 #![no_main]
 use kernel_enforcer::hook::{Agent, map_payload};
-use kernel_enforcer::shell::parse_command;
+use kernel_enforcer::shell::command_actions;
 use kernel_enforcer::mcp::{
     AGENT_HOUSEKEEPING, FromAgent, FromServer, Gateway, NOTIFICATION_PREFIX, SERVER_HOUSEKEEPING,
 };
@@ -43,8 +43,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = map_payload(Agent::ClaudeCode, text);
     let _ = map_payload(Agent::Codex, text);
-    if let Ok(argv) = parse_command(text) {
-        assert!(!argv.is_empty());
+    if let Ok(actions) = command_actions(text, Some("/w")) {
+        assert!(!actions.is_empty());
+        assert!(actions.len() <= kernel_enforcer::shell::MAX_ACTIONS);
     }
     let _ = kernel_enforcer::action_json::parse_action(text);
 });

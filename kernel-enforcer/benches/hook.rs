@@ -11,8 +11,10 @@
 //!   `kernel-enforcer listen` that decides with Cedar, signs, and
 //!   `fdatasync`s the decision before replying; the hook verifies the
 //!   handshake and receipt and prints its verdict;
-//! - `hook_compound`: a compound command, blocked by the hook before it
-//!   asks (start-up and parsing only).
+//! - `hook_two_programs`: a command line of two allowed programs
+//!   (`echo hi && echo there`), each decided;
+//! - `hook_refused`: a command line refused by the hook before it asks (an
+//!   expansion; start-up and parsing only).
 //!
 //! Run it with: `cargo bench -p kernel-enforcer --no-default-features --bench hook`
 #![allow(
@@ -82,8 +84,11 @@ fn bench(c: &mut Criterion) {
     let allowed = format!(
         r#"{{"hook_event_name":"PreToolUse","cwd":"{ws}","tool_name":"Bash","tool_input":{{"command":"echo hi"}}}}"#
     );
-    let compound = format!(
+    let two = format!(
         r#"{{"hook_event_name":"PreToolUse","cwd":"{ws}","tool_name":"Bash","tool_input":{{"command":"echo hi && echo there"}}}}"#
+    );
+    let refused = format!(
+        r#"{{"hook_event_name":"PreToolUse","cwd":"{ws}","tool_name":"Bash","tool_input":{{"command":"echo $(date)"}}}}"#
     );
     let mut group = c.benchmark_group("hook");
     group.sample_size(30);
@@ -93,8 +98,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("hook_allowed", |b| {
         b.iter(|| hook_once(&socket, &allowed, 0))
     });
-    group.bench_function("hook_compound", |b| {
-        b.iter(|| hook_once(&socket, &compound, 2));
+    group.bench_function("hook_two_programs", |b| {
+        b.iter(|| hook_once(&socket, &two, 0));
+    });
+    group.bench_function("hook_refused", |b| {
+        b.iter(|| hook_once(&socket, &refused, 2));
     });
     group.finish();
     let _ = listener.kill();

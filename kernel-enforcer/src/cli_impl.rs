@@ -796,7 +796,12 @@ fn start_session(
         .cloned()
         .collect();
     let assets = floor_assets(&protected).map_err(|e| format!("{e}; refusing to start"))?;
-    let env = Environment::new(&workspace.to_string_lossy(), &assets)?;
+    let mut env = Environment::new(&workspace.to_string_lossy(), &assets)?;
+    // Paths decided where they lead are in the workspace as it resolves
+    // (one that does not resolve only leaves fewer paths in it).
+    if let Ok(resolved) = std::fs::canonicalize(&workspace) {
+        env = env.with_resolved_workspace(&resolved.to_string_lossy())?;
+    }
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy, refusing to start:\n{e}"),
         other => other.to_string(),
@@ -953,6 +958,9 @@ impl RunningEndpoint {
             Confinement::Unconfined,
             &[socket.clone(), key_file.clone()],
         )?;
+        // Its clients' file actions are performed by the agent after the
+        // decision, through links: each is decided where it leads.
+        session.set_physical_paths();
         // The key clients pin, written before the socket answers.
         let listener = match keys::write_public(&key_file, &session.public_key())
             .map_err(|e| format!("cannot write the key file `{}`: {e}", key_file.display()))

@@ -362,7 +362,17 @@ impl ControlSocket {
         let open = AtomicUsize::new(0);
         std::thread::scope(|scope| {
             for stream in self.listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
+                let mut stream = match stream {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        // Out of descriptors, say: wait a little instead of
+                        // spinning on the failed accept.
+                        if e.kind() != std::io::ErrorKind::Interrupted {
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
+                        continue;
+                    }
+                };
                 let Ok(credentials) = rustix::net::sockopt::socket_peercred(&stream) else {
                     continue;
                 };

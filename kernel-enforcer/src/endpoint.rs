@@ -129,7 +129,17 @@ pub fn serve(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = stream else { continue };
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of descriptors, say: wait a little instead of
+                // spinning on the failed accept.
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                continue;
+            }
+        };
         if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             open.fetch_sub(1, Ordering::SeqCst);
             continue;
@@ -353,7 +363,10 @@ impl AskOptions {
 
 /// Puts `action` in canonical form the way the client library does:
 /// relative paths against `cwd` (else the current directory), bare program
-/// names through `PATH`.
+/// names through `PATH`; and the path of a file action where it leads,
+/// symbolic links resolved ([`crate::resolve::request_action`]), since the
+/// enforcer decides a file action only on the path it reaches. Refuses a
+/// path that cannot be resolved.
 pub fn canonicalize(action: Action, cwd: Option<&str>) -> Result<CanonicalAction, AskError> {
     let base = match cwd {
         Some(cwd) => Some(cwd.to_owned()),
@@ -371,7 +384,9 @@ pub fn canonicalize(action: Action, cwd: Option<&str>) -> Result<CanonicalAction
             })?;
             Action::Exec(exec)
         }
-        other => other,
+        other => {
+            crate::resolve::request_action(other, base.as_deref()).map_err(AskError::Action)?
+        }
     };
     CanonicalAction::new(action, base.as_deref()).map_err(|e| AskError::Action(e.to_string()))
 }

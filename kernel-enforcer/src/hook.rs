@@ -638,10 +638,24 @@ fn join(cwd: &str, dir: &str) -> String {
 
 /// The script of `sh -c SCRIPT` (or `-lc`): a shell given exactly a flag
 /// and a script, whose effect is the script's.
+///
+/// Only the system's shell counts (a bare name, or one directly in `/bin`
+/// or `/usr/bin`): `./bash -c ls` runs the agent's own `./bash`, which is
+/// decided as that program, not as `ls`.
 fn shell_script(argv: &[String]) -> Option<&str> {
+    let system = |program: &str| {
+        !program.contains('/')
+            || ["/bin/", "/usr/bin/"].iter().any(|dir| {
+                program
+                    .strip_prefix(dir)
+                    .is_some_and(|rest| !rest.contains('/'))
+            })
+    };
     match argv {
         [program, flag, script]
-            if SHELLS.contains(&basename(program)) && matches!(flag.as_str(), "-c" | "-lc") =>
+            if system(program)
+                && SHELLS.contains(&basename(program))
+                && matches!(flag.as_str(), "-c" | "-lc") =>
         {
             Some(script)
         }

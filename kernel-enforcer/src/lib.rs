@@ -38,6 +38,7 @@ pub mod mcp;
 pub mod notify;
 pub mod policy;
 mod policy_cli;
+pub mod resolve;
 pub mod serve;
 pub mod session;
 pub mod shell;

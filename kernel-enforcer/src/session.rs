@@ -310,6 +310,9 @@ pub struct Session {
     /// Set by [`finish`](Self::finish): the final checkpoint is written,
     /// and nothing more is decided or recorded.
     finished: bool,
+    /// Whether requests' paths are decided where they lead
+    /// ([`set_physical_paths`](Self::set_physical_paths)).
+    physical_paths: bool,
 }
 
 impl Session {
@@ -378,7 +381,20 @@ impl Session {
             counts: Counts::default(),
             broker: None,
             finished: false,
+            physical_paths: false,
         })
+    }
+
+    /// Decides the requests' paths where they lead (see
+    /// [`crate::resolve::check`]): a file action whose path goes through a
+    /// symbolic link, or cannot be resolved, is denied with the reason;
+    /// a program whose program or argument leads to a protected path is
+    /// denied by the floor. For the decision endpoint, whose clients'
+    /// effects are performed after the decision by the agent, through
+    /// the file system as it is. The client channel's file effects are
+    /// the broker's, which follows no link it did not decide on.
+    pub fn set_physical_paths(&mut self) {
+        self.physical_paths = true;
     }
 
     /// Lets the session perform allowed effects ([`ClientFrame::Broker`]);
@@ -861,7 +877,11 @@ impl Session {
     ) -> (EnforcerFrame, Verdict, bool) {
         let request = encoded.request();
         let now = now_ms();
-        let evaluation = self.policy.evaluate(&request.action);
+        let evaluation = self
+            .physical_paths
+            .then(|| crate::resolve::check(&request.action, self.policy.environment()))
+            .flatten()
+            .unwrap_or_else(|| self.policy.evaluate(&request.action));
         let instant = Instant::now();
         let approval_given = approval != Approval::None;
         let kernel = if self.halt.is_halted() {

@@ -218,10 +218,11 @@ fn perform(call: &serde_json::Value, workspace: &Path) -> String {
                 workspace,
             )
         }
+        // The command line, given to a shell as the agents do.
         "Bash" => {
-            let argv = shell_words::split(input["command"].as_str().unwrap()).unwrap();
-            let output = Command::new(&argv[0])
-                .args(&argv[1..])
+            let output = Command::new("bash")
+                .arg("-c")
+                .arg(input["command"].as_str().unwrap())
                 .current_dir(workspace)
                 .output()
                 .unwrap();
@@ -329,13 +330,34 @@ fn claude_code_hook_blocks_a_denied_command_and_it_never_runs() {
     assert!(!listener.fixture.workspace.join("not-allowed").exists());
 }
 
+/// A command line is decided part by part: it runs only if every program
+/// and every redirection in it is allowed, and a denied part stops all of
+/// it, the allowed parts before it included.
 #[test]
-fn compound_shell_commands_are_blocked_with_a_reason() {
+fn a_command_line_runs_only_if_every_part_is_allowed() {
     let listener = listen();
+    let workspace = &listener.fixture.workspace;
+    // `touch first.txt && mkdir second`: `mkdir` has no permit.
     let output = agent_tool_call(&listener, "claude-code", "claude_code_bash_compound.json");
-    assert_blocked(&output, "not a single command");
-    assert!(!listener.fixture.workspace.join("first.txt").exists());
-    assert!(!listener.fixture.workspace.join("second").exists());
+    assert_blocked(&output, "denied by policy (part 2 of 2: exec");
+    assert!(!workspace.join("first.txt").exists());
+    assert!(!workspace.join("second").exists());
+    // `echo token > notes.txt`: the redirection is a write of unknown
+    // size, which the workspace permit (4096 bytes at most) does not
+    // cover.
+    let output = agent_tool_call(&listener, "claude-code", "claude_code_bash_redirect.json");
+    assert_blocked(&output, "part 1 of 2: file_write");
+    assert!(!workspace.join("notes.txt").exists());
+    // Every part allowed: the line runs as the agent's shell reads it.
+    let (output, stdout) = agent_tool_call_as(
+        &listener,
+        "claude-code",
+        "claude_code_bash_compound_allowed.json",
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(stdout, "done\n");
+    assert!(workspace.join("first.txt").exists());
+    assert!(workspace.join("second file.txt").exists());
 }
 
 #[test]

@@ -958,3 +958,125 @@ fn an_agent_cannot_rewrite_another_enforcers_configuration_or_state() {
     let states_now: Vec<_> = states.iter().map(|state| snapshot(state)).collect();
     assert_eq!(states_now, states_before);
 }
+
+/// The hook's file actions are decided where their paths lead: a link in
+/// the project that leads to the hook's own settings, to a private key or
+/// back into the project is followed from its own directory, as the
+/// kernel follows it when the tool runs; a path that cannot be resolved is
+/// blocked; and the enforcer denies a request whose path goes through a
+/// link, so a client that does not resolve cannot get an allow for a file
+/// it did not name.
+#[test]
+fn links_are_decided_where_they_lead() {
+    use std::os::unix::fs::symlink;
+    let home = Home::new();
+    let project = home.project("proj");
+    std::fs::write(project.join("README.md"), "hello\n").unwrap();
+    let ssh = home.home.join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let key = ssh.join("id_ed25519");
+    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+    ok(&home.init("claude-code", &project, &["--no-service"]));
+    let local = project.join(".claude/settings.local.json");
+    let shared = project.join(".claude/settings.json");
+    let hook = hook_command(&local);
+    let settings_before = std::fs::read(&local).unwrap();
+    let _running = listen(&home);
+    let call =
+        |tool: &str, input: serde_json::Value| agent_call(&home, &hook, &project, tool, input);
+    let write = |path: &Path| {
+        call(
+            "Write",
+            serde_json::json!({"file_path": path, "content": "{\"disableAllHooks\": true}"}),
+        )
+    };
+    let read = |path: &Path| {
+        let output = run_hook(&home, &hook, &claude_read(&project, path));
+        (output.status.code(), text(&output.stderr))
+    };
+
+    // The route: a directory, then a link in it whose relative target
+    // leads from `a/b` (not from the project) to `.claude`.
+    let mkdir = call("Bash", serde_json::json!({"command": "mkdir -p a/b"}));
+    assert_eq!(mkdir.status.code(), Some(0), "{}", text(&mkdir.stderr));
+    let ln = call(
+        "Bash",
+        serde_json::json!({"command": "ln -s ../../.claude a/b/c"}),
+    );
+    assert_floor(&ln, "ln -s ../../.claude a/b/c");
+    assert!(std::fs::symlink_metadata(project.join("a/b/c")).is_err());
+    // The same link arrives otherwise (a checkout, an earlier session):
+    // writes through it are writes of the settings, and blocked.
+    symlink("../../.claude", project.join("a/b/c")).unwrap();
+    assert_floor(
+        &write(&project.join("a/b/c/settings.json")),
+        "Write a/b/c/settings.json",
+    );
+    assert!(!shared.exists(), "the shared settings were written");
+    assert_floor(
+        &write(&project.join("a/b/c/settings.local.json")),
+        "Write a/b/c/settings.local.json",
+    );
+    let copy = call(
+        "Bash",
+        serde_json::json!({"command": "cp README.md a/b/c/settings.local.json"}),
+    );
+    assert_floor(&copy, "cp README.md a/b/c/settings.local.json");
+    assert_eq!(std::fs::read(&local).unwrap(), settings_before);
+
+    // A private key read through a link in the project: the profile's
+    // secret rule sees the key's path.
+    symlink(&key, project.join("notes.txt")).unwrap();
+    let (code, stderr) = read(&project.join("notes.txt"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("denied by policy") && stderr.contains("private keys"),
+        "{stderr}"
+    );
+    // A read through a link from outside into the project is a read of
+    // the project.
+    let outside = home.home.join("proj-link");
+    symlink(&project, &outside).unwrap();
+    let (code, stderr) = read(&outside.join("README.md"));
+    assert_eq!(code, Some(0), "{stderr}");
+    // What cannot be resolved is blocked, not decided as written.
+    symlink("loop", project.join("loop")).unwrap();
+    let (code, stderr) = read(&project.join("loop"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot resolve"), "{stderr}");
+
+    // A client that asks about the path as written, through the link: the
+    // enforcer denies it, naming where it leads.
+    let config = std::fs::read_to_string(only_file(&home.config(), ".toml")).unwrap();
+    let socket = config
+        .lines()
+        .find_map(|line| line.strip_prefix("socket = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let options = kernel_enforcer::endpoint::AskOptions::pinned(
+        PathBuf::from(socket),
+        None,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let through = project.join("a/b/c/settings.local.json");
+    let action = kernel_core::CanonicalAction::new(
+        kernel_core::Action::file_write(through.to_str().unwrap(), b"{}"),
+        None,
+    )
+    .unwrap();
+    let answer = kernel_enforcer::endpoint::ask(&options, action, None).unwrap();
+    match answer.verified {
+        kernel_core::Verified::Denied(receipt) => {
+            let reasons = receipt.body().reasons.join("; ");
+            assert!(
+                reasons.contains("leads through a symbolic link")
+                    && reasons.contains(local.to_str().unwrap()),
+                "{reasons}"
+            );
+        }
+        other => panic!("a write through the link was not denied: {other:?}"),
+    }
+    assert_eq!(std::fs::read(&local).unwrap(), settings_before);
+}

@@ -5,9 +5,10 @@ use crate::modes::{Mode, Session, alive, wait_for};
 use crate::report::{Judged, Progress};
 use crate::rng::SplitMix64;
 use crate::world::{self, World};
-use kernel_enforcer::control::{ControlRequest, request};
+use kernel_enforcer::control::{ControlError, ControlRequest, ControlResponse, request};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 fn count_files(dir: &Path) -> usize {
@@ -223,12 +224,57 @@ pub(crate) fn kill_switch(
     Ok(())
 }
 
+/// How long an enforcer whose control socket no longer answers has to be
+/// gone. It closes its descriptors as it exits, the control socket's name
+/// and the agent's output with them, a moment before it can be waited for;
+/// on a loaded machine that moment can last a while.
+const ENDING: Duration = Duration::from_secs(10);
+
+/// Judges the operator's halt in the clogged scenario, from the answer
+/// that came (or did not within 10 s). Acknowledged: fine. No answer
+/// because nothing listened on the control socket any more (refused,
+/// closed): fine only if the enforcer had ended the session itself before
+/// the halt came, that is, it is gone (`enforcer_gone`, polled until
+/// `limit`, as an enforcer that has just closed its descriptors is still
+/// exiting) and a halt is recorded (`halt_recorded`). A halt refused or
+/// unanswered while the enforcer runs on is a blocked kill switch.
+fn judge_clogged_halt(
+    answer: Result<Result<ControlResponse, ControlError>, RecvTimeoutError>,
+    mut enforcer_gone: impl FnMut() -> bool,
+    halt_recorded: impl FnOnce() -> Result<bool, String>,
+    limit: Duration,
+) -> Vec<String> {
+    match answer {
+        Ok(Ok(response)) if response.ok => Vec::new(),
+        Ok(Ok(response)) => vec![format!("the halt was refused: {}", response.message)],
+        Ok(Err(e)) => {
+            if !wait_for(limit, &mut enforcer_gone) {
+                return vec![format!(
+                    "the halt failed ({e}) while the enforcer still ran {limit:?} later"
+                )];
+            }
+            match halt_recorded() {
+                Ok(true) => Vec::new(),
+                Ok(false) => vec![format!(
+                    "the halt failed ({e}), and the enforcer ended without recording a halt \
+                     (it did not end the session for the client that stopped reading)"
+                )],
+                Err(why) => vec![why],
+            }
+        }
+        Err(_) => {
+            vec!["the halt was not acknowledged within 10 s: the kill switch is blocked".into()]
+        }
+    }
+}
+
 /// An agent that never reads its answers (found by this campaign: it used
 /// to block the enforcer's serving thread in a write while it held the
 /// session, and with it the kill switch). Judged by the world: the
 /// operator's halt is acknowledged within 10 s, or the enforcer has
 /// already ended the session itself (a client that stops reading is an
-/// incident), and a supervised agent is gone 5 s later.
+/// incident: a halt is recorded) and is gone (see [`judge_clogged_halt`]),
+/// and a supervised agent is gone 5 s later.
 pub(crate) fn clogged(
     world: &mut World,
     mode: Mode,
@@ -254,19 +300,17 @@ pub(crate) fn clogged(
             },
         ));
     });
-    let mut effects = Vec::new();
     let enforcer_gone = |session: &mut Session| match session.mode {
         Mode::Embedded => session.enforcer_pid().is_none_or(|pid| !alive(pid)),
         _ => !matches!(session.child.try_wait(), Ok(None)),
     };
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(Ok(r)) if r.ok => {}
-        // The enforcer ended the session on its own before the halt came.
-        Ok(Err(_)) if enforcer_gone(&mut session) => {}
-        Ok(other) => effects.push(format!("the halt failed: {other:?}")),
-        Err(_) => effects
-            .push("the halt was not acknowledged within 10 s: the kill switch is blocked".into()),
-    }
+    let evidence = session.evidence.clone();
+    let mut effects = judge_clogged_halt(
+        rx.recv_timeout(Duration::from_secs(10)),
+        || enforcer_gone(&mut session),
+        || world::evidence_facts(&evidence).map(|facts| facts.halt.is_some()),
+        ENDING,
+    );
     if mode == Mode::Supervised {
         effects.extend(ended_after_halt(
             &mut session,
@@ -285,4 +329,81 @@ pub(crate) fn clogged(
         limits: Vec::new(),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::indexing_slicing, clippy::panic, reason = "tests")]
+    use super::*;
+
+    fn refused() -> Result<Result<ControlResponse, ControlError>, RecvTimeoutError> {
+        Ok(Err(ControlError::Unreachable {
+            path: PathBuf::from("evidence.log.control"),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        }))
+    }
+
+    /// The flake this judge had: the enforcer ended the session itself
+    /// (the client stopped reading), closed its descriptors as it exited,
+    /// and the halt found no listener, while the exiting enforcer could
+    /// not be waited for yet. Looking once judged that a blocked kill
+    /// switch; the enforcer is gone a moment later.
+    #[test]
+    fn a_refused_halt_waits_for_an_exiting_enforcer_to_be_gone() {
+        let mut looks = 0;
+        let effects = judge_clogged_halt(
+            refused(),
+            || {
+                looks += 1;
+                looks > 3
+            },
+            || Ok(true),
+            Duration::from_secs(10),
+        );
+        assert!(effects.is_empty(), "{effects:?}");
+        assert_eq!(looks, 4);
+    }
+
+    #[test]
+    fn a_refused_halt_while_the_enforcer_runs_on_is_a_blocked_kill_switch() {
+        let effects =
+            judge_clogged_halt(refused(), || false, || Ok(true), Duration::from_millis(50));
+        assert_eq!(effects.len(), 1);
+        assert!(effects[0].contains("still ran"), "{effects:?}");
+    }
+
+    #[test]
+    fn a_refused_halt_needs_the_enforcer_to_have_halted_the_session_itself() {
+        let effects = judge_clogged_halt(refused(), || true, || Ok(false), Duration::ZERO);
+        assert_eq!(effects.len(), 1);
+        assert!(
+            effects[0].contains("without recording a halt"),
+            "{effects:?}"
+        );
+        let effects = judge_clogged_halt(
+            refused(),
+            || true,
+            || Err("evidence unreadable".into()),
+            Duration::ZERO,
+        );
+        assert_eq!(effects, ["evidence unreadable"]);
+    }
+
+    #[test]
+    fn an_acknowledged_halt_passes_and_a_refusal_or_silence_does_not() {
+        let gone = || panic!("an answer needs no look at the enforcer");
+        let recorded = || panic!("an answer needs no look at the evidence");
+        let ack = ControlResponse::ok("halted", serde_json::Value::Null);
+        assert!(judge_clogged_halt(Ok(Ok(ack)), gone, recorded, Duration::ZERO).is_empty());
+        let no = ControlResponse::error("no");
+        let effects = judge_clogged_halt(Ok(Ok(no)), gone, recorded, Duration::ZERO);
+        assert_eq!(effects, ["the halt was refused: no"]);
+        let effects = judge_clogged_halt(
+            Err(RecvTimeoutError::Timeout),
+            gone,
+            recorded,
+            Duration::ZERO,
+        );
+        assert!(effects[0].contains("blocked"), "{effects:?}");
+    }
 }

@@ -295,6 +295,13 @@ fn codex_tools_map_to_what_they_touch() {
             json!({"command": ["touch", "a b.txt"]}),
             vec![exec("touch", &["a b.txt"], CWD)],
         ),
+        // A program of the agent's named like a shell is that program, not
+        // its "script".
+        (
+            "Bash",
+            json!({"command": ["./bash", "-c", "ls"]}),
+            vec![exec("./bash", &["-c", "ls"], CWD)],
+        ),
         (
             "Bash",
             json!({"command": ["/bin/sh", "-c", heredoc]}),

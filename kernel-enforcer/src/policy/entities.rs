@@ -12,6 +12,9 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
     workspace: String,
+    /// The workspace with symbolic links resolved, when that is another
+    /// path ([`Environment::with_resolved_workspace`]).
+    resolved_workspace: Option<String>,
     assets: Vec<String>,
 }
 
@@ -29,8 +32,19 @@ impl Environment {
         assets.dedup();
         Ok(Self {
             workspace: normal(workspace)?,
+            resolved_workspace: None,
             assets,
         })
+    }
+
+    /// Also counts paths beneath `resolved` (absolute: the workspace with
+    /// symbolic links resolved) as in the workspace, so that a path
+    /// decided where it leads is in the workspace when the workspace was
+    /// named through a link. The workspace keeps its name as given.
+    pub fn with_resolved_workspace(mut self, resolved: &str) -> Result<Self, String> {
+        let resolved = canonical_path(resolved, None).map_err(|e| e.to_string())?;
+        self.resolved_workspace = (resolved != self.workspace).then_some(resolved);
+        Ok(self)
     }
 
     /// The workspace root.
@@ -46,6 +60,10 @@ impl Environment {
     /// Whether canonical `path` is the workspace or lies beneath it.
     pub(crate) fn in_workspace(&self, path: &str) -> bool {
         is_within(path, &self.workspace)
+            || self
+                .resolved_workspace
+                .as_deref()
+                .is_some_and(|resolved| is_within(path, resolved))
     }
 
     /// Whether `path` is an asset or lies beneath one.
@@ -66,6 +84,55 @@ impl Environment {
             .iter()
             .any(|asset| text.contains(asset.as_str()))
     }
+}
+
+/// Most directories [`link_directories`] gives; beyond, the floor takes
+/// every relative argument as reaching an asset (a program given that
+/// many target directories is refused, not checked for minutes).
+const MAX_LINK_DIRECTORIES: usize = 64;
+
+/// Where a program given `args` in `cwd` may make a symbolic link whose
+/// target is one of the other arguments: the directory of its last
+/// argument (`ln -s TARGET DIR/LINK`), that argument itself (`ln -s
+/// TARGET... DIR`), and each target directory named with `-t DIR`,
+/// `-tDIR`, a cluster ending in `t` (`-st DIR`) or `--target-directory`
+/// (`ln`, `cp -s`). Whatever the program: the floor does not know which
+/// programs make links. `None` when there are more than
+/// [`MAX_LINK_DIRECTORIES`].
+pub(crate) fn link_directories(args: &[String], cwd: &str) -> Option<Vec<String>> {
+    let mut named: Vec<&str> = Vec::new();
+    if let Some(last) = args.iter().rev().find(|arg| !arg.is_empty()) {
+        named.push(last);
+    }
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if let Some(dir) = arg.strip_prefix("--target-directory=") {
+            named.push(dir);
+        } else if arg == "--target-directory" {
+            named.extend(args.next().map(String::as_str));
+        } else if let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.starts_with('-'))
+            && let Some((_, dir)) = cluster.split_once('t')
+        {
+            if dir.is_empty() {
+                named.extend(args.next().map(String::as_str));
+            } else {
+                named.push(dir);
+            }
+        }
+    }
+    let mut dirs = Vec::new();
+    for name in named.into_iter().filter(|name| !name.is_empty()) {
+        let Ok(path) = canonical_path(name, Some(cwd)) else {
+            continue;
+        };
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            dirs.push(if parent.is_empty() { "/" } else { parent }.to_owned());
+        }
+        dirs.push(path);
+    }
+    dirs.sort();
+    dirs.dedup();
+    (dirs.len() <= MAX_LINK_DIRECTORIES).then_some(dirs)
 }
 
 /// Whether canonical `path` equals `root` or lies beneath it.
@@ -310,12 +377,24 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
             // Any argument may be a path (relative to cwd, or after `=`)
             // that a program acts on recursively: the floor treats each as
             // such. Conservative on purpose; confinement is the real guard.
+            // A relative argument may also be the target of a symbolic
+            // link the program makes (`ln -s ../../.claude a/b/c`), which
+            // leads from the link's directory, not from cwd: the floor
+            // reads each relative argument from there too.
+            let link_dirs = link_directories(&exec.args, cwd);
             let argument_reaches = |arg: &str| {
                 let candidates = [Some(arg), arg.split_once('=').map(|(_, v)| v)];
                 candidates.into_iter().flatten().any(|candidate| {
                     !candidate.is_empty()
-                        && canonical_path(candidate, Some(cwd))
+                        && (canonical_path(candidate, Some(cwd))
                             .is_ok_and(|path| env.reaches_asset(&path))
+                            || (!candidate.starts_with('/')
+                                && link_dirs.as_ref().is_none_or(|dirs| {
+                                    dirs.iter().any(|dir| {
+                                        canonical_path(candidate, Some(dir))
+                                            .is_ok_and(|path| env.reaches_asset(&path))
+                                    })
+                                })))
                 }) || env.mentions_asset(arg)
             };
             let kernel_asset = env.touches_asset(program)

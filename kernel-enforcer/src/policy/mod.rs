@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub(crate) use entities::link_directories;
 pub use entities::{Environment, RequestView};
 
 /// The kernel's Cedar schema for its action model.
@@ -38,6 +39,11 @@ pub const FLOOR: &str = r#"@id("kernel-floor-assets")
 @reason("the kernel's own assets (key, policies, evidence, binary) are off limits")
 forbid (principal, action, resource) when { context.kernel_asset };
 "#;
+
+/// The id of the floor's policy (in [`FLOOR`]): the enforcer names it too
+/// when it denies an action for where its paths lead
+/// ([`crate::resolve::check`]).
+pub const FLOOR_ASSETS_ID: &str = "kernel-floor-assets";
 
 /// Prefix reserved for floor policy ids.
 pub const FLOOR_ID_PREFIX: &str = "kernel-floor";

@@ -384,6 +384,49 @@ fn the_floor_sees_protected_paths_in_arguments() {
     );
 }
 
+/// A symbolic link's relative target leads from the link's directory: the
+/// floor reads a relative argument from there too, so a link made to lead
+/// to a protected file is refused when it is made (it was read from the
+/// working directory only: `../../.claude` from `/ws` is `/.claude`).
+#[test]
+fn the_floor_reads_a_link_target_from_the_links_directory() {
+    let env = Environment::new("/ws", &["/ws/.claude/settings.json".into()]).unwrap();
+    let engine = PolicyEngine::from_sources(
+        &[(
+            "t.cedar".into(),
+            r#"permit (principal, action, resource);"#.into(),
+        )],
+        env,
+    )
+    .unwrap();
+    let ln = |args: &[&str]| {
+        let action = canon(Action::exec(
+            Exec::new("/usr/bin/ln").args(args.iter().copied()),
+        ));
+        engine.view(&action).unwrap().kernel_asset()
+    };
+    for args in [
+        &["-s", "../../.claude", "a/b/c"][..],
+        &["-s", "../../.claude", "a/b/"],
+        &["-s", "../../.claude/settings.json", "a/b/c"],
+        &["-sf", "../../../.claude", "a/b/c/d"],
+        &["-st", "a/b", "../../.claude"],
+        &["-s", "-t", "a/b", "../../.claude"],
+        &["--symbolic", "--target-directory=a/b", "../../.claude"],
+        &["-s", "--target-directory", "a/b", "../../.claude"],
+    ] {
+        assert!(ln(args), "{args:?}");
+    }
+    // Links that lead elsewhere are made as before.
+    for args in [
+        &["-s", "../../src", "a/b/c"][..],
+        &["-s", "../.claude", "a/b/c"],
+        &["-s", "/etc/hosts", "hosts"],
+    ] {
+        assert!(!ln(args), "{args:?}");
+    }
+}
+
 /// The index (`index.rs`) against the whole set, on generated policy sets:
 /// permits and forbids, every kind of action and resource scope, `when`
 /// and `unless` conditions, and conditions that fail at evaluation (an
