@@ -102,9 +102,8 @@ const MAX_LINK_DIRECTORIES: usize = 64;
 /// `.`) holds the link, so its own directory is not one. `None` when there
 /// are more than [`MAX_LINK_DIRECTORIES`].
 pub(crate) fn link_directories(args: &[String], cwd: &str) -> Option<Vec<String>> {
-    let only_a_directory = |name: &str| {
-        name.ends_with('/') || matches!(name.rsplit('/').next(), Some("." | ".."))
-    };
+    let only_a_directory =
+        |name: &str| name.ends_with('/') || matches!(name.rsplit('/').next(), Some("." | ".."));
     // Each name, and whether it can only be a directory.
     let mut named: Vec<(&str, bool)> = Vec::new();
     if let Some(last) = args.iter().rev().find(|arg| !arg.is_empty()) {

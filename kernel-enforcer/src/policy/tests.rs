@@ -467,7 +467,10 @@ fn a_directory_named_last_is_no_links_name() {
     }
     for (program, args) in [
         // The link is made in `.`, and its target read from there.
-        ("/usr/bin/ln", &["-s", "../.local/state/agent-kernel/kernel.key", "."][..]),
+        (
+            "/usr/bin/ln",
+            &["-s", "../.local/state/agent-kernel/kernel.key", "."][..],
+        ),
         ("/usr/bin/ln", &["-s", "../../.local/state", "docs/."]),
         // Named as a link in the project: its target leads from there.
         ("/usr/bin/ln", &["-s", "../.local", "state"]),
