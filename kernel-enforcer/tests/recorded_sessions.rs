@@ -658,8 +658,26 @@ fn replay(agent: &str) {
         } else {
             "BAD"
         };
+        // For a blocked or asked call, what the agent was told.
+        let told = match outcome.got {
+            Some(Answer::Allow) => String::new(),
+            _ => {
+                let stderr = String::from_utf8_lossy(&outcome.output.stderr);
+                let stdout: serde_json::Value =
+                    serde_json::from_slice(&outcome.output.stdout).unwrap_or_default();
+                let text = if stderr.trim().is_empty() {
+                    stdout["hookSpecificOutput"]["permissionDecisionReason"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                } else {
+                    stderr.trim().to_owned()
+                };
+                format!(" -> {}", text.chars().take(110).collect::<String>())
+            }
+        };
         report.push(format!(
-            "{verdict} {:<9} {:<5} (want {:<5}) line {:>2}: {}",
+            "{verdict} {:<9} {:<5} (want {:<5}) line {:>2}: {}{told}",
             format!("{:?}", call.kind).to_lowercase(),
             outcome
                 .got
