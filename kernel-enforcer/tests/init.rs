@@ -200,7 +200,14 @@ fn a_second_run_changes_nothing() {
         std::fs::read_to_string(home.config().join("claude-code.cedar"))
             .unwrap()
             .len(),
-        include_str!("../../examples/policies/coding-agent.cedar").len()
+        concat!(
+            include_str!("../../examples/policies/claude-code.cedar"),
+            "\n",
+            include_str!("../../examples/policies/coding-agent-hooks.cedar"),
+            "\n",
+            include_str!("../../examples/policies/coding-agent.cedar"),
+        )
+        .len()
     );
     let settings = project.join(".claude/settings.local.json");
     let command = hook_command(&settings);

@@ -773,3 +773,111 @@ fn a_servers_sampling_request_never_reaches_the_agent_undecided() {
         assert!(report.contains(expected), "{report}");
     }
 }
+
+/// The shipped profile for the filesystem server
+/// (`examples/policies/mcp-filesystem.cedar`) against the real server:
+/// it permits every tool the server lists (so ordinary use works), and no
+/// tool call names a secret and reaches the server. Each denial is shown
+/// by its effect: the secret's text is in no answer, the secret file is
+/// unchanged and where it was, and the hook file was never written.
+#[test]
+fn the_filesystem_profile_permits_the_servers_tools_and_keeps_secrets_out() {
+    let modules = require_npm!();
+    let profile = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/mcp-filesystem.cedar"),
+    )
+    .unwrap();
+    let fixture = fixture(&profile);
+    let workspace = std::fs::canonicalize(&fixture.workspace).unwrap();
+    let secret = "SECRET-d41d8cd98f00";
+    std::fs::create_dir_all(workspace.join("src")).unwrap();
+    std::fs::create_dir_all(workspace.join(".git/hooks")).unwrap();
+    std::fs::create_dir_all(workspace.join("certs")).unwrap();
+    std::fs::write(workspace.join("src/main.rs"), "fn main() {}\n").unwrap();
+    std::fs::write(workspace.join(".env"), format!("TOKEN={secret}\n")).unwrap();
+    std::fs::write(workspace.join("certs/server.pem"), secret).unwrap();
+    let ws = |name: &str| workspace.join(name);
+    let calls = json!([
+        // Ordinary use: every one allowed.
+        {"name": "list_allowed_directories", "arguments": {}},
+        {"name": "read_text_file", "arguments": {"path": ws("src/main.rs")}},
+        {"name": "read_multiple_files", "arguments": {"paths": [ws("src/main.rs")]}},
+        {"name": "list_directory", "arguments": {"path": workspace}},
+        {"name": "directory_tree", "arguments": {"path": ws("src")}},
+        {"name": "search_files", "arguments": {"path": workspace, "pattern": "main"}},
+        {"name": "get_file_info", "arguments": {"path": ws("src/main.rs")}},
+        {"name": "create_directory", "arguments": {"path": ws("docs")}},
+        {"name": "write_file", "arguments": {"path": ws("docs/setup.md"),
+            "content": "Copy .env.example to .env.\n"}},
+        {"name": "edit_file", "arguments": {"path": ws("src/main.rs"),
+            "edits": [{"oldText": "fn main() {}", "newText": "fn main() { run() }"}]}},
+        {"name": "move_file", "arguments": {"source": ws("docs/setup.md"),
+            "destination": ws("docs/SETUP.md")}},
+        // Secrets and hooks: every one denied.
+        {"name": "read_text_file", "arguments": {"path": ws(".env")}},
+        {"name": "read_file", "arguments": {"path": ws(".env")}},
+        {"name": "read_multiple_files", "arguments": {"paths": [ws("src/main.rs"), ws(".env")]}},
+        {"name": "read_media_file", "arguments": {"path": ws("certs/server.pem")}},
+        {"name": "write_file", "arguments": {"path": ws(".env"), "content": "TOKEN=attacker\n"}},
+        {"name": "edit_file", "arguments": {"path": ws(".env"),
+            "edits": [{"oldText": "TOKEN", "newText": "X"}]}},
+        {"name": "move_file", "arguments": {"source": ws(".env"), "destination": ws("env.txt")}},
+        {"name": "write_file", "arguments": {"path": ws(".git/hooks/pre-commit"),
+            "content": "#!/bin/sh\n"}},
+    ]);
+    let lines = sdk_client(&modules, &fixture, &calls);
+    // The profile permits exactly the tools this version of the server
+    // lists: none is left unusable, and no unknown one is let through.
+    let listed: Vec<&str> = lines[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let mut permitted: Vec<&str> = [
+        "read_file",
+        "read_text_file",
+        "read_media_file",
+        "read_multiple_files",
+        "list_directory",
+        "list_directory_with_sizes",
+        "directory_tree",
+        "search_files",
+        "get_file_info",
+        "list_allowed_directories",
+        "write_file",
+        "edit_file",
+        "create_directory",
+        "move_file",
+    ]
+    .to_vec();
+    permitted.sort_unstable();
+    assert_eq!(listed, permitted);
+    for name in &permitted {
+        assert!(profile.contains(&format!("\"{name}\"")), "{name}");
+    }
+    let results = &lines[1..];
+    assert_eq!(results.len(), 19);
+    for (index, line) in results.iter().enumerate() {
+        let denied = line["result"]["isError"] == true
+            && text_of(line).contains("denied by the agent kernel");
+        assert_eq!(denied, index >= 11, "call {index}: {line}");
+        assert!(!line.to_string().contains(secret), "call {index}: {line}");
+    }
+    // The allowed calls had their effect.
+    assert!(text_of(&results[1]).contains("fn main"));
+    assert_eq!(
+        std::fs::read_to_string(ws("src/main.rs")).unwrap(),
+        "fn main() { run() }\n"
+    );
+    assert!(ws("docs/SETUP.md").exists() && !ws("docs/setup.md").exists());
+    // The denied ones did not.
+    assert_eq!(
+        std::fs::read_to_string(ws(".env")).unwrap(),
+        format!("TOKEN={secret}\n")
+    );
+    assert!(!ws("env.txt").exists());
+    assert!(!ws(".git/hooks/pre-commit").exists());
+    let report = audit(&fixture.evidence);
+    assert!(report.contains("11 allowed, 8 denied"), "{report}");
+}

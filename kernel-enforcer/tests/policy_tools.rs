@@ -60,6 +60,38 @@ fn the_shipped_example_tests_pass() {
     );
 }
 
+/// Every policy test file shipped with the examples passes, the hook and
+/// MCP profiles' among them (a profile added later is covered without
+/// naming it here).
+#[test]
+fn every_shipped_policy_test_file_passes() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(".tests.toml"))
+        .collect();
+    files.sort();
+    for profile in [
+        "claude-code.tests.toml",
+        "codex.tests.toml",
+        "coding-agent-hooks.tests.toml",
+        "mcp-filesystem.tests.toml",
+    ] {
+        assert!(files.contains(&examples().join(profile)), "{profile}");
+    }
+    for file in files {
+        let output = run(&["policy", "test", file.to_str().unwrap()]);
+        let (stdout, stderr) = text(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}: {stdout}{stderr}",
+            file.display()
+        );
+        assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    }
+}
+
 /// The coding-agent profile's own cases, among them metadata changes and
 /// Unix-socket connections: allowed in the workspace, refused outside it.
 #[test]

@@ -572,17 +572,22 @@ impl Drop for Listener {
     }
 }
 
-/// The profile used while the agents' own profiles are not shipped: the
-/// coding-agent profile (the same intent: the project, system programs,
-/// no secrets) and what `tests/real_agents/hook-extras.cedar` adds.
-fn hook_policy(world: &World) -> PathBuf {
-    let base = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/coding-agent.cedar"),
-    )
-    .unwrap();
-    let extras = include_str!("real_agents/hook-extras.cedar");
+/// The agent's shipped profile (`examples/policies/<agent>.cedar`, with
+/// the hook rules and the coding-agent rules it shares), as one file, as
+/// `kernel-enforcer init` installs it.
+fn hook_policy(world: &World, agent: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies");
+    let profile = [
+        format!("{agent}.cedar"),
+        "coding-agent-hooks.cedar".to_owned(),
+        "coding-agent.cedar".to_owned(),
+    ]
+    .iter()
+    .map(|file| std::fs::read_to_string(dir.join(file)).unwrap())
+    .collect::<Vec<_>>()
+    .join("\n");
     let path = world.state.join("hook-policy.cedar");
-    std::fs::write(&path, format!("{base}\n{extras}")).unwrap();
+    std::fs::write(&path, profile).unwrap();
     path
 }
 
@@ -904,7 +909,7 @@ fn claude_code_through_its_hook_does_ordinary_work_and_leaks_no_secret() {
     let world = world();
     let steps = claude_steps(&world);
     let model = model_server(&world, &steps);
-    let listener = listen(&world, &hook_policy(&world));
+    let listener = listen(&world, &hook_policy(&world, "claude-code"));
     let settings = json!({"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [
         {"type": "command", "command": hook_command("claude-code", &listener.socket)}]}]}});
     std::fs::create_dir_all(world.project.join(".claude")).unwrap();
@@ -1058,7 +1063,7 @@ fn codex_through_its_hook_does_ordinary_work_and_leaks_no_secret() {
     let steps = codex_steps(&world);
     let model = model_server(&world, &steps);
     codex_config(&world, &model);
-    let listener = listen(&world, &hook_policy(&world));
+    let listener = listen(&world, &hook_policy(&world, "codex"));
     let hooks = json!({"hooks": {"PreToolUse": [{"matcher": "Bash|apply_patch|mcp__.*", "hooks": [
         {"type": "command", "command": hook_command("codex", &listener.socket)}]}]}});
     std::fs::write(world.home.join(".codex/hooks.json"), hooks.to_string()).unwrap();

@@ -58,14 +58,25 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// The policy profile installed for Claude Code.
-///
-/// Placeholder: the coding-agent profile, until a profile written for
-/// Claude Code's tools ships as `examples/policies/claude-code.cedar`.
-const CLAUDE_CODE_PROFILE: &str = include_str!("../../../examples/policies/coding-agent.cedar");
-/// The policy profile installed for Codex (placeholder as above, until
-/// `examples/policies/codex.cedar` ships).
-const CODEX_PROFILE: &str = include_str!("../../../examples/policies/coding-agent.cedar");
+/// The policy profile installed for Claude Code: the three files of the
+/// shipped profile (`examples/policies/claude-code.cedar`, the hook rules
+/// and the coding-agent rules they share with Codex's), as one file.
+const CLAUDE_CODE_PROFILE: &str = concat!(
+    include_str!("../../../examples/policies/claude-code.cedar"),
+    "\n",
+    include_str!("../../../examples/policies/coding-agent-hooks.cedar"),
+    "\n",
+    include_str!("../../../examples/policies/coding-agent.cedar"),
+);
+/// The policy profile installed for Codex, likewise
+/// (`examples/policies/codex.cedar` and the shared files).
+const CODEX_PROFILE: &str = concat!(
+    include_str!("../../../examples/policies/codex.cedar"),
+    "\n",
+    include_str!("../../../examples/policies/coding-agent-hooks.cedar"),
+    "\n",
+    include_str!("../../../examples/policies/coding-agent.cedar"),
+);
 
 /// Longest path a Unix socket address can hold (`sun_path`, without its
 /// final NUL).

@@ -97,35 +97,40 @@ const MAX_LINK_DIRECTORIES: usize = 64;
 /// TARGET... DIR`), and each target directory named with `-t DIR`,
 /// `-tDIR`, a cluster ending in `t` (`-st DIR`) or `--target-directory`
 /// (`ln`, `cp -s`). Whatever the program: the floor does not know which
-/// programs make links. `None` when there are more than
-/// [`MAX_LINK_DIRECTORIES`].
+/// programs make links. A name that can only be a directory (a target
+/// directory, or one ending in `/`, `.` or `..`: no link can be called
+/// `.`) holds the link, so its own directory is not one. `None` when there
+/// are more than [`MAX_LINK_DIRECTORIES`].
 pub(crate) fn link_directories(args: &[String], cwd: &str) -> Option<Vec<String>> {
-    let mut named: Vec<&str> = Vec::new();
+    let only_a_directory =
+        |name: &str| name.ends_with('/') || matches!(name.rsplit('/').next(), Some("." | ".."));
+    // Each name, and whether it can only be a directory.
+    let mut named: Vec<(&str, bool)> = Vec::new();
     if let Some(last) = args.iter().rev().find(|arg| !arg.is_empty()) {
-        named.push(last);
+        named.push((last, only_a_directory(last)));
     }
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         if let Some(dir) = arg.strip_prefix("--target-directory=") {
-            named.push(dir);
+            named.push((dir, true));
         } else if arg == "--target-directory" {
-            named.extend(args.next().map(String::as_str));
+            named.extend(args.next().map(|dir| (dir.as_str(), true)));
         } else if let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.starts_with('-'))
             && let Some((_, dir)) = cluster.split_once('t')
         {
             if dir.is_empty() {
-                named.extend(args.next().map(String::as_str));
+                named.extend(args.next().map(|dir| (dir.as_str(), true)));
             } else {
-                named.push(dir);
+                named.push((dir, true));
             }
         }
     }
     let mut dirs = Vec::new();
-    for name in named.into_iter().filter(|name| !name.is_empty()) {
+    for (name, directory) in named.into_iter().filter(|(name, _)| !name.is_empty()) {
         let Ok(path) = canonical_path(name, Some(cwd)) else {
             continue;
         };
-        if let Some((parent, _)) = path.rsplit_once('/') {
+        if !directory && let Some((parent, _)) = path.rsplit_once('/') {
             dirs.push(if parent.is_empty() { "/" } else { parent }.to_owned());
         }
         dirs.push(path);

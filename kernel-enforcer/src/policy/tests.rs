@@ -427,6 +427,60 @@ fn the_floor_reads_a_link_target_from_the_links_directory() {
     }
 }
 
+/// A program whose last argument can only be a directory (`.`, `..`, a
+/// name ending in `/`) makes no link named so, so the floor does not read
+/// the other arguments from that directory's parent: `grep -rn TODO .` in
+/// a project under the home directory, which holds the kernel's state,
+/// was refused as reaching the kernel's key (`.` read from the home
+/// directory). A link made in such a directory is still read from it.
+#[test]
+fn a_directory_named_last_is_no_links_name() {
+    let env = Environment::new(
+        "/home/u/project",
+        &["/home/u/.local/state/agent-kernel/kernel.key".into()],
+    )
+    .unwrap();
+    let engine = PolicyEngine::from_sources(
+        &[(
+            "t.cedar".into(),
+            r#"permit (principal, action, resource);"#.into(),
+        )],
+        env,
+    )
+    .unwrap();
+    let reaches = |program: &str, args: &[&str]| {
+        let action = canon(Action::exec(
+            Exec::new(program)
+                .args(args.iter().copied())
+                .cwd("/home/u/project"),
+        ));
+        engine.view(&action).unwrap().kernel_asset()
+    };
+    for (program, args) in [
+        ("/usr/bin/grep", &["-rn", "TODO", "."][..]),
+        ("/usr/bin/find", &["."]),
+        ("/usr/bin/ls", &["-la", "./"]),
+        ("/usr/bin/cp", &["notes.md", "docs/."]),
+        ("/usr/bin/tar", &["czf", "out.tgz", "."]),
+    ] {
+        assert!(!reaches(program, args), "{program} {args:?}");
+    }
+    for (program, args) in [
+        // The link is made in `.`, and its target read from there.
+        (
+            "/usr/bin/ln",
+            &["-s", "../.local/state/agent-kernel/kernel.key", "."][..],
+        ),
+        ("/usr/bin/ln", &["-s", "../../.local/state", "docs/."]),
+        // Named as a link in the project: its target leads from there.
+        ("/usr/bin/ln", &["-s", "../.local", "state"]),
+        // The home directory itself holds the key.
+        ("/usr/bin/grep", &["-rn", "TODO", ".."]),
+    ] {
+        assert!(reaches(program, args), "{program} {args:?}");
+    }
+}
+
 /// The index (`index.rs`) against the whole set, on generated policy sets:
 /// permits and forbids, every kind of action and resource scope, `when`
 /// and `unless` conditions, and conditions that fail at evaluation (an
