@@ -27,7 +27,15 @@ pub(crate) fn protocol(
     });
     (a.answer, _) = outcome_text(&raw.send(early).and_then(|()| raw.recv()));
     rep.report(a);
-    for version in [0u16, 2, 0xffff] {
+    // Versions around the current one, never the current one itself (a
+    // hello it accepted would end the attack here, unreported).
+    let wrong = [
+        0u16,
+        PROTOCOL_VERSION.saturating_sub(1),
+        PROTOCOL_VERSION.saturating_add(1),
+        u16::MAX,
+    ];
+    for version in wrong.into_iter().filter(|v| *v != PROTOCOL_VERSION) {
         let mut a = attempt(format!("hello with protocol version {version}"));
         (a.answer, _) = outcome_text(
             &raw.send(encode_client_frame(&ClientFrame::Hello {
