@@ -712,8 +712,24 @@ mod tests {
         seq: u64,
     }
 
+    /// Opens `path`, waiting while its lock is held elsewhere: other tests
+    /// of this process fork children, and a child forked while this test
+    /// held the file open keeps a copy of the locked descriptor until it
+    /// runs `exec` (close-on-exec), which on a loaded machine takes a
+    /// while. Any other error, or a lock held for 10 s, is returned.
     fn open_quick(path: &Path) -> Result<EvidenceLog, EvidenceError> {
-        EvidenceLog::open_with(path, Durability::DangerOsBuffered)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match EvidenceLog::open_with(path, Durability::DangerOsBuffered) {
+                Err(EvidenceError::Io { source, .. })
+                    if source.to_string().contains("another enforcer")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => return other,
+            }
+        }
     }
 
     impl Writer {
