@@ -31,10 +31,10 @@
 
 mod common;
 
-use common::ENFORCER;
+use common::{ENFORCER, Listener, Reaped};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -335,16 +335,9 @@ fn custom(mut step: Step) -> Step {
 }
 
 struct ModelServer {
-    child: Child,
+    _child: Reaped,
     port: u16,
     log: PathBuf,
-}
-
-impl Drop for ModelServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn model_server(world: &World, steps: &[Step]) -> ModelServer {
@@ -370,23 +363,17 @@ fn model_server(world: &World, steps: &[Step]) -> ModelServer {
         .stderr(std::fs::File::create(world.state.join("model.err")).unwrap())
         .spawn()
         .expect("python3 runs the scripted model");
-    let started = Instant::now();
-    let port = loop {
-        if let Some(port) = std::fs::read_to_string(&port_file)
+    let child = Reaped(child);
+    let mut port = None;
+    common::wait_for("the model server to start", Duration::from_secs(20), || {
+        port = std::fs::read_to_string(&port_file)
             .ok()
-            .and_then(|text| text.trim().parse().ok())
-        {
-            break port;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the model server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+            .and_then(|text| text.trim().parse().ok());
+        port.is_some()
+    });
     ModelServer {
-        child,
-        port,
+        _child: child,
+        port: port.unwrap(),
         log: world.state.join("requests.jsonl"),
     }
 }
@@ -560,18 +547,6 @@ fn offered_tools(requests: &[(String, Value)]) -> Vec<String> {
 
 // --- the enforcer ---------------------------------------------------------------
 
-struct Listener {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The agent's shipped profile (`examples/policies/<agent>.cedar`, with
 /// the hook rules and the coding-agent rules it shares), as one file, as
 /// `kernel-enforcer init` installs it.
@@ -593,30 +568,16 @@ fn hook_policy(world: &World, agent: &str) -> PathBuf {
 
 fn listen(world: &World, policy: &Path) -> Listener {
     let socket = world.state.join("endpoint.sock");
-    let child = Command::new(ENFORCER)
-        .arg("listen")
-        .arg("--policy")
-        .arg(policy)
-        .arg("--workspace")
-        .arg(&world.project)
-        .arg("--evidence")
-        .arg(world.state.join("evidence.log"))
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(world.state.join("listen.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "listen did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Listener { child, socket }
+    Listener::start(
+        common::listen_command(
+            policy,
+            &world.project,
+            &world.state.join("evidence.log"),
+            &socket,
+        )
+        .stderr(std::fs::File::create(world.state.join("listen.err")).unwrap()),
+        &socket,
+    )
 }
 
 /// The hook's command line, as docs/GATEWAYS.md gives it.
@@ -1136,22 +1097,8 @@ fn governed_run(world: &World, policy: &Path) -> Vec<std::ffi::OsString> {
 /// after `audit verify` accepted it.
 fn governed_evidence(world: &World) -> String {
     let log = world.state.join("governed.log");
-    let verify = Command::new(ENFORCER)
-        .args(["audit", "verify"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "the evidence does not verify: {}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
-    let out = Command::new(ENFORCER)
-        .args(["audit", "inspect"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::audit_verify(&log);
+    common::audit_inspect(&log)
 }
 
 /// A read hidden in a command string: no secret's name in the command
