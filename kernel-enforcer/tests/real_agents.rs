@@ -736,6 +736,43 @@ fn assert_not_working(agent: &str, mut not_working: Vec<String>, known: &[&str])
     );
 }
 
+/// Which agent a session ran: where its conversation holds the tool
+/// results.
+#[derive(Clone, Copy)]
+enum Agent {
+    ClaudeCode,
+    Codex,
+}
+
+/// Judges a finished session named `name`: prints its table, and panics
+/// unless the agent offered every scripted tool and exited 0 (`ok`), no
+/// secret reached the model, nothing outside the project changed and
+/// every scripted call got a result back to the model. Returns the labels
+/// of the ordinary calls that did not work.
+fn judge(
+    agent: Agent,
+    name: &str,
+    ok: bool,
+    world: &World,
+    model: &ModelServer,
+    steps: &[Step],
+) -> Vec<String> {
+    let requests = model.requests();
+    let outcomes = match agent {
+        Agent::ClaudeCode => outcomes(steps, &claude_results(&requests), "toolu_script_"),
+        Agent::Codex => outcomes(steps, &codex_results(&requests), "call_script_"),
+    };
+    let not_working = report(name, steps, &outcomes, &offered_tools(&requests));
+    assert!(ok, "{name}: the agent failed");
+    model.assert_no_marker(world);
+    world.assert_outside_unchanged();
+    assert!(
+        outcomes.iter().all(|o| *o != Outcome::NoResult),
+        "{outcomes:?}"
+    );
+    not_working
+}
+
 // --- Claude Code through its hook ------------------------------------------------
 
 fn claude_steps(world: &World) -> Vec<Step> {
@@ -880,21 +917,13 @@ fn claude_code_through_its_hook_does_ordinary_work_and_leaks_no_secret() {
     )
     .unwrap();
     let ok = run_session(claude_command(&world, &model, &[]), &world, "claude-code");
-    let requests = model.requests();
-    let outcomes = outcomes(&steps, &claude_results(&requests), "toolu_script_");
-    let not_working = report(
+    let not_working = judge(
+        Agent::ClaudeCode,
         "Claude Code (hook)",
+        ok,
+        &world,
+        &model,
         &steps,
-        &outcomes,
-        &offered_tools(&requests),
-    );
-    assert!(ok, "Claude Code failed");
-    model.assert_no_marker(&world);
-    world.assert_outside_unchanged();
-    // Every call reached the hook and got an answer back to the model.
-    assert!(
-        outcomes.iter().all(|o| *o != Outcome::NoResult),
-        "{outcomes:?}"
     );
     // The effects of the ordinary calls that worked.
     if !not_working.iter().any(|l| l.starts_with("Write")) {
@@ -1035,16 +1064,7 @@ fn codex_through_its_hook_does_ordinary_work_and_leaks_no_secret() {
         &world,
         "codex",
     );
-    let requests = model.requests();
-    let outcomes = outcomes(&steps, &codex_results(&requests), "call_script_");
-    let not_working = report("Codex (hook)", &steps, &outcomes, &offered_tools(&requests));
-    assert!(ok, "Codex failed");
-    model.assert_no_marker(&world);
-    world.assert_outside_unchanged();
-    assert!(
-        outcomes.iter().all(|o| *o != Outcome::NoResult),
-        "{outcomes:?}"
-    );
+    let not_working = judge(Agent::Codex, "Codex (hook)", ok, &world, &model, &steps);
     if !not_working.iter().any(|l| l == "apply_patch: add notes.md") {
         assert_eq!(
             std::fs::read_to_string(world.project.join("notes.md")).unwrap(),
@@ -1203,20 +1223,13 @@ fn claude_code_governed_at_the_system_call_boundary_works_and_leaks_no_secret() 
         &world,
         "claude-code-governed",
     );
-    let requests = model.requests();
-    let outcomes = outcomes(&steps, &claude_results(&requests), "toolu_script_");
-    let not_working = report(
+    let not_working = judge(
+        Agent::ClaudeCode,
         "Claude Code (governed)",
+        ok,
+        &world,
+        &model,
         &steps,
-        &outcomes,
-        &offered_tools(&requests),
-    );
-    assert!(ok, "Claude Code failed under --govern-syscalls");
-    model.assert_no_marker(&world);
-    world.assert_outside_unchanged();
-    assert!(
-        outcomes.iter().all(|o| *o != Outcome::NoResult),
-        "{outcomes:?}"
     );
     assert_eq!(
         std::fs::read_to_string(world.project.join("notes.md")).unwrap(),
@@ -1302,21 +1315,7 @@ fn codex_governed_at_the_system_call_boundary_works_and_leaks_no_secret() {
         &world,
         "codex-governed",
     );
-    let requests = model.requests();
-    let outcomes = outcomes(&steps, &codex_results(&requests), "call_script_");
-    let not_working = report(
-        "Codex (governed)",
-        &steps,
-        &outcomes,
-        &offered_tools(&requests),
-    );
-    assert!(ok, "Codex failed under --govern-syscalls");
-    model.assert_no_marker(&world);
-    world.assert_outside_unchanged();
-    assert!(
-        outcomes.iter().all(|o| *o != Outcome::NoResult),
-        "{outcomes:?}"
-    );
+    let not_working = judge(Agent::Codex, "Codex (governed)", ok, &world, &model, &steps);
     assert_eq!(
         std::fs::read_to_string(world.project.join("notes.md")).unwrap(),
         "first notes\n"
