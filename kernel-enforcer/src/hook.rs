@@ -81,9 +81,6 @@ pub const CODEX_INTERNAL_TOOLS: &[&str] = &[
     "update_plan",
 ];
 
-/// Shells whose `-c SCRIPT` is decided as the script itself.
-const SHELLS: &[&str] = &["bash", "dash", "sh", "zsh"];
-
 /// What a tool call does, as the kernel decides it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mapped {
@@ -494,7 +491,7 @@ impl Call<'_> {
                         .map(|item| item.as_str().map(str::to_owned))
                         .collect::<Option<Vec<_>>>()
                         .ok_or("`Bash` command array holds a non-string")?;
-                    self.argv_actions(argv, self.cwd)?
+                    self.argv_actions(&argv, self.cwd)?
                 }
                 _ => return Err("`Bash` input has no `command`".into()),
             },
@@ -532,22 +529,20 @@ impl Call<'_> {
         Ok(actions)
     }
 
-    /// An argument vector run without a shell: one `Exec`, or the script
-    /// of `sh -c SCRIPT`, or the patch of `apply_patch PATCH` (Codex).
-    fn argv_actions(&self, argv: Vec<String>, cwd: &str) -> Result<Vec<Action>, String> {
-        if let Some(script) = shell_script(&argv) {
-            return self.command_line(Agent::Codex, script, cwd);
+    /// An argument vector run without a shell (Codex's older tools): the
+    /// patch of `apply_patch PATCH`; the script of `sh -c SCRIPT` (which
+    /// may be a patch Codex applies itself); otherwise the command line
+    /// that runs exactly these words ([`crate::shell::quote`]), so that a
+    /// vector is decided as the same words written as a command line are.
+    fn argv_actions(&self, argv: &[String], cwd: &str) -> Result<Vec<Action>, String> {
+        match argv {
+            [] => Err("empty command".into()),
+            [program, patch] if is_apply_patch(program) => patch_actions(patch, cwd),
+            _ => match crate::shell::shell_script(argv) {
+                Some(script) => self.command_line(Agent::Codex, script?, cwd),
+                None => self.command_line(Agent::Codex, &crate::shell::quote(argv), cwd),
+            },
         }
-        let Some((program, args)) = argv.split_first() else {
-            return Err("empty command".into());
-        };
-        if let (true, [patch]) = (is_apply_patch(program), args) {
-            return patch_actions(patch, cwd);
-        }
-        check_not_apply_patch(Agent::Codex, program)?;
-        let mut exec = kernel_core::Exec::new(program.clone()).args(args.iter().cloned());
-        exec.cwd = Some(cwd.to_owned());
-        Ok(vec![Action::Exec(exec)])
     }
 
     fn text(&self, field: &str) -> Result<&str, String> {
@@ -613,39 +608,11 @@ fn join(cwd: &str, dir: &str) -> String {
     }
 }
 
-/// The script of `sh -c SCRIPT` (or `-lc`): a shell given exactly a flag
-/// and a script, whose effect is the script's.
-///
-/// Only the system's shell counts (a bare name, or one directly in `/bin`
-/// or `/usr/bin`): `./bash -c ls` runs the agent's own `./bash`, which is
-/// decided as that program, not as `ls`.
-fn shell_script(argv: &[String]) -> Option<&str> {
-    let system = |program: &str| {
-        !program.contains('/')
-            || ["/bin/", "/usr/bin/"].iter().any(|dir| {
-                program
-                    .strip_prefix(dir)
-                    .is_some_and(|rest| !rest.contains('/'))
-            })
-    };
-    match argv {
-        [program, flag, script]
-            if system(program)
-                && SHELLS.contains(&basename(program))
-                && matches!(flag.as_str(), "-c" | "-lc") =>
-        {
-            Some(script)
-        }
-        _ => None,
-    }
-}
-
-fn basename(program: &str) -> &str {
-    program.rsplit('/').next().unwrap_or(program)
-}
-
 fn is_apply_patch(program: &str) -> bool {
-    matches!(basename(program), "apply_patch" | "applypatch")
+    matches!(
+        crate::shell::basename(program),
+        "apply_patch" | "applypatch"
+    )
 }
 
 /// Codex provides `apply_patch` as a program too: run by a shell inside a
