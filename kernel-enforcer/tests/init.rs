@@ -313,6 +313,36 @@ fn settings_that_are_not_json_are_refused_before_anything_is_written() {
     assert_eq!(snapshot(home.dir.path()), before, "something was written");
 }
 
+/// A protected path that is not UTF-8 text (Claude Code's configuration
+/// directory here, which holds the user settings that can switch the
+/// hook off) is refused: written as lossy text into the configuration, it
+/// would protect another file and leave this one open.
+#[test]
+fn a_protected_path_that_is_not_text_is_refused_before_anything_is_written() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let home = Home::new();
+    let project = home.project("proj");
+    let mut claude_dir = home.home.as_os_str().to_owned();
+    claude_dir.push(std::ffi::OsStr::from_bytes(b"/claude-\xff"));
+    let before = snapshot(home.dir.path());
+    let output = home
+        .command(&[
+            "init",
+            "claude-code",
+            "--project",
+            project.to_str().unwrap(),
+            "--no-service",
+        ])
+        .env("CLAUDE_CONFIG_DIR", &claude_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{}", text(&output.stdout));
+    let error = text(&output.stderr);
+    assert!(error.contains("is not UTF-8 text"), "{error}");
+    assert_eq!(snapshot(home.dir.path()), before, "something was written");
+}
+
 #[test]
 fn an_edited_profile_and_an_existing_key_are_kept() {
     let home = Home::new();

@@ -384,6 +384,8 @@ impl Layout {
             codex_config,
             protect,
         };
+        // Every path written into a file, the protected ones included: a
+        // path written as lossy text would protect another file.
         for path in [
             &layout.exe,
             &layout.project,
@@ -391,7 +393,10 @@ impl Layout {
             &layout.config_root,
             &layout.unit,
             &layout.hook_file,
-        ] {
+        ]
+        .into_iter()
+        .chain(&layout.protect)
+        {
             plain(path)?;
         }
         let socket_len = layout.socket.as_os_str().len();
