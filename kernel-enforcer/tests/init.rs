@@ -244,6 +244,37 @@ fn a_dry_run_writes_nothing() {
     assert_eq!(snapshot(home.dir.path()), before);
 }
 
+/// New settings are private to their owner (they can hold tokens);
+/// existing ones keep their mode, and one that is a symbolic link (kept
+/// with one's dotfiles) is written through the link, which stays.
+#[test]
+fn settings_keep_their_mode_and_their_link() {
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let home = Home::new();
+    let fresh = home.project("fresh");
+    ok(&home.init("claude-code", &fresh, &["--no-service"]));
+    assert_eq!(mode(&fresh.join(".claude/settings.local.json")), 0o600);
+
+    let linked = home.project("linked");
+    let dotfiles = home.home.join("dotfiles/settings.json");
+    std::fs::create_dir_all(dotfiles.parent().unwrap()).unwrap();
+    std::fs::write(&dotfiles, "{\"model\": \"opus\"}\n").unwrap();
+    std::fs::set_permissions(&dotfiles, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let settings = linked.join(".claude/settings.local.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&dotfiles, &settings).unwrap();
+    ok(&home.init("claude-code", &linked, &["--no-service"]));
+    assert!(
+        std::fs::symlink_metadata(&settings)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(json(&dotfiles)["model"], "opus");
+    assert!(hook_command(&dotfiles).contains("kernel-enforcer"));
+    assert_eq!(mode(&dotfiles), 0o640);
+}
+
 #[test]
 fn existing_settings_keep_their_keys_and_hooks() {
     let home = Home::new();
@@ -311,6 +342,36 @@ fn settings_that_are_not_json_are_refused_before_anything_is_written() {
         error.contains(&format!("`{}` is not valid JSON", settings.display())),
         "{error}"
     );
+    assert_eq!(snapshot(home.dir.path()), before, "something was written");
+}
+
+/// A protected path that is not UTF-8 text (Claude Code's configuration
+/// directory here, which holds the user settings that can switch the
+/// hook off) is refused: written as lossy text into the configuration, it
+/// would protect another file and leave this one open.
+#[test]
+fn a_protected_path_that_is_not_text_is_refused_before_anything_is_written() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let home = Home::new();
+    let project = home.project("proj");
+    let mut claude_dir = home.home.as_os_str().to_owned();
+    claude_dir.push(std::ffi::OsStr::from_bytes(b"/claude-\xff"));
+    let before = snapshot(home.dir.path());
+    let output = home
+        .command(&[
+            "init",
+            "claude-code",
+            "--project",
+            project.to_str().unwrap(),
+            "--no-service",
+        ])
+        .env("CLAUDE_CONFIG_DIR", &claude_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{}", text(&output.stdout));
+    let error = text(&output.stderr);
+    assert!(error.contains("is not UTF-8 text"), "{error}");
     assert_eq!(snapshot(home.dir.path()), before, "something was written");
 }
 
