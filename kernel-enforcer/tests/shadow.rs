@@ -47,6 +47,16 @@ fn operator(evidence: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+fn verify_json(evidence: &Path) -> serde_json::Value {
+    let out = Command::new(ENFORCER)
+        .args(["audit", "verify", "--json"])
+        .arg(evidence)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "audit verify --json failed: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn verify(evidence: &Path) -> String {
     let out = Command::new(ENFORCER)
         .args(["audit", "verify"])
@@ -189,6 +199,12 @@ fn denied_actions_proceed_recorded_while_the_floor_and_the_halt_still_deny() {
         ),
         "{summary}"
     );
+    // The JSON form says the same: a reader of it alone must not see a
+    // log where nothing the policy denied went through.
+    let document = verify_json(&fixture.evidence);
+    assert_eq!(document["shadow_sessions"], 1, "{document}");
+    assert_eq!(document["shadow_denied"], 3, "{document}");
+    assert_eq!(document["shadow_asked"], 0, "{document}");
 }
 
 /// A session that did not ask for shadow mode never gives a shadow
