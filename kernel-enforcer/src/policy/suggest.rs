@@ -54,7 +54,7 @@
 //! envelope; the symbolic analysis ([`super::diff`]) checks that.
 
 use super::entities::is_within;
-use super::request::RequestSpec;
+use super::request::{RequestSpec, toml_string};
 use super::{Environment, FLOOR_ID_PREFIX, PolicyEngine, PolicyLoadError};
 use cedar_policy::{Effect, PolicySet};
 use kernel_core::{
@@ -1365,39 +1365,24 @@ pub fn tests_file(
     protect: &[String],
     header: &[String],
 ) -> String {
-    let toml = |text: &str| {
-        let mut out = String::from("\"");
-        for c in text.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
-                    let _ = write!(out, "\\u{:04x}", u32::from(c));
-                }
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-        out
-    };
     let mut out = String::new();
     for line in header {
         let _ = writeln!(out, "# {line}");
     }
-    let _ = writeln!(out, "policies = [{}]\n", toml(policy));
+    let _ = writeln!(out, "policies = [{}]\n", toml_string(policy));
     let _ = writeln!(out, "[environment]");
-    let _ = writeln!(out, "workspace = {}", toml(workspace));
-    let protect: Vec<String> = protect.iter().map(|p| toml(p)).collect();
+    let _ = writeln!(out, "workspace = {}", toml_string(workspace));
+    let protect: Vec<String> = protect.iter().map(|p| toml_string(p)).collect();
     let _ = writeln!(out, "protect = [{}]", protect.join(", "));
     for case in cases {
         let Some(fields) = case.request.toml_fields() else {
             continue;
         };
-        let _ = writeln!(out, "\n[[case]]\nname = {}", toml(&case.name));
+        let _ = writeln!(out, "\n[[case]]\nname = {}", toml_string(&case.name));
         for field in fields {
             let _ = writeln!(out, "{field}");
         }
-        let _ = writeln!(out, "expect = {}", toml(case.expect.as_str()));
+        let _ = writeln!(out, "expect = {}", toml_string(case.expect.as_str()));
     }
     out
 }
