@@ -182,9 +182,7 @@ impl Suggestion {
     /// when `analysed`).
     pub fn render(&self, header: &[String], analysed: bool) -> String {
         let mut out = String::new();
-        for line in header {
-            let _ = writeln!(out, "// {line}");
-        }
+        comment(&mut out, "//", header);
         if !self.base_forbids.is_empty() {
             let _ = writeln!(out, "\n// The forbids of the base policy, kept on top:\n");
             for forbid in &self.base_forbids {
@@ -205,6 +203,15 @@ impl Suggestion {
             let _ = writeln!(out, "{}\n", text.trim_end());
         }
         out
+    }
+}
+
+/// Writes `lines` as comment lines starting with `marker`. A line break
+/// inside a line (a file or workspace named with one) starts another
+/// comment line, never text of the policy or test file.
+fn comment(out: &mut String, marker: &str, lines: &[String]) {
+    for line in lines.iter().flat_map(|l| l.split(['\n', '\r'])) {
+        let _ = writeln!(out, "{marker} {line}");
     }
 }
 
@@ -1366,9 +1373,7 @@ pub fn tests_file(
     header: &[String],
 ) -> String {
     let mut out = String::new();
-    for line in header {
-        let _ = writeln!(out, "# {line}");
-    }
+    comment(&mut out, "#", header);
     let _ = writeln!(out, "policies = [{}]\n", toml_string(policy));
     let _ = writeln!(out, "[environment]");
     let _ = writeln!(out, "workspace = {}", toml_string(workspace));
