@@ -55,16 +55,6 @@ impl Decision {
         matches!(self, Self::ShadowDeny | Self::ShadowAsk)
     }
 
-    /// What the policy decided: the decision itself, or for a decision of
-    /// shadow mode, the `Deny` or `Ask` it stands in for.
-    pub fn would_be(self) -> Self {
-        match self {
-            Self::ShadowDeny => Self::Deny,
-            Self::ShadowAsk => Self::Ask,
-            other => other,
-        }
-    }
-
     /// The decision of shadow mode standing in for `self`: `ShadowDeny`
     /// for `Deny`, `ShadowAsk` for `Ask`, and `self` otherwise.
     pub fn shadowed(self) -> Self {

@@ -171,6 +171,9 @@ fn report_json(report: &AuditReport, kernel_key_given: bool) -> serde_json::Valu
         "allowed": report.allowed,
         "denied": report.denied,
         "asked": report.asked,
+        "shadow_sessions": report.shadow_sessions,
+        "shadow_denied": report.shadow_denied,
+        "shadow_asked": report.shadow_asked,
         "events": report.events,
         "checkpoints": report.checkpoints.len(),
         "newest_checkpoint": report.newest_checkpoint().map(|checkpoint| serde_json::json!({

@@ -654,11 +654,6 @@ fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
     } else {
         policy::read_sources(&args.base).map_err(|e| format!("base policy: {e}"))?
     };
-    let beside = |file: &Path, suffix: &str| {
-        let mut name = file.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
     let protected: Vec<PathBuf> = args
         .base
         .iter()
@@ -668,11 +663,17 @@ fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
         .chain(&args.protect)
         .cloned()
         .chain(args.evidence.iter().flat_map(|e| {
+            // The files the enforcer and `audit` keep beside the evidence
+            // by default (the control path as `run` and `listen` name it).
+            let mut control = e.as_os_str().to_owned();
+            control.push(".control");
+            let control = PathBuf::from(control);
             [
                 e.clone(),
-                beside(e, ".index"),
-                beside(e, ".control"),
-                beside(e, ".cosignatures"),
+                crate::evidence_index::path_for(e),
+                crate::audit_cli::default_cosignatures(e),
+                crate::control::halt_record_path(&control),
+                control,
             ]
         }))
         .collect();

@@ -47,6 +47,16 @@ fn operator(evidence: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+fn verify_json(evidence: &Path) -> serde_json::Value {
+    let out = Command::new(ENFORCER)
+        .args(["audit", "verify", "--json"])
+        .arg(evidence)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "audit verify --json failed: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn denied_actions_proceed_recorded_while_the_floor_and_the_halt_still_deny() {
     let fixture = fixture(POLICY);
@@ -179,6 +189,12 @@ fn denied_actions_proceed_recorded_while_the_floor_and_the_halt_still_deny() {
         ),
         "{summary}"
     );
+    // The JSON form says the same: a reader of it alone must not see a
+    // log where nothing the policy denied went through.
+    let document = verify_json(&fixture.evidence);
+    assert_eq!(document["shadow_sessions"], 1, "{document}");
+    assert_eq!(document["shadow_denied"], 3, "{document}");
+    assert_eq!(document["shadow_asked"], 0, "{document}");
 }
 
 /// A session that did not ask for shadow mode never gives a shadow
@@ -333,7 +349,7 @@ when { resource.name == "secret.txt" };
 /// The decision endpoint in shadow mode: `ask` prints a `shadow-deny`
 /// receipt and exits 0; `exec` has the broker run a program no permit
 /// allows; the floor still keeps the policy file from being read through
-/// the broker; `status` says shadow.
+/// the broker or a coding agent's hook; `status` says shadow.
 #[test]
 fn listen_in_shadow_mode_brokers_what_the_policy_denies_but_not_the_floor() {
     let fixture = fixture(POLICY);
@@ -366,6 +382,31 @@ fn listen_in_shadow_mode_brokers_what_the_policy_denies_but_not_the_floor() {
     assert!(
         !String::from_utf8_lossy(&leaked.stdout).contains("read-allowed"),
         "the policy's text must not come out"
+    );
+
+    // A coding agent's hook: a command no permit allows goes on (exit 0,
+    // and the agent runs it), a read of the policy file is still blocked.
+    let hook_payload = |tool: &str, input: serde_json::Value| {
+        serde_json::json!({
+            "session_id": "s", "cwd": fixture.workspace, "hook_event_name": "PreToolUse",
+            "tool_name": tool, "tool_input": input,
+        })
+        .to_string()
+    };
+    let command = client(
+        &["hook", "claude-code"],
+        &hook_payload("Bash", serde_json::json!({"command": "mkdir by-the-agent"})),
+    );
+    assert_eq!(command.status.code(), Some(0), "{command:?}");
+    let read = client(
+        &["hook", "claude-code"],
+        &hook_payload("Read", serde_json::json!({"file_path": policy})),
+    );
+    assert_eq!(read.status.code(), Some(2), "{read:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(
+        answer["hookSpecificOutput"]["permissionDecision"], "deny",
+        "{answer}"
     );
 
     let status = operator(&fixture.evidence, &["status", "--json"]);

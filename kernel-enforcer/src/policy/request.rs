@@ -399,7 +399,7 @@ impl RequestSpec {
 }
 
 /// A TOML basic string for `text`.
-fn toml_string(text: &str) -> String {
+pub(super) fn toml_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

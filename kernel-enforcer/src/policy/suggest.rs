@@ -54,7 +54,7 @@
 //! envelope; the symbolic analysis ([`super::diff`]) checks that.
 
 use super::entities::is_within;
-use super::request::RequestSpec;
+use super::request::{RequestSpec, toml_string};
 use super::{Environment, FLOOR_ID_PREFIX, PolicyEngine, PolicyLoadError};
 use cedar_policy::{Effect, PolicySet};
 use kernel_core::{
@@ -182,9 +182,7 @@ impl Suggestion {
     /// when `analysed`).
     pub fn render(&self, header: &[String], analysed: bool) -> String {
         let mut out = String::new();
-        for line in header {
-            let _ = writeln!(out, "// {line}");
-        }
+        comment(&mut out, "//", header);
         if !self.base_forbids.is_empty() {
             let _ = writeln!(out, "\n// The forbids of the base policy, kept on top:\n");
             for forbid in &self.base_forbids {
@@ -205,6 +203,15 @@ impl Suggestion {
             let _ = writeln!(out, "{}\n", text.trim_end());
         }
         out
+    }
+}
+
+/// Writes `lines` as comment lines starting with `marker`. A line break
+/// inside a line (a file or workspace named with one) starts another
+/// comment line, never text of the policy or test file.
+fn comment(out: &mut String, marker: &str, lines: &[String]) {
+    for line in lines.iter().flat_map(|l| l.split(['\n', '\r'])) {
+        let _ = writeln!(out, "{marker} {line}");
     }
 }
 
@@ -1365,39 +1372,22 @@ pub fn tests_file(
     protect: &[String],
     header: &[String],
 ) -> String {
-    let toml = |text: &str| {
-        let mut out = String::from("\"");
-        for c in text.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
-                    let _ = write!(out, "\\u{:04x}", u32::from(c));
-                }
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-        out
-    };
     let mut out = String::new();
-    for line in header {
-        let _ = writeln!(out, "# {line}");
-    }
-    let _ = writeln!(out, "policies = [{}]\n", toml(policy));
+    comment(&mut out, "#", header);
+    let _ = writeln!(out, "policies = [{}]\n", toml_string(policy));
     let _ = writeln!(out, "[environment]");
-    let _ = writeln!(out, "workspace = {}", toml(workspace));
-    let protect: Vec<String> = protect.iter().map(|p| toml(p)).collect();
+    let _ = writeln!(out, "workspace = {}", toml_string(workspace));
+    let protect: Vec<String> = protect.iter().map(|p| toml_string(p)).collect();
     let _ = writeln!(out, "protect = [{}]", protect.join(", "));
     for case in cases {
         let Some(fields) = case.request.toml_fields() else {
             continue;
         };
-        let _ = writeln!(out, "\n[[case]]\nname = {}", toml(&case.name));
+        let _ = writeln!(out, "\n[[case]]\nname = {}", toml_string(&case.name));
         for field in fields {
             let _ = writeln!(out, "{field}");
         }
-        let _ = writeln!(out, "expect = {}", toml(case.expect.as_str()));
+        let _ = writeln!(out, "expect = {}", toml_string(case.expect.as_str()));
     }
     out
 }

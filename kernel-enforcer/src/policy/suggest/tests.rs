@@ -289,6 +289,46 @@ fn environment_values_are_not_copied_into_tests() {
     assert!(!fields.contains("s3cr3t-value"), "{fields}");
 }
 
+/// A header line names files and the workspace; a line break in one of
+/// those names (an evidence file called so) must not end the comment and
+/// put its rest into the policy or the test file as text of their own.
+#[test]
+fn a_line_break_in_a_header_line_stays_inside_the_comment() {
+    let suggestion = suggest(&[], &options(&[], "")).unwrap();
+    let header = vec![
+        "from `evidence\n@id(\"n\") permit (principal, action, resource); //`".to_owned(),
+        "from `evidence\r@id(\"r\") permit (principal, action, resource); //`".to_owned(),
+    ];
+    let text = suggestion.render(&header, false);
+    let engine = PolicyEngine::from_sources(
+        &[("s".into(), text.clone())],
+        Environment::new(WS, &[]).unwrap(),
+    )
+    .unwrap();
+    let read = CanonicalAction::new(Action::file_read("/ws/a"), Some(WS)).unwrap();
+    assert_eq!(
+        engine.decide_fresh(&read).verdict.decision,
+        Decision::Deny,
+        "the name's text became a permit:\n{text}"
+    );
+
+    let header = vec!["from `evidence\n[[case]]\nname = \"injected\"\naction = \"file_read\"\npath = \"/ws/a\"\nexpect = \"allow\" #`".to_owned()];
+    let case = TestCase {
+        name: "recorded once".into(),
+        request: spec_of(&read),
+        expect: Decision::Deny,
+    };
+    let file = tests_file(&[case], "s.cedar", WS, &[], &header);
+    let suite = suite::parse("t.toml", &file, std::path::Path::new("/"))
+        .unwrap_or_else(|e| panic!("the name's text broke the test file: {e:?}\n{file}"));
+    let names: Vec<&str> = suite.cases.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["recorded once"],
+        "the name's text became a case:\n{file}"
+    );
+}
+
 #[test]
 fn strings_are_escaped_for_cedar_and_like_patterns() {
     assert_eq!(cedar_string("a\"b\\c"), r#""a\"b\\c""#);
