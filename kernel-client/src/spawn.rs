@@ -88,7 +88,12 @@ impl StderrTail {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let _ = writeln!(std::io::stderr(), "kernel-enforcer: {line}");
+                // Named once: the enforcer names itself in most of its lines.
+                let _ = if line.starts_with("kernel-enforcer:") {
+                    writeln!(std::io::stderr(), "{line}")
+                } else {
+                    writeln!(std::io::stderr(), "kernel-enforcer: {line}")
+                };
                 let mut text = tail.0.lock();
                 text.push_str(&line);
                 text.push('\n');
