@@ -1594,6 +1594,47 @@ mod tests {
     }
 
     #[test]
+    fn once_halted_a_tunnel_relays_no_byte_either_way() {
+        fn unused(_: &str, _: u16) -> std::io::Result<Vec<SocketAddr>> {
+            panic!("an IP literal was resolved")
+        }
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let (context, _) = context_with(|_| true, unused);
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut agent = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+        let (client, _) = front.accept().unwrap();
+        let serving = Arc::clone(&context);
+        std::thread::spawn(move || serve_connection(&serving, client));
+        agent
+            .write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\nbefore").as_bytes())
+            .unwrap();
+        agent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let established = b"HTTP/1.1 200 Connection established\r\n\r\n";
+        let mut answer = vec![0u8; established.len()];
+        agent.read_exact(&mut answer).unwrap();
+        assert_eq!(answer, established);
+        let (mut far, _) = server.accept().unwrap();
+        far.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut before = [0u8; 6];
+        far.read_exact(&mut before).unwrap();
+        assert_eq!(&before, b"before");
+
+        context.latch.halt("test");
+        // Both ways, bytes sent after the halt: the tunnel ends instead.
+        agent.write_all(b"after").unwrap();
+        let _ = far.write_all(b"back");
+        let mut rest = Vec::new();
+        let _ = far.read_to_end(&mut rest);
+        assert_eq!(rest, b"", "relayed to the server after the halt");
+        let mut rest = Vec::new();
+        let _ = agent.read_to_end(&mut rest);
+        assert_eq!(rest, b"", "relayed to the agent after the halt");
+    }
+
+    #[test]
     fn what_cannot_be_read_one_way_is_refused_undecided() {
         fn unused(_: &str, _: u16) -> std::io::Result<Vec<SocketAddr>> {
             panic!("an undecided request was resolved")
