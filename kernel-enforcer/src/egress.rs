@@ -650,25 +650,10 @@ fn tunnel(context: &Context, client: &TcpStream, reader: BufReader<TcpStream>, r
 
 /// Copies `from` to `to` until the end of `from` (then ends `to`'s
 /// writing side), an error (then both connections end), or a halt.
-fn pipe(from: &mut impl Read, mut to: &TcpStream, other: &TcpStream, latch: &HaltLatch) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        let read = match from.read(&mut buffer) {
-            Ok(0) => {
-                let _ = to.shutdown(Shutdown::Write);
-                return;
-            }
-            Ok(read) => read,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        if latch.is_halted()
-            || to
-                .write_all(buffer.get(..read).unwrap_or_default())
-                .is_err()
-        {
-            break;
-        }
+fn pipe(from: &mut impl Read, to: &TcpStream, other: &TcpStream, latch: &HaltLatch) {
+    if copy_to_end(from, to, latch).is_ok() {
+        let _ = to.shutdown(Shutdown::Write);
+        return;
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = other.shutdown(Shutdown::Both);
