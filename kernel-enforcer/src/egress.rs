@@ -253,14 +253,8 @@ impl EgressProxy {
 
 fn accept_loop(listener: &TcpListener, door: &Door, context: &Arc<Context>) {
     loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                // Out of descriptors, say: try again shortly.
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
+        let Some((stream, peer)) = crate::control::accepted(listener.accept()) else {
+            continue;
         };
         if !door.admitted.take(peer) {
             // Not a connection the enforcer made for the agent: closed
