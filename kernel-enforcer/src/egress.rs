@@ -56,7 +56,7 @@
 //! the port some other way) is closed unread, so nothing else can have
 //! decisions taken and recorded in the session's name.
 
-use crate::notify::{Bucket, RATE_WAIT, RateLimit};
+use crate::notify::{Bucket, RateLimit};
 use kernel_core::{Action, CanonicalAction};
 use kernel_sync::HaltLatch;
 use parking_lot::Mutex;
@@ -312,10 +312,8 @@ impl Context {
     /// Decides `action` under the rate limit: `Err` with the status and
     /// message to answer when it may not proceed.
     fn decide(&self, action: &CanonicalAction) -> Result<(), (u16, String)> {
-        let turn = self.bucket.lock().reserve(RATE_WAIT);
-        match turn {
-            Some(wait) => std::thread::sleep(wait),
-            None => return Err((503, "too many decisions at once; try again".into())),
+        if !crate::notify::wait_for_turn(&self.bucket) {
+            return Err((503, "too many decisions at once; try again".into()));
         }
         #[cfg(debug_assertions)]
         crate::notify::injected_fault(action);
