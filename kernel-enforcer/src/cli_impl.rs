@@ -1360,11 +1360,13 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
     let control = match &args.control {
         Some(path) => path.clone(),
         None => {
-            let found = match crate::instances::find_control() {
+            let root = crate::instances::state_root()?;
+            let candidates = crate::instances::candidates(&root);
+            let found = match crate::instances::choose(&root, &candidates) {
                 Ok(found) => found,
                 // None running: a halt of the one that ended halted is
                 // done already.
-                Err(message) => match the_one_ended_halted(request) {
+                Err(message) => match the_one_ended_halted(request, candidates) {
                     Some(path) => return ended_halted(args, &path, request, &message),
                     None => return Err(message),
                 },
@@ -1429,14 +1431,16 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
     }
 }
 
-/// For a `halt` that names no enforcer when none is running: the control
-/// path of the one enforcer under the state directory that ended halted,
-/// if there is exactly one.
-fn the_one_ended_halted(request: &ControlRequest) -> Option<PathBuf> {
+/// For a `halt` that names no enforcer when none of the `candidates`
+/// found under the state directory is running: the control path of the
+/// one of them that ended halted, if there is exactly one.
+fn the_one_ended_halted(
+    request: &ControlRequest,
+    candidates: Vec<crate::instances::Candidate>,
+) -> Option<PathBuf> {
     if !matches!(request, ControlRequest::Halt { .. }) {
         return None;
     }
-    let candidates = crate::instances::candidates(&crate::instances::state_root().ok()?);
     if candidates.iter().any(|c| c.status.is_ok()) {
         return None;
     }

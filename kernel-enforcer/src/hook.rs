@@ -81,12 +81,6 @@ pub const CODEX_INTERNAL_TOOLS: &[&str] = &[
     "update_plan",
 ];
 
-/// Shells whose `-c SCRIPT` is decided as the script itself.
-const SHELLS: &[&str] = &["bash", "dash", "sh", "zsh"];
-
-/// How deep `sh -c 'sh -c ...'` is followed before the call is refused.
-const MAX_SHELL_NESTING: u8 = 4;
-
 /// What a tool call does, as the kernel decides it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mapped {
@@ -429,11 +423,11 @@ impl Call<'_> {
     fn claude_code(&self) -> Result<Vec<Action>, String> {
         let tool = self.tool;
         Ok(match tool {
-            "Bash" => self.command_line(Agent::ClaudeCode, self.text("command")?, self.cwd, 0)?,
+            "Bash" => self.command_line(Agent::ClaudeCode, self.text("command")?, self.cwd)?,
             "Monitor" => {
                 let mut actions = Vec::new();
                 if let Some(command) = self.optional_text("command")? {
-                    actions.extend(self.command_line(Agent::ClaudeCode, command, self.cwd, 0)?);
+                    actions.extend(self.command_line(Agent::ClaudeCode, command, self.cwd)?);
                 }
                 if let Some(ws) = self.input.get("ws") {
                     let url = ws
@@ -487,7 +481,7 @@ impl Call<'_> {
         Ok(match self.tool {
             "Bash" => match self.input.get("command") {
                 Some(Value::String(command)) => {
-                    self.command_line(Agent::Codex, command, self.cwd, 0)?
+                    self.command_line(Agent::Codex, command, self.cwd)?
                 }
                 // An argument vector (Codex's older `shell` and
                 // `local_shell` tools).
@@ -497,7 +491,7 @@ impl Call<'_> {
                         .map(|item| item.as_str().map(str::to_owned))
                         .collect::<Option<Vec<_>>>()
                         .ok_or("`Bash` command array holds a non-string")?;
-                    self.argv_actions(argv, self.cwd, 0)?
+                    self.argv_actions(&argv, self.cwd)?
                 }
                 _ => return Err("`Bash` input has no `command`".into()),
             },
@@ -509,19 +503,10 @@ impl Call<'_> {
     }
 
     /// The actions of a shell command line run in `cwd`: what
-    /// [`crate::shell::command_actions`] finds, with each `sh -c SCRIPT`
-    /// replaced by the actions of `SCRIPT`; for Codex, the `apply_patch`
+    /// [`crate::shell::command_actions`] finds (which decides `sh -c
+    /// SCRIPT` as the actions of `SCRIPT`); for Codex, the `apply_patch`
     /// forms it applies itself become the patch's file actions.
-    fn command_line(
-        &self,
-        agent: Agent,
-        command: &str,
-        cwd: &str,
-        depth: u8,
-    ) -> Result<Vec<Action>, String> {
-        if depth > MAX_SHELL_NESTING {
-            return Err("shells run shells too deeply to be decided".into());
-        }
+    fn command_line(&self, agent: Agent, command: &str, cwd: &str) -> Result<Vec<Action>, String> {
         if agent == Agent::Codex {
             match patch::invocation(command) {
                 Some(Ok(invocation)) => {
@@ -535,42 +520,29 @@ impl Call<'_> {
                 None => {}
             }
         }
-        let mut actions = Vec::new();
-        for action in crate::shell::command_actions(command, Some(cwd))? {
-            match action {
-                Action::Exec(exec) => {
-                    let dir = exec.cwd.clone().unwrap_or_else(|| cwd.to_owned());
-                    let mut argv = vec![exec.program.clone()];
-                    argv.extend(exec.args.iter().cloned());
-                    if let Some(script) = shell_script(&argv) {
-                        actions.extend(self.command_line(agent, script, &dir, depth + 1)?);
-                    } else {
-                        check_not_apply_patch(agent, &exec.program)?;
-                        actions.push(Action::Exec(exec));
-                    }
-                }
-                other => actions.push(other),
+        let actions = crate::shell::command_actions(command, Some(cwd))?;
+        for action in &actions {
+            if let Action::Exec(exec) = action {
+                check_not_apply_patch(agent, &exec.program)?;
             }
         }
         Ok(actions)
     }
 
-    /// An argument vector run without a shell: one `Exec`, or the script
-    /// of `sh -c SCRIPT`, or the patch of `apply_patch PATCH` (Codex).
-    fn argv_actions(&self, argv: Vec<String>, cwd: &str, depth: u8) -> Result<Vec<Action>, String> {
-        if let Some(script) = shell_script(&argv) {
-            return self.command_line(Agent::Codex, script, cwd, depth + 1);
+    /// An argument vector run without a shell (Codex's older tools): the
+    /// patch of `apply_patch PATCH`; the script of `sh -c SCRIPT` (which
+    /// may be a patch Codex applies itself); otherwise the command line
+    /// that runs exactly these words ([`crate::shell::quote`]), so that a
+    /// vector is decided as the same words written as a command line are.
+    fn argv_actions(&self, argv: &[String], cwd: &str) -> Result<Vec<Action>, String> {
+        match argv {
+            [] => Err("empty command".into()),
+            [program, patch] if is_apply_patch(program) => patch_actions(patch, cwd),
+            _ => match crate::shell::shell_script(argv) {
+                Some(script) => self.command_line(Agent::Codex, script?, cwd),
+                None => self.command_line(Agent::Codex, &crate::shell::quote(argv), cwd),
+            },
         }
-        let Some((program, args)) = argv.split_first() else {
-            return Err("empty command".into());
-        };
-        if let (true, [patch]) = (is_apply_patch(program), args) {
-            return patch_actions(patch, cwd);
-        }
-        check_not_apply_patch(Agent::Codex, program)?;
-        let mut exec = kernel_core::Exec::new(program.clone()).args(args.iter().cloned());
-        exec.cwd = Some(cwd.to_owned());
-        Ok(vec![Action::Exec(exec)])
     }
 
     fn text(&self, field: &str) -> Result<&str, String> {
@@ -636,39 +608,11 @@ fn join(cwd: &str, dir: &str) -> String {
     }
 }
 
-/// The script of `sh -c SCRIPT` (or `-lc`): a shell given exactly a flag
-/// and a script, whose effect is the script's.
-///
-/// Only the system's shell counts (a bare name, or one directly in `/bin`
-/// or `/usr/bin`): `./bash -c ls` runs the agent's own `./bash`, which is
-/// decided as that program, not as `ls`.
-fn shell_script(argv: &[String]) -> Option<&str> {
-    let system = |program: &str| {
-        !program.contains('/')
-            || ["/bin/", "/usr/bin/"].iter().any(|dir| {
-                program
-                    .strip_prefix(dir)
-                    .is_some_and(|rest| !rest.contains('/'))
-            })
-    };
-    match argv {
-        [program, flag, script]
-            if system(program)
-                && SHELLS.contains(&basename(program))
-                && matches!(flag.as_str(), "-c" | "-lc") =>
-        {
-            Some(script)
-        }
-        _ => None,
-    }
-}
-
-fn basename(program: &str) -> &str {
-    program.rsplit('/').next().unwrap_or(program)
-}
-
 fn is_apply_patch(program: &str) -> bool {
-    matches!(basename(program), "apply_patch" | "applypatch")
+    matches!(
+        crate::shell::basename(program),
+        "apply_patch" | "applypatch"
+    )
 }
 
 /// Codex provides `apply_patch` as a program too: run by a shell inside a

@@ -14,9 +14,9 @@
 //! A relative or empty `XDG_*_HOME` is ignored, as the XDG specification
 //! asks.
 //!
-//! Finding the running enforcer ([`find_control`]): every enforcer writes
-//! its public key to a file at its control path (by default its evidence
-//! path with `.control` appended). The candidates are the files named
+//! Finding the running enforcer ([`candidates`], [`choose`]): every
+//! enforcer writes its public key to a file at its control path (by
+//! default its evidence path with `.control` appended). The candidates are the files named
 //! `*.control` in the state directory and in its subdirectories; a
 //! candidate is live when an authenticated `status` request to it is
 //! answered (see [`crate::control::request`]). Exactly one live candidate
@@ -117,13 +117,6 @@ pub(crate) fn candidates(root: &Path) -> Vec<Candidate> {
         .collect()
 }
 
-/// The control path of the one running enforcer under the state
-/// directory, or an error listing what was found (none, or several).
-pub(crate) fn find_control() -> Result<PathBuf, String> {
-    let root = state_root()?;
-    choose(&root, candidates(&root))
-}
-
 fn describe(candidate: &Candidate) -> String {
     match &candidate.status {
         Ok(status) => {
@@ -138,8 +131,9 @@ fn describe(candidate: &Candidate) -> String {
     }
 }
 
-/// Picks the one live candidate.
-fn choose(root: &Path, candidates: Vec<Candidate>) -> Result<PathBuf, String> {
+/// The control path of the one live candidate found under `root`, or an
+/// error listing what was found (none, or several).
+pub(crate) fn choose(root: &Path, candidates: &[Candidate]) -> Result<PathBuf, String> {
     let live: Vec<&Candidate> = candidates.iter().filter(|c| c.status.is_ok()).collect();
     match live.as_slice() {
         [one] => Ok(one.control.clone()),
@@ -151,7 +145,7 @@ fn choose(root: &Path, candidates: Vec<Candidate>) -> Result<PathBuf, String> {
             );
             if !candidates.is_empty() {
                 message.push_str(";\nfound, but not answering:");
-                for candidate in &candidates {
+                for candidate in candidates {
                     message.push('\n');
                     message.push_str(&describe(candidate));
                 }
@@ -207,19 +201,19 @@ mod tests {
     fn only_one_live_enforcer_is_chosen() {
         let root = Path::new("/state");
         assert_eq!(
-            choose(root, vec![dead("/a"), live("/b"), dead("/c")]).unwrap(),
+            choose(root, &[dead("/a"), live("/b"), dead("/c")]).unwrap(),
             PathBuf::from("/b")
         );
-        let none = choose(root, vec![dead("/a")]).unwrap_err();
+        let none = choose(root, &[dead("/a")]).unwrap_err();
         assert!(none.contains("no running enforcer"), "{none}");
         assert!(none.contains("/a  (not running: cannot reach)"), "{none}");
         assert!(none.contains("--control"), "{none}");
-        let empty = choose(root, vec![]).unwrap_err();
+        let empty = choose(root, &[]).unwrap_err();
         assert!(
             empty.contains("`/state`") && empty.contains("--control"),
             "{empty}"
         );
-        let several = choose(root, vec![live("/a"), dead("/b"), live("/c")]).unwrap_err();
+        let several = choose(root, &[live("/a"), dead("/b"), live("/c")]).unwrap_err();
         assert!(several.starts_with("2 enforcers are running"), "{several}");
         assert!(several.contains("/a  (evidence /a-evidence)"), "{several}");
         assert!(several.contains("/c  (evidence /c-evidence)"), "{several}");

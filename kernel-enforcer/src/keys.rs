@@ -187,6 +187,14 @@ pub fn write_public(path: &Path, key: &VerifyingKey) -> std::io::Result<()> {
 /// file beside it, synced, then renamed over it), mode 0644 whatever the
 /// umask: a file others read to check the enforcer.
 pub(crate) fn write_readable(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    replace_file(path, contents, 0o644)
+}
+
+/// Replaces the file at `path` with `contents` atomically (a temporary
+/// file beside it, private until it is complete, synced, then renamed over
+/// it), with `mode` whatever the umask. A symbolic link at `path` is
+/// replaced, never followed.
+pub(crate) fn replace_file(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("the path names no file"))?;
@@ -197,11 +205,10 @@ pub(crate) fn write_readable(path: &Path, contents: &[u8]) -> std::io::Result<()
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(0o600)
         .open(&temporary)?;
-    // 0644 whatever the umask: those who check the enforcer read it.
     let written = file
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .set_permissions(std::fs::Permissions::from_mode(mode))
         .and_then(|()| file.write_all(contents))
         .and_then(|()| file.sync_all())
         .and_then(|()| std::fs::rename(&temporary, path));

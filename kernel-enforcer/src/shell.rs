@@ -932,25 +932,8 @@ fn classify(words: &[String], piped: bool) -> Result<Kind, String> {
             "`{name}` starts a compound command, which is not supported: run each command on its own, joined with `&&`, `||` or `;`"
         ));
     }
-    if let [flag, script] = args
-        && matches!(flag.as_str(), "-c" | "-lc")
-        && SCRIPT_SHELLS.contains(&basename(name).to_ascii_lowercase().as_str())
-    {
-        // The shell itself is not decided, only its script: it must be
-        // the system's, not a program of that name the agent placed
-        // (`./bash`).
-        let system = !name.contains('/')
-            || SYSTEM_BIN.iter().any(|dir| {
-                name.strip_prefix(dir)
-                    .is_some_and(|rest| !rest.contains('/'))
-            });
-        if !system {
-            return Err(format!(
-                "`{name}` is not the system's shell: write `{} -c ..`, or run the commands directly",
-                basename(name)
-            ));
-        }
-        return Ok(Kind::Script(script.clone()));
+    if let Some(script) = shell_script(words) {
+        return script.map(|script| Kind::Script(script.to_owned()));
     }
     if !name.contains('/') {
         if name == "cd" {
@@ -968,6 +951,46 @@ fn classify(words: &[String], piped: bool) -> Result<Kind, String> {
         }
     }
     programs(words).map(Kind::Run)
+}
+
+/// The script of `argv` when it is a shell given exactly `-c SCRIPT` or
+/// `-lc SCRIPT` ([`SCRIPT_SHELLS`]), whose effect is the script's; an
+/// error when that shell is not the system's (a bare name, or directly in
+/// [`SYSTEM_BIN`]) but a program of that name the agent placed (`./bash`);
+/// `None` for any other argument vector.
+pub(crate) fn shell_script(argv: &[String]) -> Option<Result<&str, String>> {
+    let [name, flag, script] = argv else {
+        return None;
+    };
+    if !matches!(flag.as_str(), "-c" | "-lc")
+        || !SCRIPT_SHELLS.contains(&basename(name).to_ascii_lowercase().as_str())
+    {
+        return None;
+    }
+    // The shell itself is not decided, only its script.
+    let system = !name.contains('/')
+        || SYSTEM_BIN.iter().any(|dir| {
+            name.strip_prefix(dir)
+                .is_some_and(|rest| !rest.contains('/'))
+        });
+    Some(if system {
+        Ok(script)
+    } else {
+        Err(format!(
+            "`{name}` is not the system's shell: write `{} -c ..`, or run the commands directly",
+            basename(name)
+        ))
+    })
+}
+
+/// The command line that runs exactly `argv`: each word in single quotes
+/// (a `'` in a word as `'\''`), which [`command_actions`] reads back as
+/// these words.
+pub(crate) fn quote(argv: &[String]) -> String {
+    argv.iter()
+        .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `cd DIR`: followed, if the directory is known without the shell's
@@ -996,7 +1019,7 @@ fn cd(args: &[String], piped: bool) -> Result<Kind, String> {
 }
 
 /// The last path component of a program name.
-fn basename(program: &str) -> &str {
+pub(crate) fn basename(program: &str) -> &str {
     program.rsplit('/').next().unwrap_or(program)
 }
 
@@ -1672,11 +1695,7 @@ mod tests {
             // A program name is a plain word.
             let mut argv = argv;
             argv[0] = "prog".to_owned();
-            let quoted: Vec<String> = argv
-                .iter()
-                .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
-                .collect();
-            let command = quoted.join(" ");
+            let command = quote(&argv);
             let mut expected = Exec::new("prog").args(argv[1..].iter().cloned());
             expected.cwd = Some("/w".into());
             proptest::prop_assert_eq!(

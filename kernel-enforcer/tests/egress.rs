@@ -19,11 +19,13 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
+mod common;
+
+use common::ENFORCER;
 
 /// Workspace files, system programs, and the host *name* `localhost`;
 /// never the address `127.0.0.1`.
@@ -104,38 +106,7 @@ fn governed(scene: &Scene, flags: &[&str], program: &str, args: &[&str]) -> Comm
 /// Runs `command` to its end with its output collected; killed, and the
 /// test failed, if it takes over two minutes.
 fn output_within(mut command: Command) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        stdout.read_to_end(&mut text).map(|_| text)
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        stderr.read_to_end(&mut text).map(|_| text)
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the governed run did not end within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap().unwrap(),
-        stderr: err.join().unwrap().unwrap(),
-    }
+    common::output_within(&mut command, Duration::from_secs(120), "the governed run")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -148,13 +119,8 @@ fn decisions(evidence: &Path) -> Vec<(String, String)> {
     let log = std::fs::read(evidence).unwrap();
     kernel_core::audit(&log, &kernel_core::AuditOptions::default())
         .unwrap_or_else(|e| panic!("the evidence does not verify: {e}"));
-    let out = Command::new(ENFORCER)
-        .args(["audit", "inspect"])
-        .arg(evidence)
-        .output()
-        .unwrap();
     // `INDEX decision VERDICT ACTION  [POLICIES]`
-    text(&out.stdout)
+    common::audit_inspect(evidence)
         .lines()
         .filter_map(|line| {
             let (record, _policies) = line.rsplit_once("  [")?;
@@ -931,12 +897,7 @@ fn a_panic_in_the_proxy_halts_the_session() {
     assert_eq!(site.accepted(), 0);
     let log = std::fs::read(&scene.evidence).unwrap();
     kernel_core::audit(&log, &kernel_core::AuditOptions::default()).unwrap();
-    let inspected = Command::new(ENFORCER)
-        .args(["audit", "inspect"])
-        .arg(&scene.evidence)
-        .output()
-        .unwrap();
-    let lines = text(&inspected.stdout);
+    let lines = common::audit_inspect(&scene.evidence);
     assert!(
         lines
             .lines()

@@ -18,7 +18,7 @@ use common::{ENFORCER, Fixture, fixture};
 use kernel_core::{Decision, SignedReceipt, parse_public_key, unhex, verify_receipt_signature};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const POLICY: &str = r#"
@@ -63,53 +63,32 @@ permit (principal, action == Action::"tool_call", resource)
 when { resource.name == "mcp__deploy__release" };
 "#;
 
+/// A `listen` of [`POLICY`] over a fixture whose home directory, beside
+/// the workspace, holds a key.
 struct Listener {
-    child: Child,
-    socket: PathBuf,
+    listen: common::Listener,
     fixture: Fixture,
 }
 
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Listener {
+    type Target = common::Listener;
+
+    fn deref(&self) -> &common::Listener {
+        &self.listen
+    }
+}
+
+impl std::ops::DerefMut for Listener {
+    fn deref_mut(&mut self) -> &mut common::Listener {
+        &mut self.listen
     }
 }
 
 fn listen_with(extra: &[&str]) -> Listener {
     let fixture = fixture(POLICY);
-    // A home directory beside the workspace, with a key in it.
-    let ssh = fixture.dir.path().join("home/.ssh");
-    std::fs::create_dir_all(&ssh).unwrap();
-    std::fs::write(ssh.join("id_ed25519"), SECRET).unwrap();
-    let socket = fixture.dir.path().join("state/endpoint.sock");
-    let child = Command::new(ENFORCER)
-        .arg("listen")
-        .arg("--policy")
-        .arg(&fixture.policy)
-        .arg("--workspace")
-        .arg(&fixture.workspace)
-        .arg("--evidence")
-        .arg(&fixture.evidence)
-        .arg("--socket")
-        .arg(&socket)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "listen did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::plant_ssh_key(&fixture.dir.path().join("home"), SECRET);
     Listener {
-        child,
-        socket,
+        listen: common::Listener::of(&fixture, extra),
         fixture,
     }
 }
@@ -126,23 +105,14 @@ fn run(socket: &Path, cwd: &Path, args: &[&str], stdin: &str) -> Output {
 }
 
 fn run_env(socket: &Path, cwd: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(ENFORCER)
-        .args(args)
-        .env("AGENT_KERNEL_ENDPOINT", socket)
-        .envs(env.iter().copied())
-        .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::output_with_input(
+        Command::new(ENFORCER)
+            .args(args)
+            .env("AGENT_KERNEL_ENDPOINT", socket)
+            .envs(env.iter().copied())
+            .current_dir(cwd),
+        stdin.as_bytes(),
+    )
 }
 
 /// A recorded payload, with `{{WORKSPACE}}` and `{{HOME}}` (the test's
@@ -544,8 +514,8 @@ fn with_no_enforcer_every_hook_call_is_blocked() {
     assert_eq!(before.status.code(), Some(0), "{before:?}");
     // The enforcer dies (killed, its socket file left behind): the same
     // allowed payload is now blocked.
-    listener.child.kill().unwrap();
-    listener.child.wait().unwrap();
+    listener.child.0.kill().unwrap();
+    listener.child.0.wait().unwrap();
     assert!(socket.exists());
     for agent in ["claude-code", "codex"] {
         let output = run(
@@ -644,17 +614,8 @@ fn ask_prints_a_receipt_that_verifies_and_exits_by_decision() {
     assert_eq!(pinned.status.code(), Some(2), "{pinned:?}");
 
     // Every decision is in the evidence, which verifies.
-    let audit = Command::new(ENFORCER)
-        .args(["audit", "verify"])
-        .arg(&listener.fixture.evidence)
-        .output()
-        .unwrap();
-    assert!(audit.status.success(), "{audit:?}");
-    assert!(
-        String::from_utf8_lossy(&audit.stdout).contains("1 allowed, 1 denied"),
-        "{}",
-        String::from_utf8_lossy(&audit.stdout)
-    );
+    let report = common::audit_verify(&listener.fixture.evidence);
+    assert!(report.contains("1 allowed, 1 denied"), "{report}");
 }
 
 #[test]
@@ -712,7 +673,7 @@ fn a_halted_enforcer_stops_answering_and_every_call_is_denied() {
     let listener = listen();
     let workspace = listener.fixture.workspace.clone();
     let socket = listener.socket.clone();
-    common::signal(listener.child.id(), "USR1");
+    common::signal(listener.child.0.id(), "USR1");
     // The signal takes effect asynchronously: wait until a harmless call is
     // refused as halted (an effect already started when the halt lands is
     // a documented limit), then nothing is performed any more.

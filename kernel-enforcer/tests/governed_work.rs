@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
+mod common;
+
+use common::{ENFORCER, audit_inspect};
 
 const POLICY: &str = r#"
 @id("workspace")
@@ -147,55 +149,13 @@ fn sh(scene: &Scene, script: &str) -> Output {
 /// Runs `command`'s governed run to its end with its output collected;
 /// killed, and the test failed, if it takes over a minute.
 fn output_within(mut command: Command, what: &str) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read while the run goes on, so a full pipe does not hold it.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut text).map(|_| text)
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        std::io::Read::read_to_end(&mut stderr, &mut text).map(|_| text)
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the governed run did not end within 60 s: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap().unwrap(),
-        stderr: err.join().unwrap().unwrap(),
-    }
+    common::output_within(&mut command, Duration::from_secs(60), what)
 }
 
 fn verified(evidence: &Path) -> kernel_core::AuditReport {
     let log = std::fs::read(evidence).unwrap();
     kernel_core::audit(&log, &kernel_core::AuditOptions::default())
         .unwrap_or_else(|e| panic!("the evidence does not verify: {e}"))
-}
-
-/// The `audit inspect` lines of the evidence.
-fn inspected(evidence: &Path) -> String {
-    let out = Command::new(ENFORCER)
-        .args(["audit", "inspect"])
-        .arg(evidence)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -297,7 +257,7 @@ fn what_ordinary_tools_need_is_decided_recorded_and_happens() {
     // Judged by the evidence: it verifies, and holds each kind of decision.
     let report = verified(&scene.evidence);
     assert!(report.denied >= 2, "{report:?}");
-    let lines = inspected(&scene.evidence);
+    let lines = audit_inspect(&scene.evidence);
     for expected in [
         "(symbolic link)",
         "(hard link)",
@@ -501,7 +461,7 @@ time.sleep(60)
     );
     let report = verified(&scene.evidence);
     assert!(report.allowed > 4, "{report:?}");
-    let lines = inspected(&scene.evidence);
+    let lines = audit_inspect(&scene.evidence);
     let last = lines
         .lines()
         .rev()
@@ -542,7 +502,7 @@ fn an_evidence_window_is_recorded_before_any_decision() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
     let report = verified(&scene.evidence);
     assert!(report.allowed >= 4, "{report:?}");
-    let lines = inspected(&scene.evidence);
+    let lines = audit_inspect(&scene.evidence);
     let kinds: Vec<&str> = lines
         .lines()
         .skip(1)
@@ -592,7 +552,7 @@ fn with_an_evidence_window_a_killed_enforcer_leaves_every_effect_recorded() {
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let lines = inspected(&scene.evidence);
+    let lines = audit_inspect(&scene.evidence);
     let missing: Vec<&String> = created
         .iter()
         .filter(|name| {
@@ -643,7 +603,7 @@ fn ends_within(child: &mut std::process::Child, limit: Duration, what: &str) -> 
 
 fn halt_recorded(scene: &Scene, cause: &str) {
     verified(&scene.evidence);
-    let lines = inspected(&scene.evidence);
+    let lines = audit_inspect(&scene.evidence);
     let halts: Vec<&str> = lines.lines().filter(|l| l.contains(" halt ")).collect();
     assert!(
         halts.iter().any(|l| l.contains(cause)),
@@ -696,7 +656,7 @@ fn a_halt_is_acknowledged_only_after_the_effects_allowed_before_it() {
     // The removal of `victim` is decided (recorded) and now waits 1.5 s
     // before it is made.
     let started = Instant::now();
-    while !inspected(&scene.evidence)
+    while !audit_inspect(&scene.evidence)
         .lines()
         .any(|line| line.contains("file_delete") && line.contains("victim"))
     {
@@ -754,7 +714,7 @@ fn a_stuck_handler_is_answered_and_stops_nothing_from_ending_the_run() {
         let mut child = faulty_run(&scene, "stall:file_delete");
         // The agent is inside the stuck call once the shell has started rm.
         let started = Instant::now();
-        while !inspected(&scene.evidence).contains("exec /usr/bin/rm") {
+        while !audit_inspect(&scene.evidence).contains("exec /usr/bin/rm") {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "rm never started"
@@ -793,8 +753,7 @@ fn attacks_through_links_proc_and_metadata_change_nothing() {
     }
     let scene = scene();
     let home = scene.outside.join("home");
-    std::fs::create_dir_all(home.join(".ssh")).unwrap();
-    std::fs::write(home.join(".ssh/id_ed25519"), "SECRET-KEY").unwrap();
+    common::plant_ssh_key(&home, "SECRET-KEY");
     std::fs::write(scene.ws.join(".env"), "ENV-SECRET").unwrap();
     std::fs::write(scene.ws.join("readme.txt"), "public").unwrap();
     let before = std::fs::metadata(scene.ws.join(".env")).unwrap();
@@ -1135,7 +1094,7 @@ fn metadata_changes_and_unix_connects_outside_the_workspace_change_nothing() {
     assert_eq!(got, "reached");
     // Judged by the evidence: it verifies, with the refusals recorded.
     verified(&scene.evidence);
-    let lines = inspected(&scene.evidence);
+    let lines = audit_inspect(&scene.evidence);
     for expected in [
         format!("deny     file_write {} (metadata)", secret.display()),
         format!("deny     file_write {} (metadata)", gitconfig.display()),
@@ -1200,7 +1159,7 @@ fn a_connection_to_an_ipv6_address_is_decided_by_that_address() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "over IPv6\n");
     server.join().unwrap();
     verified(&scene.evidence);
-    let lines = inspected(&scene.evidence);
+    let lines = audit_inspect(&scene.evidence);
     let expected = format!("allow    net_connect [::1]:{port}");
     assert!(lines.contains(&expected), "no `{expected}` in\n{lines}");
 }
@@ -1220,8 +1179,7 @@ fn runtimes_own_system_calls_are_served_and_decided_where_they_lead() {
     }
     let scene = scene();
     let home = scene.outside.join("home");
-    std::fs::create_dir_all(home.join(".ssh")).unwrap();
-    std::fs::write(home.join(".ssh/id_ed25519"), "SECRET-KEY").unwrap();
+    common::plant_ssh_key(&home, "SECRET-KEY");
     std::fs::write(scene.ws.join("readme.txt"), "public").unwrap();
     let agent = include_str!("agents/governed_runtime_calls.py");
     let mut command = governed_by(

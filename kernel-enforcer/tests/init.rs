@@ -13,13 +13,14 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
+mod common;
+
+use common::{ENFORCER, Reaped};
 
 /// A temporary home and project, with a directory for fake programs put
 /// first on `PATH`.
@@ -243,6 +244,37 @@ fn a_dry_run_writes_nothing() {
     assert_eq!(snapshot(home.dir.path()), before);
 }
 
+/// New settings are private to their owner (they can hold tokens);
+/// existing ones keep their mode, and one that is a symbolic link (kept
+/// with one's dotfiles) is written through the link, which stays.
+#[test]
+fn settings_keep_their_mode_and_their_link() {
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let home = Home::new();
+    let fresh = home.project("fresh");
+    ok(&home.init("claude-code", &fresh, &["--no-service"]));
+    assert_eq!(mode(&fresh.join(".claude/settings.local.json")), 0o600);
+
+    let linked = home.project("linked");
+    let dotfiles = home.home.join("dotfiles/settings.json");
+    std::fs::create_dir_all(dotfiles.parent().unwrap()).unwrap();
+    std::fs::write(&dotfiles, "{\"model\": \"opus\"}\n").unwrap();
+    std::fs::set_permissions(&dotfiles, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let settings = linked.join(".claude/settings.local.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&dotfiles, &settings).unwrap();
+    ok(&home.init("claude-code", &linked, &["--no-service"]));
+    assert!(
+        std::fs::symlink_metadata(&settings)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(json(&dotfiles)["model"], "opus");
+    assert!(hook_command(&dotfiles).contains("kernel-enforcer"));
+    assert_eq!(mode(&dotfiles), 0o640);
+}
+
 #[test]
 fn existing_settings_keep_their_keys_and_hooks() {
     let home = Home::new();
@@ -310,6 +342,36 @@ fn settings_that_are_not_json_are_refused_before_anything_is_written() {
         error.contains(&format!("`{}` is not valid JSON", settings.display())),
         "{error}"
     );
+    assert_eq!(snapshot(home.dir.path()), before, "something was written");
+}
+
+/// A protected path that is not UTF-8 text (Claude Code's configuration
+/// directory here, which holds the user settings that can switch the
+/// hook off) is refused: written as lossy text into the configuration, it
+/// would protect another file and leave this one open.
+#[test]
+fn a_protected_path_that_is_not_text_is_refused_before_anything_is_written() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let home = Home::new();
+    let project = home.project("proj");
+    let mut claude_dir = home.home.as_os_str().to_owned();
+    claude_dir.push(std::ffi::OsStr::from_bytes(b"/claude-\xff"));
+    let before = snapshot(home.dir.path());
+    let output = home
+        .command(&[
+            "init",
+            "claude-code",
+            "--project",
+            project.to_str().unwrap(),
+            "--no-service",
+        ])
+        .env("CLAUDE_CONFIG_DIR", &claude_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{}", text(&output.stdout));
+    let error = text(&output.stderr);
+    assert!(error.contains("is not UTF-8 text"), "{error}");
     assert_eq!(snapshot(home.dir.path()), before, "something was written");
 }
 
@@ -431,17 +493,9 @@ fn a_systemd_user_unit_is_written_only_where_systemctl_works() {
     );
 }
 
-/// A running `listen` started from the configuration init wrote.
-struct Listener(Child);
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn listen(home: &Home) -> Vec<Listener> {
+/// Starts a `listen` of each configuration init wrote; each is killed
+/// when dropped.
+fn listen(home: &Home) -> Vec<Reaped> {
     let mut started = Vec::new();
     for config in std::fs::read_dir(home.config()).unwrap() {
         let config = config.unwrap().path();
@@ -455,9 +509,8 @@ fn listen(home: &Home) -> Vec<Listener> {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        started.push((Listener(child), config));
+        started.push((Reaped(child), config));
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
     for (_, config) in &started {
         let text = std::fs::read_to_string(config).unwrap();
         let socket = text
@@ -472,16 +525,14 @@ fn listen(home: &Home) -> Vec<Listener> {
             .unwrap()
             .trim_matches('"')
             .to_owned();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err()
-            || !Path::new(&control).exists()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "listen did not come up for {}",
-                config.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_for(
+            &format!("listen to come up for {}", config.display()),
+            Duration::from_secs(30),
+            || {
+                std::os::unix::net::UnixStream::connect(&socket).is_ok()
+                    && Path::new(&control).exists()
+            },
+        );
     }
     started.into_iter().map(|(listener, _)| listener).collect()
 }
@@ -489,22 +540,13 @@ fn listen(home: &Home) -> Vec<Listener> {
 /// Runs `command` exactly as the agent does: through the shell, with the
 /// payload on standard input.
 fn run_hook(home: &Home, command: &str, payload: &serde_json::Value) -> Output {
-    let mut child = Command::new("sh")
-        .args(["-c", command])
-        .env("HOME", &home.home)
-        .env_remove("AGENT_KERNEL_ENDPOINT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(payload.to_string().as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::output_with_input(
+        Command::new("sh")
+            .args(["-c", command])
+            .env("HOME", &home.home)
+            .env_remove("AGENT_KERNEL_ENDPOINT"),
+        payload.to_string().as_bytes(),
+    )
 }
 
 fn claude_read(project: &Path, file: &Path) -> serde_json::Value {
@@ -520,13 +562,7 @@ fn the_installed_hook_decides_with_the_enforcer_init_configured() {
     let home = Home::new();
     let project = home.project("proj");
     std::fs::write(project.join("README.md"), "hello\n").unwrap();
-    let ssh = home.home.join(".ssh");
-    std::fs::create_dir_all(&ssh).unwrap();
-    std::fs::write(
-        ssh.join("id_ed25519"),
-        "-----BEGIN OPENSSH PRIVATE KEY-----\n",
-    )
-    .unwrap();
+    let key = common::plant_ssh_key(&home.home, "-----BEGIN OPENSSH PRIVATE KEY-----\n");
     ok(&home.init("claude-code", &project, &["--no-service"]));
     let settings = project.join(".claude/settings.local.json");
     let command = hook_command(&settings);
@@ -540,11 +576,7 @@ fn the_installed_hook_decides_with_the_enforcer_init_configured() {
     assert_eq!(early.status.code(), Some(2), "{}", text(&early.stderr));
 
     let _running = listen(&home);
-    let denied = run_hook(
-        &home,
-        &command,
-        &claude_read(&project, &ssh.join("id_ed25519")),
-    );
+    let denied = run_hook(&home, &command, &claude_read(&project, &key));
     assert_eq!(denied.status.code(), Some(2), "{}", text(&denied.stderr));
     // Denied by a decision of the enforcer (it has a receipt), not by a
     // failure to reach it.
@@ -924,14 +956,12 @@ fn an_agent_cannot_rewrite_another_enforcers_configuration_or_state() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _running = Listener(child);
+    let _running = Reaped(child);
     let hook = hook_command(&first.join(".claude/settings.local.json"));
     let socket = hook.rsplit(' ').next().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "listen did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for("listen to come up", Duration::from_secs(30), || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
     std::fs::write(
         first.join("allow.cedar"),
         "permit (principal, action, resource);\n",
@@ -972,10 +1002,7 @@ fn links_are_decided_where_they_lead() {
     let home = Home::new();
     let project = home.project("proj");
     std::fs::write(project.join("README.md"), "hello\n").unwrap();
-    let ssh = home.home.join(".ssh");
-    std::fs::create_dir_all(&ssh).unwrap();
-    let key = ssh.join("id_ed25519");
-    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+    let key = common::plant_ssh_key(&home.home, "-----BEGIN OPENSSH PRIVATE KEY-----\n");
     ok(&home.init("claude-code", &project, &["--no-service"]));
     let local = project.join(".claude/settings.local.json");
     let shared = project.join(".claude/settings.json");

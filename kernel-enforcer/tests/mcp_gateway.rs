@@ -15,13 +15,12 @@
 
 mod common;
 
-use common::{ENFORCER, Fixture, fixture};
+use common::{ENFORCER, Fixture, audit_verify, fixture};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 const POLICY: &str = r#"
 @id("read-tools")
@@ -168,13 +167,7 @@ fn the_official_sdk_client_gets_real_results_and_denials_never_reach_the_server(
     assert_eq!(lines[4]["result"]["isError"], true, "{}", lines[4]);
     assert!(allowed.exists() && !denied.exists());
     // Every decision is in the evidence, which verifies.
-    let audit = Command::new(ENFORCER)
-        .args(["audit", "verify"])
-        .arg(&fixture.evidence)
-        .output()
-        .unwrap();
-    assert!(audit.status.success(), "{audit:?}");
-    let report = String::from_utf8_lossy(&audit.stdout);
+    let report = audit_verify(&fixture.evidence);
     assert!(report.contains("2 allowed, 2 denied"), "{report}");
 }
 
@@ -316,34 +309,8 @@ fn when_the_enforcer_dies_every_later_call_is_denied() {
     let modules = require_npm!();
     let fixture = fixture(POLICY);
     let workspace = std::fs::canonicalize(&fixture.workspace).unwrap();
-    let socket = fixture.dir.path().join("state/endpoint.sock");
-    let enforcer = Command::new(ENFORCER)
-        .arg("listen")
-        .arg("--policy")
-        .arg(&fixture.policy)
-        .arg("--workspace")
-        .arg(&fixture.workspace)
-        .arg("--evidence")
-        .arg(&fixture.evidence)
-        .arg("--socket")
-        .arg(&socket)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    /// Ends the enforcer even when the test fails.
-    struct Reap(Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut enforcer = Reap(enforcer);
-    let started = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut listener = common::Listener::of(&fixture, &[]);
+    let socket = listener.socket.clone();
     let mut raw = Raw::start(
         &[
             "mcp-proxy".to_owned(),
@@ -356,8 +323,8 @@ fn when_the_enforcer_dies_every_later_call_is_denied() {
     let before = raw.write_file(1, &workspace.join("allowed-before.txt"));
     assert_ne!(before["result"]["isError"], true, "{before}");
     assert!(workspace.join("allowed-before.txt").exists());
-    enforcer.0.kill().unwrap();
-    enforcer.0.wait().unwrap();
+    listener.child.0.kill().unwrap();
+    listener.child.0.wait().unwrap();
     for id in 2..5 {
         let path = workspace.join(format!("allowed-after-{id}.txt"));
         let after = raw.write_file(id, &path);
@@ -444,13 +411,7 @@ fn a_server_never_receives_what_was_not_decided() {
     assert_eq!(text_of(&answers[3]), "ran search_docs");
     assert_eq!(answers[4]["id"], 14, "{}", answers[4]);
     assert_eq!(answers[4]["result"]["isError"], true);
-    let audit = Command::new(ENFORCER)
-        .args(["audit", "verify"])
-        .arg(&fixture.evidence)
-        .output()
-        .unwrap();
-    assert!(audit.status.success(), "{audit:?}");
-    let report = String::from_utf8_lossy(&audit.stdout);
+    let report = audit_verify(&fixture.evidence);
     assert!(report.contains("1 allowed, 1 denied"), "{report}");
 }
 
@@ -507,17 +468,6 @@ fn arguments_are_matched_as_a_record_not_as_text() {
     assert_eq!(answers[0]["result"]["isError"], true, "{}", answers[0]);
     assert_eq!(answers[1]["result"]["isError"], true, "{}", answers[1]);
     assert_eq!(text_of(&answers[2]), "ran write_note");
-}
-
-/// The audit report of `evidence`, which must verify.
-fn audit(evidence: &Path) -> String {
-    let audit = Command::new(ENFORCER)
-        .args(["audit", "verify"])
-        .arg(evidence)
-        .output()
-        .unwrap();
-    assert!(audit.status.success(), "{audit:?}");
-    String::from_utf8_lossy(&audit.stdout).into_owned()
 }
 
 /// Policies over MCP requests other than tool calls: guides may be read
@@ -654,7 +604,7 @@ fn requests_other_than_tool_calls_reach_the_server_only_when_decided() {
         );
     }
     // One allowed, seven denied, and nothing else decided.
-    let report = audit(&fixture.evidence);
+    let report = audit_verify(&fixture.evidence);
     assert!(report.contains("1 allowed, 7 denied"), "{report}");
 }
 
@@ -706,7 +656,7 @@ fn a_file_resource_is_decided_as_a_file_read() {
     );
     assert!(!received.contains("evidence"), "{received}");
     assert!(!received.contains(".env"), "{received}");
-    let report = audit(&fixture.evidence);
+    let report = audit_verify(&fixture.evidence);
     assert!(report.contains("1 allowed, 2 denied"), "{report}");
 }
 
@@ -764,7 +714,7 @@ fn a_servers_sampling_request_never_reaches_the_agent_undecided() {
             assert!(answer.contains("-32003"), "{answer}");
             assert!(answer.contains("denied by the agent kernel"), "{answer}");
         }
-        let report = audit(&fixture.evidence);
+        let report = audit_verify(&fixture.evidence);
         let expected = if permitted {
             "2 allowed, 0 denied"
         } else {
@@ -878,6 +828,6 @@ fn the_filesystem_profile_permits_the_servers_tools_and_keeps_secrets_out() {
     );
     assert!(!ws("env.txt").exists());
     assert!(!ws(".git/hooks/pre-commit").exists());
-    let report = audit(&fixture.evidence);
+    let report = audit_verify(&fixture.evidence);
     assert!(report.contains("11 allowed, 8 denied"), "{report}");
 }

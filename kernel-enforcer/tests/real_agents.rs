@@ -31,10 +31,10 @@
 
 mod common;
 
-use common::ENFORCER;
+use common::{ENFORCER, Listener, Reaped};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -335,16 +335,9 @@ fn custom(mut step: Step) -> Step {
 }
 
 struct ModelServer {
-    child: Child,
+    _child: Reaped,
     port: u16,
     log: PathBuf,
-}
-
-impl Drop for ModelServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn model_server(world: &World, steps: &[Step]) -> ModelServer {
@@ -370,23 +363,17 @@ fn model_server(world: &World, steps: &[Step]) -> ModelServer {
         .stderr(std::fs::File::create(world.state.join("model.err")).unwrap())
         .spawn()
         .expect("python3 runs the scripted model");
-    let started = Instant::now();
-    let port = loop {
-        if let Some(port) = std::fs::read_to_string(&port_file)
+    let child = Reaped(child);
+    let mut port = None;
+    common::wait_for("the model server to start", Duration::from_secs(20), || {
+        port = std::fs::read_to_string(&port_file)
             .ok()
-            .and_then(|text| text.trim().parse().ok())
-        {
-            break port;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the model server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+            .and_then(|text| text.trim().parse().ok());
+        port.is_some()
+    });
     ModelServer {
-        child,
-        port,
+        _child: child,
+        port: port.unwrap(),
         log: world.state.join("requests.jsonl"),
     }
 }
@@ -560,18 +547,6 @@ fn offered_tools(requests: &[(String, Value)]) -> Vec<String> {
 
 // --- the enforcer ---------------------------------------------------------------
 
-struct Listener {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The agent's shipped profile (`examples/policies/<agent>.cedar`, with
 /// the hook rules and the coding-agent rules it shares), as one file, as
 /// `kernel-enforcer init` installs it.
@@ -593,30 +568,16 @@ fn hook_policy(world: &World, agent: &str) -> PathBuf {
 
 fn listen(world: &World, policy: &Path) -> Listener {
     let socket = world.state.join("endpoint.sock");
-    let child = Command::new(ENFORCER)
-        .arg("listen")
-        .arg("--policy")
-        .arg(policy)
-        .arg("--workspace")
-        .arg(&world.project)
-        .arg("--evidence")
-        .arg(world.state.join("evidence.log"))
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(world.state.join("listen.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "listen did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Listener { child, socket }
+    Listener::start(
+        common::listen_command(
+            policy,
+            &world.project,
+            &world.state.join("evidence.log"),
+            &socket,
+        )
+        .stderr(std::fs::File::create(world.state.join("listen.err")).unwrap()),
+        &socket,
+    )
 }
 
 /// The hook's command line, as docs/GATEWAYS.md gives it.
@@ -775,6 +736,43 @@ fn assert_not_working(agent: &str, mut not_working: Vec<String>, known: &[&str])
     );
 }
 
+/// Which agent a session ran: where its conversation holds the tool
+/// results.
+#[derive(Clone, Copy)]
+enum Agent {
+    ClaudeCode,
+    Codex,
+}
+
+/// Judges a finished session named `name`: prints its table, and panics
+/// unless the agent offered every scripted tool and exited 0 (`ok`), no
+/// secret reached the model, nothing outside the project changed and
+/// every scripted call got a result back to the model. Returns the labels
+/// of the ordinary calls that did not work.
+fn judge(
+    agent: Agent,
+    name: &str,
+    ok: bool,
+    world: &World,
+    model: &ModelServer,
+    steps: &[Step],
+) -> Vec<String> {
+    let requests = model.requests();
+    let outcomes = match agent {
+        Agent::ClaudeCode => outcomes(steps, &claude_results(&requests), "toolu_script_"),
+        Agent::Codex => outcomes(steps, &codex_results(&requests), "call_script_"),
+    };
+    let not_working = report(name, steps, &outcomes, &offered_tools(&requests));
+    assert!(ok, "{name}: the agent failed");
+    model.assert_no_marker(world);
+    world.assert_outside_unchanged();
+    assert!(
+        outcomes.iter().all(|o| *o != Outcome::NoResult),
+        "{outcomes:?}"
+    );
+    not_working
+}
+
 // --- Claude Code through its hook ------------------------------------------------
 
 fn claude_steps(world: &World) -> Vec<Step> {
@@ -919,21 +917,13 @@ fn claude_code_through_its_hook_does_ordinary_work_and_leaks_no_secret() {
     )
     .unwrap();
     let ok = run_session(claude_command(&world, &model, &[]), &world, "claude-code");
-    let requests = model.requests();
-    let outcomes = outcomes(&steps, &claude_results(&requests), "toolu_script_");
-    let not_working = report(
+    let not_working = judge(
+        Agent::ClaudeCode,
         "Claude Code (hook)",
+        ok,
+        &world,
+        &model,
         &steps,
-        &outcomes,
-        &offered_tools(&requests),
-    );
-    assert!(ok, "Claude Code failed");
-    model.assert_no_marker(&world);
-    world.assert_outside_unchanged();
-    // Every call reached the hook and got an answer back to the model.
-    assert!(
-        outcomes.iter().all(|o| *o != Outcome::NoResult),
-        "{outcomes:?}"
     );
     // The effects of the ordinary calls that worked.
     if !not_working.iter().any(|l| l.starts_with("Write")) {
@@ -1074,16 +1064,7 @@ fn codex_through_its_hook_does_ordinary_work_and_leaks_no_secret() {
         &world,
         "codex",
     );
-    let requests = model.requests();
-    let outcomes = outcomes(&steps, &codex_results(&requests), "call_script_");
-    let not_working = report("Codex (hook)", &steps, &outcomes, &offered_tools(&requests));
-    assert!(ok, "Codex failed");
-    model.assert_no_marker(&world);
-    world.assert_outside_unchanged();
-    assert!(
-        outcomes.iter().all(|o| *o != Outcome::NoResult),
-        "{outcomes:?}"
-    );
+    let not_working = judge(Agent::Codex, "Codex (hook)", ok, &world, &model, &steps);
     if !not_working.iter().any(|l| l == "apply_patch: add notes.md") {
         assert_eq!(
             std::fs::read_to_string(world.project.join("notes.md")).unwrap(),
@@ -1136,22 +1117,8 @@ fn governed_run(world: &World, policy: &Path) -> Vec<std::ffi::OsString> {
 /// after `audit verify` accepted it.
 fn governed_evidence(world: &World) -> String {
     let log = world.state.join("governed.log");
-    let verify = Command::new(ENFORCER)
-        .args(["audit", "verify"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "the evidence does not verify: {}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
-    let out = Command::new(ENFORCER)
-        .args(["audit", "inspect"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::audit_verify(&log);
+    common::audit_inspect(&log)
 }
 
 /// A read hidden in a command string: no secret's name in the command
@@ -1256,20 +1223,13 @@ fn claude_code_governed_at_the_system_call_boundary_works_and_leaks_no_secret() 
         &world,
         "claude-code-governed",
     );
-    let requests = model.requests();
-    let outcomes = outcomes(&steps, &claude_results(&requests), "toolu_script_");
-    let not_working = report(
+    let not_working = judge(
+        Agent::ClaudeCode,
         "Claude Code (governed)",
+        ok,
+        &world,
+        &model,
         &steps,
-        &outcomes,
-        &offered_tools(&requests),
-    );
-    assert!(ok, "Claude Code failed under --govern-syscalls");
-    model.assert_no_marker(&world);
-    world.assert_outside_unchanged();
-    assert!(
-        outcomes.iter().all(|o| *o != Outcome::NoResult),
-        "{outcomes:?}"
     );
     assert_eq!(
         std::fs::read_to_string(world.project.join("notes.md")).unwrap(),
@@ -1355,21 +1315,7 @@ fn codex_governed_at_the_system_call_boundary_works_and_leaks_no_secret() {
         &world,
         "codex-governed",
     );
-    let requests = model.requests();
-    let outcomes = outcomes(&steps, &codex_results(&requests), "call_script_");
-    let not_working = report(
-        "Codex (governed)",
-        &steps,
-        &outcomes,
-        &offered_tools(&requests),
-    );
-    assert!(ok, "Codex failed under --govern-syscalls");
-    model.assert_no_marker(&world);
-    world.assert_outside_unchanged();
-    assert!(
-        outcomes.iter().all(|o| *o != Outcome::NoResult),
-        "{outcomes:?}"
-    );
+    let not_working = judge(Agent::Codex, "Codex (governed)", ok, &world, &model, &steps);
     assert_eq!(
         std::fs::read_to_string(world.project.join("notes.md")).unwrap(),
         "first notes\n"

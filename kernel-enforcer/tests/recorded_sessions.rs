@@ -26,14 +26,12 @@
 
 mod common;
 
-use common::{ENFORCER, Entry, entries};
+use common::{ENFORCER, Entry, Listener, entries};
 use kernel_core::{ActionKind, Decision};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 /// Text in every secret of the world: if it shows in anything the agent
 /// was given, a secret leaked.
@@ -304,18 +302,6 @@ fn agent_path(world: &World) -> String {
     format!("{system}:{}", stubs.display())
 }
 
-struct Listener {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn profile(agent: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies");
     [
@@ -331,36 +317,21 @@ fn profile(agent: &str) -> Vec<PathBuf> {
 fn listen(world: &World, agent: &str) -> Listener {
     common::keygen(&world.state);
     let socket = world.state.join("endpoint.sock");
-    let mut command = Command::new(ENFORCER);
-    command
-        .arg("listen")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--workspace")
-        .arg(&world.workspace)
-        .arg("--evidence")
-        .arg(world.state.join("evidence.log"))
-        .arg("--key")
-        .arg(world.state.join("kernel.key"));
-    for policy in profile(agent) {
+    let profile = profile(agent);
+    let mut command = common::listen_command(
+        &profile[0],
+        &world.workspace,
+        &world.state.join("evidence.log"),
+        &socket,
+    );
+    command.arg("--key").arg(world.state.join("kernel.key"));
+    for policy in &profile[1..] {
         command.arg("--policy").arg(policy);
     }
-    let child = command
-        .env("HOME", &world.home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "listen did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Listener { child, socket }
+    Listener::start(
+        command.env("HOME", &world.home).stderr(Stdio::inherit()),
+        &socket,
+    )
 }
 
 /// The payload with the world's paths in place of the placeholders.
@@ -376,24 +347,15 @@ fn materialise(world: &World, payload: &serde_json::Value) -> String {
 /// session's directory, with the agent's environment; `--verbose`, so that
 /// an allow names its receipts too.
 fn hook(world: &World, listener: &Listener, agent: &str, path: &str, payload: &str) -> Output {
-    let mut child = Command::new(ENFORCER)
-        .args(["hook", agent, "--verbose"])
-        .env("AGENT_KERNEL_ENDPOINT", &listener.socket)
-        .env("HOME", &world.home)
-        .env("PATH", path)
-        .current_dir(&world.workspace)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(payload.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::output_with_input(
+        Command::new(ENFORCER)
+            .args(["hook", agent, "--verbose"])
+            .env("AGENT_KERNEL_ENDPOINT", &listener.socket)
+            .env("HOME", &world.home)
+            .env("PATH", path)
+            .current_dir(&world.workspace),
+        payload.as_bytes(),
+    )
 }
 
 /// What the agent makes of the hook's output.
@@ -637,16 +599,8 @@ fn replay(agent: &str) {
     }
     // The enforcer is stopped as an operator would: its final checkpoint
     // is written.
-    common::signal(listener.child.id(), "TERM");
     let mut listener = listener;
-    let started = Instant::now();
-    while listener.child.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "listen did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    listener.terminate();
 
     // --- the answers ------------------------------------------------------
     let mut report = Vec::new();
@@ -790,12 +744,7 @@ fn replay(agent: &str) {
 
     // --- the evidence ----------------------------------------------------
     let evidence = world.state.join("evidence.log");
-    let audit = Command::new(ENFORCER)
-        .args(["audit", "verify"])
-        .arg(&evidence)
-        .output()
-        .unwrap();
-    assert!(audit.status.success(), "{audit:?}");
+    common::audit_verify(&evidence);
     let mut decisions = BTreeMap::new();
     for entry in entries(&std::fs::read(&evidence).unwrap()) {
         if let Entry::Decision { request, body } = entry {

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{ENFORCER, Entry, control_path, entries, fixture};
+use common::{ENFORCER, Entry, audit_verify, control_path, entries, fixture};
 use kernel_client::{Decision, Denial, Kernel, SpawnError};
 use kernel_core::{AuditOptions, Event, audit};
 use std::os::unix::fs::PermissionsExt;
@@ -44,16 +44,6 @@ fn operator(evidence: &Path, args: &[&str]) -> String {
         .output()
         .unwrap();
     assert!(out.status.success(), "{args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn verify(evidence: &Path) -> String {
-    let out = Command::new(ENFORCER)
-        .args(["audit", "verify"])
-        .arg(evidence)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "audit verify failed: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -182,7 +172,7 @@ fn denied_actions_proceed_recorded_while_the_floor_and_the_halt_still_deny() {
     let report = audit(&log, &AuditOptions::default()).unwrap();
     assert_eq!(report.shadow_sessions, 1);
     assert_eq!(report.shadow_denied, 3);
-    let summary = verify(&fixture.evidence);
+    let summary = audit_verify(&fixture.evidence);
     assert!(
         summary.contains(
             "shadow mode: 1 sessions; 3 actions proceeded that the policy did not allow (3 denied, 0 asked about)"
@@ -207,7 +197,7 @@ fn without_the_flag_the_same_actions_are_denied() {
     assert!(kernel.write_file(&fixture.ws("notes.md"), b"x").is_err());
     assert!(!fixture.workspace.join("notes.md").exists());
     let _ = kernel.shutdown(Duration::from_secs(5));
-    let summary = verify(&fixture.evidence);
+    let summary = audit_verify(&fixture.evidence);
     assert!(!summary.contains("shadow"), "{summary}");
 }
 
@@ -336,7 +326,7 @@ when { resource.name == "secret.txt" };
         })
         .count();
     assert!(floor_denials >= 1, "the floor's denial is recorded");
-    let summary = verify(&fixture.evidence);
+    let summary = audit_verify(&fixture.evidence);
     assert!(summary.contains("shadow mode: 1 sessions;"), "{summary}");
 }
 
@@ -347,46 +337,15 @@ when { resource.name == "secret.txt" };
 #[test]
 fn listen_in_shadow_mode_brokers_what_the_policy_denies_but_not_the_floor() {
     let fixture = fixture(POLICY);
-    let socket = fixture.dir.path().join("state/endpoint.sock");
-    let mut child = Command::new(ENFORCER)
-        .args(["listen", "--shadow", "--policy"])
-        .arg(&fixture.policy)
-        .arg("--workspace")
-        .arg(&fixture.workspace)
-        .arg("--evidence")
-        .arg(&fixture.evidence)
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "listen did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let listener = common::Listener::of(&fixture, &["--shadow"]);
     let client = |args: &[&str], stdin: &str| {
-        use std::io::Write as _;
-        let mut run = Command::new(ENFORCER)
-            .args(args)
-            .env("AGENT_KERNEL_ENDPOINT", &socket)
-            .current_dir(&fixture.workspace)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        run.stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        run.wait_with_output().unwrap()
+        common::output_with_input(
+            Command::new(ENFORCER)
+                .args(args)
+                .env("AGENT_KERNEL_ENDPOINT", &listener.socket)
+                .current_dir(&fixture.workspace),
+            stdin.as_bytes(),
+        )
     };
     let document = format!(
         r#"{{"version": 1, "action": {{"kind": "file_read", "path": "{}"}}}}"#,
@@ -412,6 +371,4 @@ fn listen_in_shadow_mode_brokers_what_the_policy_denies_but_not_the_floor() {
     let status = operator(&fixture.evidence, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["data"]["shadow"], serde_json::Value::Bool(true));
-    let _ = child.kill();
-    let _ = child.wait();
 }

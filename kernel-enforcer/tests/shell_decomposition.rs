@@ -454,11 +454,24 @@ fn check(bench: &Bench, line: &str, sure: bool) -> Result<(), TestCaseError> {
         }
     };
     let observed = run_bash(bench, &case, &work, &line).map_err(TestCaseError::fail)?;
+    compare(&line, &actions, &observed, &work, sure)
+}
+
+/// Fails unless the decomposition `actions` of `line` (in `work`) covers
+/// what bash did, and, if `sure`, its programs are exactly the ones bash
+/// ran.
+fn compare(
+    line: &str,
+    actions: &[Action],
+    observed: &Observed,
+    work: &Path,
+    sure: bool,
+) -> Result<(), TestCaseError> {
     let canonical = |path: &str| PathBuf::from(canonical_path(path, work.to_str()).unwrap());
     let mut execs = Vec::new();
     let mut writes = BTreeSet::new();
     let mut reads = BTreeSet::new();
-    for action in &actions {
+    for action in actions {
         match action {
             Action::Exec(exec) => execs.push((
                 canonical(exec.cwd.as_deref().unwrap()),
@@ -620,7 +633,8 @@ fn agent_style_lines_match_bash() {
 }
 
 /// The shims record what bash runs, so a dropped program would be seen:
-/// a line whose decomposition is missing one fails the check.
+/// a decomposition missing any program, write or read of the line fails
+/// the comparison.
 #[test]
 fn the_comparison_sees_a_dropped_program() {
     let bench = Bench::new();
@@ -628,8 +642,20 @@ fn the_comparison_sees_a_dropped_program() {
     let case = bench.root.join(format!("case-{n}"));
     let work = case.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let observed = run_bash(&bench, &case, &work, "ok a | ok b > f < in1").unwrap();
+    let line = "ok a | ok b > f < in1";
+    let observed = run_bash(&bench, &case, &work, line).unwrap();
     assert_eq!(observed.runs.len(), 2, "{observed:?}");
     assert!(observed.created.contains(&work.join("f")), "{observed:?}");
     assert!(observed.read.contains(&work.join("in1")), "{observed:?}");
+    let actions = command_actions(line, work.to_str()).unwrap();
+    assert_eq!(actions.len(), 4, "{actions:?}");
+    compare(line, &actions, &observed, &work, true).unwrap();
+    for dropped in 0..actions.len() {
+        let mut fewer = actions.clone();
+        let gone = fewer.remove(dropped);
+        assert!(
+            compare(line, &fewer, &observed, &work, true).is_err(),
+            "the comparison missed that {gone:?} was dropped"
+        );
+    }
 }

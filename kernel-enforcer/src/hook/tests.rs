@@ -295,13 +295,6 @@ fn codex_tools_map_to_what_they_touch() {
             json!({"command": ["touch", "a b.txt"]}),
             vec![exec("touch", &["a b.txt"], CWD)],
         ),
-        // A program of the agent's named like a shell is that program, not
-        // its "script".
-        (
-            "Bash",
-            json!({"command": ["./bash", "-c", "ls"]}),
-            vec![exec("./bash", &["-c", "ls"], CWD)],
-        ),
         (
             "Bash",
             json!({"command": ["/bin/sh", "-c", heredoc]}),
@@ -449,6 +442,54 @@ fn what_cannot_be_decided_is_refused_with_the_reason() {
             Err(reason) => assert!(reason.contains(why), "{payload}: {reason}"),
             Ok(mapped) => panic!("{payload} was mapped to {mapped:?}"),
         }
+    }
+}
+
+/// An argument vector (Codex's older shell tools) is decided as the command
+/// line that runs exactly its words: a program it starts through a
+/// launcher is asked about too, and what a command line may not hide from
+/// the kernel, a vector may not either.
+#[test]
+fn an_argument_vector_is_decided_as_the_command_line_that_runs_it() {
+    let vector = |argv: Value| codex("Bash", json!({ "command": argv }));
+    assert_eq!(
+        actions(
+            Agent::Codex,
+            &vector(json!(["timeout", "5", "rm", "-f", "a b"]))
+        ),
+        vec![
+            exec("timeout", &["5", "rm", "-f", "a b"], CWD),
+            exec("rm", &["-f", "a b"], CWD),
+        ]
+    );
+    // A policy that denies `rm` denies it under `timeout` too: the call
+    // is blocked, and `rm` is what was denied.
+    let mut denied_programs = Vec::new();
+    let verdict = decide_with(
+        Agent::Codex,
+        &vector(json!(["timeout", "5", "rm", "-f", "x"])),
+        false,
+        &mut |action| match action.action() {
+            Action::Exec(exec) if exec.program.ends_with("/rm") => {
+                denied_programs.push(exec.program.clone());
+                Ok(denied("`rm` is not run here", 7))
+            }
+            _ => Ok(allowed(1)),
+        },
+    );
+    assert_eq!(verdict.exit(), HookExit::Block, "{}", verdict.stderr());
+    assert_eq!(denied_programs.len(), 1, "{denied_programs:?}");
+    // Refused as the same words written as a command line are.
+    for argv in [
+        json!(["env", "rm", "x"]),
+        json!(["xargs", "rm"]),
+        json!(["bash", "-c", "rm x", "arg0"]),
+        json!(["bash", "script.sh"]),
+        json!(["./bash", "-c", "ls"]),
+        json!(["cd", "/"]),
+    ] {
+        let payload = vector(argv);
+        assert!(map_payload(Agent::Codex, &payload).is_err(), "{payload}");
     }
 }
 

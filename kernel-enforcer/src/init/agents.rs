@@ -21,7 +21,8 @@
 //! sorted, of `{"event_name": "pre_tool_use", "matcher": .., "hooks":
 //! [{"type": "command", "command": .., "timeout": .., "async": false}]}`.
 
-use super::json_doc::Doc;
+use super::json_doc;
+use serde_json::{Map, Value, json};
 use std::path::Path;
 
 /// Seconds Codex gives the hook before it gives up on it (written into the
@@ -46,36 +47,26 @@ impl HookFormat {
     }
 
     /// The hook handler as it is written.
-    fn handler(self, command: &str) -> Doc {
+    fn handler(self, command: &str) -> Value {
         match self {
             // `onFailure: block`: a hook that crashes, is missing or
             // times out blocks the call instead of letting it run.
-            Self::ClaudeCode => Doc::object([
-                ("type", Doc::string("command")),
-                ("command", Doc::string(command)),
-                ("onFailure", Doc::string("block")),
-            ]),
-            Self::Codex => Doc::object([
-                ("type", Doc::string("command")),
-                ("command", Doc::string(command)),
-                ("timeout", Doc::Number(CODEX_HOOK_TIMEOUT_SECS.into())),
-            ]),
+            Self::ClaudeCode => {
+                json!({"type": "command", "command": command, "onFailure": "block"})
+            }
+            Self::Codex => {
+                json!({"type": "command", "command": command, "timeout": CODEX_HOOK_TIMEOUT_SECS})
+            }
         }
     }
 
-    fn group(self, command: &str) -> Doc {
-        Doc::object([
-            ("matcher", Doc::string("*")),
-            ("hooks", Doc::Array(vec![self.handler(command)])),
-        ])
+    fn group(self, command: &str) -> Value {
+        json!({"matcher": "*", "hooks": [self.handler(command)]})
     }
 
     /// A settings file holding the kernel's hook and nothing else.
-    pub(crate) fn fresh(self, command: &str) -> Doc {
-        Doc::object([(
-            "hooks",
-            Doc::object([("PreToolUse", Doc::Array(vec![self.group(command)]))]),
-        )])
+    pub(crate) fn fresh(self, command: &str) -> Value {
+        json!({"hooks": {"PreToolUse": [self.group(command)]}})
     }
 }
 
@@ -133,9 +124,9 @@ pub(crate) fn add_hook(
 ) -> Result<HookEdit, String> {
     let fresh = format.fresh(command);
     let mut doc = match existing {
-        None => Doc::Object(Vec::new()),
-        Some(text) if text.trim().is_empty() => Doc::Object(Vec::new()),
-        Some(text) => Doc::parse(text).map_err(|e| {
+        None => Value::Object(Map::new()),
+        Some(text) if text.trim().is_empty() => Value::Object(Map::new()),
+        Some(text) => json_doc::parse(text).map_err(|e| {
             format!(
                 "`{}` is not valid JSON ({e}): fix it or move it away, then run init again",
                 file.display()
@@ -148,26 +139,27 @@ pub(crate) fn add_hook(
             file.display()
         )
     };
-    if !matches!(doc, Doc::Object(_)) {
-        return Err(shape("the file is not a JSON object"));
-    }
-    let hooks = doc
-        .entry("hooks", || Doc::Object(Vec::new()))
-        .filter(|hooks| matches!(hooks, Doc::Object(_)))
-        .ok_or_else(|| shape("`hooks` is not an object"))?;
-    let Some(Doc::Array(groups)) = hooks.entry("PreToolUse", || Doc::Array(Vec::new())) else {
-        return Err(shape("`hooks.PreToolUse` is not an array"));
-    };
+    let groups = doc
+        .as_object_mut()
+        .ok_or_else(|| shape("the file is not a JSON object"))?
+        .entry("hooks")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .ok_or_else(|| shape("`hooks` is not an object"))?
+        .entry("PreToolUse")
+        .or_insert_with(|| Value::Array(Vec::new()))
+        .as_array_mut()
+        .ok_or_else(|| shape("`hooks.PreToolUse` is not an array"))?;
     // Every hook of the kernel's adapter already there, with its socket.
     let mut ours = Vec::new();
     for (g, group) in groups.iter().enumerate() {
-        let Some(Doc::Array(handlers)) = group.get("hooks") else {
+        let Some(handlers) = group.get("hooks").and_then(Value::as_array) else {
             continue;
         };
         for (h, handler) in handlers.iter().enumerate() {
             if let Some(found) = handler
                 .get("command")
-                .and_then(Doc::as_str)
+                .and_then(Value::as_str)
                 .and_then(|command| kernel_hook_socket(command, format.adapter()))
             {
                 ours.push((g, h, found));
@@ -189,16 +181,18 @@ pub(crate) fn add_hook(
     }
     let position = match ours.first() {
         Some(&(g, h, _)) => {
-            let group = groups.get_mut(g).ok_or_else(|| shape("internal"))?;
-            let matcher = group.get("matcher").and_then(Doc::as_str);
+            // Only a group that is an object holding `hooks` has one.
+            let group = groups
+                .get_mut(g)
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| shape("internal"))?;
+            let wanted = format.handler(command);
+            let matcher = group.get("matcher").and_then(Value::as_str);
             let handler = group
                 .get("hooks")
-                .and_then(|hooks| match hooks {
-                    Doc::Array(handlers) => handlers.get(h),
-                    _ => None,
-                })
-                .cloned();
-            if matcher == Some("*") && handler.as_ref() == Some(&format.handler(command)) {
+                .and_then(Value::as_array)
+                .and_then(|handlers| handlers.get(h));
+            if matcher == Some("*") && handler == Some(&wanted) {
                 return Ok(HookEdit {
                     text: None,
                     position: (g, h),
@@ -206,13 +200,13 @@ pub(crate) fn add_hook(
                 });
             }
             // Every tool call goes through the kernel: the matcher is `*`.
-            if let Some(matcher) = group.entry("matcher", || Doc::Null) {
-                *matcher = Doc::string("*");
-            }
-            if let Some(Doc::Array(handlers)) = group.get_mut("hooks")
-                && let Some(slot) = handlers.get_mut(h)
+            group.insert("matcher".to_owned(), Value::from("*"));
+            if let Some(slot) = group
+                .get_mut("hooks")
+                .and_then(Value::as_array_mut)
+                .and_then(|handlers| handlers.get_mut(h))
             {
-                *slot = format.handler(command);
+                *slot = wanted;
             }
             (g, h)
         }
@@ -221,8 +215,10 @@ pub(crate) fn add_hook(
             (groups.len().saturating_sub(1), 0)
         }
     };
+    let text = json_doc::to_pretty(&doc)
+        .map_err(|e| format!("cannot write `{}` as JSON: {e}", file.display()))?;
     Ok(HookEdit {
-        text: Some(doc.to_pretty()),
+        text: Some(text),
         position,
         only_hook: doc == fresh,
     })

@@ -1,223 +1,136 @@
-//! A JSON document that keeps its keys in the order they were written, so
-//! that adding a hook to someone's settings file leaves everything else as
-//! it was (`serde_json::Value` would sort the keys).
+//! Reading and writing a JSON settings file so that adding a hook to it
+//! leaves everything else as it was: objects keep their keys in the order
+//! they were written (`serde_json::Value` with the `preserve_order`
+//! feature, which this crate's manifest asks for), and an object with a
+//! key twice is refused rather than losing one of them on the way back.
+//!
+//! Not [`kernel_core::json::parse_strict`]: that one also refuses keys
+//! equal but for letter case, which a settings file may rightly hold
+//! (`HTTP_PROXY` and `http_proxy` in Claude Code's `env`).
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Map, Number, Value};
 
-/// A JSON value; objects keep their keys in order.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Doc {
-    /// `null`.
-    Null,
-    /// `true` or `false`.
-    Bool(bool),
-    /// A number.
-    Number(serde_json::Number),
-    /// A string.
-    String(String),
-    /// An array.
-    Array(Vec<Doc>),
-    /// An object, keys in order, no key twice.
-    Object(Vec<(String, Doc)>),
+/// Parses `text`; refuses anything that is not one JSON value, and
+/// objects with a key twice (readers disagree on which one counts).
+pub(crate) fn parse(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str::<UniqueKeys>(text).map(|doc| doc.0)
 }
 
-impl Doc {
-    /// Parses `text`; refuses anything that is not one JSON value, and
-    /// objects with a key twice (readers disagree on which one counts).
-    pub(crate) fn parse(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
-    }
-
-    /// The document as JSON text, indented by two spaces, with a final
-    /// newline.
-    pub(crate) fn to_pretty(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
-        text.push('\n');
-        text
-    }
-
-    /// A string's text.
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        match self {
-            Self::String(text) => Some(text),
-            _ => None,
-        }
-    }
-
-    /// The value at `key` of an object.
-    pub(crate) fn get(&self, key: &str) -> Option<&Doc> {
-        match self {
-            Self::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// The value at `key` of an object, for changing it.
-    pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Doc> {
-        match self {
-            Self::Object(fields) => fields.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// The value at `key` of an object, added as `default()` at the end
-    /// when missing. `None` when `self` is not an object.
-    pub(crate) fn entry(&mut self, key: &str, default: impl FnOnce() -> Doc) -> Option<&mut Doc> {
-        let Self::Object(fields) = self else {
-            return None;
-        };
-        let at = match fields.iter().position(|(k, _)| k == key) {
-            Some(at) => at,
-            None => {
-                fields.push((key.to_owned(), default()));
-                fields.len().saturating_sub(1)
-            }
-        };
-        fields.get_mut(at).map(|(_, value)| value)
-    }
-
-    /// An object from its fields.
-    pub(crate) fn object<const N: usize>(fields: [(&str, Doc); N]) -> Self {
-        Self::Object(
-            fields
-                .into_iter()
-                .map(|(key, value)| (key.to_owned(), value))
-                .collect(),
-        )
-    }
-
-    /// A string.
-    pub(crate) fn string(text: &str) -> Self {
-        Self::String(text.to_owned())
-    }
+/// `value` as JSON text, indented by two spaces, with a final newline.
+pub(crate) fn to_pretty(value: &Value) -> Result<String, serde_json::Error> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    Ok(text)
 }
 
-impl Serialize for Doc {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Null => serializer.serialize_unit(),
-            Self::Bool(value) => serializer.serialize_bool(*value),
-            Self::Number(number) => number.serialize(serializer),
-            Self::String(text) => serializer.serialize_str(text),
-            Self::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
-            }
-            Self::Object(fields) => {
-                let mut map = serializer.serialize_map(Some(fields.len()))?;
-                for (key, value) in fields {
-                    map.serialize_entry(key, value)?;
-                }
-                map.end()
-            }
-        }
-    }
-}
+/// A JSON value whose objects hold no key twice.
+struct UniqueKeys(Value);
 
-impl<'de> Deserialize<'de> for Doc {
+impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(DocVisitor)
+        deserializer.deserialize_any(UniqueKeysVisitor)
     }
 }
 
-struct DocVisitor;
+struct UniqueKeysVisitor;
 
-impl<'de> Visitor<'de> for DocVisitor {
-    type Value = Doc;
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
+        f.write_str("a JSON value without duplicate keys")
     }
 
-    fn visit_unit<E>(self) -> Result<Doc, E> {
-        Ok(Doc::Null)
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::Null))
     }
 
-    fn visit_bool<E>(self, value: bool) -> Result<Doc, E> {
-        Ok(Doc::Bool(value))
+    fn visit_bool<E>(self, value: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::Bool(value)))
     }
 
-    fn visit_i64<E>(self, value: i64) -> Result<Doc, E> {
-        Ok(Doc::Number(value.into()))
+    fn visit_i64<E>(self, value: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::Number(value.into())))
     }
 
-    fn visit_u64<E>(self, value: u64) -> Result<Doc, E> {
-        Ok(Doc::Number(value.into()))
+    fn visit_u64<E>(self, value: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::Number(value.into())))
     }
 
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Doc, E> {
-        serde_json::Number::from_f64(value)
-            .map(Doc::Number)
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<UniqueKeys, E> {
+        Number::from_f64(value)
+            .map(|number| UniqueKeys(Value::Number(number)))
             .ok_or_else(|| E::custom("a number JSON cannot hold"))
     }
 
-    fn visit_str<E>(self, value: &str) -> Result<Doc, E> {
-        Ok(Doc::String(value.to_owned()))
+    fn visit_str<E>(self, value: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::String(value.to_owned())))
     }
 
-    fn visit_string<E>(self, value: String) -> Result<Doc, E> {
-        Ok(Doc::String(value))
+    fn visit_string<E>(self, value: String) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys(Value::String(value)))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Doc, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
             items.push(item);
         }
-        Ok(Doc::Array(items))
+        Ok(UniqueKeys(Value::Array(items)))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc, A::Error> {
-        let mut fields: Vec<(String, Doc)> = Vec::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut fields = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if fields.iter().any(|(k, _)| *k == key) {
+            if fields.contains_key(&key) {
                 return Err(de::Error::custom(format!("the key `{key}` appears twice")));
             }
-            let value = map.next_value()?;
-            fields.push((key, value));
+            let UniqueKeys(value) = map.next_value()?;
+            fields.insert(key, value);
         }
-        Ok(Doc::Object(fields))
+        Ok(UniqueKeys(Value::Object(fields)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     #[test]
     fn keys_keep_their_order_and_values_their_form() {
         let text = r#"{"zeta": 1, "alpha": {"y": [true, null, -2, 1.5, "s"], "b": {}}, "m": []}"#;
-        let doc = Doc::parse(text).unwrap();
+        let doc = parse(text).unwrap();
+        let pretty = to_pretty(&doc).unwrap();
         assert_eq!(
-            doc.to_pretty(),
+            pretty,
             "{\n  \"zeta\": 1,\n  \"alpha\": {\n    \"y\": [\n      true,\n      null,\n      -2,\n      \
              1.5,\n      \"s\"\n    ],\n    \"b\": {}\n  },\n  \"m\": []\n}\n"
         );
-        assert_eq!(Doc::parse(&doc.to_pretty()).unwrap(), doc);
+        assert_eq!(parse(&pretty).unwrap(), doc);
     }
 
     #[test]
     fn duplicate_keys_and_trailing_text_are_refused() {
-        assert!(Doc::parse(r#"{"a": 1, "a": 2}"#).is_err());
-        assert!(Doc::parse(r#"{"a": {"b": 1, "b": 1}}"#).is_err());
-        assert!(Doc::parse(r#"{"a": 1} x"#).is_err());
-        assert!(Doc::parse("{\"a\": 1,}").is_err());
+        assert!(parse(r#"{"a": 1, "a": 2}"#).is_err());
+        assert!(parse(r#"{"a": {"b": 1, "b": 1}}"#).is_err());
+        assert!(parse(r#"[{"b": 1, "b": 1}]"#).is_err());
+        assert!(parse(r#"{"a": 1} x"#).is_err());
+        assert!(parse("{\"a\": 1,}").is_err());
+        // Keys equal but for letter case are two keys.
+        assert!(parse(r#"{"env": {"HTTP_PROXY": "a", "http_proxy": "a"}}"#).is_ok());
     }
 
     #[test]
-    fn entry_adds_a_missing_key_at_the_end() {
-        let mut doc = Doc::parse(r#"{"b": 1, "a": 2}"#).unwrap();
-        *doc.entry("c", || Doc::Null).unwrap() = Doc::Bool(true);
-        *doc.entry("b", || Doc::Null).unwrap() = Doc::Bool(false);
+    fn a_missing_key_is_added_at_the_end() {
+        let mut doc = parse(r#"{"b": 1, "a": 2}"#).unwrap();
+        let fields = doc.as_object_mut().unwrap();
+        *fields.entry("c").or_insert(Value::Null) = Value::Bool(true);
+        *fields.entry("b").or_insert(Value::Null) = Value::Bool(false);
         assert_eq!(
             serde_json::to_string(&doc).unwrap(),
             r#"{"b":false,"a":2,"c":true}"#
         );
-        assert!(Doc::Null.entry("x", || Doc::Null).is_none());
     }
 }

@@ -53,7 +53,7 @@ use crate::keys;
 use agents::HookFormat;
 use kernel_core::format_public_key;
 use std::fmt::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -384,6 +384,8 @@ impl Layout {
             codex_config,
             protect,
         };
+        // Every path written into a file, the protected ones included: a
+        // path written as lossy text would protect another file.
         for path in [
             &layout.exe,
             &layout.project,
@@ -391,7 +393,10 @@ impl Layout {
             &layout.config_root,
             &layout.unit,
             &layout.hook_file,
-        ] {
+        ]
+        .into_iter()
+        .chain(&layout.protect)
+        {
             plain(path)?;
         }
         let socket_len = layout.socket.as_os_str().len();
@@ -737,10 +742,10 @@ fn plan(layout: &Layout, args: &InitArgs) -> Result<Plan, String> {
 }
 
 /// Writes `text` to `path` through a fresh file in the same directory
-/// renamed over it, with `mode`. A symbolic link at `path` (a settings
-/// file kept with one's dotfiles) is written through, not replaced.
+/// renamed over it, with `mode` ([`keys::replace_file`]). A symbolic link
+/// at `path` (a settings file kept with one's dotfiles) is written
+/// through, not replaced.
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), String> {
-    use std::io::Write as _;
     let target = if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         std::fs::canonicalize(path).map_err(|e| format!("`{}`: {e}", path.display()))?
     } else {
@@ -750,25 +755,7 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), String> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    let mut temporary = target.as_os_str().to_owned();
-    temporary.push(format!(".init-{}.tmp", std::process::id()));
-    let temporary = PathBuf::from(temporary);
-    let _ = std::fs::remove_file(&temporary);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .and_then(|mut file| {
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temporary, &target));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written.map_err(io)
+    keys::replace_file(&target, text.as_bytes(), mode).map_err(io)
 }
 
 fn apply(layout: &Layout, steps: &[Step]) -> Result<(), String> {

@@ -7,9 +7,10 @@ use kernel_core::{
     ClientFrame, EnforcerFrame, Handshake, PROTOCOL_VERSION, decode_enforcer_frame,
     encode_client_frame,
 };
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub(crate) const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
 
@@ -249,4 +250,183 @@ pub(crate) fn wait_until_asleep(tasks: &[PathBuf]) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Polls `done` every 20 ms until it holds; fails the test, naming
+/// `what`, once `limit` has passed.
+pub(crate) fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process, killed and reaped when dropped (when the test fails
+/// too).
+pub(crate) struct Reaped(pub(crate) Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `kernel-enforcer listen` deciding by `policy` over `workspace`,
+/// recording to `evidence` and serving `socket`, its input and output
+/// discarded; more arguments (`--policy`, `--key`, `--shadow`) may follow.
+pub(crate) fn listen_command(
+    policy: &Path,
+    workspace: &Path,
+    evidence: &Path,
+    socket: &Path,
+) -> Command {
+    let mut command = Command::new(ENFORCER);
+    command
+        .arg("listen")
+        .arg("--policy")
+        .arg(policy)
+        .arg("--workspace")
+        .arg(workspace)
+        .arg("--evidence")
+        .arg(evidence)
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// A running `kernel-enforcer listen`, killed when dropped.
+pub(crate) struct Listener {
+    pub(crate) child: Reaped,
+    pub(crate) socket: PathBuf,
+}
+
+impl Listener {
+    /// Starts `command`, a `listen` serving `socket`, and waits (at most
+    /// 20 s) until the socket takes connections.
+    pub(crate) fn start(command: &mut Command, socket: &Path) -> Self {
+        let child = Reaped(command.spawn().unwrap());
+        wait_for("listen to come up", Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(socket).is_ok()
+        });
+        Self {
+            child,
+            socket: socket.to_owned(),
+        }
+    }
+
+    /// The `listen` of [`Fixture`]'s policy, workspace and evidence, its
+    /// socket in the state directory, with `extra` arguments.
+    pub(crate) fn of(fixture: &Fixture, extra: &[&str]) -> Self {
+        let socket = fixture.dir.path().join("state/endpoint.sock");
+        Self::start(
+            listen_command(
+                &fixture.policy,
+                &fixture.workspace,
+                &fixture.evidence,
+                &socket,
+            )
+            .args(extra),
+            &socket,
+        )
+    }
+
+    /// Ends it as an operator does (`SIGTERM`, so that its final
+    /// checkpoint is written) and waits (at most 20 s) until it has.
+    pub(crate) fn terminate(&mut self) {
+        signal(self.child.0.id(), "TERM");
+        wait_for("listen to stop", Duration::from_secs(20), || {
+            self.child.0.try_wait().unwrap().is_some()
+        });
+    }
+}
+
+/// Runs `command` with `input` on its standard input (as an agent runs
+/// its hook, or a script pipes to `ask`), collecting its output.
+pub(crate) fn output_with_input(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `command` to its end with its output collected (read while it
+/// runs, so that a full pipe does not hold it); killed, and the test
+/// failed naming `what`, if it takes longer than `limit`.
+pub(crate) fn output_within(command: &mut Command, limit: Duration, what: &str) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        stdout.read_to_end(&mut text).map(|_| text)
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        stderr.read_to_end(&mut text).map(|_| text)
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap().unwrap(),
+        stderr: err.join().unwrap().unwrap(),
+    }
+}
+
+/// What `kernel-enforcer audit verify` says of `evidence`, which must
+/// verify.
+pub(crate) fn audit_verify(evidence: &Path) -> String {
+    let out = Command::new(ENFORCER)
+        .args(["audit", "verify"])
+        .arg(evidence)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the evidence does not verify: {out:?}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The lines `kernel-enforcer audit inspect` prints for `evidence`.
+pub(crate) fn audit_inspect(evidence: &Path) -> String {
+    let out = Command::new(ENFORCER)
+        .args(["audit", "inspect"])
+        .arg(evidence)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Plants a private key holding `content` at `home/.ssh/id_ed25519`;
+/// returns the key's path.
+pub(crate) fn plant_ssh_key(home: &Path, content: &str) -> PathBuf {
+    let ssh = home.join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let key = ssh.join("id_ed25519");
+    std::fs::write(&key, content).unwrap();
+    key
 }
