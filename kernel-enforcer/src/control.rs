@@ -362,16 +362,8 @@ impl ControlSocket {
         let open = AtomicUsize::new(0);
         std::thread::scope(|scope| {
             for stream in self.listener.incoming() {
-                let mut stream = match stream {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        // Out of descriptors, say: wait a little instead of
-                        // spinning on the failed accept.
-                        if e.kind() != std::io::ErrorKind::Interrupted {
-                            std::thread::sleep(std::time::Duration::from_millis(50));
-                        }
-                        continue;
-                    }
+                let Some(mut stream) = accepted(stream) else {
+                    continue;
                 };
                 let Ok(credentials) = rustix::net::sockopt::socket_peercred(&stream) else {
                     continue;
@@ -399,6 +391,25 @@ impl ControlSocket {
                 });
             }
         });
+    }
+}
+
+/// Pause after an `accept` that failed, before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What an accept loop got: the connection, or `None` after a failure,
+/// past which the loop goes on. A failure other than an interruption
+/// (out of descriptors, say) is followed by [`ACCEPT_BACKOFF`], so the
+/// loop waits instead of spinning on it.
+pub(crate) fn accepted<T>(result: std::io::Result<T>) -> Option<T> {
+    match result {
+        Ok(accepted) => Some(accepted),
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                std::thread::sleep(ACCEPT_BACKOFF);
+            }
+            None
+        }
     }
 }
 
@@ -662,6 +673,22 @@ mod tests {
 
     fn key() -> SigningKey {
         crate::keys::generate().unwrap()
+    }
+
+    #[test]
+    fn a_failed_accept_is_followed_by_a_pause() {
+        use std::io::{Error, ErrorKind};
+        assert_eq!(accepted(Ok(7)), Some(7));
+        assert_eq!(
+            accepted::<()>(Err(Error::from(ErrorKind::Interrupted))),
+            None
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(
+            accepted::<()>(Err(Error::from_raw_os_error(libc::EMFILE))),
+            None
+        );
+        assert!(started.elapsed() >= ACCEPT_BACKOFF);
     }
 
     #[test]

@@ -18,8 +18,10 @@
 //!   from the canonical URL, `Host` is set from it (the agent's own `Host`
 //!   is dropped, so a server sharing an address cannot be asked for
 //!   another site), hop-by-hop headers are dropped, the body is forwarded
-//!   by its declared framing and no further, and the server is asked to
-//!   close the connection after its response; so is the agent. One
+//!   by its declared framing and no further (chunked framing written as
+//!   the proxy read it: size lines without extensions, trailer fields
+//!   re-serialised), and the server is asked to close the connection
+//!   after its response; so is the agent. One
 //!   request per connection: bytes the agent sends after the request
 //!   (a pipelined second one) are never forwarded.
 //!
@@ -54,7 +56,7 @@
 //! the port some other way) is closed unread, so nothing else can have
 //! decisions taken and recorded in the session's name.
 
-use crate::notify::{Bucket, RATE_WAIT, RateLimit};
+use crate::notify::{Bucket, RateLimit};
 use kernel_core::{Action, CanonicalAction};
 use kernel_sync::HaltLatch;
 use parking_lot::Mutex;
@@ -251,14 +253,8 @@ impl EgressProxy {
 
 fn accept_loop(listener: &TcpListener, door: &Door, context: &Arc<Context>) {
     loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                // Out of descriptors, say: try again shortly.
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
+        let Some((stream, peer)) = crate::control::accepted(listener.accept()) else {
+            continue;
         };
         if !door.admitted.take(peer) {
             // Not a connection the enforcer made for the agent: closed
@@ -316,10 +312,8 @@ impl Context {
     /// Decides `action` under the rate limit: `Err` with the status and
     /// message to answer when it may not proceed.
     fn decide(&self, action: &CanonicalAction) -> Result<(), (u16, String)> {
-        let turn = self.bucket.lock().reserve(RATE_WAIT);
-        match turn {
-            Some(wait) => std::thread::sleep(wait),
-            None => return Err((503, "too many decisions at once; try again".into())),
+        if !crate::notify::wait_for_turn(&self.bucket) {
+            return Err((503, "too many decisions at once; try again".into()));
         }
         #[cfg(debug_assertions)]
         crate::notify::injected_fault(action);
@@ -525,6 +519,14 @@ fn response_body(method: &str, head: &Head) -> Result<Body, &'static str> {
     }
 }
 
+/// Appends the field line `name: value` to a head being written.
+fn push_field(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
 /// Writes a short plain-text answer of the proxy's own.
 fn reply(mut stream: &TcpStream, status: u16, message: &str) {
     let reason = match status {
@@ -640,25 +642,10 @@ fn tunnel(context: &Context, client: &TcpStream, reader: BufReader<TcpStream>, r
 
 /// Copies `from` to `to` until the end of `from` (then ends `to`'s
 /// writing side), an error (then both connections end), or a halt.
-fn pipe(from: &mut impl Read, mut to: &TcpStream, other: &TcpStream, latch: &HaltLatch) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        let read = match from.read(&mut buffer) {
-            Ok(0) => {
-                let _ = to.shutdown(Shutdown::Write);
-                return;
-            }
-            Ok(read) => read,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        if latch.is_halted()
-            || to
-                .write_all(buffer.get(..read).unwrap_or_default())
-                .is_err()
-        {
-            break;
-        }
+fn pipe(from: &mut impl Read, to: &TcpStream, other: &TcpStream, latch: &HaltLatch) {
+    if copy_to_end(from, to, latch).is_ok() {
+        let _ = to.shutdown(Shutdown::Write);
+        return;
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = other.shutdown(Shutdown::Both);
@@ -783,10 +770,7 @@ fn forward(
         if REQUEST_HOP_FIELDS.contains(&lower.as_str()) || tokens.contains(&lower) {
             continue;
         }
-        head.extend_from_slice(name.as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value);
-        head.extend_from_slice(b"\r\n");
+        push_field(&mut head, name, value);
     }
     head.extend_from_slice(b"Connection: close\r\n\r\n");
     let mut upstream = &server;
@@ -859,10 +843,7 @@ fn respond(method: &str, server: &TcpStream, client: &TcpStream, latch: &HaltLat
         {
             continue;
         }
-        head.extend_from_slice(name.as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value);
-        head.extend_from_slice(b"\r\n");
+        push_field(&mut head, name, value);
     }
     head.extend_from_slice(b"Connection: close\r\n\r\n");
     let mut answer = client;
@@ -949,46 +930,79 @@ fn read_line(from: &mut impl BufRead) -> Result<Vec<u8>, &'static str> {
     Ok(line)
 }
 
-/// Copies one chunked body, framing and trailers included, and not a
-/// byte beyond its end.
+/// The size of a chunk from its size line (extensions allowed and
+/// ignored).
+fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
+    // httparse reads an empty size as 0; here it is malformed.
+    if !line.first().is_some_and(u8::is_ascii_hexdigit) {
+        return Err("malformed chunk size");
+    }
+    match httparse::parse_chunk_size(line) {
+        Ok(httparse::Status::Complete((read, size))) if read == line.len() => Ok(size),
+        _ => Err("malformed chunk size"),
+    }
+}
+
+/// Copies one chunked body and not a byte beyond its end. The framing is
+/// written as the proxy read it, not as it came (each size line without
+/// its extensions, the trailer fields re-serialised), so that a receiver
+/// that would read the original framing another way (a bare CR in an
+/// extension or a trailer field) reads this one only one way.
 fn copy_chunked(
     from: &mut impl BufRead,
     mut to: &TcpStream,
     latch: &HaltLatch,
 ) -> Result<(), &'static str> {
     loop {
-        let line = read_line(from)?;
-        let digits = line
-            .split(|b| *b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
-        if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
-            return Err("malformed chunk size");
-        }
-        let size = u64::from_str_radix(std::str::from_utf8(digits).map_err(|_| "chunk")?, 16)
-            .map_err(|_| "malformed chunk size")?;
+        let size = chunk_size(&read_line(from)?)?;
         if latch.is_halted() {
             return Err("halted");
         }
-        to.write_all(&line).map_err(|_| "the connection failed")?;
+        to.write_all(format!("{size:x}\r\n").as_bytes())
+            .map_err(|_| "the connection failed")?;
         if size == 0 {
-            // Trailer fields, then the empty line.
-            loop {
-                let line = read_line(from)?;
-                to.write_all(&line).map_err(|_| "the connection failed")?;
-                if line == b"\r\n" {
-                    return Ok(());
-                }
-            }
+            return copy_trailers(from, to, latch);
         }
         copy_exact(from, to, size, latch)?;
-        let end = read_line(from)?;
-        if end != b"\r\n" {
+        if read_line(from)? != b"\r\n" {
             return Err("malformed chunked framing");
         }
-        to.write_all(&end).map_err(|_| "the connection failed")?;
+        to.write_all(b"\r\n").map_err(|_| "the connection failed")?;
     }
+}
+
+/// Copies the trailer section of a chunked body (fields, then the empty
+/// line), within [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`], re-serialised.
+fn copy_trailers(
+    from: &mut impl BufRead,
+    mut to: &TcpStream,
+    latch: &HaltLatch,
+) -> Result<(), &'static str> {
+    let mut section = Vec::new();
+    loop {
+        let line = read_line(from)?;
+        section.extend_from_slice(&line);
+        if section.len() > MAX_HEAD_BYTES {
+            return Err("the trailer section is too long");
+        }
+        if line == b"\r\n" {
+            break;
+        }
+    }
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let fields = match httparse::parse_headers(&section, &mut fields) {
+        Ok(httparse::Status::Complete((read, fields))) if read == section.len() => fields,
+        _ => return Err("malformed trailer section"),
+    };
+    let mut trailers = Vec::new();
+    for field in fields {
+        push_field(&mut trailers, field.name, field.value);
+    }
+    trailers.extend_from_slice(b"\r\n");
+    if latch.is_halted() {
+        return Err("halted");
+    }
+    to.write_all(&trailers).map_err(|_| "the connection failed")
 }
 
 /// Resolves `host` (a domain name) with the system's resolver, within
@@ -1484,6 +1498,117 @@ mod tests {
         assert_eq!(decided.lock().len(), 2);
         target.set_nonblocking(true).unwrap();
         assert!(target.accept().is_err(), "a connection was made");
+    }
+
+    /// What a server on a port of its own receives when the proxy serves
+    /// `request` (with `{port}` replaced by its port), read until the
+    /// connection ends or the empty line after the head's.
+    fn received_by_server(request: &str) -> String {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let serving = std::thread::spawn(move || {
+            let (mut stream, _) = server.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut received = Vec::new();
+            let mut buffer = [0u8; 4096];
+            // The head's empty line, then the trailer section's.
+            while !(received.ends_with(b"\r\n\r\n")
+                && received.windows(4).filter(|w| w == b"\r\n\r\n").count() >= 2)
+            {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => received.extend_from_slice(&buffer[..read]),
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n");
+            String::from_utf8_lossy(&received).into_owned()
+        });
+        fn unused(_: &str, _: u16) -> std::io::Result<Vec<SocketAddr>> {
+            panic!("an IP literal was resolved")
+        }
+        let (context, _) = context_with(|_| true, unused);
+        exchange(&context, &request.replace("{port}", &port.to_string()));
+        serving.join().unwrap()
+    }
+
+    #[test]
+    fn chunked_framing_reaches_the_server_in_one_reading_only() {
+        let request = |body: &str| {
+            format!(
+                "POST http://127.0.0.1:{{port}}/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+            )
+        };
+        // A size line is forwarded as read, without its extensions.
+        let received = received_by_server(&request("4;a=b\r\nbody\r\n0;c\r\n\r\n"));
+        assert!(
+            received.ends_with("\r\n\r\n4\r\nbody\r\n0\r\n\r\n"),
+            "{received:?}"
+        );
+        // An extension with a bare CR, which a lenient server reads as the
+        // end of the size line (and the rest as data): refused, and not a
+        // byte of the chunk reaches the server.
+        let received = received_by_server(&request("4;a\rb\r\nbody\r\n0\r\n\r\n"));
+        assert!(received.starts_with("POST /x HTTP/1.1\r\n"), "{received:?}");
+        assert!(received.ends_with("\r\n\r\n"), "{received:?}");
+        assert!(!received.contains("body"), "{received:?}");
+        // Trailer fields are forwarded as read (their values trimmed).
+        let received = received_by_server(&request("0\r\nX-Sum:  1 \r\n\r\n"));
+        assert!(
+            received.ends_with("\r\n\r\n0\r\nX-Sum: 1\r\n\r\n"),
+            "{received:?}"
+        );
+        // A trailer line with a bare CR, behind which a lenient server
+        // would see the body end and a second request: refused, and not a
+        // byte of it reaches the server.
+        let received = received_by_server(&request(
+            "0\r\nX: a\r\r\nGET /smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        ));
+        assert!(!received.contains("smuggled"), "{received:?}");
+        assert!(!received.contains("X: a"), "{received:?}");
+        assert!(received.starts_with("POST /x HTTP/1.1\r\n"), "{received:?}");
+    }
+
+    #[test]
+    fn once_halted_a_tunnel_relays_no_byte_either_way() {
+        fn unused(_: &str, _: u16) -> std::io::Result<Vec<SocketAddr>> {
+            panic!("an IP literal was resolved")
+        }
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let (context, _) = context_with(|_| true, unused);
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut agent = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+        let (client, _) = front.accept().unwrap();
+        let serving = Arc::clone(&context);
+        std::thread::spawn(move || serve_connection(&serving, client));
+        agent
+            .write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\nbefore").as_bytes())
+            .unwrap();
+        agent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let established = b"HTTP/1.1 200 Connection established\r\n\r\n";
+        let mut answer = vec![0u8; established.len()];
+        agent.read_exact(&mut answer).unwrap();
+        assert_eq!(answer, established);
+        let (mut far, _) = server.accept().unwrap();
+        far.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut before = [0u8; 6];
+        far.read_exact(&mut before).unwrap();
+        assert_eq!(&before, b"before");
+
+        context.latch.halt("test");
+        // Both ways, bytes sent after the halt: the tunnel ends instead.
+        agent.write_all(b"after").unwrap();
+        let _ = far.write_all(b"back");
+        let mut rest = Vec::new();
+        let _ = far.read_to_end(&mut rest);
+        assert_eq!(rest, b"", "relayed to the server after the halt");
+        let mut rest = Vec::new();
+        let _ = agent.read_to_end(&mut rest);
+        assert_eq!(rest, b"", "relayed to the agent after the halt");
     }
 
     #[test]

@@ -129,16 +129,8 @@ pub fn serve(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                // Out of descriptors, say: wait a little instead of
-                // spinning on the failed accept.
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                continue;
-            }
+        let Some(stream) = crate::control::accepted(stream) else {
+            continue;
         };
         if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             open.fetch_sub(1, Ordering::SeqCst);

@@ -298,22 +298,10 @@ fn run_governed(
                 .is_some_and(|mut session| session.decide_system_call(action))
         });
         let latch = session.lock().halt_latch();
-        let fault: crate::egress::Fault = {
-            let shared = Arc::clone(&session);
-            let latch = Arc::clone(&latch);
-            Arc::new(move |cause: &str| {
-                // Recorded when the session's lock can be had; the latch
-                // stops the session either way.
-                match shared.try_lock_for(Duration::from_millis(200)) {
-                    Some(mut session) => drop(session.halt(cause, "enforcer")),
-                    None => drop(latch.halt(cause)),
-                }
-            })
-        };
         proxy
             .serve(
                 decide,
-                fault,
+                Arc::new(fault_halts(&session)),
                 latch,
                 notify::RateLimit::per_second(agent.syscall_rate),
             )
@@ -355,22 +343,14 @@ fn run_governed(
         let shared = Arc::clone(&session);
         let listener = listener.try_clone().map_err(channel)?;
         let latch = session.lock().halt_latch();
-        let effects_latch = Arc::clone(&latch);
+        let fault = fault_halts(&session);
         std::thread::spawn(move || {
-            let fault = |cause: &str| {
-                // Recorded when the session's lock can be had; the latch
-                // stops the session either way.
-                match shared.try_lock_for(Duration::from_millis(200)) {
-                    Some(mut session) => drop(session.halt(cause, "enforcer")),
-                    None => drop(latch.halt(cause)),
-                }
-            };
             notify::serve(
                 listener,
                 &governor,
                 &|action| shared.lock().decide_system_call(action),
                 &fault,
-                &effects_latch,
+                &latch,
             );
         });
     }
@@ -417,6 +397,18 @@ fn run_governed(
         _ => Err(channel(std::io::Error::other(
             "the agent could not be waited for",
         ))),
+    }
+}
+
+/// What a fault of the enforcer's own (a panicking handler, a decision
+/// that does not come) does to `session`: halts it, recorded when the
+/// session's lock can be had; the latch stops the session either way.
+fn fault_halts(session: &SharedSession) -> impl Fn(&str) + Send + Sync + 'static {
+    let shared = Arc::clone(session);
+    let latch = session.lock().halt_latch();
+    move |cause: &str| match shared.try_lock_for(Duration::from_millis(200)) {
+        Some(mut session) => drop(session.halt(cause, "enforcer")),
+        None => drop(latch.halt(cause)),
     }
 }
 

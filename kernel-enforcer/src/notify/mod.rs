@@ -86,10 +86,10 @@ mod serve;
 
 pub use connect::UNIX_CONNECT_WAIT;
 pub use paths::{OWN_PROCESS_ENTRIES, SYSTEM_PSEUDO_FILES, SYSTEM_PSEUDO_TREES};
-pub(crate) use serve::Bucket;
 #[cfg(debug_assertions)]
 pub(crate) use serve::injected_fault;
 pub use serve::{ANSWER_DEADLINE, DEFAULT_RATE_PER_SECOND, RATE_WAIT, RateLimit, WORKERS, serve};
+pub(crate) use serve::{Bucket, wait_for_turn};
 
 use crate::broker::Broker;
 use kernel_core::{Action, CanonicalAction};

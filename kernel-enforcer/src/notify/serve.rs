@@ -69,7 +69,7 @@ impl Bucket {
     /// Takes a token now, or reserves one and returns how long to wait
     /// for it; `None` if that would be longer than `patience` (nothing is
     /// reserved then).
-    pub(crate) fn reserve(&mut self, patience: std::time::Duration) -> Option<std::time::Duration> {
+    fn reserve(&mut self, patience: std::time::Duration) -> Option<std::time::Duration> {
         self.reserve_at(std::time::Instant::now(), patience)
     }
 
@@ -92,6 +92,20 @@ impl Bucket {
         }
         self.tokens -= 1.0;
         Some(wait)
+    }
+}
+
+/// Waits for a decision's turn under the rate limit of `bucket` (whose
+/// lock is released before waiting): `false`, with nothing reserved, when
+/// the turn is further away than [`RATE_WAIT`].
+pub(crate) fn wait_for_turn(bucket: &parking_lot::Mutex<Bucket>) -> bool {
+    let turn = bucket.lock().reserve(RATE_WAIT);
+    match turn {
+        Some(wait) => {
+            std::thread::sleep(wait);
+            true
+        }
+        None => false,
     }
 }
 
@@ -246,14 +260,9 @@ fn serve_one_at_a_time(
         // after that moment saw it end, and none starts after a halt.
         let mut effect = None;
         let mut decide = |action: CanonicalAction| {
-            // The lock is released before waiting.
-            let turn = bucket.lock().reserve(RATE_WAIT);
-            match turn {
-                Some(wait) => std::thread::sleep(wait),
-                None => {
-                    limited = true;
-                    return false;
-                }
+            if !wait_for_turn(bucket) {
+                limited = true;
+                return false;
             }
             #[cfg(debug_assertions)]
             injected_fault(&action);
