@@ -17,9 +17,9 @@ use kernel_core::{
     Event, PROTOCOL_VERSION, Record, Refusal, Request, audit, decode_enforcer_frame, decode_record,
     encode_client_frame, split_records,
 };
-use kernel_enforcer::evidence::{EvidenceLog, Storage};
-use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_enforcer::session::evidence::{EvidenceLog, Storage};
 use kernel_enforcer::session::{Session, SessionConfig};
+use kernel_policy::{Environment, PolicyEngine};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -213,7 +213,7 @@ fn serve_in_background(
     requests: ipc_channel::ipc::IpcReceiver<Vec<u8>>,
     replies: ipc_channel::ipc::IpcSender<Vec<u8>>,
 ) -> std::sync::mpsc::Receiver<Option<String>> {
-    use kernel_enforcer::serve::{ServeOptions, serve_channels};
+    use kernel_enforcer::session::serve::{ServeOptions, serve_channels};
     let options = ServeOptions {
         control: None,
         operator_uid: 0,
@@ -231,7 +231,7 @@ fn serve_in_background(
 /// Returns once the log stops growing (the enforcer waits on a client
 /// that does not read), well before `STALLED_SEND` ends the session.
 fn wait_until_the_enforcer_waits(device: &Device) {
-    use kernel_enforcer::serve::STALLED_SEND;
+    use kernel_enforcer::session::serve::STALLED_SEND;
     let started = std::time::Instant::now();
     let before = device.bytes.lock().len();
     let mut last = before;
@@ -257,7 +257,7 @@ fn wait_until_the_enforcer_waits(device: &Device) {
 #[test]
 fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
     use ipc_channel::ipc;
-    use kernel_enforcer::serve::STALLED_SEND;
+    use kernel_enforcer::session::serve::STALLED_SEND;
     let (session, device, id) = session(usize::MAX, Fault::FailWrite);
     let shared = Arc::new(Mutex::new(session));
     let (requests_tx, requests) = ipc::channel::<Vec<u8>>().unwrap();

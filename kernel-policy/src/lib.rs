@@ -1,20 +1,57 @@
-//! Loading, validating and evaluating Cedar policies.
+//! The policy engine of the agent safety kernel: Cedar policies over the
+//! kernel's action model, the floor that protects the kernel's own assets,
+//! and the tools operators use on policies before deploying them.
 //!
-//! Policies are validated against the kernel's shipped schema in strict
-//! mode; any parse or validation error, unknown annotation, template, or
-//! duplicate or reserved id refuses the whole set. The floor policies are
-//! added after the user's and cannot be removed or lifted. Evaluation maps
-//! Cedar's response to a [`kernel_core::Evaluation`] that keeps Cedar's
-//! per-policy errors, so [`kernel_core::decide`] denies whenever any policy
-//! failed to evaluate (Cedar itself would skip it).
+//! What it guarantees:
+//!
+//! - Policies are validated against the kernel's shipped schema
+//!   ([`SCHEMA`]) in strict mode; any parse or validation error, unknown
+//!   annotation, template, or duplicate or reserved id refuses the whole
+//!   set ([`PolicyLoadError`]).
+//! - The floor ([`FLOOR`]) is added after the user's policies and cannot
+//!   be removed or lifted (forbid wins). What it protects is built by
+//!   [`floor::assets`], which refuses an asset it cannot resolve; where a
+//!   path really leads is checked against it by [`resolve::check`].
+//! - Evaluation maps Cedar's response to a [`kernel_core::Evaluation`]
+//!   that keeps Cedar's per-policy errors, so [`kernel_core::decide`]
+//!   denies whenever any policy failed to evaluate (Cedar itself would
+//!   skip it). A request that cannot be built is a failed evaluation,
+//!   never an error.
+//!
+//! The tools: [`suite`] (`policy test`), [`explain`] (`policy explain`),
+//! `diff` (`policy diff`, a symbolic comparison of two policy sets with
+//! cedar-policy-symcc, behind the `symbolic` feature) and [`suggest`]
+//! (`policy suggest`, a policy from observed work). The signing key, the
+//! evidence and the sessions are the enforcer's (`kernel-enforcer`); this
+//! crate reads policy files and, for the floor and path resolution, the
+//! file system, and has no other I/O.
+//!
+//! ```
+//! use kernel_core::{Action, CanonicalAction, Decision};
+//! use kernel_policy::{Environment, PolicyEngine};
+//!
+//! let env = Environment::new("/ws", &["/state/kernel.key".to_owned()])?;
+//! let policy = r#"@id("read-workspace")
+//! permit (principal, action == Action::"file_read", resource in Workspace::"root");"#;
+//! let engine = PolicyEngine::from_sources(&[("agent.cedar".into(), policy.into())], env)?;
+//! let read = |path: &str| CanonicalAction::new(Action::file_read(path), Some("/ws"));
+//! // Allowed by the policy; the key is the floor's, whatever policies say.
+//! assert_eq!(engine.decide_fresh(&read("src/lib.rs")?).verdict.decision, Decision::Allow);
+//! assert_eq!(engine.decide_fresh(&read("/state/kernel.key")?).verdict.decision, Decision::Deny);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
 
+pub mod describe;
 #[cfg(feature = "symbolic")]
 pub mod diff;
 mod entities;
 pub mod explain;
+pub mod floor;
 mod index;
 pub mod limit;
 pub mod request;
+pub mod resolve;
 pub mod suggest;
 pub mod suite;
 
@@ -352,8 +389,8 @@ pub(crate) fn located(
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and column (in characters) of a byte offset in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut line = 1;
     let mut column = 1;
     for (at, c) in text.char_indices() {

@@ -11,6 +11,7 @@
 use kernel_core::{Action, ActionKind, CanonicalAction, Digest, Exec, McpPeer, WriteMode};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 
 /// The fields each kind of action takes, for messages and for checking
 /// that a request names no field of another kind.
@@ -385,8 +386,8 @@ impl RequestSpec {
         {
             // The example is where this machine's PATH finds it, as the
             // client here would resolve it.
-            let example = crate::endpoint::search_path(&exec.program)
-                .unwrap_or_else(|| format!("/usr/bin/{}", exec.program));
+            let example =
+                search_path(&exec.program).unwrap_or_else(|| format!("/usr/bin/{}", exec.program));
             return Err(format!(
                 "program `{}` is not a path: write it as the client resolves it, such as `{example}`",
                 exec.program
@@ -396,6 +397,20 @@ impl RequestSpec {
         CanonicalAction::new(action, Some(base))
             .map_err(|e| format!("the client would refuse this action: {e}"))
     }
+}
+
+/// Searches `PATH` for an executable file named `name`, as the client
+/// library and the shell do (relative directories on `PATH` are skipped).
+pub fn search_path(name: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .and_then(|found| found.to_str().map(str::to_owned))
 }
 
 /// A TOML basic string for `text`.

@@ -47,9 +47,9 @@
 //!   not name. For a program's arguments the enforcer adds the floor's
 //!   check of where each one leads.
 //!
-//! The governed mode resolves the agent's own system calls with
-//! [`crate::notify`]'s resolution, which reads the agent's `/proc/self`
-//! and fails on a missing directory (the call itself would); this one
+//! The enforcer's governed mode resolves the agent's own system calls with
+//! a resolution of its own, which reads the agent's `/proc/self` and
+//! fails on a missing directory (the call itself would); this one
 //! runs in the enforcer's own view of the same file system, which for
 //! `listen` is the same machine and user as the agent's.
 //!
@@ -60,7 +60,7 @@
 //! [`WriteMode::Symlink`]: kernel_core::WriteMode::Symlink
 //! [`WriteMode::HardLink`]: kernel_core::WriteMode::HardLink
 
-use crate::policy::Environment;
+use crate::Environment;
 use kernel_core::{Action, CanonicalAction, Evaluation, MatchedForbid, WriteMode, canonical_path};
 use std::path::{Path, PathBuf};
 
@@ -327,7 +327,7 @@ pub fn check(action: &CanonicalAction, env: &Environment) -> Option<Evaluation> 
     let floor = |what: &str, resolved: &Path| Evaluation::Completed {
         permits: Vec::new(),
         forbids: vec![MatchedForbid {
-            id: crate::policy::FLOOR_ASSETS_ID.to_owned(),
+            id: crate::FLOOR_ASSETS_ID.to_owned(),
             reason: Some(format!(
                 "{FLOOR_REASON} (`{what}` leads to `{}`)",
                 resolved.display()
@@ -345,7 +345,7 @@ pub fn check(action: &CanonicalAction, env: &Environment) -> Option<Evaluation> 
     // target of a link the program may make, from that link's directory
     // (see `link_directories`): each as it resolves.
     let mut bases: Vec<PathBuf> = walk(PathBuf::from("/"), cwd, true).into_iter().collect();
-    if let Some(dirs) = crate::policy::link_directories(&exec.args, cwd) {
+    if let Some(dirs) = crate::link_directories(&exec.args, cwd) {
         bases.extend(
             dirs.iter()
                 .filter_map(|dir| walk(PathBuf::from("/"), dir, true).ok()),
@@ -403,10 +403,8 @@ mod tests {
 
     #[test]
     fn the_floor_reason_is_the_floors() {
-        assert!(crate::policy::FLOOR.contains(FLOOR_REASON));
-        assert!(
-            crate::policy::FLOOR.contains(&format!("@id(\"{}\")", crate::policy::FLOOR_ASSETS_ID))
-        );
+        assert!(crate::FLOOR.contains(FLOOR_REASON));
+        assert!(crate::FLOOR.contains(&format!("@id(\"{}\")", crate::FLOOR_ASSETS_ID)));
     }
 
     #[test]
@@ -564,7 +562,7 @@ mod tests {
             .cwd(ws.clone());
         match decided(Action::exec(exec)) {
             Some(Evaluation::Completed { forbids, .. }) => {
-                assert_eq!(forbids[0].id, crate::policy::FLOOR_ASSETS_ID);
+                assert_eq!(forbids[0].id, crate::FLOOR_ASSETS_ID);
                 assert!(forbids[0].reason.as_ref().unwrap().contains(&settings));
             }
             other => panic!("{other:?}"),

@@ -1,7 +1,7 @@
 //! `kernel-enforcer audit ...`: verify, inspect, prove and witness
 //! evidence files with public keys only (the witness with its own key).
 
-use crate::keys;
+use crate::session::keys;
 use kernel_core::merkle::{consistency_proof, inclusion_proof, root, verify_consistency};
 use kernel_core::note::{Checkpoint, SignedNote};
 use kernel_core::{
@@ -282,7 +282,7 @@ fn describe(record: &Record) -> Described {
     match record {
         Record::Decision { request, receipt } => {
             let action = EncodedRequest::decode(request)
-                .map(|r| crate::describe::action(r.request().action.action()))
+                .map(|r| kernel_policy::describe::action(r.request().action.action()))
                 .unwrap_or_else(|e| format!("<undecodable request: {e}>"));
             // Display only: `audit verify` is what authenticates.
             match decode_receipt_body_unverified(&receipt.body) {

@@ -1,9 +1,9 @@
 //! The command-line clients of the decision endpoint: `ask`, `exec` and
 //! `hook`.
 
-use crate::action_json::{self, MAX_ACTION_JSON_BYTES};
-use crate::endpoint::{self, AskError, AskOptions, ENDPOINT_ENV};
-use crate::hook::{self, MAX_HOOK_INPUT};
+use crate::gateways::action_json::{self, MAX_ACTION_JSON_BYTES};
+use crate::gateways::endpoint::{self, AskError, AskOptions, ENDPOINT_ENV};
+use crate::gateways::hook::{self, MAX_HOOK_INPUT};
 use kernel_core::{Action, Exec, Outcome, Verified};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -168,7 +168,7 @@ pub(crate) fn exec(args: &ExecArgs) -> ExitCode {
     };
     // A bare name is run as found on this PATH, as a shell would: say so
     // when it is not there, before asking anyone.
-    if !program.contains('/') && endpoint::search_path(program).is_none() {
+    if !program.contains('/') && kernel_policy::request::search_path(program).is_none() {
         eprintln!(
             "kernel-enforcer exec: not run: `{program}` not found on PATH; install it, or give \
              its path"
@@ -400,7 +400,7 @@ pub(crate) fn mcp_proxy(
     {
         let ended = ended.clone();
         std::thread::spawn(move || {
-            crate::mcp::relay(
+            crate::gateways::mcp::relay(
                 std::io::BufReader::new(std::io::stdin()),
                 Box::new(std::io::stdout()),
                 Box::new(server_in),

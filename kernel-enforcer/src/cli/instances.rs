@@ -19,11 +19,11 @@
 //! default its evidence path with `.control` appended). The candidates are the files named
 //! `*.control` in the state directory and in its subdirectories; a
 //! candidate is live when an authenticated `status` request to it is
-//! answered (see [`crate::control::request`]). Exactly one live candidate
+//! answered (see [`crate::session::control::request`]). Exactly one live candidate
 //! is used; none or several is an error that lists what was found, so an
 //! operator command never picks one enforcer of several by itself.
 
-use crate::control::{self, ControlRequest, ControlResponse};
+use crate::session::control::{self, ControlRequest, ControlResponse};
 use std::path::{Path, PathBuf};
 
 /// Name of the kernel's directory under the XDG base directories.

@@ -1,23 +1,28 @@
 //! The `kernel-enforcer` command line.
 
-use crate::audit_cli::{self, VerifyArgs, WitnessArgs};
-use crate::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
-use crate::config::FileConfig;
-use crate::control::{self, ControlRequest, ControlSocket};
-use crate::evidence::{Durability, EvidenceLog, FullCheck, Opened};
-use crate::gateway_cli;
-use crate::handoff::HandoffListener;
-use crate::keys;
-use crate::policy::{self, Environment, PolicyEngine, PolicyLoadError};
-use crate::policy_cli;
-use crate::serve::{self, ServeOptions};
+mod audit;
+pub mod config;
+mod gateway;
+mod init;
+mod instances;
+mod policy;
+
+use crate::governed::supervise;
+use crate::session::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
+use crate::session::control::{self, ControlRequest, ControlSocket};
+use crate::session::evidence::{Durability, EvidenceLog, FullCheck, Opened};
+use crate::session::handoff::HandoffListener;
+use crate::session::keys;
+use crate::session::serve::{self, ServeOptions};
 use crate::session::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_RECORDS, DEFAULT_PERMIT_TTL, Session,
     SessionConfig,
 };
-use crate::supervise;
+use audit::{VerifyArgs, WitnessArgs};
 use clap::{Parser, Subcommand};
+use config::FileConfig;
 use kernel_core::{Confinement, format_public_key};
+use kernel_policy::{Environment, PolicyEngine, PolicyLoadError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -113,12 +118,12 @@ enum Command {
     /// Ask the running enforcer about one action given as JSON (see
     /// docs/ACTIONS.md); prints the verified receipt as JSON. Exits 0 for
     /// allow, 1 for deny, 2 for any error.
-    Ask(gateway_cli::AskArgs),
+    Ask(gateway::AskArgs),
     /// Have the running enforcer's broker run a program (no shell) if
     /// policy allows it; passes its output and status through. Exits 126
     /// if denied, 125 on any error. Under `run` (AGENT_KERNEL_CHANNEL set,
     /// no --socket) it uses the agent's channel to the supervisor.
-    Exec(gateway_cli::ExecArgs),
+    Exec(gateway::ExecArgs),
     /// MCP gateway: start the MCP server SERVER_COMMAND and relay MCP
     /// (JSON-RPC over stdio) between it and the agent, deciding every
     /// `tools/call` before it is forwarded. Decides with its own enforcer
@@ -126,13 +131,13 @@ enum Command {
     McpProxy(McpProxyArgs),
     /// Pre-tool-use hook adapters for coding agents.
     #[command(subcommand)]
-    Hook(gateway_cli::HookCommand),
+    Hook(gateway::HookCommand),
     /// Govern a coding agent in a project: create a key, install the
     /// agent's policy profile and an enforcer configuration, add the hook
     /// to the agent's settings, and write a systemd user unit. Prints what
     /// it did, how to undo it, and what to do next; running it again
     /// changes nothing.
-    Init(crate::init::InitArgs),
+    Init(init::InitArgs),
 }
 
 /// `mcp-proxy`: the MCP gateway.
@@ -160,7 +165,7 @@ struct ListenArgs {
     session: SessionArgs,
     /// The endpoint socket to create (or set AGENT_KERNEL_ENDPOINT, or
     /// `socket` in the configuration file).
-    #[arg(long, env = crate::endpoint::ENDPOINT_ENV)]
+    #[arg(long, env = crate::gateways::endpoint::ENDPOINT_ENV)]
     socket: Option<PathBuf>,
     /// The uid allowed to ask. Default: this process's effective uid.
     #[arg(long)]
@@ -456,7 +461,7 @@ impl SessionArgs {
             connect_timeout: secs(None, file.connect_timeout_secs, DEFAULT_CONNECT_TIMEOUT),
             syscall_rate: file
                 .syscall_rate
-                .unwrap_or(crate::notify::DEFAULT_RATE_PER_SECOND),
+                .unwrap_or(crate::governed::notify::DEFAULT_RATE_PER_SECOND),
             system_trees: file.system_trees,
             egress_proxy: file.egress_proxy.unwrap_or(true),
             socket: file.socket,
@@ -501,18 +506,18 @@ enum PolicyCommand {
     /// Show how one request is decided: the decision, the policies that
     /// decided it with their @id and @reason, evaluation errors, and
     /// whether the floor took part.
-    Explain(policy_cli::ExplainArgs),
+    Explain(policy::ExplainArgs),
     /// Find requests a new policy set allows (or allows without an
     /// approval) that an old one did not, with a counterexample, by
     /// Cedar's symbolic analysis (needs the cvc5 solver). Exits 0 if there
     /// are none, 1 if there are, 2 if that could not be decided.
-    Diff(policy_cli::DiffArgs),
+    Diff(policy::DiffArgs),
     /// Write Cedar permits from verified evidence (what an agent was seen
     /// to do, in shadow mode for instance), with the base's forbids kept
     /// on top; print what the analyser finds they allow beyond the base,
     /// and with --max-widening fail when a permit allows a request class
     /// no record exercised. Exits 0, 1 when wider, 2 on any error.
-    Suggest(policy_cli::SuggestArgs),
+    Suggest(policy::SuggestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -561,17 +566,17 @@ pub fn main() -> ExitCode {
             policies,
             json,
         }) => {
-            return policy_cli::test(&file, &policies, json);
+            return policy::test(&file, &policies, json);
         }
-        Command::Policy(PolicyCommand::Explain(args)) => return policy_cli::explain(&args),
-        Command::Policy(PolicyCommand::Diff(args)) => return policy_cli::diff(&args),
-        Command::Policy(PolicyCommand::Suggest(args)) => return policy_cli::suggest(&args),
+        Command::Policy(PolicyCommand::Explain(args)) => return policy::explain(&args),
+        Command::Policy(PolicyCommand::Diff(args)) => return policy::diff(&args),
+        Command::Policy(PolicyCommand::Suggest(args)) => return policy::suggest(&args),
         Command::Policy(PolicyCommand::Schema) => {
-            print!("{}", policy::SCHEMA);
+            print!("{}", kernel_policy::SCHEMA);
             Ok(())
         }
-        Command::Audit(AuditCommand::Verify(args)) => audit_cli::verify(&args),
-        Command::Audit(AuditCommand::Inspect { json, log }) => audit_cli::inspect(&log, json),
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify(&args),
+        Command::Audit(AuditCommand::Inspect { json, log }) => audit::inspect(&log, json),
         Command::Halt { control, reason } => operator(&control, &ControlRequest::Halt { reason }),
         Command::Status { control } => operator(&control, &ControlRequest::Status),
         Command::Pending { control } => operator(&control, &ControlRequest::Pending),
@@ -590,14 +595,14 @@ pub fn main() -> ExitCode {
         ),
         Command::Reject { control, id } => operator(&control, &ControlRequest::Reject { id }),
         Command::Reload { control } => operator(&control, &ControlRequest::Reload),
-        Command::Audit(AuditCommand::Prove { index, log }) => audit_cli::prove(&log, index),
-        Command::Audit(AuditCommand::Witness(args)) => audit_cli::witness(&args),
+        Command::Audit(AuditCommand::Prove { index, log }) => audit::prove(&log, index),
+        Command::Audit(AuditCommand::Witness(args)) => audit::witness(&args),
         Command::Listen(args) => listen_command(&args),
-        Command::Ask(args) => return gateway_cli::ask(&args),
-        Command::Exec(args) => return gateway_cli::exec(&args),
-        Command::Hook(command) => return gateway_cli::hook(&command),
+        Command::Ask(args) => return gateway::ask(&args),
+        Command::Exec(args) => return gateway::exec(&args),
+        Command::Hook(command) => return gateway::hook(&command),
         Command::McpProxy(args) => return mcp_proxy_command(args),
-        Command::Init(args) => return crate::init::run(&args),
+        Command::Init(args) => return init::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -628,132 +633,8 @@ fn completions(shell: clap_complete::Shell) -> String {
     }
 }
 
-/// A protected path made absolute, and with symbolic links resolved.
-/// Refuses a path that cannot be made absolute or resolved, naming it:
-/// protecting only some of its forms would leave the others open.
-fn path_forms(path: &Path) -> Result<[String; 2], String> {
-    let absolute = std::path::absolute(path).map_err(|e| {
-        format!(
-            "cannot make the protected path `{}` absolute: {e}",
-            path.display()
-        )
-    })?;
-    let resolved = resolve(&absolute).map_err(|(at, e)| {
-        // Name the part that failed when it is not the whole path.
-        let part = if at == absolute {
-            String::new()
-        } else {
-            format!("`{}`: ", at.display())
-        };
-        format!(
-            "cannot resolve the protected path `{}`: {part}{e}",
-            path.display()
-        )
-    })?;
-    Ok([
-        absolute.to_string_lossy().into_owned(),
-        resolved.to_string_lossy().into_owned(),
-    ])
-}
-
-/// How many symbolic links [`resolve`] follows, as the kernel's path
-/// lookup does (`MAXSYMLINKS`).
-const MAX_LINKS: u32 = 40;
-
-/// `absolute` with symbolic links resolved, where it leads when it is
-/// opened or created. A path that does not exist yet (an evidence file
-/// created at start, say) is resolved through its deepest existing
-/// ancestor, followed by the names that do not exist; a symbolic link to
-/// a path that does not exist yet is followed to it. Fails on anything
-/// else that stops resolution: a loop, a component that is not a
-/// directory, a directory that may not be searched, a `..` after a name
-/// that does not exist.
-fn resolve(absolute: &Path) -> Result<PathBuf, (PathBuf, String)> {
-    let mut pending = absolute.to_owned();
-    // Names below `pending` that do not exist, deepest first.
-    let mut missing: Vec<std::ffi::OsString> = Vec::new();
-    let mut links = 0;
-    loop {
-        let error = match std::fs::canonicalize(&pending) {
-            Ok(real) => {
-                return Ok(missing
-                    .iter()
-                    .rev()
-                    .fold(real, |path, name| path.join(name)));
-            }
-            Err(e) => e,
-        };
-        if error.kind() != std::io::ErrorKind::NotFound {
-            return Err((pending, error.to_string()));
-        }
-        match std::fs::symlink_metadata(&pending) {
-            // A link to something that does not exist (yet): follow it.
-            Ok(meta) if meta.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err((pending, "too many levels of symbolic links".into()));
-                }
-                let target = match std::fs::read_link(&pending) {
-                    Ok(target) => target,
-                    Err(e) => return Err((pending, e.to_string())),
-                };
-                pending = match pending.parent() {
-                    Some(parent) => parent.join(target),
-                    None => target,
-                };
-            }
-            Ok(_) => return Err((pending, error.to_string())),
-            Err(_) => {
-                let (Some(parent), Some(name)) = (pending.parent(), pending.file_name()) else {
-                    return Err((pending, "does not exist".into()));
-                };
-                missing.push(name.to_owned());
-                pending = parent.to_owned();
-            }
-        }
-    }
-}
-
-/// What the floor protects, given the protected paths: each as given
-/// (made absolute) and with symbolic links resolved, and the enforcer's
-/// own binary. The binary is protected from being written, deleted or run
-/// by the agent; the confinement does not hide it, since it may well be
-/// installed under a system tree the agent can read. Refuses when any of
-/// them cannot be resolved.
-pub(crate) fn floor_assets(protected: &[PathBuf]) -> Result<Vec<String>, String> {
-    floor_assets_with(protected, std::env::current_exe())
-}
-
-/// [`floor_assets`] with the enforcer's binary as `current_exe` found it.
-fn floor_assets_with(
-    protected: &[PathBuf],
-    exe: std::io::Result<PathBuf>,
-) -> Result<Vec<String>, String> {
-    let exe =
-        exe.map_err(|e| format!("cannot find the enforcer's own binary to protect it: {e}"))?;
-    // The binary is running, so it exists: unlike a protected file that
-    // is created at start, a path that does not resolve (one the binary
-    // was replaced at, ending in ` (deleted)`) protects nothing.
-    let real = std::fs::canonicalize(&exe).map_err(|e| {
-        format!(
-            "cannot resolve the enforcer's own binary `{}` to protect it: {e} (was it removed or \
-             replaced?)",
-            exe.display()
-        )
-    })?;
-    let mut floor = Vec::new();
-    for path in protected {
-        floor.extend(path_forms(path)?);
-    }
-    floor.extend([
-        exe.to_string_lossy().into_owned(),
-        real.to_string_lossy().into_owned(),
-    ]);
-    Ok(floor)
-}
-
 fn default_evidence() -> PathBuf {
-    crate::instances::default_evidence()
+    instances::default_evidence()
 }
 
 /// Everything a session needs, built from its arguments: the session
@@ -784,7 +665,7 @@ fn start_session(
         path.push(".control");
         PathBuf::from(path)
     });
-    let index = crate::evidence_index::path_for(&evidence);
+    let index = crate::session::evidence_index::path_for(&evidence);
     let halt_record = control::halt_record_path(&control);
     let protected: Vec<PathBuf> = args
         .policies
@@ -795,7 +676,8 @@ fn start_session(
         .chain(extra_assets.iter())
         .cloned()
         .collect();
-    let assets = floor_assets(&protected).map_err(|e| format!("{e}; refusing to start"))?;
+    let assets =
+        kernel_policy::floor::assets(&protected).map_err(|e| format!("{e}; refusing to start"))?;
     let mut env = Environment::new(&workspace.to_string_lossy(), &assets)?;
     // Paths decided where they lead are in the workspace as it resolves
     // (one that does not resolve only leaves fewer paths in it).
@@ -952,7 +834,7 @@ impl RunningEndpoint {
         use std::sync::atomic::AtomicBool;
         let socket =
             std::path::absolute(socket).map_err(|e| format!("`{}`: {e}", socket.display()))?;
-        let key_file = crate::endpoint::key_file(&socket);
+        let key_file = crate::gateways::endpoint::key_file(&socket);
         let (mut session, options, _, handoff) = start_session(
             settings,
             Confinement::Unconfined,
@@ -964,7 +846,7 @@ impl RunningEndpoint {
         // The key clients pin, written before the socket answers.
         let listener = match keys::write_public(&key_file, &session.public_key())
             .map_err(|e| format!("cannot write the key file `{}`: {e}", key_file.display()))
-            .and_then(|()| crate::endpoint::bind(&socket).map_err(|e| e.to_string()))
+            .and_then(|()| crate::gateways::endpoint::bind(&socket).map_err(|e| e.to_string()))
         {
             Ok(listener) => listener,
             Err(e) => {
@@ -986,7 +868,7 @@ impl RunningEndpoint {
             let session = Arc::clone(&session);
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
-                crate::endpoint::serve(&listener, client_uid, &session, &stop);
+                crate::gateways::endpoint::serve(&listener, client_uid, &session, &stop);
             });
         }
         Ok(Self {
@@ -1042,7 +924,7 @@ fn mcp_proxy_command(args: McpProxyArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some(socket) = &args.socket {
-        return gateway_cli::mcp_proxy(socket, args.pubkey.as_deref(), &args.command);
+        return gateway::mcp_proxy(socket, args.pubkey.as_deref(), &args.command);
     }
     let endpoint = args.session.settings().and_then(|settings| {
         let dir = tempfile::Builder::new()
@@ -1066,7 +948,7 @@ fn mcp_proxy_command(args: McpProxyArgs) -> ExitCode {
         let done = Arc::clone(&done);
         std::thread::spawn(move || endpoint.serve_until(|| done.load(Ordering::SeqCst)))
     };
-    let code = gateway_cli::mcp_proxy(&socket, None, &args.command);
+    let code = gateway::mcp_proxy(&socket, None, &args.command);
     done.store(true, Ordering::SeqCst);
     if let Ok(Err(message)) = serving.join() {
         eprintln!("error: {message}");
@@ -1312,7 +1194,7 @@ fn keygen(out: &Path) -> Result<(), String> {
 }
 
 fn policy_check(files: &[PathBuf], json: bool) -> Result<(), String> {
-    let checked = policy::check_files(files);
+    let checked = kernel_policy::check_files(files);
     if json {
         let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         let document = match &checked {
@@ -1323,7 +1205,7 @@ fn policy_check(files: &[PathBuf], json: bool) -> Result<(), String> {
                 "ok": false,
                 "files": files,
                 "policies": null,
-                "problems": policy_cli::diagnostics_json(diagnostics),
+                "problems": policy::diagnostics_json(diagnostics),
                 "error": format!("{} problem(s) found", diagnostics.len()),
             }),
             Err(other) => serde_json::json!({
@@ -1360,9 +1242,9 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
     let control = match &args.control {
         Some(path) => path.clone(),
         None => {
-            let root = crate::instances::state_root()?;
-            let candidates = crate::instances::candidates(&root);
-            let found = match crate::instances::choose(&root, &candidates) {
+            let root = instances::state_root()?;
+            let candidates = instances::candidates(&root);
+            let found = match instances::choose(&root, &candidates) {
                 Ok(found) => found,
                 // None running: a halt of the one that ended halted is
                 // done already.
@@ -1436,7 +1318,7 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
 /// one of them that ended halted, if there is exactly one.
 fn the_one_ended_halted(
     request: &ControlRequest,
-    candidates: Vec<crate::instances::Candidate>,
+    candidates: Vec<instances::Candidate>,
 ) -> Option<PathBuf> {
     if !matches!(request, ControlRequest::Halt { .. }) {
         return None;
@@ -1513,89 +1395,6 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
     use clap::CommandFactory;
-    use std::os::unix::fs::symlink;
-
-    fn assets(protected: &[PathBuf]) -> Result<Vec<String>, String> {
-        floor_assets_with(protected, Ok(PathBuf::from("/proc/self/exe")))
-    }
-
-    fn text(path: &Path) -> String {
-        path.to_string_lossy().into_owned()
-    }
-
-    #[test]
-    fn a_path_not_created_yet_is_protected_where_it_will_be_created() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
-        std::fs::create_dir(root.join("real")).unwrap();
-        symlink(root.join("real"), root.join("alias")).unwrap();
-        // A link to a file that does not exist yet, as an evidence path
-        // may be: opening it creates the target.
-        symlink("real/target.log", root.join("dangling")).unwrap();
-        symlink(root.join("chain"), root.join("chain-start")).unwrap();
-        symlink("real/deeper/file", root.join("chain")).unwrap();
-        let cases = [
-            ("alias/new.log", "real/new.log"),
-            (
-                "alias/new-dir/deeper/new.log",
-                "real/new-dir/deeper/new.log",
-            ),
-            ("dangling", "real/target.log"),
-            ("chain-start", "real/deeper/file"),
-            ("real/existing-dir-to-be/../x", "real/x"),
-        ];
-        std::fs::create_dir(root.join("real/existing-dir-to-be")).unwrap();
-        for (given, resolved) in cases {
-            let floor = assets(&[root.join(given)]).unwrap();
-            assert!(
-                floor.contains(&text(&root.join(given))),
-                "{given}: {floor:?}"
-            );
-            assert!(
-                floor.contains(&text(&root.join(resolved))),
-                "{given}: {floor:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_path_that_cannot_be_resolved_is_refused_by_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
-        std::fs::write(root.join("file"), "x").unwrap();
-        symlink(root.join("loop-b"), root.join("loop-a")).unwrap();
-        symlink(root.join("loop-a"), root.join("loop-b")).unwrap();
-        for bad in [
-            root.join("loop-a"),
-            root.join("loop-a/under"),
-            root.join("file/under"),
-            root.join("missing/../x"),
-        ] {
-            let error = assets(&[root.join("fine"), bad.clone()]).unwrap_err();
-            assert!(
-                error.contains(&format!("protected path `{}`", bad.display())),
-                "{error}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_enforcers_binary_must_be_found_and_resolved() {
-        let error = floor_assets_with(&[], Err(std::io::Error::other("no /proc"))).unwrap_err();
-        assert!(error.contains("own binary"), "{error}");
-        assert!(error.contains("no /proc"), "{error}");
-        // Replaced while running: the kernel reports the old path with
-        // ` (deleted)` appended.
-        let dir = tempfile::tempdir().unwrap();
-        let deleted = dir.path().join("kernel-enforcer (deleted)");
-        let error = floor_assets_with(&[], Ok(deleted)).unwrap_err();
-        assert!(error.contains("(deleted)"), "{error}");
-        let exe = std::env::current_exe().unwrap();
-        let floor = floor_assets_with(&[], Ok(exe.clone())).unwrap();
-        assert!(floor.contains(&text(&exe)), "{floor:?}");
-        // The real function finds this process's binary.
-        assert!(floor_assets(&[]).unwrap().contains(&text(&exe)));
-    }
 
     #[test]
     fn the_enforcer_refuses_to_run_dumpable() {

@@ -2,11 +2,10 @@
 //! write policies. Each decides requests with the enforcer's own decision
 //! path ([`PolicyEngine::decide_fresh`]).
 
-use crate::cli_impl::floor_assets;
-use crate::policy::request::RequestSpec;
-use crate::policy::suite::{self, SuiteError};
-use crate::policy::{
-    self, Environment, PolicyDiagnostic, PolicyEngine, PolicyLoadError, line_column,
+use kernel_policy::request::RequestSpec;
+use kernel_policy::suite::{self, SuiteError};
+use kernel_policy::{
+    Environment, PolicyDiagnostic, PolicyEngine, PolicyLoadError, floor, line_column,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -114,11 +113,11 @@ pub(crate) fn test(file: &Path, policies: &[PathBuf], json: bool) -> ExitCode {
             &[],
         );
     }
-    let sources = match policy::read_sources(&policies) {
+    let sources = match kernel_policy::read_sources(&policies) {
         Ok(sources) => sources,
         Err(e) => return test_error(json, e, &[]),
     };
-    let assets = match floor_assets(&policies) {
+    let assets = match floor::assets(&policies) {
         Ok(assets) => assets,
         Err(e) => return test_error(json, e, &[]),
     };
@@ -438,7 +437,7 @@ pub(crate) fn explain(args: &ExplainArgs) -> ExitCode {
     }
 }
 
-fn explain_request(args: &ExplainArgs) -> Result<policy::explain::Explanation, String> {
+fn explain_request(args: &ExplainArgs) -> Result<kernel_policy::explain::Explanation, String> {
     let mut spec = match (&args.request, &args.action) {
         (Some(_), Some(_)) => {
             return Err("give either an action or `--request FILE`, not both".into());
@@ -462,13 +461,16 @@ fn explain_request(args: &ExplainArgs) -> Result<policy::explain::Explanation, S
         && !program.contains('/')
         && !program.is_empty()
     {
-        *program = crate::endpoint::search_path(program).ok_or_else(|| {
+        *program = kernel_policy::request::search_path(program).ok_or_else(|| {
             format!("program `{program}` not found on PATH: give the path the client would run")
         })?;
     }
     let workspace = absolute(&args.workspace)?;
     let protected: Vec<PathBuf> = args.policies.iter().chain(&args.protect).cloned().collect();
-    let env = Environment::new(&workspace, &floor_assets(&protected)?)?;
+    let env = Environment::new(
+        &workspace,
+        &floor::assets(&protected).map_err(|e| e.to_string())?,
+    )?;
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy:\n{e}"),
         other => other.to_string(),
@@ -501,12 +503,12 @@ pub(crate) struct DiffArgs {
 pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
     #[cfg(feature = "symbolic")]
     {
-        use crate::policy::diff::{self, DiffOptions, Verdict};
+        use kernel_policy::diff::{self, DiffOptions, Verdict};
         let run = || -> Result<diff::DiffReport, String> {
-            let old =
-                policy::read_sources(&args.old).map_err(|e| format!("old policy set: {e}"))?;
-            let new =
-                policy::read_sources(&args.new).map_err(|e| format!("new policy set: {e}"))?;
+            let old = kernel_policy::read_sources(&args.old)
+                .map_err(|e| format!("old policy set: {e}"))?;
+            let new = kernel_policy::read_sources(&args.new)
+                .map_err(|e| format!("new policy set: {e}"))?;
             let protected: Vec<PathBuf> = args
                 .old
                 .iter()
@@ -516,7 +518,7 @@ pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
                 .collect();
             let options = DiffOptions {
                 workspace: absolute(&args.workspace)?,
-                assets: floor_assets(&protected)?,
+                assets: floor::assets(&protected).map_err(|e| e.to_string())?,
             };
             diff::diff(&old, &new, &options).map_err(|e| e.to_string())
         };
@@ -609,11 +611,11 @@ pub(crate) fn suggest(args: &SuggestArgs) -> ExitCode {
 }
 
 fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
-    use crate::policy::suggest::{self, SuggestOptions};
+    use kernel_policy::suggest::{self, SuggestOptions};
     let kernel_key = args
         .kernel_key
         .as_deref()
-        .map(crate::audit_cli::read_public_key)
+        .map(crate::cli::audit::read_public_key)
         .transpose()?;
     let options = kernel_core::AuditOptions {
         kernel_key: kernel_key.as_ref(),
@@ -652,7 +654,7 @@ fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
     let base = if args.base.is_empty() {
         Vec::new()
     } else {
-        policy::read_sources(&args.base).map_err(|e| format!("base policy: {e}"))?
+        kernel_policy::read_sources(&args.base).map_err(|e| format!("base policy: {e}"))?
     };
     let protected: Vec<PathBuf> = args
         .base
@@ -670,14 +672,14 @@ fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
             let control = PathBuf::from(control);
             [
                 e.clone(),
-                crate::evidence_index::path_for(e),
-                crate::audit_cli::default_cosignatures(e),
-                crate::control::halt_record_path(&control),
+                crate::session::evidence_index::path_for(e),
+                crate::cli::audit::default_cosignatures(e),
+                crate::session::control::halt_record_path(&control),
                 control,
             ]
         }))
         .collect();
-    let assets = floor_assets(&protected)?;
+    let assets = floor::assets(&protected).map_err(|e| e.to_string())?;
     let suggestion = suggest::suggest(
         &observations,
         &SuggestOptions {
@@ -719,7 +721,7 @@ fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
     ];
     let (text, analysed, label) = match &args.review {
         Some(file) => {
-            let text = policy::read_sources(std::slice::from_ref(file))
+            let text = kernel_policy::read_sources(std::slice::from_ref(file))
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .next()
@@ -856,7 +858,7 @@ fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
 )]
 fn analyse(
     args: &SuggestArgs,
-    suggestion: &crate::policy::suggest::Suggestion,
+    suggestion: &kernel_policy::suggest::Suggestion,
     base: &[(String, String)],
     text: &str,
     analysed: &str,
@@ -871,7 +873,7 @@ fn analyse(
     }
     #[cfg(feature = "symbolic")]
     {
-        use crate::policy::diff::{self, DiffOptions, Verdict};
+        use kernel_policy::diff::{self, DiffOptions, Verdict};
         let options = DiffOptions {
             workspace: workspace.to_owned(),
             assets: assets.to_vec(),
@@ -920,7 +922,7 @@ fn analyse(
             "widening: does {label} allow a request of a class no record exercised ({} classes exercised; docs/POLICY.md defines them)?",
             suggestion.classes
         ));
-        match crate::policy::suggest::widening(
+        match kernel_policy::suggest::widening(
             analysed,
             &suggestion.envelope,
             &suggestion.base_forbids,

@@ -38,7 +38,7 @@
 //! once the session halts, everything (the enforcer then exits, and
 //! every later caller finds no enforcer).
 
-use crate::serve::SharedSession;
+use crate::session::serve::SharedSession;
 use crate::session::{Reply, now_ms};
 use kernel_core::limits::MAX_FRAME_BYTES;
 use kernel_core::{
@@ -129,7 +129,7 @@ pub fn serve(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Some(stream) = crate::control::accepted(stream) else {
+        let Some(stream) = crate::session::control::accepted(stream) else {
             continue;
         };
         if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
@@ -336,11 +336,11 @@ impl AskOptions {
         socket: PathBuf,
         pubkey: Option<&Path>,
         timeout: Duration,
-    ) -> Result<Self, crate::keys::PublicKeyFileError> {
+    ) -> Result<Self, crate::session::keys::PublicKeyFileError> {
         let (pinned_key, server_uid) = match pubkey {
-            Some(file) => (crate::keys::read_public(file)?.key, None),
+            Some(file) => (crate::session::keys::read_public(file)?.key, None),
             None => {
-                let file = crate::keys::read_public(&key_file(&socket))?;
+                let file = crate::session::keys::read_public(&key_file(&socket))?;
                 (file.key, Some(file.owner))
             }
         };
@@ -356,7 +356,7 @@ impl AskOptions {
 /// Puts `action` in canonical form the way the client library does:
 /// relative paths against `cwd` (else the current directory), bare program
 /// names through `PATH`; and the path of a file action where it leads,
-/// symbolic links resolved ([`crate::resolve::request_action`]), since the
+/// symbolic links resolved ([`kernel_policy::resolve::request_action`]), since the
 /// enforcer decides a file action only on the path it reaches. Refuses a
 /// path that cannot be resolved.
 pub fn canonicalize(action: Action, cwd: Option<&str>) -> Result<CanonicalAction, AskError> {
@@ -368,7 +368,7 @@ pub fn canonicalize(action: Action, cwd: Option<&str>) -> Result<CanonicalAction
     };
     let action = match action {
         Action::Exec(mut exec) if !exec.program.contains('/') && !exec.program.is_empty() => {
-            exec.program = search_path(&exec.program).ok_or_else(|| {
+            exec.program = kernel_policy::request::search_path(&exec.program).ok_or_else(|| {
                 AskError::Action(format!(
                     "program `{}` not found on PATH: install it, or give its path",
                     exec.program
@@ -376,25 +376,10 @@ pub fn canonicalize(action: Action, cwd: Option<&str>) -> Result<CanonicalAction
             })?;
             Action::Exec(exec)
         }
-        other => {
-            crate::resolve::request_action(other, base.as_deref()).map_err(AskError::Action)?
-        }
+        other => kernel_policy::resolve::request_action(other, base.as_deref())
+            .map_err(AskError::Action)?,
     };
     CanonicalAction::new(action, base.as_deref()).map_err(|e| AskError::Action(e.to_string()))
-}
-
-/// Searches `PATH` for an executable file named `name`, as the client
-/// library and the shell do (relative directories on `PATH` are skipped).
-pub(crate) fn search_path(name: &str) -> Option<String> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .filter(|dir| dir.is_absolute())
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .and_then(|found| found.to_str().map(str::to_owned))
 }
 
 /// Asks the enforcer at `options.socket` to decide `action` (and, with a

@@ -1,7 +1,7 @@
 //! Pre-tool-use hook adapters for coding agents (Claude Code's and Codex's
 //! `PreToolUse` hooks): a tool call described in the agent's JSON becomes
 //! the typed actions it performs, each is decided by a running enforcer
-//! through the [decision endpoint](crate::endpoint), and the verdict is
+//! through the [decision endpoint](crate::gateways::endpoint), and the verdict is
 //! given in the agent's own terms.
 //!
 //! The shapes, checked against the agents' published types and schemas,
@@ -21,7 +21,7 @@
 //! duplicate keys, keys equal but for letter case, and U+0000 are refused
 //! at any depth, so the agent cannot read a field other than the one
 //! decided. Shell command lines become the actions the shell would perform
-//! ([`crate::shell::command_actions`]); a line whose effect cannot be known
+//! ([`crate::gateways::shell::command_actions`]); a line whose effect cannot be known
 //! before it runs is blocked with the reason. Everything else that goes
 //! wrong (malformed input, no enforcer, a timeout, an answer that does not
 //! verify) blocks too. An allow is never turned into the agent's own
@@ -35,7 +35,7 @@
 
 mod patch;
 
-use crate::endpoint::{self, AskOptions};
+use crate::gateways::endpoint::{self, AskOptions};
 use kernel_core::{Action, CanonicalAction, Verified};
 use serde_json::Value;
 
@@ -337,7 +337,7 @@ fn part_name(index: usize, total: usize, action: &Action) -> String {
     if total <= 1 {
         return String::new();
     }
-    let mut described = crate::describe::action(action);
+    let mut described = kernel_policy::describe::action(action);
     if described.chars().count() > 200 {
         described = described.chars().take(200).collect::<String>() + "…";
     }
@@ -503,7 +503,7 @@ impl Call<'_> {
     }
 
     /// The actions of a shell command line run in `cwd`: what
-    /// [`crate::shell::command_actions`] finds (which decides `sh -c
+    /// [`crate::gateways::shell::command_actions`] finds (which decides `sh -c
     /// SCRIPT` as the actions of `SCRIPT`); for Codex, the `apply_patch`
     /// forms it applies itself become the patch's file actions.
     fn command_line(&self, agent: Agent, command: &str, cwd: &str) -> Result<Vec<Action>, String> {
@@ -520,7 +520,7 @@ impl Call<'_> {
                 None => {}
             }
         }
-        let actions = crate::shell::command_actions(command, Some(cwd))?;
+        let actions = crate::gateways::shell::command_actions(command, Some(cwd))?;
         for action in &actions {
             if let Action::Exec(exec) = action {
                 check_not_apply_patch(agent, &exec.program)?;
@@ -532,15 +532,15 @@ impl Call<'_> {
     /// An argument vector run without a shell (Codex's older tools): the
     /// patch of `apply_patch PATCH`; the script of `sh -c SCRIPT` (which
     /// may be a patch Codex applies itself); otherwise the command line
-    /// that runs exactly these words ([`crate::shell::quote`]), so that a
+    /// that runs exactly these words ([`crate::gateways::shell::quote`]), so that a
     /// vector is decided as the same words written as a command line are.
     fn argv_actions(&self, argv: &[String], cwd: &str) -> Result<Vec<Action>, String> {
         match argv {
             [] => Err("empty command".into()),
             [program, patch] if is_apply_patch(program) => patch_actions(patch, cwd),
-            _ => match crate::shell::shell_script(argv) {
+            _ => match crate::gateways::shell::shell_script(argv) {
                 Some(script) => self.command_line(Agent::Codex, script?, cwd),
-                None => self.command_line(Agent::Codex, &crate::shell::quote(argv), cwd),
+                None => self.command_line(Agent::Codex, &crate::gateways::shell::quote(argv), cwd),
             },
         }
     }
@@ -610,7 +610,7 @@ fn join(cwd: &str, dir: &str) -> String {
 
 fn is_apply_patch(program: &str) -> bool {
     matches!(
-        crate::shell::basename(program),
+        crate::gateways::shell::basename(program),
         "apply_patch" | "applypatch"
     )
 }

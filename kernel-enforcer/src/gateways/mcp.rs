@@ -42,7 +42,7 @@
 //! only in letter case.
 //!
 //! Arguments are checked against the `inputSchema` the server listed for
-//! the tool ([`crate::input_schema`]) before the enforcer is asked: a
+//! the tool ([`crate::gateways::input_schema`]) before the enforcer is asked: a
 //! call whose arguments do not conform, or of a tool the server has not
 //! listed, is denied without reaching the server.
 //!
@@ -632,7 +632,7 @@ impl Gateway {
             Some(None) => Err(format!(
                 "the server listed `{name}` without an inputSchema to check its arguments against"
             )),
-            Some(Some(schema)) => crate::input_schema::check(&schema, &arguments)
+            Some(Some(schema)) => crate::gateways::input_schema::check(&schema, &arguments)
                 .map_err(|why| format!("the arguments do not fit `{name}`'s inputSchema: {why}")),
         };
         if let Err(reason) = checked {

@@ -56,7 +56,7 @@
 //! the port some other way) is closed unread, so nothing else can have
 //! decisions taken and recorded in the session's name.
 
-use crate::notify::{Bucket, RateLimit};
+use crate::governed::notify::{Bucket, RateLimit};
 use kernel_core::{Action, CanonicalAction};
 use kernel_sync::HaltLatch;
 use parking_lot::Mutex;
@@ -253,7 +253,7 @@ impl EgressProxy {
 
 fn accept_loop(listener: &TcpListener, door: &Door, context: &Arc<Context>) {
     loop {
-        let Some((stream, peer)) = crate::control::accepted(listener.accept()) else {
+        let Some((stream, peer)) = crate::session::control::accepted(listener.accept()) else {
             continue;
         };
         if !door.admitted.take(peer) {
@@ -312,11 +312,11 @@ impl Context {
     /// Decides `action` under the rate limit: `Err` with the status and
     /// message to answer when it may not proceed.
     fn decide(&self, action: &CanonicalAction) -> Result<(), (u16, String)> {
-        if !crate::notify::wait_for_turn(&self.bucket) {
+        if !crate::governed::notify::wait_for_turn(&self.bucket) {
             return Err((503, "too many decisions at once; try again".into()));
         }
         #[cfg(debug_assertions)]
-        crate::notify::injected_fault(action);
+        crate::governed::notify::injected_fault(action);
         if (self.decide)(action.clone()) {
             Ok(())
         } else {
@@ -324,7 +324,7 @@ impl Context {
                 403,
                 format!(
                     "denied by policy: {}",
-                    crate::describe::action(action.action())
+                    kernel_policy::describe::action(action.action())
                 ),
             ))
         }
@@ -1368,7 +1368,8 @@ mod tests {
         let seen = Arc::clone(&decided);
         let context = Arc::new(Context {
             decide: Arc::new(move |action: CanonicalAction| {
-                seen.lock().push(crate::describe::action(action.action()));
+                seen.lock()
+                    .push(kernel_policy::describe::action(action.action()));
                 allow(action.action())
             }),
             fault: Arc::new(|_: &str| {}),

@@ -7,7 +7,7 @@
 //! or the arguments in its memory between the decision and the kernel's
 //! use of them. Two steps close that window:
 //!
-//! 1. **Before** ([`crate::notify`]): the `execve` or `execveat` is a
+//! 1. **Before** ([`crate::governed::notify`]): the `execve` or `execveat` is a
 //!    notification; the enforcer reads the path, the arguments and the
 //!    names of the environment variables, decides an
 //!    [`Exec`](kernel_core::Exec) by policy and records it; a denial fails

@@ -9,14 +9,14 @@
 //! the enforcer writes its final checkpoint and exits with the agent's
 //! status.
 
-use crate::egress::EgressProxy;
-use crate::exec_trace::{self, ExecLedger};
-use crate::handoff::HandoffListener;
-use crate::notify;
-use crate::serve::{
+use crate::governed::egress::EgressProxy;
+use crate::governed::exec_trace::{self, ExecLedger};
+use crate::governed::notify;
+use crate::session::Session;
+use crate::session::handoff::HandoffListener;
+use crate::session::serve::{
     FinishOnDrop, ServeError, ServeOptions, SharedSession, serve_channels, serve_without_client,
 };
-use crate::session::Session;
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use kernel_confine::{Prepared, Profile};
 use parking_lot::Mutex;
@@ -79,7 +79,7 @@ pub struct Agent {
     /// How long the agent has to connect.
     pub connect_timeout: Duration,
     /// Decide the agent's own `open` calls by policy (for agents that do
-    /// not use the client): see [`crate::notify`]. The agent then need not
+    /// not use the client): see [`crate::governed::notify`]. The agent then need not
     /// connect, and the workspace is reachable only through decided opens.
     pub govern_syscalls: bool,
     /// With `govern_syscalls`: decisions per second the agent may cause
@@ -90,7 +90,7 @@ pub struct Agent {
     pub system_trees: Vec<PathBuf>,
     /// With `govern_syscalls`: run an egress proxy for the agent and
     /// announce it in its environment, so that host names are decided by
-    /// name (see [`crate::egress`]).
+    /// name (see [`crate::governed::egress`]).
     pub egress_proxy: bool,
 }
 
@@ -145,9 +145,9 @@ fn profile_of(agent: &Agent) -> Profile {
 /// decision, because Landlock grants it anyway.
 fn governor(
     agent: &Agent,
-    broker: crate::broker::Broker,
+    broker: crate::session::broker::Broker,
     execs: Arc<ExecLedger>,
-    egress: Option<crate::egress::Door>,
+    egress: Option<crate::governed::egress::Door>,
 ) -> notify::Governor {
     let profile = profile_of(agent);
     let devices = ["/dev/null", "/dev/zero", "/dev/urandom"].map(PathBuf::from);
@@ -222,7 +222,7 @@ pub fn run(
             for (name, value) in proxy.environment() {
                 command.env(name, value);
             }
-            for name in crate::egress::REMOVED_VARIABLES {
+            for name in crate::governed::egress::REMOVED_VARIABLES {
                 command.env_remove(name);
             }
             eprintln!(
@@ -292,7 +292,7 @@ fn run_governed(
         // calls: recorded durably first, denied once halted, and a
         // session whose lock does not come in time denies.
         let shared = Arc::clone(&session);
-        let decide: crate::egress::Decide = Arc::new(move |action| {
+        let decide: crate::governed::egress::Decide = Arc::new(move |action| {
             shared
                 .try_lock_for(notify::ANSWER_DEADLINE)
                 .is_some_and(|mut session| session.decide_system_call(action))

@@ -18,7 +18,7 @@
 //! - Network connections are made by the enforcer (the host name resolved
 //!   here, each address tried in turn with a time limit) and the connected
 //!   socket is handed to the agent over the descriptor hand-off
-//!   ([`crate::handoff`]), so the agent gets exactly the connection that
+//!   ([`crate::session::handoff`]), so the agent gets exactly the connection that
 //!   was decided on and needs no right to connect anywhere itself.
 //! - HTTP requests are made by the enforcer with the decided method and
 //!   URL, the agent's body (the decision does not bind the body: policies
@@ -27,7 +27,7 @@
 //!   time limit and a cap on the response body. `https` is verified
 //!   against the bundled Mozilla root certificates.
 
-use crate::handoff::Handoff;
+use crate::session::handoff::Handoff;
 use kernel_confine::{Prepared, Profile};
 use kernel_core::{Action, Digest, Exec, Outcome, WriteMode};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -292,7 +292,9 @@ impl Broker {
             let mut profile = Profile::brokered(&self.workspace, Path::new(&exec.program));
             profile.protected = self.protected.clone();
             match Prepared::new(&profile) {
-                Ok(prepared) => crate::supervise::confine_before_exec(&mut command, prepared, None),
+                Ok(prepared) => {
+                    crate::governed::supervise::confine_before_exec(&mut command, prepared, None)
+                }
                 Err(e) => return done(failed(format!("cannot confine the program: {e}"))),
             }
         }

@@ -282,7 +282,7 @@ impl ControlSocket {
                 path: path.to_owned(),
                 source,
             })?;
-        crate::keys::write_public(path, &key.verifying_key()).map_err(|source| {
+        crate::session::keys::write_public(path, &key.verifying_key()).map_err(|source| {
             ControlError::WriteKey {
                 path: path.to_owned(),
                 source,
@@ -344,7 +344,7 @@ impl ControlSocket {
         };
         let mut contents = serde_json::to_string(&file).map_err(std::io::Error::other)?;
         contents.push('\n');
-        crate::keys::write_readable(&halt_record_path(&self.path), contents.as_bytes())
+        crate::session::keys::write_readable(&halt_record_path(&self.path), contents.as_bytes())
     }
 
     /// Serves connections until the listener fails, answering each request
@@ -533,7 +533,7 @@ pub fn halt_record_path(path: &Path) -> PathBuf {
 pub fn read_halt_record(path: &Path) -> Option<HaltRecord> {
     let (key, owner) = load_key_file(path).ok()?;
     let (text, record_owner) =
-        crate::keys::read_checked(&halt_record_path(path), MAX_HALT_RECORD).ok()?;
+        crate::session::keys::read_checked(&halt_record_path(path), MAX_HALT_RECORD).ok()?;
     if record_owner != owner {
         return None;
     }
@@ -550,9 +550,9 @@ pub fn read_halt_record(path: &Path) -> Option<HaltRecord> {
 }
 
 /// Reads the enforcer's public key from the key file at the control path
-/// `path`, with the uid that owns it (see [`crate::keys::read_public`]).
+/// `path`, with the uid that owns it (see [`crate::session::keys::read_public`]).
 pub fn load_key_file(path: &Path) -> Result<(VerifyingKey, u32), ControlError> {
-    crate::keys::read_public(path)
+    crate::session::keys::read_public(path)
         .map(|file| (file.key, file.owner))
         .map_err(|e| ControlError::Key {
             path: path.to_owned(),
@@ -672,7 +672,7 @@ mod tests {
     use super::*;
 
     fn key() -> SigningKey {
-        crate::keys::generate().unwrap()
+        crate::session::keys::generate().unwrap()
     }
 
     #[test]
@@ -706,15 +706,15 @@ mod tests {
 
         // Copied to another control path of the same key: not its record.
         let other = dir.path().join("b.control");
-        crate::keys::write_public(&other, &socket.key.verifying_key()).unwrap();
+        crate::session::keys::write_public(&other, &socket.key.verifying_key()).unwrap();
         std::fs::copy(halt_record_path(&path), halt_record_path(&other)).unwrap();
         assert_eq!(read_halt_record(&other), None);
 
         // The key file now names another enforcer: its signature is not
         // that enforcer's.
-        crate::keys::write_public(&path, &key().verifying_key()).unwrap();
+        crate::session::keys::write_public(&path, &key().verifying_key()).unwrap();
         assert_eq!(read_halt_record(&path), None);
-        crate::keys::write_public(&path, &socket.key.verifying_key()).unwrap();
+        crate::session::keys::write_public(&path, &socket.key.verifying_key()).unwrap();
         assert!(read_halt_record(&path).is_some());
 
         // Writable by others: proves nothing.

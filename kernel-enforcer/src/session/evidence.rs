@@ -9,7 +9,7 @@
 //! record is verified ([`kernel_core::audit`]), once; the index is written
 //! again for the next start.
 
-use crate::evidence_index::{self, Hint, IndexFile, Stored};
+use crate::session::evidence_index::{self, Hint, IndexFile, Stored};
 use kernel_core::merkle::{Frontier, Hash, leaf_hash};
 use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
@@ -239,13 +239,13 @@ impl EvidenceLog {
             Durability::Synced => Box::new(file),
             Durability::DangerOsBuffered => Box::new(OsBuffered(file)),
             Durability::Windowed(window) => {
-                Box::new(crate::evidence_window::Windowed::new(file, window).map_err(io)?)
+                Box::new(crate::session::evidence_window::Windowed::new(file, window).map_err(io)?)
             }
         };
         let mut log = Self::from_found(path, storage, found);
         log.index = index;
         if let Durability::Windowed(window) = durability {
-            log.window = Some(window.max(crate::evidence_window::MIN_WINDOW));
+            log.window = Some(window.max(crate::session::evidence_window::MIN_WINDOW));
         }
         Ok(log)
     }
@@ -1165,7 +1165,7 @@ mod tests {
         );
         drop(log);
         let good = std::fs::read(&index).unwrap();
-        let checkpoint_offset = crate::evidence_index::tests_support::offset(&good);
+        let checkpoint_offset = crate::session::evidence_index::tests_support::offset(&good);
         for (what, hint) in [
             (
                 "pointing at another record",

@@ -105,7 +105,7 @@ fn flush_every(file: &File, shared: &Shared, period: Duration) {
     }
 }
 
-impl crate::evidence::Storage for Windowed {
+impl crate::session::evidence::Storage for Windowed {
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.failed()?;
         self.file.write_all(bytes)
@@ -147,7 +147,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
-    use crate::evidence::Storage;
+    use crate::session::evidence::Storage;
 
     #[test]
     fn a_commit_returns_at_once_and_is_synced_within_the_window() {

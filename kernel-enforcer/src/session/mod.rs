@@ -7,10 +7,23 @@
 //! [`UnreleasedAllow`], made after the commit and turned into bytes only by
 //! [`UnreleasedAllow::release`], which checks the halt latch. What the
 //! fuzzer drives is [`Session::handle`].
+//!
+//! Its parts: [`serve`] serves a session over its channel, with the
+//! operator's [`control`] socket and signals; [`evidence`] is the durable
+//! record; [`keys`] holds the signing key; the [`broker`] performs allowed
+//! effects and [`handoff`] passes brokered connections to the agent.
 
-use crate::broker::{Broker, Started};
-use crate::evidence::EvidenceLog;
-use crate::policy::PolicyEngine;
+pub mod broker;
+pub mod control;
+pub mod evidence;
+pub(crate) mod evidence_index;
+mod evidence_window;
+pub mod handoff;
+pub mod keys;
+pub mod serve;
+
+use crate::session::broker::{Broker, Started};
+use crate::session::evidence::EvidenceLog;
 use ed25519_dalek::SigningKey;
 use kernel_core::{
     Approval, CanonicalAction, ClientFrame, Confinement, Deadline, Decision, DecisionInputs,
@@ -19,6 +32,7 @@ use kernel_core::{
     SignedReceipt, Verdict, decide, decode_client_frame, encode_enforcer_frame,
     limits::MAX_FRAME_BYTES, origin_for, sign_receipt,
 };
+use kernel_policy::PolicyEngine;
 use kernel_sync::{Grants, HaltLatch, Limit, Pending, RateCounters};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -323,9 +337,9 @@ impl Session {
         policy: PolicyEngine,
         mut evidence: EvidenceLog,
         config: SessionConfig,
-    ) -> Result<Self, crate::evidence::EvidenceError> {
+    ) -> Result<Self, crate::session::evidence::EvidenceError> {
         let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| crate::evidence::EvidenceError::Io {
+        getrandom::fill(&mut id).map_err(|e| crate::session::evidence::EvidenceError::Io {
             path: evidence.path().to_owned(),
             source: std::io::Error::other(e.to_string()),
         })?;
@@ -386,7 +400,7 @@ impl Session {
     }
 
     /// Decides the requests' paths where they lead (see
-    /// [`crate::resolve::check`]): a file action whose path goes through a
+    /// [`kernel_policy::resolve::check`]): a file action whose path goes through a
     /// symbolic link, or cannot be resolved, is denied with the reason;
     /// a program whose program or argument leads to a protected path is
     /// denied by the floor. For the decision endpoint, whose clients'
@@ -654,7 +668,7 @@ impl Session {
     /// session halts for good and the evidence is treated as unwritable.
     fn commit_staged(&mut self) -> bool {
         let committed = catch_unwind(AssertUnwindSafe(|| self.evidence.commit()))
-            .unwrap_or(Err(crate::evidence::EvidenceError::Panicked));
+            .unwrap_or(Err(crate::session::evidence::EvidenceError::Panicked));
         match committed {
             Ok(()) => true,
             Err(e) => {
@@ -743,7 +757,7 @@ impl Session {
     }
 
     /// Greets one more short-lived client of the decision endpoint (see
-    /// [`crate::endpoint`]): a handshake signed over that client's own
+    /// [`crate::gateways::endpoint`]): a handshake signed over that client's own
     /// challenge, so it learns this session's id and key and that the key
     /// answered now. Unlike the channel's hello this may be repeated; the
     /// endpoint hands each client the sequence number to use
@@ -879,7 +893,7 @@ impl Session {
         let now = now_ms();
         let evaluation = self
             .physical_paths
-            .then(|| crate::resolve::check(&request.action, self.policy.environment()))
+            .then(|| kernel_policy::resolve::check(&request.action, self.policy.environment()))
             .flatten()
             .unwrap_or_else(|| self.policy.evaluate(&request.action));
         let instant = Instant::now();
@@ -959,7 +973,7 @@ impl Session {
         {
             return verdict;
         }
-        let floor = |id: &str| id.starts_with(crate::policy::FLOOR_ID_PREFIX);
+        let floor = |id: &str| id.starts_with(kernel_policy::FLOOR_ID_PREFIX);
         let floor_involved = match evaluation {
             Evaluation::Failed { .. } => true,
             Evaluation::Completed {
@@ -1016,7 +1030,7 @@ impl Session {
     }
 
     /// Decides an action the agent attempted directly at the system-call
-    /// boundary (see [`crate::notify`]), records the decision, and makes
+    /// boundary (see [`crate::governed::notify`]), records the decision, and makes
     /// it durable before returning: `true` only for an `Allow` (or, in
     /// shadow mode, a decision of shadow mode) whose record is on disk. An
     /// `Ask` is recorded and answered as a denial (a system call cannot
@@ -1073,7 +1087,7 @@ impl Session {
         let now = now_ms();
         self.pending.list(|id, p| PendingView {
             id,
-            action: crate::describe::action(p.request.request().action.action()),
+            action: kernel_policy::describe::action(p.request.request().action.action()),
             policies: p.policies.clone(),
             reasons: p.reasons.clone(),
             expires_in_ms: p.request.request().deadline_ms.saturating_sub(now),

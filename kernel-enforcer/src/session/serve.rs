@@ -14,12 +14,12 @@
 //! the serving thread, and ends the session when it halts (in supervised
 //! mode), when a signal asks, or when the client has stopped reading.
 
-use crate::control::{ControlRequest, ControlResponse, ControlSocket, Peer};
-use crate::policy::PolicyEngine;
+use crate::session::control::{ControlRequest, ControlResponse, ControlSocket, Peer};
 use crate::session::{GrantScope, Outgoing, Reply, Session};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use kernel_core::{EnforcerFrame, Refusal, encode_enforcer_frame};
+use kernel_policy::PolicyEngine;
 use kernel_sync::HaltLatch;
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -151,7 +151,7 @@ struct Shared {
 }
 
 /// Leaves the record that the session ended halted at its control path
-/// (see [`crate::control::read_halt_record`]), so that the operator's
+/// (see [`crate::session::control::read_halt_record`]), so that the operator's
 /// `halt` says "already halted" once the enforcer is gone; once.
 struct HaltRecorder {
     control: ControlSocket,
@@ -167,7 +167,7 @@ impl HaltRecorder {
         if let Err(e) = self.control.record_halt(&self.session, cause) {
             eprintln!(
                 "kernel-enforcer: cannot record the halt at `{}`: {e}",
-                crate::control::halt_record_path(self.control.path()).display()
+                crate::session::control::halt_record_path(self.control.path()).display()
             );
         }
     }

@@ -12,7 +12,7 @@
 )]
 
 use super::*;
-use crate::policy::suite;
+use crate::suite;
 use kernel_core::{Exec, WriteMode};
 use proptest::prelude::*;
 

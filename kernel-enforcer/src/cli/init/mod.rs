@@ -48,8 +48,8 @@
 mod agents;
 mod json_doc;
 
-use crate::instances;
-use crate::keys;
+use crate::cli::instances;
+use crate::session::keys;
 use agents::HookFormat;
 use kernel_core::format_public_key;
 use std::fmt::Write as _;
@@ -62,20 +62,20 @@ use std::time::Duration;
 /// shipped profile (`examples/policies/claude-code.cedar`, the hook rules
 /// and the coding-agent rules they share with Codex's), as one file.
 const CLAUDE_CODE_PROFILE: &str = concat!(
-    include_str!("../../../examples/policies/claude-code.cedar"),
+    include_str!("../../../../examples/policies/claude-code.cedar"),
     "\n",
-    include_str!("../../../examples/policies/coding-agent-hooks.cedar"),
+    include_str!("../../../../examples/policies/coding-agent-hooks.cedar"),
     "\n",
-    include_str!("../../../examples/policies/coding-agent.cedar"),
+    include_str!("../../../../examples/policies/coding-agent.cedar"),
 );
 /// The policy profile installed for Codex, likewise
 /// (`examples/policies/codex.cedar` and the shared files).
 const CODEX_PROFILE: &str = concat!(
-    include_str!("../../../examples/policies/codex.cedar"),
+    include_str!("../../../../examples/policies/codex.cedar"),
     "\n",
-    include_str!("../../../examples/policies/coding-agent-hooks.cedar"),
+    include_str!("../../../../examples/policies/coding-agent-hooks.cedar"),
     "\n",
-    include_str!("../../../examples/policies/coding-agent.cedar"),
+    include_str!("../../../../examples/policies/coding-agent.cedar"),
 );
 
 /// Longest path a Unix socket address can hold (`sun_path`, without its
@@ -966,7 +966,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let file = dir.path().join("profile.cedar");
             std::fs::write(&file, agent.profile()).unwrap();
-            crate::policy::check_files(&[file]).unwrap();
+            kernel_policy::check_files(&[file]).unwrap();
         }
     }
 }

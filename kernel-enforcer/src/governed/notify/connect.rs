@@ -6,7 +6,7 @@
 //! close-on-exec flag kept): the address the agent could rewrite after
 //! the check is never read again. Connections to abstract Unix addresses
 //! are refused. The one address connected to without a decision is the
-//! egress proxy's ([`crate::egress`]): the kernel's own service, where
+//! egress proxy's ([`crate::governed::egress`]): the kernel's own service, where
 //! each request is decided.
 //!
 //! [`WriteMode::Connect`]: kernel_core::WriteMode::Connect
@@ -71,12 +71,13 @@ impl Governor {
             // enforcer's, which is how the proxy knows it is the agent's.
             Some(door) if door.address() == peer => door.connect(),
             _ => {
-                let action = Action::net_connect(crate::egress::ip_host(peer.ip()), peer.port());
+                let action =
+                    Action::net_connect(crate::governed::egress::ip_host(peer.ip()), peer.port());
                 let canonical = CanonicalAction::new(action, None).ok()?;
                 if !decide(canonical) {
                     return None;
                 }
-                std::net::TcpStream::connect_timeout(&peer, crate::broker::CONNECT_TIMEOUT)
+                std::net::TcpStream::connect_timeout(&peer, crate::session::broker::CONNECT_TIMEOUT)
             }
         };
         let stream = match connected {

@@ -70,7 +70,7 @@
 //!   `EACCES`. An allowed one must continue in the agent (a process cannot
 //!   be made to become a program from outside), so it is verified after
 //!   the kernel loaded it and before its first instruction, and killed if
-//!   it is not what was decided: see [`crate::exec_trace`]. Landlock
+//!   it is not what was decided: see [`crate::governed::exec_trace`]. Landlock
 //!   limits programs to the system trees, the agent's own and the
 //!   workspace, never the scratch directory.
 //!
@@ -91,7 +91,7 @@ pub(crate) use serve::injected_fault;
 pub use serve::{ANSWER_DEADLINE, DEFAULT_RATE_PER_SECOND, RATE_WAIT, RateLimit, WORKERS, serve};
 pub(crate) use serve::{Bucket, wait_for_turn};
 
-use crate::broker::Broker;
+use crate::session::broker::Broker;
 use kernel_core::{Action, CanonicalAction};
 use metadata::{SYS_FILE_SETATTR, SYS_REMOVEXATTRAT, SYS_SETXATTRAT};
 use paths::Caller;
@@ -340,13 +340,13 @@ pub struct Governor {
     /// Trees and files Landlock lets the agent execute.
     pub execute_granted: Vec<PathBuf>,
     /// Where allowed `exec` calls are noted for the tracer to verify
-    /// ([`crate::exec_trace`]). `None`: every `exec` is refused.
-    pub execs: Option<std::sync::Arc<crate::exec_trace::ExecLedger>>,
+    /// ([`crate::governed::exec_trace`]). `None`: every `exec` is refused.
+    pub execs: Option<std::sync::Arc<crate::governed::exec_trace::ExecLedger>>,
     /// How many decisions the agent may cause.
     pub rate: RateLimit,
     /// The egress proxy the agent may connect to without a decision (the
-    /// kernel's own service; see [`crate::egress`]), if it has one.
-    pub egress: Option<crate::egress::Door>,
+    /// kernel's own service; see [`crate::governed::egress`]), if it has one.
+    pub egress: Option<crate::governed::egress::Door>,
 }
 
 /// How one notification is answered.
@@ -749,7 +749,7 @@ impl Governor {
     /// vector and the names of the environment variables read from the
     /// agent's memory, decided and recorded; an allowed one is noted in the
     /// ledger and continues, to be verified at its `exec` stop
-    /// ([`crate::exec_trace`]). Refused: `execveat` of a descriptor
+    /// ([`crate::governed::exec_trace`]). Refused: `execveat` of a descriptor
     /// (`AT_EMPTY_PATH`: a program that may exist on no disk), an empty
     /// argument vector, an `argv[0]` that names another program than the
     /// path (multi-call programs choose what to do by it), strings that
