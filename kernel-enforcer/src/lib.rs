@@ -36,4 +36,5 @@
 pub mod cli;
 pub mod gateways;
 pub mod governed;
+mod pre_exec;
 pub mod session;

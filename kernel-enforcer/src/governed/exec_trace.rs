@@ -186,32 +186,6 @@ impl ExecLedger {
     }
 }
 
-/// Has the child that `command` starts ask, between `fork` and `exec`, to
-/// be traced by the thread that spawns it (which must then call
-/// [`trace`]). Register it before the confinement, which refuses `ptrace`.
-pub(crate) fn trace_before_exec(command: &mut std::process::Command) {
-    #[allow(unsafe_code, reason = "pre_exec is how a child asks to be traced")]
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // makes one system call (async-signal-safe), allocating nothing.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(command, trace_me);
-    }
-}
-
-/// In the agent's process, between `fork` and its own `exec`: asks to be
-/// traced by the enforcer thread that forked it. Only a system call.
-fn trace_me() -> std::io::Result<()> {
-    #[allow(unsafe_code, reason = "ptrace(2) has no safe wrapper")]
-    // SAFETY: PTRACE_TRACEME takes no pointers; the other arguments are
-    // ignored.
-    let done = unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0usize, 0usize) };
-    if done == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// A ptrace request on `pid` with an integer `data` argument.
 fn request(request: libc::c_uint, pid: i32, data: usize) -> bool {
     #[allow(unsafe_code, reason = "ptrace(2) has no safe wrapper")]
@@ -271,7 +245,7 @@ fn reap_the_rest(known: &HashSet<i32>) {
 }
 
 /// Traces the agent (process `agent`, stopped or about to stop after its
-/// own `exec` because it was started with `trace_before_exec`) and
+/// own `exec` because it was started with `pre_exec::trace`) and
 /// everything it starts, until the agent's main process ends; returns its
 /// raw wait status, or `None` if it could not be waited for. Must run on the thread that
 /// started the agent (it is the tracer). Every `exec` that does not match

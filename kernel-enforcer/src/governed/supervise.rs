@@ -12,6 +12,7 @@
 use crate::governed::egress::EgressProxy;
 use crate::governed::exec_trace::{self, ExecLedger};
 use crate::governed::notify;
+use crate::pre_exec;
 use crate::session::Session;
 use crate::session::handoff::HandoffListener;
 use crate::session::serve::{
@@ -235,8 +236,8 @@ pub fn run(
     match (governed, confinement) {
         (Some((child_side, parent_side)), Some(prepared)) => {
             // Traced first: the confinement then refuses `ptrace`.
-            exec_trace::trace_before_exec(&mut command);
-            confine_before_exec(&mut command, prepared, Some(child_side));
+            pre_exec::trace(&mut command);
+            pre_exec::confine(&mut command, prepared, Some(child_side));
             return run_governed(
                 agent,
                 command,
@@ -247,7 +248,7 @@ pub fn run(
                 egress,
             );
         }
-        (_, Some(prepared)) => confine_before_exec(&mut command, prepared, None),
+        (_, Some(prepared)) => pre_exec::confine(&mut command, prepared, None),
         (_, None) => {}
     }
     let child = command.spawn().map_err(|source| SuperviseError::Start {
@@ -484,46 +485,5 @@ fn wait_for_agent(
             let _ = IpcSender::<EnforcerEnds>::connect(name.to_owned());
             return Err(SuperviseError::NoConnection(timeout));
         }
-    }
-}
-
-/// Has the child that `command` starts apply `prepared` between `fork` and
-/// `exec`, so that not one instruction of the program runs unconfined. If
-/// applying fails, the child exits with an error instead of running it.
-pub(crate) fn confine_before_exec(
-    command: &mut Command,
-    mut prepared: Prepared,
-    notify: Option<notify::ChildSide>,
-) {
-    #[allow(
-        unsafe_code,
-        reason = "pre_exec is how a child is confined before exec"
-    )]
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe work is sound when the parent has other
-    // threads. `Prepared::apply` only makes system calls (prctl,
-    // landlock_restrict_self, seccomp) on descriptors and filters prepared
-    // before the fork; it allocates nothing and takes no lock on its
-    // success path. Its failure path builds an error value, which may
-    // allocate: the parent has other threads when it forks (the hand-off
-    // acceptor, signal watching; under `--govern-syscalls` the fork is
-    // made from the tracer thread while the notification server runs), so
-    // if one of them held the allocator's lock at the fork, the child
-    // could block there. It never gets to run the program unconfined: the
-    // error is turned into `EPERM` and `exec` is not reached. A child
-    // stuck that way is ended like any agent that never starts: by the
-    // connect timeout in supervised mode, by the end of the session
-    // (which kills the agent) in governed mode, and by the broker's time
-    // limit for brokered programs.
-    unsafe {
-        command.pre_exec(move || {
-            prepared
-                .apply()
-                .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))?;
-            match &notify {
-                Some(notify) => notify.install(),
-                None => Ok(()),
-            }
-        });
     }
 }

@@ -292,9 +292,7 @@ impl Broker {
             let mut profile = Profile::brokered(&self.workspace, Path::new(&exec.program));
             profile.protected = self.protected.clone();
             match Prepared::new(&profile) {
-                Ok(prepared) => {
-                    crate::governed::supervise::confine_before_exec(&mut command, prepared, None)
-                }
+                Ok(prepared) => crate::pre_exec::confine(&mut command, prepared, None),
                 Err(e) => return done(failed(format!("cannot confine the program: {e}"))),
             }
         }

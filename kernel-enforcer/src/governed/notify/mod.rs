@@ -8,7 +8,8 @@
 //!
 //! - The agent runs under an extra seccomp filter that turns the calls in
 //!   `NOTIFIED` into notifications. The filter is installed between
-//!   `fork` and `exec` with `SECCOMP_FILTER_FLAG_NEW_LISTENER`; the
+//!   `fork` and `exec` (the `pre_exec` module) with
+//!   `SECCOMP_FILTER_FLAG_NEW_LISTENER`; the
 //!   listener descriptor is sent to the enforcer over a socket pair and
 //!   closed in the child, so the agent never holds it (it cannot answer
 //!   its own notifications).
@@ -91,11 +92,12 @@ pub(crate) use serve::injected_fault;
 pub use serve::{ANSWER_DEADLINE, DEFAULT_RATE_PER_SECOND, RATE_WAIT, RateLimit, WORKERS, serve};
 pub(crate) use serve::{Bucket, wait_for_turn};
 
+use crate::pre_exec::NotifyFilter;
 use crate::session::broker::Broker;
 use kernel_core::{Action, CanonicalAction};
 use metadata::{SYS_FILE_SETATTR, SYS_REMOVEXATTRAT, SYS_SETXATTRAT};
 use paths::Caller;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -185,16 +187,6 @@ fn program() -> Vec<libc::sock_filter> {
     filter
 }
 
-/// What the child needs to install the notification filter and hand the
-/// listener to the enforcer, prepared before `fork`.
-#[derive(Debug)]
-pub struct ChildSide {
-    filter: Vec<libc::sock_filter>,
-    /// `filter.len()`, checked to fit the kernel's `u16` before the fork.
-    filter_len: u16,
-    socket: OwnedFd,
-}
-
 /// Where the enforcer receives the listener.
 #[derive(Debug)]
 pub struct ParentSide {
@@ -202,20 +194,15 @@ pub struct ParentSide {
 }
 
 /// Prepares the notification filter and the socket pair that carries its
-/// listener from the agent's child process to the enforcer.
-pub fn prepare() -> std::io::Result<(ChildSide, ParentSide)> {
+/// listener from the agent's child process, which installs the filter
+/// between `fork` and `exec` ([`crate::pre_exec::confine`]), to the
+/// enforcer.
+pub(crate) fn prepare() -> std::io::Result<(NotifyFilter, ParentSide)> {
     if std::env::consts::ARCH != "x86_64" {
         return Err(std::io::Error::other(
             "system-call governance is implemented for x86_64 only",
         ));
     }
-    let filter = program();
-    let filter_len = u16::try_from(filter.len()).map_err(|_| {
-        std::io::Error::other(format!(
-            "the notification filter has {} instructions, more than seccomp takes",
-            filter.len()
-        ))
-    })?;
     let (parent, child) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::SEQPACKET,
@@ -223,75 +210,9 @@ pub fn prepare() -> std::io::Result<(ChildSide, ParentSide)> {
         None,
     )?;
     Ok((
-        ChildSide {
-            filter,
-            filter_len,
-            socket: child,
-        },
+        NotifyFilter::new(program(), child)?,
         ParentSide { socket: parent },
     ))
-}
-
-impl ChildSide {
-    /// In the child, between `fork` and `exec`, after the confinement:
-    /// installs the filter, sends the listener to the enforcer and closes
-    /// it here. Only system calls, no allocation.
-    pub(crate) fn install(&self) -> std::io::Result<()> {
-        let program = libc::sock_fprog {
-            len: self.filter_len,
-            filter: self.filter.as_ptr().cast_mut(),
-        };
-        #[allow(
-            unsafe_code,
-            reason = "seccomp(2) has no safe wrapper that returns the listener"
-        )]
-        // SAFETY: `program` points at `self.filter`, alive for the call;
-        // the kernel copies the filter. `no_new_privs` was set by the
-        // confinement applied before, as seccomp requires.
-        let listener = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                // Killable wait: a signal to the waiting agent does not
-                // withdraw the call (and restart it) while the enforcer
-                // performs it, which would make the effect happen twice.
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
-                    | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-                &raw const program,
-            )
-        };
-        let listener = i32::try_from(listener)
-            .ok()
-            .filter(|fd| *fd >= 0)
-            .ok_or_else(std::io::Error::last_os_error)?;
-        #[allow(
-            unsafe_code,
-            reason = "the listener is a fresh descriptor the kernel just returned"
-        )]
-        // SAFETY: `listener` was just returned by seccomp(2) and nothing
-        // else owns it.
-        let listener = unsafe { OwnedFd::from_raw_fd(listener) };
-        let sent = send_fd(self.socket.as_fd(), listener.as_fd());
-        drop(listener);
-        sent
-    }
-}
-
-/// Sends one descriptor with a one-byte message; no allocation.
-fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> std::io::Result<()> {
-    let descriptors = [fd];
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
-    if !control.push(rustix::net::SendAncillaryMessage::ScmRights(&descriptors)) {
-        return Err(std::io::Error::other("ancillary buffer too small"));
-    }
-    rustix::net::sendmsg(
-        socket,
-        &[std::io::IoSlice::new(b"L")],
-        &mut control,
-        rustix::net::SendFlags::NOSIGNAL,
-    )?;
-    Ok(())
 }
 
 impl ParentSide {
