@@ -461,7 +461,7 @@ impl SessionArgs {
             connect_timeout: secs(None, file.connect_timeout_secs, DEFAULT_CONNECT_TIMEOUT),
             syscall_rate: file
                 .syscall_rate
-                .unwrap_or(crate::governed::notify::DEFAULT_RATE_PER_SECOND),
+                .unwrap_or(crate::governed::rate::DEFAULT_RATE_PER_SECOND),
             system_trees: file.system_trees,
             egress_proxy: file.egress_proxy.unwrap_or(true),
             socket: file.socket,

@@ -56,7 +56,7 @@
 //! the port some other way) is closed unread, so nothing else can have
 //! decisions taken and recorded in the session's name.
 
-use crate::governed::notify::{Bucket, RateLimit};
+use crate::governed::rate::{Bucket, RateLimit};
 use kernel_core::{Action, CanonicalAction};
 use kernel_sync::HaltLatch;
 use parking_lot::Mutex;
@@ -312,11 +312,11 @@ impl Context {
     /// Decides `action` under the rate limit: `Err` with the status and
     /// message to answer when it may not proceed.
     fn decide(&self, action: &CanonicalAction) -> Result<(), (u16, String)> {
-        if !crate::governed::notify::wait_for_turn(&self.bucket) {
+        if !crate::governed::rate::wait_for_turn(&self.bucket) {
             return Err((503, "too many decisions at once; try again".into()));
         }
         #[cfg(debug_assertions)]
-        crate::governed::notify::injected_fault(action);
+        crate::governed::fault::injected_fault(action);
         if (self.decide)(action.clone()) {
             Ok(())
         } else {

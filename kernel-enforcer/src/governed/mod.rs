@@ -4,5 +4,8 @@
 
 pub mod egress;
 pub mod exec_trace;
+#[cfg(debug_assertions)]
+mod fault;
 pub mod notify;
+pub mod rate;
 pub mod supervise;

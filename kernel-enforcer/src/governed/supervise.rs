@@ -12,6 +12,7 @@
 use crate::governed::egress::EgressProxy;
 use crate::governed::exec_trace::{self, ExecLedger};
 use crate::governed::notify;
+use crate::governed::rate::RateLimit;
 use crate::pre_exec;
 use crate::session::Session;
 use crate::session::handoff::HandoffListener;
@@ -84,7 +85,7 @@ pub struct Agent {
     /// connect, and the workspace is reachable only through decided opens.
     pub govern_syscalls: bool,
     /// With `govern_syscalls`: decisions per second the agent may cause
-    /// (see [`notify::RateLimit`]).
+    /// (see [`RateLimit`]).
     pub syscall_rate: u32,
     /// Trees the agent may read and run besides the system trees (resolved
     /// paths): toolchains kept elsewhere.
@@ -171,7 +172,7 @@ fn governor(
             .cloned()
             .collect(),
         execs: Some(execs),
-        rate: notify::RateLimit::per_second(agent.syscall_rate),
+        rate: RateLimit::per_second(agent.syscall_rate),
         egress,
     }
 }
@@ -304,7 +305,7 @@ fn run_governed(
                 decide,
                 Arc::new(fault_halts(&session)),
                 latch,
-                notify::RateLimit::per_second(agent.syscall_rate),
+                RateLimit::per_second(agent.syscall_rate),
             )
             .map_err(channel)?;
     }

@@ -10,6 +10,7 @@
 //! again for the next start.
 
 use crate::session::evidence_index::{self, Hint, IndexFile, Stored};
+use crate::session::evidence_window::{MIN_WINDOW, Windowed};
 use kernel_core::merkle::{Frontier, Hash, leaf_hash};
 use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
@@ -89,6 +90,20 @@ pub enum Durability {
     /// flusher syncing every half window; recorded at the start of every
     /// session (`--evidence-window`).
     Windowed(std::time::Duration),
+}
+
+impl Storage for Windowed {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        Windowed::append(self, bytes)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        Windowed::sync(self)
+    }
+
+    fn sync_now(&mut self) -> std::io::Result<()> {
+        Windowed::sync_now(self)
+    }
 }
 
 /// A file whose `sync` only writes to the OS (see
@@ -238,14 +253,12 @@ impl EvidenceLog {
         let storage: Box<dyn Storage> = match durability {
             Durability::Synced => Box::new(file),
             Durability::DangerOsBuffered => Box::new(OsBuffered(file)),
-            Durability::Windowed(window) => {
-                Box::new(crate::session::evidence_window::Windowed::new(file, window).map_err(io)?)
-            }
+            Durability::Windowed(window) => Box::new(Windowed::new(file, window).map_err(io)?),
         };
         let mut log = Self::from_found(path, storage, found);
         log.index = index;
         if let Durability::Windowed(window) = durability {
-            log.window = Some(window.max(crate::session::evidence_window::MIN_WINDOW));
+            log.window = Some(window.max(MIN_WINDOW));
         }
         Ok(log)
     }

@@ -105,22 +105,24 @@ fn flush_every(file: &File, shared: &Shared, period: Duration) {
     }
 }
 
-impl crate::session::evidence::Storage for Windowed {
-    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+impl Windowed {
+    /// Appends `bytes` at the end; fails once a sync has failed.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.failed()?;
         self.file.write_all(bytes)
     }
 
     /// Returns at once: the flusher makes the records durable within the
     /// window.
-    fn sync(&mut self) -> std::io::Result<()> {
+    pub(crate) fn sync(&mut self) -> std::io::Result<()> {
         self.failed()?;
         let mut state = self.shared.state.lock();
         state.unsynced_since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
-    fn sync_now(&mut self) -> std::io::Result<()> {
+    /// Makes everything appended so far durable now.
+    pub(crate) fn sync_now(&mut self) -> std::io::Result<()> {
         self.failed()?;
         if let Err(e) = self.file.sync_data() {
             self.shared.state.lock().failed = Some(e.to_string());
@@ -147,7 +149,6 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
-    use crate::session::evidence::Storage;
 
     #[test]
     fn a_commit_returns_at_once_and_is_synced_within_the_window() {

@@ -3,7 +3,7 @@
 //! performed by the enforcer on what was decided (metadata changes are in
 //! the `metadata` module).
 
-use super::{Agent, Answer, Governor, done, low_int, read_c_string};
+use super::call::{Agent, Answer, Governor, done, low_int, read_c_string};
 use kernel_core::{Action, CanonicalAction};
 use rustix::fs::{Mode, OFlags};
 use std::path::Path;

@@ -11,7 +11,7 @@
 //!
 //! [`WriteMode::Connect`]: kernel_core::WriteMode::Connect
 
-use super::{Agent, Answer, Governor, descriptor_flags, low_int, take};
+use super::call::{Agent, Answer, Governor, descriptor_flags, low_int, take};
 use kernel_core::{Action, CanonicalAction};
 use rustix::fs::{Mode, OFlags};
 use rustix::net::{AddressFamily, SocketFlags, SocketType};

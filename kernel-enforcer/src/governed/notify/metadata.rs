@@ -7,8 +7,10 @@
 //! change through the pin. Nothing the agent rewrites or swaps after the
 //! check changes which file is changed, or how.
 
+use super::call::{
+    Agent, Answer, Errno, Governor, done, low_int, read_c_string, read_c_string_at_most,
+};
 use super::paths::{self, ProcEntry};
-use super::{Agent, Answer, Errno, Governor, done, low_int, read_c_string, read_c_string_at_most};
 use kernel_core::{Action, CanonicalAction, WriteMode};
 use rustix::fs::{Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -2,8 +2,8 @@
 //! over, decided unless granted; the agent's own `/proc` entries, its own
 //! descriptors reopened, and the system pseudo-files.
 
+use super::call::{Agent, Answer, Governor, OpenCall, take};
 use super::paths::{self, Caller, ProcEntry};
-use super::{Agent, Answer, Governor, OpenCall, take};
 use kernel_core::{Action, CanonicalAction};
 use rustix::fs::{Mode, OFlags};
 use std::os::fd::{AsRawFd, OwnedFd};
