@@ -138,6 +138,19 @@ pub enum PolicyLoadError {
     NoPolicies,
 }
 
+/// Diagnostics as JSON objects: `file`, `line` and `column` (`null` when
+/// unknown), `message`.
+pub fn diagnostics_json(diagnostics: &[PolicyDiagnostic]) -> serde_json::Value {
+    diagnostics
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "file": d.file, "line": d.line, "column": d.column, "message": d.message,
+            })
+        })
+        .collect()
+}
+
 fn render(diagnostics: &[PolicyDiagnostic]) -> String {
     diagnostics
         .iter()
@@ -389,8 +402,8 @@ pub(crate) fn located(
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset in `text`.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and column (in characters) of a byte offset.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut line = 1;
     let mut column = 1;
     for (at, c) in text.char_indices() {

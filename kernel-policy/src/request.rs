@@ -12,6 +12,7 @@ use kernel_core::{Action, ActionKind, CanonicalAction, Digest, Exec, McpPeer, Wr
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// The fields each kind of action takes, for messages and for checking
 /// that a request names no field of another kind.
@@ -100,7 +101,43 @@ fn kind_names() -> String {
         .join(", ")
 }
 
+/// Largest request file accepted, in bytes.
+pub const MAX_REQUEST_FILE_BYTES: usize = 64 * 1024;
+
 impl RequestSpec {
+    /// Reads a request file (`policy explain --request`): TOML, or JSON
+    /// when it ends in `.json`, at most [`MAX_REQUEST_FILE_BYTES`].
+    /// Errors carry the file's line and column.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{name}`: {e}"))?;
+        if bytes.len() > MAX_REQUEST_FILE_BYTES {
+            return Err(format!(
+                "`{name}` is {} bytes, over the {MAX_REQUEST_FILE_BYTES}-byte limit for a request file",
+                bytes.len()
+            ));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| format!("`{name}` is not UTF-8"))?;
+        if path.extension().is_some_and(|e| e == "json") {
+            // Strict first (no key read twice); then typed, from the same
+            // text, for errors with their line and column.
+            kernel_core::json::parse_strict(&text)
+                .and_then(|_| serde_json::from_str(&text))
+                .map_err(|e| format!("{name}:{}:{}: {e}", e.line(), e.column()))
+        } else {
+            toml::from_str(&text).map_err(|e| {
+                let message = e.message().trim_end_matches('\n').to_owned();
+                match e.span() {
+                    Some(span) => {
+                        let (line, column) = crate::line_column(&text, span.start);
+                        format!("{name}:{line}:{column}: {message}")
+                    }
+                    None => format!("{name}: {message}"),
+                }
+            })
+        }
+    }
+
     /// The names of the fields that are set, besides `action`.
     fn fields_set(&self) -> Vec<&'static str> {
         let set = [

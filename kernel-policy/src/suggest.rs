@@ -177,6 +177,50 @@ pub struct Suggestion {
 }
 
 impl Suggestion {
+    /// What the suggestion covers and what it dropped, one line each, for
+    /// an operator to review: the recorded actions its permits cover, each
+    /// permit, and the actions left out (those that reach the kernel's
+    /// files, that the base forbids, that were denied and would now be
+    /// allowed; the first 20 of each).
+    pub fn summary(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "covered: {} recorded actions that proceeded ({} under shadow mode), by {} permits",
+            self.covered,
+            self.covered_shadowed,
+            self.permits.len()
+        )];
+        for permit in &self.permits {
+            lines.push(format!(
+                "  {:<28} {} ({} records)",
+                permit.id, permit.summary, permit.records
+            ));
+        }
+        for (list, what) in [
+            (&self.floor, "reach the kernel's own files: no permit"),
+            (&self.forbidden, "are forbidden by the base: no permit"),
+            (
+                &self.denied_now_allowed,
+                "were denied, and the suggestion does not deny them: review",
+            ),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let total: usize = list.iter().map(|d| d.count).sum();
+            lines.push(format!("dropped: {total} recorded actions {what}"));
+            for dropped in list.iter().take(20) {
+                lines.push(format!(
+                    "  {} (x{}): {}",
+                    dropped.action, dropped.count, dropped.why
+                ));
+            }
+            if list.len() > 20 {
+                lines.push(format!("  ... and {} more", list.len() - 20));
+            }
+        }
+        lines
+    }
+
     /// The policy text: `header` comment lines, the base's forbids, then
     /// the permits (their [`analysed`](SuggestedPermit::analysed) form
     /// when `analysed`).

@@ -311,6 +311,21 @@ impl Outcome {
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
+
+    /// The outcome as JSON: the facts of its [`render_outcome`] line.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "line": self.line,
+            "request": self.request,
+            "expect": self.expect.as_str(),
+            "decision": self.verdict.decision.as_str(),
+            "policies": self.verdict.policies,
+            "reasons": self.verdict.reasons,
+            "passed": self.passed(),
+            "failures": self.failures,
+        })
+    }
 }
 
 /// `id: reason` pairs of a verdict, or its reasons alone.

@@ -1205,7 +1205,7 @@ fn policy_check(files: &[PathBuf], json: bool) -> Result<(), String> {
                 "ok": false,
                 "files": files,
                 "policies": null,
-                "problems": policy::diagnostics_json(diagnostics),
+                "problems": kernel_policy::diagnostics_json(diagnostics),
                 "error": format!("{} problem(s) found", diagnostics.len()),
             }),
             Err(other) => serde_json::json!({

@@ -4,9 +4,7 @@
 
 use kernel_policy::request::RequestSpec;
 use kernel_policy::suite::{self, SuiteError};
-use kernel_policy::{
-    Environment, PolicyDiagnostic, PolicyEngine, PolicyLoadError, floor, line_column,
-};
+use kernel_policy::{Environment, PolicyDiagnostic, PolicyEngine, PolicyLoadError, floor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,25 +16,9 @@ const FOUND: u8 = 1;
 /// Exit status when the input was invalid or the question undecided.
 const ERROR: u8 = 2;
 
-/// Largest request file accepted, in bytes.
-const MAX_REQUEST_FILE_BYTES: usize = 64 * 1024;
-
 fn error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(ERROR)
-}
-
-/// Diagnostics as JSON objects: `file`, `line` and `column` (`null` when
-/// unknown), `message`.
-pub(crate) fn diagnostics_json(diagnostics: &[PolicyDiagnostic]) -> serde_json::Value {
-    diagnostics
-        .iter()
-        .map(|d| {
-            serde_json::json!({
-                "file": d.file, "line": d.line, "column": d.column, "message": d.message,
-            })
-        })
-        .collect()
 }
 
 /// Reports an input that could not be tested: as text on standard error,
@@ -52,7 +34,7 @@ fn test_error(
             serde_json::json!({
                 "ok": false,
                 "error": message.to_string(),
-                "problems": diagnostics_json(problems),
+                "problems": kernel_policy::diagnostics_json(problems),
                 "cases": [],
                 "passed": 0,
                 "failed": 0,
@@ -64,21 +46,6 @@ fn test_error(
         }
     }
     error(message)
-}
-
-/// One case's outcome as JSON: the facts of its text line.
-fn outcome_json(outcome: &suite::Outcome) -> serde_json::Value {
-    serde_json::json!({
-        "name": outcome.name,
-        "line": outcome.line,
-        "request": outcome.request,
-        "expect": outcome.expect.as_str(),
-        "decision": outcome.verdict.decision.as_str(),
-        "policies": outcome.verdict.policies,
-        "reasons": outcome.verdict.reasons,
-        "passed": outcome.passed(),
-        "failures": outcome.failures,
-    })
 }
 
 /// `policy test FILE`: runs every case and prints one line per case, or,
@@ -155,7 +122,7 @@ pub(crate) fn test(file: &Path, policies: &[PathBuf], json: bool) -> ExitCode {
                 "file": suite.file,
                 "policies": names,
                 "workspace": suite.workspace,
-                "cases": outcomes.iter().map(outcome_json).collect::<Vec<_>>(),
+                "cases": outcomes.iter().map(suite::Outcome::to_json).collect::<Vec<_>>(),
                 "passed": outcomes.len() - failed,
                 "failed": failed,
             })
@@ -385,38 +352,6 @@ fn absolute(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("workspace `{}`: {e}", path.display()))
 }
 
-/// Reads a request file: TOML, or JSON when it ends in `.json`. Errors
-/// carry the file's line and column.
-fn read_request(path: &Path) -> Result<RequestSpec, String> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{name}`: {e}"))?;
-    if bytes.len() > MAX_REQUEST_FILE_BYTES {
-        return Err(format!(
-            "`{name}` is {} bytes, over the {MAX_REQUEST_FILE_BYTES}-byte limit for a request file",
-            bytes.len()
-        ));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| format!("`{name}` is not UTF-8"))?;
-    if path.extension().is_some_and(|e| e == "json") {
-        // Strict first (no key read twice); then typed, from the same
-        // text, for errors with their line and column.
-        kernel_core::json::parse_strict(&text)
-            .and_then(|_| serde_json::from_str(&text))
-            .map_err(|e| format!("{name}:{}:{}: {e}", e.line(), e.column()))
-    } else {
-        toml::from_str(&text).map_err(|e| {
-            let message = e.message().trim_end_matches('\n').to_owned();
-            match e.span() {
-                Some(span) => {
-                    let (line, column) = line_column(&text, span.start);
-                    format!("{name}:{line}:{column}: {message}")
-                }
-                None => format!("{name}: {message}"),
-            }
-        })
-    }
-}
-
 /// `policy explain`: how one request is decided, and why.
 pub(crate) fn explain(args: &ExplainArgs) -> ExitCode {
     match (explain_request(args), args.json) {
@@ -442,7 +377,7 @@ fn explain_request(args: &ExplainArgs) -> Result<kernel_policy::explain::Explana
         (Some(_), Some(_)) => {
             return Err("give either an action or `--request FILE`, not both".into());
         }
-        (Some(path), None) => read_request(path)?,
+        (Some(path), None) => RequestSpec::read(path)?,
         (None, Some(action)) => action.spec()?,
         (None, None) => {
             return Err(
@@ -748,43 +683,8 @@ fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
         names(&args.evidence),
         observations.len()
     ));
-    say(format!(
-        "covered: {} recorded actions that proceeded ({} under shadow mode), by {} permits",
-        suggestion.covered,
-        suggestion.covered_shadowed,
-        suggestion.permits.len()
-    ));
-    for permit in &suggestion.permits {
-        say(format!(
-            "  {:<28} {} ({} records)",
-            permit.id, permit.summary, permit.records
-        ));
-    }
-    for (list, what) in [
-        (&suggestion.floor, "reach the kernel's own files: no permit"),
-        (
-            &suggestion.forbidden,
-            "are forbidden by the base: no permit",
-        ),
-        (
-            &suggestion.denied_now_allowed,
-            "were denied, and the suggestion does not deny them: review",
-        ),
-    ] {
-        if list.is_empty() {
-            continue;
-        }
-        let total: usize = list.iter().map(|d| d.count).sum();
-        say(format!("dropped: {total} recorded actions {what}"));
-        for dropped in list.iter().take(20) {
-            say(format!(
-                "  {} (x{}): {}",
-                dropped.action, dropped.count, dropped.why
-            ));
-        }
-        if list.len() > 20 {
-            say(format!("  ... and {} more", list.len() - 20));
-        }
+    for line in suggestion.summary() {
+        say(line);
     }
     let code = analyse(
         args,
