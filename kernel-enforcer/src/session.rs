@@ -76,6 +76,23 @@ impl Default for SessionConfig {
     }
 }
 
+/// Debug builds only, for the tests: the enforcer's own environment
+/// variable `AGENT_KERNEL_TEST_FAULT` set to `unsynced:KIND` (`KIND` an
+/// action name such as `file_delete`) makes the commit of every governed
+/// call of that kind fail as a failed sync does: the record is never
+/// written, and the session halts. Release builds do not have it.
+#[cfg(debug_assertions)]
+fn unsynced_fault(action: &kernel_core::Action) -> bool {
+    std::env::var("AGENT_KERNEL_TEST_FAULT")
+        .is_ok_and(|fault| fault == format!("unsynced:{}", action.kind().as_str()))
+}
+
+/// Release builds have no injected faults.
+#[cfg(not(debug_assertions))]
+fn unsynced_fault(_: &kernel_core::Action) -> bool {
+    false
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -1231,7 +1248,12 @@ impl Session {
             let _ = self.halt("internal fault: a panic while deciding", "enforcer");
             return SystemCall::denied();
         };
-        let _ = self.commit_staged();
+        if unsynced_fault(encoded.request().action.action()) {
+            // As if the record's sync had failed: it is never written.
+            self.commit_failed("injected fault: the record of a governed call was not synced");
+        } else {
+            let _ = self.commit_staged();
+        }
         // Whether the record is durable is for the release to check.
         match staged {
             Staged::Allow(allow) => SystemCall(Some((allow.map(|_, _| ()), self.durable))),
