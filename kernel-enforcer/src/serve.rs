@@ -9,11 +9,11 @@
 //! withheld ([`crate::session::UnreleasedAllow::release`], called right
 //! before each send with the proof of the batch's commit): only one
 //! released for sending before the acknowledgment can still reach the
-//! client. Replies are sent after
-//! the lock is released, by the serving thread itself (a hand-over to
-//! another thread would cost a wake-up per decision): a client that stops
-//! reading blocks that thread only, never the kill switch. The thread that owns the session watches
-//! the serving thread, and ends the session when it halts (in supervised
+//! client. Replies are sent after the lock is released, by the serving
+//! thread itself (a hand-over to another thread would cost a wake-up per
+//! decision): a client that stops reading blocks that thread only, never
+//! the kill switch. The thread that owns the session watches the serving
+//! thread, and ends the session when it halts (in supervised
 //! mode), when a signal asks, or when the client has stopped reading.
 
 use crate::control::{ControlRequest, ControlResponse, ControlSocket, Peer};

@@ -137,9 +137,10 @@ type InFlight = parking_lot::Mutex<
 
 /// Serves notifications from `listener` with [`WORKERS`] threads until the
 /// agent is gone. `decide` decides one action and commits its record; the
-/// call proceeds only if the decision's [`SystemCall::release`] says so. `fault` is told of a fault of the
-/// enforcer's own (a handler that panicked, a decision that did not come
-/// within [`ANSWER_DEADLINE`]); the call it concerns fails with an error.
+/// call proceeds only if the decision's [`SystemCall::release`] says so.
+/// `fault` is told of a fault of the enforcer's own (a handler that
+/// panicked, a decision that did not come within [`ANSWER_DEADLINE`]); the
+/// call it concerns fails with an error.
 /// Every notification is answered exactly once.
 pub fn serve(
     listener: OwnedFd,
