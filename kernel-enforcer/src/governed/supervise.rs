@@ -14,11 +14,11 @@ use crate::governed::exec_trace::{self, ExecLedger};
 use crate::governed::notify;
 use crate::governed::rate::RateLimit;
 use crate::pre_exec;
-use crate::session::Session;
 use crate::session::handoff::HandoffListener;
 use crate::session::serve::{
     FinishOnDrop, ServeError, ServeOptions, SharedSession, serve_channels, serve_without_client,
 };
+use crate::session::{Session, SystemCall};
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use kernel_confine::{Prepared, Profile};
 use parking_lot::Mutex;
@@ -294,11 +294,13 @@ fn run_governed(
         // calls: recorded durably first, denied once halted, and a
         // session whose lock does not come in time denies.
         let shared = Arc::clone(&session);
-        let decide: crate::governed::egress::Decide = Arc::new(move |action| {
-            shared
-                .try_lock_for(notify::ANSWER_DEADLINE)
-                .is_some_and(|mut session| session.decide_system_call(action))
-        });
+        let decide: crate::governed::egress::Decide =
+            Arc::new(
+                move |action| match shared.try_lock_for(notify::ANSWER_DEADLINE) {
+                    Some(mut session) => session.decide_system_call(action),
+                    None => SystemCall::denied(),
+                },
+            );
         let latch = session.lock().halt_latch();
         proxy
             .serve(
