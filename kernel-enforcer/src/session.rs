@@ -886,13 +886,15 @@ impl Session {
     /// refusal of a frame whose handling panicked is addressed to, so that
     /// its client is answered rather than left to its own timeout.
     fn claimed_seq(&self, frame: &[u8]) -> Option<u64> {
-        catch_unwind(AssertUnwindSafe(|| match decode_client_frame(frame).ok()? {
-            ClientFrame::Authorize { request } | ClientFrame::Broker { request, .. } => {
-                let encoded = EncodedRequest::decode(&request).ok()?;
-                let request = encoded.request();
-                (request.session == self.id).then_some(request.seq)
+        catch_unwind(AssertUnwindSafe(|| {
+            match decode_client_frame(frame).ok()? {
+                ClientFrame::Authorize { request } | ClientFrame::Broker { request, .. } => {
+                    let encoded = EncodedRequest::decode(&request).ok()?;
+                    let request = encoded.request();
+                    (request.session == self.id).then_some(request.seq)
+                }
+                ClientFrame::Hello { .. } => None,
             }
-            ClientFrame::Hello { .. } => None,
         }))
         .ok()
         .flatten()
@@ -1407,13 +1409,7 @@ impl Session {
         self.answer(id, by, false, None)
     }
 
-    fn answer(
-        &mut self,
-        id: u64,
-        by: &str,
-        approved: bool,
-        scope: Option<GrantScope>,
-    ) -> Answered {
+    fn answer(&mut self, id: u64, by: &str, approved: bool, scope: Option<GrantScope>) -> Answered {
         let refused = |session: &Self, why: String| Answered {
             replies: Batch {
                 replies: Vec::new(),
@@ -1422,7 +1418,10 @@ impl Session {
             outcome: Err(why),
         };
         if self.closed() {
-            return refused(self, "the session has ended or cannot record anything".into());
+            return refused(
+                self,
+                "the session has ended or cannot record anything".into(),
+            );
         }
         let Some(pending) = self.pending.take(id) else {
             return refused(self, format!("no request `{id}` is waiting for approval"));
@@ -1433,8 +1432,9 @@ impl Session {
             // agent gets the denial that is recorded, and nothing else.
             let reply = self.decide_pending(&pending, Approval::None);
             let (replies, committed) = self.commit_replies_checked(vec![reply]);
-            let mut why =
-                format!("refused: request `{id}` passed its deadline before the answer; it was denied");
+            let mut why = format!(
+                "refused: request `{id}` passed its deadline before the answer; it was denied"
+            );
             if !committed {
                 why.push_str(&self.halted_because());
             }

@@ -483,7 +483,10 @@ permit (principal, action == Action::"file_read", resource in Workspace::"root")
     assert!(!is_allow(&decode_enforcer_frame(&denial).unwrap()));
     let late = session.approve(ids[2], "operator test", None);
     assert!(late.outcome.is_err());
-    assert!(late.replies.replies.is_empty(), "the halt already answered it");
+    assert!(
+        late.replies.replies.is_empty(),
+        "the halt already answered it"
+    );
 }
 
 /// The release checks the proof of the commit itself, not only the halt
