@@ -34,6 +34,8 @@
 //! did, the session halts and denies everything after.
 
 pub mod cli;
+#[cfg(debug_assertions)]
+mod fault;
 pub mod gateways;
 pub mod governed;
 mod pre_exec;

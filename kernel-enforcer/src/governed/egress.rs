@@ -317,7 +317,7 @@ impl Context {
             return Err((503, "too many decisions at once; try again".into()));
         }
         #[cfg(debug_assertions)]
-        crate::governed::fault::injected_fault(action);
+        crate::fault::injected_fault(action);
         // The only way a request through the proxy proceeds: its allow
         // released (the record durable, the session not halted).
         if (self.decide)(action.clone()).release() {

@@ -4,8 +4,6 @@
 
 pub mod egress;
 pub mod exec_trace;
-#[cfg(debug_assertions)]
-mod fault;
 pub mod notify;
 pub mod rate;
 pub mod supervise;

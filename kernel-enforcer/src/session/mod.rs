@@ -1116,9 +1116,9 @@ impl Session {
         }
         // Debug builds only: `AGENT_KERNEL_TEST_FAULT=panic:KIND` makes
         // deciding a client's request of that kind panic, as it does for
-        // a governed call (see `notify::injected_fault`).
+        // a governed call (see `fault::injected_fault`).
         #[cfg(debug_assertions)]
-        crate::notify::injected_fault(&request.action);
+        crate::fault::injected_fault(&request.action);
         let action_digest = request.action.digest();
         // Finding a standing grant, deciding with it and counting its use
         // happen under the grants' lock: a grant of n uses allows at most

@@ -4,7 +4,7 @@
 
 use super::call::{Answer, Governor};
 #[cfg(debug_assertions)]
-use crate::governed::fault::{injected_delay, injected_fault};
+use crate::fault::{injected_delay, injected_fault};
 use crate::governed::rate::{Bucket, wait_for_turn};
 use crate::session::SystemCall;
 use kernel_core::CanonicalAction;

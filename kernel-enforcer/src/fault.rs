@@ -1,6 +1,8 @@
-//! Debug builds only: faults injected into governed mode for the liveness
-//! and halt tests, through the enforcer's own environment variable
-//! `AGENT_KERNEL_TEST_FAULT`. Release builds do not have them.
+//! Debug builds only: faults injected into the enforcer for the liveness
+//! and halt tests (a governed call, an egress request or a client's
+//! request whose handler panics, stalls or is slow), through the
+//! enforcer's own environment variable `AGENT_KERNEL_TEST_FAULT`. Release
+//! builds do not have them.
 
 use kernel_core::CanonicalAction;
 
