@@ -2131,6 +2131,16 @@ mod tests {
             LogProblem::Torn(_)
         ));
 
+        // A log whose first record is no session start, nor a
+        // checkpoint: found as `audit` finds it.
+        let mut headless = parts[0].clone();
+        let first = split_records(&headless).unwrap()[0].len() + 4;
+        headless.drain(..first);
+        let expected = audit(&headless, &AuditOptions::default()).unwrap_err();
+        let error = audit_segments(&[headless], &AuditOptions::default()).unwrap_err();
+        assert_eq!(error.segment, 0);
+        assert_eq!(error.record(), Some(&expected));
+
         let newest = &parts[3..];
         let (report, _) = audit_segments(newest, &AuditOptions::default()).unwrap();
         assert_eq!(report.first_record, spans[3].first);

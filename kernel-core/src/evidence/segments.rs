@@ -311,35 +311,12 @@ impl<'a> SegmentedAudit<'a> {
             }
             return Err(fail(SegmentProblem::Empty));
         };
-        let head = SegmentHead::read(first).map_err(fail)?;
-        let begins = head.first;
-        let mut verifier = match self.verifier.take() {
-            None if begins == 0 => {
-                let mut verifier = Verifier {
-                    options: self.options,
-                    report: AuditReport::default(),
-                    current: None,
-                    keep_leaves: true,
-                };
-                self.verify_records(&mut verifier, &records, bytes.len(), 0)
-                    .map_err(fail)?;
-                return self.finish_segment(verifier, head, records.len(), framing, segment);
-            }
-            None => {
-                let Some(start) = FrontierStart::read(first) else {
-                    return Err(fail(SegmentProblem::NoStart));
-                };
-                let mut verifier = start
-                    .verifier(first, self.options, true)
-                    .map_err(|e| fail(SegmentProblem::Damaged(e)))?;
-                // The checkpoint is verified: go on after it.
-                let rest = records.get(1..).unwrap_or_default();
-                self.verify_records(&mut verifier, rest, bytes.len(), begins.saturating_add(1))
-                    .map_err(fail)?;
-                return self.finish_segment(verifier, head, records.len(), framing, segment);
-            }
-            Some(verifier) => verifier,
+        let head = SegmentHead::read(first);
+        let Some(mut verifier) = self.verifier.take() else {
+            return self.first_segment(head, first, &records, bytes.len(), framing);
         };
+        let head = head.map_err(fail)?;
+        let begins = head.first;
         let expected = verifier.report.frontier.size();
         if let Err(problem) = self.place(&verifier, &head, expected) {
             self.verifier = Some(verifier);
@@ -350,6 +327,56 @@ impl<'a> SegmentedAudit<'a> {
             return Err(fail(problem));
         }
         self.finish_segment(verifier, head, records.len(), framing, segment)
+    }
+
+    /// Verifies the first segment given, whose first record is `first`
+    /// (`head` read from it): from the checkpoint it begins with, or, for
+    /// the log's first segment, from its first record, which must be a
+    /// session start (the verification says what else it is, as
+    /// [`audit`](super::audit) does).
+    fn first_segment(
+        &mut self,
+        head: Result<SegmentHead, SegmentProblem>,
+        first: &[u8],
+        records: &[&[u8]],
+        bytes: usize,
+        framing: Option<LogError>,
+    ) -> Result<SegmentSpan, SegmentError> {
+        let fail = |problem| SegmentError {
+            segment: 0,
+            problem,
+        };
+        let (mut verifier, head, rest) = match head {
+            Ok(head) if head.first > 0 => {
+                let Some(start) = FrontierStart::read(first) else {
+                    return Err(fail(SegmentProblem::NoStart));
+                };
+                let verifier = start
+                    .verifier(first, self.options, true)
+                    .map_err(|e| fail(SegmentProblem::Damaged(e)))?;
+                // The checkpoint is verified: go on after it.
+                (verifier, head, records.get(1..).unwrap_or_default())
+            }
+            head => {
+                let verifier = Verifier {
+                    options: self.options,
+                    report: AuditReport::default(),
+                    current: None,
+                    keep_leaves: true,
+                };
+                let head = head.unwrap_or_else(|_| SegmentHead {
+                    first: 0,
+                    origin: String::new(),
+                    root: None,
+                    leaf: leaf_hash(first),
+                });
+                (verifier, head, records)
+            }
+        };
+        let from = verifier.report.frontier.size();
+        self.verify_records(&mut verifier, rest, bytes, from)
+            .map_err(fail)?;
+        self.finish_segment(verifier, head, records.len(), framing, 0)
     }
 
     /// Whether a segment with `head` can follow the segments verified,
