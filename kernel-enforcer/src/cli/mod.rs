@@ -10,7 +10,7 @@ mod policy;
 use crate::governed::supervise;
 use crate::session::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
 use crate::session::control::{self, ControlRequest, ControlSocket};
-use crate::session::evidence::{Durability, EvidenceLog, FullCheck, Opened};
+use crate::session::evidence::{Durability, EvidenceLog, FullCheck, Interrupted, Opened};
 use crate::session::handoff::HandoffListener;
 use crate::session::keys;
 use crate::session::serve::{self, ServeOptions};
@@ -18,7 +18,7 @@ use crate::session::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_RECORDS, DEFAULT_PERMIT_TTL, Session,
     SessionConfig,
 };
-use audit::{VerifyArgs, WitnessArgs};
+use audit::{LogArgs, VerifyArgs, WitnessArgs};
 use clap::{Parser, Subcommand};
 use config::FileConfig;
 use kernel_core::{Confinement, format_public_key};
@@ -344,6 +344,13 @@ struct SessionArgs {
     /// decision takes effect (the strict default).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(2..=60_000))]
     evidence_window: Option<u64>,
+    /// Keep the evidence in segments of about this size (such as `1GB`,
+    /// `64MiB`; at least 1KiB): once a commit fills the active segment,
+    /// it is closed into `EVIDENCE.segments/` and a new one begins with a
+    /// checkpoint of every record before it, so that old segments can be
+    /// archived (docs/EVIDENCE.md). Default: one file.
+    #[arg(long, value_name = "SIZE")]
+    evidence_segment: Option<crate::cli::config::SegmentSize>,
     /// Shadow mode, to learn what an agent does: decide and record every
     /// action as usual, then let one the policy denies (or asks about)
     /// proceed anyway, recorded as such (`shadow-deny`, `shadow-ask`).
@@ -371,6 +378,7 @@ struct Settings {
     exec_timeout: Duration,
     danger_evidence_os_buffered: bool,
     evidence_window: Option<Duration>,
+    evidence_segment: Option<u64>,
     shadow: bool,
     scratch: Option<PathBuf>,
     connect_timeout: Duration,
@@ -455,6 +463,10 @@ impl SessionArgs {
                 }
                 ms => ms.map(Duration::from_millis),
             },
+            evidence_segment: self
+                .evidence_segment
+                .or(file.evidence_segment)
+                .map(|size| size.0),
             // The flag only: no configuration file can turn it on.
             shadow: self.shadow,
             scratch: file.scratch,
@@ -522,8 +534,9 @@ enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Verify an evidence file with public keys only. Exits 0 when sound,
-    /// 1 with the first faulty record index otherwise.
+    /// Verify an evidence log with public keys only (with the closed
+    /// segments kept beside it, as one log). Exits 0 when sound, 1 with
+    /// the first faulty record index (and file) otherwise.
     Verify(VerifyArgs),
     /// Print every record readably (a table, or JSON lines). Does not
     /// authenticate anything: use `verify` for that.
@@ -531,8 +544,8 @@ enum AuditCommand {
         /// JSON lines instead of a table.
         #[arg(long)]
         json: bool,
-        /// The evidence file.
-        log: PathBuf,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Print an inclusion proof of one record against the newest
     /// checkpoint, as JSON.
@@ -540,8 +553,8 @@ enum AuditCommand {
         /// The record's index.
         #[arg(long)]
         index: u64,
-        /// The evidence file.
-        log: PathBuf,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// As the operator's witness: verify the log, check it extends the
     /// newest checkpoint this witness ever co-signed (by its record), and
@@ -666,12 +679,14 @@ fn start_session(
         PathBuf::from(path)
     });
     let index = crate::session::evidence_index::path_for(&evidence);
+    // Every closed segment, present and to come, lies in this directory.
+    let segments = crate::session::evidence_segments::directory_for(&evidence);
     let halt_record = control::halt_record_path(&control);
     let protected: Vec<PathBuf> = args
         .policies
         .iter()
         .chain(args.key.iter())
-        .chain([&evidence, &index, &control, &halt_record])
+        .chain([&evidence, &index, &segments, &control, &halt_record])
         .chain(args.protect.iter())
         .chain(extra_assets.iter())
         .cloned()
@@ -700,7 +715,24 @@ fn start_session(
     } else {
         Durability::Synced
     };
-    let log = EvidenceLog::open_with(&evidence, durability).map_err(|e| e.to_string())?;
+    let mut log = EvidenceLog::open_with(&evidence, durability).map_err(|e| e.to_string())?;
+    log.set_segment_bytes(args.evidence_segment);
+    match log.interrupted() {
+        Some(Interrupted::NextDiscarded) => eprintln!(
+            "kernel-enforcer: a rotation of the evidence log to a new segment was interrupted \
+             (the enforcer stopped while preparing the new segment); it was removed, the log \
+             continues in its active segment `{}`, which holds every record",
+            evidence.display()
+        ),
+        Some(Interrupted::LinkUndone) => eprintln!(
+            "kernel-enforcer: a rotation of the evidence log to a new segment was interrupted \
+             (the enforcer stopped after naming the active segment as closed, before the new one \
+             took its place); it was undone, the log continues in its active segment `{}`, \
+             which holds every record",
+            evidence.display()
+        ),
+        None => {}
+    }
     match log.opened() {
         Opened::Verified {
             records,
@@ -719,6 +751,13 @@ fn start_session(
              checkpoints (the log was copied, restored or replaced without it, or lost records \
              in an OS crash); verified all {records} records instead",
             index.display()
+        ),
+        Opened::Segment { first, records, .. } => eprintln!(
+            "kernel-enforcer: the evidence log's start-up index `{}` does not point at a \
+             checkpoint of its active segment; verified the active segment's {} records from \
+             the checkpoint it begins with (record {first}) instead",
+            index.display(),
+            records.saturating_sub(first)
         ),
         _ => {}
     }
