@@ -2,8 +2,8 @@
 //! never halt the session.
 #![no_main]
 use kernel_core::{ClientFrame, PROTOCOL_VERSION, decode_enforcer_frame, encode_client_frame};
-use kernel_enforcer::evidence::{EvidenceLog, Storage};
-use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_enforcer::session::evidence::{EvidenceLog, Storage};
+use kernel_policy::{Environment, PolicyEngine};
 use kernel_enforcer::session::{Session, SessionConfig};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Mutex, OnceLock};

@@ -2,7 +2,7 @@
 //! the floor, so it never allows reading the kernel's assets.
 #![no_main]
 use kernel_core::{Action, CanonicalAction, Evaluation};
-use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_policy::{Environment, PolicyEngine};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -40,9 +40,9 @@ use kernel_core::{
     AuditOptions, CanonicalAction, ClientFrame, EnforcerFrame, Handshake, PROTOCOL_VERSION,
     Request, SigningKey, audit, decode_enforcer_frame, encode_client_frame,
 };
-use kernel_enforcer::evidence::EvidenceLog;
-use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_enforcer::session::evidence::EvidenceLog;
 use kernel_enforcer::session::{Session, SessionConfig};
+use kernel_policy::{Environment, PolicyEngine};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -50,7 +50,7 @@ use kernel_core::{
     Request, SessionId, SignedEvent, SigningKey, encode_record, frame_record_bytes, origin_for,
     sign_receipt,
 };
-use kernel_enforcer::evidence::{EvidenceLog, FullCheck, Opened};
+use kernel_enforcer::session::evidence::{EvidenceLog, FullCheck, Opened};
 use std::fs::File;
 use std::hint::black_box;
 use std::io::{BufWriter, Write};

@@ -58,9 +58,9 @@ use kernel_core::{
     AuditOptions, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Exec, Request,
     audit, decode_enforcer_frame, encode_client_frame,
 };
-use kernel_enforcer::evidence::EvidenceLog;
-use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_enforcer::session::evidence::EvidenceLog;
 use kernel_enforcer::session::{Session, SessionConfig};
+use kernel_policy::{Environment, PolicyEngine};
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::hint::black_box;

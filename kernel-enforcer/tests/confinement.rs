@@ -92,9 +92,9 @@ fn probe(attack: &str) {
             let control = format!("{}.control", std::env::var("PROBE_EVIDENCE").unwrap());
             report(
                 "control-socket",
-                kernel_enforcer::control::request(
+                kernel_enforcer::session::control::request(
                     std::path::Path::new(&control),
-                    &kernel_enforcer::control::ControlRequest::Halt {
+                    &kernel_enforcer::session::control::ControlRequest::Halt {
                         reason: Some("the agent says so".into()),
                     },
                 )
@@ -1274,7 +1274,7 @@ fn python_and_node_run_unmodified_and_governed() -> Result<(), String> {
 /// `EAGAIN`. (Evidence written to the OS only, so that deciding is far
 /// faster than the limit.)
 fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
-    use kernel_enforcer::notify::{RATE_WAIT, RateLimit};
+    use kernel_enforcer::governed::rate::{RATE_WAIT, RateLimit};
     // Low enough that even a debug build decides far faster, and that the
     // four serving threads waiting their turn would wait longer than
     // `RATE_WAIT`, so the excess is refused.

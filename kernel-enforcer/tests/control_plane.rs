@@ -382,7 +382,7 @@ fn impostor(
     answer: impl Fn(&str) -> String + Send + 'static,
 ) -> std::thread::JoinHandle<usize> {
     use std::io::{BufRead, BufReader, Write};
-    let address = kernel_enforcer::control::socket_address(control).unwrap();
+    let address = kernel_enforcer::session::control::socket_address(control).unwrap();
     let listener = std::os::unix::net::UnixListener::bind_addr(&address).unwrap();
     std::thread::spawn(move || {
         let mut served = 0;
@@ -413,7 +413,7 @@ fn an_impostor_holding_the_control_name_cannot_pass_for_the_enforcer() {
         *kernel.public_key()
     );
     let genuine = {
-        let address = kernel_enforcer::control::socket_address(&control).unwrap();
+        let address = kernel_enforcer::session::control::socket_address(&control).unwrap();
         let mut stream = std::os::unix::net::UnixStream::connect_addr(&address).unwrap();
         let challenge = "ab".repeat(32);
         writeln!(
@@ -465,7 +465,7 @@ fn an_impostor_holding_the_control_name_cannot_pass_for_the_enforcer() {
 fn the_control_name_is_held_before_the_agent_starts_and_the_evidence_ends_with_a_checkpoint() {
     let f = fixture(POLICY);
     let control = control_path(&f.evidence);
-    let address = kernel_enforcer::control::socket_address(&control).unwrap();
+    let address = kernel_enforcer::session::control::socket_address(&control).unwrap();
     let name = String::from_utf8_lossy(
         std::os::linux::net::SocketAddrExt::as_abstract_name(&address).unwrap(),
     )
@@ -541,11 +541,11 @@ fn a_peer_that_holds_a_connection_open_does_not_hold_up_the_operator() {
     let f = fixture(POLICY);
     let kernel = f.spawn();
     let control = control_path(&f.evidence);
-    let address = kernel_enforcer::control::socket_address(&control).unwrap();
+    let address = kernel_enforcer::session::control::socket_address(&control).unwrap();
     // Connections that send part of a line and then nothing, more of them
     // than the control plane serves at once.
     let mut held = Vec::new();
-    for _ in 0..(kernel_enforcer::control::MAX_CONTROL_CONNECTIONS + 4) {
+    for _ in 0..(kernel_enforcer::session::control::MAX_CONTROL_CONNECTIONS + 4) {
         let mut stream = std::os::unix::net::UnixStream::connect_addr(&address).unwrap();
         stream.write_all(b"{").unwrap();
         held.push(stream);
@@ -559,7 +559,7 @@ fn a_peer_that_holds_a_connection_open_does_not_hold_up_the_operator() {
             break;
         }
         assert!(
-            started.elapsed() < kernel_enforcer::control::CONTROL_PATIENCE * 3,
+            started.elapsed() < kernel_enforcer::session::control::CONTROL_PATIENCE * 3,
             "the operator was held up: {status:?}"
         );
         std::thread::sleep(Duration::from_millis(50));

@@ -14,9 +14,9 @@ use kernel_core::{
     Action, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Handshake,
     PROTOCOL_VERSION, Request, decode_enforcer_frame, encode_client_frame,
 };
-use kernel_enforcer::evidence::EvidenceLog;
-use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_enforcer::session::evidence::EvidenceLog;
 use kernel_enforcer::session::{Session, SessionConfig};
+use kernel_policy::{Environment, PolicyEngine};
 use proptest::prelude::*;
 
 fn session(dir: &std::path::Path) -> (Session, Handshake) {

@@ -1081,7 +1081,7 @@ fn links_are_decided_where_they_lead() {
         .unwrap()
         .trim_matches('"')
         .to_owned();
-    let options = kernel_enforcer::endpoint::AskOptions::pinned(
+    let options = kernel_enforcer::gateways::endpoint::AskOptions::pinned(
         PathBuf::from(socket),
         None,
         Duration::from_secs(10),
@@ -1093,7 +1093,7 @@ fn links_are_decided_where_they_lead() {
         None,
     )
     .unwrap();
-    let answer = kernel_enforcer::endpoint::ask(&options, action, None).unwrap();
+    let answer = kernel_enforcer::gateways::endpoint::ask(&options, action, None).unwrap();
     match answer.verified {
         kernel_core::Verified::Denied(receipt) => {
             let reasons = receipt.body().reasons.join("; ");

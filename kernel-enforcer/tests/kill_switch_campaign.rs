@@ -41,7 +41,7 @@ use common::{
 };
 use kernel_client::{Action, Denial, KernelState, Permit};
 use kernel_core::{AuditOptions, Decision, Event, REASON_HALTED, audit};
-use kernel_enforcer::control::{self, ControlRequest};
+use kernel_enforcer::session::control::{self, ControlRequest};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::process::Command;

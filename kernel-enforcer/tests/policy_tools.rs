@@ -291,9 +291,9 @@ fn diff_without_a_solver_says_so_and_exits_2() {
 mod symbolic {
     use super::*;
     use kernel_core::{ActionKind, Decision};
-    use kernel_enforcer::policy::diff::{self, Change, DiffOptions, DiffReport, Verdict};
-    use kernel_enforcer::policy::request::RequestSpec;
-    use kernel_enforcer::policy::{Environment, PolicyEngine};
+    use kernel_policy::diff::{self, Change, DiffOptions, DiffReport, Verdict};
+    use kernel_policy::request::RequestSpec;
+    use kernel_policy::{Environment, PolicyEngine};
     use std::io::Write as _;
 
     fn solver() -> bool {

@@ -763,8 +763,10 @@ fn replay(agent: &str) {
     let mut unclaimed: Vec<u64> = decisions.keys().copied().collect();
     unclaimed.reverse();
     let internal = |tool: &str| match agent {
-        "claude-code" => kernel_enforcer::hook::CLAUDE_CODE_INTERNAL_TOOLS.contains(&tool),
-        _ => kernel_enforcer::hook::CODEX_INTERNAL_TOOLS.contains(&tool),
+        "claude-code" => {
+            kernel_enforcer::gateways::hook::CLAUDE_CODE_INTERNAL_TOOLS.contains(&tool)
+        }
+        _ => kernel_enforcer::gateways::hook::CODEX_INTERNAL_TOOLS.contains(&tool),
     };
     for (call, outcome) in calls.iter().zip(&outcomes) {
         let at = |what: &str| format!("line {} `{}`: {what}", call.line, call.label);

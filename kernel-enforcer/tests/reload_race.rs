@@ -30,8 +30,8 @@ use common::{
 };
 use kernel_client::{Action, Denial, Permit};
 use kernel_core::{AuditOptions, Decision, Digest, Event, audit};
-use kernel_enforcer::control::{self, ControlRequest};
-use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_enforcer::session::control::{self, ControlRequest};
+use kernel_policy::{Environment, PolicyEngine};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};

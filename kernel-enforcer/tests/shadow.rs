@@ -157,7 +157,7 @@ fn denied_actions_proceed_recorded_while_the_floor_and_the_halt_still_deny() {
         .iter()
         .filter_map(|e| match e {
             Entry::Decision { request, body } => Some((
-                kernel_enforcer::describe::action(request.request().action.action()),
+                kernel_policy::describe::action(request.request().action.action()),
                 body.decision,
             )),
             _ => None,

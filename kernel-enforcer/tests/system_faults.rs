@@ -17,11 +17,11 @@ use kernel_core::{
     Event, PROTOCOL_VERSION, Record, Refusal, Request, audit, decode_enforcer_frame, decode_record,
     encode_client_frame, split_records,
 };
-use kernel_enforcer::evidence::{EvidenceLog, Storage};
-use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_enforcer::session::evidence::{EvidenceLog, Storage};
 use kernel_enforcer::session::{
     Batch, Durable, Outgoing, Reply, Session, SessionConfig, UnreleasedAllow, Withheld,
 };
+use kernel_policy::{Environment, PolicyEngine};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -244,7 +244,7 @@ fn serve_in_background(
     requests: ipc_channel::ipc::IpcReceiver<Vec<u8>>,
     replies: ipc_channel::ipc::IpcSender<Vec<u8>>,
 ) -> std::sync::mpsc::Receiver<Option<String>> {
-    use kernel_enforcer::serve::{ServeOptions, serve_channels};
+    use kernel_enforcer::session::serve::{ServeOptions, serve_channels};
     let options = ServeOptions {
         control: None,
         operator_uid: 0,
@@ -262,7 +262,7 @@ fn serve_in_background(
 /// Returns once the log stops growing (the enforcer waits on a client
 /// that does not read), well before `STALLED_SEND` ends the session.
 fn wait_until_the_enforcer_waits(device: &Device) {
-    use kernel_enforcer::serve::STALLED_SEND;
+    use kernel_enforcer::session::serve::STALLED_SEND;
     let started = std::time::Instant::now();
     let before = device.bytes.lock().len();
     let mut last = before;
@@ -288,7 +288,7 @@ fn wait_until_the_enforcer_waits(device: &Device) {
 #[test]
 fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
     use ipc_channel::ipc;
-    use kernel_enforcer::serve::STALLED_SEND;
+    use kernel_enforcer::session::serve::STALLED_SEND;
     let (session, device, id) = session(usize::MAX, Fault::FailWrite);
     let shared = Arc::new(Mutex::new(session));
     let (requests_tx, requests) = ipc::channel::<Vec<u8>>().unwrap();
@@ -547,8 +547,8 @@ fn delete_frame(id: u128, seq: u64, path: &std::path::Path) -> Vec<u8> {
 /// same request with a working device does delete.
 #[test]
 fn a_brokered_effect_whose_record_is_not_synced_does_not_happen() {
-    use kernel_enforcer::broker::Broker;
-    use kernel_enforcer::handoff::Handoff;
+    use kernel_enforcer::session::broker::Broker;
+    use kernel_enforcer::session::handoff::Handoff;
     let ws = tempfile::tempdir().unwrap();
     let workspace = ws.path().canonicalize().unwrap();
     let policy =

@@ -26,7 +26,7 @@
     reason = "tests"
 )]
 
-use kernel_enforcer::policy::{self, suggest, suite};
+use kernel_policy::{suggest, suite};
 use kernel_workloads::layout::Layout;
 use kernel_workloads::locate::{self, Toolbox};
 use kernel_workloads::runner::{self, Config, Mode, Run, Unprepared};
@@ -107,7 +107,7 @@ fn shadow_run_suggest_review_test_and_enforce() {
 
     // What is in force during the shadow runs: the profile's forbids, no
     // permit at all.
-    let profile_sources = policy::read_sources(std::slice::from_ref(&profile)).unwrap();
+    let profile_sources = kernel_policy::read_sources(std::slice::from_ref(&profile)).unwrap();
     let forbids = suggest::base_forbids(&profile_sources).unwrap();
     assert!(forbids.len() >= 5, "the profile's forbids: {forbids:?}");
     let forbids_file = policies.join("coding-agent-forbids.cedar");
