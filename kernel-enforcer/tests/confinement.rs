@@ -21,13 +21,12 @@
     reason = "test harness making raw system calls on purpose"
 )]
 
+use kernel_testkit::{Fixture, enforcer, fixture, holds_within};
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
-
-const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
 
 const POLICY: &str = r#"
 @id("read-workspace")
@@ -305,7 +304,7 @@ fn probe(attack: &str) {
                 &ws,
                 format!("{state}/evidence.log"),
             )
-            .enforcer(ENFORCER);
+            .enforcer(kernel_testkit::enforcer());
             let kernel = kernel_client::Kernel::spawn(config).unwrap();
             let scratch = format!("{state}/scratch");
             std::fs::create_dir_all(&scratch).unwrap();
@@ -389,9 +388,11 @@ fn probe(attack: &str) {
             );
         }
         "governed-idle" => {
-            // One decided read, a pause, another.
+            // One decided read, idle until the harness says (a line on
+            // standard input, which is not a decision), another.
             let _ = std::fs::read_to_string(format!("{ws}/victim.txt"));
-            std::thread::sleep(Duration::from_millis(2500));
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
             let _ = std::fs::read_to_string(format!("{ws}/victim.txt"));
         }
         "governed-writer" => {
@@ -923,7 +924,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
     .unwrap();
     let me = std::env::current_exe().unwrap();
     let start = |extra: &[&str]| {
-        Command::new(ENFORCER)
+        Command::new(enforcer())
             .arg("run")
             .arg("--config")
             .arg(&config)
@@ -931,7 +932,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
             .arg("--")
             .arg(&me)
             .env("KERNEL_PROBE", "kernel")
-            .env("PROBE_WS", &scene.ws)
+            .env("PROBE_WS", &scene.workspace)
             .output()
             .unwrap()
     };
@@ -975,7 +976,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
         ),
     ] {
         std::fs::write(&config, bad).unwrap();
-        let _ = std::fs::remove_file(scene.ws.join("through-kernel.txt"));
+        let _ = std::fs::remove_file(scene.workspace.join("through-kernel.txt"));
         let output = start(&[]);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         if output.status.success() || !stderr.contains(key) || !stderr.contains("line") {
@@ -983,7 +984,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
                 "`{key}` in a configuration was not refused clearly: {stderr}"
             ));
         }
-        if scene.ws.join("through-kernel.txt").exists() {
+        if scene.workspace.join("through-kernel.txt").exists() {
             problems.push(format!("the agent ran despite `{key}`"));
         }
     }
@@ -996,23 +997,24 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
 
 fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
     let scene = scene();
-    std::fs::write(scene.ws.join("doomed.txt"), "bye").unwrap();
+    std::fs::write(scene.workspace.join("doomed.txt"), "bye").unwrap();
     std::fs::write(scene.outside.join("keep.txt"), "stays").unwrap();
     let (echo_port, accepted) = echo_server();
     let forbidden = TcpListener::bind("127.0.0.2:0").unwrap();
     forbidden.set_nonblocking(true).unwrap();
     let datagrams = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     datagrams.set_nonblocking(true).unwrap();
-    std::fs::write(scene.ws.join("keep-me.txt"), "kept").unwrap();
-    std::fs::create_dir(scene.ws.join("allowed-1")).unwrap();
+    std::fs::write(scene.workspace.join("keep-me.txt"), "kept").unwrap();
+    std::fs::create_dir(scene.workspace.join("allowed-1")).unwrap();
     let me = std::env::current_exe().unwrap();
-    let evidence = scene.state.join("governed.log");
-    let output = governed_run(&scene, &evidence)
+    let evidence = scene.evidence.clone();
+    let output = scene
+        .governed_run(&[])
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", "unmodified")
         .env("PROBE_EXEC", "1")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         .env("PROBE_OUTSIDE", &scene.outside)
         .env("PROBE_NET_PORT", echo_port.to_string())
         .env(
@@ -1057,14 +1059,14 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         }
     }
     // Judged by the world.
-    if std::fs::read_to_string(scene.ws.join("made-dir/moved.txt"))
+    if std::fs::read_to_string(scene.workspace.join("made-dir/moved.txt"))
         .ok()
         .as_deref()
         != Some("unmodified agent")
     {
         problems.push("the allowed write and rename did not reach the file".into());
     }
-    if scene.ws.join("doomed.txt").exists() {
+    if scene.workspace.join("doomed.txt").exists() {
         problems.push("the allowed delete did not happen".into());
     }
     if std::fs::read_to_string(scene.outside.join("keep.txt"))
@@ -1094,28 +1096,28 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
     }
     // Programs: the allowed ones ran, the denied ones did not.
     for made in ["exec-made.txt", "exec-made-2.txt"] {
-        if !scene.ws.join(made).exists() {
+        if !scene.workspace.join(made).exists() {
             problems.push(format!("the allowed program did not make `{made}`"));
         }
     }
-    if std::fs::read_to_string(scene.ws.join("keep-me.txt"))
+    if std::fs::read_to_string(scene.workspace.join("keep-me.txt"))
         .ok()
         .as_deref()
         != Some("kept")
     {
         problems.push("the denied `rm` removed its file".into());
     }
-    if scene.ws.join("fexecve-made.txt").exists() {
+    if scene.workspace.join("fexecve-made.txt").exists() {
         problems.push("a program run from a descriptor ran".into());
     }
-    if scene.ws.join("argv0-made.txt").exists() {
+    if scene.workspace.join("argv0-made.txt").exists() {
         problems.push("a program whose argv[0] names another one ran".into());
     }
     // The exec race: the rewritten path or arguments never ran.
-    if scene.ws.join("FORBIDDEN").exists() {
+    if scene.workspace.join("FORBIDDEN").exists() {
         problems.push("the exec race ran forbidden arguments".into());
     }
-    if !scene.ws.join("allowed-1").is_dir() {
+    if !scene.workspace.join("allowed-1").is_dir() {
         problems.push("the exec race ran `rmdir`".into());
     }
     match text.lines().find(|l| l.starts_with("exec-race: ")) {
@@ -1210,9 +1212,10 @@ fn python_and_node_run_unmodified_and_governed() -> Result<(), String> {
         }
         ran += 1;
         let scene = scene();
-        std::fs::write(scene.ws.join("keep-me.txt"), "kept").unwrap();
-        let evidence = scene.state.join("interpreter.log");
-        let output = governed_run(&scene, &evidence)
+        std::fs::write(scene.workspace.join("keep-me.txt"), "kept").unwrap();
+        let evidence = scene.evidence.clone();
+        let output = scene
+            .governed_run(&[])
             .args(["--", program, flag, script])
             .arg(&scene.outside)
             .output()
@@ -1223,14 +1226,14 @@ fn python_and_node_run_unmodified_and_governed() -> Result<(), String> {
             failed(format!("the run failed: {:?}", output.status));
         }
         for made in ["made.txt", "exec.txt"] {
-            if !scene.ws.join(format!("{tag}-{made}")).exists() {
+            if !scene.workspace.join(format!("{tag}-{made}")).exists() {
                 failed(format!("the allowed effect `{tag}-{made}` did not happen"));
             }
         }
         if scene.outside.join(format!("{tag}-planted.txt")).exists() {
             failed("the denied write happened".into());
         }
-        if std::fs::read_to_string(scene.ws.join("keep-me.txt"))
+        if std::fs::read_to_string(scene.workspace.join("keep-me.txt"))
             .ok()
             .as_deref()
             != Some("kept")
@@ -1280,15 +1283,16 @@ fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
     // `RATE_WAIT`, so the excess is refused.
     let limit = RateLimit::per_second(20);
     let scene = scene();
-    let evidence = scene.state.join("flood.log");
+    let evidence = scene.evidence.clone();
     let started = std::time::Instant::now();
-    let output = governed_run(&scene, &evidence)
+    let output = scene
+        .governed_run(&[])
         .arg("--danger-evidence-os-buffered")
         .args(["--syscall-rate", "20"])
         .arg("--")
         .arg(std::env::current_exe().unwrap())
         .env("KERNEL_PROBE", "governed-flood")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         // The loader would look for libraries in each directory (each a
         // decision) before the system's.
         .env_remove("LD_LIBRARY_PATH")
@@ -1327,7 +1331,7 @@ fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        let inspect = Command::new(ENFORCER)
+        let inspect = Command::new(enforcer())
             .args(["audit", "inspect"])
             .arg(&evidence)
             .output()
@@ -1343,19 +1347,43 @@ fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
 
 /// A governed session (which has no client channel) still signs a
 /// checkpoint when one comes due while the agent is idle, not only at the
-/// end: judged by a checkpoint between the two decisions the agent causes
-/// 2.5 s apart, with checkpoints due after 1 s.
+/// end: judged by a checkpoint between the two decisions the agent causes,
+/// with checkpoints due after 1 s. The agent stays idle until the
+/// checkpoint is in the evidence (or 20 s have passed).
 fn a_governed_session_writes_checkpoints_while_idle() -> Result<(), String> {
     let scene = scene();
-    let evidence = scene.state.join("idle.log");
-    let output = governed_run(&scene, &evidence)
+    let evidence = scene.evidence.clone();
+    let mut run = scene
+        .governed_run(&[])
         .args(["--checkpoint-interval", "1", "--"])
         .arg(std::env::current_exe().unwrap())
         .env("KERNEL_PROBE", "governed-idle")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         .env_remove("LD_LIBRARY_PATH")
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let idle_checkpoint = holds_within(Duration::from_secs(20), || {
+        let entries = kernel_testkit::log(&evidence);
+        entries
+            .iter()
+            .position(|e| matches!(e, kernel_testkit::Entry::Decision { .. }))
+            .is_some_and(|first| {
+                entries[first..]
+                    .iter()
+                    .any(|e| matches!(e, kernel_testkit::Entry::Checkpoint))
+            })
+    });
+    // Go on: the second decision, and the end.
+    let mut input = run.stdin.take().unwrap();
+    let _ = input.write_all(b"go\n");
+    drop(input);
+    let output = run.wait_with_output().unwrap();
+    if !idle_checkpoint {
+        return Err("no checkpoint within 20 s of the first decision".into());
+    }
     if !output.status.success() {
         return Err(format!("the run failed: {}", lines(&output)));
     }
@@ -1379,21 +1407,6 @@ fn a_governed_session_writes_checkpoints_while_idle() -> Result<(), String> {
     }
 }
 
-/// `kernel-enforcer run --govern-syscalls` with the scene's policy and
-/// workspace, recording to `evidence`; the caller adds flags, `--` and the
-/// agent.
-fn governed_run(scene: &Scene, evidence: &std::path::Path) -> Command {
-    let mut command = Command::new(ENFORCER);
-    command
-        .args(["run", "--govern-syscalls", "--policy"])
-        .arg(scene.state.join("policy.cedar"))
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(evidence);
-    command
-}
-
 /// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
 fn ended(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -1411,30 +1424,27 @@ fn a_killed_enforcer_leaves_no_governed_agent_running() -> Result<(), String> {
     let scene = scene();
     let scratch = scene.state.join("scratch");
     let me = std::env::current_exe().unwrap();
-    let mut run = governed_run(&scene, &scene.state.join("killed.log"))
+    let mut run = scene
+        .governed_run(&[])
         .arg("--scratch")
         .arg(&scratch)
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", "governed-writer")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let count = || {
-        std::fs::read_dir(&scene.ws)
+        std::fs::read_dir(&scene.workspace)
             .map(|entries| entries.count())
             .unwrap_or(0)
     };
-    let started = std::time::Instant::now();
-    while count() < 20 {
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = run.kill();
-            let _ = run.wait();
-            return Err("the governed agent's writes were never decided".into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !holds_within(Duration::from_secs(20), || count() >= 20) {
+        let _ = run.kill();
+        let _ = run.wait();
+        return Err("the governed agent's writes were never decided".into());
     }
     let agent = std::fs::read_to_string(scratch.join("pid"));
     let killed = run.kill();
@@ -1442,21 +1452,24 @@ fn a_killed_enforcer_leaves_no_governed_agent_running() -> Result<(), String> {
     let agent = agent.map_err(|e| format!("the agent's pid: {e}"))?;
     killed.map_err(|e| format!("cannot kill the enforcer: {e}"))?;
     let mut problems = Vec::new();
-    let killed = std::time::Instant::now();
-    while !ended(&agent) && killed.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if !ended(&agent) {
+    if !holds_within(Duration::from_secs(5), || ended(&agent)) {
         problems.push(format!(
             "the agent (pid {agent}) still runs without its kernel"
         ));
     }
+    // What the agent made before it ended may stand; nothing more may
+    // come once the programs it started (at work in the workspace) end
+    // too.
     let before = count();
-    std::thread::sleep(Duration::from_millis(500));
+    if !holds_within(Duration::from_secs(5), || {
+        !kernel_testkit::works_in(&scene.workspace)
+    }) {
+        problems.push("a program the agent started still runs without its kernel".into());
+    }
     let after = count();
     if after != before {
         problems.push(format!(
-            "{} workspace files appeared after the enforcer died",
+            "{} workspace files appeared after the agent ended",
             after - before
         ));
     }
@@ -1470,14 +1483,13 @@ fn a_killed_enforcer_leaves_no_governed_agent_running() -> Result<(), String> {
 fn the_kill_switch_stops_a_governed_agent() -> Result<(), String> {
     let scene = scene();
     let me = std::env::current_exe().unwrap();
-    let evidence = scene.state.join("governed-halt.log");
-    let mut control = evidence.as_os_str().to_owned();
-    control.push(".control");
-    let mut run = governed_run(&scene, &evidence)
+    let evidence = scene.evidence.clone();
+    let mut run = scene
+        .governed_run(&[])
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", "governed-loop")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -1488,20 +1500,14 @@ fn the_kill_switch_stops_a_governed_agent() -> Result<(), String> {
             .unwrap_or(0)
     };
     // Wait until the agent's reads are being decided.
-    let started = std::time::Instant::now();
-    while allows(&std::fs::read(&evidence).unwrap_or_default()) < 3 {
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = run.kill();
-            let _ = run.wait();
-            return Err("the governed agent's reads were never decided".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if !holds_within(Duration::from_secs(20), || {
+        allows(&std::fs::read(&evidence).unwrap_or_default()) >= 3
+    }) {
+        let _ = run.kill();
+        let _ = run.wait();
+        return Err("the governed agent's reads were never decided".into());
     }
-    let halt = Command::new(ENFORCER)
-        .args(["halt", "--reason", "test", "--control"])
-        .arg(&control)
-        .output()
-        .unwrap();
+    let halt = scene.operator(&["halt", "--reason", "test"]);
     let mut problems = Vec::new();
     if !halt.status.success() {
         problems.push(format!(
@@ -1511,15 +1517,9 @@ fn the_kill_switch_stops_a_governed_agent() -> Result<(), String> {
         ));
     }
     // The run ends (the agent is stopped) long before its 20 s of reads.
-    let mut ended = None;
-    for _ in 0..250 {
-        if let Ok(Some(status)) = run.try_wait() {
-            ended = Some(status);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if ended.is_none() {
+    if !holds_within(Duration::from_secs(5), || {
+        matches!(run.try_wait(), Ok(Some(_)))
+    }) {
         let _ = run.kill();
         problems.push("the agent still ran 5 s after the halt".into());
     }
@@ -1639,29 +1639,32 @@ fn network_effects_are_brokered_and_denied_ones_never_reach_the_network() -> Res
     }
 }
 
+/// A [`Fixture`] of [`POLICY`] whose workspace holds `victim.txt` and
+/// `secret.txt`, with a directory `outside/` beside it.
 struct Scene {
-    _dir: tempfile::TempDir,
-    ws: PathBuf,
+    fixture: Fixture,
     state: PathBuf,
     outside: PathBuf,
 }
 
-fn scene() -> Scene {
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path().join("ws");
-    let state = dir.path().join("state");
-    let outside = dir.path().join("outside");
-    for d in [&ws, &state, &outside] {
-        std::fs::create_dir_all(d).unwrap();
+impl std::ops::Deref for Scene {
+    type Target = Fixture;
+
+    fn deref(&self) -> &Fixture {
+        &self.fixture
     }
-    std::fs::write(state.join("policy.cedar"), POLICY).unwrap();
-    std::fs::write(ws.join("victim.txt"), "original").unwrap();
-    std::fs::write(ws.join("secret.txt"), "TOP SECRET").unwrap();
+}
+
+fn scene() -> Scene {
+    let fixture = fixture(POLICY);
+    let outside = fixture.root.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(fixture.workspace.join("victim.txt"), "original").unwrap();
+    std::fs::write(fixture.workspace.join("secret.txt"), "TOP SECRET").unwrap();
     Scene {
-        ws: std::fs::canonicalize(&ws).unwrap(),
-        state: std::fs::canonicalize(&state).unwrap(),
-        outside: std::fs::canonicalize(&outside).unwrap(),
-        _dir: dir,
+        state: fixture.state(),
+        outside,
+        fixture,
     }
 }
 
@@ -1669,25 +1672,17 @@ fn run(scene: &Scene, attack: &str, extra_env: &[(&str, String)]) -> Output {
     let me = std::env::current_exe().unwrap();
     let keys = scene.state.join("keys");
     if !keys.exists() {
-        assert!(
-            Command::new(ENFORCER)
-                .args(["keygen", "--out"])
-                .arg(&keys)
-                .output()
-                .unwrap()
-                .status
-                .success()
-        );
+        kernel_testkit::keygen(&keys);
     }
-    let mut command = Command::new(ENFORCER);
+    let mut command = Command::new(enforcer());
     command
         .arg("run")
         .arg("--policy")
-        .arg(scene.state.join("policy.cedar"))
+        .arg(&scene.policy)
         .arg("--workspace")
-        .arg(&scene.ws)
+        .arg(&scene.workspace)
         .arg("--evidence")
-        .arg(scene.state.join("evidence.log"))
+        .arg(&scene.evidence)
         .arg("--key")
         .arg(keys.join("kernel.key"))
         .arg("--connect-timeout")
@@ -1695,7 +1690,7 @@ fn run(scene: &Scene, attack: &str, extra_env: &[(&str, String)]) -> Output {
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", attack)
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         .env("PROBE_EVIDENCE", scene.state.join("evidence.log"));
     for (k, v) in extra_env {
         command.env(k, v);
@@ -1764,10 +1759,10 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
         }
     }
     // Judged by the world.
-    if std::fs::read_to_string(scene.ws.join("victim.txt")).unwrap() != "original" {
+    if std::fs::read_to_string(scene.workspace.join("victim.txt")).unwrap() != "original" {
         problems.push("the workspace file changed".into());
     }
-    if scene.ws.join("exec-made").exists() {
+    if scene.workspace.join("exec-made").exists() {
         problems.push("the directly executed program ran".into());
     }
     if listener.accept().is_ok() {
@@ -1810,10 +1805,10 @@ fn actions_through_the_kernel_are_decided_and_allowed_ones_happen() -> Result<()
     let scene = scene();
     let target = scene.outside.join("target.txt");
     std::fs::write(&target, "untouched").unwrap();
-    std::os::unix::fs::symlink(&target, scene.ws.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(&target, scene.workspace.join("link.txt")).unwrap();
     // A racer flips ws/flip.txt between a regular file and a link to the
     // target while the agent asks the broker to write it.
-    let flip = scene.ws.join("flip.txt");
+    let flip = scene.workspace.join("flip.txt");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let racer = {
         let (flip, target, stop) = (flip.clone(), target.clone(), stop.clone());
@@ -1845,14 +1840,14 @@ fn actions_through_the_kernel_are_decided_and_allowed_ones_happen() -> Result<()
     expect(&mut problems, "kernel-denied-read: blocked");
     expect(&mut problems, "kernel-denied-exec: blocked");
     expect(&mut problems, "kernel-symlink-write: blocked");
-    if std::fs::read_to_string(scene.ws.join("through-kernel.txt"))
+    if std::fs::read_to_string(scene.workspace.join("through-kernel.txt"))
         .ok()
         .as_deref()
         != Some("decided")
     {
         problems.push("the brokered write did not happen".into());
     }
-    if !scene.ws.join("touched-by-broker").exists() {
+    if !scene.workspace.join("touched-by-broker").exists() {
         problems.push("the brokered exec did not run".into());
     }
     let env_line = text
@@ -1867,7 +1862,7 @@ fn actions_through_the_kernel_are_decided_and_allowed_ones_happen() -> Result<()
     if std::fs::read_to_string(&target).unwrap() != "untouched" {
         problems.push("a write reached the symlink's target".into());
     }
-    if std::fs::read_to_string(scene.ws.join("victim.txt")).unwrap() != "original" {
+    if std::fs::read_to_string(scene.workspace.join("victim.txt")).unwrap() != "original" {
         problems.push("the denied rm ran".into());
     }
     if !text.contains("race-writes: ") {
@@ -1890,15 +1885,15 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
         command
             .arg("run")
             .arg("--policy")
-            .arg(scene.state.join("policy.cedar"))
+            .arg(&scene.policy)
             .arg("--workspace")
-            .arg(&scene.ws)
+            .arg(&scene.workspace)
             .arg("--evidence")
-            .arg(scene.state.join("evidence.log"));
+            .arg(&scene.evidence);
     };
     let mut problems = Vec::new();
     // An agent that never connects.
-    let mut command = Command::new(ENFORCER);
+    let mut command = Command::new(enforcer());
     base(&mut command);
     let out = command
         .args(["--connect-timeout", "1", "--", "/usr/bin/sleep", "30"])
@@ -1912,15 +1907,15 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
     // lies inside the workspace the agent may read.
     std::fs::copy(
         scene.state.join("policy.cedar"),
-        scene.ws.join("policy.cedar"),
+        scene.workspace.join("policy.cedar"),
     )
     .unwrap();
-    let out = Command::new(ENFORCER)
+    let out = Command::new(enforcer())
         .arg("run")
         .arg("--policy")
-        .arg(scene.ws.join("policy.cedar"))
+        .arg(scene.workspace.join("policy.cedar"))
         .arg("--workspace")
-        .arg(&scene.ws)
+        .arg(&scene.workspace)
         .arg("--evidence")
         .arg(scene.state.join("evidence2.log"))
         .args(["--", "/usr/bin/touch", "should-not-run"])
@@ -1930,11 +1925,11 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
     if out.status.success() || !stderr.contains("refusing to start") {
         problems.push(format!("an unsound confinement was accepted: {stderr}"));
     }
-    if scene.ws.join("should-not-run").exists() {
+    if scene.workspace.join("should-not-run").exists() {
         problems.push("the agent ran although the kernel refused to start".into());
     }
     // Running unconfined takes an explicit flag, and the evidence says so.
-    let mut command = Command::new(ENFORCER);
+    let mut command = Command::new(enforcer());
     base(&mut command);
     let out = command
         .args([
@@ -1979,7 +1974,7 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
     let (port, accepted) = echo_server();
     let output = Command::new(std::env::current_exe().unwrap())
         .env("KERNEL_PROBE", "embedded")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         .env("PROBE_STATE", &scene.state)
         .env("PROBE_NET_PORT", port.to_string())
         .output()
@@ -2001,8 +1996,8 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
             problems.push(format!("expected `{line}`"));
         }
     }
-    if std::fs::read_to_string(scene.ws.join("victim.txt")).unwrap() != "original"
-        || scene.ws.join("exec-made").exists()
+    if std::fs::read_to_string(scene.workspace.join("victim.txt")).unwrap() != "original"
+        || scene.workspace.join("exec-made").exists()
     {
         problems.push("a direct effect happened after lockdown".into());
     }
@@ -2011,7 +2006,7 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
     if connections != 1 {
         problems.push(format!("the listener saw {connections} connections, not 1"));
     }
-    if std::fs::read_to_string(scene.ws.join("through-kernel.txt"))
+    if std::fs::read_to_string(scene.workspace.join("through-kernel.txt"))
         .ok()
         .as_deref()
         != Some("decided")

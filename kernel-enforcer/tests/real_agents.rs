@@ -29,9 +29,7 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Listener, Reaped};
+use kernel_testkit::{Listener, Reaped, enforcer};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -365,7 +363,7 @@ fn model_server(world: &World, steps: &[Step]) -> ModelServer {
         .expect("python3 runs the scripted model");
     let child = Reaped(child);
     let mut port = None;
-    common::wait_for("the model server to start", Duration::from_secs(20), || {
+    kernel_testkit::wait_for("the model server to start", Duration::from_secs(20), || {
         port = std::fs::read_to_string(&port_file)
             .ok()
             .and_then(|text| text.trim().parse().ok());
@@ -569,7 +567,7 @@ fn hook_policy(world: &World, agent: &str) -> PathBuf {
 fn listen(world: &World, policy: &Path) -> Listener {
     let socket = world.state.join("endpoint.sock");
     Listener::start(
-        common::listen_command(
+        kernel_testkit::listen_command(
             policy,
             &world.project,
             &world.state.join("evidence.log"),
@@ -583,7 +581,7 @@ fn listen(world: &World, policy: &Path) -> Listener {
 /// The hook's command line, as docs/GATEWAYS.md gives it.
 fn hook_command(agent: &str, socket: &Path) -> String {
     shell_words::join([
-        ENFORCER,
+        &enforcer().to_string_lossy(),
         "hook",
         agent,
         "--socket",
@@ -1098,10 +1096,8 @@ fn governed_policy(world: &World, model: &ModelServer) -> PathBuf {
 /// `kernel-enforcer run --govern-syscalls` with `policy`, the project as
 /// the workspace and the agents' packages as a tree of programs.
 fn governed_run(world: &World, policy: &Path) -> Vec<std::ffi::OsString> {
-    let mut run: Vec<std::ffi::OsString> = [ENFORCER, "run", "--govern-syscalls", "--policy"]
-        .iter()
-        .map(Into::into)
-        .collect();
+    let mut run: Vec<std::ffi::OsString> = vec![enforcer().into()];
+    run.extend(["run", "--govern-syscalls", "--policy"].map(Into::into));
     run.push(policy.into());
     run.push("--workspace".into());
     run.push(world.project.clone().into());
@@ -1117,8 +1113,8 @@ fn governed_run(world: &World, policy: &Path) -> Vec<std::ffi::OsString> {
 /// after `audit verify` accepted it.
 fn governed_evidence(world: &World) -> String {
     let log = world.state.join("governed.log");
-    common::audit_verify(&log);
-    common::audit_inspect(&log)
+    kernel_testkit::audit_verify(&log);
+    kernel_testkit::audit_inspect(&log)
 }
 
 /// A read hidden in a command string: no secret's name in the command
