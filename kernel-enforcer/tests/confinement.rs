@@ -2024,10 +2024,14 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
     }
 }
 
-fn main() {
+/// The checks, run as libtest runs tests: `cargo test --test confinement
+/// -- NAME` runs those whose name contains `NAME` (`--exact`, `--skip`,
+/// `--list` as with libtest), one at a time unless `--test-threads` says
+/// otherwise (each starts enforcers and agents of its own).
+fn main() -> std::process::ExitCode {
     if let Ok(attack) = std::env::var("KERNEL_PROBE") {
         probe(&attack);
-        return;
+        return std::process::ExitCode::SUCCESS;
     }
     let checks: [Check; 12] = [
         (
@@ -2079,21 +2083,11 @@ fn main() {
             a_governed_session_writes_checkpoints_while_idle,
         ),
     ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, check) in checks {
-        match check() {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(why) => {
-                println!("test {name} ... FAILED\n{why}");
-                failed += 1;
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    let mut arguments = libtest_mimic::Arguments::from_args();
+    arguments.test_threads = arguments.test_threads.or(Some(1));
+    let trials = checks
+        .into_iter()
+        .map(|(name, check)| libtest_mimic::Trial::test(name, move || Ok(check()?)))
+        .collect();
+    libtest_mimic::run(&arguments, trials).exit_code()
 }
