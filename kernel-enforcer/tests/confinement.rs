@@ -21,10 +21,9 @@
     reason = "test harness making raw system calls on purpose"
 )]
 
-use kernel_testkit::{Fixture, enforcer, fixture, holds_within};
+use kernel_testkit::{Fixture, ended, enforcer, fixture, holds_within};
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -915,7 +914,7 @@ fn http_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
 
 fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
     let scene = scene();
-    let config = scene.state.join("kernel.toml");
+    let config = scene.state().join("kernel.toml");
     // Relative paths are relative to the file's directory.
     std::fs::write(
         &config,
@@ -945,7 +944,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let from_config = scene.state.join("from-config.log");
+    let from_config = scene.state().join("from-config.log");
     match std::fs::read(&from_config) {
         Ok(log) => {
             if let Err(e) = kernel_core::audit(&log, &kernel_core::AuditOptions::default()) {
@@ -957,7 +956,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
         }
     }
     // A flag wins over the file.
-    let flagged = scene.state.join("from-flag.log");
+    let flagged = scene.state().join("from-flag.log");
     let before = std::fs::read(&from_config).unwrap_or_default();
     let output = start(&["--evidence", flagged.to_str().unwrap()]);
     if !output.status.success() || !flagged.exists() {
@@ -1407,22 +1406,12 @@ fn a_governed_session_writes_checkpoints_while_idle() -> Result<(), String> {
     }
 }
 
-/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
-fn ended(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
-        })
-        .unwrap_or(true)
-}
-
 /// No kernel, no agent: SIGKILL the enforcer while the governed agent's
 /// calls (opens and `exec`s) are being decided; the agent and what it
 /// started are killed with it, and no effect happens after.
 fn a_killed_enforcer_leaves_no_governed_agent_running() -> Result<(), String> {
     let scene = scene();
-    let scratch = scene.state.join("scratch");
+    let scratch = scene.state().join("scratch");
     let me = std::env::current_exe().unwrap();
     let mut run = scene
         .governed_run(&[])
@@ -1449,10 +1438,14 @@ fn a_killed_enforcer_leaves_no_governed_agent_running() -> Result<(), String> {
     let agent = std::fs::read_to_string(scratch.join("pid"));
     let killed = run.kill();
     let _ = run.wait();
-    let agent = agent.map_err(|e| format!("the agent's pid: {e}"))?;
+    let agent: u32 = agent
+        .map_err(|e| format!("the agent's pid: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("the agent's pid: {e}"))?;
     killed.map_err(|e| format!("cannot kill the enforcer: {e}"))?;
     let mut problems = Vec::new();
-    if !holds_within(Duration::from_secs(5), || ended(&agent)) {
+    if !holds_within(Duration::from_secs(5), || ended(agent)) {
         problems.push(format!(
             "the agent (pid {agent}) still runs without its kernel"
         ));
@@ -1640,58 +1633,29 @@ fn network_effects_are_brokered_and_denied_ones_never_reach_the_network() -> Res
 }
 
 /// A [`Fixture`] of [`POLICY`] whose workspace holds `victim.txt` and
-/// `secret.txt`, with a directory `outside/` beside it.
-struct Scene {
-    fixture: Fixture,
-    state: PathBuf,
-    outside: PathBuf,
-}
-
-impl std::ops::Deref for Scene {
-    type Target = Fixture;
-
-    fn deref(&self) -> &Fixture {
-        &self.fixture
-    }
-}
-
-fn scene() -> Scene {
+/// `secret.txt`.
+fn scene() -> Fixture {
     let fixture = fixture(POLICY);
-    let outside = fixture.root.join("outside");
-    std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(fixture.workspace.join("victim.txt"), "original").unwrap();
     std::fs::write(fixture.workspace.join("secret.txt"), "TOP SECRET").unwrap();
-    Scene {
-        state: fixture.state(),
-        outside,
-        fixture,
-    }
+    fixture
 }
 
-fn run(scene: &Scene, attack: &str, extra_env: &[(&str, String)]) -> Output {
+fn run(scene: &Fixture, attack: &str, extra_env: &[(&str, String)]) -> Output {
     let me = std::env::current_exe().unwrap();
-    let keys = scene.state.join("keys");
+    let keys = scene.state().join("keys");
     if !keys.exists() {
         kernel_testkit::keygen(&keys);
     }
-    let mut command = Command::new(enforcer());
+    let key = keys.join("kernel.key");
+    let mut command =
+        scene.run_command(&["--key", key.to_str().unwrap(), "--connect-timeout", "20"]);
     command
-        .arg("run")
-        .arg("--policy")
-        .arg(&scene.policy)
-        .arg("--workspace")
-        .arg(&scene.workspace)
-        .arg("--evidence")
-        .arg(&scene.evidence)
-        .arg("--key")
-        .arg(keys.join("kernel.key"))
-        .arg("--connect-timeout")
-        .arg("20")
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", attack)
         .env("PROBE_WS", &scene.workspace)
-        .env("PROBE_EVIDENCE", scene.state.join("evidence.log"));
+        .env("PROBE_EVIDENCE", &scene.evidence);
     for (k, v) in extra_env {
         command.env(k, v);
     }
@@ -1712,15 +1676,15 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
     let datagrams = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     datagrams.set_nonblocking(true).unwrap();
     let udp_port = datagrams.local_addr().unwrap().port();
-    let key = scene.state.join("keys/kernel.key");
-    let policy = scene.state.join("policy.cedar");
+    let key = scene.state().join("keys/kernel.key");
+    let policy = scene.state().join("policy.cedar");
     let _ = run(&scene, "kernel", &[]); // creates the key and some evidence
-    let evidence_before = std::fs::read(scene.state.join("evidence.log")).unwrap();
+    let evidence_before = std::fs::read(scene.state().join("evidence.log")).unwrap();
     let assets = format!(
         "{}:{}:{}",
         key.display(),
         policy.display(),
-        scene.state.join("evidence.log").display()
+        scene.state().join("evidence.log").display()
     );
     let output = run(
         &scene,
@@ -1771,7 +1735,7 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
     if datagrams.recv(&mut [0u8; 16]).is_ok() {
         problems.push("the loopback UDP socket received a datagram".into());
     }
-    let evidence_after = std::fs::read(scene.state.join("evidence.log")).unwrap();
+    let evidence_after = std::fs::read(scene.state().join("evidence.log")).unwrap();
     if !evidence_after.starts_with(&evidence_before)
         || evidence_after.windows(6).any(|w| w == b"forged")
     {
@@ -1881,21 +1845,10 @@ fn actions_through_the_kernel_are_decided_and_allowed_ones_happen() -> Result<()
 
 fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<(), String> {
     let scene = scene();
-    let base = |command: &mut Command| {
-        command
-            .arg("run")
-            .arg("--policy")
-            .arg(&scene.policy)
-            .arg("--workspace")
-            .arg(&scene.workspace)
-            .arg("--evidence")
-            .arg(&scene.evidence);
-    };
     let mut problems = Vec::new();
     // An agent that never connects.
-    let mut command = Command::new(enforcer());
-    base(&mut command);
-    let out = command
+    let out = scene
+        .run_command(&[])
         .args(["--connect-timeout", "1", "--", "/usr/bin/sleep", "30"])
         .output()
         .unwrap();
@@ -1906,7 +1859,7 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
     // A confinement that cannot keep the kernel's files away: the policy
     // lies inside the workspace the agent may read.
     std::fs::copy(
-        scene.state.join("policy.cedar"),
+        scene.state().join("policy.cedar"),
         scene.workspace.join("policy.cedar"),
     )
     .unwrap();
@@ -1917,7 +1870,7 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
         .arg("--workspace")
         .arg(&scene.workspace)
         .arg("--evidence")
-        .arg(scene.state.join("evidence2.log"))
+        .arg(scene.state().join("evidence2.log"))
         .args(["--", "/usr/bin/touch", "should-not-run"])
         .output()
         .unwrap();
@@ -1929,9 +1882,8 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
         problems.push("the agent ran although the kernel refused to start".into());
     }
     // Running unconfined takes an explicit flag, and the evidence says so.
-    let mut command = Command::new(enforcer());
-    base(&mut command);
-    let out = command
+    let out = scene
+        .run_command(&[])
         .args([
             "--danger-unconfined",
             "--connect-timeout",
@@ -1942,7 +1894,7 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
         .output()
         .unwrap();
     let _ = out;
-    let bytes = std::fs::read(scene.state.join("evidence.log")).unwrap_or_default();
+    let bytes = std::fs::read(scene.state().join("evidence.log")).unwrap_or_default();
     let recorded = kernel_core::split_records(&bytes)
         .unwrap_or_default()
         .iter()
@@ -1975,7 +1927,7 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
     let output = Command::new(std::env::current_exe().unwrap())
         .env("KERNEL_PROBE", "embedded")
         .env("PROBE_WS", &scene.workspace)
-        .env("PROBE_STATE", &scene.state)
+        .env("PROBE_STATE", scene.state())
         .env("PROBE_NET_PORT", port.to_string())
         .output()
         .unwrap();

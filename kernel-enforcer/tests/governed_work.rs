@@ -16,7 +16,7 @@
 )]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,29 +38,12 @@ forbid (principal, action == Action::"file_write", resource)
 when { resource.name == "no-link" };
 "#;
 
-/// A [`Fixture`] with a directory `outside/` beside the workspace.
-struct Scene {
-    fixture: Fixture,
-    outside: PathBuf,
-}
-
-impl std::ops::Deref for Scene {
-    type Target = Fixture;
-
-    fn deref(&self) -> &Fixture {
-        &self.fixture
-    }
-}
-
-fn scene() -> Scene {
-    let fixture = fixture(POLICY);
-    let outside = fixture.root.join("outside");
-    std::fs::create_dir_all(&outside).unwrap();
-    Scene { fixture, outside }
+fn scene() -> Fixture {
+    fixture(POLICY)
 }
 
 /// `run --govern-syscalls` of `program` over the scene, with its policy.
-fn governed(scene: &Scene, program: &str, args: &[&str]) -> Command {
+fn governed(scene: &Fixture, program: &str, args: &[&str]) -> Command {
     scene.governed(&[], program, args)
 }
 
@@ -91,14 +74,14 @@ fn wait_until_a_call_waits_in(dir: &Path) {
 }
 
 /// Puts the shipped coding-agent profile in place of the scene's policy.
-fn under_coding_agent_profile(scene: &Scene) {
+fn under_coding_agent_profile(scene: &Fixture) {
     let profile =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/coding-agent.cedar");
     std::fs::copy(profile, &scene.policy).unwrap();
 }
 
 /// Runs `script` with `/bin/sh` governed, killed if it takes over a minute.
-fn sh(scene: &Scene, script: &str) -> Output {
+fn sh(scene: &Fixture, script: &str) -> Output {
     output_within(governed(scene, "/usr/bin/sh", &["-c", script]), script)
 }
 
@@ -299,7 +282,7 @@ enum Ending {
 
 /// Ends the governed run `child` of `scene` as `ending` says (a halt gives
 /// `reason`).
-fn end(ending: Ending, scene: &Scene, child: &std::process::Child, reason: &str) {
+fn end(ending: Ending, scene: &Fixture, child: &std::process::Child, reason: &str) {
     match ending {
         Ending::Signal(signal) => {
             let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
@@ -519,7 +502,7 @@ fn with_an_evidence_window_a_killed_enforcer_leaves_every_effect_recorded() {
 /// only: `AGENT_KERNEL_TEST_FAULT`, read from the enforcer's own
 /// environment) into the handling of every `file_delete`; the agent
 /// removes `victim` and then waits.
-fn faulty_run(scene: &Scene, fault: &str) -> std::process::Child {
+fn faulty_run(scene: &Fixture, fault: &str) -> std::process::Child {
     std::fs::write(scene.workspace.join("victim"), "still here").unwrap();
     governed(
         scene,
@@ -546,7 +529,7 @@ fn ends_within(child: &mut std::process::Child, limit: Duration, what: &str) -> 
     started.elapsed()
 }
 
-fn halt_recorded(scene: &Scene, cause: &str) {
+fn halt_recorded(scene: &Fixture, cause: &str) {
     verified(&scene.evidence);
     let lines = audit_inspect(&scene.evidence);
     let halts: Vec<&str> = lines.lines().filter(|l| l.contains(" halt ")).collect();

@@ -18,8 +18,8 @@ use kernel_core::{
     encode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES, sign_receipt,
 };
 use kernel_testkit::{
-    Fixture, RawClient, alive, authorize_frame, enforcer, fixture, hello_frame, request, signal,
-    wait_for,
+    Fixture, RawClient, alive, authorize_frame, ended, enforcer, fixture, hello_frame, request,
+    signal, wait_for,
 };
 use std::time::{Duration, Instant};
 
@@ -184,16 +184,7 @@ fn sigkill_mid_session_denies_promptly_and_for_good() {
     signal(pid, "KILL");
     // Dead (a zombie until the client reaps it), whether or not the client
     // has noticed yet.
-    wait_for("SIGKILL to kill", Duration::from_secs(10), || {
-        !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-    });
+    wait_for("SIGKILL to kill", Duration::from_secs(10), || ended(pid));
     let started = Instant::now();
     let result = kernel.exec(touch(&f, "after-kill.txt"));
     assert!(

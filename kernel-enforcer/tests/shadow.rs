@@ -287,27 +287,17 @@ forbid (principal, action == Action::"file_read", resource)
 when { resource.name == "secret.txt" };
 "#,
     );
-    let root = std::fs::canonicalize(fixture.dir.path()).unwrap();
-    let ws = std::fs::canonicalize(&fixture.workspace).unwrap();
-    let outside = root.join("outside");
-    std::fs::create_dir_all(&outside).unwrap();
+    let (ws, outside, policy) = (&fixture.workspace, &fixture.outside, &fixture.policy);
     std::fs::write(outside.join("data.txt"), "outside data").unwrap();
     std::fs::write(ws.join("secret.txt"), "forbidden but shadowed").unwrap();
-    let policy = std::fs::canonicalize(&fixture.policy).unwrap();
     let script = format!(
         "cat '{}' > copied.txt; cat secret.txt > secret-copy.txt; cat '{}' > leaked.txt 2>/dev/null; echo done",
         outside.join("data.txt").display(),
         policy.display()
     );
-    let out = Command::new(enforcer())
-        .args(["run", "--govern-syscalls", "--shadow", "--policy"])
-        .arg(&policy)
-        .arg("--workspace")
-        .arg(&ws)
-        .arg("--evidence")
-        .arg(&fixture.evidence)
-        .args(["--", "/bin/sh", "-c", &script])
-        .current_dir(&ws)
+    let out = fixture
+        .governed(&["--shadow"], "/bin/sh", &["-c", &script])
+        .current_dir(ws)
         .stdin(Stdio::null())
         .output()
         .unwrap();

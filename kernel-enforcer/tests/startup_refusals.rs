@@ -105,10 +105,8 @@ fn write_if_allowed(listener: &Listener, path: &Path) -> Output {
 #[test]
 fn a_protected_path_not_created_yet_is_protected_where_links_lead() {
     let f = fixture(POLICY);
-    let workspace = std::fs::canonicalize(&f.workspace).unwrap();
-    let outside = f.dir.path().join("outside");
+    let (workspace, outside) = (&f.workspace, &f.outside);
     std::fs::create_dir_all(workspace.join("sub")).unwrap();
-    std::fs::create_dir_all(&outside).unwrap();
     // A directory outside the workspace that is the workspace's `sub`, and
     // a link to a file that does not exist yet.
     symlink(workspace.join("sub"), outside.join("alias")).unwrap();

@@ -57,9 +57,9 @@ pub fn said(output: &Output) -> (i32, String) {
     (output.status.code().unwrap_or(-1), stdout + &stderr)
 }
 
-/// A temporary directory holding a workspace (`ws/`) and a state
-/// directory (`state/`) with a policy file and, once an enforcer ran, its
-/// evidence. Removed when dropped.
+/// A temporary directory holding a workspace (`ws/`), a state directory
+/// (`state/`) with a policy file and, once an enforcer ran, its evidence,
+/// and a directory that is neither (`outside/`). Removed when dropped.
 #[derive(Debug)]
 pub struct Fixture {
     /// The temporary directory itself.
@@ -73,6 +73,9 @@ pub struct Fixture {
     pub policy: PathBuf,
     /// The evidence log, `state/evidence.log` (not created here).
     pub evidence: PathBuf,
+    /// A directory beside the workspace and the state, `outside/`: where
+    /// an agent has no business.
+    pub outside: PathBuf,
 }
 
 /// A [`Fixture`] whose policy file holds `policy`, in the system's
@@ -92,14 +95,17 @@ pub fn fixture_in(base: &Path, policy: &str) -> Fixture {
     let root = std::fs::canonicalize(dir.path()).expect("the temporary directory's path");
     let workspace = root.join("ws");
     let state = root.join("state");
-    std::fs::create_dir_all(&workspace).expect("the workspace");
-    std::fs::create_dir_all(&state).expect("the state directory");
+    let outside = root.join("outside");
+    for made in [&workspace, &state, &outside] {
+        std::fs::create_dir_all(made).expect("the fixture's directories");
+    }
     let policy_path = state.join("policy.cedar");
     std::fs::write(&policy_path, policy).expect("the policy file");
     Fixture {
         workspace,
         policy: policy_path,
         evidence: state.join("evidence.log"),
+        outside,
         root,
         dir,
     }
@@ -140,12 +146,12 @@ impl Fixture {
         operator(&self.control(), args)
     }
 
-    /// `kernel-enforcer run --govern-syscalls` over this fixture with
-    /// `flags`; the caller adds `--` and the agent.
-    pub fn governed_run(&self, flags: &[&str]) -> Command {
+    /// `kernel-enforcer run` (supervised) over this fixture with `flags`;
+    /// the caller adds `--` and the agent.
+    pub fn run_command(&self, flags: &[&str]) -> Command {
         let mut command = Command::new(enforcer());
         command
-            .args(["run", "--govern-syscalls"])
+            .arg("run")
             .args(flags)
             .arg("--policy")
             .arg(&self.policy)
@@ -153,6 +159,14 @@ impl Fixture {
             .arg(&self.workspace)
             .arg("--evidence")
             .arg(&self.evidence);
+        command
+    }
+
+    /// `kernel-enforcer run --govern-syscalls` over this fixture with
+    /// `flags`; the caller adds `--` and the agent.
+    pub fn governed_run(&self, flags: &[&str]) -> Command {
+        let mut command = self.run_command(&["--govern-syscalls"]);
+        command.args(flags);
         command
     }
 
@@ -182,14 +196,19 @@ pub fn operator(control: &Path, args: &[&str]) -> Output {
         .expect("run the operator's command")
 }
 
+/// `kernel-enforcer ARGS PATH`, run to its end.
+fn enforcer_on(args: &[&str], path: &Path) -> Output {
+    Command::new(enforcer())
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("run the enforcer")
+}
+
 /// Runs `kernel-enforcer keygen --out dir`; returns the private key file
 /// and the public key it printed.
 pub fn keygen(dir: &Path) -> (PathBuf, kernel_core::VerifyingKey) {
-    let out = Command::new(enforcer())
-        .args(["keygen", "--out"])
-        .arg(dir)
-        .output()
-        .expect("run keygen");
+    let out = enforcer_on(&["keygen", "--out"], dir);
     assert!(out.status.success(), "keygen failed: {out:?}");
     let printed = String::from_utf8(out.stdout).expect("a printed key");
     let key = kernel_core::parse_public_key(&printed).expect("a public key");
@@ -199,11 +218,7 @@ pub fn keygen(dir: &Path) -> (PathBuf, kernel_core::VerifyingKey) {
 /// What `kernel-enforcer audit verify` says of `evidence`, which must
 /// verify.
 pub fn audit_verify(evidence: &Path) -> String {
-    let out = Command::new(enforcer())
-        .args(["audit", "verify"])
-        .arg(evidence)
-        .output()
-        .expect("run audit verify");
+    let out = enforcer_on(&["audit", "verify"], evidence);
     assert!(
         out.status.success(),
         "the evidence does not verify: {out:?}"
@@ -213,11 +228,7 @@ pub fn audit_verify(evidence: &Path) -> String {
 
 /// The lines `kernel-enforcer audit inspect` prints for `evidence`.
 pub fn audit_inspect(evidence: &Path) -> String {
-    let out = Command::new(enforcer())
-        .args(["audit", "inspect"])
-        .arg(evidence)
-        .output()
-        .expect("run audit inspect");
+    let out = enforcer_on(&["audit", "inspect"], evidence);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

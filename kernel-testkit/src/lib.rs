@@ -68,6 +68,6 @@ pub use frames::{authorize_frame, hello_frame, read_frame, request};
 pub use raw::RawClient;
 pub use seed::{Seeded, seed_from_env};
 pub use wait::{
-    Reaped, alive, asleep, holds_within, output_with_input, output_within, signal, this_thread,
-    wait_for, wait_until_asleep, works_in,
+    Reaped, alive, asleep, ended, holds_within, output_with_input, output_within, signal,
+    this_thread, wait_for, wait_until_asleep, works_in,
 };

@@ -78,6 +78,15 @@ pub fn alive(pid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether process `pid` has ended: gone, or dead and not yet reaped (a
+/// zombie).
+pub fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+    })
+}
+
 /// This thread, as `/proc` names it (`PID/task/TID`), for
 /// [`wait_until_asleep`].
 pub fn this_thread() -> PathBuf {
