@@ -387,12 +387,12 @@ fn probe(attack: &str) {
             );
         }
         "governed-idle" => {
-            // One decided read, idle until the harness says (a line on
-            // standard input, which is not a decision), another.
+            // A decided read, then one more for every line on standard
+            // input (reading it is no decision), until it closes.
             let _ = std::fs::read_to_string(format!("{ws}/victim.txt"));
-            let mut line = String::new();
-            let _ = std::io::stdin().read_line(&mut line);
-            let _ = std::fs::read_to_string(format!("{ws}/victim.txt"));
+            for _ in std::io::stdin().lines() {
+                let _ = std::fs::read_to_string(format!("{ws}/victim.txt"));
+            }
         }
         "governed-writer" => {
             // Keeps writing workspace files and starting programs, each a
@@ -1345,16 +1345,18 @@ fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
 }
 
 /// A governed session (which has no client channel) still signs a
-/// checkpoint when one comes due while the agent is idle, not only at the
-/// end: judged by a checkpoint between the two decisions the agent causes,
-/// with checkpoints due after 1 s. The agent stays idle until the
-/// checkpoint is in the evidence (or 20 s have passed).
+/// checkpoint when one comes due while the agent is idle, not only when
+/// a decision finds one due: judged by a decision seen last in the
+/// evidence, uncovered, and then covered by a checkpoint with no decision
+/// in between. (A checkpoint a decision finds due is written with that
+/// decision; should one cover the agent's decision before it could be
+/// seen uncovered, the agent is asked for another.)
 fn a_governed_session_writes_checkpoints_while_idle() -> Result<(), String> {
+    use kernel_testkit::Entry;
     let scene = scene();
-    let evidence = scene.evidence.clone();
     let mut run = scene
         .governed_run(&[])
-        .args(["--checkpoint-interval", "1", "--"])
+        .args(["--checkpoint-interval", "2", "--"])
         .arg(std::env::current_exe().unwrap())
         .env("KERNEL_PROBE", "governed-idle")
         .env("PROBE_WS", &scene.workspace)
@@ -1364,45 +1366,44 @@ fn a_governed_session_writes_checkpoints_while_idle() -> Result<(), String> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let idle_checkpoint = holds_within(Duration::from_secs(20), || {
-        let entries = kernel_testkit::log(&evidence);
-        entries
-            .iter()
-            .position(|e| matches!(e, kernel_testkit::Entry::Decision { .. }))
-            .is_some_and(|first| {
-                entries[first..]
-                    .iter()
-                    .any(|e| matches!(e, kernel_testkit::Entry::Checkpoint))
-            })
-    });
-    // Go on: the second decision, and the end.
     let mut input = run.stdin.take().unwrap();
-    let _ = input.write_all(b"go\n");
+    // The last decision seen uncovered (in two looks in a row), and the
+    // last one another decision was asked after.
+    let (mut uncovered, mut asked_after) = (None, None);
+    let mut last_look = None;
+    let idle_checkpoint = holds_within(Duration::from_secs(30), || {
+        let entries = kernel_testkit::log(&scene.evidence);
+        let Some(last) = entries
+            .iter()
+            .rposition(|e| matches!(e, Entry::Decision { .. }))
+        else {
+            return false;
+        };
+        let covered = entries[last..]
+            .iter()
+            .any(|e| matches!(e, Entry::Checkpoint));
+        let look = (entries.len(), covered);
+        let steady = last_look.replace(look) == Some(look);
+        match (covered, uncovered) {
+            (true, Some(seen)) if seen == last => return true,
+            (true, _) if asked_after != Some(last) => {
+                asked_after = Some(last);
+                let _ = input.write_all(b"again\n");
+            }
+            (false, _) if steady => uncovered = Some(last),
+            _ => {}
+        }
+        false
+    });
     drop(input);
     let output = run.wait_with_output().unwrap();
-    if !idle_checkpoint {
-        return Err("no checkpoint within 20 s of the first decision".into());
-    }
     if !output.status.success() {
         return Err(format!("the run failed: {}", lines(&output)));
     }
-    let log = std::fs::read(&evidence).map_err(|e| e.to_string())?;
-    let kinds: Vec<char> = kernel_core::split_records(&log)
-        .map_err(|e| e.to_string())?
-        .iter()
-        .filter_map(|body| match kernel_core::decode_record(body) {
-            Ok(kernel_core::Record::Decision { .. }) => Some('d'),
-            Ok(record) if record.checkpoint_note().is_some() => Some('c'),
-            _ => None,
-        })
-        .collect();
-    let order: String = kinds.into_iter().collect();
-    // d ... c ... d: a checkpoint between the first and the last decision.
-    match (order.find('d'), order.rfind('d')) {
-        (Some(first), Some(last)) if order[first..last].contains('c') => Ok(()),
-        _ => Err(format!(
-            "no checkpoint while the agent was idle (records: {order})"
-        )),
+    if idle_checkpoint {
+        Ok(())
+    } else {
+        Err("no checkpoint covered a decision while the agent was idle (30 s)".into())
     }
 }
 
