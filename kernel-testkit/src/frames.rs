@@ -36,6 +36,15 @@ pub fn authorize_frame(request: &EncodedRequest) -> Vec<u8> {
     })
 }
 
+/// The `Broker` frame carrying `request`, the broker to perform it with
+/// `payload` (a write's content).
+pub fn broker_frame(request: &EncodedRequest, payload: Vec<u8>) -> Vec<u8> {
+    encode_client_frame(&ClientFrame::Broker {
+        request: request.bytes().to_vec(),
+        payload,
+    })
+}
+
 /// The frame asking to read `path` as request `seq` of `session`.
 pub fn read_frame(session: SessionId, seq: u64, path: &str) -> Vec<u8> {
     authorize_frame(&request(session, seq, Action::file_read(path)))

@@ -21,11 +21,12 @@ pub const WORKSPACE: &str = "/ws";
 pub const READ_WORKSPACE: &str =
     r#"permit (principal, action == Action::"file_read", resource in Workspace::"root");"#;
 
-/// A session to start: its policy over [`WORKSPACE`], its key, its
-/// settings and its evidence. Each has a default but the policy.
+/// A session to start: its policy and workspace, its key, its settings
+/// and its evidence. Each has a default but the policy.
 #[derive(Debug)]
 #[must_use = "nothing starts until `start`"]
 pub struct InProcess {
+    workspace: String,
     policy: String,
     key: SigningKey,
     config: SessionConfig,
@@ -37,11 +38,18 @@ impl InProcess {
     /// key, with the default settings, recording to a fresh [`Memory`].
     pub fn new(policy: &str) -> Self {
         Self {
+            workspace: WORKSPACE.to_owned(),
             policy: policy.to_owned(),
             key: SigningKey::from_bytes(&[9; 32]),
             config: SessionConfig::default(),
             evidence: None,
         }
+    }
+
+    /// Over `workspace` (absolute) instead of [`WORKSPACE`].
+    pub fn workspace(mut self, workspace: &str) -> Self {
+        self.workspace = workspace.to_owned();
+        self
     }
 
     /// Signs with `key`.
@@ -66,7 +74,7 @@ impl InProcess {
     /// Starts the session and opens it with a client's `Hello`; returns
     /// it and its handshake.
     pub fn start(self) -> (Session, Handshake) {
-        let env = Environment::new(WORKSPACE, &[]).expect("the environment");
+        let env = Environment::new(&self.workspace, &[]).expect("the environment");
         let policy = PolicyEngine::from_sources(&[("policy.cedar".into(), self.policy)], env)
             .expect("a valid policy");
         let evidence = self.evidence.unwrap_or_else(|| Memory::new().log());
