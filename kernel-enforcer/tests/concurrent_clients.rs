@@ -15,15 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-const READ_POLICY: &str = r#"
-@id("read-workspace")
-permit (principal, action == Action::"file_read", resource in Workspace::"root");
-
-@id("no-secrets")
-@reason("secrets stay secret")
-forbid (principal, action == Action::"file_read", resource)
-when { resource.name like "secret-*" };
-"#;
+use kernel_testkit::policies::READ_WORKSPACE_BUT_SECRETS as READ_POLICY;
 
 const THREADS: usize = 8;
 const CALLS: usize = 25;

@@ -47,15 +47,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-const POLICY: &str = r#"
-@id("read-workspace")
-permit (principal, action == Action::"file_read", resource in Workspace::"root");
-
-@id("no-secrets")
-@reason("secrets stay secret")
-forbid (principal, action == Action::"file_read", resource)
-when { resource.name like "secret-*" };
-"#;
+use kernel_testkit::policies::READ_WORKSPACE_BUT_SECRETS as POLICY;
 
 const SEEDS: [u64; 5] = [1, 2, 3, 0x5eed, 0xdead_beef];
 const THREADS: usize = 6;

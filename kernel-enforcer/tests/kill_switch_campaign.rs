@@ -33,11 +33,12 @@
     reason = "tests"
 )]
 
-use kernel_client::{Action, Denial, KernelState, Permit};
+use kernel_client::{Denial, KernelState};
 use kernel_core::{Decision, Event, REASON_HALTED, audit};
 use kernel_enforcer::control::{self, ControlRequest};
 use kernel_testkit::{
-    Entry, Seeded, alive, entries, fixture, operator, pinned, read_path, seed_from_env, signal,
+    Call, Entry, Seeded, alive, entries, fixture, operator, pinned, read_path, seed_from_env,
+    signal,
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -113,14 +114,6 @@ impl Plan {
             pace,
         }
     }
-}
-
-/// One `authorize` call as its thread saw it.
-struct Call {
-    thread: usize,
-    path: String,
-    started: Instant,
-    outcome: Result<Permit, Denial>,
 }
 
 /// When the operator acted, as the operator saw it.
@@ -204,15 +197,11 @@ fn scenario(seed: u64) -> Stats {
                     // One more call after `stop`: it starts after the halt
                     // and the whole `after` window.
                     let last = stop.load(Ordering::SeqCst);
-                    let path = f.ws(&format!("t{thread}-{n}.txt"));
-                    let started = Instant::now();
-                    let outcome = kernel.authorize(Action::file_read(path.as_str()));
-                    mine.push(Call {
+                    mine.push(Call::read(
+                        kernel,
                         thread,
-                        path,
-                        started,
-                        outcome,
-                    });
+                        f.ws(&format!("t{thread}-{n}.txt")),
+                    ));
                     if last {
                         break;
                     }

@@ -244,14 +244,7 @@ impl World {
     /// Panics if a file outside the project changed or one was planted
     /// there (`outside.txt`), or the project's `.env` changed.
     fn assert_outside_unchanged(&self) {
-        for (path, content) in &self.outside {
-            assert_eq!(
-                std::fs::read_to_string(path).ok().as_deref(),
-                Some(content.as_str()),
-                "{} changed",
-                path.display()
-            );
-        }
+        kernel_testkit::assert_unchanged(&self.outside);
         assert!(
             !self.home.join("outside.txt").exists(),
             "a file was written outside the project"

@@ -690,14 +690,7 @@ fn replay(agent: &str) {
         !seen_by_agent.contains(SECRET),
         "a secret reached the agent"
     );
-    for (path, content) in &world.secrets {
-        assert_eq!(
-            std::fs::read_to_string(path).ok().as_deref(),
-            Some(content.as_str()),
-            "{} changed",
-            path.display()
-        );
-    }
+    kernel_testkit::assert_unchanged(&world.secrets);
     assert!(
         world.workspace.join(".git/HEAD").exists(),
         "the history is gone"

@@ -23,12 +23,12 @@
     reason = "tests"
 )]
 
-use kernel_client::{Action, Denial, Permit};
+use kernel_client::Denial;
 use kernel_core::{Decision, Digest, Event, audit};
 use kernel_enforcer::control::{self, ControlRequest};
 use kernel_enforcer::policy::{Environment, PolicyEngine};
 use kernel_testkit::{
-    Entry, Fixture, Seeded, entries, fixture, operator, pinned, read_path, seed_from_env,
+    Call, Entry, Fixture, Seeded, entries, fixture, operator, pinned, read_path, seed_from_env,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,15 +91,6 @@ struct Reload {
     started: Instant,
     acked: Instant,
     digest: Digest,
-}
-
-/// One `authorize` call as its thread saw it.
-struct Call {
-    thread: usize,
-    path: String,
-    started: Instant,
-    finished: Instant,
-    outcome: Result<Permit, Denial>,
 }
 
 #[derive(Default, Debug)]
@@ -183,15 +174,7 @@ fn round(seed: u64) -> Stats {
                 while !stop.load(Ordering::SeqCst) {
                     let prefix = ["a", "b", "c"][usize::try_from(rng.range(0, 2)).unwrap()];
                     let path = f.ws(&format!("{prefix}-t{thread}-{n}.txt"));
-                    let started = Instant::now();
-                    let outcome = kernel.authorize(Action::file_read(path.as_str()));
-                    mine.push(Call {
-                        thread,
-                        path,
-                        started,
-                        finished: Instant::now(),
-                        outcome,
-                    });
+                    mine.push(Call::read(kernel, thread, path));
                     n += 1;
                 }
                 calls.lock().unwrap().extend(mine);

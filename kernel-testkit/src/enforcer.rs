@@ -1,11 +1,11 @@
 //! The real enforcer binary, and the files a test gives it.
 
 use crate::wait::{Reaped, signal, wait_for};
-use kernel_client::{Kernel, SpawnConfig};
+use kernel_client::{Action, Denial, Kernel, Permit, SpawnConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The `kernel-enforcer` binary under test: the one cargo built for this
 /// test or benchmark (`CARGO_BIN_EXE_kernel-enforcer`, which cargo sets
@@ -300,6 +300,49 @@ impl Listener {
         wait_for("listen to stop", Duration::from_secs(20), || {
             self.child.0.try_wait().expect("wait for listen").is_some()
         });
+    }
+}
+
+/// One `authorize` of a file read, as the thread that asked saw it.
+#[derive(Debug)]
+pub struct Call {
+    /// Which of the test's threads asked.
+    pub thread: usize,
+    /// The file asked to read.
+    pub path: String,
+    /// When the call started.
+    pub started: Instant,
+    /// When its answer came.
+    pub finished: Instant,
+    /// The answer.
+    pub outcome: Result<Permit, Denial>,
+}
+
+impl Call {
+    /// Asks `kernel` to read `path`, for `thread`, timing the call.
+    pub fn read(kernel: &Kernel, thread: usize, path: String) -> Self {
+        let started = Instant::now();
+        let outcome = kernel.authorize(Action::file_read(path.as_str()));
+        Self {
+            thread,
+            path,
+            started,
+            finished: Instant::now(),
+            outcome,
+        }
+    }
+}
+
+/// Fails the test unless every file still holds the content paired with
+/// it: the effect that was refused did not happen.
+pub fn assert_unchanged<'a>(files: impl IntoIterator<Item = &'a (PathBuf, String)>) {
+    for (path, content) in files {
+        assert_eq!(
+            std::fs::read_to_string(path).ok().as_deref(),
+            Some(content.as_str()),
+            "`{}` changed",
+            path.display()
+        );
     }
 }
 

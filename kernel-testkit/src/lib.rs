@@ -53,6 +53,7 @@
 mod enforcer;
 mod evidence;
 mod frames;
+pub mod policies;
 mod raw;
 mod seed;
 #[cfg(feature = "session")]
@@ -60,8 +61,8 @@ pub mod session;
 mod wait;
 
 pub use enforcer::{
-    Fixture, Listener, audit_inspect, audit_verify, control_path, enforcer, fixture, fixture_in,
-    keygen, listen_command, operator, plant_ssh_key, run_enforcer, said, text,
+    Call, Fixture, Listener, assert_unchanged, audit_inspect, audit_verify, control_path, enforcer,
+    fixture, fixture_in, keygen, listen_command, operator, plant_ssh_key, run_enforcer, said, text,
 };
 pub use evidence::{Entry, entries, log, pinned, read_path};
 pub use frames::{authorize_frame, broker_frame, hello_frame, read_frame, request};

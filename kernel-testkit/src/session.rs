@@ -17,9 +17,7 @@ use std::thread::ThreadId;
 /// The workspace of an in-process session.
 pub const WORKSPACE: &str = "/ws";
 
-/// A policy that permits reading the workspace and nothing else.
-pub const READ_WORKSPACE: &str =
-    r#"permit (principal, action == Action::"file_read", resource in Workspace::"root");"#;
+pub use crate::policies::READ_WORKSPACE;
 
 /// A session to start: its policy and workspace, its key, its settings
 /// and its evidence. Each has a default but the policy.
