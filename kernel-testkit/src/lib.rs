@@ -4,8 +4,8 @@
 //! It is test code: never published, and only ever a dev-dependency (the
 //! fuzz crate, itself a test harness, is the one exception). It holds no
 //! key, grants nothing and bypasses nothing: every fixture drives the real
-//! enforcer binary, or a real [`Session`](kernel_enforcer::session::Session)
-//! through the same public API the binary uses. A fixture that fails
+//! enforcer binary, or a real `Session` of the enforcer's library through
+//! the same public API the binary uses. A fixture that fails
 //! fails the test that uses it, with a message saying what was expected.
 //!
 //! - [`Fixture`]: a temporary workspace, policy and evidence file, and the
@@ -26,7 +26,7 @@
 //!   replayed.
 //! - With the `session` feature: sessions in the test's own process over
 //!   evidence kept in memory, which can be made to fail
-//!   ([`session::InProcess`], [`session::Memory`]). Off by default, so a
+//!   (`session::InProcess`, `session::Memory`). Off by default, so a
 //!   crate whose tests only run the binary does not build the enforcer's
 //!   library for them.
 //!
