@@ -18,6 +18,17 @@ pub fn hello_frame(challenge: [u8; 32]) -> Vec<u8> {
 /// base directory, so a path must be absolute), with a nonce of its own
 /// and no deadline.
 pub fn request(session: SessionId, seq: u64, action: Action) -> EncodedRequest {
+    request_until(session, seq, action, u64::MAX)
+}
+
+/// [`request`], to be answered by `deadline_ms` (milliseconds since the
+/// Unix epoch).
+pub fn request_until(
+    session: SessionId,
+    seq: u64,
+    action: Action,
+    deadline_ms: u64,
+) -> EncodedRequest {
     let mut nonce = [0u8; 16];
     nonce[..8].copy_from_slice(&seq.to_le_bytes());
     EncodedRequest::new(Request {
@@ -25,7 +36,7 @@ pub fn request(session: SessionId, seq: u64, action: Action) -> EncodedRequest {
         seq,
         nonce,
         action: CanonicalAction::new(action, None).expect("a canonical action"),
-        deadline_ms: u64::MAX,
+        deadline_ms,
     })
 }
 

@@ -65,7 +65,7 @@ pub use enforcer::{
     fixture, fixture_in, keygen, listen_command, operator, plant_ssh_key, run_enforcer, said, text,
 };
 pub use evidence::{Entry, entries, log, pinned, read_path};
-pub use frames::{authorize_frame, broker_frame, hello_frame, read_frame, request};
+pub use frames::{authorize_frame, broker_frame, hello_frame, read_frame, request, request_until};
 pub use raw::RawClient;
 pub use seed::{Seeded, seed_from_env};
 pub use wait::{

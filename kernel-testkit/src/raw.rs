@@ -24,6 +24,12 @@ impl RawClient {
     /// Starts `kernel-enforcer serve` over `fixture` and takes its
     /// channels.
     pub fn start(fixture: &Fixture) -> Self {
+        Self::start_with_env(fixture, &[])
+    }
+
+    /// [`RawClient::start`] with `env` added to the enforcer's
+    /// environment (a debug build's injected fault, say).
+    pub fn start_with_env(fixture: &Fixture, env: &[(&str, &str)]) -> Self {
         let (server, name) = IpcOneShotServer::<(IpcSender<Vec<u8>>, IpcReceiver<Vec<u8>>)>::new()
             .expect("a one-shot server");
         let child = Command::new(enforcer())
@@ -33,6 +39,7 @@ impl RawClient {
             .arg(&fixture.evidence)
             .arg("--policy")
             .arg(&fixture.policy)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("start the enforcer");
