@@ -5,10 +5,10 @@
 //! forwarded is one line of strict JSON.
 #![no_main]
 use kernel_enforcer::gateways::hook::{Agent, map_payload};
-use kernel_enforcer::gateways::shell::command_actions;
 use kernel_enforcer::gateways::mcp::{
     AGENT_HOUSEKEEPING, FromAgent, FromServer, Gateway, NOTIFICATION_PREFIX, SERVER_HOUSEKEEPING,
 };
+use kernel_enforcer::gateways::shell::command_actions;
 use libfuzzer_sys::fuzz_target;
 
 /// Whether a forwarded message with `method` could have passed undecided.

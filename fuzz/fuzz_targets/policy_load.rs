@@ -9,12 +9,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let env = Environment::new("/ws", &["/state/kernel.key".to_owned()]).unwrap_or_else(|_| unreachable!());
+    let env = Environment::new("/ws", &["/state/kernel.key".to_owned()])
+        .unwrap_or_else(|_| unreachable!());
     if let Ok(engine) = PolicyEngine::from_sources(&[("fuzz.cedar".into(), text.into())], env) {
         let action = CanonicalAction::new(Action::file_read("/state/kernel.key"), None)
             .unwrap_or_else(|_| unreachable!());
         if let Evaluation::Completed { forbids, .. } = engine.evaluate(&action) {
-            assert!(!forbids.is_empty(), "the floor did not match a kernel asset");
+            assert!(
+                !forbids.is_empty(),
+                "the floor did not match a kernel asset"
+            );
         }
     }
 });

@@ -1747,12 +1747,101 @@ mod tests {
             }
         }
 
-        /// Random printable text never makes the parser panic.
+        /// Parsing is total: whatever the line (shell words, quoting,
+        /// operators, keywords, launchers, nested shells, stray
+        /// characters), decomposing answers without panicking, and the
+        /// answer holds together: a refusal says why; an acceptance has
+        /// one to [`MAX_ACTIONS`] actions in which, the directory being
+        /// known, every program runs in an absolute directory and every
+        /// file has an absolute path (a policy never sees a path relative
+        /// to nothing); and the same line gets the same answer again.
         #[test]
-        fn decomposing_is_total(command in "[ -~\n\t]{0,60}") {
-            let _ = command_actions(&command, Some("/w"));
+        fn decomposing_is_total(command in shell_text()) {
+            let answer = command_actions(&command, Some("/w"));
+            match &answer {
+                Err(why) => proptest::prop_assert!(!why.is_empty(), "{command:?}: a refusal without a reason"),
+                Ok(actions) => {
+                    proptest::prop_assert!(
+                        (1..=MAX_ACTIONS).contains(&actions.len()),
+                        "{command:?}: {} actions", actions.len()
+                    );
+                    for action in actions {
+                        // A command line runs programs and opens files,
+                        // nothing else.
+                        let anchored = match action {
+                            Action::Exec(exec) => exec.cwd.as_deref().is_some_and(|cwd| cwd.starts_with('/')),
+                            Action::FileRead { path }
+                            | Action::FileWrite { path, .. }
+                            | Action::FileDelete { path } => path.starts_with('/'),
+                            _ => false,
+                        };
+                        proptest::prop_assert!(anchored, "{command:?}: {action:?} is not a program or file anchored at /w");
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(command_actions(&command, Some("/w")), answer, "{:?} answered differently twice", command);
             let _ = command_actions(&command, None);
         }
+    }
+
+    /// Lines of shell: mostly the pieces the parser must take apart
+    /// (words, blanks, quoting, operators, redirections, `cd`, keywords,
+    /// launchers, nested shells, expansions), now and then any character
+    /// at all.
+    fn shell_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        const WORDS: &[&str] = &[
+            "ls", "cat", "echo", "git", "a.txt", "dir/b", "/tmp/f", "..", ".", "-l", "--x=1", "2",
+        ];
+        const BLANKS: &[&str] = &[" ", " ", "\t", " \\\n"];
+        const QUOTING: &[&str] = &["'", "\"", "\\", "'a b'", "\"c d\"", "\\ "];
+        const OPERATORS: &[&str] = &[
+            ";", "|", "||", "&&", "&", "|&", "\n", ">", ">>", "<", "2>&1", ">&2", "<<<", "<<",
+            "<>", "&>", "2>", "3<",
+        ];
+        const SHELL: &[&str] = &[
+            "cd", "cd ..", "cd /", "if", "then", "fi", "for", "do", "done", "!", "export", "env",
+            "sudo", "xargs", "bash -c ", "sh -c ", "eval", "exec", "time", "nohup", "true", "read",
+        ];
+        const EXPANSIONS: &[&str] = &[
+            "$", "`", "(", ")", "*", "~", "{", "}", "#", "=", "?", "[", "]", "$(ls)", "${X}",
+            "$((1))", "X=1 ",
+        ];
+        proptest::collection::vec(
+            prop_oneof![
+                12 => proptest::sample::select(WORDS).prop_map(str::to_owned),
+                8 => proptest::sample::select(BLANKS).prop_map(str::to_owned),
+                2 => proptest::sample::select(QUOTING).prop_map(str::to_owned),
+                3 => proptest::sample::select(OPERATORS).prop_map(str::to_owned),
+                2 => proptest::sample::select(SHELL).prop_map(str::to_owned),
+                1 => proptest::sample::select(EXPANSIONS).prop_map(str::to_owned),
+                1 => any::<char>().prop_map(String::from),
+            ],
+            0..24,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    /// The lines [`decomposing_is_total`] checks take the parser past its
+    /// first refusal: a fair share of them it accepts, and a fair share it
+    /// refuses (so the property is not met by refusing everything early,
+    /// nor by inputs too tame to refuse).
+    #[test]
+    fn the_total_parsing_property_reaches_into_the_parser() {
+        use proptest::strategy::{Strategy, ValueTree};
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = shell_text();
+        let samples = 2000;
+        let accepted = (0..samples)
+            .filter(|_| {
+                let line = strategy.new_tree(&mut runner).unwrap().current();
+                command_actions(&line, Some("/w")).is_ok()
+            })
+            .count();
+        assert!(
+            (samples / 5..=samples * 4 / 5).contains(&accepted),
+            "{accepted} of {samples} lines accepted"
+        );
     }
 
     /// What a POSIX shell acts on in `command`, by an independent scan of
