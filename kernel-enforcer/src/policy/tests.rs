@@ -427,6 +427,93 @@ fn the_floor_reads_a_link_target_from_the_links_directory() {
     }
 }
 
+/// The target directory of `ln`, `cp`, `mv` and `install` is read as
+/// their option parser reads it: `-t DIR`, `-tDIR`, `t` after flags in one
+/// word (`-st DIR`, `-vsfDIR` is not one), `--target-directory` and any
+/// prefix of it (`--target=DIR`, `--t DIR`, which GNU `ln` takes). Whatever
+/// the program, as wrappers (`env`, `xargs`, `timeout`) pass the options
+/// on.
+#[test]
+fn the_floor_reads_a_target_directory_as_the_option_parser_does() {
+    let env = Environment::new("/ws", &["/ws/.claude/settings.json".into()]).unwrap();
+    let engine = PolicyEngine::from_sources(
+        &[(
+            "t.cedar".into(),
+            r#"permit (principal, action, resource);"#.into(),
+        )],
+        env,
+    )
+    .unwrap();
+    let reaches = |program: &str, args: &[&str]| {
+        let action = canon(Action::exec(
+            Exec::new(program).args(args.iter().copied()).cwd("/ws"),
+        ));
+        engine.view(&action).unwrap().kernel_asset()
+    };
+    for (program, args) in [
+        ("/usr/bin/ln", &["-vst", "a/b", "../../.claude"][..]),
+        ("/usr/bin/ln", &["-fsta/b", "../../.claude"]),
+        ("/usr/bin/ln", &["-s", "--target=a/b", "../../.claude"]),
+        ("/usr/bin/ln", &["-s", "--t", "a/b", "../../.claude"]),
+        (
+            "/usr/bin/ln",
+            &["-s", "--target-dir", "a/b", "../../.claude"],
+        ),
+        ("/usr/bin/cp", &["-rst", "a/b", "../../.claude"]),
+        ("/usr/bin/env", &["ln", "-st", "a/b", "../../.claude"]),
+        (
+            "/usr/bin/timeout",
+            &["5", "ln", "-s", "-t", "a/b", "../../.claude"],
+        ),
+    ] {
+        assert!(reaches(program, args), "{program} {args:?}");
+    }
+}
+
+/// A compiler's command line is not read as a list of target directories:
+/// every word with a `t` after a dash was one (`-Iinclude/tests`), and past
+/// 64 of them the floor took every relative argument as reaching the
+/// kernel's assets, so a build with many include directories was refused.
+#[test]
+fn a_long_compiler_line_is_not_a_list_of_target_directories() {
+    let env = Environment::new("/ws", &["/ws/.claude/settings.json".into()]).unwrap();
+    let engine = PolicyEngine::from_sources(
+        &[(
+            "t.cedar".into(),
+            r#"permit (principal, action, resource);"#.into(),
+        )],
+        env,
+    )
+    .unwrap();
+    let mut args: Vec<String> = (0..200)
+        .map(|i| format!("-Ithird_party/lib{i}/include/tests"))
+        .collect();
+    args.extend(
+        [
+            "-std=c11",
+            "-Wall",
+            "-lpthread",
+            "-c",
+            "src/main.c",
+            "-o",
+            "out/main.o",
+        ]
+        .map(String::from),
+    );
+    let action = canon(Action::exec(
+        Exec::new("/usr/bin/cc").args(args.clone()).cwd("/ws"),
+    ));
+    assert!(!engine.view(&action).unwrap().kernel_asset());
+    assert_eq!(
+        engine.decide_fresh(&action).verdict.decision,
+        Decision::Allow
+    );
+    // The same line naming an asset is still refused.
+    args.extend(["-include", ".claude/settings.json"].map(String::from));
+    let action = canon(Action::exec(Exec::new("/usr/bin/cc").args(args).cwd("/ws")));
+    assert!(engine.view(&action).unwrap().kernel_asset());
+}
+
 /// A program whose last argument can only be a directory (`.`, `..`, a
 /// name ending in `/`) makes no link named so, so the floor does not read
 /// the other arguments from that directory's parent: `grep -rn TODO .` in
