@@ -812,3 +812,99 @@ mod index_equivalence {
         }
     }
 }
+
+/// The deepest policies the kernel loads, of every shape that nests, load
+/// with their validation done (the same text with an ill-typed innermost
+/// condition is refused: Cedar's validator, short of stack, passed what it
+/// did not check) and evaluate without error, on this test's thread (2 MiB:
+/// the work moves to a decider thread) and on a decider thread; one level
+/// deeper is refused at load. Run by a debug build, whose frames are the
+/// largest.
+#[test]
+fn the_deepest_policy_loads_and_evaluates_on_every_thread() {
+    type Shape = fn(usize, &str) -> String;
+    let shapes: [(&str, Shape); 7] = [
+        ("||", |n, leaf| {
+            std::iter::once(leaf.to_owned())
+                .chain((0..n).map(|i| format!("context.cwd == \"/x{i}\"")))
+                .collect::<Vec<_>>()
+                .join(" || ")
+        }),
+        ("&&", |n, leaf| {
+            std::iter::once(format!("!({leaf})"))
+                .chain((0..n).map(|i| format!("context.cwd != \"/x{i}\"")))
+                .chain(std::iter::once("context.argc == 7".to_owned()))
+                .collect::<Vec<_>>()
+                .join(" && ")
+        }),
+        ("()", |n, leaf| {
+            format!("{}{leaf}{}", "(".repeat(n), ")".repeat(n))
+        }),
+        ("[]", |n, leaf| {
+            let set = format!("{}{leaf}{}", "[".repeat(n), "]".repeat(n));
+            format!("{set} == {set} && context.argc == 7")
+        }),
+        ("{}", |n, leaf| {
+            let record = format!("{}{leaf}{}", "{a: ".repeat(n), "}".repeat(n));
+            format!("{record}{}", ".a".repeat(n))
+        }),
+        ("!", |n, leaf| {
+            format!("{}{leaf}{}", "!(!(".repeat(n), "))".repeat(n))
+        }),
+        ("if", |n, leaf| {
+            "if context.argc == 7 then true else ".repeat(n) + leaf
+        }),
+    ];
+    let policy = |condition: &str| {
+        format!(
+            "@id(\"allow\") permit (principal, action, resource);\n\
+             @id(\"deep\") forbid (principal, action == Action::\"exec\", resource) \
+             when {{ {condition} }};"
+        )
+    };
+    let action = canon(Action::exec(Exec::new("/bin/true").cwd("/ws")));
+    let load = |text: String| {
+        PolicyEngine::from_sources(
+            &[("p.cedar".into(), text)],
+            Environment::new("/ws", &[]).unwrap(),
+        )
+    };
+    let good = "context.cwd == \"/nowhere\"";
+    let ill_typed = "context.cwd < 7";
+    for (name, shape) in shapes {
+        let estimate = |n: usize| depth::estimate(&policy(&shape(n, good))).0;
+        let n = (1..)
+            .take_while(|&n| estimate(n) <= MAX_POLICY_DEPTH)
+            .last()
+            .unwrap();
+        assert!(
+            estimate(n) > MAX_POLICY_DEPTH - 4,
+            "{name}: {}",
+            estimate(n)
+        );
+
+        let engine = load(policy(&shape(n, good)))
+            .unwrap_or_else(|e| panic!("{name} at depth {}: {e}", estimate(n)));
+        let here = engine.evaluate(&action);
+        assert!(
+            matches!(&here, Evaluation::Completed { errors, forbids, .. } if errors.is_empty() && forbids.is_empty()),
+            "{name}: {here:?}"
+        );
+        let engine = std::sync::Arc::new(engine);
+        let shared = std::sync::Arc::clone(&engine);
+        let action_there = action.clone();
+        let there = spawn_decider("test", move || shared.evaluate(&action_there))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(there, here, "{name}");
+
+        assert!(
+            load(policy(&shape(n, ill_typed))).is_err(),
+            "{name}: an ill-typed condition at depth {} passed validation",
+            estimate(n)
+        );
+        let refused = load(policy(&shape(n + 1, good))).unwrap_err().to_string();
+        assert!(refused.contains("levels deep"), "{name}: {refused}");
+    }
+}
