@@ -14,10 +14,8 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Fixture, fixture};
 use kernel_client::{Denial, EffectError, Exec};
+use kernel_testkit::{Fixture, enforcer, fixture};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -85,7 +83,7 @@ policy = "long-forbid"
         ),
     )
     .unwrap();
-    Command::new(ENFORCER)
+    Command::new(enforcer())
         .args(["policy", "test"])
         .arg(&cases)
         .output()
@@ -95,7 +93,7 @@ policy = "long-forbid"
 /// `kernel-enforcer exec -- touch NAME` through a running `listen`: its
 /// connection thread decides, and the broker runs what is allowed.
 fn exec_through(socket: &Path, workspace: &Path, name: &str) -> Output {
-    Command::new(ENFORCER)
+    Command::new(enforcer())
         .args(["exec", "--", "touch", name])
         .env("AGENT_KERNEL_ENDPOINT", socket)
         .current_dir(workspace)
@@ -115,7 +113,7 @@ fn a_chain_of_200_or_gets_the_same_answer_on_every_path() {
         text(&tested)
     );
 
-    let mut listener = common::Listener::of(&fixture, &[]);
+    let mut listener = kernel_testkit::Listener::of(&fixture, &[]);
     let allowed = exec_through(&listener.socket, &fixture.workspace, ALLOWED);
     assert_eq!(allowed.status.code(), Some(0), "{}", text(&allowed));
     assert!(fixture.workspace.join(ALLOWED).exists());
@@ -154,7 +152,7 @@ fn a_chain_of_200_or_gets_the_same_answer_on_every_path() {
 #[test]
 fn a_policy_deeper_than_the_kernel_evaluates_is_refused_by_every_command() {
     let fixture = fixture(&policy(400));
-    let checked = Command::new(ENFORCER)
+    let checked = Command::new(enforcer())
         .args(["policy", "check"])
         .arg(&fixture.policy)
         .output()
@@ -167,7 +165,7 @@ fn a_policy_deeper_than_the_kernel_evaluates_is_refused_by_every_command() {
     assert!(text(&tested).contains("levels deep"), "{}", text(&tested));
 
     let socket = fixture.dir.path().join("state/endpoint.sock");
-    let listen = common::listen_command(
+    let listen = kernel_testkit::listen_command(
         &fixture.policy,
         &fixture.workspace,
         &fixture.evidence,
@@ -183,7 +181,7 @@ fn a_policy_deeper_than_the_kernel_evaluates_is_refused_by_every_command() {
 
     // The same chain at half the length is checked and loads.
     std::fs::write(&fixture.policy, policy(200)).unwrap();
-    let checked = Command::new(ENFORCER)
+    let checked = Command::new(enforcer())
         .args(["policy", "check"])
         .arg(&fixture.policy)
         .output()
