@@ -24,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use kernel_core::CHANNEL_ENV;
 
 /// The ends the enforcer uses when the agent joins it: requests in,
-/// replies out.
+/// replies out. For the side that plays the enforcer (which uses
+/// `ipc-channel` itself); no function of this crate takes or returns it.
 pub type EnforcerEnds = (IpcReceiver<Vec<u8>>, IpcSender<Vec<u8>>);
 
 pub(crate) fn now_ms() -> u64 {

@@ -1,6 +1,10 @@
 //! The client of the agent safety kernel: the thin crate an agent links.
 //!
-//! It holds no key and no policy and can authorize nothing by itself. It
+//! It holds no key and no policy and can authorize nothing by itself: it
+//! links `kernel-core` without that crate's `signing` feature, so nothing
+//! it reaches can sign a receipt, and it verifies every receipt against the
+//! enforcer's key from the signed handshake (pinned with
+//! [`ClientConfig::pin_public_key`] or [`SpawnConfig::pin_public_key`]). It
 //! starts (or joins) the separate `kernel-enforcer` process, forwards each
 //! proposed [`Action`] to it, and returns a [`Permit`] only for an
 //! authentic, signed `Allow` receipt that answers exactly that request.
@@ -52,7 +56,8 @@ pub use kernel::{CHANNEL_ENV, EnforcerEnds, Kernel, KernelState};
 pub use kernel_confine::ConfineError;
 pub use kernel_core::{Action, CanonicalAction, Decision, Exec, Permit, VerifyingKey, WriteMode};
 pub use kernel_core::{
-    ActionError, Confinement, Digest, Handshake, Outcome, Refusal, SessionId, VerifyError,
+    ActionError, ActionKind, Confinement, Digest, Handshake, HandshakeSignatureError, McpPeer,
+    Outcome, ReceiptBody, Refusal, SessionId, SignedReceipt, VerifiedReceipt, VerifyError,
 };
 pub use resolve::ENFORCER_ENV;
 /// The JSON value type that [`Action::tool_call`] takes.

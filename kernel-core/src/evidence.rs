@@ -25,7 +25,9 @@ use crate::protocol::Confinement;
 use crate::receipt::{SignedReceipt, VerifyError, decode_receipt_body_checked};
 use crate::request::{EncodedRequest, SessionId};
 use curve25519_dalek::edwards::CompressedEdwardsY;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+#[cfg(feature = "signing")]
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -203,7 +205,8 @@ impl Event {
 }
 
 impl SignedEvent {
-    /// Encodes and signs `event`.
+    /// Encodes and signs `event`. Only with the `signing` feature.
+    #[cfg(feature = "signing")]
     pub fn sign(event: &Event, key: &SigningKey) -> Self {
         let body = encode(EVENT_TAG, event);
         let signature = key.sign(&body).to_bytes();

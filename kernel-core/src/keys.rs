@@ -1,7 +1,9 @@
 //! Public keys in the text form the kernel prints and reads.
 
 use crate::digest::{hex, unhex};
-pub use ed25519_dalek::{SigningKey, VerifyingKey};
+#[cfg(feature = "signing")]
+pub use ed25519_dalek::SigningKey;
+pub use ed25519_dalek::VerifyingKey;
 
 /// Prefix of the text form of a public key.
 pub const PUBLIC_KEY_PREFIX: &str = "ed25519:";

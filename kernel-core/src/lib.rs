@@ -10,7 +10,7 @@
 //! - the fail-closed decision combinator [`decide`], the only place where
 //!   `Allow` is produced;
 //! - signed receipts, and [`verify_receipt`], the only way to obtain a
-//!   [`Permit`];
+//!   [`Permit`] (see *Signing* below);
 //! - the frames of the client–enforcer protocol;
 //! - evidence records, RFC 6962 Merkle proofs ([`merkle`]), signed
 //!   checkpoints ([`note`]) and [`audit`], for auditors holding public keys
@@ -23,6 +23,21 @@
 //! a wrong tag or version, trailing bytes, oversize input and non-canonical encodings; receipts
 //! with a bad signature, or for another session, request or policy set, or
 //! expired.
+//!
+//! # Signing
+//!
+//! This crate verifies by default and signs only with its `signing`
+//! feature, which the enforcer enables (and the test harnesses that play
+//! an enforcer). Without it there is no `SigningKey`, `sign_receipt`,
+//! `sign_control_reply`, `Handshake::sign`, `SignedEvent::sign`,
+//! `SignedNote::sign` or `SignedNote::cosign`: a client or an auditor
+//! that depends on this crate can check receipts, handshakes, control
+//! answers, evidence and checkpoints, and has no function that makes one.
+//! `kernel-client`, the crate an agent links, does not enable it. (An
+//! agent's code could still sign with a key of its own through
+//! `ed25519-dalek`; what stops that is the check of the signer:
+//! [`verify_receipt`] accepts only the enforcer's key, announced at the
+//! handshake, which the client may pin.)
 //!
 //! ```
 //! use kernel_core::{Action, CanonicalAction};
@@ -67,19 +82,24 @@ pub use evidence::{
     SignedEvent, WitnessCheck, audit, decode_record, encode_record, frame_record,
     frame_record_bytes, origin_for, resume, segment_order, split_records, split_records_prefix,
 };
+#[cfg(feature = "signing")]
+pub use keys::SigningKey;
 pub use keys::{
-    PUBLIC_KEY_PREFIX, PublicKeyError, SigningKey, VerifyingKey, format_public_key,
-    parse_public_key, public_key_from_bytes,
+    PUBLIC_KEY_PREFIX, PublicKeyError, VerifyingKey, format_public_key, parse_public_key,
+    public_key_from_bytes,
 };
+#[cfg(feature = "signing")]
+pub use protocol::sign_control_reply;
 pub use protocol::{
     CHANNEL_ENV, CONTROL_REPLY_TAG, ClientFrame, Confinement, ControlReplySignatureError,
     EnforcerFrame, HANDSHAKE_TAG, Handshake, HandshakeSignatureError, Outcome, PROTOCOL_VERSION,
     Refusal, decode_client_frame, decode_enforcer_frame, encode_client_frame,
-    encode_enforcer_frame, sign_control_reply, verify_control_reply,
+    encode_enforcer_frame, verify_control_reply,
 };
+#[cfg(feature = "signing")]
+pub use receipt::sign_receipt;
 pub use receipt::{
     Expectation, MAX_CLOCK_SKEW_MS, Permit, ReceiptBody, SignedReceipt, Verified, VerifiedReceipt,
-    VerifyError, decode_receipt_body_unverified, sign_receipt, verify_receipt,
-    verify_receipt_signature,
+    VerifyError, decode_receipt_body_unverified, verify_receipt, verify_receipt_signature,
 };
 pub use request::{EncodedRequest, Request, SessionId};

@@ -14,7 +14,9 @@
 use crate::merkle::Hash;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+#[cfg(feature = "signing")]
+use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest as _, Sha256};
 
 /// Key name the enforcer signs checkpoints with.
@@ -193,7 +195,9 @@ impl SignedNote {
         text
     }
 
-    /// Signs `body` as `name` with an ed25519 note signature.
+    /// Signs `body` as `name` with an ed25519 note signature. Only with the
+    /// `signing` feature.
+    #[cfg(feature = "signing")]
     pub fn sign(body: String, name: &str, key: &SigningKey) -> Self {
         let id = key_id(name, ED25519_TYPE, &key.verifying_key());
         let signature = key.sign(body.as_bytes()).to_bytes();
@@ -224,7 +228,8 @@ impl SignedNote {
     }
 
     /// Adds a `cosignature/v1` co-signature by `name` at `time` (seconds
-    /// since the Unix epoch).
+    /// since the Unix epoch). Only with the `signing` feature.
+    #[cfg(feature = "signing")]
     pub fn cosign(&mut self, name: &str, key: &SigningKey, time: u64) {
         let id = key_id(name, COSIGNATURE_TYPE, &key.verifying_key());
         let signature = key.sign(&cosigned_message(&self.body, time)).to_bytes();

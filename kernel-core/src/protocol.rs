@@ -10,7 +10,9 @@ use crate::encoding::{CLIENT_FRAME_TAG, DecodeError, ENFORCER_FRAME_TAG, decode,
 use crate::limits::MAX_FRAME_BYTES;
 use crate::receipt::SignedReceipt;
 use crate::request::SessionId;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+#[cfg(feature = "signing")]
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable that carries the enforcer's channel name to an
@@ -196,7 +198,9 @@ fn handshake_message(handshake: &Handshake, challenge: &[u8; 32]) -> Vec<u8> {
 }
 
 impl Handshake {
-    /// Signs the handshake together with the client's challenge.
+    /// Signs the handshake together with the client's challenge. Only with
+    /// the `signing` feature.
+    #[cfg(feature = "signing")]
     pub fn sign(&self, key: &SigningKey, challenge: &[u8; 32]) -> [u8; 64] {
         key.sign(&handshake_message(self, challenge)).to_bytes()
     }
@@ -244,7 +248,8 @@ fn control_reply_message(challenge: &[u8; 32], request: &str, reply: &str) -> Ve
 /// line it answers, so that an answer from anything but the holder of the
 /// enforcer's key, an answer recorded earlier and replayed, or the answer
 /// to another request (a `status` passed off as a `halt`) does not
-/// verify.
+/// verify. Only with the `signing` feature.
+#[cfg(feature = "signing")]
 pub fn sign_control_reply(
     key: &SigningKey,
     challenge: &[u8; 32],
@@ -257,7 +262,7 @@ pub fn sign_control_reply(
 
 /// Verifies that `signature` is `key`'s signature over `reply`, the
 /// `request` line it answers and the operator's `challenge` (see
-/// [`sign_control_reply`]).
+/// `sign_control_reply`).
 pub fn verify_control_reply(
     key: &VerifyingKey,
     challenge: &[u8; 32],

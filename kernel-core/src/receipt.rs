@@ -1,6 +1,7 @@
 //! Signed receipts and the only way to obtain a [`Permit`].
 //!
-//! The enforcer signs a [`ReceiptBody`] with [`sign_receipt`]. The signed
+//! The enforcer signs a [`ReceiptBody`] with `sign_receipt` (behind the
+//! `signing` feature, which only the enforcer enables). The signed
 //! message is the exact body bytes (which start with the receipt tag and
 //! version); the verifier checks the signature with `verify_strict` over
 //! the bytes it received and only then decodes them. [`verify_receipt`]
@@ -10,10 +11,14 @@
 use crate::action::CanonicalAction;
 use crate::decision::Decision;
 use crate::digest::Digest;
-use crate::encoding::{DecodeError, RECEIPT_TAG, decode, encode};
+#[cfg(feature = "signing")]
+use crate::encoding::encode;
+use crate::encoding::{DecodeError, RECEIPT_TAG, decode};
 use crate::limits::{MAX_FRAME_BYTES, MAX_RECEIPT_ENTRIES, MAX_RECEIPT_TEXT_BYTES};
 use crate::request::{EncodedRequest, SessionId};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+#[cfg(feature = "signing")]
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 /// What a receipt says. Signed as `RECEIPT_TAG || postcard(body)`.
@@ -53,7 +58,8 @@ pub struct SignedReceipt {
     pub signature: [u8; 64],
 }
 
-/// Signs `body` with the enforcer's key.
+/// Signs `body` with the enforcer's key. Only with the `signing` feature.
+#[cfg(feature = "signing")]
 pub fn sign_receipt(key: &SigningKey, body: &ReceiptBody) -> SignedReceipt {
     let bytes = encode(RECEIPT_TAG, body);
     let signature = key.sign(&bytes).to_bytes();

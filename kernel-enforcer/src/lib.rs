@@ -32,6 +32,20 @@
 //!
 //! Guarantee on any input: the frame handler does not panic; if it ever
 //! did, the session halts and denies everything after.
+//!
+//! # Not a stable interface
+//!
+//! None of this library's modules is a stable interface: they are public
+//! so that the binary, the tests, benchmarks and fuzz targets, the escape
+//! campaign (`kernel-redteam`) and the workload suite of this workspace
+//! can reach the parts they exercise, and they change with the enforcer.
+//! What is stable is what crosses a process boundary: the command line,
+//! the client protocol and the receipt, evidence and checkpoint formats
+//! (`kernel-core`, docs/EVIDENCE.md), the decision endpoint's JSON lines
+//! (docs/GATEWAYS.md), and the `kernel-client` API. The modules are
+//! documented rather than `#[doc(hidden)]`: their docs are where a
+//! reviewer finds where each property is kept, and the README points
+//! into them.
 
 pub mod cli;
 #[cfg(debug_assertions)]

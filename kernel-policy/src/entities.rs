@@ -91,16 +91,46 @@ impl Environment {
 /// many target directories is refused, not checked for minutes).
 const MAX_LINK_DIRECTORIES: usize = 64;
 
+/// The short options of GNU `ln`, `cp`, `mv` and `install` (and BusyBox's)
+/// that take no argument: in one word, `t` after any of them is `-t` (its
+/// directory the rest of the word, or the next word). After any other
+/// letter it is not: these programs refuse a letter they do not know, and
+/// the rest of the word after `-S`, `-g`, `-m` or `-o` is that option's
+/// argument.
+const FLAG_LETTERS: &str = "abcCdDfFHilLnpPrRsTuvxZ";
+
+/// The directory that `arg` names as a target directory, the way the
+/// option parser of `ln`, `cp`, `mv` and `install` reads it: `Some(None)`
+/// when it is the next word.
+fn target_directory(arg: &str) -> Option<Option<&str>> {
+    if let Some(long) = arg.strip_prefix("--") {
+        // getopt_long takes any unambiguous prefix: `--target=DIR` and
+        // `--t DIR` are `--target-directory`.
+        let (name, value) = long
+            .split_once('=')
+            .map_or((long, None), |(n, v)| (n, Some(v)));
+        (!name.is_empty() && "target-directory".starts_with(name)).then_some(value)
+    } else {
+        let cluster = arg.strip_prefix('-')?;
+        let rest = cluster
+            .trim_start_matches(|c: char| FLAG_LETTERS.contains(c))
+            .strip_prefix('t')?;
+        Some((!rest.is_empty()).then_some(rest))
+    }
+}
+
 /// Where a program given `args` in `cwd` may make a symbolic link whose
 /// target is one of the other arguments: the directory of its last
 /// argument (`ln -s TARGET DIR/LINK`), that argument itself (`ln -s
-/// TARGET... DIR`), and each target directory named with `-t DIR`,
-/// `-tDIR`, a cluster ending in `t` (`-st DIR`) or `--target-directory`
-/// (`ln`, `cp -s`). Whatever the program: the floor does not know which
-/// programs make links. A name that can only be a directory (a target
-/// directory, or one ending in `/`, `.` or `..`: no link can be called
-/// `.`) holds the link, so its own directory is not one. `None` when there
-/// are more than [`MAX_LINK_DIRECTORIES`].
+/// TARGET... DIR`), and each target directory named as the option parser
+/// of `ln`, `cp` and the like reads one ([`target_directory`]: `-t DIR`,
+/// `-tDIR`, `-st DIR`, `--target-directory=DIR`, `--target DIR`).
+/// Whatever the program: the floor does not know which programs make
+/// links, and wrappers (`env`, `xargs`, `timeout`) pass these options on.
+/// A name that can only be a directory (a target directory, or one ending
+/// in `/`, `.` or `..`: no link can be called `.`) holds the link, so its
+/// own directory is not one. `None` when there are more than
+/// [`MAX_LINK_DIRECTORIES`].
 pub(crate) fn link_directories(args: &[String], cwd: &str) -> Option<Vec<String>> {
     let only_a_directory =
         |name: &str| name.ends_with('/') || matches!(name.rsplit('/').next(), Some("." | ".."));
@@ -111,18 +141,10 @@ pub(crate) fn link_directories(args: &[String], cwd: &str) -> Option<Vec<String>
     }
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        if let Some(dir) = arg.strip_prefix("--target-directory=") {
-            named.push((dir, true));
-        } else if arg == "--target-directory" {
-            named.extend(args.next().map(|dir| (dir.as_str(), true)));
-        } else if let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.starts_with('-'))
-            && let Some((_, dir)) = cluster.split_once('t')
-        {
-            if dir.is_empty() {
-                named.extend(args.next().map(|dir| (dir.as_str(), true)));
-            } else {
-                named.push((dir, true));
-            }
+        match target_directory(arg) {
+            Some(Some(dir)) => named.push((dir, true)),
+            Some(None) => named.extend(args.next().map(|dir| (dir.as_str(), true))),
+            None => {}
         }
     }
     let mut dirs = Vec::new();

@@ -42,6 +42,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod depth;
 pub mod describe;
 #[cfg(feature = "symbolic")]
 pub mod diff;
@@ -52,6 +53,7 @@ mod index;
 pub mod limit;
 pub mod request;
 pub mod resolve;
+mod stack;
 pub mod suggest;
 pub mod suite;
 
@@ -66,6 +68,9 @@ use std::str::FromStr;
 
 pub(crate) use entities::link_directories;
 pub use entities::{Environment, RequestView};
+pub use stack::{
+    DECIDER_STACK_BYTES, MAX_POLICY_DEPTH, STACK_PER_LEVEL, spawn_decider, spawn_scoped_decider,
+};
 
 /// The kernel's Cedar schema for its action model.
 pub const SCHEMA: &str = include_str!("schema.cedarschema");
@@ -186,6 +191,8 @@ pub struct PolicyEngine {
     env: Environment,
     authorizer: Authorizer,
     index: index::PolicyIndex,
+    /// The stack that evaluating this set needs ([`stack::with_stack`]).
+    stack: usize,
 }
 
 /// Reads policy files and validates them with the floor: what
@@ -245,6 +252,53 @@ fn schema() -> Result<Schema, PolicyLoadError> {
 
 /// Parses, re-keys and validates every file, then adds the floor.
 fn build_set(
+    sources: &[(String, String)],
+) -> Result<(PolicySet, HashMap<PolicyId, PolicyMeta>), PolicyLoadError> {
+    build_set_deep(sources).map(|(set, meta, _)| (set, meta))
+}
+
+/// [`build_set`], and the deepest policy's depth: checks every file's
+/// depth first, then parses and validates with the stack it needs.
+fn build_set_deep(
+    sources: &[(String, String)],
+) -> Result<(PolicySet, HashMap<PolicyId, PolicyMeta>, usize), PolicyLoadError> {
+    let mut deepest = 0;
+    let mut too_deep = Vec::new();
+    for (file, text) in sources {
+        let (depth, at) = depth::estimate(text);
+        deepest = deepest.max(depth);
+        if depth > MAX_POLICY_DEPTH {
+            too_deep.push(located(
+                file,
+                text,
+                Some(at),
+                format!(
+                    "policy nests {depth} levels deep, over the kernel's limit of \
+                     {MAX_POLICY_DEPTH} (each bracket, and each operator along the way, is \
+                     a level): split it, or test membership in a set \
+                     (`[\"a\", \"b\"].contains(x)`) instead of chaining `||`"
+                ),
+            ));
+        }
+    }
+    if !too_deep.is_empty() {
+        return Err(PolicyLoadError::Invalid(too_deep));
+    }
+    let (set, meta) =
+        stack::with_stack(stack::stack_needed(deepest), || parse_and_validate(sources)).map_err(
+            |e| {
+                PolicyLoadError::Invalid(vec![plain(
+                    "<all files>",
+                    &format!("cannot start a thread to load the policies: {e}"),
+                )])
+            },
+        )??;
+    Ok((set, meta, deepest))
+}
+
+/// [`build_set`] once the depth is known to be within the limit and the
+/// stack to suffice.
+fn parse_and_validate(
     sources: &[(String, String)],
 ) -> Result<(PolicySet, HashMap<PolicyId, PolicyMeta>), PolicyLoadError> {
     let schema = schema()?;
@@ -446,7 +500,7 @@ impl PolicyEngine {
         sources: &[(String, String)],
         env: Environment,
     ) -> Result<Self, PolicyLoadError> {
-        let (set, meta) = build_set(sources)?;
+        let (set, meta, depth) = build_set_deep(sources)?;
         let schema = schema()?;
         let index = index::PolicyIndex::new(&set, &schema)
             .map_err(|message| PolicyLoadError::Invalid(vec![plain("<all files>", &message)]))?;
@@ -458,6 +512,7 @@ impl PolicyEngine {
             digest: policy_digest(sources),
             env,
             authorizer: Authorizer::new(),
+            stack: stack::stack_needed(depth),
         })
     }
 
@@ -513,7 +568,17 @@ impl PolicyEngine {
         self.evaluate_with(action, true)
     }
 
+    /// Evaluates with the stack this set needs: here, or on a decider
+    /// thread when this one has less left ([`stack::with_stack`]).
     fn evaluate_with(&self, action: &CanonicalAction, indexed: bool) -> Evaluation {
+        stack::with_stack(self.stack, || self.evaluate_here(action, indexed)).unwrap_or_else(|e| {
+            Evaluation::Failed {
+                reason: format!("cannot start a thread to evaluate the policies: {e}"),
+            }
+        })
+    }
+
+    fn evaluate_here(&self, action: &CanonicalAction, indexed: bool) -> Evaluation {
         let (request, entities) = match entities::build(action, &self.env, &self.schema) {
             Ok(built) => built,
             Err(reason) => return Evaluation::Failed { reason },

@@ -427,6 +427,93 @@ fn the_floor_reads_a_link_target_from_the_links_directory() {
     }
 }
 
+/// The target directory of `ln`, `cp`, `mv` and `install` is read as
+/// their option parser reads it: `-t DIR`, `-tDIR`, `t` after flags in one
+/// word (`-st DIR`, `-vsfDIR` is not one), `--target-directory` and any
+/// prefix of it (`--target=DIR`, `--t DIR`, which GNU `ln` takes). Whatever
+/// the program, as wrappers (`env`, `xargs`, `timeout`) pass the options
+/// on.
+#[test]
+fn the_floor_reads_a_target_directory_as_the_option_parser_does() {
+    let env = Environment::new("/ws", &["/ws/.claude/settings.json".into()]).unwrap();
+    let engine = PolicyEngine::from_sources(
+        &[(
+            "t.cedar".into(),
+            r#"permit (principal, action, resource);"#.into(),
+        )],
+        env,
+    )
+    .unwrap();
+    let reaches = |program: &str, args: &[&str]| {
+        let action = canon(Action::exec(
+            Exec::new(program).args(args.iter().copied()).cwd("/ws"),
+        ));
+        engine.view(&action).unwrap().kernel_asset()
+    };
+    for (program, args) in [
+        ("/usr/bin/ln", &["-vst", "a/b", "../../.claude"][..]),
+        ("/usr/bin/ln", &["-fsta/b", "../../.claude"]),
+        ("/usr/bin/ln", &["-s", "--target=a/b", "../../.claude"]),
+        ("/usr/bin/ln", &["-s", "--t", "a/b", "../../.claude"]),
+        (
+            "/usr/bin/ln",
+            &["-s", "--target-dir", "a/b", "../../.claude"],
+        ),
+        ("/usr/bin/cp", &["-rst", "a/b", "../../.claude"]),
+        ("/usr/bin/env", &["ln", "-st", "a/b", "../../.claude"]),
+        (
+            "/usr/bin/timeout",
+            &["5", "ln", "-s", "-t", "a/b", "../../.claude"],
+        ),
+    ] {
+        assert!(reaches(program, args), "{program} {args:?}");
+    }
+}
+
+/// A compiler's command line is not read as a list of target directories:
+/// every word with a `t` after a dash was one (`-Iinclude/tests`), and past
+/// 64 of them the floor took every relative argument as reaching the
+/// kernel's assets, so a build with many include directories was refused.
+#[test]
+fn a_long_compiler_line_is_not_a_list_of_target_directories() {
+    let env = Environment::new("/ws", &["/ws/.claude/settings.json".into()]).unwrap();
+    let engine = PolicyEngine::from_sources(
+        &[(
+            "t.cedar".into(),
+            r#"permit (principal, action, resource);"#.into(),
+        )],
+        env,
+    )
+    .unwrap();
+    let mut args: Vec<String> = (0..200)
+        .map(|i| format!("-Ithird_party/lib{i}/include/tests"))
+        .collect();
+    args.extend(
+        [
+            "-std=c11",
+            "-Wall",
+            "-lpthread",
+            "-c",
+            "src/main.c",
+            "-o",
+            "out/main.o",
+        ]
+        .map(String::from),
+    );
+    let action = canon(Action::exec(
+        Exec::new("/usr/bin/cc").args(args.clone()).cwd("/ws"),
+    ));
+    assert!(!engine.view(&action).unwrap().kernel_asset());
+    assert_eq!(
+        engine.decide_fresh(&action).verdict.decision,
+        Decision::Allow
+    );
+    // The same line naming an asset is still refused.
+    args.extend(["-include", ".claude/settings.json"].map(String::from));
+    let action = canon(Action::exec(Exec::new("/usr/bin/cc").args(args).cwd("/ws")));
+    assert!(engine.view(&action).unwrap().kernel_asset());
+}
+
 /// A program whose last argument can only be a directory (`.`, `..`, a
 /// name ending in `/`) makes no link named so, so the floor does not read
 /// the other arguments from that directory's parent: `grep -rn TODO .` in
@@ -723,5 +810,101 @@ mod index_equivalence {
                 assert_eq!(ids, ["any", "ws"], "{action:?}");
             }
         }
+    }
+}
+
+/// The deepest policies the kernel loads, of every shape that nests, load
+/// with their validation done (the same text with an ill-typed innermost
+/// condition is refused: Cedar's validator, short of stack, passed what it
+/// did not check) and evaluate without error, on this test's thread (2 MiB:
+/// the work moves to a decider thread) and on a decider thread; one level
+/// deeper is refused at load. Run by a debug build, whose frames are the
+/// largest.
+#[test]
+fn the_deepest_policy_loads_and_evaluates_on_every_thread() {
+    type Shape = fn(usize, &str) -> String;
+    let shapes: [(&str, Shape); 7] = [
+        ("||", |n, leaf| {
+            std::iter::once(leaf.to_owned())
+                .chain((0..n).map(|i| format!("context.cwd == \"/x{i}\"")))
+                .collect::<Vec<_>>()
+                .join(" || ")
+        }),
+        ("&&", |n, leaf| {
+            std::iter::once(format!("!({leaf})"))
+                .chain((0..n).map(|i| format!("context.cwd != \"/x{i}\"")))
+                .chain(std::iter::once("context.argc == 7".to_owned()))
+                .collect::<Vec<_>>()
+                .join(" && ")
+        }),
+        ("()", |n, leaf| {
+            format!("{}{leaf}{}", "(".repeat(n), ")".repeat(n))
+        }),
+        ("[]", |n, leaf| {
+            let set = format!("{}{leaf}{}", "[".repeat(n), "]".repeat(n));
+            format!("{set} == {set} && context.argc == 7")
+        }),
+        ("{}", |n, leaf| {
+            let record = format!("{}{leaf}{}", "{a: ".repeat(n), "}".repeat(n));
+            format!("{record}{}", ".a".repeat(n))
+        }),
+        ("!", |n, leaf| {
+            format!("{}{leaf}{}", "!(!(".repeat(n), "))".repeat(n))
+        }),
+        ("if", |n, leaf| {
+            "if context.argc == 7 then true else ".repeat(n) + leaf
+        }),
+    ];
+    let policy = |condition: &str| {
+        format!(
+            "@id(\"allow\") permit (principal, action, resource);\n\
+             @id(\"deep\") forbid (principal, action == Action::\"exec\", resource) \
+             when {{ {condition} }};"
+        )
+    };
+    let action = canon(Action::exec(Exec::new("/bin/true").cwd("/ws")));
+    let load = |text: String| {
+        PolicyEngine::from_sources(
+            &[("p.cedar".into(), text)],
+            Environment::new("/ws", &[]).unwrap(),
+        )
+    };
+    let good = "context.cwd == \"/nowhere\"";
+    let ill_typed = "context.cwd < 7";
+    for (name, shape) in shapes {
+        let estimate = |n: usize| depth::estimate(&policy(&shape(n, good))).0;
+        let n = (1..)
+            .take_while(|&n| estimate(n) <= MAX_POLICY_DEPTH)
+            .last()
+            .unwrap();
+        assert!(
+            estimate(n) > MAX_POLICY_DEPTH - 4,
+            "{name}: {}",
+            estimate(n)
+        );
+
+        let engine = load(policy(&shape(n, good)))
+            .unwrap_or_else(|e| panic!("{name} at depth {}: {e}", estimate(n)));
+        let here = engine.evaluate(&action);
+        assert!(
+            matches!(&here, Evaluation::Completed { errors, forbids, .. } if errors.is_empty() && forbids.is_empty()),
+            "{name}: {here:?}"
+        );
+        let engine = std::sync::Arc::new(engine);
+        let shared = std::sync::Arc::clone(&engine);
+        let action_there = action.clone();
+        let there = spawn_decider("test", move || shared.evaluate(&action_there))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(there, here, "{name}");
+
+        assert!(
+            load(policy(&shape(n, ill_typed))).is_err(),
+            "{name}: an ill-typed condition at depth {} passed validation",
+            estimate(n)
+        );
+        let refused = load(policy(&shape(n + 1, good))).unwrap_err().to_string();
+        assert!(refused.contains("levels deep"), "{name}: {refused}");
     }
 }

@@ -987,7 +987,15 @@ fn mcp_proxy_command(args: McpProxyArgs) -> ExitCode {
     let done = Arc::new(AtomicBool::new(false));
     let serving = {
         let done = Arc::clone(&done);
-        std::thread::spawn(move || endpoint.serve_until(|| done.load(Ordering::SeqCst)))
+        match kernel_policy::spawn_decider("session", move || {
+            endpoint.serve_until(|| done.load(Ordering::SeqCst))
+        }) {
+            Ok(serving) => serving,
+            Err(e) => {
+                eprintln!("error: cannot start the session's thread: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     };
     let code = gateway::mcp_proxy(&socket, None, &args.command);
     done.store(true, Ordering::SeqCst);

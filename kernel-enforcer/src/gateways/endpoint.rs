@@ -138,11 +138,16 @@ pub fn serve(
         }
         let session = Arc::clone(session);
         let turn = Arc::clone(&turn);
-        let open = Arc::clone(&open);
-        std::thread::spawn(move || {
+        let served = Arc::clone(&open);
+        // A thread that cannot start drops the connection: its client
+        // denies.
+        let spawned = kernel_policy::spawn_decider("endpoint-connection", move || {
             let _ = serve_one(stream, client_uid, &session, &turn);
-            open.fetch_sub(1, Ordering::SeqCst);
+            served.fetch_sub(1, Ordering::SeqCst);
         });
+        if spawned.is_err() {
+            open.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 

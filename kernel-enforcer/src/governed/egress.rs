@@ -270,17 +270,15 @@ fn accept_loop(listener: &TcpListener, door: &Door, context: &Arc<Context>) {
             continue;
         }
         let served = Arc::clone(context);
-        let spawned = std::thread::Builder::new()
-            .name("egress-connection".into())
-            .spawn(move || {
-                let _live = Live(&served.live);
-                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    serve_connection(&served, stream);
-                }));
-                if handled.is_err() {
-                    (served.fault)("internal fault: a panic in the egress proxy");
-                }
-            });
+        let spawned = kernel_policy::spawn_decider("egress-connection", move || {
+            let _live = Live(&served.live);
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                serve_connection(&served, stream);
+            }));
+            if handled.is_err() {
+                (served.fault)("internal fault: a panic in the egress proxy");
+            }
+        });
         if spawned.is_err() {
             context.live.fetch_sub(1, Ordering::SeqCst);
         }

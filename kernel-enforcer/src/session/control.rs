@@ -384,11 +384,16 @@ impl ControlSocket {
                     let _ = refuse(&mut stream, "refused: too many control connections at once");
                     continue;
                 }
-                let (key, handle, open) = (&self.key, &handle, &open);
-                scope.spawn(move || {
+                let (key, handle, served) = (&self.key, &handle, &open);
+                // Approvals decide and reloads load policy: a decider's
+                // stack. One that cannot start closes the connection.
+                let started = kernel_policy::spawn_scoped_decider(scope, "control", move || {
                     let _ = serve_one(stream, peer, key, handle);
-                    open.fetch_sub(1, Ordering::SeqCst);
+                    served.fetch_sub(1, Ordering::SeqCst);
                 });
+                if started.is_err() {
+                    open.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         });
     }

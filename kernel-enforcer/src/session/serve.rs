@@ -371,12 +371,20 @@ pub fn serve_channels(
     let sending = Arc::new(SendWatch::default());
     let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
     {
-        let shared = Arc::clone(&shared);
+        let serving = Arc::clone(&shared);
         let sending = Arc::clone(&sending);
-        std::thread::spawn(move || {
-            serve_loop(&requests, &replies, &shared, &sending);
+        let started = kernel_policy::spawn_decider("session", move || {
+            serve_loop(&requests, &replies, &serving, &sending);
             let _ = ended_tx.send(());
         });
+        // Without it nothing is served: the watch below sees the channel
+        // closed at once, and the halt says why.
+        if started.is_err() {
+            let _ = shared.session.lock().halt(
+                "internal fault: cannot start the thread that serves the agent",
+                "the enforcer",
+            );
+        }
     }
     let stalled = loop {
         match ended.recv_timeout(WATCH_INTERVAL) {

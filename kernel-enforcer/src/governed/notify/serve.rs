@@ -59,12 +59,16 @@ pub fn serve(
     let serving = AtomicUsize::new(WORKERS);
     std::thread::scope(|scope| {
         for _ in 0..WORKERS {
-            scope.spawn(|| {
+            let started = kernel_policy::spawn_scoped_decider(scope, "governed-decider", || {
                 serve_one_at_a_time(
                     &listener, governor, decide, fault, latch, &bucket, &inflight,
                 );
                 serving.fetch_sub(1, Ordering::SeqCst);
             });
+            if started.is_err() {
+                serving.fetch_sub(1, Ordering::SeqCst);
+                fault("internal fault: cannot start a thread to decide system calls");
+            }
         }
         scope.spawn(|| {
             while serving.load(Ordering::SeqCst) > 0 {
