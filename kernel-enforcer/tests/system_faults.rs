@@ -41,6 +41,9 @@ struct Device {
     healthy: usize,
     fault: Fault,
     broken_sync: Arc<Mutex<bool>>,
+    /// Whether it syncs apart from the log (as a file does), and how many
+    /// such syncs ran.
+    detached: Option<Arc<Mutex<usize>>>,
 }
 
 impl Storage for Device {
@@ -64,6 +67,18 @@ impl Storage for Device {
         }
         Ok(())
     }
+
+    fn detached_sync(&self) -> Option<kernel_enforcer::evidence::DetachedSync> {
+        let syncs = Arc::clone(self.detached.as_ref()?);
+        let broken = Arc::clone(&self.broken_sync);
+        Some(Box::new(move || {
+            *syncs.lock() += 1;
+            if *broken.lock() {
+                return Err(std::io::Error::other("input/output error"));
+            }
+            Ok(())
+        }))
+    }
 }
 
 fn session(healthy: usize, fault: Fault) -> (Session, Device, u128) {
@@ -86,13 +101,23 @@ fn session_in(
     fault: Fault,
     policy: &str,
 ) -> (Session, Device, u128) {
-    let device = Device {
-        bytes: Arc::default(),
-        appends: Arc::default(),
-        healthy,
-        fault,
-        broken_sync: Arc::default(),
-    };
+    session_on(
+        workspace,
+        policy,
+        Device {
+            bytes: Arc::default(),
+            appends: Arc::default(),
+            healthy,
+            fault,
+            broken_sync: Arc::default(),
+            detached: None,
+        },
+    )
+}
+
+/// A session whose workspace is `workspace`, its evidence on `device`,
+/// greeted.
+fn session_on(workspace: &str, policy: &str, device: Device) -> (Session, Device, u128) {
     let evidence = EvidenceLog::with_storage(
         std::path::Path::new("memory"),
         &[],
@@ -648,4 +673,125 @@ fn a_finished_session_records_nothing_more() {
             .is_some()
     );
     audit(&finished, &AuditOptions::default()).unwrap();
+}
+
+/// A device that syncs apart from the log, as an evidence file does, and
+/// never fails on its own: its syncs fail while `broken_sync` is set.
+fn detached_device() -> Device {
+    Device {
+        bytes: Arc::default(),
+        appends: Arc::default(),
+        healthy: usize::MAX,
+        fault: Fault::FailSync,
+        broken_sync: Arc::default(),
+        detached: Some(Arc::default()),
+    }
+}
+
+/// Batches decided while an earlier one waits for its `fdatasync`: when
+/// that sync fails, nothing of its batch is released (the allow is
+/// withheld, the denial's receipt replaced by `halted`), the session
+/// halts, and nothing of a later batch is released either, not even when
+/// the device reports its next sync as successful (after a failed
+/// `fdatasync`, a later one may succeed over lost data). A brokered
+/// delete in the later batch does not happen.
+#[test]
+fn a_pipelined_batch_whose_sync_fails_releases_nothing_after_it() {
+    use kernel_enforcer::broker::Broker;
+    use kernel_enforcer::handoff::Handoff;
+    let ws = tempfile::tempdir().unwrap();
+    let workspace = ws.path().canonicalize().unwrap();
+    let root = workspace.to_str().unwrap();
+    let policy = r#"permit (principal, action in [Action::"file_read", Action::"file_delete"], resource in Workspace::"root");"#;
+    let victim = workspace.join("victim");
+    std::fs::write(&victim, "still here").unwrap();
+    let (mut session, device, id) = session_on(root, policy, detached_device());
+    session.set_broker(Broker {
+        workspace: workspace.clone(),
+        protected: Vec::new(),
+        exec_timeout: std::time::Duration::from_secs(5),
+        confine: false,
+        handoff: Handoff::none(),
+    });
+    let inside = format!("{root}/a");
+    let first = session
+        .decide_batch_deferred(&[read_frame(id, 1, &inside), read_frame(id, 2, "/outside/b")]);
+    let second =
+        session.decide_batch_deferred(&[read_frame(id, 3, &inside), delete_frame(id, 4, &victim)]);
+    // Both batches are written, neither synced yet.
+    assert_eq!(*device.detached.as_ref().unwrap().lock(), 0);
+    *device.broken_sync.lock() = true;
+    let (Batch { replies, durable }, failed) = first.sync();
+    assert!(failed.is_some());
+    assert!(session.halted().is_some());
+    session.sync_failed(&failed.unwrap());
+    let frames: Vec<EnforcerFrame> = replies
+        .into_iter()
+        .map(|reply| decode_enforcer_frame(&reply.release(&durable, session.broker())).unwrap())
+        .collect();
+    assert!(is_withheld(&frames[0], 1), "{:?}", frames[0]);
+    assert!(is_withheld(&frames[1], 2), "{:?}", frames[1]);
+    // The device works again; the failure stays.
+    *device.broken_sync.lock() = false;
+    let (Batch { replies, durable }, failed) = second.sync();
+    assert!(failed.is_some());
+    let frames: Vec<EnforcerFrame> = replies
+        .into_iter()
+        .map(|reply| decode_enforcer_frame(&reply.release(&durable, session.broker())).unwrap())
+        .collect();
+    assert!(is_withheld(&frames[0], 3), "{:?}", frames[0]);
+    assert!(is_withheld(&frames[1], 4), "{:?}", frames[1]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "still here");
+    // And nothing later is allowed.
+    let (later, failed) = session
+        .decide_batch_deferred(&[read_frame(id, 5, &inside)])
+        .sync();
+    assert!(failed.is_none());
+    let Batch { replies, durable } = later;
+    for reply in replies {
+        let frame = decode_enforcer_frame(&reply.release(&durable, None)).unwrap();
+        assert!(!is_allow(&frame), "{frame:?}");
+    }
+}
+
+/// A pipelined batch goes out only with the proof of a sync that began
+/// after its records were written, and one sync serves every batch
+/// written before it began: the second batch, written before the first
+/// one's sync, needs no sync of its own.
+#[test]
+fn a_pipelined_batch_is_released_with_its_own_sync() {
+    let (mut session, device, id) = session_on(
+        "/ws",
+        r#"permit (principal, action == Action::"file_read", resource in Workspace::"root");"#,
+        detached_device(),
+    );
+    let syncs = device.detached.clone().unwrap();
+    let first = session.decide_batch_deferred(&[authorize_frame(id, 1)]);
+    let second = session.decide_batch_deferred(&[authorize_frame(id, 2)]);
+    let written = device.bytes.lock().len();
+    assert_eq!(*syncs.lock(), 0);
+    let (Batch { replies, durable }, failed) = first.sync();
+    assert!(failed.is_none());
+    assert_eq!(*syncs.lock(), 1);
+    let [Reply::Allow(allow)] = <[Reply; 1]>::try_from(replies).unwrap() else {
+        panic!("an allowed request is not a permit");
+    };
+    assert!(is_allow(&released(allow, &durable)));
+    let (Batch { replies, durable }, failed) = second.sync();
+    assert!(failed.is_none());
+    assert_eq!(*syncs.lock(), 1, "the first sync covered the second batch");
+    let [Reply::Allow(allow)] = <[Reply; 1]>::try_from(replies).unwrap() else {
+        panic!("an allowed request is not a permit");
+    };
+    assert!(is_allow(&released(allow, &durable)));
+    // A third batch, written after that sync, gets a sync of its own.
+    let (Batch { replies, durable }, _) = session
+        .decide_batch_deferred(&[authorize_frame(id, 3)])
+        .sync();
+    assert!(device.bytes.lock().len() > written);
+    assert_eq!(*syncs.lock(), 2);
+    let [Reply::Allow(allow)] = <[Reply; 1]>::try_from(replies).unwrap() else {
+        panic!("an allowed request is not a permit");
+    };
+    assert!(is_allow(&released(allow, &durable)));
 }
