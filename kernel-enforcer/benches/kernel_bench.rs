@@ -536,7 +536,11 @@ fn roundtrips(settings: &Settings, table: &mut Table) {
     // What every decision costs on the CPU however it is built: the
     // enforcer's signature and the client's check of it.
     let mut signing: Vec<f64> = (0..settings.per_round)
-        .map(|_| timed(|| drop(black_box(key.sign(black_box(&body))))))
+        .map(|_| {
+            timed(|| {
+                black_box(key.sign(black_box(&body)));
+            })
+        })
         .collect();
     let signature = key.sign(&body);
     let mut verifying_times: Vec<f64> = (0..settings.per_round)
@@ -698,9 +702,7 @@ fn throughput(settings: &Settings, table: &mut Table) {
     let mut decisions = 0;
     decide_concurrently(&kernel, &kernels.readme, 16, BATCH);
     // Every request of the distinct row reads a path never read before.
-    let mut round = 0;
-    for _ in 0..settings.throughput_batches {
-        round += 1;
+    for round in 0..settings.throughput_batches {
         for (which, samples) in samples.iter_mut().enumerate() {
             let before = cpu_both(&enforcer);
             let elapsed = if which == 3 {
