@@ -194,12 +194,13 @@ fn serve_one(
     }
     let (reply, broker) = {
         let mut session = session.lock();
-        let Batch {
-            mut replies,
-            durable,
-        } = session.decide_batch(&[request]);
+        // The first reply answers the request. Any after it (`Halted`
+        // refusals of requests waiting for an operator, after a panic)
+        // have nobody to go to: an endpoint client is answered once, and
+        // has left after its `ask`.
+        let Batch { replies, durable } = session.decide_batch(&[request]);
         (
-            replies.pop().map(|reply| (reply, durable)),
+            replies.into_iter().next().map(|reply| (reply, durable)),
             session.broker().cloned(),
         )
     };

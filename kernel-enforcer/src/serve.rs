@@ -203,6 +203,18 @@ impl Shared {
         frames.into_iter().all(|frame| replies.push(frame, durable))
     }
 
+    /// Sends the agent its replies to an operator's answer, whatever the
+    /// outcome (a request taken from the waiting ones is answered here or
+    /// never), and tells the operator `done`, or why the answer did not
+    /// take effect.
+    fn answered(&self, answered: crate::session::Answered, done: String) -> ControlResponse {
+        self.send(answered.replies);
+        match answered.outcome {
+            Ok(()) => ControlResponse::ok(done, serde_json::Value::Null),
+            Err(e) => ControlResponse::error(e),
+        }
+    }
+
     fn control(&self, request: ControlRequest, peer: Peer) -> ControlResponse {
         let by = format!("operator {peer}");
         if request == ControlRequest::Reload {
@@ -303,24 +315,13 @@ impl Shared {
                         );
                     }
                 };
-                match session.approve(id, &by, scope) {
-                    Ok(frames) => {
-                        self.send(frames);
-                        ControlResponse::ok(
-                            format!("approved request {id}"),
-                            serde_json::Value::Null,
-                        )
-                    }
-                    Err(e) => ControlResponse::error(e),
-                }
+                let answered = session.approve(id, &by, scope);
+                self.answered(answered, format!("approved request {id}"))
             }
-            ControlRequest::Reject { id } => match session.reject(id, &by) {
-                Ok(frames) => {
-                    self.send(frames);
-                    ControlResponse::ok(format!("rejected request {id}"), serde_json::Value::Null)
-                }
-                Err(e) => ControlResponse::error(e),
-            },
+            ControlRequest::Reject { id } => {
+                let answered = session.reject(id, &by);
+                self.answered(answered, format!("rejected request {id}"))
+            }
             ControlRequest::Reload => ControlResponse::error("reload is handled above"),
         }
     }
@@ -418,7 +419,9 @@ pub fn serve_channels(
         // A client that does not read its answers is not a client the
         // kernel can serve: an incident, recorded, and (in supervised
         // mode) the agent is stopped.
-        let _ = session.halt("the client stopped reading its replies", "the enforcer");
+        // Its waiting requests' denials are queued all the same (queuing
+        // never blocks), in case it reads again before the end.
+        shared.send(session.halt("the client stopped reading its replies", "the enforcer"));
     }
     session.finish();
     let halted = session.halted();
@@ -490,7 +493,10 @@ pub fn serve_without_client(
         if last_tick.elapsed() >= IDLE_TICK {
             // Checkpoints come due here too (there is no client to reply to).
             if let Some(mut session) = shared.session.try_lock_for(LOCK_PATIENCE) {
-                let _ = session.tick();
+                // Without a client channel no request waits for a second
+                // answer (the endpoint's clients have theirs and left), so
+                // the denials of expired ones go nowhere but the evidence.
+                drop(session.tick());
             }
             last_tick = Instant::now();
         }
@@ -680,6 +686,7 @@ fn serve_loop(
     pipeline: &Pipeline,
 ) {
     let send = |frame: Vec<u8>| sending.send(replies, frame);
+    let mut last_tick = Instant::now();
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             return;
@@ -696,6 +703,7 @@ fn serve_loop(
                     return;
                 }
                 let frames = session.tick();
+                last_tick = Instant::now();
                 if !shared.send(frames) {
                     return;
                 }
@@ -738,6 +746,13 @@ fn serve_loop(
             // The session has ended while this batch was read.
             return;
         }
+        // A client that keeps the channel busy never lets it idle: the
+        // periodic work (answering requests whose deadline passed while
+        // they waited for an operator) is done between batches too.
+        let ticked = (last_tick.elapsed() >= IDLE_TICK).then(|| {
+            last_tick = Instant::now();
+            session.tick()
+        });
         let turn = Turn {
             pipeline,
             ticket: pipeline.tickets.fetch_add(1, Ordering::SeqCst),
@@ -746,6 +761,11 @@ fn serve_loop(
         let deferred = session.decide_batch_deferred(&batch);
         let broker = session.broker().cloned();
         drop(session);
+        if let Some(frames) = ticked
+            && !shared.send(frames)
+        {
+            return;
+        }
         // The batch's records become durable outside the lock, while the
         // other thread decides the next batch; its replies come with the
         // proof of this sync, never of another batch's.

@@ -79,8 +79,9 @@ impl Default for SessionConfig {
 /// Debug builds only, for the tests: the enforcer's own environment
 /// variable `AGENT_KERNEL_TEST_FAULT` set to `unsynced:KIND` (`KIND` an
 /// action name such as `file_delete`) makes the commit of every governed
-/// call of that kind fail as a failed sync does: the record is never
-/// written, and the session halts. Release builds do not have it.
+/// call of that kind, and of every operator's answer to a request of that
+/// kind, fail as a failed sync does: the records are never written, and
+/// the session halts. Release builds do not have it.
 #[cfg(debug_assertions)]
 fn unsynced_fault(action: &kernel_core::Action) -> bool {
     std::env::var("AGENT_KERNEL_TEST_FAULT")
@@ -515,6 +516,27 @@ impl DeferredBatch {
     }
 }
 
+/// What an operator's answer to a waiting request came to
+/// ([`Session::approve`], [`Session::reject`]).
+///
+/// Both parts count, whatever the outcome: once the request has left the
+/// table of waiting requests, `replies` holds its one final answer, the
+/// one its record says (or a `Halted` refusal if that record is not
+/// durable), and the agent gets no other; `outcome` is what the operator
+/// is told.
+#[derive(Debug)]
+#[must_use = "the agent waits for the replies, and the operator for the outcome"]
+pub struct Answered {
+    /// The replies for the agent, with the proof of their commit: empty
+    /// if no request was taken (an unknown id, a session that can record
+    /// nothing).
+    pub replies: Batch<Outgoing>,
+    /// `Ok` if the operator's answer was recorded durably and decided the
+    /// request; otherwise why it did not take effect (unknown id, passed
+    /// deadline, a commit that failed and halted the session).
+    pub outcome: Result<(), String>,
+}
+
 /// A decision whose record is staged: an allow, or a frame that lets
 /// nothing proceed.
 #[derive(Debug)]
@@ -735,8 +757,16 @@ impl Session {
     /// replies to send (denials of pending requests). Halting twice keeps
     /// the first cause.
     pub fn halt(&mut self, cause: &str, by: &str) -> Batch<Outgoing> {
+        let denials = self.stage_halt(cause, by);
+        self.commit_replies(denials.into_iter().map(|(_, denial)| denial).collect())
+    }
+
+    /// Sets the halt latch and, if the evidence can still be written,
+    /// stages the halt's record and the denials of every waiting request
+    /// (with their sequence numbers), for the caller to commit and send.
+    fn stage_halt(&mut self, cause: &str, by: &str) -> Vec<(u64, Staged)> {
         self.halt.halt(cause);
-        let mut replies = Vec::new();
+        let mut denials = Vec::new();
         if !self.closed() {
             let event = Event::Halt {
                 session: self.id,
@@ -747,11 +777,12 @@ impl Session {
             self.evidence
                 .stage(&Record::Event(SignedEvent::sign(&event, &self.key)));
             for (_, waiting) in self.pending.take_all() {
-                replies.push(self.decide_pending(&waiting, Approval::None));
+                let seq = waiting.request.request().seq;
+                denials.push((seq, self.decide_pending(&waiting, Approval::None)));
             }
             self.checkpoint();
         }
-        self.commit_replies(replies)
+        denials
     }
 
     /// Signs and stages a checkpoint of every record so far, with the
@@ -815,7 +846,19 @@ impl Session {
     /// allow is replaced by a `Halted` refusal, and the proof covers none
     /// of the allows, so their release withholds them too.
     fn commit_replies(&mut self, replies: Vec<Staged>) -> Batch<Outgoing> {
+        self.commit_replies_checked(replies).0
+    }
+
+    /// [`commit_replies`](Self::commit_replies), also saying whether the
+    /// commit succeeded.
+    fn commit_replies_checked(&mut self, replies: Vec<Staged>) -> (Batch<Outgoing>, bool) {
         let committed = self.commit_staged();
+        (self.after_commit_of(replies, committed), committed)
+    }
+
+    /// `replies` once the commit of their records has (or has not,
+    /// `committed` false) succeeded, with the proof of the newest commit.
+    fn after_commit_of(&self, replies: Vec<Staged>, committed: bool) -> Batch<Outgoing> {
         let replies = replies
             .into_iter()
             .map(|reply| match reply {
@@ -832,7 +875,8 @@ impl Session {
     /// Handles one frame (see [`handle_batch`](Self::handle_batch)).
     pub fn handle(&mut self, frame: &[u8]) -> Vec<u8> {
         self.handle_batch(std::slice::from_ref(&frame))
-            .pop()
+            .into_iter()
+            .next()
             .unwrap_or_default()
     }
 
@@ -856,9 +900,13 @@ impl Session {
     /// [`Reply::Effect`]), for [`UnreleasedAllow::release`] to let out
     /// with that proof. If the commit fails, the session halts, every
     /// other receipt of the batch is replaced by a `Halted` refusal, and
-    /// the proof covers none of its allows. A panic while handling a frame
-    /// halts the session (sticky), refuses that frame, and releases
-    /// nothing of the batch.
+    /// the proof covers none of its allows.
+    ///
+    /// A panic while handling a frame halts the session (sticky) and
+    /// releases nothing of the batch: the frame is refused as halted (by
+    /// its sequence number, when it has one), and after the batch's
+    /// replies come `Halted` refusals of the requests that were waiting
+    /// for an operator (the halt denied them): one more reply for each.
     pub fn decide_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Batch<Reply> {
         let before = self.durable;
         let (answers, panicked) = self.answers(frames);
@@ -925,38 +973,81 @@ impl Session {
     }
 
     /// Every frame's answer, in order, and whether handling one panicked
-    /// (then the session is halted).
+    /// (then the session is halted, and `Halted` refusals of the requests
+    /// that were waiting for an operator follow the frames' answers).
     fn answers<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> (Vec<Answer>, bool) {
         let mut panicked = false;
         let answers: Vec<Answer> = frames
             .iter()
-            .map(
-                |frame| match catch_unwind(AssertUnwindSafe(|| self.answer_to(frame.as_ref()))) {
+            .map(|frame| {
+                let frame = frame.as_ref();
+                match catch_unwind(AssertUnwindSafe(|| self.answer_to(frame))) {
                     Ok(answer) => answer,
                     Err(_) => {
                         panicked = true;
-                        Answer::Frame(Self::refused(None, Refusal::Halted))
+                        Answer::Frame(Self::refused(self.claimed_seq(frame), Refusal::Halted))
                     }
-                },
-            )
+                }
+            })
             .collect();
         for answer in &answers {
             if matches!(answer, Answer::Frame(EnforcerFrame::Refused { .. })) {
                 self.counts.refused += 1;
             }
         }
+        let mut waiting = Vec::new();
         if panicked {
             // The decision path broke an invariant: halt, and record the
-            // halt if the evidence still works.
-            let _ = self.halt("internal fault: a panic while deciding", "enforcer");
+            // halt (and the denials of the requests waiting for an
+            // operator) if the evidence still works. Those requests are
+            // answered here, as halted, whether that record was written
+            // or not.
+            waiting = self
+                .stage_halt("internal fault: a panic while deciding", "enforcer")
+                .into_iter()
+                .map(|(seq, _)| seq)
+                .collect();
+            self.commit_staged();
         }
+        // After the batch's replies, the `Halted` refusals of the requests
+        // that were waiting (the same frame `halted_frame` makes).
+        let mut answers = answers;
+        answers.extend(
+            waiting
+                .into_iter()
+                .map(|seq| Answer::Frame(Self::refused(Some(seq), Refusal::Halted))),
+        );
         (answers, panicked)
+    }
+
+    /// The sequence number `frame` claims for a request of this session,
+    /// if it decodes that far (and decoding does not panic): what a
+    /// refusal of a frame whose handling panicked is addressed to, so that
+    /// its client is answered rather than left to its own timeout.
+    fn claimed_seq(&self, frame: &[u8]) -> Option<u64> {
+        catch_unwind(AssertUnwindSafe(|| {
+            match decode_client_frame(frame).ok()? {
+                ClientFrame::Authorize { request } | ClientFrame::Broker { request, .. } => {
+                    let encoded = EncodedRequest::decode(&request).ok()?;
+                    let request = encoded.request();
+                    (request.session == self.id).then_some(request.seq)
+                }
+                ClientFrame::Hello { .. } => None,
+            }
+        }))
+        .ok()
+        .flatten()
     }
 
     /// Commits staged records and, if that succeeded, takes the proof of
     /// it; on failure (or a panic in the device) the session halts for
     /// good and the evidence is treated as unwritable.
     fn commit_staged(&mut self) -> bool {
+        if self.evidence_broken {
+            // Nothing more is written after a failed commit; what it left
+            // staged never becomes durable.
+            return false;
+        }
         let committed = catch_unwind(AssertUnwindSafe(|| self.evidence.commit()))
             .unwrap_or(Err(crate::evidence::EvidenceError::Panicked));
         match committed {
@@ -1148,6 +1239,11 @@ impl Session {
             // Nothing can be recorded, so nothing is decided.
             return Authorized::Frame(Self::refused(Some(seq), Refusal::Halted));
         }
+        // Debug builds only: `AGENT_KERNEL_TEST_FAULT=panic:KIND` makes
+        // deciding a client's request of that kind panic, as it does for
+        // a governed call (see `notify::injected_fault`).
+        #[cfg(debug_assertions)]
+        crate::notify::injected_fault(&request.action);
         let action_digest = request.action.digest();
         // Finding a standing grant, deciding with it and counting its use
         // happen under the grants' lock: a grant of n uses allows at most
@@ -1380,7 +1476,11 @@ impl Session {
             self.decide_and_stage(&encoded, Approval::None).0
         }));
         let Ok(staged) = decided else {
-            let _ = self.halt("internal fault: a panic while deciding", "enforcer");
+            // The halt's replies deny requests waiting for an operator,
+            // which only a client's channel makes; a session that decides
+            // system calls and egress (`run --govern-syscalls`) has no
+            // client channel, so nobody waits for them.
+            drop(self.halt("internal fault: a panic while deciding", "enforcer"));
             return SystemCall::denied();
         };
         if unsynced_fault(encoded.request().action.action()) {
@@ -1432,44 +1532,55 @@ impl Session {
     /// wins), the approval and the new decision are recorded, and the
     /// reply for the agent is returned: an allow comes back unreleased
     /// ([`Outgoing::Allow`]), to be sent only through its release, right
-    /// before the send. Refused for an unknown id and for a request whose
-    /// deadline has passed.
-    pub fn approve(
-        &mut self,
-        id: u64,
-        by: &str,
-        scope: Option<GrantScope>,
-    ) -> Result<Batch<Outgoing>, String> {
+    /// before the send. Refused for an unknown id; refused for a request
+    /// whose deadline has passed, which is then denied, recorded, and its
+    /// denial returned for the agent; and reported as not taking effect
+    /// when the commit of its records fails (the session halts, and the
+    /// agent's reply is a `Halted` refusal). See [`Answered`].
+    pub fn approve(&mut self, id: u64, by: &str, scope: Option<GrantScope>) -> Answered {
         self.answer(id, by, true, scope)
     }
 
     /// Rejects pending request `id` on behalf of `by`: recorded, and the
-    /// agent gets a signed denial.
-    pub fn reject(&mut self, id: u64, by: &str) -> Result<Batch<Outgoing>, String> {
+    /// agent gets a signed denial (refused and reported as for
+    /// [`approve`](Self::approve)).
+    pub fn reject(&mut self, id: u64, by: &str) -> Answered {
         self.answer(id, by, false, None)
     }
 
-    fn answer(
-        &mut self,
-        id: u64,
-        by: &str,
-        approved: bool,
-        scope: Option<GrantScope>,
-    ) -> Result<Batch<Outgoing>, String> {
+    fn answer(&mut self, id: u64, by: &str, approved: bool, scope: Option<GrantScope>) -> Answered {
+        let refused = |session: &Self, why: String| Answered {
+            replies: Batch {
+                replies: Vec::new(),
+                durable: session.durable,
+            },
+            outcome: Err(why),
+        };
         if self.closed() {
-            return Err("the session has ended or cannot record anything".into());
+            return refused(
+                self,
+                "the session has ended or cannot record anything".into(),
+            );
         }
-        let pending = self
-            .pending
-            .take(id)
-            .ok_or_else(|| format!("no request `{id}` is waiting for approval"))?;
+        let Some(pending) = self.pending.take(id) else {
+            return refused(self, format!("no request `{id}` is waiting for approval"));
+        };
         let now = now_ms();
         if now > pending.request.request().deadline_ms {
+            // Taken from the waiting requests here, so answered here: the
+            // agent gets the denial that is recorded, and nothing else.
             let reply = self.decide_pending(&pending, Approval::None);
-            let _ = self.commit_replies(vec![reply]);
-            return Err(format!(
+            let (replies, committed) = self.commit_replies_checked(vec![reply]);
+            let mut why = format!(
                 "refused: request `{id}` passed its deadline before the answer; it was denied"
-            ));
+            );
+            if !committed {
+                why.push_str(&self.halted_because());
+            }
+            return Answered {
+                replies,
+                outcome: Err(why),
+            };
         }
         let scope_text = scope
             .map(|s| format!("for {}s, {} uses", s.duration.as_secs(), s.uses))
@@ -1506,7 +1617,37 @@ impl Session {
                 },
             )
         };
-        Ok(self.commit_replies(vec![reply]))
+        let committed = if unsynced_fault(pending.request.request().action.action()) {
+            // As if the records' sync had failed: they are never written.
+            self.commit_failed("injected fault: the record of an operator's answer was not synced");
+            false
+        } else {
+            self.commit_staged()
+        };
+        let replies = self.after_commit_of(vec![reply], committed);
+        let outcome = if committed {
+            Ok(())
+        } else {
+            // Nothing of it is known to be in the evidence, and the
+            // agent is told `halted` (an allow is withheld by its
+            // release, a denial replaced by the refusal).
+            let what = if approved { "approval" } else { "rejection" };
+            Err(format!(
+                "the {what} of request `{id}` did not take effect: its record could not be \
+                 committed{}",
+                self.halted_because()
+            ))
+        };
+        Answered { replies, outcome }
+    }
+
+    /// What an operator whose command's record could not be committed is
+    /// told besides: that the session halted, why, and what the agent got.
+    fn halted_because(&self) -> String {
+        format!(
+            "; the session halted ({}) and the agent was told `halted`",
+            self.halted().unwrap_or_else(|| "cause unknown".into())
+        )
     }
 
     /// Loads the policy files again from `paths`. An invalid set changes

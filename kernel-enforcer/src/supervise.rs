@@ -409,6 +409,8 @@ fn fault_halts(session: &SharedSession) -> impl Fn(&str) + Send + Sync + 'static
     let shared = Arc::clone(session);
     let latch = session.lock().halt_latch();
     move |cause: &str| match shared.try_lock_for(Duration::from_millis(200)) {
+        // A governed session has no client channel, so no request waits
+        // for an operator: the halt's replies have nobody to go to.
         Some(mut session) => drop(session.halt(cause, "enforcer")),
         None => drop(latch.halt(cause)),
     }

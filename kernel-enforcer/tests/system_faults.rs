@@ -482,12 +482,16 @@ permit (principal, action == Action::"file_read", resource in Workspace::"root")
     }
     let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
     assert_eq!(ids.len(), 3, "the requests are pending");
-    let approved = session.approve(ids[0], "operator test", None).unwrap();
+    let approved = session.approve(ids[0], "operator test", None);
+    assert_eq!(approved.outcome, Ok(()));
+    let approved = approved.replies;
     let durable = approved.durable;
     let [Outgoing::Allow(allow)] = <[Outgoing; 1]>::try_from(approved.replies).unwrap() else {
         panic!("an approval's allow is not typed as one");
     };
-    let rejected = session.reject(ids[1], "operator test").unwrap();
+    let rejected = session.reject(ids[1], "operator test");
+    assert_eq!(rejected.outcome, Ok(()));
+    let rejected = rejected.replies;
     let [Outgoing::Frame(denial)] = <[Outgoing; 1]>::try_from(rejected.replies).unwrap() else {
         panic!("a rejection is a plain frame");
     };
@@ -502,7 +506,12 @@ permit (principal, action == Action::"file_read", resource in Workspace::"root")
         panic!("a halt's answer to a waiting request is not a plain frame");
     };
     assert!(!is_allow(&decode_enforcer_frame(&denial).unwrap()));
-    assert!(session.approve(ids[2], "operator test", None).is_err());
+    let late = session.approve(ids[2], "operator test", None);
+    assert!(late.outcome.is_err());
+    assert!(
+        late.replies.replies.is_empty(),
+        "the halt already answered it"
+    );
 }
 
 /// The release checks the proof of the commit itself, not only the halt
@@ -599,7 +608,8 @@ fn a_brokered_effect_whose_record_is_not_synced_does_not_happen() {
 }
 
 /// An operator's approval whose record cannot be synced is never
-/// released: the agent gets `halted`, not the allow.
+/// released: the agent gets `halted`, not the allow, and the operator is
+/// told that the approval did not take effect, naming the halt.
 #[test]
 fn an_approval_whose_record_is_not_synced_is_never_released() {
     // The session start and the ask are written; the approval's commit
@@ -616,8 +626,14 @@ permit (principal, action == Action::"file_read", resource in Workspace::"root")
         (Reply::Frame(_), _)
     ));
     let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
-    let approved = session.approve(ids[0], "operator test", None).unwrap();
+    let answered = session.approve(ids[0], "operator test", None);
     assert!(session.halted().is_some());
+    let told = answered.outcome.unwrap_err();
+    assert!(
+        told.contains("did not take effect") && told.contains("halted"),
+        "{told}"
+    );
+    let approved = answered.replies;
     let durable = approved.durable;
     let [Outgoing::Allow(allow)] = <[Outgoing; 1]>::try_from(approved.replies).unwrap() else {
         panic!("an approval's allow is not typed as one");
@@ -794,4 +810,136 @@ fn a_pipelined_batch_is_released_with_its_own_sync() {
         panic!("an allowed request is not a permit");
     };
     assert!(is_allow(&released(allow, &durable)));
+}
+
+/// The frame asking to read `/ws/a` as request `seq`, with its deadline.
+fn read_frame_until(id: u128, seq: u64, deadline_ms: u64) -> Vec<u8> {
+    let request = EncodedRequest::new(Request {
+        session: kernel_core::SessionId(id.to_le_bytes()),
+        seq,
+        nonce: [0; 16],
+        action: CanonicalAction::new(Action::file_read("/ws/a"), None).unwrap(),
+        deadline_ms,
+    });
+    encode_client_frame(&ClientFrame::Authorize {
+        request: request.bytes().to_vec(),
+    })
+}
+
+/// The decisions and approval events a device holds, in order, as
+/// `(decision, log index)` for decisions and `None` for approvals.
+fn decisions_and_approvals(device: &Device) -> Vec<Option<(Decision, u64)>> {
+    let bytes = device.bytes.lock().clone();
+    split_records(&bytes)
+        .unwrap()
+        .iter()
+        .filter_map(|record| match decode_record(record).unwrap() {
+            Record::Decision { receipt, .. } => {
+                let body = kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap();
+                Some(Some((body.decision, body.log_index)))
+            }
+            Record::Event(event) => match event.decode_unverified().unwrap() {
+                Event::Approval { .. } => Some(None),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+const ASK_READS: &str = r#"@ask
+permit (principal, action == Action::"file_read", resource in Workspace::"root");"#;
+
+/// An approval that comes after the request's deadline (before any
+/// periodic work expired it) is refused, and the request is answered
+/// right then, once, with the denial that is recorded: the agent is not
+/// left waiting for an answer that never comes.
+#[test]
+fn a_late_approval_is_refused_and_the_agent_gets_the_recorded_denial() {
+    for approve in [true, false] {
+        let (mut session, device, id) = session_with(usize::MAX, Fault::FailWrite, ASK_READS);
+        let deadline = kernel_enforcer::session::now_ms() + 100;
+        let frames = [read_frame_until(id, 1, deadline)];
+        assert!(matches!(
+            only_reply(session.decide_batch(&frames)),
+            (Reply::Frame(_), _)
+        ));
+        let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
+        assert_eq!(ids.len(), 1);
+        // Waits for the deadline to pass; no periodic work runs meanwhile.
+        while kernel_enforcer::session::now_ms() <= deadline + 1 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let answered = if approve {
+            session.approve(ids[0], "operator test", None)
+        } else {
+            session.reject(ids[0], "operator test")
+        };
+        let told = answered.outcome.unwrap_err();
+        assert!(told.contains("passed its deadline"), "{told}");
+        // The one reply is the signed denial, recorded at that log index.
+        let [Outgoing::Frame(frame)] = <[Outgoing; 1]>::try_from(answered.replies.replies)
+            .unwrap_or_else(|r| panic!("the agent gets one answer, not {r:?}"))
+        else {
+            panic!("a late answer's denial is not a plain frame");
+        };
+        let EnforcerFrame::Receipt { seq: 1, receipt } = decode_enforcer_frame(&frame).unwrap()
+        else {
+            panic!("not a receipt for request 1: {frame:?}");
+        };
+        let body = kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap();
+        assert_eq!(body.decision, Decision::Deny);
+        let recorded = decisions_and_approvals(&device);
+        assert_eq!(
+            recorded,
+            [
+                Some((Decision::Ask, recorded[0].unwrap().1)),
+                Some((Decision::Deny, body.log_index))
+            ],
+            "the late answer is not recorded as an approval"
+        );
+        // Nothing else answers it later.
+        assert!(session.pending().is_empty());
+        assert!(session.tick().replies.is_empty());
+    }
+}
+
+/// An approval (or rejection) whose records cannot be written does not
+/// take effect, and nothing says it did: the operator is told so, naming
+/// the halt, the agent gets `halted`, and the evidence holds neither the
+/// approval nor a decision after the ask.
+#[test]
+fn an_answer_whose_commit_fails_is_reported_as_not_taking_effect() {
+    for approve in [true, false] {
+        // The session start and the ask are written; the answer's write
+        // fails.
+        let (mut session, device, id) = session_with(2, Fault::FailWrite, ASK_READS);
+        let frames = [authorize_frame(id, 1)];
+        assert!(matches!(
+            only_reply(session.decide_batch(&frames)),
+            (Reply::Frame(_), _)
+        ));
+        let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
+        let answered = if approve {
+            session.approve(ids[0], "operator test", None)
+        } else {
+            session.reject(ids[0], "operator test")
+        };
+        let cause = session.halted().expect("the failed commit halts");
+        let told = answered.outcome.unwrap_err();
+        assert!(
+            told.contains("did not take effect") && told.contains(&cause),
+            "{told}"
+        );
+        let durable = answered.replies.durable;
+        let [reply] = <[Outgoing; 1]>::try_from(answered.replies.replies).unwrap();
+        let sent = match reply {
+            Outgoing::Allow(allow) => released(allow, &durable),
+            Outgoing::Frame(frame) => decode_enforcer_frame(&frame).unwrap(),
+        };
+        assert!(is_withheld(&sent, 1), "{sent:?}");
+        let recorded = decisions_and_approvals(&device);
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(recorded[0].unwrap().0, Decision::Ask);
+    }
 }
