@@ -934,11 +934,19 @@ impl Session {
     pub fn decide_batch_deferred<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> DeferredBatch {
         let before = self.durable;
         let (answers, panicked) = self.answers(frames);
-        let (written, pending) = if panicked {
+        let (written, pending) = if panicked || self.evidence_broken {
             (false, None)
         } else {
-            match catch_unwind(AssertUnwindSafe(|| self.evidence.write_staged()))
-                .unwrap_or(Err(crate::evidence::EvidenceError::Panicked))
+            // As in a commit, a segment left full is rotated before the
+            // batch's replies go (its rotation syncs what was written).
+            match catch_unwind(AssertUnwindSafe(|| {
+                let pending = self.evidence.write_staged()?;
+                if self.evidence.rotation_due() {
+                    self.evidence.rotate(self.id, &self.key)?;
+                }
+                Ok(pending)
+            }))
+            .unwrap_or(Err(crate::evidence::EvidenceError::Panicked))
             {
                 Ok(Some(pending)) => (true, Some(pending)),
                 Ok(None) => {
@@ -1042,14 +1050,24 @@ impl Session {
     /// Commits staged records and, if that succeeded, takes the proof of
     /// it; on failure (or a panic in the device) the session halts for
     /// good and the evidence is treated as unwritable.
+    ///
+    /// A commit that leaves the active segment of a segmented log full is
+    /// followed by a rotation, before the batch's replies go: a failed
+    /// rotation is a failed commit.
     fn commit_staged(&mut self) -> bool {
         if self.evidence_broken {
             // Nothing more is written after a failed commit; what it left
             // staged never becomes durable.
             return false;
         }
-        let committed = catch_unwind(AssertUnwindSafe(|| self.evidence.commit()))
-            .unwrap_or(Err(crate::evidence::EvidenceError::Panicked));
+        let committed = catch_unwind(AssertUnwindSafe(|| {
+            self.evidence.commit()?;
+            if self.evidence.rotation_due() {
+                self.evidence.rotate(self.id, &self.key)?;
+            }
+            Ok(())
+        }))
+        .unwrap_or(Err(crate::evidence::EvidenceError::Panicked));
         match committed {
             Ok(()) => {
                 // The commit wrote every staged record.
