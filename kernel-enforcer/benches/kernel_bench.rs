@@ -807,6 +807,7 @@ fn audits(table: &mut Table) {
         .map(|_| records / (timed(|| drop(black_box(audit(&bytes, &options).unwrap()))) / 1e9))
         .collect();
     table.add("audit_verify", median(&mut rates), Unit::Rate);
+    table.limit("audit_verify", Target::AtLeast(60_000.0));
     let mut index = path.clone().into_os_string();
     index.push(".index");
     let mut whole: Vec<f64> = (0..5)
@@ -836,6 +837,7 @@ fn memory(table: &mut Table) {
         decide_concurrently(&kernel, &kernels.readme, threads, 2_000);
         let pid = kernel.enforcer_pid().unwrap();
         table.add(name, vm_hwm(pid), Unit::Bytes);
+        table.limit(name, Target::AtMost(16.0));
         let _ = kernel.shutdown(Duration::from_secs(10));
     }
 }
