@@ -269,6 +269,68 @@ fn what_ordinary_tools_need_is_decided_recorded_and_happens() {
     }
 }
 
+/// A `mkdir` of a path that exists fails with `EEXIST`, as the call
+/// would, without a decision, even where the policy permits no creation:
+/// tools that create a directory if it is missing (`mkdir -p`, Codex's
+/// state directory at start-up) take `EEXIST` for success and a refusal
+/// for failure. A creation the policy refuses still fails with `EACCES`
+/// and creates nothing.
+#[test]
+fn a_mkdir_of_an_existing_path_fails_with_eexist_undecided() {
+    let scene = scene();
+    let existing = scene.outside.join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    let dangling = scene.outside.join("dangling");
+    std::os::unix::fs::symlink(scene.outside.join("nowhere"), &dangling).unwrap();
+    let new = scene.outside.join("new");
+    let script = format!(
+        "mkdir {existing} 2>&1; echo \"mkdir existing: $?\"
+         mkdir -p {existing}; echo \"mkdir -p existing: $?\"
+         mkdir {dangling} 2>&1; echo \"mkdir dangling: $?\"
+         mkdir {new} 2>&1; echo \"mkdir new: $?\"",
+        existing = existing.display(),
+        dangling = dangling.display(),
+        new = new.display(),
+    );
+    let mut command = governed(&scene, "/usr/bin/sh", &["-c", &script]);
+    command.env("LC_ALL", "C");
+    let out = output_within(command, "mkdir");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("File exists\nmkdir existing: 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("mkdir -p existing: 0"), "{stdout}");
+    assert!(
+        stdout.contains("File exists\nmkdir dangling: 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Permission denied\nmkdir new: 1"),
+        "{stdout}"
+    );
+    // Judged by the world: nothing was created, the link is still a link.
+    assert!(std::fs::symlink_metadata(&new).is_err());
+    assert!(std::fs::symlink_metadata(&dangling).unwrap().is_symlink());
+    assert!(std::fs::symlink_metadata(scene.outside.join("nowhere")).is_err());
+    // Judged by the evidence: the refused creation is there, the calls on
+    // existing paths are not.
+    verified(&scene.evidence);
+    let lines = audit_inspect(&scene.evidence);
+    assert!(
+        lines.lines().any(|line| line.contains("deny")
+            && line.contains(&format!("file_write {} ", new.display()))),
+        "{lines}"
+    );
+    for undecided in [&existing, &dangling] {
+        assert!(
+            !lines.contains(&format!("file_write {} ", undecided.display())),
+            "{lines}"
+        );
+    }
+}
+
 /// The race on link resolution: one thread keeps swapping `dir` between
 /// a workspace directory and a link to a directory outside it, another
 /// keeps reading `dir/file`. The policy allows reading the first and not

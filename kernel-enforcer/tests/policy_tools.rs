@@ -60,8 +60,8 @@ fn the_shipped_example_tests_pass() {
     );
 }
 
-/// Every policy test file shipped with the examples passes, the hook and
-/// MCP profiles' among them (a profile added later is covered without
+/// Every policy test file shipped with the examples passes, the hook,
+/// governed-agent and MCP profiles' among them (a profile added later is covered without
 /// naming it here).
 #[test]
 fn every_shipped_policy_test_file_passes() {
@@ -73,7 +73,9 @@ fn every_shipped_policy_test_file_passes() {
     files.sort();
     for profile in [
         "claude-code.tests.toml",
+        "claude-code-governed.tests.toml",
         "codex.tests.toml",
+        "codex-governed.tests.toml",
         "coding-agent-hooks.tests.toml",
         "mcp-filesystem.tests.toml",
     ] {

@@ -43,7 +43,11 @@ impl Governor {
     }
 
     /// `mkdir`, `mkdirat`: a `FileWrite` (descriptor mode) of the new
-    /// directory's path, performed here.
+    /// directory's path, performed here. A path that already exists (a
+    /// link too, dangling or not) fails with `EEXIST` without a decision,
+    /// as the call would: nothing is created, and `stat` reveals as much.
+    /// Tools that create a directory if it is missing (`mkdir -p`, Rust's
+    /// `create_dir`) take `EEXIST` for success and a refusal for failure.
     pub(super) fn mkdir(
         &self,
         agent: &Agent<'_>,
@@ -60,6 +64,10 @@ impl Governor {
                 Ok(resolved) => resolved,
                 Err(errno) => return Some(Answer::Fail(errno)),
             };
+        if std::fs::symlink_metadata(&target).is_ok() {
+            // Nothing would be created: no change to decide.
+            return Some(Answer::Fail(libc::EEXIST));
+        }
         let mode = Mode::from_bits_truncate(u32::try_from(mode & 0o777).unwrap_or(0o700))
             & !Mode::from_bits_truncate(0o022);
         self.gate(vec![(canonical, &target, true)], decide, || {

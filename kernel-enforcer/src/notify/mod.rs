@@ -31,7 +31,8 @@
 //!   [`WriteMode::Descriptor`](kernel_core::WriteMode::Descriptor) (any
 //!   write access, creation or truncation), decided by policy and recorded
 //!   durably before the open. A denied one fails with `EACCES`; a read of
-//!   a path that does not exist fails with `ENOENT` without a decision.
+//!   a path that does not exist fails with `ENOENT` without a decision,
+//!   and so does a `mkdir` of one that exists, with `EEXIST`.
 //! - Deletions, directory creations, renames, symbolic and hard links,
 //!   truncation and metadata changes (permission bits, owner, times,
 //!   extended attributes) are decided and then performed by the enforcer
