@@ -13,16 +13,27 @@
 //!   made durable with `fdatasync`;
 //! - `authorize_durable`: `Kernel::authorize` of an allowed `file_read`
 //!   against the real enforcer binary (Cedar, sign, `fdatasync` before the
-//!   reply, client verifies); ratio against `floor_durable`;
+//!   reply, client verifies); ratio against `floor_durable` (target at
+//!   most 1.15x);
 //! - `authorize_os_buffered`: the same with evidence written to the OS but
 //!   not synced (`--danger-evidence-os-buffered`); ratio against
-//!   `floor_unsynced`;
+//!   `floor_unsynced` (target at most 1.25x);
+//! - `sign_receipt`, `verify_receipt`: one ed25519 `sign` of a real
+//!   receipt body, and one `verify_strict` of it, alone in this process:
+//!   the part of every decision's CPU that no change here removes;
 //! - `policy_eval_{10,100,1000}`: `PolicyEngine::evaluate` alone (indexed)
 //!   on a mix of four requests; ratio against 10 policies; and the same
 //!   1000-policy set evaluated without the index, for reference;
 //! - `throughput_{1,4,16}`: durable decisions per second with that many
 //!   client threads sharing one enforcer session (group commit); ratio
-//!   against one thread;
+//!   against one thread; `throughput_16_distinct`: the same with 16
+//!   threads reading a different path on every request (nothing built for
+//!   one request serves the next);
+//! - `cpu_per_decision_16`: CPU time (user and system) of the enforcer
+//!   (`/proc/PID/stat`) and of this process's client threads
+//!   (`/proc/self/stat`) over the `throughput_16` batches, per decision;
+//!   `throughput_16_of_cpu_limit`: `throughput_16` as a share of what the
+//!   machine's cores could decide at that CPU cost if nothing ever waited;
 //! - `audit_verify`: records per second of `kernel_core::audit` over a log
 //!   of 20,000 records written by a real session; `evidence_open_whole`:
 //!   records per second of `EvidenceLog::open` on the same file without
@@ -39,7 +50,10 @@
 //! Run it with: `cargo bench -p kernel-enforcer --bench kernel_bench`
 //! (`-- --quick` for fewer iterations, `-- --json` for the medians as JSON,
 //! which `benches/peers/agt_compare.py` reads, `-- --only SECTION` for one
-//! of `roundtrips`, `policies`, `throughput`, `audits`, `memory`).
+//! of `roundtrips`, `policies`, `throughput`, `audits`, `memory`;
+//! `-- --runs N` runs the table N times in a row and ends with every
+//! ratio and checked row of each run, their spread, and in how many runs
+//! each target was met).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -51,7 +65,10 @@
 
 mod common;
 
-use common::{Echo, POLICY, bench_fixture, decide_concurrently, measure_shapes, write_log};
+use common::{
+    Echo, POLICY, bench_fixture, decide_concurrently, decide_concurrently_with, measure_shapes,
+    write_log,
+};
 use ed25519_dalek::{Signer, SigningKey};
 use kernel_client::{Action, Kernel, SpawnConfig};
 use kernel_core::{CanonicalAction, Exec, audit};
@@ -105,27 +122,97 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(String::as_str);
     let wanted = |section: &str| only.is_none_or(|only| only == section);
-    let mut table = Table::default();
-    if wanted("roundtrips") {
-        roundtrips(&settings, &mut table);
-    }
-    if wanted("policies") {
-        policies(&settings, &mut table);
-    }
-    if wanted("throughput") {
-        throughput(&settings, &mut table);
-    }
-    if wanted("audits") {
-        audits(&mut table);
-    }
-    if wanted("memory") {
-        memory(&mut table);
+    // `--runs N`: the whole (or `--only`) table N times in a row.
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .map_or(1, |n| n.parse().expect("--runs takes a number"))
+        .max(1);
+    let mut tables = Vec::new();
+    for run in 0..runs {
+        let mut table = Table::default();
+        if wanted("roundtrips") {
+            roundtrips(&settings, &mut table);
+        }
+        if wanted("policies") {
+            policies(&settings, &mut table);
+        }
+        if wanted("throughput") {
+            throughput(&settings, &mut table);
+        }
+        if wanted("audits") {
+            audits(&mut table);
+        }
+        if wanted("memory") {
+            memory(&mut table);
+        }
+        if !json {
+            if runs > 1 {
+                println!("run {} of {runs}", run + 1);
+            }
+            table.print();
+            if runs > 1 {
+                println!();
+            }
+        }
+        tables.push(table);
     }
     if json {
-        let map: BTreeMap<&str, f64> = table.rows.iter().map(|r| (r.name, r.value)).collect();
+        // Each row's median over the runs.
+        let map: BTreeMap<&str, f64> = tables[0]
+            .rows
+            .iter()
+            .map(|r| {
+                let mut values: Vec<f64> = tables.iter().map(|t| t.value(r.name)).collect();
+                (r.name, median(&mut values))
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&map).unwrap());
-    } else {
-        table.print();
+    } else if runs > 1 {
+        print_spread(&tables);
+    }
+}
+
+/// Every row with a ratio or a limit, run by run, with its spread and in
+/// how many runs its target was met.
+fn print_spread(tables: &[Table]) {
+    println!(
+        "{runs} runs: each checked value per run, spread (min..max)",
+        runs = tables.len()
+    );
+    for row in &tables[0].rows {
+        if row.ratio.is_none() && row.limit.is_none() {
+            continue;
+        }
+        let checked: Vec<(String, Option<bool>)> =
+            tables.iter().map(|t| t.checked(t.row(row.name))).collect();
+        let values: Vec<f64> = tables
+            .iter()
+            .map(|t| t.checked_value(t.row(row.name)))
+            .collect();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let met = checked.iter().filter(|(_, met)| *met == Some(true)).count();
+        let targets = checked.iter().filter(|(_, met)| met.is_some()).count();
+        let each: Vec<&str> = checked.iter().map(|(shown, _)| shown.as_str()).collect();
+        let spread = format!(
+            "{}..{}",
+            tables[0].show_checked(row, min),
+            tables[0].show_checked(row, max)
+        );
+        let target = if targets > 0 {
+            format!("met in {met} of {targets}")
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<28} {}  spread {}  {}",
+            row.name,
+            each.join(" "),
+            spread,
+            target
+        );
     }
 }
 
@@ -141,6 +228,9 @@ struct Row {
     unit: Unit,
     /// Against which row, and the target ratio (at most, or at least).
     ratio: Option<(&'static str, Target)>,
+    /// A target on the value itself (in the row's unit: microseconds for
+    /// times, per second for rates, percent for shares).
+    limit: Option<Target>,
 }
 
 #[derive(Clone, Copy)]
@@ -148,6 +238,7 @@ enum Unit {
     Time,
     Rate,
     Bytes,
+    Percent,
 }
 
 #[derive(Clone, Copy)]
@@ -164,7 +255,49 @@ impl Table {
             value,
             unit,
             ratio: None,
+            limit: None,
         });
+    }
+
+    /// Checks `name`'s value itself against `target` (in the unit shown).
+    fn limit(&mut self, name: &'static str, target: Target) {
+        let row = self.rows.iter_mut().find(|r| r.name == name).unwrap();
+        row.limit = Some(target);
+    }
+
+    fn row(&self, name: &str) -> &Row {
+        self.rows.iter().find(|r| r.name == name).unwrap()
+    }
+
+    /// The value a row's target is checked on: its ratio, or its value in
+    /// the unit shown.
+    fn checked_value(&self, row: &Row) -> f64 {
+        match (row.ratio, row.limit) {
+            (Some((_, Target::None)), Some(_)) | (None, _) => shown(row.unit, row.value),
+            (Some((base, _)), _) => row.value / self.value(base),
+        }
+    }
+
+    /// `value` (as [`checked_value`](Self::checked_value) gives it) as
+    /// printed.
+    fn show_checked(&self, row: &Row, value: f64) -> String {
+        match (row.ratio, row.limit) {
+            (Some((_, Target::None)), Some(_)) | (None, _) => {
+                format_value(row.unit, value_from_shown(row.unit, value))
+            }
+            (Some(_), _) => format!("{value:.2}x"),
+        }
+    }
+
+    /// The checked value as printed, and whether its target is met.
+    fn checked(&self, row: &Row) -> (String, Option<bool>) {
+        let value = self.checked_value(row);
+        let target = match (row.ratio, row.limit) {
+            (Some((_, Target::None)), Some(limit)) | (None, Some(limit)) => limit,
+            (Some((_, target)), _) => target,
+            (None, None) => Target::None,
+        };
+        (self.show_checked(row, value), target.met(value))
     }
 
     fn against(&mut self, name: &'static str, base: &'static str, target: Target) {
@@ -182,35 +315,81 @@ impl Table {
             "measurement", "median", "baseline", "ratio"
         );
         for row in &self.rows {
-            let value = match row.unit {
-                Unit::Time if row.value >= 100_000.0 => {
-                    format!("{:.0} us", row.value / 1_000.0)
-                }
-                Unit::Time => format!("{:.1} us", row.value / 1_000.0),
-                Unit::Rate => format!("{:.0}/s", row.value),
-                Unit::Bytes => format!("{:.1} MiB", row.value / 1_048_576.0),
+            let value = format_value(row.unit, row.value);
+            let unit = match row.unit {
+                Unit::Time => " us",
+                Unit::Rate => "/s",
+                Unit::Bytes => " MiB",
+                Unit::Percent => "%",
             };
-            let (base, ratio, target) = match row.ratio {
-                Some((base, target)) => {
+            let on_value = |limit: Target| limit.describe(shown(row.unit, row.value), unit);
+            let (base, ratio, target) = match (row.ratio, row.limit) {
+                (Some((base, Target::None)), Some(limit)) => {
                     let ratio = row.value / self.value(base);
-                    let target = match target {
-                        Target::AtMost(t) => {
-                            format!("<= {t}x {}", if ratio <= t { "met" } else { "MISSED" })
-                        }
-                        Target::AtLeast(t) => {
-                            format!(">= {t}x {}", if ratio >= t { "met" } else { "MISSED" })
-                        }
-                        Target::None => String::new(),
-                    };
-                    (base, format!("{ratio:.2}x"), target)
+                    (base, format!("{ratio:.2}x"), on_value(limit))
                 }
-                None => ("", String::new(), String::new()),
+                (Some((base, target)), _) => {
+                    let ratio = row.value / self.value(base);
+                    (base, format!("{ratio:.2}x"), target.describe(ratio, "x"))
+                }
+                (None, Some(limit)) => ("", String::new(), on_value(limit)),
+                (None, None) => ("", String::new(), String::new()),
             };
             println!(
                 "{:<28} {:>14}  {:<22} {:>8}  {}",
                 row.name, value, base, ratio, target
             );
         }
+    }
+}
+
+impl Target {
+    /// Whether `value` meets the target (`None`: there is none).
+    fn met(self, value: f64) -> Option<bool> {
+        match self {
+            Self::AtMost(t) => Some(value <= t),
+            Self::AtLeast(t) => Some(value >= t),
+            Self::None => None,
+        }
+    }
+
+    /// The target and whether `value` meets it, as printed.
+    fn describe(self, value: f64, unit: &str) -> String {
+        let verdict = |met: bool| if met { "met" } else { "MISSED" };
+        match self {
+            Self::AtMost(t) => format!("<= {t}{unit} {}", verdict(value <= t)),
+            Self::AtLeast(t) => format!(">= {t}{unit} {}", verdict(value >= t)),
+            Self::None => String::new(),
+        }
+    }
+}
+
+/// A value in the unit it is printed in (microseconds, per second, MiB,
+/// percent).
+fn shown(unit: Unit, value: f64) -> f64 {
+    match unit {
+        Unit::Time => value / 1_000.0,
+        Unit::Rate | Unit::Percent => value,
+        Unit::Bytes => value / 1_048_576.0,
+    }
+}
+
+/// The inverse of [`shown`].
+fn value_from_shown(unit: Unit, value: f64) -> f64 {
+    match unit {
+        Unit::Time => value * 1_000.0,
+        Unit::Rate | Unit::Percent => value,
+        Unit::Bytes => value * 1_048_576.0,
+    }
+}
+
+fn format_value(unit: Unit, value: f64) -> String {
+    match unit {
+        Unit::Time if value >= 100_000.0 => format!("{:.0} us", value / 1_000.0),
+        Unit::Time => format!("{:.1} us", value / 1_000.0),
+        Unit::Rate => format!("{value:.0}/s"),
+        Unit::Bytes => format!("{:.1} MiB", value / 1_048_576.0),
+        Unit::Percent => format!("{value:.0}%"),
     }
 }
 
@@ -241,6 +420,10 @@ impl Kernels {
     fn new() -> Self {
         let (fixture, readme) = bench_fixture(POLICY);
         Self { fixture, readme }
+    }
+
+    fn workspace(&self) -> &str {
+        self.fixture.workspace.to_str().unwrap()
     }
 
     fn spawn(&self, log: &str, buffered: bool) -> Kernel {
@@ -337,7 +520,28 @@ fn roundtrips(settings: &Settings, table: &mut Table) {
     for (name, samples) in names.into_iter().zip(samples.iter_mut()) {
         table.add(name, median(samples), Unit::Time);
     }
-    table.against("authorize_durable", "floor_durable", Target::AtMost(1.25));
+    // What every decision costs on the CPU however it is built: the
+    // enforcer's signature and the client's check of it.
+    let mut signing: Vec<f64> = (0..settings.per_round)
+        .map(|_| {
+            timed(|| {
+                black_box(key.sign(black_box(&body)));
+            })
+        })
+        .collect();
+    let signature = key.sign(&body);
+    let mut verifying_times: Vec<f64> = (0..settings.per_round)
+        .map(|_| {
+            timed(|| {
+                verifying
+                    .verify_strict(black_box(&body), black_box(&signature))
+                    .unwrap();
+            })
+        })
+        .collect();
+    table.add("sign_receipt", median(&mut signing), Unit::Time);
+    table.add("verify_receipt", median(&mut verifying_times), Unit::Time);
+    table.against("authorize_durable", "floor_durable", Target::AtMost(1.15));
     table.against(
         "authorize_os_buffered",
         "floor_unsynced",
@@ -445,26 +649,82 @@ fn policies(settings: &Settings, table: &mut Table) {
     table.against("policy_eval_1000_unindexed", "policy_eval_10", Target::None);
 }
 
+/// CPU time (user and system, all threads) process `pid` has used, from
+/// `/proc/PID/stat` (`self` for this process).
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: utime and stime are the 14th and 15th of the line.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    #[allow(unsafe_code, reason = "sysconf has no safe wrapper in std")]
+    // SAFETY: `sysconf` only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).unwrap().max(1);
+    Duration::from_nanos(ticks * 1_000_000_000 / per_second)
+}
+
+/// CPU time of the enforcer and of this process (the client threads, and
+/// the client's channel thread) together.
+fn cpu_both(enforcer: &str) -> Duration {
+    cpu_time(enforcer) + cpu_time("self")
+}
+
 fn throughput(settings: &Settings, table: &mut Table) {
     let kernels = Kernels::new();
     let kernel = kernels.spawn("throughput.log", false);
+    let enforcer = kernel.enforcer_pid().unwrap().to_string();
     const BATCH: usize = 960;
-    let names = ["throughput_1", "throughput_4", "throughput_16"];
-    let threads = [1, 4, 16];
-    let mut samples: [Vec<f64>; 3] = Default::default();
+    let names = [
+        "throughput_1",
+        "throughput_4",
+        "throughput_16",
+        "throughput_16_distinct",
+    ];
+    let threads = [1, 4, 16, 16];
+    let mut samples: [Vec<f64>; 4] = Default::default();
+    // CPU used during the 16-thread batches, and their decisions.
+    let mut cpu = Duration::ZERO;
+    let mut decisions = 0;
     decide_concurrently(&kernel, &kernels.readme, 16, BATCH);
-    for _ in 0..settings.throughput_batches {
+    // Every request of the distinct row reads a path never read before.
+    for round in 0..settings.throughput_batches {
         for (which, samples) in samples.iter_mut().enumerate() {
-            let seconds =
-                decide_concurrently(&kernel, &kernels.readme, threads[which], BATCH).as_secs_f64();
-            samples.push(BATCH as f64 / seconds);
+            let before = cpu_both(&enforcer);
+            let elapsed = if which == 3 {
+                decide_concurrently_with(&kernel, threads[which], BATCH, |thread, i| {
+                    format!("{}/d{round}/t{thread}/f{i}.txt", kernels.workspace())
+                })
+            } else {
+                decide_concurrently(&kernel, &kernels.readme, threads[which], BATCH)
+            };
+            if which == 2 {
+                cpu += cpu_both(&enforcer) - before;
+                decisions += BATCH;
+            }
+            samples.push(BATCH as f64 / elapsed.as_secs_f64());
         }
     }
     for (name, samples) in names.into_iter().zip(samples.iter_mut()) {
         table.add(name, median(samples), Unit::Rate);
     }
     table.against("throughput_4", "throughput_1", Target::None);
-    table.against("throughput_16", "throughput_1", Target::AtLeast(10.0));
+    table.against("throughput_16", "throughput_1", Target::None);
+    table.limit("throughput_16", Target::AtLeast(20_000.0));
+    table.against("throughput_16_distinct", "throughput_16", Target::None);
+    let per_decision = cpu.as_nanos() as f64 / decisions as f64;
+    table.add("cpu_per_decision_16", per_decision, Unit::Time);
+    table.limit("cpu_per_decision_16", Target::AtMost(40.0));
+    // What the cores could decide at that cost if nothing ever waited.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let limit = cores * 1e9 / per_decision;
+    table.add(
+        "throughput_16_of_cpu_limit",
+        100.0 * table.value("throughput_16") / limit,
+        Unit::Percent,
+    );
+    table.limit("throughput_16_of_cpu_limit", Target::AtLeast(80.0));
     let _ = kernel.shutdown(Duration::from_secs(10));
 }
 
@@ -481,6 +741,7 @@ fn audits(table: &mut Table) {
         .map(|_| records / (timed(|| drop(black_box(audit(&bytes, &options).unwrap()))) / 1e9))
         .collect();
     table.add("audit_verify", median(&mut rates), Unit::Rate);
+    table.limit("audit_verify", Target::AtLeast(60_000.0));
     let mut index = path.clone().into_os_string();
     index.push(".index");
     let mut whole: Vec<f64> = (0..5)
@@ -510,6 +771,7 @@ fn memory(table: &mut Table) {
         decide_concurrently(&kernel, &kernels.readme, threads, 2_000);
         let pid = kernel.enforcer_pid().unwrap();
         table.add(name, vm_hwm(pid), Unit::Bytes);
+        table.limit(name, Target::AtMost(16.0));
         let _ = kernel.shutdown(Duration::from_secs(10));
     }
 }

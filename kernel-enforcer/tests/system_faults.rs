@@ -554,6 +554,125 @@ fn a_finished_session_records_nothing_more() {
     audit(&finished, &AuditOptions::default()).unwrap();
 }
 
+/// A session over a device that syncs apart from the log, as an evidence
+/// file does (so batches are pipelined), greeted.
+fn pipelined_session(workspace: &str, policy: &str) -> (Session, Memory, SessionId) {
+    let device = Memory::syncing_apart();
+    let (session, handshake) = InProcess::new(policy)
+        .workspace(workspace)
+        .key(kernel_core::SigningKey::from_bytes(&[5; 32]))
+        .evidence(device.log())
+        .start();
+    (session, device, handshake.session)
+}
+
+/// Batches decided while an earlier one waits for its `fdatasync`: when
+/// that sync fails, nothing of its batch is released (the allow is
+/// withheld, the denial's receipt replaced by `halted`), the session
+/// halts, and nothing of a later batch is released either, not even when
+/// the device reports its next sync as successful (after a failed
+/// `fdatasync`, a later one may succeed over lost data). A brokered
+/// delete in the later batch does not happen.
+#[test]
+fn a_pipelined_batch_whose_sync_fails_releases_nothing_after_it() {
+    use kernel_enforcer::session::broker::Broker;
+    use kernel_enforcer::session::handoff::Handoff;
+    let ws = tempfile::tempdir().unwrap();
+    let workspace = ws.path().canonicalize().unwrap();
+    let root = workspace.to_str().unwrap();
+    let policy = r#"permit (principal, action in [Action::"file_read", Action::"file_delete"], resource in Workspace::"root");"#;
+    let victim = workspace.join("victim");
+    std::fs::write(&victim, "still here").unwrap();
+    let (mut session, device, id) = pipelined_session(root, policy);
+    session.set_broker(Broker {
+        workspace: workspace.clone(),
+        protected: Vec::new(),
+        exec_timeout: std::time::Duration::from_secs(5),
+        confine: false,
+        handoff: Handoff::none(),
+    });
+    let inside = format!("{root}/a");
+    let first = session
+        .decide_batch_deferred(&[read_frame(id, 1, &inside), read_frame(id, 2, "/outside/b")]);
+    let second =
+        session.decide_batch_deferred(&[read_frame(id, 3, &inside), delete_frame(id, 4, &victim)]);
+    // Both batches are written, neither synced yet.
+    assert_eq!(device.detached_syncs(), 0);
+    device.break_syncs();
+    let (Batch { replies, durable }, failed) = first.sync();
+    assert!(failed.is_some());
+    assert!(session.halted().is_some());
+    session.sync_failed(&failed.unwrap());
+    let frames: Vec<EnforcerFrame> = replies
+        .into_iter()
+        .map(|reply| decode_enforcer_frame(&reply.release(&durable, session.broker())).unwrap())
+        .collect();
+    assert!(is_withheld(&frames[0], 1), "{:?}", frames[0]);
+    assert!(is_withheld(&frames[1], 2), "{:?}", frames[1]);
+    // The device works again; the failure stays.
+    device.repair();
+    let (Batch { replies, durable }, failed) = second.sync();
+    assert!(failed.is_some());
+    let frames: Vec<EnforcerFrame> = replies
+        .into_iter()
+        .map(|reply| decode_enforcer_frame(&reply.release(&durable, session.broker())).unwrap())
+        .collect();
+    assert!(is_withheld(&frames[0], 3), "{:?}", frames[0]);
+    assert!(is_withheld(&frames[1], 4), "{:?}", frames[1]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "still here");
+    // And nothing later is allowed.
+    let (later, failed) = session
+        .decide_batch_deferred(&[read_frame(id, 5, &inside)])
+        .sync();
+    assert!(failed.is_none());
+    let Batch { replies, durable } = later;
+    for reply in replies {
+        let frame = decode_enforcer_frame(&reply.release(&durable, None)).unwrap();
+        assert!(!is_allow(&frame), "{frame:?}");
+    }
+}
+
+/// A pipelined batch goes out only with the proof of a sync that began
+/// after its records were written, and one sync serves every batch
+/// written before it began: the second batch, written before the first
+/// one's sync, needs no sync of its own.
+#[test]
+fn a_pipelined_batch_is_released_with_its_own_sync() {
+    let (mut session, device, id) = pipelined_session(WORKSPACE, READ_WORKSPACE);
+    let first = session.decide_batch_deferred(&[authorize_frame(id, 1)]);
+    let second = session.decide_batch_deferred(&[authorize_frame(id, 2)]);
+    let written = device.len();
+    assert_eq!(device.detached_syncs(), 0);
+    let (Batch { replies, durable }, failed) = first.sync();
+    assert!(failed.is_none());
+    assert_eq!(device.detached_syncs(), 1);
+    let [Reply::Allow(allow)] = <[Reply; 1]>::try_from(replies).unwrap() else {
+        panic!("an allowed request is not a permit");
+    };
+    assert!(is_allow(&released(allow, &durable)));
+    let (Batch { replies, durable }, failed) = second.sync();
+    assert!(failed.is_none());
+    assert_eq!(
+        device.detached_syncs(),
+        1,
+        "the first sync covered the second batch"
+    );
+    let [Reply::Allow(allow)] = <[Reply; 1]>::try_from(replies).unwrap() else {
+        panic!("an allowed request is not a permit");
+    };
+    assert!(is_allow(&released(allow, &durable)));
+    // A third batch, written after that sync, gets a sync of its own.
+    let (Batch { replies, durable }, _) = session
+        .decide_batch_deferred(&[authorize_frame(id, 3)])
+        .sync();
+    assert!(device.len() > written);
+    assert_eq!(device.detached_syncs(), 2);
+    let [Reply::Allow(allow)] = <[Reply; 1]>::try_from(replies).unwrap() else {
+        panic!("an allowed request is not a permit");
+    };
+    assert!(is_allow(&released(allow, &durable)));
+}
+
 /// The frame asking to read `/ws/a` as request `seq`, with its deadline.
 fn read_frame_until(id: SessionId, seq: u64, deadline_ms: u64) -> Vec<u8> {
     authorize_frame_of(&request_until(

@@ -7,7 +7,7 @@
 
 use crate::frames::hello_frame;
 use kernel_core::{EnforcerFrame, Handshake, SigningKey, decode_enforcer_frame};
-use kernel_enforcer::session::evidence::{EvidenceLog, Storage};
+use kernel_enforcer::session::evidence::{DetachedSync, EvidenceLog, Storage};
 use kernel_enforcer::session::{Session, SessionConfig};
 use kernel_policy::{Environment, PolicyEngine};
 use std::path::{Path, PathBuf};
@@ -112,6 +112,10 @@ pub struct Memory {
     limit: Option<usize>,
     /// Breaks after this many appends, this way.
     breaks: Option<(usize, Fault)>,
+    /// Syncs apart from the log, as an evidence file does
+    /// ([`Storage::detached_sync`]), so a session may decide the next
+    /// batch while this one's sync runs.
+    detached: bool,
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +124,8 @@ struct State {
     appends: usize,
     sync_broken: bool,
     repaired: bool,
+    /// Detached syncs run so far.
+    detached_syncs: usize,
     writer: Option<(ThreadId, PathBuf)>,
 }
 
@@ -145,6 +151,30 @@ impl Memory {
             breaks: Some((healthy, fault)),
             ..Self::default()
         }
+    }
+
+    /// A device that works, and syncs apart from the log as an evidence
+    /// file does: the session may pipeline batches over it. Its syncs
+    /// fail from [`Memory::break_syncs`] to [`Memory::repair`].
+    pub fn syncing_apart() -> Self {
+        Self {
+            detached: true,
+            ..Self::default()
+        }
+    }
+
+    /// Makes every sync fail from now on (an I/O error), until
+    /// [`Memory::repair`].
+    pub fn break_syncs(&self) {
+        let mut state = self.state();
+        state.sync_broken = true;
+        state.repaired = false;
+    }
+
+    /// How many syncs apart from the log ran (only on a device made by
+    /// [`Memory::syncing_apart`]).
+    pub fn detached_syncs(&self) -> usize {
+        self.state().detached_syncs
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -226,5 +256,20 @@ impl Storage for Memory {
             return Err(std::io::Error::other("input/output error"));
         }
         Ok(())
+    }
+
+    fn detached_sync(&self) -> Option<DetachedSync> {
+        if !self.detached {
+            return None;
+        }
+        let state = Arc::clone(&self.state);
+        Some(Box::new(move || {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.detached_syncs += 1;
+            if state.sync_broken {
+                return Err(std::io::Error::other("input/output error"));
+            }
+            Ok(())
+        }))
     }
 }

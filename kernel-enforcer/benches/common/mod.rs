@@ -245,18 +245,31 @@ pub(crate) fn decide_concurrently(
     threads: usize,
     total: usize,
 ) -> Duration {
+    decide_concurrently_with(kernel, threads, total, |_, _| path.to_owned())
+}
+
+/// Like [`decide_concurrently`], reading `path(thread, i)` for the `i`th
+/// request of each thread: paths that differ on every request, so that
+/// nothing the enforcer builds for one request serves the next.
+pub(crate) fn decide_concurrently_with(
+    kernel: &Kernel,
+    threads: usize,
+    total: usize,
+    path: impl Fn(usize, usize) -> String + Sync,
+) -> Duration {
     let per_thread = total / threads;
     let barrier = Barrier::new(threads + 1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
-            .map(|_| {
+            .map(|thread| {
                 let barrier = &barrier;
+                let path = &path;
                 scope.spawn(move || {
                     barrier.wait();
-                    for _ in 0..per_thread {
+                    for i in 0..per_thread {
                         black_box(
                             kernel
-                                .authorize(Action::file_read(path))
+                                .authorize(Action::file_read(path(thread, i)))
                                 .expect("the policy allows reading the workspace"),
                         );
                     }

@@ -124,7 +124,17 @@ pub trait Storage: Send + std::fmt::Debug {
     fn sync_now(&mut self) -> std::io::Result<()> {
         self.sync()
     }
+    /// What makes everything appended before it is called durable, callable
+    /// from another thread while this storage goes on appending (an
+    /// `fdatasync` of the same file), if [`sync`](Self::sync) is such a
+    /// sync. `None` (the default): every commit syncs in place.
+    fn detached_sync(&self) -> Option<DetachedSync> {
+        None
+    }
 }
+
+/// See [`Storage::detached_sync`].
+pub type DetachedSync = Box<dyn Fn() -> std::io::Result<()> + Send + Sync>;
 
 impl Storage for File {
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -133,6 +143,130 @@ impl Storage for File {
 
     fn sync(&mut self) -> std::io::Result<()> {
         self.sync_data()
+    }
+
+    fn detached_sync(&self) -> Option<DetachedSync> {
+        // `fdatasync` through another descriptor of the same open file
+        // makes every write made before it durable.
+        let file = self.try_clone().ok()?;
+        Some(Box::new(move || file.sync_data()))
+    }
+}
+
+/// Makes records already written to an evidence file durable without the
+/// log itself, so that its owner can decide and write the next records
+/// while the `fdatasync` of these runs ([`EvidenceLog::write_staged`]).
+///
+/// Syncs do not overlap, and one covers every record written before it
+/// started. A failed sync is sticky: every later sync fails, and so does
+/// every later write or commit of the log, so no record is ever reported
+/// durable after one was lost (after a failed `fdatasync`, a later one may
+/// report success for a file that lost data).
+pub struct Syncer {
+    sync: DetachedSync,
+    /// Records written to the file so far (stored after their write).
+    written: std::sync::atomic::AtomicU64,
+    state: parking_lot::Mutex<SyncState>,
+    /// Why the first failed sync failed: shared with the syncer of every
+    /// later segment of the log, so that a failure in one is a failure of
+    /// them all.
+    failed: std::sync::Arc<parking_lot::Mutex<Option<String>>>,
+}
+
+#[derive(Debug)]
+struct SyncState {
+    /// Records known durable.
+    synced: u64,
+}
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer")
+            .field("written", &self.written)
+            .field("state", &*self.state.lock())
+            .field("failed", &*self.failed.lock())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Syncer {
+    fn new(sync: DetachedSync, records: u64) -> Self {
+        Self::sharing_failure(sync, records, std::sync::Arc::default())
+    }
+
+    /// A syncer of records from `records` on, failed whenever `failed`
+    /// says so.
+    fn sharing_failure(
+        sync: DetachedSync,
+        records: u64,
+        failed: std::sync::Arc<parking_lot::Mutex<Option<String>>>,
+    ) -> Self {
+        Self {
+            sync,
+            written: std::sync::atomic::AtomicU64::new(records),
+            state: parking_lot::Mutex::new(SyncState { synced: records }),
+            failed,
+        }
+    }
+
+    /// Returns once every record below `records` (all written already) is
+    /// durable, or why that cannot be known.
+    pub fn sync_through(&self, records: u64) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let mut state = self.state.lock();
+        if let Some(failed) = self.failed() {
+            return Err(failed);
+        }
+        if state.synced >= records {
+            // A sync that started after these records were written has
+            // already succeeded.
+            return Ok(());
+        }
+        // Everything written before the sync starts is covered by it.
+        let covered = self.written.load(Ordering::SeqCst).max(records);
+        let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.sync)()))
+            .unwrap_or_else(|_| Err(std::io::Error::other("the sync panicked")));
+        match synced {
+            Ok(()) => {
+                state.synced = covered;
+                Ok(())
+            }
+            Err(e) => {
+                let failed = format!("`fdatasync` of the evidence failed: {e}");
+                self.failed.lock().get_or_insert_with(|| failed.clone());
+                Err(failed)
+            }
+        }
+    }
+
+    /// Records known durable.
+    fn synced(&self) -> u64 {
+        self.state.lock().synced
+    }
+
+    /// Why a sync failed, if one did.
+    fn failed(&self) -> Option<String> {
+        self.failed.lock().clone()
+    }
+}
+
+/// Records written by [`EvidenceLog::write_staged`] and not yet known
+/// durable: [`sync`](Self::sync) makes them so.
+#[derive(Debug)]
+#[must_use = "records written are durable only once synced"]
+pub struct PendingSync {
+    syncer: std::sync::Arc<Syncer>,
+    /// Records of the log once these are durable.
+    records: u64,
+}
+
+impl PendingSync {
+    /// Makes the records durable (see [`Syncer::sync_through`]); returns
+    /// how many records of the log are then durable.
+    pub fn sync(self) -> Result<u64, String> {
+        self.syncer
+            .sync_through(self.records)
+            .map(|()| self.records)
     }
 }
 
@@ -254,6 +388,8 @@ pub struct EvidenceLog {
     /// The start-up index, if this log keeps one.
     index: Option<IndexFile>,
     opened: Opened,
+    /// Syncs made apart from the log, if its storage can make them.
+    syncer: Option<std::sync::Arc<Syncer>>,
     /// Index of the active segment's first record (0 in a log's first
     /// segment).
     first_index: u64,
@@ -586,8 +722,12 @@ impl EvidenceLog {
             resumable,
             opened,
         } = found;
+        let syncer = storage
+            .detached_sync()
+            .map(|sync| std::sync::Arc::new(Syncer::new(sync, tip.frontier.size())));
         Self {
             path: path.to_owned(),
+            syncer,
             storage,
             newest_checkpoint: tip.newest_checkpoint.as_ref().map(|c| (c.size, c.root)),
             origin: (!tip.origin.is_empty()).then_some(tip.origin),
@@ -749,29 +889,86 @@ impl EvidenceLog {
     /// Once a checkpoint that stores its frontier is committed, the
     /// start-up index is pointed at it (not synced: it is a hint).
     pub fn commit(&mut self) -> Result<(), EvidenceError> {
+        self.write(true)?;
+        self.write_hint(self.next_index());
+        Ok(())
+    }
+
+    /// Writes every staged record to the file like [`commit`](Self::commit)
+    /// but, when the log can sync apart from itself (a plain evidence
+    /// file), without making them durable: the records are durable, and
+    /// replies that depend on them may leave, only once the returned
+    /// [`PendingSync`] has synced. The caller may stage and write more
+    /// records meanwhile. Otherwise (an evidence window, OS-buffered
+    /// evidence, a storage given by a test) this commits, and returns
+    /// `None`: nothing is left to sync. Fails, like `commit`, after any
+    /// earlier failure, a failed [`PendingSync`] included.
+    pub fn write_staged(&mut self) -> Result<Option<PendingSync>, EvidenceError> {
+        let Some(syncer) = self.syncer.clone() else {
+            self.commit()?;
+            return Ok(None);
+        };
+        self.write(false)?;
+        let records = self.next_index();
+        syncer
+            .written
+            .store(records, std::sync::atomic::Ordering::SeqCst);
+        // The start-up index only ever names a checkpoint known durable.
+        self.write_hint(syncer.synced());
+        Ok(Some(PendingSync { syncer, records }))
+    }
+
+    /// Writes the staged records, and syncs them if `sync`.
+    fn write(&mut self, sync: bool) -> Result<(), EvidenceError> {
+        let io = |path: &Path, source| EvidenceError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(failed) = self.syncer.as_ref().and_then(|s| s.failed()) {
+            return Err(io(&self.path, std::io::Error::other(failed)));
+        }
         let storage = &mut self.storage;
         self.staged
             .commit(|records| {
                 storage.append(&records.concat())?;
-                storage.sync()
+                if sync { storage.sync() } else { Ok(()) }
             })
-            .map_err(|error| EvidenceError::Io {
-                path: self.path.clone(),
-                source: match error {
-                    CommitError::Failed(source) => source,
-                    CommitError::Broken => std::io::Error::other(
-                        "an earlier write failed, so nothing more is written to this file",
-                    ),
-                },
+            .map_err(|error| {
+                io(
+                    &self.path,
+                    match error {
+                        CommitError::Failed(source) => source,
+                        CommitError::Broken => std::io::Error::other(
+                            "an earlier write failed, so nothing more is written to this file",
+                        ),
+                    },
+                )
             })?;
-        if std::mem::take(&mut self.resumable_staged)
+        if sync && let Some(syncer) = &self.syncer {
+            // Everything written is durable.
+            let records = self.next_index();
+            syncer
+                .written
+                .store(records, std::sync::atomic::Ordering::SeqCst);
+            let mut state = syncer.state.lock();
+            state.synced = state.synced.max(records);
+        }
+        Ok(())
+    }
+
+    /// Points the start-up index at the newest checkpoint that stores its
+    /// frontier, if that changed and its record is among the `durable`
+    /// first records.
+    fn write_hint(&mut self, durable: u64) {
+        if self.resumable_staged
             && let (Some(index), Some(hint)) = (&self.index, self.resumable)
+            && hint.index < durable
         {
+            self.resumable_staged = false;
             // A hint that cannot be written costs the next start a full
             // verification, nothing else.
             let _ = index.write(hint);
         }
-        Ok(())
     }
 
     /// Stages `record` and commits it: durable when this returns `Ok`.
@@ -878,6 +1075,23 @@ impl EvidenceLog {
         self.resumable_staged = false;
         self.tree.push(leaf_hash(&record));
         self.staged = GroupCommit::new(self.tree.size());
+        // Syncs from now on are of the new segment (those of records in
+        // the old one, synced above, still go to the old one), and fail
+        // if any sync of the log ever failed.
+        self.syncer = match (self.storage.detached_sync(), self.syncer.take()) {
+            (Some(sync), Some(old)) => Some(std::sync::Arc::new(Syncer::sharing_failure(
+                sync,
+                size,
+                std::sync::Arc::clone(&old.failed),
+            ))),
+            (Some(sync), None) => Some(std::sync::Arc::new(Syncer::new(sync, size))),
+            (None, _) => None,
+        };
+        if let Some(syncer) = &self.syncer {
+            syncer
+                .written
+                .store(self.tree.size(), std::sync::atomic::Ordering::SeqCst);
+        }
         if let Some(index) = &self.index {
             // A hint: a stale one costs the next start the active
             // segment's verification, nothing else.

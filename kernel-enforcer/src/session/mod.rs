@@ -450,6 +450,87 @@ pub struct Batch<R> {
     pub durable: Durable,
 }
 
+/// The replies to `answers` once their records' commit has (or has not,
+/// `committed` false) succeeded.
+fn replies_after_commit(answers: Vec<Answer>, committed: bool) -> Vec<Reply> {
+    answers
+        .into_iter()
+        .map(|answer| match answer {
+            Answer::Frame(frame) => Reply::Frame(after_commit(frame, committed)),
+            Answer::Allow(allow) => Reply::Allow(allow),
+            Answer::Effect(effect) => Reply::Effect(effect),
+        })
+        .collect()
+}
+
+/// A batch decided by [`Session::decide_batch_deferred`], its records
+/// written and not yet known durable.
+#[must_use = "a batch's replies exist only once its records are synced"]
+pub struct DeferredBatch {
+    answers: Vec<Answer>,
+    /// Whether the batch's records were written (not if writing them
+    /// failed, or deciding panicked).
+    written: bool,
+    /// What makes them durable, if that is still to be done.
+    pending: Option<crate::session::evidence::PendingSync>,
+    /// The proof from before the batch: what its replies are released
+    /// with if its sync fails (it covers none of its records).
+    before: Durable,
+    /// The proof once the batch's records were written: already a proof
+    /// of their commit when nothing is left to sync.
+    committed: Durable,
+    halt: Arc<HaltLatch>,
+}
+
+impl std::fmt::Debug for DeferredBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredBatch")
+            .field("replies", &self.answers.len())
+            .field("written", &self.written)
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeferredBatch {
+    /// Makes the batch's records durable and returns its replies with the
+    /// proof of that sync, as [`Session::decide_batch`] returns them. If
+    /// the sync fails, the session's halt latch is set, every receipt that
+    /// is not an allow is replaced by a `Halted` refusal, the proof covers
+    /// none of the batch's allows, and the failure comes back too: pass it
+    /// to [`Session::sync_failed`].
+    pub fn sync(self) -> (Batch<Reply>, Option<String>) {
+        let Self {
+            answers,
+            written,
+            pending,
+            before,
+            committed,
+            halt,
+        } = self;
+        let (durable, failed) = match pending {
+            None if written => (committed, None),
+            None => (before, None),
+            Some(pending) => match pending.sync() {
+                Ok(records) => (
+                    Durable {
+                        session: committed.session,
+                        records,
+                    },
+                    None,
+                ),
+                Err(why) => {
+                    halt.halt(&format!("cannot record evidence: {why}"));
+                    (before, Some(why))
+                }
+            },
+        };
+        let synced = written && failed.is_none();
+        let replies = replies_after_commit(answers, synced);
+        (Batch { replies, durable }, failed)
+    }
+}
+
 /// What an operator's answer to a waiting request came to
 /// ([`Session::approve`], [`Session::reject`]).
 ///
@@ -843,6 +924,81 @@ impl Session {
     /// for an operator (the halt denied them): one more reply for each.
     pub fn decide_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Batch<Reply> {
         let before = self.durable;
+        let (answers, panicked) = self.answers(frames);
+        let committed = !panicked && self.commit_staged();
+        // Nothing of a batch that panicked is released: its proof is the
+        // one from before it, which covers none of its records.
+        let durable = if panicked { before } else { self.durable };
+        Batch {
+            replies: replies_after_commit(answers, committed),
+            durable,
+        }
+    }
+
+    /// Decides frames that arrived together like
+    /// [`decide_batch`](Self::decide_batch), and writes their records to
+    /// the evidence file without waiting for them to become durable: the
+    /// returned [`DeferredBatch`] does that, and gives the replies with the
+    /// proof of that sync, once [`DeferredBatch::sync`] returns. Call that
+    /// without holding the session, so that the next batch is decided (and
+    /// written) while this one's `fdatasync` runs. Nothing of the batch is
+    /// released, and no receipt of it leaves, before its own sync has
+    /// succeeded. Where the evidence cannot be synced apart (an evidence
+    /// window, OS-buffered evidence), the records are committed here, as
+    /// `decide_batch` does, and the sync has nothing left to do.
+    pub fn decide_batch_deferred<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> DeferredBatch {
+        let before = self.durable;
+        let (answers, panicked) = self.answers(frames);
+        let (written, pending) = if panicked || self.evidence_broken {
+            (false, None)
+        } else {
+            // As in a commit, a segment left full is rotated before the
+            // batch's replies go (its rotation syncs what was written).
+            match catch_unwind(AssertUnwindSafe(|| {
+                let pending = self.evidence.write_staged()?;
+                if self.evidence.rotation_due() {
+                    self.evidence.rotate(self.id, &self.key)?;
+                }
+                Ok(pending)
+            }))
+            .unwrap_or(Err(crate::session::evidence::EvidenceError::Panicked))
+            {
+                Ok(Some(pending)) => (true, Some(pending)),
+                Ok(None) => {
+                    // Committed: durable now.
+                    self.durable = Durable {
+                        session: self.id,
+                        records: self.evidence.next_index(),
+                    };
+                    (true, None)
+                }
+                Err(e) => {
+                    self.commit_failed(&e.to_string());
+                    (false, None)
+                }
+            }
+        };
+        DeferredBatch {
+            answers,
+            written,
+            pending,
+            before,
+            committed: if panicked { before } else { self.durable },
+            halt: Arc::clone(&self.halt),
+        }
+    }
+
+    /// Records that the sync of a [`DeferredBatch`] failed: nothing more
+    /// is recorded, and the session halts for good (its latch is already
+    /// set by the failed sync).
+    pub fn sync_failed(&mut self, why: &str) {
+        self.commit_failed(why);
+    }
+
+    /// Every frame's answer, in order, and whether handling one panicked
+    /// (then the session is halted, and `Halted` refusals of the requests
+    /// that were waiting for an operator follow the frames' answers).
+    fn answers<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> (Vec<Answer>, bool) {
         let mut panicked = false;
         let answers: Vec<Answer> = frames
             .iter()
@@ -876,24 +1032,15 @@ impl Session {
                 .collect();
             self.commit_staged();
         }
-        let committed = !panicked && self.commit_staged();
-        // Nothing of a batch that panicked is released: its proof is the
-        // one from before it, which covers none of its records.
-        let durable = if panicked { before } else { self.durable };
-        let replies = answers
-            .into_iter()
-            .map(|answer| match answer {
-                Answer::Frame(frame) => Reply::Frame(after_commit(frame, committed)),
-                Answer::Allow(allow) => Reply::Allow(allow),
-                Answer::Effect(effect) => Reply::Effect(effect),
-            })
-            .chain(
-                waiting
-                    .into_iter()
-                    .map(|seq| Reply::Frame(halted_frame(seq))),
-            )
-            .collect();
-        Batch { replies, durable }
+        // After the batch's replies, the `Halted` refusals of the requests
+        // that were waiting (the same frame `halted_frame` makes).
+        let mut answers = answers;
+        answers.extend(
+            waiting
+                .into_iter()
+                .map(|seq| Answer::Frame(Self::refused(Some(seq), Refusal::Halted))),
+        );
+        (answers, panicked)
     }
 
     /// The sequence number `frame` claims for a request of this session,

@@ -1,20 +1,24 @@
 //! Serving one client: the session channel, the control socket and
 //! signals, around one shared [`Session`].
 //!
-//! The session is behind one lock. The serving thread holds it while it
-//! decides a batch and makes the batch's records durable; the control
-//! plane and signals take the same lock to halt, approve or reload. So
-//! once a halt is acknowledged, no request is allowed and no brokered
-//! effect starts, and a permit decided before but not yet sent is
-//! withheld ([`crate::session::UnreleasedAllow::release`], called right
-//! before each send with the proof of the batch's commit): only one
+//! The session is behind one lock. A serving thread holds it while it
+//! decides a batch and writes the batch's records; the control plane and
+//! signals take the same lock to halt, approve or reload. The batch's
+//! `fdatasync` runs after the lock is released, while the other serving
+//! thread decides and writes the next batch; each batch's replies go out
+//! with the proof of its own sync
+//! ([`crate::session::DeferredBatch::sync`]), in the order the batches
+//! were decided. So once a halt is acknowledged, no request is allowed and
+//! no brokered effect starts, and a permit decided before but not yet
+//! sent is withheld ([`crate::session::UnreleasedAllow::release`], called
+//! right before each send with the proof of the batch's sync): only one
 //! released for sending before the acknowledgment can still reach the
-//! client. Replies are sent after the lock is released, by the serving
-//! thread itself (a hand-over to another thread would cost a wake-up per
-//! decision): a client that stops reading blocks that thread only, never
-//! the kill switch. The thread that owns the session watches the serving
-//! thread, and ends the session when it halts (in supervised
-//! mode), when a signal asks, or when the client has stopped reading.
+//! client. Replies are sent by the serving thread that decided them (a
+//! hand-over to another thread would cost a wake-up per decision): a
+//! client that stops reading blocks the serving threads only, never the
+//! kill switch. The thread that owns the session watches the serving
+//! threads, and ends the session when it halts (in supervised mode), when
+//! a signal asks, or when the client has stopped reading.
 
 use crate::session::control::{ControlRequest, ControlResponse, ControlSocket, Peer};
 use crate::session::{Batch, Durable, GrantScope, Outgoing, Reply, Session};
@@ -368,13 +372,20 @@ pub fn serve_channels(
     let backlogged = Arc::clone(&queue.backlogged);
     let writer_sending = Arc::clone(&queue.sending);
     let shared = start_control_plane(session, Some(queue), options)?;
-    let sending = Arc::new(SendWatch::default());
     let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
-    {
+    let requests = Arc::new(Mutex::new(requests));
+    let pipeline = Arc::new(Pipeline::default());
+    let mut watches = Vec::new();
+    for _ in 0..SERVING_THREADS {
+        let sending = Arc::new(SendWatch::default());
+        watches.push(Arc::clone(&sending));
         let serving = Arc::clone(&shared);
-        let sending = Arc::clone(&sending);
+        let requests = Arc::clone(&requests);
+        let replies = replies.clone();
+        let pipeline = Arc::clone(&pipeline);
+        let ended_tx = ended_tx.clone();
         let started = kernel_policy::spawn_decider("session", move || {
-            serve_loop(&requests, &replies, &serving, &sending);
+            serve_loop(&requests, &replies, &serving, &sending, &pipeline);
             let _ = ended_tx.send(());
         });
         // Without it nothing is served: the watch below sees the channel
@@ -386,6 +397,7 @@ pub fn serve_channels(
             );
         }
     }
+    drop(ended_tx);
     let stalled = loop {
         match ended.recv_timeout(WATCH_INTERVAL) {
             Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break false,
@@ -400,7 +412,10 @@ pub fn serve_channels(
             std::thread::sleep(HALT_GRACE);
             break false;
         }
-        if sending.stalled() || writer_sending.stalled() || backlogged.load(Ordering::SeqCst) {
+        if watches.iter().any(|sending| sending.stalled())
+            || writer_sending.stalled()
+            || backlogged.load(Ordering::SeqCst)
+        {
             break true;
         }
     };
@@ -614,11 +629,69 @@ fn watch_signals(shared: &Arc<Shared>) {
     });
 }
 
+/// Threads serving the client's requests: while one waits for its batch's
+/// `fdatasync`, the other decides and writes the next batch.
+const SERVING_THREADS: usize = 2;
+
+/// How the serving threads take turns. A thread receives a batch holding
+/// the receiver, and takes the session before letting the receiver go, so
+/// batches are decided in the order they arrived. Each batch draws a
+/// ticket as it is decided; its replies are sent (and its effects
+/// performed) only when every batch decided before it has had its
+/// replies sent, so replies and effects leave in the order of decision,
+/// as with one thread.
+#[derive(Default)]
+struct Pipeline {
+    /// The next ticket to draw (under the session's lock).
+    tickets: std::sync::atomic::AtomicU64,
+    /// The ticket whose replies go next.
+    next: Mutex<u64>,
+    turned: parking_lot::Condvar,
+}
+
+/// A batch's place in the order of sends: [`wait`](Self::wait) until it
+/// is its turn; dropping it passes the turn on (after waiting for it, so
+/// that a batch that sends nothing still keeps the order).
+struct Turn<'a> {
+    pipeline: &'a Pipeline,
+    ticket: u64,
+    stop: &'a AtomicBool,
+}
+
+impl Turn<'_> {
+    /// Waits until the batches before this one are sent; `false` if the
+    /// session stopped first.
+    fn wait(&self) -> bool {
+        let mut next = self.pipeline.next.lock();
+        while *next != self.ticket {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let _ = self
+                .pipeline
+                .turned
+                .wait_for(&mut next, Duration::from_millis(50));
+        }
+        true
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if self.wait() {
+            let mut next = self.pipeline.next.lock();
+            *next = self.ticket.saturating_add(1);
+            self.pipeline.turned.notify_all();
+        }
+    }
+}
+
 fn serve_loop(
-    requests: &IpcReceiver<Vec<u8>>,
+    requests: &Mutex<IpcReceiver<Vec<u8>>>,
     replies: &IpcSender<Vec<u8>>,
     shared: &Shared,
     sending: &SendWatch,
+    pipeline: &Pipeline,
 ) {
     let send = |frame: Vec<u8>| sending.send(replies, frame);
     let mut last_tick = Instant::now();
@@ -626,9 +699,11 @@ fn serve_loop(
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let first = match requests.try_recv_timeout(IDLE_TICK) {
+        let receiving = requests.lock();
+        let first = match receiving.try_recv_timeout(IDLE_TICK) {
             Ok(frame) => frame,
             Err(TryRecvError::Empty) => {
+                drop(receiving);
                 let mut session = shared.session.lock();
                 if shared.stop.load(Ordering::SeqCst) {
                     // The session has ended (its final checkpoint is
@@ -643,6 +718,7 @@ fn serve_loop(
                 continue;
             }
             Err(TryRecvError::IpcError(IpcError::SerializationError(e))) => {
+                drop(receiving);
                 let refusal = encode_enforcer_frame(&EnforcerFrame::Refused {
                     seq: None,
                     refusal: Refusal::Malformed(e.to_string()),
@@ -665,12 +741,15 @@ fn serve_loop(
         // its fdatasync. Errors end the batch; the next receive sees them.
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
+            match receiving.try_recv() {
                 Ok(frame) => batch.push(frame),
                 Err(_) => break,
             }
         }
+        // The session is taken before the receiver is let go: batches are
+        // decided in the order they arrived.
         let mut session = shared.session.lock();
+        drop(receiving);
         if shared.stop.load(Ordering::SeqCst) {
             // The session has ended while this batch was read.
             return;
@@ -682,18 +761,36 @@ fn serve_loop(
             last_tick = Instant::now();
             session.tick()
         });
-        let Batch {
-            replies: decided,
-            durable,
-        } = session.decide_batch(&batch);
-        let (effects, replies): (Vec<Reply>, Vec<Reply>) = decided
-            .into_iter()
-            .partition(|reply| matches!(reply, Reply::Effect(_)));
+        let turn = Turn {
+            pipeline,
+            ticket: pipeline.tickets.fetch_add(1, Ordering::SeqCst),
+            stop: &shared.stop,
+        };
+        let deferred = session.decide_batch_deferred(&batch);
         let broker = session.broker().cloned();
         drop(session);
         if let Some(frames) = ticked
             && !shared.send(frames)
         {
+            return;
+        }
+        // The batch's records become durable outside the lock, while the
+        // other thread decides the next batch; its replies come with the
+        // proof of this sync, never of another batch's.
+        let (
+            Batch {
+                replies: decided,
+                durable,
+            },
+            failed,
+        ) = deferred.sync();
+        if let Some(why) = failed {
+            shared.session.lock().sync_failed(&why);
+        }
+        let (effects, replies): (Vec<Reply>, Vec<Reply>) = decided
+            .into_iter()
+            .partition(|reply| matches!(reply, Reply::Effect(_)));
+        if !turn.wait() {
             return;
         }
         // Committed, and decided under the lock; sent outside it, so that
