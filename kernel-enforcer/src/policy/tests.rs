@@ -725,3 +725,15 @@ mod index_equivalence {
         }
     }
 }
+
+proptest::proptest! {
+    /// Line numbers by binary search are those counted from the start,
+    /// at every offset (multi-byte characters and line breaks included).
+    #[test]
+    fn lines_agree_with_line_column(text in "[a\né\n\r\\[]{0,80}") {
+        let lines = Lines::new(&text);
+        for offset in 0..=text.len() + 1 {
+            proptest::prop_assert_eq!(lines.line(offset), line_column(&text, offset).0, "at {}", offset);
+        }
+    }
+}
