@@ -1416,8 +1416,9 @@ pub fn read_evidence(
     Ok(evidence)
 }
 
-/// A test file of `cases` for the policy at `policy` (as the test file
-/// names it), in `workspace`, with `protect`ed paths.
+/// The `policy test` file for `cases`, naming `policy`, in `workspace`,
+/// with `protect` protected. One file, whatever its size: see
+/// [`tests_files`] for files `policy test` accepts.
 pub fn tests_file(
     cases: &[TestCase],
     policy: &str,
@@ -1425,6 +1426,65 @@ pub fn tests_file(
     protect: &[String],
     header: &[String],
 ) -> String {
+    let mut out = tests_preamble(policy, workspace, protect, header);
+    for case in cases {
+        out.push_str(&case_text(case));
+    }
+    out
+}
+
+/// The same cases as [`tests_file`], in as many files as the limits of
+/// one test file ([`super::suite::MAX_TEST_FILE_BYTES`],
+/// [`super::suite::MAX_CASES`]) need, each with the same header and
+/// environment, in the order of `cases`. Never empty.
+pub fn tests_files(
+    cases: &[TestCase],
+    policy: &str,
+    workspace: &str,
+    protect: &[String],
+    header: &[String],
+) -> Vec<String> {
+    let preamble = tests_preamble(policy, workspace, protect, header);
+    split_cases(
+        cases,
+        &preamble,
+        super::suite::MAX_CASES,
+        super::suite::MAX_TEST_FILE_BYTES,
+    )
+}
+
+/// `cases` after `preamble` in files of at most `max_cases` cases and
+/// `max_bytes` bytes (a single case longer than that alone in its file).
+fn split_cases(
+    cases: &[TestCase],
+    preamble: &str,
+    max_cases: usize,
+    max_bytes: usize,
+) -> Vec<String> {
+    let mut files = vec![preamble.to_owned()];
+    let mut in_file = 0;
+    for case in cases {
+        let text = case_text(case);
+        if text.is_empty() {
+            continue;
+        }
+        let full = files
+            .last()
+            .is_some_and(|file| in_file >= max_cases || file.len() + text.len() > max_bytes);
+        if full && in_file > 0 {
+            files.push(preamble.to_owned());
+            in_file = 0;
+        }
+        if let Some(file) = files.last_mut() {
+            file.push_str(&text);
+        }
+        in_file += 1;
+    }
+    files
+}
+
+/// A test file's header comment, `policies` and `[environment]`.
+fn tests_preamble(policy: &str, workspace: &str, protect: &[String], header: &[String]) -> String {
     let mut out = String::new();
     comment(&mut out, "#", header);
     let _ = writeln!(out, "policies = [{}]\n", toml_string(policy));
@@ -1432,16 +1492,21 @@ pub fn tests_file(
     let _ = writeln!(out, "workspace = {}", toml_string(workspace));
     let protect: Vec<String> = protect.iter().map(|p| toml_string(p)).collect();
     let _ = writeln!(out, "protect = [{}]", protect.join(", "));
-    for case in cases {
-        let Some(fields) = case.request.toml_fields() else {
-            continue;
-        };
-        let _ = writeln!(out, "\n[[case]]\nname = {}", toml_string(&case.name));
-        for field in fields {
-            let _ = writeln!(out, "{field}");
-        }
-        let _ = writeln!(out, "expect = {}", toml_string(case.expect.as_str()));
+    out
+}
+
+/// One `[[case]]` table, or nothing for a request a test file cannot
+/// state.
+fn case_text(case: &TestCase) -> String {
+    let mut out = String::new();
+    let Some(fields) = case.request.toml_fields() else {
+        return out;
+    };
+    let _ = writeln!(out, "\n[[case]]\nname = {}", toml_string(&case.name));
+    for field in fields {
+        let _ = writeln!(out, "{field}");
     }
+    let _ = writeln!(out, "expect = {}", toml_string(case.expect.as_str()));
     out
 }
 

@@ -629,3 +629,47 @@ proptest! {
         }
     }
 }
+
+/// More cases than one test file may hold (by count or by size) are
+/// split into files that `policy test` accepts, each with the header and
+/// environment, every case once and in order.
+#[test]
+fn tests_beyond_one_files_limits_are_split_into_files_policy_test_accepts() {
+    let read = |path: String| TestCase {
+        name: format!("read {path}"),
+        request: spec_of(&CanonicalAction::new(Action::file_read(path), Some(WS)).unwrap()),
+        expect: Decision::Allow,
+    };
+    let cases: Vec<TestCase> = (0..12).map(|i| read(format!("/ws/f{i:02}"))).collect();
+    let preamble = tests_preamble("s.cedar", WS, &[], &["made here".to_owned()]);
+    let one = case_text(&cases[0]).len();
+    // By count (5 a file), by size (room for 3), and a case larger than
+    // the limit alone in its file.
+    for (max_cases, max_bytes, parts) in [
+        (5, usize::MAX, 3),
+        (usize::MAX, preamble.len() + 3 * one + 2, 4),
+        (usize::MAX, preamble.len(), 12),
+    ] {
+        let files = split_cases(&cases, &preamble, max_cases, max_bytes);
+        assert_eq!(files.len(), parts, "{max_cases} {max_bytes}");
+        let mut names = Vec::new();
+        for file in &files {
+            assert!(file.starts_with("# made here\n"), "{file}");
+            let suite = suite::parse("t.toml", file, std::path::Path::new("/"))
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(suite.workspace, WS);
+            assert!(suite.cases.len() <= max_cases);
+            if parts < 12 {
+                assert!(file.len() <= max_bytes);
+            }
+            names.extend(suite.cases.into_iter().map(|c| c.name));
+        }
+        let expected: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names, expected);
+    }
+    // Within the limits, one file, the same as `tests_file`.
+    assert_eq!(
+        tests_files(&cases, "s.cedar", WS, &[], &[]),
+        [tests_file(&cases, "s.cedar", WS, &[], &[])]
+    );
+}
