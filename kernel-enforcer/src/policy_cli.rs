@@ -920,7 +920,24 @@ fn analyse(
                     .join(", ")
             }
         ));
-        match diff::diff(&old, &new, &options) {
+        // The widening check does not depend on the review's answer: it
+        // runs beside it (each has a solver of its own), and its result
+        // is reported after it.
+        let (reviewed, widened) = std::thread::scope(|scope| {
+            let widening = args.max_widening.then(|| {
+                scope.spawn(|| {
+                    crate::policy::suggest::widening(
+                        analysed,
+                        &suggestion.envelope,
+                        &suggestion.base_forbids,
+                        &options,
+                    )
+                })
+            });
+            let reviewed = diff::diff(&old, &new, &options);
+            (reviewed, widening.map(std::thread::ScopedJoinHandle::join))
+        });
+        match reviewed {
             Ok(report) => {
                 for line in report.render().lines() {
                     say(format!("  {line}"));
@@ -945,12 +962,17 @@ fn analyse(
             "widening: does {label} allow a request of a class no record exercised ({} classes exercised; docs/POLICY.md defines them)?",
             suggestion.classes
         ));
-        match crate::policy::suggest::widening(
-            analysed,
-            &suggestion.envelope,
-            &suggestion.base_forbids,
-            &options,
-        ) {
+        // INVARIANT: with `--max-widening` the check was started above.
+        let Some(widened) = widened else {
+            return ExitCode::from(ERROR);
+        };
+        let widened = widened.unwrap_or_else(|_| {
+            Err(diff::DiffError::Analysis {
+                action: "all".into(),
+                why: "the widening check panicked".into(),
+            })
+        });
+        match widened {
             Ok(widening) => {
                 for (ids, finding) in &widening.wider {
                     say(format!(
