@@ -31,6 +31,7 @@ pub struct SpawnConfig {
     pub(crate) key: Option<PathBuf>,
     pub(crate) protect: Vec<PathBuf>,
     pub(crate) checkpoint_every: Option<u64>,
+    pub(crate) evidence_segment: Option<u64>,
     pub(crate) danger_evidence_os_buffered: bool,
     pub(crate) control: Option<PathBuf>,
     pub(crate) operator_uid: Option<u32>,
@@ -123,6 +124,7 @@ impl SpawnConfig {
             key: None,
             protect: Vec::new(),
             checkpoint_every: None,
+            evidence_segment: None,
             danger_evidence_os_buffered: false,
             control: None,
             operator_uid: None,
@@ -132,8 +134,9 @@ impl SpawnConfig {
     }
 
     /// The files the kernel's confinement must keep out of the agent's
-    /// reach: policies, key, evidence and its start-up index, control
-    /// socket, extra protected paths.
+    /// reach: policies, key, evidence, its start-up index and the
+    /// directory of its closed segments, control socket, extra protected
+    /// paths.
     pub(crate) fn protected_paths(&self) -> Vec<PathBuf> {
         let beside = |suffix: &str| {
             let mut path = self.evidence.as_os_str().to_owned();
@@ -142,10 +145,11 @@ impl SpawnConfig {
         };
         let control = self.control.clone().unwrap_or_else(|| beside(".control"));
         let index = beside(".index");
+        let segments = beside(".segments");
         self.policies
             .iter()
             .chain(self.key.iter())
-            .chain([&self.evidence, &index, &control])
+            .chain([&self.evidence, &index, &segments, &control])
             .chain(self.protect.iter())
             .cloned()
             .collect()
@@ -234,6 +238,18 @@ impl SpawnConfig {
     #[must_use]
     pub fn checkpoint_every(mut self, records: u64) -> Self {
         self.checkpoint_every = Some(records);
+        self
+    }
+
+    /// Has the enforcer keep the evidence in segments of about `bytes`
+    /// bytes (`--evidence-segment`; at least 1024): once a commit fills
+    /// the active segment, it is closed into the directory
+    /// `EVIDENCE.segments` beside the evidence file and a new one begins
+    /// with a checkpoint of every record before it. The evidence file's
+    /// path always names the active segment. Default: one file.
+    #[must_use]
+    pub fn evidence_segment(mut self, bytes: u64) -> Self {
+        self.evidence_segment = Some(bytes);
         self
     }
 

@@ -152,6 +152,9 @@ pub(crate) fn spawn_enforcer(config: &SpawnConfig) -> Result<(Child, ClientEnds)
     if let Some(records) = config.checkpoint_every {
         command.arg("--checkpoint-every").arg(records.to_string());
     }
+    if let Some(bytes) = config.evidence_segment {
+        command.arg("--evidence-segment").arg(bytes.to_string());
+    }
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())

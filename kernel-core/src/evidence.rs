@@ -31,6 +31,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Mutex, PoisonError};
 
+mod segments;
+pub use segments::{
+    SegmentError, SegmentHead, SegmentProblem, SegmentSpan, SegmentedAudit, segment_order,
+};
+
 /// Largest encoded record, in bytes.
 pub const MAX_RECORD_BYTES: usize = 2 * MAX_FRAME_BYTES;
 
@@ -351,6 +356,20 @@ pub enum LogProblem {
     /// Shadow mode announced after the session's first decision.
     #[error("shadow mode announced after the session's first decision")]
     LateShadow,
+    /// A witnessed or trusted checkpoint covers fewer records than those
+    /// before the first record verified: what it commits to was not read.
+    #[error(
+        "the {what} checkpoint covers {size} records, but the verification began at record \
+         {first}: give the segments before it"
+    )]
+    BeforeFirstRecord {
+        /// The checkpoint's size.
+        size: u64,
+        /// The first record verified.
+        first: u64,
+        /// `witnessed` or `trusted`.
+        what: &'static str,
+    },
 }
 
 /// What the auditor trusts besides the log.
@@ -407,7 +426,19 @@ pub struct AuditReport {
     /// Records after the newest checkpoint (covered only by their own
     /// signatures, not yet by a checkpoint).
     pub uncovered: u64,
-    /// Leaf hashes of every record, for proofs.
+    /// The signed note of the newest checkpoint, as its record holds it.
+    pub newest_note: Option<String>,
+    /// Index of the first record verified: 0 when the log was verified
+    /// from its first record. A verification of segments that begins with
+    /// a later segment ([`SegmentedAudit`]) starts at that segment's first
+    /// checkpoint: the records before it were not read, and are vouched
+    /// for only by that checkpoint's signed root.
+    pub first_record: u64,
+    /// The tree of the records before [`first_record`](Self::first_record),
+    /// as the checkpoint there states it (empty when that is 0).
+    pub base: Frontier,
+    /// Leaf hashes of every record verified (from
+    /// [`first_record`](Self::first_record) on), for proofs.
     pub leaves: Vec<Hash>,
     /// The tree of every record.
     pub frontier: Frontier,
@@ -427,6 +458,28 @@ impl AuditReport {
     /// The newest checkpoint, if any.
     pub fn newest_checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoints.last().map(|(_, c)| c)
+    }
+
+    /// Whether every record of the log was verified, from its first
+    /// ([`first_record`](Self::first_record) is 0).
+    pub fn is_complete(&self) -> bool {
+        self.first_record == 0
+    }
+
+    /// The root of the tree of the log's first `size` records, computed
+    /// from the records verified. `None` when `size` is beyond the log, or
+    /// before [`first_record`](Self::first_record) (those records were not
+    /// read).
+    pub fn root_at(&self, size: u64) -> Option<Hash> {
+        let verified = usize::try_from(size.checked_sub(self.first_record)?).ok()?;
+        if size > self.records {
+            return None;
+        }
+        let mut tree = self.base.clone();
+        for leaf in self.leaves.get(..verified)? {
+            tree.push(*leaf);
+        }
+        Some(tree.root())
     }
 
     /// What the log's writer needs to continue it.
@@ -581,7 +634,7 @@ pub fn resume(index: u64, from: &[u8]) -> Result<LogTip, ResumeError> {
 /// it again checking each signature at once, for the exact first fault.
 fn fast_then_exact<T, E>(
     parallel: bool,
-    run: impl Fn(&mut Signatures<'_>) -> Result<T, E>,
+    mut run: impl FnMut(&mut Signatures<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
     let workers = if parallel { extra_threads() } else { 0 };
     let failed = AtomicBool::new(false);
@@ -776,6 +829,16 @@ fn small_order_encodings() -> &'static [[u8; 32]] {
     })
 }
 
+/// A [`Verifier`]'s state, without its growing lists (only their
+/// lengths): cheap to take before each segment.
+#[derive(Clone)]
+struct Mark {
+    report: AuditReport,
+    leaves: usize,
+    checkpoints: usize,
+    current: Option<Current>,
+}
+
 /// What the records verified so far establish.
 struct Verifier<'a> {
     options: &'a AuditOptions<'a>,
@@ -918,9 +981,9 @@ impl Verifier<'_> {
     }
 
     /// Checks a checkpoint note at record `index` and records it.
-    fn checkpoint(&mut self, note: &str, index: u64) -> Result<(), LogProblem> {
+    fn checkpoint(&mut self, text: &str, index: u64) -> Result<(), LogProblem> {
         let current = self.current.as_ref().ok_or(LogProblem::NoSession)?;
-        let note = SignedNote::parse(note).map_err(LogProblem::Checkpoint)?;
+        let note = SignedNote::parse(text).map_err(LogProblem::Checkpoint)?;
         note.verify(ENFORCER_KEY_NAME, &current.key)
             .map_err(LogProblem::Checkpoint)?;
         let checkpoint = Checkpoint::parse_body(&note.body).map_err(LogProblem::Checkpoint)?;
@@ -933,7 +996,40 @@ impl Verifier<'_> {
             });
         }
         self.report.checkpoints.push((index, checkpoint));
+        if self.keep_leaves {
+            self.report.newest_note = Some(text.to_owned());
+        }
         Ok(())
+    }
+
+    /// What [`restore`](Self::restore) needs to undo the records verified
+    /// after this call.
+    fn mark(&mut self) -> Mark {
+        let leaves = std::mem::take(&mut self.report.leaves);
+        let checkpoints = std::mem::take(&mut self.report.checkpoints);
+        let mark = Mark {
+            report: self.report.clone(),
+            leaves: leaves.len(),
+            checkpoints: checkpoints.len(),
+            current: self.current,
+        };
+        self.report.leaves = leaves;
+        self.report.checkpoints = checkpoints;
+        mark
+    }
+
+    /// Back to the state of `mark`, as if nothing had been verified since.
+    fn restore(&mut self, mark: &Mark) {
+        let mut leaves = std::mem::take(&mut self.report.leaves);
+        let mut checkpoints = std::mem::take(&mut self.report.checkpoints);
+        leaves.truncate(mark.leaves);
+        checkpoints.truncate(mark.checkpoints);
+        self.report = AuditReport {
+            leaves,
+            checkpoints,
+            ..mark.report.clone()
+        };
+        self.current = mark.current;
     }
 
     /// The report, with the record counts filled in.
@@ -971,7 +1067,15 @@ fn audit_with(
     if let Some(error) = framing {
         return Err(error);
     }
-    let mut report = verifier.finish();
+    external_checks(verifier.finish(), options)
+}
+
+/// Checks a verified log against what the auditor brought besides it: the
+/// trusted checkpoint and the witness's co-signatures.
+fn external_checks(
+    mut report: AuditReport,
+    options: &AuditOptions<'_>,
+) -> Result<AuditReport, LogError> {
     if let Some(trusted) = options.trusted {
         check_external(&report, trusted, "trusted", |note| {
             match options.kernel_key {
@@ -1011,56 +1115,16 @@ fn resume_with(
     let Some((first, rest)) = records.split_first() else {
         return Err(elsewhere());
     };
-    let Ok(Record::FrontierCheckpoint {
-        note,
-        session,
-        key,
-        frontier,
-    }) = decode_record(first)
+    // A record that is no such checkpoint, a note that does not parse, or
+    // one that covers another number of records, says the pointer is
+    // wrong (or the note damaged, which a full check then finds): nothing
+    // here is to be trusted.
+    let Some(start) = FrontierStart::read(first).filter(|start| start.checkpoint.size == index)
     else {
         return Err(elsewhere());
     };
-    // A note that does not parse, or that covers another number of
-    // records, says the pointer is wrong (or the note damaged, which a
-    // full check then finds): nothing here is to be trusted.
-    let Some((signed, checkpoint)) = SignedNote::parse(&note)
-        .ok()
-        .and_then(|n| Checkpoint::parse_body(&n.body).ok().map(|c| (n, c)))
-    else {
-        return Err(elsewhere());
-    };
-    if checkpoint.size != index {
-        return Err(elsewhere());
-    }
-    let fail = |problem| ResumeError::Damaged(LogError { index, problem });
-    let key = public_key_from_bytes(&key).map_err(|_| fail(LogProblem::BadKey))?;
-    signed
-        .verify(ENFORCER_KEY_NAME, &key)
-        .map_err(|e| fail(LogProblem::Checkpoint(e)))?;
-    let tree = Frontier::from_peaks(index, frontier)
-        .filter(|tree| tree.root() == checkpoint.root)
-        .ok_or_else(|| fail(LogProblem::FrontierMismatch { size: index }))?;
     let options = AuditOptions::default();
-    let mut verifier = Verifier {
-        options: &options,
-        report: AuditReport {
-            origin: checkpoint.origin.clone(),
-            frontier: tree,
-            checkpoints: vec![(index, checkpoint)],
-            resumable_from: Some(index),
-            ..AuditReport::default()
-        },
-        current: Some(Current {
-            session,
-            key,
-            // Not known from here: what the session announced and
-            // decided before the checkpoint is checked by `audit` only.
-            shadow: None,
-            decided: false,
-        }),
-        keep_leaves: false,
-    };
-    verifier.report.frontier.push(leaf_hash(first));
+    let mut verifier = start.verifier(first, &options, false)?;
     for body in rest {
         verifier.record(body, signatures)?;
     }
@@ -1069,6 +1133,95 @@ fn resume_with(
         return Err(error.into());
     }
     Ok(verifier.finish().tip())
+}
+
+/// A checkpoint record that stores its frontier, read but not yet
+/// authenticated: where a log is continued from, or a later segment
+/// begins.
+struct FrontierStart {
+    signed: SignedNote,
+    checkpoint: Checkpoint,
+    session: SessionId,
+    key: [u8; 32],
+    frontier: Vec<Hash>,
+}
+
+impl FrontierStart {
+    /// The checkpoint `record` holds, if it is one that stores its
+    /// frontier and its note parses.
+    fn read(record: &[u8]) -> Option<Self> {
+        let Ok(Record::FrontierCheckpoint {
+            note,
+            session,
+            key,
+            frontier,
+        }) = decode_record(record)
+        else {
+            return None;
+        };
+        let signed = SignedNote::parse(&note).ok()?;
+        let checkpoint = Checkpoint::parse_body(&signed.body).ok()?;
+        Some(Self {
+            signed,
+            checkpoint,
+            session,
+            key,
+            frontier,
+        })
+    }
+
+    /// A verifier that continues the log from this checkpoint, whose
+    /// record is `record`, after authenticating it: its note signed by
+    /// the key it names (the expected key, if the auditor gave one), its
+    /// frontier leading to the note's signed root. `keep_leaves`: keep the
+    /// leaf hashes and the newest note, as an audit does.
+    fn verifier<'a>(
+        self,
+        record: &[u8],
+        options: &'a AuditOptions<'a>,
+        keep_leaves: bool,
+    ) -> Result<Verifier<'a>, LogError> {
+        let index = self.checkpoint.size;
+        let fail = |problem| LogError { index, problem };
+        let key = public_key_from_bytes(&self.key).map_err(|_| fail(LogProblem::BadKey))?;
+        if let Some(expected) = options.kernel_key
+            && expected != &key
+        {
+            return Err(fail(LogProblem::UnexpectedKey(format_public_key(&key))));
+        }
+        self.signed
+            .verify(ENFORCER_KEY_NAME, &key)
+            .map_err(|e| fail(LogProblem::Checkpoint(e)))?;
+        let tree = Frontier::from_peaks(index, self.frontier)
+            .filter(|tree| tree.root() == self.checkpoint.root)
+            .ok_or_else(|| fail(LogProblem::FrontierMismatch { size: index }))?;
+        let leaf = leaf_hash(record);
+        let mut frontier = tree.clone();
+        frontier.push(leaf);
+        Ok(Verifier {
+            options,
+            report: AuditReport {
+                origin: self.checkpoint.origin.clone(),
+                newest_note: keep_leaves.then(|| self.signed.to_text()),
+                first_record: index,
+                leaves: if keep_leaves { vec![leaf] } else { Vec::new() },
+                base: tree,
+                frontier,
+                checkpoints: vec![(index, self.checkpoint)],
+                resumable_from: Some(index),
+                ..AuditReport::default()
+            },
+            current: Some(Current {
+                session: self.session,
+                key,
+                // Not known from here: what the session announced and
+                // decided before the checkpoint is checked by `audit` only.
+                shadow: None,
+                decided: false,
+            }),
+            keep_leaves,
+        })
+    }
 }
 
 fn check_external(
@@ -1094,11 +1247,17 @@ fn check_external(
     if checkpoint.origin != report.origin {
         return Err(at(0, LogProblem::WrongOrigin(checkpoint.origin)));
     }
-    let prefix = report
-        .leaves
-        .get(..usize::try_from(checkpoint.size).unwrap_or(usize::MAX))
-        .unwrap_or_default();
-    if crate::merkle::root(prefix) != checkpoint.root {
+    let Some(root) = report.root_at(checkpoint.size) else {
+        return Err(at(
+            report.first_record,
+            LogProblem::BeforeFirstRecord {
+                size: checkpoint.size,
+                first: report.first_record,
+                what,
+            },
+        ));
+    };
+    if root != checkpoint.root {
         return Err(at(
             checkpoint.size.saturating_sub(1),
             LogProblem::Forked {
@@ -1729,5 +1888,275 @@ mod tests {
         let index = resumed.checkpoint(true);
         resumed.decision(Decision::ShadowDeny);
         assert!(resume(index, resumed.from(index)).is_ok());
+    }
+
+    /// The log of `writer` cut into segments just before each record of
+    /// `cuts` (indexes of checkpoints that store their frontier).
+    fn segments(writer: &Writer, cuts: &[u64]) -> Vec<Vec<u8>> {
+        let mut starts: Vec<usize> = vec![0];
+        starts.extend(
+            cuts.iter()
+                .map(|&c| writer.offsets[usize::try_from(c).unwrap()]),
+        );
+        starts.push(writer.bytes.len());
+        starts.dedup();
+        starts
+            .windows(2)
+            .map(|w| writer.bytes[w[0]..w[1]].to_vec())
+            .collect()
+    }
+
+    fn audit_segments(
+        segments: &[Vec<u8>],
+        options: &AuditOptions<'_>,
+    ) -> Result<(AuditReport, Vec<SegmentSpan>), SegmentError> {
+        let mut audit = SegmentedAudit::new(options);
+        for segment in segments {
+            audit.push(segment)?;
+        }
+        let spans = audit.spans();
+        Ok((audit.finish()?, spans))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 64,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// A log cut into segments at any of its checkpoints that store
+        /// their frontier verifies, segment by segment, exactly as the
+        /// whole file does; and from any later segment on, the report
+        /// says where the verification began and what it found matches
+        /// the whole log's end.
+        #[test]
+        fn segments_verify_as_the_whole_log(
+            steps in proptest::collection::vec(step(), 0..30),
+            pick in proptest::collection::vec(proptest::prelude::any::<bool>(), 30),
+        ) {
+            let (writer, resumable) = write(&steps);
+            let cuts: Vec<u64> = resumable
+                .iter()
+                .zip(&pick)
+                .filter_map(|(&c, &p)| p.then_some(c))
+                .collect();
+            let parts = segments(&writer, &cuts);
+            let whole = audit(&writer.bytes, &AuditOptions::default()).unwrap();
+            let (report, spans) = audit_segments(&parts, &AuditOptions::default()).unwrap();
+            proptest::prop_assert_eq!(&report, &whole);
+            proptest::prop_assert_eq!(spans.len(), parts.len());
+            proptest::prop_assert_eq!(spans.last().map_or(0, SegmentSpan::end), whole.records);
+            for pair in spans.windows(2) {
+                proptest::prop_assert_eq!(pair[0].end(), pair[1].first);
+            }
+            for (i, span) in spans.iter().enumerate().skip(1) {
+                let (partial, _) = audit_segments(&parts[i..], &AuditOptions::default()).unwrap();
+                proptest::prop_assert_eq!(partial.first_record, span.first);
+                proptest::prop_assert!(!partial.is_complete());
+                proptest::prop_assert_eq!(partial.tip(), whole.tip());
+                for size in 0..=whole.records {
+                    let expected = (size >= span.first).then(|| whole.root_at(size).unwrap());
+                    proptest::prop_assert_eq!(partial.root_at(size), expected);
+                }
+            }
+            for size in 0..=whole.records {
+                let leaves = &whole.leaves[..usize::try_from(size).unwrap()];
+                proptest::prop_assert_eq!(whole.root_at(size), Some(crate::merkle::root(leaves)));
+            }
+        }
+    }
+
+    /// A log of four segments, each beginning with a checkpoint that
+    /// stores its frontier.
+    fn four_segments() -> Vec<Vec<u8>> {
+        let mut writer = Writer::new();
+        writer.start(1);
+        let mut cuts = Vec::new();
+        for seed in 2..5 {
+            (0..3).for_each(|_| writer.decision(Decision::Allow));
+            cuts.push(writer.checkpoint(true));
+            writer.event();
+            writer.start(seed);
+        }
+        writer.decision(Decision::Deny);
+        segments(&writer, &cuts)
+    }
+
+    /// What the order of `segments`' heads says, and what verifying them
+    /// finds (which must be a fault).
+    fn refused(segments: &[&Vec<u8>]) -> (Result<(), SegmentError>, SegmentError) {
+        let owned: Vec<Vec<u8>> = segments.iter().map(|s| (*s).clone()).collect();
+        let heads: Vec<SegmentHead> = owned
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| SegmentHead::read(split_records(s).unwrap()[0]).unwrap())
+            .collect();
+        let order = segment_order(&heads);
+        let error = audit_segments(&owned, &AuditOptions::default()).unwrap_err();
+        (order, error)
+    }
+
+    /// A segment left out, two given in the wrong order, one given twice,
+    /// one from another log and one from a fork of the same log are each
+    /// refused, naming the segment at fault and what is wrong with it.
+    #[test]
+    fn a_missing_reordered_repeated_foreign_or_forked_segment_is_named() {
+        let parts = four_segments();
+        let [a, b, c, d] = [&parts[0], &parts[1], &parts[2], &parts[3]];
+        let (report, spans) = audit_segments(&parts, &AuditOptions::default()).unwrap();
+        assert!(report.is_complete());
+        assert_eq!(spans.len(), 4);
+
+        // Left out: the order of the heads is fine, the verification
+        // finds the gap.
+        let (order, error) = refused(&[a, c, d]);
+        assert_eq!(order, Ok(()));
+        assert_eq!(error.segment, 1);
+        assert_eq!(
+            error.problem,
+            SegmentProblem::Missing {
+                expected: spans[1].first,
+                begins: spans[2].first
+            }
+        );
+        assert!(error.to_string().contains("missing"), "{error}");
+
+        // Out of order: the heads name the segment given too late; the
+        // verification alone, one segment at a time, sees a gap first.
+        let (order, error) = refused(&[a, c, b, d]);
+        let order = order.unwrap_err();
+        assert_eq!(order.segment, 2);
+        assert!(
+            matches!(order.problem, SegmentProblem::OutOfOrder { earlier: 1, .. }),
+            "{order}"
+        );
+        assert!(order.to_string().contains("out of order"), "{order}");
+        assert!(
+            matches!(error.problem, SegmentProblem::Missing { .. }),
+            "{error}"
+        );
+        assert_eq!(error.segment, 1);
+        let (order, error) = refused(&[a, b, d, c]);
+        assert_eq!(order.unwrap_err().segment, 3);
+        assert_eq!(error.segment, 2);
+
+        for (order, error) in [refused(&[a, b, b, c, d]), refused(&[a, b, c, d, b])] {
+            let order = order.unwrap_err();
+            assert!(
+                matches!(order.problem, SegmentProblem::Duplicate { earlier: 1, .. }),
+                "{order}"
+            );
+            assert!(
+                matches!(error.problem, SegmentProblem::Duplicate { earlier: 1, .. }),
+                "{error}"
+            );
+            assert_eq!(order.segment, error.segment);
+        }
+
+        // The first segment of another log, put in place of the second.
+        let mut other = Writer::new();
+        other.origin = "another-origin".into();
+        other.start(9);
+        (0..3).for_each(|_| other.decision(Decision::Allow));
+        let cut = other.checkpoint(true);
+        other.event();
+        let theirs = segments(&other, &[cut]);
+        let (order, error) = refused(&[a, &theirs[1], c, d]);
+        for error in [order.unwrap_err(), error] {
+            assert_eq!(error.segment, 1);
+            assert!(
+                matches!(&error.problem, SegmentProblem::Foreign { found, .. } if found == "another-origin"),
+                "{error}"
+            );
+        }
+
+        // The same log continued differently after its first segment.
+        let mut fork = Writer::new();
+        fork.start(1);
+        (0..3).for_each(|_| fork.decision(Decision::Deny));
+        let cut = fork.checkpoint(true);
+        fork.event();
+        let forked = segments(&fork, &[cut]);
+        assert_eq!(forked[0].len(), a.len(), "same length, other records");
+        let (order, error) = refused(&[a, &forked[1]]);
+        assert_eq!(order, Ok(()));
+        assert_eq!(error.segment, 1);
+        assert_eq!(
+            error.problem,
+            SegmentProblem::Fork {
+                begins: spans[1].first
+            }
+        );
+        let (order, _) = refused(&[a, b, &forked[1]]);
+        assert_eq!(
+            order.unwrap_err().problem,
+            SegmentProblem::Fork {
+                begins: spans[1].first
+            }
+        );
+
+        // A segment that begins with anything else.
+        let (_, error) = refused(&[a, &b[..0].to_vec()]);
+        assert_eq!(error.problem, SegmentProblem::Empty);
+        let mut starts_late = b.clone();
+        let first = split_records(b).unwrap()[0].len() + 4;
+        starts_late.drain(..first);
+        let error =
+            audit_segments(&[a.clone(), starts_late], &AuditOptions::default()).unwrap_err();
+        assert_eq!((error.segment, error.problem), (1, SegmentProblem::NoStart));
+    }
+
+    /// A record changed inside a segment is named by its index in the
+    /// whole log; the newest segment alone is verified from its first
+    /// checkpoint, and with the enforcer's key given, that checkpoint
+    /// must be signed by it.
+    #[test]
+    fn damage_in_a_segment_is_found_at_its_index_in_the_log() {
+        let parts = four_segments();
+        let (_, spans) = audit_segments(&parts, &AuditOptions::default()).unwrap();
+        let mut damaged = parts.clone();
+        let at = damaged[2].len() - 20;
+        damaged[2][at] ^= 0x01;
+        let error = audit_segments(&damaged, &AuditOptions::default()).unwrap_err();
+        assert_eq!(error.segment, 2);
+        assert_eq!(error.record().unwrap().index, spans[2].end() - 1);
+        let mut torn = parts.clone();
+        let keep = torn[1].len() - 3;
+        torn[1].truncate(keep);
+        let error = audit_segments(&torn, &AuditOptions::default()).unwrap_err();
+        assert_eq!(error.segment, 1);
+        assert!(matches!(
+            error.record().unwrap().problem,
+            LogProblem::Torn(_)
+        ));
+
+        // A log whose first record is no session start, nor a
+        // checkpoint: found as `audit` finds it.
+        let mut headless = parts[0].clone();
+        let first = split_records(&headless).unwrap()[0].len() + 4;
+        headless.drain(..first);
+        let expected = audit(&headless, &AuditOptions::default()).unwrap_err();
+        let error = audit_segments(&[headless], &AuditOptions::default()).unwrap_err();
+        assert_eq!(error.segment, 0);
+        assert_eq!(error.record(), Some(&expected));
+
+        let newest = &parts[3..];
+        let (report, _) = audit_segments(newest, &AuditOptions::default()).unwrap();
+        assert_eq!(report.first_record, spans[3].first);
+        // The newest segment begins in the third session (key seed 3),
+        // whose checkpoint is checked against the expected key as a
+        // session start is; the fourth session starts two records later.
+        for (seed, at) in [(5, spans[3].first), (3, spans[3].first + 2)] {
+            let expected = SigningKey::from_bytes(&[seed; 32]).verifying_key();
+            let options = AuditOptions {
+                kernel_key: Some(&expected),
+                ..AuditOptions::default()
+            };
+            let error = audit_segments(newest, &options).unwrap_err();
+            let record = error.record().unwrap();
+            assert_eq!(record.index, at, "{error}");
+            assert!(matches!(record.problem, LogProblem::UnexpectedKey(_)));
+        }
     }
 }

@@ -63,8 +63,9 @@ pub use encoding::{
 };
 pub use evidence::{
     AuditOptions, AuditReport, Event, LogError, LogProblem, LogTip, MAX_RECORD_BYTES, Record,
-    ResumeError, SignedEvent, WitnessCheck, audit, decode_record, encode_record, frame_record,
-    frame_record_bytes, origin_for, resume, split_records, split_records_prefix,
+    ResumeError, SegmentError, SegmentHead, SegmentProblem, SegmentSpan, SegmentedAudit,
+    SignedEvent, WitnessCheck, audit, decode_record, encode_record, frame_record,
+    frame_record_bytes, origin_for, resume, segment_order, split_records, split_records_prefix,
 };
 pub use keys::{
     PUBLIC_KEY_PREFIX, PublicKeyError, SigningKey, VerifyingKey, format_public_key,

@@ -2,12 +2,13 @@
 //! evidence files with public keys only (the witness with its own key).
 
 use crate::keys;
-use kernel_core::merkle::{consistency_proof, inclusion_proof, root, verify_consistency};
+use kernel_core::merkle::inclusion_proof;
 use kernel_core::note::{Checkpoint, SignedNote};
 use kernel_core::{
     AuditOptions, AuditReport, EncodedRequest, Event, MAX_RECORD_BYTES, RECORD_TAG, Record,
-    VerifyingKey, WitnessCheck, audit, decode_receipt_body_unverified, decode_record,
-    format_public_key, parse_public_key, split_records, split_records_prefix,
+    SegmentError, SegmentHead, SegmentProblem, SegmentSpan, SegmentedAudit, VerifyingKey,
+    WitnessCheck, decode_receipt_body_unverified, decode_record, format_public_key,
+    parse_public_key, segment_order, split_records_prefix,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,14 +59,18 @@ pub(crate) fn read_cosignatures(path: &Path) -> Result<Vec<SignedNote>, String> 
 fn read_log(log: &Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(log).map_err(|e| format!("`{}`: {e}", log.display()))?;
     if !begins_like_evidence(&bytes) {
-        return Err(format!(
-            "`{}` is not an evidence file: it does not begin with an evidence record (a \
-             length and `{}`)",
-            log.display(),
-            String::from_utf8_lossy(RECORD_TAG).trim_end()
-        ));
+        return Err(not_evidence(log));
     }
     Ok(bytes)
+}
+
+fn not_evidence(log: &Path) -> String {
+    format!(
+        "`{}` is not an evidence file: it does not begin with an evidence record (a length and \
+         `{}`)",
+        log.display(),
+        String::from_utf8_lossy(RECORD_TAG).trim_end()
+    )
 }
 
 /// Whether `bytes` can be the start of an evidence file: empty, or a
@@ -81,6 +86,126 @@ fn begins_like_evidence(bytes: &[u8]) -> bool {
     let seen = body.len().min(RECORD_TAG.len());
     (RECORD_TAG.len()..=MAX_RECORD_BYTES).contains(&length)
         && body.get(..seen) == RECORD_TAG.get(..seen)
+}
+
+/// One evidence log, as the `audit` commands take it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogArgs {
+    /// The evidence log: its file, with the closed segments kept beside it
+    /// in `LOG.segments/` (read oldest first, then LOG); or several
+    /// segment files, in order, checked as one log.
+    #[arg(value_name = "LOG", required = true)]
+    pub(crate) files: Vec<PathBuf>,
+    /// Read only the files given, not the closed segments beside a single
+    /// LOG (to check the newest segment alone, say).
+    #[arg(long)]
+    pub(crate) only: bool,
+}
+
+impl LogArgs {
+    /// The log's segment files, oldest first.
+    pub(crate) fn segments(&self) -> Result<Vec<PathBuf>, String> {
+        segment_files(&self.files, self.only)
+    }
+
+    /// The file the log's companion files are named after: the last one
+    /// given (LOG, or the newest segment).
+    pub(crate) fn base(&self) -> &Path {
+        self.files.last().map_or(Path::new(""), PathBuf::as_path)
+    }
+}
+
+/// The segment files of the log given as `files`: one file with closed
+/// segments beside it (unless `only`) is its closed segments, oldest
+/// first, then itself; otherwise the files as given.
+pub(crate) fn segment_files(files: &[PathBuf], only: bool) -> Result<Vec<PathBuf>, String> {
+    match files {
+        [log] if !only => {
+            let mut all: Vec<PathBuf> = crate::evidence_segments::closed_segments(log)
+                .map_err(|e| {
+                    format!(
+                        "`{}`: {e}",
+                        crate::evidence_segments::directory_for(log).display()
+                    )
+                })?
+                .into_iter()
+                .map(|closed| closed.path)
+                .collect();
+            all.push(log.clone());
+            Ok(all)
+        }
+        _ => Ok(files.to_vec()),
+    }
+}
+
+/// A log verified segment by segment.
+pub(crate) struct Verified {
+    /// What the log holds.
+    pub(crate) report: AuditReport,
+    /// Each file and where its records lie in the log.
+    pub(crate) segments: Vec<(PathBuf, SegmentSpan)>,
+}
+
+/// Verifies the segment files `files` (oldest first) as one log, reading
+/// one file at a time; `each` sees every file's bytes once they verified
+/// (the same bytes). Out-of-place segments (given twice, out of order,
+/// from another log) are named from their first records before anything
+/// else is read.
+pub(crate) fn verify_files(
+    files: &[PathBuf],
+    options: &AuditOptions<'_>,
+    mut each: impl FnMut(&Path, &[u8]),
+) -> Result<Verified, VerifyFailure> {
+    let mut heads = Vec::new();
+    for file in files {
+        match read_head(file)? {
+            Some(head) => heads.push(head),
+            // An empty or torn file: the verification names it.
+            None => break,
+        }
+    }
+    if heads.len() == files.len() {
+        segment_order(&heads).map_err(|e| VerifyFailure::Segment(e, files.to_vec()))?;
+    }
+    let mut audit = SegmentedAudit::new(options);
+    let mut segments = Vec::new();
+    for file in files {
+        let bytes = read_log(file)?;
+        let span = audit
+            .push(&bytes)
+            .map_err(|e| VerifyFailure::Segment(e, files.to_vec()))?;
+        each(file, &bytes);
+        segments.push((file.clone(), span));
+    }
+    let report = audit
+        .finish()
+        .map_err(|e| VerifyFailure::Segment(e, files.to_vec()))?;
+    Ok(Verified { report, segments })
+}
+
+/// Where the segment `file` says it begins, from its first record alone;
+/// `None` for a file that is empty, ends inside its first record, or does
+/// not begin as a segment does.
+fn read_head(file: &Path) -> Result<Option<SegmentHead>, String> {
+    use std::io::Read as _;
+    let mut opened = std::fs::File::open(file).map_err(|e| format!("`{}`: {e}", file.display()))?;
+    let mut prefix = [0u8; 4];
+    if opened.read_exact(&mut prefix).is_err() {
+        return Ok(None);
+    }
+    let length = usize::try_from(u32::from_be_bytes(prefix)).unwrap_or(usize::MAX);
+    if length > MAX_RECORD_BYTES {
+        return Err(not_evidence(file));
+    }
+    let mut record = vec![0u8; length];
+    if opened.read_exact(&mut record).is_err() {
+        return Ok(None);
+    }
+    if !record.starts_with(RECORD_TAG) {
+        return Err(not_evidence(file));
+    }
+    // A first record that begins no segment: the verification names it.
+    Ok(SegmentHead::read(&record).ok())
 }
 
 /// Options of `audit verify`.
@@ -108,50 +233,53 @@ pub(crate) struct VerifyArgs {
     /// the exit status is the same.
     #[arg(long)]
     pub(crate) json: bool,
-    /// The evidence file.
-    pub(crate) log: PathBuf,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
 }
 
 /// `audit verify`: exit 0 when sound, an error naming the first faulty
-/// record otherwise; with `--json`, the same as one JSON document on
-/// standard output, whatever the outcome.
+/// record (and, for a log in segments, its file) otherwise; with
+/// `--json`, the same as one JSON document on standard output, whatever
+/// the outcome.
 pub(crate) fn verify(args: &VerifyArgs) -> Result<(), String> {
     let outcome = verify_log(args);
     if args.json {
         let document = match &outcome {
-            Ok(report) => report_json(report, args.kernel_key.is_some()),
-            Err(VerifyFailure::Unsound(e)) => serde_json::json!({
-                "ok": false,
-                "error": format!("evidence is not sound: {e}"),
-                "index": e.index,
-                "problem": e.problem.to_string(),
-            }),
-            Err(VerifyFailure::Other(message)) => serde_json::json!({
-                "ok": false,
-                "error": message,
-                "index": null,
-                "problem": null,
-            }),
+            Ok(verified) => report_json(verified, args.kernel_key.is_some()),
+            Err(failure) => {
+                let (index, problem) = match failure.record() {
+                    Some(e) => (Some(e.index), Some(e.problem.to_string())),
+                    None => (None, None),
+                };
+                serde_json::json!({
+                    "ok": false,
+                    "error": failure.to_string(),
+                    "index": index,
+                    "problem": problem,
+                    "segment": failure.segment(),
+                })
+            }
         };
         println!("{document}");
-    } else if let Ok(report) = &outcome {
-        print_summary(report);
+    } else if let Ok(verified) = &outcome {
+        print_summary(&verified.report);
+        print_segments(verified);
         if args.kernel_key.is_none() {
             println!(
                 "note: no --kernel-key given; signatures were checked against each session's own key"
             );
         }
     }
-    outcome.map(|_| ()).map_err(|failure| match failure {
-        VerifyFailure::Unsound(e) => format!("evidence is not sound: {e}"),
-        VerifyFailure::Other(message) => message,
-    })
+    outcome.map(|_| ()).map_err(|failure| failure.to_string())
 }
 
-/// Why `audit verify` failed: the log is unsound, or it could not be
+/// Why a log could not be verified: it is unsound, or it could not be
 /// checked at all.
-enum VerifyFailure {
-    Unsound(kernel_core::LogError),
+pub(crate) enum VerifyFailure {
+    /// A segment (a record in it, or its place among the others) is at
+    /// fault; the files are those given, oldest first.
+    Segment(SegmentError, Vec<PathBuf>),
+    /// Anything else: a file that cannot be read, or is no evidence.
     Other(String),
 }
 
@@ -161,9 +289,81 @@ impl From<String> for VerifyFailure {
     }
 }
 
+impl VerifyFailure {
+    /// The record at fault, if the fault is in one.
+    fn record(&self) -> Option<&kernel_core::LogError> {
+        match self {
+            Self::Segment(error, _) => error.record(),
+            Self::Other(_) => None,
+        }
+    }
+
+    /// The file at fault, if any.
+    fn segment(&self) -> Option<String> {
+        match self {
+            Self::Segment(error, files) => files
+                .get(error.segment)
+                .map(|file| file.display().to_string()),
+            Self::Other(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for VerifyFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Segment(error, files) => {
+                let name = |i: usize| {
+                    files
+                        .get(i)
+                        .map_or_else(|| format!("segment {i}"), |p| format!("`{}`", p.display()))
+                };
+                let file = name(error.segment);
+                match &error.problem {
+                    // One file: the fault in its record, as ever.
+                    SegmentProblem::Damaged(e) if files.len() == 1 => {
+                        write!(f, "evidence is not sound: {e}")
+                    }
+                    SegmentProblem::Damaged(e) => {
+                        write!(f, "evidence is not sound: segment {file}: {e}")
+                    }
+                    SegmentProblem::Missing { expected, begins } => write!(
+                        f,
+                        "evidence is not sound: segment {file} begins at record {begins}, but {} \
+                         ends at record {expected}: records {expected} to {} are missing (a \
+                         segment was left out, or lost)",
+                        name(error.segment.saturating_sub(1)),
+                        begins.saturating_sub(1)
+                    ),
+                    SegmentProblem::Duplicate { earlier, begins } => write!(
+                        f,
+                        "evidence is not sound: segment {file} is the same segment as {} (both \
+                         begin at record {begins}): it is given twice",
+                        name(*earlier)
+                    ),
+                    SegmentProblem::OutOfOrder {
+                        earlier,
+                        earlier_begins,
+                        begins,
+                    } => write!(
+                        f,
+                        "evidence is not sound: segment {file} begins at record {begins}, before \
+                         {} given before it (which begins at record {earlier_begins}): the \
+                         segments are out of order",
+                        name(*earlier)
+                    ),
+                    problem => write!(f, "evidence is not sound: segment {file}: {problem}"),
+                }
+            }
+            Self::Other(message) => f.write_str(message),
+        }
+    }
+}
+
 /// The facts of `print_summary` as JSON; `kernel_key_given`: whether
 /// signatures were checked against a key the auditor gave.
-fn report_json(report: &AuditReport, kernel_key_given: bool) -> serde_json::Value {
+fn report_json(verified: &Verified, kernel_key_given: bool) -> serde_json::Value {
+    let report = &verified.report;
     serde_json::json!({
         "ok": true,
         "records": report.records,
@@ -183,10 +383,24 @@ fn report_json(report: &AuditReport, kernel_key_given: bool) -> serde_json::Valu
         "uncovered": report.uncovered,
         "witnessed": report.witnessed,
         "kernel_key_given": kernel_key_given,
+        "first_record": report.first_record,
+        "segments": verified.segments.iter().map(|(file, span)| serde_json::json!({
+            "file": file.display().to_string(),
+            "first": span.first,
+            "records": span.records,
+        })).collect::<Vec<_>>(),
     })
 }
 
-fn verify_log(args: &VerifyArgs) -> Result<AuditReport, VerifyFailure> {
+/// What the auditor brought besides the log, read from the arguments.
+struct Trusted {
+    kernel_key: Option<VerifyingKey>,
+    witness_key: Option<VerifyingKey>,
+    trusted: Option<SignedNote>,
+    cosignatures: Vec<SignedNote>,
+}
+
+fn verify_log(args: &VerifyArgs) -> Result<Verified, VerifyFailure> {
     let kernel_key = args
         .kernel_key
         .as_deref()
@@ -211,20 +425,52 @@ fn verify_log(args: &VerifyArgs) -> Result<AuditReport, VerifyFailure> {
             &args
                 .cosignatures
                 .clone()
-                .unwrap_or_else(|| default_cosignatures(&args.log)),
+                .unwrap_or_else(|| default_cosignatures(args.log.base())),
         )?,
         None => Vec::new(),
     };
+    let given = Trusted {
+        kernel_key,
+        witness_key,
+        trusted,
+        cosignatures,
+    };
     let options = AuditOptions {
-        kernel_key: kernel_key.as_ref(),
-        trusted: trusted.as_ref(),
-        witness: witness_key.as_ref().map(|key| WitnessCheck {
+        kernel_key: given.kernel_key.as_ref(),
+        trusted: given.trusted.as_ref(),
+        witness: given.witness_key.as_ref().map(|key| WitnessCheck {
             name: &args.witness_name,
             key,
-            notes: &cosignatures,
+            notes: &given.cosignatures,
         }),
     };
-    audit(&read_log(&args.log)?, &options).map_err(VerifyFailure::Unsound)
+    verify_files(&args.log.segments()?, &options, |_, _| {})
+}
+
+/// For a log in several files: where each lies, and, when the first file
+/// is not the log's first segment, what was not checked.
+fn print_segments(verified: &Verified) {
+    if verified.segments.len() > 1 {
+        println!("segments: {} files, oldest first", verified.segments.len());
+        for (file, span) in &verified.segments {
+            println!(
+                "  `{}`: records {} to {}",
+                file.display(),
+                span.first,
+                span.end().saturating_sub(1)
+            );
+        }
+    }
+    let first = verified.report.first_record;
+    if first > 0 {
+        println!(
+            "verified from record {first} on (the checkpoint the first file given begins with); \
+             records 0 to {} are in earlier segments that were not given, so they were not \
+             checked: they are vouched for only by that signed checkpoint. To check them, give \
+             every segment from the log's first",
+            first.saturating_sub(1)
+        );
+    }
 }
 
 fn print_summary(report: &AuditReport) {
@@ -434,11 +680,12 @@ fn describe(record: &Record) -> Described {
     }
 }
 
-/// `audit inspect`: every record, readably (a table, or JSON lines). Shows
-/// the records before a torn tail, then fails.
-pub(crate) fn inspect(log: &Path, json: bool) -> Result<(), String> {
-    let bytes = read_log(log)?;
-    let (records, torn) = split_records_prefix(&bytes);
+/// `audit inspect`: every record, readably (a table, or JSON lines),
+/// numbered by its index in the log. For a log in several files, each
+/// file's records follow a line naming it (a `segment` field in JSON
+/// lines). Shows the records before a torn tail, then fails.
+pub(crate) fn inspect(log: &LogArgs, json: bool) -> Result<(), String> {
+    let files = log.segments()?;
     let mut out = std::io::stdout().lock();
     if !json {
         let _ = writeln!(
@@ -449,59 +696,85 @@ pub(crate) fn inspect(log: &Path, json: bool) -> Result<(), String> {
     }
     // Whether the session of the record being shown runs in shadow mode.
     let mut shadow = false;
-    for (index, body) in records.iter().enumerate() {
-        let described = match decode_record(body) {
-            Ok(record) => {
-                if let Record::Event(signed) = &record {
-                    match signed.decode_unverified() {
-                        Ok(Event::SessionStart { .. }) => shadow = false,
-                        Ok(Event::Shadow { .. }) => shadow = true,
-                        _ => {}
-                    }
-                }
-                let mut described = describe(&record);
-                if shadow && let serde_json::Value::Object(fields) = &mut described.json {
-                    fields.insert("shadow_session".into(), serde_json::Value::Bool(true));
-                }
-                described
-            }
-            Err(e) => Described {
-                kind: "undecodable",
-                decision: "",
-                details: e.to_string(),
-                json: serde_json::json!({"kind": "undecodable", "error": e.to_string()}),
-            },
-        };
-        if json {
-            let mut object = serde_json::Map::new();
-            object.insert("index".into(), serde_json::json!(index));
-            if let serde_json::Value::Object(fields) = described.json {
-                object.extend(fields);
-            }
-            let _ = writeln!(out, "{}", serde_json::Value::Object(object));
-        } else {
-            let _ = writeln!(
-                out,
-                "{index:<6} {:<14} {:<8} {}",
-                described.kind, described.decision, described.details
-            );
+    for file in &files {
+        let bytes = read_log(file)?;
+        let (records, torn) = split_records_prefix(&bytes);
+        // Display only: where the file says it begins.
+        let first = records
+            .first()
+            .and_then(|record| SegmentHead::read(record).ok())
+            .map_or(0, |head| head.first);
+        let segment = (files.len() > 1).then(|| file.display().to_string());
+        if let Some(name) = &segment
+            && !json
+        {
+            let _ = writeln!(out, "# segment `{name}` (from record {first})");
         }
-    }
-    if let Some(torn) = torn {
-        return Err(format!("the file ends inside a record: {torn}"));
+        for (position, body) in records.iter().enumerate() {
+            let index = first.saturating_add(u64::try_from(position).unwrap_or(u64::MAX));
+            let described = match decode_record(body) {
+                Ok(record) => {
+                    if let Record::Event(signed) = &record {
+                        match signed.decode_unverified() {
+                            Ok(Event::SessionStart { .. }) => shadow = false,
+                            Ok(Event::Shadow { .. }) => shadow = true,
+                            _ => {}
+                        }
+                    }
+                    let mut described = describe(&record);
+                    if shadow && let serde_json::Value::Object(fields) = &mut described.json {
+                        fields.insert("shadow_session".into(), serde_json::Value::Bool(true));
+                    }
+                    described
+                }
+                Err(e) => Described {
+                    kind: "undecodable",
+                    decision: "",
+                    details: e.to_string(),
+                    json: serde_json::json!({"kind": "undecodable", "error": e.to_string()}),
+                },
+            };
+            if json {
+                let mut object = serde_json::Map::new();
+                object.insert("index".into(), serde_json::json!(index));
+                if let Some(name) = &segment {
+                    object.insert("segment".into(), serde_json::json!(name));
+                }
+                if let serde_json::Value::Object(fields) = described.json {
+                    object.extend(fields);
+                }
+                let _ = writeln!(out, "{}", serde_json::Value::Object(object));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{index:<6} {:<14} {:<8} {}",
+                    described.kind, described.decision, described.details
+                );
+            }
+        }
+        if let Some(torn) = torn {
+            return Err(format!("`{}` ends inside a record: {torn}", file.display()));
+        }
     }
     Ok(())
 }
 
 /// `audit prove`: an inclusion proof for record `index` against the newest
-/// checkpoint, as JSON, verifiable with `kernel_core::merkle` alone.
-pub(crate) fn prove(log: &Path, index: u64) -> Result<(), String> {
-    let bytes = read_log(log)?;
-    let report = audit(&bytes, &AuditOptions::default())
-        .map_err(|e| format!("evidence is not sound: {e}"))?;
-    let (position, checkpoint) = report
-        .checkpoints
-        .last()
+/// checkpoint, as JSON, verifiable with `kernel_core::merkle` alone. A log
+/// in segments is verified whole: the proof needs every record.
+pub(crate) fn prove(log: &LogArgs, index: u64) -> Result<(), String> {
+    let verified = verify_files(&log.segments()?, &AuditOptions::default(), |_, _| {})
+        .map_err(|e| e.to_string())?;
+    let report = &verified.report;
+    if !report.is_complete() {
+        return Err(format!(
+            "the first file given begins at record {}: a proof needs every record, so give every \
+             segment from the log's first",
+            report.first_record
+        ));
+    }
+    let checkpoint = report
+        .newest_checkpoint()
         .ok_or("the log has no checkpoint yet")?;
     if index >= checkpoint.size {
         return Err(format!(
@@ -514,14 +787,10 @@ pub(crate) fn prove(log: &Path, index: u64) -> Result<(), String> {
         .get(..usize::try_from(checkpoint.size).unwrap_or(usize::MAX))
         .ok_or("checkpoint larger than the log")?;
     let proof = inclusion_proof(covered, index).map_err(|e| e.to_string())?;
-    let records = split_records(&bytes).map_err(|e| e.to_string())?;
-    let Some(note) = records
-        .get(usize::try_from(*position).unwrap_or(usize::MAX))
-        .and_then(|body| decode_record(body).ok())
-        .and_then(|record| record.checkpoint_note().map(str::to_owned))
-    else {
-        return Err("newest checkpoint record not found".into());
-    };
+    let note = report
+        .newest_note
+        .clone()
+        .ok_or("newest checkpoint record not found")?;
     let leaf = report
         .leaves
         .get(usize::try_from(index).unwrap_or(usize::MAX))
@@ -567,8 +836,8 @@ pub(crate) struct WitnessArgs {
     /// LOG.cosignatures).
     #[arg(long)]
     pub(crate) cosignatures: Option<PathBuf>,
-    /// The evidence file.
-    pub(crate) log: PathBuf,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
 }
 
 /// Where the witness keeps its record unless told otherwise: beside its
@@ -603,34 +872,32 @@ pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
         &args.name,
         &key,
     )?;
-    let bytes = read_log(&args.log)?;
-    let report = audit(
-        &bytes,
-        &AuditOptions {
-            kernel_key: kernel_key.as_ref(),
-            ..AuditOptions::default()
-        },
-    )
-    .map_err(|e| format!("refusing to co-sign, evidence is not sound: {e}"))?;
-    let (position, newest) = report
-        .checkpoints
-        .last()
-        .ok_or("refusing to co-sign: the log has no checkpoint yet")?;
-    let leaves = report
-        .leaves
-        .get(..usize::try_from(newest.size).unwrap_or(usize::MAX))
-        .ok_or("checkpoint larger than the log")?;
-    if let Some(previous) = &remembered {
-        check_extends(previous, newest, leaves)?;
-    }
-    let records = split_records(&bytes).map_err(|e| e.to_string())?;
-    let Some(note) = records
-        .get(usize::try_from(*position).unwrap_or(usize::MAX))
-        .and_then(|body| decode_record(body).ok())
-        .and_then(|record| record.checkpoint_note().map(str::to_owned))
-    else {
-        return Err("newest checkpoint record not found".into());
+    let options = AuditOptions {
+        kernel_key: kernel_key.as_ref(),
+        ..AuditOptions::default()
     };
+    let verified = verify_files(&args.log.segments()?, &options, |_, _| {})
+        .map_err(|e| format!("refusing to co-sign, {e}"))?;
+    let report = &verified.report;
+    let newest = report
+        .newest_checkpoint()
+        .ok_or("refusing to co-sign: the log has no checkpoint yet")?;
+    match &remembered {
+        Some(previous) => check_extends(previous, newest, report)?,
+        // A first co-signature vouches for the whole log.
+        None if !report.is_complete() => {
+            return Err(format!(
+                "refusing to co-sign: this witness has co-signed nothing of this log yet, and the \
+                 first file given begins at record {}: give every segment from the log's first",
+                report.first_record
+            ));
+        }
+        None => {}
+    }
+    let note = report
+        .newest_note
+        .clone()
+        .ok_or("newest checkpoint record not found")?;
     let mut note = SignedNote::parse(&note).map_err(|e| e.to_string())?;
     note.signatures.retain(|s| s.name != args.name);
     note.cosign(&args.name, &key, now_secs());
@@ -641,7 +908,7 @@ pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
     let cosignatures = args
         .cosignatures
         .clone()
-        .unwrap_or_else(|| default_cosignatures(&args.log));
+        .unwrap_or_else(|| default_cosignatures(args.log.base()));
     append_note(&cosignatures, &note)?;
     println!(
         "co-signed checkpoint: size {}, root {} ({})",
@@ -661,12 +928,15 @@ fn now_secs() -> u64 {
 }
 
 /// Refuses `newest` unless it is `previous` or a consistent extension of
-/// it: same origin, same or larger size, and the log's first
-/// `previous.size` leaves hash to `previous.root`.
+/// it: same origin, same or larger size, and the root of the log's first
+/// `previous.size` records, recomputed from the records verified in
+/// `report`, is `previous.root`. (The root of the newest checkpoint's
+/// records was checked by the verification.) When the verification began
+/// at a later segment, `previous` must lie within what it read.
 fn check_extends(
     previous: &Checkpoint,
     newest: &Checkpoint,
-    leaves: &[kernel_core::merkle::Hash],
+    report: &AuditReport,
 ) -> Result<(), String> {
     if previous.origin != newest.origin {
         return Err(format!(
@@ -680,28 +950,17 @@ fn check_extends(
             newest.size, previous.size
         ));
     }
-    let consistent = if previous.size == newest.size {
-        previous.root == newest.root
-    } else {
-        consistency_proof(leaves, previous.size)
-            .ok()
-            .is_some_and(|proof| {
-                verify_consistency(
-                    previous.size,
-                    newest.size,
-                    &proof,
-                    &previous.root,
-                    &newest.root,
-                )
-                .is_ok()
-            })
-            && root(
-                leaves
-                    .get(..usize::try_from(previous.size).unwrap_or(usize::MAX))
-                    .unwrap_or_default(),
-            ) == previous.root
-    };
-    if !consistent {
+    if previous.size < report.first_record {
+        return Err(format!(
+            "refusing to co-sign: the checkpoint co-signed before (size {}) lies in segments that \
+             were not given (the first file given begins at record {}): give the segments from \
+             the one holding record {} on",
+            previous.size,
+            report.first_record,
+            previous.size.saturating_sub(1)
+        ));
+    }
+    if report.root_at(previous.size) != Some(previous.root) {
         return Err(format!(
             "refusing to co-sign: the log does not extend the checkpoint co-signed before (size {}): fork or rewrite",
             previous.size

@@ -1,10 +1,10 @@
 //! The `kernel-enforcer` command line.
 
-use crate::audit_cli::{self, VerifyArgs, WitnessArgs};
+use crate::audit_cli::{self, LogArgs, VerifyArgs, WitnessArgs};
 use crate::broker::{Broker, DEFAULT_EXEC_TIMEOUT};
 use crate::config::FileConfig;
 use crate::control::{self, ControlRequest, ControlSocket};
-use crate::evidence::{Durability, EvidenceLog, FullCheck, Opened};
+use crate::evidence::{Durability, EvidenceLog, FullCheck, Interrupted, Opened};
 use crate::gateway_cli;
 use crate::handoff::HandoffListener;
 use crate::keys;
@@ -339,6 +339,13 @@ struct SessionArgs {
     /// decision takes effect (the strict default).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(2..=60_000))]
     evidence_window: Option<u64>,
+    /// Keep the evidence in segments of about this size (such as `1GB`,
+    /// `64MiB`; at least 1KiB): once a commit fills the active segment,
+    /// it is closed into `EVIDENCE.segments/` and a new one begins with a
+    /// checkpoint of every record before it, so that old segments can be
+    /// archived (docs/EVIDENCE.md). Default: one file.
+    #[arg(long, value_name = "SIZE")]
+    evidence_segment: Option<crate::config::SegmentSize>,
     /// Shadow mode, to learn what an agent does: decide and record every
     /// action as usual, then let one the policy denies (or asks about)
     /// proceed anyway, recorded as such (`shadow-deny`, `shadow-ask`).
@@ -366,6 +373,7 @@ struct Settings {
     exec_timeout: Duration,
     danger_evidence_os_buffered: bool,
     evidence_window: Option<Duration>,
+    evidence_segment: Option<u64>,
     shadow: bool,
     scratch: Option<PathBuf>,
     connect_timeout: Duration,
@@ -450,6 +458,10 @@ impl SessionArgs {
                 }
                 ms => ms.map(Duration::from_millis),
             },
+            evidence_segment: self
+                .evidence_segment
+                .or(file.evidence_segment)
+                .map(|size| size.0),
             // The flag only: no configuration file can turn it on.
             shadow: self.shadow,
             scratch: file.scratch,
@@ -517,8 +529,9 @@ enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Verify an evidence file with public keys only. Exits 0 when sound,
-    /// 1 with the first faulty record index otherwise.
+    /// Verify an evidence log with public keys only (with the closed
+    /// segments kept beside it, as one log). Exits 0 when sound, 1 with
+    /// the first faulty record index (and file) otherwise.
     Verify(VerifyArgs),
     /// Print every record readably (a table, or JSON lines). Does not
     /// authenticate anything: use `verify` for that.
@@ -526,8 +539,8 @@ enum AuditCommand {
         /// JSON lines instead of a table.
         #[arg(long)]
         json: bool,
-        /// The evidence file.
-        log: PathBuf,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Print an inclusion proof of one record against the newest
     /// checkpoint, as JSON.
@@ -535,8 +548,8 @@ enum AuditCommand {
         /// The record's index.
         #[arg(long)]
         index: u64,
-        /// The evidence file.
-        log: PathBuf,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// As the operator's witness: verify the log, check it extends the
     /// newest checkpoint this witness ever co-signed (by its record), and
@@ -785,12 +798,14 @@ fn start_session(
         PathBuf::from(path)
     });
     let index = crate::evidence_index::path_for(&evidence);
+    // Every closed segment, present and to come, lies in this directory.
+    let segments = crate::evidence_segments::directory_for(&evidence);
     let halt_record = control::halt_record_path(&control);
     let protected: Vec<PathBuf> = args
         .policies
         .iter()
         .chain(args.key.iter())
-        .chain([&evidence, &index, &control, &halt_record])
+        .chain([&evidence, &index, &segments, &control, &halt_record])
         .chain(args.protect.iter())
         .chain(extra_assets.iter())
         .cloned()
@@ -818,7 +833,24 @@ fn start_session(
     } else {
         Durability::Synced
     };
-    let log = EvidenceLog::open_with(&evidence, durability).map_err(|e| e.to_string())?;
+    let mut log = EvidenceLog::open_with(&evidence, durability).map_err(|e| e.to_string())?;
+    log.set_segment_bytes(args.evidence_segment);
+    match log.interrupted() {
+        Some(Interrupted::NextDiscarded) => eprintln!(
+            "kernel-enforcer: a rotation of the evidence log to a new segment was interrupted \
+             (the enforcer stopped while preparing the new segment); it was removed, the log \
+             continues in its active segment `{}`, which holds every record",
+            evidence.display()
+        ),
+        Some(Interrupted::LinkUndone) => eprintln!(
+            "kernel-enforcer: a rotation of the evidence log to a new segment was interrupted \
+             (the enforcer stopped after naming the active segment as closed, before the new one \
+             took its place); it was undone, the log continues in its active segment `{}`, \
+             which holds every record",
+            evidence.display()
+        ),
+        None => {}
+    }
     match log.opened() {
         Opened::Verified {
             records,
@@ -837,6 +869,13 @@ fn start_session(
              checkpoints (the log was copied, restored or replaced without it, or lost records \
              in an OS crash); verified all {records} records instead",
             index.display()
+        ),
+        Opened::Segment { first, records, .. } => eprintln!(
+            "kernel-enforcer: the evidence log's start-up index `{}` does not point at a \
+             checkpoint of its active segment; verified the active segment's {} records from \
+             the checkpoint it begins with (record {first}) instead",
+            index.display(),
+            records.saturating_sub(first)
         ),
         _ => {}
     }
@@ -1008,7 +1047,9 @@ impl RunningEndpoint {
         let halted = serve::serve_without_client(self.session, &self.options, || {
             if last_tick.elapsed() >= Duration::from_millis(200) {
                 last_tick = std::time::Instant::now();
-                let _ = ticker.lock().tick();
+                // The endpoint's clients are answered once and leave: the
+                // denials of expired requests go nowhere but the evidence.
+                drop(ticker.lock().tick());
             }
             done()
         });

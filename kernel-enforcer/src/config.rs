@@ -26,6 +26,7 @@
 //! egress_proxy = true
 //! system_trees = ["/opt/toolchains"]
 //! evidence_window_ms = 50
+//! evidence_segment = "1GB"
 //! socket = "/run/user/1000/agent-kernel.sock"
 //! ```
 
@@ -77,8 +78,75 @@ pub struct FileConfig {
     /// (`--evidence-window`), instead of before their decision takes
     /// effect.
     pub evidence_window_ms: Option<u64>,
+    /// Keep the evidence in segments of this size (`--evidence-segment`):
+    /// a string such as `"1GB"` or `"64MiB"`, or a number of bytes.
+    pub evidence_segment: Option<SegmentSize>,
     /// `listen`: the endpoint socket to create (other commands ignore it).
     pub socket: Option<PathBuf>,
+}
+
+/// The size of an evidence segment, in bytes: at least
+/// [`MIN_SEGMENT_BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSize(pub u64);
+
+/// The smallest evidence segment: 1 KiB (a segment's first record, its
+/// checkpoint, takes up to about 2 KiB, so a smaller size would rotate at
+/// every commit and gain nothing).
+pub const MIN_SEGMENT_BYTES: u64 = 1024;
+
+impl std::str::FromStr for SegmentSize {
+    type Err = String;
+
+    /// A number of bytes with an optional unit: `B`, `KB`, `MB`, `GB`,
+    /// `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of
+    /// 1024), such as `1GB`, `64MiB` or `1048576`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("`{text}` is not a segment size such as `1GB`, `64MiB` or `1048576` (bytes)")
+        };
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let scale: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1000,
+            "MB" => 1000_u64.pow(2),
+            "GB" => 1000_u64.pow(3),
+            "TB" => 1000_u64.pow(4),
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            _ => return Err(bad()),
+        };
+        let bytes = number.checked_mul(scale).ok_or_else(bad)?;
+        if bytes < MIN_SEGMENT_BYTES {
+            return Err(format!(
+                "a segment of `{text}` is too small: give at least {MIN_SEGMENT_BYTES} bytes (1KiB)"
+            ));
+        }
+        Ok(Self(bytes))
+    }
+}
+
+impl<'de> Deserialize<'de> for SegmentSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Bytes(u64),
+            Text(String),
+        }
+        let text = match Given::deserialize(deserializer)? {
+            Given::Bytes(bytes) => bytes.to_string(),
+            Given::Text(text) => text,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why a configuration file could not be used.
@@ -199,6 +267,44 @@ mod tests {
         let wrong_type =
             FileConfig::parse("permit_ttl_secs = \"soon\"\n", Path::new(".")).unwrap_err();
         assert!(wrong_type.contains("line 1"), "{wrong_type}");
+    }
+
+    #[test]
+    fn segment_sizes_are_read_with_their_units() {
+        for (text, bytes) in [
+            ("1GB", 1_000_000_000),
+            ("64MiB", 64 << 20),
+            ("1048576", 1 << 20),
+            ("4 KiB", 4096),
+            ("1KiB", 1024),
+            ("2TB", 2_000_000_000_000),
+        ] {
+            assert_eq!(
+                text.parse::<SegmentSize>(),
+                Ok(SegmentSize(bytes)),
+                "{text}"
+            );
+        }
+        for text in [
+            "",
+            "GB",
+            "1.5GB",
+            "10 parsecs",
+            "-1GB",
+            "1023",
+            "99999999999999TiB",
+        ] {
+            assert!(text.parse::<SegmentSize>().is_err(), "{text}");
+        }
+        let config = FileConfig::parse("evidence_segment = \"64MiB\"\n", Path::new(".")).unwrap();
+        assert_eq!(config.evidence_segment, Some(SegmentSize(64 << 20)));
+        let config = FileConfig::parse("evidence_segment = 4096\n", Path::new(".")).unwrap();
+        assert_eq!(config.evidence_segment, Some(SegmentSize(4096)));
+        let small = FileConfig::parse("evidence_segment = 10\n", Path::new(".")).unwrap_err();
+        assert!(
+            small.contains("too small") && small.contains("line 1"),
+            "{small}"
+        );
     }
 
     #[test]

@@ -57,6 +57,7 @@
 //! decisions taken and recorded in the session's name.
 
 use crate::notify::{Bucket, RateLimit};
+use crate::session::SystemCall;
 use kernel_core::{Action, CanonicalAction};
 use kernel_sync::HaltLatch;
 use parking_lot::Mutex;
@@ -105,9 +106,9 @@ pub const PROXY_VARIABLES: [&str; 4] = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy
 /// there too).
 pub const REMOVED_VARIABLES: [&str; 2] = ["NO_PROXY", "no_proxy"];
 
-/// Decides and durably records one action; `true` only for an allow
-/// whose record is written.
-pub type Decide = Arc<dyn Fn(CanonicalAction) -> bool + Send + Sync>;
+/// Decides one action and commits its record; the request proceeds only
+/// if the decision's [`SystemCall::release`] says so.
+pub type Decide = Arc<dyn Fn(CanonicalAction) -> SystemCall + Send + Sync>;
 
 /// Told of a fault of the proxy's own (a handler that panicked): halts
 /// the session.
@@ -317,7 +318,9 @@ impl Context {
         }
         #[cfg(debug_assertions)]
         crate::notify::injected_fault(action);
-        if (self.decide)(action.clone()) {
+        // The only way a request through the proxy proceeds: its allow
+        // released (the record durable, the session not halted).
+        if (self.decide)(action.clone()).release() {
             Ok(())
         } else {
             Err((
@@ -1369,7 +1372,7 @@ mod tests {
         let context = Arc::new(Context {
             decide: Arc::new(move |action: CanonicalAction| {
                 seen.lock().push(crate::describe::action(action.action()));
-                allow(action.action())
+                SystemCall::for_tests(allow(action.action()))
             }),
             fault: Arc::new(|_: &str| {}),
             latch: Arc::new(HaltLatch::new()),

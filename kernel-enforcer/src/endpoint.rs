@@ -39,7 +39,7 @@
 //! every later caller finds no enforcer).
 
 use crate::serve::SharedSession;
-use crate::session::{Reply, now_ms};
+use crate::session::{Batch, now_ms};
 use kernel_core::limits::MAX_FRAME_BYTES;
 use kernel_core::{
     Action, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Expectation, Handshake,
@@ -192,19 +192,22 @@ fn serve_one(
         drop(turn);
         return refuse(&mut stream, "expected one request after the hello");
     }
-    let (reply, broker, halt) = {
+    let (reply, broker) = {
         let mut session = session.lock();
-        let reply = session.decide_batch(&[request]).pop();
-        (reply, session.broker().cloned(), session.halt_latch())
+        // The first reply answers the request. Any after it (`Halted`
+        // refusals of requests waiting for an operator, after a panic)
+        // have nobody to go to: an endpoint client is answered once, and
+        // has left after its `ask`.
+        let Batch { replies, durable } = session.decide_batch(&[request]);
+        (
+            replies.into_iter().next().map(|reply| (reply, durable)),
+            session.broker().cloned(),
+        )
     };
     drop(turn);
+    // Released (or performed) right before the answer is written.
     let frame = match reply {
-        Some(Reply::Frame(frame)) => frame,
-        Some(Reply::Allow(allow)) => allow.release(&halt),
-        Some(Reply::Effect(effect)) => match &broker {
-            Some(broker) => effect.perform_unless_halted(broker, &halt),
-            None => effect.withheld(),
-        },
+        Some((reply, durable)) => reply.release(&durable, broker.as_ref()),
         None => return refuse(&mut stream, "no reply"),
     };
     stream.set_write_timeout(Some(Duration::from_secs(30)))?;

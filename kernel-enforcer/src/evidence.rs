@@ -10,6 +10,7 @@
 //! again for the next start.
 
 use crate::evidence_index::{self, Hint, IndexFile, Stored};
+use crate::evidence_segments::{self, SegmentDir};
 use kernel_core::merkle::{Frontier, Hash, leaf_hash};
 use kernel_core::note::{Checkpoint, ENFORCER_KEY_NAME, SignedNote};
 use kernel_core::{
@@ -46,6 +47,67 @@ pub enum EvidenceError {
         /// What is wrong.
         source: kernel_core::LogError,
     },
+    /// The log's active segment does not fit its closed segments.
+    #[error("evidence file `{path}`: {problem}; refusing to continue it")]
+    Segments {
+        /// The log (its active segment).
+        path: PathBuf,
+        /// What does not fit.
+        problem: LayoutProblem,
+    },
+}
+
+/// Why the active segment of an evidence log does not fit its closed
+/// segments (see [`EvidenceLog::set_segment_bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayoutProblem {
+    /// The active segment is missing or empty, but closed segments exist.
+    #[error(
+        "it is missing or empty, but closed segments exist (the newest is `{}`): it was \
+         removed, moved or emptied; restore it (a new log beside the closed segments would not \
+         continue their chain)",
+        newest.display()
+    )]
+    ActiveMissing {
+        /// The newest closed segment.
+        newest: PathBuf,
+    },
+    /// A closed segment begins at or after the active segment's first
+    /// record: the active segment is an older one, or another log's.
+    #[error(
+        "it begins at record {active_first}, but the closed segment `{}` begins at record \
+         {closed_first}: it is older than its closed segments (restored from an older copy, or \
+         replaced by another log); continuing it would fork the log",
+        closed.display()
+    )]
+    ActiveBehind {
+        /// Where the active segment begins.
+        active_first: u64,
+        /// The closed segment.
+        closed: PathBuf,
+        /// Where that one begins.
+        closed_first: u64,
+    },
+    /// The active segment begins with a checkpoint that cannot be read as
+    /// one.
+    #[error(
+        "it does not begin with a checkpoint that stores its frontier, as a later segment does"
+    )]
+    NoStart,
+}
+
+/// A rotation that a crash interrupted, found and undone when the log was
+/// opened: the active segment still held every record, and the rotation
+/// happens again at the next commit that finds the segment full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupted {
+    /// The new segment was being prepared: it was removed.
+    NextDiscarded,
+    /// The active segment had been given its closed name, but the new
+    /// segment had not taken the log's name yet: the closed name and the
+    /// new segment were removed.
+    LinkUndone,
 }
 
 /// Where evidence bytes go: appended, then made durable. A `File` in
@@ -126,6 +188,18 @@ pub enum Opened {
         /// Why.
         why: FullCheck,
     },
+    /// Every record of the active segment, a later segment of the log,
+    /// was read and verified, from the checkpoint it begins with on; the
+    /// records of the segments before it are trusted because that
+    /// checkpoint, signed, commits to them.
+    Segment {
+        /// Index of the segment's first record, its checkpoint.
+        first: u64,
+        /// Records in the log.
+        records: u64,
+        /// Why not only those after the newest checkpoint.
+        why: FullCheck,
+    },
 }
 
 /// Why every record of an evidence file was verified at open.
@@ -165,6 +239,20 @@ pub struct EvidenceLog {
     /// The start-up index, if this log keeps one.
     index: Option<IndexFile>,
     opened: Opened,
+    /// Index of the active segment's first record (0 in a log's first
+    /// segment).
+    first_index: u64,
+    /// Rotate to a new segment once the active one holds this many bytes.
+    segment_bytes: Option<u64>,
+    /// The active segment's file, for a rotation (`None` for a log over
+    /// other storage, which never rotates).
+    file: Option<File>,
+    durability: Durability,
+    /// A rotation a crash interrupted, undone by the open.
+    interrupted: Option<Interrupted>,
+    /// Tests: stop a rotation after this step, as a crash would.
+    #[cfg(test)]
+    crash_after: Option<u8>,
 }
 
 /// What opening found: the log's state and where it ends.
@@ -189,11 +277,30 @@ impl EvidenceLog {
 
     /// Like [`open`](Self::open), with commits taken as far as
     /// `durability` says.
+    ///
+    /// A log kept in segments ([`set_segment_bytes`](Self::set_segment_bytes))
+    /// is opened by its active segment, `path`, alone: the closed segments
+    /// beside it are listed, not read. A rotation that a crash interrupted
+    /// is undone ([`interrupted`](Self::interrupted)). The open is refused
+    /// when the active segment is missing, empty or older than a closed
+    /// segment ([`LayoutProblem`]).
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, EvidenceError> {
         let io = |source| EvidenceError::Io {
             path: path.to_owned(),
             source,
         };
+        let layout = |problem| EvidenceError::Segments {
+            path: path.to_owned(),
+            problem,
+        };
+        let mut closed = evidence_segments::closed_segments(path).map_err(io)?;
+        if let Some(newest) = closed.last()
+            && !path.exists()
+        {
+            return Err(layout(LayoutProblem::ActiveMissing {
+                newest: newest.path.clone(),
+            }));
+        }
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -202,7 +309,9 @@ impl EvidenceLog {
             .open(path)
             .map_err(io)?;
         // One writer per log: a second enforcer on the same file would
-        // interleave records and break the tree.
+        // interleave records and break the tree. A rotation locks the new
+        // segment before it takes the log's name, so the name always
+        // names a locked file while an enforcer runs.
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
             |_| {
                 io(std::io::Error::other(
@@ -210,20 +319,66 @@ impl EvidenceLog {
                 ))
             },
         )?;
+        let interrupted = Self::undo_rotation(path, &file, &mut closed).map_err(io)?;
         let index_path = evidence_index::path_for(path);
         let len = file.metadata().map_err(io)?.len();
+        let first_index = match first_record(&file, len).map_err(io)? {
+            None => 0,
+            Some(record) => match kernel_core::SegmentHead::read(&record) {
+                Ok(head) => head.first,
+                // Damage in the first record: a full check names it.
+                Err(_) if closed.is_empty() => 0,
+                Err(_) => return Err(layout(LayoutProblem::NoStart)),
+            },
+        };
+        if let Some(newest) = closed.last() {
+            if len == 0 {
+                return Err(layout(LayoutProblem::ActiveMissing {
+                    newest: newest.path.clone(),
+                }));
+            }
+            if newest.first >= first_index {
+                return Err(layout(LayoutProblem::ActiveBehind {
+                    active_first: first_index,
+                    closed: newest.path.clone(),
+                    closed_first: newest.first,
+                }));
+            }
+        }
         let (resumed, why) = match evidence_index::read(&index_path) {
             // Every record takes at least one byte: a hint naming more
-            // records than bytes before it is wrong.
-            Stored::Hint(hint) if hint.offset < len && hint.index <= hint.offset => (
-                Self::resume_at(path, &file, hint, len)?,
-                FullCheck::IndexMismatch,
-            ),
+            // records than bytes before it in this segment is wrong.
+            Stored::Hint(hint)
+                if hint.offset < len
+                    && hint.index >= first_index
+                    && hint.index - first_index <= hint.offset =>
+            {
+                (
+                    Self::resume_at(path, &file, hint, len)?,
+                    FullCheck::IndexMismatch,
+                )
+            }
             Stored::Hint(_) | Stored::Unreadable => (None, FullCheck::IndexMismatch),
             Stored::Nothing => (None, FullCheck::NoIndex),
         };
         let found = match resumed {
             Some(found) => found,
+            // A later segment begins with a checkpoint that stores its
+            // frontier: verify the segment from there.
+            None if first_index > 0 => {
+                let hint = Hint {
+                    index: first_index,
+                    offset: 0,
+                };
+                let mut found = Self::resume_at(path, &file, hint, len)?
+                    .ok_or_else(|| layout(LayoutProblem::NoStart))?;
+                found.opened = Opened::Segment {
+                    first: first_index,
+                    records: found.tip.frontier.size(),
+                    why,
+                };
+                found
+            }
             None => Self::verify_all(path, &file, why)?,
         };
         // The index is a hint: if it cannot be kept, the next start
@@ -235,19 +390,48 @@ impl EvidenceLog {
                 None => index.clear(),
             };
         }
-        let storage: Box<dyn Storage> = match durability {
-            Durability::Synced => Box::new(file),
-            Durability::DangerOsBuffered => Box::new(OsBuffered(file)),
-            Durability::Windowed(window) => {
-                Box::new(crate::evidence_window::Windowed::new(file, window).map_err(io)?)
-            }
-        };
+        let active = file.try_clone().map_err(io)?;
+        let storage = storage_for(file, durability).map_err(io)?;
         let mut log = Self::from_found(path, storage, found);
         log.index = index;
+        log.first_index = first_index;
+        log.file = Some(active);
+        log.durability = durability;
+        log.interrupted = interrupted;
         if let Durability::Windowed(window) = durability {
             log.window = Some(window.max(crate::evidence_window::MIN_WINDOW));
         }
         Ok(log)
+    }
+
+    /// Undoes a rotation a crash interrupted (see `evidence_segments`):
+    /// the active segment, `file`, still holds every record; a closed
+    /// segment that is the same file, and a new segment being prepared,
+    /// are removed. `closed` loses what was removed.
+    fn undo_rotation(
+        path: &Path,
+        file: &File,
+        closed: &mut Vec<evidence_segments::Closed>,
+    ) -> std::io::Result<Option<Interrupted>> {
+        let Some(dir) = SegmentDir::open(path)? else {
+            return Ok(None);
+        };
+        let mut undone = None;
+        if let Some(newest) = closed.last()
+            && let Some(name) = newest.path.file_name()
+            && dir.is(name, file)?
+        {
+            dir.remove(name)?;
+            closed.pop();
+            undone = Some(Interrupted::LinkUndone);
+        }
+        if dir.remove_next()? {
+            undone.get_or_insert(Interrupted::NextDiscarded);
+        }
+        if undone.is_some() {
+            dir.sync()?;
+        }
+        Ok(undone)
     }
 
     /// Continues the log from the checkpoint `hint` points at, reading
@@ -401,6 +585,13 @@ impl EvidenceLog {
             resumable_staged: false,
             index: None,
             opened,
+            first_index: 0,
+            segment_bytes: None,
+            file: None,
+            durability: Durability::Synced,
+            interrupted: None,
+            #[cfg(test)]
+            crash_after: None,
         }
     }
 
@@ -574,6 +765,154 @@ impl EvidenceLog {
         self.commit()?;
         Ok(index)
     }
+
+    /// Keeps the log in segments of about `bytes` bytes (`None`: one file,
+    /// the default): once a commit leaves the active segment at `bytes` or
+    /// more, [`rotation_due`](Self::rotation_due) says so, and
+    /// [`rotate`](Self::rotate) closes it. A segment holds at most `bytes`
+    /// plus one commit's records. Only a log opened from a file rotates.
+    pub fn set_segment_bytes(&mut self, bytes: Option<u64>) {
+        self.segment_bytes = bytes;
+    }
+
+    /// Whether the active segment is full: one comparison, so that a log
+    /// that is not rotating costs nothing more per decision.
+    pub fn rotation_due(&self) -> bool {
+        self.segment_bytes.is_some_and(|limit| self.end >= limit)
+    }
+
+    /// Index of the active segment's first record (0 in a log's first
+    /// segment).
+    pub fn first_index(&self) -> u64 {
+        self.first_index
+    }
+
+    /// A rotation that a crash interrupted, undone when the log was
+    /// opened.
+    pub fn interrupted(&self) -> Option<Interrupted> {
+        self.interrupted
+    }
+
+    /// Closes the active segment and begins a new one, between commits:
+    /// the active segment is made durable, then moved to the segments
+    /// directory beside the log under its closed name, and the log's path
+    /// names a new segment whose first record is a checkpoint of every
+    /// record so far, signed with `key` in `session` and storing the
+    /// tree's frontier (see `evidence_segments` for the steps and what a
+    /// crash between them leaves). Record indexes, the tree and the
+    /// session carry on. Refused while records are staged.
+    ///
+    /// An error leaves the log in an unknown state, as a failed commit
+    /// does: the caller must halt. On disk the log is always either as
+    /// before the rotation or as after it, up to what opening it undoes.
+    pub fn rotate(&mut self, session: SessionId, key: &SigningKey) -> Result<(), EvidenceError> {
+        let io = |source| EvidenceError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        if self.staged.has_pending() || self.staged.is_broken() {
+            return Err(io(std::io::Error::other(
+                "a rotation must come between commits",
+            )));
+        }
+        let Some(active) = &self.file else {
+            return Ok(());
+        };
+        // What is acknowledged stays in a synced segment.
+        self.storage.sync_now().map_err(io)?;
+        let dir = SegmentDir::create(&self.path).map_err(io)?;
+        let size = self.tree.size();
+        let root = self.tree.root();
+        let checkpoint = Checkpoint {
+            origin: self.origin.clone().unwrap_or_default(),
+            size,
+            root,
+        };
+        let note = SignedNote::sign(checkpoint.body(), ENFORCER_KEY_NAME, key);
+        let record = encode_record(&Record::FrontierCheckpoint {
+            note: note.to_text(),
+            session,
+            key: key.verifying_key().to_bytes(),
+            frontier: self.tree.peaks().to_vec(),
+        });
+        let framed = frame_record_bytes(&record);
+        let next = dir.write_next(&framed).map_err(io)?;
+        self.crash_point(1)?;
+        let closed = evidence_segments::closed_name(&self.path, self.first_index);
+        dir.link_closed(&self.path, &closed).map_err(io)?;
+        self.crash_point(2)?;
+        dir.rename_next_over(&self.path).map_err(io)?;
+        self.crash_point(3)?;
+        // Closed: read only from now on (a hint to whoever looks; the
+        // floor and the confinement are what keep agents away).
+        let _ = rustix::fs::fchmod(active, rustix::fs::Mode::from_raw_mode(0o400));
+        let new_active = next.try_clone().map_err(io)?;
+        // The old storage goes (a windowed one syncs and stops its
+        // flusher); everything in it was synced above.
+        self.storage = storage_for(next, self.durability).map_err(io)?;
+        self.file = Some(new_active);
+        self.first_index = size;
+        self.end = u64::try_from(framed.len()).unwrap_or(u64::MAX);
+        self.newest_checkpoint = Some((size, root));
+        self.since_checkpoint = 0;
+        let hint = Hint {
+            index: size,
+            offset: 0,
+        };
+        self.resumable = Some(hint);
+        self.resumable_staged = false;
+        self.tree.push(leaf_hash(&record));
+        self.staged = GroupCommit::new(self.tree.size());
+        if let Some(index) = &self.index {
+            // A hint: a stale one costs the next start the active
+            // segment's verification, nothing else.
+            let _ = index.write(hint);
+        }
+        Ok(())
+    }
+
+    /// Tests stop the rotation after `step`, as a crash there would;
+    /// nothing otherwise.
+    fn crash_point(&self, step: u8) -> Result<(), EvidenceError> {
+        #[cfg(test)]
+        if self.crash_after == Some(step) {
+            return Err(EvidenceError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(format!("crash after step {step}")),
+            });
+        }
+        let _ = step;
+        Ok(())
+    }
+}
+
+/// The storage of `file` for commits as durable as `durability` says.
+fn storage_for(file: File, durability: Durability) -> std::io::Result<Box<dyn Storage>> {
+    Ok(match durability {
+        Durability::Synced => Box::new(file),
+        Durability::DangerOsBuffered => Box::new(OsBuffered(file)),
+        Durability::Windowed(window) => {
+            Box::new(crate::evidence_window::Windowed::new(file, window)?)
+        }
+    })
+}
+
+/// The first record of `file` (`len` bytes long), without its length
+/// prefix; `None` when the file is empty or ends inside that record.
+fn first_record(file: &File, len: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut prefix = [0u8; 4];
+    if len < 4 {
+        return Ok(None);
+    }
+    file.read_exact_at(&mut prefix, 0)?;
+    let size = u64::from(u32::from_be_bytes(prefix));
+    let limit = u64::try_from(kernel_core::MAX_RECORD_BYTES).unwrap_or(u64::MAX);
+    if size > limit || size > len - 4 {
+        return Ok(None);
+    }
+    let mut record = vec![0u8; usize::try_from(size).unwrap_or(0)];
+    file.read_exact_at(&mut record, 4)?;
+    Ok(Some(record))
 }
 
 /// Bytes of `records` with their length prefixes.
@@ -710,6 +1049,10 @@ mod tests {
         session: SessionId,
         key: SigningKey,
         seq: u64,
+        /// Segment size of the logs it opens, rotated after every commit
+        /// that fills one, as a session does.
+        segment: Option<u64>,
+        durability: Durability,
     }
 
     /// Opens `path`, waiting while its lock is held elsewhere: other tests
@@ -718,9 +1061,13 @@ mod tests {
     /// runs `exec` (close-on-exec), which on a loaded machine takes a
     /// while. Any other error, or a lock held for 10 s, is returned.
     fn open_quick(path: &Path) -> Result<EvidenceLog, EvidenceError> {
+        open_quick_with(path, Durability::DangerOsBuffered)
+    }
+
+    fn open_quick_with(path: &Path, durability: Durability) -> Result<EvidenceLog, EvidenceError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            match EvidenceLog::open_with(path, Durability::DangerOsBuffered) {
+            match EvidenceLog::open_with(path, durability) {
                 Err(EvidenceError::Io { source, .. })
                     if source.to_string().contains("another enforcer")
                         && std::time::Instant::now() < deadline =>
@@ -740,12 +1087,35 @@ mod tests {
                 session: SessionId([0; 16]),
                 key: SigningKey::from_bytes(&[0; 32]),
                 seq: 0,
+                segment: None,
+                durability: Durability::DangerOsBuffered,
             }
         }
 
+        /// A writer that keeps the log in segments of `bytes`.
+        fn segmented(path: &Path, bytes: u64) -> Self {
+            let mut writer = Self::new(path);
+            writer.segment = Some(bytes);
+            writer.log().set_segment_bytes(Some(bytes));
+            writer
+        }
+
         fn log(&mut self) -> &mut EvidenceLog {
-            self.log
-                .get_or_insert_with(|| open_quick(&self.path).unwrap())
+            let segment = self.segment;
+            self.log.get_or_insert_with(|| {
+                let mut log = open_quick_with(&self.path, self.durability).unwrap();
+                log.set_segment_bytes(segment);
+                log
+            })
+        }
+
+        /// Rotates if the last commit filled the active segment.
+        fn rotate_if_due(&mut self) {
+            let (session, key) = (self.session, self.key.clone());
+            let log = self.log();
+            if log.rotation_due() {
+                log.rotate(session, &key).unwrap();
+            }
         }
 
         fn start(&mut self, seed: u8) {
@@ -767,6 +1137,7 @@ mod tests {
             };
             log.append(&Record::Event(SignedEvent::sign(&event, &key)))
                 .unwrap();
+            self.rotate_if_due();
         }
 
         fn decisions(&mut self, n: u8) {
@@ -776,6 +1147,7 @@ mod tests {
                 let log = self.log();
                 let record = decision(session, &key, seq, log.next_index());
                 log.append(&record).unwrap();
+                self.rotate_if_due();
             }
         }
 
@@ -796,6 +1168,7 @@ mod tests {
                 });
             }
             log.commit().unwrap();
+            self.rotate_if_due();
         }
 
         /// Closes the log (as a crash would: no final checkpoint).
@@ -943,6 +1316,8 @@ mod tests {
                 session: SessionId([0; 16]),
                 key: SigningKey::from_bytes(&[0; 32]),
                 seq: 0,
+                segment: None,
+                durability: Durability::DangerOsBuffered,
             });
             for writer in &mut writers {
                 writer.start(250);
@@ -1212,5 +1587,290 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// The files of a segmented log, oldest first: its closed segments,
+    /// then the active one.
+    fn segment_files(path: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = evidence_segments::closed_segments(path)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        files.push(path.to_owned());
+        files
+    }
+
+    fn verify_files(
+        files: &[PathBuf],
+    ) -> Result<(kernel_core::AuditReport, Vec<kernel_core::SegmentSpan>), kernel_core::SegmentError>
+    {
+        let options = AuditOptions::default();
+        let mut audit = kernel_core::SegmentedAudit::new(&options);
+        for file in files {
+            audit.push(&std::fs::read(file).unwrap())?;
+        }
+        let spans = audit.spans();
+        Ok((audit.finish()?, spans))
+    }
+
+    /// Writes a log of a few sessions into segments of `bytes`, reopened
+    /// between them.
+    fn segmented_log(path: &Path, bytes: u64) -> Writer {
+        let mut writer = Writer::segmented(path, bytes);
+        writer.start(1);
+        writer.decisions(6);
+        writer.checkpoint(true);
+        writer.close();
+        writer.start(2);
+        writer.decisions(7);
+        writer.close();
+        writer.start(3);
+        writer.decisions(5);
+        writer.checkpoint(true);
+        writer.decisions(2);
+        writer
+    }
+
+    /// A log kept in small segments, under every durability: each closed
+    /// segment is named by its first record and read only; the active one
+    /// begins with a checkpoint; the segments verify as one log, equal to
+    /// the same records in one file; a restart opens the active segment
+    /// alone and the chain continues.
+    #[test]
+    fn a_log_rotates_into_segments_that_verify_as_one_log() {
+        for durability in [
+            Durability::Synced,
+            Durability::DangerOsBuffered,
+            Durability::Windowed(std::time::Duration::from_millis(4)),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("evidence.log");
+            let mut writer = Writer::segmented(&path, 1500);
+            writer.close();
+            writer.durability = durability;
+            writer.start(1);
+            writer.decisions(6);
+            writer.checkpoint(true);
+            writer.close();
+            writer.start(2);
+            writer.decisions(7);
+            writer.close();
+            let closed = evidence_segments::closed_segments(&path).unwrap();
+            assert!(closed.len() >= 3, "{durability:?}: {closed:?}");
+            let files = segment_files(&path);
+            let (report, spans) = verify_files(&files).unwrap();
+            assert_eq!(spans.len(), files.len());
+            for (segment, span) in closed.iter().zip(&spans) {
+                assert_eq!(segment.first, span.first, "named by its first record");
+                let mode = std::fs::metadata(&segment.path).unwrap().permissions();
+                assert_eq!(
+                    std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+                    0o400
+                );
+            }
+            let whole: Vec<u8> = files
+                .iter()
+                .flat_map(|f| std::fs::read(f).unwrap())
+                .collect();
+            assert_eq!(report, audit(&whole, &AuditOptions::default()).unwrap());
+            assert_eq!(report.sessions, 2);
+
+            // A restart reads the active segment only and continues it.
+            let log = open_quick(&path).unwrap();
+            assert!(
+                matches!(log.opened(), Opened::Resumed { checkpoint, records }
+                    if checkpoint >= spans.last().unwrap().first && records == report.records),
+                "{:?}",
+                log.opened()
+            );
+            assert_eq!(log.first_index(), spans.last().unwrap().first);
+            assert_eq!(log.next_index(), report.records);
+            drop(log);
+            writer.start(3);
+            writer.decisions(4);
+            writer.close();
+            let (after, _) = verify_files(&segment_files(&path)).unwrap();
+            assert_eq!(after.sessions, 3);
+            assert_eq!(after.origin, report.origin, "the same log");
+            assert_eq!(after.root_at(report.records), Some(report.frontier.root()));
+        }
+    }
+
+    /// Without its start-up index, the active segment is verified from the
+    /// checkpoint it begins with, not from the log's first record (which
+    /// is in another file).
+    #[test]
+    fn without_its_index_the_active_segment_is_verified_from_its_first_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.log");
+        let mut writer = segmented_log(&path, 1200);
+        writer.close();
+        std::fs::remove_file(evidence_index::path_for(&path)).unwrap();
+        let (report, spans) = verify_files(&segment_files(&path)).unwrap();
+        let log = open_quick(&path).unwrap();
+        let first = spans.last().unwrap().first;
+        assert!(first > 0);
+        assert_eq!(
+            log.opened(),
+            Opened::Segment {
+                first,
+                records: report.records,
+                why: FullCheck::NoIndex
+            }
+        );
+        assert_eq!(log.tip(), report.tip());
+    }
+
+    /// A crash at each step of a rotation, and a new segment torn while it
+    /// was written: the next open undoes what the rotation left, nothing
+    /// acknowledged is lost, the rotation happens again, and the segments
+    /// verify as one log.
+    #[test]
+    fn a_crash_during_a_rotation_is_undone_or_finished_at_the_next_open() {
+        for step in [0u8, 1, 2, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("evidence.log");
+            let mut writer = Writer::segmented(&path, 1 << 20);
+            writer.start(1);
+            writer.decisions(5);
+            let before = std::fs::read(&path).unwrap();
+            let records = writer.log().next_index();
+            let key = writer.key.clone();
+            let session = writer.session;
+            let log = writer.log();
+            if step == 0 {
+                // The new segment cut short while it was written.
+                std::fs::create_dir(evidence_segments::directory_for(&path)).unwrap();
+                std::fs::write(
+                    evidence_segments::directory_for(&path).join(".next"),
+                    &frame_record(&start())[..20],
+                )
+                .unwrap();
+            } else {
+                log.crash_after = Some(step);
+                let error = log.rotate(session, &key).unwrap_err();
+                assert!(error.to_string().contains("crash after step"), "{error}");
+            }
+            writer.close();
+            let log = open_quick(&path).unwrap();
+            let expected = match step {
+                0 | 1 => Some(Interrupted::NextDiscarded),
+                2 => Some(Interrupted::LinkUndone),
+                _ => None,
+            };
+            assert_eq!(log.interrupted(), expected, "step {step}");
+            assert_eq!(
+                log.next_index(),
+                records + u64::from(step == 3),
+                "step {step}"
+            );
+            assert!(
+                !evidence_segments::directory_for(&path)
+                    .join(".next")
+                    .exists(),
+                "step {step}"
+            );
+            if step < 3 {
+                assert_eq!(std::fs::read(&path).unwrap(), before, "step {step}");
+                assert!(
+                    evidence_segments::closed_segments(&path)
+                        .unwrap()
+                        .is_empty()
+                );
+            } else {
+                assert_eq!(log.first_index(), records);
+                let closed = evidence_segments::closed_segments(&path).unwrap();
+                assert_eq!(std::fs::read(&closed[0].path).unwrap(), before);
+            }
+            drop(log);
+            // The log goes on and rotates again.
+            writer.segment = Some(600);
+            writer.decisions(6);
+            writer.close();
+            let (report, spans) = verify_files(&segment_files(&path)).unwrap();
+            assert!(spans.len() >= 2, "step {step}: {spans:?}");
+            assert_eq!(report.records, writer.log().next_index(), "step {step}");
+        }
+    }
+
+    /// What the open refuses, naming the problem and changing nothing: an
+    /// active segment removed, emptied, replaced by an older segment, or
+    /// by another log.
+    #[test]
+    fn an_active_segment_that_does_not_fit_its_closed_segments_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.log");
+        let mut writer = segmented_log(&path, 1200);
+        writer.close();
+        let active = std::fs::read(&path).unwrap();
+        let closed = evidence_segments::closed_segments(&path).unwrap();
+        assert!(closed.len() >= 2);
+        let layout = |what: &str| match EvidenceLog::open(&path) {
+            Err(EvidenceError::Segments { problem, .. }) => problem,
+            other => panic!("{what}: opened {other:?}"),
+        };
+
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            layout("removed"),
+            LayoutProblem::ActiveMissing { newest } if newest == closed.last().unwrap().path
+        ));
+        assert!(!path.exists(), "nothing created in its place");
+
+        std::fs::write(&path, b"").unwrap();
+        assert!(matches!(
+            layout("emptied"),
+            LayoutProblem::ActiveMissing { .. }
+        ));
+
+        let older = std::fs::read(&closed[1].path).unwrap();
+        std::fs::write(&path, &older).unwrap();
+        let problem = layout("older");
+        assert!(
+            matches!(problem, LayoutProblem::ActiveBehind { active_first, closed_first, .. }
+                if active_first == closed[1].first && closed_first == closed.last().unwrap().first),
+            "{problem}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), older, "left as it was");
+
+        let other = dir.path().join("other.log");
+        let mut another = Writer::new(&other);
+        another.start(9);
+        another.decisions(2);
+        another.close();
+        std::fs::copy(&other, &path).unwrap();
+        assert!(matches!(
+            layout("another log"),
+            LayoutProblem::ActiveBehind {
+                active_first: 0,
+                ..
+            }
+        ));
+
+        std::fs::write(&path, &active).unwrap();
+        assert!(EvidenceLog::open(&path).is_ok());
+    }
+
+    /// One enforcer per log, across rotations: the log's name always names
+    /// a locked file while the log is open.
+    #[test]
+    fn the_lock_follows_the_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.log");
+        let mut writer = Writer::segmented(&path, 800);
+        writer.start(1);
+        writer.decisions(8);
+        assert!(
+            !evidence_segments::closed_segments(&path)
+                .unwrap()
+                .is_empty()
+        );
+        match EvidenceLog::open(&path) {
+            Err(EvidenceError::Io { source, .. }) => {
+                assert!(source.to_string().contains("another enforcer"), "{source}");
+            }
+            other => panic!("a second writer opened the log: {other:?}"),
+        }
     }
 }

@@ -25,6 +25,7 @@ pub mod egress;
 pub mod endpoint;
 pub mod evidence;
 mod evidence_index;
+mod evidence_segments;
 mod evidence_window;
 pub mod exec_trace;
 mod gateway_cli;

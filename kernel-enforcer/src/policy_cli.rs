@@ -553,8 +553,9 @@ pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
 /// `policy suggest`'s arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SuggestArgs {
-    /// Evidence files; each must pass `audit verify`, or nothing is
-    /// suggested.
+    /// Evidence logs; each must pass `audit verify`, or nothing is
+    /// suggested. A log kept in segments is read with the closed segments
+    /// beside it, as `audit verify LOG` reads it.
     #[arg(required = true)]
     evidence: Vec<PathBuf>,
     /// The policy the suggestion builds on (repeat for several files): its
@@ -622,17 +623,36 @@ fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
     let mut observations = Vec::new();
     let mut workspaces = std::collections::BTreeSet::new();
     let mut records = 0;
-    for file in &args.evidence {
-        let bytes = std::fs::read(file).map_err(|e| format!("`{}`: {e}", file.display()))?;
-        let evidence = suggest::read_evidence(&bytes, &options).map_err(|e| {
+    for log in &args.evidence {
+        // Each segment's decisions are read from the bytes that verified;
+        // used only once the whole log verified.
+        let mut seen = Vec::new();
+        let files = crate::audit_cli::segment_files(std::slice::from_ref(log), false)?;
+        let verified = crate::audit_cli::verify_files(&files, &options, |_, bytes| {
+            seen.push(suggest::observe(bytes));
+        })
+        .map_err(|e| {
             format!(
                 "`{}` is not sound evidence ({e}); nothing is suggested from evidence that does not verify",
-                file.display()
+                log.display()
             )
         })?;
-        records += evidence.report.records;
-        workspaces.extend(evidence.workspaces);
-        observations.extend(evidence.observations);
+        if !verified.report.is_complete() {
+            eprintln!(
+                "kernel-enforcer: `{}` begins at record {}: the suggestion uses the records \
+                 verified from there on; the log's earlier segments were not given",
+                log.display(),
+                verified.report.first_record
+            );
+        }
+        records += verified
+            .report
+            .records
+            .saturating_sub(verified.report.first_record);
+        for evidence in seen {
+            workspaces.extend(evidence.workspaces);
+            observations.extend(evidence.observations);
+        }
     }
     let workspace = match (&args.workspace, workspaces.len()) {
         (Some(dir), _) => absolute(dir)?,
@@ -671,6 +691,7 @@ fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
             [
                 e.clone(),
                 crate::evidence_index::path_for(e),
+                crate::evidence_segments::directory_for(e),
                 crate::audit_cli::default_cosignatures(e),
                 crate::control::halt_record_path(&control),
                 control,

@@ -6,21 +6,22 @@
 //! plane and signals take the same lock to halt, approve or reload. So
 //! once a halt is acknowledged, no request is allowed and no brokered
 //! effect starts, and a permit decided before but not yet sent is
-//! withheld ([`crate::session::UnreleasedAllow::release`]): only one released for
-//! sending before the acknowledgment can still reach the client. Replies are sent after
-//! the lock is released, by the serving thread itself (a hand-over to
-//! another thread would cost a wake-up per decision): a client that stops
-//! reading blocks that thread only, never the kill switch. The thread that owns the session watches
-//! the serving thread, and ends the session when it halts (in supervised
+//! withheld ([`crate::session::UnreleasedAllow::release`], called right
+//! before each send with the proof of the batch's commit): only one
+//! released for sending before the acknowledgment can still reach the
+//! client. Replies are sent after the lock is released, by the serving
+//! thread itself (a hand-over to another thread would cost a wake-up per
+//! decision): a client that stops reading blocks that thread only, never
+//! the kill switch. The thread that owns the session watches the serving
+//! thread, and ends the session when it halts (in supervised
 //! mode), when a signal asks, or when the client has stopped reading.
 
 use crate::control::{ControlRequest, ControlResponse, ControlSocket, Peer};
 use crate::policy::PolicyEngine;
-use crate::session::{GrantScope, Outgoing, Reply, Session};
+use crate::session::{Batch, Durable, GrantScope, Outgoing, Reply, Session};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use kernel_core::{EnforcerFrame, Refusal, encode_enforcer_frame};
-use kernel_sync::HaltLatch;
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,11 +82,12 @@ pub const REPLY_BACKLOG: usize = 1024;
 /// session lock, written to the channel by a thread of their own: a client
 /// that stops reading blocks that thread only, never a holder of the
 /// session lock (which the kill switch needs). Queuing never blocks.
-/// Allow receipts among them (an approval's answer) are released through
-/// the halt latch right before their send, like the serving thread's.
+/// Allow receipts among them (an approval's answer) travel unreleased,
+/// with the proof of their commit, and are released right before their
+/// send, like the serving thread's.
 #[derive(Clone)]
 struct ReplyQueue {
-    frames: std::sync::mpsc::SyncSender<Outgoing>,
+    frames: std::sync::mpsc::SyncSender<(Outgoing, Durable)>,
     broken: Arc<AtomicBool>,
     /// Set when a frame found [`REPLY_BACKLOG`] frames waiting.
     backlogged: Arc<AtomicBool>,
@@ -96,16 +98,16 @@ struct ReplyQueue {
 
 impl ReplyQueue {
     /// Starts the writer thread for `replies`.
-    fn start(replies: IpcSender<Vec<u8>>, halt: Arc<HaltLatch>) -> Self {
-        let (frames, queued) = std::sync::mpsc::sync_channel::<Outgoing>(REPLY_BACKLOG);
+    fn start(replies: IpcSender<Vec<u8>>) -> Self {
+        let (frames, queued) = std::sync::mpsc::sync_channel::<(Outgoing, Durable)>(REPLY_BACKLOG);
         let broken = Arc::new(AtomicBool::new(false));
         let writer_broken = Arc::clone(&broken);
         let sending = Arc::new(SendWatch::default());
         let writer_sending = Arc::clone(&sending);
         std::thread::spawn(move || {
-            for reply in queued {
-                // The halt latch is read right before the send.
-                if !writer_sending.send(&replies, reply.release(&halt)) {
+            for (reply, durable) in queued {
+                // Released right before the send.
+                if !writer_sending.send(&replies, reply.release(&durable)) {
                     writer_broken.store(true, Ordering::SeqCst);
                     return;
                 }
@@ -121,11 +123,11 @@ impl ReplyQueue {
 
     /// Queues `reply` for the client; `false` if the client is gone or
     /// [`REPLY_BACKLOG`] frames behind.
-    fn push(&self, reply: Outgoing) -> bool {
+    fn push(&self, reply: Outgoing, durable: Durable) -> bool {
         if self.broken.load(Ordering::SeqCst) {
             return false;
         }
-        match self.frames.try_send(reply) {
+        match self.frames.try_send((reply, durable)) {
             Ok(()) => true,
             Err(std::sync::mpsc::TrySendError::Full(_)) => {
                 self.backlogged.store(true, Ordering::SeqCst);
@@ -186,11 +188,27 @@ impl Shared {
 
     /// Queues frames for the client (never blocks, so callers may hold
     /// the session lock); `false` if the client is gone or too far behind.
-    fn send(&self, frames: Vec<Outgoing>) -> bool {
+    fn send(&self, frames: Batch<Outgoing>) -> bool {
         let Some(replies) = &self.replies else {
             return true;
         };
-        frames.into_iter().all(|frame| replies.push(frame))
+        let Batch {
+            replies: frames,
+            durable,
+        } = frames;
+        frames.into_iter().all(|frame| replies.push(frame, durable))
+    }
+
+    /// Sends the agent its replies to an operator's answer, whatever the
+    /// outcome (a request taken from the waiting ones is answered here or
+    /// never), and tells the operator `done`, or why the answer did not
+    /// take effect.
+    fn answered(&self, answered: crate::session::Answered, done: String) -> ControlResponse {
+        self.send(answered.replies);
+        match answered.outcome {
+            Ok(()) => ControlResponse::ok(done, serde_json::Value::Null),
+            Err(e) => ControlResponse::error(e),
+        }
     }
 
     fn control(&self, request: ControlRequest, peer: Peer) -> ControlResponse {
@@ -293,24 +311,13 @@ impl Shared {
                         );
                     }
                 };
-                match session.approve(id, &by, scope) {
-                    Ok(frames) => {
-                        self.send(frames);
-                        ControlResponse::ok(
-                            format!("approved request {id}"),
-                            serde_json::Value::Null,
-                        )
-                    }
-                    Err(e) => ControlResponse::error(e),
-                }
+                let answered = session.approve(id, &by, scope);
+                self.answered(answered, format!("approved request {id}"))
             }
-            ControlRequest::Reject { id } => match session.reject(id, &by) {
-                Ok(frames) => {
-                    self.send(frames);
-                    ControlResponse::ok(format!("rejected request {id}"), serde_json::Value::Null)
-                }
-                Err(e) => ControlResponse::error(e),
-            },
+            ControlRequest::Reject { id } => {
+                let answered = session.reject(id, &by);
+                self.answered(answered, format!("rejected request {id}"))
+            }
             ControlRequest::Reload => ControlResponse::error("reload is handled above"),
         }
     }
@@ -357,7 +364,7 @@ pub fn serve_channels(
     options: &ServeOptions,
 ) -> Result<Option<String>, ServeError> {
     let halt = session.lock().halt_latch();
-    let queue = ReplyQueue::start(replies.clone(), Arc::clone(&halt));
+    let queue = ReplyQueue::start(replies.clone());
     let backlogged = Arc::clone(&queue.backlogged);
     let writer_sending = Arc::clone(&queue.sending);
     let shared = start_control_plane(session, Some(queue), options)?;
@@ -397,7 +404,9 @@ pub fn serve_channels(
         // A client that does not read its answers is not a client the
         // kernel can serve: an incident, recorded, and (in supervised
         // mode) the agent is stopped.
-        let _ = session.halt("the client stopped reading its replies", "the enforcer");
+        // Its waiting requests' denials are queued all the same (queuing
+        // never blocks), in case it reads again before the end.
+        shared.send(session.halt("the client stopped reading its replies", "the enforcer"));
     }
     session.finish();
     let halted = session.halted();
@@ -469,7 +478,10 @@ pub fn serve_without_client(
         if last_tick.elapsed() >= IDLE_TICK {
             // Checkpoints come due here too (there is no client to reply to).
             if let Some(mut session) = shared.session.try_lock_for(LOCK_PATIENCE) {
-                let _ = session.tick();
+                // Without a client channel no request waits for a second
+                // answer (the endpoint's clients have theirs and left), so
+                // the denials of expired ones go nowhere but the evidence.
+                drop(session.tick());
             }
             last_tick = Instant::now();
         }
@@ -601,6 +613,7 @@ fn serve_loop(
     sending: &SendWatch,
 ) {
     let send = |frame: Vec<u8>| sending.send(replies, frame);
+    let mut last_tick = Instant::now();
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             return;
@@ -615,6 +628,7 @@ fn serve_loop(
                     return;
                 }
                 let frames = session.tick();
+                last_tick = Instant::now();
                 if !shared.send(frames) {
                     return;
                 }
@@ -653,42 +667,44 @@ fn serve_loop(
             // The session has ended while this batch was read.
             return;
         }
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut effects = Vec::new();
-        for reply in session.decide_batch(&batch) {
-            match reply {
-                Reply::Effect(effect) => effects.push(effect),
-                other => replies.push(other),
-            }
-        }
+        // A client that keeps the channel busy never lets it idle: the
+        // periodic work (answering requests whose deadline passed while
+        // they waited for an operator) is done between batches too.
+        let ticked = (last_tick.elapsed() >= IDLE_TICK).then(|| {
+            last_tick = Instant::now();
+            session.tick()
+        });
+        let Batch {
+            replies: decided,
+            durable,
+        } = session.decide_batch(&batch);
+        let (effects, replies): (Vec<Reply>, Vec<Reply>) = decided
+            .into_iter()
+            .partition(|reply| matches!(reply, Reply::Effect(_)));
         let broker = session.broker().cloned();
-        let halt = session.halt_latch();
         drop(session);
-        // Durable, and decided under the lock; sent outside it, so that a
-        // client that does not read holds up nobody but itself. A permit
-        // is withheld if a halt came in the meantime.
+        if let Some(frames) = ticked
+            && !shared.send(frames)
+        {
+            return;
+        }
+        // Committed, and decided under the lock; sent outside it, so that
+        // a client that does not read holds up nobody but itself. Each
+        // allow is released right before its send: withheld if a halt came
+        // in the meantime.
         for reply in replies {
-            let frame = match reply {
-                Reply::Frame(frame) => frame,
-                Reply::Allow(allow) => allow.release(&halt),
-                Reply::Effect(effect) => effect.withheld(),
-            };
-            if !send(frame) {
+            if !send(reply.release(&durable, broker.as_ref())) {
                 return;
             }
         }
         // Effects run outside the lock, so a long command does not hold up
-        // other requests or the kill switch. Each starts through the halt
-        // latch: once a halt is acknowledged no effect starts, and a halt
-        // that arrives while one is starting (a file operation, or spawning
-        // a program) waits for that start. One already running when a halt
-        // arrives is not interrupted.
+        // other requests or the kill switch. Each starts through its
+        // allow's release: once a halt is acknowledged no effect starts,
+        // and a halt that arrives while one is starting (a file operation,
+        // or spawning a program) waits for that start. One already running
+        // when a halt arrives is not interrupted.
         for effect in effects {
-            let frame = match &broker {
-                Some(broker) => effect.perform_unless_halted(broker, &halt),
-                None => effect.withheld(),
-            };
-            if !send(frame) {
+            if !send(effect.release(&durable, broker.as_ref())) {
                 return;
             }
         }

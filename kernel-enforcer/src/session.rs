@@ -2,13 +2,18 @@
 //!
 //! [`Session::decide_batch`] takes any bytes and returns one reply per
 //! frame; it never panics on input (a panic inside is caught and halts the
-//! session). A decision's record is durable in the evidence file before
-//! its allow exists at all: allow receipts leave the session only as
-//! [`UnreleasedAllow`], made after the commit and turned into bytes only by
-//! [`UnreleasedAllow::release`], which checks the halt latch. What the
-//! fuzzer drives is [`Session::handle`].
+//! session). What the fuzzer drives is [`Session::handle`].
+//!
+//! Evidence before action is kept by a type. Every allow the session
+//! makes (a client's receipt, a brokered effect, an operator's approval,
+//! a governed system call or egress request) is an [`UnreleasedAllow`]
+//! from the moment its record is staged, and takes effect only through
+//! [`UnreleasedAllow::release`], which checks that the proof of a commit
+//! ([`Durable`]) covers the record and that the session has not halted.
+//! Receipts that let nothing proceed (denials, asks) are sent only after
+//! their commit succeeded, or replaced by a `Halted` refusal.
 
-use crate::broker::{Broker, Started};
+use crate::broker::Broker;
 use crate::evidence::EvidenceLog;
 use crate::policy::PolicyEngine;
 use ed25519_dalek::SigningKey;
@@ -71,6 +76,24 @@ impl Default for SessionConfig {
     }
 }
 
+/// Debug builds only, for the tests: the enforcer's own environment
+/// variable `AGENT_KERNEL_TEST_FAULT` set to `unsynced:KIND` (`KIND` an
+/// action name such as `file_delete`) makes the commit of every governed
+/// call of that kind, and of every operator's answer to a request of that
+/// kind, fail as a failed sync does: the records are never written, and
+/// the session halts. Release builds do not have it.
+#[cfg(debug_assertions)]
+fn unsynced_fault(action: &kernel_core::Action) -> bool {
+    std::env::var("AGENT_KERNEL_TEST_FAULT")
+        .is_ok_and(|fault| fault == format!("unsynced:{}", action.kind().as_str()))
+}
+
+/// Release builds have no injected faults.
+#[cfg(not(debug_assertions))]
+fn unsynced_fault(_: &kernel_core::Action) -> bool {
+    false
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -127,164 +150,358 @@ pub struct Counts {
     pub refused: u64,
 }
 
-/// An allowed, recorded effect the broker still has to perform.
-#[derive(Debug)]
-pub struct PendingEffect {
-    seq: u64,
-    receipt: SignedReceipt,
-    action: CanonicalAction,
-    payload: Vec<u8>,
-}
-
-impl PendingEffect {
-    /// Performs the effect and returns the frame for the agent.
-    pub fn perform(self, broker: &Broker) -> Vec<u8> {
-        self.start(broker).finish()
-    }
-
-    /// Starts the effect (see [`Broker::start`]); call this through
-    /// [`HaltLatch::admit`] so that no effect starts once a halt is
-    /// acknowledged.
-    pub fn start(self, broker: &Broker) -> StartedEffect {
-        StartedEffect {
-            seq: self.seq,
-            receipt: self.receipt,
-            started: broker.start(self.seq, self.action.action(), &self.payload),
-        }
-    }
-
-    /// Performs the effect unless `halt` is set, and returns the frame for
-    /// the agent: the outcome, or a refusal when halted first.
-    pub fn perform_unless_halted(self, broker: &Broker, halt: &HaltLatch) -> Vec<u8> {
-        match halt.admit(self, |effect| effect.start(broker)) {
-            Ok(started) => started.finish(),
-            Err(effect) => effect.withheld(),
-        }
-    }
-
-    /// The frame for the agent when the effect must not happen (the
-    /// kernel halted after the decision).
-    pub fn withheld(self) -> Vec<u8> {
-        encode_enforcer_frame(&EnforcerFrame::Refused {
-            seq: Some(self.seq),
-            refusal: Refusal::Halted,
-        })
-    }
-}
-
-/// An allowed effect that has started.
-#[derive(Debug)]
-pub struct StartedEffect {
-    seq: u64,
-    receipt: SignedReceipt,
-    started: Started,
-}
-
-impl StartedEffect {
-    /// Waits for the effect to end and returns the frame for the agent.
-    pub fn finish(self) -> Vec<u8> {
-        encode_enforcer_frame(&EnforcerFrame::Brokered {
-            seq: self.seq,
-            receipt: self.receipt,
-            outcome: self.started.finish(),
-        })
-    }
-}
-
-/// One reply of a batch: ready to send, an allow to release, or an
-/// effect to perform first.
-#[derive(Debug)]
-pub enum Reply {
-    /// An encoded frame to send (a denial, a refusal, a handshake).
-    Frame(Vec<u8>),
-    /// A signed allow, durable in the evidence: send what
-    /// [`UnreleasedAllow::release`] returns.
-    Allow(UnreleasedAllow),
-    /// An allowed effect, already durable in the evidence, to perform.
-    Effect(PendingEffect),
-}
-
-/// A reply made outside the serving loop (an operator's approval or
-/// rejection, a halt, periodic work): a frame, or an allow to release.
-#[derive(Debug)]
-pub enum Outgoing {
-    /// An encoded frame to send.
-    Frame(Vec<u8>),
-    /// A signed allow, durable in the evidence.
-    Allow(UnreleasedAllow),
-}
-
-impl Outgoing {
-    /// The bytes to send now (see [`UnreleasedAllow::release`]).
-    pub fn release(self, halt: &HaltLatch) -> Vec<u8> {
-        match self {
-            Self::Frame(frame) => frame,
-            Self::Allow(allow) => allow.release(halt),
-        }
-    }
-}
-
-/// An allow receipt that is decided, signed and durable in the evidence,
-/// but has not left the enforcer yet.
+/// How far the session's evidence is committed: every record with an
+/// index below this point is in the evidence file, as durably as the log
+/// promises (`fdatasync`ed, unless the operator chose an evidence window
+/// or `--danger-evidence-os-buffered`).
 ///
-/// It is the only form in which the session hands out allow bytes: it is
-/// made only after the decision's record was committed, and its bytes come
-/// out only through [`release`](Self::release), which checks the halt
-/// latch at that moment. This is where "evidence before action" and "no
-/// allow after a halt" are kept, for every path that answers a client.
-#[derive(Debug)]
-#[must_use = "an allow that is never released is never sent; release it or drop it knowingly"]
-pub struct UnreleasedAllow {
-    seq: u64,
-    frame: Vec<u8>,
+/// Only a commit that succeeded makes one, so holding it is the proof
+/// that [`UnreleasedAllow::release`] asks for; a commit that fails makes
+/// none, and the proof from before it does not cover the records it tried
+/// to write. The proof belongs to a batch, not to the session's present
+/// state: deciding the next batch may overlap with making this one
+/// durable, and each batch's allows are released with the proof of the
+/// commit that covered them, never with one taken before their records
+/// were written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    session: SessionId,
+    /// Records of the session's evidence that are durable.
+    records: u64,
 }
 
-impl UnreleasedAllow {
-    /// The frame to send now: the receipt, or a `Halted` refusal if the
-    /// session has halted since the decision. Call it right before the
-    /// send, so that a halt acknowledged while the reply waited (behind
-    /// other replies, or on a client that does not read) lets no allow
-    /// out; only a receipt released before the halt was acknowledged (and
-    /// so being written to the channel, or about to be) can still reach
-    /// the client.
-    pub fn release(self, halt: &HaltLatch) -> Vec<u8> {
-        if halt.is_halted() {
-            encode_enforcer_frame(&EnforcerFrame::Refused {
-                seq: Some(self.seq),
-                refusal: Refusal::Halted,
-            })
-        } else {
-            self.frame
+impl Durable {
+    /// Whether record `index` of `session`'s evidence is durable.
+    fn covers(&self, session: SessionId, index: u64) -> bool {
+        self.session == session && index < self.records
+    }
+}
+
+/// An allow that is decided and signed, its record staged in the
+/// evidence, and that has not taken effect: none of its receipt has left
+/// the enforcer, its brokered effect has not started, its governed system
+/// call has not proceeded.
+///
+/// The session hands out allows only in this form. It has no public
+/// constructor and cannot be cloned, and what it carries (the receipt's
+/// frame, the effect to perform, or nothing, for a governed system call)
+/// comes out only through [`release`](Self::release): the one place where
+/// "evidence before action" and "no allow after a halt" are checked, for
+/// every path an allow takes.
+#[must_use = "an allow that is never released never takes effect; release it or drop it knowingly"]
+pub struct UnreleasedAllow<P = Vec<u8>> {
+    session: SessionId,
+    /// The index of the decision's record in the session's evidence.
+    record: u64,
+    seq: u64,
+    /// The session's halt latch.
+    halt: Arc<HaltLatch>,
+    payload: P,
+}
+
+impl<P> std::fmt::Debug for UnreleasedAllow<P> {
+    /// Shows which allow it is, not what it carries: the receipt's bytes
+    /// come out only through the release.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnreleasedAllow")
+            .field("session", &self.session)
+            .field("record", &self.record)
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> UnreleasedAllow<P> {
+    /// Releases the allow: runs `start` with what it carries and returns
+    /// what `start` returned, if `durable` covers the decision's record
+    /// and the session has not halted; otherwise the allow is withheld and
+    /// `start` does not run.
+    ///
+    /// `start` runs holding the session's halt latch
+    /// ([`HaltLatch::admit`]): once a halt has returned nothing is
+    /// released, and a halt that arrives meanwhile waits for `start`, so
+    /// keep it short (take the bytes, begin an effect). Call this right
+    /// before the allow takes effect (before its send, before its effect),
+    /// so that a halt acknowledged while the allow waited lets nothing out.
+    pub fn release<T>(self, durable: &Durable, start: impl FnOnce(P) -> T) -> Result<T, Withheld> {
+        let withheld = Withheld { seq: self.seq };
+        if !durable.covers(self.session, self.record) {
+            return Err(withheld);
         }
+        self.halt.admit(self.payload, start).map_err(|_| withheld)
     }
 
     /// The request's sequence number.
     pub fn seq(&self) -> u64 {
         self.seq
     }
+
+    /// The same allow, carrying `f`'s result instead, still unreleased.
+    fn map<Q>(self, f: impl FnOnce(u64, P) -> Q) -> UnreleasedAllow<Q> {
+        UnreleasedAllow {
+            session: self.session,
+            record: self.record,
+            seq: self.seq,
+            halt: self.halt,
+            payload: f(self.seq, self.payload),
+        }
+    }
 }
 
-/// The sequence number of `frame` if it is a receipt that lets its action
-/// proceed (an allow, or a decision of shadow mode; plain or brokered).
-fn allowed_seq(frame: &EnforcerFrame) -> Option<u64> {
-    match frame {
-        EnforcerFrame::Receipt { seq, receipt } | EnforcerFrame::Brokered { seq, receipt, .. } => {
-            kernel_core::decode_receipt_body_unverified(&receipt.body)
-                .ok()
-                .filter(|body| body.decision.proceeds())
-                .map(|_| *seq)
-        }
-        _ => None,
+/// An allow that [`UnreleasedAllow::release`] withheld: its record is not
+/// known to be durable, or the session halted first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Withheld {
+    seq: u64,
+}
+
+impl Withheld {
+    /// The frame for the client: a `Halted` refusal of the request (a
+    /// failed commit halts the session, so both reasons mean halted).
+    pub fn into_frame(self) -> Vec<u8> {
+        halted_frame(self.seq)
     }
+}
+
+/// The encoded `Halted` refusal of request `seq`.
+fn halted_frame(seq: u64) -> Vec<u8> {
+    encode_enforcer_frame(&EnforcerFrame::Refused {
+        seq: Some(seq),
+        refusal: Refusal::Halted,
+    })
+}
+
+/// The encoded allow receipt of request `seq`.
+fn receipt_frame(seq: u64, receipt: SignedReceipt) -> Vec<u8> {
+    encode_enforcer_frame(&EnforcerFrame::Receipt { seq, receipt })
+}
+
+/// A governed system call, or a request through the egress proxy, decided
+/// and recorded ([`Session::decide_system_call`]): it proceeds only if
+/// [`release`](Self::release) says so.
+#[derive(Debug)]
+#[must_use = "a governed call proceeds only through its release"]
+pub struct SystemCall(Option<(UnreleasedAllow<()>, Durable)>);
+
+impl SystemCall {
+    /// A call that may not proceed, decided without the session (it did
+    /// not answer in time).
+    pub fn denied() -> Self {
+        Self(None)
+    }
+
+    /// Whether the call may proceed now: an allow, released by
+    /// [`UnreleasedAllow::release`] (its record durable, the session not
+    /// halted). A denial, or an ask (a system call cannot wait for an
+    /// operator), never proceeds.
+    #[must_use]
+    pub fn release(self) -> bool {
+        self.0
+            .is_some_and(|(allow, durable)| allow.release(&durable, |()| ()).is_ok())
+    }
+
+    /// An allow (or a denial) made without a session, durable and never
+    /// halted, for the unit tests of the code that acts on decisions.
+    #[cfg(test)]
+    pub(crate) fn for_tests(allowed: bool) -> Self {
+        let session = SessionId([0; 16]);
+        Self(allowed.then(|| {
+            (
+                UnreleasedAllow {
+                    session,
+                    record: 0,
+                    seq: 0,
+                    halt: Arc::new(HaltLatch::new()),
+                    payload: (),
+                },
+                Durable {
+                    session,
+                    records: 1,
+                },
+            )
+        }))
+    }
+}
+
+/// What a brokered effect needs once released.
+#[derive(Debug)]
+struct Effect {
+    receipt: SignedReceipt,
+    action: CanonicalAction,
+    payload: Vec<u8>,
+}
+
+/// An allowed effect the broker still has to perform: it starts only
+/// through its allow's release.
+#[derive(Debug)]
+pub struct PendingEffect {
+    allow: UnreleasedAllow<Effect>,
+}
+
+impl PendingEffect {
+    /// Performs the effect if its allow is released with `durable` (see
+    /// [`UnreleasedAllow::release`]; the effect starts holding the halt
+    /// latch, and is waited for after) and returns the frame for the
+    /// agent: the outcome, or a `Halted` refusal.
+    pub fn perform(self, broker: &Broker, durable: &Durable) -> Vec<u8> {
+        let seq = self.allow.seq;
+        let started = self.allow.release(durable, |effect| {
+            let started = broker.start(seq, effect.action.action(), &effect.payload);
+            (effect.receipt, started)
+        });
+        match started {
+            Ok((receipt, started)) => encode_enforcer_frame(&EnforcerFrame::Brokered {
+                seq,
+                receipt,
+                outcome: started.finish(),
+            }),
+            Err(withheld) => withheld.into_frame(),
+        }
+    }
+
+    /// The frame for the agent when the effect is not performed (there
+    /// is no broker to perform it): a `Halted` refusal.
+    pub fn withheld(self) -> Vec<u8> {
+        halted_frame(self.allow.seq)
+    }
+}
+
+/// One reply of a batch: ready to send, an allow to release, or an
+/// effect to perform.
+#[derive(Debug)]
+pub enum Reply {
+    /// An encoded frame that lets nothing proceed, to send as it is: a
+    /// refusal, a handshake, or a receipt that is not an allow (its record
+    /// durable, or it was replaced by a `Halted` refusal).
+    Frame(Vec<u8>),
+    /// An allow receipt, sent only through [`UnreleasedAllow::release`].
+    Allow(UnreleasedAllow),
+    /// An allowed effect, performed only through its allow's release
+    /// ([`PendingEffect::perform`]).
+    Effect(PendingEffect),
+}
+
+impl Reply {
+    /// The frame to send now, with `durable` the proof of the batch's
+    /// commit: a frame as it is; an allow's receipt, or an effect's
+    /// outcome (performed by `broker`), if released
+    /// ([`UnreleasedAllow::release`]); otherwise a `Halted` refusal.
+    pub fn release(self, durable: &Durable, broker: Option<&Broker>) -> Vec<u8> {
+        match self {
+            Self::Frame(frame) => frame,
+            Self::Allow(allow) => allow
+                .release(durable, |frame| frame)
+                .unwrap_or_else(Withheld::into_frame),
+            Self::Effect(effect) => match broker {
+                Some(broker) => effect.perform(broker, durable),
+                None => effect.withheld(),
+            },
+        }
+    }
+}
+
+/// A reply made outside the serving loop (an operator's approval or
+/// rejection, a halt, periodic work): a frame, or an allow to release.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// An encoded frame that lets nothing proceed, to send as it is.
+    Frame(Vec<u8>),
+    /// An allow receipt, sent only through [`UnreleasedAllow::release`].
+    Allow(UnreleasedAllow),
+}
+
+impl Outgoing {
+    /// The frame to send now (see [`Reply::release`]).
+    pub fn release(self, durable: &Durable) -> Vec<u8> {
+        match self {
+            Self::Frame(frame) => frame,
+            Self::Allow(allow) => allow
+                .release(durable, |frame| frame)
+                .unwrap_or_else(Withheld::into_frame),
+        }
+    }
+}
+
+/// Replies made together, with the proof of the commit that covered
+/// their records: what their allows are released with.
+#[derive(Debug)]
+#[must_use = "replies that are never sent leave their client waiting"]
+pub struct Batch<R> {
+    /// The replies, in order.
+    pub replies: Vec<R>,
+    /// How far the evidence was durable once the replies' records were
+    /// committed (if their commit failed, or the batch was abandoned, it
+    /// covers none of them).
+    pub durable: Durable,
+}
+
+/// What an operator's answer to a waiting request came to
+/// ([`Session::approve`], [`Session::reject`]).
+///
+/// Both parts count, whatever the outcome: once the request has left the
+/// table of waiting requests, `replies` holds its one final answer, the
+/// one its record says (or a `Halted` refusal if that record is not
+/// durable), and the agent gets no other; `outcome` is what the operator
+/// is told.
+#[derive(Debug)]
+#[must_use = "the agent waits for the replies, and the operator for the outcome"]
+pub struct Answered {
+    /// The replies for the agent, with the proof of their commit: empty
+    /// if no request was taken (an unknown id, a session that can record
+    /// nothing).
+    pub replies: Batch<Outgoing>,
+    /// `Ok` if the operator's answer was recorded durably and decided the
+    /// request; otherwise why it did not take effect (unknown id, passed
+    /// deadline, a commit that failed and halted the session).
+    pub outcome: Result<(), String>,
+}
+
+/// A decision whose record is staged: an allow, or a frame that lets
+/// nothing proceed.
+#[derive(Debug)]
+enum Staged {
+    Allow(UnreleasedAllow<SignedReceipt>),
+    Frame(EnforcerFrame),
+}
+
+impl Staged {
+    /// What deciding `request` came to.
+    fn authorized(self, request: EncodedRequest) -> Authorized {
+        match self {
+            Self::Allow(allow) => Authorized::Allow(allow, request),
+            Self::Frame(frame) => Authorized::Frame(frame),
+        }
+    }
+}
+
+/// A request decided by `Session::authorize`.
+#[derive(Debug)]
+enum Authorized {
+    /// Refused, or decided and not allowed.
+    Frame(EnforcerFrame),
+    /// Allowed, with the decoded request (so the broker need not decode
+    /// it again).
+    Allow(UnreleasedAllow<SignedReceipt>, EncodedRequest),
 }
 
 /// What handling one frame produced, before the batch is committed.
 #[derive(Debug)]
 enum Answer {
     Frame(EnforcerFrame),
-    /// An allow receipt.
-    Allow(EnforcerFrame),
+    Allow(UnreleasedAllow),
     Effect(PendingEffect),
+}
+
+/// The frame for `frame` once the commit of its record has (or has not,
+/// `committed` false) succeeded: a receipt whose record is not durable is
+/// replaced by a `Halted` refusal, whatever its decision.
+fn after_commit(frame: EnforcerFrame, committed: bool) -> Vec<u8> {
+    match frame {
+        EnforcerFrame::Receipt { seq, .. } | EnforcerFrame::Brokered { seq, .. } if !committed => {
+            halted_frame(seq)
+        }
+        other => encode_enforcer_frame(&other),
+    }
 }
 
 /// The state of one session.
@@ -302,6 +519,8 @@ pub struct Session {
     syscall_seq: u64,
     halt: Arc<HaltLatch>,
     evidence_broken: bool,
+    /// The proof of the newest commit that succeeded.
+    durable: Durable,
     counters: RateCounters,
     pending: Pending<Waiting>,
     grants: Arc<Grants<Digest>>,
@@ -363,6 +582,11 @@ impl Session {
             evidence.append(&Record::Event(SignedEvent::sign(&shadow, &key)))?;
             evidence.sync_now()?;
         }
+        // Everything so far was appended, and so committed.
+        let durable = Durable {
+            session: id,
+            records: evidence.next_index(),
+        };
         Ok(Self {
             id,
             key,
@@ -375,6 +599,7 @@ impl Session {
             syscall_seq: 0,
             halt: Arc::new(HaltLatch::new()),
             evidence_broken: false,
+            durable,
             counters: RateCounters::new(),
             pending: Pending::new(MAX_PENDING_APPROVALS),
             grants: Arc::new(Grants::new(MAX_GRANTS)),
@@ -450,9 +675,17 @@ impl Session {
     /// denied, and every pending approval is denied now. Returns the
     /// replies to send (denials of pending requests). Halting twice keeps
     /// the first cause.
-    pub fn halt(&mut self, cause: &str, by: &str) -> Vec<Outgoing> {
+    pub fn halt(&mut self, cause: &str, by: &str) -> Batch<Outgoing> {
+        let denials = self.stage_halt(cause, by);
+        self.commit_replies(denials.into_iter().map(|(_, denial)| denial).collect())
+    }
+
+    /// Sets the halt latch and, if the evidence can still be written,
+    /// stages the halt's record and the denials of every waiting request
+    /// (with their sequence numbers), for the caller to commit and send.
+    fn stage_halt(&mut self, cause: &str, by: &str) -> Vec<(u64, Staged)> {
         self.halt.halt(cause);
-        let mut replies = Vec::new();
+        let mut denials = Vec::new();
         if !self.closed() {
             let event = Event::Halt {
                 session: self.id,
@@ -463,11 +696,12 @@ impl Session {
             self.evidence
                 .stage(&Record::Event(SignedEvent::sign(&event, &self.key)));
             for (_, waiting) in self.pending.take_all() {
-                replies.push(self.decide_pending(&waiting, Approval::None));
+                let seq = waiting.request.request().seq;
+                denials.push((seq, self.decide_pending(&waiting, Approval::None)));
             }
             self.checkpoint();
         }
-        self.commit_replies(replies)
+        denials
     }
 
     /// Signs and stages a checkpoint of every record so far, with the
@@ -486,9 +720,12 @@ impl Session {
     /// Periodic work, called when idle: denies approvals whose deadline
     /// passed and writes a checkpoint if one is due. Returns the replies
     /// to send.
-    pub fn tick(&mut self) -> Vec<Outgoing> {
+    pub fn tick(&mut self) -> Batch<Outgoing> {
         if self.closed() {
-            return Vec::new();
+            return Batch {
+                replies: Vec::new(),
+                durable: self.durable,
+            };
         }
         let mut replies = Vec::new();
         for (_, waiting) in self.pending.take_expired(now_ms()) {
@@ -522,147 +759,189 @@ impl Session {
         self.evidence_broken || self.finished
     }
 
-    /// Commits staged records, then sorts the replies: once the commit
-    /// succeeded, each allow receipt becomes an [`UnreleasedAllow`]; if it
-    /// fails (or panics), the session halts for good, the evidence is
-    /// treated as unwritable, and every receipt is replaced by a `Halted`
-    /// refusal.
-    fn commit_replies(&mut self, replies: Vec<EnforcerFrame>) -> Vec<Outgoing> {
+    /// Commits staged records and returns `replies` with the commit's
+    /// proof. If the commit fails (or panics), the session halts for good,
+    /// the evidence is treated as unwritable, every receipt that is not an
+    /// allow is replaced by a `Halted` refusal, and the proof covers none
+    /// of the allows, so their release withholds them too.
+    fn commit_replies(&mut self, replies: Vec<Staged>) -> Batch<Outgoing> {
+        self.commit_replies_checked(replies).0
+    }
+
+    /// [`commit_replies`](Self::commit_replies), also saying whether the
+    /// commit succeeded.
+    fn commit_replies_checked(&mut self, replies: Vec<Staged>) -> (Batch<Outgoing>, bool) {
         let committed = self.commit_staged();
-        replies
+        (self.after_commit_of(replies, committed), committed)
+    }
+
+    /// `replies` once the commit of their records has (or has not,
+    /// `committed` false) succeeded, with the proof of the newest commit.
+    fn after_commit_of(&self, replies: Vec<Staged>, committed: bool) -> Batch<Outgoing> {
+        let replies = replies
             .into_iter()
-            .map(|reply| match (allowed_seq(&reply), committed) {
-                (Some(seq), true) => Outgoing::Allow(UnreleasedAllow {
-                    seq,
-                    frame: encode_enforcer_frame(&reply),
-                }),
-                (Some(seq), false) => Outgoing::Frame(encode_enforcer_frame(&Self::refused(
-                    Some(seq),
-                    Refusal::Halted,
-                ))),
-                (None, _) => match reply {
-                    EnforcerFrame::Receipt { seq, .. } | EnforcerFrame::Brokered { seq, .. }
-                        if !committed =>
-                    {
-                        Outgoing::Frame(encode_enforcer_frame(&Self::refused(
-                            Some(seq),
-                            Refusal::Halted,
-                        )))
-                    }
-                    other => Outgoing::Frame(encode_enforcer_frame(&other)),
-                },
+            .map(|reply| match reply {
+                Staged::Allow(allow) => Outgoing::Allow(allow.map(receipt_frame)),
+                Staged::Frame(frame) => Outgoing::Frame(after_commit(frame, committed)),
             })
-            .collect()
+            .collect();
+        Batch {
+            replies,
+            durable: self.durable,
+        }
     }
 
     /// Handles one frame (see [`handle_batch`](Self::handle_batch)).
     pub fn handle(&mut self, frame: &[u8]) -> Vec<u8> {
         self.handle_batch(std::slice::from_ref(&frame))
-            .pop()
+            .into_iter()
+            .next()
             .unwrap_or_default()
     }
 
     /// Handles frames that arrived together and returns one encoded reply
-    /// per frame, in order, performing brokered effects inline. See
+    /// per frame, in order, releasing allows and performing brokered
+    /// effects inline ([`Reply::release`]). See
     /// [`decide_batch`](Self::decide_batch).
     pub fn handle_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Vec<Vec<u8>> {
-        self.decide_batch(frames)
+        let Batch { replies, durable } = self.decide_batch(frames);
+        replies
             .into_iter()
-            .map(|reply| match reply {
-                Reply::Frame(frame) => frame,
-                Reply::Allow(allow) => allow.release(&self.halt),
-                Reply::Effect(effect) => match &self.broker {
-                    Some(broker) => effect.perform_unless_halted(broker, &self.halt),
-                    None => effect.withheld(),
-                },
-            })
+            .map(|reply| reply.release(&durable, self.broker.as_ref()))
             .collect()
     }
 
     /// Decides frames that arrived together and returns one reply per
-    /// frame, in order. Total: any input gets a reply. Every record the
-    /// batch produced is made durable with one `fdatasync` before any reply
-    /// is returned (group commit), and brokered effects come back as
-    /// [`Reply::Effect`], to be performed only after that. If the commit
-    /// fails, the session halts and every receipt and effect of the batch
-    /// is withheld. A panic while handling a frame halts the session
-    /// (sticky) and refuses that frame.
-    pub fn decide_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Vec<Reply> {
+    /// frame, in order, with the proof of the batch's commit. Total: any
+    /// input gets a reply. Every record the batch produced is committed
+    /// with one `fdatasync` (group commit) before this returns; allows and
+    /// brokered effects come back unreleased ([`Reply::Allow`],
+    /// [`Reply::Effect`]), for [`UnreleasedAllow::release`] to let out
+    /// with that proof. If the commit fails, the session halts, every
+    /// other receipt of the batch is replaced by a `Halted` refusal, and
+    /// the proof covers none of its allows.
+    ///
+    /// A panic while handling a frame halts the session (sticky) and
+    /// releases nothing of the batch: the frame is refused as halted (by
+    /// its sequence number, when it has one), and after the batch's
+    /// replies come `Halted` refusals of the requests that were waiting
+    /// for an operator (the halt denied them): one more reply for each.
+    pub fn decide_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Batch<Reply> {
+        let before = self.durable;
         let mut panicked = false;
         let answers: Vec<Answer> = frames
             .iter()
-            .map(
-                |frame| match catch_unwind(AssertUnwindSafe(|| self.answer_to(frame.as_ref()))) {
+            .map(|frame| {
+                let frame = frame.as_ref();
+                match catch_unwind(AssertUnwindSafe(|| self.answer_to(frame))) {
                     Ok(answer) => answer,
                     Err(_) => {
                         panicked = true;
-                        Answer::Frame(Self::refused(None, Refusal::Halted))
+                        Answer::Frame(Self::refused(self.claimed_seq(frame), Refusal::Halted))
                     }
-                },
-            )
+                }
+            })
             .collect();
         for answer in &answers {
-            if matches!(
-                answer,
-                Answer::Frame(EnforcerFrame::Refused { .. })
-                    | Answer::Allow(EnforcerFrame::Refused { .. })
-            ) {
+            if matches!(answer, Answer::Frame(EnforcerFrame::Refused { .. })) {
                 self.counts.refused += 1;
             }
         }
+        let mut waiting = Vec::new();
         if panicked {
             // The decision path broke an invariant: halt, and record the
-            // halt if the evidence still works. Nothing of this batch is
-            // released.
-            let _ = self.halt("internal fault: a panic while deciding", "enforcer");
+            // halt (and the denials of the requests waiting for an
+            // operator) if the evidence still works. Those requests are
+            // answered here, as halted, whether that record was written
+            // or not.
+            waiting = self
+                .stage_halt("internal fault: a panic while deciding", "enforcer")
+                .into_iter()
+                .map(|(seq, _)| seq)
+                .collect();
+            self.commit_staged();
         }
         let committed = !panicked && self.commit_staged();
-        answers
+        // Nothing of a batch that panicked is released: its proof is the
+        // one from before it, which covers none of its records.
+        let durable = if panicked { before } else { self.durable };
+        let replies = answers
             .into_iter()
-            .map(|answer| match (answer, committed) {
-                (Answer::Effect(effect), true) => Reply::Effect(effect),
-                (Answer::Effect(effect), false) => Reply::Frame(effect.withheld()),
-                (Answer::Frame(EnforcerFrame::Receipt { seq, .. }), false)
-                | (Answer::Frame(EnforcerFrame::Brokered { seq, .. }), false)
-                | (
-                    Answer::Allow(
-                        EnforcerFrame::Receipt { seq, .. } | EnforcerFrame::Brokered { seq, .. },
-                    ),
-                    false,
-                ) => Reply::Frame(encode_enforcer_frame(&Self::refused(
-                    Some(seq),
-                    Refusal::Halted,
-                ))),
-                (
-                    Answer::Allow(
-                        frame @ (EnforcerFrame::Receipt { seq, .. }
-                        | EnforcerFrame::Brokered { seq, .. }),
-                    ),
-                    true,
-                ) => Reply::Allow(UnreleasedAllow {
-                    seq,
-                    frame: encode_enforcer_frame(&frame),
-                }),
-                (Answer::Frame(frame) | Answer::Allow(frame), _) => {
-                    Reply::Frame(encode_enforcer_frame(&frame))
-                }
+            .map(|answer| match answer {
+                Answer::Frame(frame) => Reply::Frame(after_commit(frame, committed)),
+                Answer::Allow(allow) => Reply::Allow(allow),
+                Answer::Effect(effect) => Reply::Effect(effect),
             })
-            .collect()
+            .chain(
+                waiting
+                    .into_iter()
+                    .map(|seq| Reply::Frame(halted_frame(seq))),
+            )
+            .collect();
+        Batch { replies, durable }
     }
 
-    /// Commits staged records; on failure (or a panic in the device) the
-    /// session halts for good and the evidence is treated as unwritable.
+    /// The sequence number `frame` claims for a request of this session,
+    /// if it decodes that far (and decoding does not panic): what a
+    /// refusal of a frame whose handling panicked is addressed to, so that
+    /// its client is answered rather than left to its own timeout.
+    fn claimed_seq(&self, frame: &[u8]) -> Option<u64> {
+        catch_unwind(AssertUnwindSafe(|| {
+            match decode_client_frame(frame).ok()? {
+                ClientFrame::Authorize { request } | ClientFrame::Broker { request, .. } => {
+                    let encoded = EncodedRequest::decode(&request).ok()?;
+                    let request = encoded.request();
+                    (request.session == self.id).then_some(request.seq)
+                }
+                ClientFrame::Hello { .. } => None,
+            }
+        }))
+        .ok()
+        .flatten()
+    }
+
+    /// Commits staged records and, if that succeeded, takes the proof of
+    /// it; on failure (or a panic in the device) the session halts for
+    /// good and the evidence is treated as unwritable.
+    ///
+    /// A commit that leaves the active segment of a segmented log full is
+    /// followed by a rotation, before the batch's replies go: a failed
+    /// rotation is a failed commit.
     fn commit_staged(&mut self) -> bool {
-        let committed = catch_unwind(AssertUnwindSafe(|| self.evidence.commit()))
-            .unwrap_or(Err(crate::evidence::EvidenceError::Panicked));
+        if self.evidence_broken {
+            // Nothing more is written after a failed commit; what it left
+            // staged never becomes durable.
+            return false;
+        }
+        let committed = catch_unwind(AssertUnwindSafe(|| {
+            self.evidence.commit()?;
+            if self.evidence.rotation_due() {
+                self.evidence.rotate(self.id, &self.key)?;
+            }
+            Ok(())
+        }))
+        .unwrap_or(Err(crate::evidence::EvidenceError::Panicked));
         match committed {
-            Ok(()) => true,
+            Ok(()) => {
+                // The commit wrote every staged record.
+                self.durable = Durable {
+                    session: self.id,
+                    records: self.evidence.next_index(),
+                };
+                true
+            }
             Err(e) => {
-                self.evidence_broken = true;
-                self.halt.halt(&format!("cannot record evidence: {e}"));
+                self.commit_failed(&e.to_string());
                 false
             }
         }
+    }
+
+    /// What a failed commit does: nothing more is recorded, and the
+    /// session halts for good.
+    fn commit_failed(&mut self, why: &str) {
+        self.evidence_broken = true;
+        self.halt.halt(&format!("cannot record evidence: {why}"));
     }
 
     fn refused(seq: Option<u64>, refusal: Refusal) -> EnforcerFrame {
@@ -689,39 +968,45 @@ impl Session {
                 challenge,
             } => Answer::Frame(self.hello(protocol, &challenge)),
             ClientFrame::Authorize { request } => match self.authorize(&request) {
-                (frame, Some(_)) => Answer::Allow(frame),
-                (frame, None) => Answer::Frame(frame),
+                Authorized::Allow(allow, _) => Answer::Allow(allow.map(receipt_frame)),
+                Authorized::Frame(frame) => Answer::Frame(frame),
             },
             ClientFrame::Broker { request, payload } => self.broker_request(&request, payload),
         }
     }
 
     /// Decides a brokered request; an allowed one comes back as an effect
-    /// to perform once its record is durable.
+    /// to perform once its allow is released.
     fn broker_request(&mut self, bytes: &[u8], payload: Vec<u8>) -> Answer {
-        let (reply, allowed) = self.authorize(bytes);
-        let EnforcerFrame::Receipt { seq, receipt } = reply else {
-            return Answer::Frame(reply);
+        let not_performed = |reason: &str| Outcome::NotPerformed {
+            reason: reason.into(),
         };
-        let not_performed = |reason: &str| EnforcerFrame::Brokered {
-            seq,
-            receipt: receipt.clone(),
-            outcome: Outcome::NotPerformed {
-                reason: reason.into(),
-            },
-        };
-        match (allowed, self.broker.is_some()) {
-            (Some(request), true) => Answer::Effect(PendingEffect {
-                seq,
-                action: request.request().action.clone(),
-                receipt,
-                payload,
-            }),
-            // Still an allow receipt: released like any permit.
-            (Some(_), false) => {
-                Answer::Allow(not_performed("this enforcer does not broker effects"))
+        match self.authorize(bytes) {
+            Authorized::Allow(allow, request) if self.broker.is_some() => {
+                Answer::Effect(PendingEffect {
+                    allow: allow.map(|_, receipt| Effect {
+                        receipt,
+                        action: request.request().action.clone(),
+                        payload,
+                    }),
+                })
             }
-            (None, _) => Answer::Frame(not_performed("not allowed")),
+            // Still an allow receipt: released like any permit.
+            Authorized::Allow(allow, _) => Answer::Allow(allow.map(|seq, receipt| {
+                encode_enforcer_frame(&EnforcerFrame::Brokered {
+                    seq,
+                    receipt,
+                    outcome: not_performed("this enforcer does not broker effects"),
+                })
+            })),
+            Authorized::Frame(EnforcerFrame::Receipt { seq, receipt }) => {
+                Answer::Frame(EnforcerFrame::Brokered {
+                    seq,
+                    receipt,
+                    outcome: not_performed("not allowed"),
+                })
+            }
+            Authorized::Frame(frame) => Answer::Frame(frame),
         }
     }
 
@@ -797,32 +1082,39 @@ impl Session {
         }
     }
 
-    /// Decides one request. Returns the reply and, for an `Allow`, the
-    /// decoded request (so the broker need not decode it again).
-    fn authorize(&mut self, bytes: &[u8]) -> (EnforcerFrame, Option<EncodedRequest>) {
+    /// Decides one request: a refusal, a decision that lets nothing
+    /// proceed, or an allow (with the decoded request).
+    fn authorize(&mut self, bytes: &[u8]) -> Authorized {
         if !self.greeted {
-            return (
-                Self::refused(None, Refusal::OutOfOrder("request before hello".into())),
+            return Authorized::Frame(Self::refused(
                 None,
-            );
+                Refusal::OutOfOrder("request before hello".into()),
+            ));
         }
         let encoded = match EncodedRequest::decode(bytes) {
             Ok(encoded) => encoded,
-            Err(e) => return (Self::refused(None, Refusal::Malformed(e.to_string())), None),
+            Err(e) => {
+                return Authorized::Frame(Self::refused(None, Refusal::Malformed(e.to_string())));
+            }
         };
         let request = encoded.request();
         let seq = request.seq;
         if request.session != self.id {
-            return (Self::refused(Some(seq), Refusal::WrongSession), None);
+            return Authorized::Frame(Self::refused(Some(seq), Refusal::WrongSession));
         }
         if self.last_seq.is_some_and(|last| seq <= last) {
-            return (Self::refused(Some(seq), Refusal::Replayed(seq)), None);
+            return Authorized::Frame(Self::refused(Some(seq), Refusal::Replayed(seq)));
         }
         self.last_seq = Some(seq);
         if self.closed() {
             // Nothing can be recorded, so nothing is decided.
-            return (Self::refused(Some(seq), Refusal::Halted), None);
+            return Authorized::Frame(Self::refused(Some(seq), Refusal::Halted));
         }
+        // Debug builds only: `AGENT_KERNEL_TEST_FAULT=panic:KIND` makes
+        // deciding a client's request of that kind panic, as it does for
+        // a governed call (see `notify::injected_fault`).
+        #[cfg(debug_assertions)]
+        crate::notify::injected_fault(&request.action);
         let action_digest = request.action.digest();
         // Finding a standing grant, deciding with it and counting its use
         // happen under the grants' lock: a grant of n uses allows at most
@@ -836,36 +1128,34 @@ impl Session {
             let (reply, verdict, granted) = self.decide_and_stage(&encoded, approval);
             ((reply, verdict), granted)
         });
-        match verdict.decision {
-            Decision::Ask => {
-                let deadline = encoded.request().deadline_ms;
-                let waiting = Waiting {
-                    request: encoded,
-                    policies: verdict.policies,
-                    reasons: verdict.reasons,
-                };
-                if let Err(waiting) = self.pending.wait(waiting, deadline) {
-                    // Recorded as asked; the client is told here that it
-                    // will not be answered.
-                    let denial = self.stage_decision(
-                        &waiting.request,
-                        &Verdict {
-                            decision: Decision::Deny,
-                            policies: waiting.policies,
-                            reasons: vec![format!(
-                                "too many requests already wait for approval (limit {MAX_PENDING_APPROVALS})"
-                            )],
-                        },
-                    );
-                    return (denial, None);
-                }
+        let reply = match reply {
+            Staged::Allow(allow) => return Authorized::Allow(allow, encoded),
+            Staged::Frame(frame) => frame,
+        };
+        if verdict.decision == Decision::Ask {
+            let deadline = encoded.request().deadline_ms;
+            let waiting = Waiting {
+                request: encoded,
+                policies: verdict.policies,
+                reasons: verdict.reasons,
+            };
+            if let Err(waiting) = self.pending.wait(waiting, deadline) {
+                // Recorded as asked; the client is told here that it
+                // will not be answered.
+                let denial = self.stage_decision(
+                    &waiting.request,
+                    &Verdict {
+                        decision: Decision::Deny,
+                        policies: waiting.policies,
+                        reasons: vec![format!(
+                            "too many requests already wait for approval (limit {MAX_PENDING_APPROVALS})"
+                        )],
+                    },
+                );
+                return denial.authorized(waiting.request);
             }
-            Decision::Allow | Decision::ShadowDeny | Decision::ShadowAsk => {
-                return (reply, Some(encoded));
-            }
-            Decision::Deny => {}
         }
-        (reply, None)
+        Authorized::Frame(reply)
     }
 
     /// Evaluates, applies limits, decides, and stages the decision record.
@@ -874,7 +1164,7 @@ impl Session {
         &mut self,
         encoded: &EncodedRequest,
         approval: Approval,
-    ) -> (EnforcerFrame, Verdict, bool) {
+    ) -> (Staged, Verdict, bool) {
         let request = encoded.request();
         let now = now_ms();
         let evaluation = self
@@ -979,8 +1269,9 @@ impl Session {
         }
     }
 
-    /// Signs a receipt for `verdict` and stages its decision record.
-    fn stage_decision(&mut self, encoded: &EncodedRequest, verdict: &Verdict) -> EnforcerFrame {
+    /// Signs a receipt for `verdict` and stages its decision record: an
+    /// [`UnreleasedAllow`] when the decision lets its action proceed.
+    fn stage_decision(&mut self, encoded: &EncodedRequest, verdict: &Verdict) -> Staged {
         let now = now_ms();
         let seq = encoded.request().seq;
         let ttl = u64::try_from(self.config.permit_ttl.as_millis()).unwrap_or(u64::MAX);
@@ -1003,32 +1294,44 @@ impl Session {
             Decision::ShadowDeny | Decision::ShadowAsk => self.counts.shadowed += 1,
         }
         let receipt = sign_receipt(&self.key, &body);
-        // Staged here, durable before the replies leave
-        // (`commit_replies`), or the receipt is withheld.
-        self.evidence.stage(&Record::Decision {
+        // Staged here; a receipt leaves only once this record is durable:
+        // an allow through its release, any other after the commit.
+        let record = self.evidence.stage(&Record::Decision {
             request: encoded.bytes().to_vec(),
             receipt: receipt.clone(),
         });
         if self.checkpoint_due() {
             self.checkpoint();
         }
-        EnforcerFrame::Receipt { seq, receipt }
+        if verdict.decision.proceeds() {
+            Staged::Allow(UnreleasedAllow {
+                session: self.id,
+                record,
+                seq,
+                halt: Arc::clone(&self.halt),
+                payload: receipt,
+            })
+        } else {
+            Staged::Frame(EnforcerFrame::Receipt { seq, receipt })
+        }
     }
 
     /// Decides an action the agent attempted directly at the system-call
-    /// boundary (see [`crate::notify`]), records the decision, and makes
-    /// it durable before returning: `true` only for an `Allow` (or, in
-    /// shadow mode, a decision of shadow mode) whose record is on disk. An
-    /// `Ask` is recorded and answered as a denial (a system call cannot
-    /// wait for an operator). These requests take sequence
-    /// numbers from [`SYSCALL_SEQ_BASE`] up, apart from the client's.
-    pub fn decide_system_call(&mut self, action: CanonicalAction) -> bool {
+    /// boundary (see [`crate::notify`]) or through the egress proxy, and
+    /// commits its record. The call proceeds only if the result's
+    /// [`release`](SystemCall::release) says so: an `Allow` (or, in
+    /// shadow mode, a decision of shadow mode) whose record is durable,
+    /// released before any halt. An `Ask` is recorded and answered as a
+    /// denial (a system call cannot wait for an operator). These requests
+    /// take sequence numbers from [`SYSCALL_SEQ_BASE`] up, apart from the
+    /// client's.
+    pub fn decide_system_call(&mut self, action: CanonicalAction) -> SystemCall {
         if self.closed() {
-            return false;
+            return SystemCall::denied();
         }
         let mut nonce = [0u8; 16];
         if getrandom::fill(&mut nonce).is_err() {
-            return false;
+            return SystemCall::denied();
         }
         let seq = SYSCALL_SEQ_BASE.saturating_add(self.syscall_seq);
         self.syscall_seq = self.syscall_seq.saturating_add(1);
@@ -1041,18 +1344,32 @@ impl Session {
             deadline_ms: now_ms().saturating_add(ttl),
         });
         let decided = catch_unwind(AssertUnwindSafe(|| {
-            self.decide_and_stage(&encoded, Approval::None).1.decision
+            self.decide_and_stage(&encoded, Approval::None).0
         }));
-        let Ok(decision) = decided else {
-            let _ = self.halt("internal fault: a panic while deciding", "enforcer");
-            return false;
+        let Ok(staged) = decided else {
+            // The halt's replies deny requests waiting for an operator,
+            // which only a client's channel makes; a session that decides
+            // system calls and egress (`run --govern-syscalls`) has no
+            // client channel, so nobody waits for them.
+            drop(self.halt("internal fault: a panic while deciding", "enforcer"));
+            return SystemCall::denied();
         };
-        self.commit_staged() && decision.proceeds()
+        if unsynced_fault(encoded.request().action.action()) {
+            // As if the record's sync had failed: it is never written.
+            self.commit_failed("injected fault: the record of a governed call was not synced");
+        } else {
+            let _ = self.commit_staged();
+        }
+        // Whether the record is durable is for the release to check.
+        match staged {
+            Staged::Allow(allow) => SystemCall(Some((allow.map(|_, _| ()), self.durable))),
+            Staged::Frame(_) => SystemCall::denied(),
+        }
     }
 
     /// Decides a waiting request again, now with the operator's answer (or
     /// none: then the `@ask` policy makes it a denial).
-    fn decide_pending(&mut self, pending: &Waiting, approval: Approval) -> EnforcerFrame {
+    fn decide_pending(&mut self, pending: &Waiting, approval: Approval) -> Staged {
         let (reply, verdict, _) = self.decide_and_stage(&pending.request, approval);
         if verdict.decision == Decision::Ask {
             // No answer: an ask without approval ends as a denial.
@@ -1084,44 +1401,57 @@ impl Session {
     /// standing grant for the same action. The request is decided again
     /// with the approval as input (so a forbid, a limit or a halt still
     /// wins), the approval and the new decision are recorded, and the
-    /// reply for the agent is returned. Refused for an unknown id and for a
-    /// request whose deadline has passed.
-    pub fn approve(
-        &mut self,
-        id: u64,
-        by: &str,
-        scope: Option<GrantScope>,
-    ) -> Result<Vec<Outgoing>, String> {
+    /// reply for the agent is returned: an allow comes back unreleased
+    /// ([`Outgoing::Allow`]), to be sent only through its release, right
+    /// before the send. Refused for an unknown id; refused for a request
+    /// whose deadline has passed, which is then denied, recorded, and its
+    /// denial returned for the agent; and reported as not taking effect
+    /// when the commit of its records fails (the session halts, and the
+    /// agent's reply is a `Halted` refusal). See [`Answered`].
+    pub fn approve(&mut self, id: u64, by: &str, scope: Option<GrantScope>) -> Answered {
         self.answer(id, by, true, scope)
     }
 
     /// Rejects pending request `id` on behalf of `by`: recorded, and the
-    /// agent gets a signed denial.
-    pub fn reject(&mut self, id: u64, by: &str) -> Result<Vec<Outgoing>, String> {
+    /// agent gets a signed denial (refused and reported as for
+    /// [`approve`](Self::approve)).
+    pub fn reject(&mut self, id: u64, by: &str) -> Answered {
         self.answer(id, by, false, None)
     }
 
-    fn answer(
-        &mut self,
-        id: u64,
-        by: &str,
-        approved: bool,
-        scope: Option<GrantScope>,
-    ) -> Result<Vec<Outgoing>, String> {
+    fn answer(&mut self, id: u64, by: &str, approved: bool, scope: Option<GrantScope>) -> Answered {
+        let refused = |session: &Self, why: String| Answered {
+            replies: Batch {
+                replies: Vec::new(),
+                durable: session.durable,
+            },
+            outcome: Err(why),
+        };
         if self.closed() {
-            return Err("the session has ended or cannot record anything".into());
+            return refused(
+                self,
+                "the session has ended or cannot record anything".into(),
+            );
         }
-        let pending = self
-            .pending
-            .take(id)
-            .ok_or_else(|| format!("no request `{id}` is waiting for approval"))?;
+        let Some(pending) = self.pending.take(id) else {
+            return refused(self, format!("no request `{id}` is waiting for approval"));
+        };
         let now = now_ms();
         if now > pending.request.request().deadline_ms {
+            // Taken from the waiting requests here, so answered here: the
+            // agent gets the denial that is recorded, and nothing else.
             let reply = self.decide_pending(&pending, Approval::None);
-            let _ = self.commit_replies(vec![reply]);
-            return Err(format!(
+            let (replies, committed) = self.commit_replies_checked(vec![reply]);
+            let mut why = format!(
                 "refused: request `{id}` passed its deadline before the answer; it was denied"
-            ));
+            );
+            if !committed {
+                why.push_str(&self.halted_because());
+            }
+            return Answered {
+                replies,
+                outcome: Err(why),
+            };
         }
         let scope_text = scope
             .map(|s| format!("for {}s, {} uses", s.duration.as_secs(), s.uses))
@@ -1158,7 +1488,37 @@ impl Session {
                 },
             )
         };
-        Ok(self.commit_replies(vec![reply]))
+        let committed = if unsynced_fault(pending.request.request().action.action()) {
+            // As if the records' sync had failed: they are never written.
+            self.commit_failed("injected fault: the record of an operator's answer was not synced");
+            false
+        } else {
+            self.commit_staged()
+        };
+        let replies = self.after_commit_of(vec![reply], committed);
+        let outcome = if committed {
+            Ok(())
+        } else {
+            // Nothing of it is known to be in the evidence, and the
+            // agent is told `halted` (an allow is withheld by its
+            // release, a denial replaced by the refusal).
+            let what = if approved { "approval" } else { "rejection" };
+            Err(format!(
+                "the {what} of request `{id}` did not take effect: its record could not be \
+                 committed{}",
+                self.halted_because()
+            ))
+        };
+        Answered { replies, outcome }
+    }
+
+    /// What an operator whose command's record could not be committed is
+    /// told besides: that the session halted, why, and what the agent got.
+    fn halted_because(&self) -> String {
+        format!(
+            "; the session halted ({}) and the agent was told `halted`",
+            self.halted().unwrap_or_else(|| "cause unknown".into())
+        )
     }
 
     /// Loads the policy files again from `paths`. An invalid set changes

@@ -16,7 +16,7 @@ use crate::notify;
 use crate::serve::{
     FinishOnDrop, ServeError, ServeOptions, SharedSession, serve_channels, serve_without_client,
 };
-use crate::session::Session;
+use crate::session::{Session, SystemCall};
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use kernel_confine::{Prepared, Profile};
 use parking_lot::Mutex;
@@ -292,11 +292,13 @@ fn run_governed(
         // calls: recorded durably first, denied once halted, and a
         // session whose lock does not come in time denies.
         let shared = Arc::clone(&session);
-        let decide: crate::egress::Decide = Arc::new(move |action| {
-            shared
-                .try_lock_for(notify::ANSWER_DEADLINE)
-                .is_some_and(|mut session| session.decide_system_call(action))
-        });
+        let decide: crate::egress::Decide =
+            Arc::new(
+                move |action| match shared.try_lock_for(notify::ANSWER_DEADLINE) {
+                    Some(mut session) => session.decide_system_call(action),
+                    None => SystemCall::denied(),
+                },
+            );
         let latch = session.lock().halt_latch();
         proxy
             .serve(
@@ -407,6 +409,8 @@ fn fault_halts(session: &SharedSession) -> impl Fn(&str) + Send + Sync + 'static
     let shared = Arc::clone(session);
     let latch = session.lock().halt_latch();
     move |cause: &str| match shared.try_lock_for(Duration::from_millis(200)) {
+        // A governed session has no client channel, so no request waits
+        // for an operator: the halt's replies have nobody to go to.
         Some(mut session) => drop(session.halt(cause, "enforcer")),
         None => drop(latch.halt(cause)),
     }

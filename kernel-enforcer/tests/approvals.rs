@@ -302,3 +302,212 @@ fn nobody_but_the_operator_can_approve() {
     assert!(approvals(&f).is_empty());
     assert!(!decisions(&f).contains(&Decision::Allow));
 }
+
+/// A client speaking the protocol by hand to an enforcer started with
+/// `env` added to its environment (the debug-only fault injection).
+fn raw_client(f: &Fixture, env: &[(&str, &str)]) -> common::RawClient {
+    use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
+    let (server, name) =
+        IpcOneShotServer::<(IpcSender<Vec<u8>>, IpcReceiver<Vec<u8>>)>::new().unwrap();
+    let child = Command::new(ENFORCER)
+        .args(["serve", "--connect", &name, "--workspace"])
+        .arg(&f.workspace)
+        .arg("--evidence")
+        .arg(&f.evidence)
+        .arg("--policy")
+        .arg(&f.policy)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_, (requests, replies)) = server.accept().unwrap();
+    common::RawClient {
+        child,
+        requests,
+        replies,
+    }
+}
+
+/// The frame asking for `action` as request `seq`, answered by `deadline_ms`.
+fn authorize(
+    handshake: &kernel_core::Handshake,
+    seq: u64,
+    action: Action,
+    deadline_ms: u64,
+) -> Vec<u8> {
+    let request = kernel_core::EncodedRequest::new(kernel_core::Request {
+        session: handshake.session,
+        seq,
+        nonce: [0; 16],
+        action: kernel_core::CanonicalAction::new(action, None).unwrap(),
+        deadline_ms,
+    });
+    kernel_core::encode_client_frame(&kernel_core::ClientFrame::Authorize {
+        request: request.bytes().to_vec(),
+    })
+}
+
+/// The decision of `frame`, if it is a receipt for request `seq`.
+fn receipt_for(frame: &kernel_core::EnforcerFrame, seq: u64) -> Option<Decision> {
+    match frame {
+        kernel_core::EnforcerFrame::Receipt { seq: s, receipt } if *s == seq => Some(
+            kernel_core::decode_receipt_body_unverified(&receipt.body)
+                .unwrap()
+                .decision,
+        ),
+        _ => None,
+    }
+}
+
+fn now_ms() -> u64 {
+    kernel_enforcer::session::now_ms()
+}
+
+/// A request waiting for an operator is denied when its deadline passes,
+/// and the agent told so then, also while the client keeps the channel
+/// busy with other requests (so that the enforcer is never idle); a
+/// later approval is refused and changes nothing.
+#[test]
+fn a_request_whose_deadline_passes_is_answered_then_even_while_the_client_keeps_sending() {
+    let f = fixture(POLICY);
+    let client = raw_client(&f, &[]);
+    let handshake = client.hello();
+    let deadline = now_ms() + 1000;
+    client.send(authorize(&handshake, 0, deploy("staging"), deadline));
+    let first = client.recv();
+    assert_eq!(receipt_for(&first, 0), Some(Decision::Ask), "{first:?}");
+    let ids = pending_ids(&f, 1);
+    // Another request (denied: no policy permits it) every 20 ms, well
+    // under the enforcer's idle period, until request 0 is answered.
+    let mut seq = 1;
+    let mut last_send = Instant::now();
+    let mut longest_gap = Duration::ZERO;
+    let answer = loop {
+        assert!(
+            now_ms() < deadline + 3000,
+            "request 0 was not answered at its deadline while the client kept sending"
+        );
+        let other = Action::tool_call("other", &serde_json::json!({}));
+        client.send(authorize(&handshake, seq, other, now_ms() + 5000));
+        longest_gap = longest_gap.max(last_send.elapsed());
+        last_send = Instant::now();
+        seq += 1;
+        let mut answered = None;
+        while let Ok(bytes) = client.replies.try_recv_timeout(Duration::from_millis(20)) {
+            let frame = kernel_core::decode_enforcer_frame(&bytes).unwrap();
+            if let Some(decision) = receipt_for(&frame, 0) {
+                answered = Some(decision);
+            }
+        }
+        if let Some(decision) = answered {
+            break decision;
+        }
+    };
+    assert_eq!(answer, Decision::Deny);
+    // Never as long as the enforcer's idle period (200 ms) between two
+    // requests: the enforcer never went idle.
+    assert!(
+        longest_gap < Duration::from_millis(150),
+        "the client was not kept busy: {longest_gap:?} between two requests"
+    );
+    // The late approval finds nothing to approve.
+    let late = operator(&f, &["approve", &ids[0].to_string()]);
+    assert_eq!(late.status.code(), Some(1), "{late:?}");
+    drop(client);
+    let recorded = decisions(&f);
+    assert_eq!(recorded[0], Decision::Ask);
+    assert!(!recorded.contains(&Decision::Allow));
+    assert!(approvals(&f).is_empty());
+}
+
+const POLICY_WITH_READS: &str = r#"
+@id("deploy-needs-approval")
+@reason("deployments need an operator's approval")
+@ask
+permit (principal, action == Action::"tool_call", resource == Tool::"deploy");
+
+permit (principal, action == Action::"file_read", resource in Workspace::"root");
+"#;
+
+/// A panic while deciding halts the session, and every client request
+/// still waiting is answered `halted` at once, not left to its own
+/// timeout: the request that was being decided (by its sequence number)
+/// and the one waiting for an operator.
+#[test]
+fn a_panic_while_deciding_answers_every_waiting_request_as_halted() {
+    let f = fixture(POLICY_WITH_READS);
+    let client = raw_client(&f, &[("AGENT_KERNEL_TEST_FAULT", "panic:file_read")]);
+    let handshake = client.hello();
+    // Far deadlines: no answer comes from a timeout.
+    let far = now_ms() + 120_000;
+    client.send(authorize(&handshake, 0, deploy("staging"), far));
+    let first = client.recv();
+    assert_eq!(receipt_for(&first, 0), Some(Decision::Ask), "{first:?}");
+    pending_ids(&f, 1);
+    let read = Action::file_read(f.ws("a"));
+    client.send(authorize(&handshake, 1, read, far));
+    let mut halted = std::collections::BTreeSet::new();
+    while halted.len() < 2 {
+        // `recv` fails the test after 10 s without a frame.
+        match client.recv() {
+            kernel_core::EnforcerFrame::Refused {
+                seq: Some(seq),
+                refusal: kernel_core::Refusal::Halted,
+            } => assert!(halted.insert(seq), "request {seq} answered twice"),
+            other => panic!("expected `halted` refusals of requests 0 and 1, got {other:?}"),
+        }
+    }
+    assert_eq!(halted.into_iter().collect::<Vec<_>>(), [0, 1]);
+    let status = operator(&f, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        status["data"]["halted"]
+            .as_str()
+            .is_some_and(|cause| cause.contains("panic")),
+        "{status}"
+    );
+}
+
+/// An approval whose records cannot be written does not take effect, and
+/// the operator's `approve` says so (non-zero exit, naming the halt); the
+/// agent gets `halted`, and the evidence holds no approval and no allow.
+#[test]
+fn an_approval_that_cannot_be_recorded_fails_for_the_operator_too() {
+    let f = fixture(POLICY);
+    let client = raw_client(&f, &[("AGENT_KERNEL_TEST_FAULT", "unsynced:tool_call")]);
+    let handshake = client.hello();
+    client.send(authorize(
+        &handshake,
+        0,
+        deploy("staging"),
+        now_ms() + 120_000,
+    ));
+    let first = client.recv();
+    assert_eq!(receipt_for(&first, 0), Some(Decision::Ask), "{first:?}");
+    let ids = pending_ids(&f, 1);
+    let out = operator(&f, &["approve", &ids[0].to_string()]);
+    let told = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        told.contains("did not take effect") && told.contains("halted"),
+        "{told}"
+    );
+    let answer = client.recv();
+    assert!(
+        matches!(
+            answer,
+            kernel_core::EnforcerFrame::Refused {
+                seq: Some(0),
+                refusal: kernel_core::Refusal::Halted
+            }
+        ),
+        "{answer:?}"
+    );
+    drop(client);
+    assert_eq!(decisions(&f), [Decision::Ask]);
+    assert!(approvals(&f).is_empty());
+}

@@ -871,6 +871,35 @@ fn npm_installs_from_a_registry_through_the_proxy() {
     );
 }
 
+/// A request through the proxy whose record cannot be made durable (the
+/// commit of every `http` decision fails, injected, debug builds only)
+/// does not proceed although the policy allows it: the server is never
+/// reached, the session halts and the run ends.
+#[test]
+fn a_request_whose_record_is_not_synced_never_reaches_the_server() {
+    if !cfg!(debug_assertions) {
+        println!("SKIPPED: fault injection exists in debug builds only");
+        return;
+    }
+    let scene = scene();
+    let site = site_with_page(&scene.root.join("site"), "never\n");
+    let url = format!("http://localhost:{}/", site.port);
+    let script = format!("/usr/bin/curl -sS {url}; /usr/bin/sleep 60");
+    let mut run = governed(&scene, &[], "/usr/bin/sh", &["-c", &script]);
+    run.env("AGENT_KERNEL_TEST_FAULT", "unsynced:http");
+    let started = Instant::now();
+    let out = output_within(run);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the halt did not end the run"
+    );
+    assert!(!out.status.success());
+    assert_eq!(site.accepted(), 0);
+    let log = std::fs::read(&scene.evidence).unwrap();
+    kernel_core::audit(&log, &kernel_core::AuditOptions::default()).unwrap();
+    assert!(network_decisions(&scene.evidence).is_empty());
+}
+
 /// A handler of the proxy that panics (a fault injected into every `http`
 /// decision, debug builds only) closes its connection without an answer
 /// and halts the session, recorded; the server is never reached and the

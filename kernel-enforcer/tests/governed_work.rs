@@ -692,6 +692,32 @@ fn a_panicking_handler_fails_its_call_and_halts_the_run() {
     halt_recorded(&scene, "a panic while answering a governed system call");
 }
 
+/// A call whose record cannot be made durable does not proceed: with the
+/// commit of every `file_delete` decision failing (injected, debug builds
+/// only: the record is never written), the removal the policy allows never
+/// happens, the session halts and the run ends. The evidence holds no
+/// decision of it, and verifies.
+#[test]
+fn a_call_whose_record_is_not_synced_does_not_proceed() {
+    if !cfg!(debug_assertions) {
+        println!("SKIPPED: fault injection exists in debug builds only");
+        return;
+    }
+    let scene = scene();
+    let mut child = faulty_run(&scene, "unsynced:file_delete");
+    ends_within(&mut child, Duration::from_secs(20), "unsynced");
+    assert_eq!(
+        std::fs::read_to_string(scene.ws.join("victim")).unwrap(),
+        "still here"
+    );
+    verified(&scene.evidence);
+    let lines = audit_inspect(&scene.evidence);
+    assert!(
+        !lines.lines().any(|line| line.contains("file_delete")),
+        "{lines}"
+    );
+}
+
 /// A halt acknowledged while an allowed effect is being made is
 /// acknowledged only once that effect is done: right after `halt`
 /// returns, the removal decided before it has happened, and nothing the

@@ -19,7 +19,9 @@ use kernel_core::{
 };
 use kernel_enforcer::evidence::{EvidenceLog, Storage};
 use kernel_enforcer::policy::{Environment, PolicyEngine};
-use kernel_enforcer::session::{Session, SessionConfig};
+use kernel_enforcer::session::{
+    Batch, Durable, Outgoing, Reply, Session, SessionConfig, UnreleasedAllow, Withheld,
+};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -73,6 +75,17 @@ fn session(healthy: usize, fault: Fault) -> (Session, Device, u128) {
 }
 
 fn session_with(healthy: usize, fault: Fault, policy: &str) -> (Session, Device, u128) {
+    session_in("/ws", healthy, fault, policy)
+}
+
+/// A session whose workspace is `workspace`, its evidence on a device
+/// that works for `healthy` appends, greeted.
+fn session_in(
+    workspace: &str,
+    healthy: usize,
+    fault: Fault,
+    policy: &str,
+) -> (Session, Device, u128) {
     let device = Device {
         bytes: Arc::default(),
         appends: Arc::default(),
@@ -88,7 +101,7 @@ fn session_with(healthy: usize, fault: Fault, policy: &str) -> (Session, Device,
     .unwrap();
     let policy = PolicyEngine::from_sources(
         &[("p.cedar".into(), policy.into())],
-        Environment::new("/ws", &[]).unwrap(),
+        Environment::new(workspace, &[]).unwrap(),
     )
     .unwrap();
     let key = kernel_core::SigningKey::from_bytes(&[5; 32]);
@@ -126,6 +139,24 @@ fn read_frame(id: u128, seq: u64, path: &str) -> Vec<u8> {
 
 fn ask(session: &mut Session, id: u128, seq: u64) -> EnforcerFrame {
     decode_enforcer_frame(&session.handle(&authorize_frame(id, seq))).unwrap()
+}
+
+/// The frame an allow becomes when released with `durable`.
+fn released(allow: UnreleasedAllow, durable: &Durable) -> EnforcerFrame {
+    let bytes = allow
+        .release(durable, |frame| frame)
+        .unwrap_or_else(Withheld::into_frame);
+    decode_enforcer_frame(&bytes).unwrap()
+}
+
+/// The one reply of a batch of one frame, with the batch's proof.
+fn only_reply(batch: Batch<Reply>) -> (Reply, Durable) {
+    let Batch {
+        mut replies,
+        durable,
+    } = batch;
+    assert_eq!(replies.len(), 1);
+    (replies.pop().unwrap(), durable)
 }
 
 /// Whether `frame` refuses request `seq` as halted (a withheld permit).
@@ -306,24 +337,23 @@ fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
 /// although its allow stays in the evidence.
 #[test]
 fn a_permit_not_yet_sent_when_the_halt_comes_is_withheld() {
-    use kernel_enforcer::session::Reply;
     let (mut halted, device, id) = session(usize::MAX, Fault::FailWrite);
     let frame = authorize_frame(id, 1);
-    let Some(Reply::Allow(permit)) = halted.decide_batch(&[frame]).pop() else {
+    let (Reply::Allow(permit), durable) = only_reply(halted.decide_batch(&[frame])) else {
         panic!("an allowed request is not a permit");
     };
     let _ = halted.halt("incident 7", "operator test");
-    let sent = decode_enforcer_frame(&permit.release(&halted.halt_latch())).unwrap();
+    let sent = released(permit, &durable);
     assert!(is_withheld(&sent, 1), "{sent:?}");
     let report = audit(&device.bytes.lock(), &AuditOptions::default()).unwrap();
     assert_eq!(report.allowed, 1, "the decision itself stays recorded");
     // Without a halt, the same permit is released as the allow receipt.
     let (mut serving, _, id) = session(usize::MAX, Fault::FailWrite);
     let frame = authorize_frame(id, 1);
-    let Some(Reply::Allow(permit)) = serving.decide_batch(&[frame]).pop() else {
+    let (Reply::Allow(permit), durable) = only_reply(serving.decide_batch(&[frame])) else {
         panic!("an allowed request is not a permit");
     };
-    let sent = decode_enforcer_frame(&permit.release(&serving.halt_latch())).unwrap();
+    let sent = released(permit, &durable);
     assert!(is_allow(&sent), "{sent:?}");
 }
 
@@ -411,36 +441,192 @@ fn permits_waiting_on_a_client_that_does_not_read_are_withheld_at_a_halt() {
 /// session halts, and the rejection a plain frame.
 #[test]
 fn an_approvals_allow_is_typed_and_withheld_after_a_halt() {
-    use kernel_enforcer::session::{Outgoing, Reply};
     let (mut session, _, id) = session_with(
         usize::MAX,
         Fault::FailWrite,
         r#"@ask
 permit (principal, action == Action::"file_read", resource in Workspace::"root");"#,
     );
-    // Both requests wait for an answer.
-    for seq in [1, 2] {
+    // Three requests wait for an answer.
+    for seq in [1, 2, 3] {
         let frames = [authorize_frame(id, seq)];
         assert!(matches!(
-            session.decide_batch(&frames).pop(),
-            Some(Reply::Frame(_))
+            only_reply(session.decide_batch(&frames)),
+            (Reply::Frame(_), _)
         ));
     }
     let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
-    assert_eq!(ids.len(), 2, "both requests are pending");
-    let approved = session.approve(ids[0], "operator test", None).unwrap();
-    let [Outgoing::Allow(allow)] = <[Outgoing; 1]>::try_from(approved).unwrap() else {
+    assert_eq!(ids.len(), 3, "the requests are pending");
+    let approved = session.approve(ids[0], "operator test", None);
+    assert_eq!(approved.outcome, Ok(()));
+    let approved = approved.replies;
+    let durable = approved.durable;
+    let [Outgoing::Allow(allow)] = <[Outgoing; 1]>::try_from(approved.replies).unwrap() else {
         panic!("an approval's allow is not typed as one");
     };
-    let rejected = session.reject(ids[1], "operator test").unwrap();
-    let [Outgoing::Frame(denial)] = <[Outgoing; 1]>::try_from(rejected).unwrap() else {
+    let rejected = session.reject(ids[1], "operator test");
+    assert_eq!(rejected.outcome, Ok(()));
+    let rejected = rejected.replies;
+    let [Outgoing::Frame(denial)] = <[Outgoing; 1]>::try_from(rejected.replies).unwrap() else {
         panic!("a rejection is a plain frame");
     };
     assert!(!is_allow(&decode_enforcer_frame(&denial).unwrap()));
     let seq = allow.seq();
-    let _ = session.halt("incident 11", "operator test");
-    let sent = decode_enforcer_frame(&allow.release(&session.halt_latch())).unwrap();
+    let halted = session.halt("incident 11", "operator test");
+    let sent = released(allow, &durable);
     assert!(is_withheld(&sent, seq), "{sent:?}");
+    // The request still waiting is denied by the halt, and an approval
+    // after the halt releases nothing.
+    let [Outgoing::Frame(denial)] = <[Outgoing; 1]>::try_from(halted.replies).unwrap() else {
+        panic!("a halt's answer to a waiting request is not a plain frame");
+    };
+    assert!(!is_allow(&decode_enforcer_frame(&denial).unwrap()));
+    let late = session.approve(ids[2], "operator test", None);
+    assert!(late.outcome.is_err());
+    assert!(
+        late.replies.replies.is_empty(),
+        "the halt already answered it"
+    );
+}
+
+/// The release checks the proof of the commit itself, not only the halt
+/// latch: the proof of an earlier commit, or of another session's, lets
+/// no allow out whose record it does not cover, although nothing halted.
+/// (This is what lets a later batch be decided while an earlier one is
+/// made durable: each batch's allows go out with its own commit's proof.)
+#[test]
+fn a_proof_of_an_earlier_commit_releases_no_later_allow() {
+    let (mut first_session, _, id) = session(usize::MAX, Fault::FailWrite);
+    let (Reply::Allow(first), first_durable) =
+        only_reply(first_session.decide_batch(&[authorize_frame(id, 1)]))
+    else {
+        panic!("an allowed request is not a permit");
+    };
+    let (Reply::Allow(second), second_durable) =
+        only_reply(first_session.decide_batch(&[authorize_frame(id, 2)]))
+    else {
+        panic!("an allowed request is not a permit");
+    };
+    let sent = released(second, &first_durable);
+    assert!(is_withheld(&sent, 2), "{sent:?}");
+    assert!(first_session.halted().is_none());
+    // A later commit's proof covers the records before it.
+    let sent = released(first, &second_durable);
+    assert!(is_allow(&sent), "{sent:?}");
+    // Another session's proof, covering more records than this session
+    // has, covers none of them.
+    let (mut other, _, other_id) = session(usize::MAX, Fault::FailWrite);
+    let frames: Vec<Vec<u8>> = (1..20).map(|seq| authorize_frame(other_id, seq)).collect();
+    let other_durable = other.decide_batch(&frames).durable;
+    let (Reply::Allow(third), _) =
+        only_reply(first_session.decide_batch(&[authorize_frame(id, 3)]))
+    else {
+        panic!("an allowed request is not a permit");
+    };
+    let sent = released(third, &other_durable);
+    assert!(is_withheld(&sent, 3), "{sent:?}");
+}
+
+/// The frame asking the broker to delete `path` as request `seq`.
+fn delete_frame(id: u128, seq: u64, path: &std::path::Path) -> Vec<u8> {
+    let request = EncodedRequest::new(Request {
+        session: kernel_core::SessionId(id.to_le_bytes()),
+        seq,
+        nonce: [0; 16],
+        action: CanonicalAction::new(Action::file_delete(path.to_str().unwrap()), None).unwrap(),
+        deadline_ms: u64::MAX,
+    });
+    encode_client_frame(&ClientFrame::Broker {
+        request: request.bytes().to_vec(),
+        payload: Vec::new(),
+    })
+}
+
+/// A brokered effect whose record cannot be synced does not happen: the
+/// file stays, the agent is told `halted`, and the session halts. The
+/// same request with a working device does delete.
+#[test]
+fn a_brokered_effect_whose_record_is_not_synced_does_not_happen() {
+    use kernel_enforcer::broker::Broker;
+    use kernel_enforcer::handoff::Handoff;
+    let ws = tempfile::tempdir().unwrap();
+    let workspace = ws.path().canonicalize().unwrap();
+    let policy =
+        r#"permit (principal, action == Action::"file_delete", resource in Workspace::"root");"#;
+    let broker = || Broker {
+        workspace: workspace.clone(),
+        protected: Vec::new(),
+        exec_timeout: std::time::Duration::from_secs(5),
+        confine: false,
+        handoff: Handoff::none(),
+    };
+    let root = workspace.to_str().unwrap();
+    for (healthy, deleted) in [(usize::MAX, true), (1, false)] {
+        let victim = workspace.join("victim");
+        std::fs::write(&victim, "still here").unwrap();
+        // One append (the session start) works; the decision's sync fails.
+        let (mut session, _, id) = session_in(root, healthy, Fault::FailSync, policy);
+        session.set_broker(broker());
+        let reply = decode_enforcer_frame(&session.handle(&delete_frame(id, 1, &victim))).unwrap();
+        assert_eq!(!victim.exists(), deleted, "{reply:?}");
+        if deleted {
+            assert!(
+                matches!(reply, EnforcerFrame::Brokered { seq: 1, .. }),
+                "{reply:?}"
+            );
+            continue;
+        }
+        assert!(is_withheld(&reply, 1), "{reply:?}");
+        assert!(session.halted().is_some());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "still here");
+    }
+}
+
+/// An operator's approval whose record cannot be synced is never
+/// released: the agent gets `halted`, not the allow, and the operator is
+/// told that the approval did not take effect, naming the halt.
+#[test]
+fn an_approval_whose_record_is_not_synced_is_never_released() {
+    // The session start and the ask are written; the approval's commit
+    // fails.
+    let (mut session, _, id) = session_with(
+        2,
+        Fault::FailSync,
+        r#"@ask
+permit (principal, action == Action::"file_read", resource in Workspace::"root");"#,
+    );
+    let frames = [authorize_frame(id, 1)];
+    assert!(matches!(
+        only_reply(session.decide_batch(&frames)),
+        (Reply::Frame(_), _)
+    ));
+    let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
+    let answered = session.approve(ids[0], "operator test", None);
+    assert!(session.halted().is_some());
+    let told = answered.outcome.unwrap_err();
+    assert!(
+        told.contains("did not take effect") && told.contains("halted"),
+        "{told}"
+    );
+    let approved = answered.replies;
+    let durable = approved.durable;
+    let [Outgoing::Allow(allow)] = <[Outgoing; 1]>::try_from(approved.replies).unwrap() else {
+        panic!("an approval's allow is not typed as one");
+    };
+    let sent = released(allow, &durable);
+    assert!(is_withheld(&sent, 1), "{sent:?}");
+}
+
+/// A governed system call (or egress request) whose record cannot be
+/// synced does not proceed; with a working device, the same call does.
+#[test]
+fn a_governed_call_whose_record_is_not_synced_does_not_proceed() {
+    for (healthy, proceeds) in [(usize::MAX, true), (1, false)] {
+        let (mut session, _, _) = session(healthy, Fault::FailSync);
+        let read = CanonicalAction::new(Action::file_read("/ws/a"), None).unwrap();
+        assert_eq!(session.decide_system_call(read).release(), proceeds);
+        assert_eq!(session.halted().is_some(), !proceeds);
+    }
 }
 
 /// After `finish` (the final checkpoint), the session records nothing:
@@ -478,4 +664,136 @@ fn a_finished_session_records_nothing_more() {
             .is_some()
     );
     audit(&finished, &AuditOptions::default()).unwrap();
+}
+
+/// The frame asking to read `/ws/a` as request `seq`, with its deadline.
+fn read_frame_until(id: u128, seq: u64, deadline_ms: u64) -> Vec<u8> {
+    let request = EncodedRequest::new(Request {
+        session: kernel_core::SessionId(id.to_le_bytes()),
+        seq,
+        nonce: [0; 16],
+        action: CanonicalAction::new(Action::file_read("/ws/a"), None).unwrap(),
+        deadline_ms,
+    });
+    encode_client_frame(&ClientFrame::Authorize {
+        request: request.bytes().to_vec(),
+    })
+}
+
+/// The decisions and approval events a device holds, in order, as
+/// `(decision, log index)` for decisions and `None` for approvals.
+fn decisions_and_approvals(device: &Device) -> Vec<Option<(Decision, u64)>> {
+    let bytes = device.bytes.lock().clone();
+    split_records(&bytes)
+        .unwrap()
+        .iter()
+        .filter_map(|record| match decode_record(record).unwrap() {
+            Record::Decision { receipt, .. } => {
+                let body = kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap();
+                Some(Some((body.decision, body.log_index)))
+            }
+            Record::Event(event) => match event.decode_unverified().unwrap() {
+                Event::Approval { .. } => Some(None),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+const ASK_READS: &str = r#"@ask
+permit (principal, action == Action::"file_read", resource in Workspace::"root");"#;
+
+/// An approval that comes after the request's deadline (before any
+/// periodic work expired it) is refused, and the request is answered
+/// right then, once, with the denial that is recorded: the agent is not
+/// left waiting for an answer that never comes.
+#[test]
+fn a_late_approval_is_refused_and_the_agent_gets_the_recorded_denial() {
+    for approve in [true, false] {
+        let (mut session, device, id) = session_with(usize::MAX, Fault::FailWrite, ASK_READS);
+        let deadline = kernel_enforcer::session::now_ms() + 100;
+        let frames = [read_frame_until(id, 1, deadline)];
+        assert!(matches!(
+            only_reply(session.decide_batch(&frames)),
+            (Reply::Frame(_), _)
+        ));
+        let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
+        assert_eq!(ids.len(), 1);
+        // Waits for the deadline to pass; no periodic work runs meanwhile.
+        while kernel_enforcer::session::now_ms() <= deadline + 1 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let answered = if approve {
+            session.approve(ids[0], "operator test", None)
+        } else {
+            session.reject(ids[0], "operator test")
+        };
+        let told = answered.outcome.unwrap_err();
+        assert!(told.contains("passed its deadline"), "{told}");
+        // The one reply is the signed denial, recorded at that log index.
+        let [Outgoing::Frame(frame)] = <[Outgoing; 1]>::try_from(answered.replies.replies)
+            .unwrap_or_else(|r| panic!("the agent gets one answer, not {r:?}"))
+        else {
+            panic!("a late answer's denial is not a plain frame");
+        };
+        let EnforcerFrame::Receipt { seq: 1, receipt } = decode_enforcer_frame(&frame).unwrap()
+        else {
+            panic!("not a receipt for request 1: {frame:?}");
+        };
+        let body = kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap();
+        assert_eq!(body.decision, Decision::Deny);
+        let recorded = decisions_and_approvals(&device);
+        assert_eq!(
+            recorded,
+            [
+                Some((Decision::Ask, recorded[0].unwrap().1)),
+                Some((Decision::Deny, body.log_index))
+            ],
+            "the late answer is not recorded as an approval"
+        );
+        // Nothing else answers it later.
+        assert!(session.pending().is_empty());
+        assert!(session.tick().replies.is_empty());
+    }
+}
+
+/// An approval (or rejection) whose records cannot be written does not
+/// take effect, and nothing says it did: the operator is told so, naming
+/// the halt, the agent gets `halted`, and the evidence holds neither the
+/// approval nor a decision after the ask.
+#[test]
+fn an_answer_whose_commit_fails_is_reported_as_not_taking_effect() {
+    for approve in [true, false] {
+        // The session start and the ask are written; the answer's write
+        // fails.
+        let (mut session, device, id) = session_with(2, Fault::FailWrite, ASK_READS);
+        let frames = [authorize_frame(id, 1)];
+        assert!(matches!(
+            only_reply(session.decide_batch(&frames)),
+            (Reply::Frame(_), _)
+        ));
+        let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
+        let answered = if approve {
+            session.approve(ids[0], "operator test", None)
+        } else {
+            session.reject(ids[0], "operator test")
+        };
+        let cause = session.halted().expect("the failed commit halts");
+        let told = answered.outcome.unwrap_err();
+        assert!(
+            told.contains("did not take effect") && told.contains(&cause),
+            "{told}"
+        );
+        let durable = answered.replies.durable;
+        let [reply] = <[Outgoing; 1]>::try_from(answered.replies.replies).unwrap();
+        let sent = match reply {
+            Outgoing::Allow(allow) => released(allow, &durable),
+            Outgoing::Frame(frame) => decode_enforcer_frame(&frame).unwrap(),
+        };
+        assert!(is_withheld(&sent, 1), "{sent:?}");
+        let recorded = decisions_and_approvals(&device);
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(recorded[0].unwrap().0, Decision::Ask);
+    }
 }

@@ -3,6 +3,7 @@
 //! place that answers the kernel.
 
 use super::{Answer, Governor};
+use crate::session::SystemCall;
 use kernel_core::CanonicalAction;
 use kernel_sync::HaltLatch;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -135,15 +136,16 @@ type InFlight = parking_lot::Mutex<
 >;
 
 /// Serves notifications from `listener` with [`WORKERS`] threads until the
-/// agent is gone. `decide` decides and durably records one action,
-/// returning whether it is allowed. `fault` is told of a fault of the
-/// enforcer's own (a handler that panicked, a decision that did not come
-/// within [`ANSWER_DEADLINE`]); the call it concerns fails with an error.
+/// agent is gone. `decide` decides one action and commits its record; the
+/// call proceeds only if the decision's [`SystemCall::release`] says so.
+/// `fault` is told of a fault of the enforcer's own (a handler that
+/// panicked, a decision that did not come within [`ANSWER_DEADLINE`]); the
+/// call it concerns fails with an error.
 /// Every notification is answered exactly once.
 pub fn serve(
     listener: OwnedFd,
     governor: &Governor,
-    decide: &(impl Fn(CanonicalAction) -> bool + Sync),
+    decide: &(impl Fn(CanonicalAction) -> SystemCall + Sync),
     fault: &(impl Fn(&str) + Sync),
     latch: &HaltLatch,
 ) {
@@ -194,7 +196,7 @@ pub fn serve(
 fn serve_one_at_a_time(
     listener: &OwnedFd,
     governor: &Governor,
-    decide: &(impl Fn(CanonicalAction) -> bool + Sync),
+    decide: &(impl Fn(CanonicalAction) -> SystemCall + Sync),
     fault: &(impl Fn(&str) + Sync),
     latch: &HaltLatch,
     bucket: &parking_lot::Mutex<Bucket>,
@@ -268,9 +270,10 @@ fn serve_one_at_a_time(
             injected_fault(&action);
             #[cfg(debug_assertions)]
             let kind = action.action().kind().as_str();
-            // Nothing is performed for a call the watchdog has answered,
-            // nor once the session has halted.
-            if !(decide(action) && claim()) {
+            // A call proceeds only through its allow's release (its record
+            // durable, the session not halted), and nothing is performed
+            // for a call the watchdog has answered.
+            if !(decide(action).release() && claim()) {
                 return false;
             }
             match latch.start_effect() {

@@ -1380,17 +1380,23 @@ pub fn read_evidence(
     bytes: &[u8],
     options: &kernel_core::AuditOptions<'_>,
 ) -> Result<Evidence, kernel_core::LogError> {
+    let report = kernel_core::audit(bytes, options)?;
+    let mut evidence = observe(bytes);
+    evidence.report = report;
+    Ok(evidence)
+}
+
+/// The decisions and workspaces in evidence `bytes`, decoded without
+/// checking anything: only for bytes that were verified (a segment that
+/// passed [`kernel_core::SegmentedAudit`], say). Its report is empty.
+pub fn observe(bytes: &[u8]) -> Evidence {
     use kernel_core::{
         EncodedRequest, Event, Record, decode_receipt_body_unverified, decode_record,
     };
-    let report = kernel_core::audit(bytes, options)?;
-    let mut evidence = Evidence {
-        report,
-        ..Evidence::default()
-    };
+    let mut evidence = Evidence::default();
     // Sound: every record decodes and is authentic, so decoding without
     // checking again reads exactly what was verified.
-    for body in kernel_core::split_records(bytes)? {
+    for body in kernel_core::split_records_prefix(bytes).0 {
         match decode_record(body) {
             Ok(Record::Event(signed)) => {
                 if let Ok(Event::SessionStart { workspace, .. }) = signed.decode_unverified() {
@@ -1413,7 +1419,7 @@ pub fn read_evidence(
             _ => {}
         }
     }
-    Ok(evidence)
+    evidence
 }
 
 /// The `policy test` file for `cases`, naming `policy`, in `workspace`,
