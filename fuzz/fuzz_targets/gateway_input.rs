@@ -4,11 +4,11 @@
 //! notifications and answers is forwarded either way; and what is
 //! forwarded is one line of strict JSON.
 #![no_main]
-use kernel_enforcer::hook::{Agent, map_payload};
-use kernel_enforcer::shell::command_actions;
-use kernel_enforcer::mcp::{
+use kernel_enforcer::gateways::hook::{Agent, map_payload};
+use kernel_enforcer::gateways::mcp::{
     AGENT_HOUSEKEEPING, FromAgent, FromServer, Gateway, NOTIFICATION_PREFIX, SERVER_HOUSEKEEPING,
 };
+use kernel_enforcer::gateways::shell::command_actions;
 use libfuzzer_sys::fuzz_target;
 
 /// Whether a forwarded message with `method` could have passed undecided.
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = map_payload(Agent::Codex, text);
     if let Ok(actions) = command_actions(text, Some("/w")) {
         assert!(!actions.is_empty());
-        assert!(actions.len() <= kernel_enforcer::shell::MAX_ACTIONS);
+        assert!(actions.len() <= kernel_enforcer::gateways::shell::MAX_ACTIONS);
     }
-    let _ = kernel_enforcer::action_json::parse_action(text);
+    let _ = kernel_enforcer::gateways::action_json::parse_action(text);
 });

@@ -7,7 +7,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(record) = decode_record(data) {
-        assert_eq!(encode_record(&record), data, "record encoding is not canonical");
+        assert_eq!(
+            encode_record(&record),
+            data,
+            "record encoding is not canonical"
+        );
     }
     let _ = audit(data, &AuditOptions::default());
     let index = data.first().map_or(0, |b| u64::from(*b));

@@ -331,20 +331,28 @@ impl Prepared {
 
     /// Applies the confinement to the calling thread and everything it
     /// starts afterwards: `no_new_privs`, the Landlock ruleset, then the
-    /// seccomp filter. Allocates nothing on success, so it may run between
-    /// `fork` and `exec`.
-    pub fn apply(&mut self) -> Result<(), ConfineError> {
-        self.restrict(false)
+    /// seccomp filter. Allocates and frees nothing on any path, so it may
+    /// run between `fork` and `exec` (where the caller reports a failure
+    /// and does not `exec`): a failure is `EPERM`, with no message to
+    /// build. Applied already, or Landlock not fully enforced, is a
+    /// failure too.
+    pub fn apply(&mut self) -> std::io::Result<()> {
+        let refused = || std::io::Error::from_raw_os_error(libc::EPERM);
+        let ruleset = self.ruleset.take().ok_or_else(refused)?;
+        let status = ruleset.restrict_self().map_err(|_| refused())?;
+        if status.ruleset != RulesetStatus::FullyEnforced || !status.no_new_privs {
+            return Err(refused());
+        }
+        for filter in &self.filters {
+            seccompiler::apply_filter(filter).map_err(|_| refused())?;
+        }
+        Ok(())
     }
 
     /// Applies the confinement to every thread of this process (seccomp is
     /// synchronised across threads; Landlock covers the calling thread and
     /// threads it starts later, so call this before starting threads).
     pub fn apply_to_process(&mut self) -> Result<(), ConfineError> {
-        self.restrict(true)
-    }
-
-    fn restrict(&mut self, all_threads: bool) -> Result<(), ConfineError> {
         let ruleset = self
             .ruleset
             .take()
@@ -358,12 +366,8 @@ impl Prepared {
             ));
         }
         for filter in &self.filters {
-            let applied = if all_threads {
-                seccompiler::apply_filter_all_threads(filter)
-            } else {
-                seccompiler::apply_filter(filter)
-            };
-            applied.map_err(|e| ConfineError::Apply(e.to_string()))?;
+            seccompiler::apply_filter_all_threads(filter)
+                .map_err(|e| ConfineError::Apply(e.to_string()))?;
         }
         Ok(())
     }

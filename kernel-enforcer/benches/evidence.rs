@@ -33,16 +33,11 @@
 
 mod common;
 
-use common::{decide_concurrently, tempdir};
+use common::{bench_fixture, decide_concurrently, write_log};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use kernel_client::{Kernel, SpawnConfig};
-use kernel_core::{
-    AuditOptions, CanonicalAction, ClientFrame, EnforcerFrame, Handshake, PROTOCOL_VERSION,
-    Request, SigningKey, audit, decode_enforcer_frame, encode_client_frame,
-};
-use kernel_enforcer::evidence::EvidenceLog;
-use kernel_enforcer::policy::{Environment, PolicyEngine};
-use kernel_enforcer::session::{Session, SessionConfig};
+use kernel_client::Kernel;
+use kernel_core::{SigningKey, audit};
+use kernel_testkit::{fixture_in, pinned};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -54,12 +49,8 @@ const THREADS: [usize; 3] = [1, 4, 16];
 /// Records in the audited log, the final checkpoint included.
 const AUDIT_RECORDS: u64 = 100_000;
 /// Frames per `handle_batch` call (one `fdatasync` each) while building it.
-const BUILD_BATCH: usize = 5_000;
+const BUILD_BATCH: u64 = 5_000;
 const CHECKPOINT_RECORDS: u64 = 1000;
-
-const POLICY: &str = r#"@id("read-ws")
-permit (principal, action == Action::"file_read", resource in Workspace::"root");
-"#;
 
 fn main() {
     let mut criterion = Criterion::default()
@@ -73,20 +64,10 @@ fn main() {
 }
 
 fn appends(criterion: &mut Criterion) {
-    let workspace = tempdir("evidence-ws-");
-    let state = tempdir("evidence-state-");
-    let policy = state.path().join("bench.cedar");
-    std::fs::write(&policy, POLICY).expect("policy file");
-    let readme = workspace.path().join("README.md");
-    std::fs::write(&readme, "# bench\n").expect("README.md");
-    let readme = readme.to_str().expect("UTF-8 path").to_owned();
-    let evidence = state.path().join("evidence.log");
-    let kernel = Kernel::spawn(
-        SpawnConfig::new(&policy, workspace.path(), &evidence)
-            .enforcer(env!("CARGO_BIN_EXE_kernel-enforcer"))
-            .timeout(Duration::from_secs(30)),
-    )
-    .expect("start the enforcer");
+    let (fixture, readme) = bench_fixture(common::POLICY);
+    let evidence = &fixture.evidence;
+    let kernel = Kernel::spawn(fixture.config().timeout(Duration::from_secs(30)))
+        .expect("start the enforcer");
     eprintln!(
         "evidence_append: evidence file {}",
         evidence.to_string_lossy()
@@ -115,93 +96,17 @@ fn appends(criterion: &mut Criterion) {
     );
 }
 
-fn hello(session: &mut Session) -> Handshake {
-    let hello = encode_client_frame(&ClientFrame::Hello {
-        protocol: PROTOCOL_VERSION,
-        challenge: [1; 32],
-    });
-    match decode_enforcer_frame(&session.handle(&hello)).expect("hello reply") {
-        EnforcerFrame::Hello { handshake, .. } => handshake,
-        other => panic!("expected a hello, got {other:?}"),
-    }
-}
-
-/// An `Authorize` frame for request `seq`: three in four read inside the
-/// workspace (allowed), the rest outside (denied).
-fn authorize_frame(handshake: &Handshake, seq: u64) -> Vec<u8> {
-    let path = if seq % 4 == 3 {
-        format!("/outside/{seq}.txt")
-    } else {
-        format!("/ws/{seq}.txt")
-    };
-    let mut nonce = [0u8; 16];
-    nonce[..8].copy_from_slice(&seq.to_le_bytes());
-    let request = kernel_core::EncodedRequest::new(Request {
-        session: handshake.session,
-        seq,
-        nonce,
-        action: CanonicalAction::new(kernel_core::Action::file_read(path), None)
-            .expect("canonical action"),
-        deadline_ms: u64::MAX,
-    });
-    encode_client_frame(&ClientFrame::Authorize {
-        request: request.bytes().to_vec(),
-    })
-}
-
-/// Writes a log of exactly `AUDIT_RECORDS` records to `path` with a real
-/// session, and returns its bytes.
-fn build_log(path: &Path, key: &SigningKey) -> Vec<u8> {
-    let env = Environment::new("/ws", &[]).expect("environment");
-    let policy =
-        PolicyEngine::from_sources(&[("bench.cedar".into(), POLICY.into())], env).expect("policy");
-    let evidence = EvidenceLog::open(path).expect("evidence log");
-    let config = SessionConfig {
-        checkpoint_records: CHECKPOINT_RECORDS,
-        checkpoint_interval: Duration::from_secs(24 * 3600),
-        ..SessionConfig::default()
-    };
-    let mut session = Session::start(key.clone(), policy, evidence, config).expect("session");
-    let handshake = hello(&mut session);
-    // Every `CHECKPOINT_RECORDS` other records (the session start among
-    // them) are followed by a checkpoint, and `finish` adds a final one:
-    // with 99 interior checkpoints and the final one, 100,000 records are
-    // the session start, 99,899 decisions and 100 checkpoints.
-    let groups = (AUDIT_RECORDS - 1) / (CHECKPOINT_RECORDS + 1);
-    let others = AUDIT_RECORDS - 1 - groups;
-    let decisions = others - 1;
-    let mut seq = 0;
-    while seq < decisions {
-        let end = (seq + BUILD_BATCH as u64).min(decisions);
-        let frames: Vec<Vec<u8>> = (seq..end).map(|s| authorize_frame(&handshake, s)).collect();
-        for reply in session.handle_batch(&frames) {
-            match decode_enforcer_frame(&reply).expect("reply") {
-                EnforcerFrame::Receipt { .. } => {}
-                other => panic!("expected a receipt, got {other:?}"),
-            }
-        }
-        seq = end;
-    }
-    session.finish();
-    assert_eq!(session.evidence().next_index(), AUDIT_RECORDS);
-    drop(session);
-    std::fs::read(path).expect("read the log")
-}
-
 fn audits(criterion: &mut Criterion) {
-    let dir = tempdir("evidence-audit-");
-    let path = dir.path().join("evidence.log");
+    let dir = fixture_in(Path::new(env!("CARGO_TARGET_TMPDIR")), common::POLICY);
+    let path = &dir.evidence;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).expect("randomness");
     let key = SigningKey::from_bytes(&seed);
     let verifying = key.verifying_key();
     let started = Instant::now();
-    let bytes = build_log(&path, &key);
+    let bytes = write_log(path, &key, AUDIT_RECORDS, CHECKPOINT_RECORDS, BUILD_BATCH);
     let built = started.elapsed();
-    let options = AuditOptions {
-        kernel_key: Some(&verifying),
-        ..AuditOptions::default()
-    };
+    let options = pinned(&verifying);
     let report = audit(&bytes, &options).expect("the built log is sound");
     assert_eq!(report.records, AUDIT_RECORDS);
     assert_eq!(report.uncovered, 0);

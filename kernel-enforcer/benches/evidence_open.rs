@@ -41,6 +41,9 @@
     reason = "benchmark harness"
 )]
 
+mod common;
+
+use common::{POLICY, bench_fixture};
 use criterion::{BatchSize, Criterion, SamplingMode};
 use kernel_client::{Action, Kernel, SpawnConfig};
 use kernel_core::merkle::{Frontier, leaf_hash};
@@ -50,7 +53,7 @@ use kernel_core::{
     Request, SessionId, SignedEvent, SigningKey, encode_record, frame_record_bytes, origin_for,
     sign_receipt,
 };
-use kernel_enforcer::evidence::{EvidenceLog, FullCheck, Opened};
+use kernel_enforcer::session::evidence::{EvidenceLog, FullCheck, Opened};
 use std::fs::File;
 use std::hint::black_box;
 use std::io::{BufWriter, Write};
@@ -68,10 +71,6 @@ const GENERATOR_VERSION: u32 = 1;
 /// written in order.
 const ROUND: u64 = 1 << 16;
 const SESSION: SessionId = SessionId([0x42; 16]);
-
-const POLICY: &str = r#"@id("read-ws")
-permit (principal, action == Action::"file_read", resource in Workspace::"root");
-"#;
 
 fn main() {
     let mut criterion = Criterion::default()
@@ -122,13 +121,7 @@ fn first_answer(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     log: &Path,
 ) {
-    let dir = log.parent().expect("the log's directory");
-    let workspace = dir.join("ws");
-    std::fs::create_dir_all(&workspace).expect("workspace");
-    std::fs::write(workspace.join("README.md"), "# bench\n").expect("README.md");
-    let policy = dir.join("bench.cedar");
-    std::fs::write(&policy, POLICY).expect("policy");
-    let readme = workspace.join("README.md").to_string_lossy().into_owned();
+    let (fixture, readme) = bench_fixture(POLICY);
     let index = index_of(log);
     let kept_index = std::fs::read(&index).expect("index");
     let kept_len = std::fs::metadata(log).expect("log").len();
@@ -138,8 +131,8 @@ fn first_answer(
             for _ in 0..iterations {
                 let started = Instant::now();
                 let kernel = Kernel::spawn(
-                    SpawnConfig::new(&policy, &workspace, log)
-                        .enforcer(env!("CARGO_BIN_EXE_kernel-enforcer"))
+                    SpawnConfig::new(&fixture.policy, &fixture.workspace, log)
+                        .enforcer(kernel_testkit::enforcer())
                         .timeout(Duration::from_secs(30))
                         .startup_timeout(Duration::from_secs(60)),
                 )

@@ -31,10 +31,13 @@
     reason = "benchmark harness"
 )]
 
+mod common;
+
+use common::POLICY;
 use criterion::Criterion;
+use kernel_testkit::fixture_in;
 use std::hint::black_box;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 /// Set in the agent: the workspace file to open.
@@ -42,10 +45,6 @@ const AGENT_ENV: &str = "GOVERNED_OPEN_AGENT_FILE";
 /// Set in the agent: the name of its decided row; the granted row is
 /// measured only in the strict run.
 const ROW_ENV: &str = "GOVERNED_OPEN_ROW";
-
-const POLICY: &str = r#"@id("read-ws")
-permit (principal, action == Action::"file_read", resource in Workspace::"root");
-"#;
 
 fn criterion() -> Criterion {
     Criterion::default()
@@ -76,19 +75,17 @@ fn main() {
     }
     // On the disk of the target directory, so `fdatasync` reaches a device.
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let dir = tempfile::Builder::new()
-        .prefix("governed-open-")
-        .tempdir_in(base)
-        .unwrap();
-    let (ws, state) = (dir.path().join("ws"), dir.path().join("state"));
     // The agent's criterion writes here, the only place it may write.
     let scratch = base.join("governed-open-criterion");
-    for d in [&ws, &state, &scratch] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let file = ws.join("data.txt");
-    std::fs::write(&file, "benchmark").unwrap();
-    std::fs::write(state.join("policy.cedar"), POLICY).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    // A workspace and evidence of its own for each row.
+    let fixture = || {
+        let fixture = fixture_in(base, POLICY);
+        let file = fixture.workspace.join("data.txt");
+        std::fs::write(&file, "benchmark").unwrap();
+        (fixture, file)
+    };
+    let (_plain, file) = fixture();
 
     let mut criterion = criterion();
     let mut group = criterion.benchmark_group("governed_open");
@@ -100,17 +97,10 @@ fn main() {
         ("decided", &[][..]),
         ("decided_windowed", &["--evidence-window", "10"][..]),
     ] {
-        let status = Command::new(env!("CARGO_BIN_EXE_kernel-enforcer"))
-            .arg("run")
-            .arg("--govern-syscalls")
-            .args(durability)
+        let (fixture, file) = fixture();
+        let status = fixture
+            .governed_run(durability)
             .args(["--syscall-rate", "1000000000"])
-            .arg("--policy")
-            .arg(state.join("policy.cedar"))
-            .arg("--workspace")
-            .arg(&ws)
-            .arg("--evidence")
-            .arg(state.join(format!("{row}.log")))
             .arg("--scratch")
             .arg(&scratch)
             .arg("--")

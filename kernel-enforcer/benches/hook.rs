@@ -26,11 +26,10 @@
 )]
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use kernel_testkit::{Listener, enforcer, fixture_in};
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
 
 const POLICY: &str = r#"
 @id("echo")
@@ -38,7 +37,7 @@ permit (principal, action == Action::"exec", resource) when { resource.name == "
 "#;
 
 fn hook_once(socket: &std::path::Path, payload: &str, expect: i32) {
-    let mut child = Command::new(ENFORCER)
+    let mut child = Command::new(enforcer())
         .args(["hook", "claude-code"])
         .env("AGENT_KERNEL_ENDPOINT", socket)
         .stdin(Stdio::piped())
@@ -56,30 +55,10 @@ fn hook_once(socket: &std::path::Path, payload: &str, expect: i32) {
 }
 
 fn bench(c: &mut Criterion) {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let workspace = dir.path().join("ws");
-    std::fs::create_dir_all(&workspace).unwrap();
-    let policy = dir.path().join("policy.cedar");
-    std::fs::write(&policy, POLICY).unwrap();
-    let socket = dir.path().join("endpoint.sock");
-    let mut listener = Command::new(ENFORCER)
-        .arg("listen")
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--workspace")
-        .arg(&workspace)
-        .arg("--evidence")
-        .arg(dir.path().join("evidence.log"))
-        .arg("--socket")
-        .arg(&socket)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let fixture = fixture_in(Path::new(env!("CARGO_TARGET_TMPDIR")), POLICY);
+    let listener = Listener::of(&fixture, &[]);
+    let socket = &listener.socket;
+    let workspace = &fixture.workspace;
     let ws = workspace.to_string_lossy();
     let allowed = format!(
         r#"{{"hook_event_name":"PreToolUse","cwd":"{ws}","tool_name":"Bash","tool_input":{{"command":"echo hi"}}}}"#
@@ -96,17 +75,15 @@ fn bench(c: &mut Criterion) {
         b.iter(|| assert!(Command::new("true").status().unwrap().success()));
     });
     group.bench_function("hook_allowed", |b| {
-        b.iter(|| hook_once(&socket, &allowed, 0))
+        b.iter(|| hook_once(socket, &allowed, 0))
     });
     group.bench_function("hook_two_programs", |b| {
-        b.iter(|| hook_once(&socket, &two, 0));
+        b.iter(|| hook_once(socket, &two, 0));
     });
     group.bench_function("hook_refused", |b| {
-        b.iter(|| hook_once(&socket, &refused, 2));
+        b.iter(|| hook_once(socket, &refused, 2));
     });
     group.finish();
-    let _ = listener.kill();
-    let _ = listener.wait();
 }
 
 criterion_group!(benches, bench);

@@ -51,25 +51,19 @@
 
 mod common;
 
-use common::{Echo, decide_concurrently, measure_shapes, tempdir};
+use common::{Echo, POLICY, bench_fixture, decide_concurrently, measure_shapes, write_log};
 use ed25519_dalek::{Signer, SigningKey};
 use kernel_client::{Action, Kernel, SpawnConfig};
-use kernel_core::{
-    AuditOptions, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Exec, Request,
-    audit, decode_enforcer_frame, encode_client_frame,
-};
-use kernel_enforcer::evidence::EvidenceLog;
-use kernel_enforcer::policy::{Environment, PolicyEngine};
-use kernel_enforcer::session::{Session, SessionConfig};
+use kernel_core::{CanonicalAction, Exec, audit};
+use kernel_enforcer::session::evidence::EvidenceLog;
+use kernel_policy::{Environment, PolicyEngine};
+use kernel_testkit::{fixture_in, pinned};
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::hint::black_box;
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-const POLICY: &str = r#"@id("read-ws")
-permit (principal, action == Action::"file_read", resource in Workspace::"root");
-"#;
 
 /// Records in the audited log.
 const AUDIT_RECORDS: u64 = 20_000;
@@ -236,36 +230,26 @@ fn timed(mut f: impl FnMut()) -> f64 {
     started.elapsed().as_nanos() as f64
 }
 
+/// Enforcers of [`POLICY`] over one workspace, each with a log of its
+/// own.
 struct Kernels {
-    _workspace: tempfile::TempDir,
-    state: tempfile::TempDir,
+    fixture: kernel_testkit::Fixture,
     readme: String,
-    policy: std::path::PathBuf,
 }
 
 impl Kernels {
     fn new() -> Self {
-        let workspace = tempdir("kernel-bench-ws-");
-        let state = tempdir("kernel-bench-state-");
-        let policy = state.path().join("bench.cedar");
-        std::fs::write(&policy, POLICY).unwrap();
-        let readme = workspace.path().join("README.md");
-        std::fs::write(&readme, "# bench\n").unwrap();
-        Self {
-            readme: readme.to_str().unwrap().to_owned(),
-            policy,
-            _workspace: workspace,
-            state,
-        }
+        let (fixture, readme) = bench_fixture(POLICY);
+        Self { fixture, readme }
     }
 
     fn spawn(&self, log: &str, buffered: bool) -> Kernel {
         let mut config = SpawnConfig::new(
-            &self.policy,
-            self._workspace.path(),
-            self.state.path().join(log),
+            &self.fixture.policy,
+            &self.fixture.workspace,
+            self.fixture.state().join(log),
         )
-        .enforcer(env!("CARGO_BIN_EXE_kernel-enforcer"))
+        .enforcer(kernel_testkit::enforcer())
         .timeout(Duration::from_secs(30));
         if buffered {
             config = config.danger_evidence_os_buffered();
@@ -291,7 +275,7 @@ fn roundtrips(settings: &Settings, table: &mut Table) {
     let mut floor_file = OpenOptions::new()
         .append(true)
         .create(true)
-        .open(kernels.state.path().join("floor.log"))
+        .open(kernels.fixture.state().join("floor.log"))
         .unwrap();
     let echo = Echo::spawn(shapes.receipt_frame_bytes);
 
@@ -484,67 +468,14 @@ fn throughput(settings: &Settings, table: &mut Table) {
     let _ = kernel.shutdown(Duration::from_secs(10));
 }
 
-fn hello(session: &mut Session) -> kernel_core::Handshake {
-    let hello = encode_client_frame(&ClientFrame::Hello {
-        protocol: kernel_core::PROTOCOL_VERSION,
-        challenge: [1; 32],
-    });
-    match decode_enforcer_frame(&session.handle(&hello)).unwrap() {
-        EnforcerFrame::Hello { handshake, .. } => handshake,
-        other => panic!("expected a hello, got {other:?}"),
-    }
-}
-
 fn audits(table: &mut Table) {
-    let dir = tempdir("kernel-bench-audit-");
-    let path = dir.path().join("evidence.log");
+    let dir = fixture_in(Path::new(env!("CARGO_TARGET_TMPDIR")), POLICY);
+    let path = dir.evidence.clone();
     let key = SigningKey::from_bytes(&[9; 32]);
     let verifying = key.verifying_key();
-    {
-        let env = Environment::new("/ws", &[]).unwrap();
-        let policy =
-            PolicyEngine::from_sources(&[("bench.cedar".into(), POLICY.into())], env).unwrap();
-        let evidence = EvidenceLog::open(&path).unwrap();
-        let config = SessionConfig {
-            checkpoint_records: 1000,
-            checkpoint_interval: Duration::from_secs(24 * 3600),
-            ..SessionConfig::default()
-        };
-        let mut session = Session::start(key.clone(), policy, evidence, config).unwrap();
-        let handshake = hello(&mut session);
-        let mut seq = 0u64;
-        while session.evidence().next_index() < AUDIT_RECORDS - 1 {
-            let frames: Vec<Vec<u8>> = (0..500)
-                .map(|_| {
-                    seq += 1;
-                    let path = if seq % 4 == 3 {
-                        format!("/outside/{seq}.txt")
-                    } else {
-                        format!("/ws/{seq}.txt")
-                    };
-                    let mut nonce = [0u8; 16];
-                    nonce[..8].copy_from_slice(&seq.to_le_bytes());
-                    let request = EncodedRequest::new(Request {
-                        session: handshake.session,
-                        seq,
-                        nonce,
-                        action: CanonicalAction::new(Action::file_read(path), None).unwrap(),
-                        deadline_ms: u64::MAX,
-                    });
-                    encode_client_frame(&ClientFrame::Authorize {
-                        request: request.bytes().to_vec(),
-                    })
-                })
-                .collect();
-            session.handle_batch(&frames);
-        }
-        session.finish();
-    }
+    write_log(&path, &key, AUDIT_RECORDS, 1000, 500);
     let bytes = std::fs::read(&path).unwrap();
-    let options = AuditOptions {
-        kernel_key: Some(&verifying),
-        ..AuditOptions::default()
-    };
+    let options = pinned(&verifying);
     let records = audit(&bytes, &options).unwrap().records as f64;
     let mut rates: Vec<f64> = (0..5)
         .map(|_| records / (timed(|| drop(black_box(audit(&bytes, &options).unwrap()))) / 1e9))

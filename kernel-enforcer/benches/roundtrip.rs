@@ -43,7 +43,7 @@
 
 mod common;
 
-use common::{Echo, measure_shapes, tempdir};
+use common::{Echo, POLICY, bench_fixture, measure_shapes};
 use criterion::Criterion;
 use ed25519_dalek::{Signer, SigningKey};
 use kernel_client::{Action, Kernel, SpawnConfig};
@@ -52,10 +52,6 @@ use std::hint::black_box;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-
-const POLICY: &str = r#"@id("read-ws")
-permit (principal, action == Action::"file_read", resource in Workspace::"root");
-"#;
 
 fn main() {
     if common::run_echo_child() {
@@ -78,20 +74,9 @@ fn append_file(dir: &Path) -> File {
 }
 
 fn roundtrip(criterion: &mut Criterion) {
-    let workspace = tempdir("roundtrip-ws-");
-    let state = tempdir("roundtrip-state-");
-    let policy = state.path().join("bench.cedar");
-    std::fs::write(&policy, POLICY).expect("policy file");
-    let readme = workspace.path().join("README.md");
-    std::fs::write(&readme, "# bench\n").expect("README.md");
-    let readme = readme.to_str().expect("UTF-8 path").to_owned();
-    let evidence = state.path().join("evidence.log");
-
-    let kernel = Kernel::spawn(
-        SpawnConfig::new(&policy, workspace.path(), &evidence)
-            .enforcer(env!("CARGO_BIN_EXE_kernel-enforcer")),
-    )
-    .expect("start the enforcer");
+    let (fixture, readme) = bench_fixture(POLICY);
+    let state = fixture.state();
+    let kernel = Kernel::spawn(fixture.config()).expect("start the enforcer");
     let shapes = measure_shapes(&kernel, &readme);
     eprintln!(
         "roundtrip: request frame {} B, receipt frame {} B, signed body {} B, \
@@ -100,7 +85,7 @@ fn roundtrip(criterion: &mut Criterion) {
         shapes.receipt_frame_bytes,
         shapes.receipt_body.len(),
         shapes.record_bytes,
-        state.path().display(),
+        state.display(),
     );
 
     let mut seed = [0u8; 32];
@@ -108,7 +93,7 @@ fn roundtrip(criterion: &mut Criterion) {
     let key = SigningKey::from_bytes(&seed);
     let verifying = key.verifying_key();
     let record = vec![0xa5_u8; shapes.record_bytes];
-    let mut floor_file = append_file(state.path());
+    let mut floor_file = append_file(&state);
 
     let echo = Echo::spawn(shapes.receipt_frame_bytes);
     assert_eq!(
@@ -151,9 +136,13 @@ fn roundtrip(criterion: &mut Criterion) {
     });
 
     let buffered = Kernel::spawn(
-        SpawnConfig::new(&policy, workspace.path(), state.path().join("buffered.log"))
-            .enforcer(env!("CARGO_BIN_EXE_kernel-enforcer"))
-            .danger_evidence_os_buffered(),
+        SpawnConfig::new(
+            &fixture.policy,
+            &fixture.workspace,
+            state.join("buffered.log"),
+        )
+        .enforcer(kernel_testkit::enforcer())
+        .danger_evidence_os_buffered(),
     )
     .expect("start the os-buffered enforcer");
     group.bench_function("authorize_os_buffered", |b| {

@@ -6,6 +6,25 @@
 //! replies. The `kernel-enforcer` binary is the way to run it; this library
 //! exposes its parts for tests, benchmarks and tools.
 //!
+//! The policy engine itself (loading, the floor, evaluation, `policy
+//! test|explain|diff|suggest`) is the `kernel-policy` crate; this one is
+//! what runs around it, one module per job:
+//!
+//! - [`session`]: one session: the frame handler, its serving loop and
+//!   control socket, the evidence store, the signing key, and the broker
+//!   that performs allowed effects;
+//! - [`governed`]: supervised mode (`run`) and governed mode (`run
+//!   --govern-syscalls`): the agent started confined, its system calls
+//!   decided, its programs verified, its egress proxied;
+//! - [`gateways`]: the decision endpoint (`listen`, `ask`) and what
+//!   reaches it: hooks of coding agents, the MCP gateway, shell command
+//!   lines and JSON actions;
+//! - [`cli`]: the command line.
+//!
+//! Imports go one way: `cli` uses everything, `gateways` and `governed`
+//! use `session`, and `session` uses none of them; the code that runs in a
+//! child between `fork` and `exec` is in one private module of its own.
+//!
 //! What it refuses: policy sets that do not validate against the kernel's
 //! schema, unknown annotations, reserved or duplicate policy ids; frames
 //! over the size limit, malformed, out of order, for another session, or
@@ -14,38 +33,10 @@
 //! Guarantee on any input: the frame handler does not panic; if it ever
 //! did, the session halts and denies everything after.
 
-pub mod action_json;
-mod audit_cli;
-pub mod broker;
-mod cli_impl;
-pub mod config;
-pub mod control;
-pub mod describe;
-pub mod egress;
-pub mod endpoint;
-pub mod evidence;
-mod evidence_index;
-mod evidence_segments;
-mod evidence_window;
-pub mod exec_trace;
-mod gateway_cli;
-pub mod handoff;
-pub mod hook;
-mod init;
-pub mod input_schema;
-mod instances;
-pub mod keys;
-pub mod mcp;
-pub mod notify;
-pub mod policy;
-mod policy_cli;
-pub mod resolve;
-pub mod serve;
+pub mod cli;
+#[cfg(debug_assertions)]
+mod fault;
+pub mod gateways;
+pub mod governed;
+mod pre_exec;
 pub mod session;
-pub mod shell;
-pub mod supervise;
-
-/// The command line.
-pub mod cli {
-    pub use crate::cli_impl::main;
-}

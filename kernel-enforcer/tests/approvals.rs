@@ -10,13 +10,13 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Fixture, fixture};
 use kernel_client::{Action, Denial, Kernel};
-use kernel_core::{Decision, Event, Record, decode_record};
+use kernel_core::{Decision, Event};
+use kernel_testkit::{
+    Fixture, RawClient, authorize_frame, enforcer, fixture, log, request_until, wait_for,
+};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -27,47 +27,39 @@ const POLICY: &str = r#"
 permit (principal, action == Action::"tool_call", resource == Tool::"deploy");
 "#;
 
-fn control(f: &Fixture) -> PathBuf {
-    let mut path = f.evidence.as_os_str().to_owned();
-    path.push(".control");
-    PathBuf::from(path)
-}
-
-fn operator(f: &Fixture, args: &[&str]) -> Output {
-    Command::new(ENFORCER)
-        .args(args)
-        .arg("--control")
-        .arg(control(f))
-        .output()
-        .unwrap()
-}
-
 fn deploy(env: &str) -> Action {
     Action::tool_call("deploy", &serde_json::json!({ "env": env }))
 }
 
+/// The ids of the requests waiting for an answer, as the operator's
+/// `pending --json` (the output of `command`) lists them.
+fn pending_in(out: &Output) -> Vec<u64> {
+    assert!(out.status.success(), "{out:?}");
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    value["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn pending(f: &Fixture) -> Vec<u64> {
+    pending_in(&f.operator(&["pending", "--json"]))
+}
+
 /// Waits until `count` requests are pending and returns their ids.
 fn pending_ids(f: &Fixture, count: usize) -> Vec<u64> {
-    let started = Instant::now();
-    loop {
-        let out = operator(f, &["pending", "--json"]);
-        assert!(out.status.success(), "{out:?}");
-        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let ids: Vec<u64> = value["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["id"].as_u64().unwrap())
-            .collect();
-        if ids.len() >= count {
-            return ids;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nothing became pending"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut ids = Vec::new();
+    wait_for(
+        "requests to become pending",
+        Duration::from_secs(10),
+        || {
+            ids = pending(f);
+            ids.len() >= count
+        },
+    );
+    ids
 }
 
 fn spawn(f: &Fixture, wait: Duration) -> Kernel {
@@ -75,38 +67,22 @@ fn spawn(f: &Fixture, wait: Duration) -> Kernel {
 }
 
 fn decisions(f: &Fixture) -> Vec<Decision> {
-    let bytes = std::fs::read(&f.evidence).unwrap();
-    // Read while the enforcer may be writing: whole records only.
-    kernel_core::split_records_prefix(&bytes)
-        .0
+    log(&f.evidence)
         .iter()
-        .filter_map(|r| match decode_record(r).unwrap() {
-            Record::Decision { receipt, .. } => Some(
-                kernel_core::decode_receipt_body_unverified(&receipt.body)
-                    .unwrap()
-                    .decision,
-            ),
-            _ => None,
-        })
+        .filter_map(|e| e.decision())
         .collect()
 }
 
 fn approvals(f: &Fixture) -> Vec<(bool, String, String)> {
-    let bytes = std::fs::read(&f.evidence).unwrap();
-    // Read while the enforcer may be writing: whole records only.
-    kernel_core::split_records_prefix(&bytes)
-        .0
-        .iter()
-        .filter_map(|r| match decode_record(r).unwrap() {
-            Record::Event(e) => match e.decode_unverified().unwrap() {
-                Event::Approval {
-                    approved,
-                    by,
-                    scope,
-                    ..
-                } => Some((approved, by, scope)),
-                _ => None,
-            },
+    log(&f.evidence)
+        .into_iter()
+        .filter_map(|e| match e {
+            kernel_testkit::Entry::Event(Event::Approval {
+                approved,
+                by,
+                scope,
+                ..
+            }) => Some((approved, by, scope)),
             _ => None,
         })
         .collect()
@@ -119,10 +95,10 @@ fn approve_and_reject() {
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| kernel.authorize(deploy("staging")));
         let ids = pending_ids(&f, 1);
-        let listed = operator(&f, &["pending"]);
+        let listed = f.operator(&["pending"]);
         assert!(String::from_utf8_lossy(&listed.stdout).contains("tool_call deploy"));
         assert!(
-            operator(&f, &["approve", &ids[0].to_string()])
+            f.operator(&["approve", &ids[0].to_string()])
                 .status
                 .success()
         );
@@ -133,7 +109,7 @@ fn approve_and_reject() {
         let waiting = scope.spawn(|| kernel.authorize(deploy("production")));
         let ids = pending_ids(&f, 1);
         assert!(
-            operator(&f, &["reject", &ids[0].to_string()])
+            f.operator(&["reject", &ids[0].to_string()])
                 .status
                 .success()
         );
@@ -181,15 +157,10 @@ fn no_answer_in_time_is_a_denial_and_a_late_approval_is_refused() {
         );
         // Once the request has expired on the enforcer's side too (it is
         // no longer pending), an approval comes too late.
-        let started = Instant::now();
-        while pending_ids(&f, 0).contains(&ids[0]) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "the request never expired"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let late = operator(&f, &["approve", &ids[0].to_string()]);
+        wait_for("the request to expire", Duration::from_secs(10), || {
+            !pending(&f).contains(&ids[0])
+        });
+        let late = f.operator(&["approve", &ids[0].to_string()]);
         assert_eq!(late.status.code(), Some(1), "{late:?}");
     });
     drop(kernel);
@@ -211,17 +182,14 @@ fn a_scoped_grant_covers_exactly_its_action_and_its_uses() {
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| kernel.authorize(deploy("staging")));
         let ids = pending_ids(&f, 1);
-        let out = operator(
-            &f,
-            &[
-                "approve",
-                &ids[0].to_string(),
-                "--for",
-                "10m",
-                "--uses",
-                "3",
-            ],
-        );
+        let out = f.operator(&[
+            "approve",
+            &ids[0].to_string(),
+            "--for",
+            "10m",
+            "--uses",
+            "3",
+        ]);
         assert!(out.status.success(), "{out:?}");
         waiting.join().unwrap().unwrap();
     });
@@ -234,7 +202,7 @@ fn a_scoped_grant_covers_exactly_its_action_and_its_uses() {
         let waiting = scope.spawn(|| kernel.authorize(deploy("production")));
         let ids = pending_ids(&f, 1);
         assert!(
-            operator(&f, &["reject", &ids[0].to_string()])
+            f.operator(&["reject", &ids[0].to_string()])
                 .status
                 .success()
         );
@@ -243,7 +211,7 @@ fn a_scoped_grant_covers_exactly_its_action_and_its_uses() {
         let waiting = scope.spawn(|| kernel.authorize(deploy("staging")));
         let ids = pending_ids(&f, 1);
         assert!(
-            operator(&f, &["reject", &ids[0].to_string()])
+            f.operator(&["reject", &ids[0].to_string()])
                 .status
                 .success()
         );
@@ -259,73 +227,89 @@ fn a_scoped_grant_covers_exactly_its_action_and_its_uses() {
     assert_eq!(allowed, 3, "one approval + two grant uses");
 }
 
+/// Only the operator's uid may answer: another uid's approval of a
+/// pending request is refused and leaves it pending (still listed, its
+/// client still waiting, nothing allowed), and the operator's own answer
+/// is then taken.
 #[test]
 fn nobody_but_the_operator_can_approve() {
+    const OPERATOR: u32 = 4242;
     let f = fixture(POLICY);
+    // Far longer than the test: the request stays pending until answered.
     let kernel = Kernel::spawn(
         f.config()
-            .await_approval(Duration::from_secs(3))
-            .operator_uid(4242),
+            .await_approval(Duration::from_secs(120))
+            .operator_uid(OPERATOR),
     )
     .unwrap();
+    // The enforcer's public key (the file at the control path), where
+    // other uids can read it, for commands that name it with `--pubkey`.
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pubkey = shared.path().join("enforcer.pub");
+    std::fs::copy(f.control(), &pubkey).unwrap();
+    std::fs::set_permissions(&pubkey, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let as_uid = |uid: u32, args: &[&str]| -> Output {
+        Command::new(enforcer())
+            .args(args)
+            .arg("--control")
+            .arg(f.control())
+            .arg("--pubkey")
+            .arg(&pubkey)
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .unwrap()
+    };
+    let pending_for_operator = || pending_in(&as_uid(OPERATOR, &["pending", "--json"]));
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| kernel.authorize(deploy("staging")));
-        // The request is pending (its `ask` is recorded) before anyone
-        // tries to approve it, so a refusal below is the peer check's.
-        let started = Instant::now();
-        while !decisions(&f).contains(&Decision::Ask) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "the request never became pending"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut ids = Vec::new();
+        wait_for(
+            "the request to become pending",
+            Duration::from_secs(10),
+            || {
+                ids = pending_for_operator();
+                !ids.is_empty()
+            },
+        );
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        let id = ids[0].to_string();
         // Our uid is not the operator's: refused by the peer check.
-        let refused = operator(&f, &["approve", "1"]);
-        assert_eq!(refused.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&refused.stderr).contains("is not the operator"));
-        // Another uid cannot even reach the socket.
-        let other = Command::new(ENFORCER)
-            .args(["approve", "1", "--control"])
-            .arg(control(&f))
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .unwrap();
-        assert_eq!(other.status.code(), Some(1));
-        assert!(matches!(
-            waiting.join().unwrap(),
-            Err(Denial::NoApproval { .. })
-        ));
+        let refused = f.operator(&["approve", &id]);
+        assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("is not the operator"),
+            "{refused:?}"
+        );
+        // Nor may another uid that can name the enforcer's key.
+        let other = as_uid(65534, &["approve", &id]);
+        assert_eq!(other.status.code(), Some(1), "{other:?}");
+        assert!(
+            String::from_utf8_lossy(&other.stderr).contains("is not the operator"),
+            "{other:?}"
+        );
+        // Neither attempt answered it: it is still pending, its client
+        // still waits, and nothing was allowed.
+        assert_eq!(pending_for_operator(), ids);
+        assert!(!waiting.is_finished(), "the request was answered");
+        assert!(!decisions(&f).contains(&Decision::Allow));
+        // The operator's approval of the same id is taken.
+        let approved = as_uid(OPERATOR, &["approve", &id]);
+        assert!(approved.status.success(), "{approved:?}");
+        let permit = waiting.join().unwrap().unwrap();
+        assert_eq!(permit.receipt().body().decision, Decision::Allow);
     });
     drop(kernel);
-    assert!(approvals(&f).is_empty());
-    assert!(!decisions(&f).contains(&Decision::Allow));
-}
-
-/// A client speaking the protocol by hand to an enforcer started with
-/// `env` added to its environment (the debug-only fault injection).
-fn raw_client(f: &Fixture, env: &[(&str, &str)]) -> common::RawClient {
-    use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
-    let (server, name) =
-        IpcOneShotServer::<(IpcSender<Vec<u8>>, IpcReceiver<Vec<u8>>)>::new().unwrap();
-    let child = Command::new(ENFORCER)
-        .args(["serve", "--connect", &name, "--workspace"])
-        .arg(&f.workspace)
-        .arg("--evidence")
-        .arg(&f.evidence)
-        .arg("--policy")
-        .arg(&f.policy)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (_, (requests, replies)) = server.accept().unwrap();
-    common::RawClient {
-        child,
-        requests,
-        replies,
-    }
+    let recorded = approvals(&f);
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert!(recorded[0].0, "{recorded:?}");
+    assert!(
+        recorded[0]
+            .1
+            .starts_with(&format!("operator uid {OPERATOR} ")),
+        "{recorded:?}"
+    );
 }
 
 /// The frame asking for `action` as request `seq`, answered by `deadline_ms`.
@@ -335,16 +319,7 @@ fn authorize(
     action: Action,
     deadline_ms: u64,
 ) -> Vec<u8> {
-    let request = kernel_core::EncodedRequest::new(kernel_core::Request {
-        session: handshake.session,
-        seq,
-        nonce: [0; 16],
-        action: kernel_core::CanonicalAction::new(action, None).unwrap(),
-        deadline_ms,
-    });
-    kernel_core::encode_client_frame(&kernel_core::ClientFrame::Authorize {
-        request: request.bytes().to_vec(),
-    })
+    authorize_frame(&request_until(handshake.session, seq, action, deadline_ms))
 }
 
 /// The decision of `frame`, if it is a receipt for request `seq`.
@@ -370,7 +345,7 @@ fn now_ms() -> u64 {
 #[test]
 fn a_request_whose_deadline_passes_is_answered_then_even_while_the_client_keeps_sending() {
     let f = fixture(POLICY);
-    let client = raw_client(&f, &[]);
+    let client = RawClient::start(&f);
     let handshake = client.hello();
     let deadline = now_ms() + 1000;
     client.send(authorize(&handshake, 0, deploy("staging"), deadline));
@@ -411,7 +386,7 @@ fn a_request_whose_deadline_passes_is_answered_then_even_while_the_client_keeps_
         "the client was not kept busy: {longest_gap:?} between two requests"
     );
     // The late approval finds nothing to approve.
-    let late = operator(&f, &["approve", &ids[0].to_string()]);
+    let late = f.operator(&["approve", &ids[0].to_string()]);
     assert_eq!(late.status.code(), Some(1), "{late:?}");
     drop(client);
     let recorded = decisions(&f);
@@ -436,7 +411,7 @@ permit (principal, action == Action::"file_read", resource in Workspace::"root")
 #[test]
 fn a_panic_while_deciding_answers_every_waiting_request_as_halted() {
     let f = fixture(POLICY_WITH_READS);
-    let client = raw_client(&f, &[("AGENT_KERNEL_TEST_FAULT", "panic:file_read")]);
+    let client = RawClient::start_with_env(&f, &[("AGENT_KERNEL_TEST_FAULT", "panic:file_read")]);
     let handshake = client.hello();
     // Far deadlines: no answer comes from a timeout.
     let far = now_ms() + 120_000;
@@ -458,7 +433,7 @@ fn a_panic_while_deciding_answers_every_waiting_request_as_halted() {
         }
     }
     assert_eq!(halted.into_iter().collect::<Vec<_>>(), [0, 1]);
-    let status = operator(&f, &["status", "--json"]);
+    let status = f.operator(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(
         status["data"]["halted"]
@@ -474,7 +449,8 @@ fn a_panic_while_deciding_answers_every_waiting_request_as_halted() {
 #[test]
 fn an_approval_that_cannot_be_recorded_fails_for_the_operator_too() {
     let f = fixture(POLICY);
-    let client = raw_client(&f, &[("AGENT_KERNEL_TEST_FAULT", "unsynced:tool_call")]);
+    let client =
+        RawClient::start_with_env(&f, &[("AGENT_KERNEL_TEST_FAULT", "unsynced:tool_call")]);
     let handshake = client.hello();
     client.send(authorize(
         &handshake,
@@ -485,7 +461,7 @@ fn an_approval_that_cannot_be_recorded_fails_for_the_operator_too() {
     let first = client.recv();
     assert_eq!(receipt_for(&first, 0), Some(Decision::Ask), "{first:?}");
     let ids = pending_ids(&f, 1);
-    let out = operator(&f, &["approve", &ids[0].to_string()]);
+    let out = f.operator(&["approve", &ids[0].to_string()]);
     let told = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -9,9 +9,10 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Listener, fixture};
+use kernel_testkit::{
+    Entry, Fixture, Listener, alive, enforcer, fixture, log, operator, run_enforcer as run, signal,
+    text,
+};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -22,17 +23,6 @@ permit (principal, action == Action::"file_read", resource in Workspace::"root")
 @id("git") @reason("git may run")
 permit (principal, action == Action::"exec", resource) when { resource.name == "git" };
 "#;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(ENFORCER).args(args).output().unwrap()
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -154,7 +144,7 @@ fn explain_finds_a_bare_program_where_path_finds_it() {
     std::fs::create_dir(&bin).unwrap();
     script(&bin.join("git"), "exit 0");
     let path = format!("{}:/usr/bin:/bin", bin.display());
-    let output = Command::new(ENFORCER)
+    let output = Command::new(enforcer())
         .env("PATH", &path)
         .args([
             "policy",
@@ -177,7 +167,7 @@ fn explain_finds_a_bare_program_where_path_finds_it() {
     );
     assert!(stdout.contains("decision:  allow"), "{stdout}");
 
-    let output = Command::new(ENFORCER)
+    let output = Command::new(enforcer())
         .env("PATH", &path)
         .args([
             "policy",
@@ -217,34 +207,21 @@ fn exec_says_a_missing_program_is_not_on_path() {
 }
 
 /// A running `kernel-enforcer listen` of `fixture`, killed when dropped.
-fn listen(fixture: &common::Fixture) -> Listener {
-    let _ = std::fs::remove_file(fixture.dir.path().join("state/endpoint.sock"));
+fn listen(fixture: &Fixture) -> Listener {
+    let _ = std::fs::remove_file(fixture.state().join("endpoint.sock"));
     Listener::of(fixture, &[])
 }
 
 /// Polls `done` until it holds, or fails after 20 s.
 fn wait_for(what: &str, done: impl FnMut() -> bool) {
-    common::wait_for(what, std::time::Duration::from_secs(20), done);
-}
-
-fn operator(control: &Path, args: &[&str]) -> Output {
-    Command::new(ENFORCER)
-        .args(args)
-        .arg("--control")
-        .arg(control)
-        .output()
-        .unwrap()
+    kernel_testkit::wait_for(what, std::time::Duration::from_secs(20), done);
 }
 
 /// The halt events of a log.
 fn halts(evidence: &Path) -> Vec<String> {
-    let bytes = std::fs::read(evidence).unwrap();
-    common::entries(&bytes)
-        .into_iter()
-        .filter_map(|entry| match entry {
-            common::Entry::Event(kernel_core::Event::Halt { cause, .. }) => Some(cause),
-            _ => None,
-        })
+    log(evidence)
+        .iter()
+        .filter_map(|entry| entry.halt_cause().map(str::to_owned))
         .collect()
 }
 
@@ -252,7 +229,7 @@ fn halts(evidence: &Path) -> Vec<String> {
 fn exec_under_listen_says_a_missing_program_is_not_on_path() {
     let fixture = fixture(POLICY);
     let listener = listen(&fixture);
-    let output = Command::new(ENFORCER)
+    let output = Command::new(enforcer())
         .args(["exec", "--socket", s(&listener.socket), "--"])
         .arg("no-such-program-here")
         .output()
@@ -265,11 +242,10 @@ fn exec_under_listen_says_a_missing_program_is_not_on_path() {
     );
     // Never sent: nothing was decided.
     drop(listener);
-    let bytes = std::fs::read(&fixture.evidence).unwrap();
     assert!(
-        !common::entries(&bytes)
+        !log(&fixture.evidence)
             .iter()
-            .any(|e| matches!(e, common::Entry::Decision { .. }))
+            .any(|e| matches!(e, Entry::Decision { .. }))
     );
 }
 
@@ -279,7 +255,7 @@ fn exec_under_listen_says_a_missing_program_is_not_on_path() {
 #[test]
 fn a_second_halt_says_already_halted_after_the_enforcer_ended() {
     let fixture = fixture(POLICY);
-    let control = common::control_path(&fixture.evidence);
+    let control = fixture.control();
     let mut listener = listen(&fixture);
     let first = operator(&control, &["halt", "--reason", "incident 9"]);
     assert!(first.status.success(), "{:?}", text(&first));
@@ -350,7 +326,7 @@ fn a_second_halt_says_already_halted_after_the_enforcer_ended() {
 #[test]
 fn a_second_halt_of_a_running_enforcer_is_already_halted_and_recorded_once() {
     let fixture = fixture(POLICY);
-    let control = common::control_path(&fixture.evidence);
+    let control = fixture.control();
     let kernel = fixture.spawn();
     let first = operator(&control, &["halt", "--reason", "first"]);
     assert!(first.status.success(), "{:?}", text(&first));
@@ -425,7 +401,7 @@ fn flags_that_would_be_ignored_are_refused() {
     assert!(stderr.contains("cannot be combined"), "{stderr}");
     // Under `run`, `exec` uses the agent's channel: a key given for a
     // socket is refused rather than left unused.
-    let output = Command::new(ENFORCER)
+    let output = Command::new(enforcer())
         .env("AGENT_KERNEL_CHANNEL", "no-such-channel")
         .env_remove("AGENT_KERNEL_ENDPOINT")
         .args(["exec", "--pubkey", "k.pub", "--", "/bin/true"])
@@ -447,8 +423,8 @@ impl Drop for Reap {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-        if let Some(pid) = self.1.filter(|&pid| common::alive(pid)) {
-            common::signal(pid, "KILL");
+        if let Some(pid) = self.1.filter(|&pid| alive(pid)) {
+            signal(pid, "KILL");
         }
     }
 }
@@ -475,7 +451,7 @@ fn mcp_proxy_ends_on_sigterm_with_its_server() {
     for (round, mode) in modes.iter().enumerate() {
         let pid_file = fixture.dir.path().join(format!("server-{round}.pid"));
         // A server that says who it is and then waits for input forever.
-        let mut proxy = Command::new(ENFORCER)
+        let mut proxy = Command::new(enforcer())
             .arg("mcp-proxy")
             .args(mode)
             .args([
@@ -499,15 +475,15 @@ fn mcp_proxy_ends_on_sigterm_with_its_server() {
             .parse()
             .unwrap();
         proxy.1 = Some(server);
-        assert!(common::alive(server));
-        common::signal(proxy.0.id(), "TERM");
+        assert!(alive(server));
+        signal(proxy.0.id(), "TERM");
         let mut status = None;
         wait_for("mcp-proxy to end on SIGTERM", || {
             status = proxy.0.try_wait().unwrap();
             status.is_some()
         });
         assert_eq!(status.unwrap().code(), Some(128 + 15), "{mode:?}");
-        wait_for("the MCP server to be gone", || !common::alive(server));
+        wait_for("the MCP server to be gone", || !alive(server));
     }
     let bytes = std::fs::read(&own_evidence).unwrap();
     let records = kernel_core::split_records(&bytes).unwrap();
@@ -824,7 +800,7 @@ fn audit_verify_json_counts_the_log_and_names_the_first_fault() {
 #[test]
 fn the_halt_record_is_a_floor_asset() {
     let fixture = fixture("@id(\"all\") permit (principal, action, resource);");
-    let control = common::control_path(&fixture.evidence);
+    let control = fixture.control();
     let record = format!("{}.halted", control.display());
     let kernel = fixture.spawn();
     for action in [
@@ -861,12 +837,12 @@ fn a_second_halt_that_names_no_enforcer_says_already_halted() {
     let evidence = state.join("agent-kernel/evidence.log");
     let socket = fixture.dir.path().join("endpoint.sock");
     let mut listener = Listener::start(
-        common::listen_command(&fixture.policy, &fixture.workspace, &evidence, &socket)
+        kernel_testkit::listen_command(&fixture.policy, &fixture.workspace, &evidence, &socket)
             .env("XDG_STATE_HOME", &state),
         &socket,
     );
     let halt = || {
-        Command::new(ENFORCER)
+        Command::new(enforcer())
             .env("XDG_STATE_HOME", &state)
             .env_remove("AGENT_KERNEL_CONTROL")
             .args(["halt", "--reason", "incident 11"])
@@ -889,7 +865,7 @@ fn a_second_halt_that_names_no_enforcer_says_already_halted() {
     assert!(stdout.contains("already halted"), "{stdout}");
     assert!(stdout.contains("incident 11"), "{stdout}");
     // Other commands still say that nothing runs.
-    let status = Command::new(ENFORCER)
+    let status = Command::new(enforcer())
         .env("XDG_STATE_HOME", &state)
         .env_remove("AGENT_KERNEL_CONTROL")
         .arg("status")

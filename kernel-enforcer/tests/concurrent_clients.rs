@@ -8,24 +8,14 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{fixture, signal};
 use kernel_client::{Action, Denial, Kernel, KernelState};
-use kernel_core::{AuditOptions, audit};
+use kernel_core::audit;
+use kernel_testkit::{Fixture, fixture, pinned, signal, this_thread, wait_until_asleep};
 use std::collections::BTreeSet;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-const READ_POLICY: &str = r#"
-@id("read-workspace")
-permit (principal, action == Action::"file_read", resource in Workspace::"root");
-
-@id("no-secrets")
-@reason("secrets stay secret")
-forbid (principal, action == Action::"file_read", resource)
-when { resource.name like "secret-*" };
-"#;
+use kernel_testkit::policies::READ_WORKSPACE_BUT_SECRETS as READ_POLICY;
 
 const THREADS: usize = 8;
 const CALLS: usize = 25;
@@ -49,7 +39,7 @@ fn kind(thread: usize, call: usize) -> Kind {
     }
 }
 
-fn action(f: &common::Fixture, thread: usize, call: usize) -> Action {
+fn action(f: &Fixture, thread: usize, call: usize) -> Action {
     match kind(thread, call) {
         Kind::Allowed => Action::file_read(f.ws(&format!("t{thread}-c{call}.txt"))),
         Kind::Secret => Action::file_read(f.ws(&format!("secret-t{thread}-c{call}.txt"))),
@@ -149,11 +139,7 @@ fn threads_sharing_one_kernel_each_get_their_own_decision() {
     let key = *kernel.public_key();
     let status = kernel.shutdown(Duration::from_secs(5)).unwrap();
     assert!(status.success(), "enforcer exit status {status}");
-    let options = AuditOptions {
-        kernel_key: Some(&key),
-        ..AuditOptions::default()
-    };
-    let report = audit(&std::fs::read(&f.evidence).unwrap(), &options).unwrap();
+    let report = audit(&std::fs::read(&f.evidence).unwrap(), &pinned(&key)).unwrap();
     assert_eq!(report.sessions, 1, "{report:?}");
     assert_eq!(
         (report.allowed, report.denied, report.asked),
@@ -182,9 +168,7 @@ fn sigkill_wakes_every_waiting_thread_promptly() {
             .map(|thread| {
                 let (kernel, f, barrier, tids) = (&kernel, &f, &barrier, &tids);
                 scope.spawn(move || {
-                    tids.lock()
-                        .unwrap()
-                        .push(std::fs::read_link("/proc/thread-self").unwrap());
+                    tids.lock().unwrap().push(this_thread());
                     barrier.wait();
                     let result = kernel.authorize(Action::file_read(f.ws(&format!("w{thread}"))));
                     (result, Instant::now())
@@ -192,7 +176,7 @@ fn sigkill_wakes_every_waiting_thread_promptly() {
             })
             .collect();
         barrier.wait();
-        common::wait_until_asleep(&tids.lock().unwrap());
+        wait_until_asleep(&tids.lock().unwrap());
         let killed_at = Instant::now();
         signal(pid, "KILL");
         let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -203,26 +187,29 @@ fn sigkill_wakes_every_waiting_thread_promptly() {
             matches!(result, Err(Denial::EnforcerGone)),
             "thread {thread}: {result:?}"
         );
+        // Woken by the death, not by their own deadline: far sooner than
+        // the timeout, however loaded the machine.
         let after = returned_at.saturating_duration_since(killed_at);
         assert!(
-            after < Duration::from_secs(3),
+            after < timeout / 4,
             "thread {thread} returned {after:?} after the kill"
         );
     }
     assert_eq!(kernel.state(), KernelState::Gone);
+    // Denied at once, not after waiting for an answer.
     let started = Instant::now();
     assert!(matches!(
         kernel.authorize(Action::file_read(f.ws("later"))),
         Err(Denial::EnforcerGone)
     ));
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < timeout / 4, "{:?}", started.elapsed());
 }
 
 #[test]
 fn late_answers_after_concurrent_timeouts_reach_nobody() {
     const WAITERS: usize = 4;
     let f = fixture(READ_POLICY);
-    let timeout = Duration::from_millis(500);
+    let timeout = Duration::from_secs(1);
     let kernel = Kernel::spawn(f.config().timeout(timeout)).unwrap();
     let pid = kernel.enforcer_pid().unwrap();
     signal(pid, "STOP");
@@ -247,9 +234,10 @@ fn late_answers_after_concurrent_timeouts_reach_nobody() {
             "thread {thread}: {result:?}"
         );
         // Concurrently, not one after another: serialized, the last of
-        // them would wait four timeouts.
+        // them would wait four timeouts (the bound leaves a loaded machine
+        // two and a half timeouts of slack).
         assert!(
-            waited >= timeout * 9 / 10 && waited < timeout * 3,
+            waited >= timeout * 9 / 10 && waited < timeout * 7 / 2,
             "thread {thread} waited {waited:?}"
         );
     }

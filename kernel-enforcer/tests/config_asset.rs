@@ -13,23 +13,15 @@
     reason = "tests"
 )]
 
+use kernel_testkit::{enforcer, fixture};
 use std::process::Command;
-
-const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
 
 #[test]
 fn a_configuration_inside_the_workspace_refuses_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path().join("ws");
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&ws).unwrap();
-    std::fs::create_dir_all(&state).unwrap();
-    let policy = state.join("policy.cedar");
-    std::fs::write(
-        &policy,
+    let f = fixture(
         "@id(\"w\")\npermit (principal, action == Action::\"file_write\", resource in Workspace::\"root\");\n",
-    )
-    .unwrap();
+    );
+    let (ws, policy, state) = (&f.workspace, &f.policy, f.state());
     let config = ws.join("kernel.toml");
     std::fs::write(
         &config,
@@ -37,13 +29,13 @@ fn a_configuration_inside_the_workspace_refuses_start() {
             "policies = [{:?}]\nworkspace = {:?}\nevidence = {:?}\n",
             policy.display().to_string(),
             ws.display().to_string(),
-            state.join("evidence.log").display().to_string()
+            f.evidence.display().to_string()
         ),
     )
     .unwrap();
     // The agent would record that it ran; it must never start.
     let marker = state.join("agent-ran");
-    let out = Command::new(ENFORCER)
+    let out = Command::new(enforcer())
         .arg("run")
         .arg("--config")
         .arg(&config)

@@ -21,13 +21,11 @@
     reason = "test harness making raw system calls on purpose"
 )]
 
+use kernel_testkit::{Fixture, ended, enforcer, fixture, holds_within};
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
-
-const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
 
 const POLICY: &str = r#"
 @id("read-workspace")
@@ -92,9 +90,9 @@ fn probe(attack: &str) {
             let control = format!("{}.control", std::env::var("PROBE_EVIDENCE").unwrap());
             report(
                 "control-socket",
-                kernel_enforcer::control::request(
+                kernel_enforcer::session::control::request(
                     std::path::Path::new(&control),
-                    &kernel_enforcer::control::ControlRequest::Halt {
+                    &kernel_enforcer::session::control::ControlRequest::Halt {
                         reason: Some("the agent says so".into()),
                     },
                 )
@@ -305,7 +303,7 @@ fn probe(attack: &str) {
                 &ws,
                 format!("{state}/evidence.log"),
             )
-            .enforcer(ENFORCER);
+            .enforcer(kernel_testkit::enforcer());
             let kernel = kernel_client::Kernel::spawn(config).unwrap();
             let scratch = format!("{state}/scratch");
             std::fs::create_dir_all(&scratch).unwrap();
@@ -389,10 +387,12 @@ fn probe(attack: &str) {
             );
         }
         "governed-idle" => {
-            // One decided read, a pause, another.
+            // A decided read, then one more for every line on standard
+            // input (reading it is no decision), until it closes.
             let _ = std::fs::read_to_string(format!("{ws}/victim.txt"));
-            std::thread::sleep(Duration::from_millis(2500));
-            let _ = std::fs::read_to_string(format!("{ws}/victim.txt"));
+            for _ in std::io::stdin().lines() {
+                let _ = std::fs::read_to_string(format!("{ws}/victim.txt"));
+            }
         }
         "governed-writer" => {
             // Keeps writing workspace files and starting programs, each a
@@ -914,7 +914,7 @@ fn http_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
 
 fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
     let scene = scene();
-    let config = scene.state.join("kernel.toml");
+    let config = scene.state().join("kernel.toml");
     // Relative paths are relative to the file's directory.
     std::fs::write(
         &config,
@@ -923,7 +923,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
     .unwrap();
     let me = std::env::current_exe().unwrap();
     let start = |extra: &[&str]| {
-        Command::new(ENFORCER)
+        Command::new(enforcer())
             .arg("run")
             .arg("--config")
             .arg(&config)
@@ -931,7 +931,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
             .arg("--")
             .arg(&me)
             .env("KERNEL_PROBE", "kernel")
-            .env("PROBE_WS", &scene.ws)
+            .env("PROBE_WS", &scene.workspace)
             .output()
             .unwrap()
     };
@@ -944,7 +944,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let from_config = scene.state.join("from-config.log");
+    let from_config = scene.state().join("from-config.log");
     match std::fs::read(&from_config) {
         Ok(log) => {
             if let Err(e) = kernel_core::audit(&log, &kernel_core::AuditOptions::default()) {
@@ -956,7 +956,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
         }
     }
     // A flag wins over the file.
-    let flagged = scene.state.join("from-flag.log");
+    let flagged = scene.state().join("from-flag.log");
     let before = std::fs::read(&from_config).unwrap_or_default();
     let output = start(&["--evidence", flagged.to_str().unwrap()]);
     if !output.status.success() || !flagged.exists() {
@@ -975,7 +975,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
         ),
     ] {
         std::fs::write(&config, bad).unwrap();
-        let _ = std::fs::remove_file(scene.ws.join("through-kernel.txt"));
+        let _ = std::fs::remove_file(scene.workspace.join("through-kernel.txt"));
         let output = start(&[]);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         if output.status.success() || !stderr.contains(key) || !stderr.contains("line") {
@@ -983,7 +983,7 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
                 "`{key}` in a configuration was not refused clearly: {stderr}"
             ));
         }
-        if scene.ws.join("through-kernel.txt").exists() {
+        if scene.workspace.join("through-kernel.txt").exists() {
             problems.push(format!("the agent ran despite `{key}`"));
         }
     }
@@ -996,23 +996,24 @@ fn a_configuration_file_sets_the_session_and_flags_win() -> Result<(), String> {
 
 fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
     let scene = scene();
-    std::fs::write(scene.ws.join("doomed.txt"), "bye").unwrap();
+    std::fs::write(scene.workspace.join("doomed.txt"), "bye").unwrap();
     std::fs::write(scene.outside.join("keep.txt"), "stays").unwrap();
     let (echo_port, accepted) = echo_server();
     let forbidden = TcpListener::bind("127.0.0.2:0").unwrap();
     forbidden.set_nonblocking(true).unwrap();
     let datagrams = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     datagrams.set_nonblocking(true).unwrap();
-    std::fs::write(scene.ws.join("keep-me.txt"), "kept").unwrap();
-    std::fs::create_dir(scene.ws.join("allowed-1")).unwrap();
+    std::fs::write(scene.workspace.join("keep-me.txt"), "kept").unwrap();
+    std::fs::create_dir(scene.workspace.join("allowed-1")).unwrap();
     let me = std::env::current_exe().unwrap();
-    let evidence = scene.state.join("governed.log");
-    let output = governed_run(&scene, &evidence)
+    let evidence = scene.evidence.clone();
+    let output = scene
+        .governed_run(&[])
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", "unmodified")
         .env("PROBE_EXEC", "1")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         .env("PROBE_OUTSIDE", &scene.outside)
         .env("PROBE_NET_PORT", echo_port.to_string())
         .env(
@@ -1057,14 +1058,14 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
         }
     }
     // Judged by the world.
-    if std::fs::read_to_string(scene.ws.join("made-dir/moved.txt"))
+    if std::fs::read_to_string(scene.workspace.join("made-dir/moved.txt"))
         .ok()
         .as_deref()
         != Some("unmodified agent")
     {
         problems.push("the allowed write and rename did not reach the file".into());
     }
-    if scene.ws.join("doomed.txt").exists() {
+    if scene.workspace.join("doomed.txt").exists() {
         problems.push("the allowed delete did not happen".into());
     }
     if std::fs::read_to_string(scene.outside.join("keep.txt"))
@@ -1094,28 +1095,28 @@ fn an_unmodified_agent_has_its_opens_decided_by_policy() -> Result<(), String> {
     }
     // Programs: the allowed ones ran, the denied ones did not.
     for made in ["exec-made.txt", "exec-made-2.txt"] {
-        if !scene.ws.join(made).exists() {
+        if !scene.workspace.join(made).exists() {
             problems.push(format!("the allowed program did not make `{made}`"));
         }
     }
-    if std::fs::read_to_string(scene.ws.join("keep-me.txt"))
+    if std::fs::read_to_string(scene.workspace.join("keep-me.txt"))
         .ok()
         .as_deref()
         != Some("kept")
     {
         problems.push("the denied `rm` removed its file".into());
     }
-    if scene.ws.join("fexecve-made.txt").exists() {
+    if scene.workspace.join("fexecve-made.txt").exists() {
         problems.push("a program run from a descriptor ran".into());
     }
-    if scene.ws.join("argv0-made.txt").exists() {
+    if scene.workspace.join("argv0-made.txt").exists() {
         problems.push("a program whose argv[0] names another one ran".into());
     }
     // The exec race: the rewritten path or arguments never ran.
-    if scene.ws.join("FORBIDDEN").exists() {
+    if scene.workspace.join("FORBIDDEN").exists() {
         problems.push("the exec race ran forbidden arguments".into());
     }
-    if !scene.ws.join("allowed-1").is_dir() {
+    if !scene.workspace.join("allowed-1").is_dir() {
         problems.push("the exec race ran `rmdir`".into());
     }
     match text.lines().find(|l| l.starts_with("exec-race: ")) {
@@ -1210,9 +1211,10 @@ fn python_and_node_run_unmodified_and_governed() -> Result<(), String> {
         }
         ran += 1;
         let scene = scene();
-        std::fs::write(scene.ws.join("keep-me.txt"), "kept").unwrap();
-        let evidence = scene.state.join("interpreter.log");
-        let output = governed_run(&scene, &evidence)
+        std::fs::write(scene.workspace.join("keep-me.txt"), "kept").unwrap();
+        let evidence = scene.evidence.clone();
+        let output = scene
+            .governed_run(&[])
             .args(["--", program, flag, script])
             .arg(&scene.outside)
             .output()
@@ -1223,14 +1225,14 @@ fn python_and_node_run_unmodified_and_governed() -> Result<(), String> {
             failed(format!("the run failed: {:?}", output.status));
         }
         for made in ["made.txt", "exec.txt"] {
-            if !scene.ws.join(format!("{tag}-{made}")).exists() {
+            if !scene.workspace.join(format!("{tag}-{made}")).exists() {
                 failed(format!("the allowed effect `{tag}-{made}` did not happen"));
             }
         }
         if scene.outside.join(format!("{tag}-planted.txt")).exists() {
             failed("the denied write happened".into());
         }
-        if std::fs::read_to_string(scene.ws.join("keep-me.txt"))
+        if std::fs::read_to_string(scene.workspace.join("keep-me.txt"))
             .ok()
             .as_deref()
             != Some("kept")
@@ -1274,21 +1276,22 @@ fn python_and_node_run_unmodified_and_governed() -> Result<(), String> {
 /// `EAGAIN`. (Evidence written to the OS only, so that deciding is far
 /// faster than the limit.)
 fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
-    use kernel_enforcer::notify::{RATE_WAIT, RateLimit};
+    use kernel_enforcer::governed::rate::{RATE_WAIT, RateLimit};
     // Low enough that even a debug build decides far faster, and that the
     // four serving threads waiting their turn would wait longer than
     // `RATE_WAIT`, so the excess is refused.
     let limit = RateLimit::per_second(20);
     let scene = scene();
-    let evidence = scene.state.join("flood.log");
+    let evidence = scene.evidence.clone();
     let started = std::time::Instant::now();
-    let output = governed_run(&scene, &evidence)
+    let output = scene
+        .governed_run(&[])
         .arg("--danger-evidence-os-buffered")
         .args(["--syscall-rate", "20"])
         .arg("--")
         .arg(std::env::current_exe().unwrap())
         .env("KERNEL_PROBE", "governed-flood")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         // The loader would look for libraries in each directory (each a
         // decision) before the system's.
         .env_remove("LD_LIBRARY_PATH")
@@ -1327,7 +1330,7 @@ fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        let inspect = Command::new(ENFORCER)
+        let inspect = Command::new(enforcer())
             .args(["audit", "inspect"])
             .arg(&evidence)
             .output()
@@ -1342,66 +1345,66 @@ fn a_flood_of_governed_calls_is_held_to_the_rate_limit() -> Result<(), String> {
 }
 
 /// A governed session (which has no client channel) still signs a
-/// checkpoint when one comes due while the agent is idle, not only at the
-/// end: judged by a checkpoint between the two decisions the agent causes
-/// 2.5 s apart, with checkpoints due after 1 s.
+/// checkpoint when one comes due while the agent is idle, not only when
+/// a decision finds one due: judged by a decision seen last in the
+/// evidence, uncovered, and then covered by a checkpoint with no decision
+/// in between. (A checkpoint a decision finds due is written with that
+/// decision; should one cover the agent's decision before it could be
+/// seen uncovered, the agent is asked for another.)
 fn a_governed_session_writes_checkpoints_while_idle() -> Result<(), String> {
+    use kernel_testkit::Entry;
     let scene = scene();
-    let evidence = scene.state.join("idle.log");
-    let output = governed_run(&scene, &evidence)
-        .args(["--checkpoint-interval", "1", "--"])
+    let mut run = scene
+        .governed_run(&[])
+        .args(["--checkpoint-interval", "2", "--"])
         .arg(std::env::current_exe().unwrap())
         .env("KERNEL_PROBE", "governed-idle")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         .env_remove("LD_LIBRARY_PATH")
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let mut input = run.stdin.take().unwrap();
+    // The last decision seen uncovered (in two looks in a row), and the
+    // last one another decision was asked after.
+    let (mut uncovered, mut asked_after) = (None, None);
+    let mut last_look = None;
+    let idle_checkpoint = holds_within(Duration::from_secs(30), || {
+        let entries = kernel_testkit::log(&scene.evidence);
+        let Some(last) = entries
+            .iter()
+            .rposition(|e| matches!(e, Entry::Decision { .. }))
+        else {
+            return false;
+        };
+        let covered = entries[last..]
+            .iter()
+            .any(|e| matches!(e, Entry::Checkpoint));
+        let look = (entries.len(), covered);
+        let steady = last_look.replace(look) == Some(look);
+        match (covered, uncovered) {
+            (true, Some(seen)) if seen == last => return true,
+            (true, _) if asked_after != Some(last) => {
+                asked_after = Some(last);
+                let _ = input.write_all(b"again\n");
+            }
+            (false, _) if steady => uncovered = Some(last),
+            _ => {}
+        }
+        false
+    });
+    drop(input);
+    let output = run.wait_with_output().unwrap();
     if !output.status.success() {
         return Err(format!("the run failed: {}", lines(&output)));
     }
-    let log = std::fs::read(&evidence).map_err(|e| e.to_string())?;
-    let kinds: Vec<char> = kernel_core::split_records(&log)
-        .map_err(|e| e.to_string())?
-        .iter()
-        .filter_map(|body| match kernel_core::decode_record(body) {
-            Ok(kernel_core::Record::Decision { .. }) => Some('d'),
-            Ok(record) if record.checkpoint_note().is_some() => Some('c'),
-            _ => None,
-        })
-        .collect();
-    let order: String = kinds.into_iter().collect();
-    // d ... c ... d: a checkpoint between the first and the last decision.
-    match (order.find('d'), order.rfind('d')) {
-        (Some(first), Some(last)) if order[first..last].contains('c') => Ok(()),
-        _ => Err(format!(
-            "no checkpoint while the agent was idle (records: {order})"
-        )),
+    if idle_checkpoint {
+        Ok(())
+    } else {
+        Err("no checkpoint covered a decision while the agent was idle (30 s)".into())
     }
-}
-
-/// `kernel-enforcer run --govern-syscalls` with the scene's policy and
-/// workspace, recording to `evidence`; the caller adds flags, `--` and the
-/// agent.
-fn governed_run(scene: &Scene, evidence: &std::path::Path) -> Command {
-    let mut command = Command::new(ENFORCER);
-    command
-        .args(["run", "--govern-syscalls", "--policy"])
-        .arg(scene.state.join("policy.cedar"))
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(evidence);
-    command
-}
-
-/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
-fn ended(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
-        })
-        .unwrap_or(true)
 }
 
 /// No kernel, no agent: SIGKILL the enforcer while the governed agent's
@@ -1409,54 +1412,58 @@ fn ended(pid: &str) -> bool {
 /// started are killed with it, and no effect happens after.
 fn a_killed_enforcer_leaves_no_governed_agent_running() -> Result<(), String> {
     let scene = scene();
-    let scratch = scene.state.join("scratch");
+    let scratch = scene.state().join("scratch");
     let me = std::env::current_exe().unwrap();
-    let mut run = governed_run(&scene, &scene.state.join("killed.log"))
+    let mut run = scene
+        .governed_run(&[])
         .arg("--scratch")
         .arg(&scratch)
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", "governed-writer")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let count = || {
-        std::fs::read_dir(&scene.ws)
+        std::fs::read_dir(&scene.workspace)
             .map(|entries| entries.count())
             .unwrap_or(0)
     };
-    let started = std::time::Instant::now();
-    while count() < 20 {
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = run.kill();
-            let _ = run.wait();
-            return Err("the governed agent's writes were never decided".into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !holds_within(Duration::from_secs(20), || count() >= 20) {
+        let _ = run.kill();
+        let _ = run.wait();
+        return Err("the governed agent's writes were never decided".into());
     }
     let agent = std::fs::read_to_string(scratch.join("pid"));
     let killed = run.kill();
     let _ = run.wait();
-    let agent = agent.map_err(|e| format!("the agent's pid: {e}"))?;
+    let agent: u32 = agent
+        .map_err(|e| format!("the agent's pid: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("the agent's pid: {e}"))?;
     killed.map_err(|e| format!("cannot kill the enforcer: {e}"))?;
     let mut problems = Vec::new();
-    let killed = std::time::Instant::now();
-    while !ended(&agent) && killed.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if !ended(&agent) {
+    if !holds_within(Duration::from_secs(5), || ended(agent)) {
         problems.push(format!(
             "the agent (pid {agent}) still runs without its kernel"
         ));
     }
+    // What the agent made before it ended may stand; nothing more may
+    // come once the programs it started (at work in the workspace) end
+    // too.
     let before = count();
-    std::thread::sleep(Duration::from_millis(500));
+    if !holds_within(Duration::from_secs(5), || {
+        !kernel_testkit::works_in(&scene.workspace)
+    }) {
+        problems.push("a program the agent started still runs without its kernel".into());
+    }
     let after = count();
     if after != before {
         problems.push(format!(
-            "{} workspace files appeared after the enforcer died",
+            "{} workspace files appeared after the agent ended",
             after - before
         ));
     }
@@ -1470,14 +1477,13 @@ fn a_killed_enforcer_leaves_no_governed_agent_running() -> Result<(), String> {
 fn the_kill_switch_stops_a_governed_agent() -> Result<(), String> {
     let scene = scene();
     let me = std::env::current_exe().unwrap();
-    let evidence = scene.state.join("governed-halt.log");
-    let mut control = evidence.as_os_str().to_owned();
-    control.push(".control");
-    let mut run = governed_run(&scene, &evidence)
+    let evidence = scene.evidence.clone();
+    let mut run = scene
+        .governed_run(&[])
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", "governed-loop")
-        .env("PROBE_WS", &scene.ws)
+        .env("PROBE_WS", &scene.workspace)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -1488,20 +1494,14 @@ fn the_kill_switch_stops_a_governed_agent() -> Result<(), String> {
             .unwrap_or(0)
     };
     // Wait until the agent's reads are being decided.
-    let started = std::time::Instant::now();
-    while allows(&std::fs::read(&evidence).unwrap_or_default()) < 3 {
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = run.kill();
-            let _ = run.wait();
-            return Err("the governed agent's reads were never decided".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if !holds_within(Duration::from_secs(20), || {
+        allows(&std::fs::read(&evidence).unwrap_or_default()) >= 3
+    }) {
+        let _ = run.kill();
+        let _ = run.wait();
+        return Err("the governed agent's reads were never decided".into());
     }
-    let halt = Command::new(ENFORCER)
-        .args(["halt", "--reason", "test", "--control"])
-        .arg(&control)
-        .output()
-        .unwrap();
+    let halt = scene.operator(&["halt", "--reason", "test"]);
     let mut problems = Vec::new();
     if !halt.status.success() {
         problems.push(format!(
@@ -1511,15 +1511,9 @@ fn the_kill_switch_stops_a_governed_agent() -> Result<(), String> {
         ));
     }
     // The run ends (the agent is stopped) long before its 20 s of reads.
-    let mut ended = None;
-    for _ in 0..250 {
-        if let Ok(Some(status)) = run.try_wait() {
-            ended = Some(status);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if ended.is_none() {
+    if !holds_within(Duration::from_secs(5), || {
+        matches!(run.try_wait(), Ok(Some(_)))
+    }) {
         let _ = run.kill();
         problems.push("the agent still ran 5 s after the halt".into());
     }
@@ -1639,64 +1633,30 @@ fn network_effects_are_brokered_and_denied_ones_never_reach_the_network() -> Res
     }
 }
 
-struct Scene {
-    _dir: tempfile::TempDir,
-    ws: PathBuf,
-    state: PathBuf,
-    outside: PathBuf,
+/// A [`Fixture`] of [`POLICY`] whose workspace holds `victim.txt` and
+/// `secret.txt`.
+fn scene() -> Fixture {
+    let fixture = fixture(POLICY);
+    std::fs::write(fixture.workspace.join("victim.txt"), "original").unwrap();
+    std::fs::write(fixture.workspace.join("secret.txt"), "TOP SECRET").unwrap();
+    fixture
 }
 
-fn scene() -> Scene {
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path().join("ws");
-    let state = dir.path().join("state");
-    let outside = dir.path().join("outside");
-    for d in [&ws, &state, &outside] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    std::fs::write(state.join("policy.cedar"), POLICY).unwrap();
-    std::fs::write(ws.join("victim.txt"), "original").unwrap();
-    std::fs::write(ws.join("secret.txt"), "TOP SECRET").unwrap();
-    Scene {
-        ws: std::fs::canonicalize(&ws).unwrap(),
-        state: std::fs::canonicalize(&state).unwrap(),
-        outside: std::fs::canonicalize(&outside).unwrap(),
-        _dir: dir,
-    }
-}
-
-fn run(scene: &Scene, attack: &str, extra_env: &[(&str, String)]) -> Output {
+fn run(scene: &Fixture, attack: &str, extra_env: &[(&str, String)]) -> Output {
     let me = std::env::current_exe().unwrap();
-    let keys = scene.state.join("keys");
+    let keys = scene.state().join("keys");
     if !keys.exists() {
-        assert!(
-            Command::new(ENFORCER)
-                .args(["keygen", "--out"])
-                .arg(&keys)
-                .output()
-                .unwrap()
-                .status
-                .success()
-        );
+        kernel_testkit::keygen(&keys);
     }
-    let mut command = Command::new(ENFORCER);
+    let key = keys.join("kernel.key");
+    let mut command =
+        scene.run_command(&["--key", key.to_str().unwrap(), "--connect-timeout", "20"]);
     command
-        .arg("run")
-        .arg("--policy")
-        .arg(scene.state.join("policy.cedar"))
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(scene.state.join("evidence.log"))
-        .arg("--key")
-        .arg(keys.join("kernel.key"))
-        .arg("--connect-timeout")
-        .arg("20")
         .arg("--")
         .arg(&me)
         .env("KERNEL_PROBE", attack)
-        .env("PROBE_WS", &scene.ws)
-        .env("PROBE_EVIDENCE", scene.state.join("evidence.log"));
+        .env("PROBE_WS", &scene.workspace)
+        .env("PROBE_EVIDENCE", &scene.evidence);
     for (k, v) in extra_env {
         command.env(k, v);
     }
@@ -1717,15 +1677,15 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
     let datagrams = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     datagrams.set_nonblocking(true).unwrap();
     let udp_port = datagrams.local_addr().unwrap().port();
-    let key = scene.state.join("keys/kernel.key");
-    let policy = scene.state.join("policy.cedar");
+    let key = scene.state().join("keys/kernel.key");
+    let policy = scene.state().join("policy.cedar");
     let _ = run(&scene, "kernel", &[]); // creates the key and some evidence
-    let evidence_before = std::fs::read(scene.state.join("evidence.log")).unwrap();
+    let evidence_before = std::fs::read(scene.state().join("evidence.log")).unwrap();
     let assets = format!(
         "{}:{}:{}",
         key.display(),
         policy.display(),
-        scene.state.join("evidence.log").display()
+        scene.state().join("evidence.log").display()
     );
     let output = run(
         &scene,
@@ -1764,10 +1724,10 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
         }
     }
     // Judged by the world.
-    if std::fs::read_to_string(scene.ws.join("victim.txt")).unwrap() != "original" {
+    if std::fs::read_to_string(scene.workspace.join("victim.txt")).unwrap() != "original" {
         problems.push("the workspace file changed".into());
     }
-    if scene.ws.join("exec-made").exists() {
+    if scene.workspace.join("exec-made").exists() {
         problems.push("the directly executed program ran".into());
     }
     if listener.accept().is_ok() {
@@ -1776,7 +1736,7 @@ fn direct_attempts_fail_at_the_os_and_nothing_happens() -> Result<(), String> {
     if datagrams.recv(&mut [0u8; 16]).is_ok() {
         problems.push("the loopback UDP socket received a datagram".into());
     }
-    let evidence_after = std::fs::read(scene.state.join("evidence.log")).unwrap();
+    let evidence_after = std::fs::read(scene.state().join("evidence.log")).unwrap();
     if !evidence_after.starts_with(&evidence_before)
         || evidence_after.windows(6).any(|w| w == b"forged")
     {
@@ -1810,10 +1770,10 @@ fn actions_through_the_kernel_are_decided_and_allowed_ones_happen() -> Result<()
     let scene = scene();
     let target = scene.outside.join("target.txt");
     std::fs::write(&target, "untouched").unwrap();
-    std::os::unix::fs::symlink(&target, scene.ws.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(&target, scene.workspace.join("link.txt")).unwrap();
     // A racer flips ws/flip.txt between a regular file and a link to the
     // target while the agent asks the broker to write it.
-    let flip = scene.ws.join("flip.txt");
+    let flip = scene.workspace.join("flip.txt");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let racer = {
         let (flip, target, stop) = (flip.clone(), target.clone(), stop.clone());
@@ -1845,14 +1805,14 @@ fn actions_through_the_kernel_are_decided_and_allowed_ones_happen() -> Result<()
     expect(&mut problems, "kernel-denied-read: blocked");
     expect(&mut problems, "kernel-denied-exec: blocked");
     expect(&mut problems, "kernel-symlink-write: blocked");
-    if std::fs::read_to_string(scene.ws.join("through-kernel.txt"))
+    if std::fs::read_to_string(scene.workspace.join("through-kernel.txt"))
         .ok()
         .as_deref()
         != Some("decided")
     {
         problems.push("the brokered write did not happen".into());
     }
-    if !scene.ws.join("touched-by-broker").exists() {
+    if !scene.workspace.join("touched-by-broker").exists() {
         problems.push("the brokered exec did not run".into());
     }
     let env_line = text
@@ -1867,7 +1827,7 @@ fn actions_through_the_kernel_are_decided_and_allowed_ones_happen() -> Result<()
     if std::fs::read_to_string(&target).unwrap() != "untouched" {
         problems.push("a write reached the symlink's target".into());
     }
-    if std::fs::read_to_string(scene.ws.join("victim.txt")).unwrap() != "original" {
+    if std::fs::read_to_string(scene.workspace.join("victim.txt")).unwrap() != "original" {
         problems.push("the denied rm ran".into());
     }
     if !text.contains("race-writes: ") {
@@ -1886,21 +1846,10 @@ fn actions_through_the_kernel_are_decided_and_allowed_ones_happen() -> Result<()
 
 fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<(), String> {
     let scene = scene();
-    let base = |command: &mut Command| {
-        command
-            .arg("run")
-            .arg("--policy")
-            .arg(scene.state.join("policy.cedar"))
-            .arg("--workspace")
-            .arg(&scene.ws)
-            .arg("--evidence")
-            .arg(scene.state.join("evidence.log"));
-    };
     let mut problems = Vec::new();
     // An agent that never connects.
-    let mut command = Command::new(ENFORCER);
-    base(&mut command);
-    let out = command
+    let out = scene
+        .run_command(&[])
         .args(["--connect-timeout", "1", "--", "/usr/bin/sleep", "30"])
         .output()
         .unwrap();
@@ -1911,18 +1860,18 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
     // A confinement that cannot keep the kernel's files away: the policy
     // lies inside the workspace the agent may read.
     std::fs::copy(
-        scene.state.join("policy.cedar"),
-        scene.ws.join("policy.cedar"),
+        scene.state().join("policy.cedar"),
+        scene.workspace.join("policy.cedar"),
     )
     .unwrap();
-    let out = Command::new(ENFORCER)
+    let out = Command::new(enforcer())
         .arg("run")
         .arg("--policy")
-        .arg(scene.ws.join("policy.cedar"))
+        .arg(scene.workspace.join("policy.cedar"))
         .arg("--workspace")
-        .arg(&scene.ws)
+        .arg(&scene.workspace)
         .arg("--evidence")
-        .arg(scene.state.join("evidence2.log"))
+        .arg(scene.state().join("evidence2.log"))
         .args(["--", "/usr/bin/touch", "should-not-run"])
         .output()
         .unwrap();
@@ -1930,13 +1879,12 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
     if out.status.success() || !stderr.contains("refusing to start") {
         problems.push(format!("an unsound confinement was accepted: {stderr}"));
     }
-    if scene.ws.join("should-not-run").exists() {
+    if scene.workspace.join("should-not-run").exists() {
         problems.push("the agent ran although the kernel refused to start".into());
     }
     // Running unconfined takes an explicit flag, and the evidence says so.
-    let mut command = Command::new(ENFORCER);
-    base(&mut command);
-    let out = command
+    let out = scene
+        .run_command(&[])
         .args([
             "--danger-unconfined",
             "--connect-timeout",
@@ -1947,7 +1895,7 @@ fn start_up_fails_without_a_connecting_agent_or_a_sound_confinement() -> Result<
         .output()
         .unwrap();
     let _ = out;
-    let bytes = std::fs::read(scene.state.join("evidence.log")).unwrap_or_default();
+    let bytes = std::fs::read(scene.state().join("evidence.log")).unwrap_or_default();
     let recorded = kernel_core::split_records(&bytes)
         .unwrap_or_default()
         .iter()
@@ -1979,8 +1927,8 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
     let (port, accepted) = echo_server();
     let output = Command::new(std::env::current_exe().unwrap())
         .env("KERNEL_PROBE", "embedded")
-        .env("PROBE_WS", &scene.ws)
-        .env("PROBE_STATE", &scene.state)
+        .env("PROBE_WS", &scene.workspace)
+        .env("PROBE_STATE", scene.state())
         .env("PROBE_NET_PORT", port.to_string())
         .output()
         .unwrap();
@@ -2001,8 +1949,8 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
             problems.push(format!("expected `{line}`"));
         }
     }
-    if std::fs::read_to_string(scene.ws.join("victim.txt")).unwrap() != "original"
-        || scene.ws.join("exec-made").exists()
+    if std::fs::read_to_string(scene.workspace.join("victim.txt")).unwrap() != "original"
+        || scene.workspace.join("exec-made").exists()
     {
         problems.push("a direct effect happened after lockdown".into());
     }
@@ -2011,7 +1959,7 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
     if connections != 1 {
         problems.push(format!("the listener saw {connections} connections, not 1"));
     }
-    if std::fs::read_to_string(scene.ws.join("through-kernel.txt"))
+    if std::fs::read_to_string(scene.workspace.join("through-kernel.txt"))
         .ok()
         .as_deref()
         != Some("decided")
@@ -2029,10 +1977,14 @@ fn embedded_lockdown_confines_the_agent_after_spawn() -> Result<(), String> {
     }
 }
 
-fn main() {
+/// The checks, run as libtest runs tests: `cargo test --test confinement
+/// -- NAME` runs those whose name contains `NAME` (`--exact`, `--skip`,
+/// `--list` as with libtest), one at a time unless `--test-threads` says
+/// otherwise (each starts enforcers and agents of its own).
+fn main() -> std::process::ExitCode {
     if let Ok(attack) = std::env::var("KERNEL_PROBE") {
         probe(&attack);
-        return;
+        return std::process::ExitCode::SUCCESS;
     }
     let checks: [Check; 12] = [
         (
@@ -2084,21 +2036,11 @@ fn main() {
             a_governed_session_writes_checkpoints_while_idle,
         ),
     ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, check) in checks {
-        match check() {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(why) => {
-                println!("test {name} ... FAILED\n{why}");
-                failed += 1;
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    let mut arguments = libtest_mimic::Arguments::from_args();
+    arguments.test_threads = arguments.test_threads.or(Some(1));
+    let trials = checks
+        .into_iter()
+        .map(|(name, check)| libtest_mimic::Trial::test(name, move || Ok(check()?)))
+        .collect();
+    libtest_mimic::run(&arguments, trials).exit_code()
 }

@@ -10,13 +10,11 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, fixture, signal};
 use kernel_client::{Action, Denial, EffectError, Exec, Kernel};
-use kernel_core::{AuditOptions, Decision, Event, Record, audit, decode_record, split_records};
+use kernel_core::{Event, Record, audit, decode_record, split_records};
+use kernel_testkit::{enforcer, fixture, log, operator, pinned, signal, wait_for};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -30,33 +28,17 @@ permit (principal, action == Action::"exec", resource)
 when { resource.name == "touch" && context.cwd_in_workspace };
 "#;
 
-fn control_path(evidence: &Path) -> PathBuf {
-    let mut path = evidence.as_os_str().to_owned();
-    path.push(".control");
-    PathBuf::from(path)
-}
-
-fn operator(control: &Path, args: &[&str]) -> Output {
-    Command::new(ENFORCER)
-        .args(args)
-        .arg("--control")
-        .arg(control)
-        .output()
-        .unwrap()
-}
-
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Every event of the log at `evidence`, with its index.
 fn events(evidence: &Path) -> Vec<(usize, Event)> {
-    let bytes = std::fs::read(evidence).unwrap();
-    split_records(&bytes)
-        .unwrap()
-        .iter()
+    log(evidence)
+        .into_iter()
         .enumerate()
-        .filter_map(|(i, r)| match decode_record(r).unwrap() {
-            Record::Event(e) => Some((i, e.decode_unverified().unwrap())),
+        .filter_map(|(i, e)| match e {
+            kernel_testkit::Entry::Event(event) => Some((i, event)),
             _ => None,
         })
         .collect()
@@ -64,18 +46,10 @@ fn events(evidence: &Path) -> Vec<(usize, Event)> {
 
 /// Index of every allow decision in the log.
 fn allows(evidence: &Path) -> Vec<usize> {
-    let bytes = std::fs::read(evidence).unwrap();
-    split_records(&bytes)
-        .unwrap()
+    log(evidence)
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| match decode_record(r).unwrap() {
-            Record::Decision { receipt, .. } => {
-                let body = kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap();
-                (body.decision == Decision::Allow).then_some(i)
-            }
-            _ => None,
-        })
+        .filter_map(|(i, e)| (e.decision() == Some(kernel_core::Decision::Allow)).then_some(i))
         .collect()
 }
 
@@ -83,7 +57,7 @@ fn allows(evidence: &Path) -> Vec<usize> {
 fn halt_over_the_socket_denies_everything_after_and_is_recorded_with_who_asked() {
     let f = fixture(POLICY);
     let kernel = f.spawn();
-    let control = control_path(&f.evidence);
+    let control = f.control();
     kernel.read_file(&f.ws(".")).ok();
     std::fs::write(f.workspace.join("a"), "x").unwrap();
     assert!(kernel.read_file(&f.ws("a")).is_ok());
@@ -139,11 +113,7 @@ fn halt_over_the_socket_denies_everything_after_and_is_recorded_with_who_asked()
         })
         .expect("halt recorded");
     assert!(allows(&f.evidence).iter().all(|&i| i < halt_at));
-    let options = AuditOptions {
-        kernel_key: Some(&key),
-        ..AuditOptions::default()
-    };
-    audit(&std::fs::read(&f.evidence).unwrap(), &options).unwrap();
+    audit(&std::fs::read(&f.evidence).unwrap(), &pinned(&key)).unwrap();
 }
 
 #[test]
@@ -155,21 +125,18 @@ fn sigusr1_halts_too() {
     signal(kernel.enforcer_pid().unwrap(), "USR1");
     // Reads go on being allowed until the signal is handled; then each is
     // denied as halted.
-    let started = std::time::Instant::now();
-    loop {
-        match kernel.read_file(&f.ws("a")) {
-            Ok(_) => {}
+    wait_for(
+        "SIGUSR1 to halt the enforcer",
+        Duration::from_secs(10),
+        || match kernel.read_file(&f.ws("a")) {
+            Ok(_) => false,
             Err(EffectError::Denied(Denial::Policy { reasons, .. })) => {
                 assert_eq!(reasons, vec!["halted".to_owned()]);
-                break;
+                true
             }
             Err(other) => panic!("wrong denial after SIGUSR1: {other:?}"),
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "SIGUSR1 never halted the enforcer"
-        );
-    }
+        },
+    );
     assert!(kernel.read_file(&f.ws("a")).is_err());
     drop(kernel);
     assert!(events(&f.evidence).iter().any(|(_, e)| matches!(e,
@@ -181,7 +148,7 @@ fn only_the_operator_uid_may_use_the_control_socket() {
     let f = fixture(POLICY);
     // This enforcer's operator is uid 4242, not us.
     let kernel = Kernel::spawn(f.config().operator_uid(4242)).unwrap();
-    let control = control_path(&f.evidence);
+    let control = f.control();
     let refused = operator(&control, &["halt"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
@@ -189,7 +156,7 @@ fn only_the_operator_uid_may_use_the_control_socket() {
         "{refused:?}"
     );
     // A process of another uid is refused by its credentials too.
-    let other = Command::new(ENFORCER)
+    let other = Command::new(enforcer())
         .args(["halt", "--control"])
         .arg(&control)
         .uid(65534)
@@ -250,7 +217,7 @@ fn a_rate_limit_caps_allows_and_names_itself() {
 fn reload_valid_and_invalid() {
     let f = fixture(POLICY);
     let kernel = f.spawn();
-    let control = control_path(&f.evidence);
+    let control = f.control();
     std::fs::write(f.workspace.join("a"), "x").unwrap();
     let before = kernel.authorize(Action::file_read(f.ws("a"))).unwrap();
     let old_digest = before.receipt().body().policy_digest;
@@ -306,7 +273,7 @@ fn a_full_disk_halts_and_nothing_is_allowed_after() {
     }
     let evidence = mount.join("evidence.log");
     let config = kernel_client::SpawnConfig::new(&f.policy, &f.workspace, &evidence)
-        .enforcer(ENFORCER)
+        .enforcer(enforcer())
         .control_socket(f.dir.path().join("control"));
     let kernel = Kernel::spawn(config).unwrap();
     std::fs::write(f.workspace.join("a"), "x").unwrap();
@@ -359,11 +326,7 @@ fn a_second_enforcer_cannot_write_the_same_evidence() {
     assert!(first.read_file(&f.ws("a")).is_ok());
     let key = *first.public_key();
     drop(first);
-    let options = AuditOptions {
-        kernel_key: Some(&key),
-        ..AuditOptions::default()
-    };
-    audit(&std::fs::read(&f.evidence).unwrap(), &options).unwrap();
+    audit(&std::fs::read(&f.evidence).unwrap(), &pinned(&key)).unwrap();
 }
 
 /// How an impostor answers a request line.
@@ -382,7 +345,7 @@ fn impostor(
     answer: impl Fn(&str) -> String + Send + 'static,
 ) -> std::thread::JoinHandle<usize> {
     use std::io::{BufRead, BufReader, Write};
-    let address = kernel_enforcer::control::socket_address(control).unwrap();
+    let address = kernel_enforcer::session::control::socket_address(control).unwrap();
     let listener = std::os::unix::net::UnixListener::bind_addr(&address).unwrap();
     std::thread::spawn(move || {
         let mut served = 0;
@@ -403,7 +366,7 @@ fn impostor(
 fn an_impostor_holding_the_control_name_cannot_pass_for_the_enforcer() {
     use std::io::{BufRead, BufReader, Write};
     let f = fixture(POLICY);
-    let control = control_path(&f.evidence);
+    let control = f.control();
     // A real enforcer leaves its key file at the control path; capture one
     // real, signed answer to replay later.
     let kernel = f.spawn();
@@ -413,7 +376,7 @@ fn an_impostor_holding_the_control_name_cannot_pass_for_the_enforcer() {
         *kernel.public_key()
     );
     let genuine = {
-        let address = kernel_enforcer::control::socket_address(&control).unwrap();
+        let address = kernel_enforcer::session::control::socket_address(&control).unwrap();
         let mut stream = std::os::unix::net::UnixStream::connect_addr(&address).unwrap();
         let challenge = "ab".repeat(32);
         writeln!(
@@ -464,8 +427,8 @@ fn an_impostor_holding_the_control_name_cannot_pass_for_the_enforcer() {
 #[test]
 fn the_control_name_is_held_before_the_agent_starts_and_the_evidence_ends_with_a_checkpoint() {
     let f = fixture(POLICY);
-    let control = control_path(&f.evidence);
-    let address = kernel_enforcer::control::socket_address(&control).unwrap();
+    let control = f.control();
+    let address = kernel_enforcer::session::control::socket_address(&control).unwrap();
     let name = String::from_utf8_lossy(
         std::os::linux::net::SocketAddrExt::as_abstract_name(&address).unwrap(),
     )
@@ -477,7 +440,7 @@ fn the_control_name_is_held_before_the_agent_starts_and_the_evidence_ends_with_a
          try:\n    s.bind('\\0{name}')\n    print('bound', flush=True)\n\
          except OSError as e:\n    print('refused', e.errno, flush=True)\n"
     );
-    let out = Command::new(ENFORCER)
+    let out = Command::new(enforcer())
         .arg("run")
         .arg("--policy")
         .arg(&f.policy)
@@ -540,30 +503,23 @@ fn a_peer_that_holds_a_connection_open_does_not_hold_up_the_operator() {
     use std::io::Write;
     let f = fixture(POLICY);
     let kernel = f.spawn();
-    let control = control_path(&f.evidence);
-    let address = kernel_enforcer::control::socket_address(&control).unwrap();
+    let control = f.control();
+    let address = kernel_enforcer::session::control::socket_address(&control).unwrap();
     // Connections that send part of a line and then nothing, more of them
     // than the control plane serves at once.
     let mut held = Vec::new();
-    for _ in 0..(kernel_enforcer::control::MAX_CONTROL_CONNECTIONS + 4) {
+    for _ in 0..(kernel_enforcer::session::control::MAX_CONTROL_CONNECTIONS + 4) {
         let mut stream = std::os::unix::net::UnixStream::connect_addr(&address).unwrap();
         stream.write_all(b"{").unwrap();
         held.push(stream);
     }
     // Once the held connections have run out their patience, the operator
     // is served again.
-    let started = std::time::Instant::now();
-    loop {
-        let status = operator(&control, &["status"]);
-        if status.status.success() {
-            break;
-        }
-        assert!(
-            started.elapsed() < kernel_enforcer::control::CONTROL_PATIENCE * 3,
-            "the operator was held up: {status:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        "the operator to be served again",
+        kernel_enforcer::session::control::CONTROL_PATIENCE * 3,
+        || operator(&control, &["status"]).status.success(),
+    );
     let halt = operator(&control, &["halt"]);
     assert!(halt.status.success(), "{halt:?}");
     drop(held);

@@ -33,31 +33,21 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{Fixture, SplitMix64, fixture, keygen, signal};
 use kernel_client::{Action, Denial, Kernel, SpawnConfig};
 use kernel_core::merkle::{self, Hash, leaf_hash};
 use kernel_core::{
-    AuditOptions, AuditReport, CanonicalAction, Decision, Digest, EncodedRequest, Event,
-    LogProblem, Record, SessionId, VerifyingKey, audit, decode_record, frame_record_bytes,
-    split_records_prefix, verify_receipt_signature,
+    AuditReport, CanonicalAction, Decision, Digest, EncodedRequest, Event, LogProblem, Record,
+    SessionId, VerifyingKey, audit, decode_record, frame_record_bytes, split_records_prefix,
+    verify_receipt_signature,
 };
+use kernel_testkit::{Fixture, Seeded, fixture, keygen, pinned, signal, wait_for};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-const POLICY: &str = r#"
-@id("read-workspace")
-permit (principal, action == Action::"file_read", resource in Workspace::"root");
-
-@id("no-secrets")
-@reason("secrets stay secret")
-forbid (principal, action == Action::"file_read", resource)
-when { resource.name like "secret-*" };
-"#;
+use kernel_testkit::policies::READ_WORKSPACE_BUT_SECRETS as POLICY;
 
 const SEEDS: [u64; 5] = [1, 2, 3, 0x5eed, 0xdead_beef];
 const THREADS: usize = 6;
@@ -195,16 +185,12 @@ fn leaves(records: &[&[u8]]) -> Vec<Hash> {
 }
 
 fn audit_with(bytes: &[u8], key: &VerifyingKey) -> AuditReport {
-    let options = AuditOptions {
-        kernel_key: Some(key),
-        ..AuditOptions::default()
-    };
-    audit(bytes, &options).unwrap_or_else(|e| panic!("audit failed: {e}"))
+    audit(bytes, &pinned(key)).unwrap_or_else(|e| panic!("audit failed: {e}"))
 }
 
 /// Load from `THREADS` threads, SIGKILL after a delay; returns every
 /// decision received.
-fn load_and_kill(f: &Fixture, kernel: &Kernel, rng: &mut SplitMix64) -> Vec<Received> {
+fn load_and_kill(f: &Fixture, kernel: &Kernel, rng: &mut Seeded) -> Vec<Received> {
     let pid = kernel.enforcer_pid().unwrap();
     let received = Mutex::new(Vec::new());
     let answered = AtomicUsize::new(0);
@@ -233,14 +219,11 @@ fn load_and_kill(f: &Fixture, kernel: &Kernel, rng: &mut SplitMix64) -> Vec<Rece
             })
             .collect();
         barrier.wait();
-        let started = Instant::now();
-        while answered.load(Ordering::SeqCst) == 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no answer at all"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for("a first answer", Duration::from_secs(30), || {
+            answered.load(Ordering::SeqCst) > 0
+        });
+        // The seeded moment of the kill (part of the scenario, not a wait
+        // for anything).
         std::thread::sleep(delay);
         signal(pid, "KILL");
         for handle in handles {
@@ -251,7 +234,7 @@ fn load_and_kill(f: &Fixture, kernel: &Kernel, rng: &mut SplitMix64) -> Vec<Rece
 }
 
 fn scenario(seed: u64) {
-    let mut rng = SplitMix64(seed);
+    let mut rng = Seeded::new(seed);
     let f = fixture(POLICY);
     let (key_file, key) = keygen(&f.dir.path().join("keys"));
 

@@ -18,14 +18,12 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::ENFORCER;
+use kernel_testkit::{Fixture, audit_inspect, fixture};
 
 /// Workspace files, system programs, and the host *name* `localhost`;
 /// never the address `127.0.0.1`.
@@ -39,54 +37,17 @@ when { resource.path like "/usr/*" || resource.path like "/bin/*" };
 permit (principal, action in [Action::"net_connect", Action::"http"], resource == Host::"localhost");
 "#;
 
-struct Scene {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    ws: PathBuf,
-    policy: PathBuf,
-    evidence: PathBuf,
-}
-
-fn scene() -> Scene {
-    scene_with(POLICY)
-}
-
-fn scene_with(policy_text: &str) -> Scene {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(dir.path()).unwrap();
-    let (ws, state) = (root.join("ws"), root.join("state"));
-    for d in [&ws, &state] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let policy = state.join("policy.cedar");
-    std::fs::write(&policy, policy_text).unwrap();
-    Scene {
-        _dir: dir,
-        root,
-        ws,
-        policy,
-        evidence: state.join("evidence.log"),
-    }
+fn scene() -> Fixture {
+    fixture(POLICY)
 }
 
 /// `run --govern-syscalls` of `program` in the scene's workspace, with
 /// `HOME` there too (tools read their configuration from it).
-fn governed(scene: &Scene, flags: &[&str], program: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(ENFORCER);
+fn governed(scene: &Fixture, flags: &[&str], program: &str, args: &[&str]) -> Command {
+    let mut command = scene.governed(flags, program, args);
     command
-        .args(["run", "--govern-syscalls"])
-        .args(flags)
-        .arg("--policy")
-        .arg(&scene.policy)
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(&scene.evidence)
-        .arg("--")
-        .arg(program)
-        .args(args)
-        .current_dir(&scene.ws)
-        .env("HOME", &scene.ws)
+        .current_dir(&scene.workspace)
+        .env("HOME", &scene.workspace)
         // The operator's own proxy settings must not matter.
         .env("NO_PROXY", "localhost,127.0.0.1")
         .env("no_proxy", "localhost,127.0.0.1");
@@ -106,7 +67,7 @@ fn governed(scene: &Scene, flags: &[&str], program: &str, args: &[&str]) -> Comm
 /// Runs `command` to its end with its output collected; killed, and the
 /// test failed, if it takes over two minutes.
 fn output_within(mut command: Command) -> Output {
-    common::output_within(&mut command, Duration::from_secs(120), "the governed run")
+    kernel_testkit::output_within(&mut command, Duration::from_secs(120), "the governed run")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -120,7 +81,7 @@ fn decisions(evidence: &Path) -> Vec<(String, String)> {
     kernel_core::audit(&log, &kernel_core::AuditOptions::default())
         .unwrap_or_else(|e| panic!("the evidence does not verify: {e}"));
     // `INDEX decision VERDICT ACTION  [POLICIES]`
-    common::audit_inspect(evidence)
+    audit_inspect(evidence)
         .lines()
         .filter_map(|line| {
             let (record, _policies) = line.rsplit_once("  [")?;
@@ -377,20 +338,19 @@ fn a_direct_connection_is_still_decided_by_address() {
 
 /// Waits (at most 60 s) until `path` exists with a complete line.
 fn wait_for_line(path: &Path) -> String {
-    let started = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && text.ends_with('\n')
-        {
-            return text.trim().to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "`{}` never came",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut line = String::new();
+    kernel_testkit::wait_for(
+        &format!("a line in `{}`", path.display()),
+        Duration::from_secs(60),
+        || match std::fs::read_to_string(path) {
+            Ok(text) if text.ends_with('\n') => {
+                line = text.trim().to_owned();
+                true
+            }
+            _ => false,
+        },
+    );
+    line
 }
 
 #[test]
@@ -404,7 +364,7 @@ fn the_proxy_serves_the_agents_connections_and_no_one_elses() {
     );
     let run = governed(&scene, &[], "/usr/bin/sh", &["-c", &script]);
     let runner = std::thread::spawn(move || output_within(run));
-    let proxy = wait_for_line(&scene.ws.join("proxy.txt"));
+    let proxy = wait_for_line(&scene.workspace.join("proxy.txt"));
     let address = proxy.strip_prefix("http://").unwrap();
     assert!(address.starts_with("127.0.0.1:"), "{proxy}");
     // Another process of the same user, on the same machine: closed
@@ -428,7 +388,7 @@ fn the_proxy_serves_the_agents_connections_and_no_one_elses() {
     }
     assert_eq!(site.accepted(), 0);
     assert!(network_decisions(&scene.evidence).is_empty());
-    std::fs::write(scene.ws.join("go"), "").unwrap();
+    std::fs::write(scene.workspace.join("go"), "").unwrap();
     let out = runner.join().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "for the agent only\n");
@@ -458,7 +418,7 @@ for i, request in enumerate(json.loads(sys.argv[1])):
     print(answer.decode(errors="replace"))
 "#;
 
-fn raw_exchanges(scene: &Scene, requests: &[String]) -> Vec<String> {
+fn raw_exchanges(scene: &Fixture, requests: &[String]) -> Vec<String> {
     let requests = serde_json::to_string(requests).unwrap();
     let out = output_within(governed(
         scene,
@@ -588,7 +548,7 @@ fn a_name_that_resolves_inside_needs_its_address_allowed_too() {
     let by_name = format!(
         "{POLICY}\n@id(\"named\")\npermit (principal, action in [Action::\"net_connect\", Action::\"http\"], resource == Host::\"{name}\");\n"
     );
-    let scene = scene_with(&by_name);
+    let scene = fixture(&by_name);
     let site = site_with_page(&scene.root.join("site"), "inside\n");
     let url = format!("http://{name}:{}/", site.port);
     for (tunnel, code) in [
@@ -697,7 +657,7 @@ with open(f"{root}/simple/tinypkg/index.html", "w") as page:
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         scene
-            .ws
+            .workspace
             .join("downloads/tinypkg-0.1-py3-none-any.whl")
             .is_file()
     );
@@ -766,7 +726,7 @@ fn git_clones_over_http_through_the_proxy() {
     ));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
-        std::fs::read_to_string(scene.ws.join("clone/README")).unwrap(),
+        std::fs::read_to_string(scene.workspace.join("clone/README")).unwrap(),
         "cloned through the proxy\n"
     );
     let decided = network_decisions(&scene.evidence);
@@ -827,7 +787,7 @@ fn npm_installs_from_a_registry_through_the_proxy() {
         }},
     });
     std::fs::write(registry.join("tinypkg"), document.to_string()).unwrap();
-    let project = scene.ws.join("project");
+    let project = scene.workspace.join("project");
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(
         project.join("package.json"),
@@ -926,7 +886,7 @@ fn a_panic_in_the_proxy_halts_the_session() {
     assert_eq!(site.accepted(), 0);
     let log = std::fs::read(&scene.evidence).unwrap();
     kernel_core::audit(&log, &kernel_core::AuditOptions::default()).unwrap();
-    let lines = common::audit_inspect(&scene.evidence);
+    let lines = audit_inspect(&scene.evidence);
     assert!(
         lines
             .lines()

@@ -15,16 +15,15 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Fixture, SplitMix64, fixture, signal, wait_for};
 use kernel_client::{Action, Denial, Kernel};
 use kernel_core::{
     AuditOptions, Decision, Record, SegmentedAudit, decode_receipt_body_unverified, decode_record,
     split_records,
 };
+use kernel_testkit::{
+    Fixture, Reaped, Seeded, audit_inspect, fixture, output_within, run_enforcer, signal, wait_for,
+};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -75,13 +74,12 @@ fn session(f: &Fixture, tag: &str, reads: usize) -> Vec<u64> {
     indexes
 }
 
+/// The enforcer's exit code with `args`, and what it printed on standard
+/// output and standard error.
 fn enforcer(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(ENFORCER).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = run_enforcer(args);
+    let (stdout, stderr) = kernel_testkit::text(&out);
+    (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 fn text(path: &Path) -> String {
@@ -394,7 +392,7 @@ fn the_newest_segment_alone_says_what_it_cannot_vouch_for() {
 fn sigkill_under_load_with_rotations_loses_nothing_acknowledged() {
     for seed in [7u64, 0x5e9, 0xbad5eed] {
         let f = fixture(POLICY);
-        let mut rng = SplitMix64(seed);
+        let mut rng = Seeded::new(seed);
         let config = || {
             f.config()
                 .evidence_segment(SEGMENT)
@@ -507,7 +505,7 @@ fn snapshot(path: &Path) -> (Vec<u8>, u32) {
 #[test]
 fn a_governed_agent_cannot_touch_a_closed_segment() {
     let f = fixture(PERMIT_ALL);
-    let ws = std::fs::canonicalize(&f.workspace).unwrap();
+    let ws = &f.workspace;
     std::fs::write(ws.join("data.txt"), "data\n").unwrap();
     let dir = segments_dir(&f.evidence);
     let script = format!(
@@ -533,20 +531,11 @@ fn a_governed_agent_cannot_touch_a_closed_segment() {
         "#,
         dir = dir.display()
     );
-    let mut run = Command::new(ENFORCER);
-    run.args(["run", "--govern-syscalls", "--evidence-segment", "1KiB"])
-        .arg("--policy")
-        .arg(&f.policy)
-        .arg("--workspace")
-        .arg(&ws)
-        .arg("--evidence")
-        .arg(&f.evidence)
-        .arg("--")
-        .args(["/bin/sh", "-c", &script])
-        .current_dir(&ws)
+    let mut run = f.governed(&["--evidence-segment", "1KiB"], "/bin/sh", &["-c", &script]);
+    run.current_dir(ws)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let mut child = common::Reaped(run.spawn().unwrap());
+    let mut child = Reaped(run.spawn().unwrap());
     // Closed: under its name, then made read only once the new segment
     // took the log's name.
     wait_for(
@@ -590,7 +579,7 @@ fn a_governed_agent_cannot_touch_a_closed_segment() {
     let (code, document) = verify_json(&[&text(&f.evidence)]);
     assert_eq!(code, 0, "{document}");
     assert!(document["segments"].as_array().unwrap().len() >= 2);
-    let denials = common::audit_inspect(&f.evidence)
+    let denials = audit_inspect(&f.evidence)
         .lines()
         .filter(|l| l.contains("deny") && l.contains(&text(&dir)))
         .count();
@@ -651,15 +640,8 @@ fn a_supervised_agent_cannot_touch_a_closed_segment() {
     let segment = closed(&f.evidence)[0].clone();
     let before = snapshot(&segment);
     let me = std::env::current_exe().unwrap();
-    let out = common::output_within(
-        Command::new(ENFORCER)
-            .args(["run", "--evidence-segment", "1KiB"])
-            .arg("--policy")
-            .arg(&f.policy)
-            .arg("--workspace")
-            .arg(&f.workspace)
-            .arg("--evidence")
-            .arg(&f.evidence)
+    let out = output_within(
+        f.run_command(&["--evidence-segment", "1KiB"])
             .arg("--")
             .arg(&me)
             .args([

@@ -11,15 +11,13 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Fixture, fixture, keygen, signal};
 use kernel_client::{Action, Kernel};
 use kernel_core::note::SignedNote;
 use kernel_core::{
     AuditOptions, LogError, LogProblem, Record, SignedReceipt, VerifyingKey, WitnessCheck, audit,
     decode_record, frame_record_bytes, split_records,
 };
+use kernel_testkit::{Fixture, enforcer, fixture, keygen, signal};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -51,7 +49,7 @@ fn setup() -> Setup {
 fn session(setup: &Setup, evidence: &Path, decisions: usize, tag: &str) {
     let f = &setup.fixture;
     let config = kernel_client::SpawnConfig::new(&f.policy, &f.workspace, evidence)
-        .enforcer(ENFORCER)
+        .enforcer(enforcer())
         .key_file(&setup.key_file)
         .pin_public_key(setup.key)
         .checkpoint_every(4);
@@ -207,7 +205,7 @@ fn truncation_is_found_against_a_trusted_or_witnessed_checkpoint() {
     let (witness_key_file, witness_key) = keygen(&witness_dir);
     let state = witness_dir.join("state");
     let cosignatures = witness_dir.join("cosignatures");
-    let status = Command::new(ENFORCER)
+    let status = Command::new(enforcer())
         .args(["audit", "witness", "--key"])
         .arg(&witness_key_file)
         .arg("--state")
@@ -283,7 +281,7 @@ fn a_cut_inside_a_record_is_found_at_that_record() {
     }
     // The CLI says the same, with exit status 1.
     std::fs::write(&setup.fixture.evidence, &bytes[..bytes.len() - 3]).unwrap();
-    let out = Command::new(ENFORCER)
+    let out = Command::new(enforcer())
         .args(["audit", "verify", "--kernel-key"])
         .arg(setup.fixture.dir.path().join("keys/kernel.pub"))
         .arg(&setup.fixture.evidence)
@@ -332,7 +330,7 @@ fn a_fork_shown_to_the_witness_is_refused() {
     let witness_dir = setup.fixture.dir.path().join("witness");
     let (witness_key_file, _) = keygen(&witness_dir);
     let witness = |log: &Path| {
-        Command::new(ENFORCER)
+        Command::new(enforcer())
             .args(["audit", "witness", "--key"])
             .arg(&witness_key_file)
             .arg("--state")
@@ -357,7 +355,7 @@ fn a_fork_shown_to_the_witness_is_refused() {
 /// Runs `audit witness` with the witness key in `witness_dir`, its state
 /// at `witness_dir/state`, and `extra` flags.
 fn run_witness(witness_dir: &Path, log: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(ENFORCER)
+    Command::new(enforcer())
         .args(["audit", "witness", "--key"])
         .arg(witness_dir.join("kernel.key"))
         .arg("--state")
@@ -468,7 +466,7 @@ fn crashed_session(setup: &Setup, decisions: usize) -> (usize, Vec<Vec<u8>>) {
     let f = &setup.fixture;
     for _ in 0..3 {
         let config = kernel_client::SpawnConfig::new(&f.policy, &f.workspace, &f.evidence)
-            .enforcer(ENFORCER)
+            .enforcer(enforcer())
             .key_file(&setup.key_file)
             .pin_public_key(setup.key)
             .checkpoint_every(10_000);
@@ -509,7 +507,7 @@ fn crashed_session(setup: &Setup, decisions: usize) -> (usize, Vec<Vec<u8>>) {
 fn refused_start(setup: &Setup) -> String {
     let f = &setup.fixture;
     let config = kernel_client::SpawnConfig::new(&f.policy, &f.workspace, &f.evidence)
-        .enforcer(ENFORCER)
+        .enforcer(enforcer())
         .key_file(&setup.key_file)
         .pin_public_key(setup.key);
     match Kernel::spawn(config) {
@@ -620,7 +618,7 @@ fn a_change_before_the_newest_checkpoint_is_left_to_the_auditor() {
     all[at][middle] ^= 0x04;
     std::fs::write(&setup.fixture.evidence, join(&all)).unwrap();
     session(&setup, &setup.fixture.evidence, 2, "b");
-    let out = Command::new(ENFORCER)
+    let out = Command::new(enforcer())
         .args(["audit", "verify", "--kernel-key"])
         .arg(setup.fixture.dir.path().join("keys/kernel.pub"))
         .arg(&setup.fixture.evidence)

@@ -10,51 +10,21 @@
     reason = "tests"
 )]
 
-use kernel_core::{
-    Action, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Handshake,
-    PROTOCOL_VERSION, Request, decode_enforcer_frame, encode_client_frame,
-};
-use kernel_enforcer::evidence::EvidenceLog;
-use kernel_enforcer::policy::{Environment, PolicyEngine};
-use kernel_enforcer::session::{Session, SessionConfig};
+use kernel_core::{Action, EnforcerFrame, Handshake, decode_enforcer_frame};
+use kernel_enforcer::session::Session;
+use kernel_enforcer::session::evidence::EvidenceLog;
+use kernel_testkit::session::{InProcess, READ_WORKSPACE};
+use kernel_testkit::{authorize_frame, request};
 use proptest::prelude::*;
 
 fn session(dir: &std::path::Path) -> (Session, Handshake) {
-    let env = Environment::new("/ws", &[]).unwrap();
-    let policy = PolicyEngine::from_sources(
-        &[(
-            "p.cedar".into(),
-            r#"permit (principal, action == Action::"file_read", resource in Workspace::"root");"#
-                .into(),
-        )],
-        env,
-    )
-    .unwrap();
-    let evidence = EvidenceLog::open(&dir.join("evidence.log")).unwrap();
-    let key = kernel_core::SigningKey::from_bytes(&[3; 32]);
-    let mut session = Session::start(key, policy, evidence, SessionConfig::default()).unwrap();
-    let hello = encode_client_frame(&ClientFrame::Hello {
-        protocol: PROTOCOL_VERSION,
-        challenge: [1; 32],
-    });
-    let handshake = match decode_enforcer_frame(&session.handle(&hello)).unwrap() {
-        EnforcerFrame::Hello { handshake, .. } => handshake,
-        other => panic!("{other:?}"),
-    };
-    (session, handshake)
+    InProcess::new(READ_WORKSPACE)
+        .evidence(EvidenceLog::open(&dir.join("evidence.log")).unwrap())
+        .start()
 }
 
 fn valid_frame(handshake: &Handshake, seq: u64) -> Vec<u8> {
-    let request = EncodedRequest::new(Request {
-        session: handshake.session,
-        seq,
-        nonce: [0; 16],
-        action: CanonicalAction::new(Action::file_read("/ws/a"), None).unwrap(),
-        deadline_ms: u64::MAX,
-    });
-    encode_client_frame(&ClientFrame::Authorize {
-        request: request.bytes().to_vec(),
-    })
+    authorize_frame(&request(handshake.session, seq, Action::file_read("/ws/a")))
 }
 
 proptest! {

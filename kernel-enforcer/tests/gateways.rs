@@ -12,10 +12,8 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Fixture, fixture};
 use kernel_core::{Decision, SignedReceipt, parse_public_key, unhex, verify_receipt_signature};
+use kernel_testkit::{Fixture, enforcer, fixture};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -66,29 +64,29 @@ when { resource.name == "mcp__deploy__release" };
 /// A `listen` of [`POLICY`] over a fixture whose home directory, beside
 /// the workspace, holds a key.
 struct Listener {
-    listen: common::Listener,
+    listen: kernel_testkit::Listener,
     fixture: Fixture,
 }
 
 impl std::ops::Deref for Listener {
-    type Target = common::Listener;
+    type Target = kernel_testkit::Listener;
 
-    fn deref(&self) -> &common::Listener {
+    fn deref(&self) -> &kernel_testkit::Listener {
         &self.listen
     }
 }
 
 impl std::ops::DerefMut for Listener {
-    fn deref_mut(&mut self) -> &mut common::Listener {
+    fn deref_mut(&mut self) -> &mut kernel_testkit::Listener {
         &mut self.listen
     }
 }
 
 fn listen_with(extra: &[&str]) -> Listener {
     let fixture = fixture(POLICY);
-    common::plant_ssh_key(&fixture.dir.path().join("home"), SECRET);
+    kernel_testkit::plant_ssh_key(&fixture.dir.path().join("home"), SECRET);
     Listener {
-        listen: common::Listener::of(&fixture, extra),
+        listen: kernel_testkit::Listener::of(&fixture, extra),
         fixture,
     }
 }
@@ -105,8 +103,8 @@ fn run(socket: &Path, cwd: &Path, args: &[&str], stdin: &str) -> Output {
 }
 
 fn run_env(socket: &Path, cwd: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    common::output_with_input(
-        Command::new(ENFORCER)
+    kernel_testkit::output_with_input(
+        Command::new(enforcer())
             .args(args)
             .env("AGENT_KERNEL_ENDPOINT", socket)
             .envs(env.iter().copied())
@@ -593,7 +591,7 @@ fn ask_prints_a_receipt_that_verifies_and_exits_by_decision() {
 
     // A pinned key that is not the enforcer's: no answer is accepted.
     let other = listener.fixture.dir.path().join("other");
-    let keygen = Command::new(ENFORCER)
+    let keygen = Command::new(enforcer())
         .args(["keygen", "--out"])
         .arg(&other)
         .output()
@@ -614,7 +612,7 @@ fn ask_prints_a_receipt_that_verifies_and_exits_by_decision() {
     assert_eq!(pinned.status.code(), Some(2), "{pinned:?}");
 
     // Every decision is in the evidence, which verifies.
-    let report = common::audit_verify(&listener.fixture.evidence);
+    let report = kernel_testkit::audit_verify(&listener.fixture.evidence);
     assert!(report.contains("1 allowed, 1 denied"), "{report}");
 }
 
@@ -673,7 +671,7 @@ fn a_halted_enforcer_stops_answering_and_every_call_is_denied() {
     let listener = listen();
     let workspace = listener.fixture.workspace.clone();
     let socket = listener.socket.clone();
-    common::signal(listener.child.0.id(), "USR1");
+    kernel_testkit::signal(listener.child.0.id(), "USR1");
     // The signal takes effect asynchronously: wait until a harmless call is
     // refused as halted (an effect already started when the halt lands is
     // a documented limit), then nothing is performed any more.
@@ -706,7 +704,7 @@ fn exec_under_run_is_brokered_by_the_supervisor() {
     }
     let fixture = fixture(POLICY);
     let supervised = |program: &[&str]| {
-        Command::new(ENFORCER)
+        Command::new(enforcer())
             .arg("run")
             .arg("--policy")
             .arg(&fixture.policy)
@@ -715,7 +713,7 @@ fn exec_under_run_is_brokered_by_the_supervisor() {
             .arg("--evidence")
             .arg(&fixture.evidence)
             .arg("--")
-            .arg(ENFORCER)
+            .arg(enforcer())
             .arg("exec")
             .arg("--")
             .args(program)
@@ -773,7 +771,7 @@ fn a_server_that_is_not_the_pinned_enforcer_lets_nothing_run() {
     // The key file names the genuine enforcer's key: the impostor's
     // handshake does not match it.
     let genuine = tempfile::tempdir().unwrap();
-    common::keygen(genuine.path());
+    kernel_testkit::keygen(genuine.path());
     std::fs::copy(genuine.path().join("kernel.pub"), &pin).unwrap();
     assert!(
         !hook_ran(&listener),

@@ -16,13 +16,11 @@
 )]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::{ENFORCER, audit_inspect};
+use kernel_testkit::{Fixture, audit_inspect, fixture, wait_for, works_in};
 
 const POLICY: &str = r#"
 @id("workspace")
@@ -40,116 +38,57 @@ forbid (principal, action == Action::"file_write", resource)
 when { resource.name == "no-link" };
 "#;
 
-struct Scene {
-    _dir: tempfile::TempDir,
-    ws: PathBuf,
-    outside: PathBuf,
-    policy: PathBuf,
-    evidence: PathBuf,
+fn scene() -> Fixture {
+    fixture(POLICY)
 }
 
-fn scene() -> Scene {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(dir.path()).unwrap();
-    let (ws, state, outside) = (root.join("ws"), root.join("state"), root.join("outside"));
-    for d in [&ws, &state, &outside] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let policy = state.join("policy.cedar");
-    std::fs::write(&policy, POLICY).unwrap();
-    Scene {
-        _dir: dir,
-        ws,
-        outside,
-        policy,
-        evidence: state.join("evidence.log"),
-    }
-}
-
-fn governed(scene: &Scene, program: &str, args: &[&str]) -> Command {
-    governed_by(scene, &scene.policy, &[], program, args)
-}
-
-/// `run --govern-syscalls` of `program` with `policy` and `flags`, in the
-/// scene's workspace, recording to its evidence.
-fn governed_by(
-    scene: &Scene,
-    policy: &Path,
-    flags: &[&str],
-    program: &str,
-    args: &[&str],
-) -> Command {
-    let mut command = Command::new(ENFORCER);
-    command
-        .args(["run", "--govern-syscalls"])
-        .args(flags)
-        .arg("--policy")
-        .arg(policy)
-        .arg("--workspace")
-        .arg(&scene.ws)
-        .arg("--evidence")
-        .arg(&scene.evidence)
-        .arg("--")
-        .arg(program)
-        .args(args);
-    command
+/// `run --govern-syscalls` of `program` over the scene, with its policy.
+fn governed(scene: &Fixture, program: &str, args: &[&str]) -> Command {
+    scene.governed(&[], program, args)
 }
 
 /// Waits (at most 10 s) until no process has `dir` as its working
 /// directory: the governed agent and everything it started are gone.
 fn wait_until_no_process_works_in(dir: &Path) {
-    let started = Instant::now();
-    loop {
-        let busy = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .any(|entry| std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir));
-        if !busy {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "agent processes outlived their enforcer"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(
+        "agent processes to end with their enforcer",
+        Duration::from_secs(10),
+        || !works_in(dir),
+    );
 }
 
 /// Waits (at most 20 s) until a process working in `dir` waits in a
 /// governed system call for the enforcer's answer.
 fn wait_until_a_call_waits_in(dir: &Path) {
-    let started = Instant::now();
-    loop {
-        let waiting = std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-            std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir)
-                && std::fs::read_to_string(entry.path().join("wchan"))
-                    .is_ok_and(|wchan| wchan.contains("seccomp"))
-        });
-        if waiting {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no call ever waited for its answer"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(
+        "a call to wait for its answer",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+                std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir)
+                    && std::fs::read_to_string(entry.path().join("wchan"))
+                        .is_ok_and(|wchan| wchan.contains("seccomp"))
+            })
+        },
+    );
 }
 
-/// The shipped coding-agent profile.
-fn coding_agent_profile() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/coding-agent.cedar")
+/// Puts the shipped coding-agent profile in place of the scene's policy.
+fn under_coding_agent_profile(scene: &Fixture) {
+    let profile =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/coding-agent.cedar");
+    std::fs::copy(profile, &scene.policy).unwrap();
 }
 
 /// Runs `script` with `/bin/sh` governed, killed if it takes over a minute.
-fn sh(scene: &Scene, script: &str) -> Output {
+fn sh(scene: &Fixture, script: &str) -> Output {
     output_within(governed(scene, "/usr/bin/sh", &["-c", script]), script)
 }
 
 /// Runs `command`'s governed run to its end with its output collected;
 /// killed, and the test failed, if it takes over a minute.
 fn output_within(mut command: Command, what: &str) -> Output {
-    common::output_within(&mut command, Duration::from_secs(60), what)
+    kernel_testkit::output_within(&mut command, Duration::from_secs(60), what)
 }
 
 fn verified(evidence: &Path) -> kernel_core::AuditReport {
@@ -161,7 +100,7 @@ fn verified(evidence: &Path) -> kernel_core::AuditReport {
 #[test]
 fn what_ordinary_tools_need_is_decided_recorded_and_happens() {
     let scene = scene();
-    let ws = &scene.ws;
+    let ws = &scene.workspace;
     std::fs::create_dir_all(ws.join("sub/dir")).unwrap();
     std::fs::write(ws.join("a.txt"), "alpha").unwrap();
     std::fs::write(ws.join("b.txt"), "bravo").unwrap();
@@ -343,8 +282,8 @@ fn a_link_swapped_during_resolution_never_redirects_an_open() {
         return;
     }
     let scene = scene();
-    std::fs::create_dir_all(scene.ws.join("real")).unwrap();
-    std::fs::write(scene.ws.join("real/file"), "public").unwrap();
+    std::fs::create_dir_all(scene.workspace.join("real")).unwrap();
+    std::fs::write(scene.workspace.join("real/file"), "public").unwrap();
     std::fs::write(scene.outside.join("file"), "SECRET").unwrap();
     let agent = format!(
         r#"
@@ -405,20 +344,14 @@ enum Ending {
 
 /// Ends the governed run `child` of `scene` as `ending` says (a halt gives
 /// `reason`).
-fn end(ending: Ending, scene: &Scene, child: &std::process::Child, reason: &str) {
+fn end(ending: Ending, scene: &Fixture, child: &std::process::Child, reason: &str) {
     match ending {
         Ending::Signal(signal) => {
             let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
             rustix::process::kill_process(pid, signal).unwrap();
         }
         Ending::Halt => {
-            let mut control = scene.evidence.as_os_str().to_owned();
-            control.push(".control");
-            let halt = Command::new(ENFORCER)
-                .args(["halt", "--reason", reason, "--control"])
-                .arg(&control)
-                .output()
-                .unwrap();
+            let halt = scene.operator(&["halt", "--reason", reason]);
             assert!(
                 halt.status.success(),
                 "{}",
@@ -459,7 +392,7 @@ fn end_a_busy_run(ending: Ending) {
     // (Landlock refuses it in the workspace).
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        scene.ws.join("fifo"),
+        scene.workspace.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_bits_truncate(0o600),
         0,
@@ -491,8 +424,8 @@ time.sleep(60)
         .spawn()
         .unwrap();
     let started = Instant::now();
-    let marker = scene.ws.join("after-the-fifos");
-    while !(marker.exists() && scene.ws.join("flood-3").exists()) {
+    let marker = scene.workspace.join("after-the-fifos");
+    while !(marker.exists() && scene.workspace.join("flood-3").exists()) {
         if started.elapsed() > Duration::from_secs(20) || child.try_wait().unwrap().is_some() {
             let _ = child.kill();
             panic!("{ending:?}: decisions stalled behind the FIFO readers");
@@ -513,9 +446,9 @@ time.sleep(60)
         ended_at.elapsed().as_millis()
     );
     // Nothing happens after the end: no agent process is left to act.
-    let count = || std::fs::read_dir(&scene.ws).unwrap().count();
+    let count = || std::fs::read_dir(&scene.workspace).unwrap().count();
     let before = count();
-    wait_until_no_process_works_in(&scene.ws);
+    wait_until_no_process_works_in(&scene.workspace);
     assert_eq!(
         count(),
         before,
@@ -547,15 +480,14 @@ time.sleep(60)
 #[test]
 fn an_evidence_window_is_recorded_before_any_decision() {
     let scene = scene();
-    let out = governed_by(
-        &scene,
-        &scene.policy,
-        &["--evidence-window", "20"],
-        "/usr/bin/sh",
-        &["-c", "echo one > a && echo two > b && cat a b"],
-    )
-    .output()
-    .unwrap();
+    let out = scene
+        .governed(
+            &["--evidence-window", "20"],
+            "/usr/bin/sh",
+            &["-c", "echo one > a && echo two > b && cat a b"],
+        )
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -584,33 +516,29 @@ fn an_evidence_window_is_recorded_before_any_decision() {
 #[test]
 fn with_an_evidence_window_a_killed_enforcer_leaves_every_effect_recorded() {
     let scene = scene();
-    let mut child = governed_by(
-        &scene,
-        &scene.policy,
-        &["--evidence-window", "60000"],
-        "/usr/bin/sh",
-        &[
-            "-c",
-            "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); : > f-$i; done",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let started = Instant::now();
-    while std::fs::read_dir(&scene.ws).unwrap().count() < 50 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the agent's writes were never decided"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = scene
+        .governed(
+            &["--evidence-window", "60000"],
+            "/usr/bin/sh",
+            &[
+                "-c",
+                "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); : > f-$i; done",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the agent's writes to be decided",
+        Duration::from_secs(30),
+        || std::fs::read_dir(&scene.workspace).unwrap().count() >= 50,
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // The agent dies with its enforcer; what it created is what counts.
-    wait_until_no_process_works_in(&scene.ws);
-    let created: Vec<String> = std::fs::read_dir(&scene.ws)
+    wait_until_no_process_works_in(&scene.workspace);
+    let created: Vec<String> = std::fs::read_dir(&scene.workspace)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -620,7 +548,7 @@ fn with_an_evidence_window_a_killed_enforcer_leaves_every_effect_recorded() {
         .filter(|name| {
             !lines.contains(&format!(
                 "allow    file_write {}/{name} ",
-                scene.ws.display()
+                scene.workspace.display()
             ))
         })
         .collect();
@@ -636,8 +564,8 @@ fn with_an_evidence_window_a_killed_enforcer_leaves_every_effect_recorded() {
 /// only: `AGENT_KERNEL_TEST_FAULT`, read from the enforcer's own
 /// environment) into the handling of every `file_delete`; the agent
 /// removes `victim` and then waits.
-fn faulty_run(scene: &Scene, fault: &str) -> std::process::Child {
-    std::fs::write(scene.ws.join("victim"), "still here").unwrap();
+fn faulty_run(scene: &Fixture, fault: &str) -> std::process::Child {
+    std::fs::write(scene.workspace.join("victim"), "still here").unwrap();
     governed(
         scene,
         "/usr/bin/sh",
@@ -663,7 +591,7 @@ fn ends_within(child: &mut std::process::Child, limit: Duration, what: &str) -> 
     started.elapsed()
 }
 
-fn halt_recorded(scene: &Scene, cause: &str) {
+fn halt_recorded(scene: &Fixture, cause: &str) {
     verified(&scene.evidence);
     let lines = audit_inspect(&scene.evidence);
     let halts: Vec<&str> = lines.lines().filter(|l| l.contains(" halt ")).collect();
@@ -686,7 +614,7 @@ fn a_panicking_handler_fails_its_call_and_halts_the_run() {
     let took = ends_within(&mut child, Duration::from_secs(20), "panic");
     println!("panic: the run ended after {} ms", took.as_millis());
     assert_eq!(
-        std::fs::read_to_string(scene.ws.join("victim")).unwrap(),
+        std::fs::read_to_string(scene.workspace.join("victim")).unwrap(),
         "still here"
     );
     halt_recorded(&scene, "a panic while answering a governed system call");
@@ -707,7 +635,7 @@ fn a_call_whose_record_is_not_synced_does_not_proceed() {
     let mut child = faulty_run(&scene, "unsynced:file_delete");
     ends_within(&mut child, Duration::from_secs(20), "unsynced");
     assert_eq!(
-        std::fs::read_to_string(scene.ws.join("victim")).unwrap(),
+        std::fs::read_to_string(scene.workspace.join("victim")).unwrap(),
         "still here"
     );
     verified(&scene.evidence);
@@ -729,8 +657,8 @@ fn a_halt_is_acknowledged_only_after_the_effects_allowed_before_it() {
         return;
     }
     let scene = scene();
-    std::fs::write(scene.ws.join("victim"), "still here").unwrap();
-    std::fs::write(scene.ws.join("later"), "still here").unwrap();
+    std::fs::write(scene.workspace.join("victim"), "still here").unwrap();
+    std::fs::write(scene.workspace.join("later"), "still here").unwrap();
     let mut child = governed(
         &scene,
         "/usr/bin/sh",
@@ -743,25 +671,19 @@ fn a_halt_is_acknowledged_only_after_the_effects_allowed_before_it() {
     .unwrap();
     // The removal of `victim` is decided (recorded) and now waits 1.5 s
     // before it is made.
-    let started = Instant::now();
-    while !audit_inspect(&scene.evidence)
-        .lines()
-        .any(|line| line.contains("file_delete") && line.contains("victim"))
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the removal was never decided"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for("the removal to be decided", Duration::from_secs(20), || {
+        audit_inspect(&scene.evidence)
+            .lines()
+            .any(|line| line.contains("file_delete") && line.contains("victim"))
+    });
     end(Ending::Halt, &scene, &child, "halt-during-effect");
     assert!(
-        !scene.ws.join("victim").exists(),
+        !scene.workspace.join("victim").exists(),
         "the halt was acknowledged before an effect allowed earlier had happened"
     );
     ends_within(&mut child, Duration::from_secs(5), "halt");
     assert_eq!(
-        std::fs::read_to_string(scene.ws.join("later")).unwrap(),
+        std::fs::read_to_string(scene.workspace.join("later")).unwrap(),
         "still here",
         "an effect happened after the halt"
     );
@@ -791,7 +713,7 @@ fn a_stuck_handler_is_answered_and_stops_nothing_from_ending_the_run() {
         "answered before the deadline: {took:?}"
     );
     assert_eq!(
-        std::fs::read_to_string(alone.ws.join("victim")).unwrap(),
+        std::fs::read_to_string(alone.workspace.join("victim")).unwrap(),
         "still here"
     );
     halt_recorded(&alone, "had no decision within 10 s");
@@ -801,15 +723,10 @@ fn a_stuck_handler_is_answered_and_stops_nothing_from_ending_the_run() {
         let scene = scene();
         let mut child = faulty_run(&scene, "stall:file_delete");
         // The agent is inside the stuck call once the shell has started rm.
-        let started = Instant::now();
-        while !audit_inspect(&scene.evidence).contains("exec /usr/bin/rm") {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "rm never started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        wait_until_a_call_waits_in(&scene.ws);
+        wait_for("rm to start", Duration::from_secs(20), || {
+            audit_inspect(&scene.evidence).contains("exec /usr/bin/rm")
+        });
+        wait_until_a_call_waits_in(&scene.workspace);
         end(ending, &scene, &child, "stuck-test");
         let took = ends_within(&mut child, Duration::from_secs(1), &format!("{ending:?}"));
         println!(
@@ -817,7 +734,7 @@ fn a_stuck_handler_is_answered_and_stops_nothing_from_ending_the_run() {
             took.as_millis()
         );
         assert_eq!(
-            std::fs::read_to_string(scene.ws.join("victim")).unwrap(),
+            std::fs::read_to_string(scene.workspace.join("victim")).unwrap(),
             "still here"
         );
         verified(&scene.evidence);
@@ -841,21 +758,17 @@ fn attacks_through_links_proc_and_metadata_change_nothing() {
     }
     let scene = scene();
     let home = scene.outside.join("home");
-    common::plant_ssh_key(&home, "SECRET-KEY");
-    std::fs::write(scene.ws.join(".env"), "ENV-SECRET").unwrap();
-    std::fs::write(scene.ws.join("readme.txt"), "public").unwrap();
-    let before = std::fs::metadata(scene.ws.join(".env")).unwrap();
+    kernel_testkit::plant_ssh_key(&home, "SECRET-KEY");
+    std::fs::write(scene.workspace.join(".env"), "ENV-SECRET").unwrap();
+    std::fs::write(scene.workspace.join("readme.txt"), "public").unwrap();
+    let before = std::fs::metadata(scene.workspace.join(".env")).unwrap();
     let agent = include_str!("agents/governed_attacks.py");
-    let out = governed_by(
-        &scene,
-        &coding_agent_profile(),
-        &[],
-        "/usr/bin/python3",
-        &["-c", agent],
-    )
-    .env("PROBE_HOME", &home)
-    .output()
-    .unwrap();
+    under_coding_agent_profile(&scene);
+    let out = scene
+        .governed(&[], "/usr/bin/python3", &["-c", agent])
+        .env("PROBE_HOME", &home)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(
@@ -869,16 +782,16 @@ fn attacks_through_links_proc_and_metadata_change_nothing() {
         "{stdout}"
     );
     assert!(!stdout.contains("SECRET"), "{stdout}");
-    let after = std::fs::metadata(scene.ws.join(".env")).unwrap();
+    let after = std::fs::metadata(scene.workspace.join(".env")).unwrap();
     assert_eq!(
-        std::fs::read_to_string(scene.ws.join(".env")).unwrap(),
+        std::fs::read_to_string(scene.workspace.join(".env")).unwrap(),
         "ENV-SECRET"
     );
     assert_eq!(after.mode(), before.mode());
     assert_eq!(after.mtime(), before.mtime());
     assert_eq!(after.nlink(), 1, "a hard link to .env was made");
     assert_eq!(
-        std::fs::read_to_string(scene.ws.join("readme.txt")).unwrap(),
+        std::fs::read_to_string(scene.workspace.join("readme.txt")).unwrap(),
         "public"
     );
     verified(&scene.evidence);
@@ -902,22 +815,22 @@ fn races_and_escape_hatches_from_review_change_nothing() {
     std::fs::create_dir_all(&home).unwrap();
     let gitconfig = home.join(".gitconfig");
     std::fs::write(&gitconfig, "[user]\n\tname = T\n").unwrap();
-    std::fs::write(scene.ws.join(".env"), "ENV-SECRET").unwrap();
+    std::fs::write(scene.workspace.join(".env"), "ENV-SECRET").unwrap();
     std::fs::set_permissions(
-        scene.ws.join(".env"),
+        scene.workspace.join(".env"),
         std::fs::Permissions::from_mode(0o600),
     )
     .unwrap();
-    let out = governed_by(
-        &scene,
-        &coding_agent_profile(),
-        &["--evidence-window", "10"],
-        "/usr/bin/python3",
-        &["-c", include_str!("agents/governed_races.py")],
-    )
-    .env("PROBE_READ_ONLY", &gitconfig)
-    .output()
-    .unwrap();
+    under_coding_agent_profile(&scene);
+    let out = scene
+        .governed(
+            &["--evidence-window", "10"],
+            "/usr/bin/python3",
+            &["-c", include_str!("agents/governed_races.py")],
+        )
+        .env("PROBE_READ_ONLY", &gitconfig)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(
@@ -933,7 +846,10 @@ fn races_and_escape_hatches_from_review_change_nothing() {
     assert!(stdout.contains("clone untraced: refused EPERM"), "{stdout}");
     assert!(stdout.contains("setxattr acl: refused"), "{stdout}");
     assert_eq!(
-        std::fs::metadata(scene.ws.join(".env")).unwrap().mode() & 0o777,
+        std::fs::metadata(scene.workspace.join(".env"))
+            .unwrap()
+            .mode()
+            & 0o777,
         0o600
     );
     assert!(
@@ -963,14 +879,21 @@ fn races_and_escape_hatches_from_review_change_nothing() {
 #[test]
 fn a_scratch_or_system_tree_overlapping_the_workspace_is_refused() {
     let scene = scene();
-    let inner = scene.ws.join("inner");
+    let inner = scene.workspace.join("inner");
     std::fs::create_dir_all(&inner).unwrap();
-    let above = scene.ws.parent().unwrap().to_str().unwrap().to_owned();
+    let above = scene
+        .workspace
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     for flags in [
         vec!["--scratch", inner.to_str().unwrap()],
         vec!["--system-tree", above.as_str()],
     ] {
-        let out = governed_by(&scene, &scene.policy, &flags, "/usr/bin/touch", &["ran"])
+        let out = scene
+            .governed(&flags, "/usr/bin/touch", &["ran"])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -979,7 +902,10 @@ fn a_scratch_or_system_tree_overlapping_the_workspace_is_refused() {
             stderr.contains("overlaps the workspace"),
             "{flags:?}: {stderr}"
         );
-        assert!(!scene.ws.join("ran").exists(), "{flags:?}: the agent ran");
+        assert!(
+            !scene.workspace.join("ran").exists(),
+            "{flags:?}: the agent ran"
+        );
     }
 }
 
@@ -1047,12 +973,12 @@ fn metadata_changes_and_unix_connects_outside_the_workspace_change_nothing() {
     .unwrap();
     abstract_listener.set_nonblocking(true).unwrap();
     let workspace_listener =
-        std::os::unix::net::UnixListener::bind(scene.ws.join("ws.sock")).unwrap();
+        std::os::unix::net::UnixListener::bind(scene.workspace.join("ws.sock")).unwrap();
     workspace_listener.set_nonblocking(true).unwrap();
 
-    let mut command = governed_by(
-        &scene,
-        &coding_agent_profile(),
+    under_coding_agent_profile(&scene);
+
+    let mut command = scene.governed(
         &[],
         "/usr/bin/python3",
         &["-c", include_str!("agents/governed_metadata.py")],
@@ -1168,7 +1094,7 @@ fn metadata_changes_and_unix_connects_outside_the_workspace_change_nothing() {
         "{stdout}"
     );
     assert!(stdout.contains("close-on-exec kept: GOT True"), "{stdout}");
-    let script = scene.ws.join("script.sh");
+    let script = scene.workspace.join("script.sh");
     let meta = std::fs::metadata(&script).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o755);
     assert_eq!(meta.mtime(), 1000);
@@ -1192,7 +1118,7 @@ fn metadata_changes_and_unix_connects_outside_the_workspace_change_nothing() {
         ),
         format!(
             "allow    file_write {}/ws.sock (Unix socket connection)",
-            scene.ws.display()
+            scene.workspace.display()
         ),
     ] {
         assert!(lines.contains(&expected), "no `{expected}` in\n{lines}");
@@ -1202,9 +1128,8 @@ fn metadata_changes_and_unix_connects_outside_the_workspace_change_nothing() {
 #[test]
 fn a_connection_to_an_ipv6_address_is_decided_by_that_address() {
     let scene = scene();
-    let policy = scene.ws.parent().unwrap().join("state/v6.cedar");
     std::fs::write(
-        &policy,
+        &scene.policy,
         format!(
             "{POLICY}\n@id(\"v6-loopback\")\npermit (principal, action == Action::\"net_connect\", resource == Host::\"[::1]\");\n"
         ),
@@ -1230,13 +1155,7 @@ fn a_connection_to_an_ipv6_address_is_decided_by_that_address() {
     });
     let url = format!("http://[::1]:{port}/");
     let out = output_within(
-        governed_by(
-            &scene,
-            &policy,
-            &[],
-            "/usr/bin/curl",
-            &["-sS", "-g", "--noproxy", "*", &url],
-        ),
+        scene.governed(&[], "/usr/bin/curl", &["-sS", "-g", "--noproxy", "*", &url]),
         "curl over IPv6",
     );
     assert!(
@@ -1267,18 +1186,13 @@ fn runtimes_own_system_calls_are_served_and_decided_where_they_lead() {
     }
     let scene = scene();
     let home = scene.outside.join("home");
-    common::plant_ssh_key(&home, "SECRET-KEY");
-    std::fs::write(scene.ws.join("readme.txt"), "public").unwrap();
+    kernel_testkit::plant_ssh_key(&home, "SECRET-KEY");
+    std::fs::write(scene.workspace.join("readme.txt"), "public").unwrap();
     let agent = include_str!("agents/governed_runtime_calls.py");
-    let mut command = governed_by(
-        &scene,
-        &coding_agent_profile(),
-        &[],
-        "/usr/bin/python3",
-        &["-c", agent],
-    );
+    under_coding_agent_profile(&scene);
+    let mut command = scene.governed(&[], "/usr/bin/python3", &["-c", agent]);
     command
-        .current_dir(&scene.ws)
+        .current_dir(&scene.workspace)
         .env("PROBE_OUTSIDE", &scene.outside);
     let out = output_within(command, "runtime calls");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -1293,10 +1207,10 @@ fn runtimes_own_system_calls_are_served_and_decided_where_they_lead() {
         "{stdout}"
     );
     assert_eq!(
-        std::fs::read_to_string(scene.ws.join("made.txt")).unwrap(),
+        std::fs::read_to_string(scene.workspace.join("made.txt")).unwrap(),
         "made"
     );
-    assert!(scene.ws.join("made-dir").is_dir(), "{stdout}");
+    assert!(scene.workspace.join("made-dir").is_dir(), "{stdout}");
     assert!(
         stdout.contains("secret through own descriptor: refused"),
         "{stdout}"

@@ -18,9 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-mod common;
-
-use common::{ENFORCER, Reaped};
+use kernel_testkit::{Reaped, enforcer};
 
 /// A temporary home and project, with a directory for fake programs put
 /// first on `PATH`.
@@ -49,7 +47,7 @@ impl Home {
 
     /// A command of the enforcer with this home and no other.
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(ENFORCER);
+        let mut command = Command::new(enforcer());
         let path = format!(
             "{}:{}",
             self.bin.display(),
@@ -215,7 +213,7 @@ fn a_second_run_changes_nothing() {
     assert!(
         command.starts_with(&format!(
             "{} hook claude-code --socket ",
-            std::fs::canonicalize(ENFORCER).unwrap().display()
+            std::fs::canonicalize(enforcer()).unwrap().display()
         )),
         "{command}"
     );
@@ -479,7 +477,7 @@ fn a_systemd_user_unit_is_written_only_where_systemctl_works() {
     assert!(
         unit_text.contains(&format!(
             "ExecStart=\"{}\" listen --config \"{}\"",
-            std::fs::canonicalize(ENFORCER).unwrap().display(),
+            std::fs::canonicalize(enforcer()).unwrap().display(),
             config.display()
         )),
         "{unit_text}"
@@ -525,7 +523,7 @@ fn listen(home: &Home) -> Vec<Reaped> {
             .unwrap()
             .trim_matches('"')
             .to_owned();
-        common::wait_for(
+        kernel_testkit::wait_for(
             &format!("listen to come up for {}", config.display()),
             Duration::from_secs(30),
             || {
@@ -540,7 +538,7 @@ fn listen(home: &Home) -> Vec<Reaped> {
 /// Runs `command` exactly as the agent does: through the shell, with the
 /// payload on standard input.
 fn run_hook(home: &Home, command: &str, payload: &serde_json::Value) -> Output {
-    common::output_with_input(
+    kernel_testkit::output_with_input(
         Command::new("sh")
             .args(["-c", command])
             .env("HOME", &home.home)
@@ -562,7 +560,7 @@ fn the_installed_hook_decides_with_the_enforcer_init_configured() {
     let home = Home::new();
     let project = home.project("proj");
     std::fs::write(project.join("README.md"), "hello\n").unwrap();
-    let key = common::plant_ssh_key(&home.home, "-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    let key = kernel_testkit::plant_ssh_key(&home.home, "-----BEGIN OPENSSH PRIVATE KEY-----\n");
     ok(&home.init("claude-code", &project, &["--no-service"]));
     let settings = project.join(".claude/settings.local.json");
     let command = hook_command(&settings);
@@ -959,7 +957,7 @@ fn an_agent_cannot_rewrite_another_enforcers_configuration_or_state() {
     let _running = Reaped(child);
     let hook = hook_command(&first.join(".claude/settings.local.json"));
     let socket = hook.rsplit(' ').next().unwrap().to_owned();
-    common::wait_for("listen to come up", Duration::from_secs(30), || {
+    kernel_testkit::wait_for("listen to come up", Duration::from_secs(30), || {
         std::os::unix::net::UnixStream::connect(&socket).is_ok()
     });
     std::fs::write(
@@ -1002,7 +1000,7 @@ fn links_are_decided_where_they_lead() {
     let home = Home::new();
     let project = home.project("proj");
     std::fs::write(project.join("README.md"), "hello\n").unwrap();
-    let key = common::plant_ssh_key(&home.home, "-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    let key = kernel_testkit::plant_ssh_key(&home.home, "-----BEGIN OPENSSH PRIVATE KEY-----\n");
     ok(&home.init("claude-code", &project, &["--no-service"]));
     let local = project.join(".claude/settings.local.json");
     let shared = project.join(".claude/settings.json");
@@ -1081,7 +1079,7 @@ fn links_are_decided_where_they_lead() {
         .unwrap()
         .trim_matches('"')
         .to_owned();
-    let options = kernel_enforcer::endpoint::AskOptions::pinned(
+    let options = kernel_enforcer::gateways::endpoint::AskOptions::pinned(
         PathBuf::from(socket),
         None,
         Duration::from_secs(10),
@@ -1093,7 +1091,7 @@ fn links_are_decided_where_they_lead() {
         None,
     )
     .unwrap();
-    let answer = kernel_enforcer::endpoint::ask(&options, action, None).unwrap();
+    let answer = kernel_enforcer::gateways::endpoint::ask(&options, action, None).unwrap();
     match answer.verified {
         kernel_core::Verified::Denied(receipt) => {
             let reasons = receipt.body().reasons.join("; ");

@@ -1,5 +1,5 @@
 //! The kill switch under fire: a seeded campaign of scenarios, each with a
-//! real enforcer, several threads sharing one `Kernel` and streaming
+//! real several threads sharing one `Kernel` and streaming
 //! allowed requests, and an operator who halts it at a random moment,
 //! through the control socket (mostly directly, sometimes with
 //! `kernel-enforcer halt`) or by `SIGUSR1`.
@@ -11,8 +11,7 @@
 //!   receipt's `log_index` is below the `Halt` record's index);
 //! - (c) every call that started after the halt was acknowledged on the
 //!   socket is a denial (for `SIGUSR1`, which has no acknowledgment: every
-//!   call that started 500 ms after the signal, and every call that
-//!   started after `status` first reported the halt);
+//!   call that started after `status` first reported the halt);
 //! - (d) the log passes `audit` with the enforcer's key;
 //!
 //! and besides: each client answer is the decision recorded at its
@@ -34,17 +33,15 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{
-    ENFORCER, Entry, SplitMix64, alive, control_path, entries, env_u64, fixture, read_path, signal,
+use kernel_client::{Denial, KernelState};
+use kernel_core::{Decision, Event, REASON_HALTED, audit};
+use kernel_enforcer::session::control::{self, ControlRequest};
+use kernel_testkit::{
+    Call, Entry, Seeded, alive, entries, fixture, operator, pinned, read_path, seed_from_env,
+    signal,
 };
-use kernel_client::{Action, Denial, KernelState, Permit};
-use kernel_core::{AuditOptions, Decision, Event, REASON_HALTED, audit};
-use kernel_enforcer::control::{self, ControlRequest};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -60,8 +57,9 @@ const SCENARIOS: u64 = 300;
 const BASE_SEED: u64 = 0x6b69_6c6c_5f73_7769;
 /// Scenarios run side by side (each with its own enforcer).
 const WORKERS: usize = 2;
-/// After `SIGUSR1`, calls that start this much later must be denied.
-const SIGNAL_GRACE: Duration = Duration::from_millis(500);
+/// How long the threads go on asking once `status` reported a `SIGUSR1`
+/// halt (at least): long enough for each to start calls after it.
+const SIGNAL_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum HaltBy {
@@ -90,7 +88,7 @@ struct Plan {
 
 impl Plan {
     fn from_seed(seed: u64) -> Self {
-        let mut rng = SplitMix64(seed);
+        let mut rng = Seeded::new(seed);
         let threads = usize::try_from(rng.range(2, 4)).unwrap();
         let delay = Duration::from_millis(rng.range(0, 30));
         let by = match rng.range(0, 15) {
@@ -104,7 +102,7 @@ impl Plan {
                 Duration::from_millis(rng.range(0, 1)),
             ),
             HaltBy::Signal => (
-                SIGNAL_GRACE + Duration::from_millis(rng.range(10, 30)),
+                SIGNAL_AFTER + Duration::from_millis(rng.range(10, 30)),
                 Duration::from_millis(rng.range(2, 5)),
             ),
         };
@@ -118,17 +116,10 @@ impl Plan {
     }
 }
 
-/// One `authorize` call as its thread saw it.
-struct Call {
-    thread: usize,
-    path: String,
-    started: Instant,
-    outcome: Result<Permit, Denial>,
-}
-
 /// When the operator acted, as the operator saw it.
 struct HaltTimes {
-    /// Socket: the response arrived. Signal: `kill` returned.
+    /// Socket: the response arrived. Signal: `kill` returned (not judged
+    /// from: the signal is handled some time later).
     effective: Instant,
     /// Signal only: `status` first reported the session halted.
     observed: Option<Instant>,
@@ -186,7 +177,7 @@ fn scenario(seed: u64) -> Stats {
     let kernel = f.spawn();
     let key = *kernel.public_key();
     let pid = kernel.enforcer_pid().unwrap();
-    let control = control_path(&f.evidence);
+    let control = f.control();
     let halt_sent = AtomicBool::new(false);
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(plan.threads + 1);
@@ -206,15 +197,11 @@ fn scenario(seed: u64) -> Stats {
                     // One more call after `stop`: it starts after the halt
                     // and the whole `after` window.
                     let last = stop.load(Ordering::SeqCst);
-                    let path = f.ws(&format!("t{thread}-{n}.txt"));
-                    let started = Instant::now();
-                    let outcome = kernel.authorize(Action::file_read(path.as_str()));
-                    mine.push(Call {
+                    mine.push(Call::read(
+                        kernel,
                         thread,
-                        path,
-                        started,
-                        outcome,
-                    });
+                        f.ws(&format!("t{thread}-{n}.txt")),
+                    ));
                     if last {
                         break;
                     }
@@ -253,12 +240,10 @@ fn scenario(seed: u64) -> Stats {
                 }
             }
             HaltBy::Cli => {
-                let out = Command::new(ENFORCER)
-                    .args(["halt", "--reason", &format!("campaign seed {seed:#x}")])
-                    .arg("--control")
-                    .arg(&control)
-                    .output()
-                    .unwrap();
+                let out = operator(
+                    &control,
+                    &["halt", "--reason", &format!("campaign seed {seed:#x}")],
+                );
                 let acked = Instant::now();
                 halt_sent.store(true, Ordering::SeqCst);
                 assert!(
@@ -328,11 +313,7 @@ fn judge(
 ) -> Stats {
     let bytes = std::fs::read(evidence).unwrap();
     // (d) The log is sound and signed by this enforcer.
-    let options = AuditOptions {
-        kernel_key: Some(key),
-        ..AuditOptions::default()
-    };
-    if let Err(e) = audit(&bytes, &options) {
+    if let Err(e) = audit(&bytes, &pinned(key)) {
         panic!("seed {seed:#x} {plan:?}: audit failed: {e}");
     }
     let log = entries(&bytes);
@@ -472,41 +453,38 @@ fn judge(
         ));
     }
 
-    // (c) Calls that started after the halt took effect are denied.
-    let (cutoff, what) = match plan.by {
-        HaltBy::Socket | HaltBy::Cli => (times.effective, "the halt was acknowledged"),
-        HaltBy::Signal => (times.effective + SIGNAL_GRACE, "500 ms after SIGUSR1"),
+    // (c) Calls that started after the halt took effect are denied: after
+    // the socket acknowledged it, or (`SIGUSR1` has no acknowledgment)
+    // after `status` first reported it. Without that report a problem is
+    // recorded already, and there is no moment to judge from.
+    let cutoff = match plan.by {
+        HaltBy::Socket | HaltBy::Cli => Some((times.effective, "the halt was acknowledged")),
+        HaltBy::Signal => times
+            .observed
+            .map(|observed| (observed, "`status` reported the halt")),
     };
     let mut calls_after_ack = 0;
-    for call in calls.iter().filter(|c| c.started > cutoff) {
-        calls_after_ack += 1;
-        if let Ok(permit) = &call.outcome {
-            panic!(
-                "seed {seed:#x} {plan:?}: thread {} started {:?} after {what} and got a permit \
-                 (log index {}, halt record {halt_at})",
-                call.thread,
-                call.started - cutoff,
-                permit.receipt().body().log_index
-            );
+    if let Some((cutoff, what)) = cutoff {
+        for call in calls.iter().filter(|c| c.started > cutoff) {
+            calls_after_ack += 1;
+            if let Ok(permit) = &call.outcome {
+                panic!(
+                    "seed {seed:#x} {plan:?}: thread {} started {:?} after {what} and got a permit \
+                     (log index {}, halt record {halt_at})",
+                    call.thread,
+                    call.started - cutoff,
+                    permit.receipt().body().log_index
+                );
+            }
         }
-    }
-    if let Some(observed) = times.observed {
-        for call in calls.iter().filter(|c| c.started > observed) {
+        for thread in 0..plan.threads {
             assert!(
-                call.outcome.is_err(),
-                "seed {seed:#x} {plan:?}: thread {} started after `status` reported the halt \
-                 and got a permit",
-                call.thread
+                calls
+                    .iter()
+                    .any(|c| c.thread == thread && c.started > cutoff),
+                "seed {seed:#x}: thread {thread} made no call after {what}"
             );
         }
-    }
-    for thread in 0..plan.threads {
-        assert!(
-            calls
-                .iter()
-                .any(|c| c.thread == thread && c.started > cutoff),
-            "seed {seed:#x}: thread {thread} made no call after {what}"
-        );
     }
 
     Stats {
@@ -521,10 +499,10 @@ fn judge(
 
 #[test]
 fn halting_at_random_moments_never_lets_an_allow_through() {
-    let seeds: Vec<u64> = match env_u64("KILL_SWITCH_SEED") {
+    let seeds: Vec<u64> = match seed_from_env("KILL_SWITCH_SEED") {
         Some(seed) => vec![seed],
         None => {
-            let count = env_u64("KILL_SWITCH_SCENARIOS").unwrap_or(SCENARIOS);
+            let count = seed_from_env("KILL_SWITCH_SCENARIOS").unwrap_or(SCENARIOS);
             (0..count).map(|i| BASE_SEED.wrapping_add(i)).collect()
         }
     };

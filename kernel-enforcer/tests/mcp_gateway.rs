@@ -13,9 +13,7 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Fixture, audit_verify, fixture};
+use kernel_testkit::{Fixture, audit_verify, enforcer, fixture};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -113,7 +111,7 @@ fn sdk_client(modules: &Path, fixture: &Fixture, calls: &Value) -> Vec<Value> {
         .arg(modules)
         .arg(calls.to_string())
         .arg("--")
-        .arg(ENFORCER)
+        .arg(enforcer())
         .args(proxy_args(fixture))
         .arg("--")
         .args(server_command(modules, &fixture.workspace));
@@ -181,7 +179,7 @@ struct Raw {
 
 impl Raw {
     fn start(args: &[String], server: &[String]) -> Self {
-        let mut child = Command::new(ENFORCER)
+        let mut child = Command::new(enforcer())
             .args(args)
             .arg("--")
             .args(server)
@@ -309,7 +307,7 @@ fn when_the_enforcer_dies_every_later_call_is_denied() {
     let modules = require_npm!();
     let fixture = fixture(POLICY);
     let workspace = std::fs::canonicalize(&fixture.workspace).unwrap();
-    let mut listener = common::Listener::of(&fixture, &[]);
+    let mut listener = kernel_testkit::Listener::of(&fixture, &[]);
     let socket = listener.socket.clone();
     let mut raw = Raw::start(
         &[

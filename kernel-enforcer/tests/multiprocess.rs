@@ -8,18 +8,18 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, RawClient, alive, fixture, signal};
 use kernel_client::{
     Action, ClientConfig, Denial, EffectError, EnforcerEnds, Exec, Kernel, KernelState,
     SpawnConfig, SpawnError, write_permitted,
 };
 use kernel_core::{
-    AuditOptions, CanonicalAction, ClientFrame, Decision, Digest, EncodedRequest, EnforcerFrame,
-    Handshake, PROTOCOL_VERSION, ReceiptBody, Refusal, Request, SigningKey, VerifyError, audit,
-    decode_client_frame, encode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES,
-    sign_receipt,
+    AuditOptions, ClientFrame, Decision, Digest, EncodedRequest, EnforcerFrame, Handshake,
+    PROTOCOL_VERSION, ReceiptBody, Refusal, SigningKey, VerifyError, audit, decode_client_frame,
+    encode_client_frame, encode_enforcer_frame, limits::MAX_FRAME_BYTES, sign_receipt,
+};
+use kernel_testkit::{
+    Fixture, RawClient, alive, authorize_frame, ended, enforcer, fixture, hello_frame, request,
+    signal, wait_for,
 };
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ when { context.args.contains("denied.txt") };
 permit (principal, action in [Action::"file_read", Action::"file_write"], resource in Workspace::"root");
 "#;
 
-fn touch(f: &common::Fixture, name: &str) -> Exec {
+fn touch(f: &Fixture, name: &str) -> Exec {
     Exec::new("/usr/bin/touch")
         .arg(name)
         .cwd(f.workspace.to_string_lossy())
@@ -154,7 +154,7 @@ fn missing_enforcer_binary_fails_spawn() {
 fn pinned_key_must_match() {
     let f = fixture(TOUCH_POLICY);
     let keys = f.dir.path().join("keys");
-    let out = std::process::Command::new(ENFORCER)
+    let out = std::process::Command::new(enforcer())
         .args(["keygen", "--out"])
         .arg(&keys)
         .output()
@@ -177,27 +177,14 @@ fn pinned_key_must_match() {
 #[test]
 fn sigkill_mid_session_denies_promptly_and_for_good() {
     let f = fixture(TOUCH_POLICY);
-    let kernel = Kernel::spawn(f.config().timeout(Duration::from_secs(3))).unwrap();
+    let timeout = Duration::from_secs(3);
+    let kernel = Kernel::spawn(f.config().timeout(timeout)).unwrap();
     kernel.read_file(&f.ws(".")).ok();
     let pid = kernel.enforcer_pid().unwrap();
     signal(pid, "KILL");
     // Dead (a zombie until the client reaps it), whether or not the client
     // has noticed yet.
-    let dead = Instant::now();
-    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    }) {
-        assert!(
-            dead.elapsed() < Duration::from_secs(10),
-            "SIGKILL did not kill"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for("SIGKILL to kill", Duration::from_secs(10), || ended(pid));
     let started = Instant::now();
     let result = kernel.exec(touch(&f, "after-kill.txt"));
     assert!(
@@ -209,8 +196,10 @@ fn sigkill_mid_session_denies_promptly_and_for_good() {
         ),
         "{result:?}"
     );
+    // At the latest at the timeout (with room for a loaded machine),
+    // never a hang.
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < timeout * 3,
         "took {:?}",
         started.elapsed()
     );
@@ -225,7 +214,7 @@ fn sigkill_mid_session_denies_promptly_and_for_good() {
 #[test]
 fn sigstop_denies_at_the_timeout_and_late_answers_are_not_taken() {
     let f = fixture(TOUCH_POLICY);
-    let timeout = Duration::from_millis(500);
+    let timeout = Duration::from_secs(1);
     let kernel = Kernel::spawn(f.config().timeout(timeout)).unwrap();
     let pid = kernel.enforcer_pid().unwrap();
     signal(pid, "STOP");
@@ -241,7 +230,7 @@ fn sigstop_denies_at_the_timeout_and_late_answers_are_not_taken() {
     // before it (ipc-channel rounds the wait to whole milliseconds) and not
     // long after it.
     assert!(
-        waited >= timeout * 9 / 10 && waited < timeout * 6,
+        waited >= timeout * 9 / 10 && waited < timeout * 4,
         "waited {waited:?}"
     );
     assert!(!f.workspace.join("while-stopped.txt").exists());
@@ -250,22 +239,6 @@ fn sigstop_denies_at_the_timeout_and_late_answers_are_not_taken() {
     kernel.exec(touch(&f, "after-cont.txt")).unwrap();
     assert!(f.workspace.join("after-cont.txt").exists());
     assert!(!f.workspace.join("while-stopped.txt").exists());
-}
-
-fn request(handshake: &Handshake, seq: u64, action: kernel_core::Action) -> EncodedRequest {
-    EncodedRequest::new(Request {
-        session: handshake.session,
-        seq,
-        nonce: [seq as u8; 16],
-        action: CanonicalAction::new(action, None).unwrap(),
-        deadline_ms: u64::MAX,
-    })
-}
-
-fn authorize_frame(request: &EncodedRequest) -> Vec<u8> {
-    encode_client_frame(&ClientFrame::Authorize {
-        request: request.bytes().to_vec(),
-    })
 }
 
 fn expect_refusal(client: &RawClient) -> Refusal {
@@ -286,7 +259,11 @@ fn garbage_oversize_and_out_of_order_frames_are_refused_and_serving_continues() 
     assert!(matches!(expect_refusal(&client), Refusal::OutOfOrder(_)));
     let handshake = client.hello();
 
-    let valid = request(&handshake, 1, kernel_core::Action::file_read(f.ws("a")));
+    let valid = request(
+        handshake.session,
+        1,
+        kernel_core::Action::file_read(f.ws("a")),
+    );
     let valid_frame = authorize_frame(&valid);
     let mut garbage: Vec<Vec<u8>> = vec![
         vec![],
@@ -312,10 +289,7 @@ fn garbage_oversize_and_out_of_order_frames_are_refused_and_serving_continues() 
     }
     client.send(vec![0u8; MAX_FRAME_BYTES + 1]);
     assert!(matches!(expect_refusal(&client), Refusal::Oversize { .. }));
-    client.send(encode_client_frame(&ClientFrame::Hello {
-        protocol: PROTOCOL_VERSION,
-        challenge: [0; 32],
-    }));
+    client.send(hello_frame([0; 32]));
     assert!(matches!(expect_refusal(&client), Refusal::OutOfOrder(_)));
 
     // Still serving: the valid request gets a signed receipt.
@@ -337,7 +311,7 @@ fn garbage_oversize_and_out_of_order_frames_are_refused_and_serving_continues() 
     let mut other = handshake.clone();
     other.session.0[0] ^= 1;
     client.send(authorize_frame(&request(
-        &other,
+        other.session,
         2,
         kernel_core::Action::file_read(f.ws("a")),
     )));

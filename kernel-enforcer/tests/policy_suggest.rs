@@ -13,9 +13,7 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, fixture};
+use kernel_testkit::{fixture, run_enforcer, said};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,16 +43,9 @@ fn solver() -> bool {
     found
 }
 
-fn enforcer(args: &[&str]) -> (i32, String) {
-    let out = Command::new(ENFORCER).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+/// The enforcer's exit code with `args`, and everything it printed.
+fn enforcer_says(args: &[&str]) -> (i32, String) {
+    said(&run_enforcer(args))
 }
 
 fn text(path: &Path) -> String {
@@ -64,11 +55,9 @@ fn text(path: &Path) -> String {
 /// A shadow session: two sources read, a file written, the user's git
 /// configuration read outside the workspace, a program run twice with
 /// different files. Returns the fixture and the home directory.
-fn shadow_session() -> (common::Fixture, PathBuf) {
+fn shadow_session() -> (kernel_testkit::Fixture, PathBuf) {
     let fixture = fixture(FORBIDS);
-    let home = std::fs::canonicalize(fixture.dir.path())
-        .unwrap()
-        .join("home");
+    let home = fixture.root.join("home");
     std::fs::create_dir_all(fixture.workspace.join("src")).unwrap();
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(fixture.workspace.join("src/a.rs"), "a").unwrap();
@@ -101,7 +90,7 @@ fn evidence_that_does_not_verify_is_refused() {
     let damaged = fixture.dir.path().join("damaged.log");
     std::fs::write(&damaged, bytes).unwrap();
     let out = fixture.dir.path().join("never.cedar");
-    let (code, said) = enforcer(&[
+    let (code, said) = enforcer_says(&[
         "policy",
         "suggest",
         &text(&damaged),
@@ -138,7 +127,7 @@ fn a_suggestion_and_its_tests_from_a_shadow_session_and_an_over_broad_permit_cau
         "--no-analysis".to_owned()
     });
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, report) = enforcer(&args);
+    let (code, report) = enforcer_says(&args);
     assert_eq!(code, 0, "{report}");
     let policy = std::fs::read_to_string(&suggested).unwrap();
     let ws = text(&std::fs::canonicalize(&fixture.workspace).unwrap());
@@ -156,7 +145,7 @@ fn a_suggestion_and_its_tests_from_a_shadow_session_and_an_over_broad_permit_cau
         !policy.contains(&format!("\"{}/*\"", text(&home))),
         "{policy}"
     );
-    let (code, tested) = enforcer(&["policy", "test", &text(&tests)]);
+    let (code, tested) = enforcer_says(&["policy", "test", &text(&tests)]);
     assert_eq!(code, 0, "{tested}");
     assert!(tested.contains(" 0 failed"), "{tested}");
     if !analysed {
@@ -173,7 +162,7 @@ fn a_suggestion_and_its_tests_from_a_shadow_session_and_an_over_broad_permit_cau
     assert!(report.contains("NEW PERMISSION"), "{report}");
 
     // Reviewed as it is: within the evidence.
-    let (code, reviewed) = enforcer(&[
+    let (code, reviewed) = enforcer_says(&[
         "policy",
         "suggest",
         &text(&fixture.evidence),
@@ -196,7 +185,7 @@ fn a_suggestion_and_its_tests_from_a_shadow_session_and_an_over_broad_permit_cau
         ),
     )
     .unwrap();
-    let (code, caught) = enforcer(&[
+    let (code, caught) = enforcer_says(&[
         "policy",
         "suggest",
         &text(&fixture.evidence),

@@ -12,10 +12,10 @@
     reason = "tests"
 )]
 
+use kernel_testkit::{enforcer, run_enforcer as run, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-const ENFORCER: &str = env!("CARGO_BIN_EXE_kernel-enforcer");
 const WORKSPACE: &str = "/home/agent/project";
 
 fn examples() -> PathBuf {
@@ -24,17 +24,6 @@ fn examples() -> PathBuf {
 
 fn example_policy() -> String {
     std::fs::read_to_string(examples().join("agent.cedar")).unwrap()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(ENFORCER).args(args).output().unwrap()
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -272,7 +261,7 @@ fn explain_names_the_deciding_policy_the_floor_and_errors() {
 fn diff_without_a_solver_says_so_and_exits_2() {
     let policy = examples().join("agent.cedar");
     let policy = policy.to_str().unwrap();
-    let output = Command::new(ENFORCER)
+    let output = Command::new(enforcer())
         .args(["policy", "diff", "--old", policy, "--new", policy])
         .env("CVC5", "/nonexistent/cvc5")
         .output()
@@ -291,9 +280,9 @@ fn diff_without_a_solver_says_so_and_exits_2() {
 mod symbolic {
     use super::*;
     use kernel_core::{ActionKind, Decision};
-    use kernel_enforcer::policy::diff::{self, Change, DiffOptions, DiffReport, Verdict};
-    use kernel_enforcer::policy::request::RequestSpec;
-    use kernel_enforcer::policy::{Environment, PolicyEngine};
+    use kernel_policy::diff::{self, Change, DiffOptions, DiffReport, Verdict};
+    use kernel_policy::request::RequestSpec;
+    use kernel_policy::{Environment, PolicyEngine};
     use std::io::Write as _;
 
     fn solver() -> bool {
@@ -619,7 +608,7 @@ mod symbolic {
                 WORKSPACE.into(),
             ]
         };
-        let output = Command::new(ENFORCER)
+        let output = Command::new(enforcer())
             .args(args(old, new))
             .output()
             .unwrap();
@@ -631,7 +620,7 @@ mod symbolic {
             "{stdout}"
         );
         assert!(stdout.contains("result: new permissions found"), "{stdout}");
-        let output = Command::new(ENFORCER)
+        let output = Command::new(enforcer())
             .args(args(new, old))
             .output()
             .unwrap();

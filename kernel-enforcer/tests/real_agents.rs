@@ -33,9 +33,7 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Listener, Reaped};
+use kernel_testkit::{Listener, Reaped, enforcer};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -263,14 +261,7 @@ impl World {
     /// Panics if a file outside the project changed or one was planted
     /// there (`outside.txt`), or the project's `.env` changed.
     fn assert_outside_unchanged(&self) {
-        for (path, content) in &self.outside {
-            assert_eq!(
-                std::fs::read_to_string(path).ok().as_deref(),
-                Some(content.as_str()),
-                "{} changed",
-                path.display()
-            );
-        }
+        kernel_testkit::assert_unchanged(&self.outside);
         assert!(
             !self.home.join("outside.txt").exists(),
             "a file was written outside the project"
@@ -382,7 +373,7 @@ fn model_server(world: &World, steps: &[Step]) -> ModelServer {
         .expect("python3 runs the scripted model");
     let child = Reaped(child);
     let mut port = None;
-    common::wait_for("the model server to start", Duration::from_secs(20), || {
+    kernel_testkit::wait_for("the model server to start", Duration::from_secs(20), || {
         port = std::fs::read_to_string(&port_file)
             .ok()
             .and_then(|text| text.trim().parse().ok());
@@ -586,7 +577,7 @@ fn hook_policy(world: &World, agent: &str) -> PathBuf {
 fn listen(world: &World, policy: &Path) -> Listener {
     let socket = world.state.join("endpoint.sock");
     Listener::start(
-        common::listen_command(
+        kernel_testkit::listen_command(
             policy,
             &world.project,
             &world.state.join("evidence.log"),
@@ -600,7 +591,7 @@ fn listen(world: &World, policy: &Path) -> Listener {
 /// The hook's command line, as docs/GATEWAYS.md gives it.
 fn hook_command(agent: &str, socket: &Path) -> String {
     shell_words::join([
-        ENFORCER,
+        &enforcer().to_string_lossy(),
         "hook",
         agent,
         "--socket",
@@ -1129,10 +1120,8 @@ fn governed_policy(world: &World, model: &ModelServer, agent: &str) -> Vec<PathB
 /// as the workspace and the agents' packages as a tree of programs (as a
 /// user grants npm's global prefix when it is in the home directory).
 fn governed_run(world: &World, policies: &[PathBuf]) -> Vec<std::ffi::OsString> {
-    let mut run: Vec<std::ffi::OsString> = [ENFORCER, "run", "--govern-syscalls"]
-        .iter()
-        .map(Into::into)
-        .collect();
+    let mut run: Vec<std::ffi::OsString> = vec![enforcer().into()];
+    run.extend(["run", "--govern-syscalls"].map(Into::into));
     for policy in policies {
         run.push("--policy".into());
         run.push(policy.into());
@@ -1151,8 +1140,8 @@ fn governed_run(world: &World, policies: &[PathBuf]) -> Vec<std::ffi::OsString> 
 /// after `audit verify` accepted it.
 fn governed_evidence(world: &World) -> String {
     let log = world.state.join("governed.log");
-    common::audit_verify(&log);
-    common::audit_inspect(&log)
+    kernel_testkit::audit_verify(&log);
+    kernel_testkit::audit_inspect(&log)
 }
 
 /// A read hidden in a command string: no secret's name in the command

@@ -24,10 +24,8 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Entry, Listener, entries};
 use kernel_core::{ActionKind, Decision};
+use kernel_testkit::{Entry, Listener, enforcer, entries};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -315,10 +313,10 @@ fn profile(agent: &str) -> Vec<PathBuf> {
 }
 
 fn listen(world: &World, agent: &str) -> Listener {
-    common::keygen(&world.state);
+    kernel_testkit::keygen(&world.state);
     let socket = world.state.join("endpoint.sock");
     let profile = profile(agent);
-    let mut command = common::listen_command(
+    let mut command = kernel_testkit::listen_command(
         &profile[0],
         &world.workspace,
         &world.state.join("evidence.log"),
@@ -347,8 +345,8 @@ fn materialise(world: &World, payload: &serde_json::Value) -> String {
 /// session's directory, with the agent's environment; `--verbose`, so that
 /// an allow names its receipts too.
 fn hook(world: &World, listener: &Listener, agent: &str, path: &str, payload: &str) -> Output {
-    common::output_with_input(
-        Command::new(ENFORCER)
+    kernel_testkit::output_with_input(
+        Command::new(enforcer())
             .args(["hook", agent, "--verbose"])
             .env("AGENT_KERNEL_ENDPOINT", &listener.socket)
             .env("HOME", &world.home)
@@ -692,14 +690,7 @@ fn replay(agent: &str) {
         !seen_by_agent.contains(SECRET),
         "a secret reached the agent"
     );
-    for (path, content) in &world.secrets {
-        assert_eq!(
-            std::fs::read_to_string(path).ok().as_deref(),
-            Some(content.as_str()),
-            "{} changed",
-            path.display()
-        );
-    }
+    kernel_testkit::assert_unchanged(&world.secrets);
     assert!(
         world.workspace.join(".git/HEAD").exists(),
         "the history is gone"
@@ -744,7 +735,7 @@ fn replay(agent: &str) {
 
     // --- the evidence ----------------------------------------------------
     let evidence = world.state.join("evidence.log");
-    common::audit_verify(&evidence);
+    kernel_testkit::audit_verify(&evidence);
     let mut decisions = BTreeMap::new();
     for entry in entries(&std::fs::read(&evidence).unwrap()) {
         if let Entry::Decision { request, body } = entry {
@@ -763,8 +754,10 @@ fn replay(agent: &str) {
     let mut unclaimed: Vec<u64> = decisions.keys().copied().collect();
     unclaimed.reverse();
     let internal = |tool: &str| match agent {
-        "claude-code" => kernel_enforcer::hook::CLAUDE_CODE_INTERNAL_TOOLS.contains(&tool),
-        _ => kernel_enforcer::hook::CODEX_INTERNAL_TOOLS.contains(&tool),
+        "claude-code" => {
+            kernel_enforcer::gateways::hook::CLAUDE_CODE_INTERNAL_TOOLS.contains(&tool)
+        }
+        _ => kernel_enforcer::gateways::hook::CODEX_INTERNAL_TOOLS.contains(&tool),
     };
     for (call, outcome) in calls.iter().zip(&outcomes) {
         let at = |what: &str| format!("line {} `{}`: {what}", call.line, call.label);

@@ -23,17 +23,14 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{
-    ENFORCER, Entry, Fixture, SplitMix64, control_path, entries, env_u64, fixture, read_path,
+use kernel_client::Denial;
+use kernel_core::{Decision, Digest, Event, audit};
+use kernel_enforcer::session::control::{self, ControlRequest};
+use kernel_policy::{Environment, PolicyEngine};
+use kernel_testkit::{
+    Call, Entry, Fixture, Seeded, entries, fixture, operator, pinned, read_path, seed_from_env,
 };
-use kernel_client::{Action, Denial, Permit};
-use kernel_core::{AuditOptions, Decision, Digest, Event, audit};
-use kernel_enforcer::control::{self, ControlRequest};
-use kernel_enforcer::policy::{Environment, PolicyEngine};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -96,15 +93,6 @@ struct Reload {
     digest: Digest,
 }
 
-/// One `authorize` call as its thread saw it.
-struct Call {
-    thread: usize,
-    path: String,
-    started: Instant,
-    finished: Instant,
-    outcome: Result<Permit, Denial>,
-}
-
 #[derive(Default, Debug)]
 struct Stats {
     rounds: u64,
@@ -135,19 +123,10 @@ fn status_digest(control: &Path) -> Digest {
 fn reload(control: &Path, cli: bool) -> (Instant, Instant, Digest) {
     let started = Instant::now();
     if cli {
-        let out = Command::new(ENFORCER)
-            .arg("reload")
-            .arg("--control")
-            .arg(control)
-            .output()
-            .unwrap();
+        let out = operator(control, &["reload"]);
         let acked = Instant::now();
         assert!(out.status.success(), "reload: {out:?}");
-        let out = Command::new(ENFORCER)
-            .args(["status", "--json", "--control"])
-            .arg(control)
-            .output()
-            .unwrap();
+        let out = operator(control, &["status", "--json"]);
         assert!(out.status.success(), "status: {out:?}");
         let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let digest = Digest::from_hex(value["data"]["policy_digest"].as_str().unwrap()).unwrap();
@@ -162,7 +141,7 @@ fn reload(control: &Path, cli: bool) -> (Instant, Instant, Digest) {
 }
 
 fn round(seed: u64) -> Stats {
-    let mut rng = SplitMix64(seed);
+    let mut rng = Seeded::new(seed);
     let threads = usize::try_from(rng.range(3, 4)).unwrap();
     let f = fixture(POLICY_A);
     let digests = Digests {
@@ -178,7 +157,7 @@ fn round(seed: u64) -> Stats {
         digests.a,
         "seed {seed:#x}: the enforcer's digest of A differs from PolicyEngine's"
     );
-    let control = control_path(&f.evidence);
+    let control = f.control();
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(threads + 1);
     let calls = Mutex::new(Vec::<Call>::new());
@@ -187,7 +166,7 @@ fn round(seed: u64) -> Stats {
     std::thread::scope(|scope| {
         for thread in 0..threads {
             let (kernel, f, barrier, calls, stop) = (&kernel, &f, &barrier, &calls, &stop);
-            let mut rng = SplitMix64(seed ^ (0x1000 + u64::try_from(thread).unwrap()));
+            let mut rng = Seeded::new(seed ^ (0x1000 + u64::try_from(thread).unwrap()));
             scope.spawn(move || {
                 let mut mine = Vec::new();
                 barrier.wait();
@@ -195,15 +174,7 @@ fn round(seed: u64) -> Stats {
                 while !stop.load(Ordering::SeqCst) {
                     let prefix = ["a", "b", "c"][usize::try_from(rng.range(0, 2)).unwrap()];
                     let path = f.ws(&format!("{prefix}-t{thread}-{n}.txt"));
-                    let started = Instant::now();
-                    let outcome = kernel.authorize(Action::file_read(path.as_str()));
-                    mine.push(Call {
-                        thread,
-                        path,
-                        started,
-                        finished: Instant::now(),
-                        outcome,
-                    });
+                    mine.push(Call::read(kernel, thread, path));
                     n += 1;
                 }
                 calls.lock().unwrap().extend(mine);
@@ -248,11 +219,7 @@ fn judge(
     calls: &[Call],
 ) -> Stats {
     let bytes = std::fs::read(evidence).unwrap();
-    let options = AuditOptions {
-        kernel_key: Some(key),
-        ..AuditOptions::default()
-    };
-    if let Err(e) = audit(&bytes, &options) {
+    if let Err(e) = audit(&bytes, &pinned(key)) {
         panic!("seed {seed:#x}: audit failed: {e}");
     }
     let log = entries(&bytes);
@@ -424,7 +391,7 @@ fn judge(
 
 #[test]
 fn every_decision_is_made_by_the_policy_in_force_when_it_was_recorded() {
-    let seeds: Vec<u64> = match env_u64("RELOAD_RACE_SEED") {
+    let seeds: Vec<u64> = match seed_from_env("RELOAD_RACE_SEED") {
         Some(seed) => vec![seed],
         None => (0..ROUNDS).map(|i| BASE_SEED + i).collect(),
     };

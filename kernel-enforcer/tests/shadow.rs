@@ -13,11 +13,9 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, Entry, audit_verify, control_path, entries, fixture};
 use kernel_client::{Decision, Denial, Kernel, SpawnError};
 use kernel_core::{AuditOptions, Event, audit};
+use kernel_testkit::{Entry, audit_verify, control_path, enforcer, entries, fixture};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -36,19 +34,16 @@ forbid (principal, action == Action::"file_write", resource)
 when { resource.name == "notes.md" };
 "#;
 
+/// What an operator's command to the enforcer recording `evidence`
+/// prints; it must succeed.
 fn operator(evidence: &Path, args: &[&str]) -> String {
-    let out = Command::new(ENFORCER)
-        .args(args)
-        .arg("--control")
-        .arg(control_path(evidence))
-        .output()
-        .unwrap();
+    let out = kernel_testkit::operator(&control_path(evidence), args);
     assert!(out.status.success(), "{args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn verify_json(evidence: &Path) -> serde_json::Value {
-    let out = Command::new(ENFORCER)
+    let out = Command::new(enforcer())
         .args(["audit", "verify", "--json"])
         .arg(evidence)
         .output()
@@ -157,7 +152,7 @@ fn denied_actions_proceed_recorded_while_the_floor_and_the_halt_still_deny() {
         .iter()
         .filter_map(|e| match e {
             Entry::Decision { request, body } => Some((
-                kernel_enforcer::describe::action(request.request().action.action()),
+                kernel_policy::describe::action(request.request().action.action()),
                 body.decision,
             )),
             _ => None,
@@ -226,7 +221,10 @@ fn a_client_that_did_not_ask_for_shadow_mode_refuses_an_enforcer_in_it() {
     let wrapper = fixture.dir.path().join("enforcer-with-shadow");
     std::fs::write(
         &wrapper,
-        format!("#!/bin/sh\nexec '{ENFORCER}' \"$@\" --shadow\n"),
+        format!(
+            "#!/bin/sh\nexec '{}' \"$@\" --shadow\n",
+            enforcer().display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -256,7 +254,7 @@ fn a_configuration_file_cannot_turn_shadow_mode_on() {
     )
     .unwrap();
     let socket = fixture.dir.path().join("endpoint.sock");
-    let out = Command::new(ENFORCER)
+    let out = Command::new(enforcer())
         .args(["listen", "--config"])
         .arg(&config)
         .arg("--socket")
@@ -289,27 +287,17 @@ forbid (principal, action == Action::"file_read", resource)
 when { resource.name == "secret.txt" };
 "#,
     );
-    let root = std::fs::canonicalize(fixture.dir.path()).unwrap();
-    let ws = std::fs::canonicalize(&fixture.workspace).unwrap();
-    let outside = root.join("outside");
-    std::fs::create_dir_all(&outside).unwrap();
+    let (ws, outside, policy) = (&fixture.workspace, &fixture.outside, &fixture.policy);
     std::fs::write(outside.join("data.txt"), "outside data").unwrap();
     std::fs::write(ws.join("secret.txt"), "forbidden but shadowed").unwrap();
-    let policy = std::fs::canonicalize(&fixture.policy).unwrap();
     let script = format!(
         "cat '{}' > copied.txt; cat secret.txt > secret-copy.txt; cat '{}' > leaked.txt 2>/dev/null; echo done",
         outside.join("data.txt").display(),
         policy.display()
     );
-    let out = Command::new(ENFORCER)
-        .args(["run", "--govern-syscalls", "--shadow", "--policy"])
-        .arg(&policy)
-        .arg("--workspace")
-        .arg(&ws)
-        .arg("--evidence")
-        .arg(&fixture.evidence)
-        .args(["--", "/bin/sh", "-c", &script])
-        .current_dir(&ws)
+    let out = fixture
+        .governed(&["--shadow"], "/bin/sh", &["-c", &script])
+        .current_dir(ws)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -353,10 +341,10 @@ when { resource.name == "secret.txt" };
 #[test]
 fn listen_in_shadow_mode_brokers_what_the_policy_denies_but_not_the_floor() {
     let fixture = fixture(POLICY);
-    let listener = common::Listener::of(&fixture, &["--shadow"]);
+    let listener = kernel_testkit::Listener::of(&fixture, &["--shadow"]);
     let client = |args: &[&str], stdin: &str| {
-        common::output_with_input(
-            Command::new(ENFORCER)
+        kernel_testkit::output_with_input(
+            Command::new(enforcer())
                 .args(args)
                 .env("AGENT_KERNEL_ENDPOINT", &listener.socket)
                 .current_dir(&fixture.workspace),

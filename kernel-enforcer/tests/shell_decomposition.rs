@@ -24,7 +24,7 @@
 )]
 
 use kernel_core::{Action, canonical_path};
-use kernel_enforcer::shell::command_actions;
+use kernel_enforcer::gateways::shell::command_actions;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

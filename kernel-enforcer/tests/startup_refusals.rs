@@ -11,14 +11,10 @@
     reason = "tests"
 )]
 
-mod common;
-
-use common::{ENFORCER, fixture};
-use std::io::Write;
+use kernel_testkit::{Listener, enforcer, fixture, output_with_input};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 const POLICY: &str = r#"
 @id("write-workspace")
@@ -31,7 +27,7 @@ fn run_agent(dir: &Path, protect: &[PathBuf]) -> (Output, bool) {
     let f = fixture(POLICY);
     let marker = dir.join("agent-ran");
     let _ = std::fs::remove_file(&marker);
-    let mut command = Command::new(ENFORCER);
+    let mut command = Command::new(enforcer());
     command
         .args(["run", "--danger-unconfined", "--policy"])
         .arg(&f.policy)
@@ -84,38 +80,17 @@ fn a_protected_path_that_cannot_be_resolved_refuses_start() {
     }
 }
 
-struct Listener {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn ask(listener: &Listener, path: &Path) -> Output {
-    let mut child = Command::new(ENFORCER)
-        .args(["ask", "--action-json", "-"])
-        .env("AGENT_KERNEL_ENDPOINT", &listener.socket)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let action = serde_json::json!({
         "version": 1,
         "action": {"kind": "file_write", "path": path, "content": "overwritten"},
     });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(action.to_string().as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_input(
+        Command::new(enforcer())
+            .args(["ask", "--action-json", "-"])
+            .env("AGENT_KERNEL_ENDPOINT", &listener.socket),
+        action.to_string().as_bytes(),
+    )
 }
 
 /// Writes `path` the way an agent using `ask` does: only when allowed.
@@ -130,43 +105,21 @@ fn write_if_allowed(listener: &Listener, path: &Path) -> Output {
 #[test]
 fn a_protected_path_not_created_yet_is_protected_where_links_lead() {
     let f = fixture(POLICY);
-    let workspace = std::fs::canonicalize(&f.workspace).unwrap();
-    let outside = f.dir.path().join("outside");
+    let (workspace, outside) = (&f.workspace, &f.outside);
     std::fs::create_dir_all(workspace.join("sub")).unwrap();
-    std::fs::create_dir_all(&outside).unwrap();
     // A directory outside the workspace that is the workspace's `sub`, and
     // a link to a file that does not exist yet.
     symlink(workspace.join("sub"), outside.join("alias")).unwrap();
     symlink(workspace.join("sub/target.key"), outside.join("dangling")).unwrap();
-    let socket = f.dir.path().join("state/endpoint.sock");
-    let child = Command::new(ENFORCER)
-        .arg("listen")
-        .arg("--policy")
-        .arg(&f.policy)
-        .arg("--workspace")
-        .arg(&f.workspace)
-        .arg("--evidence")
-        .arg(&f.evidence)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--protect")
-        .arg(outside.join("alias/secret.key"))
-        .arg("--protect")
-        .arg(outside.join("dangling"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let listener = Listener { child, socket };
-    let started = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&listener.socket).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "listen did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let listener = Listener::of(
+        &f,
+        &[
+            "--protect",
+            outside.join("alias/secret.key").to_str().unwrap(),
+            "--protect",
+            outside.join("dangling").to_str().unwrap(),
+        ],
+    );
 
     // Where the protected paths lead, inside the workspace.
     for path in [

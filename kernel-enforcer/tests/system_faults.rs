@@ -10,134 +10,54 @@
     reason = "tests"
 )]
 
-mod common;
-
 use kernel_core::{
-    Action, AuditOptions, CanonicalAction, ClientFrame, Decision, EncodedRequest, EnforcerFrame,
-    Event, PROTOCOL_VERSION, Record, Refusal, Request, audit, decode_enforcer_frame, decode_record,
-    encode_client_frame, split_records,
+    Action, AuditOptions, CanonicalAction, Decision, EnforcerFrame, Refusal, SessionId, audit,
+    decode_enforcer_frame, decode_record, split_records,
 };
-use kernel_enforcer::evidence::{EvidenceLog, Storage};
-use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_enforcer::session::serve::STALLED_SEND;
 use kernel_enforcer::session::{
-    Batch, Durable, Outgoing, Reply, Session, SessionConfig, UnreleasedAllow, Withheld,
+    Batch, Durable, Outgoing, Reply, Session, UnreleasedAllow, Withheld,
+};
+use kernel_testkit::session::{Fault, InProcess, Memory, READ_WORKSPACE, WORKSPACE};
+use kernel_testkit::{
+    Entry, authorize_frame as authorize_frame_of, broker_frame, entries, read_frame, request,
+    request_until, this_thread, wait_for, wait_until_asleep,
 };
 use parking_lot::Mutex;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// What a device does on its `n`-th append (counting from 0).
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    FailWrite,
-    FailSync,
-    Panic,
+fn session(healthy: usize, fault: Fault) -> (Session, Memory, SessionId) {
+    session_with(healthy, fault, READ_WORKSPACE)
 }
 
-/// An in-memory device that works for `healthy` appends, then breaks.
-#[derive(Debug, Clone)]
-struct Device {
-    bytes: Arc<Mutex<Vec<u8>>>,
-    appends: Arc<Mutex<usize>>,
-    healthy: usize,
-    fault: Fault,
-    broken_sync: Arc<Mutex<bool>>,
-}
-
-impl Storage for Device {
-    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut appends = self.appends.lock();
-        *appends += 1;
-        if *appends > self.healthy {
-            match self.fault {
-                Fault::FailWrite => return Err(std::io::Error::other("no space left on device")),
-                Fault::Panic => panic!("device driver bug"),
-                Fault::FailSync => *self.broken_sync.lock() = true,
-            }
-        }
-        self.bytes.lock().extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        if *self.broken_sync.lock() {
-            return Err(std::io::Error::other("input/output error"));
-        }
-        Ok(())
-    }
-}
-
-fn session(healthy: usize, fault: Fault) -> (Session, Device, u128) {
-    session_with(
-        healthy,
-        fault,
-        r#"permit (principal, action == Action::"file_read", resource in Workspace::"root");"#,
-    )
-}
-
-fn session_with(healthy: usize, fault: Fault, policy: &str) -> (Session, Device, u128) {
-    session_in("/ws", healthy, fault, policy)
+fn session_with(healthy: usize, fault: Fault, policy: &str) -> (Session, Memory, SessionId) {
+    session_in(WORKSPACE, healthy, fault, policy)
 }
 
 /// A session whose workspace is `workspace`, its evidence on a device
-/// that works for `healthy` appends, greeted.
+/// that works for `healthy` appends and then breaks by `fault`, greeted.
 fn session_in(
     workspace: &str,
     healthy: usize,
     fault: Fault,
     policy: &str,
-) -> (Session, Device, u128) {
-    let device = Device {
-        bytes: Arc::default(),
-        appends: Arc::default(),
-        healthy,
-        fault,
-        broken_sync: Arc::default(),
-    };
-    let evidence = EvidenceLog::with_storage(
-        std::path::Path::new("memory"),
-        &[],
-        Box::new(device.clone()),
-    )
-    .unwrap();
-    let policy = PolicyEngine::from_sources(
-        &[("p.cedar".into(), policy.into())],
-        Environment::new(workspace, &[]).unwrap(),
-    )
-    .unwrap();
-    let key = kernel_core::SigningKey::from_bytes(&[5; 32]);
-    let mut session = Session::start(key, policy, evidence, SessionConfig::default()).unwrap();
-    let hello = encode_client_frame(&ClientFrame::Hello {
-        protocol: PROTOCOL_VERSION,
-        challenge: [0; 32],
-    });
-    let EnforcerFrame::Hello { handshake, .. } =
-        decode_enforcer_frame(&session.handle(&hello)).unwrap()
-    else {
-        panic!("no hello");
-    };
-    (session, device, u128::from_le_bytes(handshake.session.0))
+) -> (Session, Memory, SessionId) {
+    let device = Memory::breaking_after(healthy, fault);
+    let (session, handshake) = InProcess::new(policy)
+        .workspace(workspace)
+        .key(kernel_core::SigningKey::from_bytes(&[5; 32]))
+        .evidence(device.log())
+        .start();
+    (session, device, handshake.session)
 }
 
 /// The frame asking to read `/ws/a` (allowed) as request `seq`.
-fn authorize_frame(id: u128, seq: u64) -> Vec<u8> {
+fn authorize_frame(id: SessionId, seq: u64) -> Vec<u8> {
     read_frame(id, seq, "/ws/a")
 }
 
-/// The frame asking to read `path` as request `seq`.
-fn read_frame(id: u128, seq: u64, path: &str) -> Vec<u8> {
-    let request = EncodedRequest::new(Request {
-        session: kernel_core::SessionId(id.to_le_bytes()),
-        seq,
-        nonce: [0; 16],
-        action: CanonicalAction::new(Action::file_read(path), None).unwrap(),
-        deadline_ms: u64::MAX,
-    });
-    encode_client_frame(&ClientFrame::Authorize {
-        request: request.bytes().to_vec(),
-    })
-}
-
-fn ask(session: &mut Session, id: u128, seq: u64) -> EnforcerFrame {
+fn ask(session: &mut Session, id: SessionId, seq: u64) -> EnforcerFrame {
     decode_enforcer_frame(&session.handle(&authorize_frame(id, seq))).unwrap()
 }
 
@@ -176,7 +96,7 @@ fn a_failing_device_halts_for_good_and_withholds_every_receipt() {
         let (mut session, device, id) = session(3, fault);
         assert!(is_allow(&ask(&mut session, id, 1)), "{fault:?}");
         assert!(is_allow(&ask(&mut session, id, 2)), "{fault:?}");
-        let durable_before = device.bytes.lock().clone();
+        let durable_before = device.bytes();
         // The device breaks: the decision is not durable, so its receipt
         // is withheld, and the session halts.
         let reply = ask(&mut session, id, 3);
@@ -192,7 +112,7 @@ fn a_failing_device_halts_for_good_and_withholds_every_receipt() {
         );
         assert!(session.halted().is_some(), "{fault:?}");
         // Sticky: nothing is allowed after, even once the device works.
-        *device.broken_sync.lock() = false;
+        device.repair();
         for seq in 4..20 {
             let reply = ask(&mut session, id, seq);
             assert!(
@@ -220,17 +140,14 @@ fn an_operator_halt_is_recorded_and_every_later_request_is_a_signed_denial() {
         assert_eq!(body.decision, Decision::Deny);
         assert_eq!(body.reasons, vec!["halted".to_owned()]);
     }
-    let bytes = device.bytes.lock().clone();
+    let bytes = device.bytes();
     let report = audit(&bytes, &AuditOptions::default()).unwrap();
     assert_eq!((report.allowed, report.denied, report.events), (1, 4, 1));
-    let halt = split_records(&bytes)
-        .unwrap()
+    let halt = entries(&bytes)
         .iter()
-        .map(|r| decode_record(r).unwrap())
-        .position(|record| {
-            matches!(&record, Record::Event(e)
-            if matches!(e.decode_unverified().unwrap(), Event::Halt { ref cause, ref by, .. }
-                if cause == "incident 42" && by.starts_with("operator")))
+        .position(|entry| {
+            matches!(entry.event(), Some(kernel_core::Event::Halt { cause, by, .. })
+                if cause == "incident 42" && by.starts_with("operator"))
         })
         .expect("the halt is recorded");
     assert_eq!(halt, 2, "right after the one allowed decision");
@@ -244,7 +161,7 @@ fn serve_in_background(
     requests: ipc_channel::ipc::IpcReceiver<Vec<u8>>,
     replies: ipc_channel::ipc::IpcSender<Vec<u8>>,
 ) -> std::sync::mpsc::Receiver<Option<String>> {
-    use kernel_enforcer::serve::{ServeOptions, serve_channels};
+    use kernel_enforcer::session::serve::{ServeOptions, serve_channels};
     let options = ServeOptions {
         control: None,
         operator_uid: 0,
@@ -259,26 +176,22 @@ fn serve_in_background(
     done
 }
 
-/// Returns once the log stops growing (the enforcer waits on a client
-/// that does not read), well before `STALLED_SEND` ends the session.
-fn wait_until_the_enforcer_waits(device: &Device) {
-    use kernel_enforcer::serve::STALLED_SEND;
-    let started = std::time::Instant::now();
-    let before = device.bytes.lock().len();
-    let mut last = before;
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let now = device.bytes.lock().len();
-        // Decisions were recorded, and then no more.
-        if now == last && now > before {
-            return;
-        }
-        last = now;
-        assert!(
-            started.elapsed() < STALLED_SEND,
-            "the enforcer never waited on the client"
-        );
-    }
+/// Returns once the enforcer waits on a client that does not read: the
+/// thread that decides has recorded decisions and now sleeps (blocked on
+/// the full reply channel), well before `STALLED_SEND` ends the session.
+fn wait_until_the_enforcer_waits(device: &Memory) {
+    // The session was started (its first record written) by this thread.
+    let me = this_thread();
+    let mut decider = None;
+    wait_for(
+        "the serving thread to decide",
+        Duration::from_secs(20),
+        || {
+            decider = device.writer().filter(|writer| *writer != me);
+            decider.is_some()
+        },
+    );
+    wait_until_asleep(&[decider.unwrap()]);
 }
 
 /// A client that sends requests and never reads the answers: once the
@@ -288,7 +201,6 @@ fn wait_until_the_enforcer_waits(device: &Device) {
 #[test]
 fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
     use ipc_channel::ipc;
-    use kernel_enforcer::serve::STALLED_SEND;
     let (session, device, id) = session(usize::MAX, Fault::FailWrite);
     let shared = Arc::new(Mutex::new(session));
     let (requests_tx, requests) = ipc::channel::<Vec<u8>>().unwrap();
@@ -315,19 +227,12 @@ fn a_client_that_stops_reading_holds_up_nothing_and_its_session_ends() {
         .expect("the session did not end");
     let cause = halted.expect("the session ended without a halt");
     assert!(cause.contains("stopped reading"), "{cause}");
-    let bytes = device.bytes.lock().clone();
+    let bytes = device.bytes();
     let report = audit(&bytes, &AuditOptions::default()).unwrap();
     assert!(report.allowed > 0);
-    let halts: Vec<String> = split_records(&bytes)
-        .unwrap()
-        .into_iter()
-        .filter_map(|r| match decode_record(r).unwrap() {
-            Record::Event(event) => match event.decode_unverified().ok()? {
-                Event::Halt { cause, .. } => Some(cause),
-                _ => None,
-            },
-            _ => None,
-        })
+    let halts: Vec<String> = entries(&bytes)
+        .iter()
+        .filter_map(|entry| entry.halt_cause().map(str::to_owned))
         .collect();
     assert_eq!(halts, vec![cause]);
 }
@@ -345,7 +250,7 @@ fn a_permit_not_yet_sent_when_the_halt_comes_is_withheld() {
     let _ = halted.halt("incident 7", "operator test");
     let sent = released(permit, &durable);
     assert!(is_withheld(&sent, 1), "{sent:?}");
-    let report = audit(&device.bytes.lock(), &AuditOptions::default()).unwrap();
+    let report = audit(&device.bytes(), &AuditOptions::default()).unwrap();
     assert_eq!(report.allowed, 1, "the decision itself stays recorded");
     // Without a halt, the same permit is released as the allow receipt.
     let (mut serving, _, id) = session(usize::MAX, Fault::FailWrite);
@@ -381,7 +286,7 @@ fn permits_waiting_on_a_client_that_does_not_read_are_withheld_at_a_halt() {
     // (so that the session does not end for lack of a client).
     let (sender_tx, sender) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = sender_tx.send(common::this_thread());
+        let _ = sender_tx.send(this_thread());
         for seq in 1..=300 {
             if requests_tx.send(authorize_frame(id, seq)).is_err() {
                 return;
@@ -389,24 +294,16 @@ fn permits_waiting_on_a_client_that_does_not_read_are_withheld_at_a_halt() {
         }
         std::thread::sleep(std::time::Duration::from_secs(60));
     });
-    common::wait_until_asleep(&[sender.recv().unwrap()]);
+    wait_until_asleep(&[sender.recv().unwrap()]);
     let _done = serve_in_background(&shared, requests, replies);
     // Wait until the enforcer waits on the client, then halt (well within
     // STALLED_SEND, after which the enforcer would halt by itself).
     wait_until_the_enforcer_waits(&device);
     let _ = shared.lock().halt("incident 9", "operator test");
-    let allowed_before_halt = {
-        let bytes = device.bytes.lock().clone();
-        split_records(&bytes)
-            .unwrap()
-            .into_iter()
-            .filter(|r| {
-                matches!(decode_record(r).unwrap(), Record::Decision { receipt, .. }
-                    if kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap().decision
-                        == Decision::Allow)
-            })
-            .count()
-    };
+    let allowed_before_halt = entries(&device.bytes())
+        .iter()
+        .filter(|entry| entry.decision() == Some(Decision::Allow))
+        .count();
     // The client reads now.
     let (mut permits, mut withheld, mut permit_after_refusal) = (0, 0, false);
     while let Ok(bytes) = client.try_recv_timeout(std::time::Duration::from_secs(1)) {
@@ -528,18 +425,9 @@ fn a_proof_of_an_earlier_commit_releases_no_later_allow() {
 }
 
 /// The frame asking the broker to delete `path` as request `seq`.
-fn delete_frame(id: u128, seq: u64, path: &std::path::Path) -> Vec<u8> {
-    let request = EncodedRequest::new(Request {
-        session: kernel_core::SessionId(id.to_le_bytes()),
-        seq,
-        nonce: [0; 16],
-        action: CanonicalAction::new(Action::file_delete(path.to_str().unwrap()), None).unwrap(),
-        deadline_ms: u64::MAX,
-    });
-    encode_client_frame(&ClientFrame::Broker {
-        request: request.bytes().to_vec(),
-        payload: Vec::new(),
-    })
+fn delete_frame(id: SessionId, seq: u64, path: &std::path::Path) -> Vec<u8> {
+    let delete = Action::file_delete(path.to_str().unwrap());
+    broker_frame(&request(id, seq, delete), Vec::new())
 }
 
 /// A brokered effect whose record cannot be synced does not happen: the
@@ -547,8 +435,8 @@ fn delete_frame(id: u128, seq: u64, path: &std::path::Path) -> Vec<u8> {
 /// same request with a working device does delete.
 #[test]
 fn a_brokered_effect_whose_record_is_not_synced_does_not_happen() {
-    use kernel_enforcer::broker::Broker;
-    use kernel_enforcer::handoff::Handoff;
+    use kernel_enforcer::session::broker::Broker;
+    use kernel_enforcer::session::handoff::Handoff;
     let ws = tempfile::tempdir().unwrap();
     let workspace = ws.path().canonicalize().unwrap();
     let policy =
@@ -637,7 +525,7 @@ fn a_finished_session_records_nothing_more() {
     let (mut session, device, id) = session(usize::MAX, Fault::FailWrite);
     assert!(is_allow(&ask(&mut session, id, 1)));
     session.finish();
-    let finished = device.bytes.lock().clone();
+    let finished = device.bytes();
     let reply = ask(&mut session, id, 2);
     assert!(
         matches!(
@@ -652,7 +540,7 @@ fn a_finished_session_records_nothing_more() {
     let _ = session.tick();
     let _ = session.halt("after the end", "operator test");
     assert_eq!(
-        *device.bytes.lock(),
+        device.bytes(),
         finished,
         "something was recorded after finish"
     );
@@ -667,35 +555,23 @@ fn a_finished_session_records_nothing_more() {
 }
 
 /// The frame asking to read `/ws/a` as request `seq`, with its deadline.
-fn read_frame_until(id: u128, seq: u64, deadline_ms: u64) -> Vec<u8> {
-    let request = EncodedRequest::new(Request {
-        session: kernel_core::SessionId(id.to_le_bytes()),
+fn read_frame_until(id: SessionId, seq: u64, deadline_ms: u64) -> Vec<u8> {
+    authorize_frame_of(&request_until(
+        id,
         seq,
-        nonce: [0; 16],
-        action: CanonicalAction::new(Action::file_read("/ws/a"), None).unwrap(),
+        Action::file_read("/ws/a"),
         deadline_ms,
-    });
-    encode_client_frame(&ClientFrame::Authorize {
-        request: request.bytes().to_vec(),
-    })
+    ))
 }
 
 /// The decisions and approval events a device holds, in order, as
 /// `(decision, log index)` for decisions and `None` for approvals.
-fn decisions_and_approvals(device: &Device) -> Vec<Option<(Decision, u64)>> {
-    let bytes = device.bytes.lock().clone();
-    split_records(&bytes)
-        .unwrap()
+fn decisions_and_approvals(device: &Memory) -> Vec<Option<(Decision, u64)>> {
+    entries(&device.bytes())
         .iter()
-        .filter_map(|record| match decode_record(record).unwrap() {
-            Record::Decision { receipt, .. } => {
-                let body = kernel_core::decode_receipt_body_unverified(&receipt.body).unwrap();
-                Some(Some((body.decision, body.log_index)))
-            }
-            Record::Event(event) => match event.decode_unverified().unwrap() {
-                Event::Approval { .. } => Some(None),
-                _ => None,
-            },
+        .filter_map(|entry| match entry {
+            Entry::Decision { body, .. } => Some(Some((body.decision, body.log_index))),
+            Entry::Event(kernel_core::Event::Approval { .. }) => Some(None),
             _ => None,
         })
         .collect()

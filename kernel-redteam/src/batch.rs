@@ -24,7 +24,7 @@ pub(crate) struct Batch<'a> {
 /// sees waiting, and nothing after it.
 fn operator(control: std::path::PathBuf) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        use kernel_enforcer::control::{ControlRequest, request};
+        use kernel_enforcer::session::control::{ControlRequest, request};
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(r) = request(&control, &ControlRequest::Pending)

@@ -10,7 +10,7 @@ use crate::modes::{Mode, start_listen, wait_for};
 use crate::report::{Judged, Progress};
 use crate::world::World;
 use kernel_core::{CanonicalAction, Decision};
-use kernel_enforcer::policy::{Environment, PolicyEngine};
+use kernel_policy::{Environment, PolicyEngine};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -92,9 +92,12 @@ pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
 }
 
 /// The hook adapters' names and agents.
-const HOOKS: [(&str, kernel_enforcer::hook::Agent); 2] = [
-    ("claude-code", kernel_enforcer::hook::Agent::ClaudeCode),
-    ("codex", kernel_enforcer::hook::Agent::Codex),
+const HOOKS: [(&str, kernel_enforcer::gateways::hook::Agent); 2] = [
+    (
+        "claude-code",
+        kernel_enforcer::gateways::hook::Agent::ClaudeCode,
+    ),
+    ("codex", kernel_enforcer::gateways::hook::Agent::Codex),
 ];
 
 /// The actions each reading of an input means (a hook's tool call may
@@ -103,7 +106,7 @@ const HOOKS: [(&str, kernel_enforcer::hook::Agent); 2] = [
 type Readings = Vec<(Reader, Result<Vec<CanonicalAction>, String>)>;
 
 /// The actions a hook payload means under each reading of its JSON.
-fn hook_readings(agent: kernel_enforcer::hook::Agent, payload: &str) -> Readings {
+fn hook_readings(agent: kernel_enforcer::gateways::hook::Agent, payload: &str) -> Readings {
     let Some(raw) = json::parse(payload) else {
         return Vec::new();
     };
@@ -112,15 +115,19 @@ fn hook_readings(agent: kernel_enforcer::hook::Agent, payload: &str) -> Readings
         .map(|reader| {
             let text = raw.read(reader).to_string();
             let actions =
-                kernel_enforcer::hook::map_payload(agent, &text).and_then(|mapped| match mapped {
-                    kernel_enforcer::hook::Mapped::Internal { .. } => Ok(Vec::new()),
-                    kernel_enforcer::hook::Mapped::Actions { actions, cwd } => actions
-                        .into_iter()
-                        .map(|a| {
-                            kernel_enforcer::endpoint::canonicalize(a, Some(&cwd))
-                                .map_err(|e| e.to_string())
-                        })
-                        .collect(),
+                kernel_enforcer::gateways::hook::map_payload(agent, &text).and_then(|mapped| {
+                    match mapped {
+                        kernel_enforcer::gateways::hook::Mapped::Internal { .. } => Ok(Vec::new()),
+                        kernel_enforcer::gateways::hook::Mapped::Actions { actions, cwd } => {
+                            actions
+                                .into_iter()
+                                .map(|a| {
+                                    kernel_enforcer::gateways::endpoint::canonicalize(a, Some(&cwd))
+                                        .map_err(|e| e.to_string())
+                                })
+                                .collect()
+                        }
+                    }
                 });
             (reader, actions)
         })
@@ -136,10 +143,11 @@ fn ask_readings(document: &str) -> Readings {
         .into_iter()
         .map(|reader| {
             let text = raw.read(reader).to_string();
-            let action = kernel_enforcer::action_json::parse_action(&text).and_then(|p| {
-                kernel_enforcer::endpoint::canonicalize(p.action, p.cwd.as_deref())
-                    .map_err(|e| e.to_string())
-            });
+            let action =
+                kernel_enforcer::gateways::action_json::parse_action(&text).and_then(|p| {
+                    kernel_enforcer::gateways::endpoint::canonicalize(p.action, p.cwd.as_deref())
+                        .map_err(|e| e.to_string())
+                });
             (reader, action.map(|action| vec![action]))
         })
         .collect()

@@ -5,7 +5,7 @@ use crate::modes::{Mode, Session, alive, wait_for};
 use crate::report::{Judged, Progress};
 use crate::rng::SplitMix64;
 use crate::world::{self, World};
-use kernel_enforcer::control::{ControlError, ControlRequest, ControlResponse, request};
+use kernel_enforcer::session::control::{ControlError, ControlRequest, ControlResponse, request};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc::RecvTimeoutError;

@@ -252,9 +252,9 @@ pub(crate) fn endpoint(
             3 => {
                 let listen = spawn_listen(world, Mode::Endpoint, &socket, &evidence)?;
                 let (mut listen, _) = wait_listen(listen, &socket)?;
-                let halted = kernel_enforcer::control::request(
+                let halted = kernel_enforcer::session::control::request(
                     &control,
-                    &kernel_enforcer::control::ControlRequest::Halt {
+                    &kernel_enforcer::session::control::ControlRequest::Halt {
                         reason: Some("end".into()),
                     },
                 );

@@ -116,9 +116,9 @@ pub(crate) fn judge(
         }
     }
     if attempt.not_halted {
-        match kernel_enforcer::control::request(
+        match kernel_enforcer::session::control::request(
             cx.control,
-            &kernel_enforcer::control::ControlRequest::Status,
+            &kernel_enforcer::session::control::ControlRequest::Status,
         ) {
             Ok(r) if r.data.get("halted").is_some_and(serde_json::Value::is_null) => {}
             Ok(r) => operator(

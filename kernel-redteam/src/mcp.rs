@@ -548,8 +548,8 @@ pub(crate) fn class(
         if let Some(command) = line.strip_prefix(b"!control ") {
             // The agent, of the operator's uid, on the control socket.
             let request = serde_json::from_slice(command)
-                .unwrap_or(kernel_enforcer::control::ControlRequest::Status);
-            let answer = kernel_enforcer::control::request(&mcp.control, &request)
+                .unwrap_or(kernel_enforcer::session::control::ControlRequest::Status);
+            let answer = kernel_enforcer::session::control::request(&mcp.control, &request)
                 .map_or_else(|e| e.to_string(), |r| format!("ok={} {}", r.ok, r.message));
             record(
                 world,
@@ -742,7 +742,7 @@ fn kill_switch(
 
 /// The operator halts the gateway's session.
 fn halt_gateway(world: &World, mcp: &Mcp, method: usize) -> (bool, &'static str) {
-    use kernel_enforcer::control::{ControlRequest, request};
+    use kernel_enforcer::session::control::{ControlRequest, request};
     match method {
         0 => (
             request(

@@ -195,19 +195,20 @@ pub(crate) fn endpoint(
                 format!("{said}; exit {:?}: {}", verdict.code, verdict.stdout),
             )
         } else {
-            let options = kernel_enforcer::endpoint::AskOptions {
+            let options = kernel_enforcer::gateways::endpoint::AskOptions {
                 socket: socket.clone(),
                 pinned_key: real,
                 server_uid: None,
                 timeout: Duration::from_secs(5),
             };
-            let asked = kernel_enforcer::endpoint::canonicalize(
+            let asked = kernel_enforcer::gateways::endpoint::canonicalize(
                 kernel_core::Action::file_read(readme),
                 None,
             )
             .map_err(|e| e.to_string())
             .and_then(|a| {
-                kernel_enforcer::endpoint::ask(&options, a, None).map_err(|e| e.to_string())
+                kernel_enforcer::gateways::endpoint::ask(&options, a, None)
+                    .map_err(|e| e.to_string())
             });
             let allowed =
                 matches!(&asked, Ok(a) if matches!(a.verified, kernel_core::Verified::Permit(_)));

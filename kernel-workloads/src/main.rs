@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 
 use kernel_workloads::driver;
-use kernel_workloads::locate::{self, Toolbox};
+use kernel_workloads::locate;
 use kernel_workloads::runner::{self, Config, Mode, Pair, Unprepared};
 use kernel_workloads::workloads::{self, Size};
 use std::path::PathBuf;
@@ -188,9 +188,7 @@ fn suite(options: &Options) -> Result<bool, String> {
         evidence_window_ms: options.evidence_window_ms,
         enforcer_args: Vec::new(),
     };
-    let mut wanted: Vec<&str> = workloads::all_tools();
-    wanted.extend(runner::RUNNER_TOOLS);
-    let tools = Toolbox::discover(&wanted);
+    let tools = runner::toolbox();
     println!(
         "enforcer: `{}`\npolicy: `{}` ({policy_from})\nruns: {}, deadline per command: {} s{}{}\n",
         config.enforcer.display(),

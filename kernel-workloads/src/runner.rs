@@ -41,6 +41,13 @@ pub fn deadline_from_env() -> Duration {
         .map_or(DEFAULT_DEADLINE, Duration::from_secs)
 }
 
+/// Every tool the workloads and the runner use, as this machine has them.
+pub fn toolbox() -> Toolbox {
+    let mut wanted = crate::workloads::all_tools();
+    wanted.extend(RUNNER_TOOLS);
+    Toolbox::discover(&wanted)
+}
+
 /// What the runs use.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -63,6 +70,24 @@ pub struct Config {
     /// More arguments for `kernel-enforcer run` in governed runs (such as
     /// `--shadow`).
     pub enforcer_args: Vec<String>,
+}
+
+impl Config {
+    /// The short form of the workloads, run by `driver` with `enforcer`
+    /// and `policy`: the deadline from the environment, nothing kept,
+    /// evidence durable before each answer, no more arguments.
+    pub fn short(enforcer: PathBuf, policy: PathBuf, driver: PathBuf) -> Self {
+        Self {
+            enforcer,
+            policy,
+            driver,
+            deadline: deadline_from_env(),
+            size: Size::Short,
+            keep: false,
+            evidence_window_ms: None,
+            enforcer_args: Vec::new(),
+        }
+    }
 }
 
 /// How a run happens.

@@ -27,9 +27,9 @@
     reason = "tests"
 )]
 
-use kernel_enforcer::policy::{self, suggest, suite};
+use kernel_policy::{suggest, suite};
 use kernel_workloads::layout::Layout;
-use kernel_workloads::locate::{self, Toolbox};
+use kernel_workloads::locate;
 use kernel_workloads::runner::{self, Config, Mode, Run, Unprepared};
 use kernel_workloads::workloads::{self, Size};
 use std::path::{Path, PathBuf};
@@ -42,45 +42,24 @@ fn keep(from: &Path, to: &Path) {
     std::fs::copy(from, to).unwrap();
 }
 
-fn tools() -> Toolbox {
-    let mut wanted = workloads::all_tools();
-    wanted.extend(runner::RUNNER_TOOLS);
-    Toolbox::discover(&wanted)
-}
-
 fn config(enforcer: &Path, policy: &Path, shadow: bool) -> Config {
-    Config {
-        enforcer: enforcer.to_owned(),
-        policy: policy.to_owned(),
-        driver: PathBuf::from(env!("CARGO_BIN_EXE_kernel-workloads")),
-        deadline: runner::deadline_from_env(),
-        size: Size::Short,
-        keep: false,
+    let driver = PathBuf::from(env!("CARGO_BIN_EXE_kernel-workloads"));
+    let mut config = Config::short(enforcer.to_owned(), policy.to_owned(), driver);
+    if shadow {
         // The shadow runs only observe: their records are written before
         // each action proceeds and made durable within 10 ms, which
         // halves a Python virtual environment's run. The enforced runs
         // are strict, as the default is.
-        evidence_window_ms: shadow.then_some(10),
-        enforcer_args: if shadow {
-            vec!["--shadow".to_owned()]
-        } else {
-            Vec::new()
-        },
+        config.evidence_window_ms = Some(10);
+        config.enforcer_args.push("--shadow".to_owned());
     }
+    config
 }
 
 /// Runs `enforcer` with `args`; returns its exit code and everything it
 /// printed.
 fn enforcer_says(enforcer: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(enforcer).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    kernel_testkit::said(&Command::new(enforcer).args(args).output().unwrap())
 }
 
 fn assert_same(name: &str, what: &str, steps: &[workloads::Step], reference: &Run, run: &Run) {
@@ -102,7 +81,7 @@ fn shadow_run_suggest_review_test_and_enforce() {
         println!("{what}: {:.1} s", phase.elapsed().as_secs_f64());
         phase = Instant::now();
     };
-    let tools = tools();
+    let tools = runner::toolbox();
     let enforcer = locate::enforcer(None).unwrap_or_else(|e| panic!("{e}"));
     let (profile, _) = locate::policy(None).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +94,7 @@ fn shadow_run_suggest_review_test_and_enforce() {
 
     // What is in force during the shadow runs: the profile's forbids, no
     // permit at all.
-    let profile_sources = policy::read_sources(std::slice::from_ref(&profile)).unwrap();
+    let profile_sources = kernel_policy::read_sources(std::slice::from_ref(&profile)).unwrap();
     let forbids = suggest::base_forbids(&profile_sources).unwrap();
     assert!(forbids.len() >= 5, "the profile's forbids: {forbids:?}");
     let forbids_file = policies.join("coding-agent-forbids.cedar");

@@ -22,7 +22,7 @@
     reason = "tests"
 )]
 
-use kernel_workloads::locate::{self, Toolbox};
+use kernel_workloads::locate;
 use kernel_workloads::runner::{self, Config, Mode, Unprepared};
 use kernel_workloads::workloads::{self, Size};
 use std::path::PathBuf;
@@ -39,31 +39,17 @@ fn expected_to_differ(name: &str) -> Option<&'static str> {
         .map(|(_, why)| *why)
 }
 
-fn tools() -> Toolbox {
-    let mut wanted = workloads::all_tools();
-    wanted.extend(runner::RUNNER_TOOLS);
-    Toolbox::discover(&wanted)
-}
-
 fn config(enforcer: PathBuf) -> Config {
     let (policy, _) = locate::policy(None).unwrap();
-    Config {
-        enforcer,
-        policy,
-        driver: PathBuf::from(env!("CARGO_BIN_EXE_kernel-workloads")),
-        deadline: runner::deadline_from_env(),
-        size: Size::Short,
-        keep: false,
-        evidence_window_ms: None,
-        enforcer_args: Vec::new(),
-    }
+    let driver = PathBuf::from(env!("CARGO_BIN_EXE_kernel-workloads"));
+    Config::short(enforcer, policy, driver)
 }
 
 /// Runs `name` ungoverned and governed and judges the outcome against
 /// [`expected_to_differ`].
 fn check(name: &str) {
     let workload = workloads::by_name(name).unwrap();
-    let tools = tools();
+    let tools = runner::toolbox();
     let enforcer = locate::enforcer(None).unwrap_or_else(|e| panic!("{e}"));
     let config = config(enforcer);
     let prepared = match runner::prepare(workload, &tools, Size::Short) {
@@ -155,7 +141,7 @@ fn every_workload_is_tested() {
 /// between runs), and every command succeeds ungoverned.
 #[test]
 fn ungoverned_runs_compare_identical() {
-    let tools = tools();
+    let tools = runner::toolbox();
     let config = config(PathBuf::from("(not used)"));
     let mut failures = Vec::new();
     for workload in workloads::all() {

@@ -1,14 +1,18 @@
-//! What the benchmarks share: the echo process of the floor, the real
-//! shapes of a decision, temporary directories on a real disk, and
-//! concurrent deciders.
+//! What the benchmarks share (beyond the workspace's test kit): the echo
+//! process of the floor, the real shapes of a decision, fixtures on a real
+//! disk, concurrent deciders, and logs written by a real session.
 #![allow(dead_code, reason = "each benchmark uses a different subset")]
 
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use kernel_client::{Action, Kernel};
 use kernel_core::{
-    ClientFrame, EncodedRequest, EnforcerFrame, Record, Request, encode_client_frame,
-    encode_enforcer_frame, frame_record,
+    ClientFrame, EncodedRequest, EnforcerFrame, Handshake, Record, Request, SigningKey,
+    decode_enforcer_frame, encode_client_frame, encode_enforcer_frame, frame_record,
 };
+use kernel_enforcer::session::SessionConfig;
+use kernel_enforcer::session::evidence::EvidenceLog;
+use kernel_testkit::session::InProcess;
+use kernel_testkit::{Fixture, fixture_in, read_frame};
 use std::hint::black_box;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -103,16 +107,80 @@ impl Echo {
     }
 }
 
-/// A temporary directory under cargo's `CARGO_TARGET_TMPDIR`, on the disk
+/// The benchmarks' policy: reads of the workspace, nothing else.
+pub(crate) const POLICY: &str = r#"@id("read-ws")
+permit (principal, action == Action::"file_read", resource in Workspace::"root");
+"#;
+
+/// A fixture of `policy` under cargo's `CARGO_TARGET_TMPDIR`, on the disk
 /// that holds the target directory, so that `fdatasync` reaches a real
-/// device (not a tmpfs).
-pub(crate) fn tempdir(prefix: &str) -> tempfile::TempDir {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(base).expect("target tmpdir");
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(base)
-        .expect("temporary directory")
+/// device (not a tmpfs); its workspace holds `README.md`, whose path comes
+/// with it.
+pub(crate) fn bench_fixture(policy: &str) -> (Fixture, String) {
+    let fixture = fixture_in(Path::new(env!("CARGO_TARGET_TMPDIR")), policy);
+    std::fs::write(fixture.workspace.join("README.md"), "# bench\n").expect("README.md");
+    let readme = fixture.ws("README.md");
+    (fixture, readme)
+}
+
+/// An `Authorize` frame for request `seq` of the session `handshake`
+/// opened: three in four read inside the workspace (allowed), the rest
+/// outside (denied).
+fn mixed_read_frame(handshake: &Handshake, seq: u64) -> Vec<u8> {
+    let path = if seq % 4 == 3 {
+        format!("/outside/{seq}.txt")
+    } else {
+        format!("/ws/{seq}.txt")
+    };
+    read_frame(handshake.session, seq, &path)
+}
+
+/// Writes a log of exactly `records` records to `path` (new) with a real
+/// session signing with `key`, a checkpoint every `checkpoint_records`
+/// records, fed its requests in batches of `batch` (one `fdatasync` each);
+/// returns its bytes.
+pub(crate) fn write_log(
+    path: &Path,
+    key: &SigningKey,
+    records: u64,
+    checkpoint_records: u64,
+    batch: u64,
+) -> Vec<u8> {
+    let config = SessionConfig {
+        checkpoint_records,
+        checkpoint_interval: Duration::from_secs(24 * 3600),
+        ..SessionConfig::default()
+    };
+    let (mut session, handshake) = InProcess::new(POLICY)
+        .key(key.clone())
+        .config(config)
+        .evidence(EvidenceLog::open(path).expect("evidence log"))
+        .start();
+    // Every `checkpoint_records` other records (the session start among
+    // them) are followed by a checkpoint, and `finish` adds a final one:
+    // of `records`, that many are checkpoints, one the session start, and
+    // the rest decisions.
+    let groups = (records - 1) / (checkpoint_records + 1);
+    let others = records - 1 - groups;
+    let decisions = others - 1;
+    let mut seq = 0;
+    while seq < decisions {
+        let end = (seq + batch).min(decisions);
+        let frames: Vec<Vec<u8>> = (seq..end)
+            .map(|s| mixed_read_frame(&handshake, s))
+            .collect();
+        for reply in session.handle_batch(&frames) {
+            match decode_enforcer_frame(&reply).expect("reply") {
+                EnforcerFrame::Receipt { .. } => {}
+                other => panic!("expected a receipt, got {other:?}"),
+            }
+        }
+        seq = end;
+    }
+    session.finish();
+    assert_eq!(session.evidence().next_index(), records);
+    drop(session);
+    std::fs::read(path).expect("read the log")
 }
 
 pub(crate) use kernel_enforcer::session::now_ms;

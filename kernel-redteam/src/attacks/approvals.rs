@@ -8,10 +8,11 @@ pub(super) fn authorize(route: &Route, action: Action) -> String {
     match route {
         Route::Kernel(kernel) => format!("{:?}", kernel.authorize(action).map(|_| "permit")),
         Route::Endpoint(options) => {
-            let asked = kernel_enforcer::endpoint::canonicalize(action, None)
+            let asked = kernel_enforcer::gateways::endpoint::canonicalize(action, None)
                 .map_err(|e| e.to_string())
                 .and_then(|action| {
-                    kernel_enforcer::endpoint::ask(options, action, None).map_err(|e| e.to_string())
+                    kernel_enforcer::gateways::endpoint::ask(options, action, None)
+                        .map_err(|e| e.to_string())
                 });
             match asked {
                 Ok(answer) => match answer.verified {
@@ -32,7 +33,7 @@ pub(super) fn authorize(route: &Route, action: Action) -> String {
 /// the operator's uid (endpoint mode) reaches the control socket: that is
 /// a documented limit there, not a refusal.
 pub(crate) fn approvals(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut Reporter) {
-    use kernel_enforcer::control::{ControlRequest, request};
+    use kernel_enforcer::session::control::{ControlRequest, request};
     let route = match Route::join_with(plan, Some(Duration::from_secs(3))) {
         Ok(route) => route,
         Err(e) => return rep.report(attempt(format!("join failed: {e}"))),

@@ -216,7 +216,7 @@ pub(crate) fn direct(plan: &Plan, rng: &mut SplitMix64, count: usize, rep: &mut 
                 a.answer = syscall_result(ret);
             }
             13 => {
-                use kernel_enforcer::control::{ControlRequest, request};
+                use kernel_enforcer::session::control::{ControlRequest, request};
                 let commands = [
                     ControlRequest::Halt {
                         reason: Some("the agent says so".into()),

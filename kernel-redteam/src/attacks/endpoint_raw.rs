@@ -316,7 +316,7 @@ pub(crate) fn protocol(
     }
     // The flood: more connections at once than the endpoint serves, each
     // asking for a forbidden read, from threads; then a plain question.
-    let open = (kernel_enforcer::endpoint::MAX_CONNECTIONS + 16).min(flood.max(8));
+    let open = (kernel_enforcer::gateways::endpoint::MAX_CONNECTIONS + 16).min(flood.max(8));
     let mut threads = Vec::new();
     for n in 0..open {
         let plan = plan.clone();

@@ -12,7 +12,7 @@
 
 use super::*;
 use kernel_client::SpawnConfig;
-use kernel_enforcer::endpoint::{self, AskOptions};
+use kernel_enforcer::gateways::endpoint::{self, AskOptions};
 use std::io::Read as _;
 use std::path::Path;
 

@@ -23,9 +23,11 @@ pub(super) fn fork_exec(program: &str, argv: &[String]) -> String {
     let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     let env: [*const libc::c_char; 1] = [std::ptr::null()];
-    // SAFETY: fork in a single-threaded moment of this process; the child
-    // only calls execve and _exit, which are async-signal-safe; every
-    // pointer points into vectors alive until after the wait.
+    // SAFETY: the child only calls execve and _exit, which are
+    // async-signal-safe, so other threads this process may have at the
+    // fork (several attack classes start threads) cannot leave it blocked on
+    // a lock; every pointer points into vectors built before the fork and
+    // alive until after the wait.
     unsafe {
         let pid = libc::fork();
         if pid == 0 {
