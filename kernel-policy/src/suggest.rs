@@ -19,7 +19,15 @@
 //!   option (starts with `-`) or a word (letters, digits, `_` and `-`,
 //!   starting with a letter: a subcommand such as `status`, `test`), or
 //!   else a value (a path, a message, a number), which becomes `*` only
-//!   where it varied between the records of the shape. The working
+//!   where it varied between the records of the shape. An option carrying
+//!   a value (`--out=PATH`, up to its last `=`; `-LPATH`, `-Wl,-rpath,PATH`,
+//!   up to the first `/` of a path) keeps its option text and is
+//!   followed by a value, free where it varied (a linker's temporary
+//!   files). A shape with 16 values or more of which one varied is a
+//!   generated command line (a compiler driver's link line): every value
+//!   in it is free, since the others are build products that change with
+//!   the next build, and each file the program opens is decided on its
+//!   own. The working
 //!   directory is the workspace (when every record ran there) or the
 //!   exact directories seen.
 //! - **network**: a host with the ports seen; HTTP by host, scheme and
@@ -39,7 +47,7 @@
 //! |---|---|
 //! | `file_read`, `file_delete` | the action and the file's *region*: the workspace root itself; the entry of the workspace the path lies under (its first component below the root: `src` for `src/lib/a.rs`); or, outside the workspace, the exact path |
 //! | `file_write` | the same, and the write mode |
-//! | `exec` | the program, the number of arguments, and at each position the option or word there, or "a value" |
+//! | `exec` | the program, the number of arguments, and at each position the option or word there, or "a value" (after an option's text up to `=`, or up to an attached path's `/`) |
 //! | `net_connect` | host and port |
 //! | `http` | host, method, scheme and port |
 //! | `tool_call` | the tool |
@@ -121,7 +129,9 @@ pub struct SuggestedPermit {
     pub text: String,
     /// The text the widening analysis checks: the same, without the
     /// conditions on `context.args` (which only narrow it, and which the
-    /// analysis cannot see into).
+    /// analysis cannot see into), and a program's argument shapes as
+    /// their classes (the values seen only narrow a shape within its
+    /// class).
     pub analysed: String,
 }
 
@@ -430,7 +440,9 @@ fn common_directory<'a>(paths: impl IntoIterator<Item = &'a String>) -> Option<S
 /// One argument position of an argument shape: the text an option or a
 /// word must have there, and whether a value follows that text (`*`
 /// where it varied). A plain value has an empty prefix; an option with
-/// `=` is its text up to the last `=` followed by a value.
+/// `=` is its text up to the last `=` followed by a value; one without
+/// `=` but with a path attached (`-L/usr/lib`, `-Wl,-rpath,/opt/lib`) is
+/// its text up to the first `/` followed by a value.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Slot {
     prefix: String,
@@ -454,6 +466,12 @@ fn slot(arg: &str) -> Slot {
                 value: true,
             };
         }
+        if let Some(at) = arg.find('/') {
+            return Slot {
+                prefix: arg.get(..at).unwrap_or(arg).to_owned(),
+                value: true,
+            };
+        }
         return Slot {
             prefix: arg.to_owned(),
             value: false,
@@ -471,6 +489,15 @@ fn slot(arg: &str) -> Slot {
         }
     }
 }
+
+/// Values in an argument shape from which, when one of them varied
+/// between the records, the shape counts as generated (a compiler
+/// driver's or linker's command line, with its temporary files) and every
+/// value is free. Its other values are build products, named by hashes
+/// that change with the next build; each file the program then opens is
+/// decided on its own; and long literals between free values are what
+/// the symbolic analysis cannot decide in time (`--max-widening`).
+const GENERATED_VALUES: usize = 16;
 
 /// An exec's class: the program and the slot of each argument.
 fn exec_class(program: &str, args: &[String]) -> (String, Vec<Slot>) {
@@ -938,10 +965,18 @@ fn exec_drafts(kept: &[&Observation], workspace: &str, asked: bool) -> Vec<Draft
     for (program, shapes) in programs {
         let mut tally = Tally::default();
         let mut conditions = Vec::new();
-        for (class, (vectors, cwds, shape_tally)) in &shapes {
+        let mut classes = Vec::new();
+        // Fewest arguments first: shorter command lines read first, and
+        // the solver behind `--max-widening` and the analysis meets them
+        // first (the order of a disjunction decides whether it answers in
+        // seconds or not at all for long generated lines).
+        let mut ordered: Vec<_> = shapes.iter().collect();
+        ordered.sort_by(|a, b| (a.0.len(), a.0).cmp(&(b.0.len(), b.0)));
+        for (class, (vectors, cwds, shape_tally)) in ordered {
             tally.records += shape_tally.records;
             tally.shadowed += shape_tally.shadowed;
-            // A value is literal where every record had the same one.
+            // A value is literal where every record had the same one; in
+            // a generated command line, none is.
             let args: Vec<Part> = class
                 .iter()
                 .enumerate()
@@ -956,7 +991,16 @@ fn exec_drafts(kept: &[&Observation], workspace: &str, asked: bool) -> Vec<Draft
                     }
                 })
                 .collect();
+            let generated = class.iter().filter(|s| s.value).count() >= GENERATED_VALUES
+                && args.iter().any(|p| matches!(p, Part::Free(_)));
+            let args = if generated { class_parts(class) } else { args };
             let mut parts = vec![shape_condition(&program, &args)];
+            // INVARIANT: each part lies within its class's part (an exact
+            // option or word is the class's text; an exact value starts
+            // with its slot's prefix, which is all the class requires), so
+            // the shape lies within its class, and the class form is what
+            // the widening check is asked about.
+            let mut class_form = vec![shape_condition(&program, &class_parts(class))];
             let (inside, outside): (Vec<&String>, Vec<&String>) =
                 cwds.iter().partition(|cwd| is_within(cwd, workspace));
             let mut places = Vec::new();
@@ -967,7 +1011,9 @@ fn exec_drafts(kept: &[&Observation], workspace: &str, asked: bool) -> Vec<Draft
                 places.push(one_of("context.cwd", outside.iter().map(|c| c.as_str())));
             }
             parts.push(any_of(&places));
+            class_form.push(any_of(&places));
             conditions.push(all_of(&parts));
+            classes.push(all_of(&class_form));
         }
         let count = shapes.len();
         out.push(Draft {
@@ -979,7 +1025,14 @@ fn exec_drafts(kept: &[&Observation], workspace: &str, asked: bool) -> Vec<Draft
                 cedar_string(&program),
                 any_of_lines(&conditions)
             ),
-            analysed_condition: None,
+            // The values seen narrow a shape within its class and are no
+            // part of the class the widening check measures: it is asked
+            // about the classes, whose patterns are the envelope's own.
+            analysed_condition: Some(format!(
+                "resource.path == {} && {}",
+                cedar_string(&program),
+                any_of_lines(&classes)
+            )),
             summary: format!(
                 "`{program}` with {count} argument shape{}",
                 if count == 1 { "" } else { "s" }
@@ -1413,8 +1466,9 @@ pub fn observe(bytes: &[u8]) -> Evidence {
     evidence
 }
 
-/// A test file of `cases` for the policy at `policy` (as the test file
-/// names it), in `workspace`, with `protect`ed paths.
+/// The `policy test` file for `cases`, naming `policy`, in `workspace`,
+/// with `protect` protected. One file, whatever its size: see
+/// [`tests_files`] for files `policy test` accepts.
 pub fn tests_file(
     cases: &[TestCase],
     policy: &str,
@@ -1422,6 +1476,65 @@ pub fn tests_file(
     protect: &[String],
     header: &[String],
 ) -> String {
+    let mut out = tests_preamble(policy, workspace, protect, header);
+    for case in cases {
+        out.push_str(&case_text(case));
+    }
+    out
+}
+
+/// The same cases as [`tests_file`], in as many files as the limits of
+/// one test file ([`super::suite::MAX_TEST_FILE_BYTES`],
+/// [`super::suite::MAX_CASES`]) need, each with the same header and
+/// environment, in the order of `cases`. Never empty.
+pub fn tests_files(
+    cases: &[TestCase],
+    policy: &str,
+    workspace: &str,
+    protect: &[String],
+    header: &[String],
+) -> Vec<String> {
+    let preamble = tests_preamble(policy, workspace, protect, header);
+    split_cases(
+        cases,
+        &preamble,
+        super::suite::MAX_CASES,
+        super::suite::MAX_TEST_FILE_BYTES,
+    )
+}
+
+/// `cases` after `preamble` in files of at most `max_cases` cases and
+/// `max_bytes` bytes (a single case longer than that alone in its file).
+fn split_cases(
+    cases: &[TestCase],
+    preamble: &str,
+    max_cases: usize,
+    max_bytes: usize,
+) -> Vec<String> {
+    let mut files = vec![preamble.to_owned()];
+    let mut in_file = 0;
+    for case in cases {
+        let text = case_text(case);
+        if text.is_empty() {
+            continue;
+        }
+        let full = files
+            .last()
+            .is_some_and(|file| in_file >= max_cases || file.len() + text.len() > max_bytes);
+        if full && in_file > 0 {
+            files.push(preamble.to_owned());
+            in_file = 0;
+        }
+        if let Some(file) = files.last_mut() {
+            file.push_str(&text);
+        }
+        in_file += 1;
+    }
+    files
+}
+
+/// A test file's header comment, `policies` and `[environment]`.
+fn tests_preamble(policy: &str, workspace: &str, protect: &[String], header: &[String]) -> String {
     let mut out = String::new();
     comment(&mut out, "#", header);
     let _ = writeln!(out, "policies = [{}]\n", toml_string(policy));
@@ -1429,16 +1542,21 @@ pub fn tests_file(
     let _ = writeln!(out, "workspace = {}", toml_string(workspace));
     let protect: Vec<String> = protect.iter().map(|p| toml_string(p)).collect();
     let _ = writeln!(out, "protect = [{}]", protect.join(", "));
-    for case in cases {
-        let Some(fields) = case.request.toml_fields() else {
-            continue;
-        };
-        let _ = writeln!(out, "\n[[case]]\nname = {}", toml_string(&case.name));
-        for field in fields {
-            let _ = writeln!(out, "{field}");
-        }
-        let _ = writeln!(out, "expect = {}", toml_string(case.expect.as_str()));
+    out
+}
+
+/// One `[[case]]` table, or nothing for a request a test file cannot
+/// state.
+fn case_text(case: &TestCase) -> String {
+    let mut out = String::new();
+    let Some(fields) = case.request.toml_fields() else {
+        return out;
+    };
+    let _ = writeln!(out, "\n[[case]]\nname = {}", toml_string(&case.name));
+    for field in fields {
+        let _ = writeln!(out, "{field}");
     }
+    let _ = writeln!(out, "expect = {}", toml_string(case.expect.as_str()));
     out
 }
 

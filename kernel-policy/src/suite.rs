@@ -25,7 +25,7 @@
 //! `protect` paths and the enforcer's binary, as it does in a session.
 
 use super::request::{REQUEST_FIELDS, RequestSpec};
-use super::{Environment, PolicyDiagnostic, PolicyEngine, PolicyLoadError, line_column, located};
+use super::{Environment, Lines, PolicyDiagnostic, PolicyEngine, PolicyLoadError, located};
 use kernel_core::{CanonicalAction, Decision, Verdict};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -167,9 +167,10 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Suite, Vec<PolicyDia
         protect: None,
     });
     let mut cases = Vec::new();
+    let lines = Lines::new(text);
     for (index, spanned) in raw.case.into_iter().enumerate() {
         let offset = spanned.span().start;
-        let (line, _) = line_column(text, offset);
+        let line = lines.line(offset);
         let mut table = spanned.into_inner();
         let mut problems = Vec::new();
         let name = string_field(&mut table, "name", &mut problems)

@@ -908,3 +908,15 @@ fn the_deepest_policy_loads_and_evaluates_on_every_thread() {
         assert!(refused.contains("levels deep"), "{name}: {refused}");
     }
 }
+
+proptest::proptest! {
+    /// Line numbers by binary search are those counted from the start,
+    /// at every offset (multi-byte characters and line breaks included).
+    #[test]
+    fn lines_agree_with_line_column(text in "[a\né\n\r\\[]{0,80}") {
+        let lines = Lines::new(&text);
+        for offset in 0..=text.len() + 1 {
+            proptest::prop_assert_eq!(lines.line(offset), line_column(&text, offset).0, "at {}", offset);
+        }
+    }
+}

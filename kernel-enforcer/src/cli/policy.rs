@@ -748,18 +748,43 @@ fn suggest_run(args: &SuggestArgs) -> Result<ExitCode, String> {
             "with the answer the suggested policy must give it. Run `kernel-enforcer policy test` on it."
                 .to_owned(),
         ];
-        let text = suggest::tests_file(
+        let files = suggest::tests_files(
             &suggestion.tests,
             &policy_name,
             &workspace,
             &protect,
             &tests_header,
         );
-        std::fs::write(tests, text).map_err(|e| format!("`{}`: {e}", tests.display()))?;
+        // More cases than one test file may hold go to `NAME-2.toml`,
+        // `NAME-3.toml`, ... beside it; parts a longer earlier run left
+        // are removed, so that the files there are this suggestion's.
+        let part = |n: usize| -> PathBuf {
+            if n == 1 {
+                return tests.clone();
+            }
+            let name = tests
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let stem = name.strip_suffix(".toml").unwrap_or(&name);
+            tests.with_file_name(format!("{stem}-{n}.toml"))
+        };
+        let mut written = Vec::new();
+        for (index, text) in files.iter().enumerate() {
+            let path = part(index + 1);
+            std::fs::write(&path, text).map_err(|e| format!("`{}`: {e}", path.display()))?;
+            written.push(format!("`{}`", path.display()));
+        }
+        let mut stale = files.len() + 1;
+        while part(stale).is_file() {
+            let path = part(stale);
+            std::fs::remove_file(&path).map_err(|e| format!("`{}`: {e}", path.display()))?;
+            stale += 1;
+        }
         say(format!(
-            "tests: {} cases written to `{}`",
+            "tests: {} cases written to {}",
             suggestion.tests.len(),
-            tests.display()
+            written.join(", ")
         ));
     }
     if args.out.is_some() || args.review.is_some() {
@@ -818,7 +843,24 @@ fn analyse(
                     .join(", ")
             }
         ));
-        match diff::diff(&old, &new, &options) {
+        // The widening check does not depend on the review's answer: it
+        // runs beside it (each has a solver of its own), and its result
+        // is reported after it.
+        let (reviewed, widened) = std::thread::scope(|scope| {
+            let widening = args.max_widening.then(|| {
+                scope.spawn(|| {
+                    kernel_policy::suggest::widening(
+                        analysed,
+                        &suggestion.envelope,
+                        &suggestion.base_forbids,
+                        &options,
+                    )
+                })
+            });
+            let reviewed = diff::diff(&old, &new, &options);
+            (reviewed, widening.map(std::thread::ScopedJoinHandle::join))
+        });
+        match reviewed {
             Ok(report) => {
                 for line in report.render().lines() {
                     say(format!("  {line}"));
@@ -843,12 +885,17 @@ fn analyse(
             "widening: does {label} allow a request of a class no record exercised ({} classes exercised; docs/POLICY.md defines them)?",
             suggestion.classes
         ));
-        match kernel_policy::suggest::widening(
-            analysed,
-            &suggestion.envelope,
-            &suggestion.base_forbids,
-            &options,
-        ) {
+        // INVARIANT: with `--max-widening` the check was started above.
+        let Some(widened) = widened else {
+            return ExitCode::from(ERROR);
+        };
+        let widened = widened.unwrap_or_else(|_| {
+            Err(diff::DiffError::Analysis {
+                action: "all".into(),
+                why: "the widening check panicked".into(),
+            })
+        });
+        match widened {
             Ok(widening) => {
                 for (ids, finding) in &widening.wider {
                     say(format!(

@@ -133,10 +133,28 @@ fn arguments_are_free_only_where_they_varied_and_subcommands_stay_literal() {
             &["-o", "x", "-fresolution=/tmp/cc2.res"],
         )),
         shadow(exec("/usr/bin/make", &[])),
+        // A linker's temporary directory, attached to its option.
+        shadow(exec(
+            "/usr/bin/ld",
+            &[
+                "-L/ws/target/rustcAb12/raw-dylibs",
+                "-lc",
+                "-Wl,-rpath,/opt/a",
+            ],
+        )),
+        shadow(exec(
+            "/usr/bin/ld",
+            &[
+                "-L/ws/target/rustcZz99/raw-dylibs",
+                "-lc",
+                "-Wl,-rpath,/opt/a",
+            ],
+        )),
     ];
     let suggestion = suggest(&observations, &options(&[], "")).unwrap();
     let text = text(&suggestion);
     for expected in [
+        r#"context.command_line like "/usr/bin/ld -L* -lc -Wl,-rpath,/opt/a""#,
         r#"context.command_line == "/usr/bin/git status""#,
         r#"context.command_line == "/usr/bin/git -C repo log""#,
         r#"context.command_line == "/usr/bin/git -C repo diff""#,
@@ -147,6 +165,40 @@ fn arguments_are_free_only_where_they_varied_and_subcommands_stay_literal() {
     ] {
         assert!(text.contains(expected), "no `{expected}` in\n{text}");
     }
+    // The widening check sees each shape as its class: values free.
+    let analysed = suggestion.render(&[], true);
+    assert!(
+        analysed.contains(r#"context.command_line like "/usr/bin/ld -L* -lc -Wl,-rpath,*""#),
+        "{analysed}"
+    );
+    assert!(
+        analysed.contains(r#"context.command_line == "/usr/bin/git status""#),
+        "{analysed}"
+    );
+    // A generated command line (16 values or more, one of them varied):
+    // every value is free; a long one that did not vary stays literal.
+    let link = |tmp: &str| {
+        let mut args: Vec<String> = vec!["-o".into(), "out/app".into()];
+        args.extend((0..15).map(|i| format!("lib/dep{i}-5f3a.rlib")));
+        args.push(format!("/tmp/{tmp}/symbols.o"));
+        shadow(Action::exec(Exec::new("/usr/bin/cc").args(args).cwd(WS)))
+    };
+    let fixed = || {
+        let args: Vec<String> = (0..20).map(|i| format!("src/m{i}.rs")).collect();
+        shadow(Action::exec(Exec::new("/usr/bin/rustc").args(args).cwd(WS)))
+    };
+    let generated = suggest(
+        &[link("cc1a"), link("cc2b"), fixed(), fixed()],
+        &options(&[], ""),
+    )
+    .unwrap();
+    let generated = generated.render(&[], false);
+    let free = format!("/usr/bin/cc -o{}", " *".repeat(17));
+    assert!(generated.contains(&free), "no `{free}` in\n{generated}");
+    assert!(
+        generated.contains("context.command_line == \"/usr/bin/rustc src/m0.rs src/m1.rs"),
+        "{generated}"
+    );
     // `git status` and `git -C repo log` are different programs' shapes
     // of one permit; a free subcommand never appears.
     assert!(!text.contains("/usr/bin/git *"), "{text}");
@@ -576,4 +628,48 @@ proptest! {
             );
         }
     }
+}
+
+/// More cases than one test file may hold (by count or by size) are
+/// split into files that `policy test` accepts, each with the header and
+/// environment, every case once and in order.
+#[test]
+fn tests_beyond_one_files_limits_are_split_into_files_policy_test_accepts() {
+    let read = |path: String| TestCase {
+        name: format!("read {path}"),
+        request: spec_of(&CanonicalAction::new(Action::file_read(path), Some(WS)).unwrap()),
+        expect: Decision::Allow,
+    };
+    let cases: Vec<TestCase> = (0..12).map(|i| read(format!("/ws/f{i:02}"))).collect();
+    let preamble = tests_preamble("s.cedar", WS, &[], &["made here".to_owned()]);
+    let one = case_text(&cases[0]).len();
+    // By count (5 a file), by size (room for 3), and a case larger than
+    // the limit alone in its file.
+    for (max_cases, max_bytes, parts) in [
+        (5, usize::MAX, 3),
+        (usize::MAX, preamble.len() + 3 * one + 2, 4),
+        (usize::MAX, preamble.len(), 12),
+    ] {
+        let files = split_cases(&cases, &preamble, max_cases, max_bytes);
+        assert_eq!(files.len(), parts, "{max_cases} {max_bytes}");
+        let mut names = Vec::new();
+        for file in &files {
+            assert!(file.starts_with("# made here\n"), "{file}");
+            let suite = suite::parse("t.toml", file, std::path::Path::new("/"))
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(suite.workspace, WS);
+            assert!(suite.cases.len() <= max_cases);
+            if parts < 12 {
+                assert!(file.len() <= max_bytes);
+            }
+            names.extend(suite.cases.into_iter().map(|c| c.name));
+        }
+        let expected: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names, expected);
+    }
+    // Within the limits, one file, the same as `tests_file`.
+    assert_eq!(
+        tests_files(&cases, "s.cedar", WS, &[], &[]),
+        [tests_file(&cases, "s.cedar", WS, &[], &[])]
+    );
 }
