@@ -707,7 +707,7 @@ permit (principal, action == Action::"file_read", resource in Workspace::"root")
 fn a_late_approval_is_refused_and_the_agent_gets_the_recorded_denial() {
     for approve in [true, false] {
         let (mut session, device, id) = session_with(usize::MAX, Fault::FailWrite, ASK_READS);
-        let deadline = kernel_enforcer::session::now_ms() + 100;
+        let deadline = kernel_core::now_ms() + 100;
         let frames = [read_frame_until(id, 1, deadline)];
         assert!(matches!(
             only_reply(session.decide_batch(&frames)),
@@ -716,7 +716,7 @@ fn a_late_approval_is_refused_and_the_agent_gets_the_recorded_denial() {
         let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
         assert_eq!(ids.len(), 1);
         // Waits for the deadline to pass; no periodic work runs meanwhile.
-        while kernel_enforcer::session::now_ms() <= deadline + 1 {
+        while kernel_core::now_ms() <= deadline + 1 {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let answered = if approve {

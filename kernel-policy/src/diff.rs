@@ -172,7 +172,7 @@ pub struct DiffReport {
 
 /// What the comparison found, overall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum DiffOutcome {
     /// Proven: the new set allows nothing the old one did not.
     NoNewPermissions,
     /// At least one request the new set is more permissive on, confirmed
@@ -184,16 +184,16 @@ pub enum Verdict {
 
 impl DiffReport {
     /// The overall result.
-    pub fn verdict(&self) -> Verdict {
+    pub fn outcome(&self) -> DiffOutcome {
         let findings = self.actions.iter().flat_map(|a| &a.findings);
         if findings.clone().any(|f| f.confirmed) {
-            Verdict::NewPermissions
+            DiffOutcome::NewPermissions
         } else if findings.clone().next().is_some()
             || self.actions.iter().any(|a| !a.open.is_empty())
         {
-            Verdict::Undecided
+            DiffOutcome::Undecided
         } else {
-            Verdict::NoNewPermissions
+            DiffOutcome::NoNewPermissions
         }
     }
 
@@ -265,13 +265,13 @@ impl DiffReport {
             let _ = writeln!(out, "note: {note}");
         }
         let _ = writeln!(out);
-        let _ = match self.verdict() {
-            Verdict::NoNewPermissions => writeln!(
+        let _ = match self.outcome() {
+            DiffOutcome::NoNewPermissions => writeln!(
                 out,
                 "result: no new permissions (for every request the schema admits)"
             ),
-            Verdict::NewPermissions => writeln!(out, "result: new permissions found"),
-            Verdict::Undecided => writeln!(
+            DiffOutcome::NewPermissions => writeln!(out, "result: new permissions found"),
+            DiffOutcome::Undecided => writeln!(
                 out,
                 "result: undecided: no new permission was reproduced, but none could be ruled out"
             ),

@@ -59,7 +59,7 @@ pub mod suite;
 
 use cedar_policy::{Authorizer, Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use kernel_core::{
-    Approval, CanonicalAction, Deadline, DecisionInputs, Digest, Evaluation, KernelState,
+    Approval, CanonicalAction, Deadline, DecisionInputs, Digest, EnforcerState, Evaluation,
     LimitState, MatchedForbid, MatchedPermit, Verdict,
 };
 use std::collections::HashMap;
@@ -559,7 +559,7 @@ impl PolicyEngine {
     pub fn decide_fresh(&self, action: &CanonicalAction) -> Decided {
         let evaluation = self.evaluate(action);
         let verdict = kernel_core::decide(&DecisionInputs {
-            kernel: KernelState::Serving,
+            kernel: EnforcerState::Serving,
             deadline: Deadline::Open,
             evaluation: evaluation.clone(),
             limits: LimitState::Within,

@@ -43,12 +43,12 @@ impl Oracle {
 
 /// What a gateway process answered.
 #[derive(Debug)]
-pub(crate) struct Verdict {
+pub(crate) struct GateReply {
     pub(crate) code: Option<i32>,
     pub(crate) stdout: String,
 }
 
-impl Verdict {
+impl GateReply {
     pub(crate) fn allowed(&self) -> bool {
         self.code == Some(0)
     }
@@ -56,7 +56,7 @@ impl Verdict {
 
 /// Runs `kernel-enforcer ARGS` with `input` on its standard input, as a
 /// hook runner or a script does.
-pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
+pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> GateReply {
     let child = Command::new(&world.enforcer)
         .args(args)
         .stdin(Stdio::piped())
@@ -64,7 +64,7 @@ pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
         .stderr(Stdio::piped())
         .spawn();
     let Ok(mut child) = child else {
-        return Verdict {
+        return GateReply {
             code: None,
             stdout: "cannot start".into(),
         };
@@ -73,7 +73,7 @@ pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
         let _ = stdin.write_all(input);
     }
     match child.wait_with_output() {
-        Ok(out) => Verdict {
+        Ok(out) => GateReply {
             code: out.status.code(),
             stdout: format!(
                 "{} {}",
@@ -84,7 +84,7 @@ pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
             .take(300)
             .collect(),
         },
-        Err(e) => Verdict {
+        Err(e) => GateReply {
             code: None,
             stdout: e.to_string(),
         },
@@ -92,12 +92,12 @@ pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
 }
 
 /// The hook adapters' names and agents.
-const HOOKS: [(&str, kernel_enforcer::gateways::hook::Agent); 2] = [
+const HOOKS: [(&str, kernel_enforcer::gateways::hook::CodingAgent); 2] = [
     (
         "claude-code",
-        kernel_enforcer::gateways::hook::Agent::ClaudeCode,
+        kernel_enforcer::gateways::hook::CodingAgent::ClaudeCode,
     ),
-    ("codex", kernel_enforcer::gateways::hook::Agent::Codex),
+    ("codex", kernel_enforcer::gateways::hook::CodingAgent::Codex),
 ];
 
 /// The actions each reading of an input means (a hook's tool call may
@@ -106,7 +106,7 @@ const HOOKS: [(&str, kernel_enforcer::gateways::hook::Agent); 2] = [
 type Readings = Vec<(Reader, Result<Vec<CanonicalAction>, String>)>;
 
 /// The actions a hook payload means under each reading of its JSON.
-fn hook_readings(agent: kernel_enforcer::gateways::hook::Agent, payload: &str) -> Readings {
+fn hook_readings(agent: kernel_enforcer::gateways::hook::CodingAgent, payload: &str) -> Readings {
     let Some(raw) = json::parse(payload) else {
         return Vec::new();
     };
@@ -155,7 +155,7 @@ fn ask_readings(document: &str) -> Readings {
 
 /// An allow for an input some reading of which means an action the policy
 /// denies.
-fn judge_verdict(oracle: &Oracle, verdict: &Verdict, readings: &Readings) -> Vec<String> {
+fn judge_verdict(oracle: &Oracle, verdict: &GateReply, readings: &Readings) -> Vec<String> {
     if !verdict.allowed() {
         return Vec::new();
     }
@@ -290,7 +290,7 @@ pub(crate) fn differentials(world: &mut World, results: &mut Vec<Judged>) -> Res
     let inputs = differential_inputs(&ws);
     let mut progress = Progress::new("parser-differentials", Mode::Endpoint, inputs.len() * 2);
     for (gate, what, input) in inputs {
-        let runs: Vec<(String, Verdict, Readings)> = if gate == "ask" {
+        let runs: Vec<(String, GateReply, Readings)> = if gate == "ask" {
             let document = ask_document(&ws, &input);
             let verdict = run_gate(
                 world,

@@ -281,8 +281,8 @@ fn exec_on_channel(exec: Exec) -> ExitCode {
 /// in both agents.
 pub(crate) fn hook(command: &HookCommand) -> ExitCode {
     let (agent, args) = match command {
-        HookCommand::ClaudeCode(args) => (hook::Agent::ClaudeCode, args),
-        HookCommand::Codex(args) => (hook::Agent::Codex, args),
+        HookCommand::ClaudeCode(args) => (hook::CodingAgent::ClaudeCode, args),
+        HookCommand::Codex(args) => (hook::CodingAgent::Codex, args),
     };
     // A panic's message could quote the payload: print nothing, the
     // verdict below says what happened.

@@ -1071,7 +1071,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
     let (session, mut options, protected, handoff) = start_session(&settings, confinement, &[])?;
     // The kill switch ends a supervised agent, not only its permissions.
     options.end_on_halt = true;
-    let agent = supervise::Agent {
+    let agent = supervise::AgentLaunch {
         program,
         args: program_args.to_vec(),
         workspace,
@@ -1178,7 +1178,7 @@ fn not_a_directory(path: &Path) -> Option<&Path> {
 /// Refuses a scratch directory or system tree that contains the workspace
 /// or lies inside it: what they grant needs no decision, so they would
 /// make workspace files reachable without one.
-fn refuse_overlaps(agent: &supervise::Agent) -> Result<(), String> {
+fn refuse_overlaps(agent: &supervise::AgentLaunch) -> Result<(), String> {
     let scratch = std::fs::canonicalize(&agent.scratch).unwrap_or_else(|_| agent.scratch.clone());
     let granted = std::iter::once(("scratch directory", &scratch))
         .chain(agent.system_trees.iter().map(|tree| ("system tree", tree)));

@@ -438,7 +438,7 @@ pub(crate) struct DiffArgs {
 pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
     #[cfg(feature = "symbolic")]
     {
-        use kernel_policy::diff::{self, DiffOptions, Verdict};
+        use kernel_policy::diff::{self, DiffOptions, DiffOutcome};
         let run = || -> Result<diff::DiffReport, String> {
             let old = kernel_policy::read_sources(&args.old)
                 .map_err(|e| format!("old policy set: {e}"))?;
@@ -469,10 +469,10 @@ pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
                 println!("old: {}", show(&args.old));
                 println!("new: {}", show(&args.new));
                 print!("{}", report.render());
-                ExitCode::from(match report.verdict() {
-                    Verdict::NoNewPermissions => PASS,
-                    Verdict::NewPermissions => FOUND,
-                    Verdict::Undecided => ERROR,
+                ExitCode::from(match report.outcome() {
+                    DiffOutcome::NoNewPermissions => PASS,
+                    DiffOutcome::NewPermissions => FOUND,
+                    DiffOutcome::Undecided => ERROR,
                 })
             }
             Err(message) => error(message),
@@ -819,7 +819,7 @@ fn analyse(
     }
     #[cfg(feature = "symbolic")]
     {
-        use kernel_policy::diff::{self, DiffOptions, Verdict};
+        use kernel_policy::diff::{self, DiffOptions, DiffOutcome};
         let options = DiffOptions {
             workspace: workspace.to_owned(),
             assets: assets.to_vec(),
@@ -865,7 +865,7 @@ fn analyse(
                 for line in report.render().lines() {
                     say(format!("  {line}"));
                 }
-                if report.verdict() == Verdict::Undecided {
+                if report.outcome() == DiffOutcome::Undecided {
                     say("  (some of it could not be decided: see OPEN above)".into());
                 }
             }

@@ -38,9 +38,10 @@
 //! once the session halts, everything (the enforcer then exits, and
 //! every later caller finds no enforcer).
 
+use crate::session::Batch;
 use crate::session::serve::SharedSession;
-use crate::session::{Batch, now_ms};
 use kernel_core::limits::MAX_FRAME_BYTES;
+use kernel_core::now_ms;
 use kernel_core::{
     Action, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Expectation, Handshake,
     Outcome, PROTOCOL_VERSION, Request, Verified, VerifyingKey, decode_client_frame,

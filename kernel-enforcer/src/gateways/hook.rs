@@ -39,12 +39,17 @@ use crate::gateways::endpoint::{self, AskOptions};
 use kernel_core::{Action, CanonicalAction, Verified};
 use serde_json::Value;
 
-/// Which agent's hook format to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Agent {
-    /// Claude Code's `PreToolUse` hook.
+/// A coding agent the kernel governs through its `PreToolUse` hook: which
+/// hook format to speak, and (for `init`) whose settings to edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CodingAgent {
+    /// Claude Code (`claude-code`).
+    #[value(help = "Claude Code: a `PreToolUse` hook in `.claude/settings.local.json`")]
     ClaudeCode,
-    /// Codex's `PreToolUse` hook.
+    /// Codex (`codex`).
+    #[value(
+        help = "Codex: a `PreToolUse` hook in `~/.codex/hooks.json`, trusted in `~/.codex/config.toml`"
+    )]
     Codex,
 }
 
@@ -173,9 +178,9 @@ impl HookVerdict {
     /// A policy's `@ask`: Claude Code asks its user (its own permission
     /// prompt, with `reason`); Codex, which accepts no "ask" from a hook,
     /// blocks the call with a reason that says approval is needed.
-    fn ask(agent: Agent, reason: &str) -> Self {
+    fn ask(agent: CodingAgent, reason: &str) -> Self {
         match agent {
-            Agent::ClaudeCode => Self {
+            CodingAgent::ClaudeCode => Self {
                 exit: HookExit::Proceed,
                 stdout: serde_json::json!({
                     "hookSpecificOutput": {
@@ -187,7 +192,7 @@ impl HookVerdict {
                 .to_string(),
                 stderr: String::new(),
             },
-            Agent::Codex => Self::blocked(&format!(
+            CodingAgent::Codex => Self::blocked(&format!(
                 "needs approval: {reason}; a Codex hook cannot ask, so the call is blocked \
                  (an operator can grant it with `kernel-enforcer approve`, then retry)"
             )),
@@ -218,13 +223,13 @@ impl HookVerdict {
 
 /// The enforcer's answer about one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Answer {
+enum Ruling {
     Allowed { log_index: u64 },
     Denied { reasons: String, log_index: u64 },
     Ask { reasons: String, log_index: u64 },
 }
 
-impl Answer {
+impl Ruling {
     fn of(verified: &Verified) -> Self {
         let reasons = |reasons: &[String]| {
             if reasons.is_empty() {
@@ -255,19 +260,19 @@ impl Answer {
 /// would not run). Total: every input gets a verdict, and every failure
 /// blocks. With `verbose`, an allow tells the model which receipts allowed
 /// it; otherwise it adds nothing to the model's context.
-pub fn decide(agent: Agent, input: &str, options: &AskOptions, verbose: bool) -> HookVerdict {
+pub fn decide(agent: CodingAgent, input: &str, options: &AskOptions, verbose: bool) -> HookVerdict {
     decide_with(agent, input, verbose, &mut |action| {
         endpoint::ask(options, action, None)
-            .map(|answer| Answer::of(&answer.verified))
+            .map(|answer| Ruling::of(&answer.verified))
             .map_err(|e| e.to_string())
     })
 }
 
 fn decide_with(
-    agent: Agent,
+    agent: CodingAgent,
     input: &str,
     verbose: bool,
-    ask: &mut dyn FnMut(CanonicalAction) -> Result<Answer, String>,
+    ask: &mut dyn FnMut(CanonicalAction) -> Result<Ruling, String>,
 ) -> HookVerdict {
     #[cfg(debug_assertions)]
     injected_fault();
@@ -299,20 +304,20 @@ fn decide_with(
     for (index, action) in canonical.into_iter().enumerate() {
         let part = part_name(index, total, action.action());
         match ask(action) {
-            Ok(Answer::Allowed { log_index }) => allowed.push(log_index),
-            Ok(Answer::Denied { reasons, log_index }) => {
+            Ok(Ruling::Allowed { log_index }) => allowed.push(log_index),
+            Ok(Ruling::Denied { reasons, log_index }) => {
                 return HookVerdict::blocked(&format!(
                     "denied by policy{part}: {reasons} (receipt at log index {log_index})"
                 ));
             }
-            Ok(Answer::Ask { reasons, log_index }) => {
+            Ok(Ruling::Ask { reasons, log_index }) => {
                 let asked = format!("{reasons}{part} (receipt at log index {log_index})");
                 match agent {
                     // Blocked anyway: the later parts would not run.
-                    Agent::Codex => return HookVerdict::ask(agent, &asked),
+                    CodingAgent::Codex => return HookVerdict::ask(agent, &asked),
                     // If the user approves, every part runs: each is
                     // decided, and a later denial still blocks.
-                    Agent::ClaudeCode => asks.push(asked),
+                    CodingAgent::ClaudeCode => asks.push(asked),
                 }
             }
             Err(e) => return HookVerdict::blocked(&format!("blocked, fail closed{part}: {e}")),
@@ -362,7 +367,7 @@ fn injected_fault() {
 /// tool on the agent's list of tools that touch nothing. Refuses (with the
 /// reason) a payload that is not a well-formed `PreToolUse` event, and a
 /// call whose actions cannot be known before it runs.
-pub fn map_payload(agent: Agent, input: &str) -> Result<Mapped, String> {
+pub fn map_payload(agent: CodingAgent, input: &str) -> Result<Mapped, String> {
     let payload = kernel_core::json::parse_strict(input)
         .map_err(|e| format!("malformed hook payload: {e}"))?;
     match payload.get("hook_event_name").and_then(Value::as_str) {
@@ -393,10 +398,10 @@ pub fn map_payload(agent: Agent, input: &str) -> Result<Mapped, String> {
     }
     let call = Call { tool, input, cwd };
     let actions = match agent {
-        Agent::ClaudeCode if CLAUDE_CODE_INTERNAL_TOOLS.contains(&tool) => None,
-        Agent::Codex if CODEX_INTERNAL_TOOLS.contains(&tool) => None,
-        Agent::ClaudeCode => Some(call.claude_code()?),
-        Agent::Codex => Some(call.codex()?),
+        CodingAgent::ClaudeCode if CLAUDE_CODE_INTERNAL_TOOLS.contains(&tool) => None,
+        CodingAgent::Codex if CODEX_INTERNAL_TOOLS.contains(&tool) => None,
+        CodingAgent::ClaudeCode => Some(call.claude_code()?),
+        CodingAgent::Codex => Some(call.codex()?),
     };
     match actions {
         None => Ok(Mapped::Internal {
@@ -423,11 +428,17 @@ impl Call<'_> {
     fn claude_code(&self) -> Result<Vec<Action>, String> {
         let tool = self.tool;
         Ok(match tool {
-            "Bash" => self.command_line(Agent::ClaudeCode, self.text("command")?, self.cwd)?,
+            "Bash" => {
+                self.command_line(CodingAgent::ClaudeCode, self.text("command")?, self.cwd)?
+            }
             "Monitor" => {
                 let mut actions = Vec::new();
                 if let Some(command) = self.optional_text("command")? {
-                    actions.extend(self.command_line(Agent::ClaudeCode, command, self.cwd)?);
+                    actions.extend(self.command_line(
+                        CodingAgent::ClaudeCode,
+                        command,
+                        self.cwd,
+                    )?);
                 }
                 if let Some(ws) = self.input.get("ws") {
                     let url = ws
@@ -481,7 +492,7 @@ impl Call<'_> {
         Ok(match self.tool {
             "Bash" => match self.input.get("command") {
                 Some(Value::String(command)) => {
-                    self.command_line(Agent::Codex, command, self.cwd)?
+                    self.command_line(CodingAgent::Codex, command, self.cwd)?
                 }
                 // An argument vector (Codex's older `shell` and
                 // `local_shell` tools).
@@ -506,8 +517,13 @@ impl Call<'_> {
     /// [`crate::gateways::shell::command_actions`] finds (which decides `sh -c
     /// SCRIPT` as the actions of `SCRIPT`); for Codex, the `apply_patch`
     /// forms it applies itself become the patch's file actions.
-    fn command_line(&self, agent: Agent, command: &str, cwd: &str) -> Result<Vec<Action>, String> {
-        if agent == Agent::Codex {
+    fn command_line(
+        &self,
+        agent: CodingAgent,
+        command: &str,
+        cwd: &str,
+    ) -> Result<Vec<Action>, String> {
+        if agent == CodingAgent::Codex {
             match patch::invocation(command) {
                 Some(Ok(invocation)) => {
                     let dir = match &invocation.cd {
@@ -539,8 +555,12 @@ impl Call<'_> {
             [] => Err("empty command".into()),
             [program, patch] if is_apply_patch(program) => patch_actions(patch, cwd),
             _ => match crate::gateways::shell::shell_script(argv) {
-                Some(script) => self.command_line(Agent::Codex, script?, cwd),
-                None => self.command_line(Agent::Codex, &crate::gateways::shell::quote(argv), cwd),
+                Some(script) => self.command_line(CodingAgent::Codex, script?, cwd),
+                None => self.command_line(
+                    CodingAgent::Codex,
+                    &crate::gateways::shell::quote(argv),
+                    cwd,
+                ),
             },
         }
     }
@@ -617,8 +637,8 @@ fn is_apply_patch(program: &str) -> bool {
 
 /// Codex provides `apply_patch` as a program too: run by a shell inside a
 /// larger command line, it writes files the kernel would not see.
-fn check_not_apply_patch(agent: Agent, program: &str) -> Result<(), String> {
-    if agent == Agent::Codex && is_apply_patch(program) {
+fn check_not_apply_patch(agent: CodingAgent, program: &str) -> Result<(), String> {
+    if agent == CodingAgent::Codex && is_apply_patch(program) {
         return Err(
             "`apply_patch` inside a larger command line cannot be decided: run it on its own \
              (`apply_patch <<'EOF'` with the patch, then `EOF`)"

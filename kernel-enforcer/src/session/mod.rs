@@ -33,16 +33,16 @@ use crate::session::evidence::EvidenceLog;
 use ed25519_dalek::SigningKey;
 use kernel_core::{
     Approval, CanonicalAction, ClientFrame, Confinement, Deadline, Decision, DecisionInputs,
-    Digest, EncodedRequest, EnforcerFrame, Evaluation, Event, Handshake, KernelState, LimitState,
+    Digest, EncodedRequest, EnforcerFrame, EnforcerState, Evaluation, Event, Handshake, LimitState,
     Outcome, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, Request, SessionId, SignedEvent,
     SignedReceipt, Verdict, decide, decode_client_frame, encode_enforcer_frame,
-    limits::MAX_FRAME_BYTES, origin_for, sign_receipt,
+    limits::MAX_FRAME_BYTES, now_ms, origin_for, sign_receipt,
 };
 use kernel_policy::PolicyEngine;
 use kernel_sync::{Grants, HaltLatch, Limit, Pending, RateCounters};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Default validity of an allow receipt.
 pub const DEFAULT_PERMIT_TTL: Duration = Duration::from_secs(30);
@@ -107,14 +107,6 @@ fn unsynced_fault(action: &kernel_core::Action) -> bool {
 #[cfg(not(debug_assertions))]
 fn unsynced_fault(_: &kernel_core::Action) -> bool {
     false
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// A request waiting for an operator's answer.
@@ -452,13 +444,13 @@ pub struct Batch<R> {
 
 /// The replies to `answers` once their records' commit has (or has not,
 /// `committed` false) succeeded.
-fn replies_after_commit(answers: Vec<Answer>, committed: bool) -> Vec<Reply> {
+fn replies_after_commit(answers: Vec<Handled>, committed: bool) -> Vec<Reply> {
     answers
         .into_iter()
         .map(|answer| match answer {
-            Answer::Frame(frame) => Reply::Frame(after_commit(frame, committed)),
-            Answer::Allow(allow) => Reply::Allow(allow),
-            Answer::Effect(effect) => Reply::Effect(effect),
+            Handled::Frame(frame) => Reply::Frame(after_commit(frame, committed)),
+            Handled::Allow(allow) => Reply::Allow(allow),
+            Handled::Effect(effect) => Reply::Effect(effect),
         })
         .collect()
 }
@@ -467,7 +459,7 @@ fn replies_after_commit(answers: Vec<Answer>, committed: bool) -> Vec<Reply> {
 /// written and not yet known durable.
 #[must_use = "a batch's replies exist only once its records are synced"]
 pub struct DeferredBatch {
-    answers: Vec<Answer>,
+    answers: Vec<Handled>,
     /// Whether the batch's records were written (not if writing them
     /// failed, or deciding panicked).
     written: bool,
@@ -582,7 +574,7 @@ enum Authorized {
 
 /// What handling one frame produced, before the batch is committed.
 #[derive(Debug)]
-enum Answer {
+enum Handled {
     Frame(EnforcerFrame),
     Allow(UnreleasedAllow),
     Effect(PendingEffect),
@@ -998,9 +990,9 @@ impl Session {
     /// Every frame's answer, in order, and whether handling one panicked
     /// (then the session is halted, and `Halted` refusals of the requests
     /// that were waiting for an operator follow the frames' answers).
-    fn answers<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> (Vec<Answer>, bool) {
+    fn answers<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> (Vec<Handled>, bool) {
         let mut panicked = false;
-        let answers: Vec<Answer> = frames
+        let answers: Vec<Handled> = frames
             .iter()
             .map(|frame| {
                 let frame = frame.as_ref();
@@ -1008,13 +1000,13 @@ impl Session {
                     Ok(answer) => answer,
                     Err(_) => {
                         panicked = true;
-                        Answer::Frame(Self::refused(self.claimed_seq(frame), Refusal::Halted))
+                        Handled::Frame(Self::refused(self.claimed_seq(frame), Refusal::Halted))
                     }
                 }
             })
             .collect();
         for answer in &answers {
-            if matches!(answer, Answer::Frame(EnforcerFrame::Refused { .. })) {
+            if matches!(answer, Handled::Frame(EnforcerFrame::Refused { .. })) {
                 self.counts.refused += 1;
             }
         }
@@ -1038,7 +1030,7 @@ impl Session {
         answers.extend(
             waiting
                 .into_iter()
-                .map(|seq| Answer::Frame(Self::refused(Some(seq), Refusal::Halted))),
+                .map(|seq| Handled::Frame(Self::refused(Some(seq), Refusal::Halted))),
         );
         (answers, panicked)
     }
@@ -1110,9 +1102,9 @@ impl Session {
         EnforcerFrame::Refused { seq, refusal }
     }
 
-    fn answer_to(&mut self, frame: &[u8]) -> Answer {
+    fn answer_to(&mut self, frame: &[u8]) -> Handled {
         if frame.len() > MAX_FRAME_BYTES {
-            return Answer::Frame(Self::refused(
+            return Handled::Frame(Self::refused(
                 None,
                 Refusal::Oversize {
                     size: u64::try_from(frame.len()).unwrap_or(u64::MAX),
@@ -1122,16 +1114,18 @@ impl Session {
         }
         let frame = match decode_client_frame(frame) {
             Ok(frame) => frame,
-            Err(e) => return Answer::Frame(Self::refused(None, Refusal::Malformed(e.to_string()))),
+            Err(e) => {
+                return Handled::Frame(Self::refused(None, Refusal::Malformed(e.to_string())));
+            }
         };
         match frame {
             ClientFrame::Hello {
                 protocol,
                 challenge,
-            } => Answer::Frame(self.hello(protocol, &challenge)),
+            } => Handled::Frame(self.hello(protocol, &challenge)),
             ClientFrame::Authorize { request } => match self.authorize(&request) {
-                Authorized::Allow(allow, _) => Answer::Allow(allow.map(receipt_frame)),
-                Authorized::Frame(frame) => Answer::Frame(frame),
+                Authorized::Allow(allow, _) => Handled::Allow(allow.map(receipt_frame)),
+                Authorized::Frame(frame) => Handled::Frame(frame),
             },
             ClientFrame::Broker { request, payload } => self.broker_request(&request, payload),
         }
@@ -1139,13 +1133,13 @@ impl Session {
 
     /// Decides a brokered request; an allowed one comes back as an effect
     /// to perform once its allow is released.
-    fn broker_request(&mut self, bytes: &[u8], payload: Vec<u8>) -> Answer {
+    fn broker_request(&mut self, bytes: &[u8], payload: Vec<u8>) -> Handled {
         let not_performed = |reason: &str| Outcome::NotPerformed {
             reason: reason.into(),
         };
         match self.authorize(bytes) {
             Authorized::Allow(allow, request) if self.broker.is_some() => {
-                Answer::Effect(PendingEffect {
+                Handled::Effect(PendingEffect {
                     allow: allow.map(|_, receipt| Effect {
                         receipt,
                         action: request.request().action.clone(),
@@ -1154,7 +1148,7 @@ impl Session {
                 })
             }
             // Still an allow receipt: released like any permit.
-            Authorized::Allow(allow, _) => Answer::Allow(allow.map(|seq, receipt| {
+            Authorized::Allow(allow, _) => Handled::Allow(allow.map(|seq, receipt| {
                 encode_enforcer_frame(&EnforcerFrame::Brokered {
                     seq,
                     receipt,
@@ -1162,13 +1156,13 @@ impl Session {
                 })
             })),
             Authorized::Frame(EnforcerFrame::Receipt { seq, receipt }) => {
-                Answer::Frame(EnforcerFrame::Brokered {
+                Handled::Frame(EnforcerFrame::Brokered {
                     seq,
                     receipt,
                     outcome: not_performed("not allowed"),
                 })
             }
-            Authorized::Frame(frame) => Answer::Frame(frame),
+            Authorized::Frame(frame) => Handled::Frame(frame),
         }
     }
 
@@ -1337,9 +1331,9 @@ impl Session {
         let instant = Instant::now();
         let approval_given = approval != Approval::None;
         let kernel = if self.halt.is_halted() {
-            KernelState::Halted
+            EnforcerState::Halted
         } else {
-            KernelState::Serving
+            EnforcerState::Serving
         };
         let deadline = if now > request.deadline_ms {
             Deadline::Passed
@@ -1402,11 +1396,11 @@ impl Session {
         verdict: Verdict,
         evaluation: &Evaluation,
         action: &CanonicalAction,
-        kernel: KernelState,
+        kernel: EnforcerState,
         deadline: Deadline,
     ) -> Verdict {
         if !matches!(verdict.decision, Decision::Deny | Decision::Ask)
-            || kernel != KernelState::Serving
+            || kernel != EnforcerState::Serving
             || deadline != Deadline::Open
         {
             return verdict;
