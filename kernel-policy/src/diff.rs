@@ -83,9 +83,17 @@ pub enum DiffError {
         /// Why.
         source: PolicyLoadError,
     },
-    /// The workspace cannot be used.
-    #[error("{0}")]
-    Workspace(String),
+    /// The workspace or a protected path cannot be used.
+    #[error("workspace or protected path: {0}")]
+    Workspace(#[source] crate::EnvironmentError),
+    /// The workspace has characters the analysis cannot express.
+    #[error(
+        "workspace `{0}` has characters the analysis cannot express (`\"`, `\\`, `*` or control characters): choose another with `--workspace`"
+    )]
+    InexpressibleWorkspace(String),
+    /// A policy text to compare does not parse.
+    #[error(transparent)]
+    Unparsable(#[from] crate::suggest::SplitError),
     /// The symbolic analysis failed.
     #[error("the symbolic analysis failed for `{action}`: {why}; no comparison was made")]
     Analysis {
@@ -332,11 +340,7 @@ fn within(expr: &str, workspace: &str) -> Result<String, DiffError> {
     if workspace == "/" {
         return Ok("true".to_owned());
     }
-    literal(workspace).ok_or_else(|| {
-        DiffError::Workspace(format!(
-            "workspace `{workspace}` has characters the analysis cannot express (`\"`, `\\`, `*` or control characters): choose another with `--workspace`"
-        ))
-    })?;
+    literal(workspace).ok_or_else(|| DiffError::InexpressibleWorkspace(workspace.to_owned()))?;
     Ok(format!(
         "({expr} == \"{workspace}\" || {expr} like \"{workspace}/*\")"
     ))
@@ -769,8 +773,8 @@ pub fn diff(
     options: &DiffOptions,
 ) -> Result<DiffReport, DiffError> {
     let solver = solver_version()?;
-    let env = Environment::new(&options.workspace, &options.assets)
-        .map_err(|e| DiffError::Workspace(format!("workspace or protected path: {e}")))?;
+    let env =
+        Environment::new(&options.workspace, &options.assets).map_err(DiffError::Workspace)?;
     let replay_old =
         PolicyEngine::from_sources(old, env.clone()).map_err(|source| DiffError::Policy {
             which: "old",

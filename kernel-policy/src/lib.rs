@@ -67,7 +67,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub(crate) use entities::link_directories;
-pub use entities::{Environment, RequestView};
+pub use entities::{Environment, EnvironmentError, RequestView};
 pub use stack::{
     DECIDER_STACK_BYTES, MAX_POLICY_DEPTH, STACK_PER_LEVEL, spawn_decider, spawn_scoped_decider,
 };
@@ -350,8 +350,8 @@ fn parse_and_validate(
                         ));
                         None
                     }
-                    Err(message) => {
-                        diagnostics.push(at_text("@limit", message));
+                    Err(error) => {
+                        diagnostics.push(at_text("@limit", error.to_string()));
                         None
                     }
                 },

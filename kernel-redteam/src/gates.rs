@@ -30,7 +30,7 @@ impl Oracle {
         let mut assets = world.plan.assets();
         assets.push(world.plan.outside_secret.clone());
         assets.push(world.plan.control.clone());
-        let env = Environment::new(&world.plan.workspace, &assets)?;
+        let env = Environment::new(&world.plan.workspace, &assets).map_err(|e| e.to_string())?;
         PolicyEngine::load(&world.policies(mode), env)
             .map(Self)
             .map_err(|e| e.to_string())

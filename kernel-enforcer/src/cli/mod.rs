@@ -693,11 +693,14 @@ fn start_session(
         .collect();
     let assets =
         kernel_policy::floor::assets(&protected).map_err(|e| format!("{e}; refusing to start"))?;
-    let mut env = Environment::new(&workspace.to_string_lossy(), &assets)?;
+    let mut env =
+        Environment::new(&workspace.to_string_lossy(), &assets).map_err(|e| e.to_string())?;
     // Paths decided where they lead are in the workspace as it resolves
     // (one that does not resolve only leaves fewer paths in it).
     if let Ok(resolved) = std::fs::canonicalize(&workspace) {
-        env = env.with_resolved_workspace(&resolved.to_string_lossy())?;
+        env = env
+            .with_resolved_workspace(&resolved.to_string_lossy())
+            .map_err(|e| e.to_string())?;
     }
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy, refusing to start:\n{e}"),

@@ -377,7 +377,7 @@ fn explain_request(args: &ExplainArgs) -> Result<kernel_policy::explain::Explana
         (Some(_), Some(_)) => {
             return Err("give either an action or `--request FILE`, not both".into());
         }
-        (Some(path), None) => RequestSpec::read(path)?,
+        (Some(path), None) => RequestSpec::read(path).map_err(|e| e.to_string())?,
         (None, Some(action)) => action.spec()?,
         (None, None) => {
             return Err(
@@ -405,12 +405,15 @@ fn explain_request(args: &ExplainArgs) -> Result<kernel_policy::explain::Explana
     let env = Environment::new(
         &workspace,
         &floor::assets(&protected).map_err(|e| e.to_string())?,
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy:\n{e}"),
         other => other.to_string(),
     })?;
-    let action = spec.canonical(engine.environment().workspace())?;
+    let action = spec
+        .canonical(engine.environment().workspace())
+        .map_err(|e| e.to_string())?;
     Ok(engine.explain(&action))
 }
 

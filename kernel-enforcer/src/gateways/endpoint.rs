@@ -386,7 +386,7 @@ pub fn canonicalize(action: Action, cwd: Option<&str>) -> Result<CanonicalAction
             Action::Exec(exec)
         }
         other => kernel_policy::resolve::request_action(other, base.as_deref())
-            .map_err(AskError::Action)?,
+            .map_err(|e| AskError::Action(e.to_string()))?,
     };
     CanonicalAction::new(action, base.as_deref()).map_err(|e| AskError::Action(e.to_string()))
 }

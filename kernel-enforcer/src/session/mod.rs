@@ -541,7 +541,71 @@ pub struct Answered {
     /// `Ok` if the operator's answer was recorded durably and decided the
     /// request; otherwise why it did not take effect (unknown id, passed
     /// deadline, a commit that failed and halted the session).
-    pub outcome: Result<(), String>,
+    pub outcome: Result<(), OperatorAnswerError>,
+}
+
+/// Why an operator's approval or rejection did not take effect
+/// ([`Session::approve`], [`Session::reject`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OperatorAnswerError {
+    /// The session has ended or cannot record anything.
+    #[error("the session has ended or cannot record anything")]
+    Closed,
+    /// No request with this id is waiting.
+    #[error("no request `{0}` is waiting for approval")]
+    NotWaiting(u64),
+    /// The request's deadline passed first: it was denied (and, if the
+    /// denial's record could not be committed, the session halted for
+    /// `halted`).
+    #[error(
+        "refused: request `{id}` passed its deadline before the answer; it was denied{}",
+        .halted.as_deref().map(told_halted).unwrap_or_default()
+    )]
+    PassedDeadline {
+        /// The request.
+        id: u64,
+        /// Why the session halted, if the commit failed.
+        halted: Option<String>,
+    },
+    /// The answer's record could not be committed: the session halted for
+    /// `halted`, and the agent was told `halted`.
+    #[error(
+        "the {} of request `{id}` did not take effect: its record could not be committed{}",
+        if *.approved { "approval" } else { "rejection" },
+        told_halted(.halted)
+    )]
+    Uncommitted {
+        /// The request.
+        id: u64,
+        /// An approval (else a rejection).
+        approved: bool,
+        /// Why the session halted.
+        halted: String,
+    },
+}
+
+/// What an operator is told besides when a record of theirs could not be
+/// committed: that the session halted, why, and what the agent got.
+fn told_halted(cause: &str) -> String {
+    format!("; the session halted ({cause}) and the agent was told `halted`")
+}
+
+/// Why a policy change did not take effect, or not fully
+/// ([`Session::reload`], [`Session::install_policy`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyChangeError {
+    /// The new policy set does not load; nothing changed.
+    #[error(transparent)]
+    Load(#[from] kernel_policy::PolicyLoadError),
+    /// The session has ended or cannot record anything; nothing changed.
+    #[error("the session has ended or cannot record anything")]
+    Closed,
+    /// The new policy is in force, but its record could not be committed:
+    /// the session halted.
+    #[error("the new policy is in force but could not be recorded: halted")]
+    Unrecorded,
 }
 
 /// A decision whose record is staged: an allow, or a frame that lets
@@ -1576,7 +1640,7 @@ impl Session {
     }
 
     fn answer(&mut self, id: u64, by: &str, approved: bool, scope: Option<GrantScope>) -> Answered {
-        let refused = |session: &Self, why: String| Answered {
+        let refused = |session: &Self, why: OperatorAnswerError| Answered {
             replies: Batch {
                 replies: Vec::new(),
                 durable: session.durable,
@@ -1584,13 +1648,10 @@ impl Session {
             outcome: Err(why),
         };
         if self.closed() {
-            return refused(
-                self,
-                "the session has ended or cannot record anything".into(),
-            );
+            return refused(self, OperatorAnswerError::Closed);
         }
         let Some(pending) = self.pending.take(id) else {
-            return refused(self, format!("no request `{id}` is waiting for approval"));
+            return refused(self, OperatorAnswerError::NotWaiting(id));
         };
         let now = now_ms();
         if now > pending.request.request().deadline_ms {
@@ -1598,15 +1659,12 @@ impl Session {
             // agent gets the denial that is recorded, and nothing else.
             let reply = self.decide_pending(&pending, Approval::None);
             let (replies, committed) = self.commit_replies_checked(vec![reply]);
-            let mut why = format!(
-                "refused: request `{id}` passed its deadline before the answer; it was denied"
-            );
-            if !committed {
-                why.push_str(&self.halted_because());
-            }
             return Answered {
                 replies,
-                outcome: Err(why),
+                outcome: Err(OperatorAnswerError::PassedDeadline {
+                    id,
+                    halted: (!committed).then(|| self.halt_cause()),
+                }),
             };
         }
         let scope_text = scope
@@ -1658,40 +1716,43 @@ impl Session {
             // Nothing of it is known to be in the evidence, and the
             // agent is told `halted` (an allow is withheld by its
             // release, a denial replaced by the refusal).
-            let what = if approved { "approval" } else { "rejection" };
-            Err(format!(
-                "the {what} of request `{id}` did not take effect: its record could not be \
-                 committed{}",
-                self.halted_because()
-            ))
+            Err(OperatorAnswerError::Uncommitted {
+                id,
+                approved,
+                halted: self.halt_cause(),
+            })
         };
         Answered { replies, outcome }
     }
 
-    /// What an operator whose command's record could not be committed is
-    /// told besides: that the session halted, why, and what the agent got.
-    fn halted_because(&self) -> String {
-        format!(
-            "; the session halted ({}) and the agent was told `halted`",
-            self.halted().unwrap_or_else(|| "cause unknown".into())
-        )
+    /// Why the session halted, for an operator whose command's record
+    /// could not be committed.
+    fn halt_cause(&self) -> String {
+        self.halted().unwrap_or_else(|| "cause unknown".into())
     }
 
     /// Loads the policy files again from `paths`. An invalid set changes
     /// nothing and its diagnostics are returned; a valid one takes effect
     /// for every later decision (the swap happens between two requests)
     /// and is recorded with who asked.
-    pub fn reload(&mut self, paths: &[std::path::PathBuf], by: &str) -> Result<Digest, String> {
-        let engine = PolicyEngine::load(paths, self.policy.environment().clone())
-            .map_err(|e| e.to_string())?;
+    pub fn reload(
+        &mut self,
+        paths: &[std::path::PathBuf],
+        by: &str,
+    ) -> Result<Digest, PolicyChangeError> {
+        let engine = PolicyEngine::load(paths, self.policy.environment().clone())?;
         self.install_policy(engine, by)
     }
 
     /// Puts an already validated policy set in force for every later
     /// decision and records the change with who asked.
-    pub fn install_policy(&mut self, engine: PolicyEngine, by: &str) -> Result<Digest, String> {
+    pub fn install_policy(
+        &mut self,
+        engine: PolicyEngine,
+        by: &str,
+    ) -> Result<Digest, PolicyChangeError> {
         if self.closed() {
-            return Err("the session has ended or cannot record anything".into());
+            return Err(PolicyChangeError::Closed);
         }
         let digest = engine.digest();
         self.policy = engine;
@@ -1705,7 +1766,7 @@ impl Session {
             .stage(&Record::Event(SignedEvent::sign(&event, &self.key)));
         let _ = self.commit_replies(Vec::new());
         if self.evidence_broken {
-            return Err("the new policy is in force but could not be recorded: halted".into());
+            return Err(PolicyChangeError::Unrecorded);
         }
         Ok(digest)
     }
