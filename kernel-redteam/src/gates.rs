@@ -143,8 +143,9 @@ fn ask_readings(document: &str) -> Readings {
         .into_iter()
         .map(|reader| {
             let text = raw.read(reader).to_string();
-            let action =
-                kernel_enforcer::gateways::action_json::parse_action(&text).and_then(|p| {
+            let action = kernel_enforcer::gateways::action_json::parse_action(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
                     kernel_enforcer::gateways::endpoint::canonicalize(p.action, p.cwd.as_deref())
                         .map_err(|e| e.to_string())
                 });

@@ -131,7 +131,7 @@ pub(crate) fn ask(args: &AskArgs) -> ExitCode {
             .and_then(|file| read_limited(file, MAX_ACTION_JSON_BYTES))
     };
     let result = text
-        .and_then(|text| action_json::parse_action(&text))
+        .and_then(|text| action_json::parse_action(&text).map_err(|e| e.to_string()))
         .and_then(|parsed| {
             let options = args.endpoint.options()?;
             let action = endpoint::canonicalize(parsed.action, parsed.cwd.as_deref())

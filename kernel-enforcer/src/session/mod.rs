@@ -29,7 +29,7 @@ pub mod keys;
 pub mod serve;
 
 use crate::session::broker::Broker;
-use crate::session::evidence::EvidenceLog;
+use crate::session::evidence::{EvidenceLog, SyncError};
 use ed25519_dalek::SigningKey;
 use kernel_core::{
     Approval, CanonicalAction, ClientFrame, Confinement, Deadline, Decision, DecisionInputs,
@@ -491,7 +491,7 @@ impl DeferredBatch {
     /// is not an allow is replaced by a `Halted` refusal, the proof covers
     /// none of the batch's allows, and the failure comes back too: pass it
     /// to [`Session::sync_failed`].
-    pub fn sync(self) -> (Batch<Reply>, Option<String>) {
+    pub fn sync(self) -> (Batch<Reply>, Option<SyncError>) {
         let Self {
             answers,
             written,
@@ -1047,8 +1047,8 @@ impl Session {
     /// Records that the sync of a [`DeferredBatch`] failed: nothing more
     /// is recorded, and the session halts for good (its latch is already
     /// set by the failed sync).
-    pub fn sync_failed(&mut self, why: &str) {
-        self.commit_failed(why);
+    pub fn sync_failed(&mut self, why: &SyncError) {
+        self.commit_failed(&why.to_string());
     }
 
     /// Every frame's answer, in order, and whether handling one panicked
