@@ -114,20 +114,17 @@ fn hook_readings(agent: kernel_enforcer::gateways::hook::CodingAgent, payload: &
         .into_iter()
         .map(|reader| {
             let text = raw.read(reader).to_string();
-            let actions =
-                kernel_enforcer::gateways::hook::map_payload(agent, &text).and_then(|mapped| {
-                    match mapped {
-                        kernel_enforcer::gateways::hook::Mapped::Internal { .. } => Ok(Vec::new()),
-                        kernel_enforcer::gateways::hook::Mapped::Actions { actions, cwd } => {
-                            actions
-                                .into_iter()
-                                .map(|a| {
-                                    kernel_enforcer::gateways::endpoint::canonicalize(a, Some(&cwd))
-                                        .map_err(|e| e.to_string())
-                                })
-                                .collect()
-                        }
-                    }
+            let actions = kernel_enforcer::gateways::hook::map_payload(agent, &text)
+                .map_err(|e| e.to_string())
+                .and_then(|mapped| match mapped {
+                    kernel_enforcer::gateways::hook::Mapped::Internal { .. } => Ok(Vec::new()),
+                    kernel_enforcer::gateways::hook::Mapped::Actions { actions, cwd } => actions
+                        .into_iter()
+                        .map(|a| {
+                            kernel_enforcer::gateways::endpoint::canonicalize(a, Some(&cwd))
+                                .map_err(|e| e.to_string())
+                        })
+                        .collect(),
                 });
             (reader, actions)
         })

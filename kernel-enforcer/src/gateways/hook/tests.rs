@@ -331,59 +331,92 @@ fn codex_tools_map_to_what_they_touch() {
 
 #[test]
 fn what_cannot_be_decided_is_refused_with_the_reason() {
-    let refused: Vec<(CodingAgent, String, &str)> = vec![
+    type Refusal = fn(&HookPayloadError) -> bool;
+    let refused: Vec<(CodingAgent, String, Refusal)> = vec![
         (
             CodingAgent::ClaudeCode,
             claude_code(
                 "PowerShell",
                 json!({"command": "Remove-Item -Recurse C:\\"}),
             ),
-            "PowerShell",
+            |e| matches!(e, HookPayloadError::PowerShell),
         ),
         (
             CodingAgent::ClaudeCode,
             claude_code("Read", json!({"file_path": "~/.ssh/id_ed25519"})),
-            "`~`",
+            |e| matches!(e, HookPayloadError::TildePath { path, .. } if path.starts_with("~/.ssh")),
         ),
         (
             CodingAgent::ClaudeCode,
             claude_code("Grep", json!({"pattern": "x", "path": "~/.ssh"})),
-            "`~`",
+            |e| matches!(e, HookPayloadError::TildePath { path, .. } if path.starts_with("~/.ssh")),
         ),
         (
             CodingAgent::ClaudeCode,
             claude_code("Glob", json!({"pattern": "~/.ssh/*"})),
-            "`~`",
+            |e| {
+                matches!(
+                    e,
+                    HookPayloadError::Glob {
+                        why: "starts with `~`",
+                        ..
+                    }
+                )
+            },
         ),
         (
             CodingAgent::ClaudeCode,
             claude_code("Glob", json!({"pattern": "**/../../.ssh/*"})),
-            "`..`",
+            |e| {
+                matches!(
+                    e,
+                    HookPayloadError::Glob {
+                        why: "has `..` after a pattern character",
+                        ..
+                    }
+                )
+            },
         ),
         (
             CodingAgent::ClaudeCode,
             claude_code("Glob", json!({"pattern": "{src,/home/dev/.ssh}/*"})),
-            "brace",
+            |e| {
+                matches!(
+                    e,
+                    HookPayloadError::Glob {
+                        why: "has a brace group with `/` or `..`",
+                        ..
+                    }
+                )
+            },
         ),
         (
             CodingAgent::ClaudeCode,
             claude_code("Glob", json!({"pattern": "src/{a,b"})),
-            "unbalanced",
+            |e| {
+                matches!(
+                    e,
+                    HookPayloadError::Glob {
+                        why: "has an unbalanced `{`",
+                        ..
+                    }
+                )
+            },
         ),
         (
             CodingAgent::ClaudeCode,
             claude_code("Grep", json!({"pattern": "x", "path": 7})),
-            "not a string",
+            |e| matches!(e, HookPayloadError::NotText { tool, field } if tool == "Grep" && field == "path"),
         ),
         (
             CodingAgent::ClaudeCode,
             claude_code("Monitor", json!({"description": "d", "timeout_ms": 1})),
-            "neither",
+            |e| matches!(e, HookPayloadError::MonitorWithoutTarget),
         ),
         (
             CodingAgent::ClaudeCode,
             claude_code("Bash", json!({"command": ["rm", "-rf", "/"]})),
-            "no `command` string",
+            |e| matches!(e, HookPayloadError::MissingText { tool, field } if tool == "Bash" && field == "command"),
         ),
         (
             CodingAgent::Codex,
@@ -391,7 +424,7 @@ fn what_cannot_be_decided_is_refused_with_the_reason() {
                 "apply_patch",
                 json!({"command": "*** Begin Patch\n*** Copy File: a\n*** End Patch"}),
             ),
-            "not a patch hunk header",
+            |e| matches!(e, HookPayloadError::Patch(why) if why.contains("not a patch hunk header")),
         ),
         (
             CodingAgent::Codex,
@@ -399,7 +432,7 @@ fn what_cannot_be_decided_is_refused_with_the_reason() {
                 "apply_patch",
                 json!({"command": "*** Begin Patch\n*** Environment ID: cloud\n*** Add File: a\n+x\n*** End Patch"}),
             ),
-            "environment",
+            |e| matches!(e, HookPayloadError::Patch(why) if why.contains("environment")),
         ),
         (
             CodingAgent::Codex,
@@ -407,12 +440,12 @@ fn what_cannot_be_decided_is_refused_with_the_reason() {
                 "apply_patch",
                 json!({"command": "*** Begin Patch\n*** End Patch"}),
             ),
-            "changes no file",
+            |e| matches!(e, HookPayloadError::EmptyPatch),
         ),
         (
             CodingAgent::Codex,
             codex("apply_patch", json!({"input": PATCH})),
-            "no `command` string",
+            |e| matches!(e, HookPayloadError::MissingText { tool, field } if tool == "apply_patch" && field == "command"),
         ),
         (
             CodingAgent::Codex,
@@ -420,17 +453,17 @@ fn what_cannot_be_decided_is_refused_with_the_reason() {
                 "Bash",
                 json!({"command": format!("apply_patch <<'EOF'\n{PATCH}EOF\nrm -rf /")}),
             ),
-            "nothing else",
+            |e| matches!(e, HookPayloadError::CommandLine(why) if why.contains("nothing else")),
         ),
         (
             CodingAgent::Codex,
             codex("Bash", json!({"command": ["apply_patch"]})),
-            "apply_patch",
+            |e| matches!(e, HookPayloadError::PatchInCommandLine),
         ),
         (
             CodingAgent::Codex,
             codex("Bash", json!({"command": "/usr/local/bin/applypatch"})),
-            "apply_patch",
+            |e| matches!(e, HookPayloadError::PatchInCommandLine),
         ),
         (
             CodingAgent::Codex,
@@ -438,12 +471,12 @@ fn what_cannot_be_decided_is_refused_with_the_reason() {
                 "Bash",
                 json!({"command": ["bash", "-lc", "bash -c \"sh -c 'sh -c \\\"sh -c ls\\\"'\""]}),
             ),
-            "too deeply",
+            |e| matches!(e, HookPayloadError::CommandLine(why) if why.contains("too deeply")),
         ),
     ];
-    for (agent, payload, why) in refused {
+    for (agent, payload, expected) in refused {
         match map_payload(agent, &payload) {
-            Err(reason) => assert!(reason.contains(why), "{payload}: {reason}"),
+            Err(reason) => assert!(expected(&reason), "{payload}: {reason:?}"),
             Ok(mapped) => panic!("{payload} was mapped to {mapped:?}"),
         }
     }
@@ -530,7 +563,13 @@ fn malformed_payloads_are_refused() {
     // Claude Code's `Read` reads `file_path` (for Codex, `Read` is no
     // tool of its own: a tool call).
     let wrong_field = r#"{"hook_event_name":"PreToolUse","cwd":"/w","tool_name":"Read","tool_input":{"path":"/a"}}"#;
-    assert!(map_payload(CodingAgent::ClaudeCode, wrong_field).is_err());
+    assert_eq!(
+        map_payload(CodingAgent::ClaudeCode, wrong_field),
+        Err(HookPayloadError::MissingText {
+            tool: "Read".into(),
+            field: "file_path".into()
+        })
+    );
 }
 
 // ---- Answers ----
