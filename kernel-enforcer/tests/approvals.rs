@@ -143,6 +143,51 @@ fn approve_and_reject() {
     );
 }
 
+/// An approval decides the request again under the policy in force, where
+/// a forbid (here one added by a reload while the request waited) still
+/// wins: the agent gets that denial, and the operator is told the request
+/// was denied, not "approved", and the command fails.
+#[test]
+fn an_approved_request_a_forbid_still_denies_is_reported_as_denied() {
+    let f = fixture(POLICY);
+    let kernel = spawn(&f, Duration::from_secs(20));
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| kernel.authorize(deploy("production")));
+        let ids = pending_ids(&f, 1);
+        let mut stricter = std::fs::read_to_string(&f.policy).unwrap();
+        stricter.push_str(
+            r#"
+@id("freeze")
+@reason("deployments are frozen")
+forbid (principal, action == Action::"tool_call", resource == Tool::"deploy");
+"#,
+        );
+        std::fs::write(&f.policy, stricter).unwrap();
+        let reloaded = f.operator(&["reload"]);
+        assert!(reloaded.status.success(), "{reloaded:?}");
+        let approved = f.operator(&["approve", &ids[0].to_string()]);
+        let said = String::from_utf8_lossy(&approved.stderr).into_owned()
+            + &String::from_utf8_lossy(&approved.stdout);
+        assert_eq!(approved.status.code(), Some(1), "{said}");
+        assert!(said.contains("still denied"), "{said}");
+        assert!(said.contains("deployments are frozen"), "{said}");
+        match waiting.join().unwrap() {
+            Err(Denial::Policy { reasons, .. }) => {
+                assert!(
+                    reasons.iter().any(|r| r.contains("deployments are frozen")),
+                    "{reasons:?}"
+                );
+            }
+            other => panic!("expected the forbid's denial, got {other:?}"),
+        }
+    });
+    drop(kernel);
+    assert_eq!(decisions(&f), vec![Decision::Ask, Decision::Deny]);
+    let recorded = approvals(&f);
+    assert_eq!(recorded.len(), 1);
+    assert!(recorded[0].0, "the approval itself is recorded");
+}
+
 #[test]
 fn no_answer_in_time_is_a_denial_and_a_late_approval_is_refused() {
     let f = fixture(POLICY);
