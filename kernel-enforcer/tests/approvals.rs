@@ -387,16 +387,17 @@ fn now_ms() -> u64 {
 /// and the agent told so then, also while the client keeps the channel
 /// busy with other requests (so that the enforcer is never idle); a
 /// later approval is refused and changes nothing.
-#[test]
-fn a_request_whose_deadline_passes_is_answered_then_even_while_the_client_keeps_sending() {
-    let f = fixture(POLICY);
-    let client = RawClient::start(&f);
+/// One try of the test below: the answer request 0 got, the longest time
+/// between two of the client's requests, request 0's approval id, and the
+/// client (its session lives as long as it does).
+fn answer_while_the_client_keeps_sending(f: &Fixture) -> (Decision, Duration, u64, RawClient) {
+    let client = RawClient::start(f);
     let handshake = client.hello();
     let deadline = now_ms() + 1000;
     client.send(authorize(&handshake, 0, deploy("staging"), deadline));
     let first = client.recv();
     assert_eq!(receipt_for(&first, 0), Some(Decision::Ask), "{first:?}");
-    let ids = pending_ids(&f, 1);
+    let ids = pending_ids(f, 1);
     // Another request (denied: no policy permits it) every 20 ms, well
     // under the enforcer's idle period, until request 0 is answered.
     let mut seq = 1;
@@ -423,21 +424,39 @@ fn a_request_whose_deadline_passes_is_answered_then_even_while_the_client_keeps_
             break decision;
         }
     };
-    assert_eq!(answer, Decision::Deny);
-    // Never as long as the enforcer's idle period (200 ms) between two
-    // requests: the enforcer never went idle.
-    assert!(
-        longest_gap < Duration::from_millis(150),
-        "the client was not kept busy: {longest_gap:?} between two requests"
-    );
-    // The late approval finds nothing to approve.
-    let late = f.operator(&["approve", &ids[0].to_string()]);
-    assert_eq!(late.status.code(), Some(1), "{late:?}");
-    drop(client);
-    let recorded = decisions(&f);
-    assert_eq!(recorded[0], Decision::Ask);
-    assert!(!recorded.contains(&Decision::Allow));
-    assert!(approvals(&f).is_empty());
+    (answer, longest_gap, ids[0], client)
+}
+
+#[test]
+fn a_request_whose_deadline_passes_is_answered_then_even_while_the_client_keeps_sending() {
+    // The client must keep the enforcer busy: never as long as its idle
+    // period (200 ms) between two requests. A loaded machine may stall
+    // the client for longer; then the try shows nothing and is made again
+    // (at most three times: a machine that stalls every time fails it).
+    let mut gaps = Vec::new();
+    for _ in 0..3 {
+        let f = fixture(POLICY);
+        let (answer, longest_gap, id, client) = answer_while_the_client_keeps_sending(&f);
+        assert_eq!(answer, Decision::Deny);
+        if longest_gap >= Duration::from_millis(150) {
+            gaps.push(longest_gap);
+            continue;
+        }
+        // The late approval finds nothing to approve.
+        let late = f.operator(&["approve", &id.to_string()]);
+        assert_eq!(late.status.code(), Some(1), "{late:?}");
+        assert!(
+            String::from_utf8_lossy(&late.stdout).contains("is waiting for approval"),
+            "{late:?}"
+        );
+        drop(client);
+        let recorded = decisions(&f);
+        assert_eq!(recorded[0], Decision::Ask);
+        assert!(!recorded.contains(&Decision::Allow));
+        assert!(approvals(&f).is_empty());
+        return;
+    }
+    panic!("the client was not kept busy in any try: longest gaps {gaps:?}");
 }
 
 const POLICY_WITH_READS: &str = r#"
