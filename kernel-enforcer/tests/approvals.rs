@@ -143,6 +143,51 @@ fn approve_and_reject() {
     );
 }
 
+/// An approval decides the request again under the policy in force, where
+/// a forbid (here one added by a reload while the request waited) still
+/// wins: the agent gets that denial, and the operator is told the request
+/// was denied, not "approved", and the command fails.
+#[test]
+fn an_approved_request_a_forbid_still_denies_is_reported_as_denied() {
+    let f = fixture(POLICY);
+    let kernel = spawn(&f, Duration::from_secs(20));
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| kernel.authorize(deploy("production")));
+        let ids = pending_ids(&f, 1);
+        let mut stricter = std::fs::read_to_string(&f.policy).unwrap();
+        stricter.push_str(
+            r#"
+@id("freeze")
+@reason("deployments are frozen")
+forbid (principal, action == Action::"tool_call", resource == Tool::"deploy");
+"#,
+        );
+        std::fs::write(&f.policy, stricter).unwrap();
+        let reloaded = f.operator(&["reload"]);
+        assert!(reloaded.status.success(), "{reloaded:?}");
+        let approved = f.operator(&["approve", &ids[0].to_string()]);
+        let said = String::from_utf8_lossy(&approved.stderr).into_owned()
+            + &String::from_utf8_lossy(&approved.stdout);
+        assert_eq!(approved.status.code(), Some(1), "{said}");
+        assert!(said.contains("still denied"), "{said}");
+        assert!(said.contains("deployments are frozen"), "{said}");
+        match waiting.join().unwrap() {
+            Err(Denial::Policy { reasons, .. }) => {
+                assert!(
+                    reasons.iter().any(|r| r.contains("deployments are frozen")),
+                    "{reasons:?}"
+                );
+            }
+            other => panic!("expected the forbid's denial, got {other:?}"),
+        }
+    });
+    drop(kernel);
+    assert_eq!(decisions(&f), vec![Decision::Ask, Decision::Deny]);
+    let recorded = approvals(&f);
+    assert_eq!(recorded.len(), 1);
+    assert!(recorded[0].0, "the approval itself is recorded");
+}
+
 #[test]
 fn no_answer_in_time_is_a_denial_and_a_late_approval_is_refused() {
     let f = fixture(POLICY);
@@ -338,16 +383,17 @@ fn receipt_for(frame: &kernel_core::EnforcerFrame, seq: u64) -> Option<Decision>
 /// and the agent told so then, also while the client keeps the channel
 /// busy with other requests (so that the enforcer is never idle); a
 /// later approval is refused and changes nothing.
-#[test]
-fn a_request_whose_deadline_passes_is_answered_then_even_while_the_client_keeps_sending() {
-    let f = fixture(POLICY);
-    let client = RawClient::start(&f);
+/// One try of the test below: the answer request 0 got, the longest time
+/// between two of the client's requests, request 0's approval id, and the
+/// client (its session lives as long as it does).
+fn answer_while_the_client_keeps_sending(f: &Fixture) -> (Decision, Duration, u64, RawClient) {
+    let client = RawClient::start(f);
     let handshake = client.hello();
     let deadline = now_ms() + 1000;
     client.send(authorize(&handshake, 0, deploy("staging"), deadline));
     let first = client.recv();
     assert_eq!(receipt_for(&first, 0), Some(Decision::Ask), "{first:?}");
-    let ids = pending_ids(&f, 1);
+    let ids = pending_ids(f, 1);
     // Another request (denied: no policy permits it) every 20 ms, well
     // under the enforcer's idle period, until request 0 is answered.
     let mut seq = 1;
@@ -374,21 +420,39 @@ fn a_request_whose_deadline_passes_is_answered_then_even_while_the_client_keeps_
             break decision;
         }
     };
-    assert_eq!(answer, Decision::Deny);
-    // Never as long as the enforcer's idle period (200 ms) between two
-    // requests: the enforcer never went idle.
-    assert!(
-        longest_gap < Duration::from_millis(150),
-        "the client was not kept busy: {longest_gap:?} between two requests"
-    );
-    // The late approval finds nothing to approve.
-    let late = f.operator(&["approve", &ids[0].to_string()]);
-    assert_eq!(late.status.code(), Some(1), "{late:?}");
-    drop(client);
-    let recorded = decisions(&f);
-    assert_eq!(recorded[0], Decision::Ask);
-    assert!(!recorded.contains(&Decision::Allow));
-    assert!(approvals(&f).is_empty());
+    (answer, longest_gap, ids[0], client)
+}
+
+#[test]
+fn a_request_whose_deadline_passes_is_answered_then_even_while_the_client_keeps_sending() {
+    // The client must keep the enforcer busy: never as long as its idle
+    // period (200 ms) between two requests. A loaded machine may stall
+    // the client for longer; then the try shows nothing and is made again
+    // (at most three times: a machine that stalls every time fails it).
+    let mut gaps = Vec::new();
+    for _ in 0..3 {
+        let f = fixture(POLICY);
+        let (answer, longest_gap, id, client) = answer_while_the_client_keeps_sending(&f);
+        assert_eq!(answer, Decision::Deny);
+        if longest_gap >= Duration::from_millis(150) {
+            gaps.push(longest_gap);
+            continue;
+        }
+        // The late approval finds nothing to approve.
+        let late = f.operator(&["approve", &id.to_string()]);
+        assert_eq!(late.status.code(), Some(1), "{late:?}");
+        assert!(
+            String::from_utf8_lossy(&late.stdout).contains("is waiting for approval"),
+            "{late:?}"
+        );
+        drop(client);
+        let recorded = decisions(&f);
+        assert_eq!(recorded[0], Decision::Ask);
+        assert!(!recorded.contains(&Decision::Allow));
+        assert!(approvals(&f).is_empty());
+        return;
+    }
+    panic!("the client was not kept busy in any try: longest gaps {gaps:?}");
 }
 
 const POLICY_WITH_READS: &str = r#"

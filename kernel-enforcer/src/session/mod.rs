@@ -1590,19 +1590,26 @@ impl Session {
     /// Decides a waiting request again, now with the operator's answer (or
     /// none: then the `@ask` policy makes it a denial).
     fn decide_pending(&mut self, pending: &Waiting, approval: Approval) -> Staged {
+        self.decide_pending_verdict(pending, approval).0
+    }
+
+    /// [`Self::decide_pending`], with the verdict its record holds.
+    fn decide_pending_verdict(
+        &mut self,
+        pending: &Waiting,
+        approval: Approval,
+    ) -> (Staged, Verdict) {
         let (reply, verdict, _) = self.decide_and_stage(&pending.request, approval);
         if verdict.decision == Decision::Ask {
             // No answer: an ask without approval ends as a denial.
-            return self.stage_decision(
-                &pending.request,
-                &Verdict {
-                    decision: Decision::Deny,
-                    policies: verdict.policies,
-                    reasons: vec!["no operator approval before the request's deadline".into()],
-                },
-            );
+            let denial = Verdict {
+                decision: Decision::Deny,
+                policies: verdict.policies,
+                reasons: vec!["no operator approval before the request's deadline".into()],
+            };
+            return (self.stage_decision(&pending.request, &denial), denial);
         }
-        reply
+        (reply, verdict)
     }
 
     /// The requests waiting for an operator's answer.
@@ -1680,6 +1687,9 @@ impl Session {
         };
         self.evidence
             .stage(&Record::Event(SignedEvent::sign(&event, &self.key)));
+        // Why an approved request was still denied (a forbid or a limit
+        // wins over an approval): the operator is told, not "approved".
+        let mut still_denied = None;
         let reply = if approved {
             if let Some(scope) = scope {
                 self.grants.grant(
@@ -1691,7 +1701,12 @@ impl Session {
                     scope.uses.saturating_sub(1),
                 );
             }
-            self.decide_pending(&pending, Approval::Granted { by: by.to_owned() })
+            let (reply, verdict) =
+                self.decide_pending_verdict(&pending, Approval::Granted { by: by.to_owned() });
+            if verdict.decision != Decision::Allow {
+                still_denied = Some(verdict.reasons.join("; "));
+            }
+            reply
         } else {
             self.stage_decision(
                 &pending.request,
@@ -1711,7 +1726,13 @@ impl Session {
         };
         let replies = self.after_commit_of(vec![reply], committed);
         let outcome = if committed {
-            Ok(())
+            match still_denied {
+                None => Ok(()),
+                Some(reasons) => Err(format!(
+                    "request `{id}` was approved and still denied (a forbid or a limit wins over \
+                     an approval): {reasons}"
+                )),
+            }
         } else {
             // Nothing of it is known to be in the evidence, and the
             // agent is told `halted` (an allow is withheld by its
