@@ -568,6 +568,17 @@ pub enum OperatorAnswerError {
         /// Why the session halted, if the commit failed.
         halted: Option<String>,
     },
+    /// Approved, and still denied: a forbid or a limit wins over an
+    /// approval (recorded; the agent got the denial).
+    #[error(
+        "request `{id}` was approved and still denied (a forbid or a limit wins over an approval): {reasons}"
+    )]
+    StillDenied {
+        /// The request.
+        id: u64,
+        /// The denial's reasons, joined with `; `.
+        reasons: String,
+    },
     /// The answer's record could not be committed: the session halted for
     /// `halted`, and the agent was told `halted`.
     #[error(
@@ -1728,10 +1739,7 @@ impl Session {
         let outcome = if committed {
             match still_denied {
                 None => Ok(()),
-                Some(reasons) => Err(format!(
-                    "request `{id}` was approved and still denied (a forbid or a limit wins over \
-                     an approval): {reasons}"
-                )),
+                Some(reasons) => Err(OperatorAnswerError::StillDenied { id, reasons }),
             }
         } else {
             // Nothing of it is known to be in the evidence, and the
