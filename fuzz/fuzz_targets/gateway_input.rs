@@ -4,7 +4,7 @@
 //! notifications and answers is forwarded either way; and what is
 //! forwarded is one line of strict JSON.
 #![no_main]
-use kernel_enforcer::gateways::hook::{Agent, map_payload};
+use kernel_enforcer::gateways::hook::{CodingAgent, map_payload};
 use kernel_enforcer::gateways::mcp::{
     AGENT_HOUSEKEEPING, FromAgent, FromServer, Gateway, NOTIFICATION_PREFIX, SERVER_HOUSEKEEPING,
 };
@@ -41,8 +41,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = map_payload(Agent::ClaudeCode, text);
-    let _ = map_payload(Agent::Codex, text);
+    let _ = map_payload(CodingAgent::ClaudeCode, text);
+    let _ = map_payload(CodingAgent::Codex, text);
     if let Ok(actions) = command_actions(text, Some("/w")) {
         assert!(!actions.is_empty());
         assert!(actions.len() <= kernel_enforcer::gateways::shell::MAX_ACTIONS);

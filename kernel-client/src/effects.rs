@@ -7,8 +7,8 @@
 //! makes the HTTP request, itself.
 
 use crate::denial::Denial;
-use crate::kernel::{Kernel, now_ms};
-use kernel_core::{Action, Digest, Exec, Outcome, Permit, WriteMode};
+use crate::kernel::Kernel;
+use kernel_core::{Action, Digest, Exec, Outcome, Permit, WriteMode, now_ms};
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};

@@ -10,7 +10,7 @@ use ipc_channel::{IpcError, TryRecvError};
 use kernel_core::{
     Action, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Expectation, Handshake,
     Outcome, PROTOCOL_VERSION, Permit, Refusal, Request, Verified, VerifyingKey,
-    decode_enforcer_frame, encode_client_frame, format_public_key, public_key_from_bytes,
+    decode_enforcer_frame, encode_client_frame, format_public_key, now_ms, public_key_from_bytes,
     verify_receipt,
 };
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -19,7 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub use kernel_core::CHANNEL_ENV;
 
@@ -27,13 +27,6 @@ pub use kernel_core::CHANNEL_ENV;
 /// replies out. For the side that plays the enforcer (which uses
 /// `ipc-channel` itself); no function of this crate takes or returns it.
 pub type EnforcerEnds = (IpcReceiver<Vec<u8>>, IpcSender<Vec<u8>>);
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
 
 /// The sending half. The next sequence number and the sender sit under
 /// one lock, so frames leave in sequence order: the enforcer refuses any

@@ -123,7 +123,7 @@ pub enum LimitState {
 
 /// The enforcer's own state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KernelState {
+pub enum EnforcerState {
     /// Serving normally.
     Serving,
     /// Halted by a fault or an operator: everything is denied.
@@ -155,7 +155,7 @@ pub enum Approval {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecisionInputs {
     /// The enforcer's state.
-    pub kernel: KernelState,
+    pub kernel: EnforcerState,
     /// The request's deadline.
     pub deadline: Deadline,
     /// Policy evaluation.
@@ -207,7 +207,7 @@ pub const REASON_DEADLINE: &str = "request deadline passed before a decision";
 /// order so the reason names the most fundamental cause: halted, deadline,
 /// evaluation failure, policy errors, forbids, no permit, limit.
 pub fn decide(inputs: &DecisionInputs) -> Verdict {
-    if inputs.kernel == KernelState::Halted {
+    if inputs.kernel == EnforcerState::Halted {
         return Verdict::deny(Vec::new(), REASON_HALTED);
     }
     if inputs.deadline == Deadline::Passed {
@@ -325,9 +325,9 @@ mod tests {
             .prop_map(
                 |(halted, passed, evaluation, limit, granted)| DecisionInputs {
                     kernel: if halted {
-                        KernelState::Halted
+                        EnforcerState::Halted
                     } else {
-                        KernelState::Serving
+                        EnforcerState::Serving
                     },
                     deadline: if passed {
                         Deadline::Passed
@@ -355,7 +355,7 @@ mod tests {
         #[test]
         fn allow_exactly_when_everything_is_clean(inputs in arb_inputs()) {
             let verdict = decide(&inputs);
-            let clean = inputs.kernel == KernelState::Serving
+            let clean = inputs.kernel == EnforcerState::Serving
                 && inputs.deadline == Deadline::Open
                 && inputs.limits == LimitState::Within
                 && matches!(&inputs.evaluation, Evaluation::Completed { permits, forbids, errors }
@@ -391,7 +391,7 @@ mod tests {
             permits.rotate_left(rotate % len);
             forbids.reverse();
             let inputs = DecisionInputs {
-                kernel: KernelState::Serving,
+                kernel: EnforcerState::Serving,
                 deadline: Deadline::Open,
                 evaluation: Evaluation::Completed {
                     permits: permits.into_iter().map(|(id, ask)| permit(&id, ask)).collect(),
@@ -408,7 +408,7 @@ mod tests {
     #[test]
     fn reasons_name_the_cause() {
         let mut inputs = DecisionInputs {
-            kernel: KernelState::Halted,
+            kernel: EnforcerState::Halted,
             deadline: Deadline::Open,
             evaluation: Evaluation::Completed {
                 permits: vec![permit("p", false)],
@@ -419,7 +419,7 @@ mod tests {
             approval: Approval::None,
         };
         assert_eq!(decide(&inputs).reasons, vec![REASON_HALTED.to_owned()]);
-        inputs.kernel = KernelState::Serving;
+        inputs.kernel = EnforcerState::Serving;
         assert_eq!(decide(&inputs).decision, Decision::Allow);
         assert_eq!(decide(&inputs).policies, vec!["p".to_owned()]);
         inputs.evaluation = Evaluation::Completed {

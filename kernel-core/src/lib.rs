@@ -2,7 +2,9 @@
 //!
 //! Both the client (inside the agent) and the enforcer (a separate process)
 //! depend on this crate, and so can an outside auditor. It does no I/O and
-//! contains no `unsafe` code. It provides:
+//! contains no `unsafe` code; the one function that reads anything besides
+//! its arguments is [`now_ms`], the wall clock, which nothing in the crate
+//! calls (checks take the time as an argument). It provides:
 //!
 //! - the typed [`Action`] model and its [`CanonicalAction`] form, which is
 //!   what every decision is made on;
@@ -49,6 +51,7 @@
 #![forbid(unsafe_code)]
 
 mod action;
+mod clock;
 mod decision;
 mod digest;
 mod encoding;
@@ -66,8 +69,9 @@ pub use action::{
     Action, ActionError, ActionKind, CanonicalAction, DESCRIPTOR_WRITE_SIZE, Exec, McpPeer,
     WriteMode, canonical_host, canonical_path,
 };
+pub use clock::now_ms;
 pub use decision::{
-    Approval, Deadline, Decision, DecisionInputs, Evaluation, KernelState, LimitState,
+    Approval, Deadline, Decision, DecisionInputs, EnforcerState, Evaluation, LimitState,
     MatchedForbid, MatchedPermit, REASON_DEADLINE, REASON_DEFAULT_DENY, REASON_HALTED, Verdict,
     decide,
 };

@@ -12,7 +12,7 @@
 
 use kernel_core::{
     Action, Approval, CanonicalAction, Deadline, Decision, DecisionInputs, Digest, EncodedRequest,
-    Evaluation, Expectation, KernelState, LimitState, MatchedForbid, MatchedPermit, ReceiptBody,
+    EnforcerState, Evaluation, Expectation, LimitState, MatchedForbid, MatchedPermit, ReceiptBody,
     Request, SessionId, SigningKey, Verified, decide, sign_receipt, verify_receipt,
 };
 
@@ -85,9 +85,9 @@ fn the_combinator_allows_exactly_in_the_intended_cases() {
                         };
                         let inputs = DecisionInputs {
                             kernel: if halted {
-                                KernelState::Halted
+                                EnforcerState::Halted
                             } else {
-                                KernelState::Serving
+                                EnforcerState::Serving
                             },
                             deadline: if passed {
                                 Deadline::Passed

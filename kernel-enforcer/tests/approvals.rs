@@ -11,7 +11,7 @@
 )]
 
 use kernel_client::{Action, Denial, Kernel};
-use kernel_core::{Decision, Event};
+use kernel_core::{Decision, Event, now_ms};
 use kernel_testkit::{
     Fixture, RawClient, authorize_frame, enforcer, fixture, log, request_until, wait_for,
 };
@@ -377,10 +377,6 @@ fn receipt_for(frame: &kernel_core::EnforcerFrame, seq: u64) -> Option<Decision>
         ),
         _ => None,
     }
-}
-
-fn now_ms() -> u64 {
-    kernel_enforcer::session::now_ms()
 }
 
 /// A request waiting for an operator is denied when its deadline passes,

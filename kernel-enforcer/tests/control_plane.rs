@@ -331,7 +331,7 @@ fn a_second_enforcer_cannot_write_the_same_evidence() {
 }
 
 /// How an impostor answers a request line.
-type Answer = Box<dyn Fn(&str) -> String + Send>;
+type ImpostorReply = Box<dyn Fn(&str) -> String + Send>;
 
 /// Runs the operator's `halt` against `control` and returns its output.
 fn halt_through(control: &Path) -> Output {
@@ -396,7 +396,7 @@ fn an_impostor_holding_the_control_name_cannot_pass_for_the_enforcer() {
     // What an impostor could send: the old unsigned form, a signature by
     // another key over the operator's own challenge, and a genuine signed
     // answer to someone else's challenge.
-    let answers: Vec<Answer> = vec![
+    let answers: Vec<ImpostorReply> = vec![
         Box::new(move |_| fake.to_owned()),
         Box::new(move |request: &str| {
             let value: serde_json::Value = serde_json::from_str(request).unwrap();
@@ -490,7 +490,7 @@ fn a_permit_dies_with_the_kernel_that_obtained_it() {
                 .cwd(f.ws("")),
         ))
         .unwrap();
-    assert!(!permit.is_expired(kernel_enforcer::session::now_ms()));
+    assert!(!permit.is_expired(kernel_core::now_ms()));
     drop(kernel);
     match kernel_client::run_exec(permit) {
         Err(EffectError::SessionEnded) => {}

@@ -350,7 +350,7 @@ fn fake_enforcer(
                 },
                 ClientFrame::Authorize { request } | ClientFrame::Broker { request, .. } => {
                     let request = EncodedRequest::decode(&request).unwrap();
-                    let now = kernel_core_now();
+                    let now = kernel_core::now_ms();
                     let mut body = ReceiptBody {
                         session: handshake.session,
                         seq: request.request().seq,
@@ -376,13 +376,6 @@ fn fake_enforcer(
         }
     });
     (name, handle)
-}
-
-fn kernel_core_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 #[test]

@@ -280,7 +280,7 @@ fn diff_without_a_solver_says_so_and_exits_2() {
 mod symbolic {
     use super::*;
     use kernel_core::{ActionKind, Decision};
-    use kernel_policy::diff::{self, Change, DiffOptions, DiffReport, Verdict};
+    use kernel_policy::diff::{self, Change, DiffOptions, DiffOutcome, DiffReport};
     use kernel_policy::request::RequestSpec;
     use kernel_policy::{Environment, PolicyEngine};
     use std::io::Write as _;
@@ -341,8 +341,8 @@ mod symbolic {
         }
         let report = compare(&example_policy(), &example_policy());
         assert_eq!(
-            report.verdict(),
-            Verdict::NoNewPermissions,
+            report.outcome(),
+            DiffOutcome::NoNewPermissions,
             "{}",
             report.render()
         );
@@ -366,8 +366,8 @@ mod symbolic {
         );
         let report = compare(&old, &new);
         assert_eq!(
-            report.verdict(),
-            Verdict::NewPermissions,
+            report.outcome(),
+            DiffOutcome::NewPermissions,
             "{}",
             report.render()
         );
@@ -395,7 +395,7 @@ mod symbolic {
             assert!(action.findings.is_empty(), "{}", report.render());
         }
         // The other way round the new set only takes permissions away.
-        assert_eq!(compare(&new, &old).verdict(), Verdict::NoNewPermissions);
+        assert_eq!(compare(&new, &old).outcome(), DiffOutcome::NoNewPermissions);
     }
 
     #[test]
@@ -424,8 +424,8 @@ mod symbolic {
         let new = format!("{old}\n{additions}");
         let report = compare(&old, &new);
         assert_eq!(
-            report.verdict(),
-            Verdict::NewPermissions,
+            report.outcome(),
+            DiffOutcome::NewPermissions,
             "{}",
             report.render()
         );
@@ -461,7 +461,7 @@ mod symbolic {
         assert_eq!(found[0].change, Change::SkipsApproval);
         assert_eq!(decide(&old, &found[0].request), Decision::Ask);
         assert_eq!(decide(&new, &found[0].request), Decision::Allow);
-        assert_eq!(compare(&new, &old).verdict(), Verdict::NoNewPermissions);
+        assert_eq!(compare(&new, &old).outcome(), DiffOutcome::NoNewPermissions);
     }
 
     #[test]
@@ -473,7 +473,7 @@ mod symbolic {
         // floor's assets: no counterexample may touch them.
         let all = r#"@id("all") permit (principal, action, resource);"#;
         let report = compare("", all);
-        assert_eq!(report.verdict(), Verdict::NewPermissions);
+        assert_eq!(report.outcome(), DiffOutcome::NewPermissions);
         for finding in report.actions.iter().flat_map(|a| &a.findings) {
             assert!(finding.confirmed, "{}", report.render());
             assert_eq!(decide(all, &finding.request), Decision::Allow);
@@ -483,8 +483,8 @@ mod symbolic {
             r#"@id("key") permit (principal, action == Action::"file_read", resource == File::"/var/lib/agent-kernel/kernel.key");"#,
         );
         assert_eq!(
-            floor_only.verdict(),
-            Verdict::NoNewPermissions,
+            floor_only.outcome(),
+            DiffOutcome::NoNewPermissions,
             "{}",
             floor_only.render()
         );
@@ -500,7 +500,12 @@ mod symbolic {
         let old = r#"@id("ls") permit (principal, action == Action::"exec", resource) when { resource.name == "ls" };
 @id("few-args") forbid (principal, action == Action::"exec", resource) when { context.argc * 4611686018427387904 > 4611686018427387904 };"#;
         let report = compare(old, old);
-        assert_eq!(report.verdict(), Verdict::Undecided, "{}", report.render());
+        assert_eq!(
+            report.outcome(),
+            DiffOutcome::Undecided,
+            "{}",
+            report.render()
+        );
         let exec = report
             .actions
             .iter()
@@ -515,13 +520,13 @@ mod symbolic {
         // one denies by failing, is not something Cedar's analysis sees;
         // the answer stays open rather than "no difference".
         let new = r#"@id("ls") permit (principal, action == Action::"exec", resource) when { resource.name == "ls" };"#;
-        assert_eq!(compare(old, new).verdict(), Verdict::Undecided);
+        assert_eq!(compare(old, new).outcome(), DiffOutcome::Undecided);
         // A new set that allows every program is caught all the same.
         let new = r#"@id("all") permit (principal, action == Action::"exec", resource);"#;
         let report = compare(old, new);
         assert_eq!(
-            report.verdict(),
-            Verdict::NewPermissions,
+            report.outcome(),
+            DiffOutcome::NewPermissions,
             "{}",
             report.render()
         );
@@ -542,7 +547,12 @@ mod symbolic {
         let old = r#"@id("notes") permit (principal, action == Action::"tool_call", resource == Tool::"write_file") when { context.args has path && context.args.path == "notes.md" };"#;
         let new = r#"@id("notes") permit (principal, action == Action::"tool_call", resource == Tool::"write_file") when { context.args has path && context.args.path like "*" };"#;
         let report = compare(old, new);
-        assert_eq!(report.verdict(), Verdict::Undecided, "{}", report.render());
+        assert_eq!(
+            report.outcome(),
+            DiffOutcome::Undecided,
+            "{}",
+            report.render()
+        );
         let tool = report
             .actions
             .iter()
@@ -562,7 +572,12 @@ mod symbolic {
         let old = r#"@id("guides") permit (principal, action == Action::"mcp_request", resource == McpMethod::"resources/read") when { context.args has uri && context.args.uri == "docs://guides/a" };"#;
         let new = r#"@id("guides") permit (principal, action == Action::"mcp_request", resource == McpMethod::"resources/read") when { context.args has uri && context.args.uri like "docs://*" };"#;
         let report = compare(old, new);
-        assert_eq!(report.verdict(), Verdict::Undecided, "{}", report.render());
+        assert_eq!(
+            report.outcome(),
+            DiffOutcome::Undecided,
+            "{}",
+            report.render()
+        );
         let mcp = report
             .actions
             .iter()

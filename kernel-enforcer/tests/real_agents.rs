@@ -747,7 +747,7 @@ fn assert_not_working(agent: &str, mut not_working: Vec<String>, known: &[&str])
 /// Which agent a session ran: where its conversation holds the tool
 /// results.
 #[derive(Clone, Copy)]
-enum Agent {
+enum CodingAgent {
     ClaudeCode,
     Codex,
 }
@@ -758,7 +758,7 @@ enum Agent {
 /// every scripted call got a result back to the model. Returns the labels
 /// of the ordinary calls that did not work.
 fn judge(
-    agent: Agent,
+    agent: CodingAgent,
     name: &str,
     ok: bool,
     world: &World,
@@ -767,8 +767,8 @@ fn judge(
 ) -> Vec<String> {
     let requests = model.requests();
     let outcomes = match agent {
-        Agent::ClaudeCode => outcomes(steps, &claude_results(&requests), "toolu_script_"),
-        Agent::Codex => outcomes(steps, &codex_results(&requests), "call_script_"),
+        CodingAgent::ClaudeCode => outcomes(steps, &claude_results(&requests), "toolu_script_"),
+        CodingAgent::Codex => outcomes(steps, &codex_results(&requests), "call_script_"),
     };
     let not_working = report(name, steps, &outcomes, &offered_tools(&requests));
     assert!(ok, "{name}: the agent failed");
@@ -926,7 +926,7 @@ fn claude_code_through_its_hook_does_ordinary_work_and_leaks_no_secret() {
     .unwrap();
     let ok = run_session(claude_command(&world, &model, &[]), &world, "claude-code");
     let not_working = judge(
-        Agent::ClaudeCode,
+        CodingAgent::ClaudeCode,
         "Claude Code (hook)",
         ok,
         &world,
@@ -1072,7 +1072,14 @@ fn codex_through_its_hook_does_ordinary_work_and_leaks_no_secret() {
         &world,
         "codex",
     );
-    let not_working = judge(Agent::Codex, "Codex (hook)", ok, &world, &model, &steps);
+    let not_working = judge(
+        CodingAgent::Codex,
+        "Codex (hook)",
+        ok,
+        &world,
+        &model,
+        &steps,
+    );
     if !not_working.iter().any(|l| l == "apply_patch: add notes.md") {
         assert_eq!(
             std::fs::read_to_string(world.project.join("notes.md")).unwrap(),
@@ -1317,7 +1324,7 @@ fn claude_code_governed_at_the_system_call_boundary_works_and_leaks_no_secret() 
         "claude-code-governed",
     );
     let not_working = judge(
-        Agent::ClaudeCode,
+        CodingAgent::ClaudeCode,
         "Claude Code (governed)",
         ok,
         &world,
@@ -1445,7 +1452,14 @@ fn codex_governed_at_the_system_call_boundary_works_and_leaks_no_secret() {
         &world,
         "codex-governed",
     );
-    let not_working = judge(Agent::Codex, "Codex (governed)", ok, &world, &model, &steps);
+    let not_working = judge(
+        CodingAgent::Codex,
+        "Codex (governed)",
+        ok,
+        &world,
+        &model,
+        &steps,
+    );
     assert_eq!(
         std::fs::read_to_string(world.project.join("notes.md")).unwrap(),
         "first notes\n"

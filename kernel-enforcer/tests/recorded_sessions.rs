@@ -37,13 +37,13 @@ const SECRET: &str = "SECRET-7f3a91c4e2";
 
 /// What a call must get, and what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Answer {
+enum Expected {
     Allow,
     Deny,
     Ask,
 }
 
-impl Answer {
+impl Expected {
     fn parse(text: &str) -> Self {
         match text {
             "allow" => Self::Allow,
@@ -68,7 +68,7 @@ struct Call {
     line: usize,
     label: String,
     kind: Kind,
-    expect: Answer,
+    expect: Expected,
     /// Text the hook's reason must hold (which rule decided).
     reason: Option<String>,
     run: bool,
@@ -96,7 +96,7 @@ fn session(agent: &str) -> Vec<Call> {
                     "dangerous" => Kind::Dangerous,
                     other => panic!("unknown kind `{other}`"),
                 },
-                expect: Answer::parse(value["expect"].as_str().unwrap()),
+                expect: Expected::parse(value["expect"].as_str().unwrap()),
                 reason: value["reason"].as_str().map(str::to_owned),
                 run: value["run"].as_bool().unwrap_or(false),
                 payload: value["payload"].clone(),
@@ -357,16 +357,16 @@ fn hook(world: &World, listener: &Listener, agent: &str, path: &str, payload: &s
 }
 
 /// What the agent makes of the hook's output.
-fn answer_of(output: &Output) -> Option<Answer> {
+fn answer_of(output: &Output) -> Option<Expected> {
     match output.status.code() {
-        Some(2) => Some(Answer::Deny),
+        Some(2) => Some(Expected::Deny),
         Some(0) => {
             let value: serde_json::Value =
                 serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
             match value["hookSpecificOutput"]["permissionDecision"].as_str() {
-                Some("ask") => Some(Answer::Ask),
-                Some("deny") => Some(Answer::Deny),
-                _ => Some(Answer::Allow),
+                Some("ask") => Some(Expected::Ask),
+                Some("deny") => Some(Expected::Deny),
+                _ => Some(Expected::Allow),
             }
         }
         _ => None,
@@ -375,9 +375,9 @@ fn answer_of(output: &Output) -> Option<Answer> {
 
 /// The answer `agent` shows for a kernel decision of `expect`: Codex's
 /// hook cannot ask its user, so an `Ask` blocks the call there.
-fn visible(agent: &str, expect: Answer) -> Answer {
+fn visible(agent: &str, expect: Expected) -> Expected {
     match (agent, expect) {
-        ("codex", Answer::Ask) => Answer::Deny,
+        ("codex", Expected::Ask) => Expected::Deny,
         (_, answer) => answer,
     }
 }
@@ -557,7 +557,7 @@ fn apply_patch(workspace: &Path, patch: &str) -> Effect {
 
 /// One replayed call.
 struct Outcome {
-    got: Option<Answer>,
+    got: Option<Expected>,
     indices: Vec<u64>,
     output: Output,
 }
@@ -579,7 +579,7 @@ fn replay(agent: &str) {
         // it is let through.
         seen_by_agent.push_str(&String::from_utf8_lossy(&output.stdout));
         seen_by_agent.push_str(&String::from_utf8_lossy(&output.stderr));
-        if got == Some(Answer::Allow) && call.run {
+        if got == Some(Expected::Allow) && call.run {
             let effect = perform(&world, &path, &payload);
             seen_by_agent.push_str(&effect.output);
             if !effect.ok && call.kind == Kind::Ordinary {
@@ -612,7 +612,7 @@ fn replay(agent: &str) {
         };
         // For a blocked or asked call, what the agent was told.
         let told = match outcome.got {
-            Some(Answer::Allow) => String::new(),
+            Some(Expected::Allow) => String::new(),
             _ => {
                 let stderr = String::from_utf8_lossy(&outcome.output.stderr);
                 let stdout: serde_json::Value =
@@ -663,12 +663,12 @@ fn replay(agent: &str) {
     let ordinary_allowed = calls
         .iter()
         .zip(&outcomes)
-        .filter(|(c, o)| c.kind == Kind::Ordinary && o.got == Some(Answer::Allow))
+        .filter(|(c, o)| c.kind == Kind::Ordinary && o.got == Some(Expected::Allow))
         .count();
     let dangerous_let_through: Vec<&str> = calls
         .iter()
         .zip(&outcomes)
-        .filter(|(c, o)| c.kind == Kind::Dangerous && o.got != Some(Answer::Deny))
+        .filter(|(c, o)| c.kind == Kind::Dangerous && o.got != Some(Expected::Deny))
         .map(|(c, _)| c.label.as_str())
         .collect();
     #[expect(clippy::cast_precision_loss, reason = "small counts")]
@@ -779,11 +779,11 @@ fn replay(agent: &str) {
             // Without a decision, only the agent's own bookkeeping passes,
             // and only a call the hook could not decide (refused before
             // asking) is blocked.
-            let refused = outcome.got == Some(Answer::Deny)
+            let refused = outcome.got == Some(Expected::Deny)
                 && String::from_utf8_lossy(&outcome.output.stderr)
                     .starts_with("agent-kernel: blocked");
             assert!(
-                (internal(tool) && outcome.got == Some(Answer::Allow)) || refused,
+                (internal(tool) && outcome.got == Some(Expected::Allow)) || refused,
                 "{}",
                 at("no receipt named")
             );
@@ -814,7 +814,7 @@ fn replay(agent: &str) {
             .collect();
         let (&final_decision, before) = recorded.split_last().unwrap();
         match call.expect {
-            Answer::Allow => {
+            Expected::Allow => {
                 assert_eq!(
                     own,
                     outcome.indices,
@@ -827,12 +827,12 @@ fn replay(agent: &str) {
                     at(&format!("answered allow, recorded {recorded:?}"))
                 );
             }
-            Answer::Deny => assert!(
+            Expected::Deny => assert!(
                 final_decision == Decision::Deny && before.iter().all(|d| *d != Decision::Deny),
                 "{}",
                 at(&format!("answered deny, recorded {recorded:?}"))
             ),
-            Answer::Ask => assert!(
+            Expected::Ask => assert!(
                 recorded.contains(&Decision::Ask) && !recorded.contains(&Decision::Deny),
                 "{}",
                 at(&format!("answered ask, recorded {recorded:?}"))
@@ -870,9 +870,9 @@ fn the_recorded_sessions_are_ordinary_work_with_attacks_among_it() {
         );
         for call in &calls {
             let expected = match call.kind {
-                Kind::Ordinary => Answer::Allow,
-                Kind::Confirm => Answer::Ask,
-                Kind::Dangerous => Answer::Deny,
+                Kind::Ordinary => Expected::Allow,
+                Kind::Confirm => Expected::Ask,
+                Kind::Dangerous => Expected::Deny,
             };
             assert_eq!(call.expect, expected, "{agent} line {}", call.line);
         }

@@ -16,7 +16,7 @@ use kernel_core::{
 };
 use kernel_enforcer::session::serve::STALLED_SEND;
 use kernel_enforcer::session::{
-    Batch, Durable, Outgoing, Reply, Session, UnreleasedAllow, Withheld,
+    Batch, Durable, OperatorAnswerError, Outgoing, Reply, Session, UnreleasedAllow, Withheld,
 };
 use kernel_testkit::session::{Fault, InProcess, Memory, READ_WORKSPACE, WORKSPACE};
 use kernel_testkit::{
@@ -491,10 +491,13 @@ permit (principal, action == Action::"file_read", resource in Workspace::"root")
     let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
     let answered = session.approve(ids[0], "operator test", None);
     assert!(session.halted().is_some());
-    let told = answered.outcome.unwrap_err();
     assert!(
-        told.contains("did not take effect") && told.contains("halted"),
-        "{told}"
+        matches!(
+            &answered.outcome,
+            Err(OperatorAnswerError::Uncommitted { id, approved: true, .. }) if *id == ids[0]
+        ),
+        "{:?}",
+        answered.outcome
     );
     let approved = answered.replies;
     let durable = approved.durable;
@@ -707,7 +710,7 @@ permit (principal, action == Action::"file_read", resource in Workspace::"root")
 fn a_late_approval_is_refused_and_the_agent_gets_the_recorded_denial() {
     for approve in [true, false] {
         let (mut session, device, id) = session_with(usize::MAX, Fault::FailWrite, ASK_READS);
-        let deadline = kernel_enforcer::session::now_ms() + 100;
+        let deadline = kernel_core::now_ms() + 100;
         let frames = [read_frame_until(id, 1, deadline)];
         assert!(matches!(
             only_reply(session.decide_batch(&frames)),
@@ -716,7 +719,7 @@ fn a_late_approval_is_refused_and_the_agent_gets_the_recorded_denial() {
         let ids: Vec<u64> = session.pending().iter().map(|p| p.id).collect();
         assert_eq!(ids.len(), 1);
         // Waits for the deadline to pass; no periodic work runs meanwhile.
-        while kernel_enforcer::session::now_ms() <= deadline + 1 {
+        while kernel_core::now_ms() <= deadline + 1 {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let answered = if approve {
@@ -724,8 +727,14 @@ fn a_late_approval_is_refused_and_the_agent_gets_the_recorded_denial() {
         } else {
             session.reject(ids[0], "operator test")
         };
-        let told = answered.outcome.unwrap_err();
-        assert!(told.contains("passed its deadline"), "{told}");
+        assert!(
+            matches!(
+                &answered.outcome,
+                Err(OperatorAnswerError::PassedDeadline { id, halted: None }) if *id == ids[0]
+            ),
+            "{:?}",
+            answered.outcome
+        );
         // The one reply is the signed denial, recorded at that log index.
         let [Outgoing::Frame(frame)] = <[Outgoing; 1]>::try_from(answered.replies.replies)
             .unwrap_or_else(|r| panic!("the agent gets one answer, not {r:?}"))
@@ -775,10 +784,13 @@ fn an_answer_whose_commit_fails_is_reported_as_not_taking_effect() {
             session.reject(ids[0], "operator test")
         };
         let cause = session.halted().expect("the failed commit halts");
-        let told = answered.outcome.unwrap_err();
-        assert!(
-            told.contains("did not take effect") && told.contains(&cause),
-            "{told}"
+        assert_eq!(
+            answered.outcome,
+            Err(OperatorAnswerError::Uncommitted {
+                id: ids[0],
+                approved: approve,
+                halted: cause,
+            })
         );
         let durable = answered.replies.durable;
         let [reply] = <[Outgoing; 1]>::try_from(answered.replies.replies).unwrap();

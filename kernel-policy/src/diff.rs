@@ -83,9 +83,17 @@ pub enum DiffError {
         /// Why.
         source: PolicyLoadError,
     },
-    /// The workspace cannot be used.
-    #[error("{0}")]
-    Workspace(String),
+    /// The workspace or a protected path cannot be used.
+    #[error("workspace or protected path: {0}")]
+    Workspace(#[source] crate::EnvironmentError),
+    /// The workspace has characters the analysis cannot express.
+    #[error(
+        "workspace `{0}` has characters the analysis cannot express (`\"`, `\\`, `*` or control characters): choose another with `--workspace`"
+    )]
+    InexpressibleWorkspace(String),
+    /// A policy text to compare does not parse.
+    #[error(transparent)]
+    Unparsable(#[from] crate::suggest::SplitError),
     /// The symbolic analysis failed.
     #[error("the symbolic analysis failed for `{action}`: {why}; no comparison was made")]
     Analysis {
@@ -172,7 +180,7 @@ pub struct DiffReport {
 
 /// What the comparison found, overall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum DiffOutcome {
     /// Proven: the new set allows nothing the old one did not.
     NoNewPermissions,
     /// At least one request the new set is more permissive on, confirmed
@@ -184,16 +192,16 @@ pub enum Verdict {
 
 impl DiffReport {
     /// The overall result.
-    pub fn verdict(&self) -> Verdict {
+    pub fn outcome(&self) -> DiffOutcome {
         let findings = self.actions.iter().flat_map(|a| &a.findings);
         if findings.clone().any(|f| f.confirmed) {
-            Verdict::NewPermissions
+            DiffOutcome::NewPermissions
         } else if findings.clone().next().is_some()
             || self.actions.iter().any(|a| !a.open.is_empty())
         {
-            Verdict::Undecided
+            DiffOutcome::Undecided
         } else {
-            Verdict::NoNewPermissions
+            DiffOutcome::NoNewPermissions
         }
     }
 
@@ -265,13 +273,13 @@ impl DiffReport {
             let _ = writeln!(out, "note: {note}");
         }
         let _ = writeln!(out);
-        let _ = match self.verdict() {
-            Verdict::NoNewPermissions => writeln!(
+        let _ = match self.outcome() {
+            DiffOutcome::NoNewPermissions => writeln!(
                 out,
                 "result: no new permissions (for every request the schema admits)"
             ),
-            Verdict::NewPermissions => writeln!(out, "result: new permissions found"),
-            Verdict::Undecided => writeln!(
+            DiffOutcome::NewPermissions => writeln!(out, "result: new permissions found"),
+            DiffOutcome::Undecided => writeln!(
                 out,
                 "result: undecided: no new permission was reproduced, but none could be ruled out"
             ),
@@ -332,11 +340,7 @@ fn within(expr: &str, workspace: &str) -> Result<String, DiffError> {
     if workspace == "/" {
         return Ok("true".to_owned());
     }
-    literal(workspace).ok_or_else(|| {
-        DiffError::Workspace(format!(
-            "workspace `{workspace}` has characters the analysis cannot express (`\"`, `\\`, `*` or control characters): choose another with `--workspace`"
-        ))
-    })?;
+    literal(workspace).ok_or_else(|| DiffError::InexpressibleWorkspace(workspace.to_owned()))?;
     Ok(format!(
         "({expr} == \"{workspace}\" || {expr} like \"{workspace}/*\")"
     ))
@@ -769,8 +773,8 @@ pub fn diff(
     options: &DiffOptions,
 ) -> Result<DiffReport, DiffError> {
     let solver = solver_version()?;
-    let env = Environment::new(&options.workspace, &options.assets)
-        .map_err(|e| DiffError::Workspace(format!("workspace or protected path: {e}")))?;
+    let env =
+        Environment::new(&options.workspace, &options.assets).map_err(DiffError::Workspace)?;
     let replay_old =
         PolicyEngine::from_sources(old, env.clone()).map_err(|source| DiffError::Policy {
             which: "old",

@@ -7,6 +7,22 @@ use kernel_core::{Action, CanonicalAction, canonical_path};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
+/// Why an [`Environment`] cannot be made: a path the kernel's canonical
+/// form refuses (relative, a NUL byte, over the length limit).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvironmentError {
+    /// The workspace.
+    #[error(transparent)]
+    Workspace(kernel_core::ActionError),
+    /// The workspace as its links resolve.
+    #[error(transparent)]
+    ResolvedWorkspace(kernel_core::ActionError),
+    /// A protected path.
+    #[error(transparent)]
+    Asset(kernel_core::ActionError),
+}
+
 /// What policies are evaluated against besides the action: the agent's
 /// workspace and the kernel's own assets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,16 +38,15 @@ impl Environment {
     /// `workspace` and every asset must be absolute; they are lexically
     /// normalised here. Callers should pass assets both as given and with
     /// symbolic links resolved.
-    pub fn new(workspace: &str, assets: &[String]) -> Result<Self, String> {
-        let normal = |p: &str| canonical_path(p, None).map_err(|e| e.to_string());
+    pub fn new(workspace: &str, assets: &[String]) -> Result<Self, EnvironmentError> {
         let mut assets = assets
             .iter()
-            .map(|a| normal(a))
+            .map(|a| canonical_path(a, None).map_err(EnvironmentError::Asset))
             .collect::<Result<Vec<_>, _>>()?;
         assets.sort();
         assets.dedup();
         Ok(Self {
-            workspace: normal(workspace)?,
+            workspace: canonical_path(workspace, None).map_err(EnvironmentError::Workspace)?,
             resolved_workspace: None,
             assets,
         })
@@ -41,8 +56,9 @@ impl Environment {
     /// symbolic links resolved) as in the workspace, so that a path
     /// decided where it leads is in the workspace when the workspace was
     /// named through a link. The workspace keeps its name as given.
-    pub fn with_resolved_workspace(mut self, resolved: &str) -> Result<Self, String> {
-        let resolved = canonical_path(resolved, None).map_err(|e| e.to_string())?;
+    pub fn with_resolved_workspace(mut self, resolved: &str) -> Result<Self, EnvironmentError> {
+        let resolved =
+            canonical_path(resolved, None).map_err(EnvironmentError::ResolvedWorkspace)?;
         self.resolved_workspace = (resolved != self.workspace).then_some(resolved);
         Ok(self)
     }

@@ -59,7 +59,7 @@ pub mod suite;
 
 use cedar_policy::{Authorizer, Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use kernel_core::{
-    Approval, CanonicalAction, Deadline, DecisionInputs, Digest, Evaluation, KernelState,
+    Approval, CanonicalAction, Deadline, DecisionInputs, Digest, EnforcerState, Evaluation,
     LimitState, MatchedForbid, MatchedPermit, Verdict,
 };
 use std::collections::HashMap;
@@ -67,7 +67,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub(crate) use entities::link_directories;
-pub use entities::{Environment, RequestView};
+pub use entities::{Environment, EnvironmentError, RequestView};
 pub use stack::{
     DECIDER_STACK_BYTES, MAX_POLICY_DEPTH, STACK_PER_LEVEL, spawn_decider, spawn_scoped_decider,
 };
@@ -350,8 +350,8 @@ fn parse_and_validate(
                         ));
                         None
                     }
-                    Err(message) => {
-                        diagnostics.push(at_text("@limit", message));
+                    Err(error) => {
+                        diagnostics.push(at_text("@limit", error.to_string()));
                         None
                     }
                 },
@@ -559,7 +559,7 @@ impl PolicyEngine {
     pub fn decide_fresh(&self, action: &CanonicalAction) -> Decided {
         let evaluation = self.evaluate(action);
         let verdict = kernel_core::decide(&DecisionInputs {
-            kernel: KernelState::Serving,
+            kernel: EnforcerState::Serving,
             deadline: Deadline::Open,
             evaluation: evaluation.clone(),
             limits: LimitState::Within,

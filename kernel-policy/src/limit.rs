@@ -23,20 +23,28 @@ pub struct RateLimit {
     pub text: String,
 }
 
+/// Why a `@limit` annotation is refused ([`parse_limit`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// Not `N/period`.
+    #[error(
+        "`@limit(\"{0}\")` is not of the form \"N/period\" (period: second, minute, hour, day, or a number followed by s, m, h or d)"
+    )]
+    Form(String),
+    /// The count is 0 or over [`MAX_LIMIT_COUNT`].
+    #[error("`@limit(\"{0}\")`: the count must be between 1 and {MAX_LIMIT_COUNT}")]
+    Count(String),
+}
+
 /// Parses `N/second`, `N/minute`, `N/hour`, `N/day`, or `N/<k><s|m|h|d>`
 /// such as `20/5m`.
-pub fn parse_limit(text: &str) -> Result<RateLimit, String> {
-    let bad = || {
-        format!(
-            "`@limit(\"{text}\")` is not of the form \"N/period\" (period: second, minute, hour, day, or a number followed by s, m, h or d)"
-        )
-    };
+pub fn parse_limit(text: &str) -> Result<RateLimit, LimitError> {
+    let bad = || LimitError::Form(text.to_owned());
     let (count, period) = text.split_once('/').ok_or_else(bad)?;
     let count: u32 = count.trim().parse().map_err(|_| bad())?;
     if count == 0 || count > MAX_LIMIT_COUNT {
-        return Err(format!(
-            "`@limit(\"{text}\")`: the count must be between 1 and {MAX_LIMIT_COUNT}"
-        ));
+        return Err(LimitError::Count(text.to_owned()));
     }
     let period = period.trim();
     let seconds = match period {
@@ -87,14 +95,24 @@ mod tests {
         for bad in [
             "",
             "10",
-            "0/minute",
             "x/minute",
             "10/fortnight",
             "10/0s",
             "10/m5",
             "10/999999d",
         ] {
-            assert!(parse_limit(bad).is_err(), "{bad}");
+            assert_eq!(
+                parse_limit(bad),
+                Err(LimitError::Form(bad.to_owned())),
+                "{bad}"
+            );
+        }
+        for bad in ["0/minute", "4294967295/s"] {
+            assert_eq!(
+                parse_limit(bad),
+                Err(LimitError::Count(bad.to_owned())),
+                "{bad}"
+            );
         }
     }
 }

@@ -104,36 +104,147 @@ fn kind_names() -> String {
 /// Largest request file accepted, in bytes.
 pub const MAX_REQUEST_FILE_BYTES: usize = 64 * 1024;
 
+/// Why a request file cannot be read ([`RequestSpec::read`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestReadError {
+    /// The file cannot be read.
+    #[error("cannot read `{name}`: {source}")]
+    Io {
+        /// The file, as named.
+        name: String,
+        /// What reading it gave.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is over [`MAX_REQUEST_FILE_BYTES`].
+    #[error(
+        "`{name}` is {size} bytes, over the {MAX_REQUEST_FILE_BYTES}-byte limit for a request file"
+    )]
+    TooLarge {
+        /// The file, as named.
+        name: String,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// The file is not UTF-8.
+    #[error("`{name}` is not UTF-8")]
+    NotUtf8 {
+        /// The file, as named.
+        name: String,
+    },
+    /// A JSON file that is not strict JSON or not a request.
+    #[error("{name}:{}:{}: {source}", .source.line(), .source.column())]
+    Json {
+        /// The file, as named.
+        name: String,
+        /// What the parser found, with its line and column.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A TOML file that is not TOML or not a request.
+    #[error("{name}:{}{message}", at.map(|(line, column)| format!("{line}:{column}: ")).unwrap_or_else(|| " ".to_owned()))]
+    Toml {
+        /// The file, as named.
+        name: String,
+        /// The line and column of the problem, when the parser gave one.
+        at: Option<(usize, usize)>,
+        /// What the parser found.
+        message: String,
+    },
+}
+
+/// Why a request names no action ([`RequestSpec::to_action`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestSpecError {
+    /// `action` is not a kind of action.
+    #[error("unknown action `{action}`: use one of {}", kind_names())]
+    UnknownAction {
+        /// The kind, as written.
+        action: String,
+    },
+    /// A field is set that this kind of action does not take.
+    #[error("`{field}` does not apply to `{action}`: it takes {}", takes.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "))]
+    StrayField {
+        /// The field.
+        field: &'static str,
+        /// The kind of action, as written.
+        action: String,
+        /// The fields it takes.
+        takes: &'static [&'static str],
+    },
+    /// A field this kind of action needs is missing.
+    #[error("`{action}` needs `{field}`")]
+    MissingField {
+        /// The kind of action, as written.
+        action: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// `mode` is not a write mode.
+    #[error(
+        "unknown write mode `{0}`: use `create_new`, `overwrite`, `append`, `descriptor`, `symlink`, `hard_link`, `metadata` or `connect`"
+    )]
+    UnknownWriteMode(String),
+    /// `content` or `size` on a write that has neither.
+    #[error("a `{}` write has no `content` or `size`: {}", .0.as_str(), if .0.is_unbounded() { "what is written is not known when deciding" } else { "it writes no content" })]
+    NoContent(WriteMode),
+    /// `size` on a symbolic link.
+    #[error("a `symlink` write has no `size`: its `content` is the link's target")]
+    SymlinkSize,
+}
+
+/// Why a request has no canonical action ([`RequestSpec::canonical`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CanonicalRequestError {
+    /// The request names no action.
+    #[error(transparent)]
+    Spec(#[from] RequestSpecError),
+    /// `program` is a bare name, which only the client's `PATH` resolves.
+    #[error(
+        "program `{program}` is not a path: write it as the client resolves it, such as `{example}`"
+    )]
+    BareProgram {
+        /// The program, as written.
+        program: String,
+        /// Where this machine's `PATH` finds it (or `/usr/bin/PROGRAM`).
+        example: String,
+    },
+    /// The client's canonicalisation refuses the action.
+    #[error("the client would refuse this action: {0}")]
+    Refused(#[source] kernel_core::ActionError),
+}
+
 impl RequestSpec {
     /// Reads a request file (`policy explain --request`): TOML, or JSON
     /// when it ends in `.json`, at most [`MAX_REQUEST_FILE_BYTES`].
     /// Errors carry the file's line and column.
-    pub fn read(path: &Path) -> Result<Self, String> {
+    pub fn read(path: &Path) -> Result<Self, RequestReadError> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{name}`: {e}"))?;
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(source) => return Err(RequestReadError::Io { name, source }),
+        };
         if bytes.len() > MAX_REQUEST_FILE_BYTES {
-            return Err(format!(
-                "`{name}` is {} bytes, over the {MAX_REQUEST_FILE_BYTES}-byte limit for a request file",
-                bytes.len()
-            ));
+            let size = bytes.len();
+            return Err(RequestReadError::TooLarge { name, size });
         }
-        let text = String::from_utf8(bytes).map_err(|_| format!("`{name}` is not UTF-8"))?;
+        let Ok(text) = String::from_utf8(bytes) else {
+            return Err(RequestReadError::NotUtf8 { name });
+        };
         if path.extension().is_some_and(|e| e == "json") {
             // Strict first (no key read twice); then typed, from the same
             // text, for errors with their line and column.
             kernel_core::json::parse_strict(&text)
                 .and_then(|_| serde_json::from_str(&text))
-                .map_err(|e| format!("{name}:{}:{}: {e}", e.line(), e.column()))
+                .map_err(|source| RequestReadError::Json { name, source })
         } else {
             toml::from_str(&text).map_err(|e| {
                 let message = e.message().trim_end_matches('\n').to_owned();
-                match e.span() {
-                    Some(span) => {
-                        let (line, column) = crate::line_column(&text, span.start);
-                        format!("{name}:{line}:{column}: {message}")
-                    }
-                    None => format!("{name}: {message}"),
-                }
+                let at = e.span().map(|span| crate::line_column(&text, span.start));
+                RequestReadError::Toml { name, at, message }
             })
         }
     }
@@ -168,13 +279,9 @@ impl RequestSpec {
 
     /// The action this request proposes, before canonicalisation. Refuses
     /// an unknown kind, a missing field, and a field of another kind.
-    pub fn to_action(&self) -> Result<Action, String> {
-        let kind = action_kind(&self.action).ok_or_else(|| {
-            format!(
-                "unknown action `{}`: use one of {}",
-                self.action,
-                kind_names()
-            )
+    pub fn to_action(&self) -> Result<Action, RequestSpecError> {
+        let kind = action_kind(&self.action).ok_or_else(|| RequestSpecError::UnknownAction {
+            action: self.action.clone(),
         })?;
         let allowed = FIELDS
             .iter()
@@ -182,20 +289,17 @@ impl RequestSpec {
             .map(|(_, fields)| *fields)
             .unwrap_or_default();
         if let Some(stray) = self.fields_set().into_iter().find(|f| !allowed.contains(f)) {
-            return Err(format!(
-                "`{stray}` does not apply to `{}`: it takes {}",
-                self.action,
-                allowed
-                    .iter()
-                    .map(|f| format!("`{f}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Err(RequestSpecError::StrayField {
+                field: stray,
+                action: self.action.clone(),
+                takes: allowed,
+            });
         }
-        let need = |value: &Option<String>, field: &str| {
-            value
-                .clone()
-                .ok_or_else(|| format!("`{}` needs `{field}`", self.action))
+        let need = |value: &Option<String>, field: &'static str| {
+            value.clone().ok_or_else(|| RequestSpecError::MissingField {
+                action: self.action.clone(),
+                field,
+            })
         };
         Ok(match kind {
             ActionKind::Exec => {
@@ -221,9 +325,7 @@ impl RequestSpec {
                     Some("metadata") => WriteMode::Metadata,
                     Some("connect") => WriteMode::Connect,
                     Some(other) => {
-                        return Err(format!(
-                            "unknown write mode `{other}`: use `create_new`, `overwrite`, `append`, `descriptor`, `symlink`, `hard_link`, `metadata` or `connect`"
-                        ));
+                        return Err(RequestSpecError::UnknownWriteMode(other.to_owned()));
                     }
                 };
                 let path = need(&self.path, "path")?;
@@ -234,15 +336,7 @@ impl RequestSpec {
                     | WriteMode::Metadata
                         if self.content.is_some() || self.size.is_some() =>
                     {
-                        return Err(format!(
-                            "a `{}` write has no `content` or `size`: {}",
-                            mode.as_str(),
-                            if mode.is_unbounded() {
-                                "what is written is not known when deciding"
-                            } else {
-                                "it writes no content"
-                            }
-                        ));
+                        return Err(RequestSpecError::NoContent(mode));
                     }
                     WriteMode::Descriptor => return Ok(Action::file_write_descriptor(path)),
                     WriteMode::Connect => return Ok(Action::file_connect(path)),
@@ -250,10 +344,7 @@ impl RequestSpec {
                         return Ok(Action::file_write_without_content(path, mode));
                     }
                     WriteMode::Symlink if self.size.is_some() => {
-                        return Err(
-                            "a `symlink` write has no `size`: its `content` is the link's target"
-                                .into(),
-                        );
+                        return Err(RequestSpecError::SymlinkSize);
                     }
                     WriteMode::Symlink => return Ok(Action::file_symlink(path, &content)),
                     WriteMode::CreateNew | WriteMode::Overwrite | WriteMode::Append => {}
@@ -270,8 +361,10 @@ impl RequestSpec {
             ActionKind::FileDelete => Action::file_delete(need(&self.path, "path")?),
             ActionKind::NetConnect => Action::net_connect(
                 need(&self.host, "host")?,
-                self.port
-                    .ok_or_else(|| "`net_connect` needs `port`".to_owned())?,
+                self.port.ok_or_else(|| RequestSpecError::MissingField {
+                    action: self.action.clone(),
+                    field: "port",
+                })?,
             ),
             ActionKind::Http => {
                 Action::http(need(&self.method, "method")?, need(&self.url, "url")?)
@@ -416,7 +509,7 @@ impl RequestSpec {
     /// `cwd` or else `workspace`, as the client resolves them against its
     /// working directory. Bare program names are refused: the client
     /// resolves them through its `PATH`, which is not this machine's.
-    pub fn canonical(&self, workspace: &str) -> Result<CanonicalAction, String> {
+    pub fn canonical(&self, workspace: &str) -> Result<CanonicalAction, CanonicalRequestError> {
         let action = self.to_action()?;
         if let Action::Exec(exec) = &action
             && !exec.program.contains('/')
@@ -425,14 +518,13 @@ impl RequestSpec {
             // client here would resolve it.
             let example =
                 search_path(&exec.program).unwrap_or_else(|| format!("/usr/bin/{}", exec.program));
-            return Err(format!(
-                "program `{}` is not a path: write it as the client resolves it, such as `{example}`",
-                exec.program
-            ));
+            return Err(CanonicalRequestError::BareProgram {
+                program: exec.program.clone(),
+                example,
+            });
         }
         let base = self.cwd.as_deref().unwrap_or(workspace);
-        CanonicalAction::new(action, Some(base))
-            .map_err(|e| format!("the client would refuse this action: {e}"))
+        CanonicalAction::new(action, Some(base)).map_err(CanonicalRequestError::Refused)
     }
 }
 
@@ -545,46 +637,43 @@ mod tests {
         );
         for mode in ["connect", "metadata", "hard_link", "descriptor"] {
             assert!(
-                write(mode, Some("x"))
-                    .to_action()
-                    .unwrap_err()
-                    .contains("no `content` or `size`"),
+                matches!(
+                    write(mode, Some("x")).to_action(),
+                    Err(RequestSpecError::NoContent(m)) if m.as_str() == mode
+                ),
                 "{mode}"
             );
         }
-        assert!(
-            write("chmod", None)
-                .to_action()
-                .unwrap_err()
-                .contains("unknown write mode")
+        assert_eq!(
+            write("chmod", None).to_action(),
+            Err(RequestSpecError::UnknownWriteMode("chmod".into()))
         );
     }
 
     #[test]
     fn refuses_unknown_kinds_missing_and_stray_fields() {
-        assert!(
-            spec("file_raed")
-                .to_action()
-                .unwrap_err()
-                .contains("unknown action")
+        assert_eq!(
+            spec("file_raed").to_action(),
+            Err(RequestSpecError::UnknownAction {
+                action: "file_raed".into()
+            })
         );
-        assert!(
-            spec("file_read")
-                .to_action()
-                .unwrap_err()
-                .contains("needs `path`")
+        assert_eq!(
+            spec("file_read").to_action(),
+            Err(RequestSpecError::MissingField {
+                action: "file_read".into(),
+                field: "path"
+            })
         );
         let stray = RequestSpec {
             path: Some("a".into()),
             port: Some(1),
             ..spec("file_read")
         };
-        assert!(
-            stray
-                .to_action()
-                .unwrap_err()
-                .contains("`port` does not apply")
-        );
+        assert!(matches!(
+            stray.to_action(),
+            Err(RequestSpecError::StrayField { field: "port", action, .. }) if action == "file_read"
+        ));
     }
 
     #[test]
@@ -601,13 +690,19 @@ mod tests {
             program: Some("git".into()),
             ..spec("exec")
         };
-        assert!(exec.canonical("/ws").unwrap_err().contains("not a path"));
+        assert!(matches!(
+            exec.canonical("/ws"),
+            Err(CanonicalRequestError::BareProgram { program, .. }) if program == "git"
+        ));
         let port_zero = RequestSpec {
             host: Some("example.com".into()),
             port: Some(0),
             ..spec("net_connect")
         };
-        assert!(port_zero.canonical("/ws").unwrap_err().contains("refuse"));
+        assert!(matches!(
+            port_zero.canonical("/ws"),
+            Err(CanonicalRequestError::Refused(_))
+        ));
     }
 
     #[test]

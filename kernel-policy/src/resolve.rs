@@ -77,6 +77,35 @@ pub struct Unresolved {
     pub why: String,
 }
 
+/// Why a client's path cannot be named in a request ([`request_path`],
+/// [`request_action`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestPathError {
+    /// A relative path with no directory to resolve it against.
+    #[error("`{0}` is relative and there is no directory to resolve it against")]
+    Relative(String),
+    /// The path does not resolve.
+    #[error(transparent)]
+    Unresolved(#[from] Unresolved),
+    /// The path is not one the kernel accepts (NUL byte, too long, ...).
+    #[error(transparent)]
+    Invalid(#[from] kernel_core::ActionError),
+    /// `..` after a symbolic link: the path leads elsewhere than it reads.
+    #[error(
+        "`{path}` has `..` after a symbolic link: it leads to `{physically}` when opened, \
+         and to `{lexically}` after a shell's `cd`; name the file without `..`"
+    )]
+    DotDotAfterLink {
+        /// The path, as given.
+        path: String,
+        /// Where it leads when opened.
+        physically: String,
+        /// Where it leads after a shell's `cd`.
+        lexically: String,
+    },
+}
+
 /// `path` (absolute, as written: `.` and `..` not yet applied) resolved
 /// physically as far as it exists; the last component's link followed
 /// only if `follow_last`. See the [module](self) for what is refused.
@@ -244,7 +273,7 @@ fn follows_last(action: &Action) -> Option<(&str, bool)> {
 /// symbolic link makes it lead elsewhere than its lexical reading (a
 /// shell's `cd` reads it lexically, the kernel physically). Other actions
 /// are returned unchanged.
-pub fn request_action(action: Action, base: Option<&str>) -> Result<Action, String> {
+pub fn request_action(action: Action, base: Option<&str>) -> Result<Action, RequestPathError> {
     let Some((path, follow)) = follows_last(&action) else {
         return Ok(action);
     };
@@ -268,23 +297,26 @@ pub fn request_action(action: Action, base: Option<&str>) -> Result<Action, Stri
 }
 
 /// See [`request_action`].
-pub fn request_path(path: &str, base: Option<&str>, follow_last: bool) -> Result<String, String> {
+pub fn request_path(
+    path: &str,
+    base: Option<&str>,
+    follow_last: bool,
+) -> Result<String, RequestPathError> {
     let raw = if path.starts_with('/') {
         path.to_owned()
     } else {
-        let base = base.ok_or_else(|| {
-            format!("`{path}` is relative and there is no directory to resolve it against")
-        })?;
+        let base = base.ok_or_else(|| RequestPathError::Relative(path.to_owned()))?;
         format!("{base}/{path}")
     };
-    let physically = physical(&raw, follow_last).map_err(|e| e.to_string())?;
-    let lexical = canonical_path(&raw, None).map_err(|e| e.to_string())?;
-    let lexically = physical(&lexical, follow_last).map_err(|e| e.to_string())?;
+    let physically = physical(&raw, follow_last)?;
+    let lexical = canonical_path(&raw, None)?;
+    let lexically = physical(&lexical, follow_last)?;
     if physically != lexically {
-        return Err(format!(
-            "`{path}` has `..` after a symbolic link: it leads to `{physically}` when opened, \
-             and to `{lexically}` after a shell's `cd`; name the file without `..`"
-        ));
+        return Err(RequestPathError::DotDotAfterLink {
+            path: path.to_owned(),
+            physically,
+            lexically,
+        });
     }
     Ok(physically)
 }
@@ -526,8 +558,16 @@ mod tests {
         symlink("sub", format!("{root}/ws/near")).unwrap();
         let ws = format!("{root}/ws");
         // `cd l/..` in a shell is `ws`; an open of `l/../x` is `deep/x`.
-        let error = request_path("l/../.claude/settings.json", Some(&ws), true).unwrap_err();
-        assert!(error.contains("has `..` after a symbolic link"), "{error}");
+        let error = request_path("l/../.claude/settings.json", Some(&ws), true);
+        assert!(
+            matches!(
+                &error,
+                Err(RequestPathError::DotDotAfterLink { physically, lexically, .. })
+                    if physically.ends_with("/deep/.claude/settings.json")
+                        && lexically.ends_with("/ws/.claude/settings.json")
+            ),
+            "{error:?}"
+        );
         // Where both readings agree, the path is resolved.
         assert_eq!(
             request_path("near/../sub/f", Some(&ws), true).unwrap(),

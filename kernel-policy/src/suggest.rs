@@ -105,8 +105,8 @@ pub enum SuggestError {
     #[error("base policy: {0}")]
     Base(PolicyLoadError),
     /// The workspace or a protected path cannot be used.
-    #[error("{0}")]
-    Environment(String),
+    #[error(transparent)]
+    Environment(#[from] crate::EnvironmentError),
     /// The suggestion failed its own checks (a bug: nothing is written).
     #[error("the suggestion failed its own check, so none is written: {0}")]
     SelfCheck(String),
@@ -1560,11 +1560,25 @@ fn case_text(case: &TestCase) -> String {
     out
 }
 
+/// Why a policy text cannot be split into its policies ([`split_policies`]).
+#[derive(Debug, thiserror::Error)]
+#[error("`{name}`: {source}")]
+pub struct SplitError {
+    /// The name the text was given.
+    pub name: String,
+    /// Cedar's parse errors (boxed: they are large).
+    #[source]
+    pub source: Box<cedar_policy::ParseErrors>,
+}
+
 /// The policies of `text`, each as written, with an `@id` put before any
 /// that has none (`<name>#<n>`, as the loader would name it), so that each
 /// keeps its id when others are left out.
-pub fn split_policies(name: &str, text: &str) -> Result<Vec<(String, String)>, String> {
-    let set = PolicySet::from_str(text).map_err(|e| format!("`{name}`: {e}"))?;
+pub fn split_policies(name: &str, text: &str) -> Result<Vec<(String, String)>, SplitError> {
+    let set = PolicySet::from_str(text).map_err(|source| SplitError {
+        name: name.to_owned(),
+        source: Box::new(source),
+    })?;
     let mut policies: Vec<(usize, String, String)> = set
         .policies()
         .map(|policy| {
@@ -1627,14 +1641,14 @@ pub fn widening(
     forbids: &[String],
     options: &super::diff::DiffOptions,
 ) -> Result<Widening, super::diff::DiffError> {
-    use super::diff::{DiffError, diff};
+    use super::diff::diff;
     let mut old = envelope.to_owned();
     for forbid in forbids {
         old.push_str(forbid);
         old.push('\n');
     }
     let old = [("exercised".to_owned(), old)];
-    let mut policies = split_policies("suggestion", text).map_err(DiffError::Workspace)?;
+    let mut policies = split_policies("suggestion", text)?;
     let mut result = Widening {
         wider: Vec::new(),
         open: Vec::new(),

@@ -216,7 +216,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Suite, Vec<PolicyDia
                 Ok(request) => match request.to_action() {
                     Ok(_) => Some(request),
                     Err(message) => {
-                        problems.push(message);
+                        problems.push(message.to_string());
                         None
                     }
                 },
@@ -380,7 +380,7 @@ pub fn run(
         }
         match case.request.canonical(workspace) {
             Ok(action) => planned.push((case, workspace, action)),
-            Err(message) => diagnostics.push(problem(message)),
+            Err(message) => diagnostics.push(problem(message.to_string())),
         }
     }
     if !diagnostics.is_empty() {

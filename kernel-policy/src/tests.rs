@@ -23,7 +23,7 @@ fn canon(action: Action) -> CanonicalAction {
 
 fn decision(engine: &PolicyEngine, action: Action) -> Decision {
     kernel_core::decide(&kernel_core::DecisionInputs {
-        kernel: kernel_core::KernelState::Serving,
+        kernel: kernel_core::EnforcerState::Serving,
         deadline: kernel_core::Deadline::Open,
         evaluation: engine.evaluate(&canon(action)),
         limits: kernel_core::LimitState::Within,

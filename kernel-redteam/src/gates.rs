@@ -30,7 +30,7 @@ impl Oracle {
         let mut assets = world.plan.assets();
         assets.push(world.plan.outside_secret.clone());
         assets.push(world.plan.control.clone());
-        let env = Environment::new(&world.plan.workspace, &assets)?;
+        let env = Environment::new(&world.plan.workspace, &assets).map_err(|e| e.to_string())?;
         PolicyEngine::load(&world.policies(mode), env)
             .map(Self)
             .map_err(|e| e.to_string())
@@ -43,12 +43,12 @@ impl Oracle {
 
 /// What a gateway process answered.
 #[derive(Debug)]
-pub(crate) struct Verdict {
+pub(crate) struct GateReply {
     pub(crate) code: Option<i32>,
     pub(crate) stdout: String,
 }
 
-impl Verdict {
+impl GateReply {
     pub(crate) fn allowed(&self) -> bool {
         self.code == Some(0)
     }
@@ -56,7 +56,7 @@ impl Verdict {
 
 /// Runs `kernel-enforcer ARGS` with `input` on its standard input, as a
 /// hook runner or a script does.
-pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
+pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> GateReply {
     let child = Command::new(&world.enforcer)
         .args(args)
         .stdin(Stdio::piped())
@@ -64,7 +64,7 @@ pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
         .stderr(Stdio::piped())
         .spawn();
     let Ok(mut child) = child else {
-        return Verdict {
+        return GateReply {
             code: None,
             stdout: "cannot start".into(),
         };
@@ -73,7 +73,7 @@ pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
         let _ = stdin.write_all(input);
     }
     match child.wait_with_output() {
-        Ok(out) => Verdict {
+        Ok(out) => GateReply {
             code: out.status.code(),
             stdout: format!(
                 "{} {}",
@@ -84,7 +84,7 @@ pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
             .take(300)
             .collect(),
         },
-        Err(e) => Verdict {
+        Err(e) => GateReply {
             code: None,
             stdout: e.to_string(),
         },
@@ -92,12 +92,12 @@ pub(crate) fn run_gate(world: &World, args: &[&str], input: &[u8]) -> Verdict {
 }
 
 /// The hook adapters' names and agents.
-const HOOKS: [(&str, kernel_enforcer::gateways::hook::Agent); 2] = [
+const HOOKS: [(&str, kernel_enforcer::gateways::hook::CodingAgent); 2] = [
     (
         "claude-code",
-        kernel_enforcer::gateways::hook::Agent::ClaudeCode,
+        kernel_enforcer::gateways::hook::CodingAgent::ClaudeCode,
     ),
-    ("codex", kernel_enforcer::gateways::hook::Agent::Codex),
+    ("codex", kernel_enforcer::gateways::hook::CodingAgent::Codex),
 ];
 
 /// The actions each reading of an input means (a hook's tool call may
@@ -106,7 +106,7 @@ const HOOKS: [(&str, kernel_enforcer::gateways::hook::Agent); 2] = [
 type Readings = Vec<(Reader, Result<Vec<CanonicalAction>, String>)>;
 
 /// The actions a hook payload means under each reading of its JSON.
-fn hook_readings(agent: kernel_enforcer::gateways::hook::Agent, payload: &str) -> Readings {
+fn hook_readings(agent: kernel_enforcer::gateways::hook::CodingAgent, payload: &str) -> Readings {
     let Some(raw) = json::parse(payload) else {
         return Vec::new();
     };
@@ -114,20 +114,17 @@ fn hook_readings(agent: kernel_enforcer::gateways::hook::Agent, payload: &str) -
         .into_iter()
         .map(|reader| {
             let text = raw.read(reader).to_string();
-            let actions =
-                kernel_enforcer::gateways::hook::map_payload(agent, &text).and_then(|mapped| {
-                    match mapped {
-                        kernel_enforcer::gateways::hook::Mapped::Internal { .. } => Ok(Vec::new()),
-                        kernel_enforcer::gateways::hook::Mapped::Actions { actions, cwd } => {
-                            actions
-                                .into_iter()
-                                .map(|a| {
-                                    kernel_enforcer::gateways::endpoint::canonicalize(a, Some(&cwd))
-                                        .map_err(|e| e.to_string())
-                                })
-                                .collect()
-                        }
-                    }
+            let actions = kernel_enforcer::gateways::hook::map_payload(agent, &text)
+                .map_err(|e| e.to_string())
+                .and_then(|mapped| match mapped {
+                    kernel_enforcer::gateways::hook::Mapped::Internal { .. } => Ok(Vec::new()),
+                    kernel_enforcer::gateways::hook::Mapped::Actions { actions, cwd } => actions
+                        .into_iter()
+                        .map(|a| {
+                            kernel_enforcer::gateways::endpoint::canonicalize(a, Some(&cwd))
+                                .map_err(|e| e.to_string())
+                        })
+                        .collect(),
                 });
             (reader, actions)
         })
@@ -143,8 +140,9 @@ fn ask_readings(document: &str) -> Readings {
         .into_iter()
         .map(|reader| {
             let text = raw.read(reader).to_string();
-            let action =
-                kernel_enforcer::gateways::action_json::parse_action(&text).and_then(|p| {
+            let action = kernel_enforcer::gateways::action_json::parse_action(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
                     kernel_enforcer::gateways::endpoint::canonicalize(p.action, p.cwd.as_deref())
                         .map_err(|e| e.to_string())
                 });
@@ -155,7 +153,7 @@ fn ask_readings(document: &str) -> Readings {
 
 /// An allow for an input some reading of which means an action the policy
 /// denies.
-fn judge_verdict(oracle: &Oracle, verdict: &Verdict, readings: &Readings) -> Vec<String> {
+fn judge_verdict(oracle: &Oracle, verdict: &GateReply, readings: &Readings) -> Vec<String> {
     if !verdict.allowed() {
         return Vec::new();
     }
@@ -290,7 +288,7 @@ pub(crate) fn differentials(world: &mut World, results: &mut Vec<Judged>) -> Res
     let inputs = differential_inputs(&ws);
     let mut progress = Progress::new("parser-differentials", Mode::Endpoint, inputs.len() * 2);
     for (gate, what, input) in inputs {
-        let runs: Vec<(String, Verdict, Readings)> = if gate == "ask" {
+        let runs: Vec<(String, GateReply, Readings)> = if gate == "ask" {
             let document = ask_document(&ws, &input);
             let verdict = run_gate(
                 world,

@@ -14,7 +14,7 @@
 
 use kernel_core::{
     Action, Approval, CanonicalAction, Deadline, Decision, DecisionInputs, Digest, EncodedRequest,
-    Evaluation, Expectation, KernelState, LimitState, MAX_CLOCK_SKEW_MS, MatchedForbid,
+    EnforcerState, Evaluation, Expectation, LimitState, MAX_CLOCK_SKEW_MS, MatchedForbid,
     MatchedPermit, ReceiptBody, Request, SessionId, SigningKey, Verified, sign_receipt,
     verify_receipt,
 };
@@ -86,7 +86,7 @@ impl DecisionPoint {
             ),
         };
         Self {
-            halted: inputs.kernel == KernelState::Halted,
+            halted: inputs.kernel == EnforcerState::Halted,
             deadline_passed: inputs.deadline == Deadline::Passed,
             evaluation_failed: failed,
             plain_permit: plain,
@@ -117,9 +117,9 @@ impl DecisionPoint {
         }
         DecisionInputs {
             kernel: if self.halted {
-                KernelState::Halted
+                EnforcerState::Halted
             } else {
-                KernelState::Serving
+                EnforcerState::Serving
             },
             deadline: if self.deadline_passed {
                 Deadline::Passed

@@ -49,7 +49,7 @@
 //! makes one of them fail.
 
 use kernel_core::{
-    Approval, Deadline, Decision, DecisionInputs, Evaluation, KernelState, LimitState,
+    Approval, Deadline, Decision, DecisionInputs, EnforcerState, Evaluation, LimitState,
     MatchedPermit, decide,
 };
 use stateright::{Model, Property};
@@ -318,9 +318,9 @@ impl ProtocolModel {
     fn decision(halted: bool, deadline_passed: bool) -> bool {
         let verdict = decide(&DecisionInputs {
             kernel: if halted {
-                KernelState::Halted
+                EnforcerState::Halted
             } else {
-                KernelState::Serving
+                EnforcerState::Serving
             },
             deadline: if deadline_passed {
                 Deadline::Passed

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs, reason = "tests")]
 
 use kernel_core::{
-    Approval, Deadline, DecisionInputs, Evaluation, KernelState, LimitState, MatchedForbid,
+    Approval, Deadline, DecisionInputs, EnforcerState, Evaluation, LimitState, MatchedForbid,
     MatchedPermit, decide,
 };
 use kernel_verify::DecisionPoint;
@@ -40,9 +40,9 @@ fn arb_inputs() -> impl Strategy<Value = DecisionInputs> {
     )
         .prop_map(|(halted, passed, evaluation, limit, by)| DecisionInputs {
             kernel: if halted {
-                KernelState::Halted
+                EnforcerState::Halted
             } else {
-                KernelState::Serving
+                EnforcerState::Serving
             },
             deadline: if passed {
                 Deadline::Passed

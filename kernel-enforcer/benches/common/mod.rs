@@ -183,7 +183,7 @@ pub(crate) fn write_log(
     std::fs::read(path).expect("read the log")
 }
 
-pub(crate) use kernel_enforcer::session::now_ms;
+pub(crate) use kernel_core::now_ms;
 
 /// Byte sizes and the signed message of a real decision.
 pub(crate) struct Shapes {

@@ -162,13 +162,28 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not a valid configuration.
-    #[error("invalid configuration `{path}`: {message}")]
+    #[error("invalid configuration `{path}`: {source}")]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What is wrong, with line and column.
-        message: String,
+        /// What is wrong.
+        source: FileConfigError,
     },
+}
+
+/// Why configuration text is refused ([`FileConfig::parse`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileConfigError {
+    /// `shadow` is set: only the command line may turn shadow mode on.
+    #[error(
+        "`shadow` cannot be set in a configuration file: shadow mode lets actions the policy denies proceed, so only the `--shadow` flag on the enforcer's command line turns it on"
+    )]
+    Shadow,
+    /// Not TOML, or not of the configuration's shape: an unknown key, a
+    /// wrong type, a value out of range (with its line and column).
+    #[error("{}", .0.to_string().trim())]
+    Toml(#[source] toml::de::Error),
 }
 
 impl FileConfig {
@@ -180,25 +195,20 @@ impl FileConfig {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base).map_err(|message| ConfigError::Invalid {
+        Self::parse(&text, base).map_err(|source| ConfigError::Invalid {
             path: path.to_owned(),
-            message,
+            source,
         })
     }
 
     /// Parses configuration text; relative paths are joined to `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+    pub fn parse(text: &str, base: &Path) -> Result<Self, FileConfigError> {
         if let Ok(table) = text.parse::<toml::Table>()
             && table.contains_key("shadow")
         {
-            return Err(
-                "`shadow` cannot be set in a configuration file: shadow mode lets \
-                        actions the policy denies proceed, so only the `--shadow` flag on the \
-                        enforcer's command line turns it on"
-                    .into(),
-            );
+            return Err(FileConfigError::Shadow);
         }
-        let mut config: Self = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+        let mut config: Self = toml::from_str(text).map_err(FileConfigError::Toml)?;
         let anchor = |path: &mut PathBuf| {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -253,20 +263,26 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_danger_are_refused_with_a_location() {
-        let typo = FileConfig::parse("permit_tll_secs = 5\n", Path::new(".")).unwrap_err();
-        assert!(
-            typo.contains("permit_tll_secs") && typo.contains("line 1"),
-            "{typo}"
+        // Refused by the TOML reader, at the key: the message (TOML's)
+        // names it, and its span is where the key is written.
+        let at = |text: &str, key: &str| match FileConfig::parse(text, Path::new(".")) {
+            Err(FileConfigError::Toml(e)) if e.message().contains(key) => {
+                e.span().and_then(|span| text.get(span)).map(str::to_owned)
+            }
+            _ => None,
+        };
+        assert_eq!(
+            at("permit_tll_secs = 5\n", "permit_tll_secs").as_deref(),
+            Some("permit_tll_secs")
         );
-        let danger =
-            FileConfig::parse("\n\ndanger_unconfined = true\n", Path::new(".")).unwrap_err();
-        assert!(
-            danger.contains("danger_unconfined") && danger.contains("line 3"),
-            "{danger}"
+        assert_eq!(
+            at("\n\ndanger_unconfined = true\n", "danger_unconfined").as_deref(),
+            Some("danger_unconfined")
         );
-        let wrong_type =
-            FileConfig::parse("permit_ttl_secs = \"soon\"\n", Path::new(".")).unwrap_err();
-        assert!(wrong_type.contains("line 1"), "{wrong_type}");
+        assert_eq!(
+            at("permit_ttl_secs = \"soon\"\n", "string").as_deref(),
+            Some("\"soon\"")
+        );
     }
 
     #[test]
@@ -302,7 +318,8 @@ mod tests {
         assert_eq!(config.evidence_segment, Some(SegmentSize(4096)));
         let small = FileConfig::parse("evidence_segment = 10\n", Path::new(".")).unwrap_err();
         assert!(
-            small.contains("too small") && small.contains("line 1"),
+            matches!(&small, FileConfigError::Toml(e)
+                if e.message().contains("too small") && e.span() == Some(19..21)),
             "{small}"
         );
     }
@@ -314,11 +331,10 @@ mod tests {
             "shadow = false\n",
             "policies = [\"p.cedar\"]\nshadow = \"yes\"\n",
         ] {
-            let refused = FileConfig::parse(text, Path::new(".")).unwrap_err();
+            let refused = FileConfig::parse(text, Path::new("."));
             assert!(
-                refused.contains("`shadow` cannot be set in a configuration file")
-                    && refused.contains("--shadow"),
-                "{refused}"
+                matches!(refused, Err(FileConfigError::Shadow)),
+                "{refused:?}"
             );
         }
     }

@@ -131,7 +131,7 @@ pub(crate) fn ask(args: &AskArgs) -> ExitCode {
             .and_then(|file| read_limited(file, MAX_ACTION_JSON_BYTES))
     };
     let result = text
-        .and_then(|text| action_json::parse_action(&text))
+        .and_then(|text| action_json::parse_action(&text).map_err(|e| e.to_string()))
         .and_then(|parsed| {
             let options = args.endpoint.options()?;
             let action = endpoint::canonicalize(parsed.action, parsed.cwd.as_deref())
@@ -281,8 +281,8 @@ fn exec_on_channel(exec: Exec) -> ExitCode {
 /// in both agents.
 pub(crate) fn hook(command: &HookCommand) -> ExitCode {
     let (agent, args) = match command {
-        HookCommand::ClaudeCode(args) => (hook::Agent::ClaudeCode, args),
-        HookCommand::Codex(args) => (hook::Agent::Codex, args),
+        HookCommand::ClaudeCode(args) => (hook::CodingAgent::ClaudeCode, args),
+        HookCommand::Codex(args) => (hook::CodingAgent::Codex, args),
     };
     // A panic's message could quote the payload: print nothing, the
     // verdict below says what happened.

@@ -693,11 +693,14 @@ fn start_session(
         .collect();
     let assets =
         kernel_policy::floor::assets(&protected).map_err(|e| format!("{e}; refusing to start"))?;
-    let mut env = Environment::new(&workspace.to_string_lossy(), &assets)?;
+    let mut env =
+        Environment::new(&workspace.to_string_lossy(), &assets).map_err(|e| e.to_string())?;
     // Paths decided where they lead are in the workspace as it resolves
     // (one that does not resolve only leaves fewer paths in it).
     if let Ok(resolved) = std::fs::canonicalize(&workspace) {
-        env = env.with_resolved_workspace(&resolved.to_string_lossy())?;
+        env = env
+            .with_resolved_workspace(&resolved.to_string_lossy())
+            .map_err(|e| e.to_string())?;
     }
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy, refusing to start:\n{e}"),
@@ -1071,7 +1074,7 @@ fn supervise_agent(args: RunArgs) -> Result<std::process::ExitStatus, String> {
     let (session, mut options, protected, handoff) = start_session(&settings, confinement, &[])?;
     // The kill switch ends a supervised agent, not only its permissions.
     options.end_on_halt = true;
-    let agent = supervise::Agent {
+    let agent = supervise::AgentLaunch {
         program,
         args: program_args.to_vec(),
         workspace,
@@ -1178,7 +1181,7 @@ fn not_a_directory(path: &Path) -> Option<&Path> {
 /// Refuses a scratch directory or system tree that contains the workspace
 /// or lies inside it: what they grant needs no decision, so they would
 /// make workspace files reachable without one.
-fn refuse_overlaps(agent: &supervise::Agent) -> Result<(), String> {
+fn refuse_overlaps(agent: &supervise::AgentLaunch) -> Result<(), String> {
     let scratch = std::fs::canonicalize(&agent.scratch).unwrap_or_else(|_| agent.scratch.clone());
     let granted = std::iter::once(("scratch directory", &scratch))
         .chain(agent.system_trees.iter().map(|tree| ("system tree", tree)));

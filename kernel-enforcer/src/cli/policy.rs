@@ -377,7 +377,7 @@ fn explain_request(args: &ExplainArgs) -> Result<kernel_policy::explain::Explana
         (Some(_), Some(_)) => {
             return Err("give either an action or `--request FILE`, not both".into());
         }
-        (Some(path), None) => RequestSpec::read(path)?,
+        (Some(path), None) => RequestSpec::read(path).map_err(|e| e.to_string())?,
         (None, Some(action)) => action.spec()?,
         (None, None) => {
             return Err(
@@ -405,12 +405,15 @@ fn explain_request(args: &ExplainArgs) -> Result<kernel_policy::explain::Explana
     let env = Environment::new(
         &workspace,
         &floor::assets(&protected).map_err(|e| e.to_string())?,
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let engine = PolicyEngine::load(&args.policies, env).map_err(|e| match e {
         PolicyLoadError::Invalid(_) => format!("invalid policy:\n{e}"),
         other => other.to_string(),
     })?;
-    let action = spec.canonical(engine.environment().workspace())?;
+    let action = spec
+        .canonical(engine.environment().workspace())
+        .map_err(|e| e.to_string())?;
     Ok(engine.explain(&action))
 }
 
@@ -438,7 +441,7 @@ pub(crate) struct DiffArgs {
 pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
     #[cfg(feature = "symbolic")]
     {
-        use kernel_policy::diff::{self, DiffOptions, Verdict};
+        use kernel_policy::diff::{self, DiffOptions, DiffOutcome};
         let run = || -> Result<diff::DiffReport, String> {
             let old = kernel_policy::read_sources(&args.old)
                 .map_err(|e| format!("old policy set: {e}"))?;
@@ -469,10 +472,10 @@ pub(crate) fn diff(args: &DiffArgs) -> ExitCode {
                 println!("old: {}", show(&args.old));
                 println!("new: {}", show(&args.new));
                 print!("{}", report.render());
-                ExitCode::from(match report.verdict() {
-                    Verdict::NoNewPermissions => PASS,
-                    Verdict::NewPermissions => FOUND,
-                    Verdict::Undecided => ERROR,
+                ExitCode::from(match report.outcome() {
+                    DiffOutcome::NoNewPermissions => PASS,
+                    DiffOutcome::NewPermissions => FOUND,
+                    DiffOutcome::Undecided => ERROR,
                 })
             }
             Err(message) => error(message),
@@ -819,7 +822,7 @@ fn analyse(
     }
     #[cfg(feature = "symbolic")]
     {
-        use kernel_policy::diff::{self, DiffOptions, Verdict};
+        use kernel_policy::diff::{self, DiffOptions, DiffOutcome};
         let options = DiffOptions {
             workspace: workspace.to_owned(),
             assets: assets.to_vec(),
@@ -865,7 +868,7 @@ fn analyse(
                 for line in report.render().lines() {
                     say(format!("  {line}"));
                 }
-                if report.verdict() == Verdict::Undecided {
+                if report.outcome() == DiffOutcome::Undecided {
                     say("  (some of it could not be decided: see OPEN above)".into());
                 }
             }

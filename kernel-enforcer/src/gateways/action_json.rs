@@ -118,30 +118,54 @@ pub struct ParsedAction {
     pub content: Option<Vec<u8>>,
 }
 
+/// Why an action document is refused ([`parse_action`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActionDocError {
+    /// Not strict JSON (a key read twice included), or not of the
+    /// document's shape: unknown fields or kinds, wrong types.
+    #[error("malformed action document: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// No numeric `version`.
+    #[error("action document has no numeric `version`")]
+    NoVersion,
+    /// A version this enforcer does not read.
+    #[error(
+        "action document version {0} is not supported (this enforcer reads version {ACTION_JSON_VERSION})"
+    )]
+    UnsupportedVersion(u64),
+    /// A `file_write` `mode` that is not a write mode.
+    #[error(
+        "unknown write mode `{0}`: use overwrite, create_new, append, descriptor, symlink, hard_link, metadata or connect"
+    )]
+    UnknownWriteMode(String),
+    /// A `content_sha256` that is not a SHA-256 digest in hex.
+    #[error("`content_sha256` `{0}` is not 64 hex digits")]
+    BadDigest(String),
+    /// A `file_write` whose content fields do not fit its mode.
+    #[error(
+        "a file_write needs either `content`, or `content_sha256` and `size`, or mode `descriptor` or `connect` with neither"
+    )]
+    WriteContent,
+}
+
 /// Parses an action document. Refuses malformed JSON, a missing or other
 /// `version`, unknown fields or kinds, and inconsistent writes.
-pub fn parse_action(text: &str) -> Result<ParsedAction, String> {
+pub fn parse_action(text: &str) -> Result<ParsedAction, ActionDocError> {
     // One strict reading (duplicate keys refused at any depth), and the
     // typed document is read from that value, never from the text again.
-    let value = kernel_core::json::parse_strict(text)
-        .map_err(|e| format!("malformed action document: {e}"))?;
+    let value = kernel_core::json::parse_strict(text).map_err(ActionDocError::Malformed)?;
     let version = value.get("version").and_then(serde_json::Value::as_u64);
     match version {
         Some(v) if v == u64::from(ACTION_JSON_VERSION) => {}
-        Some(v) => {
-            return Err(format!(
-                "action document version {v} is not supported (this enforcer reads version {ACTION_JSON_VERSION})"
-            ));
-        }
-        None => return Err("action document has no numeric `version`".into()),
+        Some(v) => return Err(ActionDocError::UnsupportedVersion(v)),
+        None => return Err(ActionDocError::NoVersion),
     }
-    let document: Document =
-        serde_json::from_value(value).map_err(|e| format!("malformed action document: {e}"))?;
+    let document: Document = serde_json::from_value(value).map_err(ActionDocError::Malformed)?;
     if document.version != ACTION_JSON_VERSION {
-        return Err(format!(
-            "action document version {} is not supported",
-            document.version
-        ));
+        return Err(ActionDocError::UnsupportedVersion(u64::from(
+            document.version,
+        )));
     }
     let mut content = None;
     let action = match document.action {
@@ -173,12 +197,7 @@ pub fn parse_action(text: &str) -> Result<ParsedAction, String> {
                 Some("hard_link") => WriteMode::HardLink,
                 Some("metadata") => WriteMode::Metadata,
                 Some("connect") => WriteMode::Connect,
-                Some(other) => {
-                    return Err(format!(
-                        "unknown write mode `{other}`: use overwrite, create_new, append, \
-                         descriptor, symlink, hard_link, metadata or connect"
-                    ));
-                }
+                Some(other) => return Err(ActionDocError::UnknownWriteMode(other.to_owned())),
             };
             let (content_sha256, size) = match (inline, content_sha256, size, mode) {
                 (None, None, None, m) if m.is_unbounded() => {
@@ -192,18 +211,11 @@ pub fn parse_action(text: &str) -> Result<ParsedAction, String> {
                     (digest, size)
                 }
                 (None, Some(digest), Some(size), m) if !m.is_unbounded() => {
-                    let digest = Digest::from_hex(&digest).ok_or_else(|| {
-                        format!("`content_sha256` `{digest}` is not 64 hex digits")
-                    })?;
+                    let digest = Digest::from_hex(&digest)
+                        .ok_or_else(|| ActionDocError::BadDigest(digest.clone()))?;
                     (digest, size)
                 }
-                _ => {
-                    return Err(
-                        "a file_write needs either `content`, or `content_sha256` and `size`, \
-                         or mode `descriptor` or `connect` with neither"
-                            .into(),
-                    );
-                }
+                _ => return Err(ActionDocError::WriteContent),
             };
             Action::FileWrite {
                 path,
@@ -375,14 +387,39 @@ mod tests {
 
     #[test]
     fn unknown_versions_fields_and_kinds_are_refused() {
+        let refused = |text: &str| parse_action(text).map(|p| p.action).unwrap_err();
+        assert!(matches!(
+            refused(r#"{"action":{"kind":"file_read","path":"/a"}}"#),
+            ActionDocError::NoVersion
+        ));
+        assert!(matches!(
+            refused(r#"{"version":2,"action":{"kind":"file_read","path":"/a"}}"#),
+            ActionDocError::UnsupportedVersion(2)
+        ));
+        assert!(matches!(
+            refused(r#"{"version":"1","action":{"kind":"file_read","path":"/a"}}"#),
+            ActionDocError::NoVersion
+        ));
         for bad in [
-            r#"{"action":{"kind":"file_read","path":"/a"}}"#,
-            r#"{"version":2,"action":{"kind":"file_read","path":"/a"}}"#,
-            r#"{"version":"1","action":{"kind":"file_read","path":"/a"}}"#,
-            r#"{"version":1,"action":{"kind":"file_read","path":"/a","follow":true}}"#,
-            r#"{"version":1,"action":{"kind":"shell","command":"ls"}}"#,
             r#"{"version":1,"action":{"kind":"file_write","path":"/a"}}"#,
             r#"{"version":1,"action":{"kind":"file_write","path":"/a","content":"x","size":1}}"#,
+        ] {
+            assert!(
+                matches!(refused(bad), ActionDocError::WriteContent),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            refused(r#"{"version":1,"action":{"kind":"file_write","path":"/a","mode":"chmod","content":"x"}}"#),
+            ActionDocError::UnknownWriteMode(mode) if mode == "chmod"
+        ));
+        assert!(matches!(
+            refused(r#"{"version":1,"action":{"kind":"file_write","path":"/a","content_sha256":"ab","size":1}}"#),
+            ActionDocError::BadDigest(digest) if digest == "ab"
+        ));
+        for bad in [
+            r#"{"version":1,"action":{"kind":"file_read","path":"/a","follow":true}}"#,
+            r#"{"version":1,"action":{"kind":"shell","command":"ls"}}"#,
             r#"{"version":1,"action":{"kind":"net_connect","host":"a","port":70000}}"#,
             r#"{"version":1,"action":{"kind":"file_read","path":"/a"},"extra":1}"#,
             // Two readings of one field: refused, wherever they are.
@@ -395,7 +432,10 @@ mod tests {
             "not json",
             "",
         ] {
-            assert!(parse_action(bad).is_err(), "accepted {bad}");
+            assert!(
+                matches!(refused(bad), ActionDocError::Malformed(_)),
+                "{bad}"
+            );
         }
     }
 }

@@ -38,9 +38,10 @@
 //! once the session halts, everything (the enforcer then exits, and
 //! every later caller finds no enforcer).
 
+use crate::session::Batch;
 use crate::session::serve::SharedSession;
-use crate::session::{Batch, now_ms};
 use kernel_core::limits::MAX_FRAME_BYTES;
+use kernel_core::now_ms;
 use kernel_core::{
     Action, CanonicalAction, ClientFrame, EncodedRequest, EnforcerFrame, Expectation, Handshake,
     Outcome, PROTOCOL_VERSION, Request, Verified, VerifyingKey, decode_client_frame,
@@ -292,9 +293,24 @@ pub enum AskError {
     /// The answer was not authentic or did not fit the question.
     #[error("the answer did not verify: {0}")]
     Verify(String),
-    /// The action could not be put in canonical form.
+}
+
+/// Why an action cannot be put in canonical form ([`canonicalize`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CanonicalizeError {
+    /// A bare program name that is not found on `PATH`.
+    #[error(
+        "the action is not valid: program `{0}` not found on PATH: install it, or give its path"
+    )]
+    ProgramNotFound(String),
+    /// A file action's path that does not resolve, or that has `..` after
+    /// a symbolic link.
     #[error("the action is not valid: {0}")]
-    Action(String),
+    Path(#[source] kernel_policy::resolve::RequestPathError),
+    /// An action the canonical form refuses.
+    #[error("the action is not valid: {0}")]
+    Invalid(#[source] kernel_core::ActionError),
 }
 
 /// An authentic answer from the enforcer.
@@ -367,7 +383,10 @@ impl AskOptions {
 /// symbolic links resolved ([`kernel_policy::resolve::request_action`]), since the
 /// enforcer decides a file action only on the path it reaches. Refuses a
 /// path that cannot be resolved.
-pub fn canonicalize(action: Action, cwd: Option<&str>) -> Result<CanonicalAction, AskError> {
+pub fn canonicalize(
+    action: Action,
+    cwd: Option<&str>,
+) -> Result<CanonicalAction, CanonicalizeError> {
     let base = match cwd {
         Some(cwd) => Some(cwd.to_owned()),
         None => std::env::current_dir()
@@ -376,18 +395,14 @@ pub fn canonicalize(action: Action, cwd: Option<&str>) -> Result<CanonicalAction
     };
     let action = match action {
         Action::Exec(mut exec) if !exec.program.contains('/') && !exec.program.is_empty() => {
-            exec.program = kernel_policy::request::search_path(&exec.program).ok_or_else(|| {
-                AskError::Action(format!(
-                    "program `{}` not found on PATH: install it, or give its path",
-                    exec.program
-                ))
-            })?;
+            exec.program = kernel_policy::request::search_path(&exec.program)
+                .ok_or_else(|| CanonicalizeError::ProgramNotFound(exec.program.clone()))?;
             Action::Exec(exec)
         }
         other => kernel_policy::resolve::request_action(other, base.as_deref())
-            .map_err(AskError::Action)?,
+            .map_err(CanonicalizeError::Path)?,
     };
-    CanonicalAction::new(action, base.as_deref()).map_err(|e| AskError::Action(e.to_string()))
+    CanonicalAction::new(action, base.as_deref()).map_err(CanonicalizeError::Invalid)
 }
 
 /// Asks the enforcer at `options.socket` to decide `action` (and, with a

@@ -39,12 +39,17 @@ use crate::gateways::endpoint::{self, AskOptions};
 use kernel_core::{Action, CanonicalAction, Verified};
 use serde_json::Value;
 
-/// Which agent's hook format to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Agent {
-    /// Claude Code's `PreToolUse` hook.
+/// A coding agent the kernel governs through its `PreToolUse` hook: which
+/// hook format to speak, and (for `init`) whose settings to edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CodingAgent {
+    /// Claude Code (`claude-code`).
+    #[value(help = "Claude Code: a `PreToolUse` hook in `.claude/settings.local.json`")]
     ClaudeCode,
-    /// Codex's `PreToolUse` hook.
+    /// Codex (`codex`).
+    #[value(
+        help = "Codex: a `PreToolUse` hook in `~/.codex/hooks.json`, trusted in `~/.codex/config.toml`"
+    )]
     Codex,
 }
 
@@ -173,9 +178,9 @@ impl HookVerdict {
     /// A policy's `@ask`: Claude Code asks its user (its own permission
     /// prompt, with `reason`); Codex, which accepts no "ask" from a hook,
     /// blocks the call with a reason that says approval is needed.
-    fn ask(agent: Agent, reason: &str) -> Self {
+    fn ask(agent: CodingAgent, reason: &str) -> Self {
         match agent {
-            Agent::ClaudeCode => Self {
+            CodingAgent::ClaudeCode => Self {
                 exit: HookExit::Proceed,
                 stdout: serde_json::json!({
                     "hookSpecificOutput": {
@@ -187,7 +192,7 @@ impl HookVerdict {
                 .to_string(),
                 stderr: String::new(),
             },
-            Agent::Codex => Self::blocked(&format!(
+            CodingAgent::Codex => Self::blocked(&format!(
                 "needs approval: {reason}; a Codex hook cannot ask, so the call is blocked \
                  (an operator can grant it with `kernel-enforcer approve`, then retry)"
             )),
@@ -218,13 +223,13 @@ impl HookVerdict {
 
 /// The enforcer's answer about one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Answer {
+enum Ruling {
     Allowed { log_index: u64 },
     Denied { reasons: String, log_index: u64 },
     Ask { reasons: String, log_index: u64 },
 }
 
-impl Answer {
+impl Ruling {
     fn of(verified: &Verified) -> Self {
         let reasons = |reasons: &[String]| {
             if reasons.is_empty() {
@@ -255,19 +260,19 @@ impl Answer {
 /// would not run). Total: every input gets a verdict, and every failure
 /// blocks. With `verbose`, an allow tells the model which receipts allowed
 /// it; otherwise it adds nothing to the model's context.
-pub fn decide(agent: Agent, input: &str, options: &AskOptions, verbose: bool) -> HookVerdict {
+pub fn decide(agent: CodingAgent, input: &str, options: &AskOptions, verbose: bool) -> HookVerdict {
     decide_with(agent, input, verbose, &mut |action| {
         endpoint::ask(options, action, None)
-            .map(|answer| Answer::of(&answer.verified))
+            .map(|answer| Ruling::of(&answer.verified))
             .map_err(|e| e.to_string())
     })
 }
 
 fn decide_with(
-    agent: Agent,
+    agent: CodingAgent,
     input: &str,
     verbose: bool,
-    ask: &mut dyn FnMut(CanonicalAction) -> Result<Answer, String>,
+    ask: &mut dyn FnMut(CanonicalAction) -> Result<Ruling, String>,
 ) -> HookVerdict {
     #[cfg(debug_assertions)]
     injected_fault();
@@ -299,20 +304,20 @@ fn decide_with(
     for (index, action) in canonical.into_iter().enumerate() {
         let part = part_name(index, total, action.action());
         match ask(action) {
-            Ok(Answer::Allowed { log_index }) => allowed.push(log_index),
-            Ok(Answer::Denied { reasons, log_index }) => {
+            Ok(Ruling::Allowed { log_index }) => allowed.push(log_index),
+            Ok(Ruling::Denied { reasons, log_index }) => {
                 return HookVerdict::blocked(&format!(
                     "denied by policy{part}: {reasons} (receipt at log index {log_index})"
                 ));
             }
-            Ok(Answer::Ask { reasons, log_index }) => {
+            Ok(Ruling::Ask { reasons, log_index }) => {
                 let asked = format!("{reasons}{part} (receipt at log index {log_index})");
                 match agent {
                     // Blocked anyway: the later parts would not run.
-                    Agent::Codex => return HookVerdict::ask(agent, &asked),
+                    CodingAgent::Codex => return HookVerdict::ask(agent, &asked),
                     // If the user approves, every part runs: each is
                     // decided, and a later denial still blocks.
-                    Agent::ClaudeCode => asks.push(asked),
+                    CodingAgent::ClaudeCode => asks.push(asked),
                 }
             }
             Err(e) => return HookVerdict::blocked(&format!("blocked, fail closed{part}: {e}")),
@@ -357,52 +362,156 @@ fn injected_fault() {
     }
 }
 
+/// Why a hook payload is refused ([`map_payload`]): it is not a
+/// well-formed `PreToolUse` event, or the call's actions cannot be known
+/// before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HookPayloadError {
+    /// Not strict JSON (a key read twice included).
+    #[error("malformed hook payload: {0}")]
+    Malformed(String),
+    /// Another hook event than `PreToolUse`.
+    #[error("this hook handles `PreToolUse` events, not `{0}`")]
+    OtherEvent(String),
+    /// No `hook_event_name`.
+    #[error("hook payload has no `hook_event_name`")]
+    NoEventName,
+    /// No `tool_name`.
+    #[error("hook payload has no `tool_name`")]
+    NoToolName,
+    /// No `tool_input` object.
+    #[error("hook payload has no `tool_input` object")]
+    NoToolInput,
+    /// No `cwd`.
+    #[error("hook payload has no `cwd`")]
+    NoCwd,
+    /// A `cwd` that is not absolute.
+    #[error("hook payload's `cwd` `{0}` is not an absolute path")]
+    RelativeCwd(String),
+    /// The tool's call performs no action the kernel decides.
+    #[error("`{0}` maps to no action")]
+    NoAction(String),
+    /// A required string field of the tool's input is missing.
+    #[error("`{tool}` input has no `{field}` string")]
+    MissingText {
+        /// The tool.
+        tool: String,
+        /// The field.
+        field: String,
+    },
+    /// A field of the tool's input that is not a string.
+    #[error("`{tool}` input's `{field}` is not a string")]
+    NotText {
+        /// The tool.
+        tool: String,
+        /// The field.
+        field: String,
+    },
+    /// An empty path.
+    #[error("`{tool}` input's `{field}` is empty")]
+    EmptyPath {
+        /// The tool.
+        tool: String,
+        /// The field.
+        field: String,
+    },
+    /// A path starting with `~`, which the agent may expand and the
+    /// kernel would not.
+    #[error("`{tool}` input's `{field}` `{path}` starts with `~`: give an absolute path")]
+    TildePath {
+        /// The tool.
+        tool: String,
+        /// The field.
+        field: String,
+        /// The path.
+        path: String,
+    },
+    /// `Monitor`'s `ws` has no `url`.
+    #[error("`Monitor` input's `ws` has no `url` string")]
+    MonitorWithoutUrl,
+    /// `Monitor` with neither `command` nor `ws`.
+    #[error("`Monitor` input has neither `command` nor `ws`")]
+    MonitorWithoutTarget,
+    /// A PowerShell command line.
+    #[error(
+        "PowerShell command lines are not read by the kernel (only POSIX shell command lines are): use `Bash`"
+    )]
+    PowerShell,
+    /// A `Bash` argument vector with an item that is not a string.
+    #[error("`Bash` command array holds a non-string")]
+    NonStringArgument,
+    /// `Bash` without a `command`.
+    #[error("`Bash` input has no `command`")]
+    NoCommand,
+    /// An empty argument vector.
+    #[error("empty command")]
+    EmptyCommand,
+    /// Codex's `apply_patch` program run inside a larger command line.
+    #[error(
+        "`apply_patch` inside a larger command line cannot be decided: run it on its own (`apply_patch <<'EOF'` with the patch, then `EOF`)"
+    )]
+    PatchInCommandLine,
+    /// A patch that does not parse.
+    #[error("`apply_patch`: {0}")]
+    Patch(String),
+    /// A patch that changes no file.
+    #[error("`apply_patch`: the patch changes no file")]
+    EmptyPatch,
+    /// A `Glob` pattern that could reach outside the directory it names.
+    #[error("`Glob` pattern `{pattern}` {why}: give the directory to search as `path`")]
+    Glob {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A command line (or `apply_patch` invocation) the shell reader
+    /// cannot decide; the reason says why.
+    #[error("{0}")]
+    CommandLine(String),
+}
+
 /// Maps a hook payload to what the call does: the actions it performs (in
 /// order) and the directory they run in, or [`Mapped::Internal`] for a
 /// tool on the agent's list of tools that touch nothing. Refuses (with the
 /// reason) a payload that is not a well-formed `PreToolUse` event, and a
 /// call whose actions cannot be known before it runs.
-pub fn map_payload(agent: Agent, input: &str) -> Result<Mapped, String> {
+pub fn map_payload(agent: CodingAgent, input: &str) -> Result<Mapped, HookPayloadError> {
     let payload = kernel_core::json::parse_strict(input)
-        .map_err(|e| format!("malformed hook payload: {e}"))?;
+        .map_err(|e| HookPayloadError::Malformed(e.to_string()))?;
     match payload.get("hook_event_name").and_then(Value::as_str) {
         Some("PreToolUse") => {}
-        Some(other) => {
-            return Err(format!(
-                "this hook handles `PreToolUse` events, not `{other}`"
-            ));
-        }
-        None => return Err("hook payload has no `hook_event_name`".into()),
+        Some(other) => return Err(HookPayloadError::OtherEvent(other.to_owned())),
+        None => return Err(HookPayloadError::NoEventName),
     }
     let tool = payload
         .get("tool_name")
         .and_then(Value::as_str)
-        .ok_or("hook payload has no `tool_name`")?;
+        .ok_or(HookPayloadError::NoToolName)?;
     let input = payload
         .get("tool_input")
         .filter(|input| input.is_object())
-        .ok_or("hook payload has no `tool_input` object")?;
+        .ok_or(HookPayloadError::NoToolInput)?;
     let cwd = payload
         .get("cwd")
         .and_then(Value::as_str)
-        .ok_or("hook payload has no `cwd`")?;
+        .ok_or(HookPayloadError::NoCwd)?;
     if !cwd.starts_with('/') {
-        return Err(format!(
-            "hook payload's `cwd` `{cwd}` is not an absolute path"
-        ));
+        return Err(HookPayloadError::RelativeCwd(cwd.to_owned()));
     }
     let call = Call { tool, input, cwd };
     let actions = match agent {
-        Agent::ClaudeCode if CLAUDE_CODE_INTERNAL_TOOLS.contains(&tool) => None,
-        Agent::Codex if CODEX_INTERNAL_TOOLS.contains(&tool) => None,
-        Agent::ClaudeCode => Some(call.claude_code()?),
-        Agent::Codex => Some(call.codex()?),
+        CodingAgent::ClaudeCode if CLAUDE_CODE_INTERNAL_TOOLS.contains(&tool) => None,
+        CodingAgent::Codex if CODEX_INTERNAL_TOOLS.contains(&tool) => None,
+        CodingAgent::ClaudeCode => Some(call.claude_code()?),
+        CodingAgent::Codex => Some(call.codex()?),
     };
     match actions {
         None => Ok(Mapped::Internal {
             tool: tool.to_owned(),
         }),
-        Some(actions) if actions.is_empty() => Err(format!("`{tool}` maps to no action")),
+        Some(actions) if actions.is_empty() => Err(HookPayloadError::NoAction(tool.to_owned())),
         Some(actions) => Ok(Mapped::Actions {
             actions,
             cwd: cwd.to_owned(),
@@ -420,34 +529,34 @@ struct Call<'a> {
 impl Call<'_> {
     /// Claude Code's tools (names and inputs as in the Claude Agent SDK's
     /// `sdk-tools.d.ts`).
-    fn claude_code(&self) -> Result<Vec<Action>, String> {
+    fn claude_code(&self) -> Result<Vec<Action>, HookPayloadError> {
         let tool = self.tool;
         Ok(match tool {
-            "Bash" => self.command_line(Agent::ClaudeCode, self.text("command")?, self.cwd)?,
+            "Bash" => {
+                self.command_line(CodingAgent::ClaudeCode, self.text("command")?, self.cwd)?
+            }
             "Monitor" => {
                 let mut actions = Vec::new();
                 if let Some(command) = self.optional_text("command")? {
-                    actions.extend(self.command_line(Agent::ClaudeCode, command, self.cwd)?);
+                    actions.extend(self.command_line(
+                        CodingAgent::ClaudeCode,
+                        command,
+                        self.cwd,
+                    )?);
                 }
                 if let Some(ws) = self.input.get("ws") {
                     let url = ws
                         .get("url")
                         .and_then(Value::as_str)
-                        .ok_or("`Monitor` input's `ws` has no `url` string")?;
+                        .ok_or(HookPayloadError::MonitorWithoutUrl)?;
                     actions.push(Action::http("GET", websocket_handshake(url)));
                 }
                 if actions.is_empty() {
-                    return Err("`Monitor` input has neither `command` nor `ws`".into());
+                    return Err(HookPayloadError::MonitorWithoutTarget);
                 }
                 actions
             }
-            "PowerShell" => {
-                return Err(
-                    "PowerShell command lines are not read by the kernel (only POSIX \
-                            shell command lines are): use `Bash`"
-                        .into(),
-                );
-            }
+            "PowerShell" => return Err(HookPayloadError::PowerShell),
             "Read" => vec![Action::file_read(self.path("file_path")?)],
             "Write" => vec![Action::file_write(
                 self.path("file_path")?,
@@ -477,11 +586,11 @@ impl Call<'_> {
     /// Codex's tools (as Codex 0.171.0 sends them to hooks: `exec_command`
     /// as `Bash` with `{"command": CMD}`, `apply_patch` with `{"command":
     /// PATCH}`).
-    fn codex(&self) -> Result<Vec<Action>, String> {
+    fn codex(&self) -> Result<Vec<Action>, HookPayloadError> {
         Ok(match self.tool {
             "Bash" => match self.input.get("command") {
                 Some(Value::String(command)) => {
-                    self.command_line(Agent::Codex, command, self.cwd)?
+                    self.command_line(CodingAgent::Codex, command, self.cwd)?
                 }
                 // An argument vector (Codex's older `shell` and
                 // `local_shell` tools).
@@ -490,10 +599,10 @@ impl Call<'_> {
                         .iter()
                         .map(|item| item.as_str().map(str::to_owned))
                         .collect::<Option<Vec<_>>>()
-                        .ok_or("`Bash` command array holds a non-string")?;
+                        .ok_or(HookPayloadError::NonStringArgument)?;
                     self.argv_actions(&argv, self.cwd)?
                 }
-                _ => return Err("`Bash` input has no `command`".into()),
+                _ => return Err(HookPayloadError::NoCommand),
             },
             "apply_patch" => patch_actions(self.text("command")?, self.cwd)?,
             "view_image" => vec![Action::file_read(self.path("path")?)],
@@ -506,8 +615,13 @@ impl Call<'_> {
     /// [`crate::gateways::shell::command_actions`] finds (which decides `sh -c
     /// SCRIPT` as the actions of `SCRIPT`); for Codex, the `apply_patch`
     /// forms it applies itself become the patch's file actions.
-    fn command_line(&self, agent: Agent, command: &str, cwd: &str) -> Result<Vec<Action>, String> {
-        if agent == Agent::Codex {
+    fn command_line(
+        &self,
+        agent: CodingAgent,
+        command: &str,
+        cwd: &str,
+    ) -> Result<Vec<Action>, HookPayloadError> {
+        if agent == CodingAgent::Codex {
             match patch::invocation(command) {
                 Some(Ok(invocation)) => {
                     let dir = match &invocation.cd {
@@ -516,11 +630,12 @@ impl Call<'_> {
                     };
                     return patch_actions(&invocation.patch, &dir);
                 }
-                Some(Err(reason)) => return Err(reason),
+                Some(Err(reason)) => return Err(HookPayloadError::CommandLine(reason)),
                 None => {}
             }
         }
-        let actions = crate::gateways::shell::command_actions(command, Some(cwd))?;
+        let actions = crate::gateways::shell::command_actions(command, Some(cwd))
+            .map_err(HookPayloadError::CommandLine)?;
         for action in &actions {
             if let Action::Exec(exec) = action {
                 check_not_apply_patch(agent, &exec.program)?;
@@ -534,37 +649,51 @@ impl Call<'_> {
     /// may be a patch Codex applies itself); otherwise the command line
     /// that runs exactly these words ([`crate::gateways::shell::quote`]), so that a
     /// vector is decided as the same words written as a command line are.
-    fn argv_actions(&self, argv: &[String], cwd: &str) -> Result<Vec<Action>, String> {
+    fn argv_actions(&self, argv: &[String], cwd: &str) -> Result<Vec<Action>, HookPayloadError> {
         match argv {
-            [] => Err("empty command".into()),
+            [] => Err(HookPayloadError::EmptyCommand),
             [program, patch] if is_apply_patch(program) => patch_actions(patch, cwd),
             _ => match crate::gateways::shell::shell_script(argv) {
-                Some(script) => self.command_line(Agent::Codex, script?, cwd),
-                None => self.command_line(Agent::Codex, &crate::gateways::shell::quote(argv), cwd),
+                Some(script) => self.command_line(
+                    CodingAgent::Codex,
+                    script.map_err(HookPayloadError::CommandLine)?,
+                    cwd,
+                ),
+                None => self.command_line(
+                    CodingAgent::Codex,
+                    &crate::gateways::shell::quote(argv),
+                    cwd,
+                ),
             },
         }
     }
 
-    fn text(&self, field: &str) -> Result<&str, String> {
+    fn text(&self, field: &str) -> Result<&str, HookPayloadError> {
         self.input
             .get(field)
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("`{}` input has no `{field}` string", self.tool))
+            .ok_or_else(|| HookPayloadError::MissingText {
+                tool: self.tool.to_owned(),
+                field: field.to_owned(),
+            })
     }
 
-    fn optional_text(&self, field: &str) -> Result<Option<&str>, String> {
+    fn optional_text(&self, field: &str) -> Result<Option<&str>, HookPayloadError> {
         match self.input.get(field) {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
-            Some(_) => Err(format!("`{}` input's `{field}` is not a string", self.tool)),
+            Some(_) => Err(HookPayloadError::NotText {
+                tool: self.tool.to_owned(),
+                field: field.to_owned(),
+            }),
         }
     }
 
-    fn path(&self, field: &str) -> Result<&str, String> {
+    fn path(&self, field: &str) -> Result<&str, HookPayloadError> {
         checked_path(self.tool, field, self.text(field)?)
     }
 
-    fn optional_path(&self, field: &str) -> Result<Option<&str>, String> {
+    fn optional_path(&self, field: &str) -> Result<Option<&str>, HookPayloadError> {
         self.optional_text(field)?
             .map(|path| checked_path(self.tool, field, path))
             .transpose()
@@ -574,14 +703,19 @@ impl Call<'_> {
 /// A path field as decided: not empty, and not starting with `~` (which
 /// an agent may expand to a home directory, while the kernel would read
 /// it as a relative path).
-fn checked_path<'a>(tool: &str, field: &str, path: &'a str) -> Result<&'a str, String> {
+fn checked_path<'a>(tool: &str, field: &str, path: &'a str) -> Result<&'a str, HookPayloadError> {
     if path.is_empty() {
-        return Err(format!("`{tool}` input's `{field}` is empty"));
+        return Err(HookPayloadError::EmptyPath {
+            tool: tool.to_owned(),
+            field: field.to_owned(),
+        });
     }
     if path.starts_with('~') {
-        return Err(format!(
-            "`{tool}` input's `{field}` `{path}` starts with `~`: give an absolute path"
-        ));
+        return Err(HookPayloadError::TildePath {
+            tool: tool.to_owned(),
+            field: field.to_owned(),
+            path: path.to_owned(),
+        });
     }
     Ok(path)
 }
@@ -617,13 +751,9 @@ fn is_apply_patch(program: &str) -> bool {
 
 /// Codex provides `apply_patch` as a program too: run by a shell inside a
 /// larger command line, it writes files the kernel would not see.
-fn check_not_apply_patch(agent: Agent, program: &str) -> Result<(), String> {
-    if agent == Agent::Codex && is_apply_patch(program) {
-        return Err(
-            "`apply_patch` inside a larger command line cannot be decided: run it on its own \
-             (`apply_patch <<'EOF'` with the patch, then `EOF`)"
-                .into(),
-        );
+fn check_not_apply_patch(agent: CodingAgent, program: &str) -> Result<(), HookPayloadError> {
+    if agent == CodingAgent::Codex && is_apply_patch(program) {
+        return Err(HookPayloadError::PatchInCommandLine);
     }
     Ok(())
 }
@@ -632,12 +762,12 @@ fn check_not_apply_patch(agent: Agent, program: &str) -> Result<(), String> {
 /// written with its content; an updated one is written (content not known
 /// before it runs); a moved one is deleted and its new path written; a
 /// deleted one is deleted.
-fn patch_actions(text: &str, cwd: &str) -> Result<Vec<Action>, String> {
-    let hunks = patch::parse(text).map_err(|e| format!("`apply_patch`: {e}"))?;
+fn patch_actions(text: &str, cwd: &str) -> Result<Vec<Action>, HookPayloadError> {
+    let hunks = patch::parse(text).map_err(HookPayloadError::Patch)?;
     if hunks.is_empty() {
-        return Err("`apply_patch`: the patch changes no file".into());
+        return Err(HookPayloadError::EmptyPatch);
     }
-    let resolve = |path: &str| -> Result<String, String> {
+    let resolve = |path: &str| -> Result<String, HookPayloadError> {
         Ok(join(cwd, checked_path("apply_patch", "path", path)?))
     };
     let mut actions = Vec::new();
@@ -668,11 +798,12 @@ fn patch_actions(text: &str, cwd: &str) -> Result<Vec<Action>, String> {
 /// absolute pattern stands alone). Refused when the pattern could reach
 /// outside that directory in a way the join does not show: `..` after a
 /// pattern character, a brace group holding `/` or `..`, or a leading `~`.
-fn glob_root(pattern: &str, base: &str) -> Result<String, String> {
-    let refuse = |why: &str| {
-        Err(format!(
-            "`Glob` pattern `{pattern}` {why}: give the directory to search as `path`"
-        ))
+fn glob_root(pattern: &str, base: &str) -> Result<String, HookPayloadError> {
+    let refuse = |why: &'static str| {
+        Err(HookPayloadError::Glob {
+            pattern: pattern.to_owned(),
+            why,
+        })
     };
     if pattern.is_empty() {
         return refuse("is empty");

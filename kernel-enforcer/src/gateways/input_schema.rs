@@ -22,10 +22,76 @@ use serde_json::Value;
 /// How deep schemas and references may nest.
 pub const MAX_DEPTH: usize = 64;
 
+/// Why arguments do not conform to a schema ([`check`]): the first place
+/// that does not, and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {problem}", at(pointer))]
+pub struct SchemaMismatch {
+    /// The place, as a JSON pointer (`/meta/path`; empty for the
+    /// arguments as a whole).
+    pub pointer: String,
+    /// What is wrong there.
+    pub problem: Mismatch,
+}
+
+/// What does not conform at one place ([`SchemaMismatch`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Mismatch {
+    /// Schemas or references nest deeper than [`MAX_DEPTH`].
+    #[error("the schema nests deeper than {MAX_DEPTH}")]
+    TooDeep,
+    /// The schema here is `false`.
+    #[error("not allowed by the schema")]
+    NotAllowed,
+    /// The schema here is neither an object nor a boolean.
+    #[error("the schema is not a JSON Schema")]
+    NotASchema,
+    /// A `$ref` that does not lead to a place inside the schema.
+    #[error("cannot resolve `$ref` {0}")]
+    UnresolvedRef(Value),
+    /// The value is of another `type`.
+    #[error("is {found}, the schema wants {wanted}")]
+    WrongType {
+        /// The value's type.
+        found: &'static str,
+        /// The schema's `type`.
+        wanted: Value,
+    },
+    /// The value is not in the `enum`.
+    #[error("not one of {0}")]
+    NotInEnum(Value),
+    /// The value is not the `const`.
+    #[error("is not {0}")]
+    NotConst(Value),
+    /// A `required` property is missing.
+    #[error("lacks the required `{0}`")]
+    MissingRequired(String),
+    /// No branch of `anyOf` matches.
+    #[error("matches none of `anyOf`")]
+    NoneOfAnyOf,
+    /// Not exactly one branch of `oneOf` matches.
+    #[error("does not match exactly one of `oneOf`")]
+    NotExactlyOneOf,
+    /// The `not` schema matches.
+    #[error("matches `not`")]
+    MatchesNot,
+    /// A keyword that takes a list has something else.
+    #[error("the schema's `{0}` is not a list")]
+    NotAList(&'static str),
+}
+
 /// Whether `value` conforms to `schema`; the error names the first place
 /// that does not, as a JSON pointer (`/meta/path`), and why.
-pub fn check(schema: &Value, value: &Value) -> Result<(), String> {
+pub fn check(schema: &Value, value: &Value) -> Result<(), SchemaMismatch> {
     conforms(schema, value, schema, &mut String::new(), 0)
+}
+
+fn mismatch(path: &str, problem: Mismatch) -> Result<(), SchemaMismatch> {
+    Err(SchemaMismatch {
+        pointer: path.to_owned(),
+        problem,
+    })
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -65,25 +131,24 @@ fn conforms(
     root: &Value,
     path: &mut String,
     depth: usize,
-) -> Result<(), String> {
+) -> Result<(), SchemaMismatch> {
     if depth > MAX_DEPTH {
-        return Err(format!(
-            "{}: the schema nests deeper than {MAX_DEPTH}",
-            at(path)
-        ));
+        return mismatch(path, Mismatch::TooDeep);
     }
     let schema = match schema {
         Value::Bool(true) => return Ok(()),
-        Value::Bool(false) => return Err(format!("{}: not allowed by the schema", at(path))),
+        Value::Bool(false) => return mismatch(path, Mismatch::NotAllowed),
         Value::Object(schema) => schema,
-        _ => return Err(format!("{}: the schema is not a JSON Schema", at(path))),
+        _ => return mismatch(path, Mismatch::NotASchema),
     };
     if let Some(reference) = schema.get("$ref") {
-        let target = reference
+        let Some(target) = reference
             .as_str()
             .and_then(|r| r.strip_prefix('#'))
             .and_then(|pointer| root.pointer(pointer))
-            .ok_or_else(|| format!("{}: cannot resolve `$ref` {reference}", at(path)))?;
+        else {
+            return mismatch(path, Mismatch::UnresolvedRef(reference.clone()));
+        };
         conforms(target, value, root, path, depth + 1)?;
     }
     if let Some(types) = schema.get("type") {
@@ -93,12 +158,13 @@ fn conforms(
             _ => Vec::new(),
         };
         if !names.iter().any(|name| is_type(value, name)) {
-            return Err(format!(
-                "{}: is {}, the schema wants {}",
-                at(path),
-                type_name(value),
-                types
-            ));
+            return mismatch(
+                path,
+                Mismatch::WrongType {
+                    found: type_name(value),
+                    wanted: types.clone(),
+                },
+            );
         }
     }
     if let Some(options) = schema.get("enum") {
@@ -106,20 +172,20 @@ fn conforms(
             .as_array()
             .is_some_and(|options| options.contains(value));
         if !listed {
-            return Err(format!("{}: not one of {options}", at(path)));
+            return mismatch(path, Mismatch::NotInEnum(options.clone()));
         }
     }
     if let Some(constant) = schema.get("const")
         && constant != value
     {
-        return Err(format!("{}: is not {constant}", at(path)));
+        return mismatch(path, Mismatch::NotConst(constant.clone()));
     }
     if let Value::Object(object) = value {
         let properties = schema.get("properties").and_then(Value::as_object);
         if let Some(required) = schema.get("required").and_then(Value::as_array) {
             for name in required.iter().filter_map(Value::as_str) {
                 if !object.contains_key(name) {
-                    return Err(format!("{}: lacks the required `{name}`", at(path)));
+                    return mismatch(path, Mismatch::MissingRequired(name.to_owned()));
                 }
             }
         }
@@ -172,27 +238,21 @@ fn conforms(
     if let Some(any) = schema.get("anyOf").and_then(Value::as_array)
         && matching(any) == 0
     {
-        return Err(format!("{}: matches none of `anyOf`", at(path)));
+        return mismatch(path, Mismatch::NoneOfAnyOf);
     }
     if let Some(one) = schema.get("oneOf").and_then(Value::as_array)
         && matching(one) != 1
     {
-        return Err(format!(
-            "{}: does not match exactly one of `oneOf`",
-            at(path)
-        ));
+        return mismatch(path, Mismatch::NotExactlyOneOf);
     }
     if let Some(not) = schema.get("not")
         && conforms(not, value, root, &mut path.clone(), depth + 1).is_ok()
     {
-        return Err(format!("{}: matches `not`", at(path)));
+        return mismatch(path, Mismatch::MatchesNot);
     }
     for keyword in ["anyOf", "oneOf", "allOf", "enum", "required"] {
         if schema.get(keyword).is_some_and(|v| !v.is_array()) {
-            return Err(format!(
-                "{}: the schema's `{keyword}` is not a list",
-                at(path)
-            ));
+            return mismatch(path, Mismatch::NotAList(keyword));
         }
     }
     Ok(())
@@ -235,41 +295,93 @@ mod tests {
 
     #[test]
     fn arguments_of_another_shape_are_refused_with_the_place() {
-        for (args, place) in [
-            (json!({"path": ["notes.md"], "content": "x"}), "/path"),
-            (json!({"content": "x"}), "required `path`"),
-            (json!({"path": "a", "content": "x", "meta2": 1}), "/meta2"),
+        let wrong_type = |found| Mismatch::WrongType {
+            found,
+            wanted: json!("string"),
+        };
+        for (args, place, problem) in [
+            (
+                json!({"path": ["notes.md"], "content": "x"}),
+                "/path",
+                wrong_type("array"),
+            ),
+            (
+                json!({"content": "x"}),
+                "",
+                Mismatch::MissingRequired("path".into()),
+            ),
+            (
+                json!({"path": "a", "content": "x", "meta2": 1}),
+                "/meta2",
+                Mismatch::NotAllowed,
+            ),
             (
                 json!({"path": "a", "content": "x", "mode": "truncate"}),
                 "/mode",
+                Mismatch::NotInEnum(json!(["overwrite", "append"])),
             ),
             (
                 json!({"path": "a", "content": "x", "lines": [1.5]}),
                 "/lines/0",
+                Mismatch::WrongType {
+                    found: "number",
+                    wanted: json!("integer"),
+                },
             ),
             (
                 json!({"path": "a", "content": "x", "meta": {"tag": 3}}),
                 "/meta/tag",
+                Mismatch::WrongType {
+                    found: "number",
+                    wanted: json!(["string", "null"]),
+                },
             ),
-            (json!("notes.md"), "the arguments"),
+            (
+                json!("notes.md"),
+                "",
+                Mismatch::WrongType {
+                    found: "string",
+                    wanted: json!("object"),
+                },
+            ),
         ] {
-            let error = check(&write_file(), &args).unwrap_err();
-            assert!(error.contains(place), "{args}: {error}");
+            let error = check(&write_file(), &args);
+            let expected = SchemaMismatch {
+                pointer: place.to_owned(),
+                problem,
+            };
+            assert_eq!(error, Err(expected), "{args}");
         }
+        // The message names the place as before.
+        let error = check(&write_file(), &json!("notes.md")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the arguments: is string, the schema wants \"object\""
+        );
     }
 
     #[test]
     fn what_cannot_be_checked_does_not_conform() {
         let args = json!({"a": 1});
-        for schema in [
-            json!({"$ref": "#/nowhere"}),
-            json!({"$ref": "https://example.com/schema.json"}),
-            json!({"$ref": "#"}),
-            json!("object"),
-            json!({"anyOf": {"type": "object"}}),
-            json!(false),
+        for (schema, problem) in [
+            (
+                json!({"$ref": "#/nowhere"}),
+                Mismatch::UnresolvedRef(json!("#/nowhere")),
+            ),
+            (
+                json!({"$ref": "https://example.com/schema.json"}),
+                Mismatch::UnresolvedRef(json!("https://example.com/schema.json")),
+            ),
+            (json!({"$ref": "#"}), Mismatch::TooDeep),
+            (json!("object"), Mismatch::NotASchema),
+            (
+                json!({"anyOf": {"type": "object"}}),
+                Mismatch::NotAList("anyOf"),
+            ),
+            (json!(false), Mismatch::NotAllowed),
         ] {
-            assert!(check(&schema, &args).is_err(), "{schema}");
+            let error = check(&schema, &args).map_err(|e| e.problem);
+            assert_eq!(error, Err(problem), "{schema}");
         }
     }
 

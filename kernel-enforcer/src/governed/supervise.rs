@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub use kernel_core::CHANNEL_ENV;
+use kernel_core::CHANNEL_ENV;
 /// Environment variable naming the agent's private scratch directory.
 pub const SCRATCH_ENV: &str = "AGENT_KERNEL_SCRATCH";
 
@@ -65,7 +65,7 @@ pub enum SuperviseError {
 
 /// How to run the agent.
 #[derive(Debug)]
-pub struct Agent {
+pub struct AgentLaunch {
     /// The program (resolved through `PATH` if it has no `/`).
     pub program: PathBuf,
     /// Its arguments.
@@ -114,14 +114,14 @@ pub fn resolve_program(program: &Path) -> PathBuf {
 }
 
 /// Prepares the agent's confinement (before anything is started).
-pub fn prepare(agent: &Agent) -> Result<Option<Prepared>, SuperviseError> {
+pub fn prepare(agent: &AgentLaunch) -> Result<Option<Prepared>, SuperviseError> {
     if agent.danger_unconfined {
         return Ok(None);
     }
     Ok(Some(Prepared::new(&profile_of(agent))?))
 }
 
-fn profile_of(agent: &Agent) -> Profile {
+fn profile_of(agent: &AgentLaunch) -> Profile {
     let mut profile = Profile::new(&agent.workspace, &agent.scratch, &agent.program);
     profile.protected = agent.protected.clone();
     profile
@@ -146,7 +146,7 @@ fn profile_of(agent: &Agent) -> Profile {
 /// What an agent governed at the system-call boundary may open without a
 /// decision, because Landlock grants it anyway.
 fn governor(
-    agent: &Agent,
+    agent: &AgentLaunch,
     broker: crate::session::broker::Broker,
     execs: Arc<ExecLedger>,
     egress: Option<crate::governed::egress::Door>,
@@ -182,7 +182,7 @@ fn governor(
 /// own process may join `handoff`, the socket on which brokered
 /// connections reach it.
 pub fn run(
-    agent: &Agent,
+    agent: &AgentLaunch,
     confinement: Option<Prepared>,
     session: Session,
     handoff: HandoffListener,
@@ -269,7 +269,7 @@ pub fn run(
 /// this one receives the notification listener and serves it, so that
 /// even the agent's own first `exec` is answered.
 fn run_governed(
-    agent: &Agent,
+    agent: &AgentLaunch,
     mut command: Command,
     parent: notify::ParentSide,
     session: SharedSession,
@@ -421,7 +421,7 @@ fn fault_halts(session: &SharedSession) -> impl Fn(&str) + Send + Sync + 'static
 /// Waits for the started agent to join, serves it until it leaves, and
 /// returns its exit status.
 fn serve_agent(
-    agent: &Agent,
+    agent: &AgentLaunch,
     server: IpcOneShotServer<EnforcerEnds>,
     name: &str,
     mut child: Child,
@@ -444,7 +444,7 @@ fn serve_agent(
 /// Stops the agent if the session halted (nothing it asks could be
 /// allowed anyway), and returns its exit status.
 fn finish(
-    agent: &Agent,
+    agent: &AgentLaunch,
     mut child: Child,
     halted: Option<String>,
 ) -> Result<ExitStatus, SuperviseError> {

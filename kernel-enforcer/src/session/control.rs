@@ -332,9 +332,7 @@ impl ControlSocket {
             control: absolute.to_string_lossy().into_owned(),
             session: session.to_owned(),
             cause: cause.to_owned(),
-            at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            at_ms: kernel_core::now_ms(),
         };
         let text = serde_json::to_string(&halt).map_err(std::io::Error::other)?;
         let signature = self.key.sign(&halt_message(&text));

@@ -153,6 +153,18 @@ impl Storage for File {
     }
 }
 
+/// Why records could not be made durable ([`Syncer::sync_through`],
+/// [`PendingSync::sync`]): an `fdatasync` of the evidence failed, now or
+/// earlier (a failure is sticky, see [`Syncer`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`fdatasync` of the evidence failed: {source}")]
+pub struct SyncError {
+    /// What the first failed `fdatasync` returned (shared: every later
+    /// sync reports the same failure).
+    #[source]
+    pub source: std::sync::Arc<std::io::Error>,
+}
+
 /// Makes records already written to an evidence file durable without the
 /// log itself, so that its owner can decide and write the next records
 /// while the `fdatasync` of these runs ([`EvidenceLog::write_staged`]).
@@ -170,7 +182,7 @@ pub struct Syncer {
     /// Why the first failed sync failed: shared with the syncer of every
     /// later segment of the log, so that a failure in one is a failure of
     /// them all.
-    failed: std::sync::Arc<parking_lot::Mutex<Option<String>>>,
+    failed: std::sync::Arc<parking_lot::Mutex<Option<SyncError>>>,
 }
 
 #[derive(Debug)]
@@ -199,7 +211,7 @@ impl Syncer {
     fn sharing_failure(
         sync: DetachedSync,
         records: u64,
-        failed: std::sync::Arc<parking_lot::Mutex<Option<String>>>,
+        failed: std::sync::Arc<parking_lot::Mutex<Option<SyncError>>>,
     ) -> Self {
         Self {
             sync,
@@ -211,7 +223,7 @@ impl Syncer {
 
     /// Returns once every record below `records` (all written already) is
     /// durable, or why that cannot be known.
-    pub fn sync_through(&self, records: u64) -> Result<(), String> {
+    pub fn sync_through(&self, records: u64) -> Result<(), SyncError> {
         use std::sync::atomic::Ordering;
         let mut state = self.state.lock();
         if let Some(failed) = self.failed() {
@@ -232,7 +244,9 @@ impl Syncer {
                 Ok(())
             }
             Err(e) => {
-                let failed = format!("`fdatasync` of the evidence failed: {e}");
+                let failed = SyncError {
+                    source: std::sync::Arc::new(e),
+                };
                 self.failed.lock().get_or_insert_with(|| failed.clone());
                 Err(failed)
             }
@@ -245,7 +259,7 @@ impl Syncer {
     }
 
     /// Why a sync failed, if one did.
-    fn failed(&self) -> Option<String> {
+    fn failed(&self) -> Option<SyncError> {
         self.failed.lock().clone()
     }
 }
@@ -263,7 +277,7 @@ pub struct PendingSync {
 impl PendingSync {
     /// Makes the records durable (see [`Syncer::sync_through`]); returns
     /// how many records of the log are then durable.
-    pub fn sync(self) -> Result<u64, String> {
+    pub fn sync(self) -> Result<u64, SyncError> {
         self.syncer
             .sync_through(self.records)
             .map(|()| self.records)

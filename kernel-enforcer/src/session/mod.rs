@@ -29,20 +29,20 @@ pub mod keys;
 pub mod serve;
 
 use crate::session::broker::Broker;
-use crate::session::evidence::EvidenceLog;
+use crate::session::evidence::{EvidenceLog, SyncError};
 use ed25519_dalek::SigningKey;
 use kernel_core::{
     Approval, CanonicalAction, ClientFrame, Confinement, Deadline, Decision, DecisionInputs,
-    Digest, EncodedRequest, EnforcerFrame, Evaluation, Event, Handshake, KernelState, LimitState,
+    Digest, EncodedRequest, EnforcerFrame, EnforcerState, Evaluation, Event, Handshake, LimitState,
     Outcome, PROTOCOL_VERSION, ReceiptBody, Record, Refusal, Request, SessionId, SignedEvent,
     SignedReceipt, Verdict, decide, decode_client_frame, encode_enforcer_frame,
-    limits::MAX_FRAME_BYTES, origin_for, sign_receipt,
+    limits::MAX_FRAME_BYTES, now_ms, origin_for, sign_receipt,
 };
 use kernel_policy::PolicyEngine;
 use kernel_sync::{Grants, HaltLatch, Limit, Pending, RateCounters};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Default validity of an allow receipt.
 pub const DEFAULT_PERMIT_TTL: Duration = Duration::from_secs(30);
@@ -107,14 +107,6 @@ fn unsynced_fault(action: &kernel_core::Action) -> bool {
 #[cfg(not(debug_assertions))]
 fn unsynced_fault(_: &kernel_core::Action) -> bool {
     false
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// A request waiting for an operator's answer.
@@ -452,13 +444,13 @@ pub struct Batch<R> {
 
 /// The replies to `answers` once their records' commit has (or has not,
 /// `committed` false) succeeded.
-fn replies_after_commit(answers: Vec<Answer>, committed: bool) -> Vec<Reply> {
+fn replies_after_commit(answers: Vec<Handled>, committed: bool) -> Vec<Reply> {
     answers
         .into_iter()
         .map(|answer| match answer {
-            Answer::Frame(frame) => Reply::Frame(after_commit(frame, committed)),
-            Answer::Allow(allow) => Reply::Allow(allow),
-            Answer::Effect(effect) => Reply::Effect(effect),
+            Handled::Frame(frame) => Reply::Frame(after_commit(frame, committed)),
+            Handled::Allow(allow) => Reply::Allow(allow),
+            Handled::Effect(effect) => Reply::Effect(effect),
         })
         .collect()
 }
@@ -467,7 +459,7 @@ fn replies_after_commit(answers: Vec<Answer>, committed: bool) -> Vec<Reply> {
 /// written and not yet known durable.
 #[must_use = "a batch's replies exist only once its records are synced"]
 pub struct DeferredBatch {
-    answers: Vec<Answer>,
+    answers: Vec<Handled>,
     /// Whether the batch's records were written (not if writing them
     /// failed, or deciding panicked).
     written: bool,
@@ -499,7 +491,7 @@ impl DeferredBatch {
     /// is not an allow is replaced by a `Halted` refusal, the proof covers
     /// none of the batch's allows, and the failure comes back too: pass it
     /// to [`Session::sync_failed`].
-    pub fn sync(self) -> (Batch<Reply>, Option<String>) {
+    pub fn sync(self) -> (Batch<Reply>, Option<SyncError>) {
         let Self {
             answers,
             written,
@@ -549,7 +541,82 @@ pub struct Answered {
     /// `Ok` if the operator's answer was recorded durably and decided the
     /// request; otherwise why it did not take effect (unknown id, passed
     /// deadline, a commit that failed and halted the session).
-    pub outcome: Result<(), String>,
+    pub outcome: Result<(), OperatorAnswerError>,
+}
+
+/// Why an operator's approval or rejection did not take effect
+/// ([`Session::approve`], [`Session::reject`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OperatorAnswerError {
+    /// The session has ended or cannot record anything.
+    #[error("the session has ended or cannot record anything")]
+    Closed,
+    /// No request with this id is waiting.
+    #[error("no request `{0}` is waiting for approval")]
+    NotWaiting(u64),
+    /// The request's deadline passed first: it was denied (and, if the
+    /// denial's record could not be committed, the session halted for
+    /// `halted`).
+    #[error(
+        "refused: request `{id}` passed its deadline before the answer; it was denied{}",
+        .halted.as_deref().map(told_halted).unwrap_or_default()
+    )]
+    PassedDeadline {
+        /// The request.
+        id: u64,
+        /// Why the session halted, if the commit failed.
+        halted: Option<String>,
+    },
+    /// Approved, and still denied: a forbid or a limit wins over an
+    /// approval (recorded; the agent got the denial).
+    #[error(
+        "request `{id}` was approved and still denied (a forbid or a limit wins over an approval): {reasons}"
+    )]
+    StillDenied {
+        /// The request.
+        id: u64,
+        /// The denial's reasons, joined with `; `.
+        reasons: String,
+    },
+    /// The answer's record could not be committed: the session halted for
+    /// `halted`, and the agent was told `halted`.
+    #[error(
+        "the {} of request `{id}` did not take effect: its record could not be committed{}",
+        if *.approved { "approval" } else { "rejection" },
+        told_halted(.halted)
+    )]
+    Uncommitted {
+        /// The request.
+        id: u64,
+        /// An approval (else a rejection).
+        approved: bool,
+        /// Why the session halted.
+        halted: String,
+    },
+}
+
+/// What an operator is told besides when a record of theirs could not be
+/// committed: that the session halted, why, and what the agent got.
+fn told_halted(cause: &str) -> String {
+    format!("; the session halted ({cause}) and the agent was told `halted`")
+}
+
+/// Why a policy change did not take effect, or not fully
+/// ([`Session::reload`], [`Session::install_policy`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyChangeError {
+    /// The new policy set does not load; nothing changed.
+    #[error(transparent)]
+    Load(#[from] kernel_policy::PolicyLoadError),
+    /// The session has ended or cannot record anything; nothing changed.
+    #[error("the session has ended or cannot record anything")]
+    Closed,
+    /// The new policy is in force, but its record could not be committed:
+    /// the session halted.
+    #[error("the new policy is in force but could not be recorded: halted")]
+    Unrecorded,
 }
 
 /// A decision whose record is staged: an allow, or a frame that lets
@@ -582,7 +649,7 @@ enum Authorized {
 
 /// What handling one frame produced, before the batch is committed.
 #[derive(Debug)]
-enum Answer {
+enum Handled {
     Frame(EnforcerFrame),
     Allow(UnreleasedAllow),
     Effect(PendingEffect),
@@ -991,16 +1058,16 @@ impl Session {
     /// Records that the sync of a [`DeferredBatch`] failed: nothing more
     /// is recorded, and the session halts for good (its latch is already
     /// set by the failed sync).
-    pub fn sync_failed(&mut self, why: &str) {
-        self.commit_failed(why);
+    pub fn sync_failed(&mut self, why: &SyncError) {
+        self.commit_failed(&why.to_string());
     }
 
     /// Every frame's answer, in order, and whether handling one panicked
     /// (then the session is halted, and `Halted` refusals of the requests
     /// that were waiting for an operator follow the frames' answers).
-    fn answers<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> (Vec<Answer>, bool) {
+    fn answers<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> (Vec<Handled>, bool) {
         let mut panicked = false;
-        let answers: Vec<Answer> = frames
+        let answers: Vec<Handled> = frames
             .iter()
             .map(|frame| {
                 let frame = frame.as_ref();
@@ -1008,13 +1075,13 @@ impl Session {
                     Ok(answer) => answer,
                     Err(_) => {
                         panicked = true;
-                        Answer::Frame(Self::refused(self.claimed_seq(frame), Refusal::Halted))
+                        Handled::Frame(Self::refused(self.claimed_seq(frame), Refusal::Halted))
                     }
                 }
             })
             .collect();
         for answer in &answers {
-            if matches!(answer, Answer::Frame(EnforcerFrame::Refused { .. })) {
+            if matches!(answer, Handled::Frame(EnforcerFrame::Refused { .. })) {
                 self.counts.refused += 1;
             }
         }
@@ -1038,7 +1105,7 @@ impl Session {
         answers.extend(
             waiting
                 .into_iter()
-                .map(|seq| Answer::Frame(Self::refused(Some(seq), Refusal::Halted))),
+                .map(|seq| Handled::Frame(Self::refused(Some(seq), Refusal::Halted))),
         );
         (answers, panicked)
     }
@@ -1110,9 +1177,9 @@ impl Session {
         EnforcerFrame::Refused { seq, refusal }
     }
 
-    fn answer_to(&mut self, frame: &[u8]) -> Answer {
+    fn answer_to(&mut self, frame: &[u8]) -> Handled {
         if frame.len() > MAX_FRAME_BYTES {
-            return Answer::Frame(Self::refused(
+            return Handled::Frame(Self::refused(
                 None,
                 Refusal::Oversize {
                     size: u64::try_from(frame.len()).unwrap_or(u64::MAX),
@@ -1122,16 +1189,18 @@ impl Session {
         }
         let frame = match decode_client_frame(frame) {
             Ok(frame) => frame,
-            Err(e) => return Answer::Frame(Self::refused(None, Refusal::Malformed(e.to_string()))),
+            Err(e) => {
+                return Handled::Frame(Self::refused(None, Refusal::Malformed(e.to_string())));
+            }
         };
         match frame {
             ClientFrame::Hello {
                 protocol,
                 challenge,
-            } => Answer::Frame(self.hello(protocol, &challenge)),
+            } => Handled::Frame(self.hello(protocol, &challenge)),
             ClientFrame::Authorize { request } => match self.authorize(&request) {
-                Authorized::Allow(allow, _) => Answer::Allow(allow.map(receipt_frame)),
-                Authorized::Frame(frame) => Answer::Frame(frame),
+                Authorized::Allow(allow, _) => Handled::Allow(allow.map(receipt_frame)),
+                Authorized::Frame(frame) => Handled::Frame(frame),
             },
             ClientFrame::Broker { request, payload } => self.broker_request(&request, payload),
         }
@@ -1139,13 +1208,13 @@ impl Session {
 
     /// Decides a brokered request; an allowed one comes back as an effect
     /// to perform once its allow is released.
-    fn broker_request(&mut self, bytes: &[u8], payload: Vec<u8>) -> Answer {
+    fn broker_request(&mut self, bytes: &[u8], payload: Vec<u8>) -> Handled {
         let not_performed = |reason: &str| Outcome::NotPerformed {
             reason: reason.into(),
         };
         match self.authorize(bytes) {
             Authorized::Allow(allow, request) if self.broker.is_some() => {
-                Answer::Effect(PendingEffect {
+                Handled::Effect(PendingEffect {
                     allow: allow.map(|_, receipt| Effect {
                         receipt,
                         action: request.request().action.clone(),
@@ -1154,7 +1223,7 @@ impl Session {
                 })
             }
             // Still an allow receipt: released like any permit.
-            Authorized::Allow(allow, _) => Answer::Allow(allow.map(|seq, receipt| {
+            Authorized::Allow(allow, _) => Handled::Allow(allow.map(|seq, receipt| {
                 encode_enforcer_frame(&EnforcerFrame::Brokered {
                     seq,
                     receipt,
@@ -1162,13 +1231,13 @@ impl Session {
                 })
             })),
             Authorized::Frame(EnforcerFrame::Receipt { seq, receipt }) => {
-                Answer::Frame(EnforcerFrame::Brokered {
+                Handled::Frame(EnforcerFrame::Brokered {
                     seq,
                     receipt,
                     outcome: not_performed("not allowed"),
                 })
             }
-            Authorized::Frame(frame) => Answer::Frame(frame),
+            Authorized::Frame(frame) => Handled::Frame(frame),
         }
     }
 
@@ -1337,9 +1406,9 @@ impl Session {
         let instant = Instant::now();
         let approval_given = approval != Approval::None;
         let kernel = if self.halt.is_halted() {
-            KernelState::Halted
+            EnforcerState::Halted
         } else {
-            KernelState::Serving
+            EnforcerState::Serving
         };
         let deadline = if now > request.deadline_ms {
             Deadline::Passed
@@ -1402,11 +1471,11 @@ impl Session {
         verdict: Verdict,
         evaluation: &Evaluation,
         action: &CanonicalAction,
-        kernel: KernelState,
+        kernel: EnforcerState,
         deadline: Deadline,
     ) -> Verdict {
         if !matches!(verdict.decision, Decision::Deny | Decision::Ask)
-            || kernel != KernelState::Serving
+            || kernel != EnforcerState::Serving
             || deadline != Deadline::Open
         {
             return verdict;
@@ -1589,7 +1658,7 @@ impl Session {
     }
 
     fn answer(&mut self, id: u64, by: &str, approved: bool, scope: Option<GrantScope>) -> Answered {
-        let refused = |session: &Self, why: String| Answered {
+        let refused = |session: &Self, why: OperatorAnswerError| Answered {
             replies: Batch {
                 replies: Vec::new(),
                 durable: session.durable,
@@ -1597,13 +1666,10 @@ impl Session {
             outcome: Err(why),
         };
         if self.closed() {
-            return refused(
-                self,
-                "the session has ended or cannot record anything".into(),
-            );
+            return refused(self, OperatorAnswerError::Closed);
         }
         let Some(pending) = self.pending.take(id) else {
-            return refused(self, format!("no request `{id}` is waiting for approval"));
+            return refused(self, OperatorAnswerError::NotWaiting(id));
         };
         let now = now_ms();
         if now > pending.request.request().deadline_ms {
@@ -1611,15 +1677,12 @@ impl Session {
             // agent gets the denial that is recorded, and nothing else.
             let reply = self.decide_pending(&pending, Approval::None);
             let (replies, committed) = self.commit_replies_checked(vec![reply]);
-            let mut why = format!(
-                "refused: request `{id}` passed its deadline before the answer; it was denied"
-            );
-            if !committed {
-                why.push_str(&self.halted_because());
-            }
             return Answered {
                 replies,
-                outcome: Err(why),
+                outcome: Err(OperatorAnswerError::PassedDeadline {
+                    id,
+                    halted: (!committed).then(|| self.halt_cause()),
+                }),
             };
         }
         let scope_text = scope
@@ -1676,49 +1739,49 @@ impl Session {
         let outcome = if committed {
             match still_denied {
                 None => Ok(()),
-                Some(reasons) => Err(format!(
-                    "request `{id}` was approved and still denied (a forbid or a limit wins over \
-                     an approval): {reasons}"
-                )),
+                Some(reasons) => Err(OperatorAnswerError::StillDenied { id, reasons }),
             }
         } else {
             // Nothing of it is known to be in the evidence, and the
             // agent is told `halted` (an allow is withheld by its
             // release, a denial replaced by the refusal).
-            let what = if approved { "approval" } else { "rejection" };
-            Err(format!(
-                "the {what} of request `{id}` did not take effect: its record could not be \
-                 committed{}",
-                self.halted_because()
-            ))
+            Err(OperatorAnswerError::Uncommitted {
+                id,
+                approved,
+                halted: self.halt_cause(),
+            })
         };
         Answered { replies, outcome }
     }
 
-    /// What an operator whose command's record could not be committed is
-    /// told besides: that the session halted, why, and what the agent got.
-    fn halted_because(&self) -> String {
-        format!(
-            "; the session halted ({}) and the agent was told `halted`",
-            self.halted().unwrap_or_else(|| "cause unknown".into())
-        )
+    /// Why the session halted, for an operator whose command's record
+    /// could not be committed.
+    fn halt_cause(&self) -> String {
+        self.halted().unwrap_or_else(|| "cause unknown".into())
     }
 
     /// Loads the policy files again from `paths`. An invalid set changes
     /// nothing and its diagnostics are returned; a valid one takes effect
     /// for every later decision (the swap happens between two requests)
     /// and is recorded with who asked.
-    pub fn reload(&mut self, paths: &[std::path::PathBuf], by: &str) -> Result<Digest, String> {
-        let engine = PolicyEngine::load(paths, self.policy.environment().clone())
-            .map_err(|e| e.to_string())?;
+    pub fn reload(
+        &mut self,
+        paths: &[std::path::PathBuf],
+        by: &str,
+    ) -> Result<Digest, PolicyChangeError> {
+        let engine = PolicyEngine::load(paths, self.policy.environment().clone())?;
         self.install_policy(engine, by)
     }
 
     /// Puts an already validated policy set in force for every later
     /// decision and records the change with who asked.
-    pub fn install_policy(&mut self, engine: PolicyEngine, by: &str) -> Result<Digest, String> {
+    pub fn install_policy(
+        &mut self,
+        engine: PolicyEngine,
+        by: &str,
+    ) -> Result<Digest, PolicyChangeError> {
         if self.closed() {
-            return Err("the session has ended or cannot record anything".into());
+            return Err(PolicyChangeError::Closed);
         }
         let digest = engine.digest();
         self.policy = engine;
@@ -1732,7 +1795,7 @@ impl Session {
             .stage(&Record::Event(SignedEvent::sign(&event, &self.key)));
         let _ = self.commit_replies(Vec::new());
         if self.evidence_broken {
-            return Err("the new policy is in force but could not be recorded: halted".into());
+            return Err(PolicyChangeError::Unrecorded);
         }
         Ok(digest)
     }

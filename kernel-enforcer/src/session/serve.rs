@@ -21,7 +21,7 @@
 //! a signal asks, or when the client has stopped reading.
 
 use crate::session::control::{ControlRequest, ControlResponse, ControlSocket, Peer};
-use crate::session::{Batch, Durable, GrantScope, Outgoing, Reply, Session};
+use crate::session::{Batch, Durable, GrantScope, Outgoing, PolicyChangeError, Reply, Session};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use kernel_core::{EnforcerFrame, Refusal, encode_enforcer_frame};
@@ -211,7 +211,7 @@ impl Shared {
         self.send(answered.replies);
         match answered.outcome {
             Ok(()) => ControlResponse::ok(done, serde_json::Value::Null),
-            Err(e) => ControlResponse::error(e),
+            Err(e) => ControlResponse::error(e.to_string()),
         }
     }
 
@@ -224,7 +224,7 @@ impl Shared {
             let engine = PolicyEngine::load(&self.policies, environment);
             let mut session = self.session.lock();
             return match engine
-                .map_err(|e| e.to_string())
+                .map_err(PolicyChangeError::Load)
                 .and_then(|engine| session.install_policy(engine, &by))
             {
                 Ok(digest) => ControlResponse::ok(

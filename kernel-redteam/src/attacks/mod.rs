@@ -38,6 +38,7 @@ use crate::rng::SplitMix64;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use kernel_client::{ClientConfig, EnforcerEnds, Exec, Kernel};
+use kernel_core::now_ms;
 use kernel_core::{
     Action, CanonicalAction, ClientFrame, Decision, EncodedRequest, EnforcerFrame, Expectation,
     Handshake, PROTOCOL_VERSION, ReceiptBody, Request, SignedReceipt, Verified, WriteMode,
@@ -47,7 +48,7 @@ use kernel_core::{
 use raw::{Raw, outcome_text, permits, receipt_of};
 use route::{Output, Route};
 use std::io::{BufRead, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use sys::*;
 
 /// Reports attempts and waits for the runner's go-ahead.
@@ -91,12 +92,6 @@ fn attempt(what: impl Into<String>) -> Attempt {
         what: what.into(),
         ..Attempt::default()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn lossy(bytes: &[u8]) -> String {

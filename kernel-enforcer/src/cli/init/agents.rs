@@ -22,6 +22,7 @@
 //! [{"type": "command", "command": .., "timeout": .., "async": false}]}`.
 
 use super::json_doc;
+use crate::gateways::hook::CodingAgent;
 use serde_json::{Map, Value, json};
 use std::path::Path;
 
@@ -29,23 +30,7 @@ use std::path::Path;
 /// hook, so that its trusted hash does not depend on Codex's default).
 pub(crate) const CODEX_HOOK_TIMEOUT_SECS: u64 = 30;
 
-/// The agent whose settings are edited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HookFormat {
-    /// Claude Code's `settings.json`.
-    ClaudeCode,
-    /// Codex's `hooks.json`.
-    Codex,
-}
-
-impl HookFormat {
-    fn adapter(self) -> &'static str {
-        match self {
-            Self::ClaudeCode => "claude-code",
-            Self::Codex => "codex",
-        }
-    }
-
+impl CodingAgent {
     /// The hook handler as it is written.
     fn handler(self, command: &str) -> Value {
         match self {
@@ -118,7 +103,7 @@ fn kernel_hook_socket(command: &str, adapter: &str) -> Option<Option<String>> {
 pub(crate) fn add_hook(
     existing: Option<&str>,
     file: &Path,
-    format: HookFormat,
+    format: CodingAgent,
     command: &str,
     socket: &str,
 ) -> Result<HookEdit, String> {
@@ -160,7 +145,7 @@ pub(crate) fn add_hook(
             if let Some(found) = handler
                 .get("command")
                 .and_then(Value::as_str)
-                .and_then(|command| kernel_hook_socket(command, format.adapter()))
+                .and_then(|command| kernel_hook_socket(command, format.name()))
             {
                 ours.push((g, h, found));
             }
@@ -172,7 +157,7 @@ pub(crate) fn add_hook(
              ask both on every tool call. Remove that hook from the file (or run init for that \
              project's settings instead), then run init again",
             file.display(),
-            format.adapter(),
+            format.name(),
             match other {
                 Some(socket) => format!("socket `{socket}`"),
                 None => "its socket from AGENT_KERNEL_ENDPOINT".to_owned(),
@@ -328,7 +313,7 @@ mod tests {
         add_hook(
             existing,
             Path::new("/p/settings.json"),
-            HookFormat::ClaudeCode,
+            CodingAgent::ClaudeCode,
             CMD,
             SOCKET,
         )

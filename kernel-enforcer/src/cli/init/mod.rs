@@ -49,8 +49,8 @@ mod agents;
 mod json_doc;
 
 use crate::cli::instances;
+use crate::gateways::hook::CodingAgent;
 use crate::session::keys;
-use agents::HookFormat;
 use kernel_core::format_public_key;
 use std::fmt::Write as _;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -82,17 +82,7 @@ const CODEX_PROFILE: &str = concat!(
 /// final NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-/// The coding agent to govern.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Agent {
-    /// Claude Code: a `PreToolUse` hook in `.claude/settings.local.json`.
-    ClaudeCode,
-    /// Codex: a `PreToolUse` hook in `~/.codex/hooks.json`, trusted in
-    /// `~/.codex/config.toml`.
-    Codex,
-}
-
-impl Agent {
+impl CodingAgent {
     fn name(self) -> &'static str {
         match self {
             Self::ClaudeCode => "claude-code",
@@ -104,13 +94,6 @@ impl Agent {
         match self {
             Self::ClaudeCode => CLAUDE_CODE_PROFILE,
             Self::Codex => CODEX_PROFILE,
-        }
-    }
-
-    fn format(self) -> HookFormat {
-        match self {
-            Self::ClaudeCode => HookFormat::ClaudeCode,
-            Self::Codex => HookFormat::Codex,
         }
     }
 
@@ -127,7 +110,7 @@ impl Agent {
 pub(crate) struct InitArgs {
     /// The coding agent to govern.
     #[arg(value_enum)]
-    agent: Agent,
+    agent: CodingAgent,
     /// The project the agent works in, which becomes the enforcer's
     /// workspace [default: the current directory].
     #[arg(long, value_name = "DIR")]
@@ -177,7 +160,7 @@ struct Step {
 /// Every path init uses for one agent and project.
 #[derive(Debug)]
 struct Layout {
-    agent: Agent,
+    agent: CodingAgent,
     name: String,
     project: PathBuf,
     exe: PathBuf,
@@ -216,7 +199,7 @@ fn plain(path: &Path) -> Result<&str, String> {
 
 /// The enforcer's name: the agent, the project's name, and a short digest
 /// of its full path (two projects of the same name stay apart).
-fn instance_name(agent: Agent, project: &Path) -> String {
+fn instance_name(agent: CodingAgent, project: &Path) -> String {
     use sha2::Digest as _;
     let base = project
         .file_name()
@@ -295,7 +278,7 @@ fn codex_home(home: &Path) -> Result<PathBuf, String> {
 
 impl Layout {
     fn new(args: &InitArgs) -> Result<Self, String> {
-        if args.user && args.agent == Agent::Codex {
+        if args.user && args.agent == CodingAgent::Codex {
             return Err(
                 "`--user` is for Claude Code: Codex reads hooks per user in any case".into(),
             );
@@ -320,7 +303,7 @@ impl Layout {
         let config_root = instances::config_root()?;
         let unit = instances::systemd_user_dir()?.join(format!("agent-kernel-{name}.service"));
         let (hook_file, codex_config, mut protect) = match args.agent {
-            Agent::ClaudeCode => {
+            CodingAgent::ClaudeCode => {
                 let (claude_dir, claude_json) = claude_config(&home)?;
                 let user_settings = claude_dir.join("settings.json");
                 let local_settings = project.join(".claude/settings.local.json");
@@ -346,7 +329,7 @@ impl Layout {
                 protect.extend(in_project_and_above(&project, ".mcp.json"));
                 (hook_file, None, protect)
             }
-            Agent::Codex => {
+            CodingAgent::Codex => {
                 let codex = codex_home(&home)?;
                 let hooks = codex.join("hooks.json");
                 let config = codex.join("config.toml");
@@ -683,13 +666,13 @@ fn plan(layout: &Layout, args: &InitArgs) -> Result<Plan, String> {
     let edit = agents::add_hook(
         existing.as_deref(),
         &layout.hook_file,
-        layout.agent.format(),
+        layout.agent,
         &command,
         &layout.socket.to_string_lossy(),
     )?;
     let hook_what = match layout.agent {
-        Agent::ClaudeCode => "Claude Code hook",
-        Agent::Codex => "Codex hook",
+        CodingAgent::ClaudeCode => "Claude Code hook",
+        CodingAgent::Codex => "Codex hook",
     };
     // The file's own mode is kept; a new one is private (settings can
     // hold tokens).
@@ -865,7 +848,7 @@ fn report(layout: &Layout, plan: &Plan, dry_run: bool) -> String {
         layout.profile.display(),
         layout.evidence.display()
     );
-    if layout.agent == Agent::Codex {
+    if layout.agent == CodingAgent::Codex {
         let _ = writeln!(
             out,
             "     Codex runs the hook because its hash is recorded as trusted in {}; after editing \
@@ -946,23 +929,26 @@ mod tests {
 
     #[test]
     fn names_keep_projects_apart() {
-        let a = instance_name(Agent::ClaudeCode, Path::new("/home/u/My Project!"));
+        let a = instance_name(CodingAgent::ClaudeCode, Path::new("/home/u/My Project!"));
         assert!(a.starts_with("claude-code-my-project-"), "{a}");
         assert_eq!(a.len(), "claude-code-my-project-".len() + 8);
-        let b = instance_name(Agent::ClaudeCode, Path::new("/other/My Project!"));
+        let b = instance_name(CodingAgent::ClaudeCode, Path::new("/other/My Project!"));
         assert_ne!(a, b);
         assert_ne!(
             a,
-            instance_name(Agent::Codex, Path::new("/home/u/My Project!"))
+            instance_name(CodingAgent::Codex, Path::new("/home/u/My Project!"))
         );
-        assert!(instance_name(Agent::Codex, Path::new("/")).starts_with("codex-project-"));
-        let long = instance_name(Agent::Codex, Path::new(&format!("/{}", "x".repeat(100))));
+        assert!(instance_name(CodingAgent::Codex, Path::new("/")).starts_with("codex-project-"));
+        let long = instance_name(
+            CodingAgent::Codex,
+            Path::new(&format!("/{}", "x".repeat(100))),
+        );
         assert!(long.len() <= "codex-".len() + 24 + 9, "{long}");
     }
 
     #[test]
     fn the_profiles_are_valid_policies() {
-        for agent in [Agent::ClaudeCode, Agent::Codex] {
+        for agent in [CodingAgent::ClaudeCode, CodingAgent::Codex] {
             let dir = tempfile::tempdir().unwrap();
             let file = dir.path().join("profile.cedar");
             std::fs::write(&file, agent.profile()).unwrap();

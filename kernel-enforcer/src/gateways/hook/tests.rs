@@ -50,7 +50,7 @@ fn codex(tool: &str, input: Value) -> String {
     .to_string()
 }
 
-fn actions(agent: Agent, payload: &str) -> Vec<Action> {
+fn actions(agent: CodingAgent, payload: &str) -> Vec<Action> {
     match map_payload(agent, payload) {
         Ok(Mapped::Actions { actions, cwd }) => {
             assert_eq!(cwd, CWD);
@@ -160,7 +160,11 @@ fn claude_code_tools_map_to_what_they_touch() {
     ];
     for (tool, input, expected) in cases {
         let payload = claude_code(tool, input);
-        assert_eq!(actions(Agent::ClaudeCode, &payload), expected, "{payload}");
+        assert_eq!(
+            actions(CodingAgent::ClaudeCode, &payload),
+            expected,
+            "{payload}"
+        );
     }
 }
 
@@ -190,7 +194,7 @@ fn other_claude_code_tools_are_tool_calls_with_their_arguments() {
     ] {
         let payload = claude_code(tool, input.clone());
         assert_eq!(
-            actions(Agent::ClaudeCode, &payload),
+            actions(CodingAgent::ClaudeCode, &payload),
             vec![Action::tool_call(tool, &input)],
             "{payload}"
         );
@@ -202,20 +206,20 @@ fn only_the_listed_internal_tools_pass_unasked() {
     for tool in CLAUDE_CODE_INTERNAL_TOOLS {
         let payload = claude_code(tool, json!({"todos": []}));
         assert_eq!(
-            map_payload(Agent::ClaudeCode, &payload).unwrap(),
+            map_payload(CodingAgent::ClaudeCode, &payload).unwrap(),
             Mapped::Internal {
                 tool: (*tool).to_owned()
             }
         );
         // Not Codex's.
         assert!(matches!(
-            map_payload(Agent::Codex, &codex(tool, json!({}))).unwrap(),
+            map_payload(CodingAgent::Codex, &codex(tool, json!({}))).unwrap(),
             Mapped::Actions { .. }
         ));
     }
     for tool in CODEX_INTERNAL_TOOLS {
         assert_eq!(
-            map_payload(Agent::Codex, &codex(tool, json!({}))).unwrap(),
+            map_payload(CodingAgent::Codex, &codex(tool, json!({}))).unwrap(),
             Mapped::Internal {
                 tool: (*tool).to_owned()
             }
@@ -231,7 +235,7 @@ fn only_the_listed_internal_tools_pass_unasked() {
     ] {
         assert!(
             matches!(
-                map_payload(Agent::ClaudeCode, &claude_code(tool, json!({}))).unwrap(),
+                map_payload(CodingAgent::ClaudeCode, &claude_code(tool, json!({}))).unwrap(),
                 Mapped::Actions { .. }
             ),
             "{tool}"
@@ -321,125 +325,158 @@ fn codex_tools_map_to_what_they_touch() {
     ];
     for (tool, input, expected) in cases {
         let payload = codex(tool, input);
-        assert_eq!(actions(Agent::Codex, &payload), expected, "{payload}");
+        assert_eq!(actions(CodingAgent::Codex, &payload), expected, "{payload}");
     }
 }
 
 #[test]
 fn what_cannot_be_decided_is_refused_with_the_reason() {
-    let refused: Vec<(Agent, String, &str)> = vec![
+    type Refusal = fn(&HookPayloadError) -> bool;
+    let refused: Vec<(CodingAgent, String, Refusal)> = vec![
         (
-            Agent::ClaudeCode,
+            CodingAgent::ClaudeCode,
             claude_code(
                 "PowerShell",
                 json!({"command": "Remove-Item -Recurse C:\\"}),
             ),
-            "PowerShell",
+            |e| matches!(e, HookPayloadError::PowerShell),
         ),
         (
-            Agent::ClaudeCode,
+            CodingAgent::ClaudeCode,
             claude_code("Read", json!({"file_path": "~/.ssh/id_ed25519"})),
-            "`~`",
+            |e| matches!(e, HookPayloadError::TildePath { path, .. } if path.starts_with("~/.ssh")),
         ),
         (
-            Agent::ClaudeCode,
+            CodingAgent::ClaudeCode,
             claude_code("Grep", json!({"pattern": "x", "path": "~/.ssh"})),
-            "`~`",
+            |e| matches!(e, HookPayloadError::TildePath { path, .. } if path.starts_with("~/.ssh")),
         ),
         (
-            Agent::ClaudeCode,
+            CodingAgent::ClaudeCode,
             claude_code("Glob", json!({"pattern": "~/.ssh/*"})),
-            "`~`",
+            |e| {
+                matches!(
+                    e,
+                    HookPayloadError::Glob {
+                        why: "starts with `~`",
+                        ..
+                    }
+                )
+            },
         ),
         (
-            Agent::ClaudeCode,
+            CodingAgent::ClaudeCode,
             claude_code("Glob", json!({"pattern": "**/../../.ssh/*"})),
-            "`..`",
+            |e| {
+                matches!(
+                    e,
+                    HookPayloadError::Glob {
+                        why: "has `..` after a pattern character",
+                        ..
+                    }
+                )
+            },
         ),
         (
-            Agent::ClaudeCode,
+            CodingAgent::ClaudeCode,
             claude_code("Glob", json!({"pattern": "{src,/home/dev/.ssh}/*"})),
-            "brace",
+            |e| {
+                matches!(
+                    e,
+                    HookPayloadError::Glob {
+                        why: "has a brace group with `/` or `..`",
+                        ..
+                    }
+                )
+            },
         ),
         (
-            Agent::ClaudeCode,
+            CodingAgent::ClaudeCode,
             claude_code("Glob", json!({"pattern": "src/{a,b"})),
-            "unbalanced",
+            |e| {
+                matches!(
+                    e,
+                    HookPayloadError::Glob {
+                        why: "has an unbalanced `{`",
+                        ..
+                    }
+                )
+            },
         ),
         (
-            Agent::ClaudeCode,
+            CodingAgent::ClaudeCode,
             claude_code("Grep", json!({"pattern": "x", "path": 7})),
-            "not a string",
+            |e| matches!(e, HookPayloadError::NotText { tool, field } if tool == "Grep" && field == "path"),
         ),
         (
-            Agent::ClaudeCode,
+            CodingAgent::ClaudeCode,
             claude_code("Monitor", json!({"description": "d", "timeout_ms": 1})),
-            "neither",
+            |e| matches!(e, HookPayloadError::MonitorWithoutTarget),
         ),
         (
-            Agent::ClaudeCode,
+            CodingAgent::ClaudeCode,
             claude_code("Bash", json!({"command": ["rm", "-rf", "/"]})),
-            "no `command` string",
+            |e| matches!(e, HookPayloadError::MissingText { tool, field } if tool == "Bash" && field == "command"),
         ),
         (
-            Agent::Codex,
+            CodingAgent::Codex,
             codex(
                 "apply_patch",
                 json!({"command": "*** Begin Patch\n*** Copy File: a\n*** End Patch"}),
             ),
-            "not a patch hunk header",
+            |e| matches!(e, HookPayloadError::Patch(why) if why.contains("not a patch hunk header")),
         ),
         (
-            Agent::Codex,
+            CodingAgent::Codex,
             codex(
                 "apply_patch",
                 json!({"command": "*** Begin Patch\n*** Environment ID: cloud\n*** Add File: a\n+x\n*** End Patch"}),
             ),
-            "environment",
+            |e| matches!(e, HookPayloadError::Patch(why) if why.contains("environment")),
         ),
         (
-            Agent::Codex,
+            CodingAgent::Codex,
             codex(
                 "apply_patch",
                 json!({"command": "*** Begin Patch\n*** End Patch"}),
             ),
-            "changes no file",
+            |e| matches!(e, HookPayloadError::EmptyPatch),
         ),
         (
-            Agent::Codex,
+            CodingAgent::Codex,
             codex("apply_patch", json!({"input": PATCH})),
-            "no `command` string",
+            |e| matches!(e, HookPayloadError::MissingText { tool, field } if tool == "apply_patch" && field == "command"),
         ),
         (
-            Agent::Codex,
+            CodingAgent::Codex,
             codex(
                 "Bash",
                 json!({"command": format!("apply_patch <<'EOF'\n{PATCH}EOF\nrm -rf /")}),
             ),
-            "nothing else",
+            |e| matches!(e, HookPayloadError::CommandLine(why) if why.contains("nothing else")),
         ),
         (
-            Agent::Codex,
+            CodingAgent::Codex,
             codex("Bash", json!({"command": ["apply_patch"]})),
-            "apply_patch",
+            |e| matches!(e, HookPayloadError::PatchInCommandLine),
         ),
         (
-            Agent::Codex,
+            CodingAgent::Codex,
             codex("Bash", json!({"command": "/usr/local/bin/applypatch"})),
-            "apply_patch",
+            |e| matches!(e, HookPayloadError::PatchInCommandLine),
         ),
         (
-            Agent::Codex,
+            CodingAgent::Codex,
             codex(
                 "Bash",
                 json!({"command": ["bash", "-lc", "bash -c \"sh -c 'sh -c \\\"sh -c ls\\\"'\""]}),
             ),
-            "too deeply",
+            |e| matches!(e, HookPayloadError::CommandLine(why) if why.contains("too deeply")),
         ),
     ];
-    for (agent, payload, why) in refused {
+    for (agent, payload, expected) in refused {
         match map_payload(agent, &payload) {
-            Err(reason) => assert!(reason.contains(why), "{payload}: {reason}"),
+            Err(reason) => assert!(expected(&reason), "{payload}: {reason:?}"),
             Ok(mapped) => panic!("{payload} was mapped to {mapped:?}"),
         }
     }
@@ -454,7 +491,7 @@ fn an_argument_vector_is_decided_as_the_command_line_that_runs_it() {
     let vector = |argv: Value| codex("Bash", json!({ "command": argv }));
     assert_eq!(
         actions(
-            Agent::Codex,
+            CodingAgent::Codex,
             &vector(json!(["timeout", "5", "rm", "-f", "a b"]))
         ),
         vec![
@@ -466,7 +503,7 @@ fn an_argument_vector_is_decided_as_the_command_line_that_runs_it() {
     // is blocked, and `rm` is what was denied.
     let mut denied_programs = Vec::new();
     let verdict = decide_with(
-        Agent::Codex,
+        CodingAgent::Codex,
         &vector(json!(["timeout", "5", "rm", "-f", "x"])),
         false,
         &mut |action| match action.action() {
@@ -489,7 +526,10 @@ fn an_argument_vector_is_decided_as_the_command_line_that_runs_it() {
         json!(["cd", "/"]),
     ] {
         let payload = vector(argv);
-        assert!(map_payload(Agent::Codex, &payload).is_err(), "{payload}");
+        assert!(
+            map_payload(CodingAgent::Codex, &payload).is_err(),
+            "{payload}"
+        );
     }
 }
 
@@ -516,14 +556,20 @@ fn malformed_payloads_are_refused() {
         r#"{"hook_event_name":"PreToolUse","hook_event_name":"PostToolUse","cwd":"/w","tool_name":"Bash","tool_input":{"command":"ls"}}"#,
         r#"{"hook_event_name":"PreToolUse","cwd":"/w","CWD":"/","tool_name":"Bash","tool_input":{"command":"ls"}}"#,
     ] {
-        for agent in [Agent::ClaudeCode, Agent::Codex] {
+        for agent in [CodingAgent::ClaudeCode, CodingAgent::Codex] {
             assert!(map_payload(agent, input).is_err(), "accepted {input:?}");
         }
     }
     // Claude Code's `Read` reads `file_path` (for Codex, `Read` is no
     // tool of its own: a tool call).
     let wrong_field = r#"{"hook_event_name":"PreToolUse","cwd":"/w","tool_name":"Read","tool_input":{"path":"/a"}}"#;
-    assert!(map_payload(Agent::ClaudeCode, wrong_field).is_err());
+    assert_eq!(
+        map_payload(CodingAgent::ClaudeCode, wrong_field),
+        Err(HookPayloadError::MissingText {
+            tool: "Read".into(),
+            field: "file_path".into()
+        })
+    );
 }
 
 // ---- Answers ----
@@ -531,10 +577,10 @@ fn malformed_payloads_are_refused() {
 /// Decides `payload` with `answers` standing in for the enforcer's, one per
 /// action asked about; returns the verdict and how many were asked.
 fn answer(
-    agent: Agent,
+    agent: CodingAgent,
     payload: &str,
     verbose: bool,
-    answers: Vec<Answer>,
+    answers: Vec<Ruling>,
 ) -> (HookVerdict, usize) {
     let mut answers = answers.into_iter();
     let mut asked = 0;
@@ -545,19 +591,19 @@ fn answer(
     (verdict, asked)
 }
 
-fn allowed(log_index: u64) -> Answer {
-    Answer::Allowed { log_index }
+fn allowed(log_index: u64) -> Ruling {
+    Ruling::Allowed { log_index }
 }
 
-fn denied(reason: &str, log_index: u64) -> Answer {
-    Answer::Denied {
+fn denied(reason: &str, log_index: u64) -> Ruling {
+    Ruling::Denied {
         reasons: reason.into(),
         log_index,
     }
 }
 
-fn needs_approval(reason: &str, log_index: u64) -> Answer {
-    Answer::Ask {
+fn needs_approval(reason: &str, log_index: u64) -> Ruling {
+    Ruling::Ask {
         reasons: reason.into(),
         log_index,
     }
@@ -640,17 +686,17 @@ fn codex_reads(verdict: &HookVerdict) -> Option<String> {
     }
 }
 
-fn read_payload(agent: Agent) -> String {
+fn read_payload(agent: CodingAgent) -> String {
     let input = json!({"file_path": "/home/dev/project/README.md"});
     match agent {
-        Agent::ClaudeCode => claude_code("Read", input),
-        Agent::Codex => codex("view_image", json!({"path": "/home/dev/project/a.png"})),
+        CodingAgent::ClaudeCode => claude_code("Read", input),
+        CodingAgent::Codex => codex("view_image", json!({"path": "/home/dev/project/a.png"})),
     }
 }
 
 #[test]
 fn an_allow_adds_nothing_to_the_models_context() {
-    for agent in [Agent::ClaudeCode, Agent::Codex] {
+    for agent in [CodingAgent::ClaudeCode, CodingAgent::Codex] {
         let (verdict, asked) = answer(agent, &read_payload(agent), false, vec![allowed(7)]);
         assert_eq!(asked, 1);
         assert_eq!(verdict.exit().code(), 0);
@@ -663,7 +709,7 @@ fn an_allow_adds_nothing_to_the_models_context() {
 
 #[test]
 fn with_verbose_an_allow_names_its_receipt_and_is_still_no_allow_decision() {
-    for agent in [Agent::ClaudeCode, Agent::Codex] {
+    for agent in [CodingAgent::ClaudeCode, CodingAgent::Codex] {
         let (verdict, _) = answer(agent, &read_payload(agent), true, vec![allowed(7)]);
         assert_eq!(verdict.exit().code(), 0);
         let value: Value = serde_json::from_str(verdict.stdout()).unwrap();
@@ -680,7 +726,7 @@ fn with_verbose_an_allow_names_its_receipt_and_is_still_no_allow_decision() {
 
 #[test]
 fn a_denial_blocks_with_its_reason_in_both_agents_terms() {
-    for agent in [Agent::ClaudeCode, Agent::Codex] {
+    for agent in [CodingAgent::ClaudeCode, CodingAgent::Codex] {
         let (verdict, _) = answer(
             agent,
             &read_payload(agent),
@@ -707,8 +753,8 @@ fn a_denial_blocks_with_its_reason_in_both_agents_terms() {
 #[test]
 fn an_ask_is_claude_codes_own_prompt_and_a_reasoned_block_for_codex() {
     let (verdict, _) = answer(
-        Agent::ClaudeCode,
-        &read_payload(Agent::ClaudeCode),
+        CodingAgent::ClaudeCode,
+        &read_payload(CodingAgent::ClaudeCode),
         false,
         vec![needs_approval("deploys need a person", 4)],
     );
@@ -718,8 +764,8 @@ fn an_ask_is_claude_codes_own_prompt_and_a_reasoned_block_for_codex() {
     assert!(reason.contains("deploys need a person"), "{reason}");
 
     let (verdict, _) = answer(
-        Agent::Codex,
-        &read_payload(Agent::Codex),
+        CodingAgent::Codex,
+        &read_payload(CodingAgent::Codex),
         false,
         vec![needs_approval("deploys need a person", 4)],
     );
@@ -729,11 +775,11 @@ fn an_ask_is_claude_codes_own_prompt_and_a_reasoned_block_for_codex() {
     assert!(reason.contains("deploys need a person"), "{reason}");
 }
 
-fn two_writes(agent: Agent) -> String {
+fn two_writes(agent: CodingAgent) -> String {
     let patch = "*** Begin Patch\n*** Add File: a.txt\n+a\n*** Add File: .env\n+TOKEN=x\n*** Add File: c.txt\n+c\n*** End Patch";
     match agent {
-        Agent::Codex => codex("apply_patch", json!({"command": patch})),
-        Agent::ClaudeCode => claude_code(
+        CodingAgent::Codex => codex("apply_patch", json!({"command": patch})),
+        CodingAgent::ClaudeCode => claude_code(
             "Monitor",
             json!({"description": "d", "timeout_ms": 1, "command": "/bin/true", "ws": {"url": "wss://example.com/"}}),
         ),
@@ -744,8 +790,8 @@ fn two_writes(agent: Agent) -> String {
 fn every_part_is_asked_in_order_and_the_first_denied_stops_the_rest() {
     // All three allowed: allowed, each asked once.
     let (verdict, asked) = answer(
-        Agent::Codex,
-        &two_writes(Agent::Codex),
+        CodingAgent::Codex,
+        &two_writes(CodingAgent::Codex),
         true,
         vec![allowed(1), allowed(2), allowed(3)],
     );
@@ -753,8 +799,8 @@ fn every_part_is_asked_in_order_and_the_first_denied_stops_the_rest() {
     assert!(verdict.stdout().contains("log index 1, 2, 3"));
     // The second denied: blocked, naming the part; the third never asked.
     let (verdict, asked) = answer(
-        Agent::Codex,
-        &two_writes(Agent::Codex),
+        CodingAgent::Codex,
+        &two_writes(CodingAgent::Codex),
         false,
         vec![allowed(1), denied("credentials files are never touched", 2)],
     );
@@ -768,8 +814,8 @@ fn every_part_is_asked_in_order_and_the_first_denied_stops_the_rest() {
     );
     // No answer for a part (the enforcer went away): blocked.
     let (verdict, asked) = answer(
-        Agent::Codex,
-        &two_writes(Agent::Codex),
+        CodingAgent::Codex,
+        &two_writes(CodingAgent::Codex),
         false,
         vec![allowed(1)],
     );
@@ -781,9 +827,9 @@ fn every_part_is_asked_in_order_and_the_first_denied_stops_the_rest() {
 fn an_ask_before_a_denial_is_a_denial() {
     // Claude Code: if its user approved the first part, the second would
     // run too, so it is decided, and its denial blocks the call.
-    let payload = two_writes(Agent::ClaudeCode);
+    let payload = two_writes(CodingAgent::ClaudeCode);
     let (verdict, asked) = answer(
-        Agent::ClaudeCode,
+        CodingAgent::ClaudeCode,
         &payload,
         false,
         vec![needs_approval("ask first", 1), denied("no websockets", 2)],
@@ -791,7 +837,7 @@ fn an_ask_before_a_denial_is_a_denial() {
     assert_eq!((verdict.exit(), asked), (HookExit::Block, 2));
     assert!(verdict.stderr().contains("no websockets"));
     let (verdict, _) = answer(
-        Agent::ClaudeCode,
+        CodingAgent::ClaudeCode,
         &payload,
         false,
         vec![needs_approval("ask first", 1), allowed(2)],
@@ -799,8 +845,8 @@ fn an_ask_before_a_denial_is_a_denial() {
     assert_eq!(claude_code_reads(&verdict).unwrap().0, "ask");
     // Codex blocks at the ask: the rest is not asked.
     let (verdict, asked) = answer(
-        Agent::Codex,
-        &two_writes(Agent::Codex),
+        CodingAgent::Codex,
+        &two_writes(CodingAgent::Codex),
         false,
         vec![needs_approval("ask first", 1)],
     );
@@ -810,7 +856,7 @@ fn an_ask_before_a_denial_is_a_denial() {
 #[test]
 fn internal_tools_pass_without_asking_and_refusals_without_asking() {
     let (verdict, asked) = answer(
-        Agent::ClaudeCode,
+        CodingAgent::ClaudeCode,
         &claude_code("TodoWrite", json!({"todos": []})),
         false,
         vec![],
@@ -823,7 +869,7 @@ fn internal_tools_pass_without_asking_and_refusals_without_asking() {
         "*** Begin Patch\n*** Add File: a.txt\n+a\n*** Add File: {long}b\n+b\n*** End Patch"
     );
     let (verdict, asked) = answer(
-        Agent::Codex,
+        CodingAgent::Codex,
         &codex("apply_patch", json!({"command": patch})),
         false,
         vec![allowed(1), allowed(2)],
@@ -834,7 +880,7 @@ fn internal_tools_pass_without_asking_and_refusals_without_asking() {
 #[test]
 fn no_answer_is_ever_the_agents_own_allow_and_every_block_has_a_reason() {
     let answers = [allowed(1), denied("", 2), needs_approval("", 3)];
-    for agent in [Agent::ClaudeCode, Agent::Codex] {
+    for agent in [CodingAgent::ClaudeCode, CodingAgent::Codex] {
         for answer_given in &answers {
             for verbose in [false, true] {
                 let (verdict, _) = answer(
@@ -852,8 +898,8 @@ fn no_answer_is_ever_the_agents_own_allow_and_every_block_has_a_reason() {
                     );
                 }
                 match agent {
-                    Agent::ClaudeCode => drop(claude_code_reads(&verdict)),
-                    Agent::Codex => drop(codex_reads(&verdict)),
+                    CodingAgent::ClaudeCode => drop(claude_code_reads(&verdict)),
+                    CodingAgent::Codex => drop(codex_reads(&verdict)),
                 }
             }
         }

@@ -40,7 +40,7 @@ pub struct Governor {
 
 /// How one notification is answered.
 #[derive(Debug)]
-pub(super) enum Answer {
+pub(super) enum Response {
     /// Let the kernel run it (Landlock still applies).
     Continue,
     /// Fail it with this errno.
@@ -217,7 +217,7 @@ pub(super) fn read_c_strings(
 
 /// The agent thread that made a system call: its memory, and whether its
 /// request is still the one being answered.
-pub(super) struct Agent<'a> {
+pub(super) struct CallingThread<'a> {
     pub(super) pid: u32,
     pub(super) caller: Caller,
     pub(super) memory: std::fs::File,
@@ -227,7 +227,7 @@ pub(super) struct Agent<'a> {
 /// A refusal or failure of a governed call, as the errno the agent sees.
 pub(super) type Errno = i32;
 
-impl Agent<'_> {
+impl CallingThread<'_> {
     /// The directory a relative path is resolved against: the working
     /// directory for `AT_FDCWD`, else what descriptor `dirfd` names.
     pub(super) fn directory(&self, dirfd: i32) -> Option<PathBuf> {
@@ -254,7 +254,7 @@ impl Agent<'_> {
         self.path_of(dirfd, &path, follow_last)
     }
 
-    /// [`Agent::path`] of a path already read from the agent (a socket
+    /// [`CallingThread::path`] of a path already read from the agent (a socket
     /// address).
     pub(super) fn path_of(
         &self,
@@ -284,7 +284,7 @@ impl Agent<'_> {
         Ok(physical)
     }
 
-    /// [`Agent::path`], and the canonical action `make` builds from it.
+    /// [`CallingThread::path`], and the canonical action `make` builds from it.
     pub(super) fn resolve(
         &self,
         dirfd: i32,
@@ -337,10 +337,10 @@ pub(super) fn low_int(arg: u64) -> Option<i32> {
 }
 
 /// The answer for an effect performed here: success (0) or its errno.
-pub(super) fn done(result: std::io::Result<()>) -> Answer {
+pub(super) fn done(result: std::io::Result<()>) -> Response {
     match result {
-        Ok(()) => Answer::Value(0),
-        Err(e) => Answer::Fail(e.raw_os_error().unwrap_or(libc::EACCES)),
+        Ok(()) => Response::Value(0),
+        Err(e) => Response::Fail(e.raw_os_error().unwrap_or(libc::EACCES)),
     }
 }
 

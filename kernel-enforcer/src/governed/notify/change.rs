@@ -3,7 +3,7 @@
 //! performed by the enforcer on what was decided (metadata changes are in
 //! the `metadata` module).
 
-use super::call::{Agent, Answer, Governor, done, low_int, read_c_string};
+use super::call::{CallingThread, Governor, Response, done, low_int, read_c_string};
 use kernel_core::{Action, CanonicalAction};
 use rustix::fs::{Mode, OFlags};
 use std::path::Path;
@@ -12,11 +12,11 @@ impl Governor {
     /// `unlink`, `rmdir`, `unlinkat`: a `FileDelete`, performed here.
     pub(super) fn remove(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         nr: libc::c_long,
         args: &[u64; 6],
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
+    ) -> Option<Response> {
         let (dirfd, path, directory) = match nr {
             libc::SYS_unlink => (libc::AT_FDCWD, args[0], false),
             libc::SYS_rmdir => (libc::AT_FDCWD, args[0], true),
@@ -28,7 +28,7 @@ impl Governor {
         };
         let (canonical, target) = match agent.resolve(dirfd, path, false, Action::file_delete) {
             Ok(resolved) => resolved,
-            Err(errno) => return Some(Answer::Fail(errno)),
+            Err(errno) => return Some(Response::Fail(errno)),
         };
         let flags = if directory {
             rustix::fs::AtFlags::REMOVEDIR
@@ -50,11 +50,11 @@ impl Governor {
     /// `create_dir`) take `EEXIST` for success and a refusal for failure.
     pub(super) fn mkdir(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         nr: libc::c_long,
         args: &[u64; 6],
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
+    ) -> Option<Response> {
         let (dirfd, path, mode) = match nr {
             libc::SYS_mkdir => (libc::AT_FDCWD, args[0], args[1]),
             _ => (low_int(args[0])?, args[1], args[2]),
@@ -62,11 +62,11 @@ impl Governor {
         let (canonical, target) =
             match agent.resolve(dirfd, path, false, Action::file_write_descriptor) {
                 Ok(resolved) => resolved,
-                Err(errno) => return Some(Answer::Fail(errno)),
+                Err(errno) => return Some(Response::Fail(errno)),
             };
         if std::fs::symlink_metadata(&target).is_ok() {
             // Nothing would be created: no change to decide.
-            return Some(Answer::Fail(libc::EEXIST));
+            return Some(Response::Fail(libc::EEXIST));
         }
         let mode = Mode::from_bits_truncate(u32::try_from(mode & 0o777).unwrap_or(0o700))
             & !Mode::from_bits_truncate(0o022);
@@ -82,11 +82,11 @@ impl Governor {
     /// performed here. Exchanges and whiteouts are refused.
     pub(super) fn rename(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         nr: libc::c_long,
         args: &[u64; 6],
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
+    ) -> Option<Response> {
         let (old_dir, old, new_dir, new, flags) = match nr {
             libc::SYS_rename => (libc::AT_FDCWD, args[0], libc::AT_FDCWD, args[1], 0),
             libc::SYS_renameat => (low_int(args[0])?, args[1], low_int(args[2])?, args[3], 0),
@@ -112,7 +112,7 @@ impl Governor {
             });
         let ((delete, from), (write, to)) = match resolved {
             Ok(resolved) => resolved,
-            Err(errno) => return Some(Answer::Fail(errno)),
+            Err(errno) => return Some(Response::Fail(errno)),
         };
         let mut actions = vec![(delete, &*from, true), (write, &*to, true)];
         if self.granted(&to, true) && !self.granted(&from, true) {
@@ -141,22 +141,22 @@ impl Governor {
     /// [`WriteMode::Symlink`]: kernel_core::WriteMode::Symlink
     pub(super) fn symlink(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         nr: libc::c_long,
         args: &[u64; 6],
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
+    ) -> Option<Response> {
         let (target, dirfd, path) = match nr {
             libc::SYS_symlink => (args[0], libc::AT_FDCWD, args[1]),
             _ => (args[0], low_int(args[1])?, args[2]),
         };
         let Some(target) = read_c_string(&agent.memory, target) else {
-            return Some(Answer::Fail(libc::EFAULT));
+            return Some(Response::Fail(libc::EFAULT));
         };
         let (canonical, link) =
             match agent.resolve(dirfd, path, false, |p| Action::file_symlink(p, &target)) {
                 Ok(resolved) => resolved,
-                Err(errno) => return Some(Answer::Fail(errno)),
+                Err(errno) => return Some(Response::Fail(errno)),
             };
         self.gate(vec![(canonical, &link, true)], decide, || {
             done(self.in_parent(&link, |parent, name| {
@@ -173,11 +173,11 @@ impl Governor {
     /// [`WriteMode::HardLink`]: kernel_core::WriteMode::HardLink
     pub(super) fn link(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         nr: libc::c_long,
         args: &[u64; 6],
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
+    ) -> Option<Response> {
         let (old_dir, old, new_dir, new, flags) = match nr {
             libc::SYS_link => (libc::AT_FDCWD, args[0], libc::AT_FDCWD, args[1], 0),
             _ => (
@@ -190,7 +190,7 @@ impl Governor {
         };
         if flags & !libc::AT_SYMLINK_FOLLOW != 0 {
             // AT_EMPTY_PATH (a descriptor's file): not supported.
-            return Some(Answer::Fail(libc::EINVAL));
+            return Some(Response::Fail(libc::EINVAL));
         }
         let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
         let resolved = agent.path(old_dir, old, follow).and_then(|from| {
@@ -201,7 +201,7 @@ impl Governor {
         });
         let (from, write, to) = match resolved {
             Ok(resolved) => resolved,
-            Err(errno) => return Some(Answer::Fail(errno)),
+            Err(errno) => return Some(Response::Fail(errno)),
         };
         let from_text = from.to_str()?.to_owned();
         let read = CanonicalAction::new(Action::file_read(from_text.clone()), None).ok()?;
@@ -237,15 +237,15 @@ impl Governor {
     /// here through a descriptor opened without following links.
     pub(super) fn truncate(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         args: &[u64; 6],
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
+    ) -> Option<Response> {
         let length = args[1];
         let (canonical, target) =
             match agent.resolve(libc::AT_FDCWD, args[0], true, Action::file_write_descriptor) {
                 Ok(resolved) => resolved,
-                Err(errno) => return Some(Answer::Fail(errno)),
+                Err(errno) => return Some(Response::Fail(errno)),
             };
         self.gate(vec![(canonical, &target, true)], decide, || {
             let truncated = self

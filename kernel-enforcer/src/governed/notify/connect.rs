@@ -11,7 +11,7 @@
 //!
 //! [`WriteMode::Connect`]: kernel_core::WriteMode::Connect
 
-use super::call::{Agent, Answer, Governor, descriptor_flags, low_int, take};
+use super::call::{CallingThread, Governor, Response, descriptor_flags, low_int, take};
 use kernel_core::{Action, CanonicalAction};
 use rustix::fs::{Mode, OFlags};
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
@@ -34,10 +34,10 @@ impl Governor {
     /// [`Governor::connect_unix`]); other families are refused.
     pub(super) fn connect(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         args: &[u64; 6],
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
+    ) -> Option<Response> {
         let socket = low_int(args[0])?;
         let length = usize::try_from(args[2]).ok()?.min(128);
         let mut address = vec![0u8; length];
@@ -83,7 +83,9 @@ impl Governor {
         let stream = match connected {
             Ok(stream) => stream,
             Err(e) => {
-                return Some(Answer::Fail(e.raw_os_error().unwrap_or(libc::ECONNREFUSED)));
+                return Some(Response::Fail(
+                    e.raw_os_error().unwrap_or(libc::ECONNREFUSED),
+                ));
             }
         };
         // Keep the agent's blocking mode on the socket it gets back.
@@ -91,7 +93,7 @@ impl Governor {
         if stream.set_nonblocking(nonblocking).is_err() {
             return None;
         }
-        Some(Answer::Replace {
+        Some(Response::Replace {
             fd: OwnedFd::from(stream),
             target: socket,
             cloexec,
@@ -114,13 +116,13 @@ impl Governor {
     /// socket, `EISCONN`, `EINVAL`, `EAFNOSUPPORT`).
     fn connect_unix(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         socket: i32,
         length: u64,
         address: &[u8],
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
-        let fail = |errno| Some(Answer::Fail(errno));
+    ) -> Option<Response> {
+        let fail = |errno| Some(Response::Fail(errno));
         let length = usize::try_from(length).unwrap_or(usize::MAX);
         if !(3..=SOCKADDR_UN_SIZE).contains(&length) {
             // No path (an unnamed address), or longer than an address.
@@ -207,12 +209,12 @@ impl Governor {
                 Ok(stream)
             });
         Some(match connected {
-            Ok(stream) => Answer::Replace {
+            Ok(stream) => Response::Replace {
                 fd: stream,
                 target: socket,
                 cloexec,
             },
-            Err(errno) => Answer::Fail(errno.raw_os_error()),
+            Err(errno) => Response::Fail(errno.raw_os_error()),
         })
     }
 }

@@ -8,7 +8,7 @@
 //! check changes which file is changed, or how.
 
 use super::call::{
-    Agent, Answer, Errno, Governor, done, low_int, read_c_string, read_c_string_at_most,
+    CallingThread, Errno, Governor, Response, done, low_int, read_c_string, read_c_string_at_most,
 };
 use super::paths::{self, ProcEntry};
 use kernel_core::{Action, CanonicalAction, WriteMode};
@@ -71,18 +71,18 @@ impl Governor {
     /// agent's own descriptors are refused.
     pub(super) fn metadata(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         nr: libc::c_long,
         args: &[u64; 6],
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
+    ) -> Option<Response> {
         let (target, change) = match call(&agent.memory, nr, args) {
             Ok(call) => call,
-            Err(errno) => return Some(Answer::Fail(errno)),
+            Err(errno) => return Some(Response::Fail(errno)),
         };
         let pinned = match self.pin(agent, target) {
             Ok(pinned) => pinned,
-            Err(errno) => return Some(Answer::Fail(errno)),
+            Err(errno) => return Some(Response::Fail(errno)),
         };
         let handle = format!("/proc/self/fd/{}", pinned.as_raw_fd());
         let target = std::fs::read_link(&handle).ok()?;
@@ -121,7 +121,7 @@ impl Governor {
     /// The file `target` names, opened with `O_PATH` without following
     /// any link the agent could swap: one of the agent's descriptors (its
     /// open file), or the physically resolved path.
-    fn pin(&self, agent: &Agent<'_>, target: Target) -> Result<OwnedFd, Errno> {
+    fn pin(&self, agent: &CallingThread<'_>, target: Target) -> Result<OwnedFd, Errno> {
         let (dirfd, pointer, follow) = match target {
             Target::Descriptor(fd) => return agent_file(agent, fd),
             Target::Path {
@@ -147,7 +147,7 @@ impl Governor {
 
 /// The file of the agent's descriptor `fd` (its working directory for
 /// `AT_FDCWD`), opened with `O_PATH`.
-fn agent_file(agent: &Agent<'_>, fd: i32) -> Result<OwnedFd, Errno> {
+fn agent_file(agent: &CallingThread<'_>, fd: i32) -> Result<OwnedFd, Errno> {
     let link = if fd == libc::AT_FDCWD {
         format!("/proc/{}/cwd", agent.pid)
     } else {

@@ -94,7 +94,7 @@ pub use paths::{OWN_PROCESS_ENTRIES, SYSTEM_PSEUDO_FILES, SYSTEM_PSEUDO_TREES};
 pub use serve::{ANSWER_DEADLINE, WORKERS, serve};
 
 use crate::pre_exec::NotifyFilter;
-use call::{Agent, Answer, low_int, read_c_string, read_c_strings};
+use call::{CallingThread, Response, low_int, read_c_string, read_c_strings};
 use kernel_core::{Action, CanonicalAction};
 use metadata::{SYS_FILE_SETATTR, SYS_REMOVEXATTRAT, SYS_SETXATTRAT};
 use paths::Caller;
@@ -253,11 +253,11 @@ impl Governor {
         data: &libc::seccomp_data,
         still_valid: impl Fn() -> bool,
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Answer {
+    ) -> Response {
         let Ok(memory) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
-            return Answer::Fail(libc::EACCES);
+            return Response::Fail(libc::EACCES);
         };
-        let agent = Agent {
+        let agent = CallingThread {
             pid,
             caller: Caller::new(pid),
             memory,
@@ -281,7 +281,7 @@ impl Governor {
                 // The file system's own flags (`chattr`'s), by path: not
                 // decided, refused as by a kernel without the call (the
                 // `ioctl` it replaces is refused by the confinement).
-                Some(Answer::Fail(libc::ENOSYS))
+                Some(Response::Fail(libc::ENOSYS))
             }
             libc::SYS_chmod
             | libc::SYS_fchmod
@@ -305,7 +305,7 @@ impl Governor {
             | SYS_REMOVEXATTRAT => self.metadata(&agent, nr, &data.args, decide),
             _ => self.open_call(&agent, data, decide),
         };
-        answer.unwrap_or(Answer::Fail(libc::EACCES))
+        answer.unwrap_or(Response::Fail(libc::EACCES))
     }
 
     /// The one gate of the calls that change the file system (removals,
@@ -321,13 +321,13 @@ impl Governor {
         &self,
         actions: Vec<(CanonicalAction, &Path, bool)>,
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-        perform: impl FnOnce() -> Answer,
-    ) -> Option<Answer> {
+        perform: impl FnOnce() -> Response,
+    ) -> Option<Response> {
         if actions
             .iter()
             .all(|(_, path, writes)| self.granted(path, *writes))
         {
-            return Some(Answer::Continue);
+            return Some(Response::Continue);
         }
         for (action, path, writes) in actions {
             if !self.granted(path, writes) && !decide(action) {
@@ -362,11 +362,11 @@ impl Governor {
     /// with `ENOENT` (searching `PATH` tries several).
     fn exec(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         nr: libc::c_long,
         args: &[u64; 6],
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
+    ) -> Option<Response> {
         use kernel_core::limits::{MAX_ARG_BYTES, MAX_ARGS, MAX_ENV_VARS};
         let ledger = self.execs.as_ref()?;
         let (dirfd, path, argv, envp, flags) = match nr {
@@ -402,7 +402,7 @@ impl Governor {
             }
             let file = paths::physical(Path::new(&passed), true, &agent.caller).ok()?;
             ledger.allow(tid, &file, &passed, &argv).ok()?;
-            return Some(Answer::Continue);
+            return Some(Response::Continue);
         }
         let (cwd, base) = (cwd.to_str()?, base.to_str()?);
         if !(cwd.starts_with('/') && base.starts_with('/')) {
@@ -442,8 +442,8 @@ impl Governor {
         // Landlock judges the file it leads to.
         let file = match paths::physical(&program, true, &agent.caller) {
             Ok(file) if file.exists() => file,
-            Ok(_) => return Some(Answer::Fail(libc::ENOENT)),
-            Err(e) => return Some(Answer::Fail(e.raw_os_error().unwrap_or(libc::EACCES))),
+            Ok(_) => return Some(Response::Fail(libc::ENOENT)),
+            Err(e) => return Some(Response::Fail(e.raw_os_error().unwrap_or(libc::EACCES))),
         };
         if !self
             .execute_granted
@@ -459,7 +459,7 @@ impl Governor {
         // The file checked above, not the name again (a link swapped
         // meanwhile, say to a FIFO, would be followed).
         ledger.allow(tid, &file, &passed, &argv).ok()?;
-        Some(Answer::Continue)
+        Some(Response::Continue)
     }
 }
 

@@ -2,7 +2,7 @@
 //! over, decided unless granted; the agent's own `/proc` entries, its own
 //! descriptors reopened, and the system pseudo-files.
 
-use super::call::{Agent, Answer, Governor, OpenCall, take};
+use super::call::{CallingThread, Governor, OpenCall, Response, take};
 use super::paths::{self, Caller, ProcEntry};
 use kernel_core::{Action, CanonicalAction};
 use rustix::fs::{Mode, OFlags};
@@ -21,20 +21,20 @@ impl Governor {
     /// ever opened.
     pub(super) fn open_call(
         &self,
-        agent: &Agent<'_>,
+        agent: &CallingThread<'_>,
         data: &libc::seccomp_data,
         decide: &mut impl FnMut(CanonicalAction) -> bool,
-    ) -> Option<Answer> {
+    ) -> Option<Response> {
         let call = OpenCall::of(data, &agent.memory)?;
         if call.resolve != 0 {
             // `RESOLVE_BENEATH` and the like are not implemented here:
             // the caller falls back to resolving the path itself.
-            return Some(Answer::Fail(libc::ENOSYS));
+            return Some(Response::Fail(libc::ENOSYS));
         }
         let writes = call.writes();
         let target = match agent.path(call.dirfd, call.path, call.follows_last_link()) {
             Ok(target) => target,
-            Err(errno) => return Some(Answer::Fail(errno)),
+            Err(errno) => return Some(Response::Fail(errno)),
         };
         if target.starts_with("/proc") {
             return Some(match paths::proc_entry(&target, &agent.caller) {
@@ -43,7 +43,7 @@ impl Governor {
                 _ if !writes && paths::is_system_pseudo_file(&target) => {
                     open_pseudo(&target, &call)
                 }
-                _ => Answer::Fail(libc::EACCES),
+                _ => Response::Fail(libc::EACCES),
             });
         }
         if !writes && paths::is_system_pseudo_file(&target) {
@@ -54,7 +54,7 @@ impl Governor {
         }
         if !call.creates() && std::fs::symlink_metadata(&target).is_err() {
             // Nothing there to read or write: no access to decide.
-            return Some(Answer::Fail(libc::ENOENT));
+            return Some(Response::Fail(libc::ENOENT));
         }
         let text = target.to_str()?.to_owned();
         let action = if writes {
@@ -76,7 +76,7 @@ impl Governor {
     /// descriptors; it was decided as a read). The enforcer's own open
     /// never blocks (a FIFO without a writer): it is made non-blocking and
     /// given back in the mode the agent asked for.
-    pub(super) fn open(&self, target: &Path, call: &OpenCall) -> Answer {
+    pub(super) fn open(&self, target: &Path, call: &OpenCall) -> Response {
         let (flags, cloexec) = handed_over_flags(call);
         // The mode only counts when a file is created: `open(2)` ignores
         // whatever else is in that register (runtimes that make the system
@@ -93,11 +93,11 @@ impl Governor {
             .open(target, flags | OFlags::NONBLOCK, mode)
             .and_then(|file| restore_blocking(file, flags));
         match opened {
-            Ok(file) => Answer::Inject {
+            Ok(file) => Response::Inject {
                 fd: OwnedFd::from(file),
                 cloexec,
             },
-            Err(e) => Answer::Fail(e.raw_os_error().unwrap_or(libc::EACCES)),
+            Err(e) => Response::Fail(e.raw_os_error().unwrap_or(libc::EACCES)),
         }
     }
 }
@@ -135,7 +135,7 @@ pub(super) fn restore_blocking(
 
 /// Opens one of the pseudo-files granted without a decision (the agent's
 /// own `/proc` entries, the system's listed ones), read-only.
-pub(super) fn open_pseudo(target: &Path, call: &OpenCall) -> Answer {
+pub(super) fn open_pseudo(target: &Path, call: &OpenCall) -> Response {
     let (flags, cloexec) = handed_over_flags(call);
     let flags = (flags & (OFlags::DIRECTORY | OFlags::NONBLOCK)) | OFlags::RDONLY;
     let opened = rustix::fs::openat2(
@@ -146,8 +146,8 @@ pub(super) fn open_pseudo(target: &Path, call: &OpenCall) -> Answer {
         rustix::fs::ResolveFlags::NO_SYMLINKS | rustix::fs::ResolveFlags::NO_MAGICLINKS,
     );
     match opened {
-        Ok(fd) => Answer::Inject { fd, cloexec },
-        Err(e) => Answer::Fail(e.raw_os_error()),
+        Ok(fd) => Response::Inject { fd, cloexec },
+        Err(e) => Response::Fail(e.raw_os_error()),
     }
 }
 
@@ -156,16 +156,16 @@ pub(super) fn open_pseudo(target: &Path, call: &OpenCall) -> Answer {
 /// access than the descriptor already has (reading only if it reads,
 /// writing only if it writes; never an `O_PATH` descriptor), so it
 /// reaches nothing the agent could not already reach through `fd`.
-pub(super) fn reopen(caller: &Caller, fd: i32, call: &OpenCall) -> Answer {
+pub(super) fn reopen(caller: &Caller, fd: i32, call: &OpenCall) -> Response {
     // The agent's open file itself, taken once: what is checked is what
     // is reopened, whatever the agent does to its descriptor table
     // meanwhile.
     let taken = match take(caller, fd) {
         Ok(taken) => taken,
-        Err(errno) => return Answer::Fail(errno),
+        Err(errno) => return Response::Fail(errno),
     };
     let Ok(held) = rustix::fs::fcntl_getfl(&taken) else {
-        return Answer::Fail(libc::EBADF);
+        return Response::Fail(libc::EBADF);
     };
     let (flags, cloexec) = handed_over_flags(call);
     let reads = |f: OFlags| {
@@ -181,7 +181,7 @@ pub(super) fn reopen(caller: &Caller, fd: i32, call: &OpenCall) -> Answer {
         || (writes(flags) && !writes(held))
         || (flags.contains(OFlags::TRUNC) && !writes(held))
     {
-        return Answer::Fail(libc::EACCES);
+        return Response::Fail(libc::EACCES);
     }
     let flags = flags - OFlags::CREATE - OFlags::EXCL;
     let path = format!("/proc/self/fd/{}", taken.as_raw_fd());
@@ -194,10 +194,10 @@ pub(super) fn reopen(caller: &Caller, fd: i32, call: &OpenCall) -> Answer {
     .map(std::fs::File::from)
     .and_then(|file| restore_blocking(file, flags));
     match opened {
-        Ok(file) => Answer::Inject {
+        Ok(file) => Response::Inject {
             fd: OwnedFd::from(file),
             cloexec,
         },
-        Err(e) => Answer::Fail(e.raw_os_error().unwrap_or(libc::EACCES)),
+        Err(e) => Response::Fail(e.raw_os_error().unwrap_or(libc::EACCES)),
     }
 }

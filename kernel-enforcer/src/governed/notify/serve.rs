@@ -2,7 +2,7 @@
 //! watchdog that answers a call whose decision does not come, and the one
 //! place that answers the kernel.
 
-use super::call::{Answer, Governor};
+use super::call::{Governor, Response};
 #[cfg(debug_assertions)]
 use crate::fault::{injected_delay, injected_fault};
 use crate::governed::rate::{Bucket, wait_for_turn};
@@ -90,7 +90,7 @@ pub fn serve(
                     .map(|(id, _)| *id)
                     .collect();
                 for id in overdue {
-                    respond(listener.as_fd(), id, Answer::Fail(libc::EAGAIN));
+                    respond(listener.as_fd(), id, Response::Fail(libc::EAGAIN));
                     fault(&format!(
                         "a governed system call had no decision within {} s",
                         ANSWER_DEADLINE.as_secs()
@@ -203,11 +203,11 @@ fn serve_one_at_a_time(
             )
         }));
         let answer = match answered {
-            Ok(_) if limited => Answer::Fail(libc::EAGAIN),
+            Ok(_) if limited => Response::Fail(libc::EAGAIN),
             Ok(answer) => answer,
             Err(_) => {
                 fault("internal fault: a panic while answering a governed system call");
-                Answer::Fail(libc::EACCES)
+                Response::Fail(libc::EACCES)
             }
         };
         if claim() {
@@ -262,9 +262,9 @@ fn add_fd(listener: BorrowedFd<'_>, addfd: &libc::seccomp_notif_addfd) -> Result
 /// died meanwhile), the call fails with that error instead of being left
 /// waiting. Errors of the final response need no handling: the task is
 /// gone, and its system call with it.
-fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
+fn respond(listener: BorrowedFd<'_>, id: u64, answer: Response) {
     match answer {
-        Answer::Inject { fd, cloexec } => {
+        Response::Inject { fd, cloexec } => {
             let addfd = libc::seccomp_notif_addfd {
                 id,
                 flags: u32::try_from(libc::SECCOMP_ADDFD_FLAG_SEND).unwrap_or(0),
@@ -279,11 +279,11 @@ fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
             // With `SECCOMP_ADDFD_FLAG_SEND` the kernel installs the
             // descriptor and completes the call with its number, atomically.
             if let Err(errno) = add_fd(listener, &addfd) {
-                respond(listener, id, Answer::Fail(errno));
+                respond(listener, id, Response::Fail(errno));
             }
             drop(fd);
         }
-        Answer::Replace {
+        Response::Replace {
             fd,
             target,
             cloexec,
@@ -302,16 +302,16 @@ fn respond(listener: BorrowedFd<'_>, id: u64, answer: Answer) {
                 },
             };
             let answer = match add_fd(listener, &addfd) {
-                Ok(()) => Answer::Value(0),
-                Err(errno) => Answer::Fail(errno),
+                Ok(()) => Response::Value(0),
+                Err(errno) => Response::Fail(errno),
             };
             drop(fd);
             respond(listener, id, answer);
         }
-        Answer::Continue | Answer::Fail(_) | Answer::Value(_) => {
+        Response::Continue | Response::Fail(_) | Response::Value(_) => {
             let (val, error, flags) = match answer {
-                Answer::Fail(errno) => (0, -errno, 0),
-                Answer::Value(value) => (value, 0, 0),
+                Response::Fail(errno) => (0, -errno, 0),
+                Response::Value(value) => (value, 0, 0),
                 _ => (
                     0,
                     0,
