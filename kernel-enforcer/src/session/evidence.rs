@@ -908,6 +908,15 @@ impl EvidenceLog {
         Ok(())
     }
 
+    /// Whether a commit's sync can run apart from the log, beside the
+    /// writing of later records ([`write_staged`](Self::write_staged)
+    /// returns a [`PendingSync`]): a plain evidence file, synced on every
+    /// commit. Not an evidence window or OS-buffered evidence, whose
+    /// commits have no `fdatasync` to wait for.
+    pub fn syncs_apart(&self) -> bool {
+        self.syncer.is_some()
+    }
+
     /// Writes every staged record to the file like [`commit`](Self::commit)
     /// but, when the log can sync apart from itself (a plain evidence
     /// file), without making them durable: the records are durable, and
@@ -1187,6 +1196,26 @@ mod tests {
         reason = "tests"
     )]
     use super::*;
+
+    /// Only a log synced on every commit has a sync to run beside the next
+    /// batch (the enforcer serves it on two threads, and the others on
+    /// one).
+    #[test]
+    fn only_a_synced_log_syncs_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, durability, apart) in [
+            ("synced", Durability::Synced, true),
+            ("buffered", Durability::DangerOsBuffered, false),
+            (
+                "windowed",
+                Durability::Windowed(std::time::Duration::from_millis(10)),
+                false,
+            ),
+        ] {
+            let log = EvidenceLog::open_with(&dir.path().join(name), durability).unwrap();
+            assert_eq!(log.syncs_apart(), apart, "{name}");
+        }
+    }
 
     #[test]
     fn an_os_buffered_log_writes_every_record_before_the_commit_returns() {

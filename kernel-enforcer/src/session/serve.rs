@@ -367,7 +367,15 @@ pub fn serve_channels(
     session: SharedSession,
     options: &ServeOptions,
 ) -> Result<Option<String>, ServeError> {
-    let halt = session.lock().halt_latch();
+    let (halt, serving_threads) = {
+        let session = session.lock();
+        let threads = if session.evidence().syncs_apart() {
+            PIPELINED_SERVING_THREADS
+        } else {
+            1
+        };
+        (session.halt_latch(), threads)
+    };
     let queue = ReplyQueue::start(replies.clone());
     let backlogged = Arc::clone(&queue.backlogged);
     let writer_sending = Arc::clone(&queue.sending);
@@ -376,7 +384,7 @@ pub fn serve_channels(
     let requests = Arc::new(Mutex::new(requests));
     let pipeline = Arc::new(Pipeline::default());
     let mut watches = Vec::new();
-    for _ in 0..SERVING_THREADS {
+    for _ in 0..serving_threads {
         let sending = Arc::new(SendWatch::default());
         watches.push(Arc::clone(&sending));
         let serving = Arc::clone(&shared);
@@ -629,9 +637,15 @@ fn watch_signals(shared: &Arc<Shared>) {
     });
 }
 
-/// Threads serving the client's requests: while one waits for its batch's
-/// `fdatasync`, the other decides and writes the next batch.
-const SERVING_THREADS: usize = 2;
+/// Threads serving the client's requests when each batch waits for an
+/// `fdatasync` of its own ([`EvidenceLog::syncs_apart`]): while one
+/// waits, the other decides and writes the next batch. With an evidence
+/// window or OS-buffered evidence there is no sync to wait for, and one
+/// thread serves: a second one only hands the receiver back and forth,
+/// which cost a single client's round trip about 80 µs (docs/PERFORMANCE.md).
+///
+/// [`EvidenceLog::syncs_apart`]: crate::session::evidence::EvidenceLog::syncs_apart
+const PIPELINED_SERVING_THREADS: usize = 2;
 
 /// How the serving threads take turns. A thread receives a batch holding
 /// the receiver, and takes the session before letting the receiver go, so
