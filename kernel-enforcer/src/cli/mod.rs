@@ -822,7 +822,7 @@ fn harden_self() -> Result<(), String> {
 enum HardenError {
     /// Making the process non-dumpable failed.
     #[error("cannot make the enforcer non-dumpable (PR_SET_DUMPABLE): {0}; refusing to start")]
-    SetDumpable(#[source] rustix::io::Errno),
+    SetFailed(#[source] rustix::io::Errno),
     /// The OS reports the process dumpable after it was made non-dumpable.
     #[error(
         "the OS still reports the enforcer as dumpable after PR_SET_DUMPABLE; refusing to start"
@@ -832,7 +832,7 @@ enum HardenError {
     #[error(
         "cannot check that the enforcer is non-dumpable (PR_GET_DUMPABLE): {0}; refusing to start"
     )]
-    GetDumpable(#[source] rustix::io::Errno),
+    CheckFailed(#[source] rustix::io::Errno),
 }
 
 /// Whether hardening took: `set` is what making the process non-dumpable
@@ -841,11 +841,11 @@ fn not_dumpable(
     set: rustix::io::Result<()>,
     now: rustix::io::Result<rustix::process::DumpableBehavior>,
 ) -> Result<(), HardenError> {
-    set.map_err(HardenError::SetDumpable)?;
+    set.map_err(HardenError::SetFailed)?;
     match now {
         Ok(rustix::process::DumpableBehavior::NotDumpable) => Ok(()),
         Ok(_) => Err(HardenError::StillDumpable),
-        Err(e) => Err(HardenError::GetDumpable(e)),
+        Err(e) => Err(HardenError::CheckFailed(e)),
     }
 }
 
@@ -1467,7 +1467,7 @@ mod tests {
         assert!(not_dumpable(Ok(()), Ok(DumpableBehavior::NotDumpable)).is_ok());
         let error = not_dumpable(Err(Errno::PERM), Ok(DumpableBehavior::Dumpable)).unwrap_err();
         assert!(
-            matches!(error, HardenError::SetDumpable(Errno::PERM)),
+            matches!(error, HardenError::SetFailed(Errno::PERM)),
             "{error:?}"
         );
         // What the operator reads when the enforcer refuses to start.
@@ -1489,7 +1489,7 @@ mod tests {
         }
         assert!(matches!(
             not_dumpable(Ok(()), Err(Errno::INVAL)),
-            Err(HardenError::GetDumpable(Errno::INVAL))
+            Err(HardenError::CheckFailed(Errno::INVAL))
         ));
     }
 

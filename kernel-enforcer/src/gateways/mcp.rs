@@ -310,7 +310,7 @@ fn check_method(method: &str) -> Result<(), MethodError> {
     {
         return Err(MethodError::Disguised {
             method: method.to_owned(),
-            special: *special,
+            special,
         });
     }
     Ok(())
