@@ -863,7 +863,8 @@ pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
         .record
         .clone()
         .unwrap_or_else(|| default_record(&args.state));
-    let mut record = WitnessRecord::open(&record_path, &args.name, &key.verifying_key())?;
+    let mut record = WitnessRecord::open(&record_path, &args.name, &key.verifying_key())
+        .map_err(|e| e.to_string())?;
     let remembered = remembered_checkpoint(
         &mut record,
         read_state(&args.state)?,
@@ -871,7 +872,8 @@ pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
         args.adopt_state,
         &args.name,
         &key,
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let options = AuditOptions {
         kernel_key: kernel_key.as_ref(),
         ..AuditOptions::default()
@@ -903,7 +905,7 @@ pub(crate) fn witness(args: &WitnessArgs) -> Result<(), String> {
     note.cosign(&args.name, &key, now_secs());
     // Remembered before it is released: a co-signature this witness
     // gives out is always one its record holds.
-    record.append(&note)?;
+    record.append(&note).map_err(|e| e.to_string())?;
     write_state(&args.state, newest)?;
     let cosignatures = args
         .cosignatures
@@ -969,6 +971,70 @@ fn check_extends(
     Ok(())
 }
 
+/// Why the witness refuses to co-sign, by what its record and its state
+/// say it co-signed before.
+#[derive(Debug, thiserror::Error)]
+enum RememberedError {
+    /// `--adopt-state` given, but the record already holds co-signatures.
+    #[error(
+        "the witness record `{}` already holds what this witness co-signed: \
+         --adopt-state is only for a witness that has no record yet",
+        .record.display()
+    )]
+    AdoptOverRecord { record: PathBuf },
+    /// The state names an older checkpoint than the record's newest.
+    #[error(
+        "refusing to co-sign: the witness state `{}` (size {state_size}) is older than \
+         the newest checkpoint this witness co-signed (size {newest_size}, in its record \
+         `{}`): the state was rolled back, or the witness stopped between \
+         writing its record and its state. Find out which; the record is what counts, so \
+         removing the state file lets the witness write it again from the record",
+        .state.display(),
+        .record.display()
+    )]
+    StateRolledBack {
+        state: PathBuf,
+        state_size: u64,
+        newest_size: u64,
+        record: PathBuf,
+    },
+    /// The state names a checkpoint the record does not hold.
+    #[error(
+        "refusing to co-sign: the witness state `{}` (size {state_size}) names a \
+         checkpoint this witness never co-signed by its record `{}` (newest: \
+         size {newest_size}): the state or the record was replaced. Find out which before going on",
+        .state.display(),
+        .record.display()
+    )]
+    NeverCosigned {
+        state: PathBuf,
+        state_size: u64,
+        newest_size: u64,
+        record: PathBuf,
+    },
+    /// A state, but no record, and no `--adopt-state`.
+    #[error(
+        "refusing to co-sign: the witness state `{}` (size {state_size}) exists but its \
+         record `{}` is missing or empty, so the witness cannot tell what it \
+         co-signed before: the record was lost, or this witness ran before it kept one. \
+         Pass --adopt-state to start the record from the state, only if you know the state \
+         is the newest checkpoint this witness co-signed",
+        .state.display(),
+        .record.display()
+    )]
+    NoRecord {
+        state: PathBuf,
+        state_size: u64,
+        record: PathBuf,
+    },
+    /// `--adopt-state` given, but there is no state.
+    #[error("--adopt-state: there is no witness state `{}` to adopt", .state.display())]
+    NothingToAdopt { state: PathBuf },
+    /// Starting the record from the adopted state failed.
+    #[error(transparent)]
+    Record(#[from] WitnessRecordError),
+}
+
 /// The newest checkpoint this witness co-signed, by its record, after
 /// checking that the state file agrees with it. The record decides; the
 /// state must name the same checkpoint or be absent (it is then written
@@ -981,33 +1047,30 @@ fn remembered_checkpoint(
     adopt_state: bool,
     name: &str,
     key: &ed25519_dalek::SigningKey,
-) -> Result<Option<Checkpoint>, String> {
-    let record_path = record.path.clone();
-    let record_path = record_path.display();
+) -> Result<Option<Checkpoint>, RememberedError> {
+    let record_file = record.path.clone();
+    let record_path = record_file.display();
     let state_display = state_path.display();
     match (record.newest.clone(), state) {
-        (Some(_), _) if adopt_state => Err(format!(
-            "the witness record `{record_path}` already holds what this witness co-signed: \
-             --adopt-state is only for a witness that has no record yet"
-        )),
+        (Some(_), _) if adopt_state => Err(RememberedError::AdoptOverRecord {
+            record: record_file,
+        }),
         (Some(newest), None) => Ok(Some(newest)),
         (Some(newest), Some(state)) if state == newest => Ok(Some(newest)),
         (Some(newest), Some(state)) => Err(if record.holds(&state) {
-            format!(
-                "refusing to co-sign: the witness state `{state_display}` (size {}) is older than \
-                 the newest checkpoint this witness co-signed (size {}, in its record \
-                 `{record_path}`): the state was rolled back, or the witness stopped between \
-                 writing its record and its state. Find out which; the record is what counts, so \
-                 removing the state file lets the witness write it again from the record",
-                state.size, newest.size
-            )
+            RememberedError::StateRolledBack {
+                state: state_path.to_owned(),
+                state_size: state.size,
+                newest_size: newest.size,
+                record: record_file,
+            }
         } else {
-            format!(
-                "refusing to co-sign: the witness state `{state_display}` (size {}) names a \
-                 checkpoint this witness never co-signed by its record `{record_path}` (newest: \
-                 size {}): the state or the record was replaced. Find out which before going on",
-                state.size, newest.size
-            )
+            RememberedError::NeverCosigned {
+                state: state_path.to_owned(),
+                state_size: state.size,
+                newest_size: newest.size,
+                record: record_file,
+            }
         }),
         (None, Some(state)) if adopt_state => {
             let mut note = SignedNote {
@@ -1023,22 +1086,107 @@ fn remembered_checkpoint(
             );
             Ok(Some(state))
         }
-        (None, Some(state)) => Err(format!(
-            "refusing to co-sign: the witness state `{state_display}` (size {}) exists but its \
-             record `{record_path}` is missing or empty, so the witness cannot tell what it \
-             co-signed before: the record was lost, or this witness ran before it kept one. \
-             Pass --adopt-state to start the record from the state, only if you know the state \
-             is the newest checkpoint this witness co-signed",
-            state.size
-        )),
-        (None, None) if adopt_state => Err(format!(
-            "--adopt-state: there is no witness state `{state_display}` to adopt"
-        )),
+        (None, Some(state)) => Err(RememberedError::NoRecord {
+            state: state_path.to_owned(),
+            state_size: state.size,
+            record: record_file,
+        }),
+        (None, None) if adopt_state => Err(RememberedError::NothingToAdopt {
+            state: state_path.to_owned(),
+        }),
         (None, None) => {
             eprintln!("kernel-enforcer: starting a new witness record `{record_path}`");
             Ok(None)
         }
     }
+}
+
+/// Why the witness record cannot be opened, read or appended to.
+#[derive(Debug, thiserror::Error)]
+enum WitnessRecordError {
+    /// Opening, locking, reading, writing or syncing it failed.
+    #[error("witness record `{}`: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not a regular file.
+    #[error("witness record `{}` is not a regular file", .0.display())]
+    NotRegularFile(PathBuf),
+    /// Another witness run holds its lock.
+    #[error(
+        "witness record `{}` is in use by another `audit witness`; run again \
+         when it is done",
+        .0.display()
+    )]
+    InUse(PathBuf),
+    /// Its text is not a record this witness can go on from.
+    #[error(
+        "witness record `{}`: {source}; refusing to co-sign until it is repaired",
+        .path.display()
+    )]
+    Damaged {
+        path: PathBuf,
+        #[source]
+        source: RecordError,
+    },
+}
+
+/// What is wrong with the text of a witness record; `line` counts from 1.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    /// The text does not end with a newline.
+    #[error(
+        "it ends inside an entry (the witness was interrupted while co-signing, \
+                    or the file was damaged): check it, then remove the incomplete last line"
+    )]
+    Torn,
+    /// A line is not JSON.
+    #[error("line {line}: {source}")]
+    NotJson {
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A line has no `note` string.
+    #[error("line {line}: no `note`")]
+    NoNote { line: usize },
+    /// A line's note is not a signed note.
+    #[error("line {line}: {source}")]
+    Note {
+        line: usize,
+        #[source]
+        source: kernel_core::note::NoteError,
+    },
+    /// A line's note is not a checkpoint.
+    #[error("line {line}: {source}")]
+    Checkpoint {
+        line: usize,
+        #[source]
+        source: kernel_core::note::NoteError,
+    },
+    /// A line's checkpoint is of another log than the one before.
+    #[error("line {line}: origin `{origin}` follows origin `{before}`")]
+    OriginChanged {
+        line: usize,
+        origin: String,
+        before: String,
+    },
+    /// A line's checkpoint does not extend the one before.
+    #[error(
+        "line {line}: checkpoint of size {size} follows one of size {before} it does not extend"
+    )]
+    NotExtending { line: usize, size: u64, before: u64 },
+    /// The newest line is not co-signed by this witness.
+    #[error(
+        "line {line}: {source} (the record belongs to another witness key or name, or was edited)"
+    )]
+    NotOurs {
+        line: usize,
+        #[source]
+        source: kernel_core::note::NoteError,
+    },
 }
 
 /// The witness's record: one line `{"note": "..."}` per co-signature it
@@ -1060,9 +1208,12 @@ impl WitnessRecord {
     /// reads it. Refuses a record that is damaged, whose entries go
     /// backwards or change origin, or whose newest entry is not
     /// co-signed by `name` with `key`.
-    fn open(path: &Path, name: &str, key: &VerifyingKey) -> Result<Self, String> {
+    fn open(path: &Path, name: &str, key: &VerifyingKey) -> Result<Self, WitnessRecordError> {
         use std::io::Read as _;
-        let display = path.display();
+        let io = |source| WitnessRecordError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let (mut file, created) = match std::fs::OpenOptions::new()
             .read(true)
             .append(true)
@@ -1075,35 +1226,29 @@ impl WitnessRecord {
                     .append(true)
                     .create(true)
                     .open(path)
-                    .map_err(|e| format!("witness record `{display}`: {e}"))?,
+                    .map_err(io)?,
                 true,
             ),
-            Err(e) => return Err(format!("witness record `{display}`: {e}")),
+            Err(e) => return Err(io(e)),
         };
         // Only a regular file can be appended to and read back as written.
-        if !file
-            .metadata()
-            .map_err(|e| format!("witness record `{display}`: {e}"))?
-            .is_file()
-        {
-            return Err(format!("witness record `{display}` is not a regular file"));
+        if !file.metadata().map_err(io)?.is_file() {
+            return Err(WitnessRecordError::NotRegularFile(path.to_owned()));
         }
         file.try_lock().map_err(|e| match e {
-            std::fs::TryLockError::WouldBlock => format!(
-                "witness record `{display}` is in use by another `audit witness`; run again \
-                 when it is done"
-            ),
-            std::fs::TryLockError::Error(e) => format!("witness record `{display}`: {e}"),
+            std::fs::TryLockError::WouldBlock => WitnessRecordError::InUse(path.to_owned()),
+            std::fs::TryLockError::Error(e) => io(e),
         })?;
         if created {
-            sync_parent(path).map_err(|e| format!("witness record `{display}`: {e}"))?;
+            sync_parent(path).map_err(io)?;
         }
         let mut text = String::new();
-        file.read_to_string(&mut text)
-            .map_err(|e| format!("witness record `{display}`: {e}"))?;
-        let checkpoints = parse_record(&text, name, key).map_err(|e| {
-            format!("witness record `{display}`: {e}; refusing to co-sign until it is repaired")
-        })?;
+        file.read_to_string(&mut text).map_err(io)?;
+        let checkpoints =
+            parse_record(&text, name, key).map_err(|source| WitnessRecordError::Damaged {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Self {
             path: path.to_owned(),
             file,
@@ -1117,11 +1262,14 @@ impl WitnessRecord {
     }
 
     /// Appends `note` (co-signed by this witness) and syncs it.
-    fn append(&mut self, note: &SignedNote) -> Result<(), String> {
+    fn append(&mut self, note: &SignedNote) -> Result<(), WitnessRecordError> {
         let line = serde_json::json!({ "note": note.to_text() }).to_string();
         writeln!(self.file, "{line}")
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| format!("witness record `{}`: {e}", self.path.display()))?;
+            .map_err(|source| WitnessRecordError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         if let Ok(checkpoint) = Checkpoint::parse_body(&note.body) {
             self.checkpoints.push(checkpoint.clone());
             self.newest = Some(checkpoint);
@@ -1131,41 +1279,44 @@ impl WitnessRecord {
 }
 
 /// The checkpoints of a witness record's text, oldest first.
-fn parse_record(text: &str, name: &str, key: &VerifyingKey) -> Result<Vec<Checkpoint>, String> {
+fn parse_record(
+    text: &str,
+    name: &str,
+    key: &VerifyingKey,
+) -> Result<Vec<Checkpoint>, RecordError> {
     if !text.is_empty() && !text.ends_with('\n') {
-        return Err(
-            "it ends inside an entry (the witness was interrupted while co-signing, \
-                    or the file was damaged): check it, then remove the incomplete last line"
-                .into(),
-        );
+        return Err(RecordError::Torn);
     }
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
     let mut newest_note = None;
     for (n, line) in text.lines().enumerate() {
         let at = n + 1;
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("line {at}: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(line)
+            .map_err(|source| RecordError::NotJson { line: at, source })?;
         let note = value
             .get("note")
             .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| format!("line {at}: no `note`"))?;
-        let note = SignedNote::parse(note).map_err(|e| format!("line {at}: {e}"))?;
-        let checkpoint =
-            Checkpoint::parse_body(&note.body).map_err(|e| format!("line {at}: {e}"))?;
+            .ok_or(RecordError::NoNote { line: at })?;
+        let note =
+            SignedNote::parse(note).map_err(|source| RecordError::Note { line: at, source })?;
+        let checkpoint = Checkpoint::parse_body(&note.body)
+            .map_err(|source| RecordError::Checkpoint { line: at, source })?;
         if let Some(before) = checkpoints.last() {
             if before.origin != checkpoint.origin {
-                return Err(format!(
-                    "line {at}: origin `{}` follows origin `{}`",
-                    checkpoint.origin, before.origin
-                ));
+                return Err(RecordError::OriginChanged {
+                    line: at,
+                    origin: checkpoint.origin,
+                    before: before.origin.clone(),
+                });
             }
             if checkpoint.size < before.size
                 || (checkpoint.size == before.size && checkpoint.root != before.root)
             {
-                return Err(format!(
-                    "line {at}: checkpoint of size {} follows one of size {} it does not extend",
-                    checkpoint.size, before.size
-                ));
+                return Err(RecordError::NotExtending {
+                    line: at,
+                    size: checkpoint.size,
+                    before: before.size,
+                });
             }
         }
         checkpoints.push(checkpoint);
@@ -1174,11 +1325,8 @@ fn parse_record(text: &str, name: &str, key: &VerifyingKey) -> Result<Vec<Checkp
     // The newest entry is the one every check is made against: it must be
     // this witness's own co-signature, not a line someone appended.
     if let Some((at, note)) = newest_note {
-        note.verify_cosignature(name, key).map_err(|e| {
-            format!(
-                "line {at}: {e} (the record belongs to another witness key or name, or was edited)"
-            )
-        })?;
+        note.verify_cosignature(name, key)
+            .map_err(|source| RecordError::NotOurs { line: at, source })?;
     }
     Ok(checkpoints)
 }
@@ -1271,16 +1419,34 @@ mod tests {
         // A line someone else appended (another key, or another name).
         let appended = [good.clone(), line(&checkpoint(9, 3), &other)].concat();
         let error = parse_record(&appended, NAME, &key).unwrap_err();
-        assert!(error.contains("line 3"), "{error}");
-        assert!(parse_record(&good, "another-witness", &key).is_err());
+        assert!(
+            matches!(error, RecordError::NotOurs { line: 3, .. }),
+            "{error:?}"
+        );
+        assert!(matches!(
+            parse_record(&good, "another-witness", &key),
+            Err(RecordError::NotOurs { line: 2, .. })
+        ));
         // A torn last entry.
         let torn = &good[..good.len() - 10];
         let error = parse_record(torn, NAME, &key).unwrap_err();
-        assert!(error.contains("incomplete last line"), "{error}");
+        assert!(matches!(error, RecordError::Torn), "{error:?}");
+        // What the operator reads: what to do about it.
+        assert!(
+            error.to_string().contains("incomplete last line"),
+            "{error}"
+        );
         // Entries that go backwards, change their mind, or change origin.
         for second in [checkpoint(2, 2), checkpoint(3, 9)] {
             let text = [line(&checkpoint(3, 1), &witness), line(&second, &witness)].concat();
-            assert!(parse_record(&text, NAME, &key).is_err(), "{second:?}");
+            assert!(
+                matches!(
+                    parse_record(&text, NAME, &key),
+                    Err(RecordError::NotExtending { line: 2, before: 3, size })
+                        if size == second.size
+                ),
+                "{second:?}"
+            );
         }
         let mut elsewhere = checkpoint(5, 2);
         elsewhere.origin = "agent-kernel/evidence/01".into();
@@ -1289,14 +1455,24 @@ mod tests {
             line(&elsewhere, &witness),
         ]
         .concat();
-        assert!(
-            parse_record(&text, NAME, &key)
-                .unwrap_err()
-                .contains("origin")
-        );
-        // Not JSON, or no note.
-        assert!(parse_record("{}\n", NAME, &key).is_err());
-        assert!(parse_record("note\n", NAME, &key).is_err());
+        assert!(matches!(
+            parse_record(&text, NAME, &key),
+            Err(RecordError::OriginChanged { line: 2, origin, before })
+                if origin == "agent-kernel/evidence/01" && before == "agent-kernel/evidence/00"
+        ));
+        // Not JSON, no note, or a note that is no signed checkpoint.
+        assert!(matches!(
+            parse_record("{}\n", NAME, &key),
+            Err(RecordError::NoNote { line: 1 })
+        ));
+        assert!(matches!(
+            parse_record("note\n", NAME, &key),
+            Err(RecordError::NotJson { line: 1, .. })
+        ));
+        assert!(matches!(
+            parse_record("{\"note\": \"x\"}\n", NAME, &key),
+            Err(RecordError::Note { line: 1, .. })
+        ));
     }
 
     #[test]
@@ -1327,20 +1503,46 @@ mod tests {
         assert_eq!(remembered(None, false).unwrap(), Some(checkpoint(5, 2)));
         // A state rolled back to an older co-signature.
         let error = remembered(Some(checkpoint(3, 1)), false).unwrap_err();
-        assert!(error.contains("older than"), "{error}");
+        assert!(
+            matches!(
+                &error,
+                RememberedError::StateRolledBack { state_size: 3, newest_size: 5, record, .. }
+                    if record == &path
+            ),
+            "{error:?}"
+        );
         // A state naming something never co-signed, older or newer.
         for bogus in [checkpoint(4, 4), checkpoint(8, 8)] {
+            let size = bogus.size;
             let error = remembered(Some(bogus), false).unwrap_err();
-            assert!(error.contains("never co-signed"), "{error}");
+            assert!(
+                matches!(
+                    error,
+                    RememberedError::NeverCosigned { state_size, newest_size: 5, .. }
+                        if state_size == size
+                ),
+                "{error:?}"
+            );
         }
         // Adopting is only for a witness without a record.
-        assert!(remembered(Some(checkpoint(5, 2)), true).is_err());
+        assert!(matches!(
+            remembered(Some(checkpoint(5, 2)), true),
+            Err(RememberedError::AdoptOverRecord { .. })
+        ));
 
         // A state without its record is refused unless adopted.
         std::fs::remove_file(&path).unwrap();
         let error = remembered(Some(checkpoint(3, 1)), false).unwrap_err();
-        assert!(error.contains("--adopt-state"), "{error}");
-        assert!(remembered(None, true).is_err());
+        assert!(
+            matches!(error, RememberedError::NoRecord { state_size: 3, .. }),
+            "{error:?}"
+        );
+        // What the operator reads: how to go on.
+        assert!(error.to_string().contains("--adopt-state"), "{error}");
+        assert!(matches!(
+            remembered(None, true),
+            Err(RememberedError::NothingToAdopt { .. })
+        ));
         assert_eq!(
             remembered(Some(checkpoint(3, 1)), true).unwrap(),
             Some(checkpoint(3, 1))
@@ -1359,7 +1561,11 @@ mod tests {
         let path = dir.path().join("state.record");
         let first = WitnessRecord::open(&path, NAME, &key).unwrap();
         let error = WitnessRecord::open(&path, NAME, &key).unwrap_err();
-        assert!(error.contains("in use"), "{error}");
+        assert!(
+            matches!(&error, WitnessRecordError::InUse(p) if p == &path),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("in use"), "{error}");
         drop(first);
         assert!(WitnessRecord::open(&path, NAME, &key).is_ok());
     }

@@ -131,47 +131,72 @@ fn describe(candidate: &Candidate) -> String {
     }
 }
 
+/// Why no single enforcer could be chosen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ChooseError {
+    /// No candidate answered; `found` describes those that did not.
+    #[error("{}", none_running(root, found))]
+    NoneRunning {
+        /// Where the candidates were looked for.
+        root: PathBuf,
+        /// One line per candidate found but not answering.
+        found: Vec<String>,
+    },
+    /// More than one answered; one line describing each.
+    #[error("{}", several_running(.0))]
+    Several(Vec<String>),
+}
+
+fn none_running(root: &Path, found: &[String]) -> String {
+    let mut message = format!(
+        "no running enforcer found under `{}` (where `init` and the default evidence \
+         path put their control files)",
+        root.display()
+    );
+    if !found.is_empty() {
+        message.push_str(";\nfound, but not answering:");
+        for line in found {
+            message.push('\n');
+            message.push_str(line);
+        }
+        message.push('\n');
+    } else {
+        message.push_str("; ");
+    }
+    message.push_str(
+        "name the enforcer with `--control PATH` (or set AGENT_KERNEL_CONTROL); its \
+         control path is its evidence path with `.control` appended unless it was \
+         started with `--control`",
+    );
+    message
+}
+
+fn several_running(live: &[String]) -> String {
+    let mut message = format!(
+        "{} enforcers are running; choose one with `--control PATH` (or set \
+         AGENT_KERNEL_CONTROL):",
+        live.len()
+    );
+    for line in live {
+        message.push('\n');
+        message.push_str(line);
+    }
+    message
+}
+
 /// The control path of the one live candidate found under `root`, or an
 /// error listing what was found (none, or several).
-pub(crate) fn choose(root: &Path, candidates: &[Candidate]) -> Result<PathBuf, String> {
+pub(crate) fn choose(root: &Path, candidates: &[Candidate]) -> Result<PathBuf, ChooseError> {
     let live: Vec<&Candidate> = candidates.iter().filter(|c| c.status.is_ok()).collect();
     match live.as_slice() {
         [one] => Ok(one.control.clone()),
-        [] => {
-            let mut message = format!(
-                "no running enforcer found under `{}` (where `init` and the default evidence \
-                 path put their control files)",
-                root.display()
-            );
-            if !candidates.is_empty() {
-                message.push_str(";\nfound, but not answering:");
-                for candidate in candidates {
-                    message.push('\n');
-                    message.push_str(&describe(candidate));
-                }
-                message.push('\n');
-            } else {
-                message.push_str("; ");
-            }
-            message.push_str(
-                "name the enforcer with `--control PATH` (or set AGENT_KERNEL_CONTROL); its \
-                 control path is its evidence path with `.control` appended unless it was \
-                 started with `--control`",
-            );
-            Err(message)
-        }
-        several => {
-            let mut message = format!(
-                "{} enforcers are running; choose one with `--control PATH` (or set \
-                 AGENT_KERNEL_CONTROL):",
-                several.len()
-            );
-            for candidate in several {
-                message.push('\n');
-                message.push_str(&describe(candidate));
-            }
-            Err(message)
-        }
+        [] => Err(ChooseError::NoneRunning {
+            root: root.to_owned(),
+            found: candidates.iter().map(describe).collect(),
+        }),
+        several => Err(ChooseError::Several(
+            several.iter().map(|c| describe(c)).collect(),
+        )),
     }
 }
 
@@ -205,19 +230,42 @@ mod tests {
             PathBuf::from("/b")
         );
         let none = choose(root, &[dead("/a")]).unwrap_err();
-        assert!(none.contains("no running enforcer"), "{none}");
-        assert!(none.contains("/a  (not running: cannot reach)"), "{none}");
-        assert!(none.contains("--control"), "{none}");
+        assert_eq!(
+            none,
+            ChooseError::NoneRunning {
+                root: root.to_owned(),
+                found: vec!["  /a  (not running: cannot reach)".into()],
+            }
+        );
+        // What the operator reads: where it looked, what it found, what to do.
+        let text = none.to_string();
+        assert!(text.starts_with("no running enforcer"), "{text}");
+        assert!(text.contains("/a  (not running: cannot reach)"), "{text}");
+        assert!(text.contains("--control"), "{text}");
         let empty = choose(root, &[]).unwrap_err();
+        assert_eq!(
+            empty,
+            ChooseError::NoneRunning {
+                root: root.to_owned(),
+                found: Vec::new(),
+            }
+        );
+        let text = empty.to_string();
         assert!(
-            empty.contains("`/state`") && empty.contains("--control"),
-            "{empty}"
+            text.contains("`/state`") && text.contains("--control"),
+            "{text}"
         );
         let several = choose(root, &[live("/a"), dead("/b"), live("/c")]).unwrap_err();
-        assert!(several.starts_with("2 enforcers are running"), "{several}");
-        assert!(several.contains("/a  (evidence /a-evidence)"), "{several}");
-        assert!(several.contains("/c  (evidence /c-evidence)"), "{several}");
-        assert!(!several.contains("/b"), "{several}");
+        assert_eq!(
+            several,
+            ChooseError::Several(vec![
+                "  /a  (evidence /a-evidence)".into(),
+                "  /c  (evidence /c-evidence)".into(),
+            ])
+        );
+        let text = several.to_string();
+        assert!(text.starts_with("2 enforcers are running"), "{text}");
+        assert!(!text.contains("/b"), "{text}");
     }
 
     #[test]

@@ -814,6 +814,25 @@ fn harden_self() -> Result<(), String> {
         set_dumpable_behavior(DumpableBehavior::NotDumpable),
         dumpable_behavior(),
     )
+    .map_err(|e| e.to_string())
+}
+
+/// Why the enforcer refuses to start without its own hardening.
+#[derive(Debug, thiserror::Error)]
+enum HardenError {
+    /// Making the process non-dumpable failed.
+    #[error("cannot make the enforcer non-dumpable (PR_SET_DUMPABLE): {0}; refusing to start")]
+    SetFailed(#[source] rustix::io::Errno),
+    /// The OS reports the process dumpable after it was made non-dumpable.
+    #[error(
+        "the OS still reports the enforcer as dumpable after PR_SET_DUMPABLE; refusing to start"
+    )]
+    StillDumpable,
+    /// The OS could not say whether the process is dumpable.
+    #[error(
+        "cannot check that the enforcer is non-dumpable (PR_GET_DUMPABLE): {0}; refusing to start"
+    )]
+    CheckFailed(#[source] rustix::io::Errno),
 }
 
 /// Whether hardening took: `set` is what making the process non-dumpable
@@ -821,19 +840,12 @@ fn harden_self() -> Result<(), String> {
 fn not_dumpable(
     set: rustix::io::Result<()>,
     now: rustix::io::Result<rustix::process::DumpableBehavior>,
-) -> Result<(), String> {
-    set.map_err(|e| {
-        format!("cannot make the enforcer non-dumpable (PR_SET_DUMPABLE): {e}; refusing to start")
-    })?;
+) -> Result<(), HardenError> {
+    set.map_err(HardenError::SetFailed)?;
     match now {
         Ok(rustix::process::DumpableBehavior::NotDumpable) => Ok(()),
-        Ok(_) => Err(
-            "the OS still reports the enforcer as dumpable after PR_SET_DUMPABLE; refusing to start"
-                .into(),
-        ),
-        Err(e) => Err(format!(
-            "cannot check that the enforcer is non-dumpable (PR_GET_DUMPABLE): {e}; refusing to start"
-        )),
+        Ok(_) => Err(HardenError::StillDumpable),
+        Err(e) => Err(HardenError::CheckFailed(e)),
     }
 }
 
@@ -1300,9 +1312,9 @@ fn operator(args: &ControlArgs, request: &ControlRequest) -> Result<(), String> 
                 Ok(found) => found,
                 // None running: a halt of the one that ended halted is
                 // done already.
-                Err(message) => match the_one_ended_halted(request, candidates) {
-                    Some(path) => return ended_halted(args, &path, request, &message),
-                    None => return Err(message),
+                Err(error) => match the_one_ended_halted(request, candidates) {
+                    Some(path) => return ended_halted(args, &path, request, &error.to_string()),
+                    None => return Err(error.to_string()),
                 },
             };
             eprintln!(
@@ -1454,15 +1466,31 @@ mod tests {
         use rustix::process::DumpableBehavior;
         assert!(not_dumpable(Ok(()), Ok(DumpableBehavior::NotDumpable)).is_ok());
         let error = not_dumpable(Err(Errno::PERM), Ok(DumpableBehavior::Dumpable)).unwrap_err();
-        assert!(error.contains("PR_SET_DUMPABLE"), "{error}");
-        assert!(error.contains("refusing to start"), "{error}");
+        assert!(
+            matches!(error, HardenError::SetFailed(Errno::PERM)),
+            "{error:?}"
+        );
+        // What the operator reads when the enforcer refuses to start.
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot make the enforcer non-dumpable (PR_SET_DUMPABLE): {}; refusing to start",
+                Errno::PERM
+            )
+        );
         for still in [
             DumpableBehavior::Dumpable,
             DumpableBehavior::DumpableReadableOnlyByRoot,
         ] {
-            assert!(not_dumpable(Ok(()), Ok(still)).is_err());
+            assert!(matches!(
+                not_dumpable(Ok(()), Ok(still)),
+                Err(HardenError::StillDumpable)
+            ));
         }
-        assert!(not_dumpable(Ok(()), Err(Errno::INVAL)).is_err());
+        assert!(matches!(
+            not_dumpable(Ok(()), Err(Errno::INVAL)),
+            Err(HardenError::CheckFailed(Errno::INVAL))
+        ));
     }
 
     /// Clap checks its definitions only when a command is parsed, and then

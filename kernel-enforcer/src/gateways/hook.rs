@@ -34,6 +34,7 @@
 //! `kernel-enforcer run` (OS confinement) as well.
 
 mod patch;
+pub use patch::{PatchError, PatchInvocationError};
 
 use crate::gateways::endpoint::{self, AskOptions};
 use kernel_core::{Action, CanonicalAction, Verified};
@@ -454,7 +455,11 @@ pub enum HookPayloadError {
     PatchInCommandLine,
     /// A patch that does not parse.
     #[error("`apply_patch`: {0}")]
-    Patch(String),
+    Patch(#[from] PatchError),
+    /// An `apply_patch` command line not in a form Codex intercepts and
+    /// whose reading is certain.
+    #[error(transparent)]
+    PatchInvocation(#[from] PatchInvocationError),
     /// A patch that changes no file.
     #[error("`apply_patch`: the patch changes no file")]
     EmptyPatch,
@@ -630,7 +635,7 @@ impl Call<'_> {
                     };
                     return patch_actions(&invocation.patch, &dir);
                 }
-                Some(Err(reason)) => return Err(HookPayloadError::CommandLine(reason)),
+                Some(Err(reason)) => return Err(reason.into()),
                 None => {}
             }
         }
@@ -763,7 +768,7 @@ fn check_not_apply_patch(agent: CodingAgent, program: &str) -> Result<(), HookPa
 /// before it runs); a moved one is deleted and its new path written; a
 /// deleted one is deleted.
 fn patch_actions(text: &str, cwd: &str) -> Result<Vec<Action>, HookPayloadError> {
-    let hunks = patch::parse(text).map_err(HookPayloadError::Patch)?;
+    let hunks = patch::parse(text)?;
     if hunks.is_empty() {
         return Err(HookPayloadError::EmptyPatch);
     }

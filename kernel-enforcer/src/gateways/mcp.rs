@@ -283,18 +283,35 @@ fn usable_id(id: &Value) -> bool {
     }
 }
 
+/// Why a method name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum MethodError {
+    /// Empty, or not all visible ASCII.
+    #[error("method {0:?} is not a plain ASCII name")]
+    NotPlain(String),
+    /// A method the gateway treats apart, in another letter case.
+    #[error("method `{method}` is not `{special}`")]
+    Disguised {
+        method: String,
+        special: &'static str,
+    },
+}
+
 /// A method name: visible ASCII, and not a method the gateway treats
 /// apart in disguise.
-fn check_method(method: &str) -> Result<(), String> {
+fn check_method(method: &str) -> Result<(), MethodError> {
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!("method {method:?} is not a plain ASCII name"));
+        return Err(MethodError::NotPlain(method.to_owned()));
     }
     let folded = fold_key(method);
     if let Some(special) = SPECIAL_METHODS
         .iter()
         .find(|special| **special != method && **special == folded)
     {
-        return Err(format!("method `{method}` is not `{special}`"));
+        return Err(MethodError::Disguised {
+            method: method.to_owned(),
+            special,
+        });
     }
     Ok(())
 }
@@ -328,6 +345,50 @@ fn ambiguous_uri(uri: &str) -> Option<&'static str> {
     None
 }
 
+/// Why a resource URI is refused, never decided.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UriError {
+    /// Two readers could take it for two resources; `why` says how.
+    #[error("the resource URI `{uri}` is refused: {why}")]
+    Ambiguous {
+        /// The URI.
+        uri: String,
+        /// What makes it ambiguous.
+        why: &'static str,
+    },
+    /// A `file:` URI that is no URL.
+    #[error("the file URI `{0}` is refused: it is not a valid URL")]
+    NotUrl(String),
+    /// A `file:` URI that parses as a URL of another scheme.
+    #[error("the file URI `{0}` is refused: it is not a valid file URL")]
+    NotFileUrl(String),
+    /// A `file:` URI with a query or a fragment.
+    #[error("the file URI `{0}` is refused: a file has no query or fragment")]
+    QueryOrFragment(String),
+    /// A `file:` URI naming another host.
+    #[error("the file URI `{0}` is refused: it names another host than this one")]
+    OtherHost(String),
+    /// A `file:` URI whose path is not UTF-8.
+    #[error("the file URI `{0}` is refused: its path is not UTF-8")]
+    NotUtf8(String),
+    /// A `file:` URI whose path is not one an action can name.
+    #[error("the file URI `{uri}` is refused: {source}")]
+    Path {
+        /// The URI.
+        uri: String,
+        /// Why its path cannot be canonicalised.
+        #[source]
+        source: kernel_core::ActionError,
+    },
+    /// A `file:` URI whose path cannot be forwarded as it was decided.
+    #[error(
+        "the file URI `{0}` is refused: its path cannot be written as a file URI that every \
+         server reads alike"
+    )]
+    NotForwardable(String),
+}
+
 /// What a `resources/read` of `uri` is decided as: a `file:` URI (scheme
 /// in any case) as the canonical path of the local file it names, with
 /// the URI to forward (`file://` and that path, which every reader takes
@@ -335,9 +396,12 @@ fn ambiguous_uri(uri: &str) -> Option<&'static str> {
 /// that two readers could take for two resources, and a `file:` URI that
 /// names no local file or whose path cannot be forwarded as it was
 /// decided.
-pub fn file_uri_path(uri: &str) -> Result<Option<(String, String)>, String> {
+pub fn file_uri_path(uri: &str) -> Result<Option<(String, String)>, UriError> {
     if let Some(why) = ambiguous_uri(uri) {
-        return Err(format!("the resource URI `{uri}` is refused: {why}"));
+        return Err(UriError::Ambiguous {
+            uri: uri.to_owned(),
+            why,
+        });
     }
     let is_file = uri
         .split_once(':')
@@ -345,26 +409,25 @@ pub fn file_uri_path(uri: &str) -> Result<Option<(String, String)>, String> {
     if !is_file {
         return Ok(None);
     }
-    let refuse = |why: &str| Err(format!("the file URI `{uri}` is refused: {why}"));
     let Ok(url) = url::Url::parse(uri) else {
-        return refuse("it is not a valid URL");
+        return Err(UriError::NotUrl(uri.to_owned()));
     };
     if url.scheme() != "file" {
-        return refuse("it is not a valid file URL");
+        return Err(UriError::NotFileUrl(uri.to_owned()));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return refuse("a file has no query or fragment");
+        return Err(UriError::QueryOrFragment(uri.to_owned()));
     }
     let Ok(path) = url.to_file_path() else {
-        return refuse("it names another host than this one");
+        return Err(UriError::OtherHost(uri.to_owned()));
     };
     let Ok(path) = path.into_os_string().into_string() else {
-        return refuse("its path is not UTF-8");
+        return Err(UriError::NotUtf8(uri.to_owned()));
     };
-    let path = match kernel_core::canonical_path(&path, None) {
-        Ok(path) => path,
-        Err(e) => return refuse(&e.to_string()),
-    };
+    let path = kernel_core::canonical_path(&path, None).map_err(|source| UriError::Path {
+        uri: uri.to_owned(),
+        source,
+    })?;
     // Forwarded unescaped, so that servers which decode escapes and
     // servers which do not read the same path; checked to read back as
     // the path decided.
@@ -374,7 +437,7 @@ pub fn file_uri_path(uri: &str) -> Result<Option<(String, String)>, String> {
         .and_then(|url| url.to_file_path().ok())
         .is_some_and(|back| back == std::path::Path::new(&path));
     if path.contains('%') || !reads_back {
-        return refuse("its path cannot be written as a file URI that every server reads alike");
+        return Err(UriError::NotForwardable(uri.to_owned()));
     }
     Ok(Some((path, forwarded)))
 }
@@ -417,7 +480,7 @@ fn read_message(line: &[u8]) -> Result<Message, Refusal> {
     let outcome = object.remove("error");
     match (method, id, result, outcome) {
         (Some(Value::String(method)), id, None, None) => {
-            check_method(&method).map_err(invalid)?;
+            check_method(&method).map_err(|e| invalid(e.to_string()))?;
             if params.as_ref().is_some_and(|p| !p.is_object()) {
                 return Err((
                     INVALID_PARAMS,
@@ -576,7 +639,8 @@ impl Gateway {
             return Ok(params);
         }
         let (action, params) = if method == "resources/read" {
-            read_action(params).map_err(|why| error(id.clone(), INVALID_PARAMS, &why))?
+            read_action(params)
+                .map_err(|why| error(id.clone(), INVALID_PARAMS, &why.to_string()))?
         } else {
             let decided = params.clone().unwrap_or_else(|| json!({}));
             (
@@ -716,20 +780,34 @@ impl Gateway {
     }
 }
 
+/// Why the parameters of a `resources/read` are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ReadParamsError {
+    /// No parameters object, or no string `uri` in it.
+    #[error("resources/read needs a string `uri`")]
+    NoUri,
+    /// A parameter other than `uri` and `_meta`.
+    #[error("`{0}` is not a resources/read parameter")]
+    Stray(String),
+    /// The URI is refused.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+}
+
 /// What a `resources/read` with `params` is decided as, and the
 /// parameters forwarded if it is allowed: a `file:` URI as a `file_read`
 /// of its path, forwarded as `file://` and the path decided; any other URI
 /// as an `mcp_request` with the parameters as given. Refuses parameters
 /// other than `uri` and `_meta`, and URIs [`file_uri_path`] refuses.
-fn read_action(params: Option<Value>) -> Result<(Action, Option<Value>), String> {
+fn read_action(params: Option<Value>) -> Result<(Action, Option<Value>), ReadParamsError> {
     let Some(Value::Object(mut params)) = params else {
-        return Err("resources/read needs a string `uri`".into());
+        return Err(ReadParamsError::NoUri);
     };
     if let Some(stray) = params.keys().find(|k| !READ_PARAMS.contains(&k.as_str())) {
-        return Err(format!("`{stray}` is not a resources/read parameter"));
+        return Err(ReadParamsError::Stray(stray.clone()));
     }
     let Some(Value::String(uri)) = params.get("uri") else {
-        return Err("resources/read needs a string `uri`".into());
+        return Err(ReadParamsError::NoUri);
     };
     match file_uri_path(uri)? {
         Some((path, forwarded)) => {
@@ -1326,6 +1404,82 @@ mod tests {
         }
         let answer = answer(gateway.from_agent(&request(3, "resources/read", None), &decide));
         assert_eq!(answer["error"]["code"], INVALID_PARAMS);
+    }
+
+    #[test]
+    fn each_refused_uri_parameter_and_method_says_why() {
+        let uri = |text: &str| file_uri_path(text).unwrap_err();
+        let owned = |text: &str| text.to_owned();
+        assert_eq!(
+            uri(""),
+            UriError::Ambiguous {
+                uri: String::new(),
+                why: "it is empty"
+            }
+        );
+        assert_eq!(
+            uri("file:///ws/../etc/passwd"),
+            UriError::Ambiguous {
+                uri: owned("file:///ws/../etc/passwd"),
+                why: "it has a `.` or `..` segment"
+            }
+        );
+        assert_eq!(
+            uri("file://[::1/etc/passwd"),
+            UriError::NotUrl(owned("file://[::1/etc/passwd"))
+        );
+        assert_eq!(
+            uri("file:///ws/a?x"),
+            UriError::QueryOrFragment(owned("file:///ws/a?x"))
+        );
+        assert_eq!(
+            uri("file://server/etc/passwd"),
+            UriError::OtherHost(owned("file://server/etc/passwd"))
+        );
+        assert_eq!(
+            uri("file:///ws/%FF"),
+            UriError::NotUtf8(owned("file:///ws/%FF"))
+        );
+        assert!(
+            matches!(uri("file:///ws/a%00"), UriError::Path { uri, .. } if uri == "file:///ws/a%00")
+        );
+        assert_eq!(
+            uri("file:///ws/a%25b"),
+            UriError::NotForwardable(owned("file:///ws/a%25b"))
+        );
+        // What the agent is shown.
+        assert_eq!(
+            uri("file:///ws/a?x").to_string(),
+            "the file URI `file:///ws/a?x` is refused: a file has no query or fragment"
+        );
+
+        assert_eq!(read_action(None).unwrap_err(), ReadParamsError::NoUri);
+        assert_eq!(
+            read_action(Some(json!({"uri": 1}))).unwrap_err(),
+            ReadParamsError::NoUri
+        );
+        assert_eq!(
+            read_action(Some(json!({"uri": "docs://a", "path": "/etc/passwd"}))).unwrap_err(),
+            ReadParamsError::Stray(owned("path"))
+        );
+        assert_eq!(
+            read_action(Some(json!({"uri": "file:///ws/a?x"}))).unwrap_err(),
+            ReadParamsError::Uri(UriError::QueryOrFragment(owned("file:///ws/a?x")))
+        );
+
+        assert_eq!(
+            check_method("tools call"),
+            Err(MethodError::NotPlain(owned("tools call")))
+        );
+        assert_eq!(check_method(""), Err(MethodError::NotPlain(String::new())));
+        assert_eq!(
+            check_method("Tools/Call"),
+            Err(MethodError::Disguised {
+                method: owned("Tools/Call"),
+                special: "tools/call"
+            })
+        );
+        assert_eq!(check_method("tools/call"), Ok(()));
     }
 
     #[test]

@@ -24,7 +24,7 @@
 use super::json_doc;
 use crate::gateways::hook::CodingAgent;
 use serde_json::{Map, Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Seconds Codex gives the hook before it gives up on it (written into the
 /// hook, so that its trusted hash does not depend on Codex's default).
@@ -91,6 +91,95 @@ fn kernel_hook_socket(command: &str, adapter: &str) -> Option<Option<String>> {
     Some(socket)
 }
 
+/// Why the kernel's hook cannot be added to an agent's settings file.
+/// Each message names the file and ends with what to do.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HookEditError {
+    /// The file is not strict JSON (a key given twice included).
+    #[error(
+        "`{}` is not valid JSON ({source}): fix it or move it away, then run init again",
+        .file.display()
+    )]
+    NotJson {
+        file: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file is JSON but not an object.
+    #[error(
+        "`{}`: the file is not a JSON object; fix it or move it away, then run init again",
+        .0.display()
+    )]
+    NotObject(PathBuf),
+    /// `hooks` is not an object.
+    #[error(
+        "`{}`: `hooks` is not an object; fix it or move it away, then run init again",
+        .0.display()
+    )]
+    HooksNotObject(PathBuf),
+    /// `hooks.PreToolUse` is not an array.
+    #[error(
+        "`{}`: `hooks.PreToolUse` is not an array; fix it or move it away, then run init again",
+        .0.display()
+    )]
+    PreToolUseNotArray(PathBuf),
+    /// A group found holding the kernel's hook is no longer there.
+    #[error("`{}`: internal; fix it or move it away, then run init again", .0.display())]
+    Internal(PathBuf),
+    /// The kernel's hook is there for another enforcer.
+    #[error(
+        "`{}` already runs the kernel's {agent} hook with another enforcer ({}): the agent would \
+         ask both on every tool call. Remove that hook from the file (or run init for that \
+         project's settings instead), then run init again",
+        .file.display(),
+        match .socket {
+            Some(socket) => format!("socket `{socket}`"),
+            None => "its socket from AGENT_KERNEL_ENDPOINT".to_owned(),
+        }
+    )]
+    OtherEnforcer {
+        file: PathBuf,
+        /// The agent's name (`claude-code`, `codex`).
+        agent: &'static str,
+        /// The other hook's socket; `None`: taken from the environment.
+        socket: Option<String>,
+    },
+    /// The edited settings could not be written as JSON.
+    #[error("cannot write `{}` as JSON: {source}", .file.display())]
+    Write {
+        file: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Why Codex's trust in the hook cannot be recorded in its configuration.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CodexTrustError {
+    /// The configuration is not TOML.
+    #[error(
+        "`{}` is not valid TOML ({source}): fix it, then run init again",
+        .file.display()
+    )]
+    NotToml {
+        file: PathBuf,
+        #[source]
+        source: toml_edit::TomlError,
+    },
+    /// `hooks` is not a table.
+    #[error("`{}`: `hooks` is not a table; fix it, then run init again", .0.display())]
+    HooksNotTable(PathBuf),
+    /// `hooks.state` is not a table.
+    #[error("`{}`: `hooks.state` is not a table; fix it, then run init again", .0.display())]
+    StateNotTable(PathBuf),
+    /// The hook's own entry under `hooks.state` is not a table.
+    #[error(
+        "`{}`: `hooks.state.\"{key}\"` is not a table; fix it, then run init again",
+        .file.display()
+    )]
+    EntryNotTable { file: PathBuf, key: String },
+}
+
 /// Adds the hook running `command` (the kernel's adapter for `format`,
 /// asking the enforcer at `socket`) to the settings text `existing` of
 /// `file` (`None`: no file yet), keeping every other key and hook.
@@ -106,35 +195,27 @@ pub(crate) fn add_hook(
     format: CodingAgent,
     command: &str,
     socket: &str,
-) -> Result<HookEdit, String> {
+) -> Result<HookEdit, HookEditError> {
     let fresh = format.fresh(command);
     let mut doc = match existing {
         None => Value::Object(Map::new()),
         Some(text) if text.trim().is_empty() => Value::Object(Map::new()),
-        Some(text) => json_doc::parse(text).map_err(|e| {
-            format!(
-                "`{}` is not valid JSON ({e}): fix it or move it away, then run init again",
-                file.display()
-            )
+        Some(text) => json_doc::parse(text).map_err(|source| HookEditError::NotJson {
+            file: file.to_owned(),
+            source,
         })?,
-    };
-    let shape = |what: &str| {
-        format!(
-            "`{}`: {what}; fix it or move it away, then run init again",
-            file.display()
-        )
     };
     let groups = doc
         .as_object_mut()
-        .ok_or_else(|| shape("the file is not a JSON object"))?
+        .ok_or_else(|| HookEditError::NotObject(file.to_owned()))?
         .entry("hooks")
         .or_insert_with(|| Value::Object(Map::new()))
         .as_object_mut()
-        .ok_or_else(|| shape("`hooks` is not an object"))?
+        .ok_or_else(|| HookEditError::HooksNotObject(file.to_owned()))?
         .entry("PreToolUse")
         .or_insert_with(|| Value::Array(Vec::new()))
         .as_array_mut()
-        .ok_or_else(|| shape("`hooks.PreToolUse` is not an array"))?;
+        .ok_or_else(|| HookEditError::PreToolUseNotArray(file.to_owned()))?;
     // Every hook of the kernel's adapter already there, with its socket.
     let mut ours = Vec::new();
     for (g, group) in groups.iter().enumerate() {
@@ -152,17 +233,11 @@ pub(crate) fn add_hook(
         }
     }
     if let Some((_, _, other)) = ours.iter().find(|(_, _, s)| s.as_deref() != Some(socket)) {
-        return Err(format!(
-            "`{}` already runs the kernel's {} hook with another enforcer ({}): the agent would \
-             ask both on every tool call. Remove that hook from the file (or run init for that \
-             project's settings instead), then run init again",
-            file.display(),
-            format.name(),
-            match other {
-                Some(socket) => format!("socket `{socket}`"),
-                None => "its socket from AGENT_KERNEL_ENDPOINT".to_owned(),
-            }
-        ));
+        return Err(HookEditError::OtherEnforcer {
+            file: file.to_owned(),
+            agent: format.name(),
+            socket: other.clone(),
+        });
     }
     let position = match ours.first() {
         Some(&(g, h, _)) => {
@@ -170,7 +245,7 @@ pub(crate) fn add_hook(
             let group = groups
                 .get_mut(g)
                 .and_then(Value::as_object_mut)
-                .ok_or_else(|| shape("internal"))?;
+                .ok_or_else(|| HookEditError::Internal(file.to_owned()))?;
             let wanted = format.handler(command);
             let matcher = group.get("matcher").and_then(Value::as_str);
             let handler = group
@@ -200,8 +275,10 @@ pub(crate) fn add_hook(
             (groups.len().saturating_sub(1), 0)
         }
     };
-    let text = json_doc::to_pretty(&doc)
-        .map_err(|e| format!("cannot write `{}` as JSON: {e}", file.display()))?;
+    let text = json_doc::to_pretty(&doc).map_err(|source| HookEditError::Write {
+        file: file.to_owned(),
+        source,
+    })?;
     Ok(HookEdit {
         text: Some(text),
         position,
@@ -261,15 +338,16 @@ pub(crate) fn codex_trust(
     file: &Path,
     key: &str,
     hash: &str,
-) -> Result<(Option<String>, bool), String> {
+) -> Result<(Option<String>, bool), CodexTrustError> {
     use toml_edit::{DocumentMut, Item, Table, value};
-    let mut doc: DocumentMut = existing.unwrap_or("").parse().map_err(|e| {
-        format!(
-            "`{}` is not valid TOML ({e}): fix it, then run init again",
-            file.display()
-        )
-    })?;
-    let shape = |what: &str| format!("`{}`: {what}; fix it, then run init again", file.display());
+    let mut doc: DocumentMut =
+        existing
+            .unwrap_or("")
+            .parse()
+            .map_err(|source| CodexTrustError::NotToml {
+                file: file.to_owned(),
+                source,
+            })?;
     let implicit = || {
         let mut table = Table::new();
         table.set_implicit(true);
@@ -279,17 +357,20 @@ pub(crate) fn codex_trust(
         .entry("hooks")
         .or_insert_with(implicit)
         .as_table_like_mut()
-        .ok_or_else(|| shape("`hooks` is not a table"))?;
+        .ok_or_else(|| CodexTrustError::HooksNotTable(file.to_owned()))?;
     let state = hooks
         .entry("state")
         .or_insert(implicit())
         .as_table_like_mut()
-        .ok_or_else(|| shape("`hooks.state` is not a table"))?;
+        .ok_or_else(|| CodexTrustError::StateNotTable(file.to_owned()))?;
     let entry = state
         .entry(key)
         .or_insert(Item::Table(Table::new()))
         .as_table_like_mut()
-        .ok_or_else(|| shape(&format!("`hooks.state.\"{key}\"` is not a table")))?;
+        .ok_or_else(|| CodexTrustError::EntryNotTable {
+            file: file.to_owned(),
+            key: key.to_owned(),
+        })?;
     let disabled = entry
         .get("enabled")
         .and_then(Item::as_bool)
@@ -309,7 +390,7 @@ mod tests {
     const CMD: &str = "/usr/local/bin/kernel-enforcer hook claude-code --socket /s/endpoint.sock";
     const SOCKET: &str = "/s/endpoint.sock";
 
-    fn add(existing: Option<&str>) -> Result<HookEdit, String> {
+    fn add(existing: Option<&str>) -> Result<HookEdit, HookEditError> {
         add_hook(
             existing,
             Path::new("/p/settings.json"),
@@ -395,8 +476,18 @@ mod tests {
         let other = r#"{"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": "kernel-enforcer hook claude-code --socket /other.sock"}]}]}}"#;
         let error = add(Some(other)).unwrap_err();
         assert!(
-            error.contains("`/other.sock`") && error.contains("/p/settings.json"),
-            "{error}"
+            matches!(
+                &error,
+                HookEditError::OtherEnforcer { file, agent: "claude-code", socket: Some(socket) }
+                    if file == Path::new("/p/settings.json") && socket == "/other.sock"
+            ),
+            "{error:?}"
+        );
+        // What the user reads: which file, which other enforcer.
+        let text = error.to_string();
+        assert!(
+            text.contains("`/other.sock`") && text.contains("/p/settings.json"),
+            "{text}"
         );
         // A Codex hook in the same file is not the Claude Code one.
         let codex = r#"{"hooks": {"PreToolUse": [{"hooks": [{"type": "command", "command": "kernel-enforcer hook codex --socket /other.sock"}]}]}}"#;
@@ -405,17 +496,31 @@ mod tests {
 
     #[test]
     fn files_that_are_not_settings_are_refused_by_name() {
-        for bad in [
-            "{",
-            "[]",
-            r#"{"hooks": []}"#,
-            r#"{"hooks": {"PreToolUse": {}}}"#,
-            r#"{"a": 1, "a": 2}"#,
-            "// comment\n{}",
-        ] {
+        let file = Path::new("/p/settings.json");
+        for bad in ["{", r#"{"a": 1, "a": 2}"#, "// comment\n{}"] {
             let error = add(Some(bad)).unwrap_err();
-            assert!(error.contains("`/p/settings.json`"), "{bad}: {error}");
+            assert!(
+                matches!(&error, HookEditError::NotJson { file: f, .. } if f == file),
+                "{bad}: {error:?}"
+            );
+            assert!(error.to_string().contains("`/p/settings.json`"), "{bad}");
         }
+        let error = add(Some("[]")).unwrap_err();
+        assert!(
+            matches!(&error, HookEditError::NotObject(f) if f == file),
+            "{error:?}"
+        );
+        let error = add(Some(r#"{"hooks": []}"#)).unwrap_err();
+        assert!(
+            matches!(&error, HookEditError::HooksNotObject(f) if f == file),
+            "{error:?}"
+        );
+        let error = add(Some(r#"{"hooks": {"PreToolUse": {}}}"#)).unwrap_err();
+        assert!(
+            matches!(&error, HookEditError::PreToolUseNotArray(f) if f == file),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("`/p/settings.json`"), "{error}");
     }
 
     /// The hash Codex 0.171.0 itself reports (`currentHash` of `hooks/list`
@@ -463,13 +568,24 @@ mod tests {
         assert_eq!(text.unwrap(), existing.replace("sha256:old", "sha256:new"));
         let error = codex_trust(Some("hooks = 1\n"), file, "k", "h").unwrap_err();
         assert!(
-            error.contains("`hooks` is not a table") && error.contains("config.toml"),
-            "{error}"
+            matches!(&error, CodexTrustError::HooksNotTable(f) if f == file),
+            "{error:?}"
         );
-        assert!(
-            codex_trust(Some("x = \n"), file, "k", "h")
-                .unwrap_err()
-                .contains("not valid TOML")
+        assert_eq!(
+            error.to_string(),
+            "`/h/.codex/config.toml`: `hooks` is not a table; fix it, then run init again"
         );
+        assert!(matches!(
+            codex_trust(Some("hooks.state = 1\n"), file, "k", "h"),
+            Err(CodexTrustError::StateNotTable(_))
+        ));
+        assert!(matches!(
+            codex_trust(Some("[hooks.state]\nk = 1\n"), file, "k", "h"),
+            Err(CodexTrustError::EntryNotTable { key, .. }) if key == "k"
+        ));
+        assert!(matches!(
+            codex_trust(Some("x = \n"), file, "k", "h"),
+            Err(CodexTrustError::NotToml { .. })
+        ));
     }
 }

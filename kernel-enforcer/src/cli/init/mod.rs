@@ -669,7 +669,8 @@ fn plan(layout: &Layout, args: &InitArgs) -> Result<Plan, String> {
         layout.agent,
         &command,
         &layout.socket.to_string_lossy(),
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let hook_what = match layout.agent {
         CodingAgent::ClaudeCode => "Claude Code hook",
         CodingAgent::Codex => "Codex hook",
@@ -698,7 +699,8 @@ fn plan(layout: &Layout, args: &InitArgs) -> Result<Plan, String> {
         let key = agents::codex_trust_key(&layout.hook_file, edit.position);
         let hash = agents::codex_trust_hash(&command);
         let existing = read_optional(config)?;
-        let (text, disabled) = agents::codex_trust(existing.as_deref(), config, &key, &hash)?;
+        let (text, disabled) = agents::codex_trust(existing.as_deref(), config, &key, &hash)
+            .map_err(|e| e.to_string())?;
         steps.push(Step {
             path: config.clone(),
             what: "Codex hook trust".into(),

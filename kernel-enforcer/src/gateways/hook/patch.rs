@@ -19,6 +19,87 @@
 //! header it does not know, an `*** Environment ID:` line naming another
 //! machine), is refused here too.
 
+/// Why a Codex patch is refused: Codex would refuse it, or its reading is
+/// not certain. Paths and lines quoted are cut to 120 characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatchError {
+    /// Not between `*** Begin Patch` and `*** End Patch`.
+    #[error("a patch must start with `*** Begin Patch` and end with `*** End Patch`")]
+    Unbounded,
+    /// An `*** Environment ID:` line: the patch may be for another machine.
+    #[error(
+        "the patch names an environment (`*** Environment ID:`): where it applies \
+         cannot be decided here"
+    )]
+    Environment,
+    /// A line where a hunk header belongs that is none.
+    #[error(
+        "`{0}` is not a patch hunk header (`*** Add File:`, `*** Delete File:` or \
+         `*** Update File:`)"
+    )]
+    NotAHeader(String),
+    /// A second chunk of an update that does not start with `@@`.
+    #[error("update of `{path}`: a chunk must start with `@@`, not `{line}`")]
+    ChunkWithoutMarker {
+        /// The updated file.
+        path: String,
+        /// The line found.
+        line: String,
+    },
+    /// A chunk whose first line is not a chunk line.
+    #[error(
+        "update of `{path}`: `{line}` is not a context (` `), removed (`-`) or added \
+         (`+`) line"
+    )]
+    NotAChunkLine {
+        /// The updated file.
+        path: String,
+        /// The line found.
+        line: String,
+    },
+    /// A chunk with no lines.
+    #[error("update of `{0}` has an empty chunk")]
+    EmptyChunk(String),
+    /// An update with no chunks.
+    #[error("update of `{0}` has no chunks")]
+    NoChunks(String),
+    /// A hunk header with an empty path.
+    #[error("a patch hunk names an empty path")]
+    EmptyPath,
+}
+
+/// The start of every refusal of an `apply_patch` invocation.
+const INVOCATION_FORM: &str = "`apply_patch` is decided only as `apply_patch <<'EOF'` with the \
+                               patch as the here-document (optionally after `cd DIR &&`) and \
+                               nothing else: ";
+
+/// Why a command line that invokes `apply_patch` is refused: it is not
+/// one of the forms Codex intercepts and whose reading is certain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatchInvocationError {
+    /// The first line is not `apply_patch <<DELIMITER`.
+    #[error("{INVOCATION_FORM}the first line is not `apply_patch <<DELIMITER`")]
+    NotHereDocument,
+    /// The delimiter is not a plain word.
+    #[error("{INVOCATION_FORM}the delimiter is not a plain word")]
+    Delimiter,
+    /// The directory of `cd DIR &&` is not one the shell and Codex read
+    /// alike (cut to 120 characters).
+    #[error("`cd {0}`: the directory must be a plain word or in single quotes")]
+    Directory(String),
+    /// No line closes the here-document.
+    #[error("{INVOCATION_FORM}the here-document is not closed")]
+    NotClosed,
+    /// Text follows the here-document.
+    #[error("{INVOCATION_FORM}something follows the here-document")]
+    TrailingText,
+    /// An unquoted delimiter with text the shell would expand.
+    #[error("{INVOCATION_FORM}an unquoted delimiter with `$`, `` ` `` or `\\` in the patch")]
+    Expansion,
+}
+
 /// One file a patch touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Hunk {
@@ -55,7 +136,7 @@ const END_OF_FILE: &str = "*** End of File";
 const ENVIRONMENT: &str = "*** Environment ID:";
 
 /// The files `patch` touches, in order; or why it cannot be read.
-pub(super) fn parse(patch: &str) -> Result<Vec<Hunk>, String> {
+pub(super) fn parse(patch: &str) -> Result<Vec<Hunk>, PatchError> {
     let lines: Vec<&str> = patch.trim().lines().collect();
     let body = body_lines(&lines)?;
     let mut hunks = Vec::new();
@@ -63,11 +144,7 @@ pub(super) fn parse(patch: &str) -> Result<Vec<Hunk>, String> {
     while let Some((first, after)) = rest.split_first() {
         let header = first.trim();
         if header.starts_with(ENVIRONMENT) {
-            return Err(
-                "the patch names an environment (`*** Environment ID:`): where it applies \
-                 cannot be decided here"
-                    .into(),
-            );
+            return Err(PatchError::Environment);
         }
         if let Some(path) = header.strip_prefix(ADD) {
             let taken = after
@@ -104,11 +181,7 @@ pub(super) fn parse(patch: &str) -> Result<Vec<Hunk>, String> {
             });
             rest = chunks.get(used..).unwrap_or_default();
         } else {
-            return Err(format!(
-                "`{}` is not a patch hunk header (`*** Add File:`, `*** Delete File:` or \
-                 `*** Update File:`)",
-                cut(header)
-            ));
+            return Err(PatchError::NotAHeader(cut(header)));
         }
     }
     Ok(hunks)
@@ -117,7 +190,7 @@ pub(super) fn parse(patch: &str) -> Result<Vec<Hunk>, String> {
 /// The lines between `*** Begin Patch` and `*** End Patch`. As Codex does,
 /// also takes a patch wrapped in the lines of a here-document
 /// (`<<'EOF'` ... `EOF`).
-fn body_lines<'a>(lines: &'a [&'a str]) -> Result<&'a [&'a str], String> {
+fn body_lines<'a>(lines: &'a [&'a str]) -> Result<&'a [&'a str], PatchError> {
     let bounded = |lines: &'a [&'a str]| -> Option<&'a [&'a str]> {
         match lines {
             [first, body @ .., last] if first.trim() == BEGIN && last.trim() == END => Some(body),
@@ -134,12 +207,12 @@ fn body_lines<'a>(lines: &'a [&'a str]) -> Result<&'a [&'a str], String> {
     {
         return Ok(body);
     }
-    Err("a patch must start with `*** Begin Patch` and end with `*** End Patch`".into())
+    Err(PatchError::Unbounded)
 }
 
 /// How many lines of `lines` belong to the update hunk of `path` (its
 /// chunks), checking them as Codex does.
-fn update_chunks(lines: &[&str], path: &str) -> Result<usize, String> {
+fn update_chunks(lines: &[&str], path: &str) -> Result<usize, PatchError> {
     let mut used = 0;
     let mut chunks = 0;
     while let Some(line) = lines.get(used) {
@@ -155,11 +228,10 @@ fn update_chunks(lines: &[&str], path: &str) -> Result<usize, String> {
         } else if chunks == 0 {
             0
         } else {
-            return Err(format!(
-                "update of `{}`: a chunk must start with `@@`, not `{}`",
-                cut(path),
-                cut(line)
-            ));
+            return Err(PatchError::ChunkWithoutMarker {
+                path: cut(path),
+                line: cut(line),
+            });
         };
         let mut taken = 0;
         for line in lines.iter().skip(used + start) {
@@ -173,31 +245,29 @@ fn update_chunks(lines: &[&str], path: &str) -> Result<usize, String> {
             match line.chars().next() {
                 None | Some(' ' | '+' | '-') => taken += 1,
                 Some(_) if taken == 0 => {
-                    return Err(format!(
-                        "update of `{}`: `{}` is not a context (` `), removed (`-`) or added \
-                         (`+`) line",
-                        cut(path),
-                        cut(line)
-                    ));
+                    return Err(PatchError::NotAChunkLine {
+                        path: cut(path),
+                        line: cut(line),
+                    });
                 }
                 Some(_) => break,
             }
         }
         if taken == 0 {
-            return Err(format!("update of `{}` has an empty chunk", cut(path)));
+            return Err(PatchError::EmptyChunk(cut(path)));
         }
         used += start + taken;
         chunks += 1;
     }
     if chunks == 0 {
-        return Err(format!("update of `{}` has no chunks", cut(path)));
+        return Err(PatchError::NoChunks(cut(path)));
     }
     Ok(used)
 }
 
-fn file_path(path: &str) -> Result<String, String> {
+fn file_path(path: &str) -> Result<String, PatchError> {
     if path.is_empty() {
-        return Err("a patch hunk names an empty path".into());
+        return Err(PatchError::EmptyPath);
     }
     Ok(path.to_owned())
 }
@@ -227,7 +297,7 @@ pub(super) struct Invocation {
 /// Codex intercepts; `None` if `command` does not start by invoking
 /// `apply_patch`; an error if it does, but not in a form whose reading is
 /// certain.
-pub(super) fn invocation(command: &str) -> Option<Result<Invocation, String>> {
+pub(super) fn invocation(command: &str) -> Option<Result<Invocation, PatchInvocationError>> {
     let text = command.trim_start();
     let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
     let mut line = first.trim();
@@ -252,20 +322,18 @@ pub(super) fn invocation(command: &str) -> Option<Result<Invocation, String>> {
     Some(heredoc(words.collect::<Vec<_>>().as_slice(), rest, cd))
 }
 
-fn heredoc(words: &[&str], rest: &str, cd: Option<&str>) -> Result<Invocation, String> {
-    let refuse = |why: &str| {
-        Err(format!(
-            "`apply_patch` is decided only as `apply_patch <<'EOF'` with the patch as the \
-             here-document (optionally after `cd DIR &&`) and nothing else: {why}"
-        ))
-    };
+fn heredoc(
+    words: &[&str],
+    rest: &str,
+    cd: Option<&str>,
+) -> Result<Invocation, PatchInvocationError> {
     let marker = match words {
         [redirect] => redirect.strip_prefix("<<"),
         ["<<", delimiter] => Some(*delimiter),
         _ => None,
     };
     let Some(marker) = marker else {
-        return refuse("the first line is not `apply_patch <<DELIMITER`");
+        return Err(PatchInvocationError::NotHereDocument);
     };
     let (delimiter, quoted) = match marker
         .strip_prefix('\'')
@@ -280,16 +348,11 @@ fn heredoc(words: &[&str], rest: &str, cd: Option<&str>) -> Result<Invocation, S
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_')
     {
-        return refuse("the delimiter is not a plain word");
+        return Err(PatchInvocationError::Delimiter);
     }
     let cd = match cd {
         None => None,
-        Some(dir) => Some(cd_dir(dir).ok_or_else(|| {
-            format!(
-                "`cd {}`: the directory must be a plain word or in single quotes",
-                cut(dir)
-            )
-        })?),
+        Some(dir) => Some(cd_dir(dir).ok_or_else(|| PatchInvocationError::Directory(cut(dir)))?),
     };
     let mut body = String::new();
     let mut after = None;
@@ -303,15 +366,15 @@ fn heredoc(words: &[&str], rest: &str, cd: Option<&str>) -> Result<Invocation, S
         body.push('\n');
     }
     if after.is_none() {
-        return refuse("the here-document is not closed");
+        return Err(PatchInvocationError::NotClosed);
     }
     if lines.any(|line| !line.trim().is_empty()) {
-        return refuse("something follows the here-document");
+        return Err(PatchInvocationError::TrailingText);
     }
     // Unquoted, the shell would expand the text; Codex reads it as it is.
     // Only text without anything to expand reads the same both ways.
     if !quoted && body.contains(['$', '`', '\\']) {
-        return refuse("an unquoted delimiter with `$`, `` ` `` or `\\` in the patch");
+        return Err(PatchInvocationError::Expansion);
     }
     Ok(Invocation {
         patch: body.trim_end_matches('\n').to_owned(),
@@ -390,20 +453,68 @@ mod tests {
 
     #[test]
     fn what_codex_would_refuse_or_read_otherwise_is_refused() {
-        for patch in [
-            "",
-            "*** Begin Patch\n*** Add File: a\n+x\n",
-            "*** Add File: a\n+x\n*** End Patch",
-            "*** Begin Patch\n*** Copy File: a\n*** End Patch",
-            "*** Begin Patch\n*** Environment ID: remote\n*** Add File: a\n+x\n*** End Patch",
-            "*** Begin Patch\n*** Update File: a\n*** End Patch",
-            "*** Begin Patch\n*** Update File: a\n@@\n*** End Patch",
-            "*** Begin Patch\n*** Update File: a\n@@\n-x\nstray\n*** End Patch",
-            "*** Begin Patch\n*** Update File: a\nstray\n*** End Patch",
-            "*** Begin Patch\n*** Add File: \n+x\n*** End Patch",
+        let a = || "a".to_owned();
+        let stray = || "stray".to_owned();
+        for (patch, error) in [
+            ("", PatchError::Unbounded),
+            (
+                "*** Begin Patch\n*** Add File: a\n+x\n",
+                PatchError::Unbounded,
+            ),
+            ("*** Add File: a\n+x\n*** End Patch", PatchError::Unbounded),
+            (
+                "*** Begin Patch\n*** Copy File: a\n*** End Patch",
+                PatchError::NotAHeader("*** Copy File: a".into()),
+            ),
+            (
+                "*** Begin Patch\n*** Environment ID: remote\n*** Add File: a\n+x\n*** End Patch",
+                PatchError::Environment,
+            ),
+            (
+                "*** Begin Patch\n*** Update File: a\n*** End Patch",
+                PatchError::NoChunks(a()),
+            ),
+            (
+                "*** Begin Patch\n*** Update File: a\n@@\n*** End Patch",
+                PatchError::EmptyChunk(a()),
+            ),
+            (
+                "*** Begin Patch\n*** Update File: a\n@@\n-x\nstray\n*** End Patch",
+                PatchError::ChunkWithoutMarker {
+                    path: a(),
+                    line: stray(),
+                },
+            ),
+            (
+                "*** Begin Patch\n*** Update File: a\nstray\n*** End Patch",
+                PatchError::NotAChunkLine {
+                    path: a(),
+                    line: stray(),
+                },
+            ),
+            // The header is read trimmed: no path is no header.
+            (
+                "*** Begin Patch\n*** Add File: \n+x\n*** End Patch",
+                PatchError::NotAHeader("*** Add File:".into()),
+            ),
+            (
+                "*** Begin Patch\n*** Update File: a\n*** Move to: \n@@\n-x\n*** End Patch",
+                PatchError::EmptyPath,
+            ),
         ] {
-            assert!(parse(patch).is_err(), "accepted {patch:?}");
+            assert_eq!(parse(patch), Err(error), "{patch:?}");
         }
+        // What the agent is shown names the line, cut to 120 characters.
+        let long = format!("*** Begin Patch\n*** {}\n*** End Patch", "x".repeat(200));
+        let error = parse(&long).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "`*** {}…` is not a patch hunk header (`*** Add File:`, `*** Delete File:` or \
+                 `*** Update File:`)",
+                "x".repeat(116)
+            )
+        );
     }
 
     #[test]
@@ -453,20 +564,48 @@ mod tests {
             assert!(invocation(command).is_none(), "{command:?}");
         }
         let patch = "*** Begin Patch\n*** Add File: a.txt\n+$(id)\n*** End Patch";
-        for command in [
-            format!("apply_patch <<'EOF'\n{patch}\nEOF\nrm -rf /"),
-            format!("apply_patch <<'EOF' && rm x\n{patch}\nEOF"),
-            format!("apply_patch <<EOF\n{patch}\nEOF"),
-            format!("apply_patch <<-'EOF'\n{patch}\nEOF"),
-            format!("apply_patch <<'EOF'\n{patch}\n"),
-            format!("apply_patch\n{patch}"),
-            format!("cd $HOME && apply_patch <<'EOF'\n{patch}\nEOF"),
-            format!("cd ~ && apply_patch <<'EOF'\n{patch}\nEOF"),
+        for (command, error) in [
+            (
+                format!("apply_patch <<'EOF'\n{patch}\nEOF\nrm -rf /"),
+                PatchInvocationError::TrailingText,
+            ),
+            (
+                format!("apply_patch <<'EOF' && rm x\n{patch}\nEOF"),
+                PatchInvocationError::NotHereDocument,
+            ),
+            (
+                format!("apply_patch <<EOF\n{patch}\nEOF"),
+                PatchInvocationError::Expansion,
+            ),
+            (
+                format!("apply_patch <<-'EOF'\n{patch}\nEOF"),
+                PatchInvocationError::Delimiter,
+            ),
+            (
+                format!("apply_patch <<'EOF'\n{patch}\n"),
+                PatchInvocationError::NotClosed,
+            ),
+            (
+                format!("apply_patch\n{patch}"),
+                PatchInvocationError::NotHereDocument,
+            ),
+            (
+                format!("cd $HOME && apply_patch <<'EOF'\n{patch}\nEOF"),
+                PatchInvocationError::Directory("$HOME".into()),
+            ),
+            (
+                format!("cd ~ && apply_patch <<'EOF'\n{patch}\nEOF"),
+                PatchInvocationError::Directory("~".into()),
+            ),
         ] {
-            assert!(
-                matches!(invocation(&command), Some(Err(_))),
-                "{command:?} was not refused"
-            );
+            assert_eq!(invocation(&command), Some(Err(error)), "{command:?}");
         }
+        // What the agent is shown says which form is decided.
+        assert_eq!(
+            PatchInvocationError::TrailingText.to_string(),
+            "`apply_patch` is decided only as `apply_patch <<'EOF'` with the patch as the \
+             here-document (optionally after `cd DIR &&`) and nothing else: something follows \
+             the here-document"
+        );
     }
 }

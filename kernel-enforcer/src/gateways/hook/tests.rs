@@ -424,7 +424,7 @@ fn what_cannot_be_decided_is_refused_with_the_reason() {
                 "apply_patch",
                 json!({"command": "*** Begin Patch\n*** Copy File: a\n*** End Patch"}),
             ),
-            |e| matches!(e, HookPayloadError::Patch(why) if why.contains("not a patch hunk header")),
+            |e| matches!(e, HookPayloadError::Patch(PatchError::NotAHeader(line)) if line == "*** Copy File: a"),
         ),
         (
             CodingAgent::Codex,
@@ -432,7 +432,7 @@ fn what_cannot_be_decided_is_refused_with_the_reason() {
                 "apply_patch",
                 json!({"command": "*** Begin Patch\n*** Environment ID: cloud\n*** Add File: a\n+x\n*** End Patch"}),
             ),
-            |e| matches!(e, HookPayloadError::Patch(why) if why.contains("environment")),
+            |e| matches!(e, HookPayloadError::Patch(PatchError::Environment)),
         ),
         (
             CodingAgent::Codex,
@@ -453,7 +453,12 @@ fn what_cannot_be_decided_is_refused_with_the_reason() {
                 "Bash",
                 json!({"command": format!("apply_patch <<'EOF'\n{PATCH}EOF\nrm -rf /")}),
             ),
-            |e| matches!(e, HookPayloadError::CommandLine(why) if why.contains("nothing else")),
+            |e| {
+                matches!(
+                    e,
+                    HookPayloadError::PatchInvocation(PatchInvocationError::TrailingText)
+                )
+            },
         ),
         (
             CodingAgent::Codex,
