@@ -33,8 +33,8 @@
 //! an agent that must not be able to skip it, run the agent under
 //! `kernel-enforcer run` (OS confinement) as well.
 
-mod patch;
-pub use patch::{PatchError, PatchInvocationError};
+use kernel_translate::patch;
+pub use kernel_translate::patch::{PatchError, PatchInvocationError};
 
 use crate::gateways::endpoint::{self, AskOptions};
 use kernel_core::{Action, CanonicalAction, Verified};

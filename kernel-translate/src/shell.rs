@@ -954,11 +954,11 @@ fn classify(words: &[String], piped: bool) -> Result<Kind, String> {
 }
 
 /// The script of `argv` when it is a shell given exactly `-c SCRIPT` or
-/// `-lc SCRIPT` ([`SCRIPT_SHELLS`]), whose effect is the script's; an
+/// `-lc SCRIPT` (`bash`, `dash`, `sh`, `zsh`), whose effect is the script's; an
 /// error when that shell is not the system's (a bare name, or directly in
-/// [`SYSTEM_BIN`]) but a program of that name the agent placed (`./bash`);
+/// `/bin` or `/usr/bin`) but a program of that name the agent placed (`./bash`);
 /// `None` for any other argument vector.
-pub(crate) fn shell_script(argv: &[String]) -> Option<Result<&str, String>> {
+pub fn shell_script(argv: &[String]) -> Option<Result<&str, String>> {
     let [name, flag, script] = argv else {
         return None;
     };
@@ -986,7 +986,7 @@ pub(crate) fn shell_script(argv: &[String]) -> Option<Result<&str, String>> {
 /// The command line that runs exactly `argv`: each word in single quotes
 /// (a `'` in a word as `'\''`), which [`command_actions`] reads back as
 /// these words.
-pub(crate) fn quote(argv: &[String]) -> String {
+pub fn quote(argv: &[String]) -> String {
     argv.iter()
         .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
         .collect::<Vec<_>>()
@@ -1019,7 +1019,7 @@ fn cd(args: &[String], piped: bool) -> Result<Kind, String> {
 }
 
 /// The last path component of a program name.
-pub(crate) fn basename(program: &str) -> &str {
+pub fn basename(program: &str) -> &str {
     program.rsplit('/').next().unwrap_or(program)
 }
 

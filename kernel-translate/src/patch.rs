@@ -102,7 +102,7 @@ pub enum PatchInvocationError {
 
 /// One file a patch touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Hunk {
+pub enum Hunk {
     /// `*** Add File:`: the file is written with exactly `content`.
     Add {
         /// The path as the patch gives it.
@@ -136,7 +136,7 @@ const END_OF_FILE: &str = "*** End of File";
 const ENVIRONMENT: &str = "*** Environment ID:";
 
 /// The files `patch` touches, in order; or why it cannot be read.
-pub(super) fn parse(patch: &str) -> Result<Vec<Hunk>, PatchError> {
+pub fn parse(patch: &str) -> Result<Vec<Hunk>, PatchError> {
     let lines: Vec<&str> = patch.trim().lines().collect();
     let body = body_lines(&lines)?;
     let mut hunks = Vec::new();
@@ -286,18 +286,18 @@ fn cut(text: &str) -> String {
 /// `apply_patch <<'EOF'` (or `applypatch`), optionally after `cd DIR &&`,
 /// with the patch as the here-document and nothing else on the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Invocation {
+pub struct Invocation {
     /// The here-document's text: the patch.
-    pub(super) patch: String,
+    pub patch: String,
     /// The directory of a leading `cd DIR &&`, if any.
-    pub(super) cd: Option<String>,
+    pub cd: Option<String>,
 }
 
 /// The `apply_patch` invocation `command` is, if it is one of the forms
 /// Codex intercepts; `None` if `command` does not start by invoking
 /// `apply_patch`; an error if it does, but not in a form whose reading is
 /// certain.
-pub(super) fn invocation(command: &str) -> Option<Result<Invocation, PatchInvocationError>> {
+pub fn invocation(command: &str) -> Option<Result<Invocation, PatchInvocationError>> {
     let text = command.trim_start();
     let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
     let mut line = first.trim();
