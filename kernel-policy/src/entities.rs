@@ -212,10 +212,49 @@ static PARSED_TYPES: std::sync::LazyLock<HashMap<&'static str, EntityTypeName>> 
             .collect()
     });
 
-fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
+/// Why the Cedar request of an action could not be built
+/// ([`crate::PolicyEngine::view`]). When deciding, such an action is a
+/// failed evaluation, which denies (its text is the failure's reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestBuildError {
+    /// An `exec` without a working directory (a canonical action always
+    /// has one).
+    #[error("exec without a working directory")]
+    ExecWithoutCwd,
+    /// A number of the action beyond what a policy integer (64-bit
+    /// signed) holds.
+    #[error("value {0} does not fit a policy integer")]
+    TooLarge(u64),
+    /// The URL of an `http` action does not parse.
+    #[error("{0}")]
+    Url(#[from] url::ParseError),
+    /// The URL of an `http` action names no host.
+    #[error("url without a host")]
+    UrlWithoutHost,
+    /// The URL of an `http` action has no port and its scheme no default.
+    #[error("url without a port")]
+    UrlWithoutPort,
+    /// A tool call's or MCP request's canonical JSON does not read again
+    /// as strict JSON.
+    #[error("{0}")]
+    Json(String),
+    /// Cedar refused what the kernel built (an entity, the context, the
+    /// entity set or the request, with Cedar's message): the kernel's
+    /// mapping and Cedar disagree, so nothing is decided by it.
+    #[error("{0}")]
+    Cedar(String),
+}
+
+/// [`RequestBuildError::Cedar`] with `error`'s message.
+fn cedar(error: impl std::fmt::Display) -> RequestBuildError {
+    RequestBuildError::Cedar(error.to_string())
+}
+
+fn uid(kind: &str, id: &str) -> Result<EntityUid, RequestBuildError> {
     let kind = match PARSED_TYPES.get(kind) {
         Some(parsed) => parsed.clone(),
-        None => EntityTypeName::from_str(kind).map_err(|e| e.to_string())?,
+        None => EntityTypeName::from_str(kind).map_err(cedar)?,
     };
     Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
 }
@@ -224,10 +263,10 @@ fn string(value: &str) -> RestrictedExpression {
     RestrictedExpression::new_string(value.to_owned())
 }
 
-fn long(value: u64) -> Result<RestrictedExpression, String> {
+fn long(value: u64) -> Result<RestrictedExpression, RequestBuildError> {
     i64::try_from(value)
         .map(RestrictedExpression::new_long)
-        .map_err(|_| format!("value {value} does not fit a policy integer"))
+        .map_err(|_| RequestBuildError::TooLarge(value))
 }
 
 fn last_component(path: &str) -> &str {
@@ -340,10 +379,11 @@ fn json_context(
     text_name: &str,
     text: &str,
     env: &Environment,
-) -> Result<(ContextPairs, Option<String>), String> {
+) -> Result<(ContextPairs, Option<String>), RequestBuildError> {
     // The canonical text is strict JSON already; read it again the same
     // way.
-    let parsed = kernel_core::json::parse_strict(text).map_err(|e| e.to_string())?;
+    let parsed = kernel_core::json::parse_strict(text)
+        .map_err(|e| RequestBuildError::Json(e.to_string()))?;
     let mut texts = Vec::new();
     strings(&parsed, &mut texts);
     let kernel_asset = env.mentions_asset(text) || texts.iter().any(|t| env.mentions_asset(t));
@@ -380,7 +420,7 @@ fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
-fn file_entity(path: &str, env: &Environment) -> Result<Entity, String> {
+fn file_entity(path: &str, env: &Environment) -> Result<Entity, RequestBuildError> {
     let name = last_component(path);
     let extension = name
         .rsplit_once('.')
@@ -395,15 +435,15 @@ fn file_entity(path: &str, env: &Environment) -> Result<Entity, String> {
     if env.in_workspace(path) {
         parents.insert(uid("Workspace", "root")?);
     }
-    Entity::new(uid("File", path)?, attrs, parents).map_err(|e| e.to_string())
+    Entity::new(uid("File", path)?, attrs, parents).map_err(cedar)
 }
 
-fn named_entity(kind: &str, name: &str) -> Result<Entity, String> {
+fn named_entity(kind: &str, name: &str) -> Result<Entity, RequestBuildError> {
     let attrs = HashMap::from([("name".to_owned(), string(name))]);
-    Entity::new(uid(kind, name)?, attrs, HashSet::new()).map_err(|e| e.to_string())
+    Entity::new(uid(kind, name)?, attrs, HashSet::new()).map_err(cedar)
 }
 
-fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, String> {
+fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, RequestBuildError> {
     let flag = |value: bool| {
         (
             "kernel_asset".to_owned(),
@@ -415,7 +455,7 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
             let cwd = exec
                 .cwd
                 .as_deref()
-                .ok_or("exec without a working directory")?;
+                .ok_or(RequestBuildError::ExecWithoutCwd)?;
             let program = &exec.program;
             // Any argument may be a path (relative to cwd, or after `=`)
             // that a program acts on recursively: the floor treats each as
@@ -455,7 +495,7 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
                 ]),
                 parents,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(cedar)?;
             let command_line = std::iter::once(program.as_str())
                 .chain(exec.args.iter().map(String::as_str))
                 .collect::<Vec<_>>()
@@ -525,9 +565,11 @@ fn build_parts(action: &CanonicalAction, env: &Environment) -> Result<Built, Str
             args_absent: None,
         },
         Action::Http { method, url } => {
-            let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
-            let host = parsed.host_str().ok_or("url without a host")?;
-            let port = parsed.port_or_known_default().ok_or("url without a port")?;
+            let parsed = url::Url::parse(url)?;
+            let host = parsed.host_str().ok_or(RequestBuildError::UrlWithoutHost)?;
+            let port = parsed
+                .port_or_known_default()
+                .ok_or(RequestBuildError::UrlWithoutPort)?;
             Built {
                 action: "http",
                 resource: named_entity("Host", host)?,
@@ -599,7 +641,10 @@ impl RequestView {
 
 /// The [`RequestView`] of `action`: built by the same function that builds
 /// the request Cedar evaluates.
-pub(super) fn view(action: &CanonicalAction, env: &Environment) -> Result<RequestView, String> {
+pub(super) fn view(
+    action: &CanonicalAction,
+    env: &Environment,
+) -> Result<RequestView, RequestBuildError> {
     let built = build_parts(action, env)?;
     let workspace = uid("Workspace", "root")?;
     let missing = || "(missing)".to_owned();
@@ -614,7 +659,7 @@ pub(super) fn view(action: &CanonicalAction, env: &Environment) -> Result<Reques
         })
         .collect();
     let names: Vec<String> = built.context.iter().map(|(n, _)| n.clone()).collect();
-    let context = Context::from_pairs(built.context).map_err(|e| e.to_string())?;
+    let context = Context::from_pairs(built.context).map_err(cedar)?;
     let resource = built.resource.uid().to_string();
     let (_, _, parents) = built.resource.into_inner();
     let mut shown: Vec<(String, String)> = names
@@ -646,14 +691,14 @@ pub(super) fn view(action: &CanonicalAction, env: &Environment) -> Result<Reques
 /// to the schema, which `tests::every_built_entity_set_conforms_to_the_schema`
 /// checks for every kind of action. The schema declares no action groups,
 /// so the action entities it would add change no decision. Any failure is
-/// returned as text and becomes a denial.
+/// returned and becomes a denial.
 pub(super) fn build(
     action: &CanonicalAction,
     env: &Environment,
     schema: &Schema,
-) -> Result<(cedar_policy::Request, Entities), String> {
+) -> Result<(cedar_policy::Request, Entities), RequestBuildError> {
     let (request, entities) = build_unvalidated(action, env, schema)?;
-    let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+    let entities = Entities::from_entities(entities, None).map_err(cedar)?;
     Ok((request, entities))
 }
 
@@ -662,7 +707,7 @@ fn build_unvalidated(
     action: &CanonicalAction,
     env: &Environment,
     schema: &Schema,
-) -> Result<(cedar_policy::Request, [Entity; 3]), String> {
+) -> Result<(cedar_policy::Request, [Entity; 3]), RequestBuildError> {
     let built = build_parts(action, env)?;
     let principal = uid("Agent", "agent")?;
     let resource_uid = built.resource.uid();
@@ -682,10 +727,10 @@ fn build_unvalidated(
             .cloned()
             .chain(std::iter::once((
                 "args".to_owned(),
-                RestrictedExpression::new_record(std::iter::empty()).map_err(|e| e.to_string())?,
+                RestrictedExpression::new_record(std::iter::empty()).map_err(cedar)?,
             )))
             .collect();
-        let checked = Context::from_pairs(checked).map_err(|e| e.to_string())?;
+        let checked = Context::from_pairs(checked).map_err(cedar)?;
         cedar_policy::Request::new(
             principal.clone(),
             action_uid.clone(),
@@ -693,12 +738,12 @@ fn build_unvalidated(
             checked,
             Some(schema),
         )
-        .map_err(|e| e.to_string())?;
-        let context = Context::from_pairs(built.context).map_err(|e| e.to_string())?;
+        .map_err(cedar)?;
+        let context = Context::from_pairs(built.context).map_err(cedar)?;
         cedar_policy::Request::new(principal.clone(), action_uid, resource_uid, context, None)
-            .map_err(|e| e.to_string())?
+            .map_err(cedar)?
     } else {
-        let context = Context::from_pairs(built.context).map_err(|e| e.to_string())?;
+        let context = Context::from_pairs(built.context).map_err(cedar)?;
         cedar_policy::Request::new(
             principal.clone(),
             action_uid,
@@ -706,7 +751,7 @@ fn build_unvalidated(
             context,
             Some(schema),
         )
-        .map_err(|e| e.to_string())?
+        .map_err(cedar)?
     };
     let entities = [
         Entity::new_no_attrs(principal, HashSet::new()),

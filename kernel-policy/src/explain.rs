@@ -10,7 +10,7 @@ pub struct Explanation {
     /// The canonical action, described on one line.
     pub request: String,
     /// What the policies saw, or why the request could not be built.
-    pub view: Result<RequestView, String>,
+    pub view: Result<RequestView, crate::RequestBuildError>,
     /// The decision and the evaluation it came from.
     pub decided: Decided,
 }
@@ -89,7 +89,7 @@ impl Explanation {
                 }),
                 Value::Null,
             ),
-            Err(reason) => (Value::Null, Value::String(reason.clone())),
+            Err(reason) => (Value::Null, Value::String(reason.to_string())),
         };
         let because: Vec<Value> =
             if verdict.policies.len() == verdict.reasons.len() && !verdict.policies.is_empty() {

@@ -67,7 +67,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub(crate) use entities::link_directories;
-pub use entities::{Environment, EnvironmentError, RequestView};
+pub use entities::{Environment, EnvironmentError, RequestBuildError, RequestView};
 pub use stack::{
     DECIDER_STACK_BYTES, MAX_POLICY_DEPTH, STACK_PER_LEVEL, spawn_decider, spawn_scoped_decider,
 };
@@ -573,7 +573,7 @@ impl PolicyEngine {
 
     /// What policies see of `action`: its resource entity and context.
     /// Fails exactly when evaluation fails to build the request.
-    pub fn view(&self, action: &CanonicalAction) -> Result<RequestView, String> {
+    pub fn view(&self, action: &CanonicalAction) -> Result<RequestView, RequestBuildError> {
         entities::view(action, &self.env)
     }
 
@@ -599,7 +599,11 @@ impl PolicyEngine {
     fn evaluate_here(&self, action: &CanonicalAction, indexed: bool) -> Evaluation {
         let (request, entities) = match entities::build(action, &self.env, &self.schema) {
             Ok(built) => built,
-            Err(reason) => return Evaluation::Failed { reason },
+            Err(reason) => {
+                return Evaluation::Failed {
+                    reason: reason.to_string(),
+                };
+            }
         };
         let combined = indexed
             .then(|| self.index.evaluate(&self.authorizer, &request, &entities))

@@ -920,3 +920,36 @@ proptest::proptest! {
         }
     }
 }
+
+/// A write whose size a policy integer cannot hold is not decided by a
+/// wrapped number: its request cannot be built, `view` says why by
+/// variant, and the evaluation fails, which denies even under a policy
+/// that permits every write.
+#[test]
+fn a_request_that_cannot_be_built_is_refused_by_variant_and_denied() {
+    let engine = engine(
+        r#"permit (principal, action == Action::"file_write", resource in Workspace::"root");"#,
+    );
+    let huge = Action::FileWrite {
+        path: "/ws/big".into(),
+        content_sha256: kernel_core::Digest([0; 32]),
+        size: u64::MAX,
+        mode: kernel_core::WriteMode::Overwrite,
+    };
+    let small = Action::FileWrite {
+        path: "/ws/big".into(),
+        content_sha256: kernel_core::Digest([0; 32]),
+        size: 7,
+        mode: kernel_core::WriteMode::Overwrite,
+    };
+    assert_eq!(
+        engine.view(&canon(huge.clone())).unwrap_err(),
+        RequestBuildError::TooLarge(u64::MAX)
+    );
+    assert!(matches!(
+        engine.evaluate(&canon(huge.clone())),
+        Evaluation::Failed { reason } if reason.contains("does not fit a policy integer")
+    ));
+    assert_eq!(decision(&engine, huge), Decision::Deny);
+    assert_eq!(decision(&engine, small), Decision::Allow);
+}
