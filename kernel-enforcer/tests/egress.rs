@@ -837,27 +837,9 @@ fn npm_installs_from_a_registry_through_the_proxy() {
 /// reached, the session halts and the run ends.
 #[test]
 fn a_request_whose_record_is_not_synced_never_reaches_the_server() {
-    if !cfg!(debug_assertions) {
-        println!("SKIPPED: fault injection exists in debug builds only");
-        return;
+    if let Some(scene) = an_http_request_under_fault("unsynced:http") {
+        assert!(network_decisions(&scene.evidence).is_empty());
     }
-    let scene = scene();
-    let site = site_with_page(&scene.root.join("site"), "never\n");
-    let url = format!("http://localhost:{}/", site.port);
-    let script = format!("/usr/bin/curl -sS {url}; /usr/bin/sleep 60");
-    let mut run = governed(&scene, &[], "/usr/bin/sh", &["-c", &script]);
-    run.env("AGENT_KERNEL_TEST_FAULT", "unsynced:http");
-    let started = Instant::now();
-    let out = output_within(run);
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "the halt did not end the run"
-    );
-    assert!(!out.status.success());
-    assert_eq!(site.accepted(), 0);
-    let log = std::fs::read(&scene.evidence).unwrap();
-    kernel_core::audit(&log, &kernel_core::AuditOptions::default()).unwrap();
-    assert!(network_decisions(&scene.evidence).is_empty());
 }
 
 /// A handler of the proxy that panics (a fault injected into every `http`
@@ -866,32 +848,43 @@ fn a_request_whose_record_is_not_synced_never_reaches_the_server() {
 /// run ends.
 #[test]
 fn a_panic_in_the_proxy_halts_the_session() {
+    if let Some(scene) = an_http_request_under_fault("panic:http") {
+        let lines = audit_inspect(&scene.evidence);
+        assert!(
+            lines
+                .lines()
+                .any(|l| l.contains(" halt ") && l.contains("a panic in the egress proxy")),
+            "no halt recorded in\n{lines}"
+        );
+        assert!(network_decisions(&scene.evidence).is_empty());
+    }
+}
+
+/// A governed agent that fetches a page of a local server through the
+/// proxy while `fault` is injected into every `http` decision (debug
+/// builds only; `None` in a release build): the run ends within 30 s,
+/// failed, the server accepted no connection, and the evidence verifies.
+/// Returns the scene for what each fault adds.
+fn an_http_request_under_fault(fault: &str) -> Option<Fixture> {
     if !cfg!(debug_assertions) {
         println!("SKIPPED: fault injection exists in debug builds only");
-        return;
+        return None;
     }
     let scene = scene();
     let site = site_with_page(&scene.root.join("site"), "never\n");
     let url = format!("http://localhost:{}/", site.port);
     let script = format!("/usr/bin/curl -sS {url}; echo curl=$? > after; /usr/bin/sleep 60");
     let mut run = governed(&scene, &[], "/usr/bin/sh", &["-c", &script]);
-    run.env("AGENT_KERNEL_TEST_FAULT", "panic:http");
+    run.env("AGENT_KERNEL_TEST_FAULT", fault);
     let started = Instant::now();
     let out = output_within(run);
     assert!(
         started.elapsed() < Duration::from_secs(30),
-        "the halt did not end the run"
+        "{fault}: the halt did not end the run"
     );
-    assert!(!out.status.success());
-    assert_eq!(site.accepted(), 0);
+    assert!(!out.status.success(), "{fault}");
+    assert_eq!(site.accepted(), 0, "{fault}: the server was reached");
     let log = std::fs::read(&scene.evidence).unwrap();
     kernel_core::audit(&log, &kernel_core::AuditOptions::default()).unwrap();
-    let lines = audit_inspect(&scene.evidence);
-    assert!(
-        lines
-            .lines()
-            .any(|l| l.contains(" halt ") && l.contains("a panic in the egress proxy")),
-        "no halt recorded in\n{lines}"
-    );
-    assert!(network_decisions(&scene.evidence).is_empty());
+    Some(scene)
 }

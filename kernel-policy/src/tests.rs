@@ -17,6 +17,21 @@ pub(super) fn engine(policy: &str) -> PolicyEngine {
     PolicyEngine::from_sources(&[("test.cedar".into(), policy.into())], env).unwrap()
 }
 
+/// An engine that permits every action, with workspace `workspace` and the
+/// kernel's assets `protected`: what it still denies, the floor denies.
+fn permitting_everything(workspace: &str, protected: &[&str]) -> PolicyEngine {
+    let protected: Vec<String> = protected.iter().map(|&p| p.to_owned()).collect();
+    let env = Environment::new(workspace, &protected).unwrap();
+    PolicyEngine::from_sources(
+        &[(
+            "t.cedar".into(),
+            r#"permit (principal, action, resource);"#.into(),
+        )],
+        env,
+    )
+    .unwrap()
+}
+
 fn canon(action: Action) -> CanonicalAction {
     CanonicalAction::new(action, Some("/ws")).unwrap()
 }
@@ -364,15 +379,7 @@ fn arguments_without_an_exact_cedar_form_deny_any_policy_that_reads_them() {
 /// JSON text spells it with escapes.
 #[test]
 fn the_floor_sees_protected_paths_in_arguments() {
-    let env = Environment::new("/ws", &["/state/we\"ird\\key".into()]).unwrap();
-    let engine = PolicyEngine::from_sources(
-        &[(
-            "t.cedar".into(),
-            r#"permit (principal, action, resource);"#.into(),
-        )],
-        env,
-    )
-    .unwrap();
+    let engine = permitting_everything("/ws", &["/state/we\"ird\\key"]);
     let action = canon(Action::tool_call(
         "t",
         &serde_json::json!({"nested": {"p": "/state/we\"ird\\key"}}),
@@ -390,15 +397,7 @@ fn the_floor_sees_protected_paths_in_arguments() {
 /// working directory only: `../../.claude` from `/ws` is `/.claude`).
 #[test]
 fn the_floor_reads_a_link_target_from_the_links_directory() {
-    let env = Environment::new("/ws", &["/ws/.claude/settings.json".into()]).unwrap();
-    let engine = PolicyEngine::from_sources(
-        &[(
-            "t.cedar".into(),
-            r#"permit (principal, action, resource);"#.into(),
-        )],
-        env,
-    )
-    .unwrap();
+    let engine = permitting_everything("/ws", &["/ws/.claude/settings.json"]);
     let ln = |args: &[&str]| {
         let action = canon(Action::exec(
             Exec::new("/usr/bin/ln").args(args.iter().copied()),
@@ -435,15 +434,7 @@ fn the_floor_reads_a_link_target_from_the_links_directory() {
 /// on.
 #[test]
 fn the_floor_reads_a_target_directory_as_the_option_parser_does() {
-    let env = Environment::new("/ws", &["/ws/.claude/settings.json".into()]).unwrap();
-    let engine = PolicyEngine::from_sources(
-        &[(
-            "t.cedar".into(),
-            r#"permit (principal, action, resource);"#.into(),
-        )],
-        env,
-    )
-    .unwrap();
+    let engine = permitting_everything("/ws", &["/ws/.claude/settings.json"]);
     let reaches = |program: &str, args: &[&str]| {
         let action = canon(Action::exec(
             Exec::new(program).args(args.iter().copied()).cwd("/ws"),
@@ -476,15 +467,7 @@ fn the_floor_reads_a_target_directory_as_the_option_parser_does() {
 /// kernel's assets, so a build with many include directories was refused.
 #[test]
 fn a_long_compiler_line_is_not_a_list_of_target_directories() {
-    let env = Environment::new("/ws", &["/ws/.claude/settings.json".into()]).unwrap();
-    let engine = PolicyEngine::from_sources(
-        &[(
-            "t.cedar".into(),
-            r#"permit (principal, action, resource);"#.into(),
-        )],
-        env,
-    )
-    .unwrap();
+    let engine = permitting_everything("/ws", &["/ws/.claude/settings.json"]);
     let mut args: Vec<String> = (0..200)
         .map(|i| format!("-Ithird_party/lib{i}/include/tests"))
         .collect();
@@ -522,19 +505,10 @@ fn a_long_compiler_line_is_not_a_list_of_target_directories() {
 /// directory). A link made in such a directory is still read from it.
 #[test]
 fn a_directory_named_last_is_no_links_name() {
-    let env = Environment::new(
+    let engine = permitting_everything(
         "/home/u/project",
-        &["/home/u/.local/state/agent-kernel/kernel.key".into()],
-    )
-    .unwrap();
-    let engine = PolicyEngine::from_sources(
-        &[(
-            "t.cedar".into(),
-            r#"permit (principal, action, resource);"#.into(),
-        )],
-        env,
-    )
-    .unwrap();
+        &["/home/u/.local/state/agent-kernel/kernel.key"],
+    );
     let reaches = |program: &str, args: &[&str]| {
         let action = canon(Action::exec(
             Exec::new(program)
